@@ -1,0 +1,45 @@
+/* Minimal test helpers for C tests: each test is a program; exit 0 = pass,
+ * 77 = skip (print why as the last line), anything else = fail. */
+#ifndef MMP_TESTLIB_H
+#define MMP_TESTLIB_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int t_failures = 0;
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); t_failures++; } } while (0)
+#define CHECKF(cond, ...) do { if (!(cond)) { fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); t_failures++; } } while (0)
+#define SKIP(...) do { printf(__VA_ARGS__); printf("\n"); exit(77); } while (0)
+#define TEST_END() do { if (t_failures) { fprintf(stderr, "%d check(s) failed\n", t_failures); return 1; } printf("ok\n"); return 0; } while (0)
+
+/* max |a-b| / (atol + rtol*|b|) over n elements: <= 1 means within tolerance. */
+static inline double t_maxrel(const float *a, const float *b, size_t n, double rtol, double atol, size_t *where) {
+    double worst = 0; size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (atol + rtol * fabs((double)b[i]));
+        if (d > worst || d != d) { worst = d != d ? INFINITY : d; w = i; }
+    }
+    if (where) *where = w;
+    return worst;
+}
+/* Path of the shared data folder, or NULL when absent. */
+static inline const char *t_shared(void) {
+    const char *s = getenv("MMP_SHARED");
+    static char buf[4096];
+    if (!s) s = "../shared";
+    snprintf(buf, sizeof buf, "%s/README.md", s);
+    FILE *f = fopen(buf, "r");
+    if (!f) return NULL;
+    fclose(f);
+    return s;
+}
+/* Path under the repository root (MMP_ROOT, else "."). */
+static inline const char *t_root_path(const char *rel) {
+    static char buf[4][4096]; static int k = 0;
+    const char *r = getenv("MMP_ROOT");
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", r ? r : ".", rel);
+    return buf[k];
+}
+#endif
