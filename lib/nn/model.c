@@ -467,9 +467,45 @@ int64_t nn_output_dim(const nn_model *m, const nn_layer *l, int H, int W) {
     return l->flat ? (int64_t)c * h * w : c;
 }
 
+static double conv_macs(const nn_conv *c, int *h, int *w) {
+    *h = nn_conv_out(*h, c->k, c->stride, c->pad);
+    *w = nn_conv_out(*w, c->k, c->stride, c->pad);
+    return (double)*h * *w * c->cout * c->k * c->k * (c->depthwise ? 1 : c->cin);
+}
+
+double nn_model_macs(const nn_model *m, const nn_layer *l, int H, int W) {
+    double macs = 0;
+    int h = H, w = W, last = l->kind == NN_OUT_BLOCK ? l->block : m->nblocks - 1;
+    for (int i = 0; i <= last; i++) {
+        const nn_block *b = &m->blocks[i];
+        int h1 = h, w1 = w;
+        switch (b->kind) {
+        case BLK_STEM:
+            macs += conv_macs(&b->conv[0], &h1, &w1);
+            break;
+        case BLK_CONV:
+            macs += conv_macs(&b->conv[0], &h1, &w1);
+            break;
+        case BLK_BASIC:
+        case BLK_BOTTLENECK:
+        case BLK_IR:
+            for (int j = 0; j < 3; j++)
+                if (b->conv[j].w && !(b->kind == BLK_IR && j == 0 && !b->has_expand)) macs += conv_macs(&b->conv[j], &h1, &w1);
+            if (b->has_ds) {
+                int h3 = h, w3 = w;
+                macs += conv_macs(&b->conv[3], &h3, &w3);
+            }
+            break;
+        }
+        block_hw(b, &h, &w);
+    }
+    if (l->kind == NN_OUT_LOGITS) macs += (double)m->classes * m->pool_dim;
+    return macs;
+}
+
 int nn_micro_batch(int H, int W) {
     long hw = (long)H * W;
-    long g = 16384 / (hw > 0 ? hw : 1);
+    long g = 65536 / (hw > 0 ? hw : 1);
     return g < 1 ? 1 : g > 16 ? 16 : (int)g;
 }
 

@@ -64,6 +64,9 @@ int nn_layer_parse(const nn_model *m, const char *spec, nn_layer *l, char *err, 
 /* Output floats per image for an HxW input; 0 when the input is too small. */
 int64_t nn_output_dim(const nn_model *m, const nn_layer *l, int H, int W);
 
+/* Multiply-adds of the convolutions (and classifier when logits) per HxW image. */
+double nn_model_macs(const nn_model *m, const nn_layer *l, int H, int W);
+
 /* Images per micro-batch for HxW inputs (a function of H*W only). */
 int nn_micro_batch(int H, int W);
 
