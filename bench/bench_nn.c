@@ -4,10 +4,12 @@
  *   bench_nn model FILE SIZE THREADS BATCHES [BATCH]
  *                                      img/s of the forward pass (pool layer) on
  *                                      random normalized input, after one warm-up
- *                                      batch; prints "img/s GFLOP/s workspace_MB" */
+ *                                      batch; prints "img/s GFLOP/s workspace_MB maxrss_MB"
+ *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,8 +61,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) nn_run(r, &l, x, B, S, S, out);
     double dt = mmp_now() - t0;
     double ips = (double)B * nb / dt;
-    printf("%.2f %.1f %.0f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
-           nn_runner_workspace_bytes(r) / 1048576.0);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%.2f %.1f %.0f %.0f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
+           nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0);
     nn_runner_free(r);
     nn_model_free(m);
     return 0;

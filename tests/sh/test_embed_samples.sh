@@ -7,7 +7,7 @@ set -eu
 S=${MMP_SHARED:-../shared}
 W=$S/models/mobilenet_v2-imagenet.safetensors
 [ -f "$W" ] || { echo "no shared data ($W)"; exit 77; }
-command -v mmp-decode >/dev/null || { echo "mmp-decode not built"; exit 77; }
+command -v mmp-embed >/dev/null && command -v mmp-decode >/dev/null || { echo "mmp-decode or mmp-embed not built"; exit 77; }
 [ -n "${MMP_PYTHON:-}" ] || { echo "no python"; exit 77; }
 tar -cf samples.tar -C "$S/models/samples" parrot.jpg hot_dog.jpg cat_720p.jpg
 mmp-decode --size 224 samples.tar | mmp-embed --model "$W" --layer logits --threads 2 > logits.mmp
