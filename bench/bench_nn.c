@@ -4,7 +4,7 @@
  *   bench_nn model FILE SIZE THREADS BATCHES [BATCH]
  *                                      img/s of the forward pass (pool layer) on
  *                                      random normalized input, after one warm-up
- *                                      batch; prints "img/s GFLOP/s workspace_MB maxrss_MB"
+ *                                      batch; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
  *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
 #include <cblas.h>
 #include <pthread.h>
@@ -57,14 +57,18 @@ int main(int argc, char **argv) {
     }
     nn_runner *r = nn_runner_new(m, &nn_ops_cpu, T);
     nn_run(r, &l, x, B, S, S, out);
+    struct rusage ru0;
+    getrusage(RUSAGE_SELF, &ru0);
     double t0 = mmp_now();
     for (int i = 0; i < nb; i++) nn_run(r, &l, x, B, S, S, out);
     double dt = mmp_now() - t0;
     double ips = (double)B * nb / dt;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%.2f %.1f %.0f %.0f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
-           nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0);
+    double cpu = (ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) + 1e-6 * (ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
+                 (ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) + 1e-6 * (ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+    printf("%.2f %.1f %.0f %.0f %.2f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
+           nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0, (double)B * nb / cpu);
     nn_runner_free(r);
     nn_model_free(m);
     return 0;

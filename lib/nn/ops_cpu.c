@@ -20,16 +20,20 @@
 
 void nn_cpu_init(void) { openblas_set_num_threads(1); }
 
+#ifndef CHUNK_FLOATS
+#define CHUNK_FLOATS (1L << 17)
+#endif
+
 /* Rows of A per GEMM call: enough for the GEMM to run at full speed,
- * small enough for the im2col block to stay in L2/L3. */
-static int chunk_rows(int kd, long M) {
-    long r = (1L << 19) / kd; /* ~2 MB of im2col */
-    if (r < 256) r = 256;
+ * small enough for the im2col block and the output rows to stay in L2/L3. */
+static int chunk_rows(int kd, int n, long M) {
+    long r = CHUNK_FLOATS / (kd > n ? kd : n);
+    if (r < 128) r = 128;
     if (r > M) r = M;
     return (int)r;
 }
 
-/* ---- epilogue: x = act(x + b (+ res)) over rows of n channels ---- */
+/* ---- epilogue: x = act(x (+ b) (+ res)) over rows of n channels ---- */
 static void epilogue(float *x, long rows, int n, const float *b, const float *res, nn_act act) {
     for (long r = 0; r < rows; r++) {
         float *o = x + r * n;
@@ -38,7 +42,8 @@ static void epilogue(float *x, long rows, int n, const float *b, const float *re
 #ifdef __AVX2__
         const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
         for (; j + 8 <= n; j += 8) {
-            __m256 v = _mm256_add_ps(_mm256_loadu_ps(o + j), _mm256_loadu_ps(b + j));
+            __m256 v = _mm256_loadu_ps(o + j);
+            if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + j));
             if (q) v = _mm256_add_ps(v, _mm256_loadu_ps(q + j));
             if (act != NN_ACT_NONE) v = _mm256_max_ps(v, zero);
             if (act == NN_ACT_RELU6) v = _mm256_min_ps(v, six);
@@ -46,7 +51,8 @@ static void epilogue(float *x, long rows, int n, const float *b, const float *re
         }
 #endif
         for (; j < n; j++) {
-            float v = o[j] + b[j];
+            float v = o[j];
+            if (b) v += b[j];
             if (q) v += q[j];
             if (act != NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;
             if (act == NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
@@ -84,7 +90,7 @@ size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
     int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
     long M = (long)G * Ho * Wo;
     int kd = c->k * c->k * c->cin;
-    return (size_t)chunk_rows(kd, M) * kd;
+    return (size_t)chunk_rows(kd, c->cout, M) * kd;
 }
 
 /* Depthwise 3x3, pad 1, stride 1 or 2. in [G,H,W,C], out [G,Ho,Wo,C],
@@ -174,7 +180,7 @@ void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const
     long M = (long)G * Ho * Wo;
     int kd = c->k * c->k * c->cin, n = c->cout;
     int direct = c->k == 1 && c->stride == 1 && c->pad == 0;
-    int R = chunk_rows(kd, M);
+    int R = chunk_rows(kd, n, M);
     for (long r0 = 0; r0 < M; r0 += R) {
         long r1 = r0 + R < M ? r0 + R : M;
         const float *A;
@@ -185,10 +191,11 @@ void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const
             A = scratch;
         }
         float *C = out + r0 * n;
-        /* C[rows, n] = A[rows, kd] . W[n, kd]^T */
+        /* C[rows, n] = b + A[rows, kd] . W[n, kd]^T (beta = 1: no zeroing pass) */
+        for (long r = r0; r < r1; r++) memcpy(C + (r - r0) * n, c->b, sizeof(float) * n);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), n, kd, 1.0f, A, kd,
-                    c->w, kd, 0.0f, C, n);
-        epilogue(C, r1 - r0, n, c->b, res ? res + r0 * n : NULL, c->act);
+                    c->w, kd, 1.0f, C, n);
+        if (res || c->act != NN_ACT_NONE) epilogue(C, r1 - r0, n, NULL, res ? res + r0 * n : NULL, c->act);
     }
 }
 
