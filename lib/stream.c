@@ -348,7 +348,7 @@ struct mmp_reader {
     uint64_t frame_end; /* input offset where the last complete frame ended */
     uint8_t *d;         /* decompressed bytes [dstart, dend) not consumed yet */
     size_t dcap, dstart, dend;
-    uint64_t obj_off;   /* input offset of the frame holding the current object (approx.) */
+    uint64_t frame_start; /* input offset where the last frame started */
     mmp_header h;
     int state;
     uint64_t count, seg_count, skipped, nseg;
@@ -414,6 +414,7 @@ static int r_fill(mmp_reader *r, size_t need) {
             if (r->in.size == 0) return 0;
         }
         uint64_t before = r_inpos(r);
+        if (!r->frame_open) r->frame_start = before;
         ZSTD_outBuffer out = {r->d, r->dcap, r->dend};
         size_t ret = ZSTD_decompressStream(r->dctx, &out, &r->in);
         if (ZSTD_isError(ret)) {
@@ -918,7 +919,7 @@ static int r_header(mmp_reader *r) {
     }
     const uint8_t *p = r->d + r->dstart;
     int kind = classify(p, len);
-    uint64_t at = r->frame_end;
+    uint64_t at = r->frame_start;
     char why[512];
     if (kind != 'h') {
         if (r->state == RS_START)
