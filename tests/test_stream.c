@@ -579,8 +579,14 @@ static void test_large(void) {
     mmp_header_free(&h);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     mmp_set_progname("test_stream");
+    /* helper mode for the shell tests: test_stream gen FILE N [FIRST [LEVEL [SKIPPED]]] */
+    if (argc >= 4 && strcmp(argv[1], "gen") == 0) {
+        write_stream(argv[2], argc > 4 ? atoi(argv[4]) : 0, atoi(argv[3]),
+                     argc > 5 ? atoi(argv[5]) : 3, argc > 6 ? (uint64_t)atoll(argv[6]) : 0);
+        return 0;
+    }
     test_roundtrip();
     test_empty_stream();
     test_concat();
