@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -103,7 +104,16 @@ struct mmp_writer {
     size_t since_flush;
     double last_flush;
     int timed; /* time-based flushing (output is not a regular file) */
+    /* timed writers: a background thread flushes records that waited
+     * >= FLUSH_SECONDS (a producer that pauses after writing). mu guards
+     * everything above once the thread runs. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    int has_thread, stop;
 };
+
+static void *w_flusher(void *arg);
 
 static void w_write_out(mmp_writer *w) {
     if (w->olen == 0) return;
@@ -192,7 +202,37 @@ mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, 
     w_feed(w, w->sbuf.p, w->sbuf.n, 0);
     /* the header reaches a reader before the first (maybe slow) record */
     w_flush(w, ZSTD_e_flush);
+    pthread_mutex_init(&w->mu, NULL);
+    if (w->timed) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&w->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        if (pthread_create(&w->thread, NULL, w_flusher, w) == 0) w->has_thread = 1;
+        else pthread_cond_destroy(&w->cv);
+    }
     return w;
+}
+
+static void *w_flusher(void *arg) {
+    mmp_writer *w = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the program's threads */
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long ns = ts.tv_nsec + (long)(FLUSH_SECONDS * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        if (!w->stop && w->since_flush > 0 && now_s() - w->last_flush >= FLUSH_SECONDS)
+            w_flush(w, ZSTD_e_flush);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
 }
 
 mmp_writer *mmp_writer_open(const char *path, const mmp_header *h, int level) {
@@ -245,6 +285,7 @@ static void w_validate(const mmp_writer *w, const mmp_record *r) {
 }
 
 void mmp_writer_write(mmp_writer *w, const mmp_record *r) {
+    pthread_mutex_lock(&w->mu);
     w_validate(w, r);
     mp_buf *b = &w->sbuf;
     b->n = 0;
@@ -293,16 +334,34 @@ void mmp_writer_write(mmp_writer *w, const mmp_record *r) {
     w->count++;
     if (w->since_flush >= FLUSH_BYTES) w_flush(w, ZSTD_e_flush);
     else if (w->timed && now_s() - w->last_flush >= FLUSH_SECONDS) w_flush(w, ZSTD_e_flush);
+    pthread_mutex_unlock(&w->mu);
 }
 
-void mmp_writer_flush(mmp_writer *w) { w_flush(w, ZSTD_e_flush); }
+void mmp_writer_flush(mmp_writer *w) {
+    pthread_mutex_lock(&w->mu);
+    w_flush(w, ZSTD_e_flush);
+    pthread_mutex_unlock(&w->mu);
+}
 
-void mmp_writer_add_skipped(mmp_writer *w, uint64_t n) { w->skipped += n; }
+void mmp_writer_add_skipped(mmp_writer *w, uint64_t n) {
+    pthread_mutex_lock(&w->mu);
+    w->skipped += n;
+    pthread_mutex_unlock(&w->mu);
+}
 
 uint64_t mmp_writer_count(const mmp_writer *w) { return w->count; }
 
 void mmp_writer_close(mmp_writer *w) {
     if (!w) return;
+    if (w->has_thread) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->cv);
+    }
+    pthread_mutex_destroy(&w->mu);
     mp_buf *b = &w->sbuf;
     b->n = 0;
     mp_put_map(b, 4);

@@ -508,7 +508,7 @@ static void test_pipe_promptness(void) {
             make_record(&r, i);
             mmp_writer_write(w, &r);
             mmp_record_clear(&r);
-            if (i == 1) usleep(100 * 1000); /* a slow producer */
+            /* a producer that pauses right after a quick burst of records */
             if (i == 2) usleep(3000 * 1000);
         }
         mmp_writer_close(w);
