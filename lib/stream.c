@@ -426,6 +426,10 @@ static int r_fail(mmp_reader *r, const char *fmt, ...) {
         snprintf(r->err, sizeof r->err, "%s: header: %s", r->name, msg);
     else
         snprintf(r->err, sizeof r->err, "%s: record %" PRIu64 ": %s", r->name, r->count, msg);
+    /* names and dtypes quoted from the input may hold control characters:
+     * the message stays one printable line */
+    for (char *c = r->err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     r->state = RS_ERROR;
     return -1;
 }
@@ -459,11 +463,11 @@ static int r_fill(mmp_reader *r, size_t need) {
         r->dstart = 0;
     }
     while (r->dend < need) {
-        size_t room = need - r->dend;
-        if (room < DCHUNK) room = DCHUNK;
-        if (r->dcap - r->dend < room) {
-            size_t cap = r->dcap ? r->dcap : DCHUNK;
-            while (cap - r->dend < room) cap *= 2;
+        /* grow with the data that actually arrives, never to a declared
+         * length: memory stays bounded by the input's real content */
+        if (r->dcap - r->dend < DCHUNK) {
+            size_t cap = r->dcap ? 2 * r->dcap : 2 * DCHUNK;
+            if (cap < r->dend + DCHUNK) cap = r->dend + DCHUNK;
             r->d = mmp_xrealloc(r->d, cap);
             r->dcap = cap;
         }
