@@ -323,10 +323,18 @@ static int parse_pair(const char *s, double out[2]) {
 
 static int parse_prob(const char *s, double *p) { return parse_d(s, p) || *p < 0 || *p > 1 ? -1 : 0; }
 
+static const char *const op_names[] = {"--rrc", "--pad-crop", "--resize", "--center-crop", "--hflip",
+                                       "--jitter", "--gray", "--erase", "--normalize"};
+
+int mmp_aug_is_op(const char *flag) {
+    for (int i = 0; i < 9; i++)
+        if (!strcmp(flag, op_names[i])) return 1;
+    return 0;
+}
+
 /* Splits "v0,k=v,..." into positional values and key=value options. */
 int mmp_aug_parse(mmp_aug *a, const char *flag, const char *value, char *err, size_t errlen) {
-    static const char *names[] = {"--rrc", "--pad-crop", "--resize", "--center-crop", "--hflip",
-                                  "--jitter", "--gray", "--erase", "--normalize"};
+    const char *const *names = op_names;
     int kind = 0;
     for (int i = 0; i < 9; i++)
         if (!strcmp(flag, names[i])) kind = i + 1;

@@ -111,6 +111,8 @@ typedef struct {
 } mmp_aug;
 
 void mmp_aug_init(mmp_aug *a);
+/* 1 when flag ("--rrc", ...) names an augment op. */
+int mmp_aug_is_op(const char *flag);
 /* Parses one command-line op ("--rrc", "224,scale=0.08:1"); 0 ok, -1 with
  * reason. Returns 1 when flag is not an augment op. */
 int mmp_aug_parse(mmp_aug *a, const char *flag, const char *value, char *err, size_t errlen);

@@ -86,4 +86,20 @@ void mmp_img_resize_center_crop(const mmp_img *in, int s, mmp_img *out);
 void mmp_img_resized_crop(const mmp_img *in, int top, int left, int h, int w, int ow, int oh,
                           mmp_img *out);
 
+/* ---------------------------------------------------------------- */
+/* mmp-decode's per-item preprocessing                              */
+/* ---------------------------------------------------------------- */
+
+typedef struct {
+    int size;         /* >0: Resize(size) + CenterCrop(size) (torchvision) */
+    int rw, rh;       /* >0: exact resize to rw x rh (Pillow bilinear) */
+    int dct_scale;    /* allow libjpeg DCT downscaling while the scaled image
+                         keeps >= 2x the target on every side */
+    uint64_t max_pixels;
+} mmp_prep;
+
+/* Decodes buf and applies the resize of p. 0 ok, -1 with reason. */
+int mmp_prep_image(mmp_img_decoder *d, const mmp_prep *p, const void *buf, size_t n, mmp_img *out,
+                   char *err, size_t errlen);
+
 #endif

@@ -210,3 +210,22 @@ void mmp_img_resized_crop(const mmp_img *in, int top, int left, int h, int w, in
     mmp_img_resample(in->px + ((size_t)top * in->w + left) * 3, w, h, (size_t)in->w * 3, box,
                      out->px, ow, oh);
 }
+
+int mmp_prep_image(mmp_img_decoder *d, const mmp_prep *p, const void *buf, size_t n, mmp_img *out,
+                   char *err, size_t errlen) {
+    mmp_img_decode_opts o = {.max_pixels = p->max_pixels};
+    if (p->dct_scale && p->size > 0) o.dct_min_w = o.dct_min_h = 2 * p->size;
+    if (p->dct_scale && p->rw > 0) o.dct_min_w = 2 * p->rw, o.dct_min_h = 2 * p->rh;
+    mmp_img im;
+    if (mmp_img_decode(d, buf, n, &o, &im, err, errlen)) return -1;
+    if (p->size > 0) {
+        mmp_img_resize_center_crop(&im, p->size, out);
+        mmp_img_free(&im);
+    } else if (p->rw > 0) {
+        mmp_img_resize(&im, p->rw, p->rh, out);
+        mmp_img_free(&im);
+    } else {
+        *out = im;
+    }
+    return 0;
+}
