@@ -80,7 +80,29 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* One thread: produce, work, consume in turn, without thread hand-offs. */
+static int run_inline(const mmp_pmap_spec *sp) {
+    void *slot = mmp_xcalloc(1, sp->slot_size);
+    int ret = 0;
+    for (;;) {
+        int r = sp->produce(sp->ctx, slot);
+        if (r != 1) {
+            ret = r < 0 ? -1 : 0;
+            break;
+        }
+        sp->work(sp->ctx, slot, 0);
+        r = sp->consume(sp->ctx, slot);
+        if (r) {
+            ret = r;
+            break;
+        }
+    }
+    free(slot);
+    return ret;
+}
+
 int mmp_pmap(const mmp_pmap_spec *sp) {
+    if (sp->nthreads <= 1) return run_inline(sp);
     pm p;
     memset(&p, 0, sizeof p);
     p.sp = sp;

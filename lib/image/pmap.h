@@ -18,7 +18,7 @@ typedef struct {
     int (*consume)(void *ctx, void *slot);
     void *ctx;
     size_t slot_size;
-    int nthreads; /* workers (>= 1) */
+    int nthreads; /* workers; 1 = everything inline in the calling thread */
     int nslots;   /* 0 = 4 * nthreads + 4 */
 } mmp_pmap_spec;
 

@@ -228,7 +228,7 @@ static int open_dir(input *in, strset *cls, char *err, size_t errlen) {
         walkent *v = NULL;
         size_t n = 0, cap = 0;
         walk(cdir, 0, &v, &n, &cap);
-        qsort(v, n, sizeof *v, cmp_walk);
+        if (n) qsort(v, n, sizeof *v, cmp_walk);
         for (size_t i = 0; i < n; i++) {
             add_entry(in, mmp_xasprintf("%s/%s", v[i].root, v[i].fname), mmp_xstrdup(names[c]),
                       MMP_NO_LABEL, NULL);
@@ -751,7 +751,7 @@ mmp_src *mmp_src_open(int ninputs, char **inputs, const mmp_src_opts *o, char *e
         for (int i = 0; i < cls.n; i++) free(cls.v[i]);
         free(cls.v);
     } else {
-        qsort(cls.v, cls.n, sizeof *cls.v, cmp_str);
+        if (cls.n) qsort(cls.v, cls.n, sizeof *cls.v, cmp_str);
         s->nclasses = cls.n;
         s->classes = cls.v;
     }
@@ -777,6 +777,7 @@ const char *mmp_src_error(const mmp_src *s) { return s->err; }
 const char *mmp_src_kinds(const mmp_src *s) { return s->kinds; }
 
 static int64_t class_index(const mmp_src *s, const char *name) {
+    if (s->nclasses == 0) return -1;
     char *const *hit = bsearch(&name, s->sorted, s->nclasses, sizeof(char *), cmp_str);
     return hit ? s->sorted_idx[hit - s->sorted] : -1;
 }
