@@ -23,6 +23,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIBA     := $(BUILD)/libmmp.a
 
+.SECONDARY:
 .PHONY: all test bench install clean fuzz asan demo cuda
 all: $(BINS) $(TESTS)
 
