@@ -106,7 +106,7 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
         d->n++;
     }
     if (rc < 0) {
-        seterr(err, errlen, "%s: %s", nm, mmp_reader_error(r));
+        seterr(err, errlen, "%s", mmp_reader_error(r)); /* "NAME: record N: what" */
         goto out;
     }
     if (d->n == 0) {

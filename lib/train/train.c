@@ -478,6 +478,13 @@ int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int all
                    ds->hdr.nclasses, (long long)tr->ncls);
             return -1;
         }
+        if (ds->hdr.nclasses > 0 && tr->nclasses_named == ds->hdr.nclasses)
+            for (int k = 0; k < tr->nclasses_named; k++)
+                if (strcmp(tr->classes[k], ds->hdr.classes[k])) {
+                    seterr(err, errlen, "%s: class %d is \"%s\" in the stream but \"%s\" in the model", ds->name, k,
+                           ds->hdr.classes[k], tr->classes[k]);
+                    return -1;
+                }
         if (tr->cfg.loss == MMP_LOSS_CE)
             for (int64_t i = 0; i < ds->n; i++)
                 if (ds->y[i] >= tr->ncls) {
