@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mmp.h"
 #include "train/train.h"
@@ -159,7 +160,7 @@ int main(int argc, char **argv) {
         if (!log) mmp_die("%s: cannot open for writing", log_path);
     }
     int ran = 0;
-    double t_train = mmp_now(), last_loss = NAN, last_dev = NAN, last_dev_loss = NAN;
+    double t_train = mmp_now(), c_train = (double)clock() / CLOCKS_PER_SEC, last_loss = NAN, last_dev = NAN, last_dev_loss = NAN;
     while (tr.epoch < target && (stop_after < 0 || ran < stop_after)) {
         if (has_dev && tr.cfg.patience > 0 && tr.bad_epochs >= tr.cfg.patience) break;
         double te = mmp_now();
@@ -202,10 +203,10 @@ int main(int argc, char **argv) {
         if (mmp_trainer_save(&tr, out, err, sizeof err)) mmp_die("%s", err);
         if (strcmp(last_path, out) && mmp_trainer_save(&tr, last_path, err, sizeof err)) mmp_die("%s", err);
     }
-    double secs = mmp_now() - t_train;
-    fprintf(stderr, "mmp-train-step: %lld records x %lld (%s head, %s loss); epochs %d..%d, %lld steps; %.2f s training, %.2f s loading",
+    double secs = mmp_now() - t_train, csecs = (double)clock() / CLOCKS_PER_SEC - c_train;
+    fprintf(stderr, "mmp-train-step: %lld records x %lld (%s head, %s loss); epochs %d..%d, %lld steps; %.2f s training (%.2f s CPU), %.2f s loading",
             (long long)ds.n, (long long)ds.dim, mmp_head_kind_name(tr.cfg.head), mmp_loss_name(tr.cfg.loss), start_epoch + 1,
-            tr.epoch, (long long)tr.step, secs, t_load);
+            tr.epoch, (long long)tr.step, secs, csecs, t_load);
     if (ran) fprintf(stderr, "; train loss %.4f", last_loss);
     if (has_dev) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", pair ? "recall@1" : "accuracy", last_dev, tr.best_metric, tr.best_epoch);
     fputc('\n', stderr);
