@@ -59,6 +59,10 @@ def main():
             runs.append((cp, f))
             prev = f
     w("/* (first codepoint << 8 | flags) of each run; a run lasts until the next entry's start */")
+    w("static const uint8_t uni_ascii_flags[128] = {")
+    for i in range(0, 128, 16):
+        w("  " + ",".join("%d" % flags(c) for c in range(i, i + 16)) + ",")
+    w("};")
     w("static const uint32_t uni_flag_runs[%d] = {" % len(runs))
     for i in range(0, len(runs), 8):
         w("  " + ",".join("0x%x" % ((s << 8) | f) for s, f in runs[i:i + 8]) + ",")

@@ -26,18 +26,7 @@ static size_t runs_find(const uint32_t *runs, size_t n, uint32_t cp) {
 
 unsigned mmp_uni_flags(uint32_t cp) {
     if (cp >= 0x110000) return MMP_UNI_CTRL;
-    if (cp < 128) { /* fast path, same answers as the table */
-        static unsigned char ascii[128];
-        static int init = 0;
-        if (!init) {
-            for (int c = 0; c < 128; c++) {
-                size_t k = runs_find(uni_flag_runs, sizeof uni_flag_runs / sizeof *uni_flag_runs, (uint32_t)c);
-                ascii[c] = (unsigned char)(uni_flag_runs[k] & 0xff);
-            }
-            init = 1; /* benign race: every thread writes the same bytes */
-        }
-        return ascii[cp];
-    }
+    if (cp < 128) return uni_ascii_flags[cp];
     size_t k = runs_find(uni_flag_runs, sizeof uni_flag_runs / sizeof *uni_flag_runs, cp);
     return uni_flag_runs[k] & 0xff;
 }
