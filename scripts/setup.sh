@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what mmpipe needs to build, test and run on Debian (12 or later):
+# compiler, libjpeg-turbo, libpng, zstd, msgpack-c, OpenBLAS, and Python's
+# numpy/msgpack/zstandard/Pillow for the reference reader and the tests.
+# Packages already installed are left alone; without root it uses sudo.
+#   scripts/setup.sh            build + test dependencies
+#   scripts/setup.sh --bench    also PyTorch/torchvision/sklearn (the peers in bench/ and fixtures)
+set -euo pipefail
+pkgs=(build-essential clang pkg-config ca-certificates
+      libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
+      libopenblas-dev zlib1g-dev
+      python3 python3-numpy python3-msgpack python3-zstandard python3-pil chromium)
+[ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn hyperfine)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: dependencies present" >&2
