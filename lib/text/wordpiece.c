@@ -24,6 +24,8 @@ static size_t runs_find(const uint32_t *runs, size_t n, uint32_t cp) {
     return lo;
 }
 
+const char *mmp_wp_unicode_version(void) { return MMP_UNICODE_VERSION; }
+
 unsigned mmp_uni_flags(uint32_t cp) {
     if (cp >= 0x110000) return MMP_UNI_CTRL;
     if (cp < 128) return uni_ascii_flags[cp];

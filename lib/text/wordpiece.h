@@ -56,6 +56,9 @@ int mmp_wp_tokenize(const mmp_wordpiece *wp, const char *text, size_t len, int u
 int mmp_wp_encode(const mmp_wordpiece *wp, const char *text, size_t len, int max_len,
                   int utf8_policy, int32_t *out, char *err, size_t errlen);
 
+/* Unicode version of the generated tables, e.g. "14.0.0". */
+const char *mmp_wp_unicode_version(void);
+
 /* Unicode helpers (exposed for tests). */
 enum { MMP_UNI_CTRL = 1, MMP_UNI_ZS = 2, MMP_UNI_PUNCT = 4, MMP_UNI_MN = 8, MMP_UNI_SPACE = 16 };
 unsigned mmp_uni_flags(uint32_t cp);
