@@ -1,0 +1,598 @@
+/* Unit tests for the mmp stream (lib/stream.c): round trips, determinism,
+ * concatenation, truncation at every byte offset, flipped bytes, crafted
+ * corrupt streams, pipe promptness. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "mmp.h"
+#include "stream_ext.h"
+#include "stream_mp.h"
+#include "testlib.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+static void make_header(mmp_header *h) {
+    mmp_header_init(h);
+    int64_t img[3] = {-1, -1, 3}, emb[1] = {16}, tok[1] = {4}, hf[2] = {2, 3}, bf[1] = {5};
+    mmp_header_add_field(h, "image", MMP_U8, 3, img);
+    mmp_header_add_field(h, "emb", MMP_F32, 1, emb);
+    mmp_header_add_field(h, "tokens", MMP_I64, 1, tok);
+    mmp_header_add_field(h, "half", MMP_F16, 2, hf);
+    mmp_header_add_field(h, "bh", MMP_BF16, 1, bf);
+    mmp_header_add_field(h, "scalar", MMP_I32, 0, NULL);
+    char *classes[] = {"cat", "dog", "ship"};
+    mmp_header_set_classes(h, 3, classes);
+    mmp_meta_set(&h->meta, "program", "test_stream");
+    mmp_meta_set(&h->meta, "note", "ünïcode \"quoted\"\n");
+}
+
+static void make_record(mmp_record *r, int i) {
+    mmp_record_init(r);
+    char id[64];
+    snprintf(id, sizeof id, "item/%05d.jpg", i);
+    if (i % 5 != 3) mmp_record_set_id(r, id);
+    r->label = i % 4 == 0 ? MMP_NO_LABEL : i % 3;
+    if (i % 2) mmp_record_set_text(r, i % 4 == 1 ? "" : "a photo of a thing");
+    int64_t img[3] = {1 + i % 7, 2 + i % 5, 3}, emb[1] = {16}, tok[1] = {4}, hf[2] = {2, 3},
+            bf[1] = {5};
+    mmp_tensor *t = mmp_record_add(r, "image", MMP_U8, 3, img);
+    for (size_t k = 0; k < t->nbytes; k++) ((uint8_t *)t->data)[k] = (uint8_t)rnd();
+    t = mmp_record_add(r, "emb", MMP_F32, 1, emb);
+    for (int k = 0; k < 16; k++) ((float *)t->data)[k] = (float)(rnd() % 1000) / 7.0f - 50;
+    t = mmp_record_add(r, "tokens", MMP_I64, 1, tok);
+    for (int k = 0; k < 4; k++) ((int64_t *)t->data)[k] = (int64_t)rnd() - (1ll << 40);
+    t = mmp_record_add(r, "half", MMP_F16, 2, hf);
+    for (int k = 0; k < 6; k++) ((uint16_t *)t->data)[k] = mmp_f32_to_f16((float)k - 2.5f);
+    t = mmp_record_add(r, "bh", MMP_BF16, 1, bf);
+    for (int k = 0; k < 5; k++) ((uint16_t *)t->data)[k] = mmp_f32_to_bf16((float)k * 1.5f);
+    t = mmp_record_add(r, "scalar", MMP_I32, 0, NULL);
+    *(int32_t *)t->data = -i;
+}
+
+static int same_record(const mmp_record *a, const mmp_record *b) {
+    if ((a->id == NULL) != (b->id == NULL) || (a->id && strcmp(a->id, b->id))) return 0;
+    if ((a->text == NULL) != (b->text == NULL) || (a->text && strcmp(a->text, b->text))) return 0;
+    if (a->label != b->label || a->nfields != b->nfields) return 0;
+    for (int i = 0; i < a->nfields; i++) {
+        const mmp_tensor *x = &a->fields[i].t, *y = mmp_record_cget(b, a->fields[i].name);
+        if (!y || x->dtype != y->dtype || x->ndim != y->ndim || x->nbytes != y->nbytes) return 0;
+        for (int d = 0; d < x->ndim; d++)
+            if (x->shape[d] != y->shape[d]) return 0;
+        if (x->nbytes && memcmp(x->data, y->data, x->nbytes)) return 0;
+    }
+    return 1;
+}
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc((size_t)sz + 1);
+    *n = fread(p, 1, (size_t)sz, f);
+    fclose(f);
+    return p;
+}
+
+/* Writes nrec records (seeded by first) to path. */
+static void write_stream(const char *path, int first, int nrec, int level, uint64_t skipped) {
+    mmp_header h;
+    make_header(&h);
+    mmp_writer *w = mmp_writer_open(path, &h, level);
+    for (int i = first; i < first + nrec; i++) {
+        mmp_record r;
+        rng = 1000 + (uint64_t)i;
+        make_record(&r, i);
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_add_skipped(w, skipped);
+    CHECK(mmp_writer_count(w) == (uint64_t)nrec);
+    mmp_writer_close(w);
+    mmp_header_free(&h);
+}
+
+/* Reads a whole stream from memory; returns records read, or -1 on error
+ * (message in err). When check, compares each record with the expected one
+ * (seeded first+i) and counts mismatches in *bad. */
+static long read_all(const void *buf, size_t n, int first, char *err, size_t errlen, int *bad) {
+    mmp_reader *r = mmp_reader_open_mem(buf, n, "mem", err, errlen);
+    if (!r) return -1;
+    mmp_record rec, want;
+    mmp_record_init(&rec);
+    long k = 0;
+    int s;
+    while ((s = mmp_reader_next(r, &rec)) == 1) {
+        rng = 1000 + (uint64_t)(first + k);
+        make_record(&want, first + (int)k);
+        if (bad && !same_record(&want, &rec)) (*bad)++;
+        mmp_record_clear(&want);
+        k++;
+    }
+    if (s < 0) snprintf(err, errlen, "%s", mmp_reader_error(r));
+    mmp_record_clear(&rec);
+    mmp_reader_close(r);
+    return s < 0 ? -1 : k;
+}
+
+static void test_roundtrip(void) {
+    write_stream("a.mmp", 0, 40, 3, 2);
+    size_t n;
+    uint8_t *buf = slurp("a.mmp", &n);
+    CHECK(buf && n > 100);
+    char err[1024] = "";
+    int bad = 0;
+    long k = read_all(buf, n, 0, err, sizeof err, &bad);
+    CHECKF(k == 40, "read %ld records: %s", k, err);
+    CHECK(bad == 0);
+
+    /* file reader: header, counts, skipped */
+    mmp_reader *r = mmp_reader_open("a.mmp", err, sizeof err);
+    CHECKF(r != NULL, "%s", err);
+    if (r) {
+        const mmp_header *h = mmp_reader_header(r);
+        mmp_header want;
+        make_header(&want);
+        char why[256];
+        CHECK(mmp_header_compatible(h, &want, why, sizeof why));
+        CHECK(h->nfields == 6 && h->nclasses == 3 && strcmp(h->classes[2], "ship") == 0);
+        CHECK(mmp_meta_get(&h->meta, "note") &&
+              strcmp(mmp_meta_get(&h->meta, "note"), "ünïcode \"quoted\"\n") == 0);
+        CHECK(h->fields[0].shape[0] == -1 && h->fields[5].ndim == 0);
+        mmp_header_free(&want);
+        mmp_record rec;
+        mmp_record_init(&rec);
+        int s;
+        while ((s = mmp_reader_next(r, &rec)) == 1) {}
+        CHECK(s == 0);
+        CHECK(mmp_reader_count(r) == 40);
+        CHECK(mmp_reader_skipped(r) == 2);
+        CHECK(mmp_reader_next(r, &rec) == 0); /* stays at the end */
+        mmp_record_clear(&rec);
+        mmp_reader_close(r);
+    }
+
+    /* determinism: same records, same bytes; other levels read the same */
+    write_stream("b.mmp", 0, 40, 3, 2);
+    size_t n2;
+    uint8_t *buf2 = slurp("b.mmp", &n2);
+    CHECK(n2 == n && memcmp(buf, buf2, n) == 0);
+    free(buf2);
+    for (int level = 1; level <= 19; level += 9) {
+        write_stream("c.mmp", 0, 40, level, 0);
+        buf2 = slurp("c.mmp", &n2);
+        bad = 0;
+        CHECK(read_all(buf2, n2, 0, err, sizeof err, &bad) == 40 && bad == 0);
+        free(buf2);
+    }
+
+    /* the decompressed content is one header, 40 records and a trailer */
+    unsigned long long dsz = ZSTD_getFrameContentSize(buf, n);
+    CHECK(dsz == ZSTD_CONTENTSIZE_UNKNOWN); /* streaming writer */
+    size_t cap = 1 << 20;
+    uint8_t *plain = malloc(cap);
+    size_t pn = ZSTD_decompress(plain, cap, buf, n);
+    CHECK(!ZSTD_isError(pn));
+    if (!ZSTD_isError(pn)) {
+        size_t pos = 0, len, need;
+        const char *why;
+        int objs = 0;
+        while (pos < pn && mp_measure(plain + pos, pn - pos, pn, &len, &need, &why) == MP_COMPLETE) {
+            pos += len;
+            objs++;
+        }
+        CHECK(pos == pn && objs == 42);
+    }
+    free(plain);
+    free(buf);
+}
+
+static void test_empty_stream(void) {
+    mmp_header h;
+    mmp_header_init(&h);
+    mmp_writer *w = mmp_writer_open("e.mmp", &h, 1);
+    mmp_writer_close(w);
+    mmp_header_free(&h);
+    size_t n;
+    uint8_t *buf = slurp("e.mmp", &n);
+    char err[512] = "";
+    CHECKF(read_all(buf, n, 0, err, sizeof err, NULL) == 0, "%s", err);
+    free(buf);
+}
+
+static void test_concat(void) {
+    write_stream("p1.mmp", 0, 7, 1, 1);
+    write_stream("p2.mmp", 7, 5, 9, 3);
+    size_t n1, n2;
+    uint8_t *a = slurp("p1.mmp", &n1), *b = slurp("p2.mmp", &n2);
+    uint8_t *ab = malloc(n1 + n2);
+    memcpy(ab, a, n1);
+    memcpy(ab + n1, b, n2);
+    char err[1024] = "";
+    int bad = 0;
+    CHECKF(read_all(ab, n1 + n2, 0, err, sizeof err, &bad) == 12, "%s", err);
+    CHECK(bad == 0);
+    mmp_reader *r = mmp_reader_open_mem(ab, n1 + n2, "ab", err, sizeof err);
+    mmp_record rec;
+    mmp_record_init(&rec);
+    while (mmp_reader_next(r, &rec) == 1) {}
+    CHECK(mmp_reader_skipped(r) == 4 && mmp_reader_count(r) == 12);
+    mmp_reader_close(r);
+
+    /* first part truncated, second appended: detected */
+    CHECK(read_all(ab + 0, n1 - 5, 0, err, sizeof err, NULL) == -1);
+    memmove(ab + n1 - 5, b, n2);
+    CHECK(read_all(ab, n1 - 5 + n2, 0, err, sizeof err, NULL) == -1);
+
+    /* incompatible schema */
+    mmp_header h;
+    make_header(&h);
+    int64_t emb[1] = {17};
+    mmp_header_add_field(&h, "emb", MMP_F32, 1, emb);
+    mmp_writer *w = mmp_writer_open("p3.mmp", &h, 1);
+    mmp_writer_close(w);
+    mmp_header_free(&h);
+    size_t n3;
+    uint8_t *c = slurp("p3.mmp", &n3);
+    uint8_t *ac = malloc(n1 + n3);
+    memcpy(ac, a, n1);
+    memcpy(ac + n1, c, n3);
+    err[0] = 0;
+    CHECK(read_all(ac, n1 + n3, 0, err, sizeof err, NULL) == -1);
+    char want[128];
+    snprintf(want, sizeof want, "mem: record 7: schema mismatch at byte %zu", n1);
+    CHECKF(strstr(err, want) && strstr(err, "emb"), "got: %s (want %s)", err, want);
+    mmp_record_clear(&rec);
+    free(a);
+    free(b);
+    free(c);
+    free(ab);
+    free(ac);
+}
+
+static void test_truncation_and_flips(void) {
+    write_stream("t.mmp", 0, 3, 3, 0);
+    size_t n;
+    uint8_t *buf = slurp("t.mmp", &n);
+    char err[1024];
+    int fails = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint8_t *cut = malloc(k ? k : 1); /* exact-size copy: ASan sees overreads */
+        memcpy(cut, buf, k);
+        err[0] = 0;
+        long got = read_all(cut, k, 0, err, sizeof err, NULL);
+        if (got != -1 || !strstr(err, "mem: ")) {
+            fails++;
+            if (fails < 5) fprintf(stderr, "truncated at %zu: got %ld (%s)\n", k, got, err);
+        }
+        free(cut);
+    }
+    CHECKF(fails == 0, "%d truncations not detected (stream of %zu bytes)", fails, n);
+    err[0] = 0;
+    CHECK(read_all(buf, 0, 0, err, sizeof err, NULL) == -1 && strstr(err, "empty input"));
+
+    /* every single-byte corruption either fails cleanly or reads exactly
+     * the original records (e.g. a flip in zstd's window-size bits) */
+    int wrong = 0, detected = 0;
+    for (size_t k = 0; k < n; k++) {
+        for (int pat = 0; pat < 3; pat++) {
+            uint8_t *cp = malloc(n);
+            memcpy(cp, buf, n);
+            cp[k] ^= pat == 0 ? 0x01 : pat == 1 ? 0x80 : 0xff;
+            int bad = 0;
+            long got = read_all(cp, n, 0, err, sizeof err, &bad);
+            if (got == -1) detected++;
+            else if (got != 3 || bad) wrong++;
+            free(cp);
+        }
+    }
+    CHECKF(wrong == 0, "%d corruptions gave different records", wrong);
+    CHECKF(detected > (int)(3 * n * 9 / 10), "only %d of %zu corruptions detected", detected, 3 * n);
+    free(buf);
+}
+
+/* Compresses a hand-made msgpack sequence into a stream. */
+static uint8_t *zc(const mp_buf *b, size_t *n) {
+    size_t cap = ZSTD_compressBound(b->n);
+    uint8_t *out = malloc(cap);
+    *n = ZSTD_compress(out, cap, b->p, b->n, 3);
+    return out;
+}
+
+static void put_hdr(mp_buf *b, int version) {
+    mp_put_map(b, 4);
+    mp_put_cstr(b, "mmpipe");
+    mp_put_int(b, version);
+    mp_put_cstr(b, "classes");
+    mp_put_array(b, 2);
+    mp_put_cstr(b, "a");
+    mp_put_cstr(b, "b");
+    mp_put_cstr(b, "schema");
+    mp_put_map(b, 1);
+    mp_put_cstr(b, "x");
+    mp_put_map(b, 2);
+    mp_put_cstr(b, "dtype");
+    mp_put_cstr(b, "f32");
+    mp_put_cstr(b, "shape");
+    mp_put_array(b, 1);
+    mp_put_int(b, 2);
+    mp_put_cstr(b, "future");
+    mp_put_array(b, 2); /* unknown key: ignored */
+    mp_put_nil(b);
+    mp_put_double(b, 1.5);
+}
+
+/* record with tensor x: dtype, shape (n dims), data bytes */
+static size_t put_rec(mp_buf *b, const char *dtype, int ndim, const int64_t *shape, uint32_t nbytes,
+                      const char *extra_tensor) {
+    size_t start = b->n;
+    mp_put_map(b, 3);
+    mp_put_cstr(b, "id");
+    mp_put_cstr(b, "r");
+    mp_put_cstr(b, "tensors");
+    mp_put_map(b, extra_tensor ? 2 : 1);
+    mp_put_cstr(b, "x");
+    mp_put_map(b, 3);
+    mp_put_cstr(b, "dtype");
+    mp_put_cstr(b, dtype);
+    mp_put_cstr(b, "shape");
+    mp_put_array(b, (uint32_t)ndim);
+    for (int i = 0; i < ndim; i++) mp_put_int(b, shape[i]);
+    mp_put_cstr(b, "data");
+    mp_put_bin_header(b, nbytes);
+    mp_buf_reserve(b, nbytes);
+    memset(b->p + b->n, 0x3f, nbytes);
+    b->n += nbytes;
+    if (extra_tensor) {
+        mp_put_cstr(b, extra_tensor);
+        mp_put_map(b, 3);
+        mp_put_cstr(b, "dtype");
+        mp_put_cstr(b, "u8");
+        mp_put_cstr(b, "shape");
+        mp_put_array(b, 0);
+        mp_put_cstr(b, "data");
+        mp_put_bin_header(b, 1);
+        mp_put_uint(b, 7);
+    }
+    mp_put_cstr(b, "z-unknown");
+    mp_put_map(b, 0);
+    return start;
+}
+
+static void put_trailer(mp_buf *b, uint64_t count, uint32_t crc) {
+    mp_put_map(b, 3);
+    mp_put_cstr(b, "end");
+    mp_put_bool(b, 1);
+    mp_put_cstr(b, "count");
+    mp_put_uint(b, count);
+    mp_put_cstr(b, "checksum");
+    mp_put_uint(b, crc);
+}
+
+#include <zlib.h>
+
+/* Expects reading the crafted stream to fail with a message containing want. */
+static void expect(const mp_buf *b, int compress, const char *want, int line) {
+    size_t n = b->n;
+    uint8_t *z = compress ? zc(b, &n) : NULL;
+    char err[1024] = "";
+    long got = read_all(compress ? z : b->p, n, 0, err, sizeof err, NULL);
+    if (!want) {
+        if (got < 0) {
+            fprintf(stderr, "line %d: expected success, got: %s\n", line, err);
+            t_failures++;
+        }
+    } else if (got != -1 || !strstr(err, want)) {
+        fprintf(stderr, "line %d: expected error '%s', got %ld: %s\n", line, want, got, err);
+        t_failures++;
+    } else if (strchr(err, '\n')) {
+        fprintf(stderr, "line %d: multi-line error: %s\n", line, err);
+        t_failures++;
+    }
+    free(z);
+}
+
+static void test_crafted(void) {
+    mp_buf b = {0};
+    int64_t s2[1] = {2}, s3[1] = {3}, s9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 2}, sneg[1] = {-1};
+
+    /* a well-formed hand-made stream with unknown keys reads fine */
+    put_hdr(&b, 1);
+    size_t r0 = put_rec(&b, "f32", 1, s2, 8, NULL);
+    uint32_t crc = (uint32_t)crc32(0, b.p + r0, (uInt)(b.n - r0));
+    put_trailer(&b, 1, crc);
+    expect(&b, 1, NULL, __LINE__);
+    /* same without zstd */
+    expect(&b, 0, "not an mmp stream (bad zstd magic)", __LINE__);
+    b.n = 0;
+    mp_put_cstr(&b, "hello");
+    expect(&b, 1, "not an mmp stream", __LINE__);
+    b.n = 0;
+    put_hdr(&b, 2);
+    expect(&b, 1, "header: unsupported mmp stream version 2", __LINE__);
+
+#define CASE(rec_stmt, count, want)                                                              \
+    do {                                                                                         \
+        b.n = 0;                                                                                 \
+        put_hdr(&b, 1);                                                                          \
+        size_t st = b.n;                                                                         \
+        rec_stmt;                                                                                \
+        uint32_t c2 = (uint32_t)crc32(0, b.p + st, (uInt)(b.n - st));                            \
+        put_trailer(&b, count, c2);                                                              \
+        expect(&b, 1, want, __LINE__);                                                           \
+    } while (0)
+
+    CASE(put_rec(&b, "f32", 1, s2, 8, NULL), 1, NULL);
+    CASE(put_rec(&b, "f32", 1, s2, 8, NULL), 2, "record 1: trailer says 2 records, the stream had 1");
+    CASE(put_rec(&b, "f32", 1, s2, 7, NULL), 1, "record 0: tensor 'x' has 7 data bytes");
+    CASE(put_rec(&b, "f16", 1, s2, 4, NULL), 1, "tensor 'x' has dtype f16, the schema says f32");
+    CASE(put_rec(&b, "f32", 1, s3, 12, NULL), 1, "tensor 'x' has shape [3], the schema says [2]");
+    CASE(put_rec(&b, "f32", 9, s9, 8, NULL), 1, "shape has 9 dimensions");
+    CASE(put_rec(&b, "f32", 1, sneg, 0, NULL), 1, "bad shape dimension 0");
+    CASE(put_rec(&b, "q8", 1, s2, 2, NULL), 1, "unknown dtype 'q8'");
+    CASE(put_rec(&b, "f32", 1, s2, 8, "y"), 1, "tensor 'y' is not in the stream schema");
+    CASE(put_rec(&b, "f32", 1, s2, 8, "x"), 1, "duplicate tensor 'x'");
+    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_cstr(&b, "a")), 1, "missing tensor 'x'");
+    CASE((mp_put_map(&b, 2), mp_put_cstr(&b, "label"), mp_put_int(&b, 5),
+          mp_put_cstr(&b, "tensors"), mp_put_map(&b, 0)), 1, "label 5 out of range");
+    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_int(&b, 5)), 1, "id is not a string");
+    CASE(mp_put_array(&b, 0), 1, "expected a msgpack map");
+    /* a bin that claims 2 GiB: refused without allocating it */
+    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_bin_header(&b, 0xfffffff0u)), 1,
+         "larger than the size limit");
+    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_map(&b, 0xffffffffu)), 1,
+         "larger than the size limit");
+
+    /* checksum */
+    b.n = 0;
+    put_hdr(&b, 1);
+    put_rec(&b, "f32", 1, s2, 8, NULL);
+    put_trailer(&b, 1, 12345);
+    expect(&b, 1, "record 1: record checksum mismatch", __LINE__);
+    /* no trailer; record after trailer; trailer without header */
+    b.n = 0;
+    put_hdr(&b, 1);
+    put_rec(&b, "f32", 1, s2, 8, NULL);
+    expect(&b, 1, "record 1: truncated stream (no trailer) after 1 records", __LINE__);
+    put_trailer(&b, 1, crc);
+    put_rec(&b, "f32", 1, s2, 8, NULL);
+    expect(&b, 1, "a record follows the trailer", __LINE__);
+    b.n = 0;
+    put_trailer(&b, 0, 0);
+    expect(&b, 1, "header: not an mmp stream", __LINE__);
+    /* header, header */
+    b.n = 0;
+    put_hdr(&b, 1);
+    put_hdr(&b, 1);
+    expect(&b, 1, "truncated stream (no trailer) after 0 records", __LINE__);
+    /* the invalid msgpack byte */
+    b.n = 0;
+    put_hdr(&b, 1);
+    mp_put_map(&b, 1);
+    mp_put_cstr(&b, "id");
+    uint8_t c1 = 0xc1;
+    mp_buf_reserve(&b, 1);
+    b.p[b.n++] = c1;
+    expect(&b, 1, "invalid msgpack", __LINE__);
+    mp_buf_free(&b);
+}
+
+/* A reader at the end of a pipe sees records while the writer is still
+ * running (it pauses after 3 records, then writes the rest). */
+static void test_pipe_promptness(void) {
+    int fds[2];
+    if (pipe(fds)) {
+        CHECK(0);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        FILE *fp = fdopen(fds[1], "wb");
+        mmp_header h;
+        make_header(&h);
+        mmp_writer *w = mmp_writer_open_fp(fp, "pipe", &h, 3);
+        for (int i = 0; i < 6; i++) {
+            mmp_record r;
+            make_record(&r, i);
+            mmp_writer_write(w, &r);
+            mmp_record_clear(&r);
+            /* a producer that pauses right after a quick burst of records */
+            if (i == 2) usleep(3000 * 1000);
+        }
+        mmp_writer_close(w);
+        fclose(fp);
+        _exit(0);
+    }
+    close(fds[1]);
+    char path[64], err[512];
+    snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+    double t0 = mmp_now();
+    mmp_reader *r = mmp_reader_open(path, err, sizeof err);
+    CHECKF(r, "%s", err);
+    if (r) {
+        mmp_record rec;
+        mmp_record_init(&rec);
+        for (int i = 0; i < 3; i++) CHECK(mmp_reader_next(r, &rec) == 1);
+        double dt = mmp_now() - t0;
+        CHECKF(dt < 1.5, "first 3 records took %.2f s (the writer pauses 3 s after them)", dt);
+        int s, k = 3;
+        while ((s = mmp_reader_next(r, &rec)) == 1) k++;
+        CHECK(s == 0 && k == 6);
+        mmp_record_clear(&rec);
+        mmp_reader_close(r);
+    }
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Large records: multi-MiB tensors cross flush and buffer boundaries. */
+static void test_large(void) {
+    mmp_header h;
+    mmp_header_init(&h);
+    int64_t sh[1] = {-1};
+    mmp_header_add_field(&h, "big", MMP_F32, 1, sh);
+    mmp_writer *w = mmp_writer_open("big.mmp", &h, 1);
+    int sizes[] = {0, 1, 70000, 3 << 20, 5, 1 << 18};
+    for (int i = 0; i < 6; i++) {
+        mmp_record r;
+        mmp_record_init(&r);
+        int64_t s[1] = {sizes[i]};
+        mmp_tensor *t = mmp_record_add(&r, "big", MMP_F32, 1, s);
+        for (int k = 0; k < sizes[i]; k++) ((float *)t->data)[k] = (float)(k % 1000) * 0.25f + (float)i;
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_close(w);
+    char err[512];
+    mmp_reader *r = mmp_reader_open("big.mmp", err, sizeof err);
+    CHECKF(r, "%s", err);
+    mmp_record rec;
+    mmp_record_init(&rec);
+    for (int i = 0; r && i < 6; i++) {
+        CHECK(mmp_reader_next(r, &rec) == 1);
+        const mmp_tensor *t = mmp_record_cget(&rec, "big");
+        CHECK(t && t->shape[0] == sizes[i]);
+        int ok = 1;
+        for (int k = 0; t && k < sizes[i]; k++)
+            if (((float *)t->data)[k] != (float)(k % 1000) * 0.25f + (float)i) ok = 0;
+        CHECK(ok);
+    }
+    if (r) {
+        CHECK(mmp_reader_next(r, &rec) == 0);
+        mmp_reader_close(r);
+    }
+    mmp_record_clear(&rec);
+    mmp_header_free(&h);
+}
+
+int main(int argc, char **argv) {
+    mmp_set_progname("test_stream");
+    /* helper mode for the shell tests: test_stream gen FILE N [FIRST [LEVEL [SKIPPED]]] */
+    if (argc >= 4 && strcmp(argv[1], "gen") == 0) {
+        write_stream(argv[2], argc > 4 ? atoi(argv[4]) : 0, atoi(argv[3]),
+                     argc > 5 ? atoi(argv[5]) : 3, argc > 6 ? (uint64_t)atoll(argv[6]) : 0);
+        return 0;
+    }
+    test_roundtrip();
+    test_empty_stream();
+    test_concat();
+    test_truncation_and_flips();
+    test_crafted();
+    test_pipe_promptness();
+    test_large();
+    TEST_END();
+}
