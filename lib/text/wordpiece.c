@@ -536,7 +536,7 @@ int mmp_wp_encode(const mmp_wordpiece *wp, const char *text, size_t len, int max
     }
     if (n > max_len - 2) n = max_len - 2;
     outids[0] = wp->cls;
-    memcpy(outids + 1, ids, (size_t)n * sizeof *ids);
+    if (n > 0) memcpy(outids + 1, ids, (size_t)n * sizeof *ids);
     outids[n + 1] = wp->sep;
     free(ids);
     return n + 2;
