@@ -112,6 +112,8 @@ def main():
             w("  " + ",".join("{0x%x,%d,%d}" % e for e in tab[i:i + 6]) + ",")
         w("};")
     assert len(pool) < 65536 and max(e[2] for e in lower + decomp) < 256
+    # the C side sizes its buffers on these bounds
+    assert max(e[2] for e in lower) <= 2 and max(e[2] for e in decomp) <= 4
     w("/* (first codepoint << 8 | ccc) of each run of equal canonical combining class */")
     w("static const uint32_t uni_ccc_runs[%d] = {" % len(ccc))
     for i in range(0, len(ccc), 8):

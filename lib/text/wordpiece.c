@@ -63,7 +63,8 @@ int mmp_uni_lower(uint32_t cp, uint32_t *out) {
     return e->len;
 }
 
-size_t mmp_uni_nfd_bound(size_t n) { return 18 * n + 4; }
+/* longest canonical decomposition of one codepoint is 4 (gen_unicode.py checks), Hangul 3 */
+size_t mmp_uni_nfd_bound(size_t n) { return 4 * n + 4; }
 
 size_t mmp_uni_nfd(const uint32_t *in, size_t n, uint32_t *out) {
     size_t m = 0;
@@ -405,11 +406,16 @@ static void wordpiece_word(const mmp_wordpiece *wp, const uint32_t *w, size_t n,
 /* One whitespace-separated token of BasicTokenizer (after cleaning and
  * lower-casing): strip accents, split on punctuation, wordpiece. */
 static void basic_word(const mmp_wordpiece *wp, const uint32_t *w, size_t n, idvec *out,
-                       uint32_t *nfd, char *buf, size_t *off) {
+                       uint32_t **nfdp, size_t *nfdcap, char *buf, size_t *off) {
     int strip = wp->o.strip_accents == 1 || (wp->o.lower && wp->o.strip_accents != 0);
     const uint32_t *t = w;
     size_t m = n;
     if (strip) {
+        if (mmp_uni_nfd_bound(n) > *nfdcap) {
+            *nfdcap = mmp_uni_nfd_bound(n);
+            *nfdp = mmp_xrealloc(*nfdp, *nfdcap * sizeof **nfdp);
+        }
+        uint32_t *nfd = *nfdp;
         size_t k = mmp_uni_nfd(w, n, nfd);
         m = 0;
         for (size_t i = 0; i < k; i++)
@@ -429,7 +435,7 @@ static void basic_word(const mmp_wordpiece *wp, const uint32_t *w, size_t n, idv
 
 /* BasicTokenizer.tokenize + wordpiece on a piece of text without special tokens. */
 static void basic_piece(const mmp_wordpiece *wp, const uint32_t *cps, size_t n, idvec *out,
-                        uint32_t *clean, uint32_t *nfd, char *buf, size_t *off) {
+                        uint32_t *clean, uint32_t **nfd, size_t *nfdcap, char *buf, size_t *off) {
     /* lower (per codepoint, as PreTrainedTokenizer.tokenize's regex does), clean, CJK */
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -459,7 +465,7 @@ static void basic_piece(const mmp_wordpiece *wp, const uint32_t *cps, size_t n, 
     size_t s = 0;
     for (size_t i = 0; i <= m; i++) {
         if (i == m || (mmp_uni_flags(clean[i]) & MMP_UNI_SPACE)) {
-            if (i > s) basic_word(wp, clean + s, i - s, out, nfd, buf, off);
+            if (i > s) basic_word(wp, clean + s, i - s, out, nfd, nfdcap, buf, off);
             s = i + 1;
         }
     }
@@ -479,8 +485,9 @@ int mmp_wp_tokenize(const mmp_wordpiece *wp, const char *text, size_t len, int u
     }
     /* work buffers sized for the worst case of the whole text */
     size_t nc = (size_t)ncp;
-    uint32_t *clean = mmp_xmalloc((3 * 3 * nc + 4) * sizeof *clean); /* lower <= 3 cps, CJK x3 */
-    uint32_t *nfd = mmp_xmalloc(mmp_uni_nfd_bound(9 * nc + 4) * sizeof *nfd);
+    uint32_t *clean = mmp_xmalloc((6 * nc + 4) * sizeof *clean); /* lower <= 2 cps (gen_unicode.py checks), CJK x3 */
+    uint32_t *nfd = NULL; /* grown per word */
+    size_t nfdcap = 0;
     char *buf = mmp_xmalloc(4 * (size_t)(wp->o.max_word_chars + 1) + 8);
     size_t *off = mmp_xmalloc((size_t)(wp->o.max_word_chars + 2) * sizeof *off);
     idvec out = {ids, n, cap};
@@ -508,12 +515,12 @@ int mmp_wp_tokenize(const mmp_wordpiece *wp, const char *text, size_t len, int u
             i++;
             continue;
         }
-        basic_piece(wp, cps + s, i - s, &out, clean, nfd, buf, off);
+        basic_piece(wp, cps + s, i - s, &out, clean, &nfd, &nfdcap, buf, off);
         push_id(&out, hit);
         i += hitlen;
         s = i;
     }
-    basic_piece(wp, cps + s, nc - s, &out, clean, nfd, buf, off);
+    basic_piece(wp, cps + s, nc - s, &out, clean, &nfd, &nfdcap, buf, off);
     free(cps);
     free(clean);
     free(nfd);
