@@ -161,6 +161,42 @@ int main(void) {
         free(m2);
         mmp_text_model_free(&t2);
     }
+    /* f16 weights (computed in f32): close to the f32 model */
+    mmp_st_open_or_die(&st, t_root_path("tests/fixtures/text/tiny_bert/model.safetensors"));
+    mmp_st_writer_init(&w);
+    for (int i = 0; i < st.n; i++) {
+        const mmp_tensor *src = &st.entries[i].t;
+        if (src->dtype != MMP_F32) {
+            mmp_st_writer_add(&w, st.entries[i].name, src);
+            continue;
+        }
+        mmp_tensor h16;
+        mmp_tensor_alloc(&h16, MMP_F16, src->ndim, src->shape);
+        mmp_f32_to_dtype(src->data, (size_t)mmp_numel(src->ndim, src->shape), MMP_F16, h16.data);
+        mmp_st_writer_add(&w, st.entries[i].name, &h16);
+        mmp_tensor_free(&h16);
+    }
+    mmp_st_writer_write_or_die(&w, "pref/f16.safetensors");
+    mmp_st_writer_free(&w);
+    mmp_st_close(&st);
+    rc = mmp_text_model_load(&t2, "pref/f16.safetensors", 4, err, sizeof err);
+    CHECKF(rc == 0, "f16: %s", err);
+    if (rc == 0) {
+        float *m2 = malloc(sizeof(float) * (size_t)B * H);
+        mmp_text_embed(&t2, (const char *const *)texts, lens, B, 16, 1, MMP_UTF8_ERROR, m2, &bad, err, sizeof err);
+        double w16 = t_maxrel(m2, nrm, (size_t)B * H, 0, 2e-2, NULL);
+        CHECKF(w16 <= 1 && memcmp(m2, nrm, sizeof(float) * (size_t)B * H) != 0, "f16 weights: %.3g", w16);
+        free(m2);
+        mmp_text_model_free(&t2);
+    }
+    /* a truncated weights file is refused with its name */
+    FILE *tf = fopen("pref/trunc.safetensors", "wb");
+    size_t fl;
+    char *whole = mmp_read_small_file(t_root_path("tests/fixtures/text/tiny_bert/model.safetensors"), &fl);
+    fwrite(whole, 1, fl / 2, tf);
+    fclose(tf);
+    free(whole);
+    CHECK(mmp_text_model_load(&t2, "pref/trunc.safetensors", 4, err, sizeof err) == -1 && strstr(err, "trunc.safetensors"));
     /* wrong head count in config is caught; missing tensor named */
     FILE *f = fopen("pref/config.json", "w");
     fprintf(f, "{\"num_attention_heads\": 5, \"hidden_act\": \"gelu\"}\n");
