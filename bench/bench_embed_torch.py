@@ -2,7 +2,7 @@
 """PyTorch peer for bench_embed.sh: forward-only img/s of torchvision models.
 usage: bench_embed_torch.py MNV2_WEIGHTS CONFIG...   CONFIG = arch:size:threads:batches
 Prints "arch size threads img/s maxrss_MB" per config (batch 64, after one warm-up
-batch of 8, torch.no_grad, eval mode, torch.set_num_threads(threads)).
+batch of 8, best of 2 timings, torch.no_grad, eval mode, torch.set_num_threads(threads)).
 ResNets have random weights; MobileNetV2 loads the real safetensors."""
 import json, resource, struct, sys, time
 import numpy as np
