@@ -28,7 +28,7 @@ void nn_cpu_init(void) { openblas_set_num_threads(1); }
  * small enough for the im2col block and the output rows to stay in L2/L3. */
 static int chunk_rows(int kd, int n, long M) {
     long r = CHUNK_FLOATS / (kd > n ? kd : n);
-    if (r < 128) r = 128;
+    if (r < 256) r = 256;
     if (r > M) r = M;
     return (int)r;
 }
