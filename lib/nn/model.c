@@ -80,7 +80,7 @@ static float *get_f32(loader *L, const char *name, int ndim, const int64_t *shap
         fail(L->err, L->errlen, "%s: tensor %s has shape %s, expected %s", L->path, name, a, b);
         return NULL;
     }
-    float *out = mmp_xmalloc(sizeof(float) * (size_t)mmp_numel(ndim, shape) + 1);
+    float *out = mmp_xmalloc(sizeof(float) * ((size_t)mmp_numel(ndim, shape) + 1));
     mmp_tensor_to_f32(t, out);
     return out;
 }
@@ -575,12 +575,10 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
         const float *res = cur;
         used |= 1u << s1;
         t1 = run_conv(ops, ws, &b->conv[0], cur, G, h, w, NULL, s1, &h1, &w1);
-        int last = s1;
         if (b->kind == BLK_BOTTLENECK) {
             s2 = pick(used);
             used |= 1u << s2;
             t1 = run_conv(ops, ws, &b->conv[1], t1, G, h1, w1, NULL, s2, &h1, &w1);
-            last = s2;
         }
         if (b->has_ds) {
             s3 = pick(used);
@@ -591,7 +589,6 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
         s4 = pick(used & ~(b->kind == BLK_BOTTLENECK ? 1u << s1 : 0)); /* s1 is dead in a bottleneck */
         const nn_conv *lc = &b->conv[b->kind == BLK_BOTTLENECK ? 2 : 1];
         run_conv(ops, ws, lc, t1, G, h1, w1, res, s4, H, W);
-        (void)last;
         return s4;
     }
     case BLK_IR: {
