@@ -33,6 +33,8 @@ static const char usage[] =
     "  --size N          require NxN input images (default: any size)\n"
     "  --allow-mixed     accept f32 input normalized differently from the model\n"
     "  --keep            keep the input image field\n"
+    "  --max-pixels N    refuse larger images (default 16777216 = 4096x4096; the\n"
+    "                    activations of one image take up to ~150 bytes a pixel)\n"
     "  --field NAME      image field name (default image)\n"
     "  --threads N       worker threads (default: online CPUs); output identical\n"
     "  --batch N         records per batch (default 64)\n"
@@ -55,6 +57,7 @@ typedef struct {
     int chw;             /* input is f32/f16 [3,H,W] normalized */
     mmp_dtype out_dtype;
     int keep, size;
+    long long max_pixels;
     float mean[3], std[3];
     float *x, *y;
     size_t xcap, ycap;
@@ -87,7 +90,10 @@ static void check_image(ctx *c, item *it, uint64_t recno) {
     if (c->size && (it->H != c->size || it->W != c->size))
         mmp_die("%s: record %llu: image is %dx%d but --size %d", c->in_name, (unsigned long long)recno, it->H,
                 it->W, c->size);
-    if (it->H < 1 || it->W < 1 || it->H > 16384 || it->W > 16384 || (it->dim = nn_output_dim(c->m, &c->layer, it->H, it->W)) <= 0)
+    if ((long long)it->H * it->W > c->max_pixels)
+        mmp_die("%s: record %llu: image %dx%d has more than --max-pixels %lld pixels (resize with mmp-decode --size)",
+                c->in_name, (unsigned long long)recno, it->H, it->W, c->max_pixels);
+    if (it->H < 1 || it->W < 1 || (it->dim = nn_output_dim(c->m, &c->layer, it->H, it->W)) <= 0)
         mmp_die("%s: record %llu: image %dx%d is too small for %s --layer %s", c->in_name,
                 (unsigned long long)recno, it->H, it->W, nn_model_arch(c->m), c->layer.name);
 }
@@ -153,7 +159,7 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed");
     const char *model = NULL, *arch = NULL, *layer = "pool", *dtype = "f32", *mean_s = NULL, *std_s = NULL;
     const char *in = "-", *out = "-", *field = "image", *v;
-    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, level = 0, size = 0;
+    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, level = 0, size = 0, max_pixels = 16777216;
     int keep = 0, allow_mixed = 0, nin = 0;
     if (threads < 1) threads = 1;
     for (int i = 1; i < argc; i++) {
@@ -166,6 +172,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--std", &v)) std_s = v;
         else if (mmp_cli_opt(argc, argv, &i, "--size", &v)) size = mmp_cli_int("--size", v, 1, 16384);
         else if (mmp_cli_opt(argc, argv, &i, "--field", &v)) field = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--max-pixels", &v)) max_pixels = mmp_cli_int("--max-pixels", v, 1, 1LL << 31);
         else if (mmp_cli_opt(argc, argv, &i, "--threads", &v)) threads = mmp_cli_int("--threads", v, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "--batch", &v)) batch = mmp_cli_int("--batch", v, 1, 65536);
         else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = mmp_cli_int("--level", v, 1, 19);
@@ -181,6 +188,7 @@ int main(int argc, char **argv) {
     c.field = field;
     c.keep = keep;
     c.size = (int)size;
+    c.max_pixels = max_pixels;
     if (!strcmp(dtype, "f32")) c.out_dtype = MMP_F32;
     else if (!strcmp(dtype, "f16")) c.out_dtype = MMP_F16;
     else mmp_die("bad value for --dtype: %s (f32 or f16)", dtype);
