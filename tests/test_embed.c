@@ -258,6 +258,9 @@ int main(void) {
     CHECK(sh("grep -q 'unknown --layer layer9' e.err && test $(wc -l < e.err) = 1") == 0);
     CHECK(sh("%s --model %s --size 96 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
     CHECK(sh("%s --model %s --arch resnet50 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(sh("%s --model %s --max-pixels 4095 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(sh("grep -q 'a.mmp: record 1: image 64x64 has more than --max-pixels 4095' e.err") == 0);
+    CHECK(sh("%s --model %s --max-pixels 4096 a.mmp > /dev/null", embed, mnv2) == 0);
     CHECK(sh("%s --model %s out.mmp > /dev/null 2> e.err", embed, mnv2) == 1); /* no image field */
     CHECK(sh("grep -q 'no \"image\" field' e.err") == 0);
     CHECK(sh("head -c 1000 a.mmp | %s --model %s > /dev/null 2> e.err", embed, mnv2) != 0); /* truncated */
