@@ -40,16 +40,18 @@ for arch in resnet18 resnet50 mobilenet_v2; do
     done
   done
 done
-echo "| model | px | threads | mmpipe img/s | PyTorch img/s | speed-up | mmpipe GFLOP/s | % of sgemm | max RSS mmpipe / PyTorch (MB) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| model | px | threads | mmpipe img/s | PyTorch img/s | speed-up | mmpipe GFLOP/s | sgemm GFLOP/s (same moment) | % of sgemm | max RSS mmpipe / PyTorch (MB) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for c in "${configs[@]}"; do
   IFS=: read -r arch size t nb <<< "$c"
   f=$tmp/$arch.safetensors; [ $arch = mobilenet_v2 ] && f=$W
   # back to back, each in its own process (max RSS per configuration)
+  # the machine may be shared: sgemm peak measured right before each row
+  p=$("$tmp/bench_nn" sgemm $t)
   read -r ips gf ws rss cpu <<< "$("$tmp/bench_nn" model "$f" $size $t $nb 64 2)"
   read -r _ _ _ tips trss <<< "$($PY bench/bench_embed_torch.py "$W" "$c")"
-  awk -v a=$arch -v s=$size -v t=$t -v i=$ips -v ti=$tips -v g=$gf -v p=${sg[$t]} -v r=$rss -v tr=$trss \
-    'BEGIN { printf "| %s | %d | %d | %.1f | %.1f | %.2fx | %.0f | %.0f%% | %.0f / %.0f |\n", a, s, t, i, ti, i/ti, g, 100*g/p, r, tr }'
+  awk -v a=$arch -v s=$size -v t=$t -v i=$ips -v ti=$tips -v g=$gf -v p=$p -v r=$rss -v tr=$trss \
+    'BEGIN { printf "| %s | %d | %d | %.1f | %.1f | %.2fx | %.0f | %.0f | %.0f%% | %.0f / %.0f |\n", a, s, t, i, ti, i/ti, g, p, 100*g/p, r, tr }'
 done
 echo
 echo "PyTorch: eval, no_grad, torch.set_num_threads(threads), batch 64 after a warm-up batch of 8, best of 2;"
