@@ -142,17 +142,7 @@ static void w_compress(mmp_writer *w, const void *p, size_t n, ZSTD_EndDirective
 
 static void w_feed(mmp_writer *w, const void *p, size_t n, int with_crc) {
     if (n == 0) return;
-    if (with_crc) {
-        /* zlib's crc32 takes a uInt length */
-        const uint8_t *q = p;
-        size_t left = n;
-        while (left) {
-            uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
-            w->crc = (uint32_t)crc32(w->crc, q, k);
-            q += k;
-            left -= k;
-        }
-    }
+    if (with_crc) w->crc = mp_crc32(w->crc, p, n);
     w_compress(w, p, n, ZSTD_e_continue);
     w->since_flush += n;
 }
@@ -968,15 +958,6 @@ bad:
     return -1;
 }
 
-static void crc_update(uint32_t *crc, const uint8_t *p, size_t n) {
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        *crc = (uint32_t)crc32(*crc, p, k);
-        p += k;
-        n -= k;
-    }
-}
-
 /* Reads the next header (state RS_START or RS_AFTER_TRAILER). 1 = ok,
  * 0 = clean end (only after a trailer), -1 = error. */
 static int r_header(mmp_reader *r) {
@@ -1108,7 +1089,7 @@ int mmp_reader_next(mmp_reader *r, mmp_record *rec) {
                 mmp_record_clear(rec);
                 return r_fail(r, "%s", why);
             }
-            crc_update(&r->crc, p, len);
+            r->crc = mp_crc32(r->crc, p, len);
             r->dstart += len;
             r->count++;
             r->seg_count++;

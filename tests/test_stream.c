@@ -579,6 +579,23 @@ static void test_large(void) {
     mmp_header_free(&h);
 }
 
+/* the fast CRC equals zlib's crc32 for every length, offset and chaining */
+static void test_crc(void) {
+    size_t n = 5000;
+    uint8_t *buf = malloc(n);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd();
+    int bad = 0;
+    for (size_t off = 0; off < 17; off++)
+        for (size_t len = 0; off + len <= n; len += len < 300 ? 1 : 97) {
+            uint32_t seed = (uint32_t)rnd();
+            uint32_t want = (uint32_t)crc32(seed, buf + off, (uInt)len);
+            if (mp_crc32(seed, buf + off, len) != want) bad++;
+        }
+    CHECKF(bad == 0, "%d CRC mismatches", bad);
+    CHECK(mp_crc32(0, "123456789", 9) == 0xCBF43926u);
+    free(buf);
+}
+
 int main(int argc, char **argv) {
     mmp_set_progname("test_stream");
     /* helper mode for the shell tests: test_stream gen FILE N [FIRST [LEVEL [SKIPPED]]] */
@@ -587,6 +604,7 @@ int main(int argc, char **argv) {
                      argc > 5 ? atoi(argv[5]) : 3, argc > 6 ? (uint64_t)atoll(argv[6]) : 0);
         return 0;
     }
+    test_crc();
     test_roundtrip();
     test_empty_stream();
     test_concat();
