@@ -539,6 +539,73 @@ static void test_pipe_promptness(void) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+static long vm_hwm_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* 64 MiB of records through a pipe: neither side's peak memory grows with
+ * the stream's length. */
+static void test_bounded_memory(void) {
+    const int nrec = 4096, per = 16384;
+    int fds[2];
+    if (vm_hwm_kb() < 0 || pipe(fds)) {
+        fprintf(stderr, "no /proc/self/status: bounded-memory check skipped\n");
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        mmp_header h;
+        mmp_header_init(&h);
+        int64_t sh[1] = {per};
+        mmp_header_add_field(&h, "x", MMP_U8, 1, sh);
+        mmp_record r;
+        mmp_record_init(&r);
+        mmp_tensor *t = mmp_record_add(&r, "x", MMP_U8, 1, sh);
+        FILE *fp = fdopen(fds[1], "wb");
+        long before = vm_hwm_kb();
+        mmp_writer *w = mmp_writer_open_fp(fp, "pipe", &h, 1);
+        for (int i = 0; i < nrec; i++) {
+            for (int k = 0; k < per; k += 4) *(uint32_t *)((uint8_t *)t->data + k) = rnd();
+            mmp_writer_write(w, &r);
+        }
+        mmp_writer_close(w);
+        fclose(fp);
+        long grew = vm_hwm_kb() - before;
+        if (grew > 24 * 1024) {
+            fprintf(stderr, "writer peak memory grew by %ld KiB for a 64 MiB stream\n", grew);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    char path[64], err[512];
+    snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+    long before = vm_hwm_kb();
+    mmp_reader *r = mmp_reader_open(path, err, sizeof err);
+    CHECKF(r, "%s", err);
+    mmp_record rec;
+    mmp_record_init(&rec);
+    int n = 0, s = -1;
+    while (r && (s = mmp_reader_next(r, &rec)) == 1) n++;
+    CHECKF(s == 0 && n == nrec, "read %d records, status %d: %s", n, s, r ? mmp_reader_error(r) : "");
+    long grew = vm_hwm_kb() - before;
+    if (getenv("MMP_TEST_VERBOSE")) fprintf(stderr, "reader peak grew %ld KiB\n", grew);
+    CHECKF(grew < 24 * 1024, "reader peak memory grew by %ld KiB for a 64 MiB stream", grew);
+    mmp_record_clear(&rec);
+    mmp_reader_close(r);
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* Large records: multi-MiB tensors cross flush and buffer boundaries. */
 static void test_large(void) {
     mmp_header h;
@@ -604,6 +671,7 @@ int main(int argc, char **argv) {
                      argc > 5 ? atoi(argv[5]) : 3, argc > 6 ? (uint64_t)atoll(argv[6]) : 0);
         return 0;
     }
+    test_bounded_memory(); /* first: before other tests raise the peak */
     test_crc();
     test_roundtrip();
     test_empty_stream();
