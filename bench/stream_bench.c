@@ -14,6 +14,7 @@
  * noise (natural-image-like entropy); embeddings: |N(0,1)| like pooled
  * post-ReLU features (random mantissas, near incompressible). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,10 +28,13 @@ static uint64_t next(void) {
     s ^= s << 17;
     return s;
 }
+/* approximately N(0,1) (Irwin-Hall, 4 uniforms): cheap, so building the
+ * pool takes a few ms */
 static double gauss(void) {
-    double u = ((double)(next() >> 11) + 0.5) / 9007199254740992.0;
-    double v = ((double)(next() >> 11) + 0.5) / 9007199254740992.0;
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+    uint64_t r = next();
+    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) + (double)((r >> 32) & 0xffff) +
+               (double)(r >> 48);
+    return (u / 65536.0 - 2.0) * 1.7320508075688772;
 }
 
 typedef struct {
