@@ -18,7 +18,7 @@ static const char *usage =
     "  --head N      stop after N records\n"
     "  --full        print every tensor value (nested arrays) besides the summary\n"
     "  -o FILE       write an mmp stream to FILE ('-' = stdout) instead of JSON\n"
-    "  --level N     zstd level for -o, 1..19 (default 3)\n"
+    "  --level N     zstd level, 1..19 (default 3); without -o: an mmp stream on stdout\n"
     "  --progress    progress on stderr\n"
     "  -h, --help, --version\n"
     "\n"
@@ -26,7 +26,7 @@ static const char *usage =
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-cat");
-    int header_only = 0, count_only = 0, full = 0;
+    int header_only = 0, count_only = 0, full = 0, level_given = 0;
     long long head = -1, level = 3;
     const char *out = NULL, *val;
     const char **inputs = mmp_xcalloc((size_t)argc + 1, sizeof *inputs);
@@ -38,7 +38,10 @@ int main(int argc, char **argv) {
         else if (mmp_cli_flag(argv, i, "--count")) count_only = 1;
         else if (mmp_cli_flag(argv, i, "--full")) full = 1;
         else if (mmp_cli_opt(argc, argv, &i, "--head", &val)) head = mmp_cli_int("--head", val, 0, (long long)1 << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &val)) level = mmp_cli_int("--level", val, 1, 19);
+        else if (mmp_cli_opt(argc, argv, &i, "--level", &val)) {
+            level = mmp_cli_int("--level", val, 1, 19);
+            level_given = 1;
+        }
         else if (mmp_cli_opt(argc, argv, &i, "-o", &val) || mmp_cli_opt(argc, argv, &i, "--output", &val)) out = val;
         else if (strcmp(a, "--") == 0) {
             while (++i < argc) inputs[ninputs++] = argv[i];
@@ -46,6 +49,8 @@ int main(int argc, char **argv) {
         else inputs[ninputs++] = a;
     }
     if (ninputs == 0) inputs[ninputs++] = "-";
+    /* --level alone re-encodes to stdout */
+    if (level_given && !out && !count_only && !header_only) out = "-";
     for (int i = 0; i < ninputs; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(inputs[i], "-") == 0 && strcmp(inputs[j], "-") == 0)

@@ -62,6 +62,7 @@ mmp-cat -o re.mmp --level 1 a.mmp b.mmp || bad "-o failed"
 diff <(mmp-cat --full a.mmp b.mmp | tail -n +2) <(mmp-cat --full re.mmp | tail -n +2) >/dev/null || bad "re-encoded records differ"
 mmp-cat --header re.mmp | grep -q '"history":"[^"]*mmp-cat -o re.mmp --level 1 a.mmp b.mmp' || bad "re-encoded header lacks the command in history: $(mmp-cat --header re.mmp)"
 mmp-cat -o - --level 19 --head 5 a.mmp | mmp-cat --count | grep -qx 5 || bad "-o - | mmp-cat"
+mmp-cat --level 1 a.mmp > l1.mmp && [ "$(mmp-cat --count l1.mmp)" = 30 ] || bad "--level alone writes a stream to stdout"
 if [ -n "$PY" ]; then
   PYTHONPATH="$MMP_ROOT/formats/python" "$PY" -c "
 import mmp_stream
