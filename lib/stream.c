@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -437,6 +438,12 @@ static int r_read_more(mmp_reader *r) {
     for (;;) {
         ssize_t n = read(r->fd, r->ibuf, INBUF_SIZE);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* a non-blocking descriptor (shared with e.g. ssh): wait for data */
+            struct pollfd pfd = {r->fd, POLLIN, 0};
+            poll(&pfd, 1, -1);
+            continue;
+        }
         if (n < 0) return r_fail(r, "read error: %s", strerror(errno));
         if (n == 0) r->eof = 1;
         r->in.src = r->ibuf;
