@@ -93,6 +93,7 @@ static void encode_header(mp_buf *b, const mmp_header *h) {
 
 struct mmp_writer {
     FILE *fp;
+    int fd; /* fileno(fp), written with write(2); -1: through stdio */
     int own_fp;
     char *name;
     ZSTD_CCtx *cctx;
@@ -116,12 +117,33 @@ struct mmp_writer {
 
 static void *w_flusher(void *arg);
 
+static void w_write_error(mmp_writer *w) {
+    if (errno == EPIPE) quiet_epipe();
+    mmp_die("%s: write error: %s", w->name, strerror(errno));
+}
+
+/* Writes the compressed output buffer: write(2) on the descriptor (waiting
+ * when it is non-blocking), or stdio for a FILE without one. */
 static void w_write_out(mmp_writer *w) {
     if (w->olen == 0) return;
-    size_t n = fwrite(w->obuf, 1, w->olen, w->fp);
-    if (n != w->olen) {
-        if (errno == EPIPE) quiet_epipe();
-        mmp_die("%s: write error: %s", w->name, strerror(errno));
+    if (w->fd < 0) {
+        if (fwrite(w->obuf, 1, w->olen, w->fp) != w->olen) w_write_error(w);
+        w->olen = 0;
+        return;
+    }
+    const uint8_t *p = w->obuf;
+    size_t left = w->olen;
+    while (left) {
+        ssize_t k = write(w->fd, p, left);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {w->fd, POLLOUT, 0};
+            poll(&pfd, 1, -1);
+            continue;
+        }
+        if (k <= 0) w_write_error(w);
+        p += k;
+        left -= (size_t)k;
     }
     w->olen = 0;
 }
@@ -151,10 +173,7 @@ static void w_feed(mmp_writer *w, const void *p, size_t n, int with_crc) {
 static void w_flush(mmp_writer *w, ZSTD_EndDirective mode) {
     w_compress(w, NULL, 0, mode);
     w_write_out(w);
-    if (fflush(w->fp) != 0) {
-        if (errno == EPIPE) quiet_epipe();
-        mmp_die("%s: write error: %s", w->name, strerror(errno));
-    }
+    if (w->fd < 0 && fflush(w->fp) != 0) w_write_error(w);
     w->since_flush = 0;
     if (w->timed) w->last_flush = now_s();
 }
@@ -177,6 +196,9 @@ mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, 
     mmp_writer *w = mmp_xcalloc(1, sizeof *w);
     w->fp = fp;
     w->name = mmp_xstrdup(name);
+    /* anything the program buffered in fp goes first; then we write(2) */
+    if (fflush(fp) != 0) w_write_error(w);
+    w->fd = fileno(fp);
     w->obuf = mmp_xmalloc(OUTBUF_SIZE);
     mmp_header_init(&w->h);
     mmp_header_copy(&w->h, h);
@@ -187,7 +209,7 @@ mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, 
     if (!ZSTD_isError(e)) e = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, 0);
     if (ZSTD_isError(e)) mmp_die("%s: zstd setup failed: %s", name, ZSTD_getErrorName(e));
     struct stat st;
-    w->timed = !(fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode));
+    w->timed = !(w->fd >= 0 && fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode));
     w->sbuf.n = 0;
     encode_header(&w->sbuf, &w->h);
     w_feed(w, w->sbuf.p, w->sbuf.n, 0);
@@ -230,8 +252,6 @@ mmp_writer *mmp_writer_open(const char *path, const mmp_header *h, int level) {
     if (!path || strcmp(path, "-") == 0) return mmp_writer_open_fp(stdout, "stdout", h, level);
     FILE *fp = fopen(path, "wb");
     if (!fp) mmp_die("%s: cannot open for writing: %s", path, strerror(errno));
-    /* we buffer ourselves */
-    setvbuf(fp, NULL, _IONBF, 0);
     mmp_writer *w = mmp_writer_open_fp(fp, path, h, level);
     w->own_fp = 1;
     return w;

@@ -198,6 +198,30 @@ static void test_roundtrip(void) {
     free(buf);
 }
 
+/* a FILE without a descriptor (memstream) goes through stdio */
+static void test_memstream(void) {
+    char *mem = NULL;
+    size_t memn = 0;
+    FILE *fp = open_memstream(&mem, &memn);
+    mmp_header h;
+    make_header(&h);
+    mmp_writer *w = mmp_writer_open_fp(fp, "memstream", &h, 1);
+    for (int i = 0; i < 5; i++) {
+        mmp_record r;
+        rng = 1000 + (uint64_t)i;
+        make_record(&r, i);
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_close(w);
+    fclose(fp);
+    mmp_header_free(&h);
+    char err[512] = "";
+    int bad = 0;
+    CHECKF(read_all(mem, memn, 0, err, sizeof err, &bad) == 5 && bad == 0, "%s", err);
+    free(mem);
+}
+
 static void test_empty_stream(void) {
     mmp_header h;
     mmp_header_init(&h);
@@ -686,6 +710,7 @@ int main(int argc, char **argv) {
     test_crc();
     test_roundtrip();
     test_empty_stream();
+    test_memstream();
     test_concat();
     test_truncation_and_flips();
     test_crafted();
