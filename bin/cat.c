@@ -1,5 +1,6 @@
 /* mmp-cat: print mmp streams as JSON lines, count them, or merge and
  * re-encode them into one stream. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,7 +108,8 @@ int main(int argc, char **argv) {
         if (count_only) printf("%llu\n", n);
     }
     for (int i = 0; i < ninputs; i++) mmp_reader_close(rd[i]);
-    if (fflush(stdout) != 0 || ferror(stdout)) mmp_die("stdout: write error");
+    if (fflush(stdout) != 0) mmp_die("stdout: write error: %s", strerror(errno));
+    if (ferror(stdout)) mmp_die("stdout: write error");
     free(rd);
     free(inputs);
     return 0;

@@ -130,6 +130,14 @@ with mmp_stream.Writer('other.mmp', {'emb': {'dtype': 'f16', 'shape': [16]}}) as
   grep -q "^mmp-cat: stdin: record 30: schema mismatch" err.txt || bad "piped mismatch message: $(cat err.txt)"
 fi
 
+# full disk
+if [ -w /dev/full ]; then
+  expect_error "disk full (-o)" "^mmp-cat: /dev/full: write error: No space left on device" mmp-cat -o /dev/full a.mmp
+  mmp-cat a.mmp > /dev/full 2>err.txt && bad "JSON to /dev/full should fail"
+  grep -q "^mmp-cat: stdout: write error" err.txt || bad "JSON to /dev/full: $(cat err.txt)"
+fi
+expect_error "unwritable output" "^mmp-cat: nodir/x.mmp: cannot open for writing" mmp-cat -o nodir/x.mmp a.mmp
+
 # usage errors
 expect_error "unknown option" "^mmp-cat: unknown option --bogus" mmp-cat --bogus a.mmp
 expect_error "bad level" "^mmp-cat: value for --level out of range" mmp-cat --level 30 -o x.mmp a.mmp
