@@ -46,6 +46,7 @@ for kind in cifar imagenet emb32 emb16; do
     cifar) label="u8 32x32x3" ;; imagenet) label="u8 224x224x3" ;;
     emb32) label="f32 1280" ;; emb16) label="f16 1280" ;;
   esac
+  unset SB_POOL; "$SB" pool $kind > "$tmp/pool.bin"; export SB_POOL=$tmp/pool.bin
   "$SB" raw $kind "$MB" > "$tmp/raw.bin"
   payload=$(stat -c %s "$tmp/raw.bin")
   read -r tcat _ <<< "$(measure "( time cat '$tmp/raw.bin' ) 2>\"\$T\" | cat > /dev/null")"

@@ -2,6 +2,8 @@
  *
  *   stream_bench gen KIND MB LEVEL   mmp stream of about MB MiB of payload -> stdout
  *   stream_bench raw KIND MB         the same payload bytes, raw -> stdout
+ *   stream_bench pool KIND           the record pool -> stdout (then SB_POOL=FILE
+ *                                    makes gen/raw load it instead of generating)
  *   stream_bench read                reads an mmp stream on stdin; prints payload bytes,
  *                                    a checksum and the seconds it took
  * gen prints on stderr the seconds from the header to the closed stream
@@ -65,6 +67,16 @@ static void make_kind(const char *name, kind *k) {
     k->rec_bytes = (size_t)mmp_numel(k->ndim, k->shape) * mmp_dtype_size(k->dt);
     k->pool = ((size_t)8 << 20) / k->rec_bytes + 1; /* > 8 MiB of distinct data */
     k->data = mmp_xmalloc(k->pool * k->rec_bytes);
+    /* a pool saved by "stream_bench pool KIND > FILE" (env SB_POOL): the
+     * timed runs then spend nothing on generating data */
+    const char *saved = getenv("SB_POOL");
+    if (saved) {
+        FILE *f = fopen(saved, "rb");
+        if (!f || fread(k->data, 1, k->pool * k->rec_bytes, f) != k->pool * k->rec_bytes)
+            mmp_die("%s: cannot read the record pool", saved);
+        fclose(f);
+        return;
+    }
     for (size_t r = 0; r < k->pool; r++) {
         uint8_t *p = k->data + r * k->rec_bytes;
         if (k->dt == MMP_U8) {
@@ -116,7 +128,13 @@ int main(int argc, char **argv) {
                mmp_now() - t0);
         return 0;
     }
-    if (argc < 4) mmp_die("usage: stream_bench gen KIND MB LEVEL | raw KIND MB | read");
+    if (argc == 3 && !strcmp(argv[1], "pool")) {
+        kind k;
+        make_kind(argv[2], &k);
+        write_all(k.data, k.pool * k.rec_bytes);
+        return 0;
+    }
+    if (argc < 4) mmp_die("usage: stream_bench gen KIND MB LEVEL | raw KIND MB | pool KIND | read");
     kind k;
     make_kind(argv[2], &k);
     size_t n = (size_t)(atof(argv[3]) * 1048576.0 / (double)k.rec_bytes);
