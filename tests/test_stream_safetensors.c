@@ -84,6 +84,8 @@ int main(void) {
     /* 3. entries */
     expect_bad("{\"a\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 8, "unsupported dtype 'F64'", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 4, "unsupported dtype 'f32'", __LINE__);
+    /* a name with an escaped newline: the message must stay one line */
+    expect_bad("{\"a\\nb\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 8, "unsupported dtype 'F64'", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 0, 4, "negative dimension", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 0, 4, "array too long", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, 4, "needs dtype, shape and data_offsets", __LINE__);
