@@ -102,9 +102,15 @@ def main():
     if not a.vocab_from:
         sys.exit("random_init.py: bert needs --vocab-from CAPTIONS.txt")
     words = set()
-    with open(a.vocab_from, encoding="utf-8") as f:
-        for line in f:
-            words.update(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", line.lower()))
+    if a.vocab_from.endswith(".tar"):  # the captions (*.txt) of a WebDataset tar
+        import tarfile
+        with tarfile.open(a.vocab_from) as tf:
+            lines = [tf.extractfile(m).read().decode("utf-8") for m in tf if m.isfile() and m.name.endswith(".txt")]
+    else:
+        with open(a.vocab_from, encoding="utf-8") as f:
+            lines = f.readlines()
+    for line in lines:
+        words.update(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", line.lower()))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words)
     os.makedirs(a.out, exist_ok=True)
     t, cfg = bert(rng, len(vocab))
