@@ -132,24 +132,23 @@ static void resample_window(const uint8_t *src, int sw, int sh, size_t stride, c
         vrow0 = 0;
     }
     if (need_v) {
+        /* row-wise accumulation: contiguous, vectorizes (integer sums, so
+         * the order of the terms does not change the result) */
+        size_t rowlen = (size_t)ow * 3;
+        int32_t *acc = mmp_xmalloc(rowlen * sizeof(int32_t));
         for (int yy = oy0; yy < oy1; yy++) {
             const int32_t *k = &kv[(size_t)yy * ksv];
             int ymin = bv[yy * 2] - vrow0, ymax = bv[yy * 2 + 1];
-            uint8_t *out = dst + (size_t)(yy - oy0) * ow * 3;
-            for (int xx = 0; xx < ow; xx++) {
-                int ss0 = 1 << (PRECISION_BITS - 1), ss1 = ss0, ss2 = ss0;
-                const uint8_t *p = vin + (size_t)ymin * vstride + (size_t)xx * 3;
-                for (int y = 0; y < ymax; y++) {
-                    ss0 += p[0] * k[y];
-                    ss1 += p[1] * k[y];
-                    ss2 += p[2] * k[y];
-                    p += vstride;
-                }
-                out[xx * 3 + 0] = clip8(ss0);
-                out[xx * 3 + 1] = clip8(ss1);
-                out[xx * 3 + 2] = clip8(ss2);
+            for (size_t i = 0; i < rowlen; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+            for (int y = 0; y < ymax; y++) {
+                const uint8_t *p = vin + (size_t)(ymin + y) * vstride;
+                int32_t ky = k[y];
+                for (size_t i = 0; i < rowlen; i++) acc[i] += p[i] * ky;
             }
+            uint8_t *out = dst + (size_t)(yy - oy0) * rowlen;
+            for (size_t i = 0; i < rowlen; i++) out[i] = clip8(acc[i]);
         }
+        free(acc);
     } else {
         /* dh == sh: output row yy is vin's row yy (relative to vrow0) */
         for (int yy = oy0; yy < oy1; yy++)
