@@ -4,6 +4,7 @@
 #include "image/pmap.h"
 #include "mmp.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -145,6 +146,10 @@ static int consume(void *c, void *s) {
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-augment");
+    /* per-image buffers (100 KB .. 25 MB) stay in the heap instead of being
+     * mmap'ed and page-faulted in again for every image */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     const char *in = "-", *out = "-", *v;
     int nin = 0, level = 1, views = 1, strict = 0;
     long long seed = 0, epoch = 0;

@@ -6,6 +6,7 @@
 #include "mmp.h"
 
 #include <png.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
@@ -118,6 +119,10 @@ static int consume(void *c, void *s) {
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-decode");
+    /* per-image buffers (100 KB .. 25 MB) stay in the heap instead of being
+     * mmap'ed and page-faulted in again for every image */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     const char *out = "-", *v, *classes = NULL, *classes_from = NULL;
     char **inputs = mmp_xmalloc(sizeof(char *) * (size_t)(argc + 1));
     int nin = 0, strict = 0, level = 1;
