@@ -3,7 +3,8 @@
 # PyTorch (/usr/bin/python3) on the same features and the same recipe:
 # standardized features, nn.Linear(D, C), AdamW(lr 1e-3, wd 1e-2), CE, batch 256,
 # EPOCHS epochs (30), shuffled every epoch. Both single-threaded (torch.set_num_threads(1),
-# OpenBLAS 1 thread); a second PyTorch row uses all cores.
+# OpenBLAS 1 thread); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
+# busy machine, hence opt-in).
 # Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides).
 # Prints a markdown table; training time excludes reading the stream (both sides).
 set -euo pipefail
@@ -81,17 +82,20 @@ print(f"{t_train:.3f} {c_train:.3f} {t_load:.3f} {tot / n:.4g}")
 EOF
 }
 read -r pt1_train pt1_cpu pt1_load pt1_loss < <(torch_run 1)
-read -r ptn_train ptn_cpu ptn_load ptn_loss < <(torch_run "$(nproc)")
+TT=${BENCH_TORCH_THREADS:-0}
+[ "$TT" -gt 0 ] && read -r ptn_train ptn_cpu ptn_load ptn_loss < <(torch_run "$TT")
 
 echo "## bench_train: linear probe, $(basename "$in"), $EPOCHS epochs, batch 256, AdamW"
 echo
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg) at the end"
 echo
-echo "| trainer | threads | training s (wall) | CPU s | last-epoch train loss | speed-up vs PyTorch 1 thread (wall) |"
-echo "|---|---|---|---|---|---|"
-printf "| mmp-train-step | 1 | %.2f | %.2f | %s | %.2fx |\n" "$mmp_train" "$mmp_cpu" "$mmp_loss" "$(echo "$pt1_train / $mmp_train" | bc -l)"
-printf "| PyTorch %s | 1 | %.2f | %.2f | %s | 1.00x |\n" "$("$PY" -c 'import torch; print(torch.__version__)')" "$pt1_train" "$pt1_cpu" "$pt1_loss"
-printf "| PyTorch | %s | %.2f | %.2f | %s | %.2fx |\n" "$(nproc)" "$ptn_train" "$ptn_cpu" "$ptn_loss" "$(echo "$pt1_train / $ptn_train" | bc -l)"
+echo "| trainer | threads | training s (wall) | CPU s | last-epoch train loss | speed-up vs PyTorch 1 thread: wall | CPU |"
+echo "|---|---|---|---|---|---|---|"
+printf "| mmp-train-step | 1 | %.2f | %.2f | %s | %.2fx | %.2fx |\n" "$mmp_train" "$mmp_cpu" "$mmp_loss" \
+  "$(echo "$pt1_train / $mmp_train" | bc -l)" "$(echo "$pt1_cpu / $mmp_cpu" | bc -l)"
+printf "| PyTorch %s | 1 | %.2f | %.2f | %s | 1.00x | 1.00x |\n" "$("$PY" -c 'import torch; print(torch.__version__)')" "$pt1_train" "$pt1_cpu" "$pt1_loss"
+[ "$TT" -gt 0 ] && printf "| PyTorch | %s | %.2f | %.2f | %s | %.2fx | %.2fx |\n" "$TT" "$ptn_train" "$ptn_cpu" "$ptn_loss" \
+  "$(echo "$pt1_train / $ptn_train" | bc -l)" "$(echo "$pt1_cpu / $ptn_cpu" | bc -l)"
 echo
 printf "reading the stream: mmp-train-step %.2f s (whole run %.2f s wall), Python mmp_stream %.2f s\n" \
   "$(sed -n 's/.* \([0-9.]*\) s loading.*/\1/p' "$tmp/mmp.err")" "$mmp_total" "$pt1_load"
