@@ -14,7 +14,8 @@ static const char usage[] =
     "Applies a head trained by mmp-train-step; writes a prediction stream to stdout (-o).\n"
     "\n"
     "classification heads (ce/bce): every record keeps its id and label and gets\n"
-    "  \"logits\" f32 [C], \"probs\" f32 [C] (softmax; sigmoid for bce), \"pred\" i64 [1] (argmax).\n"
+    "  \"logits\" f32 [C], \"probs\" f32 [C] (softmax; sigmoid for bce), \"pred\" i64 [1] (argmax);\n"
+    "  bce heads also pass the multi-label targets (\"labels\") through.\n"
     "pair heads (contrastive/triplet): every record gets \"image_proj\" f32 [E] and, when the\n"
     "  stream has the pair field, \"text_proj\" f32 [E] (L2-normalized projections);\n"
     "  retrieval recall@K image->text and text->image over all records goes to stderr\n"
@@ -194,6 +195,10 @@ int main(int argc, char **argv) {
         mmp_header_add_field(&oh, "image_proj", MMP_F32, 1, shE);
         if (ec.has_text) mmp_header_add_field(&oh, "text_proj", MMP_F32, 1, shE);
     }
+    /* multi-label targets pass through (bce heads) */
+    const mmp_schema_field *lf = sigmoid ? mmp_header_field(ih, tr->cfg.labels_field) : NULL;
+    int pass_labels = lf && lf->ndim == 1 && lf->shape[0] == ec.C;
+    if (pass_labels) mmp_header_add_field(&oh, tr->cfg.labels_field, MMP_F32, 1, shC);
     if (!ec.pair || ec.zeroshot) {
         mmp_header_add_field(&oh, "logits", MMP_F32, 1, shC);
         mmp_header_add_field(&oh, "probs", MMP_F32, 1, shC);
@@ -269,6 +274,13 @@ int main(int argc, char **argv) {
             if (ir->id) mmp_record_set_id(&o, ir->id);
             if (ir->text) mmp_record_set_text(&o, ir->text);
             o.label = ir->label;
+            if (pass_labels) {
+                const mmp_tensor *tl = mmp_record_cget(ir, tr->cfg.labels_field);
+                if (!tl || mmp_numel(tl->ndim, tl->shape) != ec.C)
+                    mmp_die("%s: record %lld: \"%s\" must be a float vector of %lld values", rname, (long long)(n + k),
+                            tr->cfg.labels_field, (long long)ec.C);
+                mmp_tensor_to_f32(tl, mmp_record_add(&o, tr->cfg.labels_field, MMP_F32, 1, shC)->data);
+            }
             if (ec.pair) {
                 memcpy(mmp_record_add(&o, "image_proj", MMP_F32, 1, shE)->data, za + k * ec.E, sizeof(float) * (size_t)ec.E);
                 if (ec.has_text) memcpy(mmp_record_add(&o, "text_proj", MMP_F32, 1, shE)->data, zb + k * ec.E, sizeof(float) * (size_t)ec.E);

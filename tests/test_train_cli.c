@@ -88,6 +88,29 @@ static void write_prompts(const char *path, int C, int D2) {
     free(mu); free(nu);
 }
 
+/* multi-label: targets t_c = 1 when feature block c is switched on */
+static void write_multilabel(const char *path, int n, uint64_t seed) {
+    const int D = 16, C = 4;
+    uint64_t s = seed;
+    mmp_header h;
+    mmp_header_init(&h);
+    int64_t shD[1] = {D}, shC[1] = {C};
+    mmp_header_add_field(&h, "embedding", MMP_F32, 1, shD);
+    mmp_header_add_field(&h, "labels", MMP_F32, 1, shC);
+    mmp_writer *w = mmp_writer_open(path, &h, 1);
+    for (int i = 0; i < n; i++) {
+        mmp_record r;
+        mmp_record_init(&r);
+        float *x = mmp_record_add(&r, "embedding", MMP_F32, 1, shD)->data, *t = mmp_record_add(&r, "labels", MMP_F32, 1, shC)->data;
+        for (int c = 0; c < C; c++) t[c] = gauss(&s) > 0 ? 1.0f : 0.0f;
+        for (int k = 0; k < D; k++) x[k] = (float)(2 * t[k % C] + 0.5 * gauss(&s));
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_close(w);
+    mmp_header_free(&h);
+}
+
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...) {
     char cmd[4096];
@@ -260,6 +283,33 @@ int main(void) {
     free(txt);
     CHECK(sh("mmp-train-step --loss triplet --mining hard --proj-dim 16 --epochs 2 --out trip.safetensors pairs.mmp 2>/dev/null") == 0);
     CHECK(sh("mmp-eval --model trip.safetensors pairs_test.mmp -o /dev/null 2>/dev/null") == 0);
+
+    /* ---- multi-label bce ---- */
+    write_multilabel("ml_train.mmp", 800, 21);
+    write_multilabel("ml_dev.mmp", 200, 22);
+    CHECK(sh("mmp-train-step --loss bce --epochs 5 --batch-size 32 --lr 0.01 --dev ml_dev.mmp --out bce.safetensors ml_train.mmp 2>bce.err") == 0);
+    e = slurp("bce.err");
+    double mlacc = e && strstr(e, "dev accuracy ") ? atof(strstr(e, "dev accuracy ") + 13) : 0;
+    printf("bce: dev exact-match accuracy %.3f\n", mlacc);
+    CHECK(mlacc > 0.9);
+    free(e);
+    CHECK(sh("mmp-eval --model bce.safetensors ml_dev.mmp -o bce_pred.mmp 2>/dev/null") == 0);
+    {
+        char err[256];
+        mmp_reader *r = mmp_reader_open("bce_pred.mmp", err, sizeof err);
+        mmp_record rec;
+        mmp_record_init(&rec);
+        CHECK(r && mmp_reader_next(r, &rec) == 1);
+        const mmp_tensor *pt = r ? mmp_record_cget(&rec, "probs") : NULL, *lt = r ? mmp_record_cget(&rec, "labels") : NULL;
+        CHECK(pt && lt && pt->shape[0] == 4 && lt->shape[0] == 4);
+        if (pt) {
+            const float *p = pt->data;
+            double sum = p[0] + p[1] + p[2] + p[3];
+            CHECK(p[0] > 0 && p[0] < 1 && fabs(sum - 1) > 1e-3); /* sigmoid, not softmax */
+        }
+        mmp_record_clear(&rec);
+        if (r) mmp_reader_close(r);
+    }
 
     /* ---- HTML in headless Chromium ---- */
     struct stat sb;
