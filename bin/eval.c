@@ -101,7 +101,9 @@ int main(int argc, char **argv) {
     const mmp_header *ih = mmp_reader_header(r);
     const char *rname = mmp_reader_name(r);
     const char *prov = mmp_meta_get(&ih->meta, "provenance");
-    if (!mmp_train_provenance_compatible(tr->provenance, prov) && !allow_mixed)
+    if (!mmp_train_provenance_compatible(tr->provenance, prov) && allow_mixed)
+        mmp_warn("%s: provenance mismatch accepted (--allow-mixed): model \"%s\", stream \"%s\"", rname, tr->provenance, prov);
+    else if (!mmp_train_provenance_compatible(tr->provenance, prov))
         mmp_die("%s: features of another provenance: model %s was trained on \"%s\", the stream has \"%s\" (--allow-mixed to override)",
                 rname, model, tr->provenance, prov);
     const mmp_schema_field *sf = mmp_header_field(ih, tr->feature);

@@ -137,6 +137,9 @@ int main(int argc, char **argv) {
     double t_load = mmp_now() - t0;
     if (ckpt) {
         if (mmp_trainer_check_data(&tr, &ds, allow_mixed, err, sizeof err)) mmp_die("%s", err);
+        if (!mmp_train_provenance_compatible(tr.provenance, mmp_dataset_provenance(&ds)))
+            mmp_warn("%s: provenance mismatch accepted (--allow-mixed): checkpoint \"%s\", stream \"%s\"", ds.name,
+                     tr.provenance, mmp_dataset_provenance(&ds));
     } else {
         if (mmp_trainer_init(&tr, &cfg, &ds, err, sizeof err)) mmp_die("%s", err);
     }
@@ -151,6 +154,9 @@ int main(int argc, char **argv) {
                              tr.cfg.loss == MMP_LOSS_BCE ? tr.cfg.labels_field : NULL, tr.cfg.loss == MMP_LOSS_CE, err, sizeof err))
             mmp_die("%s", err);
         if (mmp_trainer_check_data(&tr, &dev, allow_mixed, err, sizeof err)) mmp_die("%s", err);
+        if (!mmp_train_provenance_compatible(tr.provenance, mmp_dataset_provenance(&dev)))
+            mmp_warn("%s: provenance mismatch accepted (--allow-mixed): training \"%s\", dev \"%s\"", dev.name,
+                     tr.provenance, mmp_dataset_provenance(&dev));
         mmp_trainer_standardize(&tr, &dev);
     }
     char *last_path = has_dev ? (last ? mmp_xstrdup(last) : default_last(out)) : mmp_xstrdup(out);
