@@ -222,6 +222,19 @@ int main(void) {
     CHECK(mmp_st_get(&st, "weight") && mmp_st_get(&st, "standardize.mean") && !strcmp(mmp_meta_get(&st.meta, "provenance"), "mnv2-test"));
     mmp_st_close(&st);
 
+    /* ---- early stopping ---- */
+    CHECK(sh("mmp-train-step --epochs 40 --patience 2 --batch-size 64 --lr 0.01 --dev dev.mmp --out es.safetensors train.mmp 2>es.err") == 0);
+    e = slurp("es.err");
+    CHECK(e && strstr(e, "early stop after epoch"));
+    free(e);
+    mmp_st_open_or_die(&st, "es.last.safetensors");
+    int last_epoch = atoi(mmp_meta_get(&st.meta, "epoch")), best_epoch = atoi(mmp_meta_get(&st.meta, "best_epoch"));
+    CHECK(last_epoch < 40 && last_epoch == best_epoch + 2);
+    mmp_st_close(&st);
+    mmp_st_open_or_die(&st, "es.safetensors");
+    CHECK(atoi(mmp_meta_get(&st.meta, "epoch")) == best_epoch);
+    mmp_st_close(&st);
+
     /* ---- resume: interrupted == uninterrupted, bit for bit ---- */
     const char *rec1 = "--hidden 32 --dropout 0.2 --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --schedule cosine "
                        "--warmup 5 --clip-grad-norm 2 --label-smoothing 0.1 --batch-size 50 --seed 7";
