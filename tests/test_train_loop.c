@@ -12,7 +12,7 @@
 #include "train/train.h"
 
 static double gauss(uint64_t *s) {
-    double u1 = mmp_rng_uniform(s), u2 = mmp_rng_uniform(s);
+    double u1 = mmp_trng_uniform(s), u2 = mmp_trng_uniform(s);
     return sqrt(-2 * log(u1 + 1e-300)) * cos(2 * M_PI * u2);
 }
 
@@ -32,7 +32,7 @@ static void make_ds(mmp_dataset *d, int64_t n, int64_t D, int64_t C, int64_t D2,
     d->ids = calloc((size_t)n, sizeof(char *));
     if (D2) d->x2 = malloc(sizeof(float) * n * D2);
     for (int64_t i = 0; i < n; i++) {
-        int64_t c = (int64_t)mmp_rng_below(&s, (uint64_t)C);
+        int64_t c = (int64_t)mmp_trng_below(&s, (uint64_t)C);
         d->y[i] = c;
         for (int64_t k = 0; k < D; k++) d->x[i * D + k] = (float)(5 + 3 * (mu[c * D + k] + gauss(&s)) * (k % 3 + 1));
         for (int64_t k = 0; k < D2; k++) d->x2[i * D2 + k] = (float)(d->x[i * D + (k % D)] * 0.1 + 0.3 * gauss(&s) + mu[c * D + (k % D)]);

@@ -78,7 +78,7 @@ mmp_param *mmp_head_param(mmp_head *h, const char *name) {
 
 /* Box-Muller normal from the SplitMix stream. */
 static double rng_normal(uint64_t *s) {
-    double u1 = mmp_rng_uniform(s), u2 = mmp_rng_uniform(s);
+    double u1 = mmp_trng_uniform(s), u2 = mmp_trng_uniform(s);
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
@@ -96,7 +96,7 @@ void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
             /* fan_in of the layer: weight [O,I] -> I; bias -> the weight before it */
             int64_t fan_in = p->ndim == 2 ? p->shape[1] : h->params[i - 1].shape[1];
             double bound = 1.0 / sqrt((double)fan_in);
-            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)((mmp_rng_uniform(&rng) * 2 - 1) * bound);
+            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)((mmp_trng_uniform(&rng) * 2 - 1) * bound);
         }
     }
 }

@@ -27,11 +27,11 @@ void mmp_train_init_blas(void);
 /* random numbers (SplitMix64): state is one uint64, fully explicit   */
 /* ---------------------------------------------------------------- */
 
-uint64_t mmp_rng_next(uint64_t *state);
+uint64_t mmp_trng_next(uint64_t *state);
 /* Uniform in [0,1) with 53 bits. */
-double mmp_rng_uniform(uint64_t *state);
+double mmp_trng_uniform(uint64_t *state);
 /* Uniform integer in [0,n) without modulo bias. */
-uint64_t mmp_rng_below(uint64_t *state, uint64_t n);
+uint64_t mmp_trng_below(uint64_t *state, uint64_t n);
 /* A state derived from (seed, a, b): independent streams per epoch/step. */
 uint64_t mmp_rng_derive(uint64_t seed, uint64_t a, uint64_t b);
 /* Fisher-Yates permutation of 0..n-1 into perm. */

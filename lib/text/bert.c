@@ -1,0 +1,582 @@
+/* BERT encoder forward (inference) and sentence embedding; see bert.h. */
+#include "text/bert.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mmp.h"
+
+/* ------------------------------------------------------------------ */
+/* small file / json helpers                                           */
+/* ------------------------------------------------------------------ */
+
+char *mmp_read_small_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, len = 0, r;
+    char *buf = mmp_xmalloc(cap + 1);
+    while ((r = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) buf = mmp_xrealloc(buf, (cap *= 2) + 1);
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = 0;
+    if (n) *n = len;
+    return buf;
+}
+
+/* pointer just after `"key"` followed by ':' (whitespace allowed), or NULL */
+static const char *json_find(const char *js, const char *key) {
+    size_t kl = strlen(key);
+    for (const char *p = js; (p = strchr(p, '"')) != NULL; p++) {
+        if (strncmp(p + 1, key, kl) == 0 && p[1 + kl] == '"') {
+            const char *q = p + 2 + kl;
+            while (isspace((unsigned char)*q)) q++;
+            if (*q == ':') {
+                q++;
+                while (isspace((unsigned char)*q)) q++;
+                return q;
+            }
+        }
+    }
+    return NULL;
+}
+
+int mmp_json_number(const char *js, const char *key, double *out) {
+    const char *p = json_find(js, key);
+    if (!p) return -1;
+    char *end;
+    double v = strtod(p, &end);
+    if (end == p) return -1;
+    *out = v;
+    return 0;
+}
+
+int mmp_json_bool(const char *js, const char *key, int *out) {
+    const char *p = json_find(js, key);
+    if (!p) return -1;
+    if (strncmp(p, "true", 4) == 0) *out = 1;
+    else if (strncmp(p, "false", 5) == 0) *out = 0;
+    else return -1;
+    return 0;
+}
+
+int mmp_json_string(const char *js, const char *key, char *out, size_t outlen) {
+    const char *p = json_find(js, key);
+    if (!p || *p != '"') return -1;
+    p++;
+    size_t k = 0;
+    while (*p && *p != '"' && k + 1 < outlen) {
+        if (*p == '\\' && p[1]) p++;
+        out[k++] = *p++;
+    }
+    out[k] = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* loading                                                             */
+/* ------------------------------------------------------------------ */
+
+static char *dir_of(const char *path) {
+    const char *s = strrchr(path, '/');
+    if (!s) return mmp_xstrdup(".");
+    char *d = mmp_xmalloc((size_t)(s - path) + 2);
+    memcpy(d, path, (size_t)(s - path));
+    d[s - path] = 0;
+    if (s == path) strcpy(d, "/");
+    return d;
+}
+
+typedef struct {
+    const mmp_safetensors *st;
+    const char *prefix;
+    char *err;
+    size_t errlen;
+    int failed;
+} loader;
+
+/* f32 copy of tensor prefix+name with the given shape (ndim entries) */
+static float *take(loader *L, const char *name, int ndim, const int64_t *shape) {
+    if (L->failed) return NULL;
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", L->prefix, name);
+    const mmp_tensor *t = mmp_st_get(L->st, full);
+    if (!t) {
+        snprintf(L->err, L->errlen, "missing tensor %s", full);
+        L->failed = 1;
+        return NULL;
+    }
+    int ok = t->ndim == ndim && (t->dtype == MMP_F32 || t->dtype == MMP_F16 || t->dtype == MMP_BF16);
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char want[64], got[64];
+        mmp_shape_str(ndim, shape, want, sizeof want);
+        mmp_shape_str(t->ndim, t->shape, got, sizeof got);
+        snprintf(L->err, L->errlen, "tensor %s: %s %s, expected a float tensor %s", full,
+                 mmp_dtype_name(t->dtype), got, want);
+        L->failed = 1;
+        return NULL;
+    }
+    float *d = mmp_xmalloc((size_t)mmp_numel(ndim, shape) * sizeof *d);
+    mmp_tensor_to_f32(t, d);
+    return d;
+}
+
+int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    mmp_safetensors st;
+    char e2[512];
+    if (mmp_st_open(&st, path, e2, sizeof e2) < 0) {
+        snprintf(err, errlen, "%s", e2);
+        return -1;
+    }
+    const char *prefix = mmp_st_get(&st, "embeddings.word_embeddings.weight") ? ""
+                         : mmp_st_get(&st, "bert.embeddings.word_embeddings.weight") ? "bert."
+                                                                                      : NULL;
+    if (!prefix) {
+        snprintf(err, errlen, "%s: no embeddings.word_embeddings.weight (not a BERT checkpoint with Hugging Face names)", path);
+        mmp_st_close(&st);
+        return -1;
+    }
+    char nm[256];
+    snprintf(nm, sizeof nm, "%sembeddings.word_embeddings.weight", prefix);
+    const mmp_tensor *we = mmp_st_get(&st, nm);
+    snprintf(nm, sizeof nm, "%sembeddings.position_embeddings.weight", prefix);
+    const mmp_tensor *pe = mmp_st_get(&st, nm);
+    snprintf(nm, sizeof nm, "%sembeddings.token_type_embeddings.weight", prefix);
+    const mmp_tensor *te = mmp_st_get(&st, nm);
+    snprintf(nm, sizeof nm, "%sencoder.layer.0.intermediate.dense.weight", prefix);
+    const mmp_tensor *ie = mmp_st_get(&st, nm);
+    if (we->ndim != 2 || !pe || pe->ndim != 2 || !te || te->ndim != 2 || !ie || ie->ndim != 2) {
+        snprintf(err, errlen, "%s: missing or malformed embeddings/encoder.layer.0 tensors", path);
+        mmp_st_close(&st);
+        return -1;
+    }
+    mmp_bert_config *c = &m->cfg;
+    c->vocab = (int)we->shape[0];
+    c->hidden = (int)we->shape[1];
+    c->max_pos = (int)pe->shape[0];
+    c->type_vocab = (int)te->shape[0];
+    c->inter = (int)ie->shape[0];
+    c->eps = 1e-12f;
+    for (c->layers = 0;; c->layers++) {
+        snprintf(nm, sizeof nm, "%sencoder.layer.%d.attention.self.query.weight", prefix, c->layers);
+        if (!mmp_st_get(&st, nm)) break;
+    }
+    /* config.json beside the weights */
+    char *dir = dir_of(path);
+    char *cfgpath = mmp_xasprintf("%s/config.json", dir);
+    char *js = mmp_read_small_file(cfgpath, NULL);
+    int cfg_heads = 0;
+    if (js) {
+        double v;
+        char act[64];
+        if (mmp_json_number(js, "num_attention_heads", &v) == 0) cfg_heads = (int)v;
+        if (mmp_json_number(js, "layer_norm_eps", &v) == 0) c->eps = (float)v;
+        if (mmp_json_number(js, "num_hidden_layers", &v) == 0 && (int)v != c->layers) {
+            snprintf(err, errlen, "%s: num_hidden_layers %d but the weights have %d layers", cfgpath, (int)v, c->layers);
+            goto fail_cfg;
+        }
+        if (mmp_json_number(js, "hidden_size", &v) == 0 && (int)v != c->hidden) {
+            snprintf(err, errlen, "%s: hidden_size %d but the weights have %d", cfgpath, (int)v, c->hidden);
+            goto fail_cfg;
+        }
+        if (mmp_json_string(js, "hidden_act", act, sizeof act) == 0 && strcmp(act, "gelu") != 0) {
+            snprintf(err, errlen, "%s: hidden_act \"%s\" not supported (only \"gelu\", the erf form)", cfgpath, act);
+            goto fail_cfg;
+        }
+        if (mmp_json_string(js, "position_embedding_type", act, sizeof act) == 0 && strcmp(act, "absolute") != 0) {
+            snprintf(err, errlen, "%s: position_embedding_type \"%s\" not supported", cfgpath, act);
+            goto fail_cfg;
+        }
+    }
+    c->heads = heads > 0 ? heads : cfg_heads;
+    if (c->heads <= 0) {
+        snprintf(err, errlen, "%s: number of attention heads unknown (no config.json with num_attention_heads beside the weights): give --heads", path);
+        goto fail_cfg;
+    }
+    if (c->layers == 0 || c->hidden % c->heads != 0) {
+        snprintf(err, errlen, "%s: %d layers, hidden %d not divisible by %d heads", path, c->layers, c->hidden, c->heads);
+        goto fail_cfg;
+    }
+    free(js);
+    free(cfgpath);
+    free(dir);
+
+    loader L = {&st, prefix, err, errlen, 0};
+    int64_t H = c->hidden, NI = c->inter;
+    int64_t sVH[2] = {c->vocab, H}, sPH[2] = {c->max_pos, H}, sTH[2] = {c->type_vocab, H};
+    int64_t sHH[2] = {H, H}, sIH[2] = {NI, H}, sHI[2] = {H, NI}, sH[1] = {H}, sI[1] = {NI};
+    m->word = take(&L, "embeddings.word_embeddings.weight", 2, sVH);
+    m->pos = take(&L, "embeddings.position_embeddings.weight", 2, sPH);
+    m->type = take(&L, "embeddings.token_type_embeddings.weight", 2, sTH);
+    m->eln_w = take(&L, "embeddings.LayerNorm.weight", 1, sH);
+    m->eln_b = take(&L, "embeddings.LayerNorm.bias", 1, sH);
+    m->layer = mmp_xcalloc((size_t)c->layers, sizeof *m->layer);
+    for (int l = 0; l < c->layers && !L.failed; l++) {
+        mmp_bert_layer *ly = &m->layer[l];
+        char p[200];
+#define T(field, suffix, nd, shp) (snprintf(p, sizeof p, "encoder.layer.%d.%s", l, suffix), ly->field = take(&L, p, nd, shp))
+        float *q, *k, *v, *qb, *kb, *vb;
+        snprintf(p, sizeof p, "encoder.layer.%d.attention.self.query.weight", l); q = take(&L, p, 2, sHH);
+        snprintf(p, sizeof p, "encoder.layer.%d.attention.self.key.weight", l); k = take(&L, p, 2, sHH);
+        snprintf(p, sizeof p, "encoder.layer.%d.attention.self.value.weight", l); v = take(&L, p, 2, sHH);
+        snprintf(p, sizeof p, "encoder.layer.%d.attention.self.query.bias", l); qb = take(&L, p, 1, sH);
+        snprintf(p, sizeof p, "encoder.layer.%d.attention.self.key.bias", l); kb = take(&L, p, 1, sH);
+        snprintf(p, sizeof p, "encoder.layer.%d.attention.self.value.bias", l); vb = take(&L, p, 1, sH);
+        if (!L.failed) {
+            ly->qkv_w = mmp_xmalloc((size_t)(3 * H * H) * sizeof(float));
+            ly->qkv_b = mmp_xmalloc((size_t)(3 * H) * sizeof(float));
+            memcpy(ly->qkv_w, q, (size_t)(H * H) * sizeof(float));
+            memcpy(ly->qkv_w + H * H, k, (size_t)(H * H) * sizeof(float));
+            memcpy(ly->qkv_w + 2 * H * H, v, (size_t)(H * H) * sizeof(float));
+            memcpy(ly->qkv_b, qb, (size_t)H * sizeof(float));
+            memcpy(ly->qkv_b + H, kb, (size_t)H * sizeof(float));
+            memcpy(ly->qkv_b + 2 * H, vb, (size_t)H * sizeof(float));
+        }
+        free(q); free(k); free(v); free(qb); free(kb); free(vb);
+        T(ao_w, "attention.output.dense.weight", 2, sHH);
+        T(ao_b, "attention.output.dense.bias", 1, sH);
+        T(aln_w, "attention.output.LayerNorm.weight", 1, sH);
+        T(aln_b, "attention.output.LayerNorm.bias", 1, sH);
+        T(in_w, "intermediate.dense.weight", 2, sIH);
+        T(in_b, "intermediate.dense.bias", 1, sI);
+        T(out_w, "output.dense.weight", 2, sHI);
+        T(out_b, "output.dense.bias", 1, sH);
+        T(oln_w, "output.LayerNorm.weight", 1, sH);
+        T(oln_b, "output.LayerNorm.bias", 1, sH);
+#undef T
+    }
+    mmp_st_close(&st);
+    if (L.failed) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", err);
+        snprintf(err, errlen, "%s: %s", path, tmp);
+        mmp_bert_free(m);
+        return -1;
+    }
+    if (mmp_sha256_file(path, m->sha256) < 0) {
+        snprintf(err, errlen, "%s: cannot read for hashing", path);
+        mmp_bert_free(m);
+        return -1;
+    }
+    m->path = mmp_xstrdup(path);
+    return 0;
+fail_cfg:
+    free(js);
+    free(cfgpath);
+    free(dir);
+    mmp_st_close(&st);
+    return -1;
+}
+
+void mmp_bert_free(mmp_bert *m) {
+    free(m->word);
+    free(m->pos);
+    free(m->type);
+    free(m->eln_w);
+    free(m->eln_b);
+    if (m->layer) {
+        for (int l = 0; l < m->cfg.layers; l++) {
+            mmp_bert_layer *ly = &m->layer[l];
+            float *ps[] = {ly->qkv_w, ly->qkv_b, ly->ao_w, ly->ao_b, ly->aln_w, ly->aln_b, ly->in_w,
+                           ly->in_b, ly->out_w, ly->out_b, ly->oln_w, ly->oln_b};
+            for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
+        }
+    }
+    free(m->layer);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+/* ------------------------------------------------------------------ */
+/* forward                                                             */
+/* ------------------------------------------------------------------ */
+
+/* y[n,H] = LayerNorm(x[n,H]) * w + b, biased variance (torch layer_norm) */
+static void layer_norm(float *y, const float *x, int n, int H, const float *w, const float *b, float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * H;
+        float *yi = y + (size_t)i * H;
+        double mean = 0, var = 0;
+        for (int j = 0; j < H; j++) mean += xi[j];
+        mean /= H;
+        for (int j = 0; j < H; j++) {
+            double d = xi[j] - mean;
+            var += d * d;
+        }
+        var /= H;
+        float rs = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
+        for (int j = 0; j < H; j++) yi[j] = (xi[j] - mu) * rs * w[j] + b[j];
+    }
+}
+
+/* erf(x) for float: the rational approximation of Eigen / TensorFlow
+ * (generic_fast_erf_float; max abs error ~1e-7 on [-4, 4], +-1 beyond), written
+ * so the compiler vectorizes it. Same bits for the same input on every call. */
+static void gelu_erf_inplace(float *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float z = v[i];
+        float x = z * 0.70710678118654752f;
+        x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+        float x2 = x * x;
+        float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+        p = p * x2 + -2.10102402082508e-06f;
+        p = p * x2 + -5.69250639462346e-05f;
+        p = p * x2 + -7.34990630326855e-04f;
+        p = p * x2 + -2.95459980854025e-03f;
+        p = p * x2 + -1.60960333262415e-02f;
+        p = p * x;
+        float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+        q = q * x2 + -1.68282697438203e-03f;
+        q = q * x2 + -7.37332916720468e-03f;
+        q = q * x2 + -1.42647390514189e-02f;
+        v[i] = 0.5f * z * (1.0f + p / q);
+    }
+}
+
+/* y[n,out] = x[n,in] W[out,in]^T + b (+ y when accumulate) */
+static void linear(float *y, const float *x, int n, int in, int out, const float *W, const float *b, int accumulate) {
+    if (accumulate) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    }
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * out;
+        for (int j = 0; j < out; j++) yi[j] += b[j];
+    }
+}
+
+void mmp_bert_forward(const mmp_bert *m, const int32_t *ids, const int *lens, int nseq, float *x) {
+    const mmp_bert_config *c = &m->cfg;
+    const int H = c->hidden, NI = c->inter, nh = c->heads, dh = H / nh;
+    int T = 0, Lmax = 0;
+    for (int s = 0; s < nseq; s++) {
+        T += lens[s];
+        if (lens[s] > Lmax) Lmax = lens[s];
+    }
+    float *tmp = mmp_xmalloc((size_t)T * H * sizeof *tmp);
+    float *qkv = mmp_xmalloc((size_t)T * 3 * H * sizeof *qkv);
+    float *ctx = mmp_xmalloc((size_t)T * H * sizeof *ctx);
+    float *a = mmp_xmalloc((size_t)T * H * sizeof *a);
+    float *inter = mmp_xmalloc((size_t)T * NI * sizeof *inter);
+    float *sc = mmp_xmalloc((size_t)Lmax * Lmax * sizeof *sc);
+    /* embeddings: word + token_type[0] + position */
+    for (int s = 0, t = 0; s < nseq; s++) {
+        for (int p = 0; p < lens[s]; p++, t++) {
+            const float *we = m->word + (size_t)ids[t] * H, *pe = m->pos + (size_t)p * H, *te = m->type;
+            float *xt = tmp + (size_t)t * H;
+            for (int j = 0; j < H; j++) xt[j] = we[j] + te[j] + pe[j];
+        }
+    }
+    layer_norm(x, tmp, T, H, m->eln_w, m->eln_b, c->eps);
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int l = 0; l < c->layers; l++) {
+        const mmp_bert_layer *ly = &m->layer[l];
+        linear(qkv, x, T, H, 3 * H, ly->qkv_w, ly->qkv_b, 0);
+        for (int s = 0, t0 = 0; s < nseq; t0 += lens[s], s++) {
+            int L = lens[s];
+            for (int h = 0; h < nh; h++) {
+                const float *q = qkv + (size_t)t0 * 3 * H + h * dh;
+                const float *k = q + H, *v = q + 2 * H;
+                /* scores[L,L] = q k^T / sqrt(dh) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, q, 3 * H, k, 3 * H,
+                            0.0f, sc, L);
+                for (int i = 0; i < L; i++) {
+                    float *r = sc + (size_t)i * L, mx = r[0];
+                    for (int j = 1; j < L; j++) mx = r[j] > mx ? r[j] : mx;
+                    float sum = 0;
+                    for (int j = 0; j < L; j++) sum += (r[j] = expf(r[j] - mx));
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j < L; j++) r[j] *= inv;
+                }
+                /* ctx[L, dh] = P v */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, sc, L, v, 3 * H, 0.0f,
+                            ctx + (size_t)t0 * H + h * dh, H);
+            }
+        }
+        /* a = LN(ctx Wo^T + bo + x) */
+        memcpy(tmp, x, (size_t)T * H * sizeof *tmp);
+        linear(tmp, ctx, T, H, H, ly->ao_w, ly->ao_b, 1);
+        layer_norm(a, tmp, T, H, ly->aln_w, ly->aln_b, c->eps);
+        /* inter = gelu(a Wi^T + bi), gelu(x) = x/2 (1 + erf(x/sqrt 2)) */
+        linear(inter, a, T, H, NI, ly->in_w, ly->in_b, 0);
+        gelu_erf_inplace(inter, (size_t)T * NI);
+        /* x = LN(inter Wo2^T + bo2 + a) */
+        memcpy(tmp, a, (size_t)T * H * sizeof *tmp);
+        linear(tmp, inter, T, NI, H, ly->out_w, ly->out_b, 1);
+        layer_norm(x, tmp, T, H, ly->oln_w, ly->oln_b, c->eps);
+    }
+    free(tmp);
+    free(qkv);
+    free(ctx);
+    free(a);
+    free(inter);
+    free(sc);
+}
+
+void mmp_bert_mean_pool(const float *hidden, const int *lens, int nseq, int H, int normalize, float *out) {
+    for (int s = 0, t = 0; s < nseq; s++) {
+        float *o = out + (size_t)s * H;
+        for (int j = 0; j < H; j++) o[j] = 0;
+        for (int p = 0; p < lens[s]; p++, t++)
+            for (int j = 0; j < H; j++) o[j] += hidden[(size_t)t * H + j];
+        float inv = 1.0f / (float)(lens[s] > 0 ? lens[s] : 1);
+        for (int j = 0; j < H; j++) o[j] *= inv;
+        if (normalize) {
+            double n2 = 0;
+            for (int j = 0; j < H; j++) n2 += (double)o[j] * o[j];
+            double nrm = sqrt(n2);
+            float d = (float)(nrm > 1e-12 ? nrm : 1e-12);
+            for (int j = 0; j < H; j++) o[j] /= d;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* the sentence-embedding model                                        */
+/* ------------------------------------------------------------------ */
+
+int mmp_text_model_load(mmp_text_model *tm, const char *path, int heads, char *err, size_t errlen) {
+    memset(tm, 0, sizeof *tm);
+    struct stat sb;
+    if (stat(path, &sb) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *weights;
+    if (S_ISDIR(sb.st_mode)) {
+        tm->dir = mmp_xstrdup(path);
+        weights = mmp_xasprintf("%s/model.safetensors", path);
+    } else {
+        tm->dir = dir_of(path);
+        weights = mmp_xstrdup(path);
+    }
+    if (mmp_bert_load(&tm->bert, weights, heads, err, errlen) < 0) {
+        free(weights);
+        free(tm->dir);
+        tm->dir = NULL;
+        return -1;
+    }
+    free(weights);
+    mmp_wp_opts o;
+    mmp_wp_opts_default(&o);
+    char *p = mmp_xasprintf("%s/tokenizer_config.json", tm->dir);
+    char *js = mmp_read_small_file(p, NULL);
+    free(p);
+    if (js) {
+        int b;
+        if (mmp_json_bool(js, "do_lower_case", &b) == 0) o.lower = b;
+        if (mmp_json_bool(js, "strip_accents", &b) == 0) o.strip_accents = b;
+        if (mmp_json_bool(js, "tokenize_chinese_chars", &b) == 0) o.chinese = b;
+        free(js);
+    }
+    tm->lower = o.lower;
+    p = mmp_xasprintf("%s/vocab.txt", tm->dir);
+    char e2[512];
+    tm->tok = mmp_wp_load(p, &o, e2, sizeof e2);
+    free(p);
+    if (!tm->tok) {
+        snprintf(err, errlen, "%s", e2);
+        mmp_text_model_free(tm);
+        return -1;
+    }
+    if (mmp_wp_vocab_size(tm->tok) > tm->bert.cfg.vocab) {
+        snprintf(err, errlen, "%s/vocab.txt: %d tokens but the model has %d word embeddings", tm->dir,
+                 mmp_wp_vocab_size(tm->tok), tm->bert.cfg.vocab);
+        mmp_text_model_free(tm);
+        return -1;
+    }
+    tm->max_length = 256;
+    p = mmp_xasprintf("%s/sentence_bert_config.json", tm->dir);
+    js = mmp_read_small_file(p, NULL);
+    free(p);
+    if (js) {
+        double v;
+        if (mmp_json_number(js, "max_seq_length", &v) == 0 && v >= 2) tm->max_length = (int)v;
+        free(js);
+    }
+    if (tm->max_length > tm->bert.cfg.max_pos) tm->max_length = tm->bert.cfg.max_pos;
+    p = mmp_xasprintf("%s/1_Pooling/config.json", tm->dir);
+    js = mmp_read_small_file(p, NULL);
+    if (js) {
+        int b;
+        if (mmp_json_bool(js, "pooling_mode_mean_tokens", &b) == 0 && !b) {
+            snprintf(err, errlen, "%s: only mean pooling is supported", p);
+            free(js);
+            free(p);
+            mmp_text_model_free(tm);
+            return -1;
+        }
+        free(js);
+    }
+    free(p);
+    p = mmp_xasprintf("%s/modules.json", tm->dir);
+    js = mmp_read_small_file(p, NULL);
+    free(p);
+    if (js) {
+        tm->normalize = strstr(js, "sentence_transformers.models.Normalize") != NULL;
+        free(js);
+    }
+    const mmp_bert_config *c = &tm->bert.cfg;
+    snprintf(tm->arch, sizeof tm->arch, "bert-L%d-H%d-A%d", c->layers, c->hidden, c->heads);
+    return 0;
+}
+
+void mmp_text_model_free(mmp_text_model *tm) {
+    mmp_bert_free(&tm->bert);
+    mmp_wp_free(tm->tok);
+    free(tm->dir);
+    memset(tm, 0, sizeof *tm);
+}
+
+int mmp_text_embed(const mmp_text_model *tm, const char *const *texts, const size_t *lens, int n,
+                   int max_length, int normalize, int utf8_policy, float *out, int *bad, char *err,
+                   size_t errlen) {
+    if (max_length <= 0) max_length = tm->max_length;
+    if (max_length > tm->bert.cfg.max_pos) max_length = tm->bert.cfg.max_pos;
+    int32_t *ids = mmp_xmalloc((size_t)n * (size_t)max_length * sizeof *ids);
+    int *sl = mmp_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *sl);
+    size_t T = 0;
+    for (int i = 0; i < n; i++) {
+        int k = mmp_wp_encode(tm->tok, texts[i], lens[i], max_length, utf8_policy, ids + T, err, errlen);
+        if (k < 0) {
+            if (bad) *bad = i;
+            free(ids);
+            free(sl);
+            return -1;
+        }
+        for (int j = 0; j < k; j++) {
+            if (ids[T + j] >= tm->bert.cfg.vocab) { /* cannot happen: vocab size checked at load */
+                snprintf(err, errlen, "token id %d out of range", ids[T + j]);
+                if (bad) *bad = i;
+                free(ids);
+                free(sl);
+                return -1;
+            }
+        }
+        sl[i] = k;
+        T += (size_t)k;
+    }
+    if (n > 0) {
+        float *hid = mmp_xmalloc(T * (size_t)tm->bert.cfg.hidden * sizeof *hid);
+        mmp_bert_forward(&tm->bert, ids, sl, n, hid);
+        mmp_bert_mean_pool(hid, sl, n, tm->bert.cfg.hidden, normalize, out);
+        free(hid);
+    }
+    free(ids);
+    free(sl);
+    return 0;
+}
