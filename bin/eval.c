@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "nn/provenance.h"
 #include "train/metrics.h"
 #include "train/train.h"
 
@@ -100,16 +101,12 @@ int main(int argc, char **argv) {
     if (!r) mmp_die("%s", err);
     const mmp_header *ih = mmp_reader_header(r);
     const char *rname = mmp_reader_name(r);
-    const char *prov = mmp_meta_get(&ih->meta, "provenance");
-    if (!mmp_train_provenance_compatible(tr->provenance, prov) && allow_mixed)
-        mmp_warn("%s: provenance mismatch accepted (--allow-mixed): model \"%s\", stream \"%s\"", rname, tr->provenance, prov);
-    else if (!mmp_train_provenance_compatible(tr->provenance, prov))
-        mmp_die("%s: features of another provenance: model %s was trained on \"%s\", the stream has \"%s\" (--allow-mixed to override)",
-                rname, model, tr->provenance, prov);
+    mmp_provenance_check(ih, tr->provenance, allow_mixed, rname, model);
     const mmp_schema_field *sf = mmp_header_field(ih, tr->feature);
     if (sf && sf->ndim == 1 && sf->shape[0] >= 0 && sf->shape[0] != tr->in_dim)
         mmp_die("%s: \"%s\" has %lld values, the model expects %lld", rname, tr->feature, (long long)sf->shape[0], (long long)tr->in_dim);
     if (ec.pair) ec.has_text = mmp_header_field(ih, tr->pair_field) != NULL;
+    if (ec.has_text) mmp_train_check_text_provenance(ih, tr->text_provenance, allow_mixed, rname, model);
 
     /* class names: model's, else the stream's */
     int ncn = tr->nclasses_named;
@@ -127,8 +124,7 @@ int main(int argc, char **argv) {
         mmp_reader *pr = mmp_reader_open(prompts, err, sizeof err);
         if (!pr) mmp_die("%s", err);
         const mmp_header *ph = mmp_reader_header(pr);
-        const char *pprov = mmp_meta_get(&ph->meta, "provenance");
-        (void)pprov; /* text embeddings come from the text tower: their provenance differs by design */
+        mmp_train_check_text_provenance(ph, tr->text_provenance, allow_mixed, mmp_reader_name(pr), model);
         mmp_record rec;
         mmp_record_init(&rec);
         int64_t cap = 0, n = 0, *lab = NULL;

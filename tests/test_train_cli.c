@@ -39,6 +39,7 @@ static void write_features(const char *path, int n, int D, int C, int D2, uint64
     char *names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
     mmp_header_set_classes(&h, C, names);
     if (prov) mmp_meta_set(&h.meta, "provenance", prov);
+    if (D2) mmp_meta_set(&h.meta, "text_provenance", "minilm-a");
     mmp_writer *w = mmp_writer_open(path, &h, 1);
     float *x = malloc(sizeof(float) * D), *x2 = malloc(sizeof(float) * (D2 + 1));
     for (int i = 0; i < n; i++) {
@@ -65,7 +66,7 @@ static void write_features(const char *path, int n, int D, int C, int D2, uint64
 }
 
 /* class prompt embeddings in the text space: the class vector nu_c */
-static void write_prompts(const char *path, int C, int D2) {
+static void write_prompts(const char *path, int C, int D2, const char *tprov) {
     uint64_t s = 12345;
     double *mu = malloc(sizeof(double) * C * 24), *nu = malloc(sizeof(double) * C * 16);
     for (int k = 0; k < C * 24; k++) mu[k] = 1.2 * gauss(&s); /* same draws as write_features(D=24) */
@@ -74,6 +75,7 @@ static void write_prompts(const char *path, int C, int D2) {
     mmp_header_init(&h);
     int64_t sh[1] = {D2};
     mmp_header_add_field(&h, "text_embedding", MMP_F32, 1, sh);
+    mmp_meta_set(&h.meta, "text_provenance", tprov);
     mmp_writer *w = mmp_writer_open(path, &h, 1);
     for (int c = 0; c < C; c++) {
         mmp_record r;
@@ -280,7 +282,8 @@ int main(void) {
     /* ---- contrastive pairs: retrieval and zero-shot ---- */
     write_features("pairs.mmp", 1200, D, C, 20, 5, MMP_F32, "mnv2-test");
     write_features("pairs_test.mmp", 300, D, C, 20, 6, MMP_F32, "mnv2-test");
-    write_prompts("prompts.mmp", C, 20);
+    write_prompts("prompts.mmp", C, 20, "minilm-a");
+    write_prompts("prompts_b.mmp", C, 20, "minilm-b");
     CHECK(sh("mmp-train-step --loss contrastive --proj-dim 16 --epochs 8 --batch-size 100 --lr 0.01 --out clip.safetensors pairs.mmp 2>/dev/null") == 0);
     CHECK(sh("mmp-eval --model clip.safetensors --prompts prompts.mmp --json clip.json -o clip_pred.mmp pairs_test.mmp 2>clip.err") == 0);
     js = slurp("clip.json");
@@ -290,6 +293,11 @@ int main(void) {
     printf("contrastive: image->text recall@10 %.3f (chance %.3f), zero-shot accuracy %.3f\n", r10, 10.0 / 300, zacc);
     CHECK(r10 > 0.2 && zacc > 0.5);
     free(js);
+    CHECK(sh("mmp-eval --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>tprov.err") != 0);
+    e = slurp("tprov.err");
+    CHECK(e && strstr(e, "minilm-a") && strstr(e, "minilm-b") && strstr(e, "text embeddings"));
+    free(e);
+    CHECK(sh("mmp-eval --allow-mixed --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>/dev/null") == 0);
     CHECK(sh("mmp-report clip_pred.mmp > clip_rep.txt") == 0);
     txt = slurp("clip_rep.txt");
     CHECK(txt && strstr(txt, "retrieval (300 pairs)") && strstr(txt, "accuracy"));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/provenance.h"
 #include "train/metrics.h"
 
 #define LOGIT_SCALE_MAX 4.605170185988092 /* log(100), CLIP's clamp */
@@ -256,6 +257,19 @@ void mmp_dataset_free(mmp_dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
+void mmp_train_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed,
+                                     const char *what_a, const char *what_b) {
+    const char *tp = mmp_meta_get(&h->meta, "text_provenance");
+    if (!tp || !model_tp) return;
+    mmp_header t;
+    mmp_header_init(&t);
+    mmp_meta_set(&t.meta, "provenance", tp);
+    char *a = mmp_xasprintf("%s (text embeddings)", what_a);
+    mmp_provenance_check(&t, model_tp, allow_mixed, a, what_b);
+    free(a);
+    mmp_header_free(&t);
+}
+
 const char *mmp_dataset_provenance(const mmp_dataset *d) { return mmp_meta_get(&d->hdr.meta, "provenance"); }
 
 /* ------------------------------------------------------------------ */
@@ -439,6 +453,8 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     mmp_head_init_weights(&tr->head, c->seed);
     const char *prov = mmp_dataset_provenance(ds);
     tr->provenance = prov ? mmp_xstrdup(prov) : NULL;
+    const char *tprov = mmp_meta_get(&ds->hdr.meta, "text_provenance");
+    tr->text_provenance = tprov && tr->cfg.head == MMP_HEAD_PAIR ? mmp_xstrdup(tprov) : NULL;
     if (ds->hdr.nclasses > 0) {
         tr->nclasses_named = ds->hdr.nclasses;
         tr->classes = mmp_xcalloc((size_t)ds->hdr.nclasses, sizeof(char *));
@@ -451,7 +467,7 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
 
 void mmp_trainer_free(mmp_trainer *tr) {
     mmp_head_free(&tr->head);
-    free(tr->mean); free(tr->std); free(tr->class_w); free(tr->provenance);
+    free(tr->mean); free(tr->std); free(tr->class_w); free(tr->provenance); free(tr->text_provenance);
     for (int k = 0; k < tr->nclasses_named; k++) free(tr->classes[k]);
     free(tr->classes);
     free(tr->bx); free(tr->bx2); free(tr->bt); free(tr->out); free(tr->dout);
@@ -697,6 +713,7 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mset(m, "best_epoch", "%d", tr->best_epoch);
     mset(m, "bad_epochs", "%d", tr->bad_epochs);
     if (tr->provenance) mmp_meta_set(m, "provenance", tr->provenance);
+    if (tr->text_provenance) mmp_meta_set(m, "text_provenance", tr->text_provenance);
     if (tr->nclasses_named) {
         char *js = json_names(tr->nclasses_named, tr->classes);
         mmp_meta_set(m, "classes", js);
@@ -814,6 +831,8 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     s = mmp_meta_get(m, "provenance");
     tr->provenance = s ? mmp_xstrdup(s) : NULL;
+    s = mmp_meta_get(m, "text_provenance");
+    tr->text_provenance = s ? mmp_xstrdup(s) : NULL;
     parse_json_names(mmp_meta_get(m, "classes"), &tr->nclasses_named, &tr->classes);
     snprintf(tr->feature, sizeof tr->feature, "%s", tr->cfg.feature);
     snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);

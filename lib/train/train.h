@@ -10,7 +10,8 @@
  * "weight_decay", "head", "hidden"), the training state ("step", "epoch",
  * "best_metric", "best_epoch", "bad_epochs"), "format" = "mmpipe-head",
  * "in_dim", "pair_dim", "num_classes", "classes" (JSON list),
- * "provenance" (of the training features), "feature", "pair_field".
+ * "provenance" (of the training features), "text_provenance" (of the pair
+ * embeddings, pair heads), "feature", "pair_field".
  */
 #ifndef MMP_TRAIN_TRAIN_H
 #define MMP_TRAIN_TRAIN_H
@@ -97,6 +98,12 @@ const char *mmp_dataset_provenance(const mmp_dataset *d);
  * compatible (equal, or either unknown), 0 = mismatch. */
 int mmp_train_provenance_compatible(const char *a, const char *b);
 
+/* The pair embeddings' "text_provenance" (written by mmp-embed-text) of
+ * stream header h against the model's: checked when both are known, with
+ * mmp_provenance_check's wording and --allow-mixed behaviour (dies or warns). */
+void mmp_train_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed,
+                                     const char *what_a, const char *what_b);
+
 /* ---------------------------------------------------------------- */
 /* trainer                                                           */
 /* ---------------------------------------------------------------- */
@@ -112,6 +119,7 @@ typedef struct {
     double best_metric;  /* best dev metric so far (-inf) */
     int best_epoch, bad_epochs;
     char *provenance;    /* of the training features (may be NULL) */
+    char *text_provenance; /* of the pair embeddings ("text_provenance" meta; may be NULL) */
     int nclasses_named;
     char **classes;
     char feature[64], pair_field[64];
