@@ -40,20 +40,11 @@ typedef struct {
     int pair, has_text, zeroshot;
     int64_t C, E;
     float *prompts; /* [C,E] normalized prompt projections (zero-shot) */
-    float scale;
 } evalctx;
 
 static void softmax_or_sigmoid(const float *z, float *p, int64_t C, int sigmoid) {
     if (sigmoid) mmp_sigmoid(z, p, (size_t)C);
     else mmp_softmax(z, p, 1, C);
-}
-
-static void l2n(float *x, int64_t E) {
-    double s = 0;
-    for (int64_t k = 0; k < E; k++) s += (double)x[k] * x[k];
-    double d = sqrt(s);
-    if (d < 1e-12) d = 1e-12;
-    for (int64_t k = 0; k < E; k++) x[k] = (float)(x[k] / d);
 }
 
 int main(int argc, char **argv) {
@@ -160,25 +151,13 @@ int main(int argc, char **argv) {
             mmp_header_set_classes(&ph_classes, ph->nclasses, ph->classes);
         }
         ec.C = C;
-        float *proj = mmp_xmalloc(sizeof(float) * (size_t)(n * ec.E));
-        mmp_head_pair_forward(&tr->head, NULL, pe, n, NULL, proj);
-        ec.prompts = mmp_xcalloc((size_t)(C * ec.E), sizeof(float));
-        int64_t *cnt = mmp_xcalloc((size_t)C, sizeof(int64_t));
-        for (int64_t i = 0; i < n; i++) {
-            int64_t c = labelled ? lab[i] : i;
-            l2n(proj + i * ec.E, ec.E);
-            for (int64_t k = 0; k < ec.E; k++) ec.prompts[c * ec.E + k] += proj[i * ec.E + k];
-            cnt[c]++;
-        }
-        for (int64_t c = 0; c < C; c++) {
-            if (!cnt[c]) mmp_die("%s: no prompt for class %lld", mmp_reader_name(pr), (long long)c);
-            l2n(ec.prompts + c * ec.E, ec.E);
-        }
+        ec.prompts = mmp_xmalloc(sizeof(float) * (size_t)(C * ec.E));
+        if (mmp_trainer_prompts(tr, pe, labelled ? lab : NULL, n, C, ec.prompts, err, sizeof err))
+            mmp_die("%s: %s", mmp_reader_name(pr), err);
         ec.zeroshot = 1;
-        ec.scale = tr->head.has_scale ? expf(tr->head.params[2].w[0]) : 1.0f;
         if (ph_classes.nclasses == C) { ncn = (int)C; cnames = ph_classes.classes; }
         else if (ncn != C) { ncn = 0; cnames = NULL; }
-        free(cnt); free(proj); free(pe); free(lab);
+        free(pe); free(lab);
         mmp_record_clear(&rec);
         mmp_reader_close(pr);
     }
@@ -241,13 +220,8 @@ int main(int argc, char **argv) {
         }
         if (rc < 0) mmp_die("%s", mmp_reader_error(r));
         if (m == 0) break;
-        if (tr->mean) mmp_standardize_apply(x, m, tr->in_dim, tr->mean, tr->std);
+        mmp_trainer_infer(tr, x, ec.has_text ? x2 : NULL, m, ec.zeroshot ? ec.prompts : NULL, ec.C, lg, za, zb);
         if (ec.pair) {
-            mmp_head_pair_forward(&tr->head, x, ec.has_text ? x2 : NULL, m, za, ec.has_text ? zb : NULL);
-            for (int64_t k = 0; k < m; k++) {
-                l2n(za + k * ec.E, ec.E);
-                if (ec.has_text) l2n(zb + k * ec.E, ec.E);
-            }
             if (n + m > cap_all) {
                 cap_all = (n + m) * 2;
                 all_a = mmp_xrealloc(all_a, sizeof(float) * (size_t)(cap_all * ec.E));
@@ -255,15 +229,6 @@ int main(int argc, char **argv) {
             }
             memcpy(all_a + n * ec.E, za, sizeof(float) * (size_t)(m * ec.E));
             if (ec.has_text) memcpy(all_b + n * ec.E, zb, sizeof(float) * (size_t)(m * ec.E));
-            if (ec.zeroshot) /* logits = scale * a . prompt */
-                for (int64_t k = 0; k < m; k++)
-                    for (int64_t c = 0; c < ec.C; c++) {
-                        double s = 0;
-                        for (int64_t e = 0; e < ec.E; e++) s += (double)za[k * ec.E + e] * ec.prompts[c * ec.E + e];
-                        lg[k * ec.C + c] = (float)(ec.scale * s);
-                    }
-        } else {
-            mmp_trainer_predict(tr, x, m, lg);
         }
         mmp_record o;
         mmp_record_init(&o);

@@ -160,6 +160,24 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
 /* Batch inference: logits[N,C] (linear/mlp) for standardized x[N,D]. */
 void mmp_trainer_predict(mmp_trainer *tr, const float *x, int64_t N, float *logits);
 
+/* Inference as mmp-eval does it, for N records:
+ * x[N,D] raw features (standardized here, in place);
+ * linear/mlp: logits[N,C];
+ * pair: za[N,E] = normalized image projections, zb[N,E] = normalized text
+ * projections when x2 (raw pair embeddings) is given; with prompts[C,E]
+ * (mmp_trainer_prompts) zero-shot logits[N,C] = exp(logit_scale) * za . prompt. */
+void mmp_trainer_infer(mmp_trainer *tr, float *x, const float *x2, int64_t N, const float *prompts,
+                       int64_t C, float *logits, float *za, float *zb);
+/* Zero-shot class prompts for a pair head: the n text embeddings emb[n,D2]
+ * are projected and L2-normalized; those of one class (labels[i], or i when
+ * labels is NULL) are averaged and normalized again (CLIP prompt
+ * ensembling) into out[C,E]. -1 (err) when a label is out of range or a
+ * class has no prompt. */
+int mmp_trainer_prompts(mmp_trainer *tr, const float *emb, const int64_t *labels, int64_t n, int64_t C,
+                        float *out, char *err, size_t errlen);
+/* L2-normalizes each of the N rows of x[N,E] in place (F.normalize, eps 1e-12). */
+void mmp_l2_normalize_rows(float *x, int64_t N, int64_t E);
+
 #ifdef __cplusplus
 }
 #endif
