@@ -35,7 +35,7 @@
 #define FLUSH_SECONDS 0.050            /* ... or after this long (pipes only) */
 #define OUTBUF_SIZE ((size_t)1 << 18)  /* compressed output buffer */
 #define INBUF_SIZE ((size_t)1 << 18)   /* compressed input read size */
-#define DCHUNK ((size_t)1 << 18)       /* minimum decompression room */
+#define DCHUNK ((size_t)1 << 18)       /* minimum free buffer space */
 
 static double now_s(void) {
     struct timespec ts;
@@ -404,6 +404,7 @@ struct mmp_reader {
     int eof;            /* no more input */
     ZSTD_DCtx *dctx;
     int frame_open;     /* the last zstd frame is not complete */
+    int zstd_pending;   /* zstd may hold decoded data it could not emit yet */
     uint64_t frame_end; /* input offset where the last complete frame ended */
     uint8_t *d;         /* decompressed bytes [dstart, dend) not consumed yet */
     size_t dcap, dstart, dend;
@@ -471,13 +472,17 @@ static int r_fill(mmp_reader *r, size_t need) {
             r->d = mmp_xrealloc(r->d, cap);
             r->dcap = cap;
         }
-        if (r->in.pos == r->in.size) {
+        /* read only once zstd has emitted everything it holds: a blocking
+         * read must never delay data that is already here */
+        if (r->in.pos == r->in.size && !r->zstd_pending) {
             if (r->eof) return 0;
             if (r_read_more(r) < 0) return -1;
             if (r->in.size == 0) return 0;
         }
         uint64_t before = r_inpos(r);
         if (!r->frame_open) r->frame_start = before;
+        /* decode eagerly (all the room there is): corruption is found as
+         * early as possible, often before a damaged record is handed out */
         ZSTD_outBuffer out = {r->d, r->dcap, r->dend};
         size_t ret = ZSTD_decompressStream(r->dctx, &out, &r->in);
         if (ZSTD_isError(ret)) {
@@ -486,10 +491,11 @@ static int r_fill(mmp_reader *r, size_t need) {
                 return r_fail(r, "bad zstd magic at byte %" PRIu64
                                  " (garbage after the end of a stream)", before);
             }
-            return r_fail(r, "corrupt stream near byte %" PRIu64 ": zstd: %s", before,
-                          ZSTD_getErrorName(ret));
+            return r_fail(r, "corrupt stream (zstd frame at byte %" PRIu64 "): %s",
+                          r->frame_open ? r->frame_start : before, ZSTD_getErrorName(ret));
         }
         r->dend = out.pos;
+        r->zstd_pending = out.pos == out.size;
         if (ret == 0) {
             r->frame_open = 0;
             r->frame_end = r_inpos(r);

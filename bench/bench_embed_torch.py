@@ -1,0 +1,51 @@
+#!/usr/bin/python3
+"""PyTorch peer for bench_embed.sh: forward-only img/s of torchvision models.
+usage: bench_embed_torch.py MNV2_WEIGHTS CONFIG...   CONFIG = arch:size:threads:batches
+Prints "arch size threads img/s maxrss_MB" per config (batch 64, after one warm-up
+batch of 8, torch.no_grad, eval mode, torch.set_num_threads(threads)).
+ResNets have random weights; MobileNetV2 loads the real safetensors."""
+import json, resource, struct, sys, time
+import numpy as np
+import torch, torchvision
+
+
+def load_st(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    sd = {}
+    for k, v in hdr.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        sd[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).copy())
+    return sd
+
+
+def main():
+  torch.manual_seed(0)
+  models = {}
+  for cfg in sys.argv[2:]:
+      arch, size, threads, nb = cfg.split(":")
+      size, threads, nb = int(size), int(threads), int(nb)
+      if arch not in models:
+          m = getattr(torchvision.models, arch)()
+          if arch == "mobilenet_v2":
+              m.load_state_dict(load_st(sys.argv[1]))
+          models[arch] = m.eval()
+      m = models[arch]
+      torch.set_num_threads(threads)
+      x = torch.randn(64, 3, size, size)
+      with torch.no_grad():
+          m(x[:8])
+          t0 = time.perf_counter()
+          for _ in range(nb):
+              m(x)
+          dt = time.perf_counter() - t0
+      rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+      print(arch, size, threads, "%.2f" % (64 * nb / dt), "%.0f" % rss, flush=True)
+
+
+if __name__ == "__main__":
+    main()

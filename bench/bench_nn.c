@@ -1,0 +1,75 @@
+/* bench/bench_nn.c: engine throughput (built and run by bench/bench_embed.sh).
+ *   bench_nn sgemm THREADS             aggregate sgemm 1024^3 GFLOP/s, THREADS
+ *                                      independent single-threaded sgemms
+ *   bench_nn model FILE SIZE THREADS BATCHES [BATCH]
+ *                                      img/s of the forward pass (pool layer) on
+ *                                      random normalized input, after one warm-up
+ *                                      batch; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
+ *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmp.h"
+#include "nn/nn.h"
+
+static void *sg(void *arg) {
+    int n = 1024, reps = *(int *)arg;
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    for (int r = 0; r < reps; r++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    free(a), free(b), free(c);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    mmp_set_progname("bench_nn");
+    nn_cpu_init();
+    if (argc == 3 && !strcmp(argv[1], "sgemm")) {
+        int T = atoi(argv[2]), reps = 8, warm = 1;
+        pthread_t t[64];
+        for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, sg, &warm);
+        for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
+        double t0 = mmp_now();
+        for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, sg, &reps);
+        for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
+        double dt = mmp_now() - t0;
+        printf("%.1f\n", 2.0 * 1024 * 1024 * 1024 * reps * T / dt / 1e9);
+        return 0;
+    }
+    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
+    int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
+    char err[512];
+    nn_model *m;
+    if (nn_model_load(&m, argv[2], NULL, err, sizeof err)) mmp_die("%s", err);
+    nn_layer l;
+    nn_layer_parse(m, "pool", &l, err, sizeof err);
+    int64_t dim = nn_output_dim(m, &l, S, S);
+    float *x = malloc(sizeof(float) * B * S * S * 3), *out = malloc(sizeof(float) * B * dim);
+    uint64_t s = 1;
+    for (long i = 0; i < (long)B * S * S * 3; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (float)((s >> 40) & 0xffff) / 32768.0f - 1.0f;
+    }
+    nn_runner *r = nn_runner_new(m, &nn_ops_cpu, T);
+    nn_run(r, &l, x, B, S, S, out);
+    struct rusage ru0;
+    getrusage(RUSAGE_SELF, &ru0);
+    double t0 = mmp_now();
+    for (int i = 0; i < nb; i++) nn_run(r, &l, x, B, S, S, out);
+    double dt = mmp_now() - t0;
+    double ips = (double)B * nb / dt;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) + 1e-6 * (ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
+                 (ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) + 1e-6 * (ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+    printf("%.2f %.1f %.0f %.0f %.2f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
+           nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0, (double)B * nb / cpu);
+    nn_runner_free(r);
+    nn_model_free(m);
+    return 0;
+}

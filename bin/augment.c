@@ -1,0 +1,260 @@
+/* mmp-augment: seeded, deterministic torchvision-style augmentation of the
+ * "image" tensor of an mmp stream. */
+#include "image/augment.h"
+#include "image/pmap.h"
+#include "mmp.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: mmp-augment [options] [IN.mmp|-] > out.mmp\n"
+    "Augments the u8 [H,W,3] \"image\" of each record (as mmp-decode writes it).\n"
+    "Ops run in the order given; each draws from its own record's random stream,\n"
+    "keyed by (record id, --seed, --epoch, view), so the output is the same for any\n"
+    "thread count, record order or machine. Pixel ops reproduce torchvision 0.14 on\n"
+    "PIL images (Pillow 9.4 arithmetic, bit-exact for given parameters).\n\n"
+    "  --rrc S[,scale=A:B][,ratio=C:D][,p=P]\n"
+    "        RandomResizedCrop(S, scale=(0.08,1), ratio=(3/4,4/3)): 10 attempts, then\n"
+    "        the ratio-clamped center crop; Pillow bilinear resize\n"
+    "  --pad-crop S[,pad=P][,mode=constant|edge|reflect|symmetric][,fill=V]\n"
+    "        RandomCrop(S, padding=P, fill=V, padding_mode=mode)\n"
+    "  --resize S          Resize(S): shorter side to S (deterministic)\n"
+    "  --center-crop S     CenterCrop(S) (deterministic)\n"
+    "  --hflip P           RandomHorizontalFlip(P)\n"
+    "  --jitter B,C,S,H[,p=P]\n"
+    "        ColorJitter(brightness=B, contrast=C, saturation=S, hue=H) in a random\n"
+    "        order (Pillow ImageEnhance / HSV math, as torchvision on PIL images);\n"
+    "        applied with probability P (default 1; RandomApply)\n"
+    "  --gray P            RandomGrayscale(P) (Pillow's L conversion, 3 channels)\n"
+    "  --normalize imagenet | m,m,m/s,s,s\n"
+    "        ToTensor + Normalize: output float [3,H,W] (CHW), (x/255 - mean)/std;\n"
+    "        must come after the pixel ops\n"
+    "  --erase P[,scale=A:B][,ratio=C:D][,value=V|random]\n"
+    "        RandomErasing(P, scale=(0.02,0.33), ratio=(0.3,3.3), value=0); on the\n"
+    "        normalized tensor when after --normalize, else on u8 pixels\n"
+    "  --dtype f32|f16     dtype of normalized output (default f32)\n"
+    "  --seed S            (default 0)   --epoch E  (default 0)\n"
+    "  --views K           K augmented views per record, ids suffixed #v0..#v{K-1}\n"
+    "                      (K=1: ids unchanged)\n"
+    "  --strict            an image an op cannot handle (too small to crop) is fatal\n"
+    "                      (default: warn, skip, count)\n"
+    "  -j, --threads N     threads (default: online CPUs, max 16)\n"
+    "  --level L           zstd level (default 3)    -o FILE  output (default stdout)\n"
+    "  --progress, -h, --help, --version\n"
+    "A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error.\n";
+
+typedef struct {
+    mmp_record rec;
+    int nviews;
+    mmp_tensor *views;
+    char err[320];
+    uint64_t recno;
+} slot;
+
+typedef struct {
+    mmp_reader *r;
+    mmp_writer *w;
+    const mmp_aug *aug;
+    uint64_t seed, epoch;
+    int views, strict;
+    uint64_t n, nskipped, nwritten;
+    int fail;
+    char ferr[1024];
+    double t0;
+} ctx;
+
+static int produce(void *c, void *s) {
+    ctx *x = c;
+    slot *sl = s;
+    mmp_record_init(&sl->rec);
+    int r = mmp_reader_next(x->r, &sl->rec);
+    if (r < 0) {
+        snprintf(x->ferr, sizeof x->ferr, "%s", mmp_reader_error(x->r));
+        return -1;
+    }
+    sl->recno = x->n++;
+    return r;
+}
+
+static void work(void *c, void *s, int tid) {
+    ctx *x = c;
+    slot *sl = s;
+    sl->err[0] = 0;
+    sl->nviews = 0;
+    sl->views = mmp_xcalloc((size_t)x->views, sizeof(mmp_tensor));
+    const mmp_tensor *in = mmp_record_cget(&sl->rec, "image");
+    if (!in) {
+        snprintf(sl->err, sizeof sl->err, "FATAL:no \"image\" tensor");
+        return;
+    }
+    for (int v = 0; v < x->views; v++) {
+        mmp_rng rng;
+        mmp_rng_seed(&rng, mmp_aug_key(sl->rec.id, x->seed, x->epoch, (uint64_t)v));
+        char e[300];
+        if (mmp_aug_apply(x->aug, &rng, in, &sl->views[v], e, sizeof e)) {
+            /* dtype/shape problems are fatal, op limits are skips */
+            snprintf(sl->err, sizeof sl->err, "%s%s", strstr(e, "must be u8") ? "FATAL:" : "", e);
+            return;
+        }
+        sl->nviews++;
+    }
+}
+
+static int consume(void *c, void *s) {
+    ctx *x = c;
+    slot *sl = s;
+    if (sl->err[0]) {
+        int fatal = !strncmp(sl->err, "FATAL:", 6) || x->strict;
+        const char *m = strncmp(sl->err, "FATAL:", 6) ? sl->err : sl->err + 6;
+        if (fatal) {
+            snprintf(x->ferr, sizeof x->ferr, "%s: record %llu (%s): %s", mmp_reader_name(x->r),
+                     (unsigned long long)sl->recno, sl->rec.id ? sl->rec.id : "no id", m);
+            x->fail = 1;
+        } else {
+            mmp_warn("%s: record %llu (%s): %s (skipped)", mmp_reader_name(x->r),
+                     (unsigned long long)sl->recno, sl->rec.id ? sl->rec.id : "no id", m);
+            x->nskipped++;
+        }
+    } else {
+        char *id0 = sl->rec.id;
+        for (int v = 0; v < sl->nviews; v++) {
+            mmp_record out = sl->rec; /* shallow: other fields, label, text pass through */
+            char *vid = NULL;
+            if (x->views > 1) {
+                vid = mmp_xasprintf("%s#v%d", id0 ? id0 : "", v);
+                out.id = vid;
+            }
+            for (int f = 0; f < out.nfields; f++)
+                if (!strcmp(out.fields[f].name, "image")) out.fields[f].t = sl->views[v];
+            mmp_writer_write(x->w, &out);
+            free(vid);
+            x->nwritten++;
+        }
+        if (mmp_progress_enabled() && x->n % 1000 == 0)
+            mmp_progress("%llu records, %.0f/s", (unsigned long long)x->n, x->n / (mmp_now() - x->t0));
+    }
+    for (int v = 0; v < x->views; v++)
+        if (sl->views) mmp_tensor_free(&sl->views[v]);
+    free(sl->views);
+    sl->views = NULL;
+    mmp_record_clear(&sl->rec);
+    return x->fail;
+}
+
+int main(int argc, char **argv) {
+    mmp_cli_init("mmp-augment");
+    const char *in = "-", *out = "-", *v;
+    int nin = 0, level = 0, views = 1, strict = 0;
+    long long seed = 0, epoch = 0;
+    long nt = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
+    mmp_aug aug;
+    mmp_aug_init(&aug);
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        if (mmp_cli_common(argc, argv, &i, usage)) continue;
+        if (argv[i][0] != '-' || !strcmp(argv[i], "-")) {
+            if (nin++) mmp_die("one input stream only (see --help)");
+            in = argv[i];
+            continue;
+        }
+        const char *flag = argv[i];
+        char fbuf[64];
+        const char *eq = strchr(flag, '=');
+        if (eq && (size_t)(eq - flag) < sizeof fbuf) {
+            snprintf(fbuf, sizeof fbuf, "%.*s", (int)(eq - flag), flag);
+            flag = fbuf;
+        }
+        if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
+        else if (mmp_cli_opt(argc, argv, &i, "--epoch", &v)) epoch = mmp_cli_int("--epoch", v, 0, 1LL << 62);
+        else if (mmp_cli_opt(argc, argv, &i, "--views", &v)) views = (int)mmp_cli_int("--views", v, 1, 1000);
+        else if (mmp_cli_opt(argc, argv, &i, "-j", &v) || mmp_cli_opt(argc, argv, &i, "--threads", &v))
+            threads = (int)mmp_cli_int("--threads", v, 1, 256);
+        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) {
+            if (!strcmp(v, "f32")) aug.out_dtype = MMP_F32;
+            else if (!strcmp(v, "f16")) aug.out_dtype = MMP_F16;
+            else mmp_die("bad value for --dtype: want f32 or f16");
+        } else if (mmp_cli_flag(argv, i, "--strict")) strict = 1;
+        else if (mmp_aug_is_op(flag) && mmp_cli_opt(argc, argv, &i, flag, &v)) {
+            if (mmp_aug_parse(&aug, flag, v, err, sizeof err)) mmp_die("%s", err);
+        } else
+            mmp_cli_unknown(argv[i]);
+    }
+    if (aug.n == 0) mmp_warn("no augment op given: records pass through unchanged");
+
+    mmp_reader *r = mmp_reader_open_or_die(in);
+    const mmp_header *ih = mmp_reader_header(r);
+    const mmp_schema_field *f = mmp_header_field(ih, "image");
+    if (!f) mmp_die("%s: the stream has no \"image\" field (run mmp-decode first)", mmp_reader_name(r));
+    if (f->dtype != MMP_U8 || f->ndim != 3 || f->shape[2] != 3) {
+        char sh[128];
+        mmp_shape_str(f->ndim, f->shape, sh, sizeof sh);
+        mmp_die("%s: \"image\" is %s %s; mmp-augment needs u8 [H,W,3] (before any normalization)",
+                mmp_reader_name(r), mmp_dtype_name(f->dtype), sh);
+    }
+    mmp_header h;
+    mmp_header_copy(&h, ih);
+    int64_t shape[3];
+    mmp_aug_out_shape(&aug, shape);
+    int norm = mmp_aug_normalizes(&aug);
+    /* deterministic ops keep a known input size only when nothing resizes */
+    if (!norm && shape[0] < 0 && f->shape[0] > 0) {
+        int resizes = 0;
+        for (int k = 0; k < aug.n; k++) resizes |= aug.ops[k].kind == MMP_AUG_RESIZE;
+        if (!resizes) shape[0] = f->shape[0], shape[1] = f->shape[1];
+    }
+    if (norm && shape[1] < 0 && f->shape[0] > 0) {
+        int resizes = 0;
+        for (int k = 0; k < aug.n; k++) resizes |= aug.ops[k].kind == MMP_AUG_RESIZE;
+        if (!resizes) shape[1] = f->shape[0], shape[2] = f->shape[1];
+    }
+    mmp_header_add_field(&h, "image", norm ? aug.out_dtype : MMP_U8, 3, shape);
+    mmp_header_stamp(&h, argc, argv);
+    char *desc = mmp_aug_describe(&aug);
+    char buf[256];
+    mmp_meta_set(&h.meta, "image.augment", desc);
+    free(desc);
+    snprintf(buf, sizeof buf, "%lld", seed);
+    mmp_meta_set(&h.meta, "image.augment.seed", buf);
+    snprintf(buf, sizeof buf, "%lld", epoch);
+    mmp_meta_set(&h.meta, "image.augment.epoch", buf);
+    snprintf(buf, sizeof buf, "%d", views);
+    mmp_meta_set(&h.meta, "image.augment.views", buf);
+    mmp_meta_set(&h.meta, "image.augment.rng", "splitmix64, key = mmp_aug_key(id, seed, epoch, view)");
+    if (norm) {
+        const mmp_aug_op *o = NULL;
+        for (int k = 0; k < aug.n; k++)
+            if (aug.ops[k].kind == MMP_AUG_NORMALIZE) o = &aug.ops[k];
+        mmp_meta_set(&h.meta, "image.layout", "chw");
+        mmp_meta_set(&h.meta, "layout", "chw");
+        mmp_meta_set(&h.meta, "image.dtype", mmp_dtype_name(aug.out_dtype));
+        snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", o->mean[0], o->mean[1], o->mean[2]);
+        mmp_meta_set(&h.meta, "image.mean", buf);
+        snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", o->std[0], o->std[1], o->std[2]);
+        mmp_meta_set(&h.meta, "image.std", buf);
+    } else {
+        mmp_meta_set(&h.meta, "image.layout", "hwc");
+        mmp_meta_set(&h.meta, "layout", "hwc");
+        mmp_meta_set(&h.meta, "image.dtype", "u8");
+    }
+    mmp_writer *w = mmp_writer_open(out, &h, level);
+    mmp_header_free(&h);
+
+    ctx x = {.r = r, .w = w, .aug = &aug, .seed = (uint64_t)seed, .epoch = (uint64_t)epoch,
+             .views = views, .strict = strict, .t0 = mmp_now()};
+    mmp_pmap_spec sp = {produce, work, consume, &x, sizeof(slot), threads, 0};
+    int rc = mmp_pmap(&sp);
+    if (rc != 0) mmp_die("%s", x.ferr); /* no trailer written: downstream sees a truncated stream */
+    mmp_progress_done();
+    mmp_writer_add_skipped(w, mmp_reader_skipped(r) + x.nskipped);
+    mmp_writer_close(w);
+    if (x.nskipped)
+        fprintf(stderr, "%s: %llu records written, %llu skipped\n", mmp_progname(),
+                (unsigned long long)x.nwritten, (unsigned long long)x.nskipped);
+    mmp_reader_close(r);
+    return 0;
+}

@@ -1,0 +1,182 @@
+/* mmp-report: classification report (sklearn layout and numbers),
+ * confusion matrix, retrieval metrics, training curves; text, JSON, HTML.
+ * See docs/train.md. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmp.h"
+#include "train/metrics.h"
+#include "train/report.h"
+
+static const char usage[] =
+    "usage: mmp-report [options] [PREDICTIONS.mmp]   (default: stdin)\n"
+    "Reads prediction records from mmp-eval (label = true label; tensor \"pred\" i64 [1],\n"
+    "else the argmax of \"probs\" or \"logits\") and prints scikit-learn's\n"
+    "classification_report (same layout and numbers), the confusion matrix and, when the\n"
+    "records carry \"image_proj\" and \"text_proj\", retrieval recall@K both ways.\n"
+    "Records without a label are left out of the classification metrics (counted on stderr).\n"
+    "\n"
+    "options:\n"
+    "  --digits N          decimals in the text report (2)\n"
+    "  --json FILE         the numbers as JSON (sklearn's output_dict keys + confusion_matrix,\n"
+    "                      retrieval, training); '-' = stdout instead of the text\n"
+    "  --html FILE         one self-contained HTML page with SVG plots\n"
+    "  --log FILE          training log of mmp-train-step --log: curves and a summary\n"
+    "  --k K[,K...]        recall cut-offs (1,5,10)\n"
+    "  --title TEXT        HTML title\n"
+    "  -o FILE             text report to FILE instead of stdout\n";
+
+int main(int argc, char **argv) {
+    mmp_cli_init("mmp-report");
+    const char *in = "-", *json = NULL, *html = NULL, *logp = NULL, *outp = NULL, *title = NULL, *v;
+    int digits = 2, npos = 0, nk = 3;
+    int ks[MMP_REPORT_MAXK] = {1, 5, 10};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (mmp_cli_common(argc, argv, &i, usage)) continue;
+        if (mmp_cli_opt(argc, argv, &i, "--digits", &v)) digits = (int)mmp_cli_int("--digits", v, 0, 17);
+        else if (mmp_cli_opt(argc, argv, &i, "--json", &v)) json = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--html", &v)) html = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--log", &v)) logp = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--title", &v)) title = v;
+        else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) outp = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) {
+            nk = 0;
+            const char *p = v;
+            while (*p) {
+                char *e;
+                long k = strtol(p, &e, 10);
+                if (e == p || k < 1 || nk >= MMP_REPORT_MAXK || (*e && *e != ',')) mmp_die("bad value for --k: '%s' (up to %d cut-offs)", v, MMP_REPORT_MAXK);
+                ks[nk++] = (int)k;
+                p = *e ? e + 1 : e;
+            }
+        } else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
+        else if (npos++ == 0) in = a;
+        else mmp_die("one input stream at most (see --help)");
+    }
+    char err[1024];
+    mmp_trainlog lg;
+    if (logp && mmp_trainlog_read(&lg, logp, err, sizeof err)) mmp_die("%s", err);
+
+    mmp_reader *r = mmp_reader_open_or_die(in);
+    const mmp_header *h = mmp_reader_header(r);
+    const char *rname = mmp_reader_name(r);
+    int64_t cap = 0, n = 0, unlabelled = 0, C = h->nclasses, E = -1, nret = 0, cap_r = 0;
+    int64_t *yt = NULL, *yp = NULL;
+    float *pa = NULL, *pb = NULL;
+    int have_pred = -1;
+    mmp_record rec;
+    mmp_record_init(&rec);
+    int rc;
+    uint64_t idx = 0;
+    while ((rc = mmp_reader_next(r, &rec)) == 1) {
+        const mmp_tensor *pt = mmp_record_cget(&rec, "pred");
+        const mmp_tensor *sc = mmp_record_cget(&rec, "probs");
+        if (!sc) sc = mmp_record_cget(&rec, "logits");
+        int64_t pred = -1;
+        if (pt) {
+            if (pt->dtype != MMP_I64 && pt->dtype != MMP_I32) mmp_die("%s: record %llu: \"pred\" must be an integer tensor [1]", rname, (unsigned long long)idx);
+            if (mmp_numel(pt->ndim, pt->shape) != 1) mmp_die("%s: record %llu: \"pred\" must hold one value", rname, (unsigned long long)idx);
+            pred = pt->dtype == MMP_I64 ? *(const int64_t *)pt->data : *(const int32_t *)pt->data;
+        } else if (sc) {
+            int64_t k = mmp_numel(sc->ndim, sc->shape);
+            float *tmp = mmp_xmalloc(sizeof(float) * (size_t)(k ? k : 1));
+            mmp_tensor_to_f32(sc, tmp);
+            pred = 0;
+            for (int64_t c = 1; c < k; c++)
+                if (tmp[c] > tmp[pred]) pred = c;
+            if (C <= 0) C = k;
+            free(tmp);
+        }
+        int hp = pred >= 0;
+        if (have_pred < 0) have_pred = hp;
+        else if (have_pred != hp) mmp_die("%s: record %llu: some records have predictions and others not", rname, (unsigned long long)idx);
+        if (hp) {
+            if (rec.label < 0) unlabelled++;
+            else {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 4096;
+                    yt = mmp_xrealloc(yt, sizeof(int64_t) * (size_t)cap);
+                    yp = mmp_xrealloc(yp, sizeof(int64_t) * (size_t)cap);
+                }
+                yt[n] = rec.label;
+                yp[n] = pred;
+                n++;
+            }
+        }
+        const mmp_tensor *ia = mmp_record_cget(&rec, "image_proj"), *tb = mmp_record_cget(&rec, "text_proj");
+        if (ia && tb) {
+            if (ia->ndim != 1 || tb->ndim != 1 || ia->shape[0] != tb->shape[0] || (E >= 0 && ia->shape[0] != E))
+                mmp_die("%s: record %llu: image_proj/text_proj must be vectors of one length", rname, (unsigned long long)idx);
+            E = ia->shape[0];
+            if (nret == cap_r) {
+                cap_r = cap_r ? cap_r * 2 : 4096;
+                pa = mmp_xrealloc(pa, sizeof(float) * (size_t)(cap_r * E));
+                pb = mmp_xrealloc(pb, sizeof(float) * (size_t)(cap_r * E));
+            }
+            mmp_tensor_to_f32(ia, pa + nret * E);
+            mmp_tensor_to_f32(tb, pb + nret * E);
+            nret++;
+        }
+        idx++;
+    }
+    if (rc < 0) mmp_die("%s", mmp_reader_error(r));
+    if (have_pred != 1 && nret == 0) mmp_die("%s: no predictions (\"pred\", \"probs\" or \"logits\") and no image_proj/text_proj pairs", rname);
+    if (unlabelled) mmp_warn("%lld records without a label left out of the classification metrics", (long long)unlabelled);
+    if (have_pred == 1 && n == 0) mmp_die("%s: no labelled predictions", rname);
+    mmp_clsreport cr;
+    int has_cls = have_pred == 1 && n > 0;
+    if (has_cls) {
+        if (C <= 0)
+            for (int64_t i = 0; i < n; i++) {
+                if (yt[i] + 1 > C) C = yt[i] + 1;
+                if (yp[i] + 1 > C) C = yp[i] + 1;
+            }
+        int64_t bad = -1;
+        if (mmp_clsreport_compute(&cr, yt, yp, n, (int)C, &bad))
+            mmp_die("%s: labelled record %lld: label %lld / prediction %lld out of range (%lld classes)", rname, (long long)bad,
+                    (long long)yt[bad], (long long)yp[bad], (long long)C);
+    }
+    mmp_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.cls = has_cls ? &cr : NULL;
+    rep.names = h->nclasses == C ? h->classes : NULL;
+    rep.digits = digits;
+    rep.log = logp ? &lg : NULL;
+    rep.title = title ? title : "mmp-report";
+    if (nret > 0) {
+        rep.n_retrieval = nret;
+        rep.nk = nk;
+        memcpy(rep.ks, ks, sizeof(int) * (size_t)nk);
+        mmp_retrieval_recall(pa, pb, nret, E, ks, nk, rep.a2b, rep.b2a);
+    }
+    int json_stdout = json && !strcmp(json, "-");
+    if (!json_stdout) {
+        FILE *f = outp ? fopen(outp, "w") : stdout;
+        if (!f) mmp_die("%s: cannot open for writing", outp);
+        mmp_report_write_text(f, &rep);
+        if (f != stdout && fclose(f)) mmp_die("%s: write error", outp);
+    }
+    if (json) {
+        FILE *f = json_stdout ? stdout : fopen(json, "w");
+        if (!f) mmp_die("%s: cannot open for writing", json);
+        mmp_report_write_json(f, &rep);
+        if (f != stdout && fclose(f)) mmp_die("%s: write error", json);
+    }
+    if (html) {
+        char *tmp = mmp_xasprintf("%s.tmp", html);
+        FILE *f = fopen(tmp, "w");
+        if (!f) mmp_die("%s: cannot open for writing", tmp);
+        mmp_report_write_html(f, &rep);
+        if (fclose(f) || rename(tmp, html)) mmp_die("%s: write error", html);
+        free(tmp);
+    }
+    fflush(stdout);
+    if (has_cls) mmp_clsreport_free(&cr);
+    if (logp) mmp_trainlog_free(&lg);
+    mmp_record_clear(&rec);
+    mmp_reader_close(r);
+    free(yt); free(yp); free(pa); free(pb);
+    return 0;
+}

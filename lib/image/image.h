@@ -1,0 +1,105 @@
+/* Image decoding (JPEG via TurboJPEG, PNG via libpng) and Pillow-exact
+ * resampling for mmpipe.
+ *
+ * Images are packed RGB u8, row-major HxWx3 (the layout of the "image"
+ * tensor in mmp streams). Every function is reentrant: a decoder object is
+ * per thread, there is no global state.
+ */
+#ifndef MMP_IMAGE_IMAGE_H
+#define MMP_IMAGE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Pillow's Image.MAX_IMAGE_PIXELS (its decompression-bomb warning limit). */
+#define MMP_IMG_DEFAULT_MAX_PIXELS 89478485ULL
+
+typedef struct {
+    int w, h;
+    uint8_t *px; /* w*h*3 bytes, owned (free with mmp_img_free) */
+} mmp_img;
+
+void mmp_img_alloc(mmp_img *im, int w, int h); /* dies on overflow / OOM */
+void mmp_img_free(mmp_img *im);
+
+typedef enum { MMP_IMGFMT_UNKNOWN = 0, MMP_IMGFMT_JPEG, MMP_IMGFMT_PNG } mmp_imgfmt;
+/* Format from the magic bytes (never from a file name). */
+mmp_imgfmt mmp_img_sniff(const void *buf, size_t n);
+
+typedef struct mmp_img_decoder mmp_img_decoder;
+mmp_img_decoder *mmp_img_decoder_new(void);
+void mmp_img_decoder_free(mmp_img_decoder *d);
+
+typedef struct {
+    uint64_t max_pixels; /* refuse images with w*h above this (0 = default) */
+    /* >0: allow libjpeg DCT-domain downscaling (JPEG only) by the smallest
+     * factor M/8 whose result keeps both sides >= dct_min_w / dct_min_h.
+     * Changes pixels versus Pillow (which decodes at full size); off (0) by
+     * default in mmp-decode. */
+    int dct_min_w, dct_min_h;
+} mmp_img_decode_opts;
+
+/* Decodes a JPEG (baseline/progressive; gray, RGB, YCbCr, CMYK/YCCK) or a
+ * PNG (any bit depth / color type / interlace) into RGB u8 the way
+ * PIL.Image.open(f).convert("RGB") does: gray replicated, alpha dropped,
+ * palette expanded, 16-bit reduced to the high byte, CMYK converted with
+ * Pillow's cmyk2rgb. Checks the header dimensions against max_pixels
+ * before allocating. Returns 0, or -1 with a one-line reason in err
+ * ("truncated or corrupt JPEG: ...", "not a JPEG or PNG image", ...). */
+int mmp_img_decode(mmp_img_decoder *d, const void *buf, size_t n, const mmp_img_decode_opts *o,
+                   mmp_img *out, char *err, size_t errlen);
+
+/* Header-only probe: width and height. 0 ok, -1 with reason. */
+int mmp_img_probe(mmp_img_decoder *d, const void *buf, size_t n, int *w, int *h, char *err,
+                  size_t errlen);
+
+/* ---------------------------------------------------------------- */
+/* Pillow-exact bilinear resampling (ImagingResample, Pillow 9.4)   */
+/* ---------------------------------------------------------------- */
+
+/* Resamples the region box = (x0, y0, x1, y1) (floats, like Pillow's
+ * Image.resize(box=...)) of an RGB image with row stride `stride` bytes into
+ * dst (dw x dh x 3, packed), with Pillow's BILINEAR filter: separable
+ * triangle filter whose support grows with the downscale factor
+ * (antialiasing), double coefficients turned into 22-bit fixed point,
+ * horizontal pass then vertical pass, round-half-up and clip to u8 exactly
+ * as Pillow does. Bit-exact with PIL.Image.resize(..., Image.BILINEAR). */
+void mmp_img_resample(const uint8_t *src, int sw, int sh, size_t stride, const float box[4],
+                      uint8_t *dst, int dw, int dh);
+
+/* Whole-image resize to w x h (Pillow BILINEAR). */
+void mmp_img_resize(const mmp_img *in, int w, int h, mmp_img *out);
+
+/* torchvision 0.14 Resize(S) output size: shorter side = S, longer side =
+ * int(S * long / short). */
+void mmp_tv_resize_dims(int w, int h, int s, int *nw, int *nh);
+/* torchvision CenterCrop offsets: int(round((size - crop) / 2.0)) with
+ * Python's round-half-to-even. */
+int mmp_tv_center_offset(int size, int crop);
+/* Resize(S) then CenterCrop(S), as torchvision on a PIL image. Only the
+ * rows/columns the crop keeps are resampled (same pixels as resizing the
+ * whole image then cropping, since each output pixel depends only on its
+ * own filter window). */
+void mmp_img_resize_center_crop(const mmp_img *in, int s, mmp_img *out);
+/* Crop (top, left, h, w) then resize to (ow, oh): torchvision
+ * F.resized_crop on a PIL image (crop inside the image). */
+void mmp_img_resized_crop(const mmp_img *in, int top, int left, int h, int w, int ow, int oh,
+                          mmp_img *out);
+
+/* ---------------------------------------------------------------- */
+/* mmp-decode's per-item preprocessing                              */
+/* ---------------------------------------------------------------- */
+
+typedef struct {
+    int size;         /* >0: Resize(size) + CenterCrop(size) (torchvision) */
+    int rw, rh;       /* >0: exact resize to rw x rh (Pillow bilinear) */
+    int dct_scale;    /* allow libjpeg DCT downscaling while the scaled image
+                         keeps >= 2x the target on every side */
+    uint64_t max_pixels;
+} mmp_prep;
+
+/* Decodes buf and applies the resize of p. 0 ok, -1 with reason. */
+int mmp_prep_image(mmp_img_decoder *d, const mmp_prep *p, const void *buf, size_t n, mmp_img *out,
+                   char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,231 @@
+/* Pillow-exact bilinear resampling (port of the algorithm of Pillow 9.4
+ * src/libImaging/Resample.c: precompute_coeffs, normalize_coeffs_8bpc,
+ * ImagingResampleHorizontal_8bpc / Vertical_8bpc, ImagingResampleInner),
+ * written for packed RGB u8, plus torchvision's Resize/CenterCrop geometry. */
+#include "image/image.h"
+
+#include "mmp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+void mmp_img_alloc(mmp_img *im, int w, int h) {
+    if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > (1ULL << 40) / 3)
+        mmp_die("image size %dx%d out of range", w, h);
+    im->w = w;
+    im->h = h;
+    im->px = mmp_xmalloc((size_t)w * (size_t)h * 3);
+}
+
+void mmp_img_free(mmp_img *im) {
+    free(im->px);
+    im->px = NULL;
+    im->w = im->h = 0;
+}
+
+static double bilinear_filter(double x) {
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return 1.0 - x;
+    return 0.0;
+}
+
+/* Coefficients for resampling [in0, in1) of an axis of inSize pixels into
+ * outSize pixels; Pillow's precompute_coeffs + normalize_coeffs_8bpc.
+ * Returns ksize; bounds[2*i] = first source index, bounds[2*i+1] = count. */
+static int precompute_coeffs(int inSize, float in0, float in1, int outSize, int **boundsp,
+                             int32_t **kkp) {
+    double support, scale, filterscale, center, ww, ss;
+    int xx, x, ksize, xmin, xmax;
+    filterscale = scale = (double)(in1 - in0) / outSize;
+    if (filterscale < 1.0) filterscale = 1.0;
+    support = 1.0 * filterscale; /* BILINEAR support = 1 */
+    ksize = (int)ceil(support) * 2 + 1;
+    double *pre = mmp_xmalloc((size_t)outSize * (size_t)ksize * sizeof(double));
+    int *bounds = mmp_xmalloc((size_t)outSize * 2 * sizeof(int));
+    for (xx = 0; xx < outSize; xx++) {
+        center = in0 + (xx + 0.5) * scale;
+        ww = 0.0;
+        ss = 1.0 / filterscale;
+        xmin = (int)(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        xmax = (int)(center + support + 0.5);
+        if (xmax > inSize) xmax = inSize;
+        xmax -= xmin;
+        double *k = &pre[(size_t)xx * ksize];
+        for (x = 0; x < xmax; x++) {
+            double w = bilinear_filter((x + xmin - center + 0.5) * ss);
+            k[x] = w;
+            ww += w;
+        }
+        for (x = 0; x < xmax; x++)
+            if (ww != 0.0) k[x] /= ww;
+        for (; x < ksize; x++) k[x] = 0;
+        bounds[xx * 2 + 0] = xmin;
+        bounds[xx * 2 + 1] = xmax;
+    }
+    int32_t *kk = mmp_xmalloc((size_t)outSize * (size_t)ksize * sizeof(int32_t));
+    for (size_t i = 0; i < (size_t)outSize * (size_t)ksize; i++) {
+        if (pre[i] < 0)
+            kk[i] = (int)(-0.5 + pre[i] * (1 << PRECISION_BITS));
+        else
+            kk[i] = (int)(0.5 + pre[i] * (1 << PRECISION_BITS));
+    }
+    free(pre);
+    *boundsp = bounds;
+    *kkp = kk;
+    return ksize;
+}
+
+static inline uint8_t clip8(int in) {
+    int v = in >> PRECISION_BITS; /* arithmetic shift, as Pillow's lookup */
+    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+}
+
+/* Resamples the output window [ox0, ox1) x [oy0, oy1) of a full dw x dh
+ * resampling of box; dst is (ox1-ox0) x (oy1-oy0) packed. */
+static void resample_window(const uint8_t *src, int sw, int sh, size_t stride, const float box[4],
+                            int dw, int dh, int ox0, int ox1, int oy0, int oy1, uint8_t *dst) {
+    int need_h = dw != sw || box[0] != 0 || box[2] != dw;
+    int need_v = dh != sh || box[1] != 0 || box[3] != dh;
+    int *bh, *bv;
+    int32_t *kh, *kv;
+    int ksh = precompute_coeffs(sw, box[0], box[2], dw, &bh, &kh);
+    int ksv = precompute_coeffs(sh, box[1], box[3], dh, &bv, &kv);
+    int ow = ox1 - ox0;
+    /* source rows the window needs */
+    int yfirst = bv[oy0 * 2], ylast = bv[(oy1 - 1) * 2] + bv[(oy1 - 1) * 2 + 1];
+    const uint8_t *vin;    /* input of the vertical pass */
+    size_t vstride;
+    int vrow0;             /* source row index of vin's first row */
+    uint8_t *tmp = NULL;
+    if (need_h) {
+        int rows = ylast - yfirst;
+        tmp = mmp_xmalloc((size_t)ow * 3 * (size_t)(rows > 0 ? rows : 1));
+        for (int y = 0; y < rows; y++) {
+            const uint8_t *in = src + (size_t)(y + yfirst) * stride;
+            uint8_t *out = tmp + (size_t)y * ow * 3;
+            for (int xx = ox0; xx < ox1; xx++) {
+                int xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
+                const int32_t *k = &kh[(size_t)xx * ksh];
+                int ss0 = 1 << (PRECISION_BITS - 1), ss1 = ss0, ss2 = ss0;
+                const uint8_t *p = in + (size_t)xmin * 3;
+                for (int x = 0; x < xmax; x++) {
+                    ss0 += p[x * 3 + 0] * k[x];
+                    ss1 += p[x * 3 + 1] * k[x];
+                    ss2 += p[x * 3 + 2] * k[x];
+                }
+                uint8_t *o = out + (size_t)(xx - ox0) * 3;
+                o[0] = clip8(ss0);
+                o[1] = clip8(ss1);
+                o[2] = clip8(ss2);
+            }
+        }
+        vin = tmp;
+        vstride = (size_t)ow * 3;
+        vrow0 = yfirst;
+    } else {
+        vin = src + (size_t)ox0 * 3; /* dw == sw: column xx is source column xx */
+        vstride = stride;
+        vrow0 = 0;
+    }
+    if (need_v) {
+        for (int yy = oy0; yy < oy1; yy++) {
+            const int32_t *k = &kv[(size_t)yy * ksv];
+            int ymin = bv[yy * 2] - vrow0, ymax = bv[yy * 2 + 1];
+            uint8_t *out = dst + (size_t)(yy - oy0) * ow * 3;
+            for (int xx = 0; xx < ow; xx++) {
+                int ss0 = 1 << (PRECISION_BITS - 1), ss1 = ss0, ss2 = ss0;
+                const uint8_t *p = vin + (size_t)ymin * vstride + (size_t)xx * 3;
+                for (int y = 0; y < ymax; y++) {
+                    ss0 += p[0] * k[y];
+                    ss1 += p[1] * k[y];
+                    ss2 += p[2] * k[y];
+                    p += vstride;
+                }
+                out[xx * 3 + 0] = clip8(ss0);
+                out[xx * 3 + 1] = clip8(ss1);
+                out[xx * 3 + 2] = clip8(ss2);
+            }
+        }
+    } else {
+        /* dh == sh: output row yy is vin's row yy (relative to vrow0) */
+        for (int yy = oy0; yy < oy1; yy++)
+            memcpy(dst + (size_t)(yy - oy0) * ow * 3, vin + (size_t)(yy - vrow0) * vstride,
+                   (size_t)ow * 3);
+    }
+    free(tmp);
+    free(bh);
+    free(bv);
+    free(kh);
+    free(kv);
+}
+
+void mmp_img_resample(const uint8_t *src, int sw, int sh, size_t stride, const float box[4],
+                      uint8_t *dst, int dw, int dh) {
+    resample_window(src, sw, sh, stride, box, dw, dh, 0, dw, 0, dh, dst);
+}
+
+void mmp_img_resize(const mmp_img *in, int w, int h, mmp_img *out) {
+    mmp_img_alloc(out, w, h);
+    float box[4] = {0, 0, (float)in->w, (float)in->h};
+    mmp_img_resample(in->px, in->w, in->h, (size_t)in->w * 3, box, out->px, w, h);
+}
+
+void mmp_tv_resize_dims(int w, int h, int s, int *nw, int *nh) {
+    int shrt = w <= h ? w : h, lng = w <= h ? h : w;
+    int new_long = (int)((double)((int64_t)s * lng) / (double)shrt);
+    if (w <= h) {
+        *nw = s;
+        *nh = new_long;
+    } else {
+        *nw = new_long;
+        *nh = s;
+    }
+}
+
+int mmp_tv_center_offset(int size, int crop) {
+    /* round((size - crop) / 2.0), half to even */
+    double v = (size - crop) / 2.0;
+    double r = nearbyint(v); /* default rounding mode: nearest, ties to even */
+    return (int)r;
+}
+
+void mmp_img_resize_center_crop(const mmp_img *in, int s, mmp_img *out) {
+    int nw, nh;
+    mmp_tv_resize_dims(in->w, in->h, s, &nw, &nh);
+    int top = mmp_tv_center_offset(nh, s), left = mmp_tv_center_offset(nw, s);
+    mmp_img_alloc(out, s, s);
+    float box[4] = {0, 0, (float)in->w, (float)in->h};
+    resample_window(in->px, in->w, in->h, (size_t)in->w * 3, box, nw, nh, left, left + s, top,
+                    top + s, out->px);
+}
+
+void mmp_img_resized_crop(const mmp_img *in, int top, int left, int h, int w, int ow, int oh,
+                          mmp_img *out) {
+    mmp_img_alloc(out, ow, oh);
+    float box[4] = {0, 0, (float)w, (float)h};
+    mmp_img_resample(in->px + ((size_t)top * in->w + left) * 3, w, h, (size_t)in->w * 3, box,
+                     out->px, ow, oh);
+}
+
+int mmp_prep_image(mmp_img_decoder *d, const mmp_prep *p, const void *buf, size_t n, mmp_img *out,
+                   char *err, size_t errlen) {
+    mmp_img_decode_opts o = {.max_pixels = p->max_pixels};
+    if (p->dct_scale && p->size > 0) o.dct_min_w = o.dct_min_h = 2 * p->size;
+    if (p->dct_scale && p->rw > 0) o.dct_min_w = 2 * p->rw, o.dct_min_h = 2 * p->rh;
+    mmp_img im;
+    if (mmp_img_decode(d, buf, n, &o, &im, err, errlen)) return -1;
+    if (p->size > 0) {
+        mmp_img_resize_center_crop(&im, p->size, out);
+        mmp_img_free(&im);
+    } else if (p->rw > 0) {
+        mmp_img_resize(&im, p->rw, p->rh, out);
+        mmp_img_free(&im);
+    } else {
+        *out = im;
+    }
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* Image sources for mmp-decode: enumerates (id, bytes, label, text) items
+ * from ImageFolder directory trees, tar archives (ImageFolder layout or
+ * WebDataset-style key.jpg + key.cls/.txt/.json), and CSV / JSONL manifests.
+ *
+ * Labels and class names:
+ *  - directory: classes = sorted sub-folder names (torchvision
+ *    find_classes); files of each class found recursively, in the order of
+ *    torchvision make_dataset (sorted(os.walk), sorted file names), keeping
+ *    the extensions torchvision's IMG_EXTENSIONS lists.
+ *  - tar (regular file): a first pass over the headers (data is seeked
+ *    over) collects the class names = sorted parent-directory names of the
+ *    image members; a tar holding .cls/.txt/.json side files is read as
+ *    WebDataset (label from key.cls or key.json "label", text from key.txt
+ *    or key.json "text"/"caption").
+ *  - tar on stdin ("-"): cannot be pre-scanned; with --classes /
+ *    --classes-from it is streamed; without, it is spooled to an unlinked
+ *    temporary file ($TMPDIR) and read in two passes like a regular file.
+ *  - manifest (.csv with a header row, or .jsonl/.ndjson): columns / keys
+ *    path (or file, filename, image), label (or class, target, cls),
+ *    text (or caption). Integer labels are kept; non-integer labels are
+ *    class names. Relative paths are relative to the manifest's folder.
+ *  - With several inputs the class list is the sorted union of the names;
+ *    with --classes it is that list, in that order (an item whose class is
+ *    not in it is skipped with a warning).
+ */
+#ifndef MMP_IMAGE_SOURCE_H
+#define MMP_IMAGE_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *id;      /* the path (file path, tar member path, manifest path) */
+    uint8_t *data; /* file bytes (NULL when err is set) */
+    size_t n;
+    int64_t label; /* MMP_NO_LABEL when none */
+    char *text;    /* NULL when none */
+    char err[256]; /* non-empty: this item is bad (unreadable, unknown class ...) */
+    uint64_t index; /* position among all items of all inputs (before sharding) */
+} mmp_src_item;
+
+void mmp_src_item_clear(mmp_src_item *it);
+
+typedef struct {
+    int nclasses;        /* >0: fixed class list (--classes) */
+    char **classes;
+    int shard_i, shard_n; /* keep items with index % shard_n == shard_i (shard_n 0/1 = all) */
+    uint64_t max_bytes;   /* larger files are bad items (0 = 1 GiB) */
+} mmp_src_opts;
+
+typedef struct mmp_src mmp_src;
+
+/* Opens all inputs, scans what needs scanning for class names.
+ * NULL with a message in err on failure (missing file, corrupt tar
+ * header in the first pass, bad manifest line ...). */
+mmp_src *mmp_src_open(int ninputs, char **inputs, const mmp_src_opts *o, char *err, size_t errlen);
+int mmp_src_nclasses(const mmp_src *s);
+char **mmp_src_classes(const mmp_src *s);
+/* 1 = an item (maybe a bad one: it->err set), 0 = end, -1 = fatal error
+ * (corrupt tar: mmp_src_error names the file and the offset). */
+int mmp_src_next(mmp_src *s, mmp_src_item *it);
+const char *mmp_src_error(const mmp_src *s);
+/* Description of the inputs for the header meta ("dir", "tar", "webdataset", "csv" ...) */
+const char *mmp_src_kinds(const mmp_src *s);
+void mmp_src_close(mmp_src *s);
+
+/* Parses "a,b,c" into a list (for --classes); returns count. */
+int mmp_split_list(const char *s, char ***out);
+/* Reads one class name per line (blank lines and # comments skipped). -1 on error. */
+int mmp_read_lines(const char *path, char ***out, char *err, size_t errlen);
+
+#endif

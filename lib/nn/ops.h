@@ -1,0 +1,59 @@
+/* nn/ops.h: the layer kernels of the CNN engine and the device seam.
+ *
+ * Every activation is a float tensor in NHWC layout ([G,H,W,C], row-major),
+ * G = images in the micro-batch. A model (nn/nn.h) only ever calls the
+ * kernels through an nn_ops table, so a device backend (kernels/, cuBLAS)
+ * plugs in by providing another table whose pointers are device pointers;
+ * see kernels/README.md. The CPU table is nn_ops_cpu (ops_cpu.c):
+ * OpenBLAS sgemm for dense convolutions and linear layers, hand-vectorized
+ * AVX2/FMA loops (scalar fallback without __AVX2__) for the rest.
+ * No kernel keeps state between calls; scratch memory is passed in. */
+#ifndef MMP_NN_OPS_H
+#define MMP_NN_OPS_H
+#include <stddef.h>
+
+typedef enum { NN_ACT_NONE = 0, NN_ACT_RELU, NN_ACT_RELU6 } nn_act;
+
+/* A convolution with batch norm already folded in (w' = w*g/sqrt(v+eps),
+ * b' = beta - mean*g/sqrt(v+eps)), torchvision padding (k/2, symmetric). */
+typedef struct {
+    int cin, cout, k, stride, pad;
+    int depthwise; /* groups == cin == cout (MobileNetV2 3x3) */
+    nn_act act;
+    float *w; /* dense: [cout][k][k][cin]; depthwise: [k*k][cout] */
+    float *b; /* [cout] */
+} nn_conv;
+
+static inline int nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
+
+typedef struct nn_ops {
+    const char *name;
+    /* Floats of scratch conv2d needs for this input ([G,H,W,cin]); 0 = none. */
+    size_t (*conv2d_scratch)(const nn_conv *c, int G, int H, int W);
+    /* out[G,Ho,Wo,cout] = act(conv(in[G,H,W,cin]) + b (+ res[G,Ho,Wo,cout]));
+     * dense or depthwise per c->depthwise; res may be NULL. */
+    void (*conv2d)(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
+                   float *out, float *scratch);
+    /* out[G,Ho,Wo,C] = max over 3x3 window, stride 2, pad 1 (padding ignored). */
+    void (*maxpool3x3s2)(const float *in, int G, int H, int W, int C, float *out);
+    /* out[G,C] = mean over HW of in[G,HW,C]. */
+    void (*avgpool)(const float *in, int G, int HW, int C, float *out);
+    /* out[G,O] = in[G,D] . w[O,D]^T + b[O]. */
+    void (*linear)(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
+    /* out[G,C,HW] = transpose of in[G,HW,C] (torch.flatten order). */
+    void (*to_chw)(const float *in, int G, int HW, int C, float *out);
+} nn_ops;
+
+extern const nn_ops nn_ops_cpu;
+
+/* The CPU kernels, also callable directly (tests). */
+size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W);
+void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
+                   float *out, float *scratch);
+void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out);
+void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out);
+void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
+void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out);
+/* Makes OpenBLAS single-threaded (our threads run over the batch). */
+void nn_cpu_init(void);
+#endif

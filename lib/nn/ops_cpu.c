@@ -1,0 +1,275 @@
+/* nn/ops_cpu.c: CPU kernels of the CNN engine (see ops.h).
+ *
+ * Dense convolution = GEMM through OpenBLAS on NHWC activations:
+ *   out[M, cout] = A[M, k*k*cin] . W[cout, k*k*cin]^T,  M = G*Ho*Wo
+ * where A is the input itself for 1x1 stride-1 convolutions, a row
+ * subsampling for 1x1 strided ones and an im2col (one memcpy per kernel
+ * row: in NHWC the kx taps of one ky are contiguous) otherwise. The rows
+ * are processed in chunks so the im2col block and the GEMM output are
+ * still in cache when the epilogue (bias, residual, ReLU/ReLU6) runs.
+ * Depthwise 3x3, pooling and the epilogue are AVX2/FMA loops over the
+ * channel dimension (8 floats a vector), scalar when __AVX2__ is absent. */
+#include "nn/ops.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+void nn_cpu_init(void) { openblas_set_num_threads(1); }
+
+#ifndef CHUNK_FLOATS
+#define CHUNK_FLOATS (1L << 17)
+#endif
+
+/* Rows of A per GEMM call: enough for the GEMM to run at full speed,
+ * small enough for the im2col block and the output rows to stay in L2/L3. */
+static int chunk_rows(int kd, int n, long M) {
+    long r = CHUNK_FLOATS / (kd > n ? kd : n);
+    if (r < 128) r = 128;
+    if (r > M) r = M;
+    return (int)r;
+}
+
+/* ---- epilogue: x = act(x (+ b) (+ res)) over rows of n channels ---- */
+static void epilogue(float *x, long rows, int n, const float *b, const float *res, nn_act act) {
+    for (long r = 0; r < rows; r++) {
+        float *o = x + r * n;
+        const float *q = res ? res + r * n : NULL;
+        int j = 0;
+#ifdef __AVX2__
+        const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+        for (; j + 8 <= n; j += 8) {
+            __m256 v = _mm256_loadu_ps(o + j);
+            if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + j));
+            if (q) v = _mm256_add_ps(v, _mm256_loadu_ps(q + j));
+            if (act != NN_ACT_NONE) v = _mm256_max_ps(v, zero);
+            if (act == NN_ACT_RELU6) v = _mm256_min_ps(v, six);
+            _mm256_storeu_ps(o + j, v);
+        }
+#endif
+        for (; j < n; j++) {
+            float v = o[j];
+            if (b) v += b[j];
+            if (q) v += q[j];
+            if (act != NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;
+            if (act == NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
+            o[j] = v;
+        }
+    }
+}
+
+/* ---- im2col rows [r0, r1) of A for a dense conv (NHWC) ---- */
+static void im2col_rows(const nn_conv *c, const float *in, int H, int W, int Ho, int Wo, long r0,
+                        long r1, float *col) {
+    int k = c->k, s = c->stride, p = c->pad, ci = c->cin, kd = k * k * ci;
+    for (long r = r0; r < r1; r++) {
+        long g = r / ((long)Ho * Wo);
+        int rem = (int)(r % ((long)Ho * Wo)), oy = rem / Wo, ox = rem % Wo;
+        float *dst = col + (r - r0) * kd;
+        int ix0 = ox * s - p, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > W ? W - ix0 : k;
+        for (int ky = 0; ky < k; ky++) {
+            float *d = dst + ky * k * ci;
+            int iy = oy * s - p + ky;
+            if (iy < 0 || iy >= H || kx1 <= kx0) {
+                memset(d, 0, sizeof(float) * k * ci);
+                continue;
+            }
+            if (kx0 > 0) memset(d, 0, sizeof(float) * kx0 * ci);
+            memcpy(d + kx0 * ci, in + ((g * H + iy) * W + ix0 + kx0) * ci,
+                   sizeof(float) * (kx1 - kx0) * ci);
+            if (kx1 < k) memset(d + kx1 * ci, 0, sizeof(float) * (k - kx1) * ci);
+        }
+    }
+}
+
+size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
+    if (c->depthwise || (c->k == 1 && c->stride == 1 && c->pad == 0)) return 0;
+    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    long M = (long)G * Ho * Wo;
+    int kd = c->k * c->k * c->cin;
+    return (size_t)chunk_rows(kd, c->cout, M) * kd;
+}
+
+/* Depthwise 3x3, pad 1, stride 1 or 2. in [G,H,W,C], out [G,Ho,Wo,C],
+ * w [9][C], b [C]. Per output row, per 8-channel block, the 9 weight
+ * vectors stay in registers while the row's pixels are swept. */
+static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
+                      float *out) {
+    int C = c->cout, s = c->stride;
+    int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
+    const float *w = c->w, *b = c->b;
+    nn_act act = c->act;
+    for (int g = 0; g < G; g++) {
+        const float *img = in + (long)g * H * W * C;
+        for (int oy = 0; oy < Ho; oy++) {
+            float *orow = out + ((long)g * Ho + oy) * Wo * C;
+            const float *rrow = res ? res + ((long)g * Ho + oy) * Wo * C : NULL;
+            int iy0 = oy * s - 1;
+            int ky0 = iy0 < 0 ? 1 : 0, ky1 = iy0 + 3 > H ? H - iy0 : 3;
+            /* interior columns: all three kx taps inside */
+            int ox_lo = (1 + s - 1) / s; /* first ox with ox*s-1 >= 0 */
+            int ox_hi = Wo;              /* first ox with ox*s+1 >= W */
+            while (ox_hi > ox_lo && (ox_hi - 1) * s + 1 >= W) ox_hi--;
+            int cb = 0;
+#ifdef __AVX2__
+            const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+            for (; cb + 8 <= C; cb += 8) {
+                __m256 wv[9];
+                for (int t = 0; t < 9; t++) wv[t] = _mm256_loadu_ps(w + t * C + cb);
+                __m256 bv = _mm256_loadu_ps(b + cb);
+                for (int ox = 0; ox < Wo; ox++) {
+                    int ix0 = ox * s - 1;
+                    __m256 acc = bv;
+                    if (ox >= ox_lo && ox < ox_hi && ky0 == 0 && ky1 == 3) {
+                        const float *p0 = img + ((long)iy0 * W + ix0) * C + cb;
+                        const float *p1 = p0 + (long)W * C, *p2 = p1 + (long)W * C;
+                        acc = _mm256_fmadd_ps(wv[0], _mm256_loadu_ps(p0), acc);
+                        acc = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(p0 + C), acc);
+                        acc = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(p0 + 2 * C), acc);
+                        acc = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(p1), acc);
+                        acc = _mm256_fmadd_ps(wv[4], _mm256_loadu_ps(p1 + C), acc);
+                        acc = _mm256_fmadd_ps(wv[5], _mm256_loadu_ps(p1 + 2 * C), acc);
+                        acc = _mm256_fmadd_ps(wv[6], _mm256_loadu_ps(p2), acc);
+                        acc = _mm256_fmadd_ps(wv[7], _mm256_loadu_ps(p2 + C), acc);
+                        acc = _mm256_fmadd_ps(wv[8], _mm256_loadu_ps(p2 + 2 * C), acc);
+                    } else {
+                        int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
+                        for (int ky = ky0; ky < ky1; ky++)
+                            for (int kx = kx0; kx < kx1; kx++)
+                                acc = _mm256_fmadd_ps(
+                                    wv[ky * 3 + kx],
+                                    _mm256_loadu_ps(img + ((long)(iy0 + ky) * W + ix0 + kx) * C + cb),
+                                    acc);
+                    }
+                    if (rrow) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rrow + (long)ox * C + cb));
+                    if (act != NN_ACT_NONE) acc = _mm256_max_ps(acc, zero);
+                    if (act == NN_ACT_RELU6) acc = _mm256_min_ps(acc, six);
+                    _mm256_storeu_ps(orow + (long)ox * C + cb, acc);
+                }
+            }
+#endif
+            for (; cb < C; cb++) { /* scalar channels (all of them without AVX2) */
+                for (int ox = 0; ox < Wo; ox++) {
+                    int ix0 = ox * s - 1;
+                    int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
+                    float acc = b[cb];
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++)
+                            acc += w[(ky * 3 + kx) * C + cb] *
+                                   img[((long)(iy0 + ky) * W + ix0 + kx) * C + cb];
+                    if (rrow) acc += rrow[(long)ox * C + cb];
+                    if (act != NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
+                    if (act == NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
+                    orow[(long)ox * C + cb] = acc;
+                }
+            }
+        }
+    }
+}
+
+void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
+                   float *out, float *scratch) {
+    if (c->depthwise) {
+        dwconv3x3(c, in, G, H, W, res, out);
+        return;
+    }
+    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    long M = (long)G * Ho * Wo;
+    int kd = c->k * c->k * c->cin, n = c->cout;
+    int direct = c->k == 1 && c->stride == 1 && c->pad == 0;
+    int R = chunk_rows(kd, n, M);
+    for (long r0 = 0; r0 < M; r0 += R) {
+        long r1 = r0 + R < M ? r0 + R : M;
+        const float *A;
+        if (direct) {
+            A = in + r0 * kd;
+        } else {
+            im2col_rows(c, in, H, W, Ho, Wo, r0, r1, scratch);
+            A = scratch;
+        }
+        float *C = out + r0 * n;
+        /* C[rows, n] = b + A[rows, kd] . W[n, kd]^T (beta = 1: no zeroing pass) */
+        for (long r = r0; r < r1; r++) memcpy(C + (r - r0) * n, c->b, sizeof(float) * n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), n, kd, 1.0f, A, kd,
+                    c->w, kd, 1.0f, C, n);
+        if (res || c->act != NN_ACT_NONE) epilogue(C, r1 - r0, n, NULL, res ? res + r0 * n : NULL, c->act);
+    }
+}
+
+void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out) {
+    int Ho = nn_conv_out(H, 3, 2, 1), Wo = nn_conv_out(W, 3, 2, 1);
+    for (int g = 0; g < G; g++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                int iy0 = oy * 2 - 1, ix0 = ox * 2 - 1;
+                int ky0 = iy0 < 0 ? 1 : 0, ky1 = iy0 + 3 > H ? H - iy0 : 3;
+                int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
+                float *o = out + (((long)g * Ho + oy) * Wo + ox) * C;
+                int c = 0;
+#ifdef __AVX2__
+                for (; c + 8 <= C; c += 8) {
+                    __m256 m = _mm256_set1_ps(-FLT_MAX);
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++)
+                            m = _mm256_max_ps(m, _mm256_loadu_ps(in + (((long)g * H + iy0 + ky) * W + ix0 + kx) * C + c));
+                    _mm256_storeu_ps(o + c, m);
+                }
+#endif
+                for (; c < C; c++) {
+                    float m = -FLT_MAX;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            float v = in[(((long)g * H + iy0 + ky) * W + ix0 + kx) * C + c];
+                            m = v > m ? v : m;
+                        }
+                    o[c] = m;
+                }
+            }
+}
+
+void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out) {
+    for (int g = 0; g < G; g++) {
+        const float *x = in + (long)g * HW * C;
+        float *o = out + (long)g * C;
+        int c = 0;
+#ifdef __AVX2__
+        for (; c + 8 <= C; c += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int i = 0; i < HW; i++) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + (long)i * C + c));
+            _mm256_storeu_ps(o + c, _mm256_div_ps(acc, _mm256_set1_ps((float)HW)));
+        }
+#endif
+        for (; c < C; c++) {
+            float acc = 0;
+            for (int i = 0; i < HW; i++) acc += x[(long)i * C + c];
+            o[c] = acc / (float)HW;
+        }
+    }
+}
+
+void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, O, D, 1.0f, in, D, w, D, 0.0f, out, O);
+    epilogue(out, G, O, b, NULL, NN_ACT_NONE);
+}
+
+void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out) {
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < HW; i++)
+            for (int c = 0; c < C; c++)
+                out[((long)g * C + c) * HW + i] = in[((long)g * HW + i) * C + c];
+}
+
+static size_t conv2d_scratch(const nn_conv *c, int G, int H, int W) { return nn_cpu_conv2d_scratch(c, G, H, W); }
+
+const nn_ops nn_ops_cpu = {
+    .name = "cpu",
+    .conv2d_scratch = conv2d_scratch,
+    .conv2d = nn_cpu_conv2d,
+    .maxpool3x3s2 = nn_cpu_maxpool3x3s2,
+    .avgpool = nn_cpu_avgpool,
+    .linear = nn_cpu_linear,
+    .to_chw = nn_cpu_to_chw,
+};

@@ -1,0 +1,187 @@
+/* train/head.c: linear, MLP and pair (contrastive) heads (see head.h). */
+#include "train/head.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmp.h"
+
+const char *mmp_head_kind_name(mmp_head_kind k) {
+    return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : "linear";
+}
+
+int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
+    if (!strcmp(s, "linear")) *k = MMP_HEAD_LINEAR;
+    else if (!strcmp(s, "mlp")) *k = MMP_HEAD_MLP;
+    else if (!strcmp(s, "pair")) *k = MMP_HEAD_PAIR;
+    else return -1;
+    return 0;
+}
+
+void mmp_head_init(mmp_head *h, mmp_head_kind kind, int64_t in_dim, int64_t out_dim,
+                   int64_t pair_dim, int nhidden, const int64_t *hidden, float dropout,
+                   int has_scale) {
+    memset(h, 0, sizeof *h);
+    h->kind = kind;
+    h->in_dim = in_dim;
+    h->out_dim = out_dim;
+    h->dropout = dropout;
+    if (kind == MMP_HEAD_LINEAR) {
+        h->np = 2;
+        h->params = mmp_xcalloc(2, sizeof(mmp_param));
+        mmp_param_init(&h->params[0], "weight", 2, (int64_t[]){out_dim, in_dim}, 1);
+        mmp_param_init(&h->params[1], "bias", 1, (int64_t[]){out_dim}, 1);
+    } else if (kind == MMP_HEAD_MLP) {
+        if (nhidden < 1 || nhidden > MMP_HEAD_MAX_HIDDEN) mmp_die("mlp: 1..%d hidden layers", MMP_HEAD_MAX_HIDDEN);
+        h->nhidden = nhidden;
+        memcpy(h->hidden, hidden, sizeof(int64_t) * (size_t)nhidden);
+        h->np = 2 * (nhidden + 1);
+        h->params = mmp_xcalloc((size_t)h->np, sizeof(mmp_param));
+        int64_t prev = in_dim;
+        for (int l = 0; l <= nhidden; l++) {
+            int64_t o = l < nhidden ? hidden[l] : out_dim;
+            char name[64];
+            snprintf(name, sizeof name, "layers.%d.weight", 3 * l);
+            mmp_param_init(&h->params[2 * l], name, 2, (int64_t[]){o, prev}, 1);
+            snprintf(name, sizeof name, "layers.%d.bias", 3 * l);
+            mmp_param_init(&h->params[2 * l + 1], name, 1, (int64_t[]){o}, 1);
+            prev = o;
+        }
+    } else {
+        h->pair_dim = pair_dim;
+        h->has_scale = has_scale;
+        h->np = has_scale ? 3 : 2;
+        h->params = mmp_xcalloc((size_t)h->np, sizeof(mmp_param));
+        mmp_param_init(&h->params[0], "image_projection.weight", 2, (int64_t[]){out_dim, in_dim}, 1);
+        mmp_param_init(&h->params[1], "text_projection.weight", 2, (int64_t[]){out_dim, pair_dim}, 1);
+        if (has_scale) mmp_param_init(&h->params[2], "logit_scale", 0, NULL, 0);
+    }
+}
+
+void mmp_head_free(mmp_head *h) {
+    for (int i = 0; i < h->np; i++) mmp_param_free(&h->params[i]);
+    free(h->params);
+    for (int i = 0; i <= MMP_HEAD_MAX_HIDDEN; i++) {
+        free(h->act[i]); free(h->pre[i]); free(h->mask[i]);
+    }
+    free(h->d1);
+    free(h->d2);
+    memset(h, 0, sizeof *h);
+}
+
+mmp_param *mmp_head_param(mmp_head *h, const char *name) {
+    for (int i = 0; i < h->np; i++)
+        if (!strcmp(h->params[i].name, name)) return &h->params[i];
+    return NULL;
+}
+
+/* Box-Muller normal from the SplitMix stream. */
+static double rng_normal(uint64_t *s) {
+    double u1 = mmp_trng_uniform(s), u2 = mmp_trng_uniform(s);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
+    uint64_t rng = mmp_rng_derive(seed, 0x1417, 0);
+    for (int i = 0; i < h->np; i++) {
+        mmp_param *p = &h->params[i];
+        if (!strcmp(p->name, "logit_scale")) {
+            p->w[0] = (float)log(1 / 0.07);
+        } else if (h->kind == MMP_HEAD_PAIR) {
+            double sd = 1.0 / sqrt((double)p->shape[1]);
+            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)(sd * rng_normal(&rng));
+        } else {
+            /* fan_in of the layer: weight [O,I] -> I; bias -> the weight before it */
+            int64_t fan_in = p->ndim == 2 ? p->shape[1] : h->params[i - 1].shape[1];
+            double bound = 1.0 / sqrt((double)fan_in);
+            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)((mmp_trng_uniform(&rng) * 2 - 1) * bound);
+        }
+    }
+}
+
+static void grow(mmp_head *h, int64_t N) {
+    if (N <= h->cap) return;
+    int64_t cap = N;
+    for (int l = 0; l < h->nhidden; l++) {
+        size_t n = (size_t)(cap * h->hidden[l]);
+        h->act[l] = mmp_xrealloc(h->act[l], sizeof(float) * n);
+        h->pre[l] = mmp_xrealloc(h->pre[l], sizeof(float) * n);
+        h->mask[l] = mmp_xrealloc(h->mask[l], sizeof(float) * n);
+    }
+    int64_t widest = h->out_dim > h->in_dim ? h->out_dim : h->in_dim;
+    for (int l = 0; l < h->nhidden; l++) widest = h->hidden[l] > widest ? h->hidden[l] : widest;
+    h->d1 = mmp_xrealloc(h->d1, sizeof(float) * (size_t)(cap * widest));
+    h->d2 = mmp_xrealloc(h->d2, sizeof(float) * (size_t)(cap * widest));
+    h->cap = cap;
+}
+
+void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_t *rng,
+                      float *logits) {
+    if (h->kind == MMP_HEAD_LINEAR) {
+        mmp_linear_forward(x, N, h->in_dim, h->params[0].w, h->params[1].w, h->out_dim, logits);
+        return;
+    }
+    if (h->kind != MMP_HEAD_MLP) mmp_die("head kind %s has no classifier forward", mmp_head_kind_name(h->kind));
+    grow(h, N);
+    const float *in = x;
+    int64_t prev = h->in_dim;
+    for (int l = 0; l < h->nhidden; l++) {
+        int64_t o = h->hidden[l];
+        size_t n = (size_t)(N * o);
+        mmp_linear_forward(in, N, prev, h->params[2 * l].w, h->params[2 * l + 1].w, o, h->act[l]);
+        mmp_relu_forward(h->act[l], n);
+        if (train && h->dropout > 0) {
+            memcpy(h->pre[l], h->act[l], sizeof(float) * n);
+            mmp_dropout_forward(h->act[l], h->mask[l], n, h->dropout, rng);
+        }
+        in = h->act[l];
+        prev = o;
+    }
+    int L = h->nhidden;
+    mmp_linear_forward(in, N, prev, h->params[2 * L].w, h->params[2 * L + 1].w, h->out_dim, logits);
+}
+
+void mmp_head_backward(mmp_head *h, const float *x, int64_t N, const float *dlogits) {
+    if (h->kind == MMP_HEAD_LINEAR) {
+        mmp_linear_backward(x, dlogits, N, h->in_dim, h->params[0].w, h->out_dim, NULL,
+                            h->params[0].g, h->params[1].g);
+        return;
+    }
+    grow(h, N);
+    int L = h->nhidden;
+    const float *dy = dlogits;
+    int64_t o = h->out_dim;
+    float *bufs[2] = {h->d1, h->d2};
+    for (int l = L; l >= 0; l--) {
+        int64_t in_w = l > 0 ? h->hidden[l - 1] : h->in_dim;
+        const float *in = l > 0 ? h->act[l - 1] : x;
+        float *dx = l > 0 ? bufs[l & 1] : NULL;
+        mmp_linear_backward(in, dy, N, in_w, h->params[2 * l].w, o, dx, h->params[2 * l].g,
+                            h->params[2 * l + 1].g);
+        if (l > 0) {
+            size_t n = (size_t)(N * in_w);
+            if (h->dropout > 0) {
+                mmp_dropout_backward(h->mask[l - 1], dx, n);
+                mmp_relu_backward(h->pre[l - 1], dx, n);
+            } else {
+                mmp_relu_backward(h->act[l - 1], dx, n);
+            }
+            dy = dx;
+            o = in_w;
+        }
+    }
+}
+
+void mmp_head_pair_forward(mmp_head *h, const float *x, const float *y, int64_t N, float *za,
+                           float *zb) {
+    if (x && za) mmp_linear_forward(x, N, h->in_dim, h->params[0].w, NULL, h->out_dim, za);
+    if (y && zb) mmp_linear_forward(y, N, h->pair_dim, h->params[1].w, NULL, h->out_dim, zb);
+}
+
+void mmp_head_pair_backward(mmp_head *h, const float *x, const float *y, int64_t N,
+                            const float *dza, const float *dzb) {
+    mmp_linear_backward(x, dza, N, h->in_dim, h->params[0].w, h->out_dim, NULL, h->params[0].g, NULL);
+    mmp_linear_backward(y, dzb, N, h->pair_dim, h->params[1].w, h->out_dim, NULL, h->params[1].g, NULL);
+}

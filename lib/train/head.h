@@ -1,0 +1,84 @@
+/* train/head.h: trainable heads on top of frozen features.
+ *
+ * Kinds and their torch state_dict names (safetensors checkpoints):
+ *   linear  nn.Linear(D, C)                       "weight" [C,D], "bias" [C]
+ *   mlp     nn.Sequential(Linear(D,H1), ReLU(), Dropout(p),
+ *                         Linear(H1,H2), ReLU(), Dropout(p), ..., Linear(Hk,C))
+ *           as a module attribute named "layers":  "layers.0.weight", "layers.0.bias",
+ *           "layers.3.weight", ..., "layers.<3k>.weight" (the Dropout module is always
+ *           present, p may be 0, so linear i sits at index 3i)
+ *   pair    two CLIP-style projections (no bias) and a learnable temperature:
+ *           "image_projection.weight" [E,D], "text_projection.weight" [E,D2],
+ *           "logit_scale" [] (contrastive loss only; init log(1/0.07))
+ *
+ * A learned fusion module (lib/fuse) plugs in as another kind: it provides
+ * parameters (mmp_param, torch names), a forward from the record's inputs
+ * to logits and the matching backward; see the MMP_HEAD_* switch in head.c.
+ */
+#ifndef MMP_TRAIN_HEAD_H
+#define MMP_TRAIN_HEAD_H
+
+#include <stdint.h>
+
+#include "train/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR } mmp_head_kind;
+
+#define MMP_HEAD_MAX_HIDDEN 8
+
+typedef struct {
+    mmp_head_kind kind;
+    int64_t in_dim;   /* D */
+    int64_t out_dim;  /* classes C (linear, mlp) or projection dim E (pair) */
+    int64_t pair_dim; /* D2: the second embedding (pair) */
+    int nhidden;
+    int64_t hidden[MMP_HEAD_MAX_HIDDEN];
+    float dropout;
+    int has_scale;    /* pair: logit_scale parameter present */
+    int np;
+    mmp_param *params;
+    /* work buffers (grown on demand) */
+    int64_t cap;
+    float *act[MMP_HEAD_MAX_HIDDEN + 1];  /* hidden activations after ReLU+dropout */
+    float *pre[MMP_HEAD_MAX_HIDDEN + 1];  /* after ReLU, before dropout */
+    float *mask[MMP_HEAD_MAX_HIDDEN + 1];
+    float *d1, *d2;
+} mmp_head;
+
+const char *mmp_head_kind_name(mmp_head_kind k);
+int mmp_head_kind_parse(const char *s, mmp_head_kind *k);
+
+/* Allocates the parameters (zeroed). hidden/nhidden for mlp; pair_dim and
+ * has_scale for pair. */
+void mmp_head_init(mmp_head *h, mmp_head_kind kind, int64_t in_dim, int64_t out_dim,
+                   int64_t pair_dim, int nhidden, const int64_t *hidden, float dropout,
+                   int has_scale);
+void mmp_head_free(mmp_head *h);
+/* PyTorch's default initialisation distributions (not its RNG stream):
+ * Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); projections
+ * N(0, fan_in^-0.5) (CLIP); logit_scale = log(1/0.07). */
+void mmp_head_init_weights(mmp_head *h, uint64_t seed);
+mmp_param *mmp_head_param(mmp_head *h, const char *name);
+
+/* linear/mlp: logits[N,C] from x[N,D]. train = 1 applies dropout with rng
+ * and keeps the activations for mmp_head_backward. */
+void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_t *rng,
+                      float *logits);
+/* Parameter gradients (overwritten) from dlogits[N,C]; x as in forward. */
+void mmp_head_backward(mmp_head *h, const float *x, int64_t N, const float *dlogits);
+
+/* pair: za[N,E] = x[N,D] Wi^T, zb[N,E] = y[N,D2] Wt^T (either side may be NULL). */
+void mmp_head_pair_forward(mmp_head *h, const float *x, const float *y, int64_t N, float *za,
+                           float *zb);
+/* Gradients of both projections (overwritten) from dza, dzb. */
+void mmp_head_pair_backward(mmp_head *h, const float *x, const float *y, int64_t N,
+                            const float *dza, const float *dzb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

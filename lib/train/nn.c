@@ -1,0 +1,489 @@
+/* train/nn.c: layers, losses, optimizers, schedules (see nn.h). */
+#include "train/nn.h"
+
+#include <cblas.h>
+#undef I /* complex.h via openblas_config.h */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmp.h"
+
+void mmp_train_init_blas(void) { openblas_set_num_threads(1); }
+
+/* ------------------------------------------------------------------ */
+/* RNG                                                                 */
+/* ------------------------------------------------------------------ */
+
+uint64_t mmp_trng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+double mmp_trng_uniform(uint64_t *s) { return (double)(mmp_trng_next(s) >> 11) * 0x1.0p-53; }
+
+uint64_t mmp_trng_below(uint64_t *s, uint64_t n) {
+    if (n <= 1) return 0;
+    uint64_t lim = UINT64_MAX - UINT64_MAX % n;
+    uint64_t r;
+    do r = mmp_trng_next(s);
+    while (r >= lim);
+    return r % n;
+}
+
+uint64_t mmp_rng_derive(uint64_t seed, uint64_t a, uint64_t b) {
+    uint64_t s = seed ^ 0x6D6D70697065ULL; /* "mmpipe" */
+    uint64_t x = mmp_trng_next(&s);
+    s = x ^ (a * 0xD1B54A32D192ED03ULL);
+    x = mmp_trng_next(&s);
+    s = x ^ (b * 0xABC98388FB8FAC03ULL);
+    return mmp_trng_next(&s);
+}
+
+void mmp_rng_permutation(uint64_t *s, int64_t *perm, int64_t n) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)mmp_trng_below(s, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* layers                                                              */
+/* ------------------------------------------------------------------ */
+
+void mmp_linear_forward(const float *x, int64_t N, int64_t I, const float *W, const float *b,
+                        int64_t O, float *y) {
+    if (N == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)O, (int)I, 1.0f, x, (int)I,
+                W, (int)I, 0.0f, y, (int)O);
+    if (b)
+        for (int64_t n = 0; n < N; n++) {
+            float *row = y + n * O;
+            for (int64_t o = 0; o < O; o++) row[o] += b[o];
+        }
+}
+
+void mmp_linear_backward(const float *x, const float *dy, int64_t N, int64_t I, const float *W,
+                         int64_t O, float *dx, float *dW, float *db) {
+    if (dW) {
+        if (N == 0) memset(dW, 0, sizeof(float) * (size_t)(O * I));
+        else
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)I, (int)N, 1.0f, dy,
+                        (int)O, x, (int)I, 0.0f, dW, (int)I);
+    }
+    if (db) {
+        double *acc = mmp_xcalloc((size_t)O, sizeof(double));
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < O; o++) acc[o] += dy[n * O + o];
+        for (int64_t o = 0; o < O; o++) db[o] = (float)acc[o];
+        free(acc);
+    }
+    if (dx && N > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)I, (int)O, 1.0f, dy,
+                    (int)O, W, (int)I, 0.0f, dx, (int)I);
+}
+
+void mmp_relu_forward(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+
+void mmp_relu_backward(const float *y, float *dx, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(y[i] > 0)) dx[i] = 0.0f;
+}
+
+void mmp_dropout_forward(float *x, float *mask, size_t n, float p, uint64_t *rng) {
+    if (p <= 0) {
+        for (size_t i = 0; i < n; i++) mask[i] = 1.0f;
+        return;
+    }
+    float keep = p >= 1 ? 0.0f : 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = mmp_trng_uniform(rng) < p ? 0.0f : keep;
+        x[i] *= mask[i];
+    }
+}
+
+void mmp_dropout_backward(const float *mask, float *dx, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] *= mask[i];
+}
+
+void mmp_softmax(const float *z, float *out, int64_t N, int64_t C) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *r = z + n * C;
+        float *o = out + n * C;
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < C; c++) m = r[c] > m ? r[c] : m;
+        for (int64_t c = 0; c < C; c++) s += exp((double)r[c] - m);
+        for (int64_t c = 0; c < C; c++) o[c] = (float)(exp((double)r[c] - m) / s);
+    }
+}
+
+void mmp_sigmoid(const float *z, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = (float)(1.0 / (1.0 + exp(-(double)z[i])));
+}
+
+/* ------------------------------------------------------------------ */
+/* losses                                                              */
+/* ------------------------------------------------------------------ */
+
+double mmp_ce_loss(const float *z, const int64_t *y, int64_t N, int64_t C, const float *w,
+                   double e, float *dz) {
+    double Sw = 0, W = 0, total = 0;
+    for (int64_t c = 0; c < C; c++) Sw += w ? w[c] : 1.0;
+    for (int64_t i = 0; i < N; i++) {
+        if (y[i] < 0 || y[i] >= C) return NAN;
+        W += w ? w[y[i]] : 1.0;
+    }
+    double *lp = mmp_xmalloc(sizeof(double) * (size_t)(C > 0 ? C : 1));
+    for (int64_t i = 0; i < N; i++) {
+        const float *r = z + i * C;
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < C; c++) m = r[c] > m ? r[c] : m;
+        for (int64_t c = 0; c < C; c++) s += exp((double)r[c] - m);
+        double lse = m + log(s);
+        double sm = 0;
+        for (int64_t c = 0; c < C; c++) {
+            lp[c] = (double)r[c] - lse;
+            sm += (w ? w[c] : 1.0) * -lp[c];
+        }
+        int64_t yi = y[i];
+        double wy = w ? w[yi] : 1.0;
+        total += (1 - e) * wy * -lp[yi] + e / (double)C * sm;
+        if (dz)
+            for (int64_t c = 0; c < C; c++) {
+                double p = exp(lp[c]);
+                double wc = w ? w[c] : 1.0;
+                double g = (1 - e) * wy * (p - (c == yi)) + e / (double)C * (Sw * p - wc);
+                dz[i * C + c] = (float)(g / W);
+            }
+    }
+    free(lp);
+    return total / W;
+}
+
+double mmp_bce_logits_loss(const float *z, const float *t, int64_t N, int64_t C, float *dz) {
+    double total = 0, inv = 1.0 / (double)(N * C);
+    for (int64_t i = 0; i < N * C; i++) {
+        double x = z[i], y = t[i];
+        total += (x > 0 ? x : 0) - x * y + log1p(exp(-fabs(x)));
+        if (dz) dz[i] = (float)((1.0 / (1.0 + exp(-x)) - y) * inv);
+    }
+    return total * inv;
+}
+
+/* F.normalize rows of z[N,E] into a (double), keeping the norms. */
+static void l2norm_rows(const float *z, int64_t N, int64_t E, float *a, double *norm) {
+    for (int64_t i = 0; i < N; i++) {
+        double s = 0;
+        for (int64_t k = 0; k < E; k++) s += (double)z[i * E + k] * z[i * E + k];
+        double nrm = sqrt(s);
+        norm[i] = nrm;
+        double d = nrm > 1e-12 ? nrm : 1e-12;
+        for (int64_t k = 0; k < E; k++) a[i * E + k] = (float)(z[i * E + k] / d);
+    }
+}
+
+/* d/dz of a = z/max(||z||,eps) given da: (da - a (a.da)) / ||z|| */
+static void l2norm_backward(const float *a, const double *norm, const float *da, int64_t N,
+                            int64_t E, float *dz) {
+    for (int64_t i = 0; i < N; i++) {
+        const float *ai = a + i * E, *dai = da + i * E;
+        if (norm[i] > 1e-12) {
+            double dot = 0;
+            for (int64_t k = 0; k < E; k++) dot += (double)ai[k] * dai[k];
+            for (int64_t k = 0; k < E; k++)
+                dz[i * E + k] = (float)((dai[k] - ai[k] * dot) / norm[i]);
+        } else {
+            for (int64_t k = 0; k < E; k++) dz[i * E + k] = (float)(dai[k] / 1e-12);
+        }
+    }
+}
+
+double mmp_clip_loss(const float *za, const float *zb, int64_t N, int64_t E, float logit_scale,
+                     float *dza, float *dzb, float *dscale) {
+    if (N == 0) return NAN;
+    size_t ne = (size_t)(N * E), nn = (size_t)(N * N);
+    float *a = mmp_xmalloc(sizeof(float) * ne), *b = mmp_xmalloc(sizeof(float) * ne);
+    double *na = mmp_xmalloc(sizeof(double) * (size_t)N), *nb = mmp_xmalloc(sizeof(double) * (size_t)N);
+    l2norm_rows(za, N, E, a, na);
+    l2norm_rows(zb, N, E, b, nb);
+    float *S = mmp_xmalloc(sizeof(float) * nn);
+    float scale = expf(logit_scale);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)N, (int)E, scale, a, (int)E,
+                b, (int)E, 0.0f, S, (int)N);
+    double *dS = mmp_xcalloc(nn, sizeof(double));
+    double loss = 0;
+    /* rows: image -> text */
+    for (int64_t i = 0; i < N; i++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < N; j++) m = S[i * N + j] > m ? S[i * N + j] : m;
+        for (int64_t j = 0; j < N; j++) s += exp((double)S[i * N + j] - m);
+        double lse = m + log(s);
+        loss += (lse - S[i * N + i]) / (2.0 * N);
+        for (int64_t j = 0; j < N; j++)
+            dS[i * N + j] += (exp((double)S[i * N + j] - lse) - (i == j)) / (2.0 * N);
+    }
+    /* columns: text -> image */
+    for (int64_t j = 0; j < N; j++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t i = 0; i < N; i++) m = S[i * N + j] > m ? S[i * N + j] : m;
+        for (int64_t i = 0; i < N; i++) s += exp((double)S[i * N + j] - m);
+        double lse = m + log(s);
+        loss += (lse - S[j * N + j]) / (2.0 * N);
+        for (int64_t i = 0; i < N; i++)
+            dS[i * N + j] += (exp((double)S[i * N + j] - lse) - (i == j)) / (2.0 * N);
+    }
+    if (dscale) {
+        double g = 0;
+        for (size_t k = 0; k < nn; k++) g += dS[k] * S[k];
+        *dscale = (float)g;
+    }
+    if (dza || dzb) {
+        float *G = mmp_xmalloc(sizeof(float) * nn), *da = mmp_xmalloc(sizeof(float) * ne);
+        for (size_t k = 0; k < nn; k++) G[k] = (float)dS[k];
+        if (dza) { /* da = scale * G b */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)E, (int)N, scale, G,
+                        (int)N, b, (int)E, 0.0f, da, (int)E);
+            l2norm_backward(a, na, da, N, E, dza);
+        }
+        if (dzb) { /* db = scale * G^T a */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)E, (int)N, scale, G,
+                        (int)N, a, (int)E, 0.0f, da, (int)E);
+            l2norm_backward(b, nb, da, N, E, dzb);
+        }
+        free(G);
+        free(da);
+    }
+    free(a); free(b); free(na); free(nb); free(S); free(dS);
+    return loss;
+}
+
+#define TRIPLET_EPS 1e-6
+static double pdist(const float *x, const float *y, int64_t D) {
+    double s = 0;
+    for (int64_t k = 0; k < D; k++) {
+        double d = (double)x[k] - y[k] + TRIPLET_EPS;
+        s += d * d;
+    }
+    return sqrt(s);
+}
+
+double mmp_triplet_loss(const float *A, const float *P, const float *Q, const int64_t *ai,
+                        const int64_t *pi, const int64_t *ni, int64_t T, int64_t D, double margin,
+                        float *dA, float *dP, float *dQ) {
+    if (T == 0) return NAN;
+    double total = 0;
+    for (int64_t t = 0; t < T; t++) {
+        int64_t ia = ai ? ai[t] : t, ip = pi ? pi[t] : t, iq = ni ? ni[t] : t;
+        const float *a = A + ia * D, *p = P + ip * D, *q = Q + iq * D;
+        double dap = pdist(a, p, D), daq = pdist(a, q, D);
+        double l = dap - daq + margin;
+        if (l <= 0) continue;
+        total += l;
+        double cp = dap > 0 ? 1.0 / (dap * (double)T) : 0, cq = daq > 0 ? 1.0 / (daq * (double)T) : 0;
+        for (int64_t k = 0; k < D; k++) {
+            double gp = ((double)a[k] - p[k] + TRIPLET_EPS) * cp;
+            double gq = ((double)a[k] - q[k] + TRIPLET_EPS) * cq;
+            if (dA) dA[ia * D + k] += (float)(gp - gq);
+            if (dP) dP[ip * D + k] -= (float)gp;
+            if (dQ) dQ[iq * D + k] += (float)gq;
+        }
+    }
+    return total / (double)T;
+}
+
+int64_t mmp_triplet_mine(const float *a, const float *b, int64_t N, int64_t D, int hard,
+                         int64_t *ai, int64_t *pi, int64_t *ni) {
+    int64_t T = 0;
+    for (int64_t i = 0; i < N; i++) {
+        if (hard) {
+            int64_t best = -1;
+            double bd = INFINITY;
+            for (int64_t j = 0; j < N; j++) {
+                if (j == i) continue;
+                double d = pdist(a + i * D, b + j * D, D);
+                if (d < bd) { bd = d; best = j; }
+            }
+            if (best < 0) continue;
+            ai[T] = i; pi[T] = i; ni[T] = best; T++;
+        } else {
+            for (int64_t j = 0; j < N; j++) {
+                if (j == i) continue;
+                ai[T] = i; pi[T] = i; ni[T] = j; T++;
+            }
+        }
+    }
+    return T;
+}
+
+/* ------------------------------------------------------------------ */
+/* parameters, optimizers                                              */
+/* ------------------------------------------------------------------ */
+
+void mmp_param_init(mmp_param *p, const char *name, int ndim, const int64_t *shape, int decay) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->n = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->n *= (size_t)shape[i];
+    }
+    p->w = mmp_xcalloc(p->n ? p->n : 1, sizeof(float));
+    p->g = mmp_xcalloc(p->n ? p->n : 1, sizeof(float));
+    p->decay = decay;
+}
+
+void mmp_param_free(mmp_param *p) {
+    free(p->w); free(p->g); free(p->s1); free(p->s2);
+    memset(p, 0, sizeof *p);
+}
+
+void mmp_optim_defaults(mmp_optim *o, mmp_opt_kind kind) {
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->eps = 1e-8;
+    o->weight_decay = kind == MMP_OPT_ADAMW ? 1e-2 : 0;
+}
+
+const char *mmp_optim_state_name(const mmp_optim *o, int which) {
+    if (o->kind == MMP_OPT_ADAMW) return which == 0 ? "exp_avg" : "exp_avg_sq";
+    return which == 0 && o->momentum != 0 ? "momentum_buffer" : NULL;
+}
+
+void mmp_optim_step(const mmp_optim *o, mmp_param *ps, int np, int64_t step, double lr) {
+    for (int k = 0; k < np; k++) {
+        mmp_param *p = &ps[k];
+        size_t n = p->n;
+        float *w = p->w, *g = p->g;
+        double wd = p->decay ? o->weight_decay : 0.0;
+        if (o->kind == MMP_OPT_SGD) {
+            float fwd = (float)wd, mom = (float)o->momentum, damp = (float)(1.0 - o->dampening);
+            float flr = (float)lr;
+            int first = 0;
+            if (o->momentum != 0 && !p->s1) {
+                p->s1 = mmp_xcalloc(n ? n : 1, sizeof(float));
+                first = 1;
+            }
+            for (size_t i = 0; i < n; i++) {
+                float d = g[i];
+                if (wd != 0) d = d + fwd * w[i];
+                if (o->momentum != 0) {
+                    float *buf = p->s1;
+                    buf[i] = first ? d : buf[i] * mom + damp * d;
+                    d = o->nesterov ? d + mom * buf[i] : buf[i];
+                }
+                w[i] = w[i] - flr * d;
+            }
+        } else {
+            if (!p->s1) p->s1 = mmp_xcalloc(n ? n : 1, sizeof(float));
+            if (!p->s2) p->s2 = mmp_xcalloc(n ? n : 1, sizeof(float));
+            double t = (double)(step + 1);
+            float decay = (float)(1.0 - lr * wd);
+            float b1 = (float)o->beta1, b2 = (float)o->beta2;
+            float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
+            double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
+            float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2), eps = (float)o->eps;
+            float *m = p->s1, *v = p->s2;
+            for (size_t i = 0; i < n; i++) {
+                if (wd != 0) w[i] *= decay;
+                m[i] = m[i] * b1 + c1 * g[i];
+                v[i] = v[i] * b2 + c2 * (g[i] * g[i]);
+                float denom = sqrtf(v[i]) / bc2s + eps;
+                w[i] = w[i] + -step_size * (m[i] / denom);
+            }
+        }
+    }
+}
+
+double mmp_clip_grad_norm(mmp_param *ps, int np, double max_norm) {
+    double tot = 0;
+    for (int k = 0; k < np; k++) {
+        double s = 0;
+        for (size_t i = 0; i < ps[k].n; i++) s += (double)ps[k].g[i] * ps[k].g[i];
+        tot += s;
+    }
+    tot = sqrt(tot);
+    if (max_norm > 0) {
+        double coef = max_norm / (tot + 1e-6);
+        if (coef < 1) {
+            float c = (float)coef;
+            for (int k = 0; k < np; k++)
+                for (size_t i = 0; i < ps[k].n; i++) ps[k].g[i] *= c;
+        }
+    }
+    return tot;
+}
+
+/* ------------------------------------------------------------------ */
+/* schedules                                                           */
+/* ------------------------------------------------------------------ */
+
+double mmp_sched_lr(const mmp_sched *s, int64_t t) {
+    if (t < 0) t = 0;
+    if (s->warmup > 0 && t < s->warmup) return s->lr * (double)(t + 1) / (double)s->warmup;
+    int64_t u = t - (s->warmup > 0 ? s->warmup : 0);
+    switch (s->kind) {
+    case MMP_SCHED_STEP:
+        if (s->step_size <= 0) return s->lr;
+        return s->lr * pow(s->gamma, (double)(u / s->step_size));
+    case MMP_SCHED_COSINE: {
+        int64_t T = s->total - (s->warmup > 0 ? s->warmup : 0);
+        if (T <= 0) return s->lr;
+        double prog = (double)(u < T ? u : T) / (double)T;
+        return s->min_lr + (s->lr - s->min_lr) * (1.0 + cos(M_PI * prog)) / 2.0;
+    }
+    default:
+        return s->lr;
+    }
+}
+
+const char *mmp_sched_name(mmp_sched_kind k) {
+    return k == MMP_SCHED_STEP ? "step" : k == MMP_SCHED_COSINE ? "cosine" : "constant";
+}
+
+int mmp_sched_parse(const char *s, mmp_sched_kind *k) {
+    if (!strcmp(s, "constant")) *k = MMP_SCHED_CONSTANT;
+    else if (!strcmp(s, "step")) *k = MMP_SCHED_STEP;
+    else if (!strcmp(s, "cosine")) *k = MMP_SCHED_COSINE;
+    else return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* standardization                                                     */
+/* ------------------------------------------------------------------ */
+
+void mmp_standardize_fit(const float *x, int64_t N, int64_t D, float *mean, float *std) {
+    double *m = mmp_xcalloc((size_t)D, sizeof(double)), *v = mmp_xcalloc((size_t)D, sizeof(double));
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < D; k++) m[k] += x[i * D + k];
+    for (int64_t k = 0; k < D; k++) m[k] = N > 0 ? m[k] / (double)N : 0;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < D; k++) {
+            double d = x[i * D + k] - m[k];
+            v[k] += d * d;
+        }
+    for (int64_t k = 0; k < D; k++) {
+        double sd = N > 0 ? sqrt(v[k] / (double)N) : 1;
+        if (sd < 10 * DBL_EPSILON) sd = 1;
+        mean[k] = (float)m[k];
+        std[k] = (float)sd;
+    }
+    free(m);
+    free(v);
+}
+
+void mmp_standardize_apply(float *x, int64_t N, int64_t D, const float *mean, const float *std) {
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t k = 0; k < D; k++) x[i * D + k] = (x[i * D + k] - mean[k]) / std[k];
+}

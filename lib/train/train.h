@@ -1,0 +1,158 @@
+/* train/train.h: configuration, in-memory data sets, the training loop
+ * and checkpoints of mmp-train-step (and the predictor of mmp-eval).
+ *
+ * Checkpoint = safetensors with torch state_dict names (see head.h) plus
+ *   "standardize.mean", "standardize.std"  [D]   feature standardization
+ *   "optim.<param>.exp_avg", "optim.<param>.exp_avg_sq" (AdamW),
+ *   "optim.<param>.momentum_buffer" (SGD with momentum)
+ * and __metadata__ string key/values: every configuration key of
+ * mmp_train_cfg (same names as the command-line options, e.g. "lr",
+ * "weight_decay", "head", "hidden"), the training state ("step", "epoch",
+ * "best_metric", "best_epoch", "bad_epochs"), "format" = "mmpipe-head",
+ * "in_dim", "pair_dim", "num_classes", "classes" (JSON list),
+ * "provenance" (of the training features), "feature", "pair_field".
+ */
+#ifndef MMP_TRAIN_TRAIN_H
+#define MMP_TRAIN_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mmp.h"
+#include "train/head.h"
+#include "train/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { MMP_LOSS_CE = 0, MMP_LOSS_BCE, MMP_LOSS_CONTRASTIVE, MMP_LOSS_TRIPLET } mmp_loss_kind;
+const char *mmp_loss_name(mmp_loss_kind k);
+int mmp_loss_parse(const char *s, mmp_loss_kind *k);
+
+typedef struct {
+    /* head */
+    mmp_head_kind head;
+    int nhidden;
+    int64_t hidden[MMP_HEAD_MAX_HIDDEN];
+    double dropout;
+    int64_t proj_dim;     /* pair heads: E */
+    /* loss */
+    mmp_loss_kind loss;
+    double label_smoothing;
+    char class_weights[1024]; /* "" | "balanced" | "w0,w1,..." */
+    double margin;        /* triplet */
+    int mining_hard;      /* triplet: 1 = batch-hard, 0 = all in-batch negatives */
+    /* optimization */
+    mmp_optim opt;
+    mmp_sched sched;      /* sched.total: 0 = epochs * batches per epoch */
+    double clip;          /* max total gradient L2 norm; 0 = off */
+    int64_t batch;
+    int epochs;
+    uint64_t seed;
+    int standardize;      /* -1 = default (on for linear heads with ce/bce) */
+    int patience;         /* early stopping (with a dev set); 0 = off */
+    /* data */
+    char feature[64];     /* "embedding" */
+    char pair_field[64];  /* "text_embedding" */
+    char labels_field[64];/* "labels" (bce) */
+} mmp_train_cfg;
+
+void mmp_train_cfg_defaults(mmp_train_cfg *c);
+/* Sets one option by its name (as on the command line without "--" and
+ * with '-' as '_', e.g. "weight_decay"). 0 ok, -1 unknown key or bad value (why in err). */
+int mmp_train_cfg_set(mmp_train_cfg *c, const char *key, const char *val, char *err, size_t errlen);
+/* Writes every key into meta (the checkpoint's __metadata__). */
+void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m);
+/* Reads back whatever keys meta has. */
+int mmp_train_cfg_from_meta(mmp_train_cfg *c, const mmp_meta *m, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- */
+/* data sets in memory                                               */
+/* ---------------------------------------------------------------- */
+
+typedef struct {
+    int64_t n, dim, dim2, ncls;
+    float *x;        /* [n,dim] */
+    float *x2;       /* [n,dim2] pair embeddings or NULL */
+    int64_t *y;      /* [n] labels (MMP_NO_LABEL allowed when unused) */
+    float *t;        /* [n,ncls] multi-label targets or NULL */
+    char **ids;      /* [n] (may hold NULLs) */
+    mmp_header hdr;  /* the stream header: classes, provenance ... */
+    char name[256];
+} mmp_dataset;
+
+/* Reads a whole stream. feature must be present in every record as a 1-D
+ * float tensor (f32/f16/bf16) of one length; pair (may be NULL) likewise;
+ * labels_field (may be NULL) an f32 [C] multi-label target. need_label:
+ * every record needs label >= 0 (and < the header's class count when it
+ * has one). 0 ok; -1 with "NAME: record N: what" in err. */
+int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, const char *pair,
+                     const char *labels_field, int need_label, char *err, size_t errlen);
+void mmp_dataset_free(mmp_dataset *d);
+/* The header's "provenance" meta (NULL when absent). */
+const char *mmp_dataset_provenance(const mmp_dataset *d);
+
+/* Compares two provenance strings (feature extractor descriptions). 1 =
+ * compatible (equal, or either unknown), 0 = mismatch. */
+int mmp_train_provenance_compatible(const char *a, const char *b);
+
+/* ---------------------------------------------------------------- */
+/* trainer                                                           */
+/* ---------------------------------------------------------------- */
+
+typedef struct {
+    mmp_train_cfg cfg;
+    mmp_head head;
+    int64_t in_dim, pair_dim, ncls;
+    float *mean, *std;   /* standardization (NULL when off) */
+    float *class_w;      /* resolved class weights [ncls] or NULL */
+    int64_t step;        /* optimizer steps taken */
+    int epoch;           /* epochs completed */
+    double best_metric;  /* best dev metric so far (-inf) */
+    int best_epoch, bad_epochs;
+    char *provenance;    /* of the training features (may be NULL) */
+    int nclasses_named;
+    char **classes;
+    char feature[64], pair_field[64];
+    /* batch buffers */
+    int64_t cap;
+    float *bx, *bx2, *bt, *out, *dout, *za, *zb, *dza, *dzb;
+    int64_t *by, *ti[3];
+} mmp_trainer;
+
+/* New model for a training set: resolves defaults (standardize, class
+ * weights, schedule length), fits the standardization on ds, initializes
+ * the weights from cfg->seed. 0 or -1 (err). */
+int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_dataset *ds, char *err,
+                     size_t errlen);
+/* Loads a checkpoint (weights, standardization, optimizer state, step,
+ * epoch, early-stopping state, configuration). cfg_override: options set
+ * on the command line (applied over the checkpoint's; architecture keys
+ * must agree). 0 or -1. */
+int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *cfg_override, char *err,
+                     size_t errlen);
+void mmp_trainer_free(mmp_trainer *tr);
+/* Checks a data set against the model (dims, classes, provenance unless
+ * allow_mixed). 0 or -1 (err). */
+int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int allow_mixed,
+                           char *err, size_t errlen);
+/* Applies the model's standardization to ds->x in place (no-op when off). */
+void mmp_trainer_standardize(const mmp_trainer *tr, mmp_dataset *ds);
+/* One epoch over ds (already standardized) in the shuffled order of
+ * (seed, epoch); log (may be NULL) gets a JSON line every log_every steps.
+ * Returns the mean training loss. */
+double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every);
+/* Loss and metric on ds (standardized): metric = accuracy (ce/bce: argmax
+ * vs label / exact-match of thresholded labels), pair heads: mean of
+ * recall@1 both ways. */
+void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, double *metric);
+/* Writes the checkpoint atomically. 0 or -1 (err). */
+int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen);
+/* Batch inference: logits[N,C] (linear/mlp) for standardized x[N,D]. */
+void mmp_trainer_predict(mmp_trainer *tr, const float *x, int64_t N, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,326 @@
+/* Tar reader (ustar, GNU long names, pax), ImageFolder / WebDataset / CSV /
+ * JSONL sources, sharding, class lists, corrupt archives, and the ordered
+ * parallel map. Archives are built here, byte by byte. */
+#include "image/pmap.h"
+#include "image/source.h"
+#include "image/tar.h"
+#include "mmp.h"
+#include "testlib.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- tiny tar writer ---- */
+static void hdr(FILE *f, const char *name, const char *prefix, char type, size_t size) {
+    uint8_t b[512];
+    memset(b, 0, sizeof b);
+    snprintf((char *)b, 100, "%s", name);
+    snprintf((char *)b + 100, 8, "0000644");
+    snprintf((char *)b + 108, 8, "0000000");
+    snprintf((char *)b + 116, 8, "0000000");
+    snprintf((char *)b + 124, 12, "%011zo", size);
+    snprintf((char *)b + 136, 12, "%011o", 0);
+    b[156] = (uint8_t)type;
+    memcpy(b + 257, "ustar\0" "00", 8);
+    if (prefix) snprintf((char *)b + 345, 155, "%s", prefix);
+    memset(b + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++) sum += b[i];
+    snprintf((char *)b + 148, 8, "%06o", sum);
+    b[155] = ' ';
+    fwrite(b, 1, 512, f);
+}
+static void data(FILE *f, const void *d, size_t n) {
+    fwrite(d, 1, n, f);
+    static const uint8_t z[512];
+    fwrite(z, 1, (512 - n % 512) % 512, f);
+}
+static void member(FILE *f, const char *name, const void *d, size_t n) {
+    hdr(f, name, NULL, '0', n);
+    data(f, d, n);
+}
+static void end(FILE *f) {
+    static const uint8_t z[1024];
+    fwrite(z, 1, 1024, f);
+}
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)sz + 1);
+    *n = fread(b, 1, (size_t)sz, f);
+    fclose(f);
+    return b;
+}
+static void spit(const char *path, const void *d, size_t n) {
+    FILE *f = fopen(path, "wb");
+    fwrite(d, 1, n, f);
+    fclose(f);
+}
+
+static uint8_t *jpg, *png;
+static size_t njpg, npng;
+
+typedef struct {
+    char id[256];
+    int64_t label;
+    char text[64];
+    int bad;
+} got;
+
+static int collect(int nin, char **in, mmp_src_opts *o, got *g, int max, char *err, size_t errlen,
+                   mmp_src **keep) {
+    mmp_src *s = mmp_src_open(nin, in, o, err, errlen);
+    if (!s) return -1;
+    mmp_src_item it = {0};
+    int n = 0, r;
+    while ((r = mmp_src_next(s, &it)) == 1) {
+        if (n < max) {
+            snprintf(g[n].id, sizeof g[n].id, "%s", it.id);
+            g[n].label = it.label;
+            snprintf(g[n].text, sizeof g[n].text, "%s", it.text ? it.text : "");
+            g[n].bad = it.err[0] != 0;
+            if (!it.err[0]) CHECK(it.data != NULL);
+        }
+        n++;
+    }
+    if (r < 0) snprintf(err, errlen, "%s", mmp_src_error(s));
+    mmp_src_item_clear(&it);
+    if (keep) *keep = s;
+    else mmp_src_close(s);
+    return r < 0 ? -1 : n;
+}
+
+static void test_imagefolder_tar(void) {
+    FILE *f = fopen("if.tar", "wb");
+    hdr(f, "train/", NULL, '5', 0);
+    hdr(f, "train/dog/", NULL, '5', 0);
+    member(f, "train/dog/1.jpg", jpg, njpg);
+    member(f, "train/cat/2.png", png, npng);
+    member(f, "README", "hello", 5); /* not an image: ignored */
+    /* GNU long name */
+    char longname[300];
+    snprintf(longname, sizeof longname, "train/bird/%0200d.jpg", 7);
+    hdr(f, "././@LongLink", NULL, 'L', strlen(longname) + 1);
+    data(f, longname, strlen(longname) + 1);
+    hdr(f, "short-ignored", NULL, '0', njpg);
+    data(f, jpg, njpg);
+    /* pax path */
+    const char *pax = "30 path=train/cat/paxname.jpg\n";
+    hdr(f, "PaxHeaders/x", NULL, 'x', strlen(pax));
+    data(f, pax, strlen(pax));
+    hdr(f, "ignored", NULL, '0', 0); /* size from the header (0) */
+    /* ustar prefix */
+    hdr(f, "3.jpg", "train/dog", '0', 0);
+    member(f, "train/cat/empty.jpg", "", 0);
+    end(f);
+    fclose(f);
+
+    char *in[] = {"if.tar"};
+    got g[16];
+    char err[512];
+    mmp_src *s = NULL;
+    int n = collect(1, in, NULL, g, 16, err, sizeof err, &s);
+    CHECKF(n == 6, "imagefolder tar: %d items (%s)", n, n < 0 ? err : "");
+    if (n == 6) {
+        CHECK(mmp_src_nclasses(s) == 3);
+        char **c = mmp_src_classes(s);
+        CHECK(!strcmp(c[0], "bird") && !strcmp(c[1], "cat") && !strcmp(c[2], "dog"));
+        CHECK(!strcmp(g[0].id, "train/dog/1.jpg") && g[0].label == 2);
+        CHECK(!strcmp(g[1].id, "train/cat/2.png") && g[1].label == 1);
+        CHECK(!strcmp(g[2].id, longname) && g[2].label == 0);
+        CHECK(!strcmp(g[3].id, "train/cat/paxname.jpg") && g[3].label == 1);
+        CHECK(!strcmp(g[4].id, "train/dog/3.jpg") && g[4].label == 2);
+        CHECK(!strcmp(g[5].id, "train/cat/empty.jpg"));
+    }
+    mmp_src_close(s);
+
+    /* sharding: disjoint, covering */
+    int seen[6] = {0};
+    for (int i = 0; i < 3; i++) {
+        mmp_src_opts o = {.shard_i = i, .shard_n = 3};
+        got h[16];
+        int m = collect(1, in, &o, h, 16, err, sizeof err, NULL);
+        CHECK(m == 2);
+        for (int k = 0; k < m && k < 16; k++)
+            for (int j = 0; j < 6; j++)
+                if (!strcmp(h[k].id, g[j].id)) seen[j]++;
+    }
+    for (int j = 0; j < 6; j++) CHECK(seen[j] == 1);
+
+    /* fixed class list: order given, unknown class -> bad item */
+    char *cl[] = {"dog", "cat"};
+    mmp_src_opts o = {.nclasses = 2, .classes = cl};
+    n = collect(1, in, &o, g, 16, err, sizeof err, NULL);
+    CHECK(n == 6);
+    if (n == 6) {
+        CHECK(g[0].label == 0 && g[1].label == 1 && g[2].bad);
+    }
+
+    /* corrupt header checksum: error naming the file and the offset */
+    uint8_t *t;
+    size_t tn;
+    t = slurp("if.tar", &tn);
+    t[1024 + 512 + ((njpg + 511) / 512) * 512 + 3] ^= 1; /* name of the 2nd file member */
+    spit("bad.tar", t, tn);
+    char *bin[] = {"bad.tar"};
+    n = collect(1, bin, NULL, g, 16, err, sizeof err, NULL);
+    CHECKF(n == -1 && strstr(err, "bad.tar") && strstr(err, "offset") && strstr(err, "checksum"), "corrupt: %d %s", n, err);
+    /* truncated inside a member's data */
+    spit("trunc.tar", t, 1024 + 512 + 100);
+    char *tin[] = {"trunc.tar"};
+    n = collect(1, tin, NULL, g, 16, err, sizeof err, NULL);
+    CHECKF(n == -1 && strstr(err, "trunc.tar") && strstr(err, "truncated"), "truncated: %d %s", n, err);
+    free(t);
+    /* not a tar at all */
+    spit("junk.tar", "this is not a tar archive", 25);
+    char *jin[] = {"junk.tar"};
+    n = collect(1, jin, NULL, g, 16, err, sizeof err, NULL);
+    CHECK(n == -1 && strstr(err, "junk.tar"));
+}
+
+static void test_wds(void) {
+    FILE *f = fopen("wds.tar", "wb");
+    member(f, "shard/000.cls", "3\n", 2);
+    member(f, "shard/000.jpg", jpg, njpg);
+    member(f, "shard/000.txt", "a red car", 9);
+    member(f, "shard/001.jpg", jpg, njpg);
+    member(f, "shard/001.json", "{\"label\": 5, \"caption\": \"caf\\u00e9 \\\"x\\\"\", \"extra\": [1,{\"a\":2}]}", 64);
+    member(f, "shard/002.txt", "no image here", 13);
+    member(f, "shard/003.png", png, npng);
+    end(f);
+    fclose(f);
+    char *in[] = {"wds.tar"};
+    got g[8];
+    char err[512];
+    mmp_src *s;
+    int n = collect(1, in, NULL, g, 8, err, sizeof err, &s);
+    CHECKF(n == 4, "wds: %d (%s)", n, err);
+    if (n == 4) {
+        CHECK(mmp_src_nclasses(s) == 0);
+        CHECK(!strcmp(g[0].id, "shard/000.jpg") && g[0].label == 3 && !strcmp(g[0].text, "a red car"));
+        CHECKF(!strcmp(g[1].id, "shard/001.jpg") && g[1].label == 5 && !strcmp(g[1].text, "caf\xc3\xa9 \"x\""), "json: %s %lld '%s'", g[1].id, (long long)g[1].label, g[1].text);
+        CHECK(g[2].bad);
+        CHECK(!strcmp(g[3].id, "shard/003.png") && g[3].label == MMP_NO_LABEL && !g[3].bad);
+    }
+    mmp_src_close(s);
+}
+
+static void test_dir_manifests(void) {
+    mkdir("ds", 0755);
+    mkdir("ds/b_cls", 0755);
+    mkdir("ds/a_cls", 0755);
+    mkdir("ds/a_cls/sub", 0755);
+    mkdir("ds/empty_cls", 0755);
+    spit("ds/b_cls/x.jpg", jpg, njpg);
+    spit("ds/a_cls/z.PNG", png, npng);
+    spit("ds/a_cls/sub/y.jpg", jpg, njpg);
+    spit("ds/a_cls/notes.txt", "x", 1);
+    spit("ds/toplevel.jpg", jpg, njpg);
+    char *in[] = {"ds"};
+    got g[8];
+    char err[512];
+    mmp_src *s;
+    int n = collect(1, in, NULL, g, 8, err, sizeof err, &s);
+    CHECKF(n == 3, "dir: %d (%s)", n, err);
+    if (n == 3) {
+        CHECK(mmp_src_nclasses(s) == 3); /* empty class folders count, as in torchvision */
+        CHECK(!strcmp(g[0].id, "ds/a_cls/z.PNG") && g[0].label == 0);
+        CHECK(!strcmp(g[1].id, "ds/a_cls/sub/y.jpg") && g[1].label == 0);
+        CHECK(!strcmp(g[2].id, "ds/b_cls/x.jpg") && g[2].label == 1);
+    }
+    mmp_src_close(s);
+
+    FILE *f = fopen("m.csv", "w");
+    fprintf(f, "path,label,caption\nds/b_cls/x.jpg,dog,\"a dog, sitting\"\n\"ds/a_cls/z.PNG\",cat,\"say \"\"hi\"\"\"\nmissing.jpg,dog,\n");
+    fclose(f);
+    char *cin[] = {"m.csv"};
+    n = collect(1, cin, NULL, g, 8, err, sizeof err, &s);
+    CHECKF(n == 3, "csv: %d (%s)", n, err);
+    if (n == 3) {
+        CHECK(mmp_src_nclasses(s) == 2);
+        CHECK(g[0].label == 1 && !strcmp(g[0].text, "a dog, sitting") && !g[0].bad);
+        CHECK(g[1].label == 0 && !strcmp(g[1].text, "say \"hi\""));
+        CHECK(g[2].bad); /* missing file: a counted skip, not fatal */
+    }
+    mmp_src_close(s);
+    f = fopen("m.jsonl", "w");
+    fprintf(f, "{\"path\": \"ds/b_cls/x.jpg\", \"label\": 7, \"text\": \"t1\"}\n\n{\"path\": \"ds/a_cls/z.PNG\"}\n");
+    fclose(f);
+    char *jin[] = {"m.jsonl"};
+    n = collect(1, jin, NULL, g, 8, err, sizeof err, NULL);
+    CHECK(n == 2);
+    if (n == 2) CHECK(g[0].label == 7 && !strcmp(g[0].text, "t1") && g[1].label == MMP_NO_LABEL);
+    f = fopen("bad.jsonl", "w");
+    fprintf(f, "{\"path\": \"x.jpg\"\n");
+    fclose(f);
+    char *bin[] = {"bad.jsonl"};
+    n = collect(1, bin, NULL, g, 8, err, sizeof err, NULL);
+    CHECK(n == -1 && strstr(err, "bad.jsonl") && strstr(err, "line 1"));
+    /* several inputs: class union, sorted */
+    char *two[] = {"ds", "m.csv"};
+    n = collect(2, two, NULL, g, 8, err, sizeof err, &s);
+    CHECK(n == 6);
+    if (n == 6) {
+        CHECK(mmp_src_nclasses(s) == 5); /* a_cls b_cls cat dog empty_cls */
+        CHECK(g[0].label == 0 && g[3].label == 3);
+    }
+    mmp_src_close(s);
+}
+
+/* ---- ordered parallel map ---- */
+typedef struct {
+    int next, n;
+    int out[1000];
+    int nout;
+} pctx;
+typedef struct {
+    int v, r;
+} pslot;
+static int p_produce(void *c, void *s) {
+    pctx *p = c;
+    if (p->next >= p->n) return 0;
+    ((pslot *)s)->v = p->next++;
+    return 1;
+}
+static void p_work(void *c, void *s, int tid) {
+    pslot *x = s;
+    volatile unsigned h = (unsigned)x->v;
+    for (int i = 0; i < (x->v % 7) * 1000; i++) h = h * 31 + 7; /* uneven work */
+    x->r = x->v * 3;
+}
+static int p_consume(void *c, void *s) {
+    pctx *p = c;
+    p->out[p->nout++] = ((pslot *)s)->r;
+    return 0;
+}
+
+static void test_pmap(void) {
+    for (int nt = 1; nt <= 5; nt += 2) {
+        pctx c = {.n = 1000};
+        mmp_pmap_spec sp = {p_produce, p_work, p_consume, &c, sizeof(pslot), nt, 0};
+        CHECK(mmp_pmap(&sp) == 0);
+        int ok = c.nout == 1000;
+        for (int i = 0; i < c.nout; i++) ok &= c.out[i] == i * 3;
+        CHECKF(ok, "pmap with %d threads out of order", nt);
+    }
+}
+
+int main(void) {
+    mmp_set_progname("test_image_source");
+    jpg = slurp(t_root_path("tests/fixtures/image/base420.jpg"), &njpg);
+    png = slurp(t_root_path("tests/fixtures/image/rgb.png"), &npng);
+    if (!jpg || !png) SKIP("fixtures missing");
+    test_imagefolder_tar();
+    test_wds();
+    test_dir_manifests();
+    test_pmap();
+    free(jpg);
+    free(png);
+    TEST_END();
+}

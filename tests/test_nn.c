@@ -1,0 +1,125 @@
+/* CNN engine vs torchvision (fixtures from tests/fixtures/gen_nn.py):
+ * pool features, logits, an intermediate block (pooled and flattened) of
+ * reduced-width ResNet-18 (BasicBlock), ResNet-50 (Bottleneck) and
+ * MobileNetV2 with random weights and non-trivial batch norm, at odd
+ * input sizes. Tolerance: |c - torch| <= 1e-4*|torch| + 1e-4*max|torch|
+ * per output tensor (atol relative to the tensor's scale).
+ * Also: results bit-identical for 1, 2, 3 threads; one image at a time
+ * (other GEMM shapes) within the same tolerance. */
+#include <stdint.h>
+#include <string.h>
+
+#include "mmp.h"
+#include "nn/nn.h"
+#include "testlib.h"
+
+static double maxabs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+
+static void check_model(const char *model, const char *io, const char *block) {
+    char err[512];
+    nn_model *m;
+    int rc = nn_model_load(&m, t_root_path(model), NULL, err, sizeof err);
+    CHECKF(rc == 0, "load %s: %s", model, err);
+    if (rc) return;
+    mmp_safetensors st;
+    mmp_st_open_or_die(&st, t_root_path(io));
+    const mmp_tensor *in = mmp_st_get(&st, "input");
+    CHECK(in && in->dtype == MMP_U8 && in->ndim == 4);
+    int N = (int)in->shape[0], H = (int)in->shape[1], W = (int)in->shape[2];
+    /* the fixture's normalization is the model's preprocessing */
+    nn_preproc p = nn_model_preproc(m);
+    float mean[3], std[3];
+    CHECK(nn_parse3(mmp_meta_get(&st.meta, "mean"), mean) == 0);
+    CHECK(nn_parse3(mmp_meta_get(&st.meta, "std"), std) == 0);
+    for (int c = 0; c < 3; c++) CHECK(fabsf(mean[c] - p.mean[c]) < 1e-7f && fabsf(std[c] - p.std[c]) < 1e-7f);
+    float *x = malloc(sizeof(float) * N * H * W * 3);
+    for (int i = 0; i < N; i++)
+        nn_normalize_u8((const uint8_t *)in->data + (size_t)i * H * W * 3, H, W, p.mean, p.std,
+                        x + (size_t)i * H * W * 3);
+    char flat[96];
+    snprintf(flat, sizeof flat, "%s:flat", block);
+    const char *specs[4] = {"pool", "logits", block, flat};
+    char names[4][96];
+    snprintf(names[0], 96, "pool");
+    snprintf(names[1], 96, "logits");
+    snprintf(names[2], 96, "%s", block);
+    snprintf(names[3], 96, "%s.flat", block);
+    for (int s = 0; s < 4; s++) {
+        nn_layer l;
+        CHECKF(nn_layer_parse(m, specs[s], &l, err, sizeof err) == 0, "%s", err);
+        const mmp_tensor *ref = mmp_st_get(&st, names[s]);
+        CHECK(ref && ref->dtype == MMP_F32 && ref->ndim == 2 && ref->shape[0] == N);
+        if (!ref) continue;
+        int64_t dim = nn_output_dim(m, &l, H, W);
+        CHECKF(dim == ref->shape[1], "%s %s: dim %lld, torch %lld", model, specs[s], (long long)dim,
+               (long long)ref->shape[1]);
+        if (dim != ref->shape[1]) continue;
+        size_t n = (size_t)N * dim;
+        float *out[4];
+        int threads[3] = {1, 2, 3};
+        for (int t = 0; t < 3; t++) {
+            nn_runner *r = nn_runner_new(m, &nn_ops_cpu, threads[t]);
+            out[t] = malloc(sizeof(float) * n);
+            nn_run(r, &l, x, N, H, W, out[t]);
+            nn_runner_free(r);
+        }
+        /* one image at a time */
+        out[3] = malloc(sizeof(float) * n);
+        nn_runner *r1 = nn_runner_new(m, &nn_ops_cpu, 1);
+        for (int i = 0; i < N; i++) nn_run(r1, &l, x + (size_t)i * H * W * 3, 1, H, W, out[3] + (size_t)i * dim);
+        nn_runner_free(r1);
+        const float *tr = ref->data;
+        double scale = maxabs(tr, n);
+        size_t where;
+        double rel = t_maxrel(out[0], tr, n, 1e-4, 1e-4 * scale, &where);
+        printf("%-28s %-18s %dx%d dim %-5lld max err/tol %.3f (at %zu: %g vs %g)\n", model + 15, specs[s], H, W,
+               (long long)dim, rel, where, out[0][where], tr[where]);
+        CHECKF(rel <= 1.0, "%s %s %dx%d: error %.3g x tolerance", model, specs[s], H, W, rel);
+        CHECKF(scale > 1e-3, "%s %s: reference is all ~0", model, specs[s]);
+        for (int t = 1; t < 3; t++)
+            CHECKF(!memcmp(out[0], out[t], sizeof(float) * n), "%s %s: %d threads not bit-identical", model,
+                   specs[s], threads[t]);
+        /* a different micro-batch composition changes OpenBLAS's blocking (last bits only) */
+        CHECK(t_maxrel(out[3], tr, n, 1e-4, 1e-4 * scale, NULL) <= 1.0);
+        for (int t = 0; t < 4; t++) free(out[t]);
+    }
+    free(x);
+    mmp_st_close(&st);
+    nn_model_free(m);
+}
+
+int main(void) {
+    mmp_set_progname("test_nn");
+    check_model("tests/fixtures/nn/resnet18_w8.safetensors", "tests/fixtures/nn/resnet18_w8_io_33x47.safetensors", "layer3");
+    check_model("tests/fixtures/nn/resnet18_w8.safetensors", "tests/fixtures/nn/resnet18_w8_io_64x64.safetensors", "layer3");
+    check_model("tests/fixtures/nn/resnet50_w4.safetensors", "tests/fixtures/nn/resnet50_w4_io_40x52.safetensors", "layer2");
+    check_model("tests/fixtures/nn/mnv2_w025.safetensors", "tests/fixtures/nn/mnv2_w025_io_64x64.safetensors", "features.13");
+    check_model("tests/fixtures/nn/mnv2_w025.safetensors", "tests/fixtures/nn/mnv2_w025_io_33x47.safetensors", "features.13");
+
+    /* architecture names, detection, preprocessing from metadata / defaults */
+    char err[512];
+    nn_model *m;
+    CHECK(nn_model_load(&m, t_root_path("tests/fixtures/nn/mnv2_w025.safetensors"), NULL, err, sizeof err) == 0);
+    CHECK(!strcmp(nn_model_arch(m), "mobilenet_v2"));
+    CHECK(nn_model_preproc(m).size == 64 && nn_model_preproc(m).mean[1] == 0.4f);
+    CHECK(nn_model_classes(m) == 10 && nn_model_pool_dim(m) == 1280);
+    nn_layer l;
+    CHECK(nn_layer_parse(m, "layer3", &l, err, sizeof err) == -1 && strstr(err, "features.13"));
+    CHECK(nn_layer_parse(m, "features.13:flatx", &l, err, sizeof err) == -1);
+    nn_model_free(m);
+    CHECK(nn_model_load(&m, t_root_path("tests/fixtures/nn/resnet18_w8.safetensors"), NULL, err, sizeof err) == 0);
+    CHECK(!strcmp(nn_model_arch(m), "resnet-basic-2.2.2.2-w8"));
+    CHECK(nn_model_preproc(m).size == 224 && nn_model_preproc(m).std[2] == 0.225f);
+    nn_model_free(m);
+    CHECK(nn_model_load(&m, t_root_path("tests/fixtures/nn/resnet50_w4.safetensors"), "mobilenet_v2", err, sizeof err) == -1);
+    CHECK(strstr(err, "resnet-bottleneck-3.4.6.3-w4") != NULL);
+    CHECK(nn_model_load(&m, t_root_path("tests/fixtures/nn/resnet50_w4.safetensors"), "resnet50", err, sizeof err) == -1);
+    CHECK(nn_model_load(&m, t_root_path("tests/fixtures/nn/resnet50_w4_io_40x52.safetensors"), NULL, err, sizeof err) == -1);
+    CHECK(strstr(err, "not a torchvision") != NULL);
+    CHECK(nn_model_load(&m, "/nonexistent.safetensors", NULL, err, sizeof err) == -1);
+    TEST_END();
+}

@@ -1,0 +1,126 @@
+/* Report rendering: training-log parsing, JSON keys, and the HTML page
+ * rendered by headless Chromium (skipped when chromium is not installed):
+ * the DOM has the SVG plots, the accuracy text, every class name. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mmp.h"
+#include "testlib.h"
+#include "train/report.h"
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, k;
+    char tmp[65536];
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (len + k + 1 > cap) buf = realloc(buf, cap = (len + k + 1) * 2);
+        memcpy(buf + len, tmp, k);
+        len += k;
+    }
+    fclose(f);
+    if (!buf) buf = calloc(1, 1);
+    buf[len] = 0;
+    if (n) *n = len;
+    return buf;
+}
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+int main(void) {
+    /* a training log with step and epoch entries */
+    FILE *f = fopen("train.jsonl", "w");
+    for (int s = 1; s <= 30; s++) fprintf(f, "{\"step\":%d,\"epoch\":%d,\"loss\":%.4f,\"lr\":0.001}\n", s, (s - 1) / 10 + 1, 2.0 / s);
+    for (int e = 1; e <= 3; e++)
+        fprintf(f, "{\"epoch\":%d,\"step\":%d,\"train_loss\":%.3f,\"lr\":0.001,\"dev_loss\":%.3f,\"dev_metric\":%.3f}\n", e, e * 10, 1.0 / e, 1.2 / e, 0.5 + e * 0.1);
+    fclose(f);
+    mmp_trainlog lg;
+    char err[256];
+    CHECKF(mmp_trainlog_read(&lg, "train.jsonl", err, sizeof err) == 0, "%s", err);
+    CHECK(lg.nsteps == 30 && lg.nepochs == 3);
+    CHECK(lg.epochs[2].has_dev && fabs(lg.epochs[2].dev_metric - 0.8) < 1e-12 && lg.steps[29].step == 30);
+    f = fopen("bad.jsonl", "w");
+    fputs("{\"step\":1,\"loss\":1}\nnot json\n", f);
+    fclose(f);
+    mmp_trainlog bad;
+    CHECK(mmp_trainlog_read(&bad, "bad.jsonl", err, sizeof err) == -1 && strstr(err, "line 2"));
+
+    int64_t yt[12] = {0, 0, 1, 1, 2, 2, 0, 1, 2, 2, 0, 1}, yp[12] = {0, 1, 1, 1, 2, 0, 0, 1, 2, 1, 0, 2};
+    mmp_clsreport cr;
+    CHECK(mmp_clsreport_compute(&cr, yt, yp, 12, 4, NULL) == 0); /* class 3: no support, never predicted */
+    char *names[4] = {"cat", "dog <&>", "bird", "unused"};
+    mmp_report r = {.cls = &cr, .names = names, .digits = 2, .n_retrieval = 100, .nk = 3, .ks = {1, 5, 10},
+                    .a2b = {0.25, 0.5, 0.75}, .b2a = {0.3, 0.6, 0.9}, .log = &lg, .title = "test report"};
+    f = fopen("r.json", "w");
+    mmp_report_write_json(f, &r);
+    fclose(f);
+    char *js = slurp("r.json", NULL);
+    CHECK(strstr(js, "\"accuracy\": 0.66666666666666663") != NULL);
+    CHECK(strstr(js, "\"macro avg\"") && strstr(js, "\"weighted avg\"") && strstr(js, "\"confusion_matrix\": [[3, 1, 0, 0]"));
+    CHECK(strstr(js, "\"recall@5\": 0.5") && strstr(js, "\"text_to_image\""));
+    CHECK(strstr(js, "\"dev_metric\": 0.80000000000000004") != NULL);
+    /* python validates the JSON when available */
+    const char *py = getenv("MMP_PYTHON");
+    if (py && *py) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s -c 'import json,sys; d=json.load(open(\"r.json\")); sys.exit(0 if d[\"unused\"][\"support\"]==0 and d[\"dog <&>\"][\"precision\"]>0 else 1)'", py);
+        CHECK(system(cmd) == 0);
+    }
+    free(js);
+    f = fopen("r.txt", "w");
+    mmp_report_write_text(f, &r);
+    fclose(f);
+    char *txt = slurp("r.txt", NULL);
+    CHECK(strstr(txt, "    accuracy                           0.67        12") != NULL);
+    CHECK(strstr(txt, "confusion matrix") && strstr(txt, "image -> text") && strstr(txt, "best dev metric 0.8000"));
+    free(txt);
+
+    f = fopen("report.html", "w");
+    mmp_report_write_html(f, &r);
+    fclose(f);
+    char *html = slurp("report.html", NULL);
+    CHECK(count(html, "<svg") == 5); /* steps, epochs, dev, per-class, confusion */
+    CHECK(strstr(html, "dog &lt;&amp;&gt;") && !strstr(html, "dog <&>"));
+    CHECK(!strstr(html, "http://") || count(html, "http://") == count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
+    free(html);
+
+    /* render in headless Chromium */
+    const char *chrome = NULL;
+    const char *cands[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome", NULL};
+    for (int i = 0; cands[i]; i++) {
+        struct stat sb;
+        if (stat(cands[i], &sb) == 0) { chrome = cands[i]; break; }
+    }
+    if (!chrome) {
+        mmp_clsreport_free(&cr);
+        mmp_trainlog_free(&lg);
+        if (t_failures) TEST_END();
+        SKIP("chromium not installed (apt-get install -y chromium): HTML not rendered");
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --headless --disable-gpu --no-sandbox --user-data-dir=./chrome-profile --dump-dom file://$PWD/report.html > dom.html 2>chrome.log", chrome);
+    CHECK(system(cmd) == 0);
+    char *dom = slurp("dom.html", NULL);
+    CHECK(dom && count(dom, "<svg") == 5);
+    CHECK(dom && strstr(dom, "Accuracy: 0.6667"));
+    CHECK(dom && count(dom, "class=\"cell\"") == 16 && count(dom, "class=\"bar\"") == 12);
+    CHECK(dom && strstr(dom, "unused") && strstr(dom, "<polyline"));
+    free(dom);
+    snprintf(cmd, sizeof cmd, "%s --headless --disable-gpu --no-sandbox --user-data-dir=./chrome-profile --screenshot=$PWD/shot.png --window-size=900,2400 file://$PWD/report.html >>chrome.log 2>&1", chrome);
+    CHECK(system(cmd) == 0);
+    size_t pn = 0;
+    char *png = slurp("shot.png", &pn);
+    CHECK(png && pn > 10000 && !memcmp(png, "\x89PNG", 4));
+    printf("chromium rendered the page: DOM has 5 svg, 16 cells, 12 bars; screenshot %zu bytes\n", pn);
+    free(png);
+    mmp_clsreport_free(&cr);
+    mmp_trainlog_free(&lg);
+    TEST_END();
+}
