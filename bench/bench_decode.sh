@@ -11,9 +11,9 @@ B=${BUILD:-build}; case "$B" in /*) ;; *) B="$ROOT/$B" ;; esac
 SH=${MMP_SHARED:-$ROOT/../shared}
 PY=${MMP_PYTHON:-/usr/bin/python3}
 QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
-N500=$([ $QUICK = 1 ] && echo 100 || echo 300)
-NHD=$([ $QUICK = 1 ] && echo 20 || echo 60)
-TJN=$([ $QUICK = 1 ] && echo 4 || echo 8)
+N500=$([ $QUICK = 1 ] && echo 100 || echo 200)
+NHD=$([ $QUICK = 1 ] && echo 20 || echo 40)
+TJN=$([ $QUICK = 1 ] && echo 4 || echo 6)
 if [ ! -f "$SH/datasets/cifar10/test.tar" ]; then echo "bench_decode: no shared data ($SH), skipped"; exit 0; fi
 if ! "$PY" -c 'import torchvision, PIL' 2>/dev/null; then echo "bench_decode: $PY lacks torchvision/PIL, skipped"; exit 0; fi
 command -v tjbench >/dev/null || { echo "bench_decode: no tjbench (apt install libjpeg-turbo-progs), skipped"; exit 0; }
@@ -31,7 +31,8 @@ count() { find "$1" -type f -name '*.jpg' | wc -l; }
 rate() {
   local n=$1; shift; local best=0
   for _ in 1 2; do
-    local t; t=$( { /usr/bin/time -f "%U %S" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1)
+    /usr/bin/time -o "$T/time" -f "%U %S" "$@" >/dev/null 2>&1 || true
+    local t; t=$(tail -n1 "$T/time")
     best=$(awk -v n="$n" -v t="$t" -v b="$best" 'BEGIN{split(t,a," "); c=a[1]+a[2]; r=(c>0)?n/c:0; print (r>b)?r:b}')
   done
   printf "%.0f" "$best"
@@ -40,7 +41,8 @@ rate() {
 wrate() {
   local n=$1; shift; local best=0
   for _ in 1 2; do
-    local t; t=$( { /usr/bin/time -f "%e" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1)
+    /usr/bin/time -o "$T/time" -f "%e" "$@" >/dev/null 2>&1 || true
+    local t; t=$(tail -n1 "$T/time")
     best=$(awk -v n="$n" -v t="$t" -v b="$best" 'BEGIN{r=(t>0)?n/t:0; print (r>b)?r:b}')
   done
   printf "%.0f" "$best"
@@ -51,9 +53,9 @@ tj() {
   local dir=$1; local files; files=$(find "$dir" -type f -name '*.jpg' | sort | head -n "$TJN")
   local inv=0 k=0
   for f in $files; do
-    local out fps t; out=$( { /usr/bin/time -f "TIME %e %U %S" $PIN tjbench "$f" -rgb -nowrite -benchtime 0.5 -warmup 0.1 2>/dev/null; } 2>&1)
+    local out fps t; out=$(/usr/bin/time -o "$T/time" -f "%e %U %S" $PIN tjbench "$f" -rgb -nowrite -benchtime 0.4 -warmup 0.1 2>/dev/null)
     fps=$(awk '/Decompress.*Frame rate/ {print $(NF-1); exit}' <<<"$out")
-    t=$(awk '/^TIME/ {print $2, $3, $4}' <<<"$out")
+    t=$(tail -n1 "$T/time")
     fps=$(awk -v f="$fps" -v t="$t" 'BEGIN{split(t,a," "); c=a[2]+a[3]; print (c>0)? f*a[1]/c : f}')
     inv=$(awk -v a="$inv" -v f="$fps" 'BEGIN{print a + 1/f}'); k=$((k+1))
   done
@@ -67,9 +69,9 @@ NC=$(count "$T/cifar/test"); N5=$(count "$T/m500"); NH=$(count "$T/hd")
 cc -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-v3 -I"$ROOT/lib" -o "$T/bdl" bench/bench_decode_lib.c "$B/libmmp.a" \
    -lturbojpeg -lpng16 -lzstd -lmsgpackc -lz -lm -pthread
 # best of 3 of a command that prints images/s itself
-best3() { local b=0 v; for _ in 1 2 3; do v=$("$@" 2>/dev/null | tail -n1 | awk '{print $NF}'); b=$(awk -v a="$b" -v c="${v:-0}" 'BEGIN{print (c>a)?c:a}'); done; printf "%.0f" "$b"; }
+best3() { local b=0 v; for _ in 1 2; do v=$("$@" 2>/dev/null | tail -n1 | awk '{print $NF}'); b=$(awk -v a="$b" -v c="${v:-0}" 'BEGIN{print (c>a)?c:a}'); done; printf "%.0f" "$b"; }
 # wall-clock images/s of the Python loader (first field)
-best3w() { local b=0 v; for _ in 1 2 3; do v=$("$@" 2>/dev/null | tail -n1 | awk '{print $1}'); b=$(awk -v a="$b" -v c="${v:-0}" 'BEGIN{print (c>a)?c:a}'); done; printf "%.0f" "$b"; }
+best3w() { local b=0 v; for _ in 1 2; do v=$("$@" 2>/dev/null | tail -n1 | awk '{print $1}'); b=$(awk -v a="$b" -v c="${v:-0}" 'BEGIN{print (c>a)?c:a}'); done; printf "%.0f" "$b"; }
 lib() { local size=$1 dir=$2; $PIN "$T/bdl" "$size" $(find "$dir" -type f -name '*.jpg' | sort | head -n 200); }
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
@@ -77,7 +79,7 @@ row() { rows+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
 # ---- single core: decode at native size
 for set in "CIFAR-10 test 32x32:$T/cifar/test:$NC" "500x375 photos:$T/m500:$N5" "1920x1080 photos:$T/hd:$NH"; do
   IFS=: read -r name dir n <<<"$set"
-  t=$(tj "$dir"); l=$(best3 lib 0 "$dir"); t2=$(tj "$dir"); t=$(awk -v a="$t" -v b="$t2" 'BEGIN{print (a>b)?a:b}')
+  t=$(tj "$dir"); l=$(best3 lib 0 "$dir")
   m=$(rate "$n" $PIN "$B/mmp-decode" -j 1 --level 1 "$dir" -o /dev/null)
   p=$(best3 $PIN "$PY" bench/bench_decode_pil.py "$dir" 1)
   row "$name, native size, 1 core" "$m" "$l" "$t" "$(ratio "$l" "$t")" "$p" "$(ratio "$m" "$p")"
@@ -120,9 +122,9 @@ echo "machine: $(lscpu | grep 'Model name' | sed 's/Model name:[ ]*//'), $(nproc
 echo "files: CIFAR-10 test ($NC JPEGs), $N5 x 500x375 and $NH x 1920x1080 JPEGs (q90, 4:2:0, from the shared sample photos)"
 echo "1-core rows: images per CPU-second (user+sys; pinned to CPU 0), so a loaded machine does not skew them; multi-thread"
 echo "rows: wall clock. mmp-decode = the program, files -> zstd-1 stream on /dev/null (best of 2); lib = the same decode"
-echo "(+resize) in memory, one thread (bench_decode_lib.c, best of 3); tjbench = libjpeg-turbo decompression only, RGB,"
+echo "(+resize) in memory, one thread (bench_decode_lib.c, best of 2); tjbench = libjpeg-turbo decompression only, RGB,"
 echo "in memory (fps scaled by its CPU share, harmonic mean over $TJN files); Pillow = torchvision ImageFolder +"
-echo "DataLoader(batch 64, num_workers 0 on 1 core), PILToTensor (time.process_time inside Python, best of 3)."
+echo "DataLoader(batch 64, num_workers 0 on 1 core), PILToTensor (time.process_time inside Python, best of 2)."
 echo
 echo "| workload | mmp-decode | lib | tjbench | lib/tjbench | Pillow+torchvision | mmp-decode/Pillow |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -109,11 +109,10 @@ static int consume(void *c, void *s) {
     if (sl->err[0]) {
         int fatal = !strncmp(sl->err, "FATAL:", 6) || x->strict;
         const char *m = strncmp(sl->err, "FATAL:", 6) ? sl->err : sl->err + 6;
-        if (fatal) {
-            snprintf(x->ferr, sizeof x->ferr, "%s: record %llu (%s): %s", mmp_reader_name(x->r),
-                     (unsigned long long)sl->recno, sl->rec.id ? sl->rec.id : "no id", m);
-            x->fail = 1;
-        } else {
+        if (fatal) /* exit at once: no trailer, so downstream sees a truncated stream */
+            mmp_die("%s: record %llu (%s): %s", mmp_reader_name(x->r), (unsigned long long)sl->recno,
+                    sl->rec.id ? sl->rec.id : "no id", m);
+        else {
             mmp_warn("%s: record %llu (%s): %s (skipped)", mmp_reader_name(x->r),
                      (unsigned long long)sl->recno, sl->rec.id ? sl->rec.id : "no id", m);
             x->nskipped++;

@@ -58,7 +58,9 @@ static int cmp_ref(const mmp_safetensors *st, const char *name, const mmp_img *i
 static void test_decode(const mmp_safetensors *st) {
     const char *files[] = {"base420.jpg", "base444.jpg", "base422.jpg", "prog.jpg",
                            "gray.jpg",    "cmyk.jpg",    "rgb.png",     "gray.png",
-                           "graya.png",   "rgba.png",    "palette.png", "rgb16.png"};
+                           "graya.png",   "rgba.png",    "palette.png", "rgb16.png",
+                           "gray16.png",  "interlaced.png", "palette_trns.png", "gray_trns.png",
+                           "rgb_trns.png"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char rel[256], name[256];
         snprintf(rel, sizeof rel, "tests/fixtures/image/%s", files[i]);

@@ -126,13 +126,22 @@ static void rgb2hsv(const uint8_t *in, uint8_t *out) {
             h = 2.0 + rc - bc;
         else
             h = 4.0 + gc - rc;
-        h = fmod((h / 6.0 + 1.0), 1.0);
+        /* fmod(x, 1.0) for x = h/6 + 1 in [5/6, 11/6]: x - 1 is exact there */
+        double x = h / 6.0 + 1.0;
+        h = x >= 1.0 ? x - 1.0 : x;
         uh = clip8d((int)(h * 255.0));
         us = clip8d((int)(s * 255.0));
     }
     out[0] = uh;
     out[1] = us;
     out[2] = uv;
+}
+
+/* C round() (half away from zero) for x >= 0, without the libm call:
+ * x - floor(x) is exact, so this equals round(x) for every double x >= 0 */
+static inline double round_pos(double x) {
+    double f = floor(x);
+    return x - f >= 0.5 ? f + 1.0 : f;
 }
 
 /* Pillow Convert.c hsv2rgb */
@@ -147,9 +156,10 @@ static void hsv2rgb(const uint8_t *in, uint8_t *out) {
     i = floor((float)h * 6.0 / 255.0);
     f = (float)h * 6.0 / 255.0 - (float)i;
     fs = ((float)s) / 255.0;
-    p = round((float)v * (1.0 - fs));
-    q = round((float)v * (1.0 - fs * f));
-    t = round((float)v * (1.0 - fs * (1.0 - f)));
+    /* arguments are >= 0 (fs, f in [0, 1]) */
+    p = round_pos((float)v * (1.0 - fs));
+    q = round_pos((float)v * (1.0 - fs * f));
+    t = round_pos((float)v * (1.0 - fs * (1.0 - f)));
     uint8_t up = clip8d(p), uq = clip8d(q), ut = clip8d(t);
     switch (i % 6) {
     case 0: out[0] = v; out[1] = ut; out[2] = up; break;

@@ -188,16 +188,22 @@ static int png_decode_inner(png_state *st, png_src *src, uint64_t maxpix, mmp_im
     }
     int ct = png_get_color_type(st->png, st->info);
     int bd = png_get_bit_depth(st->png, st->info);
-    if (bd == 16) png_set_strip_16(st->png); /* high byte, as Pillow's "RGB;16B" */
+    /* 16-bit plain gray: Pillow opens it as mode "I;16" and convert("RGB")
+     * clips each value to 255 (min(v, 255)); reproduce that */
+    int gray16 = ct == PNG_COLOR_TYPE_GRAY && bd == 16;
+    if (bd == 16 && !gray16) png_set_strip_16(st->png); /* high byte, as Pillow's "RGB;16B" */
     if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(st->png);
     if (ct == PNG_COLOR_TYPE_GRAY && bd < 8) png_set_expand_gray_1_2_4_to_8(st->png);
-    if (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(st->png);
-    /* alpha (channel or tRNS) is dropped, as convert("RGB") does */
-    if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(st->png);
+    if (!gray16 && (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA)) png_set_gray_to_rgb(st->png);
+    /* alpha (channel, or tRNS expanded with the palette) is dropped, as
+     * convert("RGB") does */
+    if ((ct & PNG_COLOR_MASK_ALPHA) || png_get_valid(st->png, st->info, PNG_INFO_tRNS))
+        png_set_strip_alpha(st->png);
     png_set_interlace_handling(st->png);
     png_read_update_info(st->png, st->info);
     size_t rb = png_get_rowbytes(st->png, st->info);
-    if (rb != (size_t)w * 3) {
+    size_t want = (size_t)w * (gray16 ? 2 : 3);
+    if (rb != want) {
         snprintf(src->msg, sizeof src->msg, "unsupported PNG layout (row of %zu bytes)", rb);
         return -1;
     }
@@ -208,8 +214,19 @@ static int png_decode_inner(png_state *st, png_src *src, uint64_t maxpix, mmp_im
                  (unsigned)h);
         return -1;
     }
+    /* 16-bit gray rows (2 bytes/pixel) are read into the first 2/3 of each
+     * 3-byte/pixel row slot, then expanded in place from the right */
     for (png_uint_32 y = 0; y < h; y++) st->rowp[y] = st->rows + (size_t)y * w * 3;
     png_read_image(st->png, st->rowp);
+    if (gray16)
+        for (png_uint_32 y = 0; y < h; y++) {
+            uint8_t *r = st->rowp[y];
+            for (png_uint_32 x = w; x-- > 0;) {
+                unsigned v = (unsigned)r[x * 2] << 8 | r[x * 2 + 1];
+                uint8_t c = v > 255 ? 255 : (uint8_t)v;
+                r[x * 3] = r[x * 3 + 1] = r[x * 3 + 2] = c;
+            }
+        }
     png_read_end(st->png, NULL);
     out->w = (int)w;
     out->h = (int)h;
