@@ -42,7 +42,7 @@ static const char usage[] =
     "  --strict            an image an op cannot handle (too small to crop) is fatal\n"
     "                      (default: warn, skip, count)\n"
     "  -j, --threads N     threads (default: online CPUs, max 16)\n"
-    "  --level L           zstd level 1..19 (default 1)   -o FILE  output (default stdout)\n"
+    "  --level L           zstd level -7..19 (default 1)   -o FILE  output (default stdout)\n"
     "  --progress, -h, --help, --version\n"
     "A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error.\n";
 
@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
             threads = (int)mmp_cli_int("-j", argv[i] + 2, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "-j", &v) || mmp_cli_opt(argc, argv, &i, "--threads", &v))
             threads = (int)mmp_cli_int("--threads", v, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) {
             if (!strcmp(v, "f32")) aug.out_dtype = MMP_F32;
             else if (!strcmp(v, "f16")) aug.out_dtype = MMP_F16;

@@ -19,7 +19,7 @@ static const char *usage =
     "  --head N      stop after N records\n"
     "  --full        print every tensor value (nested arrays) besides the summary\n"
     "  -o FILE       write an mmp stream to FILE ('-' = stdout) instead of JSON\n"
-    "  --level N     zstd level, 1..19 (default 3); without -o: an mmp stream on stdout\n"
+    "  --level N     zstd level -7..19 (default 3); without -o: an mmp stream on stdout\n"
     "  --progress    progress on stderr\n"
     "  -h, --help, --version\n"
     "\n"
@@ -28,7 +28,8 @@ static const char *usage =
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-cat");
     int header_only = 0, count_only = 0, full = 0, level_given = 0;
-    long long head = -1, level = 3;
+    long long head = -1;
+    int level = 3;
     const char *out = NULL, *val;
     const char **inputs = mmp_xcalloc((size_t)argc + 1, sizeof *inputs);
     int ninputs = 0;
@@ -39,10 +40,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_flag(argv, i, "--count")) count_only = 1;
         else if (mmp_cli_flag(argv, i, "--full")) full = 1;
         else if (mmp_cli_opt(argc, argv, &i, "--head", &val)) head = mmp_cli_int("--head", val, 0, (long long)1 << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &val)) {
-            level = mmp_cli_int("--level", val, 1, 19);
-            level_given = 1;
-        }
+        else if (mmp_cli_level(argc, argv, &i, &level)) level_given = 1;
         else if (mmp_cli_opt(argc, argv, &i, "-o", &val) || mmp_cli_opt(argc, argv, &i, "--output", &val)) out = val;
         else if (strcmp(a, "--") == 0) {
             while (++i < argc) inputs[ninputs++] = argv[i];

@@ -38,7 +38,7 @@ static const char usage[] =
     "                      Pillow's MAX_IMAGE_PIXELS); checked from the header\n"
     "  --max-bytes N       refuse files larger than N bytes (default 1 GiB)\n"
     "  --strict            a bad image is fatal (default: warn, skip, count)\n"
-    "  --level L           zstd level of the output, 1..19 (default 1: pixels barely\n"
+    "  --level L           zstd level of the output, -7..19 (default 1: pixels barely\n"
     "                      compress, higher levels cost more than the decoding)\n"
     "  -o FILE             output (default stdout)\n"
     "  --progress, -h, --help, --version\n"
@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--max-bytes", &v))
             so.max_bytes = (uint64_t)mmp_cli_int("--max-bytes", v, 1, 1LL << 40);
         else if (mmp_cli_flag(argv, i, "--strict")) strict = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else mmp_cli_unknown(argv[i]);
     }
     if (nin == 0) mmp_die("no input (give a folder, a tar, a manifest or '-'; see --help)");

@@ -153,7 +153,8 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed");
     const char *model = NULL, *arch = NULL, *layer = "pool", *dtype = "f32", *mean_s = NULL, *std_s = NULL;
     const char *in = "-", *out = "-", *field = "image", *v;
-    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, level = 0, size = 0;
+    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, size = 0;
+    int level = 0;
     int keep = 0, allow_mixed = 0, nin = 0;
     if (threads < 1) threads = 1;
     for (int i = 1; i < argc; i++) {
@@ -168,7 +169,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--field", &v)) field = v;
         else if (mmp_cli_opt(argc, argv, &i, "--threads", &v)) threads = mmp_cli_int("--threads", v, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "--batch", &v)) batch = mmp_cli_int("--batch", v, 1, 65536);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
         else if (mmp_cli_flag(argv, i, "--keep")) keep = 1;
         else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;

@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--prompts", &v)) prompts = v;
         else if (mmp_cli_opt(argc, argv, &i, "--json", &v)) json = v;
         else if (mmp_cli_opt(argc, argv, &i, "--batch-size", &v)) B = mmp_cli_int("--batch-size", v, 1, 1 << 20);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 0, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) {
             nk = 0;
             const char *p = v;

@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
             ratio = mmp_cli_double("--ratio", v);
             if (!(ratio >= 0 && ratio <= 1)) mmp_die("bad value for --ratio: want 0 <= R <= 1");
         } else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else mmp_cli_unknown(argv[i]);
     }
     if (ratio < 0) mmp_die("--ratio is required (see --help)");

@@ -180,7 +180,7 @@ static void w_flush(mmp_writer *w, ZSTD_EndDirective mode) {
 
 mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, int level) {
     if (level == 0) level = 3;
-    if (level < 1 || level > 19) mmp_die("%s: bad zstd level %d (expected 1..19)", name, level);
+    if (level < -7 || level > 19) mmp_die("%s: bad zstd level %d (expected -7..19)", name, level);
     if (h->nfields < 0 || h->nfields > MMP_MAX_FIELDS)
         mmp_die("%s: header has %d fields (at most %d)", name, h->nfields, MMP_MAX_FIELDS);
     for (int i = 0; i < h->nfields; i++) {
