@@ -331,6 +331,10 @@ int main(void) {
         mmp_record_clear(&rec);
         if (r) mmp_reader_close(r);
     }
+    CHECK(sh("mmp-report bce_pred.mmp > bce_rep.txt") == 0);
+    txt = slurp("bce_rep.txt");
+    CHECK(txt && strstr(txt, "samples avg") && strstr(txt, "micro avg"));
+    free(txt);
 
     /* ---- HTML in headless Chromium ---- */
     struct stat sb;
