@@ -24,7 +24,7 @@ $PY bench/make_weights.py "$tmp"
 
 echo "## mmp-embed CNN engine vs PyTorch $($PY -c 'import torch; print(torch.__version__)')"
 echo
-echo "Machine: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Machine: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A sg
 for t in 1 2; do sg[$t]=$("$tmp/bench_nn" sgemm $t); done
 echo "OpenBLAS sgemm 1024^3: ${sg[1]} GFLOP/s (1 thread), ${sg[2]} GFLOP/s (2 threads)"
@@ -34,27 +34,29 @@ configs=()
 for arch in resnet18 resnet50 mobilenet_v2; do
   for size in 96 224; do
     for t in 1 2; do
-      nb=3; [ $size = 224 ] && nb=1
+      nb=2; [ $size = 224 ] && nb=1
       [ $quick = 1 ] && nb=1
       configs+=("$arch:$size:$t:$nb")
     done
   done
 done
-$PY bench/bench_embed_torch.py "$W" "${configs[@]}" > "$tmp/torch.txt"
-
-echo "| model | px | threads | mmpipe img/s | PyTorch img/s | speed-up | mmpipe GFLOP/s | % of sgemm | mmpipe max RSS (MB) |"
+echo "| model | px | threads | mmpipe img/s | PyTorch img/s | speed-up | mmpipe GFLOP/s | % of sgemm | max RSS mmpipe / PyTorch (MB) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for c in "${configs[@]}"; do
   IFS=: read -r arch size t nb <<< "$c"
   f=$tmp/$arch.safetensors; [ $arch = mobilenet_v2 ] && f=$W
-  read -r ips gf ws rss <<< "$("$tmp/bench_nn" model "$f" $size $t $nb 64)"
-  tips=$(awk -v a=$arch -v s=$size -v t=$t '$1==a && $2==s && $3==t {print $4}' "$tmp/torch.txt")
-  awk -v a=$arch -v s=$size -v t=$t -v i=$ips -v ti=$tips -v g=$gf -v p=${sg[$t]} -v r=$rss \
-    'BEGIN { printf "| %s | %d | %d | %.1f | %.1f | %.2fx | %.0f | %.0f%% | %.0f |\n", a, s, t, i, ti, i/ti, g, 100*g/p, r }'
+  # back to back, each in its own process (max RSS per configuration)
+  read -r ips gf ws rss cpu <<< "$("$tmp/bench_nn" model "$f" $size $t $nb 64 2)"
+  read -r _ _ _ tips trss <<< "$($PY bench/bench_embed_torch.py "$W" "$c")"
+  awk -v a=$arch -v s=$size -v t=$t -v i=$ips -v ti=$tips -v g=$gf -v p=${sg[$t]} -v r=$rss -v tr=$trss \
+    'BEGIN { printf "| %s | %d | %d | %.1f | %.1f | %.2fx | %.0f | %.0f%% | %.0f / %.0f |\n", a, s, t, i, ti, i/ti, g, 100*g/p, r, tr }'
 done
 echo
-echo "PyTorch: eval, no_grad, torch.set_num_threads(threads), batch 64 after a warm-up batch of 8;"
-echo "mmpipe: nn_run (lib/nn) on normalized NHWC input after a warm-up batch. One timed batch at 224 px, 3 at 96 px."
+echo "PyTorch: eval, no_grad, torch.set_num_threads(threads), batch 64 after a warm-up batch of 8, best of 2;"
+echo "mmpipe: nn_run (lib/nn) on normalized NHWC input after a warm-up batch, best of 2 timings of 1 batch"
+echo "at 224 px, 2 batches at 96 px. sgemm: best of 3. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "GFLOP/s = 2 x multiply-adds of all convolutions / whole forward time (so % of sgemm is a lower bound"
+echo "for the convolutions alone). Max RSS: whole process, batch 64 (input, weights, workspaces)."
 
 # end to end on CIFAR-10 (the acceptance pipeline's bottleneck)
 C=$S/datasets/cifar10/test.tar

@@ -1,10 +1,10 @@
 /* bench/bench_nn.c: engine throughput (built and run by bench/bench_embed.sh).
  *   bench_nn sgemm THREADS             aggregate sgemm 1024^3 GFLOP/s, THREADS
- *                                      independent single-threaded sgemms
- *   bench_nn model FILE SIZE THREADS BATCHES [BATCH]
+ *                                      independent single-threaded sgemms (best of 3)
+ *   bench_nn model FILE SIZE THREADS BATCHES [BATCH [REPS]]
  *                                      img/s of the forward pass (pool layer) on
  *                                      random normalized input, after one warm-up
- *                                      batch; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
+ *                                      batch, best of REPS timings of BATCHES batches; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
  *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
 #include <cblas.h>
 #include <pthread.h>
@@ -30,19 +30,24 @@ int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
     nn_cpu_init();
     if (argc == 3 && !strcmp(argv[1], "sgemm")) {
-        int T = atoi(argv[2]), reps = 8, warm = 1;
+        int T = atoi(argv[2]), reps = 4, warm = 1;
         pthread_t t[64];
         for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, sg, &warm);
         for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
-        double t0 = mmp_now();
-        for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, sg, &reps);
-        for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
-        double dt = mmp_now() - t0;
-        printf("%.1f\n", 2.0 * 1024 * 1024 * 1024 * reps * T / dt / 1e9);
+        double best = 0;
+        for (int k = 0; k < 3; k++) { /* best of 3 */
+            double t0 = mmp_now();
+            for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, sg, &reps);
+            for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
+            double g = 2.0 * 1024 * 1024 * 1024 * reps * T / (mmp_now() - t0) / 1e9;
+            best = g > best ? g : best;
+        }
+        printf("%.1f\n", best);
         return 0;
     }
     if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
     int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
+    int reps = argc > 7 ? atoi(argv[7]) : 1;
     char err[512];
     nn_model *m;
     if (nn_model_load(&m, argv[2], NULL, err, sizeof err)) mmp_die("%s", err);
@@ -58,15 +63,21 @@ int main(int argc, char **argv) {
     nn_runner *r = nn_runner_new(m, &nn_ops_cpu, T);
     nn_run(r, &l, x, B, S, S, out);
     struct rusage ru0;
-    getrusage(RUSAGE_SELF, &ru0);
-    double t0 = mmp_now();
-    for (int i = 0; i < nb; i++) nn_run(r, &l, x, B, S, S, out);
-    double dt = mmp_now() - t0;
-    double ips = (double)B * nb / dt;
+    double ips = 0, cpu = 1e30;
+    for (int k = 0; k < reps; k++) { /* best of reps (the machine may be shared) */
+        getrusage(RUSAGE_SELF, &ru0);
+        double t0 = mmp_now();
+        for (int i = 0; i < nb; i++) nn_run(r, &l, x, B, S, S, out);
+        double dt = mmp_now() - t0;
+        struct rusage ru1;
+        getrusage(RUSAGE_SELF, &ru1);
+        double c = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) + 1e-6 * (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
+                   (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) + 1e-6 * (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+        if ((double)B * nb / dt > ips) ips = (double)B * nb / dt;
+        if (c < cpu) cpu = c;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double cpu = (ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) + 1e-6 * (ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
-                 (ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) + 1e-6 * (ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
     printf("%.2f %.1f %.0f %.0f %.2f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
            nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0, (double)B * nb / cpu);
     nn_runner_free(r);

@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
         else mmp_cli_unknown(argv[i]);
     }
     if (ratio < 0) mmp_die("--ratio is required (see --help)");
-    if (rest && !strcmp(rest, out)) mmp_die("-o and --rest name the same file");
+    if (rest && !strcmp(rest, out) && strcmp(out, "/dev/null")) mmp_die("-o and --rest name the same file");
     if (rest && !strcmp(rest, "-") && !strcmp(out, "-")) mmp_die("-o and --rest cannot both be stdout");
     mmp_reader *r = mmp_reader_open_or_die(in);
     mmp_header h;

@@ -45,7 +45,7 @@ int main(void) {
     CHECK(run_check(&h, q, 0, buf, sizeof buf) == 1);
     CHECKF(strstr(buf, "mmp-test: provenance mismatch: test.mmp has \"mobilenet_v2:pool:size=96x96") == buf &&
                strstr(buf, "head.safetensors has \"mobilenet_v2:pool:size=224x224") && strstr(buf, "--allow-mixed") &&
-               !strchr(buf, '\n') == 0 && strchr(buf, '\n') == buf + strlen(buf) - 1,
+               strchr(buf, '\n') == buf + strlen(buf) - 1, /* exactly one line */
            "message: %s", buf);
     CHECK(run_check(&h, q, 1, buf, sizeof buf) == 0 && strstr(buf, "warning"));
     mmp_header_free(&h);

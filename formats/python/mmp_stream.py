@@ -136,7 +136,7 @@ class Reader:
         self._frame_open = False
         self._in_total = 0           # compressed bytes consumed
         self._eof = False
-        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape",
                                           max_buffer_size=(1 << 31) - 1)
         self._pending = bytearray()  # decompressed bytes not yet consumed
         self._base = 0               # unpacker offset of _pending[0]

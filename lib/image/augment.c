@@ -65,11 +65,12 @@ void mmp_pil_blend(const uint8_t *im1, const uint8_t *im2, float alpha, uint8_t 
     }
 }
 
-/* blend(degenerate, img, factor) in place, degenerate given per pixel */
+/* blend(degenerate, img, factor) in place, on whole buffers (vectorizable) */
 void mmp_adjust_brightness(uint8_t *px, size_t npix, double factor) {
-    float a = (float)factor;
-    uint8_t zero[3] = {0, 0, 0};
-    for (size_t i = 0; i < npix; i++) mmp_pil_blend(zero, px + i * 3, a, px + i * 3, 3);
+    /* degenerate = black: out = (u8)(0 + a * (v - 0)) */
+    uint8_t *deg = mmp_xcalloc(npix ? npix * 3 : 1, 1);
+    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
+    free(deg);
 }
 
 void mmp_adjust_contrast(uint8_t *px, size_t npix, double factor) {
@@ -78,18 +79,20 @@ void mmp_adjust_contrast(uint8_t *px, size_t npix, double factor) {
     for (size_t i = 0; i < npix; i++) sum += mmp_pil_luma(px + i * 3);
     double mean = npix ? (double)sum / (double)npix : 0;
     int m = (int)(mean + 0.5);
-    uint8_t deg[3] = {(uint8_t)m, (uint8_t)m, (uint8_t)m};
-    float a = (float)factor;
-    for (size_t i = 0; i < npix; i++) mmp_pil_blend(deg, px + i * 3, a, px + i * 3, 3);
+    uint8_t *deg = mmp_xmalloc(npix ? npix * 3 : 1);
+    memset(deg, m, npix * 3);
+    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
+    free(deg);
 }
 
 void mmp_adjust_saturation(uint8_t *px, size_t npix, double factor) {
-    float a = (float)factor;
+    uint8_t *deg = mmp_xmalloc(npix ? npix * 3 : 1);
     for (size_t i = 0; i < npix; i++) {
         uint8_t l = mmp_pil_luma(px + i * 3);
-        uint8_t deg[3] = {l, l, l};
-        mmp_pil_blend(deg, px + i * 3, a, px + i * 3, 3);
+        deg[i * 3] = deg[i * 3 + 1] = deg[i * 3 + 2] = l;
     }
+    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
+    free(deg);
 }
 
 void mmp_rgb_to_grayscale3(uint8_t *px, size_t npix) {

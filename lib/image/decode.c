@@ -74,6 +74,13 @@ static int jpeg_header(mmp_img_decoder *d, const void *buf, size_t n, int *w, in
 #define MULDIV255(a, b, tmp) (tmp = (a) * (b) + 128, ((((tmp) >> 8) + (tmp)) >> 8))
 static inline uint8_t clip8i(int v) { return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v; }
 
+/* Pillow ignores libjpeg's warnings (corrupt-data notices, extraneous
+ * bytes ...) but refuses a truncated file ("image file is truncated"):
+ * same here. 1 when the last error was such an ignorable warning. */
+static int tolerable_warning(mmp_img_decoder *d) {
+    return tjGetErrorCode(d->tj) == TJERR_WARNING && !strstr(tjGetErrorStr2(d->tj), "Premature end");
+}
+
 static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_img_decode_opts *o,
                        uint64_t maxpix, mmp_img *out, char *err, size_t errlen) {
     int w, h, ss, cs;
@@ -96,10 +103,11 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
         }
     }
     int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
-    int flags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING;
+    int flags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS;
     if (!cmyk) {
         mmp_img_alloc(out, ow, oh);
-        if (tjDecompress2(d->tj, buf, (unsigned long)n, out->px, ow, 0, oh, TJPF_RGB, flags) != 0) {
+        if (tjDecompress2(d->tj, buf, (unsigned long)n, out->px, ow, 0, oh, TJPF_RGB, flags) != 0 &&
+            !tolerable_warning(d)) {
             mmp_img_free(out);
             return fail(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
         }
@@ -107,7 +115,8 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
     }
     uint8_t *tmp = malloc((size_t)ow * oh * 4);
     if (!tmp) return fail(err, errlen, "out of memory for %dx%d CMYK image", ow, oh);
-    if (tjDecompress2(d->tj, buf, (unsigned long)n, tmp, ow, 0, oh, TJPF_CMYK, flags) != 0) {
+    if (tjDecompress2(d->tj, buf, (unsigned long)n, tmp, ow, 0, oh, TJPF_CMYK, flags) != 0 &&
+        !tolerable_warning(d)) {
         free(tmp);
         return fail(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
     }

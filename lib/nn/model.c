@@ -505,7 +505,7 @@ double nn_model_macs(const nn_model *m, const nn_layer *l, int H, int W) {
 
 int nn_micro_batch(int H, int W) {
     long hw = (long)H * W;
-    long g = 65536 / (hw > 0 ? hw : 1);
+    long g = 131072 / (hw > 0 ? hw : 1);
     return g < 1 ? 1 : g > 16 ? 16 : (int)g;
 }
 

@@ -28,7 +28,7 @@ void nn_cpu_init(void) { openblas_set_num_threads(1); }
  * small enough for the im2col block and the output rows to stay in L2/L3. */
 static int chunk_rows(int kd, int n, long M) {
     long r = CHUNK_FLOATS / (kd > n ? kd : n);
-    if (r < 128) r = 128;
+    if (r < 256) r = 256;
     if (r > M) r = M;
     return (int)r;
 }
@@ -58,6 +58,18 @@ static void epilogue(float *x, long rows, int n, const float *b, const float *re
             if (act == NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
             o[j] = v;
         }
+    }
+}
+
+/* x[rows, n] = b (broadcast) */
+static void fill_rows(float *x, long rows, int n, const float *b) {
+    for (long r = 0; r < rows; r++) {
+        float *o = x + r * n;
+        int j = 0;
+#ifdef __AVX2__
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(o + j, _mm256_loadu_ps(b + j));
+#endif
+        for (; j < n; j++) o[j] = b[j];
     }
 }
 
@@ -93,9 +105,50 @@ size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
     return (size_t)chunk_rows(kd, c->cout, M) * kd;
 }
 
+#ifdef __AVX2__
+/* Four adjacent interior outputs of a depthwise 3x3 row, all 8-channel blocks
+ * (channels inner, so the input pixels stream and each loaded input vector
+ * feeds up to three outputs). p0: input row iy0 at column ix0 of the first
+ * output; rs: floats per input row. Tap order as in dwconv3x3 (bit-identical). */
+static inline __attribute__((always_inline)) void dw_block4(const float *p0, long rs, int C, int C8, const float *w,
+                                                            const float *b, const float *res, float *out, nn_act act,
+                                                            const int s) {
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    for (int cb = 0; cb < C8; cb += 8) {
+        __m256 a0 = _mm256_loadu_ps(b + cb), a1 = a0, a2 = a0, a3 = a0;
+        for (int r = 0; r < 3; r++) {
+            const float *p = p0 + r * rs + cb;
+            __m256 w0 = _mm256_loadu_ps(w + (r * 3 + 0) * C + cb), w1 = _mm256_loadu_ps(w + (r * 3 + 1) * C + cb),
+                   w2 = _mm256_loadu_ps(w + (r * 3 + 2) * C + cb);
+            __m256 v[9];
+            for (int k = 0; k < 3 * s + 3; k++) v[k] = _mm256_loadu_ps(p + (long)k * C);
+            a0 = _mm256_fmadd_ps(w0, v[0], a0);
+            a0 = _mm256_fmadd_ps(w1, v[1], a0);
+            a0 = _mm256_fmadd_ps(w2, v[2], a0);
+            a1 = _mm256_fmadd_ps(w0, v[s], a1);
+            a1 = _mm256_fmadd_ps(w1, v[s + 1], a1);
+            a1 = _mm256_fmadd_ps(w2, v[s + 2], a1);
+            a2 = _mm256_fmadd_ps(w0, v[2 * s], a2);
+            a2 = _mm256_fmadd_ps(w1, v[2 * s + 1], a2);
+            a2 = _mm256_fmadd_ps(w2, v[2 * s + 2], a2);
+            a3 = _mm256_fmadd_ps(w0, v[3 * s], a3);
+            a3 = _mm256_fmadd_ps(w1, v[3 * s + 1], a3);
+            a3 = _mm256_fmadd_ps(w2, v[3 * s + 2], a3);
+        }
+        __m256 a[4] = {a0, a1, a2, a3};
+        for (int j = 0; j < 4; j++) {
+            if (res) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(res + (long)j * C + cb));
+            if (act != NN_ACT_NONE) a[j] = _mm256_max_ps(a[j], zero);
+            if (act == NN_ACT_RELU6) a[j] = _mm256_min_ps(a[j], six);
+            _mm256_storeu_ps(out + (long)j * C + cb, a[j]);
+        }
+    }
+}
+#endif
+
 /* Depthwise 3x3, pad 1, stride 1 or 2. in [G,H,W,C], out [G,Ho,Wo,C],
- * w [9][C], b [C]. Per output row, per 8-channel block, the 9 weight
- * vectors stay in registers while the row's pixels are swept. */
+ * w [9][C], b [C]. Interior pixels four at a time (dw_block4), the others
+ * with their valid taps only; channels innermost (8 a vector, scalar tail). */
 static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
                       float *out) {
     int C = c->cout, s = c->stride;
@@ -116,40 +169,42 @@ static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, co
             int cb = 0;
 #ifdef __AVX2__
             const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-            for (; cb + 8 <= C; cb += 8) {
-                __m256 wv[9];
-                for (int t = 0; t < 9; t++) wv[t] = _mm256_loadu_ps(w + t * C + cb);
-                __m256 bv = _mm256_loadu_ps(b + cb);
-                for (int ox = 0; ox < Wo; ox++) {
-                    int ix0 = ox * s - 1;
-                    __m256 acc = bv;
-                    if (ox >= ox_lo && ox < ox_hi && ky0 == 0 && ky1 == 3) {
-                        const float *p0 = img + ((long)iy0 * W + ix0) * C + cb;
-                        const float *p1 = p0 + (long)W * C, *p2 = p1 + (long)W * C;
-                        acc = _mm256_fmadd_ps(wv[0], _mm256_loadu_ps(p0), acc);
-                        acc = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(p0 + C), acc);
-                        acc = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(p0 + 2 * C), acc);
-                        acc = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(p1), acc);
-                        acc = _mm256_fmadd_ps(wv[4], _mm256_loadu_ps(p1 + C), acc);
-                        acc = _mm256_fmadd_ps(wv[5], _mm256_loadu_ps(p1 + 2 * C), acc);
-                        acc = _mm256_fmadd_ps(wv[6], _mm256_loadu_ps(p2), acc);
-                        acc = _mm256_fmadd_ps(wv[7], _mm256_loadu_ps(p2 + C), acc);
-                        acc = _mm256_fmadd_ps(wv[8], _mm256_loadu_ps(p2 + 2 * C), acc);
-                    } else {
-                        int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
-                        for (int ky = ky0; ky < ky1; ky++)
-                            for (int kx = kx0; kx < kx1; kx++)
-                                acc = _mm256_fmadd_ps(
-                                    wv[ky * 3 + kx],
-                                    _mm256_loadu_ps(img + ((long)(iy0 + ky) * W + ix0 + kx) * C + cb),
-                                    acc);
+            int C8 = C / 8 * 8;
+            /* interior rows: outputs [bx0, bx1) in blocks of 4 */
+            int bx0 = ox_lo, bx1 = ox_lo;
+            if (ky0 == 0 && ky1 == 3 && C8) bx1 = ox_lo + (ox_hi - ox_lo) / 4 * 4;
+            for (int ox = 0; ox < Wo; ox++) {
+                if (ox == bx0 && bx1 > bx0) {
+                    for (; ox < bx1; ox += 4) {
+                        const float *p0 = img + ((long)iy0 * W + ox * s - 1) * C;
+                        const float *rp = rrow ? rrow + (long)ox * C : NULL;
+                        if (s == 1) dw_block4(p0, (long)W * C, C, C8, w, b, rp, orow + (long)ox * C, act, 1);
+                        else dw_block4(p0, (long)W * C, C, C8, w, b, rp, orow + (long)ox * C, act, 2);
                     }
-                    if (rrow) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rrow + (long)ox * C + cb));
+                    ox = bx1 - 1;
+                    continue;
+                }
+                /* any other pixel: its valid taps (padding skipped), channels inner */
+                int ix0 = ox * s - 1, kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3, nt = 0;
+                const float *tp[9], *tw[9];
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        tp[nt] = img + ((long)(iy0 + ky) * W + ix0 + kx) * C;
+                        tw[nt++] = w + (ky * 3 + kx) * C;
+                    }
+                const float *rp = rrow ? rrow + (long)ox * C : NULL;
+                float *op = orow + (long)ox * C;
+                for (int c8 = 0; c8 < C8; c8 += 8) {
+                    __m256 acc = _mm256_loadu_ps(b + c8);
+                    for (int t = 0; t < nt; t++)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(tw[t] + c8), _mm256_loadu_ps(tp[t] + c8), acc);
+                    if (rp) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp + c8));
                     if (act != NN_ACT_NONE) acc = _mm256_max_ps(acc, zero);
                     if (act == NN_ACT_RELU6) acc = _mm256_min_ps(acc, six);
-                    _mm256_storeu_ps(orow + (long)ox * C + cb, acc);
+                    _mm256_storeu_ps(op + c8, acc);
                 }
             }
+            cb = C8;
 #endif
             for (; cb < C; cb++) { /* scalar channels (all of them without AVX2) */
                 for (int ox = 0; ox < Wo; ox++) {
@@ -192,7 +247,7 @@ void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const
         }
         float *C = out + r0 * n;
         /* C[rows, n] = b + A[rows, kd] . W[n, kd]^T (beta = 1: no zeroing pass) */
-        for (long r = r0; r < r1; r++) memcpy(C + (r - r0) * n, c->b, sizeof(float) * n);
+        fill_rows(C, r1 - r0, n, c->b);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), n, kd, 1.0f, A, kd,
                     c->w, kd, 1.0f, C, n);
         if (res || c->act != NN_ACT_NONE) epilogue(C, r1 - r0, n, NULL, res ? res + r0 * n : NULL, c->act);

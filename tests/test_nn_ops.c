@@ -1,0 +1,125 @@
+/* CPU kernels vs naive loops (double accumulation): dense conv (1x1, 1x1
+ * strided, 3x3, 7x7; with residual and ReLU/ReLU6), depthwise 3x3 stride
+ * 1/2 with channel counts that leave a scalar tail (C % 8 != 0), maxpool,
+ * avgpool, linear, to_chw; tiny and odd spatial sizes (1x1, 2x3, 5x7). */
+#include <stdint.h>
+
+#include "mmp.h"
+#include "nn/ops.h"
+#include "testlib.h"
+
+static uint64_t rs = 12345;
+static float frand(void) {
+    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rs >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static float *randv(size_t n) {
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) v[i] = frand();
+    return v;
+}
+static float act(double v, nn_act a) {
+    if (a != NN_ACT_NONE && v < 0) v = 0;
+    if (a == NN_ACT_RELU6 && v > 6) v = 6;
+    return (float)v;
+}
+
+static void naive_conv(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out) {
+    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    for (int g = 0; g < G; g++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++)
+                for (int o = 0; o < c->cout; o++) {
+                    double s = c->b[o];
+                    for (int ky = 0; ky < c->k; ky++)
+                        for (int kx = 0; kx < c->k; kx++) {
+                            int iy = oy * c->stride - c->pad + ky, ix = ox * c->stride - c->pad + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            const float *p = in + (((size_t)g * H + iy) * W + ix) * c->cin;
+                            if (c->depthwise)
+                                s += (double)c->w[(ky * c->k + kx) * c->cout + o] * p[o];
+                            else
+                                for (int i = 0; i < c->cin; i++)
+                                    s += (double)c->w[((size_t)o * c->k * c->k + ky * c->k + kx) * c->cin + i] * p[i];
+                        }
+                    size_t oi = (((size_t)g * Ho + oy) * Wo + ox) * c->cout + o;
+                    if (res) s += res[oi];
+                    out[oi] = act(s, c->act);
+                }
+}
+
+static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int dw, nn_act a, int with_res) {
+    nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL};
+    c.w = randv((size_t)cout * k * k * (dw ? 1 : cin));
+    c.b = randv(cout);
+    int Ho = nn_conv_out(H, k, s, k / 2), Wo = nn_conv_out(W, k, s, k / 2);
+    size_t no = (size_t)G * Ho * Wo * cout;
+    float *in = randv((size_t)G * H * W * cin), *res = with_res ? randv(no) : NULL;
+    if (a == NN_ACT_RELU6)
+        for (size_t i = 0; i < (size_t)G * H * W * cin; i++) in[i] *= 8; /* reach the clamp */
+    float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
+    size_t sn = nn_cpu_conv2d_scratch(&c, G, H, W);
+    float *scratch = sn ? malloc(sizeof(float) * sn) : NULL;
+    nn_cpu_conv2d(&c, in, G, H, W, res, o1, scratch);
+    naive_conv(&c, in, G, H, W, res, o2);
+    double e = t_maxrel(o1, o2, no, 1e-5, 1e-5, NULL);
+    CHECKF(e <= 1, "conv G%d %dx%d cin %d cout %d k%d s%d dw%d act%d res%d: err %.3g", G, H, W, cin, cout, k, s, dw,
+           a, with_res, e);
+    free(c.w), free(c.b), free(in), free(res), free(o1), free(o2), free(scratch);
+}
+
+int main(void) {
+    mmp_set_progname("test_nn_ops");
+    nn_cpu_init();
+    int sizes[4][2] = {{1, 1}, {2, 3}, {5, 7}, {16, 9}};
+    for (int z = 0; z < 4; z++) {
+        int H = sizes[z][0], W = sizes[z][1];
+        for (int s = 1; s <= 2; s++) {
+            test_conv(2, H, W, 5, 7, 1, s, 0, NN_ACT_NONE, s == 1);
+            test_conv(2, H, W, 6, 9, 3, s, 0, NN_ACT_RELU, 1);
+            test_conv(1, H, W, 3, 8, 7, s, 0, NN_ACT_RELU, 0);
+            test_conv(3, H, W, 13, 13, 3, s, 1, NN_ACT_RELU6, 0);
+            test_conv(2, H, W, 24, 24, 3, s, 1, NN_ACT_NONE, 1);
+            test_conv(1, H, W, 5, 5, 3, s, 1, NN_ACT_RELU, 0);
+        }
+        /* maxpool / avgpool / to_chw, C = 11 (vector + tail) */
+        int G = 2, C = 11, Ho = nn_conv_out(H, 3, 2, 1), Wo = nn_conv_out(W, 3, 2, 1);
+        float *in = randv((size_t)G * H * W * C), *o = malloc(sizeof(float) * G * Ho * Wo * C);
+        nn_cpu_maxpool3x3s2(in, G, H, W, C, o);
+        for (int g = 0; g < G; g++)
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++)
+                    for (int c = 0; c < C; c++) {
+                        float m = -INFINITY;
+                        for (int y = oy * 2 - 1; y <= oy * 2 + 1; y++)
+                            for (int x = ox * 2 - 1; x <= ox * 2 + 1; x++)
+                                if (y >= 0 && y < H && x >= 0 && x < W) m = fmaxf(m, in[((g * H + y) * W + x) * C + c]);
+                        CHECK(o[((g * Ho + oy) * Wo + ox) * C + c] == m);
+                    }
+        float avg[22], chw[2 * 11 * 16 * 9];
+        nn_cpu_avgpool(in, G, H * W, C, avg);
+        nn_cpu_to_chw(in, G, H * W, C, chw);
+        for (int g = 0; g < G; g++)
+            for (int c = 0; c < C; c++) {
+                double s = 0;
+                for (int i = 0; i < H * W; i++) {
+                    s += in[((size_t)g * H * W + i) * C + c];
+                    CHECK(chw[((size_t)g * C + c) * H * W + i] == in[((size_t)g * H * W + i) * C + c]);
+                }
+                CHECK(fabs(avg[g * C + c] - s / (H * W)) <= 1e-6 * (1 + fabs(s)));
+            }
+        free(in), free(o);
+    }
+    /* linear */
+    int G = 3, D = 19, O = 10;
+    float *x = randv(G * D), *w = randv(O * D), *b = randv(O), y[30];
+    nn_cpu_linear(x, G, D, w, b, O, y);
+    for (int g = 0; g < G; g++)
+        for (int o = 0; o < O; o++) {
+            double s = b[o];
+            for (int d = 0; d < D; d++) s += (double)x[g * D + d] * w[o * D + d];
+            CHECK(fabs(y[g * O + o] - s) <= 1e-5 * (1 + fabs(s)));
+        }
+    free(x), free(w), free(b);
+    TEST_END();
+}
