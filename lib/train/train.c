@@ -829,14 +829,14 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     resolve_defaults(&tr->cfg);
     int64_t v64;
     const char *s;
-#define MINT(key, dst, lo) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, INT64_MAX, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
-    MINT("in_dim", tr->in_dim, 1);
-    MINT("pair_dim", tr->pair_dim, 0);
-    MINT("num_classes", tr->ncls, 0);
-    MINT("step", tr->step, 0);
-    MINT("epoch", tr->epoch, 0);
-    MINT("best_epoch", tr->best_epoch, 0);
-    MINT("bad_epochs", tr->bad_epochs, 0);
+#define MINT(key, dst, lo, hi) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, hi, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
+    MINT("in_dim", tr->in_dim, 1, 1 << 24);
+    MINT("pair_dim", tr->pair_dim, 0, 1 << 24);
+    MINT("num_classes", tr->ncls, 0, 1 << 24);
+    MINT("step", tr->step, 0, INT64_MAX / 2);
+    MINT("epoch", tr->epoch, 0, 1 << 30);
+    MINT("best_epoch", tr->best_epoch, 0, 1 << 30);
+    MINT("bad_epochs", tr->bad_epochs, 0, 1 << 30);
 #undef MINT
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
