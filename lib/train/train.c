@@ -789,6 +789,58 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     return rc;
 }
 
+/* A state dict saved from PyTorch (no mmpipe metadata): the head from the
+ * tensor names and shapes, defaults for the rest, the file's own
+ * __metadata__ (provenance, classes ...) kept. 0 or -1 (unknown layout). */
+static int st2(const mmp_safetensors *st, const char *name, int64_t *a, int64_t *b) {
+    const mmp_tensor *t = mmp_st_get(st, name);
+    if (!t || t->ndim != 2) return 0;
+    *a = t->shape[0];
+    *b = t->shape[1];
+    return 1;
+}
+
+static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
+    mmp_meta_copy(im, &st->meta);
+    int64_t a, b, a2, b2;
+    if (st2(st, "weight", &a, &b)) {
+        mset(im, "head", "linear");
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "num_classes", "%lld", (long long)a);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "layers.0.weight", &a, &b)) {
+        char hid[256] = "", name[64];
+        int64_t in = b, prev = a, L = 1;
+        for (;; L++) {
+            snprintf(name, sizeof name, "layers.%lld.weight", (long long)(3 * L));
+            if (!st2(st, name, &a2, &b2)) break;
+            if (b2 != prev) return -1;
+            snprintf(hid + strlen(hid), sizeof hid - strlen(hid), "%s%lld", L > 1 ? "," : "", (long long)prev);
+            prev = a2;
+        }
+        if (L < 2) return -1;
+        mset(im, "head", "mlp");
+        mset(im, "hidden", "%s", hid);
+        mset(im, "in_dim", "%lld", (long long)in);
+        mset(im, "num_classes", "%lld", (long long)prev);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "image_projection.weight", &a, &b) && st2(st, "text_projection.weight", &a2, &b2) && a == a2) {
+        mset(im, "head", "pair");
+        mset(im, "loss", "%s", mmp_st_get(st, "logit_scale") ? "contrastive" : "triplet");
+        mset(im, "proj_dim", "%lld", (long long)a);
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "pair_dim", "%lld", (long long)b2);
+        mset(im, "num_classes", "0");
+    } else {
+        return -1;
+    }
+    mset(im, "standardize", "%d", mmp_st_get(st, "standardize.mean") != NULL);
+    const char *zero[] = {"step", "epoch", "best_epoch", "bad_epochs"};
+    for (int i = 0; i < 4; i++)
+        if (!mmp_meta_get(im, zero[i])) mset(im, zero[i], "0");
+    return 0;
+}
+
 static const char *arch_keys[] = {"head", "hidden", "proj_dim", "feature", "pair_field", "labels_field", NULL};
 
 int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, char *err, size_t errlen) {
@@ -801,10 +853,16 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     int ret = -1;
     const mmp_meta *m = &st.meta;
+    mmp_meta im; /* inferred configuration of a plain torch state dict */
+    mmp_meta_init(&im);
     const char *fmt = mmp_meta_get(m, "format");
-    if (!fmt || strcmp(fmt, "mmpipe-head")) {
-        seterr(err, errlen, "%s: not an mmp-train-step checkpoint (no format=mmpipe-head in __metadata__)", path);
-        goto out;
+    if (!fmt || strcmp(fmt, "mmpipe-head")) { /* e.g. safetensors.torch.save_file's {"format": "pt"} */
+        if (infer_state_dict(&st, &im)) {
+            seterr(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
+                   "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection)", path);
+            goto out;
+        }
+        m = &im;
     }
     mmp_train_cfg_defaults(&tr->cfg);
     if (mmp_train_cfg_from_meta(&tr->cfg, m, e2, sizeof e2)) {
@@ -904,6 +962,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);
     ret = 0;
 out:
+    mmp_meta_free(&im);
     mmp_st_close(&st);
     if (ret) mmp_trainer_free(tr);
     return ret;
