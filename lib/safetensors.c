@@ -334,7 +334,7 @@ int mmp_st_parse(mmp_safetensors *st, const void *buf, size_t n, char *err, size
     jws(&j);
     if (j.p != j.end) FAIL("bad header JSON: trailing bytes after the header object");
     /* no overlap, no holes */
-    qsort(st->entries, (size_t)st->n, sizeof *st->entries, cmp_entry);
+    if (st->n > 1) qsort(st->entries, (size_t)st->n, sizeof *st->entries, cmp_entry);
     uint64_t pos = 0;
     for (int i = 0; i < st->n; i++) {
         uint64_t b0 = (uint64_t)((const uint8_t *)st->entries[i].t.data - data);
