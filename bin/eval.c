@@ -103,6 +103,13 @@ int main(int argc, char **argv) {
     int ncn = tr->nclasses_named;
     char **cnames = tr->classes;
     if (!ncn && ih->nclasses) { ncn = ih->nclasses; cnames = ih->classes; }
+    if (!ec.pair && ih->nclasses > 0 && tr->nclasses_named > 0) {
+        int same = ih->nclasses == tr->nclasses_named;
+        for (int k = 0; same && k < ih->nclasses; k++) same = !strcmp(ih->classes[k], tr->classes[k]);
+        if (!same)
+            mmp_die("%s: the class list differs from the model's (%d classes, first \"%s\"; model %s: %d, first \"%s\")", rname,
+                    ih->nclasses, ih->classes[0], model, tr->nclasses_named, tr->classes[0]);
+    }
     if (!ec.pair) {
         ec.C = tr->ncls;
         if (ncn && ncn != ec.C) ncn = 0, cnames = NULL;

@@ -143,6 +143,9 @@ int main(int argc, char **argv) {
     } else {
         if (mmp_trainer_init(&tr, &cfg, &ds, err, sizeof err)) mmp_die("%s", err);
     }
+    if (tr.cfg.head == MMP_HEAD_PAIR && (ds.n < 2 || tr.cfg.batch < 2))
+        mmp_die("%s: --loss %s needs in-batch negatives: at least 2 records and --batch-size >= 2", ds.name,
+                mmp_loss_name(tr.cfg.loss));
     int start_epoch = tr.epoch;
     int target = resume ? tr.cfg.epochs : start_epoch + (init && !epochs_given ? 1 : tr.cfg.epochs);
     if (init) tr.cfg.epochs = target; /* recorded: epochs completed so far are the ones that count */

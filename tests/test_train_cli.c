@@ -277,6 +277,11 @@ int main(void) {
     free(e);
     CHECK(sh("mmp-train-step --lr -1 --out t.safetensors train.mmp 2>/dev/null") != 0);
     CHECK(sh("mmp-eval --model train.mmp test.mmp >/dev/null 2>/dev/null") != 0);
+    write_features("c3.mmp", 20, D, 3, 0, 9, MMP_F32, "mnv2-test");
+    CHECK(sh("mmp-eval --model head.safetensors c3.mmp -o /dev/null 2>c3.err") != 0);
+    e = slurp("c3.err");
+    CHECK(e && strstr(e, "class list differs"));
+    free(e);
     CHECK(sh("mmp-train-step --epochs 2 --hidden 8 --resume head.safetensors --out t.safetensors train.mmp 2>arch.err") != 0);
 
     /* ---- contrastive pairs: retrieval and zero-shot ---- */
@@ -331,6 +336,10 @@ int main(void) {
         mmp_record_clear(&rec);
         if (r) mmp_reader_close(r);
     }
+    CHECK(sh("mmp-report bce_pred.mmp > bce_rep.txt") == 0);
+    txt = slurp("bce_rep.txt");
+    CHECK(txt && strstr(txt, "samples avg") && strstr(txt, "micro avg"));
+    free(txt);
 
     /* ---- HTML in headless Chromium ---- */
     struct stat sb;

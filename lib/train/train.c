@@ -789,6 +789,58 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     return rc;
 }
 
+/* A state dict saved from PyTorch (no mmpipe metadata): the head from the
+ * tensor names and shapes, defaults for the rest, the file's own
+ * __metadata__ (provenance, classes ...) kept. 0 or -1 (unknown layout). */
+static int st2(const mmp_safetensors *st, const char *name, int64_t *a, int64_t *b) {
+    const mmp_tensor *t = mmp_st_get(st, name);
+    if (!t || t->ndim != 2) return 0;
+    *a = t->shape[0];
+    *b = t->shape[1];
+    return 1;
+}
+
+static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
+    mmp_meta_copy(im, &st->meta);
+    int64_t a, b, a2, b2;
+    if (st2(st, "weight", &a, &b)) {
+        mset(im, "head", "linear");
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "num_classes", "%lld", (long long)a);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "layers.0.weight", &a, &b)) {
+        char hid[256] = "", name[64];
+        int64_t in = b, prev = a, L = 1;
+        for (;; L++) {
+            snprintf(name, sizeof name, "layers.%lld.weight", (long long)(3 * L));
+            if (!st2(st, name, &a2, &b2)) break;
+            if (b2 != prev) return -1;
+            snprintf(hid + strlen(hid), sizeof hid - strlen(hid), "%s%lld", L > 1 ? "," : "", (long long)prev);
+            prev = a2;
+        }
+        if (L < 2) return -1;
+        mset(im, "head", "mlp");
+        mset(im, "hidden", "%s", hid);
+        mset(im, "in_dim", "%lld", (long long)in);
+        mset(im, "num_classes", "%lld", (long long)prev);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "image_projection.weight", &a, &b) && st2(st, "text_projection.weight", &a2, &b2) && a == a2) {
+        mset(im, "head", "pair");
+        mset(im, "loss", "%s", mmp_st_get(st, "logit_scale") ? "contrastive" : "triplet");
+        mset(im, "proj_dim", "%lld", (long long)a);
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "pair_dim", "%lld", (long long)b2);
+        mset(im, "num_classes", "0");
+    } else {
+        return -1;
+    }
+    mset(im, "standardize", "%d", mmp_st_get(st, "standardize.mean") != NULL);
+    const char *zero[] = {"step", "epoch", "best_epoch", "bad_epochs"};
+    for (int i = 0; i < 4; i++)
+        if (!mmp_meta_get(im, zero[i])) mset(im, zero[i], "0");
+    return 0;
+}
+
 static const char *arch_keys[] = {"head", "hidden", "proj_dim", "feature", "pair_field", "labels_field", NULL};
 
 int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, char *err, size_t errlen) {
@@ -801,10 +853,16 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     int ret = -1;
     const mmp_meta *m = &st.meta;
+    mmp_meta im; /* inferred configuration of a plain torch state dict */
+    mmp_meta_init(&im);
     const char *fmt = mmp_meta_get(m, "format");
-    if (!fmt || strcmp(fmt, "mmpipe-head")) {
-        seterr(err, errlen, "%s: not an mmp-train-step checkpoint (no format=mmpipe-head in __metadata__)", path);
-        goto out;
+    if (!fmt || strcmp(fmt, "mmpipe-head")) { /* e.g. safetensors.torch.save_file's {"format": "pt"} */
+        if (infer_state_dict(&st, &im)) {
+            seterr(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
+                   "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection)", path);
+            goto out;
+        }
+        m = &im;
     }
     mmp_train_cfg_defaults(&tr->cfg);
     if (mmp_train_cfg_from_meta(&tr->cfg, m, e2, sizeof e2)) {
@@ -829,14 +887,14 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     resolve_defaults(&tr->cfg);
     int64_t v64;
     const char *s;
-#define MINT(key, dst, lo) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, INT64_MAX, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
-    MINT("in_dim", tr->in_dim, 1);
-    MINT("pair_dim", tr->pair_dim, 0);
-    MINT("num_classes", tr->ncls, 0);
-    MINT("step", tr->step, 0);
-    MINT("epoch", tr->epoch, 0);
-    MINT("best_epoch", tr->best_epoch, 0);
-    MINT("bad_epochs", tr->bad_epochs, 0);
+#define MINT(key, dst, lo, hi) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, hi, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
+    MINT("in_dim", tr->in_dim, 1, 1 << 24);
+    MINT("pair_dim", tr->pair_dim, 0, 1 << 24);
+    MINT("num_classes", tr->ncls, 0, 1 << 24);
+    MINT("step", tr->step, 0, INT64_MAX / 2);
+    MINT("epoch", tr->epoch, 0, 1 << 30);
+    MINT("best_epoch", tr->best_epoch, 0, 1 << 30);
+    MINT("bad_epochs", tr->bad_epochs, 0, 1 << 30);
 #undef MINT
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
@@ -847,7 +905,9 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
         char want[64], got[64];
         mmp_shape_str(p->ndim, p->shape, want, sizeof want);
         if (!t) { seterr(err, errlen, "%s: tensor %s missing", path, p->name); goto out; }
-        if ((size_t)mmp_numel(t->ndim, t->shape) != p->n || t->ndim != p->ndim || !is_float(t->dtype)) {
+        int shape_ok = t->ndim == p->ndim && is_float(t->dtype);
+        for (int d = 0; shape_ok && d < p->ndim; d++) shape_ok = t->shape[d] == p->shape[d];
+        if (!shape_ok) {
             mmp_shape_str(t->ndim, t->shape, got, sizeof got);
             seterr(err, errlen, "%s: tensor %s has shape %s, expected %s", path, p->name, got, want);
             goto out;
@@ -902,6 +962,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);
     ret = 0;
 out:
+    mmp_meta_free(&im);
     mmp_st_close(&st);
     if (ret) mmp_trainer_free(tr);
     return ret;
