@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# bench/bench_train.sh [TRAIN.mmp]: linear-probe training time, mmp-train-step vs
+# bench/bench_train.sh [TRAIN.mmp [TEST.mmp]]: linear-probe training time (and test
+# accuracy when TEST.mmp is given), mmp-train-step vs
 # PyTorch (/usr/bin/python3) on the same features and the same recipe:
 # standardized features, nn.Linear(D, C), AdamW(lr 1e-3, wd 1e-2), CE, batch 256,
 # EPOCHS epochs (30), shuffled every epoch. Both single-threaded (torch.set_num_threads(1),
-# OpenBLAS 1 thread); a second PyTorch row uses all cores.
+# OpenBLAS 1 thread); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
+# busy machine, hence opt-in).
 # Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides).
 # Prints a markdown table; training time excludes reading the stream (both sides).
 set -euo pipefail
@@ -16,6 +18,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PYTHONPATH="$ROOT/formats/python${PYTHONPATH:+:$PYTHONPATH}"
 
+test_in=${2:-}
 if [ $# -ge 1 ]; then
   in=$1
 else
@@ -43,11 +46,16 @@ mmp_train=$(sed -n 's/.*; \([0-9.]*\) s training.*/\1/p' "$tmp/mmp.err")
 mmp_cpu=$(sed -n 's/.* s training (\([0-9.]*\) s CPU).*/\1/p' "$tmp/mmp.err")
 mmp_total=$(echo "$t1 - $t0" | bc)
 mmp_loss=$(sed -n 's/.*train loss \([0-9.e-]*\).*/\1/p' "$tmp/mmp.err")
+mmp_acc=-
+if [ -n "$test_in" ]; then
+  "$BUILD/mmp-eval" --model "$tmp/head.safetensors" "$test_in" -o /dev/null --json "$tmp/eval.json" 2>/dev/null
+  mmp_acc=$("$PY" -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' "$tmp/eval.json")
+fi
 
 torch_run() { # threads
-  "$PY" - "$in" "$EPOCHS" "$1" <<'EOF'
+  "$PY" - "$in" "$EPOCHS" "$1" "$test_in" <<'EOF'
 import sys, time, numpy as np, torch, mmp_stream
-path, epochs, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, epochs, threads, test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
 t0 = time.time()
 xs, ys = [], []
@@ -77,21 +85,33 @@ for e in range(epochs):
         opt.step()
         tot += loss.item() * len(idx)
 t_train = time.time() - t0; c_train = time.process_time() - c0
-print(f"{t_train:.3f} {c_train:.3f} {t_load:.3f} {tot / n:.4g}")
+acc = "-"
+if test:
+    xt, yt = [], []
+    with mmp_stream.Reader(test) as r:
+        for rec in r:
+            xt.append(rec["tensors"]["embedding"].astype(np.float32)); yt.append(rec["label"])
+    with torch.no_grad():
+        pred = model((torch.from_numpy(np.stack(xt)) - mean) / std).argmax(1)
+    acc = "%.4f" % (pred == torch.tensor(yt)).float().mean().item()
+print(f"{t_train:.3f} {c_train:.3f} {t_load:.3f} {tot / n:.4g} {acc}")
 EOF
 }
-read -r pt1_train pt1_cpu pt1_load pt1_loss < <(torch_run 1)
-read -r ptn_train ptn_cpu ptn_load ptn_loss < <(torch_run "$(nproc)")
+read -r pt1_train pt1_cpu pt1_load pt1_loss pt1_acc < <(torch_run 1)
+TT=${BENCH_TORCH_THREADS:-0}
+[ "$TT" -gt 0 ] && read -r ptn_train ptn_cpu ptn_load ptn_loss ptn_acc < <(torch_run "$TT")
 
 echo "## bench_train: linear probe, $(basename "$in"), $EPOCHS epochs, batch 256, AdamW"
 echo
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg) at the end"
 echo
-echo "| trainer | threads | training s (wall) | CPU s | last-epoch train loss | speed-up vs PyTorch 1 thread (wall) |"
-echo "|---|---|---|---|---|---|"
-printf "| mmp-train-step | 1 | %.2f | %.2f | %s | %.2fx |\n" "$mmp_train" "$mmp_cpu" "$mmp_loss" "$(echo "$pt1_train / $mmp_train" | bc -l)"
-printf "| PyTorch %s | 1 | %.2f | %.2f | %s | 1.00x |\n" "$("$PY" -c 'import torch; print(torch.__version__)')" "$pt1_train" "$pt1_cpu" "$pt1_loss"
-printf "| PyTorch | %s | %.2f | %.2f | %s | %.2fx |\n" "$(nproc)" "$ptn_train" "$ptn_cpu" "$ptn_loss" "$(echo "$pt1_train / $ptn_train" | bc -l)"
+echo "| trainer | threads | training s (wall) | CPU s | last-epoch train loss | test accuracy | speed-up vs PyTorch 1 thread: wall | CPU |"
+echo "|---|---|---|---|---|---|---|---|"
+printf "| mmp-train-step | 1 | %.2f | %.2f | %s | %s | %.2fx | %.2fx |\n" "$mmp_train" "$mmp_cpu" "$mmp_loss" "$mmp_acc" \
+  "$(echo "$pt1_train / $mmp_train" | bc -l)" "$(echo "$pt1_cpu / $mmp_cpu" | bc -l)"
+printf "| PyTorch %s | 1 | %.2f | %.2f | %s | %s | 1.00x | 1.00x |\n" "$("$PY" -c 'import torch; print(torch.__version__)')" "$pt1_train" "$pt1_cpu" "$pt1_loss" "$pt1_acc"
+[ "$TT" -gt 0 ] && printf "| PyTorch | %s | %.2f | %.2f | %s | %s | %.2fx | %.2fx |\n" "$TT" "$ptn_train" "$ptn_cpu" "$ptn_loss" "$ptn_acc" \
+  "$(echo "$pt1_train / $ptn_train" | bc -l)" "$(echo "$pt1_cpu / $ptn_cpu" | bc -l)"
 echo
 printf "reading the stream: mmp-train-step %.2f s (whole run %.2f s wall), Python mmp_stream %.2f s\n" \
   "$(sed -n 's/.* \([0-9.]*\) s loading.*/\1/p' "$tmp/mmp.err")" "$mmp_total" "$pt1_load"

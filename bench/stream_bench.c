@@ -2,6 +2,8 @@
  *
  *   stream_bench gen KIND MB LEVEL   mmp stream of about MB MiB of payload -> stdout
  *   stream_bench raw KIND MB         the same payload bytes, raw -> stdout
+ *   stream_bench pool KIND           the record pool -> stdout (then SB_POOL=FILE
+ *                                    makes gen/raw load it instead of generating)
  *   stream_bench read                reads an mmp stream on stdin; prints payload bytes,
  *                                    a checksum and the seconds it took
  * gen prints on stderr the seconds from the header to the closed stream
@@ -14,6 +16,7 @@
  * noise (natural-image-like entropy); embeddings: |N(0,1)| like pooled
  * post-ReLU features (random mantissas, near incompressible). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,10 +30,13 @@ static uint64_t next(void) {
     s ^= s << 17;
     return s;
 }
+/* approximately N(0,1) (Irwin-Hall, 4 uniforms): cheap, so building the
+ * pool takes a few ms */
 static double gauss(void) {
-    double u = ((double)(next() >> 11) + 0.5) / 9007199254740992.0;
-    double v = ((double)(next() >> 11) + 0.5) / 9007199254740992.0;
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+    uint64_t r = next();
+    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) + (double)((r >> 32) & 0xffff) +
+               (double)(r >> 48);
+    return (u / 65536.0 - 2.0) * 1.7320508075688772;
 }
 
 typedef struct {
@@ -61,6 +67,16 @@ static void make_kind(const char *name, kind *k) {
     k->rec_bytes = (size_t)mmp_numel(k->ndim, k->shape) * mmp_dtype_size(k->dt);
     k->pool = ((size_t)8 << 20) / k->rec_bytes + 1; /* > 8 MiB of distinct data */
     k->data = mmp_xmalloc(k->pool * k->rec_bytes);
+    /* a pool saved by "stream_bench pool KIND > FILE" (env SB_POOL): the
+     * timed runs then spend nothing on generating data */
+    const char *saved = getenv("SB_POOL");
+    if (saved) {
+        FILE *f = fopen(saved, "rb");
+        if (!f || fread(k->data, 1, k->pool * k->rec_bytes, f) != k->pool * k->rec_bytes)
+            mmp_die("%s: cannot read the record pool", saved);
+        fclose(f);
+        return;
+    }
     for (size_t r = 0; r < k->pool; r++) {
         uint8_t *p = k->data + r * k->rec_bytes;
         if (k->dt == MMP_U8) {
@@ -112,7 +128,13 @@ int main(int argc, char **argv) {
                mmp_now() - t0);
         return 0;
     }
-    if (argc < 4) mmp_die("usage: stream_bench gen KIND MB LEVEL | raw KIND MB | read");
+    if (argc == 3 && !strcmp(argv[1], "pool")) {
+        kind k;
+        make_kind(argv[2], &k);
+        write_all(k.data, k.pool * k.rec_bytes);
+        return 0;
+    }
+    if (argc < 4) mmp_die("usage: stream_bench gen KIND MB LEVEL | raw KIND MB | pool KIND | read");
     kind k;
     make_kind(argv[2], &k);
     size_t n = (size_t)(atof(argv[3]) * 1048576.0 / (double)k.rec_bytes);

@@ -4,6 +4,7 @@
 #include "image/pmap.h"
 #include "mmp.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,7 +42,7 @@ static const char usage[] =
     "  --strict            an image an op cannot handle (too small to crop) is fatal\n"
     "                      (default: warn, skip, count)\n"
     "  -j, --threads N     threads (default: online CPUs, max 16)\n"
-    "  --level L           zstd level (default 3)    -o FILE  output (default stdout)\n"
+    "  --level L           zstd level -7..19 (default 1)   -o FILE  output (default stdout)\n"
     "  --progress, -h, --help, --version\n"
     "A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error.\n";
 
@@ -108,11 +109,10 @@ static int consume(void *c, void *s) {
     if (sl->err[0]) {
         int fatal = !strncmp(sl->err, "FATAL:", 6) || x->strict;
         const char *m = strncmp(sl->err, "FATAL:", 6) ? sl->err : sl->err + 6;
-        if (fatal) {
-            snprintf(x->ferr, sizeof x->ferr, "%s: record %llu (%s): %s", mmp_reader_name(x->r),
-                     (unsigned long long)sl->recno, sl->rec.id ? sl->rec.id : "no id", m);
-            x->fail = 1;
-        } else {
+        if (fatal) /* exit at once: no trailer, so downstream sees a truncated stream */
+            mmp_die("%s: record %llu (%s): %s", mmp_reader_name(x->r), (unsigned long long)sl->recno,
+                    sl->rec.id ? sl->rec.id : "no id", m);
+        else {
             mmp_warn("%s: record %llu (%s): %s (skipped)", mmp_reader_name(x->r),
                      (unsigned long long)sl->recno, sl->rec.id ? sl->rec.id : "no id", m);
             x->nskipped++;
@@ -145,8 +145,12 @@ static int consume(void *c, void *s) {
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-augment");
+    /* per-image buffers (100 KB .. 25 MB) stay in the heap instead of being
+     * mmap'ed and page-faulted in again for every image */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     const char *in = "-", *out = "-", *v;
-    int nin = 0, level = 0, views = 1, strict = 0;
+    int nin = 0, level = 1, views = 1, strict = 0;
     long long seed = 0, epoch = 0;
     long nt = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
@@ -171,9 +175,11 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
         else if (mmp_cli_opt(argc, argv, &i, "--epoch", &v)) epoch = mmp_cli_int("--epoch", v, 0, 1LL << 62);
         else if (mmp_cli_opt(argc, argv, &i, "--views", &v)) views = (int)mmp_cli_int("--views", v, 1, 1000);
+        else if (!strncmp(argv[i], "-j", 2) && argv[i][2] >= '0' && argv[i][2] <= '9') /* -j4 */
+            threads = (int)mmp_cli_int("-j", argv[i] + 2, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "-j", &v) || mmp_cli_opt(argc, argv, &i, "--threads", &v))
             threads = (int)mmp_cli_int("--threads", v, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) {
             if (!strcmp(v, "f32")) aug.out_dtype = MMP_F32;
             else if (!strcmp(v, "f16")) aug.out_dtype = MMP_F16;

@@ -1,5 +1,6 @@
 /* mmp-cat: print mmp streams as JSON lines, count them, or merge and
  * re-encode them into one stream. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,7 @@ static const char *usage =
     "  --head N      stop after N records\n"
     "  --full        print every tensor value (nested arrays) besides the summary\n"
     "  -o FILE       write an mmp stream to FILE ('-' = stdout) instead of JSON\n"
-    "  --level N     zstd level for -o, 1..19 (default 3)\n"
+    "  --level N     zstd level -7..19 (default 3); without -o: an mmp stream on stdout\n"
     "  --progress    progress on stderr\n"
     "  -h, --help, --version\n"
     "\n"
@@ -26,8 +27,9 @@ static const char *usage =
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-cat");
-    int header_only = 0, count_only = 0, full = 0;
-    long long head = -1, level = 3;
+    int header_only = 0, count_only = 0, full = 0, level_given = 0;
+    long long head = -1;
+    int level = 3;
     const char *out = NULL, *val;
     const char **inputs = mmp_xcalloc((size_t)argc + 1, sizeof *inputs);
     int ninputs = 0;
@@ -38,7 +40,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_flag(argv, i, "--count")) count_only = 1;
         else if (mmp_cli_flag(argv, i, "--full")) full = 1;
         else if (mmp_cli_opt(argc, argv, &i, "--head", &val)) head = mmp_cli_int("--head", val, 0, (long long)1 << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &val)) level = mmp_cli_int("--level", val, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) level_given = 1;
         else if (mmp_cli_opt(argc, argv, &i, "-o", &val) || mmp_cli_opt(argc, argv, &i, "--output", &val)) out = val;
         else if (strcmp(a, "--") == 0) {
             while (++i < argc) inputs[ninputs++] = argv[i];
@@ -46,6 +48,8 @@ int main(int argc, char **argv) {
         else inputs[ninputs++] = a;
     }
     if (ninputs == 0) inputs[ninputs++] = "-";
+    /* --level alone re-encodes to stdout */
+    if (level_given && !out && !count_only && !header_only) out = "-";
     for (int i = 0; i < ninputs; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(inputs[i], "-") == 0 && strcmp(inputs[j], "-") == 0)
@@ -102,7 +106,8 @@ int main(int argc, char **argv) {
         if (count_only) printf("%llu\n", n);
     }
     for (int i = 0; i < ninputs; i++) mmp_reader_close(rd[i]);
-    if (fflush(stdout) != 0 || ferror(stdout)) mmp_die("stdout: write error");
+    if (fflush(stdout) != 0) mmp_die("stdout: write error: %s", strerror(errno));
+    if (ferror(stdout)) mmp_die("stdout: write error");
     free(rd);
     free(inputs);
     return 0;

@@ -6,6 +6,7 @@
 #include "mmp.h"
 
 #include <png.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
@@ -37,7 +38,8 @@ static const char usage[] =
     "                      Pillow's MAX_IMAGE_PIXELS); checked from the header\n"
     "  --max-bytes N       refuse files larger than N bytes (default 1 GiB)\n"
     "  --strict            a bad image is fatal (default: warn, skip, count)\n"
-    "  --level L           zstd level of the output (default 3)\n"
+    "  --level L           zstd level of the output, -7..19 (default 1: pixels barely\n"
+    "                      compress, higher levels cost more than the decoding)\n"
     "  -o FILE             output (default stdout)\n"
     "  --progress, -h, --help, --version\n"
     "Bad images (corrupt, truncated, empty, not JPEG/PNG, too large) are skipped with\n"
@@ -117,9 +119,13 @@ static int consume(void *c, void *s) {
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-decode");
+    /* per-image buffers (100 KB .. 25 MB) stay in the heap instead of being
+     * mmap'ed and page-faulted in again for every image */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     const char *out = "-", *v, *classes = NULL, *classes_from = NULL;
     char **inputs = mmp_xmalloc(sizeof(char *) * (size_t)(argc + 1));
-    int nin = 0, strict = 0, level = 0;
+    int nin = 0, strict = 0, level = 1;
     long nt = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
     mmp_prep prep = {0};
@@ -137,6 +143,8 @@ int main(int argc, char **argv) {
             prep.rw = (int)mmp_cli_int("--resize", wbuf, 1, 65535);
             prep.rh = (int)mmp_cli_int("--resize", x + 1, 1, 65535);
         } else if (mmp_cli_flag(argv, i, "--dct-scale")) prep.dct_scale = 1;
+        else if (!strncmp(argv[i], "-j", 2) && argv[i][2] >= '0' && argv[i][2] <= '9') /* -j4 */
+            threads = (int)mmp_cli_int("-j", argv[i] + 2, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "-j", &v) || mmp_cli_opt(argc, argv, &i, "--threads", &v))
             threads = (int)mmp_cli_int("--threads", v, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "--shard", &v)) {
@@ -153,7 +161,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--max-bytes", &v))
             so.max_bytes = (uint64_t)mmp_cli_int("--max-bytes", v, 1, 1LL << 40);
         else if (mmp_cli_flag(argv, i, "--strict")) strict = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else mmp_cli_unknown(argv[i]);
     }
     if (nin == 0) mmp_die("no input (give a folder, a tar, a manifest or '-'; see --help)");

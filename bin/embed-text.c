@@ -172,8 +172,9 @@ int main(int argc, char **argv) {
                 lt = mmp_xrealloc(lt, (size_t)lcap * sizeof *lt);
                 ltext = mmp_xrealloc(ltext, (size_t)lcap * sizeof *ltext);
             }
-            lt[nl] = mmp_xstrdup(line);
-            ltext[nl] = apply_template(tpl, line);
+            /* with --utf8 replace, ids and texts are written as valid UTF-8 */
+            lt[nl] = utf8 == MMP_UTF8_REPLACE ? mmp_utf8_sanitize(line, (size_t)len) : mmp_xstrdup(line);
+            ltext[nl] = apply_template(tpl, lt[nl]);
             nl++;
         }
         if (ferror(f)) mmp_die("%s: read error", inname);

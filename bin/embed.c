@@ -38,7 +38,7 @@ static const char usage[] =
     "  --field NAME      image field name (default image)\n"
     "  --threads N       worker threads (default: online CPUs); output identical\n"
     "  --batch N         records per batch (default 64)\n"
-    "  --level N         zstd level of the output (default 3)\n"
+    "  --level N         zstd level of the output, -7..19 (default 3)\n"
     "  -o FILE           output (default stdout)\n"
     "  --progress, -h, --help, --version\n";
 
@@ -159,7 +159,8 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed");
     const char *model = NULL, *arch = NULL, *layer = "pool", *dtype = "f32", *mean_s = NULL, *std_s = NULL;
     const char *in = "-", *out = "-", *field = "image", *v;
-    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, level = 0, size = 0, max_pixels = 16777216;
+    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, size = 0, max_pixels = 16777216;
+    int level = 0;
     int keep = 0, allow_mixed = 0, nin = 0;
     if (threads < 1) threads = 1;
     for (int i = 1; i < argc; i++) {
@@ -175,7 +176,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--max-pixels", &v)) max_pixels = mmp_cli_int("--max-pixels", v, 1, 1LL << 31);
         else if (mmp_cli_opt(argc, argv, &i, "--threads", &v)) threads = mmp_cli_int("--threads", v, 1, 256);
         else if (mmp_cli_opt(argc, argv, &i, "--batch", &v)) batch = mmp_cli_int("--batch", v, 1, 65536);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
         else if (mmp_cli_flag(argv, i, "--keep")) keep = 1;
         else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;

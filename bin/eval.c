@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "nn/provenance.h"
 #include "train/metrics.h"
 #include "train/train.h"
 
@@ -14,7 +15,8 @@ static const char usage[] =
     "Applies a head trained by mmp-train-step; writes a prediction stream to stdout (-o).\n"
     "\n"
     "classification heads (ce/bce): every record keeps its id and label and gets\n"
-    "  \"logits\" f32 [C], \"probs\" f32 [C] (softmax; sigmoid for bce), \"pred\" i64 [1] (argmax).\n"
+    "  \"logits\" f32 [C], \"probs\" f32 [C] (softmax; sigmoid for bce), \"pred\" i64 [1] (argmax);\n"
+    "  bce heads also pass the multi-label targets (\"labels\") through.\n"
     "pair heads (contrastive/triplet): every record gets \"image_proj\" f32 [E] and, when the\n"
     "  stream has the pair field, \"text_proj\" f32 [E] (L2-normalized projections);\n"
     "  retrieval recall@K image->text and text->image over all records goes to stderr\n"
@@ -38,20 +40,11 @@ typedef struct {
     int pair, has_text, zeroshot;
     int64_t C, E;
     float *prompts; /* [C,E] normalized prompt projections (zero-shot) */
-    float scale;
 } evalctx;
 
 static void softmax_or_sigmoid(const float *z, float *p, int64_t C, int sigmoid) {
     if (sigmoid) mmp_sigmoid(z, p, (size_t)C);
     else mmp_softmax(z, p, 1, C);
-}
-
-static void l2n(float *x, int64_t E) {
-    double s = 0;
-    for (int64_t k = 0; k < E; k++) s += (double)x[k] * x[k];
-    double d = sqrt(s);
-    if (d < 1e-12) d = 1e-12;
-    for (int64_t k = 0; k < E; k++) x[k] = (float)(x[k] / d);
 }
 
 int main(int argc, char **argv) {
@@ -67,7 +60,7 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--prompts", &v)) prompts = v;
         else if (mmp_cli_opt(argc, argv, &i, "--json", &v)) json = v;
         else if (mmp_cli_opt(argc, argv, &i, "--batch-size", &v)) B = mmp_cli_int("--batch-size", v, 1, 1 << 20);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 0, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) {
             nk = 0;
             const char *p = v;
@@ -99,19 +92,24 @@ int main(int argc, char **argv) {
     if (!r) mmp_die("%s", err);
     const mmp_header *ih = mmp_reader_header(r);
     const char *rname = mmp_reader_name(r);
-    const char *prov = mmp_meta_get(&ih->meta, "provenance");
-    if (!mmp_train_provenance_compatible(tr->provenance, prov) && !allow_mixed)
-        mmp_die("%s: features of another provenance: model %s was trained on \"%s\", the stream has \"%s\" (--allow-mixed to override)",
-                rname, model, tr->provenance, prov);
+    mmp_provenance_check(ih, tr->provenance, allow_mixed, rname, model);
     const mmp_schema_field *sf = mmp_header_field(ih, tr->feature);
     if (sf && sf->ndim == 1 && sf->shape[0] >= 0 && sf->shape[0] != tr->in_dim)
         mmp_die("%s: \"%s\" has %lld values, the model expects %lld", rname, tr->feature, (long long)sf->shape[0], (long long)tr->in_dim);
     if (ec.pair) ec.has_text = mmp_header_field(ih, tr->pair_field) != NULL;
+    if (ec.has_text) mmp_train_check_text_provenance(ih, tr->text_provenance, allow_mixed, rname, model);
 
     /* class names: model's, else the stream's */
     int ncn = tr->nclasses_named;
     char **cnames = tr->classes;
     if (!ncn && ih->nclasses) { ncn = ih->nclasses; cnames = ih->classes; }
+    if (!ec.pair && ih->nclasses > 0 && tr->nclasses_named > 0) {
+        int same = ih->nclasses == tr->nclasses_named;
+        for (int k = 0; same && k < ih->nclasses; k++) same = !strcmp(ih->classes[k], tr->classes[k]);
+        if (!same)
+            mmp_die("%s: the class list differs from the model's (%d classes, first \"%s\"; model %s: %d, first \"%s\")", rname,
+                    ih->nclasses, ih->classes[0], model, tr->nclasses_named, tr->classes[0]);
+    }
     if (!ec.pair) {
         ec.C = tr->ncls;
         if (ncn && ncn != ec.C) ncn = 0, cnames = NULL;
@@ -124,8 +122,7 @@ int main(int argc, char **argv) {
         mmp_reader *pr = mmp_reader_open(prompts, err, sizeof err);
         if (!pr) mmp_die("%s", err);
         const mmp_header *ph = mmp_reader_header(pr);
-        const char *pprov = mmp_meta_get(&ph->meta, "provenance");
-        (void)pprov; /* text embeddings come from the text tower: their provenance differs by design */
+        mmp_train_check_text_provenance(ph, tr->text_provenance, allow_mixed, mmp_reader_name(pr), model);
         mmp_record rec;
         mmp_record_init(&rec);
         int64_t cap = 0, n = 0, *lab = NULL;
@@ -161,25 +158,13 @@ int main(int argc, char **argv) {
             mmp_header_set_classes(&ph_classes, ph->nclasses, ph->classes);
         }
         ec.C = C;
-        float *proj = mmp_xmalloc(sizeof(float) * (size_t)(n * ec.E));
-        mmp_head_pair_forward(&tr->head, NULL, pe, n, NULL, proj);
-        ec.prompts = mmp_xcalloc((size_t)(C * ec.E), sizeof(float));
-        int64_t *cnt = mmp_xcalloc((size_t)C, sizeof(int64_t));
-        for (int64_t i = 0; i < n; i++) {
-            int64_t c = labelled ? lab[i] : i;
-            l2n(proj + i * ec.E, ec.E);
-            for (int64_t k = 0; k < ec.E; k++) ec.prompts[c * ec.E + k] += proj[i * ec.E + k];
-            cnt[c]++;
-        }
-        for (int64_t c = 0; c < C; c++) {
-            if (!cnt[c]) mmp_die("%s: no prompt for class %lld", mmp_reader_name(pr), (long long)c);
-            l2n(ec.prompts + c * ec.E, ec.E);
-        }
+        ec.prompts = mmp_xmalloc(sizeof(float) * (size_t)(C * ec.E));
+        if (mmp_trainer_prompts(tr, pe, labelled ? lab : NULL, n, C, ec.prompts, err, sizeof err))
+            mmp_die("%s: %s", mmp_reader_name(pr), err);
         ec.zeroshot = 1;
-        ec.scale = tr->head.has_scale ? expf(tr->head.params[2].w[0]) : 1.0f;
         if (ph_classes.nclasses == C) { ncn = (int)C; cnames = ph_classes.classes; }
         else if (ncn != C) { ncn = 0; cnames = NULL; }
-        free(cnt); free(proj); free(pe); free(lab);
+        free(pe); free(lab);
         mmp_record_clear(&rec);
         mmp_reader_close(pr);
     }
@@ -194,6 +179,10 @@ int main(int argc, char **argv) {
         mmp_header_add_field(&oh, "image_proj", MMP_F32, 1, shE);
         if (ec.has_text) mmp_header_add_field(&oh, "text_proj", MMP_F32, 1, shE);
     }
+    /* multi-label targets pass through (bce heads) */
+    const mmp_schema_field *lf = sigmoid ? mmp_header_field(ih, tr->cfg.labels_field) : NULL;
+    int pass_labels = lf && lf->ndim == 1 && lf->shape[0] == ec.C;
+    if (pass_labels) mmp_header_add_field(&oh, tr->cfg.labels_field, MMP_F32, 1, shC);
     if (!ec.pair || ec.zeroshot) {
         mmp_header_add_field(&oh, "logits", MMP_F32, 1, shC);
         mmp_header_add_field(&oh, "probs", MMP_F32, 1, shC);
@@ -238,13 +227,8 @@ int main(int argc, char **argv) {
         }
         if (rc < 0) mmp_die("%s", mmp_reader_error(r));
         if (m == 0) break;
-        if (tr->mean) mmp_standardize_apply(x, m, tr->in_dim, tr->mean, tr->std);
+        mmp_trainer_infer(tr, x, ec.has_text ? x2 : NULL, m, ec.zeroshot ? ec.prompts : NULL, ec.C, lg, za, zb);
         if (ec.pair) {
-            mmp_head_pair_forward(&tr->head, x, ec.has_text ? x2 : NULL, m, za, ec.has_text ? zb : NULL);
-            for (int64_t k = 0; k < m; k++) {
-                l2n(za + k * ec.E, ec.E);
-                if (ec.has_text) l2n(zb + k * ec.E, ec.E);
-            }
             if (n + m > cap_all) {
                 cap_all = (n + m) * 2;
                 all_a = mmp_xrealloc(all_a, sizeof(float) * (size_t)(cap_all * ec.E));
@@ -252,15 +236,6 @@ int main(int argc, char **argv) {
             }
             memcpy(all_a + n * ec.E, za, sizeof(float) * (size_t)(m * ec.E));
             if (ec.has_text) memcpy(all_b + n * ec.E, zb, sizeof(float) * (size_t)(m * ec.E));
-            if (ec.zeroshot) /* logits = scale * a . prompt */
-                for (int64_t k = 0; k < m; k++)
-                    for (int64_t c = 0; c < ec.C; c++) {
-                        double s = 0;
-                        for (int64_t e = 0; e < ec.E; e++) s += (double)za[k * ec.E + e] * ec.prompts[c * ec.E + e];
-                        lg[k * ec.C + c] = (float)(ec.scale * s);
-                    }
-        } else {
-            mmp_trainer_predict(tr, x, m, lg);
         }
         mmp_record o;
         mmp_record_init(&o);
@@ -269,6 +244,13 @@ int main(int argc, char **argv) {
             if (ir->id) mmp_record_set_id(&o, ir->id);
             if (ir->text) mmp_record_set_text(&o, ir->text);
             o.label = ir->label;
+            if (pass_labels) {
+                const mmp_tensor *tl = mmp_record_cget(ir, tr->cfg.labels_field);
+                if (!tl || mmp_numel(tl->ndim, tl->shape) != ec.C)
+                    mmp_die("%s: record %lld: \"%s\" must be a float vector of %lld values", rname, (long long)(n + k),
+                            tr->cfg.labels_field, (long long)ec.C);
+                mmp_tensor_to_f32(tl, mmp_record_add(&o, tr->cfg.labels_field, MMP_F32, 1, shC)->data);
+            }
             if (ec.pair) {
                 memcpy(mmp_record_add(&o, "image_proj", MMP_F32, 1, shE)->data, za + k * ec.E, sizeof(float) * (size_t)ec.E);
                 if (ec.has_text) memcpy(mmp_record_add(&o, "text_proj", MMP_F32, 1, shE)->data, zb + k * ec.E, sizeof(float) * (size_t)ec.E);

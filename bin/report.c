@@ -16,6 +16,8 @@ static const char usage[] =
     "classification_report (same layout and numbers), the confusion matrix and, when the\n"
     "records carry \"image_proj\" and \"text_proj\", retrieval recall@K both ways.\n"
     "Records without a label are left out of the classification metrics (counted on stderr).\n"
+    "Multi-label predictions (a \"labels\" f32 [C] target tensor next to \"probs\"/\"logits\", as\n"
+    "mmp-eval writes for bce heads) get sklearn's multilabel report (micro/macro/weighted/samples avg).\n"
     "\n"
     "options:\n"
     "  --digits N          decimals in the text report (2)\n"
@@ -24,6 +26,7 @@ static const char usage[] =
     "  --html FILE         one self-contained HTML page with SVG plots\n"
     "  --log FILE          training log of mmp-train-step --log: curves and a summary\n"
     "  --k K[,K...]        recall cut-offs (1,5,10)\n"
+    "  --threshold T       multi-label: a label is predicted when its probability > T (0.5)\n"
     "  --title TEXT        HTML title\n"
     "  -o FILE             text report to FILE instead of stdout\n";
 
@@ -31,6 +34,7 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-report");
     const char *in = "-", *json = NULL, *html = NULL, *logp = NULL, *outp = NULL, *title = NULL, *v;
     int digits = 2, npos = 0, nk = 3;
+    double threshold = 0.5;
     int ks[MMP_REPORT_MAXK] = {1, 5, 10};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -41,6 +45,10 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--log", &v)) logp = v;
         else if (mmp_cli_opt(argc, argv, &i, "--title", &v)) title = v;
         else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) outp = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--threshold", &v)) {
+            threshold = mmp_cli_double("--threshold", v);
+            if (!(threshold >= 0 && threshold <= 1)) mmp_die("--threshold must lie in [0,1]");
+        }
         else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) {
             nk = 0;
             const char *p = v;
@@ -65,12 +73,43 @@ int main(int argc, char **argv) {
     int64_t cap = 0, n = 0, unlabelled = 0, C = h->nclasses, E = -1, nret = 0, cap_r = 0;
     int64_t *yt = NULL, *yp = NULL;
     float *pa = NULL, *pb = NULL;
-    int have_pred = -1;
+    int have_pred = -1, multi = -1;
+    uint8_t *mt = NULL, *mp = NULL;
+    int64_t nml = 0, cap_ml = 0, Cml = -1;
     mmp_record rec;
     mmp_record_init(&rec);
     int rc;
     uint64_t idx = 0;
     while ((rc = mmp_reader_next(r, &rec)) == 1) {
+        /* multi-label: "labels" targets next to probs/logits */
+        const mmp_tensor *lt = mmp_record_cget(&rec, "labels"), *pp = mmp_record_cget(&rec, "probs");
+        const mmp_tensor *lgt = mmp_record_cget(&rec, "logits"), *scv = pp ? pp : lgt;
+        int is_ml = lt && scv && mmp_numel(lt->ndim, lt->shape) == mmp_numel(scv->ndim, scv->shape);
+        if (multi < 0) multi = is_ml;
+        else if (multi != is_ml) mmp_die("%s: record %llu: some records are multi-label and others not", rname, (unsigned long long)idx);
+        if (multi) {
+            int64_t k = mmp_numel(lt->ndim, lt->shape);
+            if (Cml < 0) Cml = k;
+            if (k != Cml || k == 0) mmp_die("%s: record %llu: \"labels\" has %lld values, earlier records %lld", rname, (unsigned long long)idx, (long long)k, (long long)Cml);
+            if (nml == cap_ml) {
+                cap_ml = cap_ml ? cap_ml * 2 : 4096;
+                mt = mmp_xrealloc(mt, (size_t)(cap_ml * Cml));
+                mp = mmp_xrealloc(mp, (size_t)(cap_ml * Cml));
+            }
+            float *tv = mmp_xmalloc(sizeof(float) * (size_t)k), *sv = mmp_xmalloc(sizeof(float) * (size_t)k);
+            mmp_tensor_to_f32(lt, tv);
+            mmp_tensor_to_f32(scv, sv);
+            for (int64_t c = 0; c < k; c++) {
+                double p = pp ? sv[c] : 1.0 / (1.0 + exp(-(double)sv[c]));
+                mt[nml * Cml + c] = tv[c] > 0.5f;
+                mp[nml * Cml + c] = p > threshold;
+            }
+            free(tv);
+            free(sv);
+            nml++;
+            idx++;
+            continue;
+        }
         const mmp_tensor *pt = mmp_record_cget(&rec, "pred");
         const mmp_tensor *sc = mmp_record_cget(&rec, "probs");
         if (!sc) sc = mmp_record_cget(&rec, "logits");
@@ -122,7 +161,8 @@ int main(int argc, char **argv) {
         idx++;
     }
     if (rc < 0) mmp_die("%s", mmp_reader_error(r));
-    if (have_pred != 1 && nret == 0) mmp_die("%s: no predictions (\"pred\", \"probs\" or \"logits\") and no image_proj/text_proj pairs", rname);
+    if (multi == 1 && nml == 0) mmp_die("%s: no records", rname);
+    if (multi != 1 && have_pred != 1 && nret == 0) mmp_die("%s: no predictions (\"pred\", \"probs\" or \"logits\") and no image_proj/text_proj pairs", rname);
     if (unlabelled) mmp_warn("%lld records without a label left out of the classification metrics", (long long)unlabelled);
     if (have_pred == 1 && n == 0) mmp_die("%s: no labelled predictions", rname);
     mmp_clsreport cr;
@@ -138,9 +178,15 @@ int main(int argc, char **argv) {
             mmp_die("%s: labelled record %lld: label %lld / prediction %lld out of range (%lld classes)", rname, (long long)bad,
                     (long long)yt[bad], (long long)yp[bad], (long long)C);
     }
+    mmp_mlreport mr;
+    if (multi == 1) {
+        mmp_mlreport_compute(&mr, mt, mp, nml, (int)Cml);
+        C = Cml;
+    }
     mmp_report rep;
     memset(&rep, 0, sizeof rep);
     rep.cls = has_cls ? &cr : NULL;
+    rep.ml = multi == 1 ? &mr : NULL;
     rep.names = h->nclasses == C ? h->classes : NULL;
     rep.digits = digits;
     rep.log = logp ? &lg : NULL;
@@ -174,6 +220,9 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
     if (has_cls) mmp_clsreport_free(&cr);
+    if (multi == 1) mmp_mlreport_free(&mr);
+    free(mt);
+    free(mp);
     if (logp) mmp_trainlog_free(&lg);
     mmp_record_clear(&rec);
     mmp_reader_close(r);

@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
         } else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
         else if (mmp_cli_opt(argc, argv, &i, "--buffer", &v)) buffer = mmp_cli_int("--buffer", v, 1, 1LL << 40);
         else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else if (mmp_cli_flag(argv, i, "--full")) full = 1;
         else mmp_cli_unknown(argv[i]);
     }

@@ -36,11 +36,11 @@ int main(int argc, char **argv) {
             ratio = mmp_cli_double("--ratio", v);
             if (!(ratio >= 0 && ratio <= 1)) mmp_die("bad value for --ratio: want 0 <= R <= 1");
         } else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--level", &v)) level = (int)mmp_cli_int("--level", v, 1, 19);
+        else if (mmp_cli_level(argc, argv, &i, &level)) {}
         else mmp_cli_unknown(argv[i]);
     }
     if (ratio < 0) mmp_die("--ratio is required (see --help)");
-    if (rest && !strcmp(rest, out)) mmp_die("-o and --rest name the same file");
+    if (rest && !strcmp(rest, out) && strcmp(out, "/dev/null")) mmp_die("-o and --rest name the same file");
     if (rest && !strcmp(rest, "-") && !strcmp(out, "-")) mmp_die("-o and --rest cannot both be stdout");
     mmp_reader *r = mmp_reader_open_or_die(in);
     mmp_header h;

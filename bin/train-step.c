@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "mmp.h"
+#include "nn/provenance.h"
 #include "train/train.h"
 
 static const char usage[] =
@@ -136,10 +137,15 @@ int main(int argc, char **argv) {
         mmp_die("%s", err);
     double t_load = mmp_now() - t0;
     if (ckpt) {
-        if (mmp_trainer_check_data(&tr, &ds, allow_mixed, err, sizeof err)) mmp_die("%s", err);
+        mmp_provenance_check(&ds.hdr, tr.provenance, allow_mixed, ds.name, ckpt);
+        mmp_train_check_text_provenance(&ds.hdr, tr.text_provenance, allow_mixed, ds.name, ckpt);
+        if (mmp_trainer_check_data(&tr, &ds, 1, err, sizeof err)) mmp_die("%s", err);
     } else {
         if (mmp_trainer_init(&tr, &cfg, &ds, err, sizeof err)) mmp_die("%s", err);
     }
+    if (tr.cfg.head == MMP_HEAD_PAIR && (ds.n < 2 || tr.cfg.batch < 2))
+        mmp_die("%s: --loss %s needs in-batch negatives: at least 2 records and --batch-size >= 2", ds.name,
+                mmp_loss_name(tr.cfg.loss));
     int start_epoch = tr.epoch;
     int target = resume ? tr.cfg.epochs : start_epoch + (init && !epochs_given ? 1 : tr.cfg.epochs);
     if (init) tr.cfg.epochs = target; /* recorded: epochs completed so far are the ones that count */
@@ -150,7 +156,9 @@ int main(int argc, char **argv) {
         if (mmp_dataset_load(&dev, dev_path, tr.cfg.feature, pair ? tr.cfg.pair_field : NULL,
                              tr.cfg.loss == MMP_LOSS_BCE ? tr.cfg.labels_field : NULL, tr.cfg.loss == MMP_LOSS_CE, err, sizeof err))
             mmp_die("%s", err);
-        if (mmp_trainer_check_data(&tr, &dev, allow_mixed, err, sizeof err)) mmp_die("%s", err);
+        mmp_provenance_check(&dev.hdr, tr.provenance, allow_mixed, dev.name, ckpt ? ckpt : ds.name);
+        mmp_train_check_text_provenance(&dev.hdr, tr.text_provenance, allow_mixed, dev.name, ckpt ? ckpt : ds.name);
+        if (mmp_trainer_check_data(&tr, &dev, 1, err, sizeof err)) mmp_die("%s", err);
         mmp_trainer_standardize(&tr, &dev);
     }
     char *last_path = has_dev ? (last ? mmp_xstrdup(last) : default_last(out)) : mmp_xstrdup(out);

@@ -55,6 +55,13 @@ int mmp_cli_opt(int argc, char **argv, int *i, const char *flag, const char **va
     return 1;
 }
 
+int mmp_cli_level(int argc, char **argv, int *i, int *level) {
+    const char *v;
+    if (!mmp_cli_opt(argc, argv, i, "--level", &v)) return 0;
+    *level = (int)mmp_cli_int("--level", v, -7, 19);
+    return 1;
+}
+
 int mmp_cli_flag(char **argv, int i, const char *flag) { return strcmp(argv[i], flag) == 0; }
 
 long long mmp_cli_int(const char *flag, const char *s, long long min, long long max) {

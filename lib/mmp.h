@@ -194,7 +194,8 @@ void mmp_header_stamp(mmp_header *h, int argc, char **argv);
 
 typedef struct mmp_writer mmp_writer;
 
-/* path "-" or NULL = stdout. level = zstd level (1..19; 0 = default 3).
+/* path "-" or NULL = stdout. level = zstd level (-7..19; negative = fast
+ * levels; 0 = default 3).
  * Writes the header at once. Dies on error. */
 mmp_writer *mmp_writer_open(const char *path, const mmp_header *h, int level);
 mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, int level);
@@ -304,6 +305,9 @@ int mmp_cli_common(int argc, char **argv, int *i, const char *usage);
 /* "--flag VALUE" or "--flag=VALUE": returns 1 and sets *val when argv[*i]
  * is this flag (advancing *i past a separate value); dies when the value is missing. */
 int mmp_cli_opt(int argc, char **argv, int *i, const char *flag, const char **val);
+/* "--level L": zstd level of the output stream, -7..19 (negative = zstd's
+ * fast levels, 0 = the default 3). Returns 1 when argv[*i] was it. */
+int mmp_cli_level(int argc, char **argv, int *i, int *level);
 /* Boolean flag. */
 int mmp_cli_flag(char **argv, int i, const char *flag);
 /* Strict number parsing; die with "bad value for --flag" otherwise. */

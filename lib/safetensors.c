@@ -194,6 +194,20 @@ static int jskip(jp *j, int depth) {
 
 /* ---------------- reader ---------------- */
 
+/* Error messages quote names from the file: show control characters as \xNN
+ * so that a message is always one printable line. */
+static void one_line(char *err, size_t errlen) {
+    if (!errlen) return;
+    char tmp[1024];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)err; *p && o + 5 < sizeof tmp; p++) {
+        if (*p < 0x20 || *p == 0x7f) o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", *p);
+        else tmp[o++] = (char)*p;
+    }
+    tmp[o] = 0;
+    snprintf(err, errlen, "%s", tmp);
+}
+
 static int cmp_entry(const void *a, const void *b) {
     const mmp_st_entry *x = a, *y = b;
     const char *bx = x->t.data, *by = y->t.data;
@@ -320,7 +334,7 @@ int mmp_st_parse(mmp_safetensors *st, const void *buf, size_t n, char *err, size
     jws(&j);
     if (j.p != j.end) FAIL("bad header JSON: trailing bytes after the header object");
     /* no overlap, no holes */
-    qsort(st->entries, (size_t)st->n, sizeof *st->entries, cmp_entry);
+    if (st->n > 1) qsort(st->entries, (size_t)st->n, sizeof *st->entries, cmp_entry);
     uint64_t pos = 0;
     for (int i = 0; i < st->n; i++) {
         uint64_t b0 = (uint64_t)((const uint8_t *)st->entries[i].t.data - data);
@@ -332,6 +346,7 @@ int mmp_st_parse(mmp_safetensors *st, const void *buf, size_t n, char *err, size
     return 0;
 fail:
     if (errlen && !err[0]) snprintf(err, errlen, "bad safetensors header");
+    one_line(err, errlen);
     st_reset(st);
     return -1;
 }

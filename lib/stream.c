@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -92,6 +93,7 @@ static void encode_header(mp_buf *b, const mmp_header *h) {
 
 struct mmp_writer {
     FILE *fp;
+    int fd; /* fileno(fp), written with write(2); -1: through stdio */
     int own_fp;
     char *name;
     ZSTD_CCtx *cctx;
@@ -115,12 +117,33 @@ struct mmp_writer {
 
 static void *w_flusher(void *arg);
 
+static void w_write_error(mmp_writer *w) {
+    if (errno == EPIPE) quiet_epipe();
+    mmp_die("%s: write error: %s", w->name, strerror(errno));
+}
+
+/* Writes the compressed output buffer: write(2) on the descriptor (waiting
+ * when it is non-blocking), or stdio for a FILE without one. */
 static void w_write_out(mmp_writer *w) {
     if (w->olen == 0) return;
-    size_t n = fwrite(w->obuf, 1, w->olen, w->fp);
-    if (n != w->olen) {
-        if (errno == EPIPE) quiet_epipe();
-        mmp_die("%s: write error: %s", w->name, strerror(errno));
+    if (w->fd < 0) {
+        if (fwrite(w->obuf, 1, w->olen, w->fp) != w->olen) w_write_error(w);
+        w->olen = 0;
+        return;
+    }
+    const uint8_t *p = w->obuf;
+    size_t left = w->olen;
+    while (left) {
+        ssize_t k = write(w->fd, p, left);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {w->fd, POLLOUT, 0};
+            poll(&pfd, 1, -1);
+            continue;
+        }
+        if (k <= 0) w_write_error(w);
+        p += k;
+        left -= (size_t)k;
     }
     w->olen = 0;
 }
@@ -142,17 +165,7 @@ static void w_compress(mmp_writer *w, const void *p, size_t n, ZSTD_EndDirective
 
 static void w_feed(mmp_writer *w, const void *p, size_t n, int with_crc) {
     if (n == 0) return;
-    if (with_crc) {
-        /* zlib's crc32 takes a uInt length */
-        const uint8_t *q = p;
-        size_t left = n;
-        while (left) {
-            uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
-            w->crc = (uint32_t)crc32(w->crc, q, k);
-            q += k;
-            left -= k;
-        }
-    }
+    if (with_crc) w->crc = mp_crc32(w->crc, p, n);
     w_compress(w, p, n, ZSTD_e_continue);
     w->since_flush += n;
 }
@@ -160,17 +173,14 @@ static void w_feed(mmp_writer *w, const void *p, size_t n, int with_crc) {
 static void w_flush(mmp_writer *w, ZSTD_EndDirective mode) {
     w_compress(w, NULL, 0, mode);
     w_write_out(w);
-    if (fflush(w->fp) != 0) {
-        if (errno == EPIPE) quiet_epipe();
-        mmp_die("%s: write error: %s", w->name, strerror(errno));
-    }
+    if (w->fd < 0 && fflush(w->fp) != 0) w_write_error(w);
     w->since_flush = 0;
     if (w->timed) w->last_flush = now_s();
 }
 
 mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, int level) {
     if (level == 0) level = 3;
-    if (level < 1 || level > 19) mmp_die("%s: bad zstd level %d (expected 1..19)", name, level);
+    if (level < -7 || level > 19) mmp_die("%s: bad zstd level %d (expected -7..19)", name, level);
     if (h->nfields < 0 || h->nfields > MMP_MAX_FIELDS)
         mmp_die("%s: header has %d fields (at most %d)", name, h->nfields, MMP_MAX_FIELDS);
     for (int i = 0; i < h->nfields; i++) {
@@ -186,6 +196,9 @@ mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, 
     mmp_writer *w = mmp_xcalloc(1, sizeof *w);
     w->fp = fp;
     w->name = mmp_xstrdup(name);
+    /* anything the program buffered in fp goes first; then we write(2) */
+    if (fflush(fp) != 0) w_write_error(w);
+    w->fd = fileno(fp);
     w->obuf = mmp_xmalloc(OUTBUF_SIZE);
     mmp_header_init(&w->h);
     mmp_header_copy(&w->h, h);
@@ -196,7 +209,7 @@ mmp_writer *mmp_writer_open_fp(FILE *fp, const char *name, const mmp_header *h, 
     if (!ZSTD_isError(e)) e = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, 0);
     if (ZSTD_isError(e)) mmp_die("%s: zstd setup failed: %s", name, ZSTD_getErrorName(e));
     struct stat st;
-    w->timed = !(fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode));
+    w->timed = !(w->fd >= 0 && fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode));
     w->sbuf.n = 0;
     encode_header(&w->sbuf, &w->h);
     w_feed(w, w->sbuf.p, w->sbuf.n, 0);
@@ -239,8 +252,6 @@ mmp_writer *mmp_writer_open(const char *path, const mmp_header *h, int level) {
     if (!path || strcmp(path, "-") == 0) return mmp_writer_open_fp(stdout, "stdout", h, level);
     FILE *fp = fopen(path, "wb");
     if (!fp) mmp_die("%s: cannot open for writing: %s", path, strerror(errno));
-    /* we buffer ourselves */
-    setvbuf(fp, NULL, _IONBF, 0);
     mmp_writer *w = mmp_writer_open_fp(fp, path, h, level);
     w->own_fp = 1;
     return w;
@@ -447,6 +458,12 @@ static int r_read_more(mmp_reader *r) {
     for (;;) {
         ssize_t n = read(r->fd, r->ibuf, INBUF_SIZE);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* a non-blocking descriptor (shared with e.g. ssh): wait for data */
+            struct pollfd pfd = {r->fd, POLLIN, 0};
+            poll(&pfd, 1, -1);
+            continue;
+        }
         if (n < 0) return r_fail(r, "read error: %s", strerror(errno));
         if (n == 0) r->eof = 1;
         r->in.src = r->ibuf;
@@ -968,15 +985,6 @@ bad:
     return -1;
 }
 
-static void crc_update(uint32_t *crc, const uint8_t *p, size_t n) {
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        *crc = (uint32_t)crc32(*crc, p, k);
-        p += k;
-        n -= k;
-    }
-}
-
 /* Reads the next header (state RS_START or RS_AFTER_TRAILER). 1 = ok,
  * 0 = clean end (only after a trailer), -1 = error. */
 static int r_header(mmp_reader *r) {
@@ -1108,7 +1116,7 @@ int mmp_reader_next(mmp_reader *r, mmp_record *rec) {
                 mmp_record_clear(rec);
                 return r_fail(r, "%s", why);
             }
-            crc_update(&r->crc, p, len);
+            r->crc = mp_crc32(r->crc, p, len);
             r->dstart += len;
             r->count++;
             r->seg_count++;

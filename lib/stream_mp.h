@@ -67,4 +67,7 @@ int mp_skip(mp_cur *c);
 /* 1 when the str at the cursor equals key (cursor unchanged). */
 int mp_str_eq(const char *s, uint32_t len, const char *key);
 
+/* CRC-32 as zlib's crc32() computes it (chained: pass the previous value). */
+uint32_t mp_crc32(uint32_t crc, const void *data, size_t n);
+
 #endif

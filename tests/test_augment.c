@@ -85,7 +85,10 @@ static void test_color(const mmp_safetensors *st) {
         CHECK(t && t->nbytes == np * 3 * sizeof(float));
         if (t) {
             size_t where;
-            double r = t_maxrel(x, t->data, np * 3, 0, 1e-30, &where);
+            float *ref = malloc(t->nbytes); /* mapped data may be unaligned */
+            memcpy(ref, t->data, t->nbytes);
+            double r = t_maxrel(x, ref, np * 3, 0, 1e-30, &where);
+            free(ref);
             CHECKF(r == 0, "%s: not bit-exact (|diff| %g at %zu)", nm, r * 1e-30, where);
         }
         for (int c = 0; c < 3; c++)
@@ -101,6 +104,60 @@ static void test_color(const mmp_safetensors *st) {
     }
     CHECKF(checked >= 60, "only %d references checked", checked);
     printf("colour/pad/normalize: %d references bit-exact\n", checked);
+}
+
+/* Straight port of Pillow's rgb2hsv/hsv2rgb (with fmod and round), to
+ * check the library's faster equivalent on (almost) every RGB triple. */
+static void ref_hue(uint8_t *px, uint8_t shift) {
+    uint8_t r = px[0], g = px[1], b = px[2];
+    uint8_t maxc = r > g ? (r > b ? r : b) : (g > b ? g : b), minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    uint8_t hh = 0, ss = 0, vv = maxc;
+    if (minc != maxc) {
+        float cr = (float)(maxc - minc), sf = cr / (float)maxc, rc = ((float)(maxc - r)) / cr,
+              gc = ((float)(maxc - g)) / cr, bc = ((float)(maxc - b)) / cr, h;
+        if (r == maxc) h = bc - gc;
+        else if (g == maxc) h = 2.0 + rc - bc;
+        else h = 4.0 + gc - rc;
+        h = fmod((h / 6.0 + 1.0), 1.0);
+        int a = (int)(h * 255.0), c = (int)(sf * 255.0);
+        hh = a <= 0 ? 0 : a >= 255 ? 255 : a;
+        ss = c <= 0 ? 0 : c >= 255 ? 255 : c;
+    }
+    hh = (uint8_t)(hh + shift);
+    if (ss == 0) {
+        px[0] = px[1] = px[2] = vv;
+        return;
+    }
+    int i = floor((float)hh * 6.0 / 255.0);
+    float f = (float)hh * 6.0 / 255.0 - (float)i, fs = ((float)ss) / 255.0;
+    int p = round((float)vv * (1.0 - fs)), q = round((float)vv * (1.0 - fs * f)), t = round((float)vv * (1.0 - fs * (1.0 - f)));
+    uint8_t up = p <= 0 ? 0 : p >= 255 ? 255 : p, uq = q <= 0 ? 0 : q >= 255 ? 255 : q, ut = t <= 0 ? 0 : t >= 255 ? 255 : t;
+    uint8_t o[6][3] = {{vv, ut, up}, {uq, vv, up}, {up, vv, ut}, {up, uq, vv}, {ut, up, vv}, {vv, up, uq}};
+    memcpy(px, o[i % 6], 3);
+}
+
+static void test_hue_exhaustive(void) {
+    size_t n = 256 * 256 * 86;
+    uint8_t *a = malloc(n * 3), *b = malloc(n * 3);
+    size_t k = 0;
+    for (int r = 0; r < 256; r++)
+        for (int g = 0; g < 256; g++)
+            for (int bl = 0; bl < 256; bl += 3, k++) a[k * 3] = (uint8_t)r, a[k * 3 + 1] = (uint8_t)g, a[k * 3 + 2] = (uint8_t)bl;
+    double factors[3] = {0.0, -0.37, 0.21};
+    for (int fi = 0; fi < 3; fi++) {
+        memcpy(b, a, n * 3);
+        mmp_adjust_hue(b, n, factors[fi]);
+        size_t bad = 0;
+        uint8_t shift = (uint8_t)(int64_t)(factors[fi] * 255.0);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t px[3] = {a[i * 3], a[i * 3 + 1], a[i * 3 + 2]};
+            ref_hue(px, shift);
+            bad += memcmp(px, b + i * 3, 3) != 0;
+        }
+        CHECKF(bad == 0, "hue %g: %zu of %zu pixels differ from the reference port", factors[fi], bad, n);
+    }
+    free(a);
+    free(b);
 }
 
 static void test_rng(void) {
@@ -263,6 +320,7 @@ int main(void) {
     dec = mmp_img_decoder_new();
     test_rng();
     test_params();
+    test_hue_exhaustive();
     mmp_safetensors st;
     char err[256];
     if (mmp_st_open(&st, t_root_path("tests/fixtures/image/ref.safetensors"), err, sizeof err) == 0) {

@@ -273,6 +273,36 @@ static void test_dir_manifests(void) {
     mmp_src_close(s);
 }
 
+/* random mutations of a tar: an error with a message or items, never a crash */
+static void test_tar_mutations(void) {
+    size_t n;
+    uint8_t *t = slurp("if.tar", &n);
+    if (!t) return;
+    uint8_t *m = malloc(n);
+    uint64_t s = 99;
+    int errors = 0;
+    for (int it = 0; it < 200; it++) {
+        memcpy(m, t, n);
+        for (int j = 0; j < 1 + it % 4; j++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t pos = (size_t)(s >> 33) % 4096; /* the headers live in the first blocks */
+            if (pos < n) m[pos] = (uint8_t)(s >> 20);
+        }
+        spit("mut.tar", m, it % 3 == 2 ? (size_t)(s >> 40) % n : n);
+        char *in[] = {"mut.tar"};
+        got g[16];
+        char err[512] = "";
+        int k = collect(1, in, NULL, g, 16, err, sizeof err, NULL);
+        if (k < 0) {
+            CHECK(strstr(err, "mut.tar") != NULL);
+            errors++;
+        }
+    }
+    CHECK(errors > 0);
+    free(m);
+    free(t);
+}
+
 /* ---- ordered parallel map ---- */
 typedef struct {
     int next, n;
@@ -317,6 +347,7 @@ int main(void) {
     png = slurp(t_root_path("tests/fixtures/image/rgb.png"), &npng);
     if (!jpg || !png) SKIP("fixtures missing");
     test_imagefolder_tar();
+    test_tar_mutations();
     test_wds();
     test_dir_manifests();
     test_pmap();

@@ -79,6 +79,53 @@ static void check_case(const char *name) {
     mmp_st_close(&st);
 }
 
+static void check_ml_case(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/train/report_%s.safetensors", name);
+    mmp_safetensors st;
+    mmp_st_open_or_die(&st, t_root_path(path));
+    char *names[64];
+    int C = parse_names(mmp_meta_get(&st.meta, "classes"), names);
+    const mmp_tensor *yt = mmp_st_get(&st, "y_true"), *yp = mmp_st_get(&st, "y_pred"), *ex = mmp_st_get(&st, "expected");
+    int64_t n = yt->shape[0];
+    CHECK(yt->shape[1] == C);
+    uint8_t *a = malloc((size_t)(n * C)), *b = malloc((size_t)(n * C));
+    for (int64_t k = 0; k < n * C; k++) {
+        a[k] = ((const int64_t *)yt->data)[k] != 0;
+        b[k] = ((const int64_t *)yp->data)[k] != 0;
+    }
+    mmp_mlreport r;
+    mmp_mlreport_compute(&r, a, b, n, C);
+    const double *e = ex->data;
+    int exact = 1;
+    for (int c = 0; c < C; c++) {
+        exact &= r.precision[c] == e[c * 4] && r.recall[c] == e[c * 4 + 1] && r.f1[c] == e[c * 4 + 2];
+        CHECK((double)r.support[c] == e[c * 4 + 3]);
+    }
+    for (int v = 0; v < 4; v++)
+        for (int k = 0; k < 3; k++) {
+            if (r.avg[v][k] != e[(C + v) * 4 + k])
+                fprintf(stderr, "%s %s[%d] %.17g vs %.17g\n", name, mmp_mlreport_avg_names[v], k, r.avg[v][k], e[(C + v) * 4 + k]);
+            exact &= r.avg[v][k] == e[(C + v) * 4 + k];
+        }
+    CHECKF(exact, "%s: multi-label numbers differ from sklearn's output_dict", name);
+    for (int digits = 2; digits <= 4; digits += 2) {
+        snprintf(path, sizeof path, "tests/fixtures/train/report_%s_d%d.txt", name, digits);
+        char *want = slurp(t_root_path(path));
+        char *got = mmp_mlreport_text(&r, names, digits);
+        CHECKF(strcmp(got, want) == 0, "%s digits=%d text differs:\n--- got\n%s--- sklearn\n%s", name, digits, got, want);
+        free(want);
+        free(got);
+    }
+    printf("%-16s C=%-2d n=%-4lld micro F1 %.4f, samples F1 %.4f: compared with sklearn\n", name, C, (long long)n,
+           r.avg[0][2], r.avg[3][2]);
+    for (int c = 0; c < C; c++) free(names[c]);
+    free(a);
+    free(b);
+    mmp_mlreport_free(&r);
+    mmp_st_close(&st);
+}
+
 static void test_np_sum(void) {
     /* pairwise summation differs from a left fold on these values */
     double a[200];
@@ -138,6 +185,8 @@ static void test_retrieval(void) {
 int main(void) {
     const char *cases[] = {"basic", "never_predicted", "zero_support", "many", "long_names"};
     for (int i = 0; i < 5; i++) check_case(cases[i]);
+    const char *ml[] = {"ml_basic", "ml_edge", "ml_many"};
+    for (int i = 0; i < 3; i++) check_ml_case(ml[i]);
     test_np_sum();
     test_bad_labels();
     test_retrieval();

@@ -91,6 +91,28 @@ int main(void) {
     CHECK(!strstr(html, "http://") || count(html, "http://") == count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
     free(html);
 
+    /* multi-label page */
+    {
+        uint8_t mt[12] = {1, 0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1}, mp[12] = {1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1};
+        mmp_mlreport ml;
+        mmp_mlreport_compute(&ml, mt, mp, 4, 3);
+        char *mn[3] = {"x", "y", "z"};
+        mmp_report mr = {.ml = &ml, .names = mn, .digits = 2, .title = "ml"};
+        f = fopen("ml.html", "w");
+        mmp_report_write_html(f, &mr);
+        fclose(f);
+        char *mh = slurp("ml.html", NULL);
+        CHECK(count(mh, "<svg") == 1 && strstr(mh, "Multi-label micro F1: ") && strstr(mh, "samples avg"));
+        free(mh);
+        f = fopen("ml.json", "w");
+        mmp_report_write_json(f, &mr);
+        fclose(f);
+        char *mj = slurp("ml.json", NULL);
+        CHECK(strstr(mj, "\"samples avg\"") && strstr(mj, "\"micro avg\"") && !strstr(mj, "\"accuracy\""));
+        free(mj);
+        mmp_mlreport_free(&ml);
+    }
+
     /* render in headless Chromium */
     const char *chrome = NULL;
     const char *cands[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome", NULL};

@@ -198,6 +198,30 @@ static void test_roundtrip(void) {
     free(buf);
 }
 
+/* a FILE without a descriptor (memstream) goes through stdio */
+static void test_memstream(void) {
+    char *mem = NULL;
+    size_t memn = 0;
+    FILE *fp = open_memstream(&mem, &memn);
+    mmp_header h;
+    make_header(&h);
+    mmp_writer *w = mmp_writer_open_fp(fp, "memstream", &h, 1);
+    for (int i = 0; i < 5; i++) {
+        mmp_record r;
+        rng = 1000 + (uint64_t)i;
+        make_record(&r, i);
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_close(w);
+    fclose(fp);
+    mmp_header_free(&h);
+    char err[512] = "";
+    int bad = 0;
+    CHECKF(read_all(mem, memn, 0, err, sizeof err, &bad) == 5 && bad == 0, "%s", err);
+    free(mem);
+}
+
 static void test_empty_stream(void) {
     mmp_header h;
     mmp_header_init(&h);
@@ -297,6 +321,10 @@ static void test_truncation_and_flips(void) {
             free(cp);
         }
     }
+    if (getenv("MMP_TEST_VERBOSE"))
+        fprintf(stderr, "stream of %zu bytes: %d of %zu single-byte corruptions detected, %d read "
+                        "back the same records, %d wrong\n", n, detected, 3 * n,
+                (int)(3 * n) - detected - wrong, wrong);
     CHECKF(wrong == 0, "%d corruptions gave different records", wrong);
     CHECKF(detected > (int)(3 * n * 9 / 10), "only %d of %zu corruptions detected", detected, 3 * n);
     free(buf);
@@ -539,6 +567,84 @@ static void test_pipe_promptness(void) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+static long vm_hwm_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* 64 MiB of records through a pipe: neither side's peak memory grows with
+ * the stream's length. */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+static void test_bounded_memory(void) {
+    const int nrec = 4096, per = 16384;
+    int fds[2];
+#ifdef T_ASAN
+    fprintf(stderr, "AddressSanitizer keeps freed memory: bounded-memory check skipped\n");
+    return;
+#endif
+    if (vm_hwm_kb() < 0 || pipe(fds)) {
+        fprintf(stderr, "no /proc/self/status: bounded-memory check skipped\n");
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        mmp_header h;
+        mmp_header_init(&h);
+        int64_t sh[1] = {per};
+        mmp_header_add_field(&h, "x", MMP_U8, 1, sh);
+        mmp_record r;
+        mmp_record_init(&r);
+        mmp_tensor *t = mmp_record_add(&r, "x", MMP_U8, 1, sh);
+        FILE *fp = fdopen(fds[1], "wb");
+        long before = vm_hwm_kb();
+        mmp_writer *w = mmp_writer_open_fp(fp, "pipe", &h, 1);
+        for (int i = 0; i < nrec; i++) {
+            for (int k = 0; k < per; k += 4) *(uint32_t *)((uint8_t *)t->data + k) = rnd();
+            mmp_writer_write(w, &r);
+        }
+        mmp_writer_close(w);
+        fclose(fp);
+        long grew = vm_hwm_kb() - before;
+        if (grew > 24 * 1024) {
+            fprintf(stderr, "writer peak memory grew by %ld KiB for a 64 MiB stream\n", grew);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    char path[64], err[512];
+    snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+    long before = vm_hwm_kb();
+    mmp_reader *r = mmp_reader_open(path, err, sizeof err);
+    CHECKF(r, "%s", err);
+    mmp_record rec;
+    mmp_record_init(&rec);
+    int n = 0, s = -1;
+    while (r && (s = mmp_reader_next(r, &rec)) == 1) n++;
+    CHECKF(s == 0 && n == nrec, "read %d records, status %d: %s", n, s, r ? mmp_reader_error(r) : "");
+    long grew = vm_hwm_kb() - before;
+    if (getenv("MMP_TEST_VERBOSE")) fprintf(stderr, "reader peak grew %ld KiB\n", grew);
+    CHECKF(grew < 24 * 1024, "reader peak memory grew by %ld KiB for a 64 MiB stream", grew);
+    mmp_record_clear(&rec);
+    mmp_reader_close(r);
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* Large records: multi-MiB tensors cross flush and buffer boundaries. */
 static void test_large(void) {
     mmp_header h;
@@ -579,6 +685,23 @@ static void test_large(void) {
     mmp_header_free(&h);
 }
 
+/* the fast CRC equals zlib's crc32 for every length, offset and chaining */
+static void test_crc(void) {
+    size_t n = 5000;
+    uint8_t *buf = malloc(n);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd();
+    int bad = 0;
+    for (size_t off = 0; off < 17; off++)
+        for (size_t len = 0; off + len <= n; len += len < 300 ? 1 : 97) {
+            uint32_t seed = (uint32_t)rnd();
+            uint32_t want = (uint32_t)crc32(seed, buf + off, (uInt)len);
+            if (mp_crc32(seed, buf + off, len) != want) bad++;
+        }
+    CHECKF(bad == 0, "%d CRC mismatches", bad);
+    CHECK(mp_crc32(0, "123456789", 9) == 0xCBF43926u);
+    free(buf);
+}
+
 int main(int argc, char **argv) {
     mmp_set_progname("test_stream");
     /* helper mode for the shell tests: test_stream gen FILE N [FIRST [LEVEL [SKIPPED]]] */
@@ -587,8 +710,11 @@ int main(int argc, char **argv) {
                      argc > 5 ? atoi(argv[5]) : 3, argc > 6 ? (uint64_t)atoll(argv[6]) : 0);
         return 0;
     }
+    test_bounded_memory(); /* first: before other tests raise the peak */
+    test_crc();
     test_roundtrip();
     test_empty_stream();
+    test_memstream();
     test_concat();
     test_truncation_and_flips();
     test_crafted();

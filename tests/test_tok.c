@@ -106,6 +106,37 @@ int main(void) {
     m = mmp_uni_nfd(&hangul, 1, out);
     CHECK(m == 3 && out[0] == 0x1112 && out[1] == 0x1161 && out[2] == 0x11AB);
 
+    /* random bytes (mostly invalid UTF-8) with replacement, and random valid codepoints:
+     * never a crash (ASan build), ids always in range, [CLS] ... [SEP] framing */
+    uint64_t x = 88172645463325252ULL;
+    static char rb[4096];
+    static int32_t rid[64];
+    int framed = 1, inrange = 1;
+    for (int it = 0; it < 3000; it++) {
+        size_t n = 0, want;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        want = x % sizeof rb / 4;
+        while (n < want) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            if (it % 2) {
+                rb[n++] = (char)(x & 0xff);
+            } else { /* a valid codepoint, UTF-8 encoded */
+                uint32_t cp = (uint32_t)(x % 0x110000);
+                if (cp >= 0xD800 && cp <= 0xDFFF) cp = ' ';
+                if (cp < 0x80) rb[n++] = (char)cp;
+                else if (cp < 0x800) { rb[n++] = (char)(0xC0 | (cp >> 6)); rb[n++] = (char)(0x80 | (cp & 63)); }
+                else if (cp < 0x10000) { rb[n++] = (char)(0xE0 | (cp >> 12)); rb[n++] = (char)(0x80 | ((cp >> 6) & 63)); rb[n++] = (char)(0x80 | (cp & 63)); }
+                else { rb[n++] = (char)(0xF0 | (cp >> 18)); rb[n++] = (char)(0x80 | ((cp >> 12) & 63)); rb[n++] = (char)(0x80 | ((cp >> 6) & 63)); rb[n++] = (char)(0x80 | (cp & 63)); }
+            }
+        }
+        mmp_wordpiece *wp = it % 3 ? real : tiny;
+        int k = mmp_wp_encode(wp, rb, n, 64, MMP_UTF8_REPLACE, rid, err, sizeof err);
+        if (k < 2 || rid[0] != mmp_wp_cls_id(wp) || rid[k - 1] != mmp_wp_sep_id(wp)) framed = 0;
+        for (int i = 0; i < k; i++) if (rid[i] < 0 || rid[i] >= mmp_wp_vocab_size(wp)) inrange = 0;
+        if (it % 2 == 0) CHECK(mmp_wp_encode(wp, rb, n, 64, MMP_UTF8_ERROR, rid, err, sizeof err) >= 2);
+    }
+    CHECK(framed && inrange);
+
     /* a vocab without [UNK] is refused; a bad path names the file */
     CHECK(mmp_wp_load_mem("a\nb\n", 4, NULL, err, sizeof err) == NULL);
     CHECK(mmp_wp_load("/nonexistent/vocab.txt", NULL, err, sizeof err) == NULL && strstr(err, "/nonexistent/vocab.txt"));

@@ -39,6 +39,7 @@ static void write_features(const char *path, int n, int D, int C, int D2, uint64
     char *names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
     mmp_header_set_classes(&h, C, names);
     if (prov) mmp_meta_set(&h.meta, "provenance", prov);
+    if (D2) mmp_meta_set(&h.meta, "text_provenance", "minilm-a");
     mmp_writer *w = mmp_writer_open(path, &h, 1);
     float *x = malloc(sizeof(float) * D), *x2 = malloc(sizeof(float) * (D2 + 1));
     for (int i = 0; i < n; i++) {
@@ -65,7 +66,7 @@ static void write_features(const char *path, int n, int D, int C, int D2, uint64
 }
 
 /* class prompt embeddings in the text space: the class vector nu_c */
-static void write_prompts(const char *path, int C, int D2) {
+static void write_prompts(const char *path, int C, int D2, const char *tprov) {
     uint64_t s = 12345;
     double *mu = malloc(sizeof(double) * C * 24), *nu = malloc(sizeof(double) * C * 16);
     for (int k = 0; k < C * 24; k++) mu[k] = 1.2 * gauss(&s); /* same draws as write_features(D=24) */
@@ -74,6 +75,7 @@ static void write_prompts(const char *path, int C, int D2) {
     mmp_header_init(&h);
     int64_t sh[1] = {D2};
     mmp_header_add_field(&h, "text_embedding", MMP_F32, 1, sh);
+    mmp_meta_set(&h.meta, "text_provenance", tprov);
     mmp_writer *w = mmp_writer_open(path, &h, 1);
     for (int c = 0; c < C; c++) {
         mmp_record r;
@@ -86,6 +88,29 @@ static void write_prompts(const char *path, int C, int D2) {
     mmp_writer_close(w);
     mmp_header_free(&h);
     free(mu); free(nu);
+}
+
+/* multi-label: targets t_c = 1 when feature block c is switched on */
+static void write_multilabel(const char *path, int n, uint64_t seed) {
+    const int D = 16, C = 4;
+    uint64_t s = seed;
+    mmp_header h;
+    mmp_header_init(&h);
+    int64_t shD[1] = {D}, shC[1] = {C};
+    mmp_header_add_field(&h, "embedding", MMP_F32, 1, shD);
+    mmp_header_add_field(&h, "labels", MMP_F32, 1, shC);
+    mmp_writer *w = mmp_writer_open(path, &h, 1);
+    for (int i = 0; i < n; i++) {
+        mmp_record r;
+        mmp_record_init(&r);
+        float *x = mmp_record_add(&r, "embedding", MMP_F32, 1, shD)->data, *t = mmp_record_add(&r, "labels", MMP_F32, 1, shC)->data;
+        for (int c = 0; c < C; c++) t[c] = gauss(&s) > 0 ? 1.0f : 0.0f;
+        for (int k = 0; k < D; k++) x[k] = (float)(2 * t[k % C] + 0.5 * gauss(&s));
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_close(w);
+    mmp_header_free(&h);
 }
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -199,6 +224,19 @@ int main(void) {
     CHECK(mmp_st_get(&st, "weight") && mmp_st_get(&st, "standardize.mean") && !strcmp(mmp_meta_get(&st.meta, "provenance"), "mnv2-test"));
     mmp_st_close(&st);
 
+    /* ---- early stopping ---- */
+    CHECK(sh("mmp-train-step --epochs 40 --patience 2 --batch-size 64 --lr 0.01 --dev dev.mmp --out es.safetensors train.mmp 2>es.err") == 0);
+    e = slurp("es.err");
+    CHECK(e && strstr(e, "early stop after epoch"));
+    free(e);
+    mmp_st_open_or_die(&st, "es.last.safetensors");
+    int last_epoch = atoi(mmp_meta_get(&st.meta, "epoch")), best_epoch = atoi(mmp_meta_get(&st.meta, "best_epoch"));
+    CHECK(last_epoch < 40 && last_epoch == best_epoch + 2);
+    mmp_st_close(&st);
+    mmp_st_open_or_die(&st, "es.safetensors");
+    CHECK(atoi(mmp_meta_get(&st.meta, "epoch")) == best_epoch);
+    mmp_st_close(&st);
+
     /* ---- resume: interrupted == uninterrupted, bit for bit ---- */
     const char *rec1 = "--hidden 32 --dropout 0.2 --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --schedule cosine "
                        "--warmup 5 --clip-grad-norm 2 --label-smoothing 0.1 --batch-size 50 --seed 7";
@@ -239,12 +277,18 @@ int main(void) {
     free(e);
     CHECK(sh("mmp-train-step --lr -1 --out t.safetensors train.mmp 2>/dev/null") != 0);
     CHECK(sh("mmp-eval --model train.mmp test.mmp >/dev/null 2>/dev/null") != 0);
+    write_features("c3.mmp", 20, D, 3, 0, 9, MMP_F32, "mnv2-test");
+    CHECK(sh("mmp-eval --model head.safetensors c3.mmp -o /dev/null 2>c3.err") != 0);
+    e = slurp("c3.err");
+    CHECK(e && strstr(e, "class list differs"));
+    free(e);
     CHECK(sh("mmp-train-step --epochs 2 --hidden 8 --resume head.safetensors --out t.safetensors train.mmp 2>arch.err") != 0);
 
     /* ---- contrastive pairs: retrieval and zero-shot ---- */
     write_features("pairs.mmp", 1200, D, C, 20, 5, MMP_F32, "mnv2-test");
     write_features("pairs_test.mmp", 300, D, C, 20, 6, MMP_F32, "mnv2-test");
-    write_prompts("prompts.mmp", C, 20);
+    write_prompts("prompts.mmp", C, 20, "minilm-a");
+    write_prompts("prompts_b.mmp", C, 20, "minilm-b");
     CHECK(sh("mmp-train-step --loss contrastive --proj-dim 16 --epochs 8 --batch-size 100 --lr 0.01 --out clip.safetensors pairs.mmp 2>/dev/null") == 0);
     CHECK(sh("mmp-eval --model clip.safetensors --prompts prompts.mmp --json clip.json -o clip_pred.mmp pairs_test.mmp 2>clip.err") == 0);
     js = slurp("clip.json");
@@ -254,12 +298,48 @@ int main(void) {
     printf("contrastive: image->text recall@10 %.3f (chance %.3f), zero-shot accuracy %.3f\n", r10, 10.0 / 300, zacc);
     CHECK(r10 > 0.2 && zacc > 0.5);
     free(js);
+    CHECK(sh("mmp-eval --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>tprov.err") != 0);
+    e = slurp("tprov.err");
+    CHECK(e && strstr(e, "minilm-a") && strstr(e, "minilm-b") && strstr(e, "text embeddings"));
+    free(e);
+    CHECK(sh("mmp-eval --allow-mixed --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>/dev/null") == 0);
     CHECK(sh("mmp-report clip_pred.mmp > clip_rep.txt") == 0);
     txt = slurp("clip_rep.txt");
     CHECK(txt && strstr(txt, "retrieval (300 pairs)") && strstr(txt, "accuracy"));
     free(txt);
     CHECK(sh("mmp-train-step --loss triplet --mining hard --proj-dim 16 --epochs 2 --out trip.safetensors pairs.mmp 2>/dev/null") == 0);
     CHECK(sh("mmp-eval --model trip.safetensors pairs_test.mmp -o /dev/null 2>/dev/null") == 0);
+
+    /* ---- multi-label bce ---- */
+    write_multilabel("ml_train.mmp", 800, 21);
+    write_multilabel("ml_dev.mmp", 200, 22);
+    CHECK(sh("mmp-train-step --loss bce --epochs 5 --batch-size 32 --lr 0.01 --dev ml_dev.mmp --out bce.safetensors ml_train.mmp 2>bce.err") == 0);
+    e = slurp("bce.err");
+    double mlacc = e && strstr(e, "dev accuracy ") ? atof(strstr(e, "dev accuracy ") + 13) : 0;
+    printf("bce: dev exact-match accuracy %.3f\n", mlacc);
+    CHECK(mlacc > 0.9);
+    free(e);
+    CHECK(sh("mmp-eval --model bce.safetensors ml_dev.mmp -o bce_pred.mmp 2>/dev/null") == 0);
+    {
+        char err[256];
+        mmp_reader *r = mmp_reader_open("bce_pred.mmp", err, sizeof err);
+        mmp_record rec;
+        mmp_record_init(&rec);
+        CHECK(r && mmp_reader_next(r, &rec) == 1);
+        const mmp_tensor *pt = r ? mmp_record_cget(&rec, "probs") : NULL, *lt = r ? mmp_record_cget(&rec, "labels") : NULL;
+        CHECK(pt && lt && pt->shape[0] == 4 && lt->shape[0] == 4);
+        if (pt) {
+            const float *p = pt->data;
+            double sum = p[0] + p[1] + p[2] + p[3];
+            CHECK(p[0] > 0 && p[0] < 1 && fabs(sum - 1) > 1e-3); /* sigmoid, not softmax */
+        }
+        mmp_record_clear(&rec);
+        if (r) mmp_reader_close(r);
+    }
+    CHECK(sh("mmp-report bce_pred.mmp > bce_rep.txt") == 0);
+    txt = slurp("bce_rep.txt");
+    CHECK(txt && strstr(txt, "samples avg") && strstr(txt, "micro avg"));
+    free(txt);
 
     /* ---- HTML in headless Chromium ---- */
     struct stat sb;

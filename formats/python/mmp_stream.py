@@ -136,10 +136,11 @@ class Reader:
         self._frame_open = False
         self._in_total = 0           # compressed bytes consumed
         self._eof = False
-        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape",
                                           max_buffer_size=(1 << 31) - 1)
         self._pending = bytearray()  # decompressed bytes not yet consumed
         self._base = 0               # unpacker offset of _pending[0]
+        self._off = 0                # _pending[_off:] not consumed yet
         self._state = "start"
         self.count = 0               # records returned
         self.skipped = 0             # sum of the trailers' "skipped"
@@ -195,7 +196,7 @@ class Reader:
                 obj = self._unpacker.unpack()
             except msgpack.OutOfData:
                 if not self._feed_compressed():
-                    if self._pending or self._frame_open:
+                    if len(self._pending) > self._off or self._frame_open:
                         self._truncated()
                     return None
                 continue
@@ -205,15 +206,18 @@ class Reader:
                     self._fail("not an mmp stream (invalid msgpack: %s)" % e)
                 self._fail("corrupt stream: invalid msgpack (%s)" % e)
             end = self._unpacker.tell()
-            n = end - self._base
-            raw = bytes(self._pending[:n])
-            del self._pending[:n]
-            self._base = end
+            start = self._off
+            self._off = end - self._base
+            raw = bytes(self._pending[start:self._off])
+            if self._off > (1 << 20) and self._off * 2 > len(self._pending):
+                del self._pending[:self._off]  # compact now and then, not per object
+                self._base = end
+                self._off = 0
             return obj, raw
 
     def _truncated(self):
         if self._state == "start":
-            if self._in_total == 0 and not self._pending and not self._frame_open:
+            if self._in_total == 0 and len(self._pending) == self._off and not self._frame_open:
                 self._fail("empty input (not an mmp stream)")
             self._fail("truncated stream (incomplete header)")
         if self._state == "after_trailer":

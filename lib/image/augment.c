@@ -65,11 +65,12 @@ void mmp_pil_blend(const uint8_t *im1, const uint8_t *im2, float alpha, uint8_t 
     }
 }
 
-/* blend(degenerate, img, factor) in place, degenerate given per pixel */
+/* blend(degenerate, img, factor) in place, on whole buffers (vectorizable) */
 void mmp_adjust_brightness(uint8_t *px, size_t npix, double factor) {
-    float a = (float)factor;
-    uint8_t zero[3] = {0, 0, 0};
-    for (size_t i = 0; i < npix; i++) mmp_pil_blend(zero, px + i * 3, a, px + i * 3, 3);
+    /* degenerate = black: out = (u8)(0 + a * (v - 0)) */
+    uint8_t *deg = mmp_xcalloc(npix ? npix * 3 : 1, 1);
+    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
+    free(deg);
 }
 
 void mmp_adjust_contrast(uint8_t *px, size_t npix, double factor) {
@@ -78,18 +79,20 @@ void mmp_adjust_contrast(uint8_t *px, size_t npix, double factor) {
     for (size_t i = 0; i < npix; i++) sum += mmp_pil_luma(px + i * 3);
     double mean = npix ? (double)sum / (double)npix : 0;
     int m = (int)(mean + 0.5);
-    uint8_t deg[3] = {(uint8_t)m, (uint8_t)m, (uint8_t)m};
-    float a = (float)factor;
-    for (size_t i = 0; i < npix; i++) mmp_pil_blend(deg, px + i * 3, a, px + i * 3, 3);
+    uint8_t *deg = mmp_xmalloc(npix ? npix * 3 : 1);
+    memset(deg, m, npix * 3);
+    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
+    free(deg);
 }
 
 void mmp_adjust_saturation(uint8_t *px, size_t npix, double factor) {
-    float a = (float)factor;
+    uint8_t *deg = mmp_xmalloc(npix ? npix * 3 : 1);
     for (size_t i = 0; i < npix; i++) {
         uint8_t l = mmp_pil_luma(px + i * 3);
-        uint8_t deg[3] = {l, l, l};
-        mmp_pil_blend(deg, px + i * 3, a, px + i * 3, 3);
+        deg[i * 3] = deg[i * 3 + 1] = deg[i * 3 + 2] = l;
     }
+    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
+    free(deg);
 }
 
 void mmp_rgb_to_grayscale3(uint8_t *px, size_t npix) {
@@ -123,13 +126,22 @@ static void rgb2hsv(const uint8_t *in, uint8_t *out) {
             h = 2.0 + rc - bc;
         else
             h = 4.0 + gc - rc;
-        h = fmod((h / 6.0 + 1.0), 1.0);
+        /* fmod(x, 1.0) for x = h/6 + 1 in [5/6, 11/6]: x - 1 is exact there */
+        double x = h / 6.0 + 1.0;
+        h = x >= 1.0 ? x - 1.0 : x;
         uh = clip8d((int)(h * 255.0));
         us = clip8d((int)(s * 255.0));
     }
     out[0] = uh;
     out[1] = us;
     out[2] = uv;
+}
+
+/* C round() (half away from zero) for x >= 0, without the libm call:
+ * x - floor(x) is exact, so this equals round(x) for every double x >= 0 */
+static inline double round_pos(double x) {
+    double f = floor(x);
+    return x - f >= 0.5 ? f + 1.0 : f;
 }
 
 /* Pillow Convert.c hsv2rgb */
@@ -144,9 +156,10 @@ static void hsv2rgb(const uint8_t *in, uint8_t *out) {
     i = floor((float)h * 6.0 / 255.0);
     f = (float)h * 6.0 / 255.0 - (float)i;
     fs = ((float)s) / 255.0;
-    p = round((float)v * (1.0 - fs));
-    q = round((float)v * (1.0 - fs * f));
-    t = round((float)v * (1.0 - fs * (1.0 - f)));
+    /* arguments are >= 0 (fs, f in [0, 1]) */
+    p = round_pos((float)v * (1.0 - fs));
+    q = round_pos((float)v * (1.0 - fs * f));
+    t = round_pos((float)v * (1.0 - fs * (1.0 - f)));
     uint8_t up = clip8d(p), uq = clip8d(q), ut = clip8d(t);
     switch (i % 6) {
     case 0: out[0] = v; out[1] = ut; out[2] = up; break;

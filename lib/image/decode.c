@@ -74,6 +74,13 @@ static int jpeg_header(mmp_img_decoder *d, const void *buf, size_t n, int *w, in
 #define MULDIV255(a, b, tmp) (tmp = (a) * (b) + 128, ((((tmp) >> 8) + (tmp)) >> 8))
 static inline uint8_t clip8i(int v) { return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v; }
 
+/* Pillow ignores libjpeg's warnings (corrupt-data notices, extraneous
+ * bytes ...) but refuses a truncated file ("image file is truncated"):
+ * same here. 1 when the last error was such an ignorable warning. */
+static int tolerable_warning(mmp_img_decoder *d) {
+    return tjGetErrorCode(d->tj) == TJERR_WARNING && !strstr(tjGetErrorStr2(d->tj), "Premature end");
+}
+
 static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_img_decode_opts *o,
                        uint64_t maxpix, mmp_img *out, char *err, size_t errlen) {
     int w, h, ss, cs;
@@ -96,10 +103,11 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
         }
     }
     int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
-    int flags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING;
+    int flags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS;
     if (!cmyk) {
         mmp_img_alloc(out, ow, oh);
-        if (tjDecompress2(d->tj, buf, (unsigned long)n, out->px, ow, 0, oh, TJPF_RGB, flags) != 0) {
+        if (tjDecompress2(d->tj, buf, (unsigned long)n, out->px, ow, 0, oh, TJPF_RGB, flags) != 0 &&
+            !tolerable_warning(d)) {
             mmp_img_free(out);
             return fail(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
         }
@@ -107,7 +115,8 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
     }
     uint8_t *tmp = malloc((size_t)ow * oh * 4);
     if (!tmp) return fail(err, errlen, "out of memory for %dx%d CMYK image", ow, oh);
-    if (tjDecompress2(d->tj, buf, (unsigned long)n, tmp, ow, 0, oh, TJPF_CMYK, flags) != 0) {
+    if (tjDecompress2(d->tj, buf, (unsigned long)n, tmp, ow, 0, oh, TJPF_CMYK, flags) != 0 &&
+        !tolerable_warning(d)) {
         free(tmp);
         return fail(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
     }
@@ -179,16 +188,22 @@ static int png_decode_inner(png_state *st, png_src *src, uint64_t maxpix, mmp_im
     }
     int ct = png_get_color_type(st->png, st->info);
     int bd = png_get_bit_depth(st->png, st->info);
-    if (bd == 16) png_set_strip_16(st->png); /* high byte, as Pillow's "RGB;16B" */
+    /* 16-bit plain gray: Pillow opens it as mode "I;16" and convert("RGB")
+     * clips each value to 255 (min(v, 255)); reproduce that */
+    int gray16 = ct == PNG_COLOR_TYPE_GRAY && bd == 16;
+    if (bd == 16 && !gray16) png_set_strip_16(st->png); /* high byte, as Pillow's "RGB;16B" */
     if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(st->png);
     if (ct == PNG_COLOR_TYPE_GRAY && bd < 8) png_set_expand_gray_1_2_4_to_8(st->png);
-    if (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(st->png);
-    /* alpha (channel or tRNS) is dropped, as convert("RGB") does */
-    if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(st->png);
+    if (!gray16 && (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA)) png_set_gray_to_rgb(st->png);
+    /* alpha (channel, or tRNS expanded with the palette) is dropped, as
+     * convert("RGB") does */
+    if ((ct & PNG_COLOR_MASK_ALPHA) || png_get_valid(st->png, st->info, PNG_INFO_tRNS))
+        png_set_strip_alpha(st->png);
     png_set_interlace_handling(st->png);
     png_read_update_info(st->png, st->info);
     size_t rb = png_get_rowbytes(st->png, st->info);
-    if (rb != (size_t)w * 3) {
+    size_t want = (size_t)w * (gray16 ? 2 : 3);
+    if (rb != want) {
         snprintf(src->msg, sizeof src->msg, "unsupported PNG layout (row of %zu bytes)", rb);
         return -1;
     }
@@ -199,8 +214,19 @@ static int png_decode_inner(png_state *st, png_src *src, uint64_t maxpix, mmp_im
                  (unsigned)h);
         return -1;
     }
+    /* 16-bit gray rows (2 bytes/pixel) are read into the first 2/3 of each
+     * 3-byte/pixel row slot, then expanded in place from the right */
     for (png_uint_32 y = 0; y < h; y++) st->rowp[y] = st->rows + (size_t)y * w * 3;
     png_read_image(st->png, st->rowp);
+    if (gray16)
+        for (png_uint_32 y = 0; y < h; y++) {
+            uint8_t *r = st->rowp[y];
+            for (png_uint_32 x = w; x-- > 0;) {
+                unsigned v = (unsigned)r[x * 2] << 8 | r[x * 2 + 1];
+                uint8_t c = v > 255 ? 255 : (uint8_t)v;
+                r[x * 3] = r[x * 3 + 1] = r[x * 3 + 2] = c;
+            }
+        }
     png_read_end(st->png, NULL);
     out->w = (int)w;
     out->h = (int)h;

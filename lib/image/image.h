@@ -42,7 +42,8 @@ typedef struct {
 /* Decodes a JPEG (baseline/progressive; gray, RGB, YCbCr, CMYK/YCCK) or a
  * PNG (any bit depth / color type / interlace) into RGB u8 the way
  * PIL.Image.open(f).convert("RGB") does: gray replicated, alpha dropped,
- * palette expanded, 16-bit reduced to the high byte, CMYK converted with
+ * palette expanded, 16-bit reduced to the high byte (16-bit gray clipped to
+ * 255, as Pillow's "I;16" -> "RGB" does), CMYK converted with
  * Pillow's cmyk2rgb. Checks the header dimensions against max_pixels
  * before allocating. Returns 0, or -1 with a one-line reason in err
  * ("truncated or corrupt JPEG: ...", "not a JPEG or PNG image", ...). */

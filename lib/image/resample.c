@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE4_1__
+#include <immintrin.h>
+#endif
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -107,6 +110,35 @@ static void resample_window(const uint8_t *src, int sw, int sh, size_t stride, c
         for (int y = 0; y < rows; y++) {
             const uint8_t *in = src + (size_t)(y + yfirst) * stride;
             uint8_t *out = tmp + (size_t)y * ow * 3;
+#ifdef __SSE4_1__
+            /* the 3 channels of a tap in one 4-lane vector (integer sums:
+             * same result as the scalar loop) */
+            const uint8_t *src_end = src + (size_t)(sh - 1) * stride + (size_t)sw * 3;
+            for (int xx = ox0; xx < ox1; xx++) {
+                int xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
+                const int32_t *k = &kh[(size_t)xx * ksh];
+                const uint8_t *p = in + (size_t)xmin * 3;
+                __m128i acc = _mm_set1_epi32(1 << (PRECISION_BITS - 1));
+                for (int x = 0; x < xmax; x++) {
+                    const uint8_t *q = p + x * 3;
+                    int32_t w;
+                    if (q + 4 <= src_end)
+                        memcpy(&w, q, 4);
+                    else
+                        w = q[0] | q[1] << 8 | q[2] << 16;
+                    __m128i px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(w));
+                    acc = _mm_add_epi32(acc, _mm_mullo_epi32(px, _mm_set1_epi32(k[x])));
+                }
+                acc = _mm_srai_epi32(acc, PRECISION_BITS);
+                int32_t r[4];
+                _mm_storeu_si128((__m128i *)r, acc);
+                uint8_t *o = out + (size_t)(xx - ox0) * 3;
+                o[0] = r[0] < 0 ? 0 : r[0] > 255 ? 255 : (uint8_t)r[0];
+                o[1] = r[1] < 0 ? 0 : r[1] > 255 ? 255 : (uint8_t)r[1];
+                o[2] = r[2] < 0 ? 0 : r[2] > 255 ? 255 : (uint8_t)r[2];
+            }
+            continue;
+#endif
             for (int xx = ox0; xx < ox1; xx++) {
                 int xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
                 const int32_t *k = &kh[(size_t)xx * ksh];
@@ -132,24 +164,23 @@ static void resample_window(const uint8_t *src, int sw, int sh, size_t stride, c
         vrow0 = 0;
     }
     if (need_v) {
+        /* row-wise accumulation: contiguous, vectorizes (integer sums, so
+         * the order of the terms does not change the result) */
+        size_t rowlen = (size_t)ow * 3;
+        int32_t *acc = mmp_xmalloc(rowlen * sizeof(int32_t));
         for (int yy = oy0; yy < oy1; yy++) {
             const int32_t *k = &kv[(size_t)yy * ksv];
             int ymin = bv[yy * 2] - vrow0, ymax = bv[yy * 2 + 1];
-            uint8_t *out = dst + (size_t)(yy - oy0) * ow * 3;
-            for (int xx = 0; xx < ow; xx++) {
-                int ss0 = 1 << (PRECISION_BITS - 1), ss1 = ss0, ss2 = ss0;
-                const uint8_t *p = vin + (size_t)ymin * vstride + (size_t)xx * 3;
-                for (int y = 0; y < ymax; y++) {
-                    ss0 += p[0] * k[y];
-                    ss1 += p[1] * k[y];
-                    ss2 += p[2] * k[y];
-                    p += vstride;
-                }
-                out[xx * 3 + 0] = clip8(ss0);
-                out[xx * 3 + 1] = clip8(ss1);
-                out[xx * 3 + 2] = clip8(ss2);
+            for (size_t i = 0; i < rowlen; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+            for (int y = 0; y < ymax; y++) {
+                const uint8_t *p = vin + (size_t)(ymin + y) * vstride;
+                int32_t ky = k[y];
+                for (size_t i = 0; i < rowlen; i++) acc[i] += p[i] * ky;
             }
+            uint8_t *out = dst + (size_t)(yy - oy0) * rowlen;
+            for (size_t i = 0; i < rowlen; i++) out[i] = clip8(acc[i]);
         }
+        free(acc);
     } else {
         /* dh == sh: output row yy is vin's row yy (relative to vrow0) */
         for (int yy = oy0; yy < oy1; yy++)

@@ -627,34 +627,55 @@ static char *parent_name(const char *path) {
     return s;
 }
 
-static int open_tar(input *in, strset *cls, int fixed, char *err, size_t errlen) {
-    if (!strcmp(in->name, "-")) {
-        if (fixed) {
-            in->fp = stdin;
-            in->streaming = 1;
-            in->wds = 1; /* decided per group */
-        } else {
-            /* spool stdin to an unlinked temporary file, then two passes */
-            FILE *t = tmpfile();
-            if (!t) return serr(err, errlen, "-: cannot create a temporary file to spool stdin: %s (or give --classes)", strerror(errno));
-            char buf[1 << 16];
-            size_t k;
-            while ((k = fread(buf, 1, sizeof buf, stdin)) > 0)
-                if (fwrite(buf, 1, k, t) != k) {
-                    fclose(t);
-                    return serr(err, errlen, "-: spooling stdin to a temporary file failed: %s", strerror(errno));
-                }
-            if (ferror(stdin) || fflush(t)) {
-                fclose(t);
-                return serr(err, errlen, "-: read error on stdin");
-            }
-            rewind(t);
-            in->fp = t;
-            in->close_fp = 1;
+/* Copies a non-seekable stream into an unlinked temporary file. */
+static FILE *spool(FILE *src, const char *name, char *err, size_t errlen) {
+    FILE *t = tmpfile();
+    if (!t) {
+        serr(err, errlen, "%s: cannot create a temporary file to spool a pipe: %s (or give --classes)", name, strerror(errno));
+        return NULL;
+    }
+    char buf[1 << 16];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, src)) > 0)
+        if (fwrite(buf, 1, k, t) != k) {
+            fclose(t);
+            serr(err, errlen, "%s: spooling to a temporary file failed: %s", name, strerror(errno));
+            return NULL;
         }
+    if (ferror(src) || fflush(t)) {
+        fclose(t);
+        serr(err, errlen, "%s: read error", name);
+        return NULL;
+    }
+    rewind(t);
+    return t;
+}
+
+static int seekable(FILE *f) {
+    off_t o = ftello(f);
+    return o >= 0 && fseeko(f, o, SEEK_SET) == 0;
+}
+
+static int open_tar(input *in, strset *cls, int fixed, char *err, size_t errlen) {
+    FILE *f = stdin;
+    if (strcmp(in->name, "-")) {
+        f = fopen(in->name, "rb");
+        if (!f) return serr(err, errlen, "%s: %s", in->name, strerror(errno));
+    }
+    if (seekable(f)) {
+        in->fp = f;
+        in->close_fp = f != stdin;
+    } else if (fixed) {
+        /* a pipe with a given class list: streamed in one pass */
+        in->fp = f;
+        in->close_fp = f != stdin;
+        in->streaming = 1;
+        in->wds = 1; /* decided per group */
     } else {
-        in->fp = fopen(in->name, "rb");
-        if (!in->fp) return serr(err, errlen, "%s: %s", in->name, strerror(errno));
+        /* a pipe without a class list: spool it, then two passes */
+        in->fp = spool(f, in->name, err, errlen);
+        if (f != stdin) fclose(f);
+        if (!in->fp) return -1;
         in->close_fp = 1;
     }
     in->tar = mmp_tar_open_fp(in->fp, in->name);

@@ -12,9 +12,10 @@
  *    image members; a tar holding .cls/.txt/.json side files is read as
  *    WebDataset (label from key.cls or key.json "label", text from key.txt
  *    or key.json "text"/"caption").
- *  - tar on stdin ("-"): cannot be pre-scanned; with --classes /
- *    --classes-from it is streamed; without, it is spooled to an unlinked
- *    temporary file ($TMPDIR) and read in two passes like a regular file.
+ *  - tar on stdin ("-") or any other non-seekable file (a pipe): cannot be
+ *    pre-scanned; with --classes / --classes-from it is streamed; without,
+ *    it is spooled to an unlinked temporary file ($TMPDIR) and read in two
+ *    passes like a regular file.
  *  - manifest (.csv with a header row, or .jsonl/.ndjson): columns / keys
  *    path (or file, filename, image), label (or class, target, cls),
  *    text (or caption). Integer labels are kept; non-integer labels are

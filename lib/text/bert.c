@@ -2,6 +2,9 @@
 #include "text/bert.h"
 
 #include <cblas.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -325,25 +328,55 @@ static void layer_norm(float *y, const float *x, int n, int H, const float *w, c
 /* erf(x) for float: the rational approximation of Eigen / TensorFlow
  * (generic_fast_erf_float; max abs error ~1e-7 on [-4, 4], +-1 beyond), written
  * so the compiler vectorizes it. Same bits for the same input on every call. */
+static inline float gelu_one(float z) {
+    float x = z * 0.70710678118654752f;
+    x = x < -4.0f ? -4.0f : x;
+    x = x > 4.0f ? 4.0f : x;
+    float x2 = x * x;
+    float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    return 0.5f * z * (1.0f + p / q);
+}
+
 static void gelu_erf_inplace(float *v, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float z = v[i];
-        float x = z * 0.70710678118654752f;
-        x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
-        float x2 = x * x;
-        float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
-        p = p * x2 + -2.10102402082508e-06f;
-        p = p * x2 + -5.69250639462346e-05f;
-        p = p * x2 + -7.34990630326855e-04f;
-        p = p * x2 + -2.95459980854025e-03f;
-        p = p * x2 + -1.60960333262415e-02f;
-        p = p * x;
-        float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
-        q = q * x2 + -1.68282697438203e-03f;
-        q = q * x2 + -7.37332916720468e-03f;
-        q = q * x2 + -1.42647390514189e-02f;
-        v[i] = 0.5f * z * (1.0f + p / q);
+    size_t i = 0;
+#ifdef __AVX2__
+    /* the same operations as gelu_one, 8 at a time (separate mul and add, no FMA,
+     * max/min operand order keeping NaN like the scalar selects): same bits */
+    const __m256 r2 = _mm256_set1_ps(0.70710678118654752f), lo = _mm256_set1_ps(-4.0f), hi = _mm256_set1_ps(4.0f);
+#define C(x) _mm256_set1_ps(x)
+    for (; i + 8 <= n; i += 8) {
+        __m256 z = _mm256_loadu_ps(v + i);
+        __m256 x = _mm256_mul_ps(z, r2);
+        x = _mm256_max_ps(lo, x);
+        x = _mm256_min_ps(hi, x);
+        __m256 x2 = _mm256_mul_ps(x, x);
+        __m256 p = _mm256_add_ps(_mm256_mul_ps(x2, C(-2.72614225801306e-10f)), C(2.77068142495902e-08f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.10102402082508e-06f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-5.69250639462346e-05f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-7.34990630326855e-04f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.95459980854025e-03f));
+        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-1.60960333262415e-02f));
+        p = _mm256_mul_ps(p, x);
+        __m256 q = _mm256_add_ps(_mm256_mul_ps(x2, C(-1.45660718464996e-05f)), C(-2.13374055278905e-04f));
+        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.68282697438203e-03f));
+        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-7.37332916720468e-03f));
+        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.42647390514189e-02f));
+        __m256 e = _mm256_add_ps(C(1.0f), _mm256_div_ps(p, q));
+        _mm256_storeu_ps(v + i, _mm256_mul_ps(_mm256_mul_ps(C(0.5f), z), e));
     }
+#undef C
+#endif
+    for (; i < n; i++) v[i] = gelu_one(v[i]);
 }
 
 /* y[n,out] = x[n,in] W[out,in]^T + b (+ y when accumulate) */

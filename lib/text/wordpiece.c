@@ -352,6 +352,22 @@ static size_t utf8_put(uint32_t cp, char *o) {
     return 4;
 }
 
+size_t mmp_utf8_encode(const uint32_t *cps, size_t n, char *out) {
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++) b += utf8_put(cps[i], out + b);
+    out[b] = 0;
+    return b;
+}
+
+char *mmp_utf8_sanitize(const char *s, size_t n) {
+    uint32_t *cps = mmp_xmalloc((n + 1) * sizeof *cps);
+    long m = mmp_utf8_decode(s, n, 1, cps, NULL);
+    char *out = mmp_xmalloc(4 * (size_t)m + 1);
+    mmp_utf8_encode(cps, (size_t)m, out);
+    free(cps);
+    return out;
+}
+
 /* WordpieceTokenizer.tokenize on one word (no whitespace, no punctuation split left). */
 static void wordpiece_word(const mmp_wordpiece *wp, const uint32_t *w, size_t n, idvec *out,
                            char *buf, size_t *off) {

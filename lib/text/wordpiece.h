@@ -72,6 +72,10 @@ size_t mmp_uni_nfd(const uint32_t *in, size_t n, uint32_t *out);
  * number of codepoints, or -1 with *bad = byte offset of the first error when
  * replace == 0. out has room for n codepoints. */
 long mmp_utf8_decode(const char *s, size_t n, int replace, uint32_t *out, size_t *bad);
+/* UTF-8 encoding of n codepoints into out (room for 4n + 1 bytes, NUL-terminated); returns bytes. */
+size_t mmp_utf8_encode(const uint32_t *cps, size_t n, char *out);
+/* Heap copy of s (n bytes) with each invalid UTF-8 byte replaced by U+FFFD. */
+char *mmp_utf8_sanitize(const char *s, size_t n);
 
 #ifdef __cplusplus
 }

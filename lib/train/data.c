@@ -113,6 +113,9 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
         seterr(err, errlen, "%s: no records", nm);
         goto out;
     }
+    /* shrink to fit (the arrays grew by doubling) */
+    d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(d->n * d->dim));
+    if (pair) d->x2 = mmp_xrealloc(d->x2, sizeof(float) * (size_t)(d->n * d->dim2));
     if (!labels_field) d->ncls = ncls_hdr > 0 ? ncls_hdr : maxlab + 1;
     if (!pair) d->dim2 = 0;
     ret = 0;

@@ -187,6 +187,93 @@ char *mmp_confusion_text(const mmp_clsreport *r, char *const *names) {
     return b.s;
 }
 
+const char *const mmp_mlreport_avg_names[4] = {"micro avg", "macro avg", "weighted avg", "samples avg"};
+
+void mmp_mlreport_compute(mmp_mlreport *r, const uint8_t *yt, const uint8_t *yp, int64_t n, int C) {
+    memset(r, 0, sizeof *r);
+    r->C = C;
+    r->n = n;
+    r->precision = mmp_xcalloc((size_t)C, sizeof(double));
+    r->recall = mmp_xcalloc((size_t)C, sizeof(double));
+    r->f1 = mmp_xcalloc((size_t)C, sizeof(double));
+    r->support = mmp_xcalloc((size_t)C, sizeof(int64_t));
+    int64_t *tp = mmp_xcalloc((size_t)C, sizeof(int64_t)), *pr = mmp_xcalloc((size_t)C, sizeof(int64_t));
+    double *sp = mmp_xcalloc((size_t)(n > 0 ? n : 1), sizeof(double)), *sr = mmp_xcalloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    double *sf = mmp_xcalloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    for (int64_t i = 0; i < n; i++) {
+        int64_t ti = 0, pi = 0, ci = 0;
+        for (int c = 0; c < C; c++) {
+            int a = yt[i * C + c] != 0, b = yp[i * C + c] != 0;
+            tp[c] += a && b;
+            pr[c] += b;
+            r->support[c] += a;
+            ti += a && b;
+            pi += b;
+            ci += a;
+        }
+        sp[i] = prf_divide((double)ti, (double)pi);
+        sr[i] = prf_divide((double)ti, (double)ci);
+        sf[i] = f1_of(sp[i], sr[i]);
+    }
+    int64_t tp_all = 0, pred_all = 0;
+    double *w = mmp_xcalloc((size_t)C, sizeof(double)), *prod = mmp_xcalloc((size_t)C, sizeof(double));
+    for (int c = 0; c < C; c++) {
+        r->precision[c] = prf_divide((double)tp[c], (double)pr[c]);
+        r->recall[c] = prf_divide((double)tp[c], (double)r->support[c]);
+        r->f1[c] = f1_of(r->precision[c], r->recall[c]);
+        tp_all += tp[c];
+        pred_all += pr[c];
+        r->total_support += r->support[c];
+        w[c] = (double)r->support[c];
+    }
+    r->avg[0][0] = prf_divide((double)tp_all, (double)pred_all);
+    r->avg[0][1] = prf_divide((double)tp_all, (double)r->total_support);
+    r->avg[0][2] = f1_of(r->avg[0][0], r->avg[0][1]);
+    const double *arr[3] = {r->precision, r->recall, r->f1}, *sarr[3] = {sp, sr, sf};
+    double wsum = mmp_np_sum(w, C);
+    for (int k = 0; k < 3; k++) {
+        r->avg[1][k] = mmp_np_sum(arr[k], C) / (double)C;
+        if (wsum == 0) r->avg[2][k] = 0.0;
+        else {
+            for (int c = 0; c < C; c++) prod[c] = arr[k][c] * w[c];
+            r->avg[2][k] = mmp_np_sum(prod, C) / wsum;
+        }
+        r->avg[3][k] = n > 0 ? mmp_np_sum(sarr[k], n) / (double)n : 0.0;
+    }
+    free(tp); free(pr); free(sp); free(sr); free(sf); free(w); free(prod);
+}
+
+void mmp_mlreport_free(mmp_mlreport *r) {
+    free(r->precision); free(r->recall); free(r->f1); free(r->support);
+    memset(r, 0, sizeof *r);
+}
+
+char *mmp_mlreport_text(const mmp_mlreport *r, char *const *names, int digits) {
+    sbuf b = {0};
+    char tmp[32];
+    int width = 12;
+    if (digits > width) width = digits;
+    for (int c = 0; c < r->C; c++) {
+        int l = names ? u8len(names[c]) : snprintf(tmp, sizeof tmp, "%d", c);
+        if (l > width) width = l;
+    }
+    sb_rjust(&b, "", width);
+    sb_printf(&b, "  %9s %9s %9s %9s\n\n", "precision", "recall", "f1-score", "support");
+    for (int c = 0; c < r->C; c++) {
+        if (names) sb_rjust(&b, names[c], width);
+        else { snprintf(tmp, sizeof tmp, "%d", c); sb_rjust(&b, tmp, width); }
+        sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->precision[c], digits, r->recall[c], digits, r->f1[c],
+                  (long long)r->support[c]);
+    }
+    sb_printf(&b, "\n");
+    for (int a = 0; a < 4; a++) {
+        sb_rjust(&b, mmp_mlreport_avg_names[a], width);
+        sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->avg[a][0], digits, r->avg[a][1], digits, r->avg[a][2],
+                  (long long)r->total_support);
+    }
+    return b.s;
+}
+
 static void normalize_rows(const float *x, int64_t N, int64_t E, float *out) {
     for (int64_t i = 0; i < N; i++) {
         double s = 0;

@@ -39,6 +39,24 @@ char *mmp_clsreport_text(const mmp_clsreport *r, char *const *names, int digits)
 /* Confusion matrix as aligned text with a header row of indices. Heap string. */
 char *mmp_confusion_text(const mmp_clsreport *r, char *const *names);
 
+/* Multi-label (sklearn's multilabel-indicator case): per-class precision,
+ * recall, F1 and support (positives), then "micro avg", "macro avg",
+ * "weighted avg", "samples avg" (no accuracy line), zero_division -> 0.0. */
+typedef struct {
+    int C;
+    int64_t n;
+    double *precision, *recall, *f1; /* [C] */
+    int64_t *support;                /* [C] */
+    int64_t total_support;
+    double avg[4][3];                /* micro, macro, weighted, samples x (p, r, f1) */
+} mmp_mlreport;
+
+/* yt, yp: [n*C] 0/1 indicator matrices. */
+void mmp_mlreport_compute(mmp_mlreport *r, const uint8_t *yt, const uint8_t *yp, int64_t n, int C);
+void mmp_mlreport_free(mmp_mlreport *r);
+char *mmp_mlreport_text(const mmp_mlreport *r, char *const *names, int digits);
+extern const char *const mmp_mlreport_avg_names[4];
+
 /* numpy's np.add.reduce on a contiguous float64 array (pairwise summation). */
 double mmp_np_sum(const double *a, int64_t n);
 

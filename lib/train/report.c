@@ -124,8 +124,13 @@ void mmp_report_write_text(FILE *f, const mmp_report *r) {
         fputs(t, f);
         free(t);
     }
+    if (r->ml) {
+        char *t = mmp_mlreport_text(r->ml, r->names, r->digits);
+        fputs(t, f);
+        free(t);
+    }
     if (r->n_retrieval > 0) {
-        if (r->cls) fputc('\n', f);
+        if (r->cls || r->ml) fputc('\n', f);
         fprintf(f, "retrieval (%lld pairs)", (long long)r->n_retrieval);
         for (int k = 0; k < r->nk; k++) fprintf(f, "  R@%-4d", r->ks[k]);
         fprintf(f, "\n%-21s", "image -> text");
@@ -186,6 +191,24 @@ void mmp_report_write_json(FILE *f, const mmp_report *r) {
             fputs("]", f);
         }
         fputs("]", f);
+    }
+    if (r->ml) {
+        const mmp_mlreport *c = r->ml;
+        for (int k = 0; k < c->C; k++) {
+            fputs(first ? "\n  " : ",\n  ", f);
+            first = 0;
+            jname(f, r, k);
+            fputs(": {\"precision\": ", f); jd(f, c->precision[k]);
+            fputs(", \"recall\": ", f); jd(f, c->recall[k]);
+            fputs(", \"f1-score\": ", f); jd(f, c->f1[k]);
+            fprintf(f, ", \"support\": %lld}", (long long)c->support[k]);
+        }
+        for (int a = 0; a < 4; a++) {
+            fprintf(f, ",\n  \"%s\": {\"precision\": ", mmp_mlreport_avg_names[a]); jd(f, c->avg[a][0]);
+            fputs(", \"recall\": ", f); jd(f, c->avg[a][1]);
+            fputs(", \"f1-score\": ", f); jd(f, c->avg[a][2]);
+            fprintf(f, ", \"support\": %lld}", (long long)c->total_support);
+        }
     }
     if (r->n_retrieval > 0) {
         fputs(first ? "\n  " : ",\n  ", f);
@@ -337,13 +360,11 @@ static void svg_confusion(FILE *f, const mmp_report *r) {
     fputs("</svg>\n", f);
 }
 
-static void svg_bars(FILE *f, const mmp_report *r) {
-    const mmp_clsreport *c = r->cls;
-    int C = c->C;
+static void svg_bars(FILE *f, const mmp_report *r, int C, const double *prec, const double *rec, const double *f1) {
     double gw = fmax(12, fmin(60, 640.0 / C)), L = 50, T = 40, Hp = 220, B = 110;
     double W = fmax(L + gw * C + 130, 480), H = T + Hp + B;
     const char *col[3] = {"#4c72b0", "#dd8452", "#55a868"}, *lab[3] = {"precision", "recall", "f1-score"};
-    const double *v[3] = {c->precision, c->recall, c->f1};
+    const double *v[3] = {prec, rec, f1};
     fprintf(f, "<svg id=\"perclass\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\">\n", W, H, W, H);
     fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%g\" height=\"%g\" fill=\"#fff\"/>\n", W, H);
     fputs("<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Per-class precision, recall, F1</text>\n", f);
@@ -383,6 +404,9 @@ void mmp_report_write_html(FILE *f, const mmp_report *r) {
         fprintf(f, "<p>%lld predictions, %d classes; macro F1 %.4f, weighted F1 %.4f</p>\n", (long long)c->n, c->C,
                 c->macro[2], c->weighted[2]);
     }
+    if (r->ml)
+        fprintf(f, "<p class=\"big\" id=\"accuracy\">Multi-label micro F1: %.4f</p>\n<p>%lld samples, %d labels; samples F1 %.4f</p>\n",
+                r->ml->avg[0][2], (long long)r->ml->n, r->ml->C, r->ml->avg[3][2]);
     if (r->n_retrieval > 0) {
         fprintf(f, "<h2>Retrieval (%lld pairs)</h2>\n<table id=\"retrieval\"><tr><th></th>", (long long)r->n_retrieval);
         for (int k = 0; k < r->nk; k++) fprintf(f, "<th>R@%d</th>", r->ks[k]);
@@ -428,8 +452,16 @@ void mmp_report_write_html(FILE *f, const mmp_report *r) {
         hesc(f, t);
         free(t);
         fputs("</pre>\n", f);
-        svg_bars(f, r);
+        svg_bars(f, r, r->cls->C, r->cls->precision, r->cls->recall, r->cls->f1);
         svg_confusion(f, r);
+    }
+    if (r->ml) {
+        fputs("<h2>Classification report (multi-label)</h2>\n<pre id=\"report\">", f);
+        char *t = mmp_mlreport_text(r->ml, r->names, r->digits);
+        hesc(f, t);
+        free(t);
+        fputs("</pre>\n", f);
+        svg_bars(f, r, r->ml->C, r->ml->precision, r->ml->recall, r->ml->f1);
     }
     fputs("</body></html>\n", f);
 }

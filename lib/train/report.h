@@ -31,6 +31,7 @@ void mmp_trainlog_free(mmp_trainlog *l);
 #define MMP_REPORT_MAXK 3
 typedef struct {
     const mmp_clsreport *cls; /* NULL when the stream had no predictions */
+    const mmp_mlreport *ml;   /* multi-label report instead of cls (or NULL) */
     char *const *names;       /* class names [cls->C] or NULL */
     int digits;
     int64_t n_retrieval;      /* > 0: retrieval metrics present */

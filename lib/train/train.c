@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/provenance.h"
 #include "train/metrics.h"
 
 #define LOGIT_SCALE_MAX 4.605170185988092 /* log(100), CLIP's clamp */
@@ -256,6 +257,19 @@ void mmp_dataset_free(mmp_dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
+void mmp_train_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed,
+                                     const char *what_a, const char *what_b) {
+    const char *tp = mmp_meta_get(&h->meta, "text_provenance");
+    if (!tp || !model_tp) return;
+    mmp_header t;
+    mmp_header_init(&t);
+    mmp_meta_set(&t.meta, "provenance", tp);
+    char *a = mmp_xasprintf("%s (text embeddings)", what_a);
+    mmp_provenance_check(&t, model_tp, allow_mixed, a, what_b);
+    free(a);
+    mmp_header_free(&t);
+}
+
 const char *mmp_dataset_provenance(const mmp_dataset *d) { return mmp_meta_get(&d->hdr.meta, "provenance"); }
 
 /* ------------------------------------------------------------------ */
@@ -439,6 +453,8 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     mmp_head_init_weights(&tr->head, c->seed);
     const char *prov = mmp_dataset_provenance(ds);
     tr->provenance = prov ? mmp_xstrdup(prov) : NULL;
+    const char *tprov = mmp_meta_get(&ds->hdr.meta, "text_provenance");
+    tr->text_provenance = tprov && tr->cfg.head == MMP_HEAD_PAIR ? mmp_xstrdup(tprov) : NULL;
     if (ds->hdr.nclasses > 0) {
         tr->nclasses_named = ds->hdr.nclasses;
         tr->classes = mmp_xcalloc((size_t)ds->hdr.nclasses, sizeof(char *));
@@ -451,7 +467,7 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
 
 void mmp_trainer_free(mmp_trainer *tr) {
     mmp_head_free(&tr->head);
-    free(tr->mean); free(tr->std); free(tr->class_w); free(tr->provenance);
+    free(tr->mean); free(tr->std); free(tr->class_w); free(tr->provenance); free(tr->text_provenance);
     for (int k = 0; k < tr->nclasses_named; k++) free(tr->classes[k]);
     free(tr->classes);
     free(tr->bx); free(tr->bx2); free(tr->bt); free(tr->out); free(tr->dout);
@@ -661,6 +677,70 @@ void mmp_trainer_predict(mmp_trainer *tr, const float *x, int64_t N, float *logi
     mmp_head_forward(&tr->head, x, N, 0, NULL, logits);
 }
 
+void mmp_l2_normalize_rows(float *x, int64_t N, int64_t E) {
+    for (int64_t i = 0; i < N; i++) {
+        float *r = x + i * E;
+        double s = 0;
+        for (int64_t k = 0; k < E; k++) s += (double)r[k] * r[k];
+        double d = sqrt(s);
+        if (d < 1e-12) d = 1e-12;
+        for (int64_t k = 0; k < E; k++) r[k] = (float)(r[k] / d);
+    }
+}
+
+void mmp_trainer_infer(mmp_trainer *tr, float *x, const float *x2, int64_t N, const float *prompts,
+                       int64_t C, float *logits, float *za, float *zb) {
+    if (tr->mean) mmp_standardize_apply(x, N, tr->in_dim, tr->mean, tr->std);
+    if (tr->head.kind != MMP_HEAD_PAIR) {
+        mmp_head_forward(&tr->head, x, N, 0, NULL, logits);
+        return;
+    }
+    int64_t E = tr->head.out_dim;
+    mmp_head_pair_forward(&tr->head, x, x2, N, za, x2 ? zb : NULL);
+    mmp_l2_normalize_rows(za, N, E);
+    if (x2) mmp_l2_normalize_rows(zb, N, E);
+    if (prompts) {
+        double scale = tr->head.has_scale ? exp((double)tr->head.params[2].w[0]) : 1.0;
+        for (int64_t k = 0; k < N; k++)
+            for (int64_t c = 0; c < C; c++) {
+                double s = 0;
+                for (int64_t e = 0; e < E; e++) s += (double)za[k * E + e] * prompts[c * E + e];
+                logits[k * C + c] = (float)(scale * s);
+            }
+    }
+}
+
+int mmp_trainer_prompts(mmp_trainer *tr, const float *emb, const int64_t *labels, int64_t n, int64_t C,
+                        float *out, char *err, size_t errlen) {
+    int64_t E = tr->head.out_dim;
+    float *proj = mmp_xmalloc(sizeof(float) * (size_t)(n * E));
+    int64_t *cnt = mmp_xcalloc((size_t)(C > 0 ? C : 1), sizeof(int64_t));
+    int ret = -1;
+    mmp_head_pair_forward(&tr->head, NULL, emb, n, NULL, proj);
+    mmp_l2_normalize_rows(proj, n, E);
+    memset(out, 0, sizeof(float) * (size_t)(C * E));
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = labels ? labels[i] : i;
+        if (c < 0 || c >= C) {
+            seterr(err, errlen, "prompt %lld: class %lld out of range (%lld classes)", (long long)i, (long long)c, (long long)C);
+            goto out;
+        }
+        for (int64_t k = 0; k < E; k++) out[c * E + k] += proj[i * E + k];
+        cnt[c]++;
+    }
+    for (int64_t c = 0; c < C; c++)
+        if (!cnt[c]) {
+            seterr(err, errlen, "no prompt for class %lld", (long long)c);
+            goto out;
+        }
+    mmp_l2_normalize_rows(out, C, E);
+    ret = 0;
+out:
+    free(proj);
+    free(cnt);
+    return ret;
+}
+
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen) {
     mmp_st_writer w;
     mmp_st_writer_init(&w);
@@ -697,6 +777,7 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mset(m, "best_epoch", "%d", tr->best_epoch);
     mset(m, "bad_epochs", "%d", tr->bad_epochs);
     if (tr->provenance) mmp_meta_set(m, "provenance", tr->provenance);
+    if (tr->text_provenance) mmp_meta_set(m, "text_provenance", tr->text_provenance);
     if (tr->nclasses_named) {
         char *js = json_names(tr->nclasses_named, tr->classes);
         mmp_meta_set(m, "classes", js);
@@ -706,6 +787,58 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     int rc = mmp_st_writer_write(&w, path, err, errlen);
     mmp_st_writer_free(&w);
     return rc;
+}
+
+/* A state dict saved from PyTorch (no mmpipe metadata): the head from the
+ * tensor names and shapes, defaults for the rest, the file's own
+ * __metadata__ (provenance, classes ...) kept. 0 or -1 (unknown layout). */
+static int st2(const mmp_safetensors *st, const char *name, int64_t *a, int64_t *b) {
+    const mmp_tensor *t = mmp_st_get(st, name);
+    if (!t || t->ndim != 2) return 0;
+    *a = t->shape[0];
+    *b = t->shape[1];
+    return 1;
+}
+
+static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
+    mmp_meta_copy(im, &st->meta);
+    int64_t a, b, a2, b2;
+    if (st2(st, "weight", &a, &b)) {
+        mset(im, "head", "linear");
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "num_classes", "%lld", (long long)a);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "layers.0.weight", &a, &b)) {
+        char hid[256] = "", name[64];
+        int64_t in = b, prev = a, L = 1;
+        for (;; L++) {
+            snprintf(name, sizeof name, "layers.%lld.weight", (long long)(3 * L));
+            if (!st2(st, name, &a2, &b2)) break;
+            if (b2 != prev) return -1;
+            snprintf(hid + strlen(hid), sizeof hid - strlen(hid), "%s%lld", L > 1 ? "," : "", (long long)prev);
+            prev = a2;
+        }
+        if (L < 2) return -1;
+        mset(im, "head", "mlp");
+        mset(im, "hidden", "%s", hid);
+        mset(im, "in_dim", "%lld", (long long)in);
+        mset(im, "num_classes", "%lld", (long long)prev);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "image_projection.weight", &a, &b) && st2(st, "text_projection.weight", &a2, &b2) && a == a2) {
+        mset(im, "head", "pair");
+        mset(im, "loss", "%s", mmp_st_get(st, "logit_scale") ? "contrastive" : "triplet");
+        mset(im, "proj_dim", "%lld", (long long)a);
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "pair_dim", "%lld", (long long)b2);
+        mset(im, "num_classes", "0");
+    } else {
+        return -1;
+    }
+    mset(im, "standardize", "%d", mmp_st_get(st, "standardize.mean") != NULL);
+    const char *zero[] = {"step", "epoch", "best_epoch", "bad_epochs"};
+    for (int i = 0; i < 4; i++)
+        if (!mmp_meta_get(im, zero[i])) mset(im, zero[i], "0");
+    return 0;
 }
 
 static const char *arch_keys[] = {"head", "hidden", "proj_dim", "feature", "pair_field", "labels_field", NULL};
@@ -720,10 +853,16 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     int ret = -1;
     const mmp_meta *m = &st.meta;
+    mmp_meta im; /* inferred configuration of a plain torch state dict */
+    mmp_meta_init(&im);
     const char *fmt = mmp_meta_get(m, "format");
-    if (!fmt || strcmp(fmt, "mmpipe-head")) {
-        seterr(err, errlen, "%s: not an mmp-train-step checkpoint (no format=mmpipe-head in __metadata__)", path);
-        goto out;
+    if (!fmt || strcmp(fmt, "mmpipe-head")) { /* e.g. safetensors.torch.save_file's {"format": "pt"} */
+        if (infer_state_dict(&st, &im)) {
+            seterr(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
+                   "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection)", path);
+            goto out;
+        }
+        m = &im;
     }
     mmp_train_cfg_defaults(&tr->cfg);
     if (mmp_train_cfg_from_meta(&tr->cfg, m, e2, sizeof e2)) {
@@ -748,14 +887,14 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     resolve_defaults(&tr->cfg);
     int64_t v64;
     const char *s;
-#define MINT(key, dst, lo) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, INT64_MAX, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
-    MINT("in_dim", tr->in_dim, 1);
-    MINT("pair_dim", tr->pair_dim, 0);
-    MINT("num_classes", tr->ncls, 0);
-    MINT("step", tr->step, 0);
-    MINT("epoch", tr->epoch, 0);
-    MINT("best_epoch", tr->best_epoch, 0);
-    MINT("bad_epochs", tr->bad_epochs, 0);
+#define MINT(key, dst, lo, hi) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, hi, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
+    MINT("in_dim", tr->in_dim, 1, 1 << 24);
+    MINT("pair_dim", tr->pair_dim, 0, 1 << 24);
+    MINT("num_classes", tr->ncls, 0, 1 << 24);
+    MINT("step", tr->step, 0, INT64_MAX / 2);
+    MINT("epoch", tr->epoch, 0, 1 << 30);
+    MINT("best_epoch", tr->best_epoch, 0, 1 << 30);
+    MINT("bad_epochs", tr->bad_epochs, 0, 1 << 30);
 #undef MINT
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
@@ -766,7 +905,9 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
         char want[64], got[64];
         mmp_shape_str(p->ndim, p->shape, want, sizeof want);
         if (!t) { seterr(err, errlen, "%s: tensor %s missing", path, p->name); goto out; }
-        if ((size_t)mmp_numel(t->ndim, t->shape) != p->n || t->ndim != p->ndim || !is_float(t->dtype)) {
+        int shape_ok = t->ndim == p->ndim && is_float(t->dtype);
+        for (int d = 0; shape_ok && d < p->ndim; d++) shape_ok = t->shape[d] == p->shape[d];
+        if (!shape_ok) {
             mmp_shape_str(t->ndim, t->shape, got, sizeof got);
             seterr(err, errlen, "%s: tensor %s has shape %s, expected %s", path, p->name, got, want);
             goto out;
@@ -814,11 +955,14 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     s = mmp_meta_get(m, "provenance");
     tr->provenance = s ? mmp_xstrdup(s) : NULL;
+    s = mmp_meta_get(m, "text_provenance");
+    tr->text_provenance = s ? mmp_xstrdup(s) : NULL;
     parse_json_names(mmp_meta_get(m, "classes"), &tr->nclasses_named, &tr->classes);
     snprintf(tr->feature, sizeof tr->feature, "%s", tr->cfg.feature);
     snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);
     ret = 0;
 out:
+    mmp_meta_free(&im);
     mmp_st_close(&st);
     if (ret) mmp_trainer_free(tr);
     return ret;

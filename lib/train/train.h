@@ -10,7 +10,8 @@
  * "weight_decay", "head", "hidden"), the training state ("step", "epoch",
  * "best_metric", "best_epoch", "bad_epochs"), "format" = "mmpipe-head",
  * "in_dim", "pair_dim", "num_classes", "classes" (JSON list),
- * "provenance" (of the training features), "feature", "pair_field".
+ * "provenance" (of the training features), "text_provenance" (of the pair
+ * embeddings, pair heads), "feature", "pair_field".
  */
 #ifndef MMP_TRAIN_TRAIN_H
 #define MMP_TRAIN_TRAIN_H
@@ -97,6 +98,12 @@ const char *mmp_dataset_provenance(const mmp_dataset *d);
  * compatible (equal, or either unknown), 0 = mismatch. */
 int mmp_train_provenance_compatible(const char *a, const char *b);
 
+/* The pair embeddings' "text_provenance" (written by mmp-embed-text) of
+ * stream header h against the model's: checked when both are known, with
+ * mmp_provenance_check's wording and --allow-mixed behaviour (dies or warns). */
+void mmp_train_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed,
+                                     const char *what_a, const char *what_b);
+
 /* ---------------------------------------------------------------- */
 /* trainer                                                           */
 /* ---------------------------------------------------------------- */
@@ -112,6 +119,7 @@ typedef struct {
     double best_metric;  /* best dev metric so far (-inf) */
     int best_epoch, bad_epochs;
     char *provenance;    /* of the training features (may be NULL) */
+    char *text_provenance; /* of the pair embeddings ("text_provenance" meta; may be NULL) */
     int nclasses_named;
     char **classes;
     char feature[64], pair_field[64];
@@ -151,6 +159,24 @@ void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, 
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen);
 /* Batch inference: logits[N,C] (linear/mlp) for standardized x[N,D]. */
 void mmp_trainer_predict(mmp_trainer *tr, const float *x, int64_t N, float *logits);
+
+/* Inference as mmp-eval does it, for N records:
+ * x[N,D] raw features (standardized here, in place);
+ * linear/mlp: logits[N,C];
+ * pair: za[N,E] = normalized image projections, zb[N,E] = normalized text
+ * projections when x2 (raw pair embeddings) is given; with prompts[C,E]
+ * (mmp_trainer_prompts) zero-shot logits[N,C] = exp(logit_scale) * za . prompt. */
+void mmp_trainer_infer(mmp_trainer *tr, float *x, const float *x2, int64_t N, const float *prompts,
+                       int64_t C, float *logits, float *za, float *zb);
+/* Zero-shot class prompts for a pair head: the n text embeddings emb[n,D2]
+ * are projected and L2-normalized; those of one class (labels[i], or i when
+ * labels is NULL) are averaged and normalized again (CLIP prompt
+ * ensembling) into out[C,E]. -1 (err) when a label is out of range or a
+ * class has no prompt. */
+int mmp_trainer_prompts(mmp_trainer *tr, const float *emb, const int64_t *labels, int64_t n, int64_t C,
+                        float *out, char *err, size_t errlen);
+/* L2-normalizes each of the N rows of x[N,E] in place (F.normalize, eps 1e-12). */
+void mmp_l2_normalize_rows(float *x, int64_t N, int64_t E);
 
 #ifdef __cplusplus
 }

@@ -62,6 +62,7 @@ mmp-cat -o re.mmp --level 1 a.mmp b.mmp || bad "-o failed"
 diff <(mmp-cat --full a.mmp b.mmp | tail -n +2) <(mmp-cat --full re.mmp | tail -n +2) >/dev/null || bad "re-encoded records differ"
 mmp-cat --header re.mmp | grep -q '"history":"[^"]*mmp-cat -o re.mmp --level 1 a.mmp b.mmp' || bad "re-encoded header lacks the command in history: $(mmp-cat --header re.mmp)"
 mmp-cat -o - --level 19 --head 5 a.mmp | mmp-cat --count | grep -qx 5 || bad "-o - | mmp-cat"
+mmp-cat --level 1 a.mmp > l1.mmp && [ "$(mmp-cat --count l1.mmp)" = 30 ] || bad "--level alone writes a stream to stdout"
 if [ -n "$PY" ]; then
   PYTHONPATH="$MMP_ROOT/formats/python" "$PY" -c "
 import mmp_stream
@@ -128,6 +129,14 @@ with mmp_stream.Writer('other.mmp', {'emb': {'dtype': 'f16', 'shape': [16]}}) as
   cat a.mmp other.mmp | mmp-cat --count >/dev/null 2>err.txt && bad "cat a other | mmp-cat should fail"
   grep -q "^mmp-cat: stdin: record 30: schema mismatch" err.txt || bad "piped mismatch message: $(cat err.txt)"
 fi
+
+# full disk
+if [ -w /dev/full ]; then
+  expect_error "disk full (-o)" "^mmp-cat: /dev/full: write error: No space left on device" mmp-cat -o /dev/full a.mmp
+  mmp-cat a.mmp > /dev/full 2>err.txt && bad "JSON to /dev/full should fail"
+  grep -q "^mmp-cat: stdout: write error" err.txt || bad "JSON to /dev/full: $(cat err.txt)"
+fi
+expect_error "unwritable output" "^mmp-cat: nodir/x.mmp: cannot open for writing" mmp-cat -o nodir/x.mmp a.mmp
 
 # usage errors
 expect_error "unknown option" "^mmp-cat: unknown option --bogus" mmp-cat --bogus a.mmp

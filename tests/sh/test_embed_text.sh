@@ -103,6 +103,14 @@ else
   [ -s err.txt ] || fail "no message for invalid UTF-8"
 fi
 echo "err: $(head -n 1 err.txt)"
+# --lines with invalid UTF-8: error naming the line, or replaced (ids/classes stay valid UTF-8)
+if printf 'ok line\nbad \377 line\n' | mmp-embed-text --model "$M" --lines > /dev/null 2> err.txt; then fail "invalid UTF-8 line accepted"; fi
+grep -q "stdin: line 2: invalid UTF-8 at byte 4" err.txt || fail "line utf8 message: $(cat err.txt)"
+printf 'ok line\nbad \377 line\n' | mmp-embed-text --model "$M" --lines --utf8 replace > rl.mmp || fail "--lines --utf8 replace"
+"$MMP_PYTHON" -c "
+import mmp_stream
+h, r = mmp_stream.load('rl.mmp')
+assert h['classes'] == ['ok line', 'bad \ufffd line'] and r[1]['id'] == 'bad \ufffd line', h['classes']" || fail "replaced line"
 if mmp-embed-text --model /nonexistent in.mmp > /dev/null 2> err.txt; then fail "bad model accepted"; fi
 grep -q "mmp-embed-text: /nonexistent" err.txt || fail "bad model message: $(cat err.txt)"
 if mmp-embed-text --model "$M" --template x in.mmp > /dev/null 2>&1; then fail "--template without --lines accepted"; fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mmp-fuse end to end: join by id (files and named pipes, shuffled order), every
+# mmp-fuse (the program) end to end: join by id (files and named pipes, shuffled order), every
 # mode vs numpy, --fields on one stream, learned checkpoints (--init), missing /
 # duplicate / window overflow / dimension mismatch policies and messages.
 set -u

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# CLI conventions of mmp-train-step, mmp-eval, mmp-report: --help (exit 0, usage on
+# stdout), --version, unknown options and missing required options fail with one
+# "prog: ..." line on stderr; bad values are named.
+set -u
+fail=0
+check() { # description, expected rc (0 or "nz"), command...
+  local what=$1 want=$2; shift 2
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  if [ "$want" = 0 ] && [ $rc -ne 0 ]; then echo "FAIL: $what: exit $rc"; cat err.txt; fail=1; fi
+  if [ "$want" = nz ] && [ $rc -eq 0 ]; then echo "FAIL: $what: exit 0"; fail=1; fi
+}
+oneline() { # prog: stderr is exactly one line starting with "prog: "
+  if [ "$(wc -l < err.txt)" -ne 1 ] || ! grep -q "^$1: " err.txt; then echo "FAIL: $1: stderr not one '$1: ...' line:"; cat err.txt; fail=1; fi
+}
+for p in mmp-train-step mmp-eval mmp-report; do
+  check "$p --help" 0 "$p" --help
+  grep -q "^usage: $p" out.txt || { echo "FAIL: $p --help has no usage line"; fail=1; }
+  check "$p --version" 0 "$p" --version
+  grep -q "mmpipe" out.txt || { echo "FAIL: $p --version"; fail=1; }
+  check "$p --bogus" nz "$p" --bogus
+  oneline "$p"
+done
+check "train-step without --out" nz mmp-train-step /dev/null; oneline mmp-train-step
+grep -q -- "--out" err.txt || { echo "FAIL: missing --out not named"; fail=1; }
+check "eval without --model" nz mmp-eval /dev/null; oneline mmp-eval
+check "train-step bad --lr" nz mmp-train-step --lr abc --out x.safetensors /dev/null; oneline mmp-train-step
+grep -q "lr" err.txt || { echo "FAIL: bad --lr not named"; fail=1; }
+check "train-step missing input" nz mmp-train-step --out x.safetensors no-such-file.mmp; oneline mmp-train-step
+grep -q "no-such-file.mmp" err.txt || { echo "FAIL: missing file not named"; fail=1; }
+[ ! -e x.safetensors ] || { echo "FAIL: a checkpoint was written"; fail=1; }
+check "report on garbage" nz sh -c 'echo garbage | mmp-report'; oneline mmp-report
+check "eval missing model file" nz mmp-eval --model nope.safetensors /dev/null; oneline mmp-eval
+exit $fail
