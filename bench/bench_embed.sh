@@ -70,7 +70,7 @@ if command -v "$BUILD/mmp-decode" >/dev/null && [ -x "$BUILD/mmp-embed" ] && [ -
   t1=$(date +%s.%N)
   n=$("$BUILD/mmp-cat" --count "$tmp/emb.mmp" 2>/dev/null || echo 10000)
   pn=1000; [ $quick = 1 ] && pn=256
-  pips=$($PY bench/cifar_torch.py "$C" "$W" 2 $pn)
+  pips=$($PY bench/bench_embed_cifar_torch.py "$C" "$W" 2 $pn)
   awk -v n=$n -v a=$t0 -v b=$t1 -v p=$pips -v r=$(cat "$tmp/rss2") 'BEGIN {
     ips = n / (b - a);
     print "| CIFAR-10 test.tar, MobileNetV2 @96 px, 2 threads | img/s |";
