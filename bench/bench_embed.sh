@@ -7,14 +7,13 @@
 # threads; max RSS of the batch-64 run. Then the acceptance bottleneck end to
 # end: mmp-decode --size 96 CIFAR-10 | mmp-embed (MobileNetV2) vs Pillow +
 # PyTorch on the same images.
-# usage: bench/bench_embed.sh [--quick]     (env: BUILD, MMP_SHARED, CIFAR_N)
+# usage: bench/bench_embed.sh [--quick]     (env: BUILD, MMP_SHARED)
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PY=/usr/bin/python3
 S=${MMP_SHARED:-../shared}
 W=$S/models/mobilenet_v2-imagenet.safetensors
-CIFAR_N=${CIFAR_N:-10000}
 quick=0; [ "${1:-}" = "--quick" ] && quick=1
 [ -f "$W" ] || { echo "bench_embed: no $W (set MMP_SHARED)"; exit 0; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
