@@ -24,7 +24,7 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIBA     := $(BUILD)/libmmp.a
 
 .SECONDARY:
-.PHONY: all test bench install clean fuzz asan demo cuda
+.PHONY: all test bench install clean fuzz asan demo
 all: $(BINS) $(TESTS)
 
 Q = $(if $(V),,@)
@@ -66,9 +66,6 @@ bench: all
 
 demo: all
 	bash pipelines/demo
-
-cuda:
-	$(MAKE) -C kernels
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/mmp
