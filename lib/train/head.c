@@ -278,4 +278,8 @@ void mmp_head_fuse_backward(mmp_head *h, const float *a, const float *b, int64_t
     mmp_linear_backward(h->fh, dlogits, N, h->fuse_dim, h->params[n].w, h->out_dim, h->fdh, h->params[n].g,
                         h->params[n + 1].g);
     mmp_fuse_backward(&h->fp, (int)N, a, b, h->fcache, h->fdh, &h->fg, NULL, NULL);
+    /* The key bias (attn.in_proj_bias[F:2F]) adds q.b_k to every score of a query
+     * alike, which the softmax cancels: its gradient is exactly zero. Computed, it is
+     * rounding noise (~1e-9) that AdamW's m/sqrt(v) would turn into +-lr steps. */
+    if (h->kind == MMP_HEAD_ATTENTION) memset(h->fg.bin + h->fuse_dim, 0, sizeof(float) * (size_t)h->fuse_dim);
 }
