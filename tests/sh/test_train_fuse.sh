@@ -4,6 +4,7 @@
 # - gated and attention heads reach a high dev accuracy, a linear head on a alone cannot;
 # - mmp-train-step --dev, mmp-eval (logits/probs/pred; --fused);
 # - an interrupted --resume run ends bit-identical to an uninterrupted one;
+# - the checkpoint loads into PyTorch's FusionClassifier (when torch is there);
 # - mmp-fuse --checkpoint HEAD (one stream --fields, and two streams joined by id)
 #   reproduces exactly the fused vectors of the head (mmp-eval --fused);
 # - bad inputs (missing pair field, dimension mismatch, provenance mismatch, bad
@@ -12,7 +13,7 @@ set -u
 command -v mmp-train-step >/dev/null || { echo "mmp-train-step not built"; exit 77; }
 [ -n "${MMP_PYTHON:-}" ] || { echo "no python with numpy/msgpack/zstandard"; exit 77; }
 [ -f "$MMP_ROOT/formats/python/mmp_stream.py" ] || { echo "no formats/python/mmp_stream.py"; exit 77; }
-export PYTHONPATH="$MMP_ROOT/formats/python"
+export PYTHONPATH="$MMP_ROOT/formats/python" PYTHONDONTWRITEBYTECODE=1
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 ok() { echo "ok: $*"; }
@@ -98,6 +99,36 @@ for fn, exact in ((h + "_fused1.mmp", 1), (h + "_fused2.mmp", 1), (h + "_fused3.
 PY
 done
 mmp-fuse --mode attention --checkpoint gated.safetensors --fields embedding,text_embedding dev.mmp > /dev/null 2>f.err && fail "mmp-fuse took a gated head as attention"
+
+# ---- PyTorch: the checkpoint loads into FusionClassifier (strict) and gives eval's logits ----
+if "$MMP_PYTHON" -c 'import torch' 2>/dev/null; then
+  "$MMP_PYTHON" - "$MMP_ROOT/tests/fixtures" <<'PY' && ok "PyTorch FusionClassifier.load_state_dict(strict) reproduces mmp-eval's logits" || fail "PyTorch interop"
+import sys, json, struct, numpy as np, torch, mmp_stream
+sys.path.insert(0, sys.argv[1])
+from gen_train_fuse import AttentionClassifier, GatedClassifier
+def load(fn):
+    b = open(fn, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); meta = h.pop("__metadata__")
+    sd = {k: torch.from_numpy(np.frombuffer(b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]], np.float32).reshape(v["shape"]).copy())
+          for k, v in h.items() if not k.startswith("optim.")}
+    return sd, meta
+recs = list(mmp_stream.Reader("dev.mmp"))
+a = torch.from_numpy(np.stack([r["tensors"]["embedding"] for r in recs]))
+b = torch.from_numpy(np.stack([r["tensors"]["text_embedding"] for r in recs]))
+for h in ("gated", "attention"):
+    sd, meta = load(h + ".safetensors")
+    m = GatedClassifier(8, 6, 32, 2) if h == "gated" else AttentionClassifier(8, 6, 32, int(meta["fuse.heads"]), 2)
+    m.load_state_dict(sd, strict=True)
+    m.eval()
+    with torch.no_grad():
+        z = m(a, b).numpy()
+    ev = np.stack([r["tensors"]["logits"] for r in mmp_stream.Reader(h + "_pred.mmp")])
+    d = float(np.abs(z - ev).max())
+    print(h, "max |torch - mmp-eval| logits", d)
+    assert d < 1e-4 * (1 + float(np.abs(z).max()))
+PY
+else
+  echo "(no torch: PyTorch interop check skipped)"
+fi
 
 # ---- resume: interrupted == uninterrupted, bit for bit ----
 rs="--head attention --heads 2 --fuse-dim 16 --epochs 4 --batch-size 100 --seed 3 --lr 2e-3 --schedule cosine --warmup 5 --clip-grad-norm 1"
