@@ -17,6 +17,9 @@ static const char usage[] =
     "classification heads (ce/bce): every record keeps its id and label and gets\n"
     "  \"logits\" f32 [C], \"probs\" f32 [C] (softmax; sigmoid for bce), \"pred\" i64 [1] (argmax);\n"
     "  bce heads also pass the multi-label targets (\"labels\") through.\n"
+    "fusion heads (gated, attention) read both inputs of every record (the training\n"
+    "  --feature and --pair-field, raw) and write logits/probs/pred as above; --fused also\n"
+    "  writes the fused vector \"fused\" f32 [F] (what mmp-fuse --checkpoint MODEL computes).\n"
     "pair heads (contrastive/triplet): every record gets \"image_proj\" f32 [E] and, when the\n"
     "  stream has the pair field, \"text_proj\" f32 [E] (L2-normalized projections);\n"
     "  retrieval recall@K image->text and text->image over all records goes to stderr\n"
@@ -29,6 +32,7 @@ static const char usage[] =
     "  --prompts FILE      text embeddings of the class prompts (pair field, else \"embedding\"):\n"
     "                      one record per class in class order, or labelled records\n"
     "                      (several prompts per class are averaged, CLIP-style)\n"
+    "  --fused             fusion heads: also write \"fused\" f32 [F] (the fused vector)\n"
     "  --json FILE         summary (counts, accuracy when labelled, retrieval) as JSON ('-' = stdout)\n"
     "  --k K[,K...]        recall cut-offs (1,5,10)\n"
     "  --batch-size N      records per forward pass (1024)\n"
@@ -37,7 +41,7 @@ static const char usage[] =
 
 typedef struct {
     mmp_trainer tr;
-    int pair, has_text, zeroshot;
+    int pair, has_text, zeroshot, fuse;
     int64_t C, E;
     float *prompts; /* [C,E] normalized prompt projections (zero-shot) */
 } evalctx;
@@ -50,7 +54,7 @@ static void softmax_or_sigmoid(const float *z, float *p, int64_t C, int sigmoid)
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-eval");
     const char *in = "-", *model = NULL, *outp = "-", *prompts = NULL, *json = NULL, *v;
-    int allow_mixed = 0, level = 0, npos = 0, ks[8] = {1, 5, 10}, nk = 3;
+    int allow_mixed = 0, want_fused = 0, level = 0, npos = 0, ks[8] = {1, 5, 10}, nk = 3;
     int64_t B = 1024;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -73,6 +77,7 @@ int main(int argc, char **argv) {
                 if (*e && *e != ',') mmp_die("bad value for --k: '%s'", v);
             }
         } else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
+        else if (mmp_cli_flag(argv, i, "--fused")) want_fused = 1;
         else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
         else if (npos++ == 0) in = a;
         else mmp_die("one input stream at most (see --help)");
@@ -86,6 +91,9 @@ int main(int argc, char **argv) {
     if (mmp_trainer_load(tr, model, NULL, err, sizeof err)) mmp_die("%s", err);
     ec.pair = tr->cfg.head == MMP_HEAD_PAIR;
     ec.E = tr->head.out_dim;
+    ec.fuse = MMP_HEAD_IS_FUSE(tr->cfg.head);
+    if (want_fused && !ec.fuse) mmp_die("--fused needs a fusion head (gated, attention); %s is a %s head", model, mmp_head_kind_name(tr->cfg.head));
+    int64_t F = ec.fuse ? tr->head.fuse_dim : 1;
     int sigmoid = tr->cfg.loss == MMP_LOSS_BCE;
 
     mmp_reader *r = mmp_reader_open(in, err, sizeof err);
@@ -97,6 +105,12 @@ int main(int argc, char **argv) {
     if (sf && sf->ndim == 1 && sf->shape[0] >= 0 && sf->shape[0] != tr->in_dim)
         mmp_die("%s: \"%s\" has %lld values, the model expects %lld", rname, tr->feature, (long long)sf->shape[0], (long long)tr->in_dim);
     if (ec.pair) ec.has_text = mmp_header_field(ih, tr->pair_field) != NULL;
+    if (ec.fuse) {
+        ec.has_text = 1; /* both inputs are required */
+        const mmp_schema_field *sf2 = mmp_header_field(ih, tr->pair_field);
+        if (sf2 && sf2->ndim == 1 && sf2->shape[0] >= 0 && sf2->shape[0] != tr->pair_dim)
+            mmp_die("%s: \"%s\" has %lld values, the model expects %lld", rname, tr->pair_field, (long long)sf2->shape[0], (long long)tr->pair_dim);
+    }
     if (ec.has_text) mmp_train_check_text_provenance(ih, tr->text_provenance, allow_mixed, rname, model);
 
     /* class names: model's, else the stream's */
@@ -174,7 +188,8 @@ int main(int argc, char **argv) {
     mmp_header_copy(&oh, ih);
     while (oh.nfields > 0) mmp_header_remove_field(&oh, oh.fields[0].name);
     mmp_header_set_classes(&oh, ncn, cnames);
-    int64_t shC[1] = {ec.C}, shE[1] = {ec.E}, sh1[1] = {1};
+    int64_t shC[1] = {ec.C}, shE[1] = {ec.E}, sh1[1] = {1}, shF[1] = {F};
+    if (want_fused) mmp_header_add_field(&oh, "fused", MMP_F32, 1, shF);
     if (ec.pair) {
         mmp_header_add_field(&oh, "image_proj", MMP_F32, 1, shE);
         if (ec.has_text) mmp_header_add_field(&oh, "text_proj", MMP_F32, 1, shE);
@@ -202,6 +217,7 @@ int main(int argc, char **argv) {
     float *x = mmp_xmalloc(sizeof(float) * (size_t)(B * tr->in_dim));
     float *x2 = ec.has_text ? mmp_xmalloc(sizeof(float) * (size_t)(B * tr->pair_dim)) : NULL;
     float *lg = mmp_xmalloc(sizeof(float) * (size_t)(B * (ec.C > 0 ? ec.C : 1)));
+    float *fz = want_fused ? mmp_xmalloc(sizeof(float) * (size_t)(B * F)) : NULL;
     float *za = mmp_xmalloc(sizeof(float) * (size_t)(B * ec.E)), *zb = mmp_xmalloc(sizeof(float) * (size_t)(B * ec.E));
     float *all_a = NULL, *all_b = NULL;
     int64_t n = 0, labelled = 0, correct = 0, cap_all = 0;
@@ -219,15 +235,19 @@ int main(int argc, char **argv) {
                 if (!isfinite(x[m * tr->in_dim + k])) mmp_die("%s: record %lld: \"%s\" has a non-finite value", rname, (long long)idx, tr->feature);
             if (ec.has_text) {
                 const mmp_tensor *t2 = mmp_record_cget(&recs[m], tr->pair_field);
-                if (!t2 || t2->ndim != 1 || t2->shape[0] != tr->pair_dim)
+                if (!t2 && ec.fuse) mmp_die("%s: record %lld: no tensor \"%s\" (the %s head's second input)", rname, (long long)idx, tr->pair_field, mmp_head_kind_name(tr->cfg.head));
+                if (!t2 || t2->ndim != 1 || t2->shape[0] != tr->pair_dim || !(t2->dtype == MMP_F32 || t2->dtype == MMP_F16 || t2->dtype == MMP_BF16))
                     mmp_die("%s: record %lld: \"%s\" must be a float vector of %lld values", rname, (long long)idx, tr->pair_field, (long long)tr->pair_dim);
                 mmp_tensor_to_f32(t2, x2 + m * tr->pair_dim);
+                for (int64_t k = 0; k < tr->pair_dim; k++)
+                    if (!isfinite(x2[m * tr->pair_dim + k])) mmp_die("%s: record %lld: \"%s\" has a non-finite value", rname, (long long)idx, tr->pair_field);
             }
             m++;
         }
         if (rc < 0) mmp_die("%s", mmp_reader_error(r));
         if (m == 0) break;
-        mmp_trainer_infer(tr, x, ec.has_text ? x2 : NULL, m, ec.zeroshot ? ec.prompts : NULL, ec.C, lg, za, zb);
+        if (ec.fuse) mmp_trainer_infer_fuse(tr, x, x2, m, fz, lg);
+        else mmp_trainer_infer(tr, x, ec.has_text ? x2 : NULL, m, ec.zeroshot ? ec.prompts : NULL, ec.C, lg, za, zb);
         if (ec.pair) {
             if (n + m > cap_all) {
                 cap_all = (n + m) * 2;
@@ -251,6 +271,7 @@ int main(int argc, char **argv) {
                             tr->cfg.labels_field, (long long)ec.C);
                 mmp_tensor_to_f32(tl, mmp_record_add(&o, tr->cfg.labels_field, MMP_F32, 1, shC)->data);
             }
+            if (want_fused) memcpy(mmp_record_add(&o, "fused", MMP_F32, 1, shF)->data, fz + k * F, sizeof(float) * (size_t)F);
             if (ec.pair) {
                 memcpy(mmp_record_add(&o, "image_proj", MMP_F32, 1, shE)->data, za + k * ec.E, sizeof(float) * (size_t)ec.E);
                 if (ec.has_text) memcpy(mmp_record_add(&o, "text_proj", MMP_F32, 1, shE)->data, zb + k * ec.E, sizeof(float) * (size_t)ec.E);
@@ -313,7 +334,7 @@ int main(int argc, char **argv) {
         if (jf != stdout) fclose(jf);
     }
     for (int64_t k = 0; k < B; k++) mmp_record_clear(&recs[k]);
-    free(recs); free(x); free(x2); free(lg); free(za); free(zb); free(all_a); free(all_b); free(ec.prompts);
+    free(recs); free(x); free(x2); free(fz); free(lg); free(za); free(zb); free(all_a); free(all_b); free(ec.prompts);
     mmp_header_free(&oh);
     mmp_header_free(&ph_classes);
     mmp_trainer_free(tr);

@@ -1,5 +1,6 @@
 /* mmp-train-step: train a head (linear, MLP, contrastive/triplet pair
- * projections) on a stream of feature records. See docs/train.md. */
+ * projections, gated/attention fusion + classifier) on a stream of feature
+ * records. See docs/train.md. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,16 @@ static const char usage[] =
     "in a shuffled order seeded by (--seed, epoch).\n"
     "\n"
     "model:\n"
-    "  --head linear|mlp|pair     default linear (pair for --loss contrastive|triplet)\n"
+    "  --head linear|mlp|pair|gated|attention   default linear (pair for --loss contrastive|triplet)\n"
+    "                             gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
+    "                             of --feature and --pair-field, then nn.Linear(F, C) (ce/bce);\n"
+    "                             raw inputs (no standardization); mmp-fuse --checkpoint OUT\n"
+    "                             applies the fusion part of the checkpoint\n"
     "  --hidden N[,N...]          MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks\n"
     "  --dropout P                MLP dropout probability (0)\n"
     "  --proj-dim E               pair head projection width (256)\n"
+    "  --fuse-dim F               fusion heads: width of the fused vector (256)\n"
+    "  --heads H                  attention fusion: attention heads, dividing F (4)\n"
     "loss:\n"
     "  --loss ce|bce|contrastive|triplet   (ce)\n"
     "  --label-smoothing E        ce label smoothing (0)\n"
@@ -45,7 +52,7 @@ static const char usage[] =
     "                             stream (default: on for linear ce/bce heads)\n"
     "data:\n"
     "  --feature NAME             input tensor (embedding)\n"
-    "  --pair-field NAME          second embedding for pair losses (text_embedding)\n"
+    "  --pair-field NAME          second input for pair losses and fusion heads (text_embedding)\n"
     "  --labels-field NAME        multi-label targets f32 [C] for bce (labels)\n"
     "  --dev FILE                 evaluate every epoch; --out keeps the best epoch\n"
     "  --patience N               early stopping after N epochs without dev improvement\n"
@@ -62,7 +69,7 @@ static const char usage[] =
     "  --progress                 progress on stderr\n";
 
 /* "--weight-decay" -> "weight_decay" when it is a configuration key */
-static const char *cfg_opts[] = {"--head", "--hidden", "--dropout", "--proj-dim", "--loss", "--label-smoothing",
+static const char *cfg_opts[] = {"--head", "--hidden", "--dropout", "--proj-dim", "--fuse-dim", "--heads", "--loss", "--label-smoothing",
     "--class-weights", "--margin", "--mining", "--optimizer", "--lr", "--momentum", "--weight-decay",
     "--beta1", "--beta2", "--eps", "--schedule", "--warmup", "--step-size", "--gamma", "--min-lr",
     "--total-steps", "--clip-grad-norm", "--batch-size", "--epochs", "--seed", "--patience", "--feature",
@@ -130,9 +137,10 @@ int main(int argc, char **argv) {
             if (mmp_train_cfg_set(&cfg, given.keys[k], given.vals[k], err, sizeof err)) mmp_die("%s", err);
     }
     int pair = cfg.loss == MMP_LOSS_CONTRASTIVE || cfg.loss == MMP_LOSS_TRIPLET;
+    int two = pair || MMP_HEAD_IS_FUSE(cfg.head); /* reads the pair field */
     double t0 = mmp_now();
     mmp_dataset ds;
-    if (mmp_dataset_load(&ds, in, cfg.feature, pair ? cfg.pair_field : NULL,
+    if (mmp_dataset_load(&ds, in, cfg.feature, two ? cfg.pair_field : NULL,
                          cfg.loss == MMP_LOSS_BCE ? cfg.labels_field : NULL, cfg.loss == MMP_LOSS_CE, err, sizeof err))
         mmp_die("%s", err);
     double t_load = mmp_now() - t0;
@@ -153,7 +161,7 @@ int main(int argc, char **argv) {
     mmp_dataset dev;
     int has_dev = dev_path != NULL;
     if (has_dev) {
-        if (mmp_dataset_load(&dev, dev_path, tr.cfg.feature, pair ? tr.cfg.pair_field : NULL,
+        if (mmp_dataset_load(&dev, dev_path, tr.cfg.feature, two ? tr.cfg.pair_field : NULL,
                              tr.cfg.loss == MMP_LOSS_BCE ? tr.cfg.labels_field : NULL, tr.cfg.loss == MMP_LOSS_CE, err, sizeof err))
             mmp_die("%s", err);
         mmp_provenance_check(&dev.hdr, tr.provenance, allow_mixed, dev.name, ckpt ? ckpt : ds.name);

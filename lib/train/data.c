@@ -100,6 +100,12 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
                 seterr(err, errlen, "%s: record %lld: \"%s\" has a non-finite value", nm, (long long)i, feature);
                 goto out;
             }
+        if (pair)
+            for (int64_t k = 0; k < d->dim2; k++)
+                if (!isfinite(d->x2[i * d->dim2 + k])) {
+                    seterr(err, errlen, "%s: record %lld: \"%s\" has a non-finite value", nm, (long long)i, pair);
+                    goto out;
+                }
         d->y[i] = rec.label;
         if (rec.label > maxlab) maxlab = rec.label;
         d->ids[i] = rec.id ? mmp_xstrdup(rec.id) : NULL;

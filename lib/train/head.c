@@ -8,13 +8,16 @@
 #include "mmp.h"
 
 const char *mmp_head_kind_name(mmp_head_kind k) {
-    return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : "linear";
+    return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : k == MMP_HEAD_GATED ? "gated"
+           : k == MMP_HEAD_ATTENTION ? "attention" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     if (!strcmp(s, "linear")) *k = MMP_HEAD_LINEAR;
     else if (!strcmp(s, "mlp")) *k = MMP_HEAD_MLP;
     else if (!strcmp(s, "pair")) *k = MMP_HEAD_PAIR;
+    else if (!strcmp(s, "gated")) *k = MMP_HEAD_GATED;
+    else if (!strcmp(s, "attention")) *k = MMP_HEAD_ATTENTION;
     else return -1;
     return 0;
 }
@@ -48,7 +51,7 @@ void mmp_head_init(mmp_head *h, mmp_head_kind kind, int64_t in_dim, int64_t out_
             mmp_param_init(&h->params[2 * l + 1], name, 1, (int64_t[]){o}, 1);
             prev = o;
         }
-    } else {
+    } else if (kind == MMP_HEAD_PAIR) {
         h->pair_dim = pair_dim;
         h->has_scale = has_scale;
         h->np = has_scale ? 3 : 2;
@@ -56,9 +59,65 @@ void mmp_head_init(mmp_head *h, mmp_head_kind kind, int64_t in_dim, int64_t out_
         mmp_param_init(&h->params[0], "image_projection.weight", 2, (int64_t[]){out_dim, in_dim}, 1);
         mmp_param_init(&h->params[1], "text_projection.weight", 2, (int64_t[]){out_dim, pair_dim}, 1);
         if (has_scale) mmp_param_init(&h->params[2], "logit_scale", 0, NULL, 0);
+    } else {
+        mmp_die("head kind %s: use mmp_head_init_fuse", mmp_head_kind_name(kind));
     }
 }
 
+/* The fields of a mmp_fuse_params in mmp_fuse_params_tensors' order. */
+static int fuse_fields(mmp_fuse_params *p, float ***f) {
+    int n = 0;
+    f[n++] = &p->wa; f[n++] = &p->ba; f[n++] = &p->wb; f[n++] = &p->bb;
+    if (p->kind == MMP_FUSEP_GATED) { f[n++] = &p->wg; f[n++] = &p->bg; }
+    else if (p->kind == MMP_FUSEP_ATTENTION) { f[n++] = &p->win; f[n++] = &p->bin; f[n++] = &p->wo; f[n++] = &p->bo; }
+    return n;
+}
+
+int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, int64_t F, int heads,
+                       int64_t C, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    if (!MMP_HEAD_IS_FUSE(kind)) { snprintf(err, errlen, "not a fusion head"); return -1; }
+    if (C < 1 || da > (1 << 20) || db > (1 << 20) || F > (1 << 16)) {
+        snprintf(err, errlen, "fusion head: bad sizes (inputs %lld, %lld; --fuse-dim %lld; %lld classes)", (long long)da,
+                 (long long)db, (long long)F, (long long)C);
+        return -1;
+    }
+    mmp_fusep_kind fk = kind == MMP_HEAD_GATED ? MMP_FUSEP_GATED : MMP_FUSEP_ATTENTION;
+    mmp_fuse_params tmp; /* the names and shapes, in lib/fuse's order */
+    char e2[256];
+    if (mmp_fuse_params_alloc(&tmp, fk, (int)da, (int)db, (int)F, heads, e2, sizeof e2)) {
+        snprintf(err, errlen, "%s", e2);
+        return -1;
+    }
+    const char *names[8];
+    float *data[8];
+    int nd[8];
+    int64_t shp[8][2];
+    int n = mmp_fuse_params_tensors(&tmp, names, data, nd, shp);
+    h->kind = kind;
+    h->in_dim = da;
+    h->pair_dim = db;
+    h->out_dim = C;
+    h->fuse_dim = F;
+    h->heads = kind == MMP_HEAD_ATTENTION ? heads : 0;
+    h->np = n + 2;
+    h->params = mmp_xcalloc((size_t)h->np, sizeof(mmp_param));
+    for (int i = 0; i < n; i++) mmp_param_init(&h->params[i], names[i], nd[i], shp[i], 1);
+    mmp_param_init(&h->params[n], "classifier.weight", 2, (int64_t[]){C, F}, 1);
+    mmp_param_init(&h->params[n + 1], "classifier.bias", 1, (int64_t[]){C}, 1);
+    /* views: fp/fg point at the parameters' values/gradients */
+    h->fp = tmp;
+    h->fg = tmp;
+    float **fv[8], **fgr[8];
+    fuse_fields(&h->fp, fv);
+    fuse_fields(&h->fg, fgr);
+    for (int i = 0; i < n; i++) {
+        *fv[i] = h->params[i].w;
+        *fgr[i] = h->params[i].g;
+    }
+    mmp_fuse_params_free(&tmp);
+    return 0;
+}
 void mmp_head_free(mmp_head *h) {
     for (int i = 0; i < h->np; i++) mmp_param_free(&h->params[i]);
     free(h->params);
@@ -67,6 +126,7 @@ void mmp_head_free(mmp_head *h) {
     }
     free(h->d1);
     free(h->d2);
+    free(h->fcache); free(h->fh); free(h->fdh); /* fp/fg are views of params[] */
     memset(h, 0, sizeof *h);
 }
 
@@ -85,7 +145,12 @@ static double rng_normal(uint64_t *s) {
 
 void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
     uint64_t rng = mmp_rng_derive(seed, 0x1417, 0);
-    for (int i = 0; i < h->np; i++) {
+    int first = 0;
+    if (MMP_HEAD_IS_FUSE(h->kind)) {
+        mmp_fuse_params_init(&h->fp, seed);
+        first = h->np - 2; /* the classifier */
+    }
+    for (int i = first; i < h->np; i++) {
         mmp_param *p = &h->params[i];
         if (!strcmp(p->name, "logit_scale")) {
             p->w[0] = (float)log(1 / 0.07);
@@ -184,4 +249,37 @@ void mmp_head_pair_backward(mmp_head *h, const float *x, const float *y, int64_t
                             const float *dza, const float *dzb) {
     mmp_linear_backward(x, dza, N, h->in_dim, h->params[0].w, h->out_dim, NULL, h->params[0].g, NULL);
     mmp_linear_backward(y, dzb, N, h->pair_dim, h->params[1].w, h->out_dim, NULL, h->params[1].g, NULL);
+}
+
+static void grow_fuse(mmp_head *h, int64_t N) {
+    if (N <= h->fcap) return;
+    h->fcache = mmp_xrealloc(h->fcache, sizeof(float) * mmp_fuse_cache_size(&h->fp, (int)N));
+    h->fh = mmp_xrealloc(h->fh, sizeof(float) * (size_t)(N * h->fuse_dim));
+    h->fdh = mmp_xrealloc(h->fdh, sizeof(float) * (size_t)(N * h->fuse_dim));
+    h->fcap = N;
+}
+
+void mmp_head_fuse_forward(mmp_head *h, const float *a, const float *b, int64_t N, float *fused,
+                           float *logits) {
+    if (!MMP_HEAD_IS_FUSE(h->kind)) mmp_die("head kind %s is not a fusion head", mmp_head_kind_name(h->kind));
+    if (N <= 0) return;
+    grow_fuse(h, N);
+    mmp_fuse_forward(&h->fp, (int)N, a, b, h->fh, h->fcache);
+    int n = h->np - 2;
+    mmp_linear_forward(h->fh, N, h->fuse_dim, h->params[n].w, h->params[n + 1].w, h->out_dim, logits);
+    if (fused) memcpy(fused, h->fh, sizeof(float) * (size_t)(N * h->fuse_dim));
+}
+
+void mmp_head_fuse_backward(mmp_head *h, const float *a, const float *b, int64_t N, const float *dlogits) {
+    int n = h->np - 2;
+    for (int i = 0; i < h->np; i++) memset(h->params[i].g, 0, sizeof(float) * h->params[i].n);
+    if (N <= 0) return;
+    grow_fuse(h, N);
+    mmp_linear_backward(h->fh, dlogits, N, h->fuse_dim, h->params[n].w, h->out_dim, h->fdh, h->params[n].g,
+                        h->params[n + 1].g);
+    mmp_fuse_backward(&h->fp, (int)N, a, b, h->fcache, h->fdh, &h->fg, NULL, NULL);
+    /* The key bias (attn.in_proj_bias[F:2F]) adds q.b_k to every score of a query
+     * alike, which the softmax cancels: its gradient is exactly zero. Computed, it is
+     * rounding noise (~1e-9) that AdamW's m/sqrt(v) would turn into +-lr steps. */
+    if (h->kind == MMP_HEAD_ATTENTION) memset(h->fg.bin + h->fuse_dim, 0, sizeof(float) * (size_t)h->fuse_dim);
 }

@@ -11,22 +11,33 @@
  *           "image_projection.weight" [E,D], "text_projection.weight" [E,D2],
  *           "logit_scale" [] (contrastive loss only; init log(1/0.07))
  *
- * A learned fusion module (lib/fuse) plugs in as another kind: it provides
- * parameters (mmp_param, torch names), a forward from the record's inputs
- * to logits and the matching backward; see the MMP_HEAD_* switch in head.c.
+ *   gated, attention   a learned fusion module of lib/fuse (fuse/fuse.h) over two
+ *           inputs a [N,Da] (--feature) and b [N,Db] (--pair-field), then a classifier:
+ *             h = fusion(a, b) [N,F]  (F = --fuse-dim; attention: --heads H, F % H == 0)
+ *             logits = classifier(h)  nn.Linear(F, C)
+ *           names: the fusion module's own ("proj_a.weight", "proj_a.bias", "proj_b.*",
+ *           gated: "gate.weight", "gate.bias"; attention: "attn.in_proj_weight",
+ *           "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias") and
+ *           "classifier.weight" [C,F], "classifier.bias" [C]: the torch module
+ *           FusionClassifier in tests/fixtures/gen_train_fuse.py (fusion attributes at the
+ *           top level, so mmp-fuse --checkpoint reads the fusion part of the same file).
  */
 #ifndef MMP_TRAIN_HEAD_H
 #define MMP_TRAIN_HEAD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "fuse/fuse.h"
 #include "train/nn.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR } mmp_head_kind;
+typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION } mmp_head_kind;
+/* 1 for the fusion heads (gated, attention) */
+#define MMP_HEAD_IS_FUSE(k) ((k) == MMP_HEAD_GATED || (k) == MMP_HEAD_ATTENTION)
 
 #define MMP_HEAD_MAX_HIDDEN 8
 
@@ -47,6 +58,12 @@ typedef struct {
     float *pre[MMP_HEAD_MAX_HIDDEN + 1];  /* after ReLU, before dropout */
     float *mask[MMP_HEAD_MAX_HIDDEN + 1];
     float *d1, *d2;
+    /* fusion heads: views of params[] as lib/fuse parameter sets (values, gradients) */
+    int64_t fuse_dim; /* F */
+    int heads;
+    mmp_fuse_params fp, fg;
+    int64_t fcap;
+    float *fcache, *fh, *fdh; /* forward cache, h [N,F], dh [N,F] */
 } mmp_head;
 
 const char *mmp_head_kind_name(mmp_head_kind k);
@@ -57,10 +74,16 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k);
 void mmp_head_init(mmp_head *h, mmp_head_kind kind, int64_t in_dim, int64_t out_dim,
                    int64_t pair_dim, int nhidden, const int64_t *hidden, float dropout,
                    int has_scale);
+/* Fusion head (kind gated or attention): inputs da, db, fusion width F, heads
+ * (attention), C classes. 0, or -1 with the reason in err (bad sizes). */
+int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, int64_t F, int heads,
+                       int64_t C, char *err, size_t errlen);
 void mmp_head_free(mmp_head *h);
 /* PyTorch's default initialisation distributions (not its RNG stream):
  * Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); projections
- * N(0, fan_in^-0.5) (CLIP); logit_scale = log(1/0.07). */
+ * N(0, fan_in^-0.5) (CLIP); logit_scale = log(1/0.07). Fusion heads: the
+ * fusion module from mmp_fuse_params_init(seed) (the same numbers as
+ * mmp-fuse --init --seed SEED), the classifier like the linear head. */
 void mmp_head_init_weights(mmp_head *h, uint64_t seed);
 mmp_param *mmp_head_param(mmp_head *h, const char *name);
 
@@ -70,6 +93,14 @@ void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_
                       float *logits);
 /* Parameter gradients (overwritten) from dlogits[N,C]; x as in forward. */
 void mmp_head_backward(mmp_head *h, const float *x, int64_t N, const float *dlogits);
+
+/* fusion heads: logits[N,C] from a[N,Da], b[N,Db]; fused (may be NULL) gets
+ * h[N,F]. Keeps what mmp_head_fuse_backward needs (the last forward's rows). */
+void mmp_head_fuse_forward(mmp_head *h, const float *a, const float *b, int64_t N, float *fused,
+                           float *logits);
+/* Parameter gradients (overwritten) from dlogits[N,C], after the forward of
+ * the same a, b. */
+void mmp_head_fuse_backward(mmp_head *h, const float *a, const float *b, int64_t N, const float *dlogits);
 
 /* pair: za[N,E] = x[N,D] Wi^T, zb[N,E] = y[N,D2] Wt^T (either side may be NULL). */
 void mmp_head_pair_forward(mmp_head *h, const float *x, const float *y, int64_t N, float *za,

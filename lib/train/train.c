@@ -42,6 +42,8 @@ void mmp_train_cfg_defaults(mmp_train_cfg *c) {
     c->head = (mmp_head_kind)-1; /* auto: linear, or pair for contrastive/triplet */
     c->dropout = 0;
     c->proj_dim = 256;
+    c->fuse_dim = 256;
+    c->heads = 4;
     c->loss = MMP_LOSS_CE;
     c->margin = 1.0;
     c->mining_hard = 1;
@@ -114,6 +116,8 @@ int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err,
         if (pnum(v, &d) || d < 0 || d >= 1) BAD();
         c->dropout = d;
     } else if (!strcmp(k, "proj_dim")) INT(c->proj_dim, 1, 1 << 20);
+    else if (!strcmp(k, "fuse_dim")) INT(c->fuse_dim, 1, 1 << 16);
+    else if (!strcmp(k, "heads")) INT(c->heads, 1, 4096);
     else if (!strcmp(k, "loss")) { if (mmp_loss_parse(v, &c->loss)) BAD(); }
     else if (!strcmp(k, "label_smoothing")) {
         if (pnum(v, &d) || d < 0 || d > 1) BAD();
@@ -184,7 +188,7 @@ static void mset(mmp_meta *m, const char *k, const char *fmt, ...) {
     mmp_meta_set(m, k, buf);
 }
 
-static const char *cfg_keys[] = {"head", "hidden", "dropout", "proj_dim", "loss", "label_smoothing",
+static const char *cfg_keys[] = {"head", "hidden", "dropout", "proj_dim", "fuse_dim", "heads", "loss", "label_smoothing",
     "class_weights", "margin", "mining", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "beta1", "beta2", "eps", "schedule", "warmup", "step_size", "gamma", "min_lr", "total_steps",
     "clip_grad_norm", "batch_size", "epochs", "seed", "standardize", "patience", "feature",
@@ -198,6 +202,8 @@ void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m) {
     mset(m, "hidden", "%s", hid);
     mset(m, "dropout", "%.17g", c->dropout);
     mset(m, "proj_dim", "%lld", (long long)c->proj_dim);
+    mset(m, "fuse_dim", "%lld", (long long)c->fuse_dim);
+    mset(m, "heads", "%d", c->heads);
     mset(m, "loss", "%s", mmp_loss_name(c->loss));
     mset(m, "label_smoothing", "%.17g", c->label_smoothing);
     mset(m, "class_weights", "%s", c->class_weights);
@@ -282,6 +288,7 @@ static void resolve_defaults(mmp_train_cfg *c) {
                   : c->nhidden > 0 ? MMP_HEAD_MLP : MMP_HEAD_LINEAR;
     if (isnan(c->sched.lr)) c->sched.lr = c->opt.kind == MMP_OPT_ADAMW ? 1e-3 : 1e-2;
     if (isnan(c->opt.weight_decay)) c->opt.weight_decay = c->opt.kind == MMP_OPT_ADAMW ? 1e-2 : 0;
+    /* fusion heads see the raw inputs (off): mmp-fuse --checkpoint computes the same fused vector */
     if (c->standardize < 0)
         c->standardize = c->head == MMP_HEAD_LINEAR && (c->loss == MMP_LOSS_CE || c->loss == MMP_LOSS_BCE);
 }
@@ -290,7 +297,16 @@ static int check_combo(const mmp_train_cfg *c, char *err, size_t errlen) {
     int pairloss = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET;
     if (pairloss != (c->head == MMP_HEAD_PAIR)) {
         seterr(err, errlen, "--loss %s needs %s", mmp_loss_name(c->loss),
-               pairloss ? "the pair head (two projections)" : "a linear or mlp head");
+               pairloss ? "the pair head (two projections)" : "a linear, mlp, gated or attention head");
+        return -1;
+    }
+    if (MMP_HEAD_IS_FUSE(c->head) && c->standardize > 0) {
+        seterr(err, errlen, "--standardize is not available for the %s fusion head (it sees the raw inputs, as mmp-fuse does)",
+               mmp_head_kind_name(c->head));
+        return -1;
+    }
+    if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
+        seterr(err, errlen, "--hidden needs --head mlp");
         return -1;
     }
     if (c->head == MMP_HEAD_MLP && c->nhidden == 0) {
@@ -381,7 +397,15 @@ static void grow_batch(mmp_trainer *tr, int64_t B) {
 static int setup_head(mmp_trainer *tr, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (check_combo(c, err, errlen)) return -1;
-    if (c->head == MMP_HEAD_PAIR) {
+    if (MMP_HEAD_IS_FUSE(c->head)) {
+        if (tr->pair_dim <= 0) { seterr(err, errlen, "the %s head needs a second input (--pair-field)", mmp_head_kind_name(c->head)); return -1; }
+        if (tr->ncls < 1) { seterr(err, errlen, "no classes (labels missing?)"); return -1; }
+        char e2[256];
+        if (mmp_head_init_fuse(&tr->head, c->head, tr->in_dim, tr->pair_dim, c->fuse_dim, c->heads, tr->ncls, e2, sizeof e2)) {
+            seterr(err, errlen, "--head %s: %s", mmp_head_kind_name(c->head), e2);
+            return -1;
+        }
+    } else if (c->head == MMP_HEAD_PAIR) {
         if (tr->pair_dim <= 0) { seterr(err, errlen, "the pair head needs a second embedding (--pair-field)"); return -1; }
         mmp_head_init(&tr->head, MMP_HEAD_PAIR, tr->in_dim, c->proj_dim, tr->pair_dim, 0, NULL, 0,
                       c->loss == MMP_LOSS_CONTRASTIVE);
@@ -454,7 +478,7 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     const char *prov = mmp_dataset_provenance(ds);
     tr->provenance = prov ? mmp_xstrdup(prov) : NULL;
     const char *tprov = mmp_meta_get(&ds->hdr.meta, "text_provenance");
-    tr->text_provenance = tprov && tr->cfg.head == MMP_HEAD_PAIR ? mmp_xstrdup(tprov) : NULL;
+    tr->text_provenance = tprov && (tr->cfg.head == MMP_HEAD_PAIR || MMP_HEAD_IS_FUSE(tr->cfg.head)) ? mmp_xstrdup(tprov) : NULL;
     if (ds->hdr.nclasses > 0) {
         tr->nclasses_named = ds->hdr.nclasses;
         tr->classes = mmp_xcalloc((size_t)ds->hdr.nclasses, sizeof(char *));
@@ -483,7 +507,7 @@ int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int all
                (long long)ds->dim, (long long)tr->in_dim);
         return -1;
     }
-    if (tr->cfg.head == MMP_HEAD_PAIR && ds->dim2 != tr->pair_dim) {
+    if ((tr->cfg.head == MMP_HEAD_PAIR || MMP_HEAD_IS_FUSE(tr->cfg.head)) && ds->dim2 != tr->pair_dim) {
         seterr(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->pair_field,
                (long long)ds->dim2, (long long)tr->pair_dim);
         return -1;
@@ -543,6 +567,15 @@ static double batch_loss(mmp_trainer *tr, int64_t m, int grad, uint64_t *drng) {
     mmp_train_cfg *c = &tr->cfg;
     mmp_head *h = &tr->head;
     double l;
+    if (MMP_HEAD_IS_FUSE(h->kind)) {
+        mmp_head_fuse_forward(h, tr->bx, tr->bx2, m, NULL, tr->out);
+        if (c->loss == MMP_LOSS_CE)
+            l = mmp_ce_loss(tr->out, tr->by, m, tr->ncls, tr->class_w, c->label_smoothing, grad ? tr->dout : NULL);
+        else
+            l = mmp_bce_logits_loss(tr->out, tr->bt, m, tr->ncls, grad ? tr->dout : NULL);
+        if (grad) mmp_head_fuse_backward(h, tr->bx, tr->bx2, m, tr->dout);
+        return l;
+    }
     if (h->kind != MMP_HEAD_PAIR) {
         mmp_head_forward(h, tr->bx, m, grad, drng, tr->out);
         if (c->loss == MMP_LOSS_CE)
@@ -690,6 +723,11 @@ void mmp_l2_normalize_rows(float *x, int64_t N, int64_t E) {
 
 void mmp_trainer_infer(mmp_trainer *tr, float *x, const float *x2, int64_t N, const float *prompts,
                        int64_t C, float *logits, float *za, float *zb) {
+    if (MMP_HEAD_IS_FUSE(tr->head.kind)) {
+        if (!x2) mmp_die("the %s head needs both inputs", mmp_head_kind_name(tr->head.kind));
+        mmp_trainer_infer_fuse(tr, x, x2, N, NULL, logits);
+        return;
+    }
     if (tr->mean) mmp_standardize_apply(x, N, tr->in_dim, tr->mean, tr->std);
     if (tr->head.kind != MMP_HEAD_PAIR) {
         mmp_head_forward(&tr->head, x, N, 0, NULL, logits);
@@ -707,6 +745,17 @@ void mmp_trainer_infer(mmp_trainer *tr, float *x, const float *x2, int64_t N, co
                 for (int64_t e = 0; e < E; e++) s += (double)za[k * E + e] * prompts[c * E + e];
                 logits[k * C + c] = (float)(scale * s);
             }
+    }
+}
+
+void mmp_trainer_infer_fuse(mmp_trainer *tr, const float *x, const float *x2, int64_t N, float *fused,
+                            float *logits) {
+    /* in blocks of mmp-fuse's batch: sgemm's rounding can depend on the row count */
+    const int64_t R = MMP_TRAIN_FUSE_ROWS, F = tr->head.fuse_dim, C = tr->head.out_dim;
+    for (int64_t s = 0; s < N; s += R) {
+        int64_t m = N - s < R ? N - s : R;
+        mmp_head_fuse_forward(&tr->head, x + s * tr->in_dim, x2 + s * tr->pair_dim, m, fused ? fused + s * F : NULL,
+                              logits + s * C);
     }
 }
 
@@ -778,6 +827,10 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mset(m, "bad_epochs", "%d", tr->bad_epochs);
     if (tr->provenance) mmp_meta_set(m, "provenance", tr->provenance);
     if (tr->text_provenance) mmp_meta_set(m, "text_provenance", tr->text_provenance);
+    if (MMP_HEAD_IS_FUSE(h->kind)) { /* lib/fuse's checkpoint keys (mmp-fuse --checkpoint) */
+        mmp_meta_set(m, "fuse.mode", h->kind == MMP_HEAD_GATED ? "gated" : "attention");
+        if (h->kind == MMP_HEAD_ATTENTION) mset(m, "fuse.heads", "%d", h->heads);
+    }
     if (tr->nclasses_named) {
         char *js = json_names(tr->nclasses_named, tr->classes);
         mmp_meta_set(m, "classes", js);
@@ -824,6 +877,19 @@ static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
         mset(im, "in_dim", "%lld", (long long)in);
         mset(im, "num_classes", "%lld", (long long)prev);
         mset(im, "pair_dim", "0");
+    } else if (st2(st, "classifier.weight", &a, &b) && (mmp_st_get(st, "gate.weight") || mmp_st_get(st, "attn.in_proj_weight")) &&
+               st2(st, "proj_a.weight", &a2, &b2)) {
+        /* a fusion head (FusionClassifier of tests/fixtures/gen_train_fuse.py) */
+        int att = mmp_st_get(st, "attn.in_proj_weight") != NULL;
+        int64_t db_, dd;
+        if (!st2(st, "proj_b.weight", &dd, &db_) || dd != a2 || b != a2) return -1;
+        if (att && !mmp_meta_get(&st->meta, "fuse.heads")) return -1;
+        mset(im, "head", "%s", att ? "attention" : "gated");
+        mset(im, "fuse_dim", "%lld", (long long)a2);
+        if (att) mset(im, "heads", "%s", mmp_meta_get(&st->meta, "fuse.heads"));
+        mset(im, "in_dim", "%lld", (long long)b2);
+        mset(im, "pair_dim", "%lld", (long long)db_);
+        mset(im, "num_classes", "%lld", (long long)a);
     } else if (st2(st, "image_projection.weight", &a, &b) && st2(st, "text_projection.weight", &a2, &b2) && a == a2) {
         mset(im, "head", "pair");
         mset(im, "loss", "%s", mmp_st_get(st, "logit_scale") ? "contrastive" : "triplet");
@@ -841,7 +907,7 @@ static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
     return 0;
 }
 
-static const char *arch_keys[] = {"head", "hidden", "proj_dim", "feature", "pair_field", "labels_field", NULL};
+static const char *arch_keys[] = {"head", "hidden", "proj_dim", "fuse_dim", "heads", "feature", "pair_field", "labels_field", NULL};
 
 int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
@@ -859,7 +925,8 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     if (!fmt || strcmp(fmt, "mmpipe-head")) { /* e.g. safetensors.torch.save_file's {"format": "pt"} */
         if (infer_state_dict(&st, &im)) {
             seterr(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
-                   "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection)", path);
+                   "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection; "
+                   "proj_a/proj_b/gate or attn + classifier)", path);
             goto out;
         }
         m = &im;

@@ -11,7 +11,10 @@
  * "best_metric", "best_epoch", "bad_epochs"), "format" = "mmpipe-head",
  * "in_dim", "pair_dim", "num_classes", "classes" (JSON list),
  * "provenance" (of the training features), "text_provenance" (of the pair
- * embeddings, pair heads), "feature", "pair_field".
+ * embeddings, pair and fusion heads), "feature", "pair_field"; fusion heads
+ * also "fuse.mode" (gated|attention) and "fuse.heads" (attention), the keys
+ * lib/fuse's checkpoint reader uses, so mmp-fuse --checkpoint applies the
+ * fusion part of the same file (it ignores classifier.* and optim.*).
  */
 #ifndef MMP_TRAIN_TRAIN_H
 #define MMP_TRAIN_TRAIN_H
@@ -38,6 +41,8 @@ typedef struct {
     int64_t hidden[MMP_HEAD_MAX_HIDDEN];
     double dropout;
     int64_t proj_dim;     /* pair heads: E */
+    int64_t fuse_dim;     /* fusion heads (gated, attention): F (256) */
+    int heads;            /* attention fusion heads (4) */
     /* loss */
     mmp_loss_kind loss;
     double label_smoothing;
@@ -168,6 +173,15 @@ void mmp_trainer_predict(mmp_trainer *tr, const float *x, int64_t N, float *logi
  * (mmp_trainer_prompts) zero-shot logits[N,C] = exp(logit_scale) * za . prompt. */
 void mmp_trainer_infer(mmp_trainer *tr, float *x, const float *x2, int64_t N, const float *prompts,
                        int64_t C, float *logits, float *za, float *zb);
+/* Fusion heads (gated, attention): logits[N,C] from the raw inputs a = x[N,D]
+ * and b = x2[N,D2] (no standardization); fused (may be NULL) gets the fused
+ * vectors h[N,F]. Computed in blocks of MMP_TRAIN_FUSE_ROWS rows, mmp-fuse's
+ * batch: for a stream fed in calls of a multiple of that many rows, the same
+ * bits as mmp-fuse --checkpoint (sgemm's rounding may depend on the row count;
+ * otherwise they agree to float rounding). */
+#define MMP_TRAIN_FUSE_ROWS 64
+void mmp_trainer_infer_fuse(mmp_trainer *tr, const float *x, const float *x2, int64_t N, float *fused,
+                            float *logits);
 /* Zero-shot class prompts for a pair head: the n text embeddings emb[n,D2]
  * are projected and L2-normalized; those of one class (labels[i], or i when
  * labels is NULL) are averaged and normalized again (CLIP prompt
