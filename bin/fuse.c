@@ -22,7 +22,9 @@ static const char usage[] =
     "  --proj-init gaussian|orthogonal   gaussian N(0,1/D) (default) or orthonormal rows (D <= dims)\n"
     "  --proj-seed S       seed of the projections (default 0; a uses S, b uses S+1)\n"
     "  --checkpoint FILE   learned parameters (safetensors): gated / attention, or a learned\n"
-    "                      projection ('proj') for concat / sum / weighted\n"
+    "                      projection ('proj') for concat / sum / weighted; a checkpoint from\n"
+    "                      mmp-train-step must match the inputs' provenance\n"
+    "  --allow-mixed       fuse inputs of another provenance than the checkpoint's (warning)\n"
     "  --fields A,B        fuse fields A and B of one stream\n"
     "  --a-field NAME      field of the first stream (default embedding)\n"
     "  --b-field NAME      field of the second stream (default text_embedding)\n"
@@ -87,7 +89,7 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-fuse");
     const char *v, *out = "-", *ckpt = NULL, *init = NULL, *dims = NULL, *inputs[3] = {0};
     char fa[64] = "embedding", fb[64] = "text_embedding", outf[64] = "embedding";
-    int ninputs = 0, single = 0, l2 = 0, skip = 0, orth = 0, heads = 0;
+    int ninputs = 0, single = 0, l2 = 0, skip = 0, orth = 0, heads = 0, allow_mixed = 0;
     long long window = 1024, project = 0, pseed = 0, seed = 0;
     float wa = 0.5f, wb = 0.5f;
     int have_weights = 0;
@@ -111,6 +113,7 @@ int main(int argc, char **argv) {
             else mmp_die("bad value for --proj-init: %s (gaussian or orthogonal)", v);
         } else if (mmp_cli_opt(argc, argv, &i, "--proj-seed", &v)) pseed = mmp_cli_int("--proj-seed", v, 0, 1LL << 62);
         else if (mmp_cli_opt(argc, argv, &i, "--checkpoint", &v)) ckpt = v;
+        else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
         else if (mmp_cli_opt(argc, argv, &i, "--fields", &v)) {
             parse_pair("--fields", v, fa, fb, sizeof fa);
             single = 1;
@@ -180,6 +183,20 @@ int main(int argc, char **argv) {
             mmp_die("%s: dimension mismatch: checkpoint takes %d + %d, the inputs have %s %d and %s %d", ckpt, P.da, P.db, fa, da, fb, db);
         if (mmp_sha256_file(ckpt, ck_sha) < 0) mmp_die("%s: cannot read", ckpt);
         learned = 1;
+        /* a checkpoint trained by mmp-train-step records what made its inputs */
+        mmp_safetensors st;
+        mmp_st_open_or_die(&st, ckpt);
+        const char *want[2] = {mmp_meta_get(&st.meta, "provenance"), mmp_meta_get(&st.meta, "text_provenance")};
+        const char *have[2] = {side_provenance(ha, fa), side_provenance(hb, fb)};
+        const char *what[2] = {na, nb};
+        for (int k = 0; k < 2; k++) {
+            if (!want[k] || !strcmp(want[k], have[k])) continue;
+            if (!allow_mixed)
+                mmp_die("provenance mismatch: %s (%s) has \"%s\" but %s was trained on \"%s\" (--allow-mixed to proceed anyway)",
+                        what[k], k ? fb : fa, have[k], ckpt, want[k]);
+            mmp_warn("provenance mismatch: %s (%s) has \"%s\" but %s was trained on \"%s\"", what[k], k ? fb : fa, have[k], ckpt, want[k]);
+        }
+        mmp_st_close(&st);
     }
     float *Wa = NULL, *Wb = NULL;
     if (project) {

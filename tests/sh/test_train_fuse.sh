@@ -99,6 +99,12 @@ for fn, exact in ((h + "_fused1.mmp", 1), (h + "_fused2.mmp", 1), (h + "_fused3.
 PY
 done
 mmp-fuse --mode attention --checkpoint gated.safetensors --fields embedding,text_embedding dev.mmp > /dev/null 2>f.err && fail "mmp-fuse took a gated head as attention"
+# mmp-fuse refuses inputs of another provenance than the trained head's (both sides), unless --allow-mixed
+for d in dev_prov dev_tprov; do
+  if mmp-fuse --mode gated --checkpoint gated.safetensors --fields embedding,text_embedding $d.mmp > /dev/null 2>f.err; then fail "mmp-fuse accepted $d"
+  else grep -q "provenance mismatch" f.err && [ "$(wc -l < f.err)" -eq 1 ] && ok "mmp-fuse refuses $d (one line)" || { cat f.err; fail "mmp-fuse $d message"; }; fi
+  mmp-fuse --allow-mixed --mode gated --checkpoint gated.safetensors --fields embedding,text_embedding $d.mmp > /dev/null 2>f.err && grep -q warning f.err || fail "mmp-fuse --allow-mixed $d"
+done
 
 # ---- PyTorch: the checkpoint loads into FusionClassifier (strict) and gives eval's logits ----
 if "$MMP_PYTHON" -c 'import torch' 2>/dev/null; then
