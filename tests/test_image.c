@@ -7,23 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
 static mmp_img_decoder *dec;
 
 static int load_png(const char *rel, mmp_img *im) {
     size_t n;
-    uint8_t *b = slurp(t_root_path(rel), &n);
+    uint8_t *b = t_slurp(t_root_path(rel), &n);
     if (!b) return -1;
     char err[256];
     int rc = mmp_img_decode(dec, b, n, NULL, im, err, sizeof err);
@@ -140,7 +128,7 @@ static void test_bad(void) {
     CHECK(mmp_img_decode(dec, "GIF89a......", 12, NULL, &im, err, sizeof err) == -1 &&
           strstr(err, "GIF"));
     size_t n;
-    uint8_t *j = slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n);
+    uint8_t *j = t_slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n);
     CHECK(j != NULL);
     if (j) {
         for (size_t cut = 3; cut < n; cut += n / 7 + 1) {
@@ -169,7 +157,7 @@ static void test_bad(void) {
         free(c);
         free(j);
     }
-    uint8_t *p = slurp(t_root_path("tests/fixtures/image/rgb.png"), &n);
+    uint8_t *p = t_slurp(t_root_path("tests/fixtures/image/rgb.png"), &n);
     CHECK(p != NULL);
     if (p) {
         for (size_t cut = 0; cut < n; cut += n / 9 + 1) {
@@ -214,7 +202,7 @@ static void test_mutations(void) {
         char rel[128];
         snprintf(rel, sizeof rel, "tests/fixtures/image/%s", files[f]);
         size_t n;
-        uint8_t *b = slurp(t_root_path(rel), &n);
+        uint8_t *b = t_slurp(t_root_path(rel), &n);
         if (!b) continue;
         uint8_t *m = malloc(n);
         for (int it = 0; it < 150; it++) {
@@ -248,7 +236,7 @@ static void test_mutations(void) {
 static void test_dct_scale(void) {
     /* DCT scaling keeps both sides >= the requested minimum */
     size_t n;
-    uint8_t *j = slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n); /* 61x47 */
+    uint8_t *j = t_slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n); /* 61x47 */
     if (!j) return;
     char err[256];
     mmp_img im;

@@ -27,18 +27,6 @@ static int sh(const char *fmt, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
 static void spit(const char *path, const void *d, size_t n) {
     FILE *f = fopen(path, "wb");
     fwrite(d, 1, n, f);
@@ -48,7 +36,7 @@ static void copy_fixture(const char *name, const char *dst) {
     char rel[256];
     snprintf(rel, sizeof rel, "tests/fixtures/image/%s", name);
     size_t n;
-    uint8_t *b = slurp(t_root_path(rel), &n);
+    uint8_t *b = t_slurp(t_root_path(rel), &n);
     if (!b) {
         fprintf(stderr, "missing fixture %s\n", name);
         exit(1);
@@ -127,7 +115,7 @@ static void make_dataset(void) {
     spit("ds/dog/zero.jpg", "", 0);
     spit("ds/cat/text.jpg", "hello, not an image\n", 20);
     size_t n;
-    uint8_t *j = slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n);
+    uint8_t *j = t_slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n);
     spit("ds/cat/trunc.jpg", j, n / 2);
     /* decompression bomb: SOF says 50000 x 50000 */
     for (size_t i = 2; i + 9 < n; i++)
@@ -148,7 +136,7 @@ static void test_decode(void) {
     CHECK(a.skipped == 4);
     CHECK(a.h.nclasses == 2 && !strcmp(a.h.classes[0], "cat") && !strcmp(a.h.classes[1], "dog"));
     size_t en;
-    char *e = (char *)slurp("a.err", &en);
+    char *e = (char *)t_slurp("a.err", &en);
     CHECKF(e && strstr(e, "ds/dog/zero.jpg") && strstr(e, "ds/cat/text.jpg") && strstr(e, "ds/cat/trunc.jpg") &&
                strstr(e, "ds/dog/bomb.jpg") && strstr(e, "4 skipped"),
            "stderr: %s", e ? e : "");
@@ -178,7 +166,7 @@ static void test_decode(void) {
     unload(&b);
     /* --strict: fatal, names the file */
     CHECK(sh("mmp-decode ds --strict -o s.mmp 2> s.err") != 0);
-    e = (char *)slurp("s.err", &en);
+    e = (char *)t_slurp("s.err", &en);
     CHECK(e && strstr(e, "mmp-decode: ") && strstr(e, ".jpg"));
     free(e);
     /* tar (system tar, ustar/GNU) = directory; stdin streaming with --classes; stdin spooled */
@@ -205,7 +193,7 @@ static void test_decode(void) {
     unload(&s1);
     /* corrupt tar: fatal, names the file and the offset; no silent short stream */
     size_t n;
-    uint8_t *tb = slurp("ds.tar", &n);
+    uint8_t *tb = t_slurp("ds.tar", &n);
     tb[512 * 3 + 100] ^= 0x40; /* inside the 2nd or 3rd header (mode field) or data */
     int hdrs = 0;
     for (size_t off = 0; off + 512 <= n; off += 512) /* corrupt the last header's checksum field */
@@ -215,7 +203,7 @@ static void test_decode(void) {
     spit("short.tar", tb, hdrs + 700);
     free(tb);
     CHECK(sh("mmp-decode bad.tar -o bad.mmp 2> bad.err") != 0);
-    e = (char *)slurp("bad.err", &en);
+    e = (char *)t_slurp("bad.err", &en);
     CHECKF(e && strstr(e, "bad.tar") && strstr(e, "offset"), "corrupt tar message: %s", e ? e : "");
     free(e);
     CHECK(sh("mmp-decode short.tar -o short.mmp 2> short.err") != 0);
@@ -295,7 +283,7 @@ static void test_augment(void) {
     /* a float image stream is refused, naming the problem */
     CHECK(sh("mmp-augment d32.mmp --normalize imagenet | mmp-augment --hflip 0.5 -o x.mmp 2> x.err") != 0);
     size_t en;
-    char *e = (char *)slurp("x.err", &en);
+    char *e = (char *)t_slurp("x.err", &en);
     CHECK(e && strstr(e, "u8 [H,W,3]"));
     free(e);
     /* an op that cannot apply is a counted skip (or fatal with --strict) */

@@ -46,17 +46,6 @@ static void end(FILE *f) {
     fwrite(z, 1, 1024, f);
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
 static void spit(const char *path, const void *d, size_t n) {
     FILE *f = fopen(path, "wb");
     fwrite(d, 1, n, f);
@@ -165,7 +154,7 @@ static void test_imagefolder_tar(void) {
     /* corrupt header checksum: error naming the file and the offset */
     uint8_t *t;
     size_t tn;
-    t = slurp("if.tar", &tn);
+    t = t_slurp("if.tar", &tn);
     t[1024 + 512 + ((njpg + 511) / 512) * 512 + 3] ^= 1; /* name of the 2nd file member */
     spit("bad.tar", t, tn);
     char *bin[] = {"bad.tar"};
@@ -276,7 +265,7 @@ static void test_dir_manifests(void) {
 /* random mutations of a tar: an error with a message or items, never a crash */
 static void test_tar_mutations(void) {
     size_t n;
-    uint8_t *t = slurp("if.tar", &n);
+    uint8_t *t = t_slurp("if.tar", &n);
     if (!t) return;
     uint8_t *m = malloc(n);
     uint64_t s = 99;
@@ -343,8 +332,8 @@ static void test_pmap(void) {
 
 int main(void) {
     mmp_set_progname("test_image_source");
-    jpg = slurp(t_root_path("tests/fixtures/image/base420.jpg"), &njpg);
-    png = slurp(t_root_path("tests/fixtures/image/rgb.png"), &npng);
+    jpg = t_slurp(t_root_path("tests/fixtures/image/base420.jpg"), &njpg);
+    png = t_slurp(t_root_path("tests/fixtures/image/rgb.png"), &npng);
     if (!jpg || !png) SKIP("fixtures missing");
     test_imagefolder_tar();
     test_tar_mutations();

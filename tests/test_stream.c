@@ -73,18 +73,6 @@ static int same_record(const mmp_record *a, const mmp_record *b) {
     return 1;
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)sz + 1);
-    *n = fread(p, 1, (size_t)sz, f);
-    fclose(f);
-    return p;
-}
-
 /* Writes nrec records (seeded by first) to path. */
 static void write_stream(const char *path, int first, int nrec, int level, uint64_t skipped) {
     mmp_header h;
@@ -129,7 +117,7 @@ static long read_all(const void *buf, size_t n, int first, char *err, size_t err
 static void test_roundtrip(void) {
     write_stream("a.mmp", 0, 40, 3, 2);
     size_t n;
-    uint8_t *buf = slurp("a.mmp", &n);
+    uint8_t *buf = t_slurp("a.mmp", &n);
     CHECK(buf && n > 100);
     char err[1024] = "";
     int bad = 0;
@@ -166,12 +154,12 @@ static void test_roundtrip(void) {
     /* determinism: same records, same bytes; other levels read the same */
     write_stream("b.mmp", 0, 40, 3, 2);
     size_t n2;
-    uint8_t *buf2 = slurp("b.mmp", &n2);
+    uint8_t *buf2 = t_slurp("b.mmp", &n2);
     CHECK(n2 == n && memcmp(buf, buf2, n) == 0);
     free(buf2);
     for (int level = 1; level <= 19; level += 9) {
         write_stream("c.mmp", 0, 40, level, 0);
-        buf2 = slurp("c.mmp", &n2);
+        buf2 = t_slurp("c.mmp", &n2);
         bad = 0;
         CHECK(read_all(buf2, n2, 0, err, sizeof err, &bad) == 40 && bad == 0);
         free(buf2);
@@ -229,7 +217,7 @@ static void test_empty_stream(void) {
     mmp_writer_close(w);
     mmp_header_free(&h);
     size_t n;
-    uint8_t *buf = slurp("e.mmp", &n);
+    uint8_t *buf = t_slurp("e.mmp", &n);
     char err[512] = "";
     CHECKF(read_all(buf, n, 0, err, sizeof err, NULL) == 0, "%s", err);
     free(buf);
@@ -239,7 +227,7 @@ static void test_concat(void) {
     write_stream("p1.mmp", 0, 7, 1, 1);
     write_stream("p2.mmp", 7, 5, 9, 3);
     size_t n1, n2;
-    uint8_t *a = slurp("p1.mmp", &n1), *b = slurp("p2.mmp", &n2);
+    uint8_t *a = t_slurp("p1.mmp", &n1), *b = t_slurp("p2.mmp", &n2);
     uint8_t *ab = malloc(n1 + n2);
     memcpy(ab, a, n1);
     memcpy(ab + n1, b, n2);
@@ -268,7 +256,7 @@ static void test_concat(void) {
     mmp_writer_close(w);
     mmp_header_free(&h);
     size_t n3;
-    uint8_t *c = slurp("p3.mmp", &n3);
+    uint8_t *c = t_slurp("p3.mmp", &n3);
     uint8_t *ac = malloc(n1 + n3);
     memcpy(ac, a, n1);
     memcpy(ac + n1, c, n3);
@@ -288,7 +276,7 @@ static void test_concat(void) {
 static void test_truncation_and_flips(void) {
     write_stream("t.mmp", 0, 3, 3, 0);
     size_t n;
-    uint8_t *buf = slurp("t.mmp", &n);
+    uint8_t *buf = t_slurp("t.mmp", &n);
     char err[1024];
     int fails = 0;
     for (size_t k = 0; k < n; k++) {

@@ -23,6 +23,22 @@ static inline double t_maxrel(const float *a, const float *b, size_t n, double r
     if (where) *where = w;
     return worst;
 }
+/* Whole file into memory, NUL-terminated (n excludes the NUL); NULL when unreadable. */
+static inline unsigned char *t_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0, k;
+    unsigned char *b = malloc(cap + 1);
+    while (b && (k = fread(b + len, 1, cap - len, f)) > 0) {
+        len += k;
+        if (len == cap) { unsigned char *nb = realloc(b, 2 * cap + 1); if (!nb) { free(b); b = NULL; break; } b = nb; cap *= 2; }
+    }
+    fclose(f);
+    if (!b) return NULL;
+    b[len] = 0;
+    *n = len;
+    return b;
+}
 /* Path of the shared data folder, or NULL when absent. */
 static inline const char *t_shared(void) {
     const char *s = getenv("MMP_SHARED");
