@@ -29,6 +29,11 @@ if [ -f "$shared/models/mobilenet_v2-imagenet.safetensors" ]; then ln -s "$share
 else "$py" "$R/pipelines/lib/random_init.py" mobilenet_v2 mnv2.safetensors; fi
 if [ -f "$R/models/all-MiniLM-L6-v2/model.safetensors" ]; then ln -s "$R/models/all-MiniLM-L6-v2" minilm
 else "$py" "$R/pipelines/lib/random_init.py" bert minilm --vocab-from captions.tar; fi
+# the opening example trains with --dev dev.mmp: held-out pictures embedded the same way
+mmp-synth -n 60 --seed 5 --first 20000 -o x/dev.tar && mkdir -p x/dev && tar xf x/dev.tar -C x/dev
+for f in x/dev/*.jpg; do k=${f%.jpg}; c=$(sed -n "$(( $(cat "$k.cls") + 1 ))p" classes.txt); mkdir -p "x/img/dev/$c"; mv "$f" "x/img/dev/$c/"; done
+tar cf dev.tar -C x/img dev
+mmp-decode dev.tar | mmp-embed --model mnv2.safetensors > dev.mmp
 cat > stubs.sh <<'EOS'
 ssh() { while [[ "$1" == -* ]]; do shift; done; shift; bash -c "$*"; }
 curl() { cat "$OLDPWD_README/captions.tar"; }
