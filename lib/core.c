@@ -71,6 +71,16 @@ char *mmp_xstrdup(const char *s) {
     return p;
 }
 
+int mmp_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
 char *mmp_xasprintf(const char *fmt, ...) {
     va_list ap, ap2;
     va_start(ap, fmt);

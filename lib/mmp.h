@@ -40,6 +40,9 @@ void *mmp_xmalloc(size_t n);
 void *mmp_xcalloc(size_t n, size_t size);
 void *mmp_xrealloc(void *p, size_t n);
 char *mmp_xstrdup(const char *s);
+/* Formats a message into err[errlen] (NULL or 0: nothing) and returns -1,
+ * for functions that report failures to their caller: return mmp_errf(...). */
+int mmp_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* snprintf into a growing heap string. */
 char *mmp_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -35,16 +35,6 @@ mmp_imgfmt mmp_img_sniff(const void *buf, size_t n) {
     return MMP_IMGFMT_UNKNOWN;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static const char *fmt_name(const uint8_t *p, size_t n) {
     if (n == 0) return "empty file (0 bytes)";
     if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "unsupported format (BMP)";
@@ -63,10 +53,10 @@ static const char *fmt_name(const uint8_t *p, size_t n) {
 
 static int jpeg_header(mmp_img_decoder *d, const void *buf, size_t n, int *w, int *h, int *ss,
                        int *cs, char *err, size_t errlen) {
-    if (n > 0xFFFFFFFFUL) return fail(err, errlen, "JPEG too large");
+    if (n > 0xFFFFFFFFUL) return mmp_errf(err, errlen, "JPEG too large");
     if (tjDecompressHeader3(d->tj, buf, (unsigned long)n, w, h, ss, cs) != 0)
-        return fail(err, errlen, "corrupt JPEG header: %s", tjGetErrorStr2(d->tj));
-    if (*w <= 0 || *h <= 0) return fail(err, errlen, "corrupt JPEG header: size %dx%d", *w, *h);
+        return mmp_errf(err, errlen, "corrupt JPEG header: %s", tjGetErrorStr2(d->tj));
+    if (*w <= 0 || *h <= 0) return mmp_errf(err, errlen, "corrupt JPEG header: size %dx%d", *w, *h);
     return 0;
 }
 
@@ -86,7 +76,7 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
     int w, h, ss, cs;
     if (jpeg_header(d, buf, n, &w, &h, &ss, &cs, err, errlen)) return -1;
     if ((uint64_t)w * (uint64_t)h > maxpix)
-        return fail(err, errlen, "image too large: %dx%d = %llu pixels > --max-pixels %llu", w, h,
+        return mmp_errf(err, errlen, "image too large: %dx%d = %llu pixels > --max-pixels %llu", w, h,
                     (unsigned long long)w * h, (unsigned long long)maxpix);
     int ow = w, oh = h;
     if (o && (o->dct_min_w > 0 || o->dct_min_h > 0)) {
@@ -109,16 +99,16 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
         if (tjDecompress2(d->tj, buf, (unsigned long)n, out->px, ow, 0, oh, TJPF_RGB, flags) != 0 &&
             !tolerable_warning(d)) {
             mmp_img_free(out);
-            return fail(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
+            return mmp_errf(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
         }
         return 0;
     }
     uint8_t *tmp = malloc((size_t)ow * oh * 4);
-    if (!tmp) return fail(err, errlen, "out of memory for %dx%d CMYK image", ow, oh);
+    if (!tmp) return mmp_errf(err, errlen, "out of memory for %dx%d CMYK image", ow, oh);
     if (tjDecompress2(d->tj, buf, (unsigned long)n, tmp, ow, 0, oh, TJPF_CMYK, flags) != 0 &&
         !tolerable_warning(d)) {
         free(tmp);
-        return fail(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
+        return mmp_errf(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
     }
     mmp_img_alloc(out, ow, oh);
     /* libjpeg returns the stored (Adobe-inverted) values; Pillow reads them
@@ -246,7 +236,7 @@ static int decode_png(const void *buf, size_t n, uint64_t maxpix, mmp_img *out, 
     if (!st->png) {
         free(src);
         free(st);
-        return fail(err, errlen, "cannot initialize libpng");
+        return mmp_errf(err, errlen, "cannot initialize libpng");
     }
     st->info = png_create_info_struct(st->png);
     volatile int rc = -1;
@@ -259,7 +249,7 @@ static int decode_png(const void *buf, size_t n, uint64_t maxpix, mmp_img *out, 
     free(st->rows);
     free(st->rowp);
     png_destroy_read_struct(&st->png, &st->info, NULL);
-    if (rc) fail(err, errlen, "%s", src->msg[0] ? src->msg : "corrupt PNG");
+    if (rc) mmp_errf(err, errlen, "%s", src->msg[0] ? src->msg : "corrupt PNG");
     free(src);
     free(st);
     return rc ? -1 : 0;
@@ -275,7 +265,7 @@ int mmp_img_probe(mmp_img_decoder *d, const void *buf, size_t n, int *w, int *h,
         return jpeg_header(d, buf, n, w, h, &ss, &cs, err, errlen);
     }
     case MMP_IMGFMT_PNG: return decode_png(buf, n, 0, NULL, 1, w, h, err, errlen);
-    default: return fail(err, errlen, "%s", fmt_name(buf, n));
+    default: return mmp_errf(err, errlen, "%s", fmt_name(buf, n));
     }
 }
 
@@ -287,6 +277,6 @@ int mmp_img_decode(mmp_img_decoder *d, const void *buf, size_t n, const mmp_img_
     switch (mmp_img_sniff(buf, n)) {
     case MMP_IMGFMT_JPEG: return decode_jpeg(d, buf, n, o, maxpix, out, err, errlen);
     case MMP_IMGFMT_PNG: return decode_png(buf, n, maxpix, out, 0, NULL, NULL, err, errlen);
-    default: return fail(err, errlen, "%s", fmt_name(buf, n));
+    default: return mmp_errf(err, errlen, "%s", fmt_name(buf, n));
     }
 }

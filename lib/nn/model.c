@@ -42,14 +42,6 @@ struct nn_model {
     char *block_names;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- loading ---- */
 
 typedef struct {
@@ -63,11 +55,11 @@ typedef struct {
 static float *get_f32(loader *L, const char *name, int ndim, const int64_t *shape) {
     const mmp_tensor *t = mmp_st_get(L->st, name);
     if (!t) {
-        fail(L->err, L->errlen, "%s: missing tensor %s", L->path, name);
+        mmp_errf(L->err, L->errlen, "%s: missing tensor %s", L->path, name);
         return NULL;
     }
     if (t->dtype != MMP_F32 && t->dtype != MMP_F16 && t->dtype != MMP_BF16) {
-        fail(L->err, L->errlen, "%s: tensor %s has dtype %s, expected a float type", L->path, name,
+        mmp_errf(L->err, L->errlen, "%s: tensor %s has dtype %s, expected a float type", L->path, name,
              mmp_dtype_name(t->dtype));
         return NULL;
     }
@@ -77,7 +69,7 @@ static float *get_f32(loader *L, const char *name, int ndim, const int64_t *shap
         char a[96], b[96];
         mmp_shape_str(t->ndim, t->shape, a, sizeof a);
         mmp_shape_str(ndim, shape, b, sizeof b);
-        fail(L->err, L->errlen, "%s: tensor %s has shape %s, expected %s", L->path, name, a, b);
+        mmp_errf(L->err, L->errlen, "%s: tensor %s has shape %s, expected %s", L->path, name, a, b);
         return NULL;
     }
     float *out = mmp_xmalloc(sizeof(float) * ((size_t)mmp_numel(ndim, shape) + 1));
@@ -100,14 +92,14 @@ static const mmp_tensor *find(loader *L, const char *fmt, ...) {
 static int load_conv(loader *L, nn_conv *c, const char *wname, const char *bn, int stride,
                      int depthwise, nn_act act) {
     const mmp_tensor *t = mmp_st_get(L->st, wname);
-    if (!t) return fail(L->err, L->errlen, "%s: missing tensor %s", L->path, wname);
+    if (!t) return mmp_errf(L->err, L->errlen, "%s: missing tensor %s", L->path, wname);
     if (t->ndim != 4 || t->shape[2] != t->shape[3] || t->shape[2] < 1 || t->shape[2] > 11 ||
         t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > 65536 || t->shape[1] > 65536)
-        return fail(L->err, L->errlen, "%s: tensor %s is not a square conv weight", L->path, wname);
+        return mmp_errf(L->err, L->errlen, "%s: tensor %s is not a square conv weight", L->path, wname);
     int cout = (int)t->shape[0], k = (int)t->shape[2];
     int cin = depthwise ? cout : (int)t->shape[1];
     if (depthwise && (t->shape[1] != 1 || k != 3))
-        return fail(L->err, L->errlen, "%s: tensor %s: expected a depthwise 3x3 weight [C,1,3,3]",
+        return mmp_errf(L->err, L->errlen, "%s: tensor %s: expected a depthwise 3x3 weight [C,1,3,3]",
                     L->path, wname);
     int64_t wshape[4] = {cout, depthwise ? 1 : cin, k, k}, cs[1] = {cout};
     float *w = get_f32(L, wname, 4, wshape);
@@ -167,7 +159,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     snprintf(b->name, sizeof b->name, "maxpool");
     if (load_conv(L, &b->conv[0], "conv1.weight", "bn1", 2, 0, NN_ACT_RELU)) return -1;
     if (b->conv[0].k != 7 || b->conv[0].cin != 3)
-        return fail(L->err, L->errlen, "%s: conv1.weight: expected [C,3,7,7]", L->path);
+        return mmp_errf(L->err, L->errlen, "%s: conv1.weight: expected [C,3,7,7]", L->path);
     b->cin = 3;
     b->cout = b->conv[0].cout;
     int bottleneck = find(L, "layer1.0.conv3.weight") != NULL;
@@ -176,7 +168,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     for (int li = 0; li < 4; li++) {
         int n = 0;
         while (find(L, "layer%d.%d.conv1.weight", li + 1, n)) n++;
-        if (n == 0) return fail(L->err, L->errlen, "%s: missing tensor layer%d.0.conv1.weight", L->path, li + 1);
+        if (n == 0) return mmp_errf(L->err, L->errlen, "%s: missing tensor layer%d.0.conv1.weight", L->path, li + 1);
         counts[li] = n;
         for (int i = 0; i < n; i++) {
             b = add_block(m, &cap);
@@ -192,25 +184,25 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
                 /* the last conv's ReLU comes after the residual add: act in its epilogue */
                 if (load_conv(L, &b->conv[j], nm, bn, s, 0, NN_ACT_RELU)) return -1;
                 if (b->conv[j].k != (bottleneck && j != 1 ? 1 : 3))
-                    return fail(L->err, L->errlen, "%s: %s: unexpected kernel size %d", L->path, nm, b->conv[j].k);
+                    return mmp_errf(L->err, L->errlen, "%s: %s: unexpected kernel size %d", L->path, nm, b->conv[j].k);
             }
             b->cin = c;
             b->cout = b->conv[nconv - 1].cout;
             if (b->conv[0].cin != c)
-                return fail(L->err, L->errlen, "%s: layer%d.%d.conv1.weight: %d input channels, expected %d",
+                return mmp_errf(L->err, L->errlen, "%s: layer%d.%d.conv1.weight: %d input channels, expected %d",
                             L->path, li + 1, i, b->conv[0].cin, c);
             for (int j = 1; j < nconv; j++)
                 if (b->conv[j].cin != b->conv[j - 1].cout)
-                    return fail(L->err, L->errlen, "%s: layer%d.%d: channel counts do not chain", L->path, li + 1, i);
+                    return mmp_errf(L->err, L->errlen, "%s: layer%d.%d: channel counts do not chain", L->path, li + 1, i);
             snprintf(nm, sizeof nm, "layer%d.%d.downsample.0.weight", li + 1, i);
             if (mmp_st_get(L->st, nm)) {
                 snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", li + 1, i);
                 if (load_conv(L, &b->conv[3], nm, bn, stride, 0, NN_ACT_NONE)) return -1;
                 if (b->conv[3].k != 1 || b->conv[3].cin != c || b->conv[3].cout != b->cout)
-                    return fail(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
+                    return mmp_errf(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
                 b->has_ds = 1;
             } else if (stride != 1 || c != b->cout) {
-                return fail(L->err, L->errlen, "%s: missing tensor %s", L->path, nm);
+                return mmp_errf(L->err, L->errlen, "%s: missing tensor %s", L->path, nm);
             }
             c = b->cout;
         }
@@ -219,7 +211,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     if (mmp_st_get(L->st, "fc.weight")) {
         const mmp_tensor *t = mmp_st_get(L->st, "fc.weight");
         if (t->ndim != 2 || t->shape[1] != c || t->shape[0] < 1)
-            return fail(L->err, L->errlen, "%s: fc.weight: expected [classes,%d]", L->path, c);
+            return mmp_errf(L->err, L->errlen, "%s: fc.weight: expected [classes,%d]", L->path, c);
         int64_t ws[2] = {t->shape[0], c}, bs[1] = {t->shape[0]};
         if (!(m->fc_w = get_f32(L, "fc.weight", 2, ws)) || !(m->fc_b = get_f32(L, "fc.bias", 1, bs))) return -1;
         m->classes = (int)t->shape[0];
@@ -233,7 +225,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
         if (width == 64 && std_bott[i] == bottleneck && !memcmp(counts, std_counts[i], sizeof counts))
             snprintf(m->arch, sizeof m->arch, "resnet%d", std_depth[i]);
     if (want && strcmp(want, "resnet") && strcmp(want, m->arch))
-        return fail(L->err, L->errlen, "%s: --arch %s, but the weights are %s", L->path, want, m->arch);
+        return mmp_errf(L->err, L->errlen, "%s: --arch %s, but the weights are %s", L->path, want, m->arch);
     return 0;
 }
 
@@ -247,7 +239,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
     snprintf(b->name, sizeof b->name, "features.0");
     if (load_conv(L, &b->conv[0], "features.0.0.weight", "features.0.1", 2, 0, NN_ACT_RELU6)) return -1;
     if (b->conv[0].k != 3 || b->conv[0].cin != 3)
-        return fail(L->err, L->errlen, "%s: features.0.0.weight: expected [C,3,3,3]", L->path);
+        return mmp_errf(L->err, L->errlen, "%s: features.0.0.weight: expected [C,3,3,3]", L->path);
     b->cin = 3;
     int c = b->cout = b->conv[0].cout;
     int fi = 1;
@@ -274,7 +266,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
             int hid = b->conv[1].cout;
             if ((b->has_expand && (b->conv[0].k != 1 || b->conv[0].cin != c || b->conv[0].cout != hid)) ||
                 (!b->has_expand && hid != c) || b->conv[2].k != 1 || b->conv[2].cin != hid)
-                return fail(L->err, L->errlen, "%s: features.%d: channel counts do not chain", L->path, fi);
+                return mmp_errf(L->err, L->errlen, "%s: features.%d: channel counts do not chain", L->path, fi);
             b->cin = c;
             b->cout = b->conv[2].cout;
             b->residual = stride == 1 && c == b->cout;
@@ -287,16 +279,16 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
     snprintf(bn, sizeof bn, "features.%d.1", fi);
     if (load_conv(L, &b->conv[0], nm, bn, 1, 0, NN_ACT_RELU6)) return -1;
     if (b->conv[0].k != 1 || b->conv[0].cin != c)
-        return fail(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
+        return mmp_errf(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
     b->cin = c;
     c = b->cout = b->conv[0].cout;
     if (find(L, "features.%d.0.weight", fi + 1))
-        return fail(L->err, L->errlen, "%s: unsupported MobileNetV2 layout (more than %d features)", L->path, fi + 1);
+        return mmp_errf(L->err, L->errlen, "%s: unsupported MobileNetV2 layout (more than %d features)", L->path, fi + 1);
     m->pool_dim = c;
     const mmp_tensor *t = mmp_st_get(L->st, "classifier.1.weight");
     if (t) {
         if (t->ndim != 2 || t->shape[1] != c || t->shape[0] < 1)
-            return fail(L->err, L->errlen, "%s: classifier.1.weight: expected [classes,%d]", L->path, c);
+            return mmp_errf(L->err, L->errlen, "%s: classifier.1.weight: expected [classes,%d]", L->path, c);
         int64_t ws[2] = {t->shape[0], c}, bs[1] = {t->shape[0]};
         if (!(m->fc_w = get_f32(L, "classifier.1.weight", 2, ws)) ||
             !(m->fc_b = get_f32(L, "classifier.1.bias", 1, bs)))
@@ -305,7 +297,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
     }
     snprintf(m->arch, sizeof m->arch, "mobilenet_v2");
     if (want && strcmp(want, "mobilenet_v2"))
-        return fail(L->err, L->errlen, "%s: --arch %s, but the weights are mobilenet_v2", L->path, want);
+        return mmp_errf(L->err, L->errlen, "%s: --arch %s, but the weights are mobilenet_v2", L->path, want);
     return 0;
 }
 
@@ -338,18 +330,18 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
     int is_mnv2 = mmp_st_get(&st, "features.0.0.weight") != NULL;
     int rc;
     if (arch && strcmp(arch, "mobilenet_v2") && strncmp(arch, "resnet", 6)) {
-        rc = fail(err, errlen, "unknown --arch %s (resnet18, resnet34, resnet50, resnet101, resnet152, mobilenet_v2)", arch);
+        rc = mmp_errf(err, errlen, "unknown --arch %s (resnet18, resnet34, resnet50, resnet101, resnet152, mobilenet_v2)", arch);
     } else if (is_resnet) {
         rc = load_resnet(m, &L, arch);
     } else if (is_mnv2) {
         rc = load_mnv2(m, &L, arch);
     } else {
-        rc = fail(err, errlen, "%s: not a torchvision ResNet or MobileNetV2 state_dict "
+        rc = mmp_errf(err, errlen, "%s: not a torchvision ResNet or MobileNetV2 state_dict "
                   "(no conv1.weight/layer1.0.conv1.weight or features.0.0.weight)", path);
     }
     if (!rc && meta_arch && !arch && strcmp(meta_arch, m->arch) &&
         !(strcmp(meta_arch, "resnet") == 0 && strncmp(m->arch, "resnet", 6) == 0))
-        rc = fail(err, errlen, "%s: __metadata__ architecture is %s but the tensors are %s", path,
+        rc = mmp_errf(err, errlen, "%s: __metadata__ architecture is %s but the tensors are %s", path,
                   meta_arch, m->arch);
     /* preprocessing */
     nn_preproc p = {224, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
@@ -357,15 +349,15 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
     if (!rc && (v = mmp_meta_get(&st.meta, "input_size"))) {
         char *end;
         long n = strtol(v, &end, 10);
-        if (*end || n < 1 || n > 16384) rc = fail(err, errlen, "%s: bad __metadata__ input_size \"%s\"", path, v);
+        if (*end || n < 1 || n > 16384) rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_size \"%s\"", path, v);
         p.size = (int)n;
     }
     if (!rc && (v = mmp_meta_get(&st.meta, "input_mean")) && nn_parse3(v, p.mean))
-        rc = fail(err, errlen, "%s: bad __metadata__ input_mean \"%s\" (want a,b,c)", path, v);
+        rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_mean \"%s\" (want a,b,c)", path, v);
     if (!rc && (v = mmp_meta_get(&st.meta, "input_std")) && nn_parse3(v, p.std))
-        rc = fail(err, errlen, "%s: bad __metadata__ input_std \"%s\" (want a,b,c)", path, v);
+        rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_std \"%s\" (want a,b,c)", path, v);
     for (int i = 0; !rc && i < 3; i++)
-        if (!(p.std[i] > 0)) rc = fail(err, errlen, "%s: input_std must be positive", path);
+        if (!(p.std[i] > 0)) rc = mmp_errf(err, errlen, "%s: input_std must be positive", path);
     m->pre = p;
     mmp_st_close(&st);
     if (rc) {
@@ -416,18 +408,18 @@ int nn_layer_parse(const nn_model *m, const char *spec, nn_layer *l, char *err, 
         return 0;
     }
     if (!strcmp(spec, "logits")) {
-        if (!m->classes) return fail(err, errlen, "--layer logits: the weights have no classifier");
+        if (!m->classes) return mmp_errf(err, errlen, "--layer logits: the weights have no classifier");
         l->kind = NN_OUT_LOGITS;
         snprintf(l->name, sizeof l->name, "logits");
         return 0;
     }
     char nm[64];
     size_t n = strcspn(spec, ":");
-    if (n >= sizeof nm) return fail(err, errlen, "unknown --layer %s", spec);
+    if (n >= sizeof nm) return mmp_errf(err, errlen, "unknown --layer %s", spec);
     memcpy(nm, spec, n);
     nm[n] = 0;
     if (spec[n] && strcmp(spec + n, ":flat"))
-        return fail(err, errlen, "bad --layer %s (NAME or NAME:flat)", spec);
+        return mmp_errf(err, errlen, "bad --layer %s (NAME or NAME:flat)", spec);
     for (int i = 0; i < m->nblocks; i++)
         if (!strcmp(m->blocks[i].name, nm) || (m->blocks[i].alias[0] && !strcmp(m->blocks[i].alias, nm))) {
             l->kind = NN_OUT_BLOCK;
@@ -436,7 +428,7 @@ int nn_layer_parse(const nn_model *m, const char *spec, nn_layer *l, char *err, 
             snprintf(l->name, sizeof l->name, "%s", spec);
             return 0;
         }
-    return fail(err, errlen, "unknown --layer %s (pool, logits, or a block: %s; NAME:flat to flatten)", spec,
+    return mmp_errf(err, errlen, "unknown --layer %s (pool, logits, or a block: %s; NAME:flat to flatten)", spec,
                 m->block_names);
 }
 

@@ -7,15 +7,6 @@
 
 #include "train/train.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
 
 int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, const char *pair,
@@ -25,7 +16,7 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
     char rerr[512];
     mmp_reader *r = mmp_reader_open(path, rerr, sizeof rerr);
     if (!r) {
-        seterr(err, errlen, "%s", rerr);
+        mmp_errf(err, errlen, "%s", rerr);
         return -1;
     }
     snprintf(d->name, sizeof d->name, "%s", mmp_reader_name(r));
@@ -40,27 +31,27 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
     while ((rc = mmp_reader_next(r, &rec)) == 1) {
         int64_t i = d->n;
         const mmp_tensor *t = mmp_record_cget(&rec, feature);
-        if (!t) { seterr(err, errlen, "%s: record %lld: no tensor \"%s\"", nm, (long long)i, feature); goto out; }
+        if (!t) { mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\"", nm, (long long)i, feature); goto out; }
         if (!is_float(t->dtype) || t->ndim != 1) {
             char sh[64];
             mmp_shape_str(t->ndim, t->shape, sh, sizeof sh);
-            seterr(err, errlen, "%s: record %lld: \"%s\" is %s %s, expected a float vector [D]", nm,
+            mmp_errf(err, errlen, "%s: record %lld: \"%s\" is %s %s, expected a float vector [D]", nm,
                    (long long)i, feature, mmp_dtype_name(t->dtype), sh);
             goto out;
         }
         if (d->dim < 0) d->dim = t->shape[0];
         if (t->shape[0] != d->dim || d->dim == 0) {
-            seterr(err, errlen, "%s: record %lld: \"%s\" has %lld values, earlier records %lld", nm,
+            mmp_errf(err, errlen, "%s: record %lld: \"%s\" has %lld values, earlier records %lld", nm,
                    (long long)i, feature, (long long)t->shape[0], (long long)d->dim);
             goto out;
         }
         const mmp_tensor *t2 = NULL;
         if (pair) {
             t2 = mmp_record_cget(&rec, pair);
-            if (!t2) { seterr(err, errlen, "%s: record %lld: no tensor \"%s\" (the pair embedding; see --pair-field)", nm, (long long)i, pair); goto out; }
+            if (!t2) { mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\" (the pair embedding; see --pair-field)", nm, (long long)i, pair); goto out; }
             if (!is_float(t2->dtype) || t2->ndim != 1 || t2->shape[0] == 0 ||
                 (d->dim2 >= 0 && t2->shape[0] != d->dim2)) {
-                seterr(err, errlen, "%s: record %lld: \"%s\" must be a float vector of one length", nm, (long long)i, pair);
+                mmp_errf(err, errlen, "%s: record %lld: \"%s\" must be a float vector of one length", nm, (long long)i, pair);
                 goto out;
             }
             d->dim2 = t2->shape[0];
@@ -68,18 +59,18 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
         const mmp_tensor *tl = NULL;
         if (labels_field) {
             tl = mmp_record_cget(&rec, labels_field);
-            if (!tl) { seterr(err, errlen, "%s: record %lld: no tensor \"%s\" (multi-label targets)", nm, (long long)i, labels_field); goto out; }
+            if (!tl) { mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\" (multi-label targets)", nm, (long long)i, labels_field); goto out; }
             if (!is_float(tl->dtype) || tl->ndim != 1 || tl->shape[0] == 0 || (d->ncls >= 0 && tl->shape[0] != d->ncls) ||
                 (ncls_hdr > 0 && tl->shape[0] != ncls_hdr)) {
-                seterr(err, errlen, "%s: record %lld: \"%s\" must be a float vector [C] (C = number of classes)", nm, (long long)i, labels_field);
+                mmp_errf(err, errlen, "%s: record %lld: \"%s\" must be a float vector [C] (C = number of classes)", nm, (long long)i, labels_field);
                 goto out;
             }
             d->ncls = tl->shape[0];
         }
         if (need_label) {
-            if (rec.label < 0) { seterr(err, errlen, "%s: record %lld: no label", nm, (long long)i); goto out; }
+            if (rec.label < 0) { mmp_errf(err, errlen, "%s: record %lld: no label", nm, (long long)i); goto out; }
             if (ncls_hdr > 0 && rec.label >= ncls_hdr) {
-                seterr(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", nm,
+                mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", nm,
                        (long long)i, (long long)rec.label, (long long)ncls_hdr);
                 goto out;
             }
@@ -97,13 +88,13 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
         if (labels_field) mmp_tensor_to_f32(tl, d->t + i * d->ncls);
         for (int64_t k = 0; k < d->dim; k++)
             if (!isfinite(d->x[i * d->dim + k])) {
-                seterr(err, errlen, "%s: record %lld: \"%s\" has a non-finite value", nm, (long long)i, feature);
+                mmp_errf(err, errlen, "%s: record %lld: \"%s\" has a non-finite value", nm, (long long)i, feature);
                 goto out;
             }
         if (pair)
             for (int64_t k = 0; k < d->dim2; k++)
                 if (!isfinite(d->x2[i * d->dim2 + k])) {
-                    seterr(err, errlen, "%s: record %lld: \"%s\" has a non-finite value", nm, (long long)i, pair);
+                    mmp_errf(err, errlen, "%s: record %lld: \"%s\" has a non-finite value", nm, (long long)i, pair);
                     goto out;
                 }
         d->y[i] = rec.label;
@@ -112,11 +103,11 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
         d->n++;
     }
     if (rc < 0) {
-        seterr(err, errlen, "%s", mmp_reader_error(r)); /* "NAME: record N: what" */
+        mmp_errf(err, errlen, "%s", mmp_reader_error(r)); /* "NAME: record N: what" */
         goto out;
     }
     if (d->n == 0) {
-        seterr(err, errlen, "%s: no records", nm);
+        mmp_errf(err, errlen, "%s: no records", nm);
         goto out;
     }
     /* shrink to fit (the arrays grew by doubling) */

@@ -24,15 +24,6 @@ int mmp_loss_parse(const char *s, mmp_loss_kind *k) {
     return -1;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------ */
 /* configuration                                                       */
 /* ------------------------------------------------------------------ */
@@ -90,7 +81,7 @@ int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err,
     double d;
     int64_t i;
     int b;
-#define BAD() do { seterr(err, errlen, "bad value for %s: '%s'", k, v); return -1; } while (0)
+#define BAD() do { mmp_errf(err, errlen, "bad value for %s: '%s'", k, v); return -1; } while (0)
 #define NUM(dst) do { if (pnum(v, &d)) BAD(); dst = d; } while (0)
 #define NUMGE0(dst) do { if (pnum(v, &d) || d < 0) BAD(); dst = d; } while (0)
 #define INT(dst, lo, hi) do { if (pint(v, lo, hi, &i)) BAD(); dst = i; } while (0)
@@ -168,7 +159,7 @@ int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err,
         if (!*v || strlen(v) >= 64) BAD();
         snprintf(dst, 64, "%s", v);
     } else {
-        seterr(err, errlen, "unknown configuration key '%s'", k);
+        mmp_errf(err, errlen, "unknown configuration key '%s'", k);
         return -1;
     }
     return 0;
@@ -296,29 +287,29 @@ static void resolve_defaults(mmp_train_cfg *c) {
 static int check_combo(const mmp_train_cfg *c, char *err, size_t errlen) {
     int pairloss = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET;
     if (pairloss != (c->head == MMP_HEAD_PAIR)) {
-        seterr(err, errlen, "--loss %s needs %s", mmp_loss_name(c->loss),
+        mmp_errf(err, errlen, "--loss %s needs %s", mmp_loss_name(c->loss),
                pairloss ? "the pair head (two projections)" : "a linear, mlp, gated or attention head");
         return -1;
     }
     if (MMP_HEAD_IS_FUSE(c->head) && c->standardize > 0) {
-        seterr(err, errlen, "--standardize is not available for the %s fusion head (it sees the raw inputs, as mmp-fuse does)",
+        mmp_errf(err, errlen, "--standardize is not available for the %s fusion head (it sees the raw inputs, as mmp-fuse does)",
                mmp_head_kind_name(c->head));
         return -1;
     }
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
-        seterr(err, errlen, "--hidden needs --head mlp");
+        mmp_errf(err, errlen, "--hidden needs --head mlp");
         return -1;
     }
     if (c->head == MMP_HEAD_MLP && c->nhidden == 0) {
-        seterr(err, errlen, "--head mlp needs --hidden N[,N...]");
+        mmp_errf(err, errlen, "--head mlp needs --hidden N[,N...]");
         return -1;
     }
     if (c->head == MMP_HEAD_LINEAR && c->nhidden > 0) {
-        seterr(err, errlen, "--hidden needs --head mlp");
+        mmp_errf(err, errlen, "--hidden needs --head mlp");
         return -1;
     }
     if (c->sched.kind == MMP_SCHED_STEP && c->sched.step_size <= 0) {
-        seterr(err, errlen, "--schedule step needs --step-size N (steps)");
+        mmp_errf(err, errlen, "--schedule step needs --step-size N (steps)");
         return -1;
     }
     return 0;
@@ -398,19 +389,19 @@ static int setup_head(mmp_trainer *tr, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (check_combo(c, err, errlen)) return -1;
     if (MMP_HEAD_IS_FUSE(c->head)) {
-        if (tr->pair_dim <= 0) { seterr(err, errlen, "the %s head needs a second input (--pair-field)", mmp_head_kind_name(c->head)); return -1; }
-        if (tr->ncls < 1) { seterr(err, errlen, "no classes (labels missing?)"); return -1; }
+        if (tr->pair_dim <= 0) { mmp_errf(err, errlen, "the %s head needs a second input (--pair-field)", mmp_head_kind_name(c->head)); return -1; }
+        if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
         char e2[256];
         if (mmp_head_init_fuse(&tr->head, c->head, tr->in_dim, tr->pair_dim, c->fuse_dim, c->heads, tr->ncls, e2, sizeof e2)) {
-            seterr(err, errlen, "--head %s: %s", mmp_head_kind_name(c->head), e2);
+            mmp_errf(err, errlen, "--head %s: %s", mmp_head_kind_name(c->head), e2);
             return -1;
         }
     } else if (c->head == MMP_HEAD_PAIR) {
-        if (tr->pair_dim <= 0) { seterr(err, errlen, "the pair head needs a second embedding (--pair-field)"); return -1; }
+        if (tr->pair_dim <= 0) { mmp_errf(err, errlen, "the pair head needs a second embedding (--pair-field)"); return -1; }
         mmp_head_init(&tr->head, MMP_HEAD_PAIR, tr->in_dim, c->proj_dim, tr->pair_dim, 0, NULL, 0,
                       c->loss == MMP_LOSS_CONTRASTIVE);
     } else {
-        if (tr->ncls < 1) { seterr(err, errlen, "no classes (labels missing?)"); return -1; }
+        if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
         mmp_head_init(&tr->head, c->head, tr->in_dim, tr->ncls, 0, c->nhidden, c->hidden,
                       (float)c->dropout, 0);
     }
@@ -431,12 +422,12 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     if (c->loss == MMP_LOSS_CE)
         for (int64_t i = 0; i < ds->n; i++)
             if (ds->y[i] >= tr->ncls) {
-                seterr(err, errlen, "%s: record %lld: label %lld out of range", ds->name, (long long)i, (long long)ds->y[i]);
+                mmp_errf(err, errlen, "%s: record %lld: label %lld out of range", ds->name, (long long)i, (long long)ds->y[i]);
                 return -1;
             }
     /* class weights */
     if (c->class_weights[0]) {
-        if (c->loss != MMP_LOSS_CE) { seterr(err, errlen, "--class-weights needs --loss ce"); return -1; }
+        if (c->loss != MMP_LOSS_CE) { mmp_errf(err, errlen, "--class-weights needs --loss ce"); return -1; }
         tr->class_w = mmp_xcalloc((size_t)tr->ncls, sizeof(float));
         if (!strcmp(c->class_weights, "balanced")) {
             /* sklearn compute_class_weight("balanced"): n / (C * count) */
@@ -449,7 +440,7 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
             char buf[1024] = "";
             for (int64_t k = 0; k < tr->ncls; k++)
                 snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%.9g", k ? "," : "", tr->class_w[k]);
-            if (strlen(buf) >= sizeof c->class_weights - 1) { seterr(err, errlen, "too many classes for balanced weights"); return -1; }
+            if (strlen(buf) >= sizeof c->class_weights - 1) { mmp_errf(err, errlen, "too many classes for balanced weights"); return -1; }
             snprintf(c->class_weights, sizeof c->class_weights, "%s", buf);
         } else {
             const char *p = c->class_weights;
@@ -463,7 +454,7 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
                 if (*p == ',') p++;
             }
             if (k != tr->ncls || *p) {
-                seterr(err, errlen, "--class-weights: expected %lld non-negative numbers (one per class) or 'balanced'", (long long)tr->ncls);
+                mmp_errf(err, errlen, "--class-weights: expected %lld non-negative numbers (one per class) or 'balanced'", (long long)tr->ncls);
                 return -1;
             }
         }
@@ -503,44 +494,44 @@ void mmp_trainer_free(mmp_trainer *tr) {
 int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int allow_mixed,
                            char *err, size_t errlen) {
     if (ds->dim != tr->in_dim) {
-        seterr(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->feature,
+        mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->feature,
                (long long)ds->dim, (long long)tr->in_dim);
         return -1;
     }
     if ((tr->cfg.head == MMP_HEAD_PAIR || MMP_HEAD_IS_FUSE(tr->cfg.head)) && ds->dim2 != tr->pair_dim) {
-        seterr(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->pair_field,
+        mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->pair_field,
                (long long)ds->dim2, (long long)tr->pair_dim);
         return -1;
     }
     if (tr->cfg.head != MMP_HEAD_PAIR) {
         if (ds->hdr.nclasses > 0 && ds->hdr.nclasses != tr->ncls) {
-            seterr(err, errlen, "%s: %d classes in the header, the model has %lld", ds->name,
+            mmp_errf(err, errlen, "%s: %d classes in the header, the model has %lld", ds->name,
                    ds->hdr.nclasses, (long long)tr->ncls);
             return -1;
         }
         if (ds->hdr.nclasses > 0 && tr->nclasses_named == ds->hdr.nclasses)
             for (int k = 0; k < tr->nclasses_named; k++)
                 if (strcmp(tr->classes[k], ds->hdr.classes[k])) {
-                    seterr(err, errlen, "%s: class %d is \"%s\" in the stream but \"%s\" in the model", ds->name, k,
+                    mmp_errf(err, errlen, "%s: class %d is \"%s\" in the stream but \"%s\" in the model", ds->name, k,
                            ds->hdr.classes[k], tr->classes[k]);
                     return -1;
                 }
         if (tr->cfg.loss == MMP_LOSS_CE)
             for (int64_t i = 0; i < ds->n; i++)
                 if (ds->y[i] >= tr->ncls) {
-                    seterr(err, errlen, "%s: record %lld: label %lld out of range (%lld classes)", ds->name,
+                    mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes)", ds->name,
                            (long long)i, (long long)ds->y[i], (long long)tr->ncls);
                     return -1;
                 }
         if (tr->cfg.loss == MMP_LOSS_BCE && ds->ncls != tr->ncls) {
-            seterr(err, errlen, "%s: %lld targets per record, the model has %lld classes", ds->name,
+            mmp_errf(err, errlen, "%s: %lld targets per record, the model has %lld classes", ds->name,
                    (long long)ds->ncls, (long long)tr->ncls);
             return -1;
         }
     }
     const char *p = mmp_dataset_provenance(ds);
     if (!mmp_train_provenance_compatible(tr->provenance, p) && !allow_mixed) {
-        seterr(err, errlen, "%s: features of another provenance: model trained on \"%s\", stream has \"%s\" (--allow-mixed to override)",
+        mmp_errf(err, errlen, "%s: features of another provenance: model trained on \"%s\", stream has \"%s\" (--allow-mixed to override)",
                ds->name, tr->provenance, p);
         return -1;
     }
@@ -771,7 +762,7 @@ int mmp_trainer_prompts(mmp_trainer *tr, const float *emb, const int64_t *labels
     for (int64_t i = 0; i < n; i++) {
         int64_t c = labels ? labels[i] : i;
         if (c < 0 || c >= C) {
-            seterr(err, errlen, "prompt %lld: class %lld out of range (%lld classes)", (long long)i, (long long)c, (long long)C);
+            mmp_errf(err, errlen, "prompt %lld: class %lld out of range (%lld classes)", (long long)i, (long long)c, (long long)C);
             goto out;
         }
         for (int64_t k = 0; k < E; k++) out[c * E + k] += proj[i * E + k];
@@ -779,7 +770,7 @@ int mmp_trainer_prompts(mmp_trainer *tr, const float *emb, const int64_t *labels
     }
     for (int64_t c = 0; c < C; c++)
         if (!cnt[c]) {
-            seterr(err, errlen, "no prompt for class %lld", (long long)c);
+            mmp_errf(err, errlen, "no prompt for class %lld", (long long)c);
             goto out;
         }
     mmp_l2_normalize_rows(out, C, E);
@@ -914,7 +905,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     mmp_safetensors st;
     char e2[512];
     if (mmp_st_open(&st, path, e2, sizeof e2)) {
-        seterr(err, errlen, "%s", e2);
+        mmp_errf(err, errlen, "%s", e2);
         return -1;
     }
     int ret = -1;
@@ -924,7 +915,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     const char *fmt = mmp_meta_get(m, "format");
     if (!fmt || strcmp(fmt, "mmpipe-head")) { /* e.g. safetensors.torch.save_file's {"format": "pt"} */
         if (infer_state_dict(&st, &im)) {
-            seterr(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
+            mmp_errf(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
                    "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection; "
                    "proj_a/proj_b/gate or attn + classifier)", path);
             goto out;
@@ -933,7 +924,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     mmp_train_cfg_defaults(&tr->cfg);
     if (mmp_train_cfg_from_meta(&tr->cfg, m, e2, sizeof e2)) {
-        seterr(err, errlen, "%s: %s", path, e2);
+        mmp_errf(err, errlen, "%s: %s", path, e2);
         goto out;
     }
     if (ovr)
@@ -942,19 +933,19 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
             for (int a = 0; arch_keys[a]; a++) {
                 const char *cur = mmp_meta_get(m, k);
                 if (!strcmp(k, arch_keys[a]) && cur && strcmp(cur, v) && !(!strcmp(k, "head") && !strcmp(v, "auto"))) {
-                    seterr(err, errlen, "%s: the checkpoint has %s=%s; cannot change it to %s", path, k, cur, v);
+                    mmp_errf(err, errlen, "%s: the checkpoint has %s=%s; cannot change it to %s", path, k, cur, v);
                     goto out;
                 }
             }
             if (mmp_train_cfg_set(&tr->cfg, k, v, e2, sizeof e2)) {
-                seterr(err, errlen, "%s", e2);
+                mmp_errf(err, errlen, "%s", e2);
                 goto out;
             }
         }
     resolve_defaults(&tr->cfg);
     int64_t v64;
     const char *s;
-#define MINT(key, dst, lo, hi) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, hi, &v64)) { seterr(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
+#define MINT(key, dst, lo, hi) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, hi, &v64)) { mmp_errf(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
     MINT("in_dim", tr->in_dim, 1, 1 << 24);
     MINT("pair_dim", tr->pair_dim, 0, 1 << 24);
     MINT("num_classes", tr->ncls, 0, 1 << 24);
@@ -971,12 +962,12 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
         const mmp_tensor *t = mmp_st_get(&st, p->name);
         char want[64], got[64];
         mmp_shape_str(p->ndim, p->shape, want, sizeof want);
-        if (!t) { seterr(err, errlen, "%s: tensor %s missing", path, p->name); goto out; }
+        if (!t) { mmp_errf(err, errlen, "%s: tensor %s missing", path, p->name); goto out; }
         int shape_ok = t->ndim == p->ndim && is_float(t->dtype);
         for (int d = 0; shape_ok && d < p->ndim; d++) shape_ok = t->shape[d] == p->shape[d];
         if (!shape_ok) {
             mmp_shape_str(t->ndim, t->shape, got, sizeof got);
-            seterr(err, errlen, "%s: tensor %s has shape %s, expected %s", path, p->name, got, want);
+            mmp_errf(err, errlen, "%s: tensor %s has shape %s, expected %s", path, p->name, got, want);
             goto out;
         }
         mmp_tensor_to_f32(t, p->w);
@@ -989,7 +980,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
             const mmp_tensor *o = mmp_st_get(&st, name);
             if (!o) continue;
             if ((size_t)mmp_numel(o->ndim, o->shape) != p->n || o->dtype != MMP_F32) {
-                seterr(err, errlen, "%s: tensor %s has the wrong shape", path, name);
+                mmp_errf(err, errlen, "%s: tensor %s has the wrong shape", path, name);
                 goto out;
             }
             *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
@@ -1000,7 +991,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     if (mt || sd) {
         if (!mt || !sd || mt->dtype != MMP_F32 || sd->dtype != MMP_F32 || mmp_numel(mt->ndim, mt->shape) != tr->in_dim ||
             mmp_numel(sd->ndim, sd->shape) != tr->in_dim) {
-            seterr(err, errlen, "%s: standardize.mean/std must both be f32 [%lld]", path, (long long)tr->in_dim);
+            mmp_errf(err, errlen, "%s: standardize.mean/std must both be f32 [%lld]", path, (long long)tr->in_dim);
             goto out;
         }
         tr->mean = mmp_xmalloc(sizeof(float) * (size_t)tr->in_dim);
