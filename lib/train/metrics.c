@@ -132,32 +132,42 @@ static void sb_rjust(sbuf *b, const char *s, int width) {
     sb_printf(b, "%s", s);
 }
 
-char *mmp_clsreport_text(const mmp_clsreport *r, char *const *names, int digits) {
-    sbuf b = {0};
+/* One row of sklearn's report: the name right-aligned, then precision,
+ * recall, f1-score and support. */
+static void sb_row(sbuf *b, const char *name, int width, int digits, double p, double r, double f,
+                   int64_t support) {
+    sb_rjust(b, name, width);
+    sb_printf(b, "  %9.*f %9.*f %9.*f %9lld\n", digits, p, digits, r, digits, f, (long long)support);
+}
+
+/* The heading and the per-class rows that both reports share; returns the
+ * width of the name column (at least len("weighted avg")). */
+static int sb_class_rows(sbuf *b, int C, char *const *names, const double *p, const double *r,
+                         const double *f, const int64_t *support, int digits) {
     char tmp[32];
     int width = 12; /* len("weighted avg") */
     if (digits > width) width = digits;
-    for (int c = 0; c < r->C; c++) {
+    for (int c = 0; c < C; c++) {
         int l = names ? u8len(names[c]) : snprintf(tmp, sizeof tmp, "%d", c);
         if (l > width) width = l;
     }
-    sb_rjust(&b, "", width);
-    sb_printf(&b, "  %9s %9s %9s %9s\n\n", "precision", "recall", "f1-score", "support");
-    for (int c = 0; c < r->C; c++) {
-        if (names) sb_rjust(&b, names[c], width);
-        else { snprintf(tmp, sizeof tmp, "%d", c); sb_rjust(&b, tmp, width); }
-        sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->precision[c], digits, r->recall[c],
-                  digits, r->f1[c], (long long)r->support[c]);
+    sb_rjust(b, "", width);
+    sb_printf(b, "  %9s %9s %9s %9s\n\n", "precision", "recall", "f1-score", "support");
+    for (int c = 0; c < C; c++) {
+        if (!names) snprintf(tmp, sizeof tmp, "%d", c);
+        sb_row(b, names ? names[c] : tmp, width, digits, p[c], r[c], f[c], support[c]);
     }
-    sb_printf(&b, "\n");
+    sb_printf(b, "\n");
+    return width;
+}
+
+char *mmp_clsreport_text(const mmp_clsreport *r, char *const *names, int digits) {
+    sbuf b = {0};
+    int width = sb_class_rows(&b, r->C, names, r->precision, r->recall, r->f1, r->support, digits);
     sb_rjust(&b, "accuracy", width);
     sb_printf(&b, "  %9s %9s %9.*f %9lld\n", "", "", digits, r->micro_f1, (long long)r->n);
-    sb_rjust(&b, "macro avg", width);
-    sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->macro[0], digits, r->macro[1], digits,
-              r->macro[2], (long long)r->n);
-    sb_rjust(&b, "weighted avg", width);
-    sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->weighted[0], digits, r->weighted[1],
-              digits, r->weighted[2], (long long)r->n);
+    sb_row(&b, "macro avg", width, digits, r->macro[0], r->macro[1], r->macro[2], r->n);
+    sb_row(&b, "weighted avg", width, digits, r->weighted[0], r->weighted[1], r->weighted[2], r->n);
     return b.s;
 }
 
@@ -250,27 +260,10 @@ void mmp_mlreport_free(mmp_mlreport *r) {
 
 char *mmp_mlreport_text(const mmp_mlreport *r, char *const *names, int digits) {
     sbuf b = {0};
-    char tmp[32];
-    int width = 12;
-    if (digits > width) width = digits;
-    for (int c = 0; c < r->C; c++) {
-        int l = names ? u8len(names[c]) : snprintf(tmp, sizeof tmp, "%d", c);
-        if (l > width) width = l;
-    }
-    sb_rjust(&b, "", width);
-    sb_printf(&b, "  %9s %9s %9s %9s\n\n", "precision", "recall", "f1-score", "support");
-    for (int c = 0; c < r->C; c++) {
-        if (names) sb_rjust(&b, names[c], width);
-        else { snprintf(tmp, sizeof tmp, "%d", c); sb_rjust(&b, tmp, width); }
-        sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->precision[c], digits, r->recall[c], digits, r->f1[c],
-                  (long long)r->support[c]);
-    }
-    sb_printf(&b, "\n");
-    for (int a = 0; a < 4; a++) {
-        sb_rjust(&b, mmp_mlreport_avg_names[a], width);
-        sb_printf(&b, "  %9.*f %9.*f %9.*f %9lld\n", digits, r->avg[a][0], digits, r->avg[a][1], digits, r->avg[a][2],
-                  (long long)r->total_support);
-    }
+    int width = sb_class_rows(&b, r->C, names, r->precision, r->recall, r->f1, r->support, digits);
+    for (int a = 0; a < 4; a++)
+        sb_row(&b, mmp_mlreport_avg_names[a], width, digits, r->avg[a][0], r->avg[a][1], r->avg[a][2],
+               r->total_support);
     return b.s;
 }
 

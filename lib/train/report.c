@@ -159,28 +159,38 @@ static void jname(FILE *f, const mmp_report *r, int c) {
     else fprintf(f, "\"%d\"", c);
 }
 
+/* {"precision": p, "recall": r, "f1-score": f, "support": n}, as sklearn's output_dict */
+static void jprf(FILE *f, double p, double r, double f1, int64_t support) {
+    fputs("{\"precision\": ", f); jd(f, p);
+    fputs(", \"recall\": ", f); jd(f, r);
+    fputs(", \"f1-score\": ", f); jd(f, f1);
+    fprintf(f, ", \"support\": %lld}", (long long)support);
+}
+
+/* "name": {...} for every class */
+static void jclasses(FILE *f, const mmp_report *r, int C, const double *p, const double *rc,
+                     const double *f1, const int64_t *support, int *first) {
+    for (int k = 0; k < C; k++) {
+        fputs(*first ? "\n  " : ",\n  ", f);
+        *first = 0;
+        jname(f, r, k);
+        fputs(": ", f);
+        jprf(f, p[k], rc[k], f1[k], support[k]);
+    }
+}
+
 void mmp_report_write_json(FILE *f, const mmp_report *r) {
     fputs("{", f);
     int first = 1;
     if (r->cls) {
         const mmp_clsreport *c = r->cls;
-        for (int k = 0; k < c->C; k++) {
-            fputs(first ? "\n  " : ",\n  ", f);
-            first = 0;
-            jname(f, r, k);
-            fputs(": {\"precision\": ", f); jd(f, c->precision[k]);
-            fputs(", \"recall\": ", f); jd(f, c->recall[k]);
-            fputs(", \"f1-score\": ", f); jd(f, c->f1[k]);
-            fprintf(f, ", \"support\": %lld}", (long long)c->support[k]);
-        }
+        jclasses(f, r, c->C, c->precision, c->recall, c->f1, c->support, &first);
         fputs(",\n  \"accuracy\": ", f); jd(f, c->accuracy);
         const char *an[2] = {"macro avg", "weighted avg"};
         const double *av[2] = {c->macro, c->weighted};
         for (int a = 0; a < 2; a++) {
-            fprintf(f, ",\n  \"%s\": {\"precision\": ", an[a]); jd(f, av[a][0]);
-            fputs(", \"recall\": ", f); jd(f, av[a][1]);
-            fputs(", \"f1-score\": ", f); jd(f, av[a][2]);
-            fprintf(f, ", \"support\": %lld}", (long long)c->n);
+            fprintf(f, ",\n  \"%s\": ", an[a]);
+            jprf(f, av[a][0], av[a][1], av[a][2], c->n);
         }
         fputs(",\n  \"labels\": [", f);
         for (int k = 0; k < c->C; k++) { if (k) fputs(", ", f); jname(f, r, k); }
@@ -194,20 +204,10 @@ void mmp_report_write_json(FILE *f, const mmp_report *r) {
     }
     if (r->ml) {
         const mmp_mlreport *c = r->ml;
-        for (int k = 0; k < c->C; k++) {
-            fputs(first ? "\n  " : ",\n  ", f);
-            first = 0;
-            jname(f, r, k);
-            fputs(": {\"precision\": ", f); jd(f, c->precision[k]);
-            fputs(", \"recall\": ", f); jd(f, c->recall[k]);
-            fputs(", \"f1-score\": ", f); jd(f, c->f1[k]);
-            fprintf(f, ", \"support\": %lld}", (long long)c->support[k]);
-        }
+        jclasses(f, r, c->C, c->precision, c->recall, c->f1, c->support, &first);
         for (int a = 0; a < 4; a++) {
-            fprintf(f, ",\n  \"%s\": {\"precision\": ", mmp_mlreport_avg_names[a]); jd(f, c->avg[a][0]);
-            fputs(", \"recall\": ", f); jd(f, c->avg[a][1]);
-            fputs(", \"f1-score\": ", f); jd(f, c->avg[a][2]);
-            fprintf(f, ", \"support\": %lld}", (long long)c->total_support);
+            fprintf(f, ",\n  \"%s\": ", mmp_mlreport_avg_names[a]);
+            jprf(f, c->avg[a][0], c->avg[a][1], c->avg[a][2], c->total_support);
         }
     }
     if (r->n_retrieval > 0) {
