@@ -331,14 +331,35 @@ int mmp_tar_read(mmp_tar *t, uint8_t **buf) {
     uint64_t n = t->remaining;
     uint64_t at = t->pos;
     if (n > ((uint64_t)1 << 40)) return terr(t, "offset %llu: member too large", (unsigned long long)at);
-    uint8_t *b = malloc(n ? (size_t)n : 1);
-    if (!b) return terr(t, "offset %llu: out of memory for a %llu-byte member", (unsigned long long)at, (unsigned long long)n);
-    if (n && rd(t, b, (size_t)n) != 1) {
+    /* A header may claim any size: a seekable archive too short for it fails
+     * before any allocation, and a pipe is read in growing chunks, so memory
+     * follows the bytes that are really there, never the claimed size. */
+    int truncated = t->seekable && at + n > t->fsize;
+    size_t cap = 0, got = 0;
+    uint8_t *b = NULL;
+    while (!truncated && got < n) {
+        if (got == cap) {
+            size_t want = cap ? cap * 2 : (size_t)1 << 20;
+            if (want > n) want = (size_t)n;
+            uint8_t *nb = realloc(b, want);
+            if (!nb) {
+                free(b);
+                return terr(t, "offset %llu: out of memory for a %llu-byte member", (unsigned long long)at,
+                            (unsigned long long)n);
+            }
+            b = nb;
+            cap = want;
+        }
+        if (rd(t, b + got, cap - got) != 1) truncated = 1;
+        else got = cap;
+    }
+    if (truncated) {
         free(b);
         t->remaining = 0;
         return terr(t, "offset %llu: truncated member %s (archive ends inside its data)",
                     (unsigned long long)at, t->path ? t->path : "");
     }
+    if (!b && !(b = malloc(1))) return terr(t, "offset %llu: out of memory", (unsigned long long)at);
     t->remaining = 0;
     *buf = b;
     return 0;

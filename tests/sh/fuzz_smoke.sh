@@ -15,7 +15,8 @@ for f in "$dir"/fuzz_*; do
   seeds=tests/fuzz/corpus/$short
   work=$(mktemp -d); art=$(mktemp -d)
   # -rss_limit_mb: a decompressed object is bounded by the input (<= 4 KiB -> ~128 MiB of zstd RLE)
-  if "$f" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+  # a fixed -seed: the same mutations every run, so a red CI is reproducible (FUZZ_SEED=0: random)
+  if "$f" -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
        -artifact_prefix="$art/" -print_final_stats=1 "$work" ${seeds:+$([ -d "$seeds" ] && echo "$seeds")} \
        >"$work.log" 2>&1; then
     echo "fuzz_smoke: $name ok ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work.log" | grep -o '[0-9]*$') runs in ${secs}s)"
