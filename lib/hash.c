@@ -1,7 +1,13 @@
 /* SHA-256 (FIPS 180-4) and a stable 64-bit string hash. */
 #include "mmp.h"
 
+#include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define MMP_SHA_NI 1
+#endif
 
 typedef struct {
     uint32_t h[8];
@@ -22,7 +28,7 @@ static const uint32_t K[64] = {
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
-static void sha256_block(sha256_ctx *c, const uint8_t *p) {
+static void sha256_block_portable(sha256_ctx *c, const uint8_t *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
@@ -43,6 +49,63 @@ static void sha256_block(sha256_ctx *c, const uint8_t *p) {
     }
     c->h[0] += a; c->h[1] += b; c->h[2] += cc; c->h[3] += d;
     c->h[4] += e; c->h[5] += f; c->h[6] += g; c->h[7] += h;
+}
+
+#ifdef MMP_SHA_NI
+/* The same compression function on the x86 SHA extensions (SHA-NI: AMD
+ * since Zen, Intel since Ice Lake / Goldmont), chosen at run time when the
+ * CPU has them: state as ABEF/CDGH, four rounds per iteration, the message
+ * schedule by sha256msg1/msg2. test_core checks it against the portable one. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_block_shani(sha256_ctx *c, const uint8_t *p) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&c->h[0]), 0xB1); /* CDAB */
+    __m128i st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&c->h[4]), 0x1B); /* EFGH */
+    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);    /* ABEF */
+    st1 = _mm_blend_epi16(st1, tmp, 0xF0);         /* CDGH */
+    __m128i abef = st0, cdgh = st1, w[4];
+    for (int i = 0; i < 16; i++) {
+        __m128i m;
+        if (i < 4) {
+            m = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+        } else { /* W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16], t = 4i..4i+3 */
+            m = _mm_sha256msg1_epu32(w[i & 3], w[(i - 3) & 3]);
+            m = _mm_add_epi32(m, _mm_alignr_epi8(w[(i - 1) & 3], w[(i - 2) & 3], 4));
+            m = _mm_sha256msg2_epu32(m, w[(i - 1) & 3]);
+        }
+        w[i & 3] = m;
+        m = _mm_add_epi32(m, _mm_loadu_si128((const __m128i *)&K[4 * i]));
+        st1 = _mm_sha256rnds2_epu32(st1, st0, m);
+        st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(m, 0x0E));
+    }
+    st0 = _mm_add_epi32(st0, abef);
+    st1 = _mm_add_epi32(st1, cdgh);
+    tmp = _mm_shuffle_epi32(st0, 0x1B);          /* FEBA */
+    st1 = _mm_shuffle_epi32(st1, 0xB1);          /* DCHG */
+    st0 = _mm_blend_epi16(tmp, st1, 0xF0);       /* DCBA */
+    st1 = _mm_alignr_epi8(st1, tmp, 8);          /* ABEF -> HGFE */
+    _mm_storeu_si128((__m128i *)&c->h[0], st0);
+    _mm_storeu_si128((__m128i *)&c->h[4], st1);
+}
+
+static int sha256_have_shani(void) {
+    static int have = -1; /* benign race: every thread computes the same value */
+    if (have < 0) {
+        unsigned a, b, cc, d;
+        const char *env = getenv("MMP_SHA256");
+        have = (!env || strcmp(env, "portable")) && __get_cpuid_count(7, 0, &a, &b, &cc, &d) && (b >> 29 & 1);
+    }
+    return have;
+}
+#endif
+
+static void sha256_block(sha256_ctx *c, const uint8_t *p) {
+#ifdef MMP_SHA_NI
+    if (sha256_have_shani()) {
+        sha256_block_shani(c, p);
+        return;
+    }
+#endif
+    sha256_block_portable(c, p);
 }
 
 static void sha256_init(sha256_ctx *c) {

@@ -2,6 +2,10 @@
 #include "image/augment.h"
 
 #include <math.h>
+#include <pthread.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,12 +69,20 @@ void mmp_pil_blend(const uint8_t *im1, const uint8_t *im2, float alpha, uint8_t 
     }
 }
 
-/* blend(degenerate, img, factor) in place, on whole buffers (vectorizable) */
+/* blend(degenerate, img, factor) in place. With a constant degenerate
+ * (brightness: black, contrast: the mean grey) the output is a function of
+ * the input byte alone: a 256-entry table computed with mmp_pil_blend's own
+ * arithmetic, so the result is that of the blend, byte for byte. */
+static void blend_const_lut(uint8_t *px, size_t nbytes, uint8_t deg, float alpha) {
+    uint8_t d[256], v[256], lut[256];
+    for (int i = 0; i < 256; i++) d[i] = deg, v[i] = (uint8_t)i;
+    mmp_pil_blend(d, v, alpha, lut, 256);
+    for (size_t i = 0; i < nbytes; i++) px[i] = lut[px[i]];
+}
+
 void mmp_adjust_brightness(uint8_t *px, size_t npix, double factor) {
     /* degenerate = black: out = (u8)(0 + a * (v - 0)) */
-    uint8_t *deg = mmp_xcalloc(npix ? npix * 3 : 1, 1);
-    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
-    free(deg);
+    blend_const_lut(px, npix * 3, 0, (float)factor);
 }
 
 void mmp_adjust_contrast(uint8_t *px, size_t npix, double factor) {
@@ -79,20 +91,20 @@ void mmp_adjust_contrast(uint8_t *px, size_t npix, double factor) {
     for (size_t i = 0; i < npix; i++) sum += mmp_pil_luma(px + i * 3);
     double mean = npix ? (double)sum / (double)npix : 0;
     int m = (int)(mean + 0.5);
-    uint8_t *deg = mmp_xmalloc(npix ? npix * 3 : 1);
-    memset(deg, m, npix * 3);
-    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
-    free(deg);
+    blend_const_lut(px, npix * 3, (uint8_t)m, (float)factor);
 }
 
 void mmp_adjust_saturation(uint8_t *px, size_t npix, double factor) {
-    uint8_t *deg = mmp_xmalloc(npix ? npix * 3 : 1);
-    for (size_t i = 0; i < npix; i++) {
-        uint8_t l = mmp_pil_luma(px + i * 3);
-        deg[i * 3] = deg[i * 3 + 1] = deg[i * 3 + 2] = l;
+    /* degenerate = the pixel's luma in all three channels; blended a block
+     * of pixels at a time (no image-sized temporary) */
+    enum { B = 1024 };
+    uint8_t deg[B * 3];
+    for (size_t i0 = 0; i0 < npix; i0 += B) {
+        size_t n = npix - i0 < B ? npix - i0 : B;
+        uint8_t *p = px + i0 * 3;
+        for (size_t i = 0; i < n; i++) deg[i * 3] = deg[i * 3 + 1] = deg[i * 3 + 2] = mmp_pil_luma(p + i * 3);
+        mmp_pil_blend(deg, p, (float)factor, p, n * 3);
     }
-    mmp_pil_blend(deg, px, (float)factor, px, npix * 3);
-    free(deg);
 }
 
 void mmp_rgb_to_grayscale3(uint8_t *px, size_t npix) {
@@ -104,9 +116,33 @@ void mmp_rgb_to_grayscale3(uint8_t *px, size_t npix) {
 
 static inline uint8_t clip8d(int v) { return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v; }
 
-/* Pillow Convert.c rgb2hsv_row (follows colorsys.py) */
-static void rgb2hsv(const uint8_t *in, uint8_t *out) {
-    float h, s, rc, gc, bc, cr;
+/* Pillow Convert.c's rgb2hsv/hsv2rgb (which follow colorsys.py) divide by
+ * small integers only: every float quotient a/b (0 <= a <= b <= 255) and the
+ * per-hue and per-saturation terms of hsv2rgb are tabulated once, computed
+ * with the very same expressions, so the per-pixel work keeps Pillow's
+ * arithmetic without its divisions. tests/test_augment.c checks every colour
+ * against a line-by-line port of Pillow. */
+static struct {
+    float q[256][256]; /* q[b][a] = (float)a / (float)b */
+    int hi[256];       /* hsv2rgb: floor(h * 6.0 / 255.0) % 6 */
+    float hf[256];     /* hsv2rgb: h * 6.0 / 255.0 - i (as float) */
+    float fs[256];     /* hsv2rgb: s / 255.0 (as float) */
+} hsvt;
+static pthread_once_t hsvt_once = PTHREAD_ONCE_INIT;
+static void hsvt_init(void) {
+    for (int b = 1; b < 256; b++)
+        for (int a = 0; a <= b; a++) hsvt.q[b][a] = (float)a / (float)b;
+    for (int h = 0; h < 256; h++) {
+        int i = floor((float)h * 6.0 / 255.0);
+        hsvt.hf[h] = (float)h * 6.0 / 255.0 - (float)i;
+        hsvt.hi[h] = i % 6;
+        hsvt.fs[h] = ((float)h) / 255.0;
+    }
+}
+
+/* Pillow Convert.c rgb2hsv_row */
+static inline void rgb2hsv(const uint8_t *in, uint8_t *out) {
+    float h, s, rc, gc, bc;
     uint8_t r = in[0], g = in[1], b = in[2];
     uint8_t maxc = r > g ? (r > b ? r : b) : (g > b ? g : b);
     uint8_t minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
@@ -115,11 +151,12 @@ static void rgb2hsv(const uint8_t *in, uint8_t *out) {
         uh = 0;
         us = 0;
     } else {
-        cr = (float)(maxc - minc);
-        s = cr / (float)maxc;
-        rc = ((float)(maxc - r)) / cr;
-        gc = ((float)(maxc - g)) / cr;
-        bc = ((float)(maxc - b)) / cr;
+        int cr = maxc - minc;
+        const float *q = hsvt.q[cr];
+        s = hsvt.q[maxc][cr]; /* cr / maxc */
+        rc = q[maxc - r];     /* (maxc - r) / cr */
+        gc = q[maxc - g];
+        bc = q[maxc - b];
         if (r == maxc)
             h = bc - gc;
         else if (g == maxc)
@@ -145,23 +182,20 @@ static inline double round_pos(double x) {
 }
 
 /* Pillow Convert.c hsv2rgb */
-static void hsv2rgb(const uint8_t *in, uint8_t *out) {
-    int p, q, t, i;
-    float f, fs;
+static inline void hsv2rgb(const uint8_t *in, uint8_t *out) {
+    int p, q, t;
     uint8_t h = in[0], s = in[1], v = in[2];
     if (s == 0) {
         out[0] = out[1] = out[2] = v;
         return;
     }
-    i = floor((float)h * 6.0 / 255.0);
-    f = (float)h * 6.0 / 255.0 - (float)i;
-    fs = ((float)s) / 255.0;
+    float f = hsvt.hf[h], fs = hsvt.fs[s];
     /* arguments are >= 0 (fs, f in [0, 1]) */
     p = round_pos((float)v * (1.0 - fs));
     q = round_pos((float)v * (1.0 - fs * f));
     t = round_pos((float)v * (1.0 - fs * (1.0 - f)));
     uint8_t up = clip8d(p), uq = clip8d(q), ut = clip8d(t);
-    switch (i % 6) {
+    switch (hsvt.hi[h]) {
     case 0: out[0] = v; out[1] = ut; out[2] = up; break;
     case 1: out[0] = uq; out[1] = v; out[2] = up; break;
     case 2: out[0] = up; out[1] = v; out[2] = ut; break;
@@ -171,10 +205,100 @@ static void hsv2rgb(const uint8_t *in, uint8_t *out) {
     }
 }
 
+#ifdef __AVX2__
+/* rgb2hsv, the hue shift and hsv2rgb above on 8 pixels at once: the same
+ * float and double operations lane by lane (IEEE results do not depend on
+ * the vector width), the branches as blends, so no mispredicted branch per
+ * pixel. Doubles run in two halves of 4 lanes. */
+static inline __m256d lo_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
+static inline __m256d hi_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
+static inline __m256 to_ps(__m256d lo, __m256d hi) { return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)); }
+static inline __m256i to_epi32(__m256d lo, __m256d hi) { /* truncation toward zero, as (int) */
+    return _mm256_set_m128i(_mm256_cvttpd_epi32(hi), _mm256_cvttpd_epi32(lo));
+}
+static inline __m256d round_pos_pd(__m256d x) {
+    __m256d f = _mm256_floor_pd(x);
+    __m256d up = _mm256_cmp_pd(_mm256_sub_pd(x, f), _mm256_set1_pd(0.5), _CMP_GE_OQ);
+    return _mm256_add_pd(f, _mm256_and_pd(up, _mm256_set1_pd(1.0)));
+}
+static inline __m256i clip8_epi32(__m256i v) {
+    return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+}
+/* x * (1.0 - a) for x, a double; returns round_pos of it for both halves as int32 */
+static void hue8(const uint8_t *in, uint8_t *out, int shift) {
+    int32_t ri[8], gi[8], bi[8];
+    for (int k = 0; k < 8; k++) ri[k] = in[3 * k], gi[k] = in[3 * k + 1], bi[k] = in[3 * k + 2];
+    __m256i r = _mm256_loadu_si256((const __m256i *)ri), g = _mm256_loadu_si256((const __m256i *)gi),
+            b = _mm256_loadu_si256((const __m256i *)bi);
+    __m256i maxc = _mm256_max_epi32(r, _mm256_max_epi32(g, b)), minc = _mm256_min_epi32(r, _mm256_min_epi32(g, b));
+    __m256i cr = _mm256_sub_epi32(maxc, minc);
+    __m256i same = _mm256_cmpeq_epi32(cr, _mm256_setzero_si256());
+    const float *q = &hsvt.q[0][0];
+    __m256i row = _mm256_slli_epi32(cr, 8);
+    __m256 s = _mm256_i32gather_ps(q, _mm256_add_epi32(_mm256_slli_epi32(maxc, 8), cr), 4);
+    __m256 rc = _mm256_i32gather_ps(q, _mm256_add_epi32(row, _mm256_sub_epi32(maxc, r)), 4);
+    __m256 gc = _mm256_i32gather_ps(q, _mm256_add_epi32(row, _mm256_sub_epi32(maxc, g)), 4);
+    __m256 bc = _mm256_i32gather_ps(q, _mm256_add_epi32(row, _mm256_sub_epi32(maxc, b)), 4);
+    __m256i isr = _mm256_cmpeq_epi32(r, maxc), isg = _mm256_andnot_si256(isr, _mm256_cmpeq_epi32(g, maxc));
+    __m256 hr = _mm256_sub_ps(bc, gc); /* float arithmetic */
+    __m256d two = _mm256_set1_pd(2.0), four = _mm256_set1_pd(4.0);
+    __m256 hg = to_ps(_mm256_sub_pd(_mm256_add_pd(two, lo_pd(rc)), lo_pd(bc)),
+                      _mm256_sub_pd(_mm256_add_pd(two, hi_pd(rc)), hi_pd(bc)));
+    __m256 hb = to_ps(_mm256_sub_pd(_mm256_add_pd(four, lo_pd(gc)), lo_pd(rc)),
+                      _mm256_sub_pd(_mm256_add_pd(four, hi_pd(gc)), hi_pd(rc)));
+    __m256 h = _mm256_blendv_ps(_mm256_blendv_ps(hb, hg, _mm256_castsi256_ps(isg)), hr, _mm256_castsi256_ps(isr));
+    __m256d one = _mm256_set1_pd(1.0), six = _mm256_set1_pd(6.0), d255 = _mm256_set1_pd(255.0);
+    __m256d xl = _mm256_add_pd(_mm256_div_pd(lo_pd(h), six), one), xh = _mm256_add_pd(_mm256_div_pd(hi_pd(h), six), one);
+    xl = _mm256_blendv_pd(xl, _mm256_sub_pd(xl, one), _mm256_cmp_pd(xl, one, _CMP_GE_OQ));
+    xh = _mm256_blendv_pd(xh, _mm256_sub_pd(xh, one), _mm256_cmp_pd(xh, one, _CMP_GE_OQ));
+    h = to_ps(xl, xh); /* the float h of the scalar code */
+    __m256i uh = clip8_epi32(to_epi32(_mm256_mul_pd(lo_pd(h), d255), _mm256_mul_pd(hi_pd(h), d255)));
+    __m256i us = clip8_epi32(to_epi32(_mm256_mul_pd(lo_pd(s), d255), _mm256_mul_pd(hi_pd(s), d255)));
+    uh = _mm256_andnot_si256(same, uh);
+    us = _mm256_andnot_si256(same, us);
+    /* hsv2rgb of (uh + shift, us, maxc) */
+    __m256i hh = _mm256_and_si256(_mm256_add_epi32(uh, _mm256_set1_epi32(shift)), _mm256_set1_epi32(255));
+    __m256 f = _mm256_i32gather_ps(hsvt.hf, hh, 4), fs = _mm256_i32gather_ps(hsvt.fs, us, 4);
+    __m256i hi = _mm256_i32gather_epi32(hsvt.hi, hh, 4);
+    __m256 v = _mm256_cvtepi32_ps(maxc);
+    __m256d vl = lo_pd(v), vh = hi_pd(v), fsl = lo_pd(fs), fsh = hi_pd(fs), fl = lo_pd(f), fh = hi_pd(f);
+    __m256 fsf = _mm256_mul_ps(fs, f); /* float product, as fs * f in C */
+    __m256i P = clip8_epi32(to_epi32(round_pos_pd(_mm256_mul_pd(vl, _mm256_sub_pd(one, fsl))),
+                                     round_pos_pd(_mm256_mul_pd(vh, _mm256_sub_pd(one, fsh)))));
+    __m256i Q = clip8_epi32(to_epi32(round_pos_pd(_mm256_mul_pd(vl, _mm256_sub_pd(one, lo_pd(fsf)))),
+                                     round_pos_pd(_mm256_mul_pd(vh, _mm256_sub_pd(one, hi_pd(fsf))))));
+    __m256i T = clip8_epi32(
+        to_epi32(round_pos_pd(_mm256_mul_pd(vl, _mm256_sub_pd(one, _mm256_mul_pd(fsl, _mm256_sub_pd(one, fl))))),
+                 round_pos_pd(_mm256_mul_pd(vh, _mm256_sub_pd(one, _mm256_mul_pd(fsh, _mm256_sub_pd(one, fh)))))));
+    __m256i V = maxc;
+#define SEL(m, a, b) _mm256_blendv_epi8((b), (a), (m)) /* m ? a : b */
+#define IS(k) _mm256_cmpeq_epi32(hi, _mm256_set1_epi32(k))
+    /* case 0: v t p; 1: q v p; 2: p v t; 3: p q v; 4: t p v; 5: v p q */
+    __m256i R = SEL(_mm256_or_si256(IS(0), IS(5)), V, SEL(IS(1), Q, SEL(_mm256_or_si256(IS(2), IS(3)), P, T)));
+    __m256i G = SEL(IS(0), T, SEL(_mm256_or_si256(IS(1), IS(2)), V, SEL(IS(3), Q, P)));
+    __m256i B = SEL(_mm256_or_si256(IS(0), IS(1)), P, SEL(IS(2), T, SEL(_mm256_or_si256(IS(3), IS(4)), V, Q)));
+    __m256i gray = _mm256_cmpeq_epi32(us, _mm256_setzero_si256());
+    R = SEL(gray, V, R);
+    G = SEL(gray, V, G);
+    B = SEL(gray, V, B);
+#undef SEL
+#undef IS
+    _mm256_storeu_si256((__m256i *)ri, R);
+    _mm256_storeu_si256((__m256i *)gi, G);
+    _mm256_storeu_si256((__m256i *)bi, B);
+    for (int k = 0; k < 8; k++) out[3 * k] = (uint8_t)ri[k], out[3 * k + 1] = (uint8_t)gi[k], out[3 * k + 2] = (uint8_t)bi[k];
+}
+#endif
+
 void mmp_adjust_hue(uint8_t *px, size_t npix, double hue_factor) {
+    pthread_once(&hsvt_once, hsvt_init);
     /* np.uint8(hue_factor * 255): truncation toward zero, then mod 256 */
     uint8_t shift = (uint8_t)(int64_t)(hue_factor * 255.0);
-    for (size_t i = 0; i < npix; i++) {
+    size_t i = 0;
+#ifdef __AVX2__
+    for (; i + 8 <= npix; i += 8) hue8(px + i * 3, px + i * 3, shift);
+#endif
+    for (; i < npix; i++) {
         uint8_t hsv[3];
         rgb2hsv(px + i * 3, hsv);
         hsv[0] = (uint8_t)(hsv[0] + shift);
