@@ -115,6 +115,11 @@ row "augment only (rrc224+flip+jitter+normalize, f32 out) of decoded 500x375, 1 
 m=$(rate "$N5" $PIN bash -c "'$B/mmp-decode' -j 1 --level 1 '$T/m500' 2>/dev/null | '$B/mmp-augment' -j 1 --level 1 $OPS -o /dev/null")
 p=$(best3 $PIN "$PY" bench/bench_decode_pil.py "$T/m500" 1 224 augment)
 row "decode+augment 500x375 (same ops), 1 core" "$m" "-" "-" "-" "$p" "$(ratio "$m" "$p")"
+# mmpipe's own recipe: augment keeps u8 pixels and mmp-embed normalizes as it
+# loads them (the stream carries 1 byte a value instead of 4)
+OPSU8="--rrc 224 --hflip 0.5 --jitter 0.4,0.4,0.4,0.1"
+m=$(rate "$N5" $PIN bash -c "'$B/mmp-decode' -j 1 --level 1 '$T/m500' 2>/dev/null | '$B/mmp-augment' -j 1 --level 1 $OPSU8 -o /dev/null")
+row "decode+augment 500x375, u8 out (normalized in mmp-embed), 1 core" "$m" "-" "-" "-" "$p" "$(ratio "$m" "$p")"
 
 echo "## bench_decode: images/s (higher is better)"
 echo
