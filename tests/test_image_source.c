@@ -240,6 +240,17 @@ static void test_dir_manifests(void) {
         CHECK(g[2].bad); /* missing file: a counted skip, not fatal */
     }
     mmp_src_close(s);
+    /* an unterminated quote, in a row and in the header: one message naming
+     * the manifest and line (and, under ASan, nothing leaked) */
+    const char *badcsv[2] = {"path,label\nds/b_cls/x.jpg,\"dog\nmore\n", "path,\"label\n"};
+    for (int k = 0; k < 2; k++) {
+        f = fopen("q.csv", "w");
+        fputs(badcsv[k], f);
+        fclose(f);
+        char *qin[] = {"q.csv"};
+        n = collect(1, qin, NULL, g, 8, err, sizeof err, NULL);
+        CHECKF(n < 0 && strstr(err, "q.csv: line") && strstr(err, "unterminated quoted field"), "csv %d: %d (%s)", k, n, err);
+    }
     f = fopen("m.jsonl", "w");
     fprintf(f, "{\"path\": \"ds/b_cls/x.jpg\", \"label\": 7, \"text\": \"t1\"}\n\n{\"path\": \"ds/a_cls/z.PNG\"}\n");
     fclose(f);

@@ -282,14 +282,18 @@ static int csv_record(FILE *f, char ***fields, int *nf, char **buf, size_t *bcap
     int c, n = 0, inq = 0, any = 0;
     size_t len = 0;
     char **v = *fields;
-    int cap = 0;
-    (void)cap;
     for (;;) {
         c = fgetc(f);
         if (c == EOF && !any) return 0;
         any = 1;
         if (inq) {
-            if (c == EOF) return -1;
+            if (c == EOF) { /* unterminated quoted field: nothing is returned */
+                for (int i = 0; i < n; i++) free(v[i]);
+                free(v);
+                *fields = NULL;
+                *nf = 0;
+                return -1;
+            }
             if (c == '"') {
                 int d = fgetc(f);
                 if (d == '"') goto put;
@@ -345,9 +349,11 @@ static int open_csv(input *in, strset *cls, char *err, size_t errlen) {
     char *buf = NULL, **hdr = NULL;
     size_t bcap = 0;
     int nh = 0;
-    if (csv_record(f, &hdr, &nh, &buf, &bcap) != 1) {
+    int hrc = csv_record(f, &hdr, &nh, &buf, &bcap);
+    if (hrc != 1) {
         fclose(f);
         free(buf);
+        if (hrc < 0) return serr(err, errlen, "%s: line 1: unterminated quoted field", in->name);
         return serr(err, errlen, "%s: empty CSV manifest (want a header row: path,label[,text])", in->name);
     }
     int pc = col_of(hdr, nh, PATH_COLS), lc = col_of(hdr, nh, LABEL_COLS), tc = col_of(hdr, nh, TEXT_COLS);
