@@ -17,13 +17,19 @@ static const char usage[] =
     "in a shuffled order seeded by (--seed, epoch).\n"
     "\n"
     "model:\n"
-    "  --head linear|mlp|pair|gated|attention   default linear (pair for --loss contrastive|triplet)\n"
+    "  --head linear|mlp|pair|gated|attention|mnv2-tail   default linear (pair for --loss contrastive|triplet)\n"
     "                             gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
     "                             of --feature and --pair-field, then nn.Linear(F, C) (ce/bce);\n"
     "                             raw inputs (no standardization); mmp-fuse --checkpoint OUT\n"
     "                             applies the fusion part of the checkpoint\n"
+    "                             mnv2-tail: partly unfrozen MobileNetV2: trains blocks features.K+1..18\n"
+    "                             (BN in eval mode) + classifier on features.K activations cached by\n"
+    "                             mmp-embed --layer features.K:flat (see docs/train.md)\n"
+    "  --backbone FILE            mnv2-tail: the pretrained MobileNetV2 the tail starts from\n"
+    "  --from features.K          mnv2-tail: the input block (default: the stream's embed.layer)\n"
+    "  --in-hw HxW                mnv2-tail: its spatial size (default: from the stream's embed.size)\n"
     "  --hidden N[,N...]          MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks\n"
-    "  --dropout P                MLP dropout probability (0)\n"
+    "  --dropout P                MLP dropout probability (0; mnv2-tail: before the classifier, 0.2)\n"
     "  --proj-dim E               pair head projection width (256)\n"
     "  --fuse-dim F               fusion heads: width of the fused vector (256)\n"
     "  --heads H                  attention fusion: attention heads, dividing F (4)\n"
@@ -73,7 +79,7 @@ static const char *cfg_opts[] = {"--head", "--hidden", "--dropout", "--proj-dim"
     "--class-weights", "--margin", "--mining", "--optimizer", "--lr", "--momentum", "--weight-decay",
     "--beta1", "--beta2", "--eps", "--schedule", "--warmup", "--step-size", "--gamma", "--min-lr",
     "--total-steps", "--clip-grad-norm", "--batch-size", "--epochs", "--seed", "--patience", "--feature",
-    "--pair-field", "--labels-field", NULL};
+    "--pair-field", "--labels-field", "--backbone", "--from", "--in-hw", NULL};
 
 static char *default_last(const char *out) {
     const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');

@@ -9,7 +9,7 @@
 
 const char *mmp_head_kind_name(mmp_head_kind k) {
     return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : k == MMP_HEAD_GATED ? "gated"
-           : k == MMP_HEAD_ATTENTION ? "attention" : "linear";
+           : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
@@ -18,6 +18,7 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     else if (!strcmp(s, "pair")) *k = MMP_HEAD_PAIR;
     else if (!strcmp(s, "gated")) *k = MMP_HEAD_GATED;
     else if (!strcmp(s, "attention")) *k = MMP_HEAD_ATTENTION;
+    else if (!strcmp(s, "mnv2-tail")) *k = MMP_HEAD_MNV2_TAIL;
     else return -1;
     return 0;
 }
@@ -118,7 +119,31 @@ int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, 
     mmp_fuse_params_free(&tmp);
     return 0;
 }
+int mmp_head_init_tail(mmp_head *h, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t C,
+                       float dropout, int load_classifier, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    mmp_cnn_tail *t = mmp_xcalloc(1, sizeof *t);
+    if (mmp_tail_init(t, src, first, H0, W0, C, dropout, load_classifier, err, errlen)) {
+        free(t);
+        return -1;
+    }
+    h->kind = MMP_HEAD_MNV2_TAIL;
+    h->tail = t;
+    h->in_dim = t->C0 * t->H0 * t->W0;
+    h->out_dim = C;
+    h->dropout = dropout;
+    h->np = t->np;
+    h->params = t->params;
+    return 0;
+}
+
 void mmp_head_free(mmp_head *h) {
+    if (h->tail) { /* owns params */
+        mmp_tail_free(h->tail);
+        free(h->tail);
+        h->params = NULL;
+        h->np = 0;
+    }
     for (int i = 0; i < h->np; i++) mmp_param_free(&h->params[i]);
     free(h->params);
     for (int i = 0; i <= MMP_HEAD_MAX_HIDDEN; i++) {
@@ -150,6 +175,7 @@ void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
         mmp_fuse_params_init(&h->fp, seed);
         first = h->np - 2; /* the classifier */
     }
+    if (h->kind == MMP_HEAD_MNV2_TAIL) first = h->np - 2; /* the tail comes from the backbone */
     for (int i = first; i < h->np; i++) {
         mmp_param *p = &h->params[i];
         if (!strcmp(p->name, "logit_scale")) {
@@ -184,6 +210,10 @@ static void grow(mmp_head *h, int64_t N) {
 
 void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_t *rng,
                       float *logits) {
+    if (h->kind == MMP_HEAD_MNV2_TAIL) {
+        mmp_tail_forward(h->tail, x, N, train, rng, logits);
+        return;
+    }
     if (h->kind == MMP_HEAD_LINEAR) {
         mmp_linear_forward(x, N, h->in_dim, h->params[0].w, h->params[1].w, h->out_dim, logits);
         return;
@@ -209,6 +239,10 @@ void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_
 }
 
 void mmp_head_backward(mmp_head *h, const float *x, int64_t N, const float *dlogits) {
+    if (h->kind == MMP_HEAD_MNV2_TAIL) { /* uses the activations of the last forward (train = 1) */
+        mmp_tail_backward(h->tail, N, dlogits, NULL);
+        return;
+    }
     if (h->kind == MMP_HEAD_LINEAR) {
         mmp_linear_backward(x, dlogits, N, h->in_dim, h->params[0].w, h->out_dim, NULL,
                             h->params[0].g, h->params[1].g);

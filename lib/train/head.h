@@ -21,6 +21,11 @@
  *           "classifier.weight" [C,F], "classifier.bias" [C]: the torch module
  *           FusionClassifier in tests/fixtures/gen_train_fuse.py (fusion attributes at the
  *           top level, so mmp-fuse --checkpoint reads the fusion part of the same file).
+ *
+ *   mnv2-tail  MobileNetV2 blocks features.K+1 .. features.18 + classifier trained on
+ *           cached block activations (mmp-embed --layer features.K:flat), BN in eval
+ *           mode: torchvision's own names (features.17.conv.0.0.weight ...,
+ *           classifier.1.weight [C,1280], classifier.1.bias); see train/cnn_tail.h.
  */
 #ifndef MMP_TRAIN_HEAD_H
 #define MMP_TRAIN_HEAD_H
@@ -29,13 +34,14 @@
 #include <stdint.h>
 
 #include "fuse/fuse.h"
+#include "train/cnn_tail.h"
 #include "train/nn.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION } mmp_head_kind;
+typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL } mmp_head_kind;
 /* 1 for the fusion heads (gated, attention) */
 #define MMP_HEAD_IS_FUSE(k) ((k) == MMP_HEAD_GATED || (k) == MMP_HEAD_ATTENTION)
 
@@ -64,6 +70,8 @@ typedef struct {
     mmp_fuse_params fp, fg;
     int64_t fcap;
     float *fcache, *fh, *fdh; /* forward cache, h [N,F], dh [N,F] */
+    /* mnv2-tail: the CNN tail (owns the parameters: params/np are its own) */
+    mmp_cnn_tail *tail;
 } mmp_head;
 
 const char *mmp_head_kind_name(mmp_head_kind k);
@@ -78,6 +86,12 @@ void mmp_head_init(mmp_head *h, mmp_head_kind kind, int64_t in_dim, int64_t out_
  * (attention), C classes. 0, or -1 with the reason in err (bad sizes). */
 int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, int64_t F, int heads,
                        int64_t C, char *err, size_t errlen);
+/* mnv2-tail head (see train/cnn_tail.h): blocks features.first.. of src (a
+ * torchvision MobileNetV2 state dict or an mnv2-tail checkpoint) on inputs
+ * [cin,H0,W0]; C classes; classifier.1.* read from src when load_classifier.
+ * 0 or -1 (err). */
+int mmp_head_init_tail(mmp_head *h, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t C,
+                       float dropout, int load_classifier, char *err, size_t errlen);
 void mmp_head_free(mmp_head *h);
 /* PyTorch's default initialisation distributions (not its RNG stream):
  * Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); projections

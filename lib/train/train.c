@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn/provenance.h"
+#include "train/cnn_tail.h"
 #include "train/metrics.h"
 
 #define LOGIT_SCALE_MAX 4.605170185988092 /* log(100), CLIP's clamp */
@@ -31,7 +32,7 @@ int mmp_loss_parse(const char *s, mmp_loss_kind *k) {
 void mmp_train_cfg_defaults(mmp_train_cfg *c) {
     memset(c, 0, sizeof *c);
     c->head = (mmp_head_kind)-1; /* auto: linear, or pair for contrastive/triplet */
-    c->dropout = 0;
+    c->dropout = NAN; /* auto: 0.2 for mnv2-tail (torchvision's classifier), else 0 */
     c->proj_dim = 256;
     c->fuse_dim = 256;
     c->heads = 4;
@@ -50,6 +51,7 @@ void mmp_train_cfg_defaults(mmp_train_cfg *c) {
     snprintf(c->feature, sizeof c->feature, "embedding");
     snprintf(c->pair_field, sizeof c->pair_field, "text_embedding");
     snprintf(c->labels_field, sizeof c->labels_field, "labels");
+    c->from = -1;
 }
 
 static int pnum(const char *v, double *out) {
@@ -104,6 +106,7 @@ int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err,
         c->nhidden = n;
         if ((int)c->head == -1) c->head = MMP_HEAD_MLP;
     } else if (!strcmp(k, "dropout")) {
+        if (!strcmp(v, "auto")) { c->dropout = NAN; return 0; }
         if (pnum(v, &d) || d < 0 || d >= 1) BAD();
         c->dropout = d;
     } else if (!strcmp(k, "proj_dim")) INT(c->proj_dim, 1, 1 << 20);
@@ -158,6 +161,26 @@ int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err,
         char *dst = !strcmp(k, "feature") ? c->feature : !strcmp(k, "pair_field") ? c->pair_field : c->labels_field;
         if (!*v || strlen(v) >= 64) BAD();
         snprintf(dst, 64, "%s", v);
+    } else if (!strcmp(k, "backbone")) {
+        if (strlen(v) >= sizeof c->backbone) BAD();
+        snprintf(c->backbone, sizeof c->backbone, "%s", v);
+    } else if (!strcmp(k, "from")) {
+        /* "auto", "features.K" or "features.K:flat" (as mmp-embed --layer), or K */
+        const char *p = v;
+        if (!strcmp(v, "auto")) { c->from = -1; return 0; }
+        if (!strncmp(p, "features.", 9)) p += 9;
+        char *e;
+        errno = 0;
+        long f = strtol(p, &e, 10);
+        if (e == p || errno || f < 0 || f > 17 || (*e && strcmp(e, ":flat"))) BAD();
+        c->from = (int)f;
+    } else if (!strcmp(k, "in_hw")) {
+        if (!strcmp(v, "auto") || !*v) { c->in_h = c->in_w = 0; return 0; }
+        long long a, bb;
+        char tail;
+        if (sscanf(v, "%lldx%lld%c", &a, &bb, &tail) != 2 || a < 1 || bb < 1 || a > 4096 || bb > 4096) BAD();
+        c->in_h = a;
+        c->in_w = bb;
     } else {
         mmp_errf(err, errlen, "unknown configuration key '%s'", k);
         return -1;
@@ -183,7 +206,7 @@ static const char *cfg_keys[] = {"head", "hidden", "dropout", "proj_dim", "fuse_
     "class_weights", "margin", "mining", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
     "beta1", "beta2", "eps", "schedule", "warmup", "step_size", "gamma", "min_lr", "total_steps",
     "clip_grad_norm", "batch_size", "epochs", "seed", "standardize", "patience", "feature",
-    "pair_field", "labels_field", NULL};
+    "pair_field", "labels_field", "backbone", "from", "in_hw", NULL};
 
 void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m) {
     char hid[256] = "";
@@ -191,7 +214,8 @@ void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m) {
         snprintf(hid + strlen(hid), sizeof hid - strlen(hid), "%s%lld", i ? "," : "", (long long)c->hidden[i]);
     mset(m, "head", "%s", (int)c->head == -1 ? "auto" : mmp_head_kind_name(c->head));
     mset(m, "hidden", "%s", hid);
-    mset(m, "dropout", "%.17g", c->dropout);
+    if (isnan(c->dropout)) mset(m, "dropout", "auto");
+    else mset(m, "dropout", "%.17g", c->dropout);
     mset(m, "proj_dim", "%lld", (long long)c->proj_dim);
     mset(m, "fuse_dim", "%lld", (long long)c->fuse_dim);
     mset(m, "heads", "%d", c->heads);
@@ -223,6 +247,11 @@ void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m) {
     mset(m, "feature", "%s", c->feature);
     mset(m, "pair_field", "%s", c->pair_field);
     mset(m, "labels_field", "%s", c->labels_field);
+    if (c->head == MMP_HEAD_MNV2_TAIL) {
+        mset(m, "backbone", "%s", c->backbone);
+        if (c->from >= 0) mset(m, "from", "features.%d", c->from);
+        if (c->in_h > 0) mset(m, "in_hw", "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
+    }
 }
 
 int mmp_train_cfg_from_meta(mmp_train_cfg *c, const mmp_meta *m, char *err, size_t errlen) {
@@ -277,6 +306,7 @@ static void resolve_defaults(mmp_train_cfg *c) {
     if ((int)c->head == -1)
         c->head = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET ? MMP_HEAD_PAIR
                   : c->nhidden > 0 ? MMP_HEAD_MLP : MMP_HEAD_LINEAR;
+    if (isnan(c->dropout)) c->dropout = c->head == MMP_HEAD_MNV2_TAIL ? 0.2 : 0;
     if (isnan(c->sched.lr)) c->sched.lr = c->opt.kind == MMP_OPT_ADAMW ? 1e-3 : 1e-2;
     if (isnan(c->opt.weight_decay)) c->opt.weight_decay = c->opt.kind == MMP_OPT_ADAMW ? 1e-2 : 0;
     /* fusion heads see the raw inputs (off): mmp-fuse --checkpoint computes the same fused vector */
@@ -295,6 +325,13 @@ static int check_combo(const mmp_train_cfg *c, char *err, size_t errlen) {
         mmp_errf(err, errlen, "--standardize is not available for the %s fusion head (it sees the raw inputs, as mmp-fuse does)",
                mmp_head_kind_name(c->head));
         return -1;
+    }
+    if (c->head == MMP_HEAD_MNV2_TAIL) {
+        if (c->standardize > 0) {
+            mmp_errf(err, errlen, "--standardize is not available for the mnv2-tail head (it sees the block activations as the network does)");
+            return -1;
+        }
+        if (c->nhidden > 0) { mmp_errf(err, errlen, "--hidden needs --head mlp"); return -1; }
     }
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");
@@ -385,9 +422,29 @@ static void grow_batch(mmp_trainer *tr, int64_t B) {
     tr->cap = B;
 }
 
-static int setup_head(mmp_trainer *tr, char *err, size_t errlen) {
+/* src: where the mnv2-tail head's weights come from (the backbone or the checkpoint) */
+static int setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (check_combo(c, err, errlen)) return -1;
+    if (c->head == MMP_HEAD_MNV2_TAIL) {
+        if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
+        if (c->from < 0 || c->in_h < 1 || !src) { mmp_errf(err, errlen, "mnv2-tail: the input block and size are unknown"); return -1; }
+        char e2[512];
+        if (mmp_head_init_tail(&tr->head, src, c->from + 1, c->in_h, c->in_w, tr->ncls, (float)c->dropout, from_ckpt, e2, sizeof e2)) {
+            mmp_errf(err, errlen, "--head mnv2-tail: %s", e2);
+            return -1;
+        }
+        if (tr->head.in_dim != tr->in_dim) {
+            const mmp_cnn_tail *t = tr->head.tail;
+            mmp_errf(err, errlen, "--head mnv2-tail: the input of features.%d is [%lld,%lld,%lld] = %lld values, the features have %lld "
+                     "(embed with mmp-embed --layer features.%d:flat; --in-hw HxW for the block's spatial size)",
+                     c->from + 1, (long long)t->C0, (long long)t->H0, (long long)t->W0, (long long)tr->head.in_dim,
+                     (long long)tr->in_dim, c->from);
+            mmp_head_free(&tr->head);
+            return -1;
+        }
+        return 0;
+    }
     if (MMP_HEAD_IS_FUSE(c->head)) {
         if (tr->pair_dim <= 0) { mmp_errf(err, errlen, "the %s head needs a second input (--pair-field)", mmp_head_kind_name(c->head)); return -1; }
         if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
@@ -408,6 +465,63 @@ static int setup_head(mmp_trainer *tr, char *err, size_t errlen) {
     return 0;
 }
 
+/* mnv2-tail: the input block (features.K) and the tail's input size from the
+ * stream header (embed.layer = "features.K:flat", embed.size = "HxW" of the
+ * images) unless given; the channel count comes from the backbone. */
+static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err, size_t errlen) {
+    if (!c->backbone[0]) {
+        mmp_errf(err, errlen, "--head mnv2-tail needs --backbone FILE.safetensors (the pretrained MobileNetV2)");
+        return -1;
+    }
+    const char *layer = mmp_meta_get(&ds->hdr.meta, "embed.layer");
+    const char *arch = mmp_meta_get(&ds->hdr.meta, "embed.arch");
+    if (arch && strcmp(arch, "mobilenet_v2")) {
+        mmp_errf(err, errlen, "%s: features of %s (embed.arch); the mnv2-tail head needs MobileNetV2 block activations", ds->name, arch);
+        return -1;
+    }
+    if (layer) {
+        int k;
+        char rest[32] = "";
+        if (sscanf(layer, "features.%d%31s", &k, rest) < 1 || strcmp(rest, ":flat") || k < 0 || k > 17) {
+            mmp_errf(err, errlen, "%s: embed.layer is \"%s\"; the mnv2-tail head needs flattened block activations "
+                     "(mmp-embed --layer features.K:flat, K < 18)", ds->name, layer);
+            return -1;
+        }
+        if (c->from >= 0 && c->from != k) {
+            mmp_errf(err, errlen, "%s: the stream holds features.%d activations (embed.layer), --from says features.%d", ds->name, k, c->from);
+            return -1;
+        }
+        c->from = k;
+    }
+    if (c->from < 0) {
+        mmp_errf(err, errlen, "%s: no embed.layer in the header: give --from features.K (the block whose output the stream holds)", ds->name);
+        return -1;
+    }
+    if (c->in_h <= 0) {
+        const char *sz = mmp_meta_get(&ds->hdr.meta, "embed.size");
+        long long h, w;
+        if (sz && sscanf(sz, "%lldx%lld", &h, &w) == 2 && h > 0 && w > 0) {
+            c->in_h = mmp_mnv2_spatial(h, c->from);
+            c->in_w = mmp_mnv2_spatial(w, c->from);
+        } else {
+            /* square activations: D = C*s*s with C from the backbone */
+            mmp_safetensors bb;
+            char e2[512];
+            if (mmp_st_open(&bb, c->backbone, e2, sizeof e2)) { mmp_errf(err, errlen, "--backbone: %s", e2); return -1; }
+            int64_t C0 = mmp_tail_first_cin(&bb, c->from + 1);
+            mmp_st_close(&bb);
+            int64_t s = C0 > 0 ? (int64_t)llround(sqrt((double)ds->dim / (double)C0)) : 0;
+            if (C0 <= 0 || s < 1 || C0 * s * s != ds->dim) {
+                mmp_errf(err, errlen, "%s: embed.size unknown (\"%s\") and %lld values are not [%lld,s,s]: give --in-hw HxW", ds->name,
+                         sz ? sz : "", (long long)ds->dim, (long long)C0);
+                return -1;
+            }
+            c->in_h = c->in_w = s;
+        }
+    }
+    return 0;
+}
+
 int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_dataset *ds, char *err,
                      size_t errlen) {
     memset(tr, 0, sizeof *tr);
@@ -418,7 +532,19 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     tr->pair_dim = ds->dim2;
     tr->ncls = ds->ncls;
     tr->best_metric = -INFINITY;
-    if (setup_head(tr, err, errlen)) return -1;
+    if (c->head == MMP_HEAD_MNV2_TAIL) {
+        if (resolve_tail_input(c, ds, err, errlen)) return -1;
+        mmp_safetensors bb;
+        char e2[512];
+        if (mmp_st_open(&bb, c->backbone, e2, sizeof e2)) { mmp_errf(err, errlen, "--backbone: %s", e2); return -1; }
+        int rc = setup_head(tr, &bb, 0, err, errlen);
+        if (rc == 0) { /* the tail's input channels/size are now known: record them */
+            c->in_h = tr->head.tail->H0;
+            c->in_w = tr->head.tail->W0;
+        }
+        mmp_st_close(&bb);
+        if (rc) return -1;
+    } else if (setup_head(tr, NULL, 0, err, errlen)) return -1;
     if (c->loss == MMP_LOSS_CE)
         for (int64_t i = 0; i < ds->n; i++)
             if (ds->y[i] >= tr->ncls) {
@@ -789,6 +915,7 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
         const mmp_param *p = &h->params[i];
         mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
     }
+    if (h->tail) mmp_tail_save_buffers(h->tail, &w); /* running_mean/var: the fine-tuned model is complete */
     if (tr->mean) {
         int64_t sh[1] = {tr->in_dim};
         mmp_st_writer_add_f32(&w, "standardize.mean", tr->mean, 1, sh);
@@ -898,7 +1025,8 @@ static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
     return 0;
 }
 
-static const char *arch_keys[] = {"head", "hidden", "proj_dim", "fuse_dim", "heads", "feature", "pair_field", "labels_field", NULL};
+static const char *arch_keys[] = {"head", "hidden", "proj_dim", "fuse_dim", "heads", "feature", "pair_field", "labels_field",
+                                  "from", "in_hw", NULL};
 
 int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
@@ -956,7 +1084,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
 #undef MINT
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
-    if (setup_head(tr, err, errlen)) goto out;
+    if (setup_head(tr, &st, 1, err, errlen)) goto out;
     for (int i = 0; i < tr->head.np; i++) {
         mmp_param *p = &tr->head.params[i];
         const mmp_tensor *t = mmp_st_get(&st, p->name);

@@ -62,6 +62,10 @@ typedef struct {
     char feature[64];     /* "embedding" */
     char pair_field[64];  /* "text_embedding" */
     char labels_field[64];/* "labels" (bce) */
+    /* mnv2-tail head */
+    char backbone[1024];  /* the pretrained MobileNetV2 (safetensors) the tail starts from */
+    int from;             /* input = output of features.FROM (-1: from the stream's embed.layer) */
+    int64_t in_h, in_w;   /* input spatial size of the tail (0: from the stream's embed.size) */
 } mmp_train_cfg;
 
 void mmp_train_cfg_defaults(mmp_train_cfg *c);

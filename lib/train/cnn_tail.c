@@ -1,0 +1,488 @@
+/* train/cnn_tail.c: layers and the trainable MobileNetV2 tail (see cnn_tail.h). */
+#include "train/cnn_tail.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* layers                                                              */
+/* ------------------------------------------------------------------ */
+
+/* z[M,O] = x[M,I] @ W[O,I]^T */
+void mmp_pw_conv_forward(const float *x, int64_t M, int64_t Ci, const float *W, int64_t O, float *z) {
+    if (M <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)O, (int)Ci, 1.0f, x, (int)Ci, W, (int)Ci, 0.0f,
+                z, (int)O);
+}
+
+/* dW[O,I] = dz[M,O]^T @ x[M,I];  dx[M,I] = dz[M,O] @ W[O,I] */
+void mmp_pw_conv_backward(const float *x, const float *dz, int64_t M, int64_t Ci, const float *W,
+                          int64_t O, float *dx, float *dW) {
+    if (M <= 0) {
+        if (dW) memset(dW, 0, sizeof(float) * (size_t)(O * Ci));
+        return;
+    }
+    if (dW)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)Ci, (int)M, 1.0f, dz, (int)O, x, (int)Ci, 0.0f,
+                    dW, (int)Ci);
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)Ci, (int)O, 1.0f, dz, (int)O, W, (int)Ci,
+                    0.0f, dx, (int)Ci);
+}
+
+/* w [C,9] -> wt [9,C] */
+static float *dw_transpose(const float *w, int64_t C) {
+    float *wt = mmp_xmalloc(sizeof(float) * (size_t)(9 * C));
+    for (int64_t c = 0; c < C; c++)
+        for (int k = 0; k < 9; k++) wt[k * C + c] = w[c * 9 + k];
+    return wt;
+}
+
+/* x[N,H,W,C] * w[C,1,3,3] (pad 1, stride s) -> z[N,Ho,Wo,C] */
+void mmp_dw_conv_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t C, const float *w,
+                         int stride, float *z) {
+    int64_t Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    float *wt = dw_transpose(w, C);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                float *o = z + ((n * Ho + oh) * Wo + ow) * C;
+                memset(o, 0, sizeof(float) * (size_t)C);
+                for (int kh = 0; kh < 3; kh++) {
+                    int64_t ih = oh * stride - 1 + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int kw = 0; kw < 3; kw++) {
+                        int64_t iw = ow * stride - 1 + kw;
+                        if (iw < 0 || iw >= W) continue;
+                        const float *xi = x + ((n * H + ih) * W + iw) * C, *wk = wt + (kh * 3 + kw) * C;
+                        for (int64_t c = 0; c < C; c++) o[c] += xi[c] * wk[c];
+                    }
+                }
+            }
+    free(wt);
+}
+
+/* dw[C,9] = sum dz * x (shifted); dx[N,H,W,C] = sum dz * w (scattered) */
+void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t C,
+                          const float *w, int stride, float *dx, float *dw) {
+    int64_t Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    float *wt = dw_transpose(w, C);
+    double *acc = mmp_xcalloc((size_t)(9 * C), sizeof(double)); /* [9,C] */
+    if (dx) memset(dx, 0, sizeof(float) * (size_t)(N * H * W * C));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                const float *g = dz + ((n * Ho + oh) * Wo + ow) * C;
+                for (int kh = 0; kh < 3; kh++) {
+                    int64_t ih = oh * stride - 1 + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int kw = 0; kw < 3; kw++) {
+                        int64_t iw = ow * stride - 1 + kw;
+                        if (iw < 0 || iw >= W) continue;
+                        int k = kh * 3 + kw;
+                        const float *xi = x + ((n * H + ih) * W + iw) * C, *wk = wt + k * C;
+                        double *a = acc + k * C;
+                        for (int64_t c = 0; c < C; c++) a[c] += (double)g[c] * xi[c];
+                        if (dx) {
+                            float *di = dx + ((n * H + ih) * W + iw) * C;
+                            for (int64_t c = 0; c < C; c++) di[c] += g[c] * wk[c];
+                        }
+                    }
+                }
+            }
+    if (dw)
+        for (int64_t c = 0; c < C; c++)
+            for (int k = 0; k < 9; k++) dw[c * 9 + k] = (float)acc[k * C + c];
+    free(acc);
+    free(wt);
+}
+
+/* y[M,C] = x*alpha + beta, alpha = w/sqrt(var+eps), beta = b - mean*alpha (torch's eval path) */
+void mmp_bn_eval_forward(const float *x, int64_t M, int64_t C, const float *weight, const float *bias,
+                         const float *mean, const float *var, float *y) {
+    float *al = mmp_xmalloc(sizeof(float) * (size_t)(2 * C)), *be = al + C;
+    for (int64_t c = 0; c < C; c++) {
+        float invstd = 1.0f / sqrtf(var[c] + MMP_BN_EPS);
+        al[c] = invstd * weight[c];
+        be[c] = bias[c] - mean[c] * al[c];
+    }
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * C;
+        float *yr = y + m * C;
+        for (int64_t c = 0; c < C; c++) yr[c] = xr[c] * al[c] + be[c];
+    }
+    free(al);
+}
+
+void mmp_bn_eval_backward(const float *x, const float *dy, int64_t M, int64_t C, const float *weight,
+                          const float *mean, const float *var, float *dx, float *dweight, float *dbias) {
+    double *sg = mmp_xcalloc((size_t)(2 * C), sizeof(double)), *sd = sg + C;
+    float *invstd = mmp_xmalloc(sizeof(float) * (size_t)C);
+    for (int64_t c = 0; c < C; c++) invstd[c] = 1.0f / sqrtf(var[c] + MMP_BN_EPS);
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * C, *gr = dy + m * C;
+        for (int64_t c = 0; c < C; c++) {
+            sg[c] += gr[c];
+            sd[c] += (double)gr[c] * ((double)xr[c] - mean[c]);
+        }
+    }
+    if (dweight)
+        for (int64_t c = 0; c < C; c++) dweight[c] = (float)(sd[c] * invstd[c]);
+    if (dbias)
+        for (int64_t c = 0; c < C; c++) dbias[c] = (float)sg[c];
+    if (dx) {
+        for (int64_t c = 0; c < C; c++) invstd[c] *= weight[c];
+        for (int64_t m = 0; m < M; m++) {
+            const float *gr = dy + m * C;
+            float *dr = dx + m * C;
+            for (int64_t c = 0; c < C; c++) dr[c] = gr[c] * invstd[c];
+        }
+    }
+    free(sg);
+    free(invstd);
+}
+
+void mmp_relu6_forward(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];
+}
+
+void mmp_relu6_backward(const float *y, float *dx, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(y[i] > 0 && y[i] < 6)) dx[i] = 0;
+}
+
+void mmp_avgpool_forward(const float *x, int64_t N, int64_t HW, int64_t C, float *p) {
+    for (int64_t n = 0; n < N; n++) {
+        float *pr = p + n * C;
+        memset(pr, 0, sizeof(float) * (size_t)C);
+        for (int64_t s = 0; s < HW; s++) {
+            const float *xr = x + (n * HW + s) * C;
+            for (int64_t c = 0; c < C; c++) pr[c] += xr[c];
+        }
+        for (int64_t c = 0; c < C; c++) pr[c] /= (float)HW;
+    }
+}
+
+void mmp_avgpool_backward(const float *dp, int64_t N, int64_t HW, int64_t C, float *dx) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t s = 0; s < HW; s++) {
+            float *dr = dx + (n * HW + s) * C;
+            for (int64_t c = 0; c < C; c++) dr[c] = dp[n * C + c] / (float)HW;
+        }
+}
+
+void mmp_nchw_to_nhwc(const float *x, int64_t N, int64_t C, int64_t HW, float *y) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t s = 0; s < HW; s++) y[(n * HW + s) * C + c] = x[(n * C + c) * HW + s];
+}
+
+void mmp_nhwc_to_nchw(const float *x, int64_t N, int64_t C, int64_t HW, float *y) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t s = 0; s < HW; s++) y[(n * C + c) * HW + s] = x[(n * HW + s) * C + c];
+}
+
+/* ------------------------------------------------------------------ */
+/* the tail                                                            */
+/* ------------------------------------------------------------------ */
+
+int mmp_mnv2_block_stride(int i) { return i == 2 || i == 4 || i == 7 || i == 14 ? 2 : 1; }
+
+int64_t mmp_mnv2_spatial(int64_t s, int k) {
+    s = (s - 1) / 2 + 1; /* features.0 */
+    for (int i = 1; i <= k && i <= 17; i++) s = (s - 1) / mmp_mnv2_block_stride(i) + 1;
+    return s;
+}
+
+static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
+
+static const mmp_tensor *tget(const mmp_safetensors *st, const char *fmt, int i) {
+    char name[96];
+    snprintf(name, sizeof name, fmt, i);
+    const mmp_tensor *t = mmp_st_get(st, name);
+    return t && is_float(t->dtype) ? t : NULL;
+}
+
+int64_t mmp_tail_first_cin(const mmp_safetensors *src, int first) {
+    const mmp_tensor *t = tget(src, "features.%d.conv.0.0.weight", first);
+    if (t && t->ndim == 4) {
+        if (t->shape[1] != 1) return t->shape[1]; /* expand [hid,cin,1,1] */
+        return t->shape[0];                       /* depthwise first: cin = hid */
+    }
+    t = tget(src, "features.%d.0.weight", first);
+    if (t && t->ndim == 4 && t->shape[2] == 1) return t->shape[1];
+    return 0;
+}
+
+static int add_param(mmp_cnn_tail *t, int *cap, const char *name, int ndim, const int64_t *shape) {
+    if (t->np == *cap) t->params = mmp_xrealloc(t->params, sizeof(mmp_param) * (size_t)(*cap = *cap ? *cap * 2 : 32));
+    mmp_param_init(&t->params[t->np], name, ndim, shape, 1);
+    return t->np++;
+}
+
+/* Copies tensor name of the expected shape into dst (n floats). */
+static int copy_tensor(const mmp_safetensors *src, const char *name, int ndim, const int64_t *shape, float *dst,
+                       char *err, size_t errlen) {
+    const mmp_tensor *t = mmp_st_get(src, name);
+    if (!t) return mmp_errf(err, errlen, "tensor %s missing", name);
+    int ok = is_float(t->dtype) && t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok) {
+        char want[64], got[64];
+        mmp_shape_str(ndim, shape, want, sizeof want);
+        mmp_shape_str(t->ndim, t->shape, got, sizeof got);
+        return mmp_errf(err, errlen, "tensor %s has shape %s (%s), expected %s f32", name, got, mmp_dtype_name(t->dtype), want);
+    }
+    mmp_tensor_to_f32(t, dst);
+    return 0;
+}
+
+/* One conv+BN(+ReLU6) unit reading weight wname and BN prefix bn from src. */
+static int add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, const char *wname, const char *bn,
+                    int64_t cin, int64_t cout, int stride, int relu6, int64_t H, int64_t W, char *err, size_t errlen) {
+    if (t->nu >= MMP_TAIL_MAX_UNITS) return mmp_errf(err, errlen, "too many layers");
+    mmp_tail_unit *u = &t->u[t->nu];
+    memset(u, 0, sizeof *u);
+    u->kind = kind;
+    u->cin = cin;
+    u->cout = cout;
+    u->stride = stride;
+    u->relu6 = relu6;
+    u->H = H;
+    u->W = W;
+    u->Ho = kind == MMP_TAIL_DW ? (H - 1) / stride + 1 : H;
+    u->Wo = kind == MMP_TAIL_DW ? (W - 1) / stride + 1 : W;
+    snprintf(u->bn, sizeof u->bn, "%s", bn);
+    int64_t ws[4] = {cout, kind == MMP_TAIL_DW ? 1 : cin, kind == MMP_TAIL_DW ? 3 : 1, kind == MMP_TAIL_DW ? 3 : 1};
+    char name[96];
+    u->pw = add_param(t, cap, wname, 4, ws);
+    if (copy_tensor(src, wname, 4, ws, t->params[u->pw].w, err, errlen)) return -1;
+    int64_t cs[1] = {cout};
+    snprintf(name, sizeof name, "%s.weight", bn);
+    u->pbw = add_param(t, cap, name, 1, cs);
+    if (copy_tensor(src, name, 1, cs, t->params[u->pbw].w, err, errlen)) return -1;
+    snprintf(name, sizeof name, "%s.bias", bn);
+    u->pbb = add_param(t, cap, name, 1, cs);
+    if (copy_tensor(src, name, 1, cs, t->params[u->pbb].w, err, errlen)) return -1;
+    u->mean = mmp_xmalloc(sizeof(float) * (size_t)cout);
+    u->var = mmp_xmalloc(sizeof(float) * (size_t)cout);
+    t->nu++; /* owned from here on (freed by mmp_tail_free) */
+    snprintf(name, sizeof name, "%s.running_mean", bn);
+    if (copy_tensor(src, name, 1, cs, u->mean, err, errlen)) return -1;
+    snprintf(name, sizeof name, "%s.running_var", bn);
+    if (copy_tensor(src, name, 1, cs, u->var, err, errlen)) return -1;
+    for (int64_t c = 0; c < cout; c++)
+        if (!(u->var[c] >= 0) || !isfinite(u->mean[c]))
+            return mmp_errf(err, errlen, "%s.running_var/running_mean: channel %lld is not a valid statistic", bn, (long long)c);
+    return 0;
+}
+
+int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t ncls,
+                  float dropout, int load_classifier, char *err, size_t errlen) {
+    memset(t, 0, sizeof *t);
+    int cap = 0;
+    char w[96], bn[96], e2[400];
+    if (first < 1 || first > 18) return mmp_errf(err, errlen, "the first trainable block must be features.1 .. features.18, not features.%d", first);
+    if (H0 < 1 || W0 < 1 || H0 > 4096 || W0 > 4096 || ncls < 1)
+        return mmp_errf(err, errlen, "bad tail input %lldx%lld or class count %lld", (long long)H0, (long long)W0, (long long)ncls);
+    int64_t c = mmp_tail_first_cin(src, first);
+    if (c <= 0) return mmp_errf(err, errlen, "no MobileNetV2 block features.%d (features.%d.conv.0.0.weight or features.%d.0.weight)", first, first, first);
+    t->first = first;
+    t->C0 = c;
+    t->H0 = H0;
+    t->W0 = W0;
+    t->ncls = ncls;
+    t->dropout = dropout;
+    int64_t H = H0, W = W0;
+    int i = first;
+    for (;; i++) {
+        const mmp_tensor *c0 = tget(src, "features.%d.conv.0.0.weight", i);
+        if (!c0) break;
+        int first_unit = t->nu;
+        int expand = tget(src, "features.%d.conv.3.weight", i) != NULL;
+        int s = mmp_mnv2_block_stride(i);
+        int64_t hid = c0->shape[0];
+        if (c0->ndim != 4) goto bad;
+        int j = 0;
+        if (expand) {
+            snprintf(w, sizeof w, "features.%d.conv.0.0.weight", i);
+            snprintf(bn, sizeof bn, "features.%d.conv.0.1", i);
+            if (add_unit(t, &cap, src, MMP_TAIL_PW, w, bn, c, hid, 1, 1, H, W, e2, sizeof e2)) goto fail;
+            j = 1;
+        } else if (hid != c) {
+            goto bad;
+        }
+        snprintf(w, sizeof w, "features.%d.conv.%d.0.weight", i, j);
+        snprintf(bn, sizeof bn, "features.%d.conv.%d.1", i, j);
+        if (add_unit(t, &cap, src, MMP_TAIL_DW, w, bn, hid, hid, s, 1, H, W, e2, sizeof e2)) goto fail;
+        H = t->u[t->nu - 1].Ho;
+        W = t->u[t->nu - 1].Wo;
+        const mmp_tensor *pj = tget(src, expand ? "features.%d.conv.2.weight" : "features.%d.conv.1.weight", i);
+        if (!pj || pj->ndim != 4) goto bad;
+        int64_t cout = pj->shape[0];
+        snprintf(w, sizeof w, "features.%d.conv.%d.weight", i, j + 1);
+        snprintf(bn, sizeof bn, "features.%d.conv.%d", i, j + 2);
+        if (add_unit(t, &cap, src, MMP_TAIL_PW, w, bn, hid, cout, 1, 0, H, W, e2, sizeof e2)) goto fail;
+        if (s == 1 && cout == c) {
+            t->res_unit[t->nu - 1] = 1;
+            t->block_in[t->nu - 1] = first_unit; /* the block input = the input of unit first_unit */
+        }
+        c = cout;
+    }
+    /* the final Conv2dNormActivation 1x1 */
+    const mmp_tensor *fw = tget(src, "features.%d.0.weight", i);
+    if (!fw || fw->ndim != 4 || fw->shape[2] != 1 || fw->shape[3] != 1) {
+        mmp_tail_free(t);
+        return mmp_errf(err, errlen, "features.%d.0.weight: expected the final 1x1 conv [F,%lld,1,1] after the inverted-residual blocks", i, (long long)c);
+    }
+    snprintf(w, sizeof w, "features.%d.0.weight", i);
+    snprintf(bn, sizeof bn, "features.%d.1", i);
+    if (add_unit(t, &cap, src, MMP_TAIL_PW, w, bn, c, fw->shape[0], 1, 1, H, W, e2, sizeof e2)) goto fail;
+    t->last = i;
+    t->F = fw->shape[0];
+    int64_t lw[2] = {ncls, t->F}, lb[1] = {ncls};
+    int pw = add_param(t, &cap, "classifier.1.weight", 2, lw);
+    int pb = add_param(t, &cap, "classifier.1.bias", 1, lb);
+    if (load_classifier) {
+        const mmp_tensor *cw = mmp_st_get(src, "classifier.1.weight");
+        if (cw && cw->ndim == 2 && cw->shape[0] == ncls) {
+            if (copy_tensor(src, "classifier.1.weight", 2, lw, t->params[pw].w, e2, sizeof e2)) goto fail;
+            if (copy_tensor(src, "classifier.1.bias", 1, lb, t->params[pb].w, e2, sizeof e2)) goto fail;
+        }
+    }
+    return 0;
+bad:
+    mmp_tail_free(t);
+    return mmp_errf(err, errlen, "features.%d: not a MobileNetV2 inverted-residual block (channel counts do not chain)", i);
+fail:
+    mmp_tail_free(t);
+    return mmp_errf(err, errlen, "%s", e2);
+}
+
+static void free_caches(mmp_cnn_tail *t) {
+    for (int k = 0; k < t->nu; k++) {
+        free(t->u[k].z);
+        free(t->u[k].y);
+        t->u[k].z = t->u[k].y = NULL;
+    }
+    free(t->x0); free(t->pool); free(t->mask); free(t->dpool); free(t->g1); free(t->g2); free(t->gin);
+    t->x0 = t->pool = t->mask = t->dpool = t->g1 = t->g2 = t->gin = NULL;
+    t->cap = 0;
+}
+
+void mmp_tail_free(mmp_cnn_tail *t) {
+    free_caches(t);
+    for (int k = 0; k < t->nu; k++) {
+        free(t->u[k].mean);
+        free(t->u[k].var);
+    }
+    for (int i = 0; i < t->np; i++) mmp_param_free(&t->params[i]);
+    free(t->params);
+    memset(t, 0, sizeof *t);
+}
+
+static void grow(mmp_cnn_tail *t, int64_t N) {
+    if (N <= t->cap) return;
+    free_caches(t);
+    size_t n = (size_t)N, widest = (size_t)(t->C0 * t->H0 * t->W0);
+    for (int k = 0; k < t->nu; k++) {
+        mmp_tail_unit *u = &t->u[k];
+        size_t m = (size_t)(u->Ho * u->Wo * u->cout);
+        u->z = mmp_xmalloc(sizeof(float) * n * m);
+        u->y = mmp_xmalloc(sizeof(float) * n * m);
+        size_t mi = (size_t)(u->H * u->W * u->cin);
+        widest = m > widest ? m : widest;
+        widest = mi > widest ? mi : widest;
+    }
+    t->x0 = mmp_xmalloc(sizeof(float) * n * (size_t)(t->C0 * t->H0 * t->W0));
+    t->pool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
+    t->mask = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
+    t->dpool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
+    t->g1 = mmp_xmalloc(sizeof(float) * n * widest);
+    t->g2 = mmp_xmalloc(sizeof(float) * n * widest);
+    t->gin = mmp_xmalloc(sizeof(float) * n * widest);
+    t->cap = N;
+}
+
+/* the input of unit k: the previous unit's output, or the tail input */
+static const float *unit_in(const mmp_cnn_tail *t, int k) { return k ? t->u[k - 1].y : t->x0; }
+
+void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits) {
+    if (N <= 0) return;
+    grow(t, N);
+    mmp_nchw_to_nhwc(x, N, t->C0, t->H0 * t->W0, t->x0);
+    for (int k = 0; k < t->nu; k++) {
+        mmp_tail_unit *u = &t->u[k];
+        const float *in = unit_in(t, k);
+        int64_t Mo = N * u->Ho * u->Wo;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, t->params[u->pw].w, u->cout, u->z);
+        else mmp_dw_conv_forward(in, N, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, u->z);
+        mmp_bn_eval_forward(u->z, Mo, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, u->mean, u->var, u->y);
+        if (u->relu6) mmp_relu6_forward(u->y, (size_t)(Mo * u->cout));
+        if (t->res_unit[k]) {
+            const float *skip = unit_in(t, t->block_in[k]);
+            size_t n = (size_t)(Mo * u->cout);
+            for (size_t e = 0; e < n; e++) u->y[e] += skip[e];
+        }
+    }
+    const mmp_tail_unit *L = &t->u[t->nu - 1];
+    mmp_avgpool_forward(L->y, N, L->Ho * L->Wo, t->F, t->pool);
+    if (train && t->dropout > 0) mmp_dropout_forward(t->pool, t->mask, (size_t)(N * t->F), t->dropout, rng);
+    const mmp_param *cw = &t->params[t->np - 2], *cb = &t->params[t->np - 1];
+    mmp_linear_forward(t->pool, N, t->F, cw->w, cb->w, t->ncls, logits);
+}
+
+void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *dx) {
+    if (N <= 0) {
+        for (int i = 0; i < t->np; i++) memset(t->params[i].g, 0, sizeof(float) * t->params[i].n);
+        return;
+    }
+    mmp_param *cw = &t->params[t->np - 2], *cb = &t->params[t->np - 1];
+    mmp_linear_backward(t->pool, dlogits, N, t->F, cw->w, t->ncls, t->dpool, cw->g, cb->g);
+    if (t->dropout > 0) mmp_dropout_backward(t->mask, t->dpool, (size_t)(N * t->F));
+    const mmp_tail_unit *L = &t->u[t->nu - 1];
+    float *g = t->g1, *gn = t->g2;
+    mmp_avgpool_backward(t->dpool, N, L->Ho * L->Wo, t->F, g);
+    int skip_to = -1; /* unit whose input gets the saved skip gradient */
+    for (int k = t->nu - 1; k >= 0; k--) {
+        mmp_tail_unit *u = &t->u[k];
+        int64_t Mo = N * u->Ho * u->Wo;
+        size_t no = (size_t)(Mo * u->cout);
+        if (t->res_unit[k]) { /* d(block input) gets dy through the skip connection too */
+            memcpy(t->gin, g, sizeof(float) * no);
+            skip_to = t->block_in[k];
+        }
+        if (u->relu6) mmp_relu6_backward(u->y, g, no);
+        mmp_bn_eval_backward(u->z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, g, t->params[u->pbw].g,
+                             t->params[u->pbb].g);
+        const float *in = unit_in(t, k);
+        float *dxk = k > 0 || dx ? gn : NULL;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, t->params[u->pw].w, u->cout, dxk, t->params[u->pw].g);
+        else mmp_dw_conv_backward(in, g, N, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, dxk, t->params[u->pw].g);
+        if (dxk && skip_to == k) {
+            size_t ni = (size_t)(N * u->H * u->W * u->cin);
+            for (size_t e = 0; e < ni; e++) dxk[e] += t->gin[e];
+            skip_to = -1;
+        }
+        float *tmp = g;
+        g = gn;
+        gn = tmp;
+    }
+    if (dx) mmp_nhwc_to_nchw(g, N, t->C0, t->H0 * t->W0, dx);
+}
+
+void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w) {
+    for (int k = 0; k < t->nu; k++) {
+        const mmp_tail_unit *u = &t->u[k];
+        char name[96];
+        int64_t cs[1] = {u->cout};
+        snprintf(name, sizeof name, "%s.running_mean", u->bn);
+        mmp_st_writer_add_f32(w, name, u->mean, 1, cs);
+        snprintf(name, sizeof name, "%s.running_var", u->bn);
+        mmp_st_writer_add_f32(w, name, u->var, 1, cs);
+    }
+}

@@ -1,0 +1,153 @@
+/* train/cnn_tail.h: a trainable MobileNetV2 tail (the mnv2-tail head).
+ *
+ * "Unfreeze the last blocks" the mmpipe way: mmp-embed caches the output of
+ * block features.K (--layer features.K:flat, [C*h*w] in C,H,W order); this
+ * head trains blocks features.K+1 .. features.18 plus the classifier on those
+ * cached activations:
+ *
+ *   x [N,C0,H0,W0]  (one record = torch.flatten(features[:K+1](img), 1))
+ *   -> InvertedResidual features.K+1 ... features.17
+ *        [expand 1x1 conv, BN, ReLU6]  (blocks with expand_ratio != 1)
+ *        depthwise 3x3 conv (stride 1|2, pad 1), BN, ReLU6
+ *        project 1x1 conv, BN  (+ x when stride 1 and cin == cout)
+ *   -> features.18: 1x1 conv, BN, ReLU6
+ *   -> global average pool -> Dropout(p) -> Linear(F, C)   (classifier.1)
+ *
+ * BatchNorm runs in eval mode with the running statistics of the backbone
+ * (torchvision's model.eval() / FrozenBatchNorm2d):
+ *   y = (x - mean) / sqrt(var + 1e-5) * weight + bias
+ * weight and bias train, running_mean/running_var stay as they are.
+ * Trainable parameters, under torchvision's exact state_dict names:
+ *   features.i.conv.0.0.weight [hid,cin,1,1], features.i.conv.0.1.{weight,bias}   (expand)
+ *   features.i.conv.1.0.weight [hid,1,3,3],  features.i.conv.1.1.{weight,bias}   (depthwise)
+ *   features.i.conv.2.weight [cout,hid,1,1], features.i.conv.3.{weight,bias}     (project)
+ *   (no-expand blocks: conv.0.0 dw, conv.0.1 BN, conv.1 project, conv.2 BN)
+ *   features.18.0.weight [F,cin,1,1], features.18.1.{weight,bias}
+ *   classifier.1.weight [C,F], classifier.1.bias [C]
+ * plus the frozen buffers features.*.running_mean / running_var (copied).
+ *
+ * Internally activations are NHWC (rows = pixels), so a 1x1 conv over a batch
+ * is one sgemm [N*H*W, cin] x [cin, cout]. Single-threaded, deterministic.
+ */
+#ifndef MMP_TRAIN_CNN_TAIL_H
+#define MMP_TRAIN_CNN_TAIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmp.h"
+#include "train/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MMP_BN_EPS 1e-5f
+
+/* ---------------------------------------------------------------- */
+/* layers (NHWC: an activation is [M = N*H*W rows, C channels])       */
+/* ---------------------------------------------------------------- */
+
+/* 1x1 convolution (no bias): z[M,O] = x[M,Ci] @ W[O,Ci]^T (W = torch's [O,Ci,1,1]). */
+void mmp_pw_conv_forward(const float *x, int64_t M, int64_t Ci, const float *W, int64_t O, float *z);
+/* dW[O,Ci] = dz[M,O]^T x[M,Ci] (overwritten); dx[M,Ci] = dz W (NULL to skip). */
+void mmp_pw_conv_backward(const float *x, const float *dz, int64_t M, int64_t Ci, const float *W,
+                          int64_t O, float *dx, float *dW);
+
+/* Depthwise 3x3 convolution, padding 1, stride s (no bias):
+ * x[N,H,W,C], W [C,1,3,3] (torch layout), z[N,Ho,Wo,C],
+ * Ho = (H-1)/s + 1, Wo = (W-1)/s + 1. */
+void mmp_dw_conv_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t C, const float *w,
+                         int stride, float *z);
+/* dw[C,9] (overwritten) and dx[N,H,W,C] (overwritten; NULL to skip) from dz[N,Ho,Wo,C]. */
+void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t C,
+                          const float *w, int stride, float *dx, float *dw);
+
+/* Eval-mode BatchNorm2d over x[M,C]: y = x*s + t with
+ * s = weight/sqrt(var+eps), t = bias - mean*s (y may alias x). */
+void mmp_bn_eval_forward(const float *x, int64_t M, int64_t C, const float *weight, const float *bias,
+                         const float *mean, const float *var, float *y);
+/* From dy[M,C]: dweight[C] = sum dy*(x-mean)/sqrt(var+eps), dbias[C] = sum dy
+ * (overwritten); dx[M,C] = dy*s (may alias dy; NULL to skip). */
+void mmp_bn_eval_backward(const float *x, const float *dy, int64_t M, int64_t C, const float *weight,
+                          const float *mean, const float *var, float *dx, float *dweight, float *dbias);
+
+/* ReLU6 in place: x = min(max(x,0),6). */
+void mmp_relu6_forward(float *x, size_t n);
+/* dx *= (0 < y < 6), y = the ReLU6 output (torch's hardtanh_backward). */
+void mmp_relu6_backward(const float *y, float *dx, size_t n);
+
+/* Global average pool: p[N,C] = mean over the HW rows of x[N,HW,C]. */
+void mmp_avgpool_forward(const float *x, int64_t N, int64_t HW, int64_t C, float *p);
+/* dx[N,HW,C] = dp[N,C] / HW. */
+void mmp_avgpool_backward(const float *dp, int64_t N, int64_t HW, int64_t C, float *dx);
+
+/* x[N,C,H,W] (torch order) -> y[N,H,W,C] and back. */
+void mmp_nchw_to_nhwc(const float *x, int64_t N, int64_t C, int64_t HW, float *y);
+void mmp_nhwc_to_nchw(const float *x, int64_t N, int64_t C, int64_t HW, float *y);
+
+/* ---------------------------------------------------------------- */
+/* the tail                                                          */
+/* ---------------------------------------------------------------- */
+
+enum { MMP_TAIL_PW = 0, MMP_TAIL_DW = 1 };
+
+/* conv + eval BN (+ ReLU6): one unit */
+typedef struct {
+    int kind;               /* MMP_TAIL_PW or MMP_TAIL_DW */
+    int64_t cin, cout, stride, H, W, Ho, Wo;
+    int relu6;
+    int pw, pbw, pbb;       /* parameter indices: conv weight, BN weight, BN bias */
+    char bn[64];            /* "features.17.conv.0.1" (BN prefix) */
+    float *mean, *var;      /* running statistics [cout] (frozen) */
+    float *z, *y;           /* cache: conv output, unit output [N*Ho*Wo, cout] */
+} mmp_tail_unit;
+
+#define MMP_TAIL_MAX_UNITS 64
+typedef struct {
+    int first, last;        /* features.first .. features.last (the final 1x1 conv) */
+    int64_t C0, H0, W0;     /* input [C0,H0,W0] per record */
+    int64_t F, ncls;        /* pooled width (1280), classes */
+    float dropout;
+    int nu;
+    mmp_tail_unit u[MMP_TAIL_MAX_UNITS];
+    int res_unit[MMP_TAIL_MAX_UNITS]; /* u[k] is a project unit whose output adds input_of[k]: its block input unit index + 1 (0 = none; -1 = the tail input) */
+    int block_in[MMP_TAIL_MAX_UNITS]; /* first unit of the block (for residual inputs) */
+    int np;
+    mmp_param *params;      /* owned: tail parameters then classifier.1.weight, classifier.1.bias */
+    int64_t cap;            /* batch capacity of the caches */
+    float *x0, *pool, *mask, *dpool, *g1, *g2, *gin;
+} mmp_cnn_tail;
+
+/* The block stride of torchvision's MobileNetV2 (width 1.0) features.i (i >= 1). */
+int mmp_mnv2_block_stride(int i);
+/* Spatial size after features.0..features.k for an input of size s (per axis). */
+int64_t mmp_mnv2_spatial(int64_t s, int k);
+
+/* Builds the tail features.first .. (the final 1x1 conv) from the tensors of
+ * src (a torchvision MobileNetV2 state dict, or an mnv2-tail checkpoint):
+ * structure from the tensor names/shapes, strides from mmp_mnv2_block_stride,
+ * weights and running statistics copied. Input [C0 = the first block's
+ * cin, H0, W0]; ncls classes; the classifier is zeroed (classifier.1.* are
+ * read from src only when load_classifier and present with shape [ncls,F]).
+ * 0 or -1 with the reason in err. */
+int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t ncls,
+                  float dropout, int load_classifier, char *err, size_t errlen);
+/* Input channels of block features.first in src (0 when src has no such block). */
+int64_t mmp_tail_first_cin(const mmp_safetensors *src, int first);
+void mmp_tail_free(mmp_cnn_tail *t);
+
+/* logits[N,ncls] from x[N, C0*H0*W0] (C,H,W order). train: dropout with rng
+ * and keep the activations for mmp_tail_backward. */
+void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits);
+/* Parameter gradients (overwritten) from dlogits[N,ncls], after the forward
+ * (train = 1) of the same x. dx (NULL to skip) gets dloss/dx [N, C0*H0*W0]. */
+void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *dx);
+
+/* Adds the frozen buffers (running_mean/var) to a checkpoint writer. */
+void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
