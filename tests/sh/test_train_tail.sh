@@ -101,6 +101,19 @@ else
   echo "(no torch: PyTorch interop check skipped)"
 fi
 
+# the recipe pipelines/finetune-tail (twice: the second run reuses the cached activations)
+P="$MMP_ROOT/pipelines/finetune-tail"
+mmp-synth --classes > classes.txt
+mmp-synth -n 60 --seed 4 --first 5000 --prefix te- -o test.tar
+"$P" --help > help.txt 2>&1 && grep -q "finetune-tail" help.txt && ok "finetune-tail --help" || fail "finetune-tail --help"
+if "$P" nope.tar test.tar "$M" > err.txt 2>&1; then fail "finetune-tail accepted a missing input"
+else grep -q "nope.tar" err.txt && [ "$(wc -l < err.txt)" -eq 1 ] && ok "finetune-tail: missing input -> one line" || fail "finetune-tail missing-input message: $(cat err.txt)"; fi
+if "$P" --out ft --from features.15 --size 64 --epochs 2 --classes-from classes.txt s.tar test.tar "$M" > ft.txt 2> ft.err; then
+  grep -q "weighted avg" ft.txt && [ -f ft/report.html ] && [ -f ft/head.safetensors ] && [ -s ft/train.features.15.mmp ] && ok "finetune-tail" || fail "finetune-tail output"
+  "$P" --out ft --from features.15 --size 64 --epochs 2 --classes-from classes.txt s.tar test.tar "$M" > ft2.txt 2> ft2.err
+  grep -q "using cached" ft2.err && cmp -s <(sed '/^wall time/,$d' ft.txt) <(sed '/^wall time/,$d' ft2.txt) && ok "finetune-tail cache reused, same report" || fail "finetune-tail cache"
+else cat ft.err; fail "finetune-tail failed"; fi
+
 # bad inputs
 bad() { # WHAT EXPECTED-SUBSTRING CMD...
   local what=$1 want=$2; shift 2
