@@ -240,6 +240,21 @@ static void test_parity(void) {
     float l2[N * C];
     mmp_head_forward(&h, x, N, 0, NULL, l2);
     CHECK(!memcmp(l2, logits, sizeof l2));
+    /* inference on more rows than MMP_TAIL_INFER_ROWS goes in blocks: the same logits */
+    {
+        enum { R = 15 };
+        float *bx = malloc(sizeof(float) * R * N * D), *bl = malloc(sizeof(float) * R * N * C);
+        for (int r = 0; r < R; r++) memcpy(bx + r * N * D, x, sizeof(float) * N * D);
+        mmp_head_forward(&h, bx, R * N, 0, NULL, bl);
+        for (int r = 0; r < R; r++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "logits, inference of %d rows (copy %d)", R * N, r);
+            if (r == 0 || r == R - 1) cmp(nm, bl + r * N * C, need(&st, "logits0")->data, N * C, 1e-5);
+            else CHECK(t_maxrel(bl + r * N * C, need(&st, "logits0")->data, N * C, 1e-5, 1e-6, NULL) <= 1);
+        }
+        free(bx);
+        free(bl);
+    }
     mmp_head_free(&h);
 
     /* optimizer steps */

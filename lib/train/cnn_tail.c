@@ -413,6 +413,14 @@ static const float *unit_in(const mmp_cnn_tail *t, int k) { return k ? t->u[k - 
 
 void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits) {
     if (N <= 0) return;
+    if (!train && N > MMP_TAIL_INFER_ROWS) { /* inference: bounded memory (mmp-eval's batches of 1024) */
+        const int64_t D = t->C0 * t->H0 * t->W0;
+        for (int64_t s = 0; s < N; s += MMP_TAIL_INFER_ROWS) {
+            int64_t m = N - s < MMP_TAIL_INFER_ROWS ? N - s : MMP_TAIL_INFER_ROWS;
+            mmp_tail_forward(t, x + s * D, m, 0, rng, logits + s * t->ncls);
+        }
+        return;
+    }
     grow(t, N);
     mmp_nchw_to_nhwc(x, N, t->C0, t->H0 * t->W0, t->x0);
     for (int k = 0; k < t->nu; k++) {

@@ -138,7 +138,10 @@ int64_t mmp_tail_first_cin(const mmp_safetensors *src, int first);
 void mmp_tail_free(mmp_cnn_tail *t);
 
 /* logits[N,ncls] from x[N, C0*H0*W0] (C,H,W order). train: dropout with rng
- * and keep the activations for mmp_tail_backward. */
+ * and keep the activations for mmp_tail_backward (memory: all activations of
+ * the N records); inference (train = 0) runs in blocks of MMP_TAIL_INFER_ROWS
+ * records. */
+#define MMP_TAIL_INFER_ROWS 64
 void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits);
 /* Parameter gradients (overwritten) from dlogits[N,ncls], after the forward
  * (train = 1) of the same x. dx (NULL to skip) gets dloss/dx [N, C0*H0*W0]. */

@@ -15,6 +15,9 @@
  * also "fuse.mode" (gated|attention) and "fuse.heads" (attention), the keys
  * lib/fuse's checkpoint reader uses, so mmp-fuse --checkpoint applies the
  * fusion part of the same file (it ignores classifier.* and optim.*).
+ * mnv2-tail heads also "backbone", "from" (features.K: the input block),
+ * "in_hw" (its spatial size) and the frozen BN buffers
+ * features.*.running_mean/running_var (see train/cnn_tail.h).
  */
 #ifndef MMP_TRAIN_TRAIN_H
 #define MMP_TRAIN_TRAIN_H
