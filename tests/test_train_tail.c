@@ -296,6 +296,52 @@ static void test_parity(void) {
     mmp_st_close(&ss);
 }
 
+/* the same bits for 1, 2, 3 and 4 threads (fixed slices, gradients summed in slice order) */
+static void test_threads(void) {
+    mmp_safetensors st;
+    mmp_st_open_or_die(&st, t_root_path("tests/fixtures/train_tail/init.safetensors"));
+    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    enum { N = 10, C = 3, D = 3 * 5 * 7 };
+    int64_t y[N];
+    for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
+    float *ref = NULL;
+    size_t total = 0;
+    for (int T = 1; T <= 4; T++) {
+        mmp_head h;
+        make_head(&h, &st);
+        h.tail->dropout = 0.3f; /* dropout on too */
+        h.tail->threads = T;
+        mmp_optim opt;
+        mmp_optim_defaults(&opt, MMP_OPT_ADAMW);
+        float lg[N * C], dl[N * C], dx[N * D];
+        for (int s = 0; s < 4; s++) {
+            uint64_t rng = mmp_rng_derive(5, 6, (uint64_t)s);
+            mmp_head_forward(&h, x, N, 1, &rng, lg);
+            mmp_ce_loss(lg, y, N, C, NULL, 0, dl);
+            mmp_tail_backward(h.tail, N, dl, dx);
+            mmp_optim_step(&opt, h.params, h.np, s, 1e-2);
+        }
+        if (!ref) {
+            for (int i = 0; i < h.np; i++) total += h.params[i].n;
+            ref = malloc(sizeof(float) * (total + N * D));
+        }
+        float *cur = malloc(sizeof(float) * (total + N * D));
+        size_t o = 0;
+        for (int i = 0; i < h.np; i++) {
+            memcpy(cur + o, h.params[i].w, sizeof(float) * h.params[i].n);
+            o += h.params[i].n;
+        }
+        memcpy(cur + o, dx, sizeof dx);
+        if (T == 1) memcpy(ref, cur, sizeof(float) * (total + N * D));
+        else CHECKF(!memcmp(ref, cur, sizeof(float) * (total + N * D)), "%d threads: weights/dx differ from 1 thread", T);
+        free(cur);
+        mmp_head_free(&h);
+    }
+    printf("threads 1..4: 4 AdamW steps with dropout give bit-identical weights and dx\n");
+    free(ref);
+    mmp_st_close(&st);
+}
+
 /* bad backbones: one clear error, no crash */
 static void test_errors(void) {
     mmp_safetensors st;
@@ -385,6 +431,7 @@ int main(void) {
     test_fd_relu6();
     test_fd_pool();
     test_parity();
+    test_threads();
     test_errors();
     test_real();
     TEST_END();

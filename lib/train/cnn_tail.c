@@ -3,7 +3,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -354,6 +356,15 @@ int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_
             if (copy_tensor(src, "classifier.1.bias", 1, lb, t->params[pb].w, e2, sizeof e2)) goto fail;
         }
     }
+    /* per-slice gradient layout: the conv/BN parameters concatenated */
+    t->goff = mmp_xmalloc(sizeof(size_t) * (size_t)t->np);
+    t->gtotal = 0;
+    for (int k = 0; k < t->np; k++) {
+        t->goff[k] = t->gtotal;
+        if (k < t->np - 2) t->gtotal += t->params[k].n;
+    }
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    t->threads = nc < 1 ? 1 : nc > MMP_TAIL_SLICES ? MMP_TAIL_SLICES : (int)nc;
     return 0;
 bad:
     mmp_tail_free(t);
@@ -376,6 +387,8 @@ static void free_caches(mmp_cnn_tail *t) {
 
 void mmp_tail_free(mmp_cnn_tail *t) {
     free_caches(t);
+    free(t->sgrad);
+    free(t->goff);
     for (int k = 0; k < t->nu; k++) {
         free(t->u[k].mean);
         free(t->u[k].var);
@@ -398,6 +411,7 @@ static void grow(mmp_cnn_tail *t, int64_t N) {
         widest = m > widest ? m : widest;
         widest = mi > widest ? mi : widest;
     }
+    t->widest = (int64_t)widest;
     t->x0 = mmp_xmalloc(sizeof(float) * n * (size_t)(t->C0 * t->H0 * t->W0));
     t->pool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
     t->mask = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
@@ -408,8 +422,113 @@ static void grow(mmp_cnn_tail *t, int64_t N) {
     t->cap = N;
 }
 
-/* the input of unit k: the previous unit's output, or the tail input */
-static const float *unit_in(const mmp_cnn_tail *t, int k) { return k ? t->u[k - 1].y : t->x0; }
+/* ------------------------------------------------------------------ */
+/* slices: the batch is cut into min(N, MMP_TAIL_SLICES) fixed row ranges
+ * (independent of the thread count); the convolutions of each slice run
+ * on their own, the per-slice weight gradients are summed in slice order:
+ * the same bits for any number of threads. */
+
+typedef struct {
+    mmp_cnn_tail *t;
+    const float *x;   /* forward: the input rows [N, D] (C,H,W) */
+    float *dx;        /* backward: dloss/dx [N, D] or NULL */
+    int64_t N;
+    int nslices, backward, next, nthreads;
+} slice_run;
+
+static void slice_rows(int64_t N, int S, int s, int64_t *n0, int64_t *n1) {
+    *n0 = N * s / S;
+    *n1 = N * (s + 1) / S;
+}
+
+/* conv units + pool of rows [n0, n1) */
+static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1) {
+    int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
+    float *x0 = t->x0 + n0 * D;
+    mmp_nchw_to_nhwc(x + n0 * D, n, t->C0, t->H0 * t->W0, x0);
+    for (int k = 0; k < t->nu; k++) {
+        mmp_tail_unit *u = &t->u[k];
+        int64_t pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
+        const float *in = k ? t->u[k - 1].y + n0 * pin : x0;
+        float *z = u->z + n0 * pout, *y = u->y + n0 * pout;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, t->params[u->pw].w, u->cout, z);
+        else mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, z);
+        mmp_bn_eval_forward(z, Mo, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, u->mean, u->var, y);
+        if (u->relu6) mmp_relu6_forward(y, (size_t)(Mo * u->cout));
+        if (t->res_unit[k]) {
+            int b = t->block_in[k];
+            const float *skip = b ? t->u[b - 1].y + n0 * pout : x0; /* block input: same shape as the output */
+            size_t ne = (size_t)(Mo * u->cout);
+            for (size_t e = 0; e < ne; e++) y[e] += skip[e];
+        }
+    }
+    const mmp_tail_unit *L = &t->u[t->nu - 1];
+    mmp_avgpool_forward(L->y + n0 * L->Ho * L->Wo * t->F, n, L->Ho * L->Wo, t->F, t->pool + n0 * t->F);
+}
+
+/* conv-unit gradients of rows [n0, n1) into grad (the conv/BN parameters,
+ * concatenated in params order); dx rows when dx. Needs t->dpool. */
+static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64_t n1) {
+    int64_t n = n1 - n0, W = t->widest;
+    const mmp_tail_unit *L = &t->u[t->nu - 1];
+    float *g = t->g1 + n0 * W, *gn = t->g2 + n0 * W, *gin = t->gin + n0 * W;
+    mmp_avgpool_backward(t->dpool + n0 * t->F, n, L->Ho * L->Wo, t->F, g);
+    int skip_to = -1; /* unit whose input gets the saved skip gradient */
+    for (int k = t->nu - 1; k >= 0; k--) {
+        mmp_tail_unit *u = &t->u[k];
+        int64_t pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
+        size_t no = (size_t)(n * pout);
+        if (t->res_unit[k]) { /* d(block input) gets dy through the skip connection too */
+            memcpy(gin, g, sizeof(float) * no);
+            skip_to = t->block_in[k];
+        }
+        const float *y = u->y + n0 * pout, *z = u->z + n0 * pout;
+        if (u->relu6) mmp_relu6_backward(y, g, no);
+        float *gw = grad + t->goff[u->pw], *gbw = grad + t->goff[u->pbw], *gbb = grad + t->goff[u->pbb];
+        mmp_bn_eval_backward(z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, g, gbw, gbb);
+        const float *in = k ? t->u[k - 1].y + n0 * pin : t->x0 + n0 * pin;
+        float *dxk = k > 0 || dx ? gn : NULL;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, t->params[u->pw].w, u->cout, dxk, gw);
+        else mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, dxk, gw);
+        if (dxk && skip_to == k) {
+            size_t ni = (size_t)(n * pin);
+            for (size_t e = 0; e < ni; e++) dxk[e] += gin[e];
+            skip_to = -1;
+        }
+        float *tmp = g;
+        g = gn;
+        gn = tmp;
+    }
+    if (dx) mmp_nhwc_to_nchw(g, n, t->C0, t->H0 * t->W0, dx + n0 * t->C0 * t->H0 * t->W0);
+}
+
+static void *slice_worker(void *arg) {
+    slice_run *r = arg;
+    mmp_cnn_tail *t = r->t;
+    for (;;) {
+        int s = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+        if (s >= r->nslices) break;
+        int64_t n0, n1;
+        slice_rows(r->N, r->nslices, s, &n0, &n1);
+        if (r->backward) bwd_slice(t, t->sgrad + (size_t)s * t->gtotal, r->dx, n0, n1);
+        else fwd_slice(t, r->x, n0, n1);
+    }
+    return NULL;
+}
+
+/* runs every slice, on up to t->threads threads (the caller's included) */
+static void run_slices(slice_run *r) {
+    int T = r->t->threads > 0 ? r->t->threads : 1;
+    if (T > r->nslices) T = r->nslices;
+    pthread_t th[MMP_TAIL_SLICES];
+    int started = 0;
+    for (int i = 1; i < T; i++)
+        if (pthread_create(&th[started], NULL, slice_worker, r) == 0) started++;
+    slice_worker(r);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+}
+
+static int nslices(int64_t N) { return N < MMP_TAIL_SLICES ? (int)N : MMP_TAIL_SLICES; }
 
 void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits) {
     if (N <= 0) return;
@@ -422,24 +541,10 @@ void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uin
         return;
     }
     grow(t, N);
-    mmp_nchw_to_nhwc(x, N, t->C0, t->H0 * t->W0, t->x0);
-    for (int k = 0; k < t->nu; k++) {
-        mmp_tail_unit *u = &t->u[k];
-        const float *in = unit_in(t, k);
-        int64_t Mo = N * u->Ho * u->Wo;
-        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, t->params[u->pw].w, u->cout, u->z);
-        else mmp_dw_conv_forward(in, N, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, u->z);
-        mmp_bn_eval_forward(u->z, Mo, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, u->mean, u->var, u->y);
-        if (u->relu6) mmp_relu6_forward(u->y, (size_t)(Mo * u->cout));
-        if (t->res_unit[k]) {
-            const float *skip = unit_in(t, t->block_in[k]);
-            size_t n = (size_t)(Mo * u->cout);
-            for (size_t e = 0; e < n; e++) u->y[e] += skip[e];
-        }
-    }
-    const mmp_tail_unit *L = &t->u[t->nu - 1];
-    mmp_avgpool_forward(L->y, N, L->Ho * L->Wo, t->F, t->pool);
-    if (train && t->dropout > 0) mmp_dropout_forward(t->pool, t->mask, (size_t)(N * t->F), t->dropout, rng);
+    slice_run r = {.t = t, .x = x, .N = N, .nslices = nslices(N)};
+    run_slices(&r);
+    t->masked = train && t->dropout > 0;
+    if (t->masked) mmp_dropout_forward(t->pool, t->mask, (size_t)(N * t->F), t->dropout, rng);
     const mmp_param *cw = &t->params[t->np - 2], *cb = &t->params[t->np - 1];
     mmp_linear_forward(t->pool, N, t->F, cw->w, cb->w, t->ncls, logits);
 }
@@ -451,36 +556,19 @@ void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *
     }
     mmp_param *cw = &t->params[t->np - 2], *cb = &t->params[t->np - 1];
     mmp_linear_backward(t->pool, dlogits, N, t->F, cw->w, t->ncls, t->dpool, cw->g, cb->g);
-    if (t->dropout > 0) mmp_dropout_backward(t->mask, t->dpool, (size_t)(N * t->F));
-    const mmp_tail_unit *L = &t->u[t->nu - 1];
-    float *g = t->g1, *gn = t->g2;
-    mmp_avgpool_backward(t->dpool, N, L->Ho * L->Wo, t->F, g);
-    int skip_to = -1; /* unit whose input gets the saved skip gradient */
-    for (int k = t->nu - 1; k >= 0; k--) {
-        mmp_tail_unit *u = &t->u[k];
-        int64_t Mo = N * u->Ho * u->Wo;
-        size_t no = (size_t)(Mo * u->cout);
-        if (t->res_unit[k]) { /* d(block input) gets dy through the skip connection too */
-            memcpy(t->gin, g, sizeof(float) * no);
-            skip_to = t->block_in[k];
+    if (t->masked) mmp_dropout_backward(t->mask, t->dpool, (size_t)(N * t->F));
+    if (!t->sgrad) t->sgrad = mmp_xmalloc(sizeof(float) * (size_t)MMP_TAIL_SLICES * t->gtotal);
+    slice_run r = {.t = t, .dx = dx, .N = N, .nslices = nslices(N), .backward = 1};
+    run_slices(&r);
+    /* sum the slices' gradients in slice order */
+    for (int i = 0; i < t->np - 2; i++) {
+        mmp_param *p = &t->params[i];
+        memcpy(p->g, t->sgrad + t->goff[i], sizeof(float) * p->n);
+        for (int s = 1; s < r.nslices; s++) {
+            const float *gs = t->sgrad + (size_t)s * t->gtotal + t->goff[i];
+            for (size_t e = 0; e < p->n; e++) p->g[e] += gs[e];
         }
-        if (u->relu6) mmp_relu6_backward(u->y, g, no);
-        mmp_bn_eval_backward(u->z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, g, t->params[u->pbw].g,
-                             t->params[u->pbb].g);
-        const float *in = unit_in(t, k);
-        float *dxk = k > 0 || dx ? gn : NULL;
-        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, t->params[u->pw].w, u->cout, dxk, t->params[u->pw].g);
-        else mmp_dw_conv_backward(in, g, N, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, dxk, t->params[u->pw].g);
-        if (dxk && skip_to == k) {
-            size_t ni = (size_t)(N * u->H * u->W * u->cin);
-            for (size_t e = 0; e < ni; e++) dxk[e] += t->gin[e];
-            skip_to = -1;
-        }
-        float *tmp = g;
-        g = gn;
-        gn = tmp;
     }
-    if (dx) mmp_nhwc_to_nchw(g, N, t->C0, t->H0 * t->W0, dx);
 }
 
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w) {

@@ -115,9 +115,17 @@ typedef struct {
     int block_in[MMP_TAIL_MAX_UNITS]; /* first unit of the block (for residual inputs) */
     int np;
     mmp_param *params;      /* owned: tail parameters then classifier.1.weight, classifier.1.bias */
-    int64_t cap;            /* batch capacity of the caches */
+    int64_t cap, widest;    /* batch capacity of the caches; widest activation per record */
     float *x0, *pool, *mask, *dpool, *g1, *g2, *gin;
+    int masked;             /* the last forward applied dropout */
+    /* threads: the batch is cut into min(N, MMP_TAIL_SLICES) fixed slices (whatever the
+     * thread count), their weight gradients summed in slice order: bit-identical
+     * results for any number of threads */
+    int threads;            /* 1..MMP_TAIL_SLICES (default: online CPUs, at most MMP_TAIL_SLICES) */
+    size_t *goff, gtotal;   /* offsets of the conv/BN parameters in a slice's gradient buffer */
+    float *sgrad;           /* [MMP_TAIL_SLICES, gtotal] */
 } mmp_cnn_tail;
+#define MMP_TAIL_SLICES 4
 
 /* The block stride of torchvision's MobileNetV2 (width 1.0) features.i (i >= 1). */
 int mmp_mnv2_block_stride(int i);
