@@ -72,6 +72,8 @@ static const char usage[] =
     "  --stop-after-epochs K      run at most K epochs in this invocation (resume later)\n"
     "  --log FILE                 JSON lines: steps and epochs (for mmp-report --log)\n"
     "  --log-every N              step entries every N steps (1)\n"
+    "  -j, --threads N            mnv2-tail: threads for the convolutions (default: online CPUs, at\n"
+    "                             most 4); the results are bit-identical for any N\n"
     "  --progress                 progress on stderr\n";
 
 /* "--weight-decay" -> "weight_decay" when it is a configuration key */
@@ -92,7 +94,7 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-train-step");
     const char *in = "-", *out = NULL, *last = NULL, *init = NULL, *resume = NULL, *dev_path = NULL,
                *log_path = NULL, *v;
-    int allow_mixed = 0, log_every = 1, stop_after = -1, epochs_given = 0, npos = 0;
+    int allow_mixed = 0, threads = 0, log_every = 1, stop_after = -1, epochs_given = 0, npos = 0;
     mmp_meta given;
     mmp_meta_init(&given);
     for (int i = 1; i < argc; i++) {
@@ -119,6 +121,8 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--resume", &v)) resume = v;
         else if (mmp_cli_opt(argc, argv, &i, "--dev", &v)) dev_path = v;
         else if (mmp_cli_opt(argc, argv, &i, "--log", &v)) log_path = v;
+        else if (mmp_cli_opt(argc, argv, &i, "--threads", &v) || mmp_cli_opt(argc, argv, &i, "-j", &v))
+            threads = (int)mmp_cli_int("--threads", v, 1, 1024);
         else if (mmp_cli_opt(argc, argv, &i, "--log-every", &v)) log_every = (int)mmp_cli_int("--log-every", v, 0, 1 << 30);
         else if (mmp_cli_opt(argc, argv, &i, "--stop-after-epochs", &v)) stop_after = (int)mmp_cli_int("--stop-after-epochs", v, 0, 1 << 30);
         else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
@@ -160,6 +164,7 @@ int main(int argc, char **argv) {
     if (tr.cfg.head == MMP_HEAD_PAIR && (ds.n < 2 || tr.cfg.batch < 2))
         mmp_die("%s: --loss %s needs in-batch negatives: at least 2 records and --batch-size >= 2", ds.name,
                 mmp_loss_name(tr.cfg.loss));
+    if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
     int start_epoch = tr.epoch;
     int target = resume ? tr.cfg.epochs : start_epoch + (init && !epochs_given ? 1 : tr.cfg.epochs);
     if (init) tr.cfg.epochs = target; /* recorded: epochs completed so far are the ones that count */

@@ -3,7 +3,8 @@
 # the small random-weights MobileNetV2 of tests/fixtures/nn (width 0.25) on mmp-synth images:
 # - mmp-embed --layer features.15:flat | mmp-train-step --head mnv2-tail --backbone M
 #   (input block and size from the stream header), --dev, mmp-eval, mmp-report;
-# - an interrupted --resume run ends bit-identical to an uninterrupted one;
+# - an interrupted --resume run ends bit-identical to an uninterrupted one, and so do
+#   runs with 1 and 4 threads;
 # - the checkpoint holds torchvision's names; loaded into torchvision's
 #   mobilenet_v2(width_mult=0.25) (strict=False over the backbone) it gives mmp-eval's
 #   logits on the cached activations (when torch is there);
@@ -50,6 +51,10 @@ mmp-train-step $T --epochs 3 --out full.safetensors fit.mmp 2>/dev/null
 mmp-train-step $T --epochs 3 --stop-after-epochs 1 --out part.safetensors fit.mmp 2>/dev/null
 mmp-train-step --resume part.safetensors --out part.safetensors fit.mmp 2>/dev/null
 if cmp -s full.safetensors part.safetensors; then ok "--resume is bit-identical"; else fail "--resume differs from an uninterrupted run"; fi
+# the thread count does not change a bit
+mmp-train-step $T --epochs 2 -j 1 --out j1.safetensors fit13.mmp 2>/dev/null
+mmp-train-step $T --epochs 2 --threads 4 --out j4.safetensors fit13.mmp 2>/dev/null
+if [ -s j1.safetensors ] && cmp -s j1.safetensors j4.safetensors; then ok "-j 1 and --threads 4: bit-identical checkpoints"; else fail "-j 1 and --threads 4 differ"; fi
 # --init continues (the per-epoch loop)
 mmp-train-step --init part.safetensors --out more.safetensors fit.mmp 2>/dev/null || fail "--init"
 
