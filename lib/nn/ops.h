@@ -22,6 +22,10 @@ typedef struct {
     nn_act act;
     float *w; /* dense: [cout][k][k][cin]; depthwise: [k*k][cout] */
     float *b; /* [cout] */
+    /* Winograd weights U[(m+2)^2][cin][cout] for a dense 3x3 stride-1 conv
+     * (nn/winograd.h, set at load time), NULL = im2col only; wino_m = m. */
+    float *wino;
+    int wino_m;
 } nn_conv;
 
 static inline int nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }

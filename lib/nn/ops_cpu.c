@@ -10,6 +10,7 @@
  * Depthwise 3x3, pooling and the epilogue are AVX2/FMA loops over the
  * channel dimension (8 floats a vector), scalar when __AVX2__ is absent. */
 #include "nn/ops.h"
+#include "nn/winograd.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -98,6 +99,7 @@ static void im2col_rows(const nn_conv *c, const float *in, int H, int W, int Ho,
 }
 
 size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
+    if (nn_wino_use(c, H, W)) return nn_wino_scratch(c, G, H, W);
     if (c->depthwise || (c->k == 1 && c->stride == 1 && c->pad == 0)) return 0;
     int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
     long M = (long)G * Ho * Wo;
@@ -229,6 +231,10 @@ void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const
                    float *out, float *scratch) {
     if (c->depthwise) {
         dwconv3x3(c, in, G, H, W, res, out);
+        return;
+    }
+    if (nn_wino_use(c, H, W)) { /* dense 3x3 stride 1 with transformed weights */
+        nn_wino_conv2d(c, in, G, H, W, res, out, scratch);
         return;
     }
     int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);

@@ -1,0 +1,256 @@
+/* nn/winograd.c: Winograd F(2x2,3x3) and F(4x4,3x3) convolutions (see winograd.h).
+ *
+ * Transform matrices (Lavin & Gray 2015), a = m + 2:
+ *  F(2x2,3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *              G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *              A^T = [1 1 1 0; 0 1 -1 -1]
+ *  F(4x4,3x3): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+ *                     0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *              G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ *                     1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *              A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * The weight transform is computed in double and rounded once. */
+#include "nn/winograd.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmp.h"
+
+/* Tiles per chunk: a*a*T*(cin+cout) floats of scratch ~ WINO_CHUNK_FLOATS,
+ * clamped to [WINO_MIN_T, WINO_MAX_T] rows per GEMM. */
+#ifndef WINO_CHUNK_FLOATS
+#define WINO_CHUNK_FLOATS (1L << 19)
+#endif
+#ifndef WINO_MIN_T
+#define WINO_MIN_T 48
+#endif
+#ifndef WINO_MAX_T
+#define WINO_MAX_T 256
+#endif
+/* Winograd only for maps of at least this many tiles per image (below, the
+ * GEMMs are too short to pay for streaming the transformed weights). */
+#ifndef WINO_MIN_TILES
+#define WINO_MIN_TILES 9
+#endif
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+static inline v8 ld8(const float *p) {
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+/* the first n (< 8) lanes */
+static inline v8 ldn(const float *p, int n) {
+    v8 v = {0};
+    memcpy(&v, p, sizeof(float) * n);
+    return v;
+}
+static inline void stn(float *p, v8 v, int n) { memcpy(p, &v, sizeof(float) * n); }
+
+/* ---- 1-D transforms: y[i*sy] = sum_k T[i][k] x[k*sx] ---- */
+static inline __attribute__((always_inline)) void bt_1d(int m, const v8 *x, int sx, v8 *y, int sy) {
+    if (m == 2) {
+        v8 x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx];
+        y[0] = x0 - x2;
+        y[sy] = x1 + x2;
+        y[2 * sy] = x2 - x1;
+        y[3 * sy] = x1 - x3;
+    } else {
+        v8 x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx], x4 = x[4 * sx], x5 = x[5 * sx];
+        v8 f4 = {4, 4, 4, 4, 4, 4, 4, 4}, f5 = {5, 5, 5, 5, 5, 5, 5, 5}, f2 = {2, 2, 2, 2, 2, 2, 2, 2};
+        v8 s34 = x3 + x4, s12 = x1 + x2, d43 = x4 - x3, d12 = x1 - x2, d42 = x4 - x2, d31 = x3 - x1;
+        y[0] = f4 * x0 - f5 * x2 + x4;
+        y[sy] = s34 - f4 * s12;
+        y[2 * sy] = d43 + f4 * d12;
+        y[3 * sy] = d42 + f2 * d31;
+        y[4 * sy] = d42 - f2 * d31;
+        y[5 * sy] = f4 * x1 - f5 * x3 + x5;
+    }
+}
+
+static inline __attribute__((always_inline)) void at_1d(int m, const v8 *x, int sx, v8 *y, int sy) {
+    if (m == 2) {
+        v8 x1 = x[sx], x2 = x[2 * sx];
+        y[0] = x[0] + x1 + x2;
+        y[sy] = x1 - x2 - x[3 * sx];
+    } else {
+        v8 f2 = {2, 2, 2, 2, 2, 2, 2, 2}, f4 = {4, 4, 4, 4, 4, 4, 4, 4}, f8 = {8, 8, 8, 8, 8, 8, 8, 8};
+        v8 a = x[sx] + x[2 * sx], b = x[sx] - x[2 * sx], c = x[3 * sx] + x[4 * sx], d = x[3 * sx] - x[4 * sx];
+        y[0] = x[0] + a + c;
+        y[sy] = b + f2 * d;
+        y[2 * sy] = a + f4 * c;
+        y[3 * sy] = b + f8 * d + x[5 * sx];
+    }
+}
+
+int nn_wino_eligible(const nn_conv *c) {
+    return c && !c->depthwise && c->k == 3 && c->stride == 1 && c->pad == 1 && c->w;
+}
+
+int nn_wino_pick_m(int H, int W) {
+    const char *e = getenv("MMP_NN_WINOGRAD");
+    if (e && !strcmp(e, "0")) return 0;
+    if (e && (!strcmp(e, "2") || !strcmp(e, "4"))) return atoi(e);
+    for (int m = 4; m >= 2; m -= 2)
+        if ((long)((H + m - 1) / m) * ((W + m - 1) / m) >= WINO_MIN_TILES) return m;
+    return 0;
+}
+
+int nn_wino_prepare(nn_conv *c, int m) {
+    static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                    {0, 0, 1}};
+    if (!nn_wino_eligible(c) || (m != 2 && m != 4)) return -1;
+    int a = m + 2, ci = c->cin, co = c->cout;
+    float *u = mmp_xmalloc(sizeof(float) * (size_t)a * a * ci * co);
+    for (int o = 0; o < co; o++)
+        for (int i = 0; i < ci; i++) {
+            double g[3][3], t[6][3];
+            for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) g[ky][kx] = c->w[((size_t)o * 9 + ky * 3 + kx) * ci + i];
+            for (int r = 0; r < a; r++) /* t = G g */
+                for (int kx = 0; kx < 3; kx++) {
+                    double s = 0;
+                    for (int k = 0; k < 3; k++) s += (m == 2 ? G2[r][k] : G4[r][k]) * g[k][kx];
+                    t[r][kx] = s;
+                }
+            for (int r = 0; r < a; r++) /* U = t G^T */
+                for (int q = 0; q < a; q++) {
+                    double s = 0;
+                    for (int k = 0; k < 3; k++) s += t[r][k] * (m == 2 ? G2[q][k] : G4[q][k]);
+                    u[(((size_t)r * a + q) * ci + i) * co + o] = (float)s;
+                }
+        }
+    free(c->wino);
+    c->wino = u;
+    c->wino_m = m;
+    return 0;
+}
+
+int nn_wino_use(const nn_conv *c, int H, int W) {
+    if (!c->wino || !nn_wino_eligible(c)) return 0;
+    int m = c->wino_m;
+    long tiles = (long)((H + m - 1) / m) * ((W + m - 1) / m);
+    return tiles >= WINO_MIN_TILES;
+}
+
+/* Tiles per chunk (a function of the convolution only). */
+static int chunk_tiles(const nn_conv *c) {
+    int a = c->wino_m + 2;
+    long t = WINO_CHUNK_FLOATS / ((long)a * a * (c->cin + c->cout));
+    if (t < WINO_MIN_T) t = WINO_MIN_T;
+    if (t > WINO_MAX_T) t = WINO_MAX_T;
+    return (int)t;
+}
+
+size_t nn_wino_scratch(const nn_conv *c, int G, int H, int W) {
+    int a = c->wino_m + 2;
+    return (size_t)a * a * chunk_tiles(c) * (c->cin + c->cout);
+}
+
+/* Input transform of tile (g, ty, tx) into row tl of V[a*a][T][cin]. */
+static inline __attribute__((always_inline)) void in_tile(int m, const float *in, int H, int W, int ci, int g,
+                                                         int ty, int tx, float *V, long pstride, int tl) {
+    enum { A = 6 };
+    const int a = m + 2;
+    int y0 = ty * m - 1, x0 = tx * m - 1;
+    int ok[A][A];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) ok[i][j] = y0 + i >= 0 && y0 + i < H && x0 + j >= 0 && x0 + j < W;
+    long base = (((long)g * H + y0) * W + x0) * ci; /* may be < 0: only offsets of valid pixels are used */
+    float *vrow = V + (long)tl * ci;
+    for (int cb = 0; cb < ci; cb += 8) {
+        int n = ci - cb < 8 ? ci - cb : 8;
+        v8 d[A * A], t[A * A];
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < a; j++) {
+                v8 z = {0};
+                if (!ok[i][j]) {
+                    d[i * a + j] = z;
+                    continue;
+                }
+                const float *p = in + base + ((long)i * W + j) * ci + cb;
+                d[i * a + j] = n == 8 ? ld8(p) : ldn(p, n);
+            }
+        for (int j = 0; j < a; j++) bt_1d(m, d + j, a, t + j, a); /* columns: t = B^T d */
+        for (int i = 0; i < a; i++) bt_1d(m, t + i * a, 1, d + i * a, 1); /* rows: d = t B */
+        for (int p = 0; p < a * a; p++) {
+            if (n == 8) st8(vrow + p * pstride + cb, d[p]);
+            else stn(vrow + p * pstride + cb, d[p], n);
+        }
+    }
+}
+
+/* Output transform of row tl of M[a*a][T][cout] into tile (g, ty, tx) of out, + b (+ res), act. */
+static inline __attribute__((always_inline)) void out_tile(int m, const float *M, long pstride, int tl, int co,
+                                                          const float *b, const float *res, nn_act act, int Ho,
+                                                          int Wo, int g, int ty, int tx, float *out) {
+    enum { A = 6 };
+    const int a = m + 2;
+    int oy0 = ty * m, ox0 = tx * m, ny = Ho - oy0 < m ? Ho - oy0 : m, nx = Wo - ox0 < m ? Wo - ox0 : m;
+    const float *mrow = M + (long)tl * co;
+    long obase = (((long)g * Ho + oy0) * Wo + ox0) * co;
+    v8 zero = {0}, six = {6, 6, 6, 6, 6, 6, 6, 6};
+    for (int cb = 0; cb < co; cb += 8) {
+        int n = co - cb < 8 ? co - cb : 8;
+        v8 x[A * A], t[4 * A], y[16];
+        for (int p = 0; p < a * a; p++) x[p] = n == 8 ? ld8(mrow + p * pstride + cb) : ldn(mrow + p * pstride + cb, n);
+        for (int j = 0; j < a; j++) at_1d(m, x + j, a, t + j, a); /* columns: t[m][a] = A^T x */
+        for (int i = 0; i < m; i++) at_1d(m, t + i * a, 1, y + i * m, 1); /* rows: y[m][m] = t A */
+        v8 bv = n == 8 ? ld8(b + cb) : ldn(b + cb, n);
+        for (int i = 0; i < ny; i++)
+            for (int j = 0; j < nx; j++) {
+                long o = obase + ((long)i * Wo + j) * co + cb;
+                v8 v = y[i * m + j] + bv;
+                if (res) v += n == 8 ? ld8(res + o) : ldn(res + o, n);
+                if (act != NN_ACT_NONE) v = (v8)((v8i)v & (v > zero)); /* NaN -> 0 like max_ps(v, 0) */
+                if (act == NN_ACT_RELU6) {
+                    v8i lt = v < six;
+                    v = (v8)(((v8i)v & lt) | ((v8i)six & ~lt));
+                }
+                if (n == 8) st8(out + o, v);
+                else stn(out + o, v, n);
+            }
+    }
+}
+
+static inline __attribute__((always_inline)) void wino_run(const int m, const nn_conv *c, const float *in, int G,
+                                                          int H, int W, const float *res, float *out,
+                                                          float *scratch) {
+    const int a = m + 2, a2 = a * a, ci = c->cin, co = c->cout;
+    int nty = (H + m - 1) / m, ntx = (W + m - 1) / m;
+    long per = (long)nty * ntx, total = per * G;
+    int T = chunk_tiles(c);
+    float *V = scratch, *M = scratch + (size_t)a2 * T * ci;
+    for (long t0 = 0; t0 < total; t0 += T) {
+        int nt = (int)(total - t0 < T ? total - t0 : T);
+        for (int tl = 0; tl < nt; tl++) {
+            long t = t0 + tl;
+            int g = (int)(t / per), r = (int)(t % per);
+            in_tile(m, in, H, W, ci, g, r / ntx, r % ntx, V, (long)T * ci, tl);
+        }
+        for (int p = 0; p < a2; p++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, co, ci, 1.0f, V + (size_t)p * T * ci, ci,
+                        c->wino + (size_t)p * ci * co, co, 0.0f, M + (size_t)p * T * co, co);
+        for (int tl = 0; tl < nt; tl++) {
+            long t = t0 + tl;
+            int g = (int)(t / per), r = (int)(t % per);
+            out_tile(m, M, (long)T * co, tl, co, c->b, res, c->act, H, W, g, r / ntx, r % ntx, out);
+        }
+    }
+}
+
+void nn_wino_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out,
+                    float *scratch) {
+    if (c->wino_m == 2) wino_run(2, c, in, G, H, W, res, out, scratch);
+    else wino_run(4, c, in, G, H, W, res, out, scratch);
+}
