@@ -12,23 +12,27 @@
  * The weight transform is computed in double and rounded once. */
 #include "nn/winograd.h"
 
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 #include "mmp.h"
 
-/* Tiles per chunk: a*a*T*(cin+cout) floats of scratch ~ WINO_CHUNK_FLOATS,
- * clamped to [WINO_MIN_T, WINO_MAX_T] rows per GEMM. */
+/* Tiles per chunk: a*a*T*(cin+cout) floats of V and M ~ WINO_CHUNK_FLOATS,
+ * T a multiple of MR in [WINO_MIN_T, WINO_MAX_T]. */
 #ifndef WINO_CHUNK_FLOATS
-#define WINO_CHUNK_FLOATS (1L << 19)
+#define WINO_CHUNK_FLOATS (1L << 18)
 #endif
 #ifndef WINO_MIN_T
-#define WINO_MIN_T 48
+#define WINO_MIN_T 30
 #endif
 #ifndef WINO_MAX_T
-#define WINO_MAX_T 256
+#define WINO_MAX_T 240
 #endif
+#define MR 6  /* GEMM micro-kernel: MR tiles x NR output channels */
+#define NR 16
 /* Winograd only for maps of at least this many tiles per image (below, the
  * GEMMs are too short to pay for streaming the transformed weights). */
 #ifndef WINO_MIN_TILES
@@ -96,9 +100,22 @@ int nn_wino_pick_m(int H, int W) {
     const char *e = getenv("MMP_NN_WINOGRAD");
     if (e && !strcmp(e, "0")) return 0;
     if (e && (!strcmp(e, "2") || !strcmp(e, "4"))) return atoi(e);
-    for (int m = 4; m >= 2; m -= 2)
-        if ((long)((H + m - 1) / m) * ((W + m - 1) / m) >= WINO_MIN_TILES) return m;
-    return 0;
+    /* GEMM work ~ tiles * (m+2)^2; F(4x4) runs ~1.4x less efficiently per
+     * multiply-add (36 weight planes streamed per chunk, fewer rows each):
+     * measured faster at 56, 28, 24, 12 px maps, slower at 14 px */
+    long t4 = (long)((H + 3) / 4) * ((W + 3) / 4), t2 = (long)((H + 1) / 2) * ((W + 1) / 2);
+    if (t4 >= WINO_MIN_TILES && t4 * 36 * 14 <= t2 * 16 * 10) return 4;
+    return t2 >= WINO_MIN_TILES ? 2 : 0;
+}
+
+/* Output channels padded to a multiple of 8 (M rows, U panels). */
+static inline int coutp(int co) { return (co + 7) & ~7; }
+
+/* Index of U[p][i][o] in the packed weights: per p, panels of NR output
+ * channels (the last one 8 wide when coutp % NR == 8), each [cin][NR]. */
+static inline size_t upos(int p, int i, int o, int ci, int cop) {
+    int j = o / NR, nr = cop - j * NR < NR ? cop - j * NR : NR;
+    return (size_t)p * ci * cop + (size_t)j * NR * ci + (size_t)i * nr + o % NR;
 }
 
 int nn_wino_prepare(nn_conv *c, int m) {
@@ -110,8 +127,8 @@ int nn_wino_prepare(nn_conv *c, int m) {
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
     if (!nn_wino_eligible(c) || (m != 2 && m != 4)) return -1;
-    int a = m + 2, ci = c->cin, co = c->cout;
-    float *u = mmp_xmalloc(sizeof(float) * (size_t)a * a * ci * co);
+    int a = m + 2, ci = c->cin, co = c->cout, cop = coutp(co);
+    float *u = mmp_xcalloc((size_t)a * a * ci * cop, sizeof(float));
     for (int o = 0; o < co; o++)
         for (int i = 0; i < ci; i++) {
             double g[3][3], t[6][3];
@@ -127,7 +144,7 @@ int nn_wino_prepare(nn_conv *c, int m) {
                 for (int q = 0; q < a; q++) {
                     double s = 0;
                     for (int k = 0; k < 3; k++) s += t[r][k] * (m == 2 ? G2[q][k] : G4[q][k]);
-                    u[(((size_t)r * a + q) * ci + i) * co + o] = (float)s;
+                    u[upos(r * a + q, i, o, ci, cop)] = (float)s;
                 }
         }
     free(c->wino);
@@ -143,18 +160,59 @@ int nn_wino_use(const nn_conv *c, int H, int W) {
     return tiles >= WINO_MIN_TILES;
 }
 
-/* Tiles per chunk (a function of the convolution only). */
+/* Tiles per chunk (a function of the convolution only), a multiple of MR. */
 static int chunk_tiles(const nn_conv *c) {
     int a = c->wino_m + 2;
-    long t = WINO_CHUNK_FLOATS / ((long)a * a * (c->cin + c->cout));
+    long t = WINO_CHUNK_FLOATS / ((long)a * a * (c->cin + coutp(c->cout)));
     if (t < WINO_MIN_T) t = WINO_MIN_T;
     if (t > WINO_MAX_T) t = WINO_MAX_T;
-    return (int)t;
+    return (int)(t / MR * MR);
 }
 
 size_t nn_wino_scratch(const nn_conv *c, int G, int H, int W) {
     int a = c->wino_m + 2;
-    return (size_t)a * a * chunk_tiles(c) * (c->cin + c->cout);
+    return (size_t)a * a * chunk_tiles(c) * (c->cin + coutp(c->cout));
+}
+
+static inline v8 fma8(v8 a, v8 b, v8 c) {
+#ifdef __FMA__
+    return (v8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    return a * b + c;
+#endif
+}
+
+/* c[MR][nr] (row stride ldc) = v[MR][K] (row stride ldv) . u[K][nr], nr = 16 or 8.
+ * Each output is one FMA chain over k = 0..K-1: its bits do not depend on
+ * the other rows or columns (so not on the batch). */
+static inline __attribute__((always_inline)) void kern(const int nr, const float *v, long ldv, const float *u,
+                                                      int K, float *c, long ldc) {
+    v8 acc[MR][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = (v8){0};
+    for (int k = 0; k < K; k++) {
+        v8 u0 = ld8(u + (long)k * nr), u1 = nr == 16 ? ld8(u + (long)k * nr + 8) : (v8){0};
+        for (int i = 0; i < MR; i++) {
+            float x = v[i * ldv + k];
+            v8 b = {x, x, x, x, x, x, x, x};
+            acc[i][0] = fma8(b, u0, acc[i][0]);
+            if (nr == 16) acc[i][1] = fma8(b, u1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        st8(c + i * ldc, acc[i][0]);
+        if (nr == 16) st8(c + i * ldc + 8, acc[i][1]);
+    }
+}
+
+/* M[rows][cop] = V[rows][ci] . U (one transform position p; rows % MR == 0). */
+static void gemm_p(const float *V, int rows, int ci, const float *U, int cop, float *M) {
+    for (int j = 0; j < cop; j += NR) {
+        const float *up = U + (size_t)j * ci;
+        if (cop - j >= NR)
+            for (int r = 0; r < rows; r += MR) kern(16, V + (long)r * ci, ci, up, ci, M + (long)r * cop + j, cop);
+        else
+            for (int r = 0; r < rows; r += MR) kern(8, V + (long)r * ci, ci, up, ci, M + (long)r * cop + j, cop);
+    }
 }
 
 /* Input transform of tile (g, ty, tx) into row tl of V[a*a][T][cin]. */
@@ -192,18 +250,18 @@ static inline __attribute__((always_inline)) void in_tile(int m, const float *in
 
 /* Output transform of row tl of M[a*a][T][cout] into tile (g, ty, tx) of out, + b (+ res), act. */
 static inline __attribute__((always_inline)) void out_tile(int m, const float *M, long pstride, int tl, int co,
-                                                          const float *b, const float *res, nn_act act, int Ho,
+                                                          int cop, const float *b, const float *res, nn_act act, int Ho,
                                                           int Wo, int g, int ty, int tx, float *out) {
     enum { A = 6 };
     const int a = m + 2;
     int oy0 = ty * m, ox0 = tx * m, ny = Ho - oy0 < m ? Ho - oy0 : m, nx = Wo - ox0 < m ? Wo - ox0 : m;
-    const float *mrow = M + (long)tl * co;
+    const float *mrow = M + (long)tl * cop;
     long obase = (((long)g * Ho + oy0) * Wo + ox0) * co;
     v8 zero = {0}, six = {6, 6, 6, 6, 6, 6, 6, 6};
     for (int cb = 0; cb < co; cb += 8) {
         int n = co - cb < 8 ? co - cb : 8;
         v8 x[A * A], t[4 * A], y[16];
-        for (int p = 0; p < a * a; p++) x[p] = n == 8 ? ld8(mrow + p * pstride + cb) : ldn(mrow + p * pstride + cb, n);
+        for (int p = 0; p < a * a; p++) x[p] = ld8(mrow + p * pstride + cb); /* rows padded to cop */
         for (int j = 0; j < a; j++) at_1d(m, x + j, a, t + j, a); /* columns: t[m][a] = A^T x */
         for (int i = 0; i < m; i++) at_1d(m, t + i * a, 1, y + i * m, 1); /* rows: y[m][m] = t A */
         v8 bv = n == 8 ? ld8(b + cb) : ldn(b + cb, n);
@@ -226,25 +284,29 @@ static inline __attribute__((always_inline)) void out_tile(int m, const float *M
 static inline __attribute__((always_inline)) void wino_run(const int m, const nn_conv *c, const float *in, int G,
                                                           int H, int W, const float *res, float *out,
                                                           float *scratch) {
-    const int a = m + 2, a2 = a * a, ci = c->cin, co = c->cout;
+    const int a = m + 2, a2 = a * a, ci = c->cin, co = c->cout, cop = coutp(co);
     int nty = (H + m - 1) / m, ntx = (W + m - 1) / m;
     long per = (long)nty * ntx, total = per * G;
-    int T = chunk_tiles(c);
+    int T = chunk_tiles(c); /* the planes' stride in V and M */
+    /* chunks of equal size (multiples of MR) <= T: the weights are streamed once per chunk */
+    long nch = (total + T - 1) / T, Tc = ((total + nch - 1) / nch + MR - 1) / MR * MR;
     float *V = scratch, *M = scratch + (size_t)a2 * T * ci;
-    for (long t0 = 0; t0 < total; t0 += T) {
-        int nt = (int)(total - t0 < T ? total - t0 : T);
+    for (long t0 = 0; t0 < total; t0 += Tc) {
+        int nt = (int)(total - t0 < Tc ? total - t0 : Tc), rows = (nt + MR - 1) / MR * MR;
         for (int tl = 0; tl < nt; tl++) {
             long t = t0 + tl;
             int g = (int)(t / per), r = (int)(t % per);
             in_tile(m, in, H, W, ci, g, r / ntx, r % ntx, V, (long)T * ci, tl);
         }
-        for (int p = 0; p < a2; p++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, co, ci, 1.0f, V + (size_t)p * T * ci, ci,
-                        c->wino + (size_t)p * ci * co, co, 0.0f, M + (size_t)p * T * co, co);
+        for (int p = 0; p < a2; p++) {
+            float *vp = V + (size_t)p * T * ci;
+            if (rows > nt) memset(vp + (size_t)nt * ci, 0, sizeof(float) * (rows - nt) * ci);
+            gemm_p(vp, rows, ci, c->wino + (size_t)p * ci * cop, cop, M + (size_t)p * T * cop);
+        }
         for (int tl = 0; tl < nt; tl++) {
             long t = t0 + tl;
             int g = (int)(t / per), r = (int)(t % per);
-            out_tile(m, M, (long)T * co, tl, co, c->b, res, c->act, H, W, g, r / ntx, r % ntx, out);
+            out_tile(m, M, (long)T * cop, tl, co, cop, c->b, res, c->act, H, W, g, r / ntx, r % ntx, out);
         }
     }
 }

@@ -29,7 +29,9 @@ int nn_wino_eligible(const nn_conv *c);
 int nn_wino_prepare(nn_conv *c, int m);
 /* The tile size for a convolution whose map is HxW at the model's nominal
  * input size (the loader's choice): 4 when the map has at least 9 tiles
- * of 4x4 (H, W >= 9), else 2 when it has 9 tiles of 2x2, else 0 (im2col).
+ * of 4x4 and 1.4 x their GEMM work is at most F(2x2)'s (56, 28, 24, 12 px
+ * maps), else 2 when it has at least 9 tiles of 2x2 (14, 7, 6 px), else 0
+ * (im2col).
  * Env MMP_NN_WINOGRAD: "0" = always 0 (im2col everywhere, for comparisons),
  * "2" or "4" = that m for every map. */
 int nn_wino_pick_m(int H, int W);
