@@ -39,6 +39,9 @@
 #define WINO_MIN_TILES 9
 #endif
 
+#ifndef __AVX__ /* 8-float vectors in SSE registers; static functions only, so no ABI concern */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float v8 __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
 
