@@ -5,7 +5,8 @@
  * kernels through an nn_ops table, so a device backend (kernels/, cuBLAS)
  * plugs in by providing another table whose pointers are device pointers;
  * see kernels/README.md. The CPU table is nn_ops_cpu (ops_cpu.c):
- * OpenBLAS sgemm for dense convolutions and linear layers, hand-vectorized
+ * OpenBLAS sgemm for dense convolutions and linear layers (Winograd
+ * F(2x2|4x4, 3x3) for dense 3x3 stride-1 ones, nn/winograd.h), hand-vectorized
  * AVX2/FMA loops (scalar fallback without __AVX2__) for the rest.
  * No kernel keeps state between calls; scratch memory is passed in. */
 #ifndef MMP_NN_OPS_H

@@ -8,7 +8,9 @@
  * are processed in chunks so the im2col block and the GEMM output are
  * still in cache when the epilogue (bias, residual, ReLU/ReLU6) runs.
  * Depthwise 3x3, pooling and the epilogue are AVX2/FMA loops over the
- * channel dimension (8 floats a vector), scalar when __AVX2__ is absent. */
+ * channel dimension (8 floats a vector), scalar when __AVX2__ is absent.
+ * Dense 3x3 stride-1 convolutions whose weights were Winograd-transformed
+ * at load (nn_conv.wino) go to nn/winograd.c instead. */
 #include "nn/ops.h"
 #include "nn/winograd.h"
 

@@ -239,7 +239,7 @@ static inline __attribute__((always_inline)) void in_tile(int m, const float *in
                     d[i * a + j] = z;
                     continue;
                 }
-                const float *p = in + base + ((long)i * W + j) * ci + cb;
+                const float *p = in + (base + ((long)i * W + j) * ci + cb);
                 d[i * a + j] = n == 8 ? ld8(p) : ldn(p, n);
             }
         for (int j = 0; j < a; j++) bt_1d(m, d + j, a, t + j, a); /* columns: t = B^T d */

@@ -4,16 +4,17 @@
  *   out = A^T [ (G g G^T) (.) (B^T d B) ] A      per m x m output tile
  *
  * The weights are transformed once (nn_wino_prepare, at model load) into
- * U[a*a][cin][cout], a = m + 2. A convolution then runs over chunks of
- * tiles: input transform into V[a*a][T][cin] (T tiles of the chunk, zero
- * padding at the borders), a*a sgemms V[p] . U[p] -> M[p][T][cout], and
- * the output transform fused with bias, residual and ReLU/ReLU6, written
- * NHWC and cropped at odd sizes. Tiles are numbered over the whole
- * micro-batch; the chunk size depends only on the convolution's channel
- * counts, and each tile's result only on its own input (each GEMM row is
- * independent), so an image gets the same bits whatever batch it is in.
- * The transforms run over 8 channels at a time (GCC vector extension:
- * AVX2 with -march=x86-64-v3, plain SSE/scalar code otherwise).
+ * U[a*a][cin][cout], a = m + 2, packed in panels of 16 output channels. A
+ * convolution then runs over chunks of tiles: input transform into
+ * V[a*a][T][cin] (T tiles of the chunk, zero padding at the borders), a*a
+ * products V[p] . U[p] -> M[p][T][cout] by an AVX2/FMA 6x16 micro-kernel
+ * (not OpenBLAS: the weights are already packed, so short GEMMs of small
+ * maps stay fast), and the output transform fused with bias, residual and
+ * ReLU/ReLU6, written NHWC and cropped at odd sizes. Every GEMM output is
+ * one FMA chain over cin, so a tile's result depends only on its own input:
+ * an image gets the same bits whatever batch or chunk it is in, whatever
+ * the thread count. The transforms run over 8 channels at a time (GCC
+ * vector extension: AVX2 with -march=x86-64-v3, SSE otherwise).
  * Measured error vs the im2col path: tests/test_nn_winograd.c. */
 #ifndef MMP_NN_WINOGRAD_H
 #define MMP_NN_WINOGRAD_H
