@@ -20,13 +20,16 @@
 
 #include "mmp.h"
 
-/* Tiles per chunk: a*a*T*(cin+cout) floats of V and M ~ WINO_CHUNK_FLOATS,
- * T a multiple of MR in [WINO_MIN_T, WINO_MAX_T]. */
+/* Tiles per chunk: a*a*T*(cin+cout) floats of V and M ~ WINO_CHUNK_FLOATS
+ * (1 MB: L2), T a multiple of MR in [WINO_MIN_T, WINO_MAX_T]. The weights
+ * are streamed once per chunk: with 256-512 channels they (4-17 MB) cost
+ * more than V and M spilling to L3, hence the floor (a 7x7 map of 2 images
+ * is one chunk). */
 #ifndef WINO_CHUNK_FLOATS
 #define WINO_CHUNK_FLOATS (1L << 18)
 #endif
 #ifndef WINO_MIN_T
-#define WINO_MIN_T 30
+#define WINO_MIN_T 48
 #endif
 #ifndef WINO_MAX_T
 #define WINO_MAX_T 240
