@@ -23,8 +23,8 @@ typedef struct {
     nn_act act;
     float *w; /* dense: [cout][k][k][cin]; depthwise: [k*k][cout] */
     float *b; /* [cout] */
-    /* Winograd weights U[(m+2)^2][cin][cout] for a dense 3x3 stride-1 conv
-     * (nn/winograd.h, set at load time), NULL = im2col only; wino_m = m. */
+    /* Winograd F(m x m, 3x3) weights U[(m+2)^2][cin][cout] (packed, see
+     * nn/winograd.h; set at load for dense 3x3 stride-1 convs), NULL = im2col only. */
     float *wino;
     int wino_m;
 } nn_conv;
