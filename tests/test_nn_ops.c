@@ -49,7 +49,7 @@ static void naive_conv(const nn_conv *c, const float *in, int G, int H, int W, c
 }
 
 static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int dw, nn_act a, int with_res) {
-    nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL};
+    nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
     c.w = randv((size_t)cout * k * k * (dw ? 1 : cin));
     c.b = randv(cout);
     int Ho = nn_conv_out(H, k, s, k / 2), Wo = nn_conv_out(W, k, s, k / 2);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "nn/winograd.h"
 
 #define BN_EPS 1e-5f /* torchvision BatchNorm2d default */
 
@@ -319,6 +320,8 @@ int nn_parse3(const char *s, float out[3]) {
     return *p ? -1 : 0;
 }
 
+static void prepare_winograd(nn_model *m);
+
 int nn_model_load(nn_model **out, const char *path, const char *arch, char *err, size_t errlen) {
     *out = NULL;
     mmp_safetensors st;
@@ -360,6 +363,7 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
         if (!(p.std[i] > 0)) rc = mmp_errf(err, errlen, "%s: input_std must be positive", path);
     m->pre = p;
     mmp_st_close(&st);
+    if (!rc) prepare_winograd(m);
     if (rc) {
         nn_model_free(m);
         return -1;
@@ -386,6 +390,7 @@ void nn_model_free(nn_model *m) {
         for (int j = 0; j < 4; j++) {
             free(m->blocks[i].conv[j].w);
             free(m->blocks[i].conv[j].b);
+            free(m->blocks[i].conv[j].wino);
         }
     free(m->blocks);
     free(m->fc_w);
@@ -443,6 +448,22 @@ static void block_hw(const nn_block *b, int *h, int *w) {
     int k = 3;
     *h = nn_conv_out(*h, k, s, 1);
     *w = nn_conv_out(*w, k, s, 1);
+}
+
+/* Winograd weights (nn/winograd.h) for the dense 3x3 stride-1 convolutions,
+ * whose map is the block's output map: tile size for its size at the
+ * model's input size (other input sizes fall back to im2col per layer
+ * when the map gets too small for that tile size). */
+static void prepare_winograd(nn_model *m) {
+    int h = m->pre.size, w = m->pre.size;
+    for (int i = 0; i < m->nblocks && h > 0 && w > 0; i++) {
+        block_hw(&m->blocks[i], &h, &w);
+        for (int j = 0; j < 4; j++) {
+            nn_conv *c = &m->blocks[i].conv[j];
+            int wm = nn_wino_eligible(c) ? nn_wino_pick_m(h, w) : 0;
+            if (wm) nn_wino_prepare(c, wm);
+        }
+    }
 }
 
 int64_t nn_output_dim(const nn_model *m, const nn_layer *l, int H, int W) {

@@ -5,7 +5,8 @@
  * kernels through an nn_ops table, so a device backend (kernels/, cuBLAS)
  * plugs in by providing another table whose pointers are device pointers;
  * see kernels/README.md. The CPU table is nn_ops_cpu (ops_cpu.c):
- * OpenBLAS sgemm for dense convolutions and linear layers, hand-vectorized
+ * OpenBLAS sgemm for dense convolutions and linear layers (Winograd
+ * F(2x2|4x4, 3x3) for dense 3x3 stride-1 ones, nn/winograd.h), hand-vectorized
  * AVX2/FMA loops (scalar fallback without __AVX2__) for the rest.
  * No kernel keeps state between calls; scratch memory is passed in. */
 #ifndef MMP_NN_OPS_H
@@ -22,6 +23,10 @@ typedef struct {
     nn_act act;
     float *w; /* dense: [cout][k][k][cin]; depthwise: [k*k][cout] */
     float *b; /* [cout] */
+    /* Winograd F(m x m, 3x3) weights U[(m+2)^2][cin][cout] (packed, see
+     * nn/winograd.h; set at load for dense 3x3 stride-1 convs), NULL = im2col only. */
+    float *wino;
+    int wino_m;
 } nn_conv;
 
 static inline int nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }

@@ -8,8 +8,11 @@
  * are processed in chunks so the im2col block and the GEMM output are
  * still in cache when the epilogue (bias, residual, ReLU/ReLU6) runs.
  * Depthwise 3x3, pooling and the epilogue are AVX2/FMA loops over the
- * channel dimension (8 floats a vector), scalar when __AVX2__ is absent. */
+ * channel dimension (8 floats a vector), scalar when __AVX2__ is absent.
+ * Dense 3x3 stride-1 convolutions whose weights were Winograd-transformed
+ * at load (nn_conv.wino) go to nn/winograd.c instead. */
 #include "nn/ops.h"
+#include "nn/winograd.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -98,6 +101,7 @@ static void im2col_rows(const nn_conv *c, const float *in, int H, int W, int Ho,
 }
 
 size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
+    if (nn_wino_use(c, H, W)) return nn_wino_scratch(c, G, H, W);
     if (c->depthwise || (c->k == 1 && c->stride == 1 && c->pad == 0)) return 0;
     int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
     long M = (long)G * Ho * Wo;
@@ -229,6 +233,10 @@ void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const
                    float *out, float *scratch) {
     if (c->depthwise) {
         dwconv3x3(c, in, G, H, W, res, out);
+        return;
+    }
+    if (nn_wino_use(c, H, W)) { /* dense 3x3 stride 1 with transformed weights */
+        nn_wino_conv2d(c, in, G, H, W, res, out, scratch);
         return;
     }
     int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
