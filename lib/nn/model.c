@@ -29,6 +29,7 @@ typedef struct {
     nn_conv conv[4];
     int has_expand, has_ds, residual;
     int cin, cout;
+    float *wt[3]; /* IR: conv[0] and conv[2] weights transposed, [cin][cout] (nn_ir) */
 } nn_block;
 
 struct nn_model {
@@ -229,6 +230,14 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     return 0;
 }
 
+/* A 1x1 conv's weights [cout][cin] as [cin][cout]. */
+static float *transpose_1x1(const nn_conv *c) {
+    float *t = mmp_xmalloc(sizeof(float) * (size_t)c->cin * c->cout);
+    for (int o = 0; o < c->cout; o++)
+        for (int i = 0; i < c->cin; i++) t[(size_t)i * c->cout + o] = c->w[(size_t)o * c->cin + i];
+    return t;
+}
+
 static int load_mnv2(nn_model *m, loader *L, const char *want) {
     /* torchvision inverted_residual_setting: t, c, n, s */
     static const int rep[7] = {1, 2, 3, 4, 3, 3, 1}, str[7] = {1, 2, 2, 2, 1, 2, 1};
@@ -271,6 +280,8 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
             b->cout = b->conv[2].cout;
             b->residual = stride == 1 && c == b->cout;
             c = b->cout;
+            for (int q = 0; q < 3; q += 2) /* q = 0 without expansion: skipped */
+                if (q == 2 || b->has_expand) b->wt[q] = transpose_1x1(&b->conv[q]);
         }
     b = add_block(m, &cap);
     b->kind = BLK_CONV;
@@ -387,6 +398,8 @@ void nn_model_free(nn_model *m) {
             free(m->blocks[i].conv[j].w);
             free(m->blocks[i].conv[j].b);
         }
+    for (int i = 0; i < m->nblocks; i++)
+        for (int j = 0; j < 3; j++) free(m->blocks[i].wt[j]);
     free(m->blocks);
     free(m->fc_w);
     free(m->fc_b);
@@ -584,6 +597,15 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
         return s4;
     }
     case BLK_IR: {
+        if (ops->ir) {
+            nn_ir ir = {b->has_expand ? &b->conv[0] : NULL, &b->conv[1], &b->conv[2], b->wt[0], b->wt[2], b->residual};
+            *H = nn_conv_out(h, 3, b->conv[1].stride, 1);
+            *W = nn_conv_out(w, 3, b->conv[1].stride, 1);
+            float *out = ws_get(ws, s1, (size_t)G * *H * *W * b->cout);
+            size_t sn = ops->ir_scratch(&ir, G, h, w);
+            ops->ir(&ir, cur, G, h, w, out, sn ? ws_get(ws, 4, sn) : NULL);
+            return s1;
+        }
         const float *x = cur;
         int hh = h, ww = w;
         if (b->has_expand) {

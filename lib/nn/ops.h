@@ -26,6 +26,18 @@ typedef struct {
 
 static inline int nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
 
+/* A MobileNetV2 inverted residual block: out = project(dw(expand(in)))
+ * (+ in when residual: stride 1 and cin == cout). expand is NULL when the
+ * expansion factor is 1; dw is the depthwise 3x3 (stride 1 or 2); expand
+ * has ReLU6, project no activation. *_wt: the 1x1 weights transposed,
+ * [cin][cout] (what a GEMM with the output channels innermost wants; made
+ * once at load time, like the batch-norm folding). */
+typedef struct {
+    const nn_conv *expand, *dw, *project;
+    const float *expand_wt, *project_wt;
+    int residual;
+} nn_ir;
+
 typedef struct nn_ops {
     const char *name;
     /* Floats of scratch conv2d needs for this input ([G,H,W,cin]); 0 = none. */
@@ -42,6 +54,11 @@ typedef struct nn_ops {
     void (*linear)(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
     /* out[G,C,HW] = transpose of in[G,HW,C] (torch.flatten order). */
     void (*to_chw)(const float *in, int G, int HW, int C, float *out);
+    /* Optional (NULL: the model runs the block as three conv2d calls).
+     * out[G,Ho,Wo,project.cout] = the inverted residual b on in[G,H,W,cin];
+     * ir_scratch: floats of scratch it needs. */
+    size_t (*ir_scratch)(const nn_ir *b, int G, int H, int W);
+    void (*ir)(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
 } nn_ops;
 
 extern const nn_ops nn_ops_cpu;
@@ -54,6 +71,8 @@ void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out
 void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out);
 void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
 void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out);
+size_t nn_cpu_ir_scratch(const nn_ir *b, int G, int H, int W);
+void nn_cpu_ir(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
 /* Makes OpenBLAS single-threaded (our threads run over the batch). */
 void nn_cpu_init(void);
 #endif

@@ -10,6 +10,7 @@
  * Depthwise 3x3, pooling and the epilogue are AVX2/FMA loops over the
  * channel dimension (8 floats a vector), scalar when __AVX2__ is absent. */
 #include "nn/ops.h"
+#include "nn/cpu.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -108,18 +109,18 @@ size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
 #ifdef __AVX2__
 /* Four adjacent interior outputs of a depthwise 3x3 row, all 8-channel blocks
  * (channels inner, so the input pixels stream and each loaded input vector
- * feeds up to three outputs). p0: input row iy0 at column ix0 of the first
- * output; rs: floats per input row. Tap order as in dwconv3x3 (bit-identical). */
-static inline __attribute__((always_inline)) void dw_block4(const float *p0, long rs, int C, int C8, const float *w,
+ * feeds up to three outputs). r[ky]: input row oy*s-1+ky at column ix0 of
+ * the first output. Tap order as in nn_cpu_dw3x3_row (bit-identical). */
+static inline __attribute__((always_inline)) void dw_block4(const float *const r[3], int C, int C8, const float *w,
                                                             const float *b, const float *res, float *out, nn_act act,
                                                             const int s) {
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int cb = 0; cb < C8; cb += 8) {
         __m256 a0 = _mm256_loadu_ps(b + cb), a1 = a0, a2 = a0, a3 = a0;
-        for (int r = 0; r < 3; r++) {
-            const float *p = p0 + r * rs + cb;
-            __m256 w0 = _mm256_loadu_ps(w + (r * 3 + 0) * C + cb), w1 = _mm256_loadu_ps(w + (r * 3 + 1) * C + cb),
-                   w2 = _mm256_loadu_ps(w + (r * 3 + 2) * C + cb);
+        for (int ky = 0; ky < 3; ky++) {
+            const float *p = r[ky] + cb;
+            __m256 w0 = _mm256_loadu_ps(w + (ky * 3 + 0) * C + cb), w1 = _mm256_loadu_ps(w + (ky * 3 + 1) * C + cb),
+                   w2 = _mm256_loadu_ps(w + (ky * 3 + 2) * C + cb);
             __m256 v[9];
             for (int k = 0; k < 3 * s + 3; k++) v[k] = _mm256_loadu_ps(p + (long)k * C);
             a0 = _mm256_fmadd_ps(w0, v[0], a0);
@@ -146,81 +147,91 @@ static inline __attribute__((always_inline)) void dw_block4(const float *p0, lon
 }
 #endif
 
+/* Depthwise 3x3 output row (cpu.h). Interior pixels four at a time
+ * (dw_block4), the others with their valid taps only; channels innermost
+ * (8 a vector, scalar tail); taps in (ky, kx) order from the bias. */
+void nn_cpu_dw3x3_row(const nn_conv *c, const float *const rows[3], int W, const float *res, float *out) {
+    int C = c->cout, s = c->stride;
+    int Wo = nn_conv_out(W, 3, s, 1);
+    const float *w = c->w, *b = c->b;
+    nn_act act = c->act;
+    int ky0 = rows[0] ? 0 : 1, ky1 = rows[2] ? 3 : rows[1] ? 2 : 1;
+    /* interior columns: all three kx taps inside */
+    int ox_lo = 1;  /* first ox with ox*s-1 >= 0 */
+    int ox_hi = Wo; /* first ox with ox*s+1 >= W */
+    while (ox_hi > ox_lo && (ox_hi - 1) * s + 1 >= W) ox_hi--;
+    int cb = 0;
+#ifdef __AVX2__
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    int C8 = C / 8 * 8;
+    /* interior rows: outputs [bx0, bx1) in blocks of 4 */
+    int bx0 = ox_lo, bx1 = ox_lo;
+    if (ky0 == 0 && ky1 == 3 && C8) bx1 = ox_lo + (ox_hi - ox_lo) / 4 * 4;
+    for (int ox = 0; ox < Wo; ox++) {
+        if (ox == bx0 && bx1 > bx0) {
+            for (; ox < bx1; ox += 4) {
+                long off = (long)(ox * s - 1) * C;
+                const float *r[3] = {rows[0] + off, rows[1] + off, rows[2] + off};
+                const float *rp = res ? res + (long)ox * C : NULL;
+                if (s == 1) dw_block4(r, C, C8, w, b, rp, out + (long)ox * C, act, 1);
+                else dw_block4(r, C, C8, w, b, rp, out + (long)ox * C, act, 2);
+            }
+            ox = bx1 - 1;
+            continue;
+        }
+        /* any other pixel: its valid taps (padding skipped), channels inner */
+        int ix0 = ox * s - 1, kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3, nt = 0;
+        const float *tp[9], *tw[9];
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                tp[nt] = rows[ky] + (long)(ix0 + kx) * C;
+                tw[nt++] = w + (ky * 3 + kx) * C;
+            }
+        const float *rp = res ? res + (long)ox * C : NULL;
+        float *op = out + (long)ox * C;
+        for (int c8 = 0; c8 < C8; c8 += 8) {
+            __m256 acc = _mm256_loadu_ps(b + c8);
+            for (int t = 0; t < nt; t++)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(tw[t] + c8), _mm256_loadu_ps(tp[t] + c8), acc);
+            if (rp) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp + c8));
+            if (act != NN_ACT_NONE) acc = _mm256_max_ps(acc, zero);
+            if (act == NN_ACT_RELU6) acc = _mm256_min_ps(acc, six);
+            _mm256_storeu_ps(op + c8, acc);
+        }
+    }
+    cb = C8;
+#endif
+    for (; cb < C; cb++) { /* scalar channels (all of them without AVX2) */
+        for (int ox = 0; ox < Wo; ox++) {
+            int ix0 = ox * s - 1;
+            int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
+            float acc = b[cb];
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) acc += w[(ky * 3 + kx) * C + cb] * rows[ky][(long)(ix0 + kx) * C + cb];
+            if (res) acc += res[(long)ox * C + cb];
+            if (act != NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
+            if (act == NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
+            out[(long)ox * C + cb] = acc;
+        }
+    }
+}
+
 /* Depthwise 3x3, pad 1, stride 1 or 2. in [G,H,W,C], out [G,Ho,Wo,C],
- * w [9][C], b [C]. Interior pixels four at a time (dw_block4), the others
- * with their valid taps only; channels innermost (8 a vector, scalar tail). */
+ * w [9][C], b [C]: row by row. */
 static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
                       float *out) {
     int C = c->cout, s = c->stride;
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
-    const float *w = c->w, *b = c->b;
-    nn_act act = c->act;
     for (int g = 0; g < G; g++) {
         const float *img = in + (long)g * H * W * C;
         for (int oy = 0; oy < Ho; oy++) {
-            float *orow = out + ((long)g * Ho + oy) * Wo * C;
-            const float *rrow = res ? res + ((long)g * Ho + oy) * Wo * C : NULL;
-            int iy0 = oy * s - 1;
-            int ky0 = iy0 < 0 ? 1 : 0, ky1 = iy0 + 3 > H ? H - iy0 : 3;
-            /* interior columns: all three kx taps inside */
-            int ox_lo = (1 + s - 1) / s; /* first ox with ox*s-1 >= 0 */
-            int ox_hi = Wo;              /* first ox with ox*s+1 >= W */
-            while (ox_hi > ox_lo && (ox_hi - 1) * s + 1 >= W) ox_hi--;
-            int cb = 0;
-#ifdef __AVX2__
-            const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-            int C8 = C / 8 * 8;
-            /* interior rows: outputs [bx0, bx1) in blocks of 4 */
-            int bx0 = ox_lo, bx1 = ox_lo;
-            if (ky0 == 0 && ky1 == 3 && C8) bx1 = ox_lo + (ox_hi - ox_lo) / 4 * 4;
-            for (int ox = 0; ox < Wo; ox++) {
-                if (ox == bx0 && bx1 > bx0) {
-                    for (; ox < bx1; ox += 4) {
-                        const float *p0 = img + ((long)iy0 * W + ox * s - 1) * C;
-                        const float *rp = rrow ? rrow + (long)ox * C : NULL;
-                        if (s == 1) dw_block4(p0, (long)W * C, C, C8, w, b, rp, orow + (long)ox * C, act, 1);
-                        else dw_block4(p0, (long)W * C, C, C8, w, b, rp, orow + (long)ox * C, act, 2);
-                    }
-                    ox = bx1 - 1;
-                    continue;
-                }
-                /* any other pixel: its valid taps (padding skipped), channels inner */
-                int ix0 = ox * s - 1, kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3, nt = 0;
-                const float *tp[9], *tw[9];
-                for (int ky = ky0; ky < ky1; ky++)
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        tp[nt] = img + ((long)(iy0 + ky) * W + ix0 + kx) * C;
-                        tw[nt++] = w + (ky * 3 + kx) * C;
-                    }
-                const float *rp = rrow ? rrow + (long)ox * C : NULL;
-                float *op = orow + (long)ox * C;
-                for (int c8 = 0; c8 < C8; c8 += 8) {
-                    __m256 acc = _mm256_loadu_ps(b + c8);
-                    for (int t = 0; t < nt; t++)
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(tw[t] + c8), _mm256_loadu_ps(tp[t] + c8), acc);
-                    if (rp) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp + c8));
-                    if (act != NN_ACT_NONE) acc = _mm256_max_ps(acc, zero);
-                    if (act == NN_ACT_RELU6) acc = _mm256_min_ps(acc, six);
-                    _mm256_storeu_ps(op + c8, acc);
-                }
+            const float *rows[3];
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = oy * s - 1 + ky;
+                rows[ky] = iy < 0 || iy >= H ? NULL : img + (long)iy * W * C;
             }
-            cb = C8;
-#endif
-            for (; cb < C; cb++) { /* scalar channels (all of them without AVX2) */
-                for (int ox = 0; ox < Wo; ox++) {
-                    int ix0 = ox * s - 1;
-                    int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
-                    float acc = b[cb];
-                    for (int ky = ky0; ky < ky1; ky++)
-                        for (int kx = kx0; kx < kx1; kx++)
-                            acc += w[(ky * 3 + kx) * C + cb] *
-                                   img[((long)(iy0 + ky) * W + ix0 + kx) * C + cb];
-                    if (rrow) acc += rrow[(long)ox * C + cb];
-                    if (act != NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
-                    if (act == NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
-                    orow[(long)ox * C + cb] = acc;
-                }
-            }
+            long o = ((long)g * Ho + oy) * Wo * C;
+            nn_cpu_dw3x3_row(c, rows, W, res ? res + o : NULL, out + o);
         }
     }
 }
@@ -327,4 +338,6 @@ const nn_ops nn_ops_cpu = {
     .avgpool = nn_cpu_avgpool,
     .linear = nn_cpu_linear,
     .to_chw = nn_cpu_to_chw,
+    .ir_scratch = nn_cpu_ir_scratch,
+    .ir = nn_cpu_ir,
 };
