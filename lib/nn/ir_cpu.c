@@ -22,6 +22,8 @@
  * so results per image do not depend on the micro-batch size. */
 #include <string.h>
 
+#include "mmp.h"
+
 #include "nn/cpu.h"
 #include "nn/ops.h"
 #ifdef __AVX2__
@@ -109,7 +111,19 @@ static __m256i lanes(int n) { /* lanes < n set */
 }
 #endif
 
-void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bt, const float *bias,
+float *nn_cpu_pack_1x1(const float *w, int N, int K) {
+    int np = (N + 15) / 16;
+    float *p = mmp_xcalloc((size_t)np * 16 * K + 1, sizeof(float));
+    for (int q = 0; q < np; q++) {
+        int n0 = q * 16, real = N - n0 < 16 ? N - n0 : 16, wp = real > 8 ? 16 : 8;
+        float *d = p + (size_t)n0 * K;
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < real; j++) d[(size_t)k * wp + j] = w[(size_t)(n0 + j) * K + k];
+    }
+    return p;
+}
+
+void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
                     const float *R, float *C, nn_act act) {
 #ifdef __AVX2__
     /* column chunks of B small enough to stay in L2 while all rows pass */
@@ -125,23 +139,25 @@ void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *
             float *c = C + (long)m0 * N;
             int n = n0;
             for (; n + 16 <= n1; n += 16)
-                ukr_2_0(mr, K, a, lda, Bt + n, N, bias + n, r ? r + n : NULL, N, c + n, N, act, full, full);
+                ukr_2_0(mr, K, a, lda, Bp + (long)n * K, 16, bias + n, r ? r + n : NULL, N, c + n, N, act, full,
+                        full);
             int left = n1 - n;
+            const float *bp = Bp + (long)n * K;
             if (left == 8)
-                ukr_1_0(mr, K, a, lda, Bt + n, N, bias + n, r ? r + n : NULL, N, c + n, N, act, full, full);
+                ukr_1_0(mr, K, a, lda, bp, 8, bias + n, r ? r + n : NULL, N, c + n, N, act, full, full);
             else if (left > 8)
-                ukr_2_1(mr, K, a, lda, Bt + n, N, bias + n, r ? r + n : NULL, N, c + n, N, act, full,
+                ukr_2_1(mr, K, a, lda, bp, 16, bias + n, r ? r + n : NULL, N, c + n, N, act, full,
                         lanes(left - 8));
             else if (left > 0)
-                ukr_1_1(mr, K, a, lda, Bt + n, N, bias + n, r ? r + n : NULL, N, c + n, N, act, lanes(left),
-                        full);
+                ukr_1_1(mr, K, a, lda, bp, 8, bias + n, r ? r + n : NULL, N, c + n, N, act, lanes(left), full);
         }
     }
 #else
     for (long m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float s = 0;
-            for (int k = 0; k < K; k++) s += A[m * lda + k] * Bt[(long)k * N + n];
+            int q = n / 16, j = n % 16, wp = N - q * 16 > 8 ? 16 : 8;
+            for (int k = 0; k < K; k++) s += A[m * lda + k] * Bp[((long)q * 16 * K) + (long)k * wp + j];
             float v = s + bias[n];
             if (R) v += R[m * N + n];
             if (act != NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;

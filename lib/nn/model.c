@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "nn/cpu.h"
 
 #define BN_EPS 1e-5f /* torchvision BatchNorm2d default */
 
@@ -29,7 +30,7 @@ typedef struct {
     nn_conv conv[4];
     int has_expand, has_ds, residual;
     int cin, cout;
-    float *wt[3]; /* IR: conv[0] and conv[2] weights transposed, [cin][cout] (nn_ir) */
+    float *wt[3]; /* IR: conv[0] and conv[2] weights packed for the CPU (nn_ir) */
 } nn_block;
 
 struct nn_model {
@@ -230,14 +231,6 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     return 0;
 }
 
-/* A 1x1 conv's weights [cout][cin] as [cin][cout]. */
-static float *transpose_1x1(const nn_conv *c) {
-    float *t = mmp_xmalloc(sizeof(float) * (size_t)c->cin * c->cout);
-    for (int o = 0; o < c->cout; o++)
-        for (int i = 0; i < c->cin; i++) t[(size_t)i * c->cout + o] = c->w[(size_t)o * c->cin + i];
-    return t;
-}
-
 static int load_mnv2(nn_model *m, loader *L, const char *want) {
     /* torchvision inverted_residual_setting: t, c, n, s */
     static const int rep[7] = {1, 2, 3, 4, 3, 3, 1}, str[7] = {1, 2, 2, 2, 1, 2, 1};
@@ -281,7 +274,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
             b->residual = stride == 1 && c == b->cout;
             c = b->cout;
             for (int q = 0; q < 3; q += 2) /* q = 0 without expansion: skipped */
-                if (q == 2 || b->has_expand) b->wt[q] = transpose_1x1(&b->conv[q]);
+                if (q == 2 || b->has_expand) b->wt[q] = nn_cpu_pack_1x1(b->conv[q].w, b->conv[q].cout, b->conv[q].cin);
         }
     b = add_block(m, &cap);
     b->kind = BLK_CONV;

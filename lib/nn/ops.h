@@ -29,9 +29,10 @@ static inline int nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - 
 /* A MobileNetV2 inverted residual block: out = project(dw(expand(in)))
  * (+ in when residual: stride 1 and cin == cout). expand is NULL when the
  * expansion factor is 1; dw is the depthwise 3x3 (stride 1 or 2); expand
- * has ReLU6, project no activation. *_wt: the 1x1 weights transposed,
- * [cin][cout] (what a GEMM with the output channels innermost wants; made
- * once at load time, like the batch-norm folding). */
+ * has ReLU6, project no activation. *_wt: the 1x1 weights in the CPU
+ * GEMM's layout (nn_cpu_pack_1x1 in cpu.h: panels of 16 output channels),
+ * made once at load time like the batch-norm folding; a device backend uses
+ * expand->w / project->w. */
 typedef struct {
     const nn_conv *expand, *dw, *project;
     const float *expand_wt, *project_wt;
