@@ -262,3 +262,54 @@ void nn_cpu_ir(const nn_ir *b, const float *in, int G, int H, int W, float *out,
         }
     }
 }
+
+/* ---- dense convolutions on packed weights (MobileNetV2's first and last) ---- */
+
+/* Output rows per im2col chunk: about 64 KB of columns, at least one row. */
+static int im2col_rows_per_chunk(const nn_conv *c, int Wo) {
+    long kd = (long)c->k * c->k * c->cin, r = (64L * 1024 / 4) / (kd * Wo);
+    return r < 1 ? 1 : (int)r;
+}
+
+size_t nn_cpu_conv2d_packed_scratch(const nn_conv *c, int G, int H, int W) {
+    if (c->k == 1 && c->stride == 1 && c->pad == 0) return 0;
+    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    int r = im2col_rows_per_chunk(c, Wo);
+    if (r > Ho) r = Ho;
+    return (size_t)r * Wo * c->k * c->k * c->cin;
+}
+
+void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
+                          float *out, float *scratch) {
+    int k = c->k, s = c->stride, p = c->pad, ci = c->cin, co = c->cout, kd = k * k * ci;
+    if (k == 1 && s == 1 && p == 0) {
+        nn_cpu_pw_gemm(G * H * W, co, ci, in, ci, wp, c->b, res, out, c->act);
+        return;
+    }
+    int Ho = nn_conv_out(H, k, s, p), Wo = nn_conv_out(W, k, s, p), R = im2col_rows_per_chunk(c, Wo);
+    for (int g = 0; g < G; g++) {
+        const float *img = in + (long)g * H * W * ci;
+        for (int oy0 = 0; oy0 < Ho; oy0 += R) {
+            int oy1 = oy0 + R < Ho ? oy0 + R : Ho;
+            float *d = scratch;
+            for (int oy = oy0; oy < oy1; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    int ix0 = ox * s - p, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > W ? W - ix0 : k;
+                    if (kx1 < kx0) kx1 = kx0;
+                    for (int ky = 0; ky < k; ky++, d += k * ci) {
+                        int iy = oy * s - p + ky;
+                        if (iy < 0 || iy >= H) {
+                            for (int t = 0; t < k * ci; t++) d[t] = 0.0f;
+                            continue;
+                        }
+                        const float *src = img + ((long)iy * W + ix0) * ci;
+                        for (int t = 0; t < kx0 * ci; t++) d[t] = 0.0f;
+                        for (int t = kx0 * ci; t < kx1 * ci; t++) d[t] = src[t];
+                        for (int t = kx1 * ci; t < k * ci; t++) d[t] = 0.0f;
+                    }
+                }
+            long o = ((long)g * Ho + oy0) * Wo * co;
+            nn_cpu_pw_gemm((oy1 - oy0) * Wo, co, kd, scratch, kd, wp, c->b, res ? res + o : NULL, out + o, c->act);
+        }
+    }
+}

@@ -60,6 +60,12 @@ typedef struct nn_ops {
      * ir_scratch: floats of scratch it needs. */
     size_t (*ir_scratch)(const nn_ir *b, int G, int H, int W);
     void (*ir)(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
+    /* Optional (NULL: conv2d). conv2d of a dense conv whose weights were
+     * packed at load time: wp = w viewed as [cout][k*k*cin] in the CPU
+     * GEMM's layout (nn_cpu_pack_1x1); MobileNetV2's first and last convs. */
+    size_t (*conv2d_packed_scratch)(const nn_conv *c, int G, int H, int W);
+    void (*conv2d_packed)(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
+                          float *out, float *scratch);
 } nn_ops;
 
 extern const nn_ops nn_ops_cpu;
@@ -74,6 +80,9 @@ void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b
 void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out);
 size_t nn_cpu_ir_scratch(const nn_ir *b, int G, int H, int W);
 void nn_cpu_ir(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
+size_t nn_cpu_conv2d_packed_scratch(const nn_conv *c, int G, int H, int W);
+void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
+                          float *out, float *scratch);
 /* Makes OpenBLAS single-threaded (our threads run over the batch). */
 void nn_cpu_init(void);
 #endif

@@ -340,4 +340,6 @@ const nn_ops nn_ops_cpu = {
     .to_chw = nn_cpu_to_chw,
     .ir_scratch = nn_cpu_ir_scratch,
     .ir = nn_cpu_ir,
+    .conv2d_packed_scratch = nn_cpu_conv2d_packed_scratch,
+    .conv2d_packed = nn_cpu_conv2d_packed,
 };
