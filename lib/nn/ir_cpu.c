@@ -39,26 +39,32 @@
 
 #ifdef __AVX2__
 #define MR 6
-/* mr rows x (8*NV) columns; masked: the last vector (or both) partial (lanes in mk[]). */
-static inline __attribute__((always_inline)) void ukr(const int mr, const int NV, const int masked, int K,
-                                                      const float *A, long lda, const float *B, long ldb,
+/* mr rows x (8*NV) columns; masked: the last vector (or both) partial (lanes
+ * in mk0, mk1). The sum over k runs over nseg segments: segment g multiplies
+ * A rows As[g] + i*lda (Ks[g] values) with B rows Bo[g].. (implicit im2col). */
+static inline __attribute__((always_inline)) void ukr(const int mr, const int NV, const int masked, int nseg,
+                                                      const float *const *As, const int *Ks, const int *Bo,
+                                                      long lda, const float *B0, long ldb,
                                                       const float *bias, const float *R, long ldr, float *C,
                                                       long ldc, nn_act act, __m256i mk0, __m256i mk1) {
     /* named accumulators (arrays end up on the stack) */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda, *a4 = A + 4 * lda, *a5 = A + 5 * lda;
 #define ROW(i)                                                                                              \
     if (mr > i) {                                                                                           \
         __m256 a = _mm256_broadcast_ss(a##i + k);                                                           \
         c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                                                          \
         if (NV == 2) c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);                                             \
     }
-    for (int k = 0; k < K; k++) {
-        const float *b = B + (long)k * ldb;
-        __m256 b0 = masked ? _mm256_maskload_ps(b, mk0) : _mm256_loadu_ps(b), b1 = b0;
-        if (NV == 2) b1 = masked ? _mm256_maskload_ps(b + 8, mk1) : _mm256_loadu_ps(b + 8);
-        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+    for (int sg = 0; sg < nseg; sg++) {
+        const float *A = As[sg], *B = B0 + (long)Bo[sg] * ldb;
+        const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda, *a4 = A + 4 * lda, *a5 = A + 5 * lda;
+        for (int k = 0, K = Ks[sg]; k < K; k++) {
+            const float *b = B + (long)k * ldb;
+            __m256 b0 = masked ? _mm256_maskload_ps(b, mk0) : _mm256_loadu_ps(b), b1 = b0;
+            if (NV == 2) b1 = masked ? _mm256_maskload_ps(b + 8, mk1) : _mm256_loadu_ps(b + 8);
+            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+        }
     }
 #undef ROW
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
@@ -88,16 +94,17 @@ static inline __attribute__((always_inline)) void ukr(const int mr, const int NV
 }
 
 #define UKR_ROWS(NV, MASKED)                                                                                \
-    static void ukr_##NV##_##MASKED(int mr, int K, const float *A, long lda, const float *B, long ldb,     \
+    static void ukr_##NV##_##MASKED(int mr, int nseg, const float *const *As, const int *Ks, const int *Bo,  \
+                                    long lda, const float *B, long ldb,                                     \
                                     const float *bias, const float *R, long ldr, float *C, long ldc,       \
                                     nn_act act, __m256i mk0, __m256i mk1) {                                \
         switch (mr) {                                                                                       \
-        case 6: ukr(6, NV, MASKED, K, A, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
-        case 5: ukr(5, NV, MASKED, K, A, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
-        case 4: ukr(4, NV, MASKED, K, A, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
-        case 3: ukr(3, NV, MASKED, K, A, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
-        case 2: ukr(2, NV, MASKED, K, A, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
-        default: ukr(1, NV, MASKED, K, A, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;         \
+        case 6: ukr(6, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
+        case 5: ukr(5, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
+        case 4: ukr(4, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
+        case 3: ukr(3, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
+        case 2: ukr(2, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
+        default: ukr(1, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;         \
         }                                                                                                   \
     }
 UKR_ROWS(2, 0)
@@ -123,35 +130,49 @@ float *nn_cpu_pack_1x1(const float *w, int N, int K) {
     return p;
 }
 
-void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
-                    const float *R, float *C, nn_act act) {
 #ifdef __AVX2__
+/* C[M,N] (row stride N) = act(sum over segments of A_g . B_g + bias (+ R)):
+ * row i of segment g is As[g] + i*lda (Ks[g] values), multiplied with rows
+ * Bo[g].. of the packed B (K rows in all). */
+static void gemm_seg(int M, int N, int K, int nseg, const float *const *As, const int *Ks, const int *Bo, long lda,
+                     const float *Bp, const float *bias, const float *R, float *C, nn_act act) {
     /* column chunks of B small enough to stay in L2 while all rows pass */
     long nc = (192L * 1024 / 4) / (K > 0 ? K : 1) / 16 * 16;
     if (nc < 16) nc = 16;
     const __m256i full = _mm256_set1_epi32(-1);
+    const float *as[4];
     for (int n0 = 0; n0 < N; n0 += (int)nc) {
         int n1 = n0 + nc < N ? n0 + (int)nc : N;
         for (int m0 = 0; m0 < M; m0 += MR) {
             int mr = M - m0 < MR ? M - m0 : MR;
-            const float *a = A + (long)m0 * lda;
+            for (int g = 0; g < nseg; g++) as[g] = As[g] + (long)m0 * lda;
             const float *r = R ? R + (long)m0 * N : NULL;
             float *c = C + (long)m0 * N;
             int n = n0;
             for (; n + 16 <= n1; n += 16)
-                ukr_2_0(mr, K, a, lda, Bp + (long)n * K, 16, bias + n, r ? r + n : NULL, N, c + n, N, act, full,
-                        full);
+                ukr_2_0(mr, nseg, as, Ks, Bo, lda, Bp + (long)n * K, 16, bias + n, r ? r + n : NULL, N, c + n, N, act,
+                        full, full);
             int left = n1 - n;
             const float *bp = Bp + (long)n * K;
             if (left == 8)
-                ukr_1_0(mr, K, a, lda, bp, 8, bias + n, r ? r + n : NULL, N, c + n, N, act, full, full);
+                ukr_1_0(mr, nseg, as, Ks, Bo, lda, bp, 8, bias + n, r ? r + n : NULL, N, c + n, N, act, full, full);
             else if (left > 8)
-                ukr_2_1(mr, K, a, lda, bp, 16, bias + n, r ? r + n : NULL, N, c + n, N, act, full,
+                ukr_2_1(mr, nseg, as, Ks, Bo, lda, bp, 16, bias + n, r ? r + n : NULL, N, c + n, N, act, full,
                         lanes(left - 8));
             else if (left > 0)
-                ukr_1_1(mr, K, a, lda, bp, 8, bias + n, r ? r + n : NULL, N, c + n, N, act, lanes(left), full);
+                ukr_1_1(mr, nseg, as, Ks, Bo, lda, bp, 8, bias + n, r ? r + n : NULL, N, c + n, N, act, lanes(left),
+                        full);
         }
     }
+}
+#endif
+
+void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
+                    const float *R, float *C, nn_act act) {
+#ifdef __AVX2__
+    const float *as[1] = {A};
+    int ks[1] = {K}, bo[1] = {0};
+    gemm_seg(M, N, K, 1, as, ks, bo, lda, Bp, bias, R, C, act);
 #else
     for (long m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
@@ -271,6 +292,24 @@ static int im2col_rows_per_chunk(const nn_conv *c, int Wo) {
     return r < 1 ? 1 : (int)r;
 }
 
+/* d[k*k*cin] = the taps of output pixel (oy, ox) of one image, zeros for padding. */
+static void im2col_pixel(const nn_conv *c, const float *img, int H, int W, int oy, int ox, float *d) {
+    int k = c->k, s = c->stride, p = c->pad, ci = c->cin;
+    int ix0 = ox * s - p, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > W ? W - ix0 : k;
+    if (kx1 < kx0) kx1 = kx0;
+    for (int ky = 0; ky < k; ky++, d += k * ci) {
+        int iy = oy * s - p + ky;
+        if (iy < 0 || iy >= H) {
+            for (int t = 0; t < k * ci; t++) d[t] = 0.0f;
+            continue;
+        }
+        const float *src = img + ((long)iy * W + ix0) * ci;
+        for (int t = 0; t < kx0 * ci; t++) d[t] = 0.0f;
+        for (int t = kx0 * ci; t < kx1 * ci; t++) d[t] = src[t];
+        for (int t = kx1 * ci; t < k * ci; t++) d[t] = 0.0f;
+    }
+}
+
 size_t nn_cpu_conv2d_packed_scratch(const nn_conv *c, int G, int H, int W) {
     if (c->k == 1 && c->stride == 1 && c->pad == 0) return 0;
     int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
@@ -287,27 +326,46 @@ void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, in
         return;
     }
     int Ho = nn_conv_out(H, k, s, p), Wo = nn_conv_out(W, k, s, p), R = im2col_rows_per_chunk(c, Wo);
+#ifdef __AVX2__
+    if (k <= 4) { /* implicit im2col: a segment per kernel row, the input rows read in place */
+        int ox_lo = (p + s - 1) / s, ox_hi = Wo; /* interior: all k*k taps inside */
+        while (ox_hi > ox_lo && (ox_hi - 1) * s - p + k > W) ox_hi--;
+        const float *as[4];
+        int ks[4], bo[4];
+        for (int g = 0; g < G; g++) {
+            const float *img = in + (long)g * H * W * ci;
+            for (int oy = 0; oy < Ho; oy++) {
+                long o = ((long)g * Ho + oy) * Wo * co;
+                int nseg = 0;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * s - p + ky;
+                    if (iy < 0 || iy >= H) continue;
+                    as[nseg] = img + ((long)iy * W + ox_lo * s - p) * ci;
+                    ks[nseg] = k * ci;
+                    bo[nseg++] = ky * k * ci;
+                }
+                if (ox_hi > ox_lo)
+                    gemm_seg(ox_hi - ox_lo, co, kd, nseg, as, ks, bo, (long)s * ci, wp, c->b,
+                             res ? res + o + (long)ox_lo * co : NULL, out + o + (long)ox_lo * co, c->act);
+                for (int ox = 0; ox < Wo; ox++) { /* edge pixels: their own im2col row */
+                    if (ox == ox_lo && ox_hi > ox_lo) ox = ox_hi;
+                    if (ox >= Wo) break;
+                    im2col_pixel(c, img, H, W, oy, ox, scratch);
+                    nn_cpu_pw_gemm(1, co, kd, scratch, kd, wp, c->b, res ? res + o + (long)ox * co : NULL,
+                                   out + o + (long)ox * co, c->act);
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (int g = 0; g < G; g++) {
         const float *img = in + (long)g * H * W * ci;
         for (int oy0 = 0; oy0 < Ho; oy0 += R) {
             int oy1 = oy0 + R < Ho ? oy0 + R : Ho;
             float *d = scratch;
             for (int oy = oy0; oy < oy1; oy++)
-                for (int ox = 0; ox < Wo; ox++) {
-                    int ix0 = ox * s - p, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > W ? W - ix0 : k;
-                    if (kx1 < kx0) kx1 = kx0;
-                    for (int ky = 0; ky < k; ky++, d += k * ci) {
-                        int iy = oy * s - p + ky;
-                        if (iy < 0 || iy >= H) {
-                            for (int t = 0; t < k * ci; t++) d[t] = 0.0f;
-                            continue;
-                        }
-                        const float *src = img + ((long)iy * W + ix0) * ci;
-                        for (int t = 0; t < kx0 * ci; t++) d[t] = 0.0f;
-                        for (int t = kx0 * ci; t < kx1 * ci; t++) d[t] = src[t];
-                        for (int t = kx1 * ci; t < k * ci; t++) d[t] = 0.0f;
-                    }
-                }
+                for (int ox = 0; ox < Wo; ox++, d += kd) im2col_pixel(c, img, H, W, oy, ox, d);
             long o = ((long)g * Ho + oy0) * Wo * co;
             nn_cpu_pw_gemm((oy1 - oy0) * Wo, co, kd, scratch, kd, wp, c->b, res ? res + o : NULL, out + o, c->act);
         }
