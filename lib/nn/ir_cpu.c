@@ -1,5 +1,6 @@
-/* nn/ir_cpu.c: MobileNetV2 inverted residual blocks on the CPU (ops.h
- * `ir`): expand 1x1 -> depthwise 3x3 -> project 1x1 (+ input), fused.
+/* nn/ir_cpu.c: MobileNetV2 on the CPU: the inverted residual blocks (ops.h
+ * `ir`: expand 1x1 -> depthwise 3x3 -> project 1x1 (+ input), fused) and
+ * the first and last convolutions (`conv2d_packed`).
  *
  * Why not three conv2d calls: at 96 px the late stages are 6x6 and 3x3
  * pixels, so the GEMMs are small (M = images x pixels) and OpenBLAS spends
@@ -8,22 +9,26 @@
  * three convolutions. Here:
  *  - the 1x1 convolutions are a small register-blocked GEMM (pw_gemm):
  *    6 rows x 16 output channels in 12 AVX2 accumulators, A = the NHWC
- *    activations read in place (broadcast), B = the weights transposed to
- *    [cin][cout] once at load time (model.c), read in place; bias,
- *    residual and ReLU6 are applied before the store (no fill/epilogue
- *    passes, no packing);
+ *    activations read in place (broadcast), B = the weights packed in
+ *    panels of 16 output channels once at load time (nn_cpu_pack_1x1,
+ *    called by model.c), a contiguous stream; bias, residual and ReLU6 are
+ *    applied before the store (no fill/epilogue passes, no per-call
+ *    packing);
  *  - the block runs over groups of whole images (small images: as many as
  *    fit a cache budget) or, when one image's expanded tensor is too large,
  *    over bands of output rows whose expanded input rows live in a ring of
  *    rows (each input row is expanded once), so the expanded and the
- *    depthwise tensors stay in L2.
+ *    depthwise tensors stay in L2;
+ *  - the 3x3 stride-2 stem (3 input channels) is the same GEMM with an
+ *    implicit im2col: one K segment per kernel row, read in place from the
+ *    input row (the pixels of a row are at a fixed stride), edge pixels
+ *    im2col'ed one by one.
  * Every output element is computed by the same instruction sequence whatever
  * the group, band or micro-batch it falls in (no K blocking, fixed k order),
  * so results per image do not depend on the micro-batch size. */
 #include <string.h>
 
 #include "mmp.h"
-
 #include "nn/cpu.h"
 #include "nn/ops.h"
 #ifdef __AVX2__
@@ -35,7 +40,7 @@
 #define IR_BUDGET (320L * 1024)
 #endif
 
-/* ---- pointwise GEMM: C[M,N] = act(A[M,K] . Bt[K,N] + bias (+ R[M,N])) ---- */
+/* ---- pointwise GEMM: C[M,N] = act(A[M,K] . W[N,K]^T + bias (+ R[M,N])) ---- */
 
 #ifdef __AVX2__
 #define MR 6
