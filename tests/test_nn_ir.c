@@ -6,12 +6,15 @@
  * expanded rows), the packed dense conv (nn_cpu_conv2d_packed: 1x1 and the
  * 3x3 stride-2 stem, implicit im2col with padded edges, odd sizes), the
  * small GEMM at every row/column tail. Also: an image's result is
- * bit-identical whatever the other images of the micro-batch (G). */
+ * bit-identical whatever the other images of the micro-batch (G), and so
+ * are whole MobileNetV2 embeddings (fixture model: a batch of 11 over 1 and
+ * 2 threads vs one image at a time). */
 #include <stdint.h>
 #include <string.h>
 
 #include "mmp.h"
 #include "nn/cpu.h"
+#include "nn/nn.h"
 #include "nn/ops.h"
 #include "testlib.h"
 
@@ -115,8 +118,54 @@ static void test_packed(int G, int H, int W, int cin, int cout, int k, int s, nn
     free(c.w), free(c.b), free(wp), free(in), free(res), free(o1), free(o2), free(scratch);
 }
 
+/* MobileNetV2 (reduced-width fixture): every image's embedding bit-identical
+ * whatever the batch composition, since every kernel of its path is. */
+static void test_model_batch_independence(const char *io) {
+    char err[512];
+    nn_model *m;
+    int rc = nn_model_load(&m, t_root_path("tests/fixtures/nn/mnv2_w025.safetensors"), NULL, err, sizeof err);
+    CHECKF(rc == 0, "load: %s", err);
+    if (rc) return;
+    mmp_safetensors st;
+    mmp_st_open_or_die(&st, t_root_path(io));
+    const mmp_tensor *in = mmp_st_get(&st, "input");
+    int N = (int)in->shape[0], H = (int)in->shape[1], W = (int)in->shape[2], NN = 11;
+    nn_preproc p = nn_model_preproc(m);
+    size_t per = (size_t)H * W * 3;
+    float *x = malloc(sizeof(float) * per * NN);
+    for (int i = 0; i < NN; i++) /* the fixture's images, then noise */
+        if (i < N) nn_normalize_u8((const uint8_t *)in->data + (size_t)i * per, H, W, p.mean, p.std, x + i * per);
+        else
+            for (size_t k = 0; k < per; k++) x[i * per + k] = frand() * 2;
+    const char *specs[2] = {"pool", "features.13:flat"};
+    for (int sp = 0; sp < 2; sp++) {
+        nn_layer l;
+        CHECK(nn_layer_parse(m, specs[sp], &l, err, sizeof err) == 0);
+        int64_t dim = nn_output_dim(m, &l, H, W);
+        float *all1 = malloc(sizeof(float) * dim * NN), *all2 = malloc(sizeof(float) * dim * NN),
+              *one = malloc(sizeof(float) * dim * NN);
+        nn_runner *r = nn_runner_new(m, &nn_ops_cpu, 1);
+        nn_run(r, &l, x, NN, H, W, all1);
+        for (int i = 0; i < NN; i++) nn_run(r, &l, x + i * per, 1, H, W, one + i * dim);
+        nn_runner_free(r);
+        r = nn_runner_new(m, &nn_ops_cpu, 2);
+        nn_run(r, &l, x, NN, H, W, all2);
+        nn_runner_free(r);
+        CHECKF(!memcmp(all1, one, sizeof(float) * dim * NN), "%s %s: batch of %d vs one at a time differ", io,
+               specs[sp], NN);
+        CHECKF(!memcmp(all1, all2, sizeof(float) * dim * NN), "%s %s: 1 vs 2 threads differ", io, specs[sp]);
+        free(all1), free(all2), free(one);
+    }
+    free(x);
+    mmp_st_close(&st);
+    nn_model_free(m);
+}
+
 int main(void) {
     mmp_set_progname("test_nn_ir");
+    nn_cpu_init();
+    test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_33x47.safetensors");
+    test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_64x64.safetensors");
     /* the GEMM: every row tail (M % 6) and column tail (N % 16: 0, 8, < 8, > 8) */
     for (int M = 1; M <= 13; M++)
         for (int N = 1; N <= 40; N += (N < 18 ? 1 : 7)) {
