@@ -154,6 +154,16 @@ static void test_model_batch_independence(const char *io) {
         CHECKF(!memcmp(all1, one, sizeof(float) * dim * NN), "%s %s: batch of %d vs one at a time differ", io,
                specs[sp], NN);
         CHECKF(!memcmp(all1, all2, sizeof(float) * dim * NN), "%s %s: 1 vs 2 threads differ", io, specs[sp]);
+        /* a backend without the optional ops: the conv2d path, same values within rounding */
+        nn_ops plain = nn_ops_cpu;
+        plain.ir = NULL, plain.ir_scratch = NULL, plain.conv2d_packed = NULL, plain.conv2d_packed_scratch = NULL;
+        r = nn_runner_new(m, &plain, 1);
+        nn_run(r, &l, x, NN, H, W, all2);
+        nn_runner_free(r);
+        double scale = 0;
+        for (int64_t i = 0; i < dim * NN; i++) scale = fabs(all2[i]) > scale ? fabs(all2[i]) : scale;
+        double e = t_maxrel(all1, all2, dim * NN, 1e-4, 1e-4 * scale, NULL);
+        CHECKF(e <= 1 && scale > 1e-3, "%s %s: fused vs conv2d path: err %.3g", io, specs[sp], e);
         free(all1), free(all2), free(one);
     }
     free(x);
