@@ -11,6 +11,7 @@
 
 #include "mmp.h"
 #include "nn/winograd.h"
+#include "nn/cpu.h"
 
 #define BN_EPS 1e-5f /* torchvision BatchNorm2d default */
 
@@ -30,6 +31,7 @@ typedef struct {
     nn_conv conv[4];
     int has_expand, has_ds, residual;
     int cin, cout;
+    float *wt[3]; /* IR: conv[0], conv[2]; CONV: conv[0]: weights packed for the CPU (nn_cpu_pack_1x1) */
 } nn_block;
 
 struct nn_model {
@@ -241,6 +243,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
     if (load_conv(L, &b->conv[0], "features.0.0.weight", "features.0.1", 2, 0, NN_ACT_RELU6)) return -1;
     if (b->conv[0].k != 3 || b->conv[0].cin != 3)
         return mmp_errf(L->err, L->errlen, "%s: features.0.0.weight: expected [C,3,3,3]", L->path);
+    b->wt[0] = nn_cpu_pack_1x1(b->conv[0].w, b->conv[0].cout, 27);
     b->cin = 3;
     int c = b->cout = b->conv[0].cout;
     int fi = 1;
@@ -272,6 +275,8 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
             b->cout = b->conv[2].cout;
             b->residual = stride == 1 && c == b->cout;
             c = b->cout;
+            for (int q = 0; q < 3; q += 2) /* q = 0 without expansion: skipped */
+                if (q == 2 || b->has_expand) b->wt[q] = nn_cpu_pack_1x1(b->conv[q].w, b->conv[q].cout, b->conv[q].cin);
         }
     b = add_block(m, &cap);
     b->kind = BLK_CONV;
@@ -281,6 +286,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
     if (load_conv(L, &b->conv[0], nm, bn, 1, 0, NN_ACT_RELU6)) return -1;
     if (b->conv[0].k != 1 || b->conv[0].cin != c)
         return mmp_errf(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
+    b->wt[0] = nn_cpu_pack_1x1(b->conv[0].w, b->conv[0].cout, c);
     b->cin = c;
     c = b->cout = b->conv[0].cout;
     if (find(L, "features.%d.0.weight", fi + 1))
@@ -392,6 +398,8 @@ void nn_model_free(nn_model *m) {
             free(m->blocks[i].conv[j].b);
             free(m->blocks[i].conv[j].wino);
         }
+    for (int i = 0; i < m->nblocks; i++)
+        for (int j = 0; j < 3; j++) free(m->blocks[i].wt[j]);
     free(m->blocks);
     free(m->fc_w);
     free(m->fc_b);
@@ -581,6 +589,15 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
         ops->maxpool3x3s2(t1, G, h1, w1, b->cout, t2);
         return s2;
     case BLK_CONV:
+        if (ops->conv2d_packed && b->wt[0]) {
+            const nn_conv *c = &b->conv[0];
+            *H = nn_conv_out(h, c->k, c->stride, c->pad);
+            *W = nn_conv_out(w, c->k, c->stride, c->pad);
+            float *out = ws_get(ws, s1, (size_t)G * *H * *W * c->cout);
+            size_t sn = ops->conv2d_packed_scratch(c, G, h, w);
+            ops->conv2d_packed(c, b->wt[0], cur, G, h, w, NULL, out, sn ? ws_get(ws, 4, sn) : NULL);
+            return s1;
+        }
         run_conv(ops, ws, &b->conv[0], cur, G, h, w, NULL, s1, H, W);
         return s1;
     case BLK_BASIC:
@@ -605,6 +622,15 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
         return s4;
     }
     case BLK_IR: {
+        if (ops->ir) {
+            nn_ir ir = {b->has_expand ? &b->conv[0] : NULL, &b->conv[1], &b->conv[2], b->wt[0], b->wt[2], b->residual};
+            *H = nn_conv_out(h, 3, b->conv[1].stride, 1);
+            *W = nn_conv_out(w, 3, b->conv[1].stride, 1);
+            float *out = ws_get(ws, s1, (size_t)G * *H * *W * b->cout);
+            size_t sn = ops->ir_scratch(&ir, G, h, w);
+            ops->ir(&ir, cur, G, h, w, out, sn ? ws_get(ws, 4, sn) : NULL);
+            return s1;
+        }
         const float *x = cur;
         int hh = h, ww = w;
         if (b->has_expand) {

@@ -31,6 +31,19 @@ typedef struct {
 
 static inline int nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
 
+/* A MobileNetV2 inverted residual block: out = project(dw(expand(in)))
+ * (+ in when residual: stride 1 and cin == cout). expand is NULL when the
+ * expansion factor is 1; dw is the depthwise 3x3 (stride 1 or 2); expand
+ * has ReLU6, project no activation. *_wt: the 1x1 weights in the CPU
+ * GEMM's layout (nn_cpu_pack_1x1 in cpu.h: panels of 16 output channels),
+ * made once at load time like the batch-norm folding; a device backend uses
+ * expand->w / project->w. */
+typedef struct {
+    const nn_conv *expand, *dw, *project;
+    const float *expand_wt, *project_wt;
+    int residual;
+} nn_ir;
+
 typedef struct nn_ops {
     const char *name;
     /* Floats of scratch conv2d needs for this input ([G,H,W,cin]); 0 = none. */
@@ -47,6 +60,17 @@ typedef struct nn_ops {
     void (*linear)(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
     /* out[G,C,HW] = transpose of in[G,HW,C] (torch.flatten order). */
     void (*to_chw)(const float *in, int G, int HW, int C, float *out);
+    /* Optional (NULL: the model runs the block as three conv2d calls).
+     * out[G,Ho,Wo,project.cout] = the inverted residual b on in[G,H,W,cin];
+     * ir_scratch: floats of scratch it needs. */
+    size_t (*ir_scratch)(const nn_ir *b, int G, int H, int W);
+    void (*ir)(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
+    /* Optional (NULL: conv2d). conv2d of a dense conv whose weights were
+     * packed at load time: wp = w viewed as [cout][k*k*cin] in the CPU
+     * GEMM's layout (nn_cpu_pack_1x1); MobileNetV2's first and last convs. */
+    size_t (*conv2d_packed_scratch)(const nn_conv *c, int G, int H, int W);
+    void (*conv2d_packed)(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
+                          float *out, float *scratch);
 } nn_ops;
 
 extern const nn_ops nn_ops_cpu;
@@ -59,6 +83,11 @@ void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out
 void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out);
 void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
 void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out);
+size_t nn_cpu_ir_scratch(const nn_ir *b, int G, int H, int W);
+void nn_cpu_ir(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
+size_t nn_cpu_conv2d_packed_scratch(const nn_conv *c, int G, int H, int W);
+void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
+                          float *out, float *scratch);
 /* Makes OpenBLAS single-threaded (our threads run over the batch). */
 void nn_cpu_init(void);
 #endif

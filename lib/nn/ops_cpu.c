@@ -13,6 +13,7 @@
  * at load (nn_conv.wino) go to nn/winograd.c instead. */
 #include "nn/ops.h"
 #include "nn/winograd.h"
+#include "nn/cpu.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -110,37 +111,29 @@ size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
 }
 
 #ifdef __AVX2__
-/* Four adjacent interior outputs of a depthwise 3x3 row, all 8-channel blocks
- * (channels inner, so the input pixels stream and each loaded input vector
- * feeds up to three outputs). p0: input row iy0 at column ix0 of the first
- * output; rs: floats per input row. Tap order as in dwconv3x3 (bit-identical). */
-static inline __attribute__((always_inline)) void dw_block4(const float *p0, long rs, int C, int C8, const float *w,
-                                                            const float *b, const float *res, float *out, nn_act act,
-                                                            const int s) {
+/* One depthwise 3x3 output block, all 8-channel blocks (channels inner, so
+ * the input pixels stream): nb (1..4) adjacent outputs starting at input
+ * column ix0 whose taps are rows [KY0, KY1) and columns [KX0, KX1) of the
+ * window (the others are padding; KX0 > 0 or KX1 < 3 only with nb = 1).
+ * r[ky]: input row oy*s-1+ky (NULL outside [KY0, KY1)). Each loaded input
+ * vector feeds up to three outputs; taps in (ky, kx) order from the bias. */
+static inline __attribute__((always_inline)) void dw_block(const int KY0, const int KY1, const int KX0, const int KX1,
+                                                           const int s, const int nb, const float *const r[3], int ix0,
+                                                           int C, int C8, const float *w, const float *b,
+                                                           const float *res, float *out, nn_act act) {
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int cb = 0; cb < C8; cb += 8) {
-        __m256 a0 = _mm256_loadu_ps(b + cb), a1 = a0, a2 = a0, a3 = a0;
-        for (int r = 0; r < 3; r++) {
-            const float *p = p0 + r * rs + cb;
-            __m256 w0 = _mm256_loadu_ps(w + (r * 3 + 0) * C + cb), w1 = _mm256_loadu_ps(w + (r * 3 + 1) * C + cb),
-                   w2 = _mm256_loadu_ps(w + (r * 3 + 2) * C + cb);
-            __m256 v[9];
-            for (int k = 0; k < 3 * s + 3; k++) v[k] = _mm256_loadu_ps(p + (long)k * C);
-            a0 = _mm256_fmadd_ps(w0, v[0], a0);
-            a0 = _mm256_fmadd_ps(w1, v[1], a0);
-            a0 = _mm256_fmadd_ps(w2, v[2], a0);
-            a1 = _mm256_fmadd_ps(w0, v[s], a1);
-            a1 = _mm256_fmadd_ps(w1, v[s + 1], a1);
-            a1 = _mm256_fmadd_ps(w2, v[s + 2], a1);
-            a2 = _mm256_fmadd_ps(w0, v[2 * s], a2);
-            a2 = _mm256_fmadd_ps(w1, v[2 * s + 1], a2);
-            a2 = _mm256_fmadd_ps(w2, v[2 * s + 2], a2);
-            a3 = _mm256_fmadd_ps(w0, v[3 * s], a3);
-            a3 = _mm256_fmadd_ps(w1, v[3 * s + 1], a3);
-            a3 = _mm256_fmadd_ps(w2, v[3 * s + 2], a3);
+        __m256 a[4];
+        a[0] = a[1] = a[2] = a[3] = _mm256_loadu_ps(b + cb);
+        for (int ky = KY0; ky < KY1; ky++) {
+            const float *p = r[ky] + cb;
+            __m256 wk[3], v[9];
+            for (int kx = KX0; kx < KX1; kx++) wk[kx] = _mm256_loadu_ps(w + (ky * 3 + kx) * C + cb);
+            for (int k = KX0; k < (nb - 1) * s + KX1; k++) v[k] = _mm256_loadu_ps(p + (long)(ix0 + k) * C);
+            for (int j = 0; j < nb; j++)
+                for (int kx = KX0; kx < KX1; kx++) a[j] = _mm256_fmadd_ps(wk[kx], v[j * s + kx], a[j]);
         }
-        __m256 a[4] = {a0, a1, a2, a3};
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < nb; j++) {
             if (res) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(res + (long)j * C + cb));
             if (act != NN_ACT_NONE) a[j] = _mm256_max_ps(a[j], zero);
             if (act == NN_ACT_RELU6) a[j] = _mm256_min_ps(a[j], six);
@@ -148,83 +141,106 @@ static inline __attribute__((always_inline)) void dw_block4(const float *p0, lon
         }
     }
 }
+
+typedef void (*dw_fn)(const float *const r[3], int ix0, int C, int C8, const float *w, const float *b,
+                      const float *res, float *out, nn_act act);
+#define DW_FN(KY0, KY1, KX0, KX1, S, NB)                                                                          \
+    static void dw_##KY0##KY1##KX0##KX1##S##NB(const float *const r[3], int ix0, int C, int C8, const float *w,    \
+                                               const float *b, const float *res, float *out, nn_act act) {        \
+        dw_block(KY0, KY1, KX0, KX1, S, NB, r, ix0, C, C8, w, b, res, out, act);                                  \
+    }
+/* interior blocks: [ky0][ky1 - 2][s - 1][nb - 1] */
+#define DW_INT(KY0, KY1) \
+    DW_FN(KY0, KY1, 0, 3, 1, 1) DW_FN(KY0, KY1, 0, 3, 1, 2) DW_FN(KY0, KY1, 0, 3, 1, 3) DW_FN(KY0, KY1, 0, 3, 1, 4) \
+    DW_FN(KY0, KY1, 0, 3, 2, 1) DW_FN(KY0, KY1, 0, 3, 2, 2) DW_FN(KY0, KY1, 0, 3, 2, 3) DW_FN(KY0, KY1, 0, 3, 2, 4)
+DW_INT(0, 2)
+DW_INT(0, 3)
+DW_INT(1, 2)
+DW_INT(1, 3)
+#define DW_INT_ROW(KY0, KY1)                                                                                      \
+    {{dw_##KY0##KY1##03##11, dw_##KY0##KY1##03##12, dw_##KY0##KY1##03##13, dw_##KY0##KY1##03##14},                 \
+     {dw_##KY0##KY1##03##21, dw_##KY0##KY1##03##22, dw_##KY0##KY1##03##23, dw_##KY0##KY1##03##24}}
+static const dw_fn dw_interior[2][2][2][4] = {{DW_INT_ROW(0, 2), DW_INT_ROW(0, 3)},
+                                              {DW_INT_ROW(1, 2), DW_INT_ROW(1, 3)}};
+/* edge pixels (one output): [ky0][ky1 - 2][kx0][kx1 - 2] (the stride does not matter for one output) */
+#define DW_EDGE(KY0, KY1) DW_FN(KY0, KY1, 0, 2, 1, 1) DW_FN(KY0, KY1, 1, 2, 1, 1) DW_FN(KY0, KY1, 1, 3, 1, 1)
+DW_EDGE(0, 2)
+DW_EDGE(0, 3)
+DW_EDGE(1, 2)
+DW_EDGE(1, 3)
+#define DW_EDGE_ROW(KY0, KY1) {{dw_##KY0##KY1##02##11, dw_##KY0##KY1##03##11}, {dw_##KY0##KY1##12##11, dw_##KY0##KY1##13##11}}
+static const dw_fn dw_edge[2][2][2][2] = {{DW_EDGE_ROW(0, 2), DW_EDGE_ROW(0, 3)},
+                                          {DW_EDGE_ROW(1, 2), DW_EDGE_ROW(1, 3)}};
+#undef DW_FN
+#undef DW_INT
+#undef DW_INT_ROW
+#undef DW_EDGE
+#undef DW_EDGE_ROW
 #endif
 
+/* Depthwise 3x3 output row (cpu.h). Interior pixels (all three kx taps
+ * inside) four at a time (dw_block), edge pixels one at a time with their
+ * valid taps; channels innermost (8 a vector, scalar tail); taps in
+ * (ky, kx) order from the bias. */
+void nn_cpu_dw3x3_row(const nn_conv *c, const float *const rows[3], int W, const float *res, float *out) {
+    int C = c->cout, s = c->stride;
+    int Wo = nn_conv_out(W, 3, s, 1);
+    const float *w = c->w, *b = c->b;
+    nn_act act = c->act;
+    int ky0 = rows[0] ? 0 : 1, ky1 = rows[2] ? 3 : 2; /* rows[1] always exists */
+    int cb = 0;
+#ifdef __AVX2__
+    int C8 = C / 8 * 8;
+    if (C8) {
+        const dw_fn *fi = dw_interior[ky0][ky1 - 2][s - 1];
+        for (int ox = 0; ox < Wo;) {
+            int ix0 = ox * s - 1;
+            const float *rp = res ? res + (long)ox * C : NULL;
+            if (ix0 < 0 || ix0 + 3 > W) { /* edge pixel */
+                int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
+                dw_edge[ky0][ky1 - 2][kx0][kx1 - 2](rows, ix0, C, C8, w, b, rp, out + (long)ox * C, act);
+                ox++;
+                continue;
+            }
+            int nb = 1; /* interior outputs ahead, up to 4 */
+            while (nb < 4 && ox + nb < Wo && (ox + nb) * s + 1 < W) nb++;
+            fi[nb - 1](rows, ix0, C, C8, w, b, rp, out + (long)ox * C, act);
+            ox += nb;
+        }
+    }
+    cb = C8;
+#endif
+    for (; cb < C; cb++) { /* scalar channels (all of them without AVX2) */
+        for (int ox = 0; ox < Wo; ox++) {
+            int ix0 = ox * s - 1;
+            int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
+            float acc = b[cb];
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) acc += w[(ky * 3 + kx) * C + cb] * rows[ky][(long)(ix0 + kx) * C + cb];
+            if (res) acc += res[(long)ox * C + cb];
+            if (act != NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
+            if (act == NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
+            out[(long)ox * C + cb] = acc;
+        }
+    }
+}
+
 /* Depthwise 3x3, pad 1, stride 1 or 2. in [G,H,W,C], out [G,Ho,Wo,C],
- * w [9][C], b [C]. Interior pixels four at a time (dw_block4), the others
- * with their valid taps only; channels innermost (8 a vector, scalar tail). */
+ * w [9][C], b [C]: row by row. */
 static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
                       float *out) {
     int C = c->cout, s = c->stride;
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
-    const float *w = c->w, *b = c->b;
-    nn_act act = c->act;
     for (int g = 0; g < G; g++) {
         const float *img = in + (long)g * H * W * C;
         for (int oy = 0; oy < Ho; oy++) {
-            float *orow = out + ((long)g * Ho + oy) * Wo * C;
-            const float *rrow = res ? res + ((long)g * Ho + oy) * Wo * C : NULL;
-            int iy0 = oy * s - 1;
-            int ky0 = iy0 < 0 ? 1 : 0, ky1 = iy0 + 3 > H ? H - iy0 : 3;
-            /* interior columns: all three kx taps inside */
-            int ox_lo = (1 + s - 1) / s; /* first ox with ox*s-1 >= 0 */
-            int ox_hi = Wo;              /* first ox with ox*s+1 >= W */
-            while (ox_hi > ox_lo && (ox_hi - 1) * s + 1 >= W) ox_hi--;
-            int cb = 0;
-#ifdef __AVX2__
-            const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-            int C8 = C / 8 * 8;
-            /* interior rows: outputs [bx0, bx1) in blocks of 4 */
-            int bx0 = ox_lo, bx1 = ox_lo;
-            if (ky0 == 0 && ky1 == 3 && C8) bx1 = ox_lo + (ox_hi - ox_lo) / 4 * 4;
-            for (int ox = 0; ox < Wo; ox++) {
-                if (ox == bx0 && bx1 > bx0) {
-                    for (; ox < bx1; ox += 4) {
-                        const float *p0 = img + ((long)iy0 * W + ox * s - 1) * C;
-                        const float *rp = rrow ? rrow + (long)ox * C : NULL;
-                        if (s == 1) dw_block4(p0, (long)W * C, C, C8, w, b, rp, orow + (long)ox * C, act, 1);
-                        else dw_block4(p0, (long)W * C, C, C8, w, b, rp, orow + (long)ox * C, act, 2);
-                    }
-                    ox = bx1 - 1;
-                    continue;
-                }
-                /* any other pixel: its valid taps (padding skipped), channels inner */
-                int ix0 = ox * s - 1, kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3, nt = 0;
-                const float *tp[9], *tw[9];
-                for (int ky = ky0; ky < ky1; ky++)
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        tp[nt] = img + ((long)(iy0 + ky) * W + ix0 + kx) * C;
-                        tw[nt++] = w + (ky * 3 + kx) * C;
-                    }
-                const float *rp = rrow ? rrow + (long)ox * C : NULL;
-                float *op = orow + (long)ox * C;
-                for (int c8 = 0; c8 < C8; c8 += 8) {
-                    __m256 acc = _mm256_loadu_ps(b + c8);
-                    for (int t = 0; t < nt; t++)
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(tw[t] + c8), _mm256_loadu_ps(tp[t] + c8), acc);
-                    if (rp) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rp + c8));
-                    if (act != NN_ACT_NONE) acc = _mm256_max_ps(acc, zero);
-                    if (act == NN_ACT_RELU6) acc = _mm256_min_ps(acc, six);
-                    _mm256_storeu_ps(op + c8, acc);
-                }
+            const float *rows[3];
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = oy * s - 1 + ky;
+                rows[ky] = iy < 0 || iy >= H ? NULL : img + (long)iy * W * C;
             }
-            cb = C8;
-#endif
-            for (; cb < C; cb++) { /* scalar channels (all of them without AVX2) */
-                for (int ox = 0; ox < Wo; ox++) {
-                    int ix0 = ox * s - 1;
-                    int kx0 = ix0 < 0 ? 1 : 0, kx1 = ix0 + 3 > W ? W - ix0 : 3;
-                    float acc = b[cb];
-                    for (int ky = ky0; ky < ky1; ky++)
-                        for (int kx = kx0; kx < kx1; kx++)
-                            acc += w[(ky * 3 + kx) * C + cb] *
-                                   img[((long)(iy0 + ky) * W + ix0 + kx) * C + cb];
-                    if (rrow) acc += rrow[(long)ox * C + cb];
-                    if (act != NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
-                    if (act == NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
-                    orow[(long)ox * C + cb] = acc;
-                }
-            }
+            long o = ((long)g * Ho + oy) * Wo * C;
+            nn_cpu_dw3x3_row(c, rows, W, res ? res + o : NULL, out + o);
         }
     }
 }
@@ -335,4 +351,8 @@ const nn_ops nn_ops_cpu = {
     .avgpool = nn_cpu_avgpool,
     .linear = nn_cpu_linear,
     .to_chw = nn_cpu_to_chw,
+    .ir_scratch = nn_cpu_ir_scratch,
+    .ir = nn_cpu_ir,
+    .conv2d_packed_scratch = nn_cpu_conv2d_packed_scratch,
+    .conv2d_packed = nn_cpu_conv2d_packed,
 };
