@@ -102,6 +102,97 @@ void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H,
     free(wt);
 }
 
+/* ---- dense KxK convolution: im2col per image + sgemm ---- */
+
+/* w [O,Ci,K,K] -> wt [O, K*K*Ci] ((kh,kw,ci) order, matching the im2col columns) */
+static float *conv_wt(const float *w, int64_t O, int64_t Ci, int K) {
+    int KK = K * K;
+    float *wt = mmp_xmalloc(sizeof(float) * (size_t)(O * KK * Ci));
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < Ci; c++)
+            for (int k = 0; k < KK; k++) wt[(o * KK + k) * Ci + c] = w[(o * Ci + c) * KK + k];
+    return wt;
+}
+
+/* one image x[H,W,Ci] -> col[Ho*Wo, K*K*Ci] (zero padding) */
+static void im2col(const float *x, int64_t H, int64_t W, int64_t Ci, int K, int s, int64_t Ho, int64_t Wo, float *col) {
+    int p = K / 2;
+    for (int64_t oh = 0; oh < Ho; oh++)
+        for (int64_t ow = 0; ow < Wo; ow++) {
+            float *c = col + (oh * Wo + ow) * K * K * Ci;
+            for (int kh = 0; kh < K; kh++) {
+                int64_t ih = oh * s - p + kh;
+                for (int kw = 0; kw < K; kw++, c += Ci) {
+                    int64_t iw = ow * s - p + kw;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) memset(c, 0, sizeof(float) * (size_t)Ci);
+                    else memcpy(c, x + (ih * W + iw) * Ci, sizeof(float) * (size_t)Ci);
+                }
+            }
+        }
+}
+
+/* dx[H,W,Ci] += col2im(dcol[Ho*Wo, K*K*Ci]) (dx zeroed by the caller) */
+static void col2im(const float *col, int64_t H, int64_t W, int64_t Ci, int K, int s, int64_t Ho, int64_t Wo, float *dx) {
+    int p = K / 2;
+    for (int64_t oh = 0; oh < Ho; oh++)
+        for (int64_t ow = 0; ow < Wo; ow++) {
+            const float *c = col + (oh * Wo + ow) * K * K * Ci;
+            for (int kh = 0; kh < K; kh++) {
+                int64_t ih = oh * s - p + kh;
+                for (int kw = 0; kw < K; kw++, c += Ci) {
+                    int64_t iw = ow * s - p + kw;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    float *d = dx + (ih * W + iw) * Ci;
+                    for (int64_t e = 0; e < Ci; e++) d[e] += c[e];
+                }
+            }
+        }
+}
+
+void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
+                        int K, int stride, float *z) {
+    int64_t Ho = (H + 2 * (K / 2) - K) / stride + 1, Wo = (W + 2 * (K / 2) - K) / stride + 1, P = Ho * Wo;
+    int64_t KC = (int64_t)K * K * Ci;
+    if (N <= 0) return;
+    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(P * KC));
+    for (int64_t n = 0; n < N; n++) {
+        im2col(x + n * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)P, (int)O, (int)KC, 1.0f, col, (int)KC, wt, (int)KC,
+                    0.0f, z + n * P * O, (int)O);
+    }
+    free(col);
+    free(wt);
+}
+
+void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
+                         const float *w, int64_t O, int K, int stride, float *dx, float *dw) {
+    int64_t Ho = (H + 2 * (K / 2) - K) / stride + 1, Wo = (W + 2 * (K / 2) - K) / stride + 1, P = Ho * Wo;
+    int64_t KC = (int64_t)K * K * Ci, KK = (int64_t)K * K;
+    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(P * KC));
+    float *dwt = mmp_xcalloc((size_t)(O * KC), sizeof(float));
+    if (dx) memset(dx, 0, sizeof(float) * (size_t)(N * H * W * Ci));
+    for (int64_t n = 0; n < N; n++) {
+        const float *g = dz + n * P * O;
+        if (dw) {
+            im2col(x + n * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)KC, (int)P, 1.0f, g, (int)O, col, (int)KC,
+                        1.0f, dwt, (int)KC);
+        }
+        if (dx) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)KC, (int)O, 1.0f, g, (int)O, wt, (int)KC,
+                        0.0f, col, (int)KC);
+            col2im(col, H, W, Ci, K, stride, Ho, Wo, dx + n * H * W * Ci);
+        }
+    }
+    if (dw)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t c = 0; c < Ci; c++)
+                for (int64_t k = 0; k < KK; k++) dw[(o * Ci + c) * KK + k] = dwt[(o * KK + k) * Ci + c];
+    free(dwt);
+    free(col);
+    free(wt);
+}
+
 /* y[M,C] = x*alpha + beta, alpha = w/sqrt(var+eps), beta = b - mean*alpha (torch's eval path) */
 void mmp_bn_eval_forward(const float *x, int64_t M, int64_t C, const float *weight, const float *bias,
                          const float *mean, const float *var, float *y) {
@@ -243,23 +334,27 @@ static int copy_tensor(const mmp_safetensors *src, const char *name, int ndim, c
     return 0;
 }
 
-/* One conv+BN(+ReLU6) unit reading weight wname and BN prefix bn from src. */
-static int add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, const char *wname, const char *bn,
-                    int64_t cin, int64_t cout, int stride, int relu6, int64_t H, int64_t W, char *err, size_t errlen) {
+int mmp_tail_add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, int ksize, const char *wname,
+                      const char *bn, int64_t cin, int64_t cout, int stride, int act, int in, int skip, int64_t H,
+                      int64_t W, char *err, size_t errlen) {
     if (t->nu >= MMP_TAIL_MAX_UNITS) return mmp_errf(err, errlen, "too many layers");
     mmp_tail_unit *u = &t->u[t->nu];
     memset(u, 0, sizeof *u);
     u->kind = kind;
+    u->ksize = kind == MMP_TAIL_CONV ? ksize : kind == MMP_TAIL_DW ? 3 : 1;
     u->cin = cin;
     u->cout = cout;
-    u->stride = stride;
-    u->relu6 = relu6;
+    u->stride = kind == MMP_TAIL_PW ? 1 : stride;
+    u->act = act;
+    u->in = in;
+    u->skip = skip;
     u->H = H;
     u->W = W;
-    u->Ho = kind == MMP_TAIL_DW ? (H - 1) / stride + 1 : H;
-    u->Wo = kind == MMP_TAIL_DW ? (W - 1) / stride + 1 : W;
+    int K = u->ksize;
+    u->Ho = (H + 2 * (K / 2) - K) / u->stride + 1;
+    u->Wo = (W + 2 * (K / 2) - K) / u->stride + 1;
     snprintf(u->bn, sizeof u->bn, "%s", bn);
-    int64_t ws[4] = {cout, kind == MMP_TAIL_DW ? 1 : cin, kind == MMP_TAIL_DW ? 3 : 1, kind == MMP_TAIL_DW ? 3 : 1};
+    int64_t ws[4] = {cout, kind == MMP_TAIL_DW ? 1 : cin, K, K};
     char name[96];
     u->pw = add_param(t, cap, wname, 4, ws);
     if (copy_tensor(src, wname, 4, ws, t->params[u->pw].w, err, errlen)) return -1;
@@ -280,6 +375,40 @@ static int add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int k
     for (int64_t c = 0; c < cout; c++)
         if (!(u->var[c] >= 0) || !isfinite(u->mean[c]))
             return mmp_errf(err, errlen, "%s.running_var/running_mean: channel %lld is not a valid statistic", bn, (long long)c);
+    return 0;
+}
+
+/* MobileNetV2 unit: input = the previous unit, no skip (set after) */
+static int add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, const char *wname, const char *bn,
+                    int64_t cin, int64_t cout, int stride, int relu6, int64_t H, int64_t W, char *err, size_t errlen) {
+    return mmp_tail_add_unit(t, cap, src, kind, 1, wname, bn, cin, cout, stride, relu6 ? MMP_ACT_RELU6 : MMP_ACT_NONE,
+                             t->nu - 1, MMP_TAIL_NOSKIP, H, W, err, errlen);
+}
+
+int mmp_tail_finish(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, const char *cls, int load, char *err,
+                    size_t errlen) {
+    char wn[96], bnm[96];
+    snprintf(wn, sizeof wn, "%s.weight", cls);
+    snprintf(bnm, sizeof bnm, "%s.bias", cls);
+    int64_t lw[2] = {t->ncls, t->F}, lb[1] = {t->ncls};
+    int pw = add_param(t, cap, wn, 2, lw);
+    int pb = add_param(t, cap, bnm, 1, lb);
+    if (load) {
+        const mmp_tensor *cw = mmp_st_get(src, wn);
+        if (cw && cw->ndim == 2 && cw->shape[0] == t->ncls) {
+            if (copy_tensor(src, wn, 2, lw, t->params[pw].w, err, errlen)) return -1;
+            if (copy_tensor(src, bnm, 1, lb, t->params[pb].w, err, errlen)) return -1;
+        }
+    }
+    /* per-slice gradient layout: the conv/BN parameters concatenated */
+    t->goff = mmp_xmalloc(sizeof(size_t) * (size_t)t->np);
+    t->gtotal = 0;
+    for (int k = 0; k < t->np; k++) {
+        t->goff[k] = t->gtotal;
+        if (k < t->np - 2) t->gtotal += t->params[k].n;
+    }
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    t->threads = nc < 1 ? 1 : nc > MMP_TAIL_SLICES ? MMP_TAIL_SLICES : (int)nc;
     return 0;
 }
 
@@ -332,6 +461,7 @@ int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_
         if (s == 1 && cout == c) {
             t->res_unit[t->nu - 1] = 1;
             t->block_in[t->nu - 1] = first_unit; /* the block input = the input of unit first_unit */
+            t->u[t->nu - 1].skip = first_unit - 1;
         }
         c = cout;
     }
@@ -346,25 +476,7 @@ int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_
     if (add_unit(t, &cap, src, MMP_TAIL_PW, w, bn, c, fw->shape[0], 1, 1, H, W, e2, sizeof e2)) goto fail;
     t->last = i;
     t->F = fw->shape[0];
-    int64_t lw[2] = {ncls, t->F}, lb[1] = {ncls};
-    int pw = add_param(t, &cap, "classifier.1.weight", 2, lw);
-    int pb = add_param(t, &cap, "classifier.1.bias", 1, lb);
-    if (load_classifier) {
-        const mmp_tensor *cw = mmp_st_get(src, "classifier.1.weight");
-        if (cw && cw->ndim == 2 && cw->shape[0] == ncls) {
-            if (copy_tensor(src, "classifier.1.weight", 2, lw, t->params[pw].w, e2, sizeof e2)) goto fail;
-            if (copy_tensor(src, "classifier.1.bias", 1, lb, t->params[pb].w, e2, sizeof e2)) goto fail;
-        }
-    }
-    /* per-slice gradient layout: the conv/BN parameters concatenated */
-    t->goff = mmp_xmalloc(sizeof(size_t) * (size_t)t->np);
-    t->gtotal = 0;
-    for (int k = 0; k < t->np; k++) {
-        t->goff[k] = t->gtotal;
-        if (k < t->np - 2) t->gtotal += t->params[k].n;
-    }
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    t->threads = nc < 1 ? 1 : nc > MMP_TAIL_SLICES ? MMP_TAIL_SLICES : (int)nc;
+    if (mmp_tail_finish(t, &cap, src, "classifier.1", load_classifier, e2, sizeof e2)) goto fail;
     return 0;
 bad:
     mmp_tail_free(t);
@@ -378,10 +490,11 @@ static void free_caches(mmp_cnn_tail *t) {
     for (int k = 0; k < t->nu; k++) {
         free(t->u[k].z);
         free(t->u[k].y);
-        t->u[k].z = t->u[k].y = NULL;
+        free(t->u[k].gy);
+        t->u[k].z = t->u[k].y = t->u[k].gy = NULL;
     }
-    free(t->x0); free(t->pool); free(t->mask); free(t->dpool); free(t->g1); free(t->g2); free(t->gin);
-    t->x0 = t->pool = t->mask = t->dpool = t->g1 = t->g2 = t->gin = NULL;
+    free(t->x0); free(t->gx0); free(t->pool); free(t->mask); free(t->dpool); free(t->g1);
+    t->x0 = t->gx0 = t->pool = t->mask = t->dpool = t->g1 = NULL;
     t->cap = 0;
 }
 
@@ -401,24 +514,24 @@ void mmp_tail_free(mmp_cnn_tail *t) {
 static void grow(mmp_cnn_tail *t, int64_t N) {
     if (N <= t->cap) return;
     free_caches(t);
-    size_t n = (size_t)N, widest = (size_t)(t->C0 * t->H0 * t->W0);
+    size_t n = (size_t)N, D = (size_t)(t->C0 * t->H0 * t->W0), widest = D;
     for (int k = 0; k < t->nu; k++) {
         mmp_tail_unit *u = &t->u[k];
         size_t m = (size_t)(u->Ho * u->Wo * u->cout);
         u->z = mmp_xmalloc(sizeof(float) * n * m);
         u->y = mmp_xmalloc(sizeof(float) * n * m);
+        u->gy = mmp_xmalloc(sizeof(float) * n * m);
         size_t mi = (size_t)(u->H * u->W * u->cin);
         widest = m > widest ? m : widest;
         widest = mi > widest ? mi : widest;
     }
     t->widest = (int64_t)widest;
-    t->x0 = mmp_xmalloc(sizeof(float) * n * (size_t)(t->C0 * t->H0 * t->W0));
+    t->x0 = mmp_xmalloc(sizeof(float) * n * D);
+    t->gx0 = mmp_xmalloc(sizeof(float) * n * D);
     t->pool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
     t->mask = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
     t->dpool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
     t->g1 = mmp_xmalloc(sizeof(float) * n * widest);
-    t->g2 = mmp_xmalloc(sizeof(float) * n * widest);
-    t->gin = mmp_xmalloc(sizeof(float) * n * widest);
     t->cap = N;
 }
 
@@ -441,6 +554,11 @@ static void slice_rows(int64_t N, int S, int s, int64_t *n0, int64_t *n1) {
     *n1 = N * (s + 1) / S;
 }
 
+/* per-record size of the output of unit k (k = -1: the tail input) */
+static int64_t out_size(const mmp_cnn_tail *t, int k) {
+    return k < 0 ? t->C0 * t->H0 * t->W0 : t->u[k].Ho * t->u[k].Wo * t->u[k].cout;
+}
+
 /* conv units + pool of rows [n0, n1) */
 static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1) {
     int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
@@ -448,58 +566,63 @@ static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1) {
     mmp_nchw_to_nhwc(x + n0 * D, n, t->C0, t->H0 * t->W0, x0);
     for (int k = 0; k < t->nu; k++) {
         mmp_tail_unit *u = &t->u[k];
-        int64_t pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
-        const float *in = k ? t->u[k - 1].y + n0 * pin : x0;
+        int64_t pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
+        const float *in = u->in >= 0 ? t->u[u->in].y + n0 * out_size(t, u->in) : x0;
         float *z = u->z + n0 * pout, *y = u->y + n0 * pout;
-        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, t->params[u->pw].w, u->cout, z);
-        else mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, z);
+        const float *w = t->params[u->pw].w;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, w, u->cout, z);
+        else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, w, (int)u->stride, z);
+        else mmp_conv2d_forward(in, n, u->H, u->W, u->cin, w, u->cout, u->ksize, (int)u->stride, z);
         mmp_bn_eval_forward(z, Mo, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, u->mean, u->var, y);
-        if (u->relu6) mmp_relu6_forward(y, (size_t)(Mo * u->cout));
-        if (t->res_unit[k]) {
-            int b = t->block_in[k];
-            const float *skip = b ? t->u[b - 1].y + n0 * pout : x0; /* block input: same shape as the output */
-            size_t ne = (size_t)(Mo * u->cout);
-            for (size_t e = 0; e < ne; e++) y[e] += skip[e];
+        size_t ne = (size_t)(Mo * u->cout);
+        if (u->skip != MMP_TAIL_NOSKIP) { /* residual: same shape as the output */
+            const float *sk = u->skip >= 0 ? t->u[u->skip].y + n0 * pout : x0;
+            for (size_t e = 0; e < ne; e++) y[e] += sk[e];
         }
+        if (u->act == MMP_ACT_RELU6) mmp_relu6_forward(y, ne);
+        else if (u->act == MMP_ACT_RELU) mmp_relu_forward(y, ne);
     }
     const mmp_tail_unit *L = &t->u[t->nu - 1];
     mmp_avgpool_forward(L->y + n0 * L->Ho * L->Wo * t->F, n, L->Ho * L->Wo, t->F, t->pool + n0 * t->F);
 }
 
 /* conv-unit gradients of rows [n0, n1) into grad (the conv/BN parameters,
- * concatenated in params order); dx rows when dx. Needs t->dpool. */
+ * concatenated in params order); dx rows when dx. Needs t->dpool. Each
+ * unit's output gradient gy is the sum of its consumers' contributions,
+ * added in the fixed (reverse unit) order. */
 static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64_t n1) {
-    int64_t n = n1 - n0, W = t->widest;
+    int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
     const mmp_tail_unit *L = &t->u[t->nu - 1];
-    float *g = t->g1 + n0 * W, *gn = t->g2 + n0 * W, *gin = t->gin + n0 * W;
-    mmp_avgpool_backward(t->dpool + n0 * t->F, n, L->Ho * L->Wo, t->F, g);
-    int skip_to = -1; /* unit whose input gets the saved skip gradient */
+    float *tmp = t->g1 + n0 * t->widest, *gx0 = t->gx0 + n0 * D;
+    for (int k = 0; k < t->nu - 1; k++) memset(t->u[k].gy + n0 * out_size(t, k), 0, sizeof(float) * (size_t)(n * out_size(t, k)));
+    memset(gx0, 0, sizeof(float) * (size_t)(n * D));
+    mmp_avgpool_backward(t->dpool + n0 * t->F, n, L->Ho * L->Wo, t->F, L->gy + n0 * L->Ho * L->Wo * t->F);
     for (int k = t->nu - 1; k >= 0; k--) {
         mmp_tail_unit *u = &t->u[k];
         int64_t pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
-        size_t no = (size_t)(n * pout);
-        if (t->res_unit[k]) { /* d(block input) gets dy through the skip connection too */
-            memcpy(gin, g, sizeof(float) * no);
-            skip_to = t->block_in[k];
-        }
+        size_t no = (size_t)(n * pout), ni = (size_t)(n * pin);
+        float *g = u->gy + n0 * pout;
         const float *y = u->y + n0 * pout, *z = u->z + n0 * pout;
-        if (u->relu6) mmp_relu6_backward(y, g, no);
+        if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(y, g, no);
+        else if (u->act == MMP_ACT_RELU) mmp_relu_backward(y, g, no);
+        if (u->skip != MMP_TAIL_NOSKIP) { /* the skip source gets dy too */
+            float *gs = u->skip >= 0 ? t->u[u->skip].gy + n0 * pout : gx0;
+            for (size_t e = 0; e < no; e++) gs[e] += g[e];
+        }
         float *gw = grad + t->goff[u->pw], *gbw = grad + t->goff[u->pbw], *gbb = grad + t->goff[u->pbb];
         mmp_bn_eval_backward(z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, g, gbw, gbb);
-        const float *in = k ? t->u[k - 1].y + n0 * pin : t->x0 + n0 * pin;
-        float *dxk = k > 0 || dx ? gn : NULL;
-        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, t->params[u->pw].w, u->cout, dxk, gw);
-        else mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, t->params[u->pw].w, (int)u->stride, dxk, gw);
-        if (dxk && skip_to == k) {
-            size_t ni = (size_t)(n * pin);
-            for (size_t e = 0; e < ni; e++) dxk[e] += gin[e];
-            skip_to = -1;
+        const float *in = u->in >= 0 ? t->u[u->in].y + n0 * pin : t->x0 + n0 * pin;
+        float *dxk = u->in >= 0 || dx ? tmp : NULL;
+        const float *w = t->params[u->pw].w;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
+        else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
+        else mmp_conv2d_backward(in, g, n, u->H, u->W, u->cin, w, u->cout, u->ksize, (int)u->stride, dxk, gw);
+        if (dxk) {
+            float *gi = u->in >= 0 ? t->u[u->in].gy + n0 * pin : gx0;
+            for (size_t e = 0; e < ni; e++) gi[e] += dxk[e];
         }
-        float *tmp = g;
-        g = gn;
-        gn = tmp;
     }
-    if (dx) mmp_nhwc_to_nchw(g, n, t->C0, t->H0 * t->W0, dx + n0 * t->C0 * t->H0 * t->W0);
+    if (dx) mmp_nhwc_to_nchw(gx0, n, t->C0, t->H0 * t->W0, dx + n0 * D);
 }
 
 static void *slice_worker(void *arg) {

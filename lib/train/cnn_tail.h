@@ -72,6 +72,17 @@ void mmp_bn_eval_forward(const float *x, int64_t M, int64_t C, const float *weig
 void mmp_bn_eval_backward(const float *x, const float *dy, int64_t M, int64_t C, const float *weight,
                           const float *mean, const float *var, float *dx, float *dweight, float *dbias);
 
+/* Dense KxK convolution (K = 1 or 3), padding K/2, stride s, no bias:
+ * x[N,H,W,Ci], w [O,Ci,K,K] (torch layout), z[N,Ho,Wo,O],
+ * Ho = (H + 2*(K/2) - K)/s + 1 (likewise Wo). im2col per image + sgemm. */
+void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
+                        int K, int stride, float *z);
+/* dw[O,Ci,K,K] (overwritten) and dx[N,H,W,Ci] (overwritten, col2im; NULL to skip) from dz[N,Ho,Wo,O]. */
+void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
+                         const float *w, int64_t O, int K, int stride, float *dx, float *dw);
+
+/* (ReLU: mmp_relu_forward/backward of train/nn.h) */
+
 /* ReLU6 in place: x = min(max(x,0),6). */
 void mmp_relu6_forward(float *x, size_t n);
 /* dx *= (0 < y < 6), y = the ReLU6 output (torch's hardtanh_backward). */
@@ -90,13 +101,22 @@ void mmp_nhwc_to_nchw(const float *x, int64_t N, int64_t C, int64_t HW, float *y
 /* the tail                                                          */
 /* ---------------------------------------------------------------- */
 
-enum { MMP_TAIL_PW = 0, MMP_TAIL_DW = 1 };
+enum { MMP_TAIL_PW = 0, MMP_TAIL_DW = 1, MMP_TAIL_CONV = 2 /* dense KxK, stride s */ };
+enum { MMP_ACT_NONE = 0, MMP_ACT_RELU6 = 1, MMP_ACT_RELU = 2 };
+#define MMP_TAIL_NOSKIP (-2)
 
-/* conv + eval BN (+ ReLU6): one unit */
+/* conv + eval BN (+ skip input) (+ activation): one unit
+ *   y = act(BN(conv(in)) + skip)
+ * in: the unit whose output is the input (-1: the tail input); skip: the
+ * unit whose output is added (-1: the tail input, MMP_TAIL_NOSKIP: none).
+ * Units are in topological order (in, skip < own index). */
 typedef struct {
-    int kind;               /* MMP_TAIL_PW or MMP_TAIL_DW */
+    int kind;               /* MMP_TAIL_PW, MMP_TAIL_DW or MMP_TAIL_CONV */
     int64_t cin, cout, stride, H, W, Ho, Wo;
-    int relu6;
+    int ksize;              /* MMP_TAIL_CONV: 1 or 3 */
+    int act;                /* MMP_ACT_* */
+    int in, skip;
+    float *gy;              /* backward: dloss/d(unit output) [N*Ho*Wo, cout] */
     int pw, pbw, pbb;       /* parameter indices: conv weight, BN weight, BN bias */
     char bn[64];            /* "features.17.conv.0.1" (BN prefix) */
     float *mean, *var;      /* running statistics [cout] (frozen) */
@@ -107,6 +127,7 @@ typedef struct {
 typedef struct {
     int first, last;        /* features.first .. features.last (the final 1x1 conv) */
     int64_t C0, H0, W0;     /* input [C0,H0,W0] per record */
+    int arch;               /* 0: MobileNetV2 (features.*), 1: ResNet (layer*) */
     int64_t F, ncls;        /* pooled width (1280), classes */
     float dropout;
     int nu;
@@ -116,7 +137,7 @@ typedef struct {
     int np;
     mmp_param *params;      /* owned: tail parameters then classifier.1.weight, classifier.1.bias */
     int64_t cap, widest;    /* batch capacity of the caches; widest activation per record */
-    float *x0, *pool, *mask, *dpool, *g1, *g2, *gin;
+    float *x0, *gx0, *pool, *mask, *dpool, *g1;
     int masked;             /* the last forward applied dropout */
     /* threads: the batch is cut into min(N, MMP_TAIL_SLICES) fixed slices (whatever the
      * thread count), their weight gradients summed in slice order: bit-identical
@@ -154,6 +175,17 @@ void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uin
 /* Parameter gradients (overwritten) from dlogits[N,ncls], after the forward
  * (train = 1) of the same x. dx (NULL to skip) gets dloss/dx [N, C0*H0*W0]. */
 void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *dx);
+
+/* building blocks of a tail builder (cnn_tail.c, resnet_tail.c): one
+ * conv + BN unit reading wname [cout,cin|1,K,K] and the BN prefix bn from
+ * src (params appended; *cap: the params capacity); then the classifier
+ * (cls.weight [ncls,F], cls.bias, read from src when load and present with
+ * that shape) and the slice layout. 0 or -1 with err. */
+int mmp_tail_add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, int ksize, const char *wname,
+                      const char *bn, int64_t cin, int64_t cout, int stride, int act, int in, int skip, int64_t H,
+                      int64_t W, char *err, size_t errlen);
+int mmp_tail_finish(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, const char *cls, int load, char *err,
+                    size_t errlen);
 
 /* Adds the frozen buffers (running_mean/var) to a checkpoint writer. */
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w);
