@@ -6,10 +6,12 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "train/resnet_tail.h"
 
 const char *mmp_head_kind_name(mmp_head_kind k) {
     return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : k == MMP_HEAD_GATED ? "gated"
-           : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail" : "linear";
+           : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail"
+           : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
@@ -19,6 +21,7 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     else if (!strcmp(s, "gated")) *k = MMP_HEAD_GATED;
     else if (!strcmp(s, "attention")) *k = MMP_HEAD_ATTENTION;
     else if (!strcmp(s, "mnv2-tail")) *k = MMP_HEAD_MNV2_TAIL;
+    else if (!strcmp(s, "resnet-tail")) *k = MMP_HEAD_RESNET_TAIL;
     else return -1;
     return 0;
 }
@@ -137,6 +140,23 @@ int mmp_head_init_tail(mmp_head *h, const mmp_safetensors *src, int first, int64
     return 0;
 }
 
+int mmp_head_init_resnet_tail(mmp_head *h, const mmp_safetensors *src, int L, int i, int64_t H0, int64_t W0, int64_t C,
+                              int load_fc, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    mmp_cnn_tail *t = mmp_xcalloc(1, sizeof *t);
+    if (mmp_resnet_tail_init(t, src, L, i, H0, W0, C, load_fc, err, errlen)) {
+        free(t);
+        return -1;
+    }
+    h->kind = MMP_HEAD_RESNET_TAIL;
+    h->tail = t;
+    h->in_dim = t->C0 * t->H0 * t->W0;
+    h->out_dim = C;
+    h->np = t->np;
+    h->params = t->params;
+    return 0;
+}
+
 void mmp_head_free(mmp_head *h) {
     if (h->tail) { /* owns params */
         mmp_tail_free(h->tail);
@@ -175,7 +195,7 @@ void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
         mmp_fuse_params_init(&h->fp, seed);
         first = h->np - 2; /* the classifier */
     }
-    if (h->kind == MMP_HEAD_MNV2_TAIL) first = h->np - 2; /* the tail comes from the backbone */
+    if (MMP_HEAD_IS_TAIL(h->kind)) first = h->np - 2; /* the tail comes from the backbone */
     for (int i = first; i < h->np; i++) {
         mmp_param *p = &h->params[i];
         if (!strcmp(p->name, "logit_scale")) {
@@ -210,7 +230,7 @@ static void grow(mmp_head *h, int64_t N) {
 
 void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_t *rng,
                       float *logits) {
-    if (h->kind == MMP_HEAD_MNV2_TAIL) {
+    if (MMP_HEAD_IS_TAIL(h->kind)) {
         mmp_tail_forward(h->tail, x, N, train, rng, logits);
         return;
     }
@@ -239,7 +259,7 @@ void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_
 }
 
 void mmp_head_backward(mmp_head *h, const float *x, int64_t N, const float *dlogits) {
-    if (h->kind == MMP_HEAD_MNV2_TAIL) { /* uses the activations of the last forward (train = 1) */
+    if (MMP_HEAD_IS_TAIL(h->kind)) { /* uses the activations of the last forward (train = 1) */
         mmp_tail_backward(h->tail, N, dlogits, NULL);
         return;
     }

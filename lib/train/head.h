@@ -26,6 +26,11 @@
  *           cached block activations (mmp-embed --layer features.K:flat), BN in eval
  *           mode: torchvision's own names (features.17.conv.0.0.weight ...,
  *           classifier.1.weight [C,1280], classifier.1.bias); see train/cnn_tail.h.
+ *   resnet-tail  torchvision ResNet blocks after layerL (or block layerL.i) .. layer4
+ *           + fc trained on cached stage activations (mmp-embed --layer layer3:flat),
+ *           BN in eval mode: torchvision's names (layer4.0.conv1.weight, layer4.0.bn1.*,
+ *           layer4.0.downsample.0.weight ..., fc.weight [C,F], fc.bias); see
+ *           train/resnet_tail.h.
  */
 #ifndef MMP_TRAIN_HEAD_H
 #define MMP_TRAIN_HEAD_H
@@ -41,7 +46,10 @@
 extern "C" {
 #endif
 
-typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL } mmp_head_kind;
+typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL,
+               MMP_HEAD_RESNET_TAIL } mmp_head_kind;
+/* 1 for the CNN-tail heads (mnv2-tail, resnet-tail: h->tail) */
+#define MMP_HEAD_IS_TAIL(k) ((k) == MMP_HEAD_MNV2_TAIL || (k) == MMP_HEAD_RESNET_TAIL)
 /* 1 for the fusion heads (gated, attention) */
 #define MMP_HEAD_IS_FUSE(k) ((k) == MMP_HEAD_GATED || (k) == MMP_HEAD_ATTENTION)
 
@@ -92,6 +100,12 @@ int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, 
  * 0 or -1 (err). */
 int mmp_head_init_tail(mmp_head *h, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t C,
                        float dropout, int load_classifier, char *err, size_t errlen);
+/* resnet-tail head (see train/resnet_tail.h): the blocks after layerL (block
+ * i; -1 = the whole stage) of src (a torchvision ResNet state dict or a
+ * resnet-tail checkpoint) on inputs [C0,H0,W0]; C classes; fc.* read from src
+ * when load_fc. 0 or -1 (err). */
+int mmp_head_init_resnet_tail(mmp_head *h, const mmp_safetensors *src, int L, int i, int64_t H0, int64_t W0, int64_t C,
+                              int load_fc, char *err, size_t errlen);
 void mmp_head_free(mmp_head *h);
 /* PyTorch's default initialisation distributions (not its RNG stream):
  * Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); projections

@@ -1,0 +1,297 @@
+/* The resnet-tail head (train/resnet_tail.h on the train/cnn_tail.h engine):
+ * - the dense convolution's backward (3x3 stride 1 and 2, 1x1 stride 2, odd
+ *   sizes) against central finite differences, and its forward against a
+ *   direct loop;
+ * - parity with PyTorch 1.13 / torchvision 0.14 (fixtures from
+ *   tests/fixtures/gen_train_resnet_tail.py: tiny BasicBlock and Bottleneck
+ *   tails with stride-2 downsample blocks and identity blocks, eval-mode BN
+ *   with nonzero running statistics, 5x7 inputs): logits, loss, every
+ *   parameter gradient and dloss/dx; losses and weights after 5 AdamW and 5
+ *   SGD(momentum) steps;
+ * - bit-identical results for 1..4 threads; clear errors for bad backbones. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmp.h"
+#include "testlib.h"
+#include "train/head.h"
+#include "train/nn.h"
+#include "train/resnet_tail.h"
+
+static uint64_t rs = 4242;
+static float rnd(void) { return (float)(mmp_trng_uniform(&rs) * 2 - 1); }
+static void fill(float *a, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) a[i] = rnd() * scale;
+}
+
+/* scale-aware comparison: |a-b| <= tol * max|b| */
+static double cmp(const char *what, const float *a, const float *b, size_t n, double tol) {
+    double mx = 0, worst = 0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (mx + 1e-30);
+        if (d > worst || d != d) { worst = d != d ? INFINITY : d; w = i; }
+    }
+    printf("%-52s n=%-5zu max rel err %.3g (tol %.0e)\n", what, n, worst, tol);
+    CHECKF(worst <= tol, "%s: element %zu: %.9g vs %.9g (rel %.3g)", what, w, a[w], b[w], worst);
+    return worst;
+}
+
+/* ---------------- dense convolution ---------------- */
+
+typedef struct { float *x, *w, *y, *r; int64_t N, H, W, Ci, O; int K, s; size_t ny; } cv_ctx;
+static double cv_loss(cv_ctx *c) {
+    mmp_conv2d_forward(c->x, c->N, c->H, c->W, c->Ci, c->w, c->O, c->K, c->s, c->y);
+    double s = 0;
+    for (size_t i = 0; i < c->ny; i++) s += (double)c->y[i] * c->r[i];
+    return s;
+}
+static void fd(const char *what, float *p, size_t n, const float *g, cv_ctx *c) {
+    float *num = malloc(sizeof(float) * n), h = 1e-2f;
+    for (size_t i = 0; i < n; i++) {
+        float s = p[i];
+        p[i] = s + h;
+        double lp = cv_loss(c);
+        p[i] = s - h;
+        double lm = cv_loss(c);
+        p[i] = s;
+        num[i] = (float)((lp - lm) / (2.0 * (double)h));
+    }
+    cmp(what, g, num, n, 1e-3);
+    free(num);
+}
+static void test_conv(int K, int s) {
+    cv_ctx c = {.N = 2, .H = 5, .W = 7, .Ci = 3, .O = 4, .K = K, .s = s};
+    int p = K / 2;
+    int64_t Ho = (c.H + 2 * p - K) / s + 1, Wo = (c.W + 2 * p - K) / s + 1;
+    size_t nx = (size_t)(c.N * c.H * c.W * c.Ci), nw = (size_t)(c.O * c.Ci * K * K);
+    c.ny = (size_t)(c.N * Ho * Wo * c.O);
+    c.x = malloc(sizeof(float) * nx); c.w = malloc(sizeof(float) * nw);
+    c.y = malloc(sizeof(float) * c.ny); c.r = malloc(sizeof(float) * c.ny);
+    fill(c.x, nx, 1); fill(c.w, nw, 1); fill(c.r, c.ny, 1);
+    /* forward vs the definition (NHWC x, torch [O,Ci,K,K] w) */
+    float *ref = malloc(sizeof(float) * c.ny);
+    for (int64_t n = 0; n < c.N; n++)
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++)
+                for (int64_t o = 0; o < c.O; o++) {
+                    double a = 0;
+                    for (int64_t ci = 0; ci < c.Ci; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
+                                if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                                a += (double)c.x[((n * c.H + ih) * c.W + iw) * c.Ci + ci] * c.w[((o * c.Ci + ci) * K + kh) * K + kw];
+                            }
+                    ref[((n * Ho + oh) * Wo + ow) * c.O + o] = (float)a;
+                }
+    cv_loss(&c);
+    char nm[80];
+    snprintf(nm, sizeof nm, "conv %dx%d stride %d forward vs definition", K, K, s);
+    cmp(nm, c.y, ref, c.ny, 1e-6);
+    float *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
+    mmp_conv2d_backward(c.x, c.r, c.N, c.H, c.W, c.Ci, c.w, c.O, K, s, dx, dw);
+    snprintf(nm, sizeof nm, "fd conv %dx%d stride %d dW", K, K, s);
+    fd(nm, c.w, nw, dw, &c);
+    snprintf(nm, sizeof nm, "fd conv %dx%d stride %d dx", K, K, s);
+    fd(nm, c.x, nx, dx, &c);
+    free(c.x); free(c.w); free(c.y); free(c.r); free(ref); free(dx); free(dw);
+}
+
+/* ---------------- PyTorch parity ---------------- */
+
+static const mmp_tensor *need(const mmp_safetensors *st, const char *name) {
+    const mmp_tensor *t = mmp_st_get(st, name);
+    if (!t || t->dtype != MMP_F32) {
+        fprintf(stderr, "fixture tensor %s missing\n", name);
+        exit(1);
+    }
+    return t;
+}
+
+typedef struct { const char *name; int L, i; int64_t C0; int nu, np; } model;
+static const model models[2] = {
+    {"basic", 2, -1, 3, 3 + 2 + 3, 3 * 8 + 2},      /* layer3.0: ds+2, layer3.1: 2, layer4.0: ds+2 */
+    {"bottleneck", 3, 0, 8, 3 + 4, 3 * 7 + 2},      /* layer3.1: 3, layer4.0: ds+3 */
+};
+
+static void make_head(mmp_head *h, const mmp_safetensors *st, const model *m) {
+    char err[512];
+    if (mmp_head_init_resnet_tail(h, st, m->L, m->i, 5, 7, 3, 1, err, sizeof err)) {
+        fprintf(stderr, "mmp_head_init_resnet_tail: %s\n", err);
+        exit(1);
+    }
+}
+
+static void test_parity(const model *m) {
+    mmp_safetensors st, ss;
+    char p1[128], p2[128];
+    snprintf(p1, sizeof p1, "tests/fixtures/train_resnet_tail/%s.init.safetensors", m->name);
+    snprintf(p2, sizeof p2, "tests/fixtures/train_resnet_tail/%s.steps.safetensors", m->name);
+    mmp_st_open_or_die(&st, t_root_path(p1));
+    mmp_st_open_or_die(&ss, t_root_path(p2));
+    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    enum { N = 10, C = 3 };
+    const int64_t D = m->C0 * 5 * 7;
+    int64_t y[N];
+    for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
+    mmp_head h;
+    make_head(&h, &st, m);
+    CHECKF(h.in_dim == D && h.out_dim == C && h.tail->nu == m->nu && h.np == m->np, "%s: structure (nu %d np %d)", m->name,
+           h.tail->nu, h.np);
+    CHECK(h.tail->last == 400 && h.tail->first == (m->i < 0 ? 300 : 301));
+    float logits[N * C], dl[N * C], *dx = malloc(sizeof(float) * (size_t)(N * D));
+    uint64_t rng = 1;
+    char nm[200];
+    snprintf(nm, sizeof nm, "%s: logits", m->name);
+    mmp_head_forward(&h, x, N, 1, &rng, logits);
+    cmp(nm, logits, need(&st, "logits0")->data, N * C, 1e-5);
+    float loss = (float)mmp_ce_loss(logits, y, N, C, NULL, 0, dl);
+    snprintf(nm, sizeof nm, "%s: loss", m->name);
+    cmp(nm, &loss, need(&st, "loss0")->data, 1, 1e-5);
+    mmp_tail_backward(h.tail, N, dl, dx);
+    double worst = 0;
+    for (int i = 0; i < h.np; i++) {
+        snprintf(nm, sizeof nm, "grad.%s", h.params[i].name);
+        const mmp_tensor *g = need(&st, nm);
+        CHECKF((size_t)mmp_numel(g->ndim, g->shape) == h.params[i].n, "%s: size", nm);
+        printf("  ");
+        worst = fmax(worst, cmp(nm, h.params[i].g, g->data, h.params[i].n, 1e-5));
+    }
+    printf("%s: gradients: worst max rel err %.3g over %d tensors\n", m->name, worst, h.np);
+    snprintf(nm, sizeof nm, "%s: dx (dloss/dinput)", m->name);
+    cmp(nm, dx, need(&st, "dx0")->data, (size_t)(N * D), 1e-5);
+    mmp_head_free(&h);
+    for (int o = 0; o < 2; o++) {
+        const char *on = o ? "sgd" : "adamw";
+        mmp_optim opt;
+        mmp_optim_defaults(&opt, o ? MMP_OPT_SGD : MMP_OPT_ADAMW);
+        double lr;
+        if (o) { opt.momentum = 0.9; opt.weight_decay = 1e-3; lr = 0.01; }
+        else { opt.weight_decay = 1e-2; lr = 1e-2; }
+        make_head(&h, &st, m);
+        enum { STEPS = 5, B = 4 };
+        float losses[STEPS], *bx = malloc(sizeof(float) * (size_t)(B * D)), bl[B * C], bd[B * C];
+        int64_t by[B];
+        for (int s = 0; s < STEPS; s++) {
+            for (int b = 0; b < B; b++) {
+                int r = (s * B + b) % N;
+                memcpy(bx + b * D, x + r * D, sizeof(float) * (size_t)D);
+                by[b] = y[r];
+            }
+            mmp_head_forward(&h, bx, B, 1, &rng, bl);
+            losses[s] = (float)mmp_ce_loss(bl, by, B, C, NULL, 0, bd);
+            mmp_head_backward(&h, bx, B, bd);
+            mmp_optim_step(&opt, h.params, h.np, s, lr);
+        }
+        snprintf(nm, sizeof nm, "%s.losses", on);
+        char n2[240];
+        snprintf(n2, sizeof n2, "%s: %s", m->name, nm);
+        cmp(n2, losses, need(&ss, nm)->data, STEPS, 1e-5);
+        worst = 0;
+        for (int i = 0; i < h.np; i++) {
+            snprintf(nm, sizeof nm, "%s.final.%s", on, h.params[i].name);
+            worst = fmax(worst, cmp(nm, h.params[i].w, need(&ss, nm)->data, h.params[i].n, 1e-5));
+        }
+        printf("%s %s: %d steps, final weights worst max rel err %.3g\n", m->name, on, STEPS, worst);
+        free(bx);
+        mmp_head_free(&h);
+    }
+    free(dx);
+    mmp_st_close(&st);
+    mmp_st_close(&ss);
+}
+
+/* the same bits for 1..4 threads */
+static void test_threads(const model *m) {
+    mmp_safetensors st;
+    char p1[128];
+    snprintf(p1, sizeof p1, "tests/fixtures/train_resnet_tail/%s.init.safetensors", m->name);
+    mmp_st_open_or_die(&st, t_root_path(p1));
+    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    enum { N = 10, C = 3 };
+    const int64_t D = m->C0 * 5 * 7;
+    int64_t y[N];
+    for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
+    float *ref = NULL;
+    size_t total = 0;
+    for (int T = 1; T <= 4; T++) {
+        mmp_head h;
+        make_head(&h, &st, m);
+        h.tail->threads = T;
+        mmp_optim opt;
+        mmp_optim_defaults(&opt, MMP_OPT_ADAMW);
+        float lg[N * C], dl[N * C], *dx = malloc(sizeof(float) * (size_t)(N * D));
+        for (int s = 0; s < 3; s++) {
+            mmp_head_forward(&h, x, N, 1, NULL, lg);
+            mmp_ce_loss(lg, y, N, C, NULL, 0, dl);
+            mmp_tail_backward(h.tail, N, dl, dx);
+            mmp_optim_step(&opt, h.params, h.np, s, 1e-2);
+        }
+        if (!ref) {
+            for (int i = 0; i < h.np; i++) total += h.params[i].n;
+            ref = malloc(sizeof(float) * (total + (size_t)(N * D)));
+        }
+        float *cur = malloc(sizeof(float) * (total + (size_t)(N * D)));
+        size_t o = 0;
+        for (int i = 0; i < h.np; i++) {
+            memcpy(cur + o, h.params[i].w, sizeof(float) * h.params[i].n);
+            o += h.params[i].n;
+        }
+        memcpy(cur + o, dx, sizeof(float) * (size_t)(N * D));
+        if (T == 1) memcpy(ref, cur, sizeof(float) * (total + (size_t)(N * D)));
+        else CHECKF(!memcmp(ref, cur, sizeof(float) * (total + (size_t)(N * D))), "%s: %d threads differ from 1", m->name, T);
+        free(cur);
+        free(dx);
+        mmp_head_free(&h);
+    }
+    printf("%s: threads 1..4: 3 AdamW steps give bit-identical weights and dx\n", m->name);
+    free(ref);
+    mmp_st_close(&st);
+}
+
+static void test_errors(void) {
+    mmp_safetensors st;
+    mmp_st_open_or_die(&st, t_root_path("tests/fixtures/train_resnet_tail/basic.init.safetensors"));
+    mmp_head h;
+    char err[512] = "";
+    int L, i;
+    CHECK(mmp_resnet_parse_layer("layer3:flat", &L, &i) == 0 && L == 3 && i == -1);
+    CHECK(mmp_resnet_parse_layer("layer3.1", &L, &i) == 0 && L == 3 && i == 1);
+    CHECK(mmp_resnet_parse_layer("layer5", &L, &i) == -1 && mmp_resnet_parse_layer("features.3", &L, &i) == -1);
+    CHECK(mmp_resnet_parse_layer("layer2.x", &L, &i) == -1);
+    CHECK(mmp_resnet_spatial(224, 3) == 14 && mmp_resnet_spatial(224, 4) == 7 && mmp_resnet_spatial(32, 3) == 2);
+    /* after the last block: nothing to train */
+    CHECK(mmp_head_init_resnet_tail(&h, &st, 4, -1, 2, 2, 3, 0, err, sizeof err) == -1);
+    printf("after layer4: %s\n", err);
+    CHECK(mmp_head_init_resnet_tail(&h, &st, 3, 5, 3, 4, 3, 0, err, sizeof err) == -1);
+    printf("layer3.5: %s\n", err);
+    CHECK(strstr(err, "layer3") != NULL);
+    /* layer3.0 output: 4 channels at 3x4 -> layer3.1, layer4.0; fc zero */
+    CHECK(mmp_head_init_resnet_tail(&h, &st, 3, 0, 3, 4, 3, 0, err, sizeof err) == 0);
+    CHECK(h.in_dim == 4 * 3 * 4 && h.params[h.np - 2].w[0] == 0 && !strcmp(h.params[h.np - 2].name, "fc.weight"));
+    mmp_head_free(&h);
+    /* a MobileNetV2 state dict is not a ResNet */
+    mmp_safetensors mb;
+    mmp_st_open_or_die(&mb, t_root_path("tests/fixtures/train_tail/init.safetensors"));
+    CHECK(mmp_head_init_resnet_tail(&h, &mb, 3, -1, 5, 7, 3, 0, err, sizeof err) == -1);
+    printf("MobileNetV2 backbone: %s\n", err);
+    mmp_st_close(&mb);
+    mmp_st_close(&st);
+}
+
+int main(void) {
+    mmp_train_init_blas();
+    test_conv(3, 1);
+    test_conv(3, 2);
+    test_conv(1, 2);
+    test_conv(1, 1);
+    for (int k = 0; k < 2; k++) {
+        test_parity(&models[k]);
+        test_threads(&models[k]);
+    }
+    test_errors();
+    TEST_END();
+}
