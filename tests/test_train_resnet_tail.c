@@ -268,6 +268,7 @@ static void test_errors(void) {
     printf("after layer4: %s\n", err);
     CHECK(mmp_head_init_resnet_tail(&h, &st, 3, 5, 3, 4, 3, 0, err, sizeof err) == -1);
     printf("layer3.5: %s\n", err);
+    CHECK(strstr(err, "no block layer3.5") != NULL);
     CHECK(strstr(err, "layer3") != NULL);
     /* layer3.0 output: 4 channels at 3x4 -> layer3.1, layer4.0; fc zero */
     CHECK(mmp_head_init_resnet_tail(&h, &st, 3, 0, 3, 4, 3, 0, err, sizeof err) == 0);

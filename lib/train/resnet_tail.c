@@ -36,14 +36,13 @@ int mmp_resnet_nblocks(const mmp_safetensors *src, int L) {
 }
 
 int mmp_resnet_next_block(const mmp_safetensors *src, int L, int i, int *tl, int *ti) {
-    int nb = mmp_resnet_nblocks(src, L);
-    if (i >= 0 && i + 1 < nb) {
+    if (i >= 0 && rget(src, L, i + 1, "conv1.weight")) { /* (a checkpoint holds only the trained blocks) */
         *tl = L;
         *ti = i + 1;
         return 0;
     }
     for (int l = L + 1; l <= 4; l++)
-        if (mmp_resnet_nblocks(src, l) > 0) {
+        if (rget(src, l, 0, "conv1.weight")) {
             *tl = l;
             *ti = 0;
             return 0;
@@ -74,11 +73,14 @@ int mmp_resnet_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int L, int
     if (L < 1 || L > 4) return mmp_errf(err, errlen, "the input must be the output of layer1..layer3 (or a block of layer1..4)");
     if (H0 < 1 || W0 < 1 || H0 > 4096 || W0 > 4096 || ncls < 1)
         return mmp_errf(err, errlen, "bad tail input %lldx%lld or class count %lld", (long long)H0, (long long)W0, (long long)ncls);
-    if (i >= 0 && i >= mmp_resnet_nblocks(src, L))
-        return mmp_errf(err, errlen, "layer%d has %d blocks, no layer%d.%d", L, mmp_resnet_nblocks(src, L), L, i);
+    if (i >= 0 && !rget(src, L, i, "conv1.weight") && !rget(src, L, i + 1, "conv1.weight"))
+        return mmp_errf(err, errlen, "no block layer%d.%d (layer%d has %d blocks)", L, i, L, mmp_resnet_nblocks(src, L));
+    int any = 0;
+    for (int k = 1; k <= 4; k++) any |= mmp_resnet_nblocks(src, k) > 0 || rget(src, k, 1, "conv1.weight") != NULL;
+    if (!any) return mmp_errf(err, errlen, "not a torchvision ResNet (no blocks layerN.i.conv1.weight)");
     if (mmp_resnet_next_block(src, L, i, &l, &b))
-        return mmp_errf(err, errlen, "not a torchvision ResNet with blocks after layer%d%s (layerN.i.conv1.weight); "
-                        "the last block has nothing to train after it", L, i >= 0 ? ".i" : "");
+        return mmp_errf(err, errlen, "no ResNet block after layer%d%s: nothing to train (embed an earlier layer)", L,
+                        i >= 0 ? ".i" : "");
     int64_t c = mmp_resnet_block_cin(src, l, b);
     t->arch = 1;
     t->first = l * 100 + b;

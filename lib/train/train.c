@@ -10,6 +10,7 @@
 
 #include "nn/provenance.h"
 #include "train/cnn_tail.h"
+#include "train/resnet_tail.h"
 #include "train/metrics.h"
 
 #define LOGIT_SCALE_MAX 4.605170185988092 /* log(100), CLIP's clamp */
@@ -52,6 +53,7 @@ void mmp_train_cfg_defaults(mmp_train_cfg *c) {
     snprintf(c->pair_field, sizeof c->pair_field, "text_embedding");
     snprintf(c->labels_field, sizeof c->labels_field, "labels");
     c->from = -1;
+    c->rn_block = -1;
 }
 
 static int pnum(const char *v, double *out) {
@@ -167,7 +169,14 @@ int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err,
     } else if (!strcmp(k, "from")) {
         /* "auto", "features.K" or "features.K:flat" (as mmp-embed --layer), or K */
         const char *p = v;
-        if (!strcmp(v, "auto")) { c->from = -1; return 0; }
+        if (!strcmp(v, "auto")) { c->from = -1; c->rn_layer = 0; c->rn_block = -1; return 0; }
+        if (!strncmp(v, "layer", 5)) { /* resnet-tail: layerL[.i][:flat] */
+            int L, i;
+            if (mmp_resnet_parse_layer(v, &L, &i)) BAD();
+            c->rn_layer = L;
+            c->rn_block = i;
+            return 0;
+        }
         if (!strncmp(p, "features.", 9)) p += 9;
         char *e;
         errno = 0;
@@ -251,6 +260,13 @@ void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m) {
         mset(m, "backbone", "%s", c->backbone);
         if (c->from >= 0) mset(m, "from", "features.%d", c->from);
         if (c->in_h > 0) mset(m, "in_hw", "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
+    } else if (c->head == MMP_HEAD_RESNET_TAIL) {
+        mset(m, "backbone", "%s", c->backbone);
+        if (c->rn_layer > 0) {
+            if (c->rn_block >= 0) mset(m, "from", "layer%d.%d", c->rn_layer, c->rn_block);
+            else mset(m, "from", "layer%d", c->rn_layer);
+        }
+        if (c->in_h > 0) mset(m, "in_hw", "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
     }
 }
 
@@ -326,9 +342,10 @@ static int check_combo(const mmp_train_cfg *c, char *err, size_t errlen) {
                mmp_head_kind_name(c->head));
         return -1;
     }
-    if (c->head == MMP_HEAD_MNV2_TAIL) {
+    if (MMP_HEAD_IS_TAIL(c->head)) {
         if (c->standardize > 0) {
-            mmp_errf(err, errlen, "--standardize is not available for the mnv2-tail head (it sees the block activations as the network does)");
+            mmp_errf(err, errlen, "--standardize is not available for the %s head (it sees the block activations as the network does)",
+                     mmp_head_kind_name(c->head));
             return -1;
         }
         if (c->nhidden > 0) { mmp_errf(err, errlen, "--hidden needs --head mlp"); return -1; }
@@ -426,6 +443,29 @@ static void grow_batch(mmp_trainer *tr, int64_t B) {
 static int setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (check_combo(c, err, errlen)) return -1;
+    if (c->head == MMP_HEAD_RESNET_TAIL) {
+        if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
+        if (c->rn_layer < 1 || c->in_h < 1 || !src) { mmp_errf(err, errlen, "resnet-tail: the input layer and size are unknown"); return -1; }
+        char e2[512];
+        if (mmp_head_init_resnet_tail(&tr->head, src, c->rn_layer, c->rn_block, c->in_h, c->in_w, tr->ncls, from_ckpt, e2, sizeof e2)) {
+            mmp_errf(err, errlen, "--head resnet-tail: %s", e2);
+            return -1;
+        }
+        tr->head.tail->dropout = (float)c->dropout;
+        tr->head.dropout = (float)c->dropout;
+        if (tr->head.in_dim != tr->in_dim) {
+            const mmp_cnn_tail *t = tr->head.tail;
+            char lay[32];
+            if (c->rn_block >= 0) snprintf(lay, sizeof lay, "layer%d.%d", c->rn_layer, c->rn_block);
+            else snprintf(lay, sizeof lay, "layer%d", c->rn_layer);
+            mmp_errf(err, errlen, "--head resnet-tail: the output of %s is [%lld,%lld,%lld] = %lld values, the features have %lld "
+                     "(embed with mmp-embed --layer %s:flat; --in-hw HxW for its spatial size)",
+                     lay, (long long)t->C0, (long long)t->H0, (long long)t->W0, (long long)tr->head.in_dim, (long long)tr->in_dim, lay);
+            mmp_head_free(&tr->head);
+            return -1;
+        }
+        return 0;
+    }
     if (c->head == MMP_HEAD_MNV2_TAIL) {
         if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
         if (c->from < 0 || c->in_h < 1 || !src) { mmp_errf(err, errlen, "mnv2-tail: the input block and size are unknown"); return -1; }
@@ -522,6 +562,51 @@ static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err
     return 0;
 }
 
+/* resnet-tail: the input layer (layerL[.i]) and size from the stream header
+ * (embed.layer = "layer3:flat", embed.size = "HxW") unless given. */
+static int resolve_resnet_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err, size_t errlen) {
+    if (!c->backbone[0]) {
+        mmp_errf(err, errlen, "--head resnet-tail needs --backbone FILE.safetensors (the pretrained torchvision ResNet)");
+        return -1;
+    }
+    const char *layer = mmp_meta_get(&ds->hdr.meta, "embed.layer");
+    const char *arch = mmp_meta_get(&ds->hdr.meta, "embed.arch");
+    if (arch && strncmp(arch, "resnet", 6)) {
+        mmp_errf(err, errlen, "%s: features of %s (embed.arch); the resnet-tail head needs ResNet stage activations", ds->name, arch);
+        return -1;
+    }
+    if (layer) {
+        int L, i;
+        if (mmp_resnet_parse_layer(layer, &L, &i) || !strstr(layer, ":flat") || L > 3 + (i >= 0)) {
+            mmp_errf(err, errlen, "%s: embed.layer is \"%s\"; the resnet-tail head needs flattened stage activations "
+                     "(mmp-embed --layer layer3:flat, layer1..layer3 or a block layerL.i)", ds->name, layer);
+            return -1;
+        }
+        if (c->rn_layer > 0 && (c->rn_layer != L || c->rn_block != i)) {
+            mmp_errf(err, errlen, "%s: the stream holds %s activations (embed.layer), --from says layer%d%s", ds->name, layer, c->rn_layer,
+                     c->rn_block >= 0 ? ".i" : "");
+            return -1;
+        }
+        c->rn_layer = L;
+        c->rn_block = i;
+    }
+    if (c->rn_layer < 1) {
+        mmp_errf(err, errlen, "%s: no embed.layer in the header: give --from layerL (the stage whose output the stream holds)", ds->name);
+        return -1;
+    }
+    if (c->in_h <= 0) {
+        const char *sz = mmp_meta_get(&ds->hdr.meta, "embed.size");
+        long long h, w;
+        if (!sz || sscanf(sz, "%lldx%lld", &h, &w) != 2 || h < 1 || w < 1) {
+            mmp_errf(err, errlen, "%s: embed.size unknown (\"%s\"): give --in-hw HxW (the activations' spatial size)", ds->name, sz ? sz : "");
+            return -1;
+        }
+        c->in_h = mmp_resnet_spatial(h, c->rn_layer);
+        c->in_w = mmp_resnet_spatial(w, c->rn_layer);
+    }
+    return 0;
+}
+
 int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_dataset *ds, char *err,
                      size_t errlen) {
     memset(tr, 0, sizeof *tr);
@@ -532,8 +617,8 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     tr->pair_dim = ds->dim2;
     tr->ncls = ds->ncls;
     tr->best_metric = -INFINITY;
-    if (c->head == MMP_HEAD_MNV2_TAIL) {
-        if (resolve_tail_input(c, ds, err, errlen)) return -1;
+    if (MMP_HEAD_IS_TAIL(c->head)) {
+        if (c->head == MMP_HEAD_MNV2_TAIL ? resolve_tail_input(c, ds, err, errlen) : resolve_resnet_input(c, ds, err, errlen)) return -1;
         mmp_safetensors bb;
         char e2[512];
         if (mmp_st_open(&bb, c->backbone, e2, sizeof e2)) { mmp_errf(err, errlen, "--backbone: %s", e2); return -1; }

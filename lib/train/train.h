@@ -15,7 +15,8 @@
  * also "fuse.mode" (gated|attention) and "fuse.heads" (attention), the keys
  * lib/fuse's checkpoint reader uses, so mmp-fuse --checkpoint applies the
  * fusion part of the same file (it ignores classifier.* and optim.*).
- * mnv2-tail heads also "backbone", "from" (features.K: the input block),
+ * mnv2-tail heads also "backbone", "from" (features.K: the input block;
+ * resnet-tail: layerL or layerL.i),
  * "in_hw" (its spatial size) and the frozen BN buffers
  * features.*.running_mean/running_var (see train/cnn_tail.h).
  */
@@ -69,6 +70,9 @@ typedef struct {
     char backbone[1024];  /* the pretrained MobileNetV2 (safetensors) the tail starts from */
     int from;             /* input = output of features.FROM (-1: from the stream's embed.layer) */
     int64_t in_h, in_w;   /* input spatial size of the tail (0: from the stream's embed.size) */
+    /* resnet-tail head (backbone, in_h/in_w as above): input = the output of
+     * layer RN_LAYER (block RN_BLOCK, -1 = the whole stage); 0 = from the stream's embed.layer */
+    int rn_layer, rn_block;
 } mmp_train_cfg;
 
 void mmp_train_cfg_defaults(mmp_train_cfg *c);
