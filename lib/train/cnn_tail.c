@@ -520,14 +520,12 @@ static void grow(mmp_cnn_tail *t, int64_t N) {
         size_t m = (size_t)(u->Ho * u->Wo * u->cout);
         u->z = mmp_xmalloc(sizeof(float) * n * m);
         u->y = mmp_xmalloc(sizeof(float) * n * m);
-        u->gy = mmp_xmalloc(sizeof(float) * n * m);
         size_t mi = (size_t)(u->H * u->W * u->cin);
         widest = m > widest ? m : widest;
         widest = mi > widest ? mi : widest;
     }
     t->widest = (int64_t)widest;
     t->x0 = mmp_xmalloc(sizeof(float) * n * D);
-    t->gx0 = mmp_xmalloc(sizeof(float) * n * D);
     t->pool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
     t->mask = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
     t->dpool = mmp_xmalloc(sizeof(float) * n * (size_t)t->F);
@@ -681,6 +679,11 @@ void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *
     mmp_linear_backward(t->pool, dlogits, N, t->F, cw->w, t->ncls, t->dpool, cw->g, cb->g);
     if (t->masked) mmp_dropout_backward(t->mask, t->dpool, (size_t)(N * t->F));
     if (!t->sgrad) t->sgrad = mmp_xmalloc(sizeof(float) * (size_t)MMP_TAIL_SLICES * t->gtotal);
+    if (!t->gx0) { /* the output gradients: only for training (freed with the caches) */
+        for (int k = 0; k < t->nu; k++)
+            t->u[k].gy = mmp_xmalloc(sizeof(float) * (size_t)t->cap * (size_t)(t->u[k].Ho * t->u[k].Wo * t->u[k].cout));
+        t->gx0 = mmp_xmalloc(sizeof(float) * (size_t)t->cap * (size_t)(t->C0 * t->H0 * t->W0));
+    }
     slice_run r = {.t = t, .dx = dx, .N = N, .nslices = nslices(N), .backward = 1};
     run_slices(&r);
     /* sum the slices' gradients in slice order */
