@@ -100,6 +100,42 @@ static void test_conv(int K, int s) {
     free(c.x); free(c.w); free(c.y); free(c.r); free(ref); free(dx); free(dw);
 }
 
+/* large images: im2col in several chunks of images (one per call here) ==
+ * the definition; backward == the sum of one-image backwards */
+static void test_conv_chunks(void) {
+    enum { N = 3, H = 64, W = 64, Ci = 64, O = 4 };
+    size_t nx = (size_t)N * H * W * Ci, nw = (size_t)O * Ci * 9, ny = (size_t)N * H * W * O;
+    float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), *y = malloc(sizeof(float) * ny);
+    float *ref = malloc(sizeof(float) * ny), *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
+    float *dx1 = malloc(sizeof(float) * nx), *dw1 = malloc(sizeof(float) * nw), *dws = calloc(nw, sizeof(float));
+    fill(x, nx, 1); fill(w, nw, 1);
+    mmp_conv2d_forward(x, N, H, W, Ci, w, O, 3, 1, y);
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < H; oh++)
+            for (int ow = 0; ow < W; ow++)
+                for (int o = 0; o < O; o++) {
+                    double a = 0;
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            int ih = oh - 1 + kh, iw = ow - 1 + kw;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            for (int c = 0; c < Ci; c++)
+                                a += (double)x[(((size_t)n * H + ih) * W + iw) * Ci + c] * w[((o * Ci + c) * 3 + kh) * 3 + kw];
+                        }
+                    ref[(((size_t)n * H + oh) * W + ow) * O + o] = (float)a;
+                }
+    cmp("conv 3x3 64x64x64, 3 images (chunked) vs definition", y, ref, ny, 1e-6);
+    mmp_conv2d_backward(x, y, N, H, W, Ci, w, O, 3, 1, dx, dw);
+    for (int n = 0; n < N; n++) {
+        size_t px = (size_t)H * W * Ci;
+        mmp_conv2d_backward(x + n * px, y + (size_t)n * H * W * O, 1, H, W, Ci, w, O, 3, 1, dx1 + n * px, dw1);
+        for (size_t k = 0; k < nw; k++) dws[k] += dw1[k];
+    }
+    cmp("conv backward dx, chunked vs one image at a time", dx, dx1, nx, 1e-6);
+    cmp("conv backward dW, chunked vs sum of one-image dW", dw, dws, nw, 1e-5);
+    free(x); free(w); free(y); free(ref); free(dx); free(dw); free(dx1); free(dw1); free(dws);
+}
+
 /* ---------------- PyTorch parity ---------------- */
 
 static const mmp_tensor *need(const mmp_safetensors *st, const char *name) {
@@ -289,6 +325,7 @@ int main(void) {
     test_conv(3, 2);
     test_conv(1, 2);
     test_conv(1, 1);
+    test_conv_chunks();
     for (int k = 0; k < 2; k++) {
         test_parity(&models[k]);
         test_threads(&models[k]);

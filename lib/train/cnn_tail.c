@@ -102,7 +102,7 @@ void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H,
     free(wt);
 }
 
-/* ---- dense KxK convolution: im2col per image + sgemm ---- */
+/* ---- dense KxK convolution: im2col + sgemm over chunks of images ---- */
 
 /* w [O,Ci,K,K] -> wt [O, K*K*Ci] ((kh,kw,ci) order, matching the im2col columns) */
 static float *conv_wt(const float *w, int64_t O, int64_t Ci, int K) {
@@ -149,16 +149,24 @@ static void col2im(const float *col, int64_t H, int64_t W, int64_t Ci, int K, in
         }
 }
 
+/* images per im2col + sgemm call: whole slices of small images (one sgemm of
+ * many rows), at most ~4M floats of columns */
+static int64_t conv_chunk(int64_t N, int64_t P, int64_t KC) {
+    int64_t c = ((int64_t)1 << 22) / (P * KC > 0 ? P * KC : 1);
+    return c < 1 ? 1 : c > N ? N : c;
+}
+
 void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
                         int K, int stride, float *z) {
     int64_t Ho = (H + 2 * (K / 2) - K) / stride + 1, Wo = (W + 2 * (K / 2) - K) / stride + 1, P = Ho * Wo;
-    int64_t KC = (int64_t)K * K * Ci;
+    int64_t KC = (int64_t)K * K * Ci, B = conv_chunk(N, P, KC);
     if (N <= 0) return;
-    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(P * KC));
-    for (int64_t n = 0; n < N; n++) {
-        im2col(x + n * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)P, (int)O, (int)KC, 1.0f, col, (int)KC, wt, (int)KC,
-                    0.0f, z + n * P * O, (int)O);
+    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(B * P * KC));
+    for (int64_t n0 = 0; n0 < N; n0 += B) {
+        int64_t nb = N - n0 < B ? N - n0 : B;
+        for (int64_t n = 0; n < nb; n++) im2col(x + (n0 + n) * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col + n * P * KC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * P), (int)O, (int)KC, 1.0f, col, (int)KC, wt, (int)KC,
+                    0.0f, z + n0 * P * O, (int)O);
     }
     free(col);
     free(wt);
@@ -167,21 +175,23 @@ void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t
 void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
                          const float *w, int64_t O, int K, int stride, float *dx, float *dw) {
     int64_t Ho = (H + 2 * (K / 2) - K) / stride + 1, Wo = (W + 2 * (K / 2) - K) / stride + 1, P = Ho * Wo;
-    int64_t KC = (int64_t)K * K * Ci, KK = (int64_t)K * K;
-    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(P * KC));
+    int64_t KC = (int64_t)K * K * Ci, KK = (int64_t)K * K, B = conv_chunk(N, P, KC);
+    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(B * P * KC));
     float *dwt = mmp_xcalloc((size_t)(O * KC), sizeof(float));
     if (dx) memset(dx, 0, sizeof(float) * (size_t)(N * H * W * Ci));
-    for (int64_t n = 0; n < N; n++) {
-        const float *g = dz + n * P * O;
+    for (int64_t n0 = 0; n0 < N; n0 += B) {
+        int64_t nb = N - n0 < B ? N - n0 : B;
+        const float *g = dz + n0 * P * O;
         if (dw) {
-            im2col(x + n * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)KC, (int)P, 1.0f, g, (int)O, col, (int)KC,
+            for (int64_t n = 0; n < nb; n++) im2col(x + (n0 + n) * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col + n * P * KC);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)KC, (int)(nb * P), 1.0f, g, (int)O, col, (int)KC,
                         1.0f, dwt, (int)KC);
         }
         if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)KC, (int)O, 1.0f, g, (int)O, wt, (int)KC,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(nb * P), (int)KC, (int)O, 1.0f, g, (int)O, wt, (int)KC,
                         0.0f, col, (int)KC);
-            col2im(col, H, W, Ci, K, stride, Ho, Wo, dx + n * H * W * Ci);
+            for (int64_t n = 0; n < nb; n++)
+                col2im(col + n * P * KC, H, W, Ci, K, stride, Ho, Wo, dx + (n0 + n) * H * W * Ci);
         }
     }
     if (dw)

@@ -74,7 +74,7 @@ void mmp_bn_eval_backward(const float *x, const float *dy, int64_t M, int64_t C,
 
 /* Dense KxK convolution (K = 1 or 3), padding K/2, stride s, no bias:
  * x[N,H,W,Ci], w [O,Ci,K,K] (torch layout), z[N,Ho,Wo,O],
- * Ho = (H + 2*(K/2) - K)/s + 1 (likewise Wo). im2col per image + sgemm. */
+ * Ho = (H + 2*(K/2) - K)/s + 1 (likewise Wo). im2col + one sgemm per chunk of images. */
 void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
                         int K, int stride, float *z);
 /* dw[O,Ci,K,K] (overwritten) and dx[N,H,W,Ci] (overwritten, col2im; NULL to skip) from dz[N,Ho,Wo,O]. */
