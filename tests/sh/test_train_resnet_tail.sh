@@ -106,6 +106,14 @@ else
   echo "(no torch: PyTorch interop check skipped)"
 fi
 
+# the recipe pipelines/finetune-tail with a ResNet (--from layer3 -> --head resnet-tail)
+mmp-synth --classes > classes.txt
+mmp-synth -n 60 --seed 4 --first 5000 --prefix te- -o test.tar
+if "$MMP_ROOT/pipelines/finetune-tail" --out ft --from layer3 --size 64 --epochs 2 --classes-from classes.txt s.tar test.tar "$M" > ft.txt 2> ft.err; then
+  grep -q "weighted avg" ft.txt && [ -s ft/head.safetensors ] && [ -s ft/train.layer3.mmp ] && grep -q '"head":"resnet-tail"' ft/head.safetensors \
+    && ok "finetune-tail --from layer3" || fail "finetune-tail (ResNet) output"
+else cat ft.err; fail "finetune-tail --from layer3 failed"; fi
+
 # bad inputs
 bad() { # WHAT EXPECTED-SUBSTRING CMD...
   local what=$1 want=$2; shift 2
