@@ -16,49 +16,16 @@
 #include "nn/cpu.h"
 #include "nn/nn.h"
 #include "nn/ops.h"
+#include "nn_testlib.h"
 #include "testlib.h"
 
 static uint64_t rs = 777;
-static float frand(void) {
-    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)((rs >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-}
-static float *randv(size_t n, float scale) {
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
-    return v;
-}
 
-static void naive_conv(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out) {
-    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
-    for (int g = 0; g < G; g++)
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++)
-                for (int o = 0; o < c->cout; o++) {
-                    double s = c->b[o];
-                    for (int ky = 0; ky < c->k; ky++)
-                        for (int kx = 0; kx < c->k; kx++) {
-                            int iy = oy * c->stride - c->pad + ky, ix = ox * c->stride - c->pad + kx;
-                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                            const float *p = in + (((size_t)g * H + iy) * W + ix) * c->cin;
-                            if (c->depthwise)
-                                s += (double)c->w[(ky * c->k + kx) * c->cout + o] * p[o];
-                            else
-                                for (int i = 0; i < c->cin; i++)
-                                    s += (double)c->w[((size_t)o * c->k * c->k + ky * c->k + kx) * c->cin + i] * p[i];
-                        }
-                    size_t oi = (((size_t)g * Ho + oy) * Wo + ox) * c->cout + o;
-                    if (res) s += res[oi];
-                    if (c->act != NN_ACT_NONE && s < 0) s = 0;
-                    if (c->act == NN_ACT_RELU6 && s > 6) s = 6;
-                    out[oi] = (float)s;
-                }
-}
 
 static nn_conv mkconv(int cin, int cout, int k, int s, int dw, nn_act a) {
     nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
-    c.w = randv((size_t)cout * k * k * (dw ? 1 : cin), dw ? 0.5f : 1.5f / sqrtf((float)(k * k * cin)));
-    c.b = randv(cout, 0.5f);
+    c.w = t_randv(&rs, (size_t)cout * k * k * (dw ? 1 : cin), dw ? 0.5f : 1.5f / sqrtf((float)(k * k * cin)));
+    c.b = t_randv(&rs, cout, 0.5f);
     return c;
 }
 
@@ -72,14 +39,14 @@ static void test_ir(int G, int H, int W, int cin, int hid, int cout, int s) {
     nn_ir b = {has_ex ? &ex : NULL, &dw, &pj, has_ex ? ewt : NULL, pwt, residual};
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
     size_t ni = (size_t)H * W * cin, no = (size_t)Ho * Wo * cout;
-    float *in = randv(ni * G, 3.0f), *o1 = malloc(sizeof(float) * no * G), *o2 = malloc(sizeof(float) * no * G);
+    float *in = t_randv(&rs, ni * G, 3.0f), *o1 = malloc(sizeof(float) * no * G), *o2 = malloc(sizeof(float) * no * G);
     float *e = malloc(sizeof(float) * (size_t)G * H * W * hid), *d = malloc(sizeof(float) * (size_t)G * Ho * Wo * hid);
     size_t sn = nn_cpu_ir_scratch(&b, G, H, W);
     float *scratch = malloc(sizeof(float) * (sn ? sn : 1));
     nn_cpu_ir(&b, in, G, H, W, o1, scratch);
-    if (has_ex) naive_conv(&ex, in, G, H, W, NULL, e);
-    naive_conv(&dw, has_ex ? e : in, G, H, W, NULL, d);
-    naive_conv(&pj, d, G, Ho, Wo, residual ? in : NULL, o2);
+    if (has_ex) t_naive_conv(&ex, in, G, H, W, NULL, e);
+    t_naive_conv(&dw, has_ex ? e : in, G, H, W, NULL, d);
+    t_naive_conv(&pj, d, G, Ho, Wo, residual ? in : NULL, o2);
     double err = t_maxrel(o1, o2, no * G, 1e-4, 1e-4, NULL);
     CHECKF(err <= 1, "ir G%d %dx%d %d->%d->%d s%d (scratch %zu floats): err %.3g", G, H, W, cin, hid, cout, s, sn,
            err);
@@ -100,12 +67,12 @@ static void test_packed(int G, int H, int W, int cin, int cout, int k, int s, nn
     float *wp = nn_cpu_pack_1x1(c.w, cout, k * k * cin);
     int Ho = nn_conv_out(H, k, s, k / 2), Wo = nn_conv_out(W, k, s, k / 2);
     size_t ni = (size_t)H * W * cin, no = (size_t)Ho * Wo * cout;
-    float *in = randv(ni * G, 3.0f), *res = with_res ? randv(no * G, 1.0f) : NULL;
+    float *in = t_randv(&rs, ni * G, 3.0f), *res = with_res ? t_randv(&rs, no * G, 1.0f) : NULL;
     float *o1 = malloc(sizeof(float) * no * G), *o2 = malloc(sizeof(float) * no * G);
     size_t sn = nn_cpu_conv2d_packed_scratch(&c, G, H, W);
     float *scratch = malloc(sizeof(float) * (sn ? sn : 1));
     nn_cpu_conv2d_packed(&c, wp, in, G, H, W, res, o1, scratch);
-    naive_conv(&c, in, G, H, W, res, o2);
+    t_naive_conv(&c, in, G, H, W, res, o2);
     double err = t_maxrel(o1, o2, no * G, 1e-5, 1e-5, NULL);
     CHECKF(err <= 1, "packed conv G%d %dx%d %d->%d k%d s%d act%d res%d: err %.3g", G, H, W, cin, cout, k, s, a,
            with_res, err);
@@ -136,7 +103,7 @@ static void test_model_batch_independence(const char *io) {
     for (int i = 0; i < NN; i++) /* the fixture's images, then noise */
         if (i < N) nn_normalize_u8((const uint8_t *)in->data + (size_t)i * per, H, W, p.mean, p.std, x + i * per);
         else
-            for (size_t k = 0; k < per; k++) x[i * per + k] = frand() * 2;
+            for (size_t k = 0; k < per; k++) x[i * per + k] = t_frand(&rs) * 2;
     const char *specs[2] = {"pool", "features.13:flat"};
     for (int sp = 0; sp < 2; sp++) {
         nn_layer l;
@@ -180,7 +147,7 @@ int main(void) {
     for (int M = 1; M <= 13; M++)
         for (int N = 1; N <= 40; N += (N < 18 ? 1 : 7)) {
             int K = 1 + (M * 7 + N) % 23;
-            float *A = randv((size_t)M * K, 1), *w = randv((size_t)N * K, 1), *b = randv(N, 1), *R = randv((size_t)M * N, 1);
+            float *A = t_randv(&rs, (size_t)M * K, 1), *w = t_randv(&rs, (size_t)N * K, 1), *b = t_randv(&rs, N, 1), *R = t_randv(&rs, (size_t)M * N, 1);
             float *C = malloc(sizeof(float) * M * N), *wp = nn_cpu_pack_1x1(w, N, K);
             nn_cpu_pw_gemm(M, N, K, A, K, wp, b, R, C, NN_ACT_NONE);
             double worst = 0;

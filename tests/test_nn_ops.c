@@ -6,62 +6,26 @@
 
 #include "mmp.h"
 #include "nn/ops.h"
+#include "nn_testlib.h"
 #include "testlib.h"
 
 static uint64_t rs = 12345;
-static float frand(void) {
-    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)((rs >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-}
-static float *randv(size_t n) {
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) v[i] = frand();
-    return v;
-}
-static float act(double v, nn_act a) {
-    if (a != NN_ACT_NONE && v < 0) v = 0;
-    if (a == NN_ACT_RELU6 && v > 6) v = 6;
-    return (float)v;
-}
 
-static void naive_conv(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out) {
-    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
-    for (int g = 0; g < G; g++)
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++)
-                for (int o = 0; o < c->cout; o++) {
-                    double s = c->b[o];
-                    for (int ky = 0; ky < c->k; ky++)
-                        for (int kx = 0; kx < c->k; kx++) {
-                            int iy = oy * c->stride - c->pad + ky, ix = ox * c->stride - c->pad + kx;
-                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                            const float *p = in + (((size_t)g * H + iy) * W + ix) * c->cin;
-                            if (c->depthwise)
-                                s += (double)c->w[(ky * c->k + kx) * c->cout + o] * p[o];
-                            else
-                                for (int i = 0; i < c->cin; i++)
-                                    s += (double)c->w[((size_t)o * c->k * c->k + ky * c->k + kx) * c->cin + i] * p[i];
-                        }
-                    size_t oi = (((size_t)g * Ho + oy) * Wo + ox) * c->cout + o;
-                    if (res) s += res[oi];
-                    out[oi] = act(s, c->act);
-                }
-}
 
 static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int dw, nn_act a, int with_res) {
     nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
-    c.w = randv((size_t)cout * k * k * (dw ? 1 : cin));
-    c.b = randv(cout);
+    c.w = t_randv(&rs, (size_t)cout * k * k * (dw ? 1 : cin), 1.0f);
+    c.b = t_randv(&rs, cout, 1.0f);
     int Ho = nn_conv_out(H, k, s, k / 2), Wo = nn_conv_out(W, k, s, k / 2);
     size_t no = (size_t)G * Ho * Wo * cout;
-    float *in = randv((size_t)G * H * W * cin), *res = with_res ? randv(no) : NULL;
+    float *in = t_randv(&rs, (size_t)G * H * W * cin, 1.0f), *res = with_res ? t_randv(&rs, no, 1.0f) : NULL;
     if (a == NN_ACT_RELU6)
         for (size_t i = 0; i < (size_t)G * H * W * cin; i++) in[i] *= 8; /* reach the clamp */
     float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
     size_t sn = nn_cpu_conv2d_scratch(&c, G, H, W);
     float *scratch = sn ? malloc(sizeof(float) * sn) : NULL;
     nn_cpu_conv2d(&c, in, G, H, W, res, o1, scratch);
-    naive_conv(&c, in, G, H, W, res, o2);
+    t_naive_conv(&c, in, G, H, W, res, o2);
     double e = t_maxrel(o1, o2, no, 1e-5, 1e-5, NULL);
     CHECKF(e <= 1, "conv G%d %dx%d cin %d cout %d k%d s%d dw%d act%d res%d: err %.3g", G, H, W, cin, cout, k, s, dw,
            a, with_res, e);
@@ -84,7 +48,7 @@ int main(void) {
         }
         /* maxpool / avgpool / to_chw, C = 11 (vector + tail) */
         int G = 2, C = 11, Ho = nn_conv_out(H, 3, 2, 1), Wo = nn_conv_out(W, 3, 2, 1);
-        float *in = randv((size_t)G * H * W * C), *o = malloc(sizeof(float) * G * Ho * Wo * C);
+        float *in = t_randv(&rs, (size_t)G * H * W * C, 1.0f), *o = malloc(sizeof(float) * G * Ho * Wo * C);
         nn_cpu_maxpool3x3s2(in, G, H, W, C, o);
         for (int g = 0; g < G; g++)
             for (int oy = 0; oy < Ho; oy++)
@@ -112,7 +76,7 @@ int main(void) {
     }
     /* linear */
     int G = 3, D = 19, O = 10;
-    float *x = randv(G * D), *w = randv(O * D), *b = randv(O), y[30];
+    float *x = t_randv(&rs, G * D, 1.0f), *w = t_randv(&rs, O * D, 1.0f), *b = t_randv(&rs, O, 1.0f), y[30];
     nn_cpu_linear(x, G, D, w, b, O, y);
     for (int g = 0; g < G; g++)
         for (int o = 0; o < O; o++) {

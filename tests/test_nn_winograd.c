@@ -20,18 +20,10 @@
 #include "mmp.h"
 #include "nn/ops.h"
 #include "nn/winograd.h"
+#include "nn_testlib.h"
 #include "testlib.h"
 
 static uint64_t rs = 777;
-static float frand(void) {
-    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)((rs >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-}
-static float *randv(size_t n) {
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) v[i] = frand();
-    return v;
-}
 
 /* out[G,H,W,cout] in double, 3x3 stride 1 pad 1, + b (+ res), act;
  * returns max |value before the activation| (the error scale). */
@@ -77,10 +69,10 @@ static double worst[3]; /* im2col, F(2x2), F(4x4) vs double */
 
 static void test_case(int G, int H, int W, int cin, int cout, nn_act act, int with_res) {
     nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0};
-    c.w = randv((size_t)cout * 9 * cin);
-    c.b = randv(cout);
+    c.w = t_randv(&rs, (size_t)cout * 9 * cin, 1.0f);
+    c.b = t_randv(&rs, cout, 1.0f);
     size_t ni = (size_t)G * H * W * cin, no = (size_t)G * H * W * cout;
-    float *in = randv(ni), *res = with_res ? randv(no) : NULL;
+    float *in = t_randv(&rs, ni, 1.0f), *res = with_res ? t_randv(&rs, no, 1.0f) : NULL;
     if (act == NN_ACT_RELU6)
         for (size_t i = 0; i < ni; i++) in[i] *= 4; /* reach the clamp */
     double *ref = malloc(sizeof(double) * no);

@@ -1,0 +1,49 @@
+/* Helpers shared by the CNN engine tests (test_nn_ops, test_nn_ir,
+ * test_nn_winograd): a small LCG for reproducible inputs and the naive
+ * reference convolution every kernel is checked against. */
+#ifndef MMP_NN_TESTLIB_H
+#define MMP_NN_TESTLIB_H
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "nn/ops.h"
+
+/* uniform in [-1, 1) from the LCG state *s */
+static inline float t_frand(uint64_t *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((*s >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+/* n values t_frand(s) * scale (malloc'ed) */
+static inline float *t_randv(uint64_t *s, size_t n, float scale) {
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) v[i] = t_frand(s) * scale;
+    return v;
+}
+/* out[G,Ho,Wo,cout] = act(conv(in[G,H,W,cin]) + b (+ res)), accumulated in
+ * double, straight from the definition (dense or depthwise per c). */
+static inline void t_naive_conv(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out) {
+    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    for (int g = 0; g < G; g++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++)
+                for (int o = 0; o < c->cout; o++) {
+                    double s = c->b[o];
+                    for (int ky = 0; ky < c->k; ky++)
+                        for (int kx = 0; kx < c->k; kx++) {
+                            int iy = oy * c->stride - c->pad + ky, ix = ox * c->stride - c->pad + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            const float *p = in + (((size_t)g * H + iy) * W + ix) * c->cin;
+                            if (c->depthwise)
+                                s += (double)c->w[(ky * c->k + kx) * c->cout + o] * p[o];
+                            else
+                                for (int i = 0; i < c->cin; i++)
+                                    s += (double)c->w[((size_t)o * c->k * c->k + ky * c->k + kx) * c->cin + i] * p[i];
+                        }
+                    size_t oi = (((size_t)g * Ho + oy) * Wo + ox) * c->cout + o;
+                    if (res) s += res[oi];
+                    if (c->act != NN_ACT_NONE && s < 0) s = 0;
+                    if (c->act == NN_ACT_RELU6 && s > 6) s = 6;
+                    out[oi] = (float)s;
+                }
+}
+#endif
