@@ -14,30 +14,13 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "tail_testlib.h"
 #include "testlib.h"
 #include "train/head.h"
 #include "train/nn.h"
 #include "train/resnet_tail.h"
 
 static uint64_t rs = 4242;
-static float rnd(void) { return (float)(mmp_trng_uniform(&rs) * 2 - 1); }
-static void fill(float *a, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) a[i] = rnd() * scale;
-}
-
-/* scale-aware comparison: |a-b| <= tol * max|b| */
-static double cmp(const char *what, const float *a, const float *b, size_t n, double tol) {
-    double mx = 0, worst = 0;
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)b[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]) / (mx + 1e-30);
-        if (d > worst || d != d) { worst = d != d ? INFINITY : d; w = i; }
-    }
-    printf("%-52s n=%-5zu max rel err %.3g (tol %.0e)\n", what, n, worst, tol);
-    CHECKF(worst <= tol, "%s: element %zu: %.9g vs %.9g (rel %.3g)", what, w, a[w], b[w], worst);
-    return worst;
-}
 
 /* ---------------- dense convolution ---------------- */
 
@@ -59,7 +42,7 @@ static void fd(const char *what, float *p, size_t n, const float *g, cv_ctx *c) 
         p[i] = s;
         num[i] = (float)((lp - lm) / (2.0 * (double)h));
     }
-    cmp(what, g, num, n, 1e-3);
+    t_cmp_scaled(what, g, num, n, 1e-3);
     free(num);
 }
 static void test_conv(int K, int s) {
@@ -70,7 +53,7 @@ static void test_conv(int K, int s) {
     c.ny = (size_t)(c.N * Ho * Wo * c.O);
     c.x = malloc(sizeof(float) * nx); c.w = malloc(sizeof(float) * nw);
     c.y = malloc(sizeof(float) * c.ny); c.r = malloc(sizeof(float) * c.ny);
-    fill(c.x, nx, 1); fill(c.w, nw, 1); fill(c.r, c.ny, 1);
+    t_fill(&rs, c.x, nx, 1); t_fill(&rs, c.w, nw, 1); t_fill(&rs, c.r, c.ny, 1);
     /* forward vs the definition (NHWC x, torch [O,Ci,K,K] w) */
     float *ref = malloc(sizeof(float) * c.ny);
     for (int64_t n = 0; n < c.N; n++)
@@ -90,7 +73,7 @@ static void test_conv(int K, int s) {
     cv_loss(&c);
     char nm[80];
     snprintf(nm, sizeof nm, "conv %dx%d stride %d forward vs definition", K, K, s);
-    cmp(nm, c.y, ref, c.ny, 1e-6);
+    t_cmp_scaled(nm, c.y, ref, c.ny, 1e-6);
     float *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
     mmp_conv2d_backward(c.x, c.r, c.N, c.H, c.W, c.Ci, c.w, c.O, K, s, dx, dw);
     snprintf(nm, sizeof nm, "fd conv %dx%d stride %d dW", K, K, s);
@@ -108,7 +91,7 @@ static void test_conv_chunks(void) {
     float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), *y = malloc(sizeof(float) * ny);
     float *ref = malloc(sizeof(float) * ny), *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
     float *dx1 = malloc(sizeof(float) * nx), *dw1 = malloc(sizeof(float) * nw), *dws = calloc(nw, sizeof(float));
-    fill(x, nx, 1); fill(w, nw, 1);
+    t_fill(&rs, x, nx, 1); t_fill(&rs, w, nw, 1);
     mmp_conv2d_forward(x, N, H, W, Ci, w, O, 3, 1, y);
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < H; oh++)
@@ -124,28 +107,19 @@ static void test_conv_chunks(void) {
                         }
                     ref[(((size_t)n * H + oh) * W + ow) * O + o] = (float)a;
                 }
-    cmp("conv 3x3 64x64x64, 3 images (chunked) vs definition", y, ref, ny, 1e-6);
+    t_cmp_scaled("conv 3x3 64x64x64, 3 images (chunked) vs definition", y, ref, ny, 1e-6);
     mmp_conv2d_backward(x, y, N, H, W, Ci, w, O, 3, 1, dx, dw);
     for (int n = 0; n < N; n++) {
         size_t px = (size_t)H * W * Ci;
         mmp_conv2d_backward(x + n * px, y + (size_t)n * H * W * O, 1, H, W, Ci, w, O, 3, 1, dx1 + n * px, dw1);
         for (size_t k = 0; k < nw; k++) dws[k] += dw1[k];
     }
-    cmp("conv backward dx, chunked vs one image at a time", dx, dx1, nx, 1e-6);
-    cmp("conv backward dW, chunked vs sum of one-image dW", dw, dws, nw, 1e-5);
+    t_cmp_scaled("conv backward dx, chunked vs one image at a time", dx, dx1, nx, 1e-6);
+    t_cmp_scaled("conv backward dW, chunked vs sum of one-image dW", dw, dws, nw, 1e-5);
     free(x); free(w); free(y); free(ref); free(dx); free(dw); free(dx1); free(dw1); free(dws);
 }
 
 /* ---------------- PyTorch parity ---------------- */
-
-static const mmp_tensor *need(const mmp_safetensors *st, const char *name) {
-    const mmp_tensor *t = mmp_st_get(st, name);
-    if (!t || t->dtype != MMP_F32) {
-        fprintf(stderr, "fixture tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
 
 typedef struct { const char *name; int L, i; int64_t C0; int nu, np; } model;
 static const model models[2] = {
@@ -168,7 +142,7 @@ static void test_parity(const model *m) {
     snprintf(p2, sizeof p2, "tests/fixtures/train_resnet_tail/%s.steps.safetensors", m->name);
     mmp_st_open_or_die(&st, t_root_path(p1));
     mmp_st_open_or_die(&ss, t_root_path(p2));
-    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    const float *x = t_fixture_f32(&st, "x")->data, *yf = t_fixture_f32(&st, "y")->data;
     enum { N = 10, C = 3 };
     const int64_t D = m->C0 * 5 * 7;
     int64_t y[N];
@@ -183,22 +157,22 @@ static void test_parity(const model *m) {
     char nm[200];
     snprintf(nm, sizeof nm, "%s: logits", m->name);
     mmp_head_forward(&h, x, N, 1, &rng, logits);
-    cmp(nm, logits, need(&st, "logits0")->data, N * C, 1e-5);
+    t_cmp_scaled(nm, logits, t_fixture_f32(&st, "logits0")->data, N * C, 1e-5);
     float loss = (float)mmp_ce_loss(logits, y, N, C, NULL, 0, dl);
     snprintf(nm, sizeof nm, "%s: loss", m->name);
-    cmp(nm, &loss, need(&st, "loss0")->data, 1, 1e-5);
+    t_cmp_scaled(nm, &loss, t_fixture_f32(&st, "loss0")->data, 1, 1e-5);
     mmp_tail_backward(h.tail, N, dl, dx);
     double worst = 0;
     for (int i = 0; i < h.np; i++) {
         snprintf(nm, sizeof nm, "grad.%s", h.params[i].name);
-        const mmp_tensor *g = need(&st, nm);
+        const mmp_tensor *g = t_fixture_f32(&st, nm);
         CHECKF((size_t)mmp_numel(g->ndim, g->shape) == h.params[i].n, "%s: size", nm);
         printf("  ");
-        worst = fmax(worst, cmp(nm, h.params[i].g, g->data, h.params[i].n, 1e-5));
+        worst = fmax(worst, t_cmp_scaled(nm, h.params[i].g, g->data, h.params[i].n, 1e-5));
     }
     printf("%s: gradients: worst max rel err %.3g over %d tensors\n", m->name, worst, h.np);
     snprintf(nm, sizeof nm, "%s: dx (dloss/dinput)", m->name);
-    cmp(nm, dx, need(&st, "dx0")->data, (size_t)(N * D), 1e-5);
+    t_cmp_scaled(nm, dx, t_fixture_f32(&st, "dx0")->data, (size_t)(N * D), 1e-5);
     mmp_head_free(&h);
     for (int o = 0; o < 2; o++) {
         const char *on = o ? "sgd" : "adamw";
@@ -225,11 +199,11 @@ static void test_parity(const model *m) {
         snprintf(nm, sizeof nm, "%s.losses", on);
         char n2[240];
         snprintf(n2, sizeof n2, "%s: %s", m->name, nm);
-        cmp(n2, losses, need(&ss, nm)->data, STEPS, 1e-5);
+        t_cmp_scaled(n2, losses, t_fixture_f32(&ss, nm)->data, STEPS, 1e-5);
         worst = 0;
         for (int i = 0; i < h.np; i++) {
             snprintf(nm, sizeof nm, "%s.final.%s", on, h.params[i].name);
-            worst = fmax(worst, cmp(nm, h.params[i].w, need(&ss, nm)->data, h.params[i].n, 1e-5));
+            worst = fmax(worst, t_cmp_scaled(nm, h.params[i].w, t_fixture_f32(&ss, nm)->data, h.params[i].n, 1e-5));
         }
         printf("%s %s: %d steps, final weights worst max rel err %.3g\n", m->name, on, STEPS, worst);
         free(bx);
@@ -246,7 +220,7 @@ static void test_threads(const model *m) {
     char p1[128];
     snprintf(p1, sizeof p1, "tests/fixtures/train_resnet_tail/%s.init.safetensors", m->name);
     mmp_st_open_or_die(&st, t_root_path(p1));
-    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    const float *x = t_fixture_f32(&st, "x")->data, *yf = t_fixture_f32(&st, "y")->data;
     enum { N = 10, C = 3 };
     const int64_t D = m->C0 * 5 * 7;
     int64_t y[N];

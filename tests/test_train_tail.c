@@ -15,30 +15,13 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "tail_testlib.h"
 #include "testlib.h"
 #include "train/cnn_tail.h"
 #include "train/head.h"
 #include "train/nn.h"
 
 static uint64_t rs = 12345;
-static float rnd(void) { return (float)(mmp_trng_uniform(&rs) * 2 - 1); }
-static void fill(float *a, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) a[i] = rnd() * scale;
-}
-
-/* scale-aware comparison: |a-b| <= tol * max|b| (+ tiny) */
-static double cmp(const char *what, const float *a, const float *b, size_t n, double tol) {
-    double mx = 0, worst = 0;
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)b[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]) / (mx + 1e-30);
-        if (d > worst || d != d) { worst = d != d ? INFINITY : d; w = i; }
-    }
-    printf("%-44s n=%-5zu max rel err %.3g (tol %.0e)\n", what, n, worst, tol);
-    CHECKF(worst <= tol, "%s: element %zu: %.9g vs %.9g (rel %.3g)", what, w, a[w], b[w], worst);
-    return worst;
-}
 
 /* ---------------- finite differences ---------------- */
 
@@ -57,7 +40,7 @@ static void fd(const char *what, float *p, size_t n, const float *g, loss_fn L, 
     }
     char nm[96];
     snprintf(nm, sizeof nm, "fd %s", what);
-    cmp(nm, g, num, n, tol);
+    t_cmp_scaled(nm, g, num, n, tol);
     free(num);
 }
 
@@ -78,7 +61,7 @@ static void test_fd_pw(void) {
     pw_ctx c = {.M = 7, .I = 5, .O = 4};
     c.x = malloc(sizeof(float) * 35); c.w = malloc(sizeof(float) * 20);
     c.y = malloc(sizeof(float) * 28); c.r = malloc(sizeof(float) * 28);
-    fill(c.x, 35, 1); fill(c.w, 20, 1); fill(c.r, 28, 1);
+    t_fill(&rs, c.x, 35, 1); t_fill(&rs, c.w, 20, 1); t_fill(&rs, c.r, 28, 1);
     float dx[35], dw[20];
     mmp_pw_conv_backward(c.x, c.r, c.M, c.I, c.w, c.O, dx, dw);
     fd("pw_conv dW", c.w, 20, dw, pw_loss, &c, 1e-2f, 1e-3);
@@ -100,7 +83,7 @@ static void test_fd_dw(int s) {
     c.ny = (size_t)(c.N * Ho * Wo * c.C);
     c.x = malloc(sizeof(float) * nx); c.w = malloc(sizeof(float) * 27);
     c.y = malloc(sizeof(float) * c.ny); c.r = malloc(sizeof(float) * c.ny);
-    fill(c.x, nx, 1); fill(c.w, 27, 1); fill(c.r, c.ny, 1);
+    t_fill(&rs, c.x, nx, 1); t_fill(&rs, c.w, 27, 1); t_fill(&rs, c.r, c.ny, 1);
     float *dx = malloc(sizeof(float) * nx), dw[27];
     mmp_dw_conv_backward(c.x, c.r, c.N, c.H, c.W, c.C, c.w, s, dx, dw);
     char nm[64];
@@ -124,7 +107,7 @@ static void test_fd_bn(void) {
     bn_ctx c = {.M = 6, .C = 4};
     float x[24], w[4], b[4], mean[4], var[4], y[24], r[24], dx[24], dw[4], db[4];
     c.x = x; c.w = w; c.b = b; c.mean = mean; c.var = var; c.y = y; c.r = r;
-    fill(x, 24, 2); fill(w, 4, 1); fill(b, 4, 1); fill(mean, 4, 0.5f); fill(r, 24, 1);
+    t_fill(&rs, x, 24, 2); t_fill(&rs, w, 4, 1); t_fill(&rs, b, 4, 1); t_fill(&rs, mean, 4, 0.5f); t_fill(&rs, r, 24, 1);
     for (int i = 0; i < 4; i++) var[i] = 0.3f + (float)i * 0.4f;
     mmp_bn_eval_backward(x, r, c.M, c.C, w, mean, var, dx, dw, db);
     fd("bn_eval dweight", w, 4, dw, bn_loss, &c, 1e-2f, 1e-3);
@@ -136,7 +119,7 @@ static void test_fd_bn(void) {
     for (int m = 0; m < 6; m++)
         for (int k = 0; k < 4; k++)
             ref[m * 4 + k] = (float)(((double)x[m * 4 + k] - mean[k]) / sqrt((double)var[k] + 1e-5) * w[k] + b[k]);
-    cmp("bn_eval forward vs formula", y, ref, 24, 1e-6);
+    t_cmp_scaled("bn_eval forward vs formula", y, ref, 24, 1e-6);
 }
 
 /* ReLU6 (inputs kept away from the kinks at 0 and 6) */
@@ -149,7 +132,7 @@ static double r6_loss(void *c_) {
 }
 static void test_fd_relu6(void) {
     float x[12] = {-3, -0.5f, 0.5f, 1, 2.5f, 4, 5.5f, 6.5f, 7, 9, -1, 3}, y[12], r[12], dx[12];
-    fill(r, 12, 1);
+    t_fill(&rs, r, 12, 1);
     r6_ctx c = {x, y, r, 12};
     memcpy(y, x, sizeof x);
     mmp_relu6_forward(y, 12);
@@ -168,22 +151,13 @@ static double ap_loss(void *c_) {
 }
 static void test_fd_pool(void) {
     float x[36], y[6], r[6], dx[36];
-    fill(x, 36, 1); fill(r, 6, 1);
+    t_fill(&rs, x, 36, 1); t_fill(&rs, r, 6, 1);
     ap_ctx c = {x, y, r};
     mmp_avgpool_backward(r, 2, 6, 3, dx);
     fd("avgpool dx", x, 36, dx, ap_loss, &c, 1e-2f, 1e-3);
 }
 
 /* ---------------- PyTorch parity ---------------- */
-
-static const mmp_tensor *need(const mmp_safetensors *st, const char *name) {
-    const mmp_tensor *t = mmp_st_get(st, name);
-    if (!t || t->dtype != MMP_F32) {
-        fprintf(stderr, "fixture tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
 
 static void make_head(mmp_head *h, const mmp_safetensors *st) {
     char err[512];
@@ -198,7 +172,7 @@ static void test_parity(void) {
     mmp_safetensors st, ss;
     mmp_st_open_or_die(&st, t_root_path("tests/fixtures/train_tail/init.safetensors"));
     mmp_st_open_or_die(&ss, t_root_path("tests/fixtures/train_tail/steps.safetensors"));
-    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    const float *x = t_fixture_f32(&st, "x")->data, *yf = t_fixture_f32(&st, "y")->data;
     enum { N = 10, C = 3, D = 3 * 5 * 7 };
     int64_t y[N];
     for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
@@ -214,27 +188,27 @@ static void test_parity(void) {
     float logits[N * C], dl[N * C], dx[N * D];
     uint64_t rng = 1;
     mmp_head_forward(&h, x, N, 1, &rng, logits);
-    cmp("logits (initial model)", logits, need(&st, "logits0")->data, N * C, 1e-5);
+    t_cmp_scaled("logits (initial model)", logits, t_fixture_f32(&st, "logits0")->data, N * C, 1e-5);
     float loss = (float)mmp_ce_loss(logits, y, N, C, NULL, 0, dl);
-    cmp("loss (initial model)", &loss, need(&st, "loss0")->data, 1, 1e-5);
+    t_cmp_scaled("loss (initial model)", &loss, t_fixture_f32(&st, "loss0")->data, 1, 1e-5);
     mmp_tail_backward(h.tail, N, dl, dx);
     double worst = 0;
     for (int i = 0; i < h.np; i++) {
         char nm[128];
         snprintf(nm, sizeof nm, "grad.%s", h.params[i].name);
-        const mmp_tensor *g = need(&st, nm);
+        const mmp_tensor *g = t_fixture_f32(&st, nm);
         CHECKF((size_t)mmp_numel(g->ndim, g->shape) == h.params[i].n, "%s: size", nm);
-        worst = fmax(worst, cmp(nm, h.params[i].g, g->data, h.params[i].n, 1e-5));
+        worst = fmax(worst, t_cmp_scaled(nm, h.params[i].g, g->data, h.params[i].n, 1e-5));
     }
     printf("gradients: worst max rel err %.3g over %d parameters\n", worst, h.np);
-    cmp("dx (dloss/dinput)", dx, need(&st, "dx0")->data, N * D, 1e-5);
+    t_cmp_scaled("dx (dloss/dinput)", dx, t_fixture_f32(&st, "dx0")->data, N * D, 1e-5);
     /* mmp_head_backward gives the same parameter gradients */
     mmp_head_forward(&h, x, N, 1, &rng, logits);
     mmp_head_backward(&h, x, N, dl);
     for (int i = 0; i < h.np; i++) {
         char nm[128];
         snprintf(nm, sizeof nm, "grad.%s", h.params[i].name);
-        CHECKF(t_maxrel(h.params[i].g, need(&st, nm)->data, h.params[i].n, 1e-4, 1e-6, NULL) <= 1, "head backward %s", nm);
+        CHECKF(t_maxrel(h.params[i].g, t_fixture_f32(&st, nm)->data, h.params[i].n, 1e-4, 1e-6, NULL) <= 1, "head backward %s", nm);
     }
     /* forward without training (eval) gives the same logits (dropout 0) */
     float l2[N * C];
@@ -249,8 +223,8 @@ static void test_parity(void) {
         for (int r = 0; r < R; r++) {
             char nm[64];
             snprintf(nm, sizeof nm, "logits, inference of %d rows (copy %d)", R * N, r);
-            if (r == 0 || r == R - 1) cmp(nm, bl + r * N * C, need(&st, "logits0")->data, N * C, 1e-5);
-            else CHECK(t_maxrel(bl + r * N * C, need(&st, "logits0")->data, N * C, 1e-5, 1e-6, NULL) <= 1);
+            if (r == 0 || r == R - 1) t_cmp_scaled(nm, bl + r * N * C, t_fixture_f32(&st, "logits0")->data, N * C, 1e-5);
+            else CHECK(t_maxrel(bl + r * N * C, t_fixture_f32(&st, "logits0")->data, N * C, 1e-5, 1e-6, NULL) <= 1);
         }
         free(bx);
         free(bl);
@@ -282,12 +256,12 @@ static void test_parity(void) {
         }
         char nm[160];
         snprintf(nm, sizeof nm, "%s.losses", on);
-        cmp(nm, losses, need(&ss, nm)->data, STEPS, 1e-5);
+        t_cmp_scaled(nm, losses, t_fixture_f32(&ss, nm)->data, STEPS, 1e-5);
         worst = 0;
         for (int i = 0; i < h.np; i++) {
             snprintf(nm, sizeof nm, "%s.final.%s", on, h.params[i].name);
             printf("  ");
-            worst = fmax(worst, cmp(nm, h.params[i].w, need(&ss, nm)->data, h.params[i].n, 1e-5));
+            worst = fmax(worst, t_cmp_scaled(nm, h.params[i].w, t_fixture_f32(&ss, nm)->data, h.params[i].n, 1e-5));
         }
         printf("%s: %d steps, final weights worst max rel err %.3g\n", on, STEPS, worst);
         mmp_head_free(&h);
@@ -300,7 +274,7 @@ static void test_parity(void) {
 static void test_threads(void) {
     mmp_safetensors st;
     mmp_st_open_or_die(&st, t_root_path("tests/fixtures/train_tail/init.safetensors"));
-    const float *x = need(&st, "x")->data, *yf = need(&st, "y")->data;
+    const float *x = t_fixture_f32(&st, "x")->data, *yf = t_fixture_f32(&st, "y")->data;
     enum { N = 10, C = 3, D = 3 * 5 * 7 };
     int64_t y[N];
     for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
@@ -373,7 +347,7 @@ static void real_tail(const mmp_safetensors *st, int first, int64_t hw, const ch
     const int B = 16;
     int64_t D = h.in_dim, y[16];
     float *x = malloc(sizeof(float) * (size_t)(B * D)), lg[160], dl[160];
-    for (int64_t i = 0; i < B * D; i++) x[i] = rnd() * 1.5f;
+    for (int64_t i = 0; i < B * D; i++) x[i] = t_trnd(&rs) * 1.5f;
     for (int b = 0; b < B; b++) y[b] = b % 10;
     mmp_optim opt;
     mmp_optim_defaults(&opt, MMP_OPT_ADAMW);

@@ -1,0 +1,45 @@
+/* Helpers shared by the CNN-tail head tests (test_train_tail,
+ * test_train_resnet_tail): seeded inputs, the scale-aware comparison used
+ * against PyTorch fixtures and finite differences, and fixture lookup. */
+#ifndef MMP_TAIL_TESTLIB_H
+#define MMP_TAIL_TESTLIB_H
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mmp.h"
+#include "testlib.h"
+#include "train/nn.h"
+
+/* uniform in [-1, 1) from the training RNG state *s */
+static inline float t_trnd(uint64_t *s) { return (float)(mmp_trng_uniform(s) * 2 - 1); }
+static inline void t_fill(uint64_t *s, float *a, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) a[i] = t_trnd(s) * scale;
+}
+
+/* scale-aware comparison, printed: |a-b| <= tol * max|b| (NaN fails);
+ * returns the worst relative error */
+static inline double t_cmp_scaled(const char *what, const float *a, const float *b, size_t n, double tol) {
+    double mx = 0, worst = 0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (mx + 1e-30);
+        if (d > worst || d != d) { worst = d != d ? INFINITY : d; w = i; }
+    }
+    printf("%-52s n=%-5zu max rel err %.3g (tol %.0e)\n", what, n, worst, tol);
+    CHECKF(worst <= tol, "%s: element %zu: %.9g vs %.9g (rel %.3g)", what, w, a[w], b[w], worst);
+    return worst;
+}
+
+/* an f32 tensor of a fixture file; exits when it is missing */
+static inline const mmp_tensor *t_fixture_f32(const mmp_safetensors *st, const char *name) {
+    const mmp_tensor *t = mmp_st_get(st, name);
+    if (!t || t->dtype != MMP_F32) {
+        fprintf(stderr, "fixture tensor %s missing\n", name);
+        exit(1);
+    }
+    return t;
+}
+#endif
