@@ -122,6 +122,17 @@ int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, 
     mmp_fuse_params_free(&tmp);
     return 0;
 }
+/* The head of kind `kind` over an initialised CNN tail t (owned from here on). */
+static void head_adopt_tail(mmp_head *h, mmp_head_kind kind, mmp_cnn_tail *t, int64_t C, float dropout) {
+    h->kind = kind;
+    h->tail = t;
+    h->in_dim = t->C0 * t->H0 * t->W0;
+    h->out_dim = C;
+    h->dropout = dropout;
+    h->np = t->np;
+    h->params = t->params;
+}
+
 int mmp_head_init_tail(mmp_head *h, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t C,
                        float dropout, int load_classifier, char *err, size_t errlen) {
     memset(h, 0, sizeof *h);
@@ -130,13 +141,7 @@ int mmp_head_init_tail(mmp_head *h, const mmp_safetensors *src, int first, int64
         free(t);
         return -1;
     }
-    h->kind = MMP_HEAD_MNV2_TAIL;
-    h->tail = t;
-    h->in_dim = t->C0 * t->H0 * t->W0;
-    h->out_dim = C;
-    h->dropout = dropout;
-    h->np = t->np;
-    h->params = t->params;
+    head_adopt_tail(h, MMP_HEAD_MNV2_TAIL, t, C, dropout);
     return 0;
 }
 
@@ -148,12 +153,7 @@ int mmp_head_init_resnet_tail(mmp_head *h, const mmp_safetensors *src, int L, in
         free(t);
         return -1;
     }
-    h->kind = MMP_HEAD_RESNET_TAIL;
-    h->tail = t;
-    h->in_dim = t->C0 * t->H0 * t->W0;
-    h->out_dim = C;
-    h->np = t->np;
-    h->params = t->params;
+    head_adopt_tail(h, MMP_HEAD_RESNET_TAIL, t, C, 0.0f); /* no dropout unless the caller sets one */
     return 0;
 }
 
