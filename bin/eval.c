@@ -65,18 +65,8 @@ int main(int argc, char **argv) {
         else if (mmp_cli_opt(argc, argv, &i, "--json", &v)) json = v;
         else if (mmp_cli_opt(argc, argv, &i, "--batch-size", &v)) B = mmp_cli_int("--batch-size", v, 1, 1 << 20);
         else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) {
-            nk = 0;
-            const char *p = v;
-            while (*p) {
-                char *e;
-                long k = strtol(p, &e, 10);
-                if (e == p || k < 1 || nk >= 8) mmp_die("bad value for --k: '%s'", v);
-                ks[nk++] = (int)k;
-                p = *e == ',' ? e + 1 : e;
-                if (*e && *e != ',') mmp_die("bad value for --k: '%s'", v);
-            }
-        } else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
+        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) nk = mmp_cli_int_list("--k", v, ks, 8);
+        else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
         else if (mmp_cli_flag(argv, i, "--fused")) want_fused = 1;
         else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
         else if (npos++ == 0) in = a;

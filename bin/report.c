@@ -49,17 +49,8 @@ int main(int argc, char **argv) {
             threshold = mmp_cli_double("--threshold", v);
             if (!(threshold >= 0 && threshold <= 1)) mmp_die("--threshold must lie in [0,1]");
         }
-        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) {
-            nk = 0;
-            const char *p = v;
-            while (*p) {
-                char *e;
-                long k = strtol(p, &e, 10);
-                if (e == p || k < 1 || nk >= MMP_REPORT_MAXK || (*e && *e != ',')) mmp_die("bad value for --k: '%s' (up to %d cut-offs)", v, MMP_REPORT_MAXK);
-                ks[nk++] = (int)k;
-                p = *e ? e + 1 : e;
-            }
-        } else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
+        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) nk = mmp_cli_int_list("--k", v, ks, MMP_REPORT_MAXK);
+        else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
         else if (npos++ == 0) in = a;
         else mmp_die("one input stream at most (see --help)");
     }

@@ -2,6 +2,7 @@
 #include "mmp.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -71,6 +72,20 @@ long long mmp_cli_int(const char *flag, const char *s, long long min, long long 
     if (errno || end == s || *end) mmp_die("bad value for %s: '%s' (an integer is expected)", flag, s);
     if (v < min || v > max) mmp_die("value for %s out of range: %lld (allowed %lld..%lld)", flag, v, min, max);
     return v;
+}
+
+int mmp_cli_int_list(const char *flag, const char *s, int *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *e;
+        long k = strtol(p, &e, 10);
+        if (e == p || k < 1 || k > INT_MAX || n >= max || (*e && *e != ','))
+            mmp_die("bad value for %s: '%s' (up to %d positive integers, comma-separated)", flag, s, max);
+        out[n++] = (int)k;
+        p = *e ? e + 1 : e;
+    }
+    return n;
 }
 
 double mmp_cli_double(const char *flag, const char *s) {

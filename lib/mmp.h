@@ -316,6 +316,8 @@ int mmp_cli_flag(char **argv, int i, const char *flag);
 /* Strict number parsing; die with "bad value for --flag" otherwise. */
 long long mmp_cli_int(const char *flag, const char *s, long long min, long long max);
 double mmp_cli_double(const char *flag, const char *s);
+/* "5,1,10": up to max positive ints into out; returns the count; dies on a bad list. */
+int mmp_cli_int_list(const char *flag, const char *s, int *out, int max);
 /* Unknown option -> dies with "unknown option X (see --help)". */
 void mmp_cli_unknown(const char *arg) __attribute__((noreturn));
 /* Progress on stderr when it is a terminal or --progress was given. */
