@@ -31,5 +31,11 @@ check "train-step missing input" nz mmp-train-step --out x.safetensors no-such-f
 grep -q "no-such-file.mmp" err.txt || { echo "FAIL: missing file not named"; fail=1; }
 [ ! -e x.safetensors ] || { echo "FAIL: a checkpoint was written"; fail=1; }
 check "report on garbage" nz sh -c 'echo garbage | mmp-report'; oneline mmp-report
+for k in 0 1,x '1;2' 1,2,3,4; do
+  check "report bad --k $k" nz mmp-report --k "$k" /dev/null; oneline mmp-report
+  grep -q "bad value for --k: '$k'" err.txt || { echo "FAIL: mmp-report --k $k: $(cat err.txt)"; fail=1; }
+done
+check "eval --k past 8 cut-offs" nz mmp-eval --k 1,2,3,4,5,6,7,8,9 --model x.safetensors /dev/null; oneline mmp-eval
+grep -q "up to 8 positive integers" err.txt || { echo "FAIL: mmp-eval --k: $(cat err.txt)"; fail=1; }
 check "eval missing model file" nz mmp-eval --model nope.safetensors /dev/null; oneline mmp-eval
 exit $fail
