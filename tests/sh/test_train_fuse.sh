@@ -14,9 +14,7 @@ command -v mmp-train-step >/dev/null || { echo "mmp-train-step not built"; exit 
 [ -n "${MMP_PYTHON:-}" ] || { echo "no python with numpy/msgpack/zstandard"; exit 77; }
 [ -f "$MMP_ROOT/formats/python/mmp_stream.py" ] || { echo "no formats/python/mmp_stream.py"; exit 77; }
 export PYTHONPATH="$MMP_ROOT/formats/python" PYTHONDONTWRITEBYTECODE=1
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
+source "$MMP_ROOT/tests/sh/checks.sh"
 
 "$MMP_PYTHON" - <<'PY' || { echo "FAIL: making inputs"; exit 1; }
 import numpy as np, mmp_stream

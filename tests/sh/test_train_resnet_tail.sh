@@ -16,9 +16,7 @@ command -v mmp-train-step >/dev/null || { echo "mmp-train-step not built"; exit 
 M="$MMP_ROOT/tests/fixtures/nn/resnet18_w8.safetensors"
 MN="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
 [ -f "$M" ] || { echo "no $M"; exit 77; }
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
+source "$MMP_ROOT/tests/sh/checks.sh"
 
 mmp-synth -n 150 --seed 3 > s.tar || { echo "FAIL: mmp-synth"; exit 1; }
 for L in layer3 layer2 layer3.0; do
@@ -115,14 +113,6 @@ if "$MMP_ROOT/pipelines/finetune-tail" --out ft --from layer3 --size 64 --epochs
 else cat ft.err; fail "finetune-tail --from layer3 failed"; fi
 
 # bad inputs
-bad() { # WHAT EXPECTED-SUBSTRING CMD...
-  local what=$1 want=$2; shift 2
-  rm -f bad.safetensors
-  if "$@" > /dev/null 2> err.txt; then fail "$what: succeeded"; return; fi
-  if [ "$(wc -l < err.txt)" -ne 1 ] || ! grep -q "^mmp-[a-z-]*: .*$want" err.txt; then fail "$what: stderr: $(cat err.txt)"; return; fi
-  [ -e bad.safetensors ] && { fail "$what: left a checkpoint"; return; }
-  ok "$what: $(cat err.txt)"
-}
 bad "pooled features" "layer3:flat" mmp-train-step $T --out bad.safetensors pool.mmp
 bad "no --backbone" "needs --backbone" mmp-train-step --head resnet-tail --out bad.safetensors fit.layer3.mmp
 bad "--from disagrees" "layer3:flat activations" mmp-train-step $T --from layer2 --out bad.safetensors fit.layer3.mmp

@@ -14,9 +14,7 @@ set -u
 command -v mmp-train-step >/dev/null || { echo "mmp-train-step not built"; exit 77; }
 M="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
 [ -f "$M" ] || { echo "no $M"; exit 77; }
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok: $*"; }
+source "$MMP_ROOT/tests/sh/checks.sh"
 
 mmp-synth -n 150 --seed 3 > s.tar || { echo "FAIL: mmp-synth"; exit 1; }
 mmp-decode --size 64 s.tar 2>/dev/null | mmp-embed --model "$M" --layer features.15:flat > all.mmp 2>/dev/null || { echo "FAIL: embed"; exit 1; }
@@ -120,14 +118,6 @@ if "$P" --out ft --from features.15 --size 64 --epochs 2 --classes-from classes.
 else cat ft.err; fail "finetune-tail failed"; fi
 
 # bad inputs
-bad() { # WHAT EXPECTED-SUBSTRING CMD...
-  local what=$1 want=$2; shift 2
-  rm -f bad.safetensors
-  if "$@" > /dev/null 2> err.txt; then fail "$what: succeeded"; return; fi
-  if [ "$(wc -l < err.txt)" -ne 1 ] || ! grep -q "^mmp-[a-z-]*: .*$want" err.txt; then fail "$what: stderr: $(cat err.txt)"; return; fi
-  [ -e bad.safetensors ] && { fail "$what: left a checkpoint"; return; }
-  ok "$what: $(cat err.txt)"
-}
 bad "pooled features" "features.K:flat" mmp-train-step $T --out bad.safetensors pool.mmp
 bad "no --backbone" "needs --backbone" mmp-train-step --head mnv2-tail --out bad.safetensors fit.mmp
 bad "--from disagrees" "features.15 activations" mmp-train-step $T --from features.14 --out bad.safetensors fit.mmp
