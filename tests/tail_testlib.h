@@ -33,6 +33,25 @@ static inline double t_cmp_scaled(const char *what, const float *a, const float 
     return worst;
 }
 
+typedef double (*loss_fn)(void *ctx);
+/* numeric dL/dp for every element of p (central, step h) vs analytic g */
+static inline void t_fd(const char *what, float *p, size_t n, const float *g, loss_fn L, void *ctx, float h, double tol) {
+    float *num = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) {
+        float s = p[i];
+        p[i] = s + h;
+        double lp = L(ctx);
+        p[i] = s - h;
+        double lm = L(ctx);
+        p[i] = s;
+        num[i] = (float)((lp - lm) / (2.0 * (double)h));
+    }
+    char nm[96];
+    snprintf(nm, sizeof nm, "fd %s", what);
+    t_cmp_scaled(nm, g, num, n, tol);
+    free(num);
+}
+
 /* an f32 tensor of a fixture file; exits when it is missing */
 static inline const mmp_tensor *t_fixture_f32(const mmp_safetensors *st, const char *name) {
     const mmp_tensor *t = mmp_st_get(st, name);

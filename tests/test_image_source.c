@@ -310,13 +310,6 @@ static void test_tar_mutations(void) {
  * the claimed size first. Run in a child whose address space is capped at
  * 256 MiB above what it uses, so allocating the claim fails as "out of
  * memory" (not under ASan, whose shadow memory needs an uncapped space). */
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
 static void test_tar_claimed_size(void) {
     FILE *f = fopen("huge.tar", "wb");
     hdr(f, "a/x.jpg", NULL, '0', (size_t)1 << 30);

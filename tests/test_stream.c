@@ -567,13 +567,6 @@ static long vm_hwm_kb(void) {
 
 /* 64 MiB of records through a pipe: neither side's peak memory grows with
  * the stream's length. */
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
 static void test_bounded_memory(void) {
     const int nrec = 4096, per = 16384;
     int fds[2];

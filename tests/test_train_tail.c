@@ -25,24 +25,6 @@ static uint64_t rs = 12345;
 
 /* ---------------- finite differences ---------------- */
 
-typedef double (*loss_fn)(void *ctx);
-/* numeric dL/dp for every element of p (central, step h) vs analytic g */
-static void fd(const char *what, float *p, size_t n, const float *g, loss_fn L, void *ctx, float h, double tol) {
-    float *num = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) {
-        float s = p[i];
-        p[i] = s + h;
-        double lp = L(ctx);
-        p[i] = s - h;
-        double lm = L(ctx);
-        p[i] = s;
-        num[i] = (float)((lp - lm) / (2.0 * (double)h));
-    }
-    char nm[96];
-    snprintf(nm, sizeof nm, "fd %s", what);
-    t_cmp_scaled(nm, g, num, n, tol);
-    free(num);
-}
 
 static double dot(const float *a, const float *r, size_t n) {
     double s = 0;
@@ -64,8 +46,8 @@ static void test_fd_pw(void) {
     t_fill(&rs, c.x, 35, 1); t_fill(&rs, c.w, 20, 1); t_fill(&rs, c.r, 28, 1);
     float dx[35], dw[20];
     mmp_pw_conv_backward(c.x, c.r, c.M, c.I, c.w, c.O, dx, dw);
-    fd("pw_conv dW", c.w, 20, dw, pw_loss, &c, 1e-2f, 1e-3);
-    fd("pw_conv dx", c.x, 35, dx, pw_loss, &c, 1e-2f, 1e-3);
+    t_fd("pw_conv dW", c.w, 20, dw, pw_loss, &c, 1e-2f, 1e-3);
+    t_fd("pw_conv dx", c.x, 35, dx, pw_loss, &c, 1e-2f, 1e-3);
     free(c.x); free(c.w); free(c.y); free(c.r);
 }
 
@@ -88,9 +70,9 @@ static void test_fd_dw(int s) {
     mmp_dw_conv_backward(c.x, c.r, c.N, c.H, c.W, c.C, c.w, s, dx, dw);
     char nm[64];
     snprintf(nm, sizeof nm, "dw_conv stride %d dW", s);
-    fd(nm, c.w, 27, dw, dw_loss, &c, 1e-2f, 1e-3);
+    t_fd(nm, c.w, 27, dw, dw_loss, &c, 1e-2f, 1e-3);
     snprintf(nm, sizeof nm, "dw_conv stride %d dx", s);
-    fd(nm, c.x, nx, dx, dw_loss, &c, 1e-2f, 1e-3);
+    t_fd(nm, c.x, nx, dx, dw_loss, &c, 1e-2f, 1e-3);
     /* output size: (H-1)/s+1 with pad 1 (torch: floor((H+2-3)/s)+1) */
     CHECK(Ho == (s == 1 ? 5 : 3) && Wo == (s == 1 ? 7 : 4));
     free(c.x); free(c.w); free(c.y); free(c.r); free(dx);
@@ -110,9 +92,9 @@ static void test_fd_bn(void) {
     t_fill(&rs, x, 24, 2); t_fill(&rs, w, 4, 1); t_fill(&rs, b, 4, 1); t_fill(&rs, mean, 4, 0.5f); t_fill(&rs, r, 24, 1);
     for (int i = 0; i < 4; i++) var[i] = 0.3f + (float)i * 0.4f;
     mmp_bn_eval_backward(x, r, c.M, c.C, w, mean, var, dx, dw, db);
-    fd("bn_eval dweight", w, 4, dw, bn_loss, &c, 1e-2f, 1e-3);
-    fd("bn_eval dbias", b, 4, db, bn_loss, &c, 1e-2f, 1e-3);
-    fd("bn_eval dx", x, 24, dx, bn_loss, &c, 1e-2f, 1e-3);
+    t_fd("bn_eval dweight", w, 4, dw, bn_loss, &c, 1e-2f, 1e-3);
+    t_fd("bn_eval dbias", b, 4, db, bn_loss, &c, 1e-2f, 1e-3);
+    t_fd("bn_eval dx", x, 24, dx, bn_loss, &c, 1e-2f, 1e-3);
     /* the formula itself: y = (x-mean)/sqrt(var+eps)*w + b */
     mmp_bn_eval_forward(x, c.M, c.C, w, b, mean, var, y);
     float ref[24];
@@ -139,7 +121,7 @@ static void test_fd_relu6(void) {
     CHECK(y[0] == 0 && y[7] == 6 && y[9] == 6 && y[4] == 2.5f);
     memcpy(dx, r, sizeof r);
     mmp_relu6_backward(y, dx, 12);
-    fd("relu6 dx", x, 12, dx, r6_loss, &c, 1e-2f, 1e-3);
+    t_fd("relu6 dx", x, 12, dx, r6_loss, &c, 1e-2f, 1e-3);
 }
 
 /* average pool */
@@ -154,7 +136,7 @@ static void test_fd_pool(void) {
     t_fill(&rs, x, 36, 1); t_fill(&rs, r, 6, 1);
     ap_ctx c = {x, y, r};
     mmp_avgpool_backward(r, 2, 6, 3, dx);
-    fd("avgpool dx", x, 36, dx, ap_loss, &c, 1e-2f, 1e-3);
+    t_fd("avgpool dx", x, 36, dx, ap_loss, &c, 1e-2f, 1e-3);
 }
 
 /* ---------------- PyTorch parity ---------------- */
