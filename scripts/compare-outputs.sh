@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Compares what two revisions of mmpipe produce: builds BASE (a git revision,
+# default origin/main or HEAD~1) in a temporary worktree and the working tree
+# as it is, runs tests/snapshot/outputs.sh with each in the same directory,
+# and compares every output byte for byte: streams, checkpoints, reports, the
+# printed results of every C test, and the committed fixtures. Timings in
+# the programs' stderr ("0.12 s") are masked; the one-line messages for bad
+# input (bad-*) are shown side by side, since a change may improve them.
+#
+#   scripts/compare-outputs.sh [BASE]     exit 0 = identical
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
+base=${1:-HEAD}
+work=$(mktemp -d /tmp/mmp-compare.XXXXXX)
+trap 'git worktree remove --force "$work/src" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+git worktree add --detach "$work/src" "$base" >/dev/null 2>&1
+echo "compare: building $base ($(git rev-parse --short "$base")) and the working tree" >&2
+make -s -C "$work/src" -j2 BUILD="$work/build-base" all >/dev/null
+make -s -j2 BUILD="$work/build-new" all >/dev/null
+# the models and the snapshot script are the working tree's for both runs
+ln -s "$root/models" "$work/src/models" 2>/dev/null || true
+for side in base new; do
+  rm -rf "$work/run"
+  bash tests/snapshot/outputs.sh "$work/build-$side" "$work/run" >/dev/null
+  mv "$work/run" "$work/$side"
+done
+mask() { sed -E 's/[0-9]+(\.[0-9]+)? s\b/# s/g; s/[0-9.]+ (img|records|sentences)\/s/# \1\/s/g' "$1"; }
+bad=0; n=0
+for f in $(cd "$work/base" && find . -type f | sort); do
+  n=$((n+1))
+  case "$f" in
+    ./bad-*.err) if ! cmp -s "$work/base/$f" "$work/new/$f"; then
+                   echo "message changed: ${f#./}"; echo "  before: $(cat "$work/base/$f")"; echo "  after:  $(cat "$work/new/$f")"; fi ;;
+    *.err) cmp -s <(mask "$work/base/$f") <(mask "$work/new/$f") || { echo "DIFFERS: ${f#./}"; diff <(mask "$work/base/$f") <(mask "$work/new/$f") | head -5; bad=1; } ;;
+    *) cmp -s "$work/base/$f" "$work/new/$f" || { echo "DIFFERS: ${f#./}"; bad=1; } ;;
+  esac
+done
+for f in $(cd "$work/new" && find . -type f | sort); do [ -e "$work/base/$f" ] || echo "new output (not compared): ${f#./}"; done
+if ! git diff --quiet "$base" -- tests/fixtures; then echo "DIFFERS: committed fixtures (git diff $base -- tests/fixtures)"; bad=1; fi
+[ $bad = 0 ] && echo "compare: $n outputs and the committed fixtures identical to $base" || echo "compare: outputs differ from $base"
+exit $bad
