@@ -26,4 +26,18 @@ char *mmp_provenance_floats(const float v[3]);
  *    --allow-mixed to proceed anyway)". */
 void mmp_provenance_check(const mmp_header *a, const char *b_prov, int allow_mixed,
                           const char *what_a, const char *what_b);
+/* The same check, for a caller that reports it (mmp_cli_check): 0 equal (or
+ * both absent); different: 1 with allow_mixed (msg = the warning), else -1
+ * (msg = the error). */
+int mmp_check_provenance(const mmp_header *a, const char *b_prov, int allow_mixed, const char *what_a,
+                         const char *what_b, char *msg, size_t msglen);
+
+/* mmp-embed's check of normalized float input images: the stream's
+ * "image.mean"/"image.std" (h's meta) against the model's mean/std (relative
+ * tolerance 1e-5). 0: the same. Different or not stated: -1 with the error
+ * in msg, or with allow_mixed 1 with the warning in msg, and mean/std
+ * replaced by the stream's when it states them (the images are undone with
+ * what they were made with). */
+int mmp_check_normalization(const mmp_header *h, float mean[3], float std[3], int allow_mixed, const char *what,
+                            const char *model, char *msg, size_t msglen);
 #endif

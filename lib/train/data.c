@@ -1,10 +1,12 @@
-/* train/data.c: reading a whole stream of feature records into memory
- * (kept apart from train.c so the trainer links without the stream code). */
+/* train/data.c: reading a whole stream of feature records into memory, and
+ * the checks of a data set against a model (dims, classes, provenance). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
+#include "nn/provenance.h"
 #include "train/train.h"
 
 static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
@@ -123,3 +125,118 @@ out:
     return ret;
 }
 
+/* ------------------------------------------------------------------ */
+/* checks of a data set against a model                                */
+/* ------------------------------------------------------------------ */
+
+int mmp_train_provenance_compatible(const char *a, const char *b) {
+    if (!a || !b || !*a || !*b) return 1;
+    return strcmp(a, b) == 0;
+}
+
+void mmp_dataset_free(mmp_dataset *d) {
+    for (int64_t i = 0; i < d->n; i++) free(d->ids ? d->ids[i] : NULL);
+    free(d->ids); free(d->x); free(d->x2); free(d->y); free(d->t);
+    mmp_header_free(&d->hdr);
+    memset(d, 0, sizeof *d);
+}
+
+int mmp_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed, const char *what_a,
+                              const char *what_b, char *msg, size_t msglen) {
+    const char *tp = mmp_meta_get(&h->meta, "text_provenance");
+    if (!tp || !model_tp) return 0;
+    mmp_header t;
+    mmp_header_init(&t);
+    mmp_meta_set(&t.meta, "provenance", tp);
+    char *a = mmp_xasprintf("%s (text embeddings)", what_a);
+    int rc = mmp_check_provenance(&t, model_tp, allow_mixed, a, what_b, msg, msglen);
+    free(a);
+    mmp_header_free(&t);
+    return rc;
+}
+
+void mmp_train_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed,
+                                     const char *what_a, const char *what_b) {
+    char msg[2048];
+    mmp_cli_check(mmp_check_text_provenance(h, model_tp, allow_mixed, what_a, what_b, msg, sizeof msg), msg);
+}
+
+const char *mmp_dataset_provenance(const mmp_dataset *d) { return mmp_meta_get(&d->hdr.meta, "provenance"); }
+
+int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int allow_mixed,
+                           char *err, size_t errlen) {
+    if (ds->dim != tr->in_dim) {
+        mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->feature,
+               (long long)ds->dim, (long long)tr->in_dim);
+        return -1;
+    }
+    if ((tr->cfg.head == MMP_HEAD_PAIR || MMP_HEAD_IS_FUSE(tr->cfg.head)) && ds->dim2 != tr->pair_dim) {
+        mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->pair_field,
+               (long long)ds->dim2, (long long)tr->pair_dim);
+        return -1;
+    }
+    if (tr->cfg.head != MMP_HEAD_PAIR) {
+        if (ds->hdr.nclasses > 0 && ds->hdr.nclasses != tr->ncls) {
+            mmp_errf(err, errlen, "%s: %d classes in the header, the model has %lld", ds->name,
+                   ds->hdr.nclasses, (long long)tr->ncls);
+            return -1;
+        }
+        if (ds->hdr.nclasses > 0 && tr->nclasses_named == ds->hdr.nclasses)
+            for (int k = 0; k < tr->nclasses_named; k++)
+                if (strcmp(tr->classes[k], ds->hdr.classes[k])) {
+                    mmp_errf(err, errlen, "%s: class %d is \"%s\" in the stream but \"%s\" in the model", ds->name, k,
+                           ds->hdr.classes[k], tr->classes[k]);
+                    return -1;
+                }
+        if (tr->cfg.loss == MMP_LOSS_CE)
+            for (int64_t i = 0; i < ds->n; i++)
+                if (ds->y[i] >= tr->ncls) {
+                    mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes)", ds->name,
+                           (long long)i, (long long)ds->y[i], (long long)tr->ncls);
+                    return -1;
+                }
+        if (tr->cfg.loss == MMP_LOSS_BCE && ds->ncls != tr->ncls) {
+            mmp_errf(err, errlen, "%s: %lld targets per record, the model has %lld classes", ds->name,
+                   (long long)ds->ncls, (long long)tr->ncls);
+            return -1;
+        }
+    }
+    const char *p = mmp_dataset_provenance(ds);
+    if (!mmp_train_provenance_compatible(tr->provenance, p) && !allow_mixed) {
+        mmp_errf(err, errlen, "%s: features of another provenance: model trained on \"%s\", stream has \"%s\" (--allow-mixed to override)",
+               ds->name, tr->provenance, p);
+        return -1;
+    }
+    return 0;
+}
+
+int mmp_trainer_check_batches(const mmp_trainer *tr, const mmp_dataset *ds, char *err, size_t errlen) {
+    if (tr->cfg.head == MMP_HEAD_PAIR && (ds->n < 2 || tr->cfg.batch < 2))
+        return mmp_errf(err, errlen, "%s: --loss %s needs in-batch negatives: at least 2 records and --batch-size >= 2", ds->name,
+                        mmp_loss_name(tr->cfg.loss));
+    return 0;
+}
+
+int mmp_check_classes(const mmp_header *h, int n, char *const *names, const char *what, const char *model, char *msg,
+                      size_t msglen) {
+    if (h->nclasses <= 0 || n <= 0) return 0;
+    int same = h->nclasses == n;
+    for (int k = 0; same && k < n; k++) same = !strcmp(h->classes[k], names[k]);
+    if (same) return 0;
+    return mmp_errf(msg, msglen, "%s: the class list differs from the model's (%d classes, first \"%s\"; model %s: %d, first \"%s\")",
+                    what, h->nclasses, h->classes[0], model, n, names[0]);
+}
+
+int mmp_trainer_check_header(const mmp_trainer *tr, const mmp_header *h, const char *what, char *err, size_t errlen) {
+    const mmp_schema_field *sf = mmp_header_field(h, tr->feature);
+    if (sf && sf->ndim == 1 && sf->shape[0] >= 0 && sf->shape[0] != tr->in_dim)
+        return mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", what, tr->feature, (long long)sf->shape[0],
+                        (long long)tr->in_dim);
+    if (MMP_HEAD_IS_FUSE(tr->cfg.head)) {
+        const mmp_schema_field *sf2 = mmp_header_field(h, tr->pair_field);
+        if (sf2 && sf2->ndim == 1 && sf2->shape[0] >= 0 && sf2->shape[0] != tr->pair_dim)
+            return mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", what, tr->pair_field,
+                            (long long)sf2->shape[0], (long long)tr->pair_dim);
+    }
+    return 0;
+}

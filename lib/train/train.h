@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli.h"
 #include "mmp.h"
 #include "train/head.h"
 #include "train/nn.h"
@@ -75,14 +76,33 @@ typedef struct {
     int rn_layer, rn_block;
 } mmp_train_cfg;
 
+/* The configuration options (train/config.c), one entry each: the option
+ * (--weight-decay), its metadata key (weight_decay), type and range, default,
+ * help. Targets are relative to an mmp_train_cfg (an include's base);
+ * mmp-train-step includes the table in its command line with .record, which
+ * collects the options given as key -> value. The entry order is the order
+ * of the keys in a checkpoint. Entries flagged MMP_TRAIN_OPTION_ARCH
+ * describe the architecture: a checkpoint's cannot be changed. */
+extern const mmp_option mmp_train_options[];
+#define MMP_TRAIN_OPTION_ARCH MMP_OPTION_USER
+
+/* Every option at its default (auto where it depends on others). */
 void mmp_train_cfg_defaults(mmp_train_cfg *c);
-/* Sets one option by its name (as on the command line without "--" and
- * with '-' as '_', e.g. "weight_decay"). 0 ok, -1 unknown key or bad value (why in err). */
+/* Sets one option by its key (the option without "--" and with '-' as '_',
+ * e.g. "weight_decay"). 0 ok, -1 unknown key or bad value (why in err). */
 int mmp_train_cfg_set(mmp_train_cfg *c, const char *key, const char *val, char *err, size_t errlen);
-/* Writes every key into meta (the checkpoint's __metadata__). */
+/* 1 when key is an architecture key (head, hidden, proj_dim, fields ...). */
+int mmp_train_cfg_is_arch(const char *key);
+/* Writes every key into meta (the checkpoint's __metadata__), in table order. */
 void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m);
 /* Reads back whatever keys meta has. */
 int mmp_train_cfg_from_meta(mmp_train_cfg *c, const mmp_meta *m, char *err, size_t errlen);
+/* Resolves the automatic choices: head (linear, mlp, pair), dropout, lr,
+ * weight decay (the optimizer's), standardization. */
+void mmp_train_cfg_resolve(mmp_train_cfg *c);
+/* The options fit together (loss and head, --hidden and --head mlp,
+ * --schedule step and --step-size ...). 0 or -1 with the reason. */
+int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- */
 /* data sets in memory                                               */
@@ -119,6 +139,16 @@ int mmp_train_provenance_compatible(const char *a, const char *b);
  * mmp_provenance_check's wording and --allow-mixed behaviour (dies or warns). */
 void mmp_train_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed,
                                      const char *what_a, const char *what_b);
+/* The same check for a caller that reports it (mmp_cli_check): 0 same (or
+ * either unknown), 1 different with allow_mixed (msg = the warning), -1
+ * different (msg = the error). */
+int mmp_check_text_provenance(const mmp_header *h, const char *model_tp, int allow_mixed, const char *what_a,
+                              const char *what_b, char *msg, size_t msglen);
+/* mmp-eval: the class names of a stream header against a model's n names,
+ * when both have them: 0 the same, -1 different (msg names both: count and
+ * first class). */
+int mmp_check_classes(const mmp_header *h, int n, char *const *names, const char *what, const char *model, char *msg,
+                      size_t msglen);
 
 /* ---------------------------------------------------------------- */
 /* trainer                                                           */
@@ -161,6 +191,10 @@ void mmp_trainer_free(mmp_trainer *tr);
  * allow_mixed). 0 or -1 (err). */
 int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int allow_mixed,
                            char *err, size_t errlen);
+/* mmp-eval: a stream header against the model before reading records: the
+ * sizes of the feature (and of a fusion head's pair field) when the schema
+ * fixes them. 0 or -1 (err: "WHAT: \"embedding\" has 512 values, the model expects 1280"). */
+int mmp_trainer_check_header(const mmp_trainer *tr, const mmp_header *h, const char *what, char *err, size_t errlen);
 /* Applies the model's standardization to ds->x in place (no-op when off). */
 void mmp_trainer_standardize(const mmp_trainer *tr, mmp_dataset *ds);
 /* One epoch over ds (already standardized) in the shuffled order of
@@ -171,6 +205,30 @@ double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int 
  * vs label / exact-match of thresholded labels), pair heads: mean of
  * recall@1 both ways. */
 void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, double *metric);
+/* A training run, as mmp-train-step does it: epochs until target (or
+ * stop_after epochs in this call, -1 = no limit, or early stopping: dev set
+ * and cfg.patience), each followed by the dev evaluation (best_metric,
+ * best_epoch, bad_epochs), a JSON line in log (may be NULL; step lines every
+ * log_every steps), the checkpoint: last after every epoch, out when the dev
+ * metric improved (without a dev set last = out); a progress line. When no
+ * epoch ran, out (and last) still get the state. 0, or -1 (err): a loss that
+ * is not finite, a checkpoint that cannot be written. */
+typedef struct {
+    const char *out, *last;
+    FILE *log;
+    int log_every;
+    int target, stop_after;
+    const mmp_dataset *dev;
+    /* results */
+    int ran;                /* epochs trained by this call */
+    double train_loss;      /* of the last epoch (NaN: none) */
+    double dev_loss, dev_metric;
+} mmp_train_run;
+int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, char *err, size_t errlen);
+/* Pair heads need in-batch negatives: at least 2 records and --batch-size >= 2. 0 or -1 (err). */
+int mmp_trainer_check_batches(const mmp_trainer *tr, const mmp_dataset *ds, char *err, size_t errlen);
+/* The default --last of a run with --dev: OUT with ".last" before the extension (heap). */
+char *mmp_train_last_path(const char *out);
 /* Writes the checkpoint atomically. 0 or -1 (err). */
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen);
 /* Batch inference: logits[N,C] (linear/mlp) for standardized x[N,D]. */

@@ -1,0 +1,336 @@
+/* train/checkpoint.c: checkpoints: the head tensors, standardization,
+ * optimizer state and the configuration + training state in __metadata__
+ * (written atomically); loading them back, or a plain PyTorch state dict of
+ * a known head. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/cnn_tail.h"
+#include "train/metrics.h"
+#include "train/train.h"
+#include "train/train_internal.h"
+
+static int pint(const char *v, int64_t lo, int64_t hi, int64_t *out) {
+    char *e;
+    errno = 0;
+    long long d = strtoll(v, &e, 10);
+    if (e == v || *e || errno || d < lo || d > hi) return -1;
+    *out = d;
+    return 0;
+}
+
+static void mset(mmp_meta *m, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void mset(mmp_meta *m, const char *k, const char *fmt, ...) {
+    char buf[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    mmp_meta_set(m, k, buf);
+}
+
+static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
+
+static void parse_json_names(const char *js, int *n, char ***out) {
+    *n = 0;
+    *out = NULL;
+    if (!js) return;
+    const char *p = strchr(js, '[');
+    if (!p) return;
+    p++;
+    int cap = 0;
+    for (;;) {
+        while (*p == ' ' || *p == ',' || *p == '\n') p++;
+        if (*p != '"') break;
+        p++;
+        size_t L = 0, C = 64;
+        char *s = mmp_xmalloc(C);
+        while (*p && *p != '"') {
+            if (L + 8 >= C) s = mmp_xrealloc(s, C *= 2);
+            if (*p != '\\') { s[L++] = *p++; continue; }
+            p++;
+            char e = *p ? *p++ : 0;
+            if (e == 'u') {
+                unsigned cp = 0;
+                for (int k = 0; k < 4 && isxdigit((unsigned char)*p); k++, p++)
+                    cp = cp * 16 + (unsigned)(isdigit((unsigned char)*p) ? *p - '0' : (tolower((unsigned char)*p) - 'a' + 10));
+                if (cp < 0x80) s[L++] = (char)cp;
+                else if (cp < 0x800) { s[L++] = (char)(0xC0 | (cp >> 6)); s[L++] = (char)(0x80 | (cp & 0x3F)); }
+                else { s[L++] = (char)(0xE0 | (cp >> 12)); s[L++] = (char)(0x80 | ((cp >> 6) & 0x3F)); s[L++] = (char)(0x80 | (cp & 0x3F)); }
+            } else {
+                s[L++] = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+            }
+        }
+        s[L] = 0;
+        if (*p == '"') p++;
+        if (*n == cap) *out = mmp_xrealloc(*out, sizeof(char *) * (size_t)(cap = cap ? cap * 2 : 16));
+        (*out)[(*n)++] = s;
+    }
+}
+
+static char *json_names(int n, char *const *names) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        mmp_json_str(f, names[i]);
+    }
+    fputc(']', f);
+    fclose(f);
+    return buf;
+}
+
+int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen) {
+    mmp_st_writer w;
+    mmp_st_writer_init(&w);
+    const mmp_head *h = &tr->head;
+    for (int i = 0; i < h->np; i++) {
+        const mmp_param *p = &h->params[i];
+        mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
+    }
+    if (h->tail) mmp_tail_save_buffers(h->tail, &w); /* running_mean/var: the fine-tuned model is complete */
+    if (tr->mean) {
+        int64_t sh[1] = {tr->in_dim};
+        mmp_st_writer_add_f32(&w, "standardize.mean", tr->mean, 1, sh);
+        mmp_st_writer_add_f32(&w, "standardize.std", tr->std, 1, sh);
+    }
+    for (int i = 0; i < h->np; i++) {
+        const mmp_param *p = &h->params[i];
+        float *st[2] = {p->s1, p->s2};
+        for (int k = 0; k < 2; k++) {
+            const char *sn = mmp_optim_state_name(&tr->cfg.opt, k);
+            if (!sn || !st[k]) continue;
+            char name[160];
+            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
+            mmp_st_writer_add_f32(&w, name, st[k], p->ndim, p->shape);
+        }
+    }
+    mmp_meta *m = &w.meta;
+    mmp_meta_set(m, "format", "mmpipe-head");
+    mmp_train_cfg_to_meta(&tr->cfg, m);
+    mset(m, "in_dim", "%lld", (long long)tr->in_dim);
+    mset(m, "pair_dim", "%lld", (long long)tr->pair_dim);
+    mset(m, "num_classes", "%lld", (long long)tr->ncls);
+    mset(m, "step", "%lld", (long long)tr->step);
+    mset(m, "epoch", "%d", tr->epoch);
+    mset(m, "best_metric", "%.17g", tr->best_metric);
+    mset(m, "best_epoch", "%d", tr->best_epoch);
+    mset(m, "bad_epochs", "%d", tr->bad_epochs);
+    if (tr->provenance) mmp_meta_set(m, "provenance", tr->provenance);
+    if (tr->text_provenance) mmp_meta_set(m, "text_provenance", tr->text_provenance);
+    if (MMP_HEAD_IS_FUSE(h->kind)) { /* lib/fuse's checkpoint keys (mmp-fuse --checkpoint) */
+        mmp_meta_set(m, "fuse.mode", h->kind == MMP_HEAD_GATED ? "gated" : "attention");
+        if (h->kind == MMP_HEAD_ATTENTION) mset(m, "fuse.heads", "%d", h->heads);
+    }
+    if (tr->nclasses_named) {
+        char *js = json_names(tr->nclasses_named, tr->classes);
+        mmp_meta_set(m, "classes", js);
+        free(js);
+    }
+    mmp_meta_set(m, "mmpipe_version", MMP_VERSION);
+    int rc = mmp_st_writer_write(&w, path, err, errlen);
+    mmp_st_writer_free(&w);
+    return rc;
+}
+
+/* A state dict saved from PyTorch (no mmpipe metadata): the head from the
+ * tensor names and shapes, defaults for the rest, the file's own
+ * __metadata__ (provenance, classes ...) kept. 0 or -1 (unknown layout). */
+static int st2(const mmp_safetensors *st, const char *name, int64_t *a, int64_t *b) {
+    const mmp_tensor *t = mmp_st_get(st, name);
+    if (!t || t->ndim != 2) return 0;
+    *a = t->shape[0];
+    *b = t->shape[1];
+    return 1;
+}
+
+static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
+    mmp_meta_copy(im, &st->meta);
+    int64_t a, b, a2, b2;
+    if (st2(st, "weight", &a, &b)) {
+        mset(im, "head", "linear");
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "num_classes", "%lld", (long long)a);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "layers.0.weight", &a, &b)) {
+        char hid[256] = "", name[64];
+        int64_t in = b, prev = a, L = 1;
+        for (;; L++) {
+            snprintf(name, sizeof name, "layers.%lld.weight", (long long)(3 * L));
+            if (!st2(st, name, &a2, &b2)) break;
+            if (b2 != prev) return -1;
+            snprintf(hid + strlen(hid), sizeof hid - strlen(hid), "%s%lld", L > 1 ? "," : "", (long long)prev);
+            prev = a2;
+        }
+        if (L < 2) return -1;
+        mset(im, "head", "mlp");
+        mset(im, "hidden", "%s", hid);
+        mset(im, "in_dim", "%lld", (long long)in);
+        mset(im, "num_classes", "%lld", (long long)prev);
+        mset(im, "pair_dim", "0");
+    } else if (st2(st, "classifier.weight", &a, &b) && (mmp_st_get(st, "gate.weight") || mmp_st_get(st, "attn.in_proj_weight")) &&
+               st2(st, "proj_a.weight", &a2, &b2)) {
+        /* a fusion head (FusionClassifier of tests/fixtures/gen_train_fuse.py) */
+        int att = mmp_st_get(st, "attn.in_proj_weight") != NULL;
+        int64_t db_, dd;
+        if (!st2(st, "proj_b.weight", &dd, &db_) || dd != a2 || b != a2) return -1;
+        if (att && !mmp_meta_get(&st->meta, "fuse.heads")) return -1;
+        mset(im, "head", "%s", att ? "attention" : "gated");
+        mset(im, "fuse_dim", "%lld", (long long)a2);
+        if (att) mset(im, "heads", "%s", mmp_meta_get(&st->meta, "fuse.heads"));
+        mset(im, "in_dim", "%lld", (long long)b2);
+        mset(im, "pair_dim", "%lld", (long long)db_);
+        mset(im, "num_classes", "%lld", (long long)a);
+    } else if (st2(st, "image_projection.weight", &a, &b) && st2(st, "text_projection.weight", &a2, &b2) && a == a2) {
+        mset(im, "head", "pair");
+        mset(im, "loss", "%s", mmp_st_get(st, "logit_scale") ? "contrastive" : "triplet");
+        mset(im, "proj_dim", "%lld", (long long)a);
+        mset(im, "in_dim", "%lld", (long long)b);
+        mset(im, "pair_dim", "%lld", (long long)b2);
+        mset(im, "num_classes", "0");
+    } else {
+        return -1;
+    }
+    mset(im, "standardize", "%d", mmp_st_get(st, "standardize.mean") != NULL);
+    const char *zero[] = {"step", "epoch", "best_epoch", "bad_epochs"};
+    for (int i = 0; i < 4; i++)
+        if (!mmp_meta_get(im, zero[i])) mset(im, zero[i], "0");
+    return 0;
+}
+
+int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, char *err, size_t errlen) {
+    memset(tr, 0, sizeof *tr);
+    mmp_safetensors st;
+    char e2[512];
+    if (mmp_st_open(&st, path, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "%s", e2);
+        return -1;
+    }
+    int ret = -1;
+    const mmp_meta *m = &st.meta;
+    mmp_meta im; /* inferred configuration of a plain torch state dict */
+    mmp_meta_init(&im);
+    const char *fmt = mmp_meta_get(m, "format");
+    if (!fmt || strcmp(fmt, "mmpipe-head")) { /* e.g. safetensors.torch.save_file's {"format": "pt"} */
+        if (infer_state_dict(&st, &im)) {
+            mmp_errf(err, errlen, "%s: neither an mmp-train-step checkpoint (format=mmpipe-head) nor a torch state dict "
+                   "of a known head (weight+bias; layers.0/3/6...; image_projection+text_projection; "
+                   "proj_a/proj_b/gate or attn + classifier)", path);
+            goto out;
+        }
+        m = &im;
+    }
+    mmp_train_cfg_defaults(&tr->cfg);
+    if (mmp_train_cfg_from_meta(&tr->cfg, m, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "%s: %s", path, e2);
+        goto out;
+    }
+    if (ovr)
+        for (int i = 0; i < ovr->n; i++) {
+            const char *k = ovr->keys[i], *v = ovr->vals[i];
+            const char *cur = mmp_meta_get(m, k);
+            if (mmp_train_cfg_is_arch(k) && cur && strcmp(cur, v) && !(!strcmp(k, "head") && !strcmp(v, "auto"))) {
+                mmp_errf(err, errlen, "%s: the checkpoint has %s=%s; cannot change it to %s", path, k, cur, v);
+                goto out;
+            }
+            if (mmp_train_cfg_set(&tr->cfg, k, v, e2, sizeof e2)) {
+                mmp_errf(err, errlen, "%s", e2);
+                goto out;
+            }
+        }
+    mmp_train_cfg_resolve(&tr->cfg);
+    int64_t v64;
+    const char *s;
+#define MINT(key, dst, lo, hi) do { s = mmp_meta_get(m, key); if (!s || pint(s, lo, hi, &v64)) { mmp_errf(err, errlen, "%s: bad or missing metadata %s", path, key); goto out; } dst = v64; } while (0)
+    MINT("in_dim", tr->in_dim, 1, 1 << 24);
+    MINT("pair_dim", tr->pair_dim, 0, 1 << 24);
+    MINT("num_classes", tr->ncls, 0, 1 << 24);
+    MINT("step", tr->step, 0, INT64_MAX / 2);
+    MINT("epoch", tr->epoch, 0, 1 << 30);
+    MINT("best_epoch", tr->best_epoch, 0, 1 << 30);
+    MINT("bad_epochs", tr->bad_epochs, 0, 1 << 30);
+#undef MINT
+    s = mmp_meta_get(m, "best_metric");
+    tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
+    if (mmp_trainer_setup_head(tr, &st, 1, err, errlen)) goto out;
+    for (int i = 0; i < tr->head.np; i++) {
+        mmp_param *p = &tr->head.params[i];
+        const mmp_tensor *t = mmp_st_get(&st, p->name);
+        char want[64], got[64];
+        mmp_shape_str(p->ndim, p->shape, want, sizeof want);
+        if (!t) { mmp_errf(err, errlen, "%s: tensor %s missing", path, p->name); goto out; }
+        int shape_ok = t->ndim == p->ndim && is_float(t->dtype);
+        for (int d = 0; shape_ok && d < p->ndim; d++) shape_ok = t->shape[d] == p->shape[d];
+        if (!shape_ok) {
+            mmp_shape_str(t->ndim, t->shape, got, sizeof got);
+            mmp_errf(err, errlen, "%s: tensor %s has shape %s, expected %s", path, p->name, got, want);
+            goto out;
+        }
+        mmp_tensor_to_f32(t, p->w);
+        const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};
+        float **dst[2] = {&p->s1, &p->s2};
+        for (int k = 0; k < 2; k++) {
+            if (!sn[k]) continue;
+            char name[160];
+            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn[k]);
+            const mmp_tensor *o = mmp_st_get(&st, name);
+            if (!o) continue;
+            if ((size_t)mmp_numel(o->ndim, o->shape) != p->n || o->dtype != MMP_F32) {
+                mmp_errf(err, errlen, "%s: tensor %s has the wrong shape", path, name);
+                goto out;
+            }
+            *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
+            memcpy(*dst[k], o->data, sizeof(float) * p->n);
+        }
+    }
+    const mmp_tensor *mt = mmp_st_get(&st, "standardize.mean"), *sd = mmp_st_get(&st, "standardize.std");
+    if (mt || sd) {
+        if (!mt || !sd || mt->dtype != MMP_F32 || sd->dtype != MMP_F32 || mmp_numel(mt->ndim, mt->shape) != tr->in_dim ||
+            mmp_numel(sd->ndim, sd->shape) != tr->in_dim) {
+            mmp_errf(err, errlen, "%s: standardize.mean/std must both be f32 [%lld]", path, (long long)tr->in_dim);
+            goto out;
+        }
+        tr->mean = mmp_xmalloc(sizeof(float) * (size_t)tr->in_dim);
+        tr->std = mmp_xmalloc(sizeof(float) * (size_t)tr->in_dim);
+        memcpy(tr->mean, mt->data, sizeof(float) * (size_t)tr->in_dim);
+        memcpy(tr->std, sd->data, sizeof(float) * (size_t)tr->in_dim);
+        tr->cfg.standardize = 1;
+    } else {
+        tr->cfg.standardize = 0;
+    }
+    if (tr->cfg.class_weights[0]) {
+        tr->class_w = mmp_xcalloc((size_t)tr->ncls, sizeof(float));
+        const char *p = tr->cfg.class_weights;
+        for (int64_t k = 0; k < tr->ncls && *p; k++) {
+            char *e;
+            tr->class_w[k] = strtof(p, &e);
+            p = *e == ',' ? e + 1 : e;
+        }
+    }
+    s = mmp_meta_get(m, "provenance");
+    tr->provenance = s ? mmp_xstrdup(s) : NULL;
+    s = mmp_meta_get(m, "text_provenance");
+    tr->text_provenance = s ? mmp_xstrdup(s) : NULL;
+    parse_json_names(mmp_meta_get(m, "classes"), &tr->nclasses_named, &tr->classes);
+    snprintf(tr->feature, sizeof tr->feature, "%s", tr->cfg.feature);
+    snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);
+    ret = 0;
+out:
+    mmp_meta_free(&im);
+    mmp_st_close(&st);
+    if (ret) mmp_trainer_free(tr);
+    return ret;
+}
+
+char *mmp_train_last_path(const char *out) {
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    if (dot && (!slash || dot > slash))
+        return mmp_xasprintf("%.*s.last%s", (int)(dot - out), out, dot);
+    return mmp_xasprintf("%s.last", out);
+}

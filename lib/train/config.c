@@ -1,0 +1,371 @@
+/* train/config.c: the configuration of mmp-train-step. One table entry per
+ * option feeds the command line (mmp-train-step includes the table), the
+ * defaults, the checkpoint's __metadata__ (written in table order) and
+ * reading a configuration back from a checkpoint (--init, --resume,
+ * mmp-eval). */
+#include "train/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "train/resnet_tail.h"
+
+const char *mmp_loss_name(mmp_loss_kind k) {
+    static const char *n[] = {"ce", "bce", "contrastive", "triplet"};
+    return (unsigned)k < 4 ? n[k] : "?";
+}
+
+int mmp_loss_parse(const char *s, mmp_loss_kind *k) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, mmp_loss_name((mmp_loss_kind)i))) { *k = (mmp_loss_kind)i; return 0; }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* values that need more than the table's types                        */
+/* ------------------------------------------------------------------ */
+
+#define CFG(t) ((mmp_train_cfg *)(t))
+#define CCFG(t) ((const mmp_train_cfg *)(t))
+
+static int set_head(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    if (!strcmp(v, "auto")) CFG(t)->head = (mmp_head_kind)-1;
+    else if (mmp_head_kind_parse(v, &CFG(t)->head)) return -1;
+    return 0;
+}
+static int fmt_head(const mmp_option *o, const void *t, char *buf, size_t n) {
+    snprintf(buf, n, "%s", (int)CCFG(t)->head == -1 ? "auto" : mmp_head_kind_name(CCFG(t)->head));
+    return 1;
+}
+
+static int set_hidden(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    int n = 0;
+    const char *p = v;
+    if (!*p) { c->nhidden = 0; return 0; }
+    while (*p) {
+        char *e;
+        long long h = strtoll(p, &e, 10);
+        if (e == p || h < 1 || h > (1 << 24) || n >= MMP_HEAD_MAX_HIDDEN) return -1;
+        c->hidden[n++] = h;
+        p = e;
+        if (*p == ',') p++;
+        else if (*p) return -1;
+    }
+    c->nhidden = n;
+    if ((int)c->head == -1) c->head = MMP_HEAD_MLP;
+    return 0;
+}
+static int fmt_hidden(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    buf[0] = 0;
+    for (int i = 0; i < c->nhidden; i++) snprintf(buf + strlen(buf), n - strlen(buf), "%s%lld", i ? "," : "", (long long)c->hidden[i]);
+    return 1;
+}
+
+static int set_loss(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    return mmp_loss_parse(v, &CFG(t)->loss);
+}
+static int fmt_loss(const mmp_option *o, const void *t, char *buf, size_t n) {
+    snprintf(buf, n, "%s", mmp_loss_name(CCFG(t)->loss));
+    return 1;
+}
+
+static int set_schedule(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    return mmp_sched_parse(v, &CFG(t)->sched.kind);
+}
+static int fmt_schedule(const mmp_option *o, const void *t, char *buf, size_t n) {
+    snprintf(buf, n, "%s", mmp_sched_name(CCFG(t)->sched.kind));
+    return 1;
+}
+
+/* step_size is recorded only when set */
+static int fmt_positive(const mmp_option *o, const void *t, char *buf, size_t n) {
+    if (*(const int64_t *)t <= 0) return 0;
+    snprintf(buf, n, "%lld", (long long)*(const int64_t *)t);
+    return 1;
+}
+
+static int set_seed(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    errno = 0;
+    unsigned long long s = strtoull(v, &e, 10);
+    if (e == v || *e || errno || v[0] == '-') return -1;
+    CFG(t)->seed = s;
+    return 0;
+}
+static int fmt_seed(const mmp_option *o, const void *t, char *buf, size_t n) {
+    snprintf(buf, n, "%llu", (unsigned long long)CCFG(t)->seed);
+    return 1;
+}
+
+/* standardize: "auto" (-1), or a boolean; --standardize / --no-standardize */
+static int set_standardize(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    int *s = t;
+    if (!strcmp(v, "auto")) *s = -1;
+    else if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on")) *s = 1;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "off")) *s = 0;
+    else return -1;
+    return 0;
+}
+static int fmt_standardize(const mmp_option *o, const void *t, char *buf, size_t n) {
+    int s = *(const int *)t;
+    snprintf(buf, n, "%s", s < 0 ? "auto" : s ? "1" : "0");
+    return 1;
+}
+
+/* backbone, from, in_hw: recorded for the CNN-tail heads only */
+static int set_backbone(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (strlen(v) >= sizeof c->backbone) return -1;
+    snprintf(c->backbone, sizeof c->backbone, "%s", v);
+    return 0;
+}
+static int fmt_backbone(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (!MMP_HEAD_IS_TAIL(c->head)) return 0;
+    snprintf(buf, n, "%s", c->backbone);
+    return 1;
+}
+
+static int set_from(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    /* "auto", "features.K" or "features.K:flat" (as mmp-embed --layer), or K; resnet-tail: layerL[.i][:flat] */
+    mmp_train_cfg *c = t;
+    const char *p = v;
+    if (!strcmp(v, "auto")) { c->from = -1; c->rn_layer = 0; c->rn_block = -1; return 0; }
+    if (!strncmp(v, "layer", 5)) {
+        int L, i;
+        if (mmp_resnet_parse_layer(v, &L, &i)) return -1;
+        c->rn_layer = L;
+        c->rn_block = i;
+        return 0;
+    }
+    if (!strncmp(p, "features.", 9)) p += 9;
+    char *e;
+    errno = 0;
+    long f = strtol(p, &e, 10);
+    if (e == p || errno || f < 0 || f > 17 || (*e && strcmp(e, ":flat"))) return -1;
+    c->from = (int)f;
+    return 0;
+}
+static int fmt_from(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (c->head == MMP_HEAD_MNV2_TAIL && c->from >= 0) snprintf(buf, n, "features.%d", c->from);
+    else if (c->head == MMP_HEAD_RESNET_TAIL && c->rn_layer > 0 && c->rn_block >= 0) snprintf(buf, n, "layer%d.%d", c->rn_layer, c->rn_block);
+    else if (c->head == MMP_HEAD_RESNET_TAIL && c->rn_layer > 0) snprintf(buf, n, "layer%d", c->rn_layer);
+    else return 0;
+    return 1;
+}
+
+static int set_in_hw(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (!strcmp(v, "auto") || !*v) { c->in_h = c->in_w = 0; return 0; }
+    long long a, b;
+    char tail;
+    if (sscanf(v, "%lldx%lld%c", &a, &b, &tail) != 2 || a < 1 || b < 1 || a > 4096 || b > 4096) return -1;
+    c->in_h = a;
+    c->in_w = b;
+    return 0;
+}
+static int fmt_in_hw(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (!MMP_HEAD_IS_TAIL(c->head) || c->in_h <= 0) return 0;
+    snprintf(buf, n, "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* the table                                                           */
+/* ------------------------------------------------------------------ */
+
+/* offsetof with a compile-time check of the field's type */
+#define OFF(type, f) _Generic(((mmp_train_cfg *)0)->f, type: offsetof(mmp_train_cfg, f))
+#define ARCH MMP_TRAIN_OPTION_ARCH
+#define KEY(k, opt) .meta = (k), .name = (opt)
+#define I64(k, opt, f, lo, hi, d, vn, h, ...) \
+    {.type = MMP_OPTION_INT64, KEY(k, opt), .off = OFF(int64_t, f), .min = (lo), .max = (hi), .def = (d), .valname = (vn), .help = (h), __VA_ARGS__}
+#define INT(k, opt, f, lo, hi, d, vn, h, ...) \
+    {.type = MMP_OPTION_INT, KEY(k, opt), .off = OFF(int, f), .min = (lo), .max = (hi), .def = (d), .valname = (vn), .help = (h), __VA_ARGS__}
+#define DBL(k, opt, f, lo, hi, fl, d, vn, h) \
+    {.type = MMP_OPTION_DOUBLE, KEY(k, opt), .off = OFF(double, f), .dmin = (lo), .dmax = (hi), .flags = (fl), .def = (d), .valname = (vn), .help = (h)}
+#define STR(k, opt, f, minlen, d, vn, h, ...) \
+    {.type = MMP_OPTION_STRBUF, KEY(k, opt), .off = OFF(char *, f), .min = (minlen), .max = sizeof(((mmp_train_cfg *)0)->f), .def = (d), .valname = (vn), .help = (h), __VA_ARGS__}
+/* custom parse and format of the whole configuration */
+#define FN(k, opt, setf, fmtf, d, vn, h, ...) \
+    {.type = MMP_OPTION_CALL, KEY(k, opt), .call = (setf), .fmt = (fmtf), .def = (d), .valname = (vn), .help = (h), __VA_ARGS__}
+#define NOLIM INFINITY
+#define OPEN0 MMP_OPTION_OPEN_MIN
+#define BIG (INT64_MAX / 2)
+
+static const char *const mining_names[] = {"all", "hard", NULL}; /* index = mining_hard */
+static const char *const optimizer_names[] = {"sgd", "adamw", NULL}; /* index = mmp_opt_kind */
+
+/* The order of the entries is the order of the keys in a checkpoint's metadata. */
+const mmp_option mmp_train_options[] = {
+    MMP_O_TEXT("model:"),
+    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail",
+       "default linear (pair for --loss contrastive|triplet)\n"
+       "gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
+       "  of --feature and --pair-field, then nn.Linear(F, C) (ce/bce); raw\n"
+       "  inputs (no standardization); mmp-fuse --checkpoint OUT applies the\n"
+       "  fusion part of the checkpoint\n"
+       "mnv2-tail: partly unfrozen MobileNetV2: trains blocks\n"
+       "  features.K+1..18 (BN in eval mode) + classifier on features.K\n"
+       "  activations cached by mmp-embed --layer features.K:flat\n"
+       "  (see docs/train.md)\n"
+       "resnet-tail: partly unfrozen torchvision ResNet: trains the blocks\n"
+       "  after layerL (or block layerL.i) .. layer4 (BN in eval mode) + fc\n"
+       "  on activations cached by mmp-embed --layer layerL:flat",
+       .flags = ARCH),
+    FN("hidden", "hidden", set_hidden, fmt_hidden, "", "N[,N...]", "MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks",
+       .flags = ARCH),
+    DBL("dropout", "dropout", dropout, 0, 1, MMP_OPTION_OPEN_MAX | MMP_OPTION_AUTO, "auto", "P",
+        "MLP dropout probability (0; mnv2-tail: before the classifier, 0.2)"),
+    I64("proj_dim", "proj-dim", proj_dim, 1, 1 << 20, "256", "E", "pair head projection width (256)", .flags = ARCH),
+    I64("fuse_dim", "fuse-dim", fuse_dim, 1, 1 << 16, "256", "F", "fusion heads: width of the fused vector (256)", .flags = ARCH),
+    INT("heads", "heads", heads, 1, 4096, "4", "H", "attention fusion: attention heads, dividing F (4)", .flags = ARCH),
+    MMP_O_TEXT("loss:"),
+    FN("loss", "loss", set_loss, fmt_loss, "ce", "ce|bce|contrastive|triplet", "(ce)"),
+    DBL("label_smoothing", "label-smoothing", label_smoothing, 0, 1, 0, "0", "E", "ce label smoothing (0)"),
+    STR("class_weights", "class-weights", class_weights, 0, "", "W,W,...|balanced", "ce class weights (PyTorch weighted mean)"),
+    DBL("margin", "margin", margin, 0, NOLIM, 0, "1", "M", "triplet margin (1.0)"),
+    {.type = MMP_OPTION_CHOICE, KEY("mining", "mining"), .off = OFF(int, mining_hard), .choices = mining_names, .def = "hard",
+     .valname = "hard|all", .help = "triplet in-batch negatives: hardest one, or all (hard)"},
+    MMP_O_TEXT("optimization:"),
+    {.type = MMP_OPTION_CHOICE, KEY("optimizer", "optimizer"), .off = OFF(mmp_opt_kind, opt.kind), .choices = optimizer_names,
+     .def = "adamw", .valname = "adamw|sgd", .help = "(adamw)"},
+    DBL("lr", "lr", sched.lr, 0, NOLIM, OPEN0 | MMP_OPTION_AUTO, "auto", "LR", "(adamw 1e-3, sgd 1e-2)"),
+    DBL("momentum", "momentum", opt.momentum, 0, NOLIM, 0, "0", "M", "SGD momentum (0)"),
+    {.type = MMP_OPTION_FLAG, KEY("nesterov", "nesterov"), .off = OFF(int, opt.nesterov), .val = 1, .metaval = "1", .def = "0",
+     .help = "SGD Nesterov momentum"},
+    DBL("weight_decay", "weight-decay", opt.weight_decay, 0, NOLIM, MMP_OPTION_AUTO, "auto", "WD", "(adamw 1e-2 decoupled, sgd 0 as L2)"),
+    DBL("beta1", "beta1", opt.beta1, 0, 1, MMP_OPTION_OPEN_MAX, "0.9", "B", "AdamW (0.9)"),
+    DBL("beta2", "beta2", opt.beta2, 0, 1, MMP_OPTION_OPEN_MAX, "0.999", "B", "AdamW (0.999)"),
+    DBL("eps", "eps", opt.eps, 0, NOLIM, OPEN0, "1e-8", "E", "AdamW (1e-8)"),
+    FN("schedule", "schedule", set_schedule, fmt_schedule, "constant", "constant|step|cosine", "per-step LR schedule (constant)"),
+    I64("warmup", "warmup", sched.warmup, 0, BIG, "0", "STEPS", "linear warm-up: lr*(t+1)/STEPS for the first STEPS steps"),
+    I64("step_size", "step-size", sched.step_size, 1, BIG, NULL, "STEPS", "step schedule: lr *= gamma every STEPS steps", .fmt = fmt_positive),
+    DBL("gamma", "gamma", sched.gamma, 0, NOLIM, 0, "0.1", "G", "step schedule factor (0.1)"),
+    DBL("min_lr", "min-lr", sched.min_lr, 0, NOLIM, 0, "0", "LR", "cosine floor (0)"),
+    I64("total_steps", "total-steps", sched.total, 0, BIG, "0", "N", "cosine length (default epochs * batches per epoch)"),
+    DBL("clip_grad_norm", "clip-grad-norm", clip, 0, NOLIM, 0, "0", "MAX", "clip the total gradient L2 norm (off)"),
+    I64("batch_size", "batch-size", batch, 1, 1 << 24, "256", "N", "(256)"),
+    INT("epochs", "epochs", epochs, 0, 1 << 24, "1", "N", "(1)"),
+    FN("seed", "seed", set_seed, fmt_seed, "0", "N", "weights init, shuffling, dropout (0)"),
+    {.type = MMP_OPTION_FLAG, KEY("standardize", "standardize"), .off = OFF(int, standardize), .val = 1, .metaval = "1",
+     .call = set_standardize, .fmt = fmt_standardize, .def = "auto",
+     .help = "feature standardization fitted on the training stream\n(default: on for linear ce/bce heads)"},
+    {.type = MMP_OPTION_FLAG, KEY("standardize", "no-standardize"), .off = OFF(int, standardize), .val = 0, .metaval = "0",
+     .flags = MMP_OPTION_ALIAS, .help = "no standardization"},
+    INT("patience", "patience", patience, 0, 1 << 24, "0", "N", "early stopping after N epochs without dev improvement (--dev)"),
+    MMP_O_TEXT("data:"),
+    STR("feature", "feature", feature, 1, "embedding", "NAME", "input tensor (embedding)", .flags = ARCH),
+    STR("pair_field", "pair-field", pair_field, 1, "text_embedding", "NAME",
+        "second input for pair losses and fusion heads (text_embedding)", .flags = ARCH),
+    STR("labels_field", "labels-field", labels_field, 1, "labels", "NAME", "multi-label targets f32 [C] for bce (labels)", .flags = ARCH),
+    MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
+    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from"),
+    FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]", "the input block (default: the stream's embed.layer)",
+       .flags = ARCH),
+    FN("in_hw", "in-hw", set_in_hw, fmt_in_hw, "auto", "HxW", "its spatial size (default: from the stream's embed.size)", .flags = ARCH),
+    MMP_O_END,
+};
+
+/* ------------------------------------------------------------------ */
+/* defaults, keys, metadata                                            */
+/* ------------------------------------------------------------------ */
+
+static int is_key(const mmp_option *o) { return o->meta && !(o->flags & MMP_OPTION_ALIAS); }
+
+void mmp_train_cfg_defaults(mmp_train_cfg *c) {
+    char err[256];
+    memset(c, 0, sizeof *c);
+    if (mmp_options_defaults(mmp_train_options, c, err, sizeof err)) mmp_die("train configuration defaults: %s", err);
+}
+
+int mmp_train_cfg_set(mmp_train_cfg *c, const char *k, const char *v, char *err, size_t errlen) {
+    const mmp_option *o = mmp_option_by_meta(mmp_train_options, k);
+    if (!o) return mmp_errf(err, errlen, "unknown configuration key '%s'", k);
+    return mmp_option_set(o, c, v, k, err, errlen);
+}
+
+int mmp_train_cfg_is_arch(const char *key) {
+    const mmp_option *o = mmp_option_by_meta(mmp_train_options, key);
+    return o && (o->flags & MMP_TRAIN_OPTION_ARCH);
+}
+
+void mmp_train_cfg_to_meta(const mmp_train_cfg *c, mmp_meta *m) {
+    char buf[1200];
+    for (const mmp_option *o = mmp_train_options; o->type != MMP_OPTION_END; o++)
+        if (is_key(o) && mmp_option_format(o, c, buf, sizeof buf)) mmp_meta_set(m, o->meta, buf);
+}
+
+int mmp_train_cfg_from_meta(mmp_train_cfg *c, const mmp_meta *m, char *err, size_t errlen) {
+    for (const mmp_option *o = mmp_train_options; o->type != MMP_OPTION_END; o++) {
+        if (!is_key(o)) continue;
+        const char *v = mmp_meta_get(m, o->meta);
+        if (!v) continue;
+        if ((o->flags & MMP_OPTION_AUTO) && !strcmp(v, "nan")) continue; /* "auto" as a number */
+        if (mmp_option_set(o, c, v, o->meta, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* resolution and consistency                                          */
+/* ------------------------------------------------------------------ */
+
+void mmp_train_cfg_resolve(mmp_train_cfg *c) {
+    if ((int)c->head == -1)
+        c->head = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET ? MMP_HEAD_PAIR
+                  : c->nhidden > 0 ? MMP_HEAD_MLP : MMP_HEAD_LINEAR;
+    if (isnan(c->dropout)) c->dropout = c->head == MMP_HEAD_MNV2_TAIL ? 0.2 : 0;
+    if (isnan(c->sched.lr)) c->sched.lr = c->opt.kind == MMP_OPT_ADAMW ? 1e-3 : 1e-2;
+    if (isnan(c->opt.weight_decay)) c->opt.weight_decay = c->opt.kind == MMP_OPT_ADAMW ? 1e-2 : 0;
+    /* fusion heads see the raw inputs (off): mmp-fuse --checkpoint computes the same fused vector */
+    if (c->standardize < 0)
+        c->standardize = c->head == MMP_HEAD_LINEAR && (c->loss == MMP_LOSS_CE || c->loss == MMP_LOSS_BCE);
+}
+
+int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
+    int pairloss = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET;
+    if (pairloss != (c->head == MMP_HEAD_PAIR)) {
+        mmp_errf(err, errlen, "--loss %s needs %s", mmp_loss_name(c->loss),
+               pairloss ? "the pair head (two projections)" : "a linear, mlp, gated or attention head");
+        return -1;
+    }
+    if (MMP_HEAD_IS_FUSE(c->head) && c->standardize > 0) {
+        mmp_errf(err, errlen, "--standardize is not available for the %s fusion head (it sees the raw inputs, as mmp-fuse does)",
+               mmp_head_kind_name(c->head));
+        return -1;
+    }
+    if (MMP_HEAD_IS_TAIL(c->head)) {
+        if (c->standardize > 0) {
+            mmp_errf(err, errlen, "--standardize is not available for the %s head (it sees the block activations as the network does)",
+                     mmp_head_kind_name(c->head));
+            return -1;
+        }
+        if (c->nhidden > 0) { mmp_errf(err, errlen, "--hidden needs --head mlp"); return -1; }
+    }
+    if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
+        mmp_errf(err, errlen, "--hidden needs --head mlp");
+        return -1;
+    }
+    if (c->head == MMP_HEAD_MLP && c->nhidden == 0) {
+        mmp_errf(err, errlen, "--head mlp needs --hidden N[,N...]");
+        return -1;
+    }
+    if (c->head == MMP_HEAD_LINEAR && c->nhidden > 0) {
+        mmp_errf(err, errlen, "--hidden needs --head mlp");
+        return -1;
+    }
+    if (c->sched.kind == MMP_SCHED_STEP && c->sched.step_size <= 0) {
+        mmp_errf(err, errlen, "--schedule step needs --step-size N (steps)");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,239 @@
+/* train/loop.c: the training loop: batches in the shuffled order of
+ * (seed, epoch), forward + loss + backward, clipping, the optimizer step
+ * with the schedule's learning rate; evaluation on a dev set. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/metrics.h"
+#include "train/train.h"
+
+#define LOGIT_SCALE_MAX 4.605170185988092 /* log(100), CLIP's clamp */
+
+static void grow_batch(mmp_trainer *tr, int64_t B) {
+    if (B <= tr->cap) return;
+    size_t b = (size_t)B;
+    int64_t C = tr->head.out_dim;
+    tr->bx = mmp_xrealloc(tr->bx, sizeof(float) * b * (size_t)tr->in_dim);
+    tr->bx2 = mmp_xrealloc(tr->bx2, sizeof(float) * b * (size_t)(tr->pair_dim + 1));
+    tr->bt = mmp_xrealloc(tr->bt, sizeof(float) * b * (size_t)(tr->ncls + 1));
+    tr->out = mmp_xrealloc(tr->out, sizeof(float) * b * (size_t)C);
+    tr->dout = mmp_xrealloc(tr->dout, sizeof(float) * b * (size_t)C);
+    tr->za = mmp_xrealloc(tr->za, sizeof(float) * b * (size_t)C);
+    tr->zb = mmp_xrealloc(tr->zb, sizeof(float) * b * (size_t)C);
+    tr->dza = mmp_xrealloc(tr->dza, sizeof(float) * b * (size_t)C);
+    tr->dzb = mmp_xrealloc(tr->dzb, sizeof(float) * b * (size_t)C);
+    tr->by = mmp_xrealloc(tr->by, sizeof(int64_t) * b);
+    size_t nt = tr->cfg.loss == MMP_LOSS_TRIPLET ? b * (b > 1 ? b - 1 : 1) : 1;
+    for (int k = 0; k < 3; k++) tr->ti[k] = mmp_xrealloc(tr->ti[k], sizeof(int64_t) * nt);
+    tr->cap = B;
+}
+
+
+void mmp_trainer_standardize(const mmp_trainer *tr, mmp_dataset *ds) {
+    if (tr->mean) mmp_standardize_apply(ds->x, ds->n, ds->dim, tr->mean, tr->std);
+}
+
+/* rows idx[0..m) of ds into the batch buffers */
+static void gather(mmp_trainer *tr, const mmp_dataset *ds, const int64_t *idx, int64_t m) {
+    for (int64_t b = 0; b < m; b++) {
+        int64_t r = idx[b];
+        memcpy(tr->bx + b * tr->in_dim, ds->x + r * ds->dim, sizeof(float) * (size_t)ds->dim);
+        if (ds->x2 && tr->pair_dim) memcpy(tr->bx2 + b * tr->pair_dim, ds->x2 + r * ds->dim2, sizeof(float) * (size_t)ds->dim2);
+        if (ds->t) memcpy(tr->bt + b * tr->ncls, ds->t + r * ds->ncls, sizeof(float) * (size_t)ds->ncls);
+        tr->by[b] = ds->y[r];
+    }
+}
+
+/* forward + loss (+ gradients when grad) on the gathered batch */
+static double batch_loss(mmp_trainer *tr, int64_t m, int grad, uint64_t *drng) {
+    mmp_train_cfg *c = &tr->cfg;
+    mmp_head *h = &tr->head;
+    double l;
+    if (MMP_HEAD_IS_FUSE(h->kind)) {
+        mmp_head_fuse_forward(h, tr->bx, tr->bx2, m, NULL, tr->out);
+        if (c->loss == MMP_LOSS_CE)
+            l = mmp_ce_loss(tr->out, tr->by, m, tr->ncls, tr->class_w, c->label_smoothing, grad ? tr->dout : NULL);
+        else
+            l = mmp_bce_logits_loss(tr->out, tr->bt, m, tr->ncls, grad ? tr->dout : NULL);
+        if (grad) mmp_head_fuse_backward(h, tr->bx, tr->bx2, m, tr->dout);
+        return l;
+    }
+    if (h->kind != MMP_HEAD_PAIR) {
+        mmp_head_forward(h, tr->bx, m, grad, drng, tr->out);
+        if (c->loss == MMP_LOSS_CE)
+            l = mmp_ce_loss(tr->out, tr->by, m, tr->ncls, tr->class_w, c->label_smoothing, grad ? tr->dout : NULL);
+        else
+            l = mmp_bce_logits_loss(tr->out, tr->bt, m, tr->ncls, grad ? tr->dout : NULL);
+        if (grad) mmp_head_backward(h, tr->bx, m, tr->dout);
+        return l;
+    }
+    int64_t E = h->out_dim;
+    mmp_head_pair_forward(h, tr->bx, tr->bx2, m, tr->za, tr->zb);
+    if (c->loss == MMP_LOSS_CONTRASTIVE) {
+        mmp_param *ls = &h->params[2];
+        l = mmp_clip_loss(tr->za, tr->zb, m, E, ls->w[0], grad ? tr->dza : NULL, grad ? tr->dzb : NULL,
+                          grad ? ls->g : NULL);
+    } else {
+        int64_t T = mmp_triplet_mine(tr->za, tr->zb, m, E, c->mining_hard, tr->ti[0], tr->ti[1], tr->ti[2]);
+        if (grad) {
+            memset(tr->dza, 0, sizeof(float) * (size_t)(m * E));
+            memset(tr->dzb, 0, sizeof(float) * (size_t)(m * E));
+        }
+        l = mmp_triplet_loss(tr->za, tr->zb, tr->zb, tr->ti[0], tr->ti[1], tr->ti[2], T, E, c->margin,
+                             grad ? tr->dza : NULL, grad ? tr->dzb : NULL, grad ? tr->dzb : NULL);
+    }
+    if (grad) mmp_head_pair_backward(h, tr->bx, tr->bx2, m, tr->dza, tr->dzb);
+    return l;
+}
+
+double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every) {
+    mmp_train_cfg *c = &tr->cfg;
+    int64_t n = ds->n, B = c->batch;
+    grow_batch(tr, B);
+    int64_t *perm = mmp_xmalloc(sizeof(int64_t) * (size_t)n);
+    uint64_t rng = mmp_rng_derive(c->seed, 0x5348554646ULL /* SHUFF */, (uint64_t)tr->epoch);
+    mmp_rng_permutation(&rng, perm, n);
+    int pairloss = tr->head.kind == MMP_HEAD_PAIR;
+    double sum = 0;
+    int64_t counted = 0;
+    for (int64_t s = 0; s < n; s += B) {
+        int64_t m = n - s < B ? n - s : B;
+        if (pairloss && m < 2) continue; /* no in-batch negatives */
+        gather(tr, ds, perm + s, m);
+        uint64_t drng = mmp_rng_derive(c->seed, 0x44524F50ULL /* DROP */, (uint64_t)tr->step);
+        double l = batch_loss(tr, m, 1, &drng);
+        if (c->clip > 0) mmp_clip_grad_norm(tr->head.params, tr->head.np, c->clip);
+        double lr = mmp_sched_lr(&c->sched, tr->step);
+        mmp_optim_step(&c->opt, tr->head.params, tr->head.np, tr->step, lr);
+        tr->step++;
+        if (tr->head.has_scale) {
+            float *ls = tr->head.params[2].w;
+            if (*ls < 0) *ls = 0;
+            if (*ls > (float)LOGIT_SCALE_MAX) *ls = (float)LOGIT_SCALE_MAX;
+        }
+        sum += l * (double)m;
+        counted += m;
+        if (log && log_every > 0 && tr->step % log_every == 0)
+            fprintf(log, "{\"step\":%lld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g}\n", (long long)tr->step,
+                    tr->epoch + 1, l, lr);
+    }
+    free(perm);
+    tr->epoch++;
+    return counted ? sum / (double)counted : NAN;
+}
+
+void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, double *metric) {
+    mmp_train_cfg *c = &tr->cfg;
+    int64_t n = ds->n, B = c->batch;
+    grow_batch(tr, B);
+    int64_t *idx = mmp_xmalloc(sizeof(int64_t) * (size_t)B);
+    double num = 0, den = 0;
+    int64_t correct = 0;
+    int pairloss = tr->head.kind == MMP_HEAD_PAIR;
+    float *pa = NULL, *pb = NULL;
+    int64_t E = tr->head.out_dim;
+    if (pairloss) {
+        pa = mmp_xmalloc(sizeof(float) * (size_t)(n * E));
+        pb = mmp_xmalloc(sizeof(float) * (size_t)(n * E));
+    }
+    for (int64_t s = 0; s < n; s += B) {
+        int64_t m = n - s < B ? n - s : B;
+        for (int64_t k = 0; k < m; k++) idx[k] = s + k;
+        gather(tr, ds, idx, m);
+        if (pairloss) {
+            if (m >= 2) {
+                double l = batch_loss(tr, m, 0, NULL);
+                num += l * (double)m;
+                den += (double)m;
+            } else {
+                mmp_head_pair_forward(&tr->head, tr->bx, tr->bx2, m, tr->za, tr->zb);
+            }
+            memcpy(pa + s * E, tr->za, sizeof(float) * (size_t)(m * E));
+            memcpy(pb + s * E, tr->zb, sizeof(float) * (size_t)(m * E));
+            continue;
+        }
+        double l = batch_loss(tr, m, 0, NULL);
+        double w = 0;
+        if (c->loss == MMP_LOSS_CE)
+            for (int64_t k = 0; k < m; k++) w += tr->class_w ? tr->class_w[tr->by[k]] : 1.0;
+        else
+            w = (double)m;
+        num += l * w;
+        den += w;
+        for (int64_t k = 0; k < m; k++) {
+            const float *o = tr->out + k * tr->ncls;
+            if (c->loss == MMP_LOSS_CE) {
+                int64_t best = 0;
+                for (int64_t j = 1; j < tr->ncls; j++)
+                    if (o[j] > o[best]) best = j;
+                correct += best == tr->by[k];
+            } else {
+                int ok = 1;
+                for (int64_t j = 0; j < tr->ncls; j++) ok &= (o[j] > 0) == (tr->bt[k * tr->ncls + j] > 0.5f);
+                correct += ok;
+            }
+        }
+    }
+    *loss = den > 0 ? num / den : NAN;
+    if (pairloss) {
+        int ks[1] = {1};
+        double a2b, b2a;
+        mmp_retrieval_recall(pa, pb, n, E, ks, 1, &a2b, &b2a);
+        *metric = (a2b + b2a) / 2;
+        free(pa);
+        free(pb);
+    } else {
+        *metric = (double)correct / (double)n;
+    }
+    free(idx);
+}
+
+int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, char *err, size_t errlen) {
+    int has_dev = run->dev != NULL, pair = tr->head.kind == MMP_HEAD_PAIR;
+    run->ran = 0;
+    run->train_loss = run->dev_metric = run->dev_loss = NAN;
+    while (tr->epoch < run->target && (run->stop_after < 0 || run->ran < run->stop_after)) {
+        if (has_dev && tr->cfg.patience > 0 && tr->bad_epochs >= tr->cfg.patience) break;
+        double te = mmp_now();
+        run->train_loss = mmp_trainer_epoch(tr, ds, run->log, run->log_every);
+        run->ran++;
+        if (!isfinite(run->train_loss)) return mmp_errf(err, errlen, "epoch %d: the training loss is not finite (lower --lr?)", tr->epoch);
+        int improved = 0;
+        if (has_dev) {
+            mmp_trainer_evaluate(tr, run->dev, &run->dev_loss, &run->dev_metric);
+            if (run->dev_metric > tr->best_metric) {
+                tr->best_metric = run->dev_metric;
+                tr->best_epoch = tr->epoch;
+                tr->bad_epochs = 0;
+                improved = 1;
+            } else {
+                tr->bad_epochs++;
+            }
+        }
+        if (run->log) {
+            fprintf(run->log, "{\"epoch\":%d,\"step\":%lld,\"train_loss\":%.9g,\"lr\":%.9g", tr->epoch, (long long)tr->step,
+                    run->train_loss, mmp_sched_lr(&tr->cfg.sched, tr->step > 0 ? tr->step - 1 : 0));
+            if (has_dev) fprintf(run->log, ",\"dev_loss\":%.9g,\"dev_metric\":%.9g", run->dev_loss, run->dev_metric);
+            fprintf(run->log, ",\"seconds\":%.3f}\n", mmp_now() - te);
+            fflush(run->log);
+        }
+        if (improved && mmp_trainer_save(tr, run->out, err, errlen)) return -1;
+        if (mmp_trainer_save(tr, run->last, err, errlen)) return -1;
+        if (has_dev)
+            mmp_progress("epoch %d/%d: train loss %.4f, dev loss %.4f, dev %s %.4f%s", tr->epoch, run->target, run->train_loss,
+                         run->dev_loss, pair ? "recall@1" : "accuracy", run->dev_metric, improved ? " (best)" : "");
+        else
+            mmp_progress("epoch %d/%d: train loss %.4f", tr->epoch, run->target, run->train_loss);
+        if (has_dev && tr->cfg.patience > 0 && tr->bad_epochs >= tr->cfg.patience)
+            fprintf(stderr, "%s: early stop after epoch %d: no dev improvement for %d epochs (best %.4f at epoch %d)\n",
+                    mmp_progname(), tr->epoch, tr->bad_epochs, tr->best_metric, tr->best_epoch);
+    }
+    mmp_progress_done();
+    if (run->ran == 0 && !(has_dev && tr->best_epoch > 0)) {
+        /* nothing trained (e.g. --epochs 0): still leave a checkpoint */
+        if (mmp_trainer_save(tr, run->out, err, errlen)) return -1;
+        if (strcmp(run->last, run->out) && mmp_trainer_save(tr, run->last, err, errlen)) return -1;
+    }
+    return 0;
+}

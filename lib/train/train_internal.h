@@ -1,0 +1,13 @@
+/* train/train_internal.h: what the parts of the trainer (setup.c,
+ * checkpoint.c) share and programs do not call. */
+#ifndef MMP_TRAIN_TRAIN_INTERNAL_H
+#define MMP_TRAIN_TRAIN_INTERNAL_H
+
+#include "train/train.h"
+
+/* Builds tr->head for tr->cfg (checked with mmp_train_cfg_check) and the
+ * dims in tr; src: where the CNN-tail heads' weights come from (the backbone,
+ * or the checkpoint when from_ckpt). 0 or -1 (err). */
+int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen);
+
+#endif
