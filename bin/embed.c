@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "mmp.h"
 #include "nn/nn.h"
 #include "nn/provenance.h"
@@ -17,30 +18,7 @@ static const char usage[] =
     "other fields kept; the image dropped unless --keep).\n"
     "Input images: u8 [H,W,3] (normalized here: x/255, (x-mean)/std), or f32/f16\n"
     "[3,H,W] already normalized (header meta image.layout=chw, image.mean,\n"
-    "image.std, as mmp-augment writes). Any image size; one size per batch run.\n\n"
-    "  --model FILE      weights (safetensors, torchvision names; preprocessing\n"
-    "                    from its __metadata__ input_mean/input_std)\n"
-    "  --arch A          resnet18|resnet34|resnet50|resnet101|resnet152|mobilenet_v2\n"
-    "                    (default: detected from the tensor names; checked)\n"
-    "  --layer L         pool (default): global-average-pooled features (1280-d\n"
-    "                    MobileNetV2, 512/2048 ResNet); logits: classifier output\n"
-    "                    [classes]; a block (layer1..layer4, layer3.1, maxpool,\n"
-    "                    features.0..features.18): its output average-pooled [C];\n"
-    "                    BLOCK:flat: flattened in C,H,W order [C*h*w]\n"
-    "  --dtype f32|f16   embedding dtype (default f32)\n"
-    "  --mean a,b,c      override the model's normalization mean (u8 input)\n"
-    "  --std a,b,c       override the model's normalization std (u8 input)\n"
-    "  --size N          require NxN input images (default: any size)\n"
-    "  --allow-mixed     accept f32 input normalized differently from the model\n"
-    "  --keep            keep the input image field\n"
-    "  --max-pixels N    refuse larger images (default 16777216 = 4096x4096; the\n"
-    "                    activations of one image take up to ~150 bytes a pixel)\n"
-    "  --field NAME      image field name (default image)\n"
-    "  --threads N       worker threads (default: online CPUs); output identical\n"
-    "  --batch N         records per batch (default 64)\n"
-    "  --level N         zstd level of the output, -7..19 (default 3)\n"
-    "  -o FILE           output (default stdout)\n"
-    "  --progress, -h, --help, --version\n";
+    "image.std, as mmp-augment writes). Any image size; one size per batch run.\n\n";
 
 typedef struct {
     mmp_record rec;
@@ -157,42 +135,53 @@ static void run_batch(ctx *c, item *items, int n, uint64_t first_recno) {
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed");
-    const char *model = NULL, *arch = NULL, *layer = "pool", *dtype = "f32", *mean_s = NULL, *std_s = NULL;
-    const char *in = "-", *out = "-", *field = "image", *v;
-    long long threads = sysconf(_SC_NPROCESSORS_ONLN), batch = 64, size = 0, max_pixels = 16777216;
-    int level = 0;
-    int keep = 0, allow_mixed = 0, nin = 0;
+    const char *model = NULL, *arch = NULL, *layer = "pool", *mean_s = NULL, *std_s = NULL;
+    const char *out = "-", *field = "image";
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), level = 0, keep = 0, allow_mixed = 0, dtype = 0;
+    long long batch = 64, size = 0, max_pixels = 16777216;
     if (threads < 1) threads = 1;
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (mmp_cli_opt(argc, argv, &i, "--model", &v)) model = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--arch", &v)) arch = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--layer", &v)) layer = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) dtype = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--mean", &v)) mean_s = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--std", &v)) std_s = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--size", &v)) size = mmp_cli_int("--size", v, 1, 16384);
-        else if (mmp_cli_opt(argc, argv, &i, "--field", &v)) field = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--max-pixels", &v)) max_pixels = mmp_cli_int("--max-pixels", v, 1, 1LL << 31);
-        else if (mmp_cli_opt(argc, argv, &i, "--threads", &v)) threads = mmp_cli_int("--threads", v, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "--batch", &v)) batch = mmp_cli_int("--batch", v, 1, 65536);
-        else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (mmp_cli_flag(argv, i, "--keep")) keep = 1;
-        else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) mmp_cli_unknown(argv[i]);
-        else if (nin++) mmp_die("more than one input (see --help)");
-        else in = argv[i];
-    }
+    static const char *const dtypes[] = {"f32", "f16", NULL};
+    mmp_option opts[] = {
+        MMP_O_STRING("model", 0, &model, "FILE",
+                     "weights (safetensors, torchvision names; preprocessing\n"
+                     "from its __metadata__ input_mean/input_std)"),
+        MMP_O_STRING("arch", 0, &arch, "A",
+                     "resnet18|resnet34|resnet50|resnet101|resnet152|mobilenet_v2\n"
+                     "(default: detected from the tensor names; checked)"),
+        MMP_O_STRING("layer", 0, &layer, "L",
+                     "pool (default): global-average-pooled features (1280-d\n"
+                     "MobileNetV2, 512/2048 ResNet); logits: classifier output\n"
+                     "[classes]; a block (layer1..layer4, layer3.1, maxpool,\n"
+                     "features.0..features.18): its output average-pooled [C];\n"
+                     "BLOCK:flat: flattened in C,H,W order [C*h*w]"),
+        MMP_O_CHOICE("dtype", 0, &dtype, dtypes, "embedding dtype (default f32)"),
+        MMP_O_STRING("mean", 0, &mean_s, "a,b,c", "override the model's normalization mean (u8 input)"),
+        MMP_O_STRING("std", 0, &std_s, "a,b,c", "override the model's normalization std (u8 input)"),
+        MMP_O_LLONG("size", 0, &size, 1, 16384, "N", "require NxN input images (default: any size)"),
+        MMP_O_FLAG("allow-mixed", 0, &allow_mixed, "accept f32 input normalized differently from the model"),
+        MMP_O_FLAG("keep", 0, &keep, "keep the input image field"),
+        MMP_O_LLONG("max-pixels", 0, &max_pixels, 1, 1LL << 31, "N",
+                    "refuse larger images (default 16777216 = 4096x4096; the\n"
+                    "activations of one image take up to ~150 bytes a pixel)"),
+        MMP_O_STRING("field", 0, &field, "NAME", "image field name (default image)"),
+        MMP_O_THREADS(&threads, "worker threads (default: online CPUs); output identical"),
+        MMP_O_LLONG("batch", 0, &batch, 1, 65536, "N", "records per batch (default 64)"),
+        MMP_O_LEVEL(&level, "zstd level of the output, -7..19 (default 3)"),
+        MMP_O_OUTPUT(&out, "output (default stdout)"),
+        MMP_O_COMMON,
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("more than one input (see --help)");
+    const char *in = npos ? pos[0] : "-";
     if (!model) mmp_die("--model FILE.safetensors is required (see --help)");
     ctx c = {0};
     c.field = field;
     c.keep = keep;
     c.size = (int)size;
     c.max_pixels = max_pixels;
-    if (!strcmp(dtype, "f32")) c.out_dtype = MMP_F32;
-    else if (!strcmp(dtype, "f16")) c.out_dtype = MMP_F16;
-    else mmp_die("bad value for --dtype: %s (f32 or f16)", dtype);
+    c.out_dtype = dtype ? MMP_F16 : MMP_F32;
     char err[1024];
     if (nn_model_load(&c.m, model, arch, err, sizeof err)) mmp_die("%s", err);
     if (nn_layer_parse(c.m, layer, &c.layer, err, sizeof err)) mmp_die("%s", err);
@@ -223,24 +212,7 @@ int main(int argc, char **argv) {
         c.chw = 1;
         fh = (int)sf->shape[1], fw = (int)sf->shape[2];
         /* the stream's normalization must be the model's */
-        float sm[3], ss[3];
-        const char *ms = mmp_meta_get(&ih->meta, "image.mean"), *sd = mmp_meta_get(&ih->meta, "image.std");
-        int known = ms && sd && !nn_parse3(ms, sm) && !nn_parse3(sd, ss);
-        int same = known;
-        for (int k = 0; known && k < 3; k++)
-            same &= fabsf(sm[k] - c.mean[k]) <= 1e-5f * (1 + fabsf(c.mean[k])) &&
-                    fabsf(ss[k] - c.std[k]) <= 1e-5f * (1 + fabsf(c.std[k]));
-        if (!same) {
-            char *a = mmp_provenance_floats(c.mean), *b = mmp_provenance_floats(c.std);
-            if (!allow_mixed)
-                mmp_die("%s: images normalized with mean %s std %s but %s expects mean %s std %s "
-                        "(--allow-mixed to embed anyway)", c.in_name, ms ? ms : "(unknown)", sd ? sd : "(unknown)",
-                        model, a, b);
-            mmp_warn("%s: images normalized with mean %s std %s, %s expects mean %s std %s (--allow-mixed)",
-                     c.in_name, ms ? ms : "(unknown)", sd ? sd : "(unknown)", model, a, b);
-            free(a), free(b);
-            if (known) memcpy(c.mean, sm, sizeof sm), memcpy(c.std, ss, sizeof ss);
-        }
+        mmp_cli_check(mmp_check_normalization(ih, c.mean, c.std, allow_mixed, c.in_name, model, err, sizeof err), err);
     } else {
         mmp_die("%s: \"%s\" has dtype %s (u8 [H,W,3] or f32/f16 [3,H,W])", c.in_name, field, mmp_dtype_name(sf->dtype));
     }
@@ -322,5 +294,6 @@ int main(int argc, char **argv) {
     nn_runner_free(c.run);
     nn_model_free(c.m);
     mmp_header_free(&oh);
+    free(pos);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
 #include "train/metrics.h"
@@ -25,19 +26,7 @@ static const char usage[] =
     "  retrieval recall@K image->text and text->image over all records goes to stderr\n"
     "  (and --json). With --prompts, zero-shot classification: \"logits\" = exp(logit_scale)\n"
     "  * cosine(image, class prompt), \"probs\", \"pred\" as above.\n"
-    "\n"
-    "options:\n"
-    "  --model FILE        checkpoint from mmp-train-step (required)\n"
-    "  -o FILE             output stream (default stdout)\n"
-    "  --prompts FILE      text embeddings of the class prompts (pair field, else \"embedding\"):\n"
-    "                      one record per class in class order, or labelled records\n"
-    "                      (several prompts per class are averaged, CLIP-style)\n"
-    "  --fused             fusion heads: also write \"fused\" f32 [F] (the fused vector)\n"
-    "  --json FILE         summary (counts, accuracy when labelled, retrieval) as JSON ('-' = stdout)\n"
-    "  --k K[,K...]        recall cut-offs (1,5,10)\n"
-    "  --batch-size N      records per forward pass (1024)\n"
-    "  --allow-mixed       accept features of another provenance than the training features\n"
-    "  --level N           zstd level of the output (3)\n";
+    "\n";
 
 typedef struct {
     mmp_trainer tr;
@@ -53,25 +42,30 @@ static void softmax_or_sigmoid(const float *z, float *p, int64_t C, int sigmoid)
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-eval");
-    const char *in = "-", *model = NULL, *outp = "-", *prompts = NULL, *json = NULL, *v;
-    int allow_mixed = 0, want_fused = 0, level = 0, npos = 0, ks[8] = {1, 5, 10}, nk = 3;
+    const char *model = NULL, *outp = "-", *prompts = NULL, *json = NULL;
+    int allow_mixed = 0, want_fused = 0, level = 0, ks[8] = {1, 5, 10}, nk = 3;
     int64_t B = 1024;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (mmp_cli_opt(argc, argv, &i, "--model", &v)) model = v;
-        else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) outp = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--prompts", &v)) prompts = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--json", &v)) json = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--batch-size", &v)) B = mmp_cli_int("--batch-size", v, 1, 1 << 20);
-        else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) nk = mmp_cli_int_list("--k", v, ks, 8);
-        else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
-        else if (mmp_cli_flag(argv, i, "--fused")) want_fused = 1;
-        else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
-        else if (npos++ == 0) in = a;
-        else mmp_die("one input stream at most (see --help)");
-    }
+    mmp_option opts[] = {
+        MMP_O_TEXT("options:"),
+        MMP_O_STRING("model", 0, &model, "FILE", "checkpoint from mmp-train-step (required)"),
+        MMP_O_OUTPUT(&outp, "output stream (default stdout)"),
+        MMP_O_STRING("prompts", 0, &prompts, "FILE",
+                     "text embeddings of the class prompts (pair field, else \"embedding\"):\n"
+                     "one record per class in class order, or labelled records\n"
+                     "(several prompts per class are averaged, CLIP-style)"),
+        MMP_O_FLAG("fused", 0, &want_fused, "fusion heads: also write \"fused\" f32 [F] (the fused vector)"),
+        MMP_O_STRING("json", 0, &json, "FILE", "summary (counts, accuracy when labelled, retrieval) as JSON ('-' = stdout)"),
+        MMP_O_INT_LIST("k", 0, ks, &nk, 8, "K[,K...]", "recall cut-offs (1,5,10)"),
+        MMP_O_INT64("batch-size", 0, &B, 1, 1 << 20, "N", "records per forward pass (1024)"),
+        MMP_O_FLAG("allow-mixed", 0, &allow_mixed, "accept features of another provenance than the training features"),
+        MMP_O_LEVEL(&level, "zstd level of the output (3)"),
+        MMP_O_COMMON,
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("one input stream at most (see --help)");
+    const char *in = npos ? pos[0] : "-";
     if (!model) mmp_die("--model FILE is required (see --help)");
     mmp_train_init_blas();
     char err[1024];
@@ -90,30 +84,17 @@ int main(int argc, char **argv) {
     if (!r) mmp_die("%s", err);
     const mmp_header *ih = mmp_reader_header(r);
     const char *rname = mmp_reader_name(r);
-    mmp_provenance_check(ih, tr->provenance, allow_mixed, rname, model);
-    const mmp_schema_field *sf = mmp_header_field(ih, tr->feature);
-    if (sf && sf->ndim == 1 && sf->shape[0] >= 0 && sf->shape[0] != tr->in_dim)
-        mmp_die("%s: \"%s\" has %lld values, the model expects %lld", rname, tr->feature, (long long)sf->shape[0], (long long)tr->in_dim);
+    mmp_cli_check(mmp_check_provenance(ih, tr->provenance, allow_mixed, rname, model, err, sizeof err), err);
+    mmp_cli_check(mmp_trainer_check_header(tr, ih, rname, err, sizeof err), err);
     if (ec.pair) ec.has_text = mmp_header_field(ih, tr->pair_field) != NULL;
-    if (ec.fuse) {
-        ec.has_text = 1; /* both inputs are required */
-        const mmp_schema_field *sf2 = mmp_header_field(ih, tr->pair_field);
-        if (sf2 && sf2->ndim == 1 && sf2->shape[0] >= 0 && sf2->shape[0] != tr->pair_dim)
-            mmp_die("%s: \"%s\" has %lld values, the model expects %lld", rname, tr->pair_field, (long long)sf2->shape[0], (long long)tr->pair_dim);
-    }
-    if (ec.has_text) mmp_train_check_text_provenance(ih, tr->text_provenance, allow_mixed, rname, model);
+    if (ec.fuse) ec.has_text = 1; /* both inputs are required */
+    if (ec.has_text) mmp_cli_check(mmp_check_text_provenance(ih, tr->text_provenance, allow_mixed, rname, model, err, sizeof err), err);
 
     /* class names: model's, else the stream's */
     int ncn = tr->nclasses_named;
     char **cnames = tr->classes;
     if (!ncn && ih->nclasses) { ncn = ih->nclasses; cnames = ih->classes; }
-    if (!ec.pair && ih->nclasses > 0 && tr->nclasses_named > 0) {
-        int same = ih->nclasses == tr->nclasses_named;
-        for (int k = 0; same && k < ih->nclasses; k++) same = !strcmp(ih->classes[k], tr->classes[k]);
-        if (!same)
-            mmp_die("%s: the class list differs from the model's (%d classes, first \"%s\"; model %s: %d, first \"%s\")", rname,
-                    ih->nclasses, ih->classes[0], model, tr->nclasses_named, tr->classes[0]);
-    }
+    if (!ec.pair) mmp_cli_check(mmp_check_classes(ih, tr->nclasses_named, tr->classes, rname, model, err, sizeof err), err);
     if (!ec.pair) {
         ec.C = tr->ncls;
         if (ncn && ncn != ec.C) ncn = 0, cnames = NULL;
@@ -126,7 +107,7 @@ int main(int argc, char **argv) {
         mmp_reader *pr = mmp_reader_open(prompts, err, sizeof err);
         if (!pr) mmp_die("%s", err);
         const mmp_header *ph = mmp_reader_header(pr);
-        mmp_train_check_text_provenance(ph, tr->text_provenance, allow_mixed, mmp_reader_name(pr), model);
+        mmp_cli_check(mmp_check_text_provenance(ph, tr->text_provenance, allow_mixed, mmp_reader_name(pr), model, err, sizeof err), err);
         mmp_record rec;
         mmp_record_init(&rec);
         int64_t cap = 0, n = 0, *lab = NULL;
@@ -328,5 +309,6 @@ int main(int argc, char **argv) {
     mmp_header_free(&oh);
     mmp_header_free(&ph_classes);
     mmp_trainer_free(tr);
+    free(pos);
     return 0;
 }

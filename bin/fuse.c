@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
+#include "fuse/check.h"
 #include "fuse/fuse.h"
 #include "fuse/join.h"
 #include "mmp.h"
@@ -14,30 +16,7 @@ static const char usage[] =
     "usage: mmp-fuse [options] IMAGE.mmp TEXT.mmp > fused.mmp     (join by record id)\n"
     "       mmp-fuse [options] --fields embedding,text_embedding [IN.mmp|-] > fused.mmp\n"
     "Fuses two embeddings of each record into one tensor 'embedding' (f32 [D]); the\n"
-    "record keeps its id, label and text, the input tensors are dropped.\n\n"
-    "  --mode M            concat (default) | sum | weighted | gated | attention\n"
-    "  --weights WA,WB     weighted: h = WA a + WB b (default 0.5,0.5)\n"
-    "  --l2                L2-normalize each input first\n"
-    "  --project D         fixed random projection of both inputs to D dims (after --l2)\n"
-    "  --proj-init gaussian|orthogonal   gaussian N(0,1/D) (default) or orthonormal rows (D <= dims)\n"
-    "  --proj-seed S       seed of the projections (default 0; a uses S, b uses S+1)\n"
-    "  --checkpoint FILE   learned parameters (safetensors): gated / attention, or a learned\n"
-    "                      projection ('proj') for concat / sum / weighted; a checkpoint from\n"
-    "                      mmp-train-step must match the inputs' provenance\n"
-    "  --allow-mixed       fuse inputs of another provenance than the checkpoint's (warning)\n"
-    "  --fields A,B        fuse fields A and B of one stream\n"
-    "  --a-field NAME      field of the first stream (default embedding)\n"
-    "  --b-field NAME      field of the second stream (default text_embedding)\n"
-    "  --window N          join: unmatched records buffered per stream (default 1024)\n"
-    "  --missing error|skip  a record without partner (or out of the window): error (default)\n"
-    "                      or skip it (counted in the trailer's skipped)\n"
-    "  --out-field NAME    output tensor name (default embedding)\n"
-    "  --dtype f32|f16     output dtype (default f32)\n"
-    "  --init FILE --dims DA,DB,D [--heads H] [--seed S]\n"
-    "                      write a freshly initialized checkpoint for --mode (gated, attention;\n"
-    "                      concat/sum/weighted: a learned projection) and exit\n"
-    "  -o FILE             output (default stdout)\n"
-    "  --progress, -h, --help, --version\n";
+    "record keeps its id, label and text, the input tensors are dropped.\n\n";
 
 typedef struct {
     mmp_reader *rd;
@@ -50,98 +29,101 @@ static int reader_next(void *ctx, mmp_record *r, char *err, size_t errlen) {
     return rc;
 }
 
-/* 1-D float field size from a header, or die */
-static int field_dim(const mmp_header *h, const char *name, const char *file) {
-    const mmp_schema_field *f = mmp_header_field(h, name);
-    if (!f) {
-        char list[512] = "";
-        for (int i = 0; i < h->nfields; i++) {
-            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-            strncat(list, h->fields[i].name, sizeof list - strlen(list) - 1);
-        }
-        mmp_die("%s: no field '%s' in the stream (fields: %s)", file, name, list[0] ? list : "none");
-    }
-    if (f->ndim != 1 || f->shape[0] <= 0)
-        mmp_die("%s: field '%s' is not a fixed-size vector", file, name);
-    if (f->dtype != MMP_F32 && f->dtype != MMP_F16 && f->dtype != MMP_BF16)
-        mmp_die("%s: field '%s' is %s, not a float vector", file, name, mmp_dtype_name(f->dtype));
-    return (int)f->shape[0];
-}
-
-/* the provenance of a stream's field: text_provenance when it is the text encoder's field */
-static const char *side_provenance(const mmp_header *h, const char *field) {
-    const char *tf = mmp_meta_get(&h->meta, "text.field");
-    if (tf && strcmp(tf, field) == 0 && mmp_meta_get(&h->meta, "text_provenance"))
-        return mmp_meta_get(&h->meta, "text_provenance");
-    const char *p = mmp_meta_get(&h->meta, "provenance");
-    return p ? p : "unknown";
-}
-
-static void parse_pair(const char *flag, const char *v, char *a, char *b, size_t n) {
+/* "A,B" into a and b (buffers of n) */
+static int parse_pair(const char *v, char *a, char *b, size_t n) {
     const char *c = strchr(v, ',');
-    if (!c || c == v || !c[1] || (size_t)(c - v) >= n || strlen(c + 1) >= n) mmp_die("bad value for %s: %s (A,B)", flag, v);
+    if (!c || c == v || !c[1] || (size_t)(c - v) >= n || strlen(c + 1) >= n) return -1;
     memcpy(a, v, (size_t)(c - v));
     a[c - v] = 0;
     strcpy(b, c + 1);
+    return 0;
+}
+
+typedef struct {
+    char fa[64], fb[64], outf[64];
+    float wa, wb;
+    int single, have_weights;
+    mmp_fuse_mode mode;
+} fuseopts;
+
+static int opt_fields(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    fuseopts *f = t;
+    if (parse_pair(v, f->fa, f->fb, sizeof f->fa)) return mmp_errf(err, errlen, "bad value for --fields: %s (A,B)", v);
+    f->single = 1;
+    return 0;
+}
+
+static int opt_weights(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    fuseopts *f = t;
+    char x[64], y[64];
+    double a, b;
+    if (parse_pair(v, x, y, sizeof x)) return mmp_errf(err, errlen, "bad value for --weights: %s (A,B)", v);
+    if (mmp_cli_parse_double("--weights", x, &a, err, errlen) || mmp_cli_parse_double("--weights", y, &b, err, errlen)) return -1;
+    f->wa = (float)a;
+    f->wb = (float)b;
+    f->have_weights = 1;
+    return 0;
+}
+
+static int opt_mode(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    if (mmp_fuse_mode_parse(v, &((fuseopts *)t)->mode) < 0)
+        return mmp_errf(err, errlen, "bad value for --mode: %s (concat, sum, weighted, gated, attention)", v);
+    return 0;
+}
+
+static int opt_field(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    snprintf(t, 64, "%s", v);
+    return 0;
 }
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-fuse");
-    const char *v, *out = "-", *ckpt = NULL, *init = NULL, *dims = NULL, *inputs[3] = {0};
-    char fa[64] = "embedding", fb[64] = "text_embedding", outf[64] = "embedding";
-    int ninputs = 0, single = 0, l2 = 0, skip = 0, orth = 0, heads = 0, allow_mixed = 0;
+    const char *out = "-", *ckpt = NULL, *init = NULL, *dims = NULL;
+    int l2 = 0, skip = 0, orth = 0, heads = 0, allow_mixed = 0, dtype = 0;
     long long window = 1024, project = 0, pseed = 0, seed = 0;
-    float wa = 0.5f, wb = 0.5f;
-    int have_weights = 0;
-    mmp_fuse_mode mode = MMP_FUSE_CONCAT;
-    mmp_dtype dtype = MMP_F32;
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (mmp_cli_opt(argc, argv, &i, "--mode", &v)) {
-            if (mmp_fuse_mode_parse(v, &mode) < 0) mmp_die("bad value for --mode: %s (concat, sum, weighted, gated, attention)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--weights", &v)) {
-            char x[64], y[64];
-            parse_pair("--weights", v, x, y, sizeof x);
-            wa = (float)mmp_cli_double("--weights", x);
-            wb = (float)mmp_cli_double("--weights", y);
-            have_weights = 1;
-        } else if (mmp_cli_flag(argv, i, "--l2")) l2 = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "--project", &v)) project = mmp_cli_int("--project", v, 1, 1 << 16);
-        else if (mmp_cli_opt(argc, argv, &i, "--proj-init", &v)) {
-            if (strcmp(v, "orthogonal") == 0) orth = 1;
-            else if (strcmp(v, "gaussian") == 0) orth = 0;
-            else mmp_die("bad value for --proj-init: %s (gaussian or orthogonal)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--proj-seed", &v)) pseed = mmp_cli_int("--proj-seed", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--checkpoint", &v)) ckpt = v;
-        else if (mmp_cli_flag(argv, i, "--allow-mixed")) allow_mixed = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "--fields", &v)) {
-            parse_pair("--fields", v, fa, fb, sizeof fa);
-            single = 1;
-        } else if (mmp_cli_opt(argc, argv, &i, "--a-field", &v)) snprintf(fa, sizeof fa, "%s", v);
-        else if (mmp_cli_opt(argc, argv, &i, "--b-field", &v)) snprintf(fb, sizeof fb, "%s", v);
-        else if (mmp_cli_opt(argc, argv, &i, "--window", &v)) window = mmp_cli_int("--window", v, 1, 1 << 24);
-        else if (mmp_cli_opt(argc, argv, &i, "--missing", &v)) {
-            if (strcmp(v, "skip") == 0) skip = 1;
-            else if (strcmp(v, "error") == 0) skip = 0;
-            else mmp_die("bad value for --missing: %s (error or skip)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--out-field", &v)) {
-            if (strlen(v) >= sizeof outf || !*v) mmp_die("bad value for --out-field");
-            strcpy(outf, v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) {
-            if (strcmp(v, "f32") == 0) dtype = MMP_F32;
-            else if (strcmp(v, "f16") == 0) dtype = MMP_F16;
-            else mmp_die("bad value for --dtype: %s (f32 or f16)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--init", &v)) init = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--dims", &v)) dims = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--heads", &v)) heads = (int)mmp_cli_int("--heads", v, 1, 4096);
-        else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (argv[i][0] == '-' && argv[i][1]) mmp_cli_unknown(argv[i]);
-        else {
-            if (ninputs == 2) mmp_die("at most two inputs (see --help)");
-            inputs[ninputs++] = argv[i];
-        }
-    }
+    fuseopts fo = {.fa = "embedding", .fb = "text_embedding", .outf = "embedding", .wa = 0.5f, .wb = 0.5f, .mode = MMP_FUSE_CONCAT};
+    static const char *const missing_names[] = {"error", "skip", NULL}, *const init_names[] = {"gaussian", "orthogonal", NULL},
+                             *const dtypes[] = {"f32", "f16", NULL};
+    mmp_option opts[] = {
+        MMP_O_CALL("mode", 0, opt_mode, &fo, "M", "concat (default) | sum | weighted | gated | attention"),
+        MMP_O_CALL("weights", 0, opt_weights, &fo, "WA,WB", "weighted: h = WA a + WB b (default 0.5,0.5)"),
+        MMP_O_FLAG("l2", 0, &l2, "L2-normalize each input first"),
+        MMP_O_LLONG("project", 0, &project, 1, 1 << 16, "D", "fixed random projection of both inputs to D dims (after --l2)"),
+        MMP_O_CHOICE("proj-init", 0, &orth, init_names, "gaussian N(0,1/D) (default) or orthonormal rows (D <= dims)"),
+        MMP_O_LLONG("proj-seed", 0, &pseed, 0, 1LL << 62, "S", "seed of the projections (default 0; a uses S, b uses S+1)"),
+        MMP_O_STRING("checkpoint", 0, &ckpt, "FILE",
+                     "learned parameters (safetensors): gated / attention, or a learned\n"
+                     "projection ('proj') for concat / sum / weighted; a checkpoint from\n"
+                     "mmp-train-step must match the inputs' provenance"),
+        MMP_O_FLAG("allow-mixed", 0, &allow_mixed, "fuse inputs of another provenance than the checkpoint's (warning)"),
+        MMP_O_CALL("fields", 0, opt_fields, &fo, "A,B", "fuse fields A and B of one stream"),
+        MMP_O_CALL("a-field", 0, opt_field, fo.fa, "NAME", "field of the first stream (default embedding)"),
+        MMP_O_CALL("b-field", 0, opt_field, fo.fb, "NAME", "field of the second stream (default text_embedding)"),
+        MMP_O_LLONG("window", 0, &window, 1, 1 << 24, "N", "join: unmatched records buffered per stream (default 1024)"),
+        MMP_O_CHOICE("missing", 0, &skip, missing_names,
+                     "a record without partner (or out of the window): error (default)\n"
+                     "or skip it (counted in the trailer's skipped)"),
+        MMP_O_STRBUF("out-field", 0, fo.outf, 1, "NAME", "output tensor name (default embedding)"),
+        MMP_O_CHOICE("dtype", 0, &dtype, dtypes, "output dtype (default f32)"),
+        MMP_O_STRING("init", 0, &init, "FILE",
+                     "with --dims DA,DB,D [--heads H] [--seed S]: write a freshly initialized\n"
+                     "checkpoint for --mode (gated, attention; concat/sum/weighted: a learned\n"
+                     "projection) and exit"),
+        MMP_O_STRING("dims", 0, &dims, "DA,DB,D", "--init: the input and output sizes"),
+        MMP_O_INT("heads", 0, &heads, 1, 4096, "H", "--init --mode attention: attention heads"),
+        MMP_O_LLONG("seed", 0, &seed, 0, 1LL << 62, "S", "--init: the seed of the weights (default 0)"),
+        MMP_O_OUTPUT(&out, "output (default stdout)"),
+        MMP_O_COMMON,
+        MMP_O_END,
+    };
+    char **inputs;
+    int ninputs = mmp_cli_parse(argc, argv, opts, usage, &inputs);
+    if (ninputs > 2) mmp_die("at most two inputs (see --help)");
+    mmp_fuse_mode mode = fo.mode;
+    mmp_dtype odt = dtype ? MMP_F16 : MMP_F32;
+    const char *fa = fo.fa, *fb = fo.fb, *outf = fo.outf;
+    float wa = fo.wa, wb = fo.wb;
+    int single = fo.single;
     openblas_set_num_threads(1);
     char err[1024];
     mmp_fusep_kind kind = mode == MMP_FUSE_GATED ? MMP_FUSEP_GATED : mode == MMP_FUSE_ATTENTION ? MMP_FUSEP_ATTENTION : MMP_FUSEP_PROJ;
@@ -154,6 +136,7 @@ int main(int argc, char **argv) {
         mmp_fuse_params_init(&p, (uint64_t)seed);
         if (mmp_fuse_params_save(&p, init, err, sizeof err) < 0) mmp_die("%s", err);
         mmp_fuse_params_free(&p);
+        free(inputs);
         return 0;
     }
     if (ninputs == 2 && single) mmp_die("--fields fuses two fields of ONE stream; with two inputs use --a-field/--b-field");
@@ -161,14 +144,17 @@ int main(int argc, char **argv) {
     if (!inputs[0]) inputs[0] = "-";
     if ((mode == MMP_FUSE_GATED || mode == MMP_FUSE_ATTENTION) && !ckpt)
         mmp_die("--mode %s needs --checkpoint (mmp-fuse --init makes a fresh one)", mmp_fuse_mode_name(mode));
-    if (have_weights && mode != MMP_FUSE_WEIGHTED) mmp_die("--weights is for --mode weighted");
+    if (fo.have_weights && mode != MMP_FUSE_WEIGHTED) mmp_die("--weights is for --mode weighted");
     if (project && ckpt) mmp_die("--project and --checkpoint exclude each other");
     if (project && (mode == MMP_FUSE_GATED || mode == MMP_FUSE_ATTENTION)) mmp_die("--project is for concat, sum, weighted");
 
     mmp_reader *ra = mmp_reader_open_or_die(inputs[0]), *rb = single ? NULL : mmp_reader_open_or_die(inputs[1]);
     const char *na = mmp_reader_name(ra), *nb = single ? na : mmp_reader_name(rb);
     const mmp_header *ha = mmp_reader_header(ra), *hb = single ? ha : mmp_reader_header(rb);
-    int da = field_dim(ha, fa, na), db = field_dim(hb, fb, nb);
+    int da = mmp_fuse_field_dim(ha, fa, na, err, sizeof err);
+    if (da < 0) mmp_die("%s", err);
+    int db = mmp_fuse_field_dim(hb, fb, nb, err, sizeof err);
+    if (db < 0) mmp_die("%s", err);
 
     /* parameters */
     mmp_fuse_params P;
@@ -187,15 +173,10 @@ int main(int argc, char **argv) {
         mmp_safetensors st;
         mmp_st_open_or_die(&st, ckpt);
         const char *want[2] = {mmp_meta_get(&st.meta, "provenance"), mmp_meta_get(&st.meta, "text_provenance")};
-        const char *have[2] = {side_provenance(ha, fa), side_provenance(hb, fb)};
+        const char *have[2] = {mmp_fuse_side_provenance(ha, fa), mmp_fuse_side_provenance(hb, fb)};
         const char *what[2] = {na, nb};
-        for (int k = 0; k < 2; k++) {
-            if (!want[k] || !strcmp(want[k], have[k])) continue;
-            if (!allow_mixed)
-                mmp_die("provenance mismatch: %s (%s) has \"%s\" but %s was trained on \"%s\" (--allow-mixed to proceed anyway)",
-                        what[k], k ? fb : fa, have[k], ckpt, want[k]);
-            mmp_warn("provenance mismatch: %s (%s) has \"%s\" but %s was trained on \"%s\"", what[k], k ? fb : fa, have[k], ckpt, want[k]);
-        }
+        for (int k = 0; k < 2; k++)
+            mmp_cli_check(mmp_check_fuse_provenance(want[k], have[k], allow_mixed, what[k], k ? fb : fa, ckpt, err, sizeof err), err);
         mmp_st_close(&st);
     }
     float *Wa = NULL, *Wb = NULL;
@@ -232,17 +213,13 @@ int main(int argc, char **argv) {
                 free(kk);
             }
         }
-        if (ha->nclasses && hb->nclasses) {
-            int same = ha->nclasses == hb->nclasses;
-            for (int i = 0; same && i < ha->nclasses; i++) same = strcmp(ha->classes[i], hb->classes[i]) == 0;
-            if (!same) mmp_die("%s and %s have different class lists", na, nb);
-        }
+        mmp_cli_check(mmp_check_same_classes(ha, hb, na, nb, err, sizeof err), err);
     }
     const mmp_header *hc = ha->nclasses ? ha : hb;
     if (hc->nclasses) mmp_header_set_classes(&oh, hc->nclasses, hc->classes);
     int64_t oshape[1] = {D};
-    mmp_header_add_field(&oh, outf, dtype, 1, oshape);
-    const char *pa = side_provenance(ha, fa), *pb = side_provenance(hb, fb);
+    mmp_header_add_field(&oh, outf, odt, 1, oshape);
+    const char *pa = mmp_fuse_side_provenance(ha, fa), *pb = mmp_fuse_side_provenance(hb, fb);
     char desc[512];
     if (learned) snprintf(desc, sizeof desc, "%s:l2=%d:checkpoint=sha256=%s", mmp_fuse_mode_name(mode), l2, ck_sha);
     else if (project)
@@ -335,8 +312,8 @@ int main(int argc, char **argv) {
             o.label = A[i].label != MMP_NO_LABEL ? A[i].label : rb_->label;
             if (A[i].text) mmp_record_set_text(&o, A[i].text);
             else if (rb_->text) mmp_record_set_text(&o, rb_->text);
-            mmp_tensor *t = mmp_record_add(&o, outf, dtype, 1, oshape);
-            mmp_f32_to_dtype(h + (size_t)i * D, (size_t)D, dtype, t->data);
+            mmp_tensor *t = mmp_record_add(&o, outf, odt, 1, oshape);
+            mmp_f32_to_dtype(h + (size_t)i * D, (size_t)D, odt, t->data);
             mmp_writer_write(w, &o);
         }
         nout += (uint64_t)n;
@@ -359,5 +336,6 @@ int main(int argc, char **argv) {
     free(xa); free(xb); free(pj); free(h); free(Wa); free(Wb); free(prov);
     if (learned) mmp_fuse_params_free(&P);
     mmp_header_free(&oh);
+    free(inputs);
     return 0;
 }
