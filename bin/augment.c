@@ -2,6 +2,7 @@
  * "image" tensor of an mmp stream. */
 #include "image/augment.h"
 #include "image/pmap.h"
+#include "cli.h"
 #include "mmp.h"
 
 #include <malloc.h>
@@ -15,36 +16,7 @@ static const char usage[] =
     "Ops run in the order given; each draws from its own record's random stream,\n"
     "keyed by (record id, --seed, --epoch, view), so the output is the same for any\n"
     "thread count, record order or machine. Pixel ops reproduce torchvision 0.14 on\n"
-    "PIL images (Pillow 9.4 arithmetic, bit-exact for given parameters).\n\n"
-    "  --rrc S[,scale=A:B][,ratio=C:D][,p=P]\n"
-    "        RandomResizedCrop(S, scale=(0.08,1), ratio=(3/4,4/3)): 10 attempts, then\n"
-    "        the ratio-clamped center crop; Pillow bilinear resize\n"
-    "  --pad-crop S[,pad=P][,mode=constant|edge|reflect|symmetric][,fill=V]\n"
-    "        RandomCrop(S, padding=P, fill=V, padding_mode=mode)\n"
-    "  --resize S          Resize(S): shorter side to S (deterministic)\n"
-    "  --center-crop S     CenterCrop(S) (deterministic)\n"
-    "  --hflip P           RandomHorizontalFlip(P)\n"
-    "  --jitter B,C,S,H[,p=P]\n"
-    "        ColorJitter(brightness=B, contrast=C, saturation=S, hue=H) in a random\n"
-    "        order (Pillow ImageEnhance / HSV math, as torchvision on PIL images);\n"
-    "        applied with probability P (default 1; RandomApply)\n"
-    "  --gray P            RandomGrayscale(P) (Pillow's L conversion, 3 channels)\n"
-    "  --normalize imagenet | m,m,m/s,s,s\n"
-    "        ToTensor + Normalize: output float [3,H,W] (CHW), (x/255 - mean)/std;\n"
-    "        must come after the pixel ops\n"
-    "  --erase P[,scale=A:B][,ratio=C:D][,value=V|random]\n"
-    "        RandomErasing(P, scale=(0.02,0.33), ratio=(0.3,3.3), value=0); on the\n"
-    "        normalized tensor when after --normalize, else on u8 pixels\n"
-    "  --dtype f32|f16     dtype of normalized output (default f32)\n"
-    "  --seed S            (default 0)   --epoch E  (default 0)\n"
-    "  --views K           K augmented views per record, ids suffixed #v0..#v{K-1}\n"
-    "                      (K=1: ids unchanged)\n"
-    "  --strict            an image an op cannot handle (too small to crop) is fatal\n"
-    "                      (default: warn, skip, count)\n"
-    "  -j, --threads N     threads (default: online CPUs, max 16)\n"
-    "  --level L           zstd level -7..19 (default 1)   -o FILE  output (default stdout)\n"
-    "  --progress, -h, --help, --version\n"
-    "A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error.\n";
+    "PIL images (Pillow 9.4 arithmetic, bit-exact for given parameters).\n\n";
 
 typedef struct {
     mmp_record rec;
@@ -143,53 +115,68 @@ static int consume(void *c, void *s) {
     return x->fail;
 }
 
+/* an augment op (--rrc ...): appended to the pipeline in command-line order */
+static int opt_op(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", o->name);
+    return mmp_aug_parse(t, flag, v, err, errlen) ? -1 : 0;
+}
+
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-augment");
     /* per-image buffers (100 KB .. 25 MB) stay in the heap instead of being
      * mmap'ed and page-faulted in again for every image */
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
-    const char *in = "-", *out = "-", *v;
-    int nin = 0, level = 1, views = 1, strict = 0;
+    const char *out = "-";
+    int level = 1, views = 1, strict = 0, dtype = 0;
     long long seed = 0, epoch = 0;
     long nt = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
     mmp_aug aug;
     mmp_aug_init(&aug);
-    char err[512];
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (argv[i][0] != '-' || !strcmp(argv[i], "-")) {
-            if (nin++) mmp_die("one input stream only (see --help)");
-            in = argv[i];
-            continue;
-        }
-        const char *flag = argv[i];
-        char fbuf[64];
-        const char *eq = strchr(flag, '=');
-        if (eq && (size_t)(eq - flag) < sizeof fbuf) {
-            snprintf(fbuf, sizeof fbuf, "%.*s", (int)(eq - flag), flag);
-            flag = fbuf;
-        }
-        if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--epoch", &v)) epoch = mmp_cli_int("--epoch", v, 0, 1LL << 62);
-        else if (mmp_cli_opt(argc, argv, &i, "--views", &v)) views = (int)mmp_cli_int("--views", v, 1, 1000);
-        else if (!strncmp(argv[i], "-j", 2) && argv[i][2] >= '0' && argv[i][2] <= '9') /* -j4 */
-            threads = (int)mmp_cli_int("-j", argv[i] + 2, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "-j", &v) || mmp_cli_opt(argc, argv, &i, "--threads", &v))
-            threads = (int)mmp_cli_int("--threads", v, 1, 256);
-        else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) {
-            if (!strcmp(v, "f32")) aug.out_dtype = MMP_F32;
-            else if (!strcmp(v, "f16")) aug.out_dtype = MMP_F16;
-            else mmp_die("bad value for --dtype: want f32 or f16");
-        } else if (mmp_cli_flag(argv, i, "--strict")) strict = 1;
-        else if (mmp_aug_is_op(flag) && mmp_cli_opt(argc, argv, &i, flag, &v)) {
-            if (mmp_aug_parse(&aug, flag, v, err, sizeof err)) mmp_die("%s", err);
-        } else
-            mmp_cli_unknown(argv[i]);
-    }
+    static const char *const dtypes[] = {"f32", "f16", NULL};
+    mmp_option opts[] = {
+        MMP_O_CALL("rrc", 0, opt_op, &aug, "S[,scale=A:B][,ratio=C:D][,p=P]",
+                   "RandomResizedCrop(S, scale=(0.08,1), ratio=(3/4,4/3)): 10 attempts, then\n"
+                   "the ratio-clamped center crop; Pillow bilinear resize"),
+        MMP_O_CALL("pad-crop", 0, opt_op, &aug, "S[,pad=P][,mode=constant|edge|reflect|symmetric][,fill=V]",
+                   "RandomCrop(S, padding=P, fill=V, padding_mode=mode)"),
+        MMP_O_CALL("resize", 0, opt_op, &aug, "S", "Resize(S): shorter side to S (deterministic)"),
+        MMP_O_CALL("center-crop", 0, opt_op, &aug, "S", "CenterCrop(S) (deterministic)"),
+        MMP_O_CALL("hflip", 0, opt_op, &aug, "P", "RandomHorizontalFlip(P)"),
+        MMP_O_CALL("jitter", 0, opt_op, &aug, "B,C,S,H[,p=P]",
+                   "ColorJitter(brightness=B, contrast=C, saturation=S, hue=H) in a random\n"
+                   "order (Pillow ImageEnhance / HSV math, as torchvision on PIL images);\n"
+                   "applied with probability P (default 1; RandomApply)"),
+        MMP_O_CALL("gray", 0, opt_op, &aug, "P", "RandomGrayscale(P) (Pillow's L conversion, 3 channels)"),
+        MMP_O_CALL("normalize", 0, opt_op, &aug, "imagenet|m,m,m/s,s,s",
+                   "ToTensor + Normalize: output float [3,H,W] (CHW), (x/255 - mean)/std;\n"
+                   "must come after the pixel ops"),
+        MMP_O_CALL("erase", 0, opt_op, &aug, "P[,scale=A:B][,ratio=C:D][,value=V|random]",
+                   "RandomErasing(P, scale=(0.02,0.33), ratio=(0.3,3.3), value=0); on the\n"
+                   "normalized tensor when after --normalize, else on u8 pixels"),
+        MMP_O_CHOICE("dtype", 0, &dtype, dtypes, "dtype of normalized output (default f32)"),
+        MMP_O_LLONG("seed", 0, &seed, 0, 1LL << 62, "S", "(default 0)"),
+        MMP_O_LLONG("epoch", 0, &epoch, 0, 1LL << 62, "E", "(default 0)"),
+        MMP_O_INT("views", 0, &views, 1, 1000, "K",
+                  "K augmented views per record, ids suffixed #v0..#v{K-1}\n"
+                  "(K=1: ids unchanged)"),
+        MMP_O_FLAG("strict", 0, &strict,
+                   "an image an op cannot handle (too small to crop) is fatal\n"
+                   "(default: warn, skip, count)"),
+        MMP_O_THREADS(&threads, "threads (default: online CPUs, max 16)"),
+        MMP_O_LEVEL(&level, "zstd level -7..19 (default 1)"),
+        MMP_O_OUTPUT(&out, "output (default stdout)"),
+        MMP_O_COMMON,
+        MMP_O_TEXT("A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error."),
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("one input stream only (see --help)");
+    const char *in = npos ? pos[0] : "-";
+    aug.out_dtype = dtype ? MMP_F16 : MMP_F32;
     if (aug.n == 0) mmp_warn("no augment op given: records pass through unchanged");
 
     mmp_reader *r = mmp_reader_open_or_die(in);
@@ -262,5 +249,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %llu records written, %llu skipped\n", mmp_progname(),
                 (unsigned long long)x.nwritten, (unsigned long long)x.nskipped);
     mmp_reader_close(r);
+    free(pos);
     return 0;
 }

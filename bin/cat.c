@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "mmp.h"
 #include "stream_ext.h"
 
@@ -13,40 +14,29 @@ static const char *usage =
     "and checksum) and prints them as JSON lines: the header, then one line per record\n"
     "with its id, label, text and tensors (dtype, shape, min/max/mean). Several inputs\n"
     "are merged into one stream; their schemas must agree.\n"
-    "\n"
-    "  --header      print only the header\n"
-    "  --count       print only the number of records (the whole input is verified)\n"
-    "  --head N      stop after N records\n"
-    "  --full        print every tensor value (nested arrays) besides the summary\n"
-    "  -o FILE       write an mmp stream to FILE ('-' = stdout) instead of JSON\n"
-    "  --level N     zstd level -7..19 (default 3); without -o: an mmp stream on stdout\n"
-    "  --progress    progress on stderr\n"
-    "  -h, --help, --version\n"
-    "\n"
-    "Exit status: 0 ok; 1 on any error (one line on stderr naming file and record).\n";
+    "\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-cat");
-    int header_only = 0, count_only = 0, full = 0, level_given = 0;
+    int header_only = 0, count_only = 0, full = 0, level_given = 0, level = 3;
     long long head = -1;
-    int level = 3;
-    const char *out = NULL, *val;
-    const char **inputs = mmp_xcalloc((size_t)argc + 1, sizeof *inputs);
-    int ninputs = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (mmp_cli_flag(argv, i, "--header")) header_only = 1;
-        else if (mmp_cli_flag(argv, i, "--count")) count_only = 1;
-        else if (mmp_cli_flag(argv, i, "--full")) full = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "--head", &val)) head = mmp_cli_int("--head", val, 0, (long long)1 << 62);
-        else if (mmp_cli_level(argc, argv, &i, &level)) level_given = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "-o", &val) || mmp_cli_opt(argc, argv, &i, "--output", &val)) out = val;
-        else if (strcmp(a, "--") == 0) {
-            while (++i < argc) inputs[ninputs++] = argv[i];
-        } else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
-        else inputs[ninputs++] = a;
-    }
+    const char *out = NULL;
+    mmp_option opts[] = {
+        MMP_O_FLAG("header", 0, &header_only, "print only the header"),
+        MMP_O_FLAG("count", 0, &count_only, "print only the number of records (the whole input is verified)"),
+        MMP_O_LLONG("head", 0, &head, 0, (long long)1 << 62, "N", "stop after N records"),
+        MMP_O_FLAG("full", 0, &full, "print every tensor value (nested arrays) besides the summary"),
+        MMP_O_OUTPUT(&out, "write an mmp stream to FILE ('-' = stdout) instead of JSON"),
+        MMP_O_LEVEL(&level, "zstd level -7..19 (default 3); without -o: an mmp stream on stdout", .given = &level_given),
+        MMP_O_COMMON,
+        MMP_O_TEXT("\nExit status: 0 ok; 1 on any error (one line on stderr naming file and record)."),
+        MMP_O_END,
+    };
+    char **pos;
+    int ninputs = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    const char **inputs = mmp_xcalloc((size_t)ninputs + 2, sizeof *inputs);
+    for (int i = 0; i < ninputs; i++) inputs[i] = pos[i];
+    free(pos);
     if (ninputs == 0) inputs[ninputs++] = "-";
     /* --level alone re-encodes to stdout */
     if (level_given && !out && !count_only && !header_only) out = "-";

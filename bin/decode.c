@@ -3,6 +3,7 @@
 #include "image/image.h"
 #include "image/pmap.h"
 #include "image/source.h"
+#include "cli.h"
 #include "mmp.h"
 
 #include <png.h>
@@ -22,29 +23,7 @@ static const char usage[] =
     "(.csv with a header row path,label[,text] or .jsonl {\"path\",\"label\",\"text\"}),\n"
     "or '-' = a tar on stdin (spooled to a temporary file for the class scan unless\n"
     "--classes/--classes-from is given, in which case it is streamed).\n"
-    "JPEG (TurboJPEG) and PNG (libpng); pixels equal PIL's Image.open().convert('RGB').\n\n"
-    "  --size S            Resize(S) + CenterCrop(S), as torchvision on a PIL image\n"
-    "                      (Pillow's antialiased bilinear resample, bit-exact)\n"
-    "  --resize WxH        resize to exactly W x H (Pillow bilinear)\n"
-    "  --dct-scale         let libjpeg downscale in the DCT domain (1/8 steps) while\n"
-    "                      the image stays >= 2x the target: faster on big JPEGs,\n"
-    "                      pixels differ slightly from Pillow (off by default)\n"
-    "  -j, --threads N     decoding threads (default: online CPUs, max 16); the\n"
-    "                      output is identical for any N, in input order\n"
-    "  --shard I/N         keep items I, I+N, I+2N... (0 <= I < N)\n"
-    "  --classes a,b,c     class list (label = index in this list)\n"
-    "  --classes-from FILE class list, one name a line\n"
-    "  --max-pixels N      refuse images with more pixels (default 89478485,\n"
-    "                      Pillow's MAX_IMAGE_PIXELS); checked from the header\n"
-    "  --max-bytes N       refuse files larger than N bytes (default 1 GiB)\n"
-    "  --strict            a bad image is fatal (default: warn, skip, count)\n"
-    "  --level L           zstd level of the output, -7..19 (default 1: pixels barely\n"
-    "                      compress, higher levels cost more than the decoding)\n"
-    "  -o FILE             output (default stdout)\n"
-    "  --progress, -h, --help, --version\n"
-    "Bad images (corrupt, truncated, empty, not JPEG/PNG, too large) are skipped with\n"
-    "one warning line each; the count is in the stream trailer and on stderr.\n"
-    "A corrupt tar (bad header checksum, truncated member) is fatal.\n";
+    "JPEG (TurboJPEG) and PNG (libpng); pixels equal PIL's Image.open().convert('RGB').\n\n";
 
 typedef struct {
     mmp_src_item it;
@@ -117,53 +96,83 @@ static int consume(void *c, void *s) {
     return 0;
 }
 
+/* "--resize WxH" */
+static int opt_resize(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_prep *p = t;
+    const char *x = strchr(v, 'x');
+    if (!x) return mmp_errf(err, errlen, "bad value for --resize: want WxH, e.g. 224x224");
+    char wbuf[32];
+    long long w, h;
+    snprintf(wbuf, sizeof wbuf, "%.*s", (int)(x - v), v);
+    if (mmp_cli_parse_ll("--resize", wbuf, 1, 65535, &w, err, errlen) || mmp_cli_parse_ll("--resize", x + 1, 1, 65535, &h, err, errlen))
+        return -1;
+    p->rw = (int)w;
+    p->rh = (int)h;
+    return 0;
+}
+
+/* "--shard I/N" */
+static int opt_shard(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_src_opts *so = t;
+    const char *sl = strchr(v, '/');
+    if (!sl) return mmp_errf(err, errlen, "bad value for --shard: want I/N, e.g. 0/4");
+    char ib[32];
+    long long i, n;
+    snprintf(ib, sizeof ib, "%.*s", (int)(sl - v), v);
+    if (mmp_cli_parse_ll("--shard", sl + 1, 1, 1 << 30, &n, err, errlen) || mmp_cli_parse_ll("--shard", ib, 0, n - 1, &i, err, errlen))
+        return -1;
+    so->shard_n = (int)n;
+    so->shard_i = (int)i;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-decode");
     /* per-image buffers (100 KB .. 25 MB) stay in the heap instead of being
      * mmap'ed and page-faulted in again for every image */
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
-    const char *out = "-", *v, *classes = NULL, *classes_from = NULL;
-    char **inputs = mmp_xmalloc(sizeof(char *) * (size_t)(argc + 1));
-    int nin = 0, strict = 0, level = 1;
+    const char *out = "-", *classes = NULL, *classes_from = NULL;
+    int strict = 0, level = 1;
     long nt = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
+    long long max_pixels = 0, max_bytes = 0;
     mmp_prep prep = {0};
     mmp_src_opts so = {0};
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (argv[i][0] != '-' || !strcmp(argv[i], "-")) inputs[nin++] = argv[i];
-        else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--size", &v)) prep.size = (int)mmp_cli_int("--size", v, 1, 65535);
-        else if (mmp_cli_opt(argc, argv, &i, "--resize", &v)) {
-            char *x = strchr(v, 'x');
-            if (!x) mmp_die("bad value for --resize: want WxH, e.g. 224x224");
-            char wbuf[32];
-            snprintf(wbuf, sizeof wbuf, "%.*s", (int)(x - v), v);
-            prep.rw = (int)mmp_cli_int("--resize", wbuf, 1, 65535);
-            prep.rh = (int)mmp_cli_int("--resize", x + 1, 1, 65535);
-        } else if (mmp_cli_flag(argv, i, "--dct-scale")) prep.dct_scale = 1;
-        else if (!strncmp(argv[i], "-j", 2) && argv[i][2] >= '0' && argv[i][2] <= '9') /* -j4 */
-            threads = (int)mmp_cli_int("-j", argv[i] + 2, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "-j", &v) || mmp_cli_opt(argc, argv, &i, "--threads", &v))
-            threads = (int)mmp_cli_int("--threads", v, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "--shard", &v)) {
-            const char *sl = strchr(v, '/');
-            if (!sl) mmp_die("bad value for --shard: want I/N, e.g. 0/4");
-            char ib[32];
-            snprintf(ib, sizeof ib, "%.*s", (int)(sl - v), v);
-            so.shard_n = (int)mmp_cli_int("--shard", sl + 1, 1, 1 << 30);
-            so.shard_i = (int)mmp_cli_int("--shard", ib, 0, so.shard_n - 1);
-        } else if (mmp_cli_opt(argc, argv, &i, "--classes", &v)) classes = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--classes-from", &v)) classes_from = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--max-pixels", &v))
-            prep.max_pixels = (uint64_t)mmp_cli_int("--max-pixels", v, 1, 1LL << 40);
-        else if (mmp_cli_opt(argc, argv, &i, "--max-bytes", &v))
-            so.max_bytes = (uint64_t)mmp_cli_int("--max-bytes", v, 1, 1LL << 40);
-        else if (mmp_cli_flag(argv, i, "--strict")) strict = 1;
-        else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else mmp_cli_unknown(argv[i]);
-    }
+    mmp_option opts[] = {
+        MMP_O_INT("size", 0, &prep.size, 1, 65535, "S",
+                  "Resize(S) + CenterCrop(S), as torchvision on a PIL image\n"
+                  "(Pillow's antialiased bilinear resample, bit-exact)"),
+        MMP_O_CALL("resize", 0, opt_resize, &prep, "WxH", "resize to exactly W x H (Pillow bilinear)"),
+        MMP_O_FLAG("dct-scale", 0, &prep.dct_scale,
+                   "let libjpeg downscale in the DCT domain (1/8 steps) while\n"
+                   "the image stays >= 2x the target: faster on big JPEGs,\n"
+                   "pixels differ slightly from Pillow (off by default)"),
+        MMP_O_THREADS(&threads,
+                      "decoding threads (default: online CPUs, max 16); the\n"
+                      "output is identical for any N, in input order"),
+        MMP_O_CALL("shard", 0, opt_shard, &so, "I/N", "keep items I, I+N, I+2N... (0 <= I < N)"),
+        MMP_O_STRING("classes", 0, &classes, "a,b,c", "class list (label = index in this list)"),
+        MMP_O_STRING("classes-from", 0, &classes_from, "FILE", "class list, one name a line"),
+        MMP_O_LLONG("max-pixels", 0, &max_pixels, 1, 1LL << 40, "N",
+                    "refuse images with more pixels (default 89478485,\n"
+                    "Pillow's MAX_IMAGE_PIXELS); checked from the header"),
+        MMP_O_LLONG("max-bytes", 0, &max_bytes, 1, 1LL << 40, "N", "refuse files larger than N bytes (default 1 GiB)"),
+        MMP_O_FLAG("strict", 0, &strict, "a bad image is fatal (default: warn, skip, count)"),
+        MMP_O_LEVEL(&level,
+                    "zstd level of the output, -7..19 (default 1: pixels barely\n"
+                    "compress, higher levels cost more than the decoding)"),
+        MMP_O_OUTPUT(&out, "output (default stdout)"),
+        MMP_O_COMMON,
+        MMP_O_TEXT("Bad images (corrupt, truncated, empty, not JPEG/PNG, too large) are skipped with\n"
+                   "one warning line each; the count is in the stream trailer and on stderr.\n"
+                   "A corrupt tar (bad header checksum, truncated member) is fatal."),
+        MMP_O_END,
+    };
+    char **inputs;
+    int nin = mmp_cli_parse(argc, argv, opts, usage, &inputs);
+    prep.max_pixels = (uint64_t)max_pixels;
+    so.max_bytes = (uint64_t)max_bytes;
     if (nin == 0) mmp_die("no input (give a folder, a tar, a manifest or '-'; see --help)");
     if (prep.size && prep.rw) mmp_die("--size and --resize are exclusive");
     if (!prep.max_pixels) prep.max_pixels = MMP_IMG_DEFAULT_MAX_PIXELS;

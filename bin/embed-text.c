@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "mmp.h"
 #include "text/bert.h"
 
@@ -16,24 +17,7 @@ static const char usage[] =
     "layout: model.safetensors, config.json, vocab.txt, sentence_bert_config.json,\n"
     "modules.json): WordPiece tokens -> BertModel -> mean pooling over the tokens\n"
     "-> optional L2 normalization. Adds the tensor 'text_embedding' [hidden]; every\n"
-    "other field, the id, label and text pass through unchanged.\n\n"
-    "  --model PATH        folder (model.safetensors + vocab.txt + configs) or .safetensors file\n"
-    "  --lines             input is plain UTF-8 text, one item a line: id = the line,\n"
-    "                      label = line number (0-based), classes = the lines\n"
-    "  --template T        with --lines: text = T with '{}' replaced by the line\n"
-    "  --max-length N      tokens incl. [CLS]/[SEP] (default: the model's max_seq_length, else 256)\n"
-    "  --normalize         L2-normalize (default: on when modules.json has Normalize)\n"
-    "  --no-normalize      do not\n"
-    "  --heads N           attention heads when there is no config.json\n"
-    "  --batch N           texts per forward pass (default 32)\n"
-    "  --threads N         worker threads (default 1); output is bit-identical for any N\n"
-    "  --dtype f32|f16     output dtype (default f32)\n"
-    "  --field NAME        output field name (default text_embedding)\n"
-    "  --drop-image        drop the 'image' field (also --drop NAME, repeatable)\n"
-    "  --missing-text error|skip   records without text: error (default) or skip (counted)\n"
-    "  --utf8 error|replace        invalid UTF-8: error (default) or U+FFFD (then dropped by BERT's cleaning)\n"
-    "  -o FILE             output (default stdout)\n"
-    "  --progress, -h, --help, --version\n";
+    "other field, the id, label and text pass through unchanged.\n\n";
 
 typedef struct {
     const mmp_text_model *tm;
@@ -92,49 +76,58 @@ static char *apply_template(const char *tpl, const char *s) {
     return mmp_xasprintf("%.*s%s%s", (int)(p - tpl), tpl, s, p + 2);
 }
 
+typedef struct {
+    const char *names[MMP_MAX_FIELDS];
+    int n;
+} droplist;
+
+/* --drop NAME, --drop-image: repeatable (at most MMP_MAX_FIELDS kept) */
+static int opt_drop(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    droplist *d = t;
+    if (d->n < MMP_MAX_FIELDS) d->names[d->n++] = v;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed-text");
-    const char *model = NULL, *in = "-", *out = "-", *tpl = NULL, *field = "text_embedding", *v;
-    const char *drops[MMP_MAX_FIELDS];
-    int ndrops = 0, lines = 0, normalize = -1, heads = 0, missing_skip = 0, utf8 = MMP_UTF8_ERROR;
-    long long max_length = 0, batch = 32, threads = 1;
-    mmp_dtype dtype = MMP_F32;
-    int have_in = 0;
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (mmp_cli_opt(argc, argv, &i, "--model", &v)) model = v;
-        else if (mmp_cli_flag(argv, i, "--lines")) lines = 1;
-        else if (mmp_cli_opt(argc, argv, &i, "--template", &v)) tpl = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--max-length", &v)) max_length = mmp_cli_int("--max-length", v, 2, 1 << 20);
-        else if (mmp_cli_flag(argv, i, "--normalize")) normalize = 1;
-        else if (mmp_cli_flag(argv, i, "--no-normalize")) normalize = 0;
-        else if (mmp_cli_opt(argc, argv, &i, "--heads", &v)) heads = (int)mmp_cli_int("--heads", v, 1, 4096);
-        else if (mmp_cli_opt(argc, argv, &i, "--batch", &v)) batch = mmp_cli_int("--batch", v, 1, 65536);
-        else if (mmp_cli_opt(argc, argv, &i, "--threads", &v) || mmp_cli_opt(argc, argv, &i, "-j", &v))
-            threads = mmp_cli_int("--threads", v, 1, 256);
-        else if (mmp_cli_opt(argc, argv, &i, "--dtype", &v)) {
-            if (strcmp(v, "f32") == 0) dtype = MMP_F32;
-            else if (strcmp(v, "f16") == 0) dtype = MMP_F16;
-            else mmp_die("bad value for --dtype: %s (f32 or f16)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--field", &v)) field = v;
-        else if (mmp_cli_flag(argv, i, "--drop-image")) { if (ndrops < MMP_MAX_FIELDS) drops[ndrops++] = "image"; }
-        else if (mmp_cli_opt(argc, argv, &i, "--drop", &v)) { if (ndrops < MMP_MAX_FIELDS) drops[ndrops++] = v; }
-        else if (mmp_cli_opt(argc, argv, &i, "--missing-text", &v)) {
-            if (strcmp(v, "skip") == 0) missing_skip = 1;
-            else if (strcmp(v, "error") == 0) missing_skip = 0;
-            else mmp_die("bad value for --missing-text: %s (error or skip)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "--utf8", &v)) {
-            if (strcmp(v, "replace") == 0) utf8 = MMP_UTF8_REPLACE;
-            else if (strcmp(v, "error") == 0) utf8 = MMP_UTF8_ERROR;
-            else mmp_die("bad value for --utf8: %s (error or replace)", v);
-        } else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (argv[i][0] == '-' && argv[i][1]) mmp_cli_unknown(argv[i]);
-        else {
-            if (have_in) mmp_die("one input only (see --help)");
-            in = argv[i];
-            have_in = 1;
-        }
-    }
+    const char *model = NULL, *out = "-", *tpl = NULL, *field = "text_embedding";
+    droplist dl = {.n = 0};
+    int lines = 0, normalize = -1, heads = 0, missing_skip = 0, utf8i = 0, dtype_i = 0, drop_image = 0, threads = 1;
+    long long max_length = 0, batch = 32;
+    static const char *const dtypes[] = {"f32", "f16", NULL}, *const missing_names[] = {"error", "skip", NULL},
+                             *const utf8_names[] = {"error", "replace", NULL};
+    mmp_option opts[] = {
+        MMP_O_STRING("model", 0, &model, "PATH", "folder (model.safetensors + vocab.txt + configs) or .safetensors file"),
+        MMP_O_FLAG("lines", 0, &lines,
+                   "input is plain UTF-8 text, one item a line: id = the line,\n"
+                   "label = line number (0-based), classes = the lines"),
+        MMP_O_STRING("template", 0, &tpl, "T", "with --lines: text = T with '{}' replaced by the line"),
+        MMP_O_LLONG("max-length", 0, &max_length, 2, 1 << 20, "N",
+                    "tokens incl. [CLS]/[SEP] (default: the model's max_seq_length, else 256)"),
+        MMP_O_SET("normalize", 0, &normalize, 1, "L2-normalize (default: on when modules.json has Normalize)"),
+        MMP_O_SET("no-normalize", 0, &normalize, 0, "do not"),
+        MMP_O_INT("heads", 0, &heads, 1, 4096, "N", "attention heads when there is no config.json"),
+        MMP_O_LLONG("batch", 0, &batch, 1, 65536, "N", "texts per forward pass (default 32)"),
+        MMP_O_THREADS(&threads, "worker threads (default 1); output is bit-identical for any N"),
+        MMP_O_CHOICE("dtype", 0, &dtype_i, dtypes, "output dtype (default f32)"),
+        MMP_O_STRING("field", 0, &field, "NAME", "output field name (default text_embedding)"),
+        MMP_O_FLAG("drop-image", 0, &drop_image, "drop the 'image' field (same as --drop image)"),
+        MMP_O_CALL("drop", 0, opt_drop, &dl, "NAME", "drop this field (repeatable)"),
+        MMP_O_CHOICE("missing-text", 0, &missing_skip, missing_names, "records without text: error (default) or skip (counted)"),
+        MMP_O_CHOICE("utf8", 0, &utf8i, utf8_names, "invalid UTF-8: error (default) or U+FFFD (then dropped by BERT's cleaning)"),
+        MMP_O_OUTPUT(&out, "output (default stdout)"),
+        MMP_O_COMMON,
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("one input only (see --help)");
+    const char *in = npos ? pos[0] : "-";
+    if (drop_image && dl.n < MMP_MAX_FIELDS) dl.names[dl.n++] = "image";
+    const char *const *drops = dl.names;
+    int ndrops = dl.n;
+    int utf8 = utf8i ? MMP_UTF8_REPLACE : MMP_UTF8_ERROR;
+    mmp_dtype dtype = dtype_i ? MMP_F16 : MMP_F32;
     if (!model) mmp_die("--model is required (see --help)");
     if (tpl && !lines) mmp_die("--template needs --lines");
     if (strlen(field) >= 64) mmp_die("--field name too long");
@@ -278,6 +271,7 @@ int main(int argc, char **argv) {
     free(lens);
     free(emb);
     free(recnos);
+    free(pos);
     free(prov);
     mmp_header_free(&oh);
     mmp_text_model_free(&tm);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "mmp.h"
 #include "train/metrics.h"
 #include "train/report.h"
@@ -18,42 +19,35 @@ static const char usage[] =
     "Records without a label are left out of the classification metrics (counted on stderr).\n"
     "Multi-label predictions (a \"labels\" f32 [C] target tensor next to \"probs\"/\"logits\", as\n"
     "mmp-eval writes for bce heads) get sklearn's multilabel report (micro/macro/weighted/samples avg).\n"
-    "\n"
-    "options:\n"
-    "  --digits N          decimals in the text report (2)\n"
-    "  --json FILE         the numbers as JSON (sklearn's output_dict keys + confusion_matrix,\n"
-    "                      retrieval, training); '-' = stdout instead of the text\n"
-    "  --html FILE         one self-contained HTML page with SVG plots\n"
-    "  --log FILE          training log of mmp-train-step --log: curves and a summary\n"
-    "  --k K[,K...]        recall cut-offs (1,5,10)\n"
-    "  --threshold T       multi-label: a label is predicted when its probability > T (0.5)\n"
-    "  --title TEXT        HTML title\n"
-    "  -o FILE             text report to FILE instead of stdout\n";
+    "\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-report");
-    const char *in = "-", *json = NULL, *html = NULL, *logp = NULL, *outp = NULL, *title = NULL, *v;
-    int digits = 2, npos = 0, nk = 3;
+    const char *json = NULL, *html = NULL, *logp = NULL, *outp = NULL, *title = NULL;
+    int digits = 2, nk = 3, threshold_given = 0;
     double threshold = 0.5;
     int ks[MMP_REPORT_MAXK] = {1, 5, 10};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (mmp_cli_opt(argc, argv, &i, "--digits", &v)) digits = (int)mmp_cli_int("--digits", v, 0, 17);
-        else if (mmp_cli_opt(argc, argv, &i, "--json", &v)) json = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--html", &v)) html = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--log", &v)) logp = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--title", &v)) title = v;
-        else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) outp = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--threshold", &v)) {
-            threshold = mmp_cli_double("--threshold", v);
-            if (!(threshold >= 0 && threshold <= 1)) mmp_die("--threshold must lie in [0,1]");
-        }
-        else if (mmp_cli_opt(argc, argv, &i, "--k", &v)) nk = mmp_cli_int_list("--k", v, ks, MMP_REPORT_MAXK);
-        else if (a[0] == '-' && a[1]) mmp_cli_unknown(a);
-        else if (npos++ == 0) in = a;
-        else mmp_die("one input stream at most (see --help)");
-    }
+    mmp_option opts[] = {
+        MMP_O_TEXT("options:"),
+        MMP_O_INT("digits", 0, &digits, 0, 17, "N", "decimals in the text report (2)"),
+        MMP_O_STRING("json", 0, &json, "FILE",
+                     "the numbers as JSON (sklearn's output_dict keys + confusion_matrix,\n"
+                     "retrieval, training); '-' = stdout instead of the text"),
+        MMP_O_STRING("html", 0, &html, "FILE", "one self-contained HTML page with SVG plots"),
+        MMP_O_STRING("log", 0, &logp, "FILE", "training log of mmp-train-step --log: curves and a summary"),
+        MMP_O_INT_LIST("k", 0, ks, &nk, MMP_REPORT_MAXK, "K[,K...]", "recall cut-offs (1,5,10)"),
+        MMP_O_DOUBLE("threshold", 0, &threshold, -INFINITY, INFINITY, "T",
+                     "multi-label: a label is predicted when its probability > T (0.5)", .given = &threshold_given),
+        MMP_O_STRING("title", 0, &title, "TEXT", "HTML title"),
+        MMP_O_OUTPUT(&outp, "text report to FILE instead of stdout"),
+        MMP_O_COMMON,
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("one input stream at most (see --help)");
+    const char *in = npos ? pos[0] : "-";
+    if (threshold_given && !(threshold >= 0 && threshold <= 1)) mmp_die("--threshold must lie in [0,1]");
     char err[1024];
     mmp_trainlog lg;
     if (logp && mmp_trainlog_read(&lg, logp, err, sizeof err)) mmp_die("%s", err);
@@ -218,5 +212,6 @@ int main(int argc, char **argv) {
     mmp_record_clear(&rec);
     mmp_reader_close(r);
     free(yt); free(yp); free(pa); free(pb);
+    free(pos);
     return 0;
 }

@@ -5,37 +5,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
+
 static const char usage[] =
     "usage: mmp-shuffle [options] [IN.mmp|-] > out.mmp\n"
-    "Shuffles the records of a stream, deterministically for a given --seed.\n\n"
-    "  --buffer N    shuffle buffer of N records (default 10000): the first N\n"
-    "                records fill it, then each new record makes a uniformly chosen\n"
-    "                held one leave; the rest leave in random order at the end.\n"
-    "                Memory: N records. Streams; a record moves at most ~N places\n"
-    "                earlier.\n"
-    "  --full        exact uniform shuffle (Fisher-Yates) of the whole stream: holds\n"
-    "                every record in memory until the input ends\n"
-    "  --seed S      (default 0)\n"
-    "  --level L     zstd level (default 3)    -o FILE  output (default stdout)\n"
-    "  --progress, -h, --help, --version\n";
+    "Shuffles the records of a stream, deterministically for a given --seed.\n\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-shuffle");
-    const char *in = "-", *out = "-", *v;
+    const char *out = "-";
     long long buffer = 10000, seed = 0;
-    int full = 0, level = 0, nin = 0;
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (argv[i][0] != '-' || !strcmp(argv[i], "-")) {
-            if (nin++) mmp_die("one input stream only (see --help)");
-            in = argv[i];
-        } else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--buffer", &v)) buffer = mmp_cli_int("--buffer", v, 1, 1LL << 40);
-        else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else if (mmp_cli_flag(argv, i, "--full")) full = 1;
-        else mmp_cli_unknown(argv[i]);
-    }
+    int full = 0, level = 0;
+    mmp_option opts[] = {
+        MMP_O_LLONG("buffer", 0, &buffer, 1, 1LL << 40, "N",
+                    "shuffle buffer of N records (default 10000): the first N\n"
+                    "records fill it, then each new record makes a uniformly chosen\n"
+                    "held one leave; the rest leave in random order at the end.\n"
+                    "Memory: N records. Streams; a record moves at most ~N places\n"
+                    "earlier."),
+        MMP_O_FLAG("full", 0, &full,
+                   "exact uniform shuffle (Fisher-Yates) of the whole stream: holds\n"
+                   "every record in memory until the input ends"),
+        MMP_O_LLONG("seed", 0, &seed, 0, 1LL << 62, "S", "(default 0)"),
+        MMP_O_LEVEL(&level, "zstd level (default 3)"),
+        MMP_O_OUTPUT(&out, "output (default stdout)"),
+        MMP_O_COMMON,
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("one input stream only (see --help)");
+    const char *in = npos ? pos[0] : "-";
     mmp_reader *r = mmp_reader_open_or_die(in);
     mmp_header h;
     mmp_header_copy(&h, mmp_reader_header(r));
@@ -72,5 +72,6 @@ int main(int argc, char **argv) {
     mmp_writer_add_skipped(w, mmp_reader_skipped(r));
     mmp_writer_close(w);
     mmp_reader_close(r);
+    free(pos);
     return 0;
 }

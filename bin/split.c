@@ -5,40 +5,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
+#include <math.h>
+
 static const char usage[] =
     "usage: mmp-split --ratio R [options] [IN.mmp|-] -o FIRST.mmp [--rest REST.mmp]\n"
     "Sends each record to FIRST when u(id) < R, else to REST, where\n"
     "u(id) = (mmp_hash64(id, seed) >> 11) / 2^53 is uniform in [0,1): the split\n"
     "depends only on the record id and the seed (not on order, threads or machine),\n"
-    "and a record keeps its side when the data set grows. Order is preserved.\n\n"
-    "  --ratio R     fraction for FIRST, 0 <= R <= 1 (e.g. 0.9)\n"
-    "  --seed S      (default 0)\n"
-    "  -o FILE       first output (default stdout)\n"
-    "  --rest FILE   second output (default: records not in FIRST are dropped)\n"
-    "  --level L     zstd level (default 3)\n"
-    "  --progress, -h, --help, --version\n"
-    "Records without an id are an error.\n";
+    "and a record keeps its side when the data set grows. Order is preserved.\n\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-split");
-    const char *in = "-", *out = "-", *rest = NULL, *v;
+    const char *out = "-", *rest = NULL;
     double ratio = -1;
     long long seed = 0;
-    int level = 0, nin = 0;
-    for (int i = 1; i < argc; i++) {
-        if (mmp_cli_common(argc, argv, &i, usage)) continue;
-        if (argv[i][0] != '-' || !strcmp(argv[i], "-")) {
-            if (nin++) mmp_die("one input stream only (see --help)");
-            in = argv[i];
-        } else if (mmp_cli_opt(argc, argv, &i, "-o", &v)) out = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--rest", &v)) rest = v;
-        else if (mmp_cli_opt(argc, argv, &i, "--ratio", &v)) {
-            ratio = mmp_cli_double("--ratio", v);
-            if (!(ratio >= 0 && ratio <= 1)) mmp_die("bad value for --ratio: want 0 <= R <= 1");
-        } else if (mmp_cli_opt(argc, argv, &i, "--seed", &v)) seed = mmp_cli_int("--seed", v, 0, 1LL << 62);
-        else if (mmp_cli_level(argc, argv, &i, &level)) {}
-        else mmp_cli_unknown(argv[i]);
-    }
+    int level = 0, ratio_given = 0;
+    mmp_option opts[] = {
+        MMP_O_DOUBLE("ratio", 0, &ratio, -INFINITY, INFINITY, "R", "fraction for FIRST, 0 <= R <= 1 (e.g. 0.9)", .given = &ratio_given),
+        MMP_O_LLONG("seed", 0, &seed, 0, 1LL << 62, "S", "(default 0)"),
+        MMP_O_OUTPUT(&out, "first output (default stdout)"),
+        MMP_O_STRING("rest", 0, &rest, "FILE", "second output (default: records not in FIRST are dropped)"),
+        MMP_O_LEVEL(&level, "zstd level (default 3)"),
+        MMP_O_COMMON,
+        MMP_O_TEXT("Records without an id are an error."),
+        MMP_O_END,
+    };
+    char **pos;
+    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    if (npos > 1) mmp_die("one input stream only (see --help)");
+    const char *in = npos ? pos[0] : "-";
+    if (ratio_given && !(ratio >= 0 && ratio <= 1)) mmp_die("bad value for --ratio: want 0 <= R <= 1");
     if (ratio < 0) mmp_die("--ratio is required (see --help)");
     if (rest && !strcmp(rest, out) && strcmp(out, "/dev/null")) mmp_die("-o and --rest name the same file");
     if (rest && !strcmp(rest, "-") && !strcmp(out, "-")) mmp_die("-o and --rest cannot both be stdout");
@@ -82,5 +79,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: %llu records: %llu first, %llu rest%s\n", mmp_progname(), (unsigned long long)n,
             (unsigned long long)n1, (unsigned long long)n2, w2 ? "" : " (dropped)");
     mmp_reader_close(r);
+    free(pos);
     return 0;
 }
