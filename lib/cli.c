@@ -57,20 +57,6 @@ int mmp_cli_parse_double(const char *name, const char *s, double *out, char *err
     return 0;
 }
 
-long long mmp_cli_int(const char *flag, const char *s, long long min, long long max) {
-    long long v = 0;
-    char err[512];
-    if (mmp_cli_parse_ll(flag, s, min, max, &v, err, sizeof err)) mmp_die("%s", err);
-    return v;
-}
-
-double mmp_cli_double(const char *flag, const char *s) {
-    double v = 0;
-    char err[512];
-    if (mmp_cli_parse_double(flag, s, &v, err, sizeof err)) mmp_die("%s", err);
-    return v;
-}
-
 static int parse_int_list(const char *name, const char *s, int *out, int max, int *n_out, char *err, size_t errlen) {
     int n = 0;
     const char *p = s;
@@ -85,13 +71,6 @@ static int parse_int_list(const char *name, const char *s, int *out, int max, in
     }
     *n_out = n;
     return 0;
-}
-
-int mmp_cli_int_list(const char *flag, const char *s, int *out, int max) {
-    int n;
-    char err[512];
-    if (parse_int_list(flag, s, out, max, &n, err, sizeof err)) mmp_die("%s", err);
-    return n;
 }
 
 static void *target_of(const mmp_option *o, const void *base) {
@@ -207,7 +186,7 @@ int mmp_option_set(const mmp_option *o, void *base, const char *val, const char 
             return mmp_errf(err, errlen, "bad value for %s: %s (%s)", shown, val, list);
         }
     case MMP_OPTION_INT_LIST: {
-        int tmp[256], n;
+        int tmp[256], n = 0;
         int cap = o->max > 256 ? 256 : (int)o->max;
         if (parse_int_list(shown, val, tmp, cap, &n, err, errlen)) return -1;
         if (t) memcpy(t, tmp, sizeof(int) * (size_t)n);
@@ -591,58 +570,4 @@ double mmp_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------ */
-/* the hand-written loops of the programs not converted yet            */
-/* ------------------------------------------------------------------ */
-
-int mmp_cli_common(int argc, char **argv, int *i, const char *usage) {
-    const char *a = argv[*i];
-    (void)argc;
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-        fputs(usage, stdout);
-        exit(0);
-    }
-    if (strcmp(a, "--version") == 0) {
-        printf("%s (mmpipe) %s\n", mmp_progname(), MMP_VERSION);
-        exit(0);
-    }
-    if (strcmp(a, "--progress") == 0) {
-        g_progress = 1;
-        return 1;
-    }
-    if (strcmp(a, "--no-progress") == 0) {
-        g_progress = 0;
-        return 1;
-    }
-    return 0;
-}
-
-int mmp_cli_opt(int argc, char **argv, int *i, const char *flag, const char **val) {
-    const char *a = argv[*i];
-    size_t n = strlen(flag);
-    if (strncmp(a, flag, n) != 0) return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != 0) return 0;
-    if (*i + 1 >= argc) mmp_die("option %s needs a value (see --help)", flag);
-    *val = argv[++*i];
-    return 1;
-}
-
-int mmp_cli_level(int argc, char **argv, int *i, int *level) {
-    const char *v;
-    if (!mmp_cli_opt(argc, argv, i, "--level", &v)) return 0;
-    *level = (int)mmp_cli_int("--level", v, -7, 19);
-    return 1;
-}
-
-int mmp_cli_flag(char **argv, int i, const char *flag) { return strcmp(argv[i], flag) == 0; }
-
-void mmp_cli_unknown(const char *arg) {
-    if (arg[0] == '-' && arg[1]) mmp_die("unknown option %s (see --help)", arg);
-    mmp_die("unexpected argument '%s' (see --help)", arg);
 }

@@ -302,24 +302,8 @@ uint64_t mmp_hash64(const void *data, size_t n, uint64_t seed);
 /* Sets the program name, default SIGPIPE behaviour (a closed pipe ends the
  * program quietly). Call first in main(). */
 void mmp_cli_init(const char *progname);
-/* Handles -h/--help (prints usage to stdout, exit 0) and --version.
- * Returns 1 when argv[*i] was consumed (--progress too). */
-int mmp_cli_common(int argc, char **argv, int *i, const char *usage);
-/* "--flag VALUE" or "--flag=VALUE": returns 1 and sets *val when argv[*i]
- * is this flag (advancing *i past a separate value); dies when the value is missing. */
-int mmp_cli_opt(int argc, char **argv, int *i, const char *flag, const char **val);
-/* "--level L": zstd level of the output stream, -7..19 (negative = zstd's
- * fast levels, 0 = the default 3). Returns 1 when argv[*i] was it. */
-int mmp_cli_level(int argc, char **argv, int *i, int *level);
-/* Boolean flag. */
-int mmp_cli_flag(char **argv, int i, const char *flag);
-/* Strict number parsing; die with "bad value for --flag" otherwise. */
-long long mmp_cli_int(const char *flag, const char *s, long long min, long long max);
-double mmp_cli_double(const char *flag, const char *s);
-/* "5,1,10": up to max positive ints into out; returns the count; dies on a bad list. */
-int mmp_cli_int_list(const char *flag, const char *s, int *out, int max);
-/* Unknown option -> dies with "unknown option X (see --help)". */
-void mmp_cli_unknown(const char *arg) __attribute__((noreturn));
+/* Options: the option tables of cli.h (-h/--help, --version, --progress
+ * and the programs' own options). */
 /* Progress on stderr when it is a terminal or --progress was given. */
 int mmp_progress_enabled(void);
 void mmp_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
