@@ -172,10 +172,7 @@ int main(int argc, char **argv) {
         MMP_O_TEXT("A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error."),
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input stream only (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     aug.out_dtype = dtype ? MMP_F16 : MMP_F32;
     if (aug.n == 0) mmp_warn("no augment op given: records pass through unchanged");
 
@@ -249,6 +246,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %llu records written, %llu skipped\n", mmp_progname(),
                 (unsigned long long)x.nwritten, (unsigned long long)x.nskipped);
     mmp_reader_close(r);
-    free(pos);
     return 0;
 }

@@ -96,15 +96,21 @@ static int consume(void *c, void *s) {
     return 0;
 }
 
+/* "AxB": A into head (at most n-1 characters), returns B; NULL without sep */
+static const char *split2(const char *v, int sep, char *head, size_t n) {
+    const char *x = strchr(v, sep);
+    if (x) snprintf(head, n, "%.*s", (int)(x - v), v);
+    return x ? x + 1 : NULL;
+}
+
 /* "--resize WxH" */
 static int opt_resize(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_prep *p = t;
-    const char *x = strchr(v, 'x');
-    if (!x) return mmp_errf(err, errlen, "bad value for --resize: want WxH, e.g. 224x224");
-    char wbuf[32];
+    char wb[32];
+    const char *hs = split2(v, 'x', wb, sizeof wb);
     long long w, h;
-    snprintf(wbuf, sizeof wbuf, "%.*s", (int)(x - v), v);
-    if (mmp_cli_parse_ll("--resize", wbuf, 1, 65535, &w, err, errlen) || mmp_cli_parse_ll("--resize", x + 1, 1, 65535, &h, err, errlen))
+    if (!hs) return mmp_errf(err, errlen, "bad value for --resize: want WxH, e.g. 224x224");
+    if (mmp_cli_parse_ll("--resize", wb, 1, 65535, &w, err, errlen) || mmp_cli_parse_ll("--resize", hs, 1, 65535, &h, err, errlen))
         return -1;
     p->rw = (int)w;
     p->rh = (int)h;
@@ -114,12 +120,11 @@ static int opt_resize(const mmp_option *o, void *t, const char *v, char *err, si
 /* "--shard I/N" */
 static int opt_shard(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_src_opts *so = t;
-    const char *sl = strchr(v, '/');
-    if (!sl) return mmp_errf(err, errlen, "bad value for --shard: want I/N, e.g. 0/4");
     char ib[32];
+    const char *ns = split2(v, '/', ib, sizeof ib);
     long long i, n;
-    snprintf(ib, sizeof ib, "%.*s", (int)(sl - v), v);
-    if (mmp_cli_parse_ll("--shard", sl + 1, 1, 1 << 30, &n, err, errlen) || mmp_cli_parse_ll("--shard", ib, 0, n - 1, &i, err, errlen))
+    if (!ns) return mmp_errf(err, errlen, "bad value for --shard: want I/N, e.g. 0/4");
+    if (mmp_cli_parse_ll("--shard", ns, 1, 1 << 30, &n, err, errlen) || mmp_cli_parse_ll("--shard", ib, 0, n - 1, &i, err, errlen))
         return -1;
     so->shard_n = (int)n;
     so->shard_i = (int)i;

@@ -119,10 +119,7 @@ int main(int argc, char **argv) {
         MMP_O_COMMON,
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input only (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (drop_image && dl.n < MMP_MAX_FIELDS) dl.names[dl.n++] = "image";
     const char *const *drops = dl.names;
     int ndrops = dl.n;
@@ -271,7 +268,6 @@ int main(int argc, char **argv) {
     free(lens);
     free(emb);
     free(recnos);
-    free(pos);
     free(prov);
     mmp_header_free(&oh);
     mmp_text_model_free(&tm);

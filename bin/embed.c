@@ -171,10 +171,7 @@ int main(int argc, char **argv) {
         MMP_O_COMMON,
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("more than one input (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (!model) mmp_die("--model FILE.safetensors is required (see --help)");
     ctx c = {0};
     c.field = field;
@@ -294,6 +291,5 @@ int main(int argc, char **argv) {
     nn_runner_free(c.run);
     nn_model_free(c.m);
     mmp_header_free(&oh);
-    free(pos);
     return 0;
 }

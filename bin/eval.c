@@ -62,10 +62,7 @@ int main(int argc, char **argv) {
         MMP_O_COMMON,
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input stream at most (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (!model) mmp_die("--model FILE is required (see --help)");
     mmp_train_init_blas();
     char err[1024];
@@ -309,6 +306,5 @@ int main(int argc, char **argv) {
     mmp_header_free(&oh);
     mmp_header_free(&ph_classes);
     mmp_trainer_free(tr);
-    free(pos);
     return 0;
 }

@@ -43,10 +43,7 @@ int main(int argc, char **argv) {
         MMP_O_COMMON,
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input stream at most (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (threshold_given && !(threshold >= 0 && threshold <= 1)) mmp_die("--threshold must lie in [0,1]");
     char err[1024];
     mmp_trainlog lg;
@@ -212,6 +209,5 @@ int main(int argc, char **argv) {
     mmp_record_clear(&rec);
     mmp_reader_close(r);
     free(yt); free(yp); free(pa); free(pb);
-    free(pos);
     return 0;
 }

@@ -32,10 +32,7 @@ int main(int argc, char **argv) {
         MMP_O_COMMON,
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input stream only (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     mmp_reader *r = mmp_reader_open_or_die(in);
     mmp_header h;
     mmp_header_copy(&h, mmp_reader_header(r));
@@ -72,6 +69,5 @@ int main(int argc, char **argv) {
     mmp_writer_add_skipped(w, mmp_reader_skipped(r));
     mmp_writer_close(w);
     mmp_reader_close(r);
-    free(pos);
     return 0;
 }

@@ -31,10 +31,7 @@ int main(int argc, char **argv) {
         MMP_O_TEXT("Records without an id are an error."),
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input stream only (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (ratio_given && !(ratio >= 0 && ratio <= 1)) mmp_die("bad value for --ratio: want 0 <= R <= 1");
     if (ratio < 0) mmp_die("--ratio is required (see --help)");
     if (rest && !strcmp(rest, out) && strcmp(out, "/dev/null")) mmp_die("-o and --rest name the same file");
@@ -79,6 +76,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: %llu records: %llu first, %llu rest%s\n", mmp_progname(), (unsigned long long)n,
             (unsigned long long)n1, (unsigned long long)n2, w2 ? "" : " (dropped)");
     mmp_reader_close(r);
-    free(pos);
     return 0;
 }

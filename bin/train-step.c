@@ -45,10 +45,7 @@ int main(int argc, char **argv) {
         MMP_O_COMMON,
         MMP_O_END,
     };
-    char **pos;
-    int npos = mmp_cli_parse(argc, argv, opts, usage, &pos);
-    if (npos > 1) mmp_die("one input stream at most (see --help)");
-    const char *in = npos ? pos[0] : "-";
+    const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (!out) mmp_die("--out FILE is required (see --help)");
     if (init && resume) mmp_die("--init and --resume exclude each other");
     mmp_train_init_blas();
@@ -112,7 +109,6 @@ int main(int argc, char **argv) {
     fputc('\n', stderr);
     if (run.log) fclose(run.log);
     free(last_path);
-    free(pos);
     if (dev_path) mmp_dataset_free(&dev);
     mmp_dataset_free(&ds);
     mmp_trainer_free(&tr);

@@ -480,6 +480,15 @@ int mmp_cli_parse(int argc, char **argv, const mmp_option *opts, const char *usa
     return n;
 }
 
+const char *mmp_cli_parse_input(int argc, char **argv, const mmp_option *opts, const char *usage) {
+    char **pos;
+    int n = mmp_cli_parse(argc, argv, opts, usage, &pos);
+    const char *in = n ? pos[0] : "-"; /* points into argv */
+    free(pos);
+    if (n > 1) mmp_die("one input at most (see --help)");
+    return in;
+}
+
 /* ------------------------------------------------------------------ */
 /* --help                                                              */
 /* ------------------------------------------------------------------ */

@@ -126,15 +126,16 @@ struct mmp_option {
     {.type = MMP_OPTION_FLAG, .name = (lname), .shortname = (sname), .p.i = (ptr), .val = (value), .help = (help_), __VA_ARGS__}
 #define MMP_O_COUNT(lname, sname, ptr, help_, ...) \
     {.type = MMP_OPTION_COUNT, .name = (lname), .shortname = (sname), .p.i = (ptr), .help = (help_), __VA_ARGS__}
-#define MMP_O_INT(lname, sname, ptr, lo, hi, vname, help_, ...)                                                     \
-    {.type = MMP_OPTION_INT, .name = (lname), .shortname = (sname), .p.i = (ptr), .min = (lo), .max = (hi), \
+/* INT, LLONG, INT64 (p.i, p.ll, p.i64) in [lo,hi] */
+#define MMP_O_NUM_(kind, member, lname, sname, ptr, lo, hi, vname, help_, ...)                                      \
+    {.type = (kind), .name = (lname), .shortname = (sname), .p.member = (ptr), .min = (lo), .max = (hi), \
      .valname = (vname), .help = (help_), __VA_ARGS__}
-#define MMP_O_LLONG(lname, sname, ptr, lo, hi, vname, help_, ...)                                                      \
-    {.type = MMP_OPTION_LLONG, .name = (lname), .shortname = (sname), .p.ll = (ptr), .min = (lo), .max = (hi), \
-     .valname = (vname), .help = (help_), __VA_ARGS__}
-#define MMP_O_INT64(lname, sname, ptr, lo, hi, vname, help_, ...)                                                       \
-    {.type = MMP_OPTION_INT64, .name = (lname), .shortname = (sname), .p.i64 = (ptr), .min = (lo), .max = (hi), \
-     .valname = (vname), .help = (help_), __VA_ARGS__}
+#define MMP_O_INT(lname, sname, ptr, lo, hi, vname, help_, ...) \
+    MMP_O_NUM_(MMP_OPTION_INT, i, lname, sname, ptr, lo, hi, vname, help_, __VA_ARGS__)
+#define MMP_O_LLONG(lname, sname, ptr, lo, hi, vname, help_, ...) \
+    MMP_O_NUM_(MMP_OPTION_LLONG, ll, lname, sname, ptr, lo, hi, vname, help_, __VA_ARGS__)
+#define MMP_O_INT64(lname, sname, ptr, lo, hi, vname, help_, ...) \
+    MMP_O_NUM_(MMP_OPTION_INT64, i64, lname, sname, ptr, lo, hi, vname, help_, __VA_ARGS__)
 #define MMP_O_DOUBLE(lname, sname, ptr, lo, hi, vname, help_, ...)                                                       \
     {.type = MMP_OPTION_DOUBLE, .name = (lname), .shortname = (sname), .p.d = (ptr), .dmin = (lo), .dmax = (hi), \
      .valname = (vname), .help = (help_), __VA_ARGS__}
@@ -177,6 +178,9 @@ int mmp_cli_parse_r(int argc, char **argv, const mmp_option *opts, const char *u
  * after --help/--version. *pos = the positional arguments (heap, NULL-terminated;
  * free it). Returns their count. */
 int mmp_cli_parse(int argc, char **argv, const mmp_option *opts, const char *usage, char ***pos);
+/* mmp_cli_parse for a program that reads one input: returns it (a path, "-"
+ * = stdin when none is given); more than one: dies "one input at most". */
+const char *mmp_cli_parse_input(int argc, char **argv, const mmp_option *opts, const char *usage);
 /* --help: usage (as is), then the option list made from the table: one
  * "  -j, --threads N   help" line per listed option, help continuation
  * lines aligned, TEXT entries as they are. */
