@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
         MMP_O_LEVEL(&level, "zstd level -7..19 (default 1)"),
         MMP_O_OUTPUT(&out, "output (default stdout)"),
         MMP_O_COMMON,
-        MMP_O_TEXT("A record whose \"image\" is missing or not u8 [H,W,3] is a fatal error."),
+        MMP_O_TEXT("\nA record whose \"image\" is missing or not u8 [H,W,3] is a fatal error."),
         MMP_O_END,
     };
     const char *in = mmp_cli_parse_input(argc, argv, opts, usage);

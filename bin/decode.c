@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
                     "compress, higher levels cost more than the decoding)"),
         MMP_O_OUTPUT(&out, "output (default stdout)"),
         MMP_O_COMMON,
-        MMP_O_TEXT("Bad images (corrupt, truncated, empty, not JPEG/PNG, too large) are skipped with\n"
+        MMP_O_TEXT("\nBad images (corrupt, truncated, empty, not JPEG/PNG, too large) are skipped with\n"
                    "one warning line each; the count is in the stream trailer and on stderr.\n"
                    "A corrupt tar (bad header checksum, truncated member) is fatal."),
         MMP_O_END,

@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
         MMP_O_STRING("rest", 0, &rest, "FILE", "second output (default: records not in FIRST are dropped)"),
         MMP_O_LEVEL(&level, "zstd level (default 3)"),
         MMP_O_COMMON,
-        MMP_O_TEXT("Records without an id are an error."),
+        MMP_O_TEXT("\nRecords without an id are an error."),
         MMP_O_END,
     };
     const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
