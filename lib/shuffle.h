@@ -1,6 +1,6 @@
 /* Seeded shuffling and hashed splitting of record streams. */
-#ifndef MMP_IMAGE_SHUFFLE_H
-#define MMP_IMAGE_SHUFFLE_H
+#ifndef MMP_SHUFFLE_H
+#define MMP_SHUFFLE_H
 
 #include "image/augment.h"
 #include "mmp.h"

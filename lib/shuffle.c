@@ -1,5 +1,5 @@
 /* Shuffle buffer and hashed split (see shuffle.h). */
-#include "image/shuffle.h"
+#include "shuffle.h"
 
 #include <stdlib.h>
 #include <string.h>
