@@ -1,5 +1,5 @@
 /* mmp-shuffle: seeded shuffle of an mmp stream (shuffle buffer or exact). */
-#include "image/shuffle.h"
+#include "shuffle.h"
 #include "mmp.h"
 
 #include <stdlib.h>

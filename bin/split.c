@@ -1,5 +1,5 @@
 /* mmp-split: deterministic split of a stream by hashed record id. */
-#include "image/shuffle.h"
+#include "shuffle.h"
 #include "mmp.h"
 
 #include <stdlib.h>

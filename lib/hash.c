@@ -1,5 +1,6 @@
 /* SHA-256 (FIPS 180-4) and a stable 64-bit string hash. */
 #include "mmp.h"
+#include "rng.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -174,9 +175,6 @@ uint64_t mmp_hash64(const void *data, size_t n, uint64_t seed) {
         h ^= p[i];
         h *= 0x100000001b3ULL;
     }
-    /* SplitMix64 finalizer: good avalanche on the low bits too */
-    h += 0x9e3779b97f4a7c15ULL;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    return h ^ (h >> 31);
+    /* SplitMix64 step as finalizer: good avalanche on the low bits too */
+    return mmp_rng_hash(h);
 }

@@ -13,7 +13,7 @@
 #include "train/nn.h"
 
 /* uniform in [-1, 1) from the training RNG state *s */
-static inline float t_trnd(uint64_t *s) { return (float)(mmp_trng_uniform(s) * 2 - 1); }
+static inline float t_trnd(uint64_t *s) { return (float)(mmp_rng_uniform53(s) * 2 - 1); }
 static inline void t_fill(uint64_t *s, float *a, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) a[i] = t_trnd(s) * scale;
 }

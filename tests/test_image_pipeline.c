@@ -3,8 +3,8 @@
  * with mmp_reader. */
 #include "image/augment.h"
 #include "image/image.h"
-#include "image/shuffle.h"
 #include "mmp.h"
+#include "shuffle.h"
 #include "testlib.h"
 
 #include <stdarg.h>

@@ -132,11 +132,11 @@ static void test_gradcheck(int att) {
     /* larger weights than the default init so every path matters */
     uint64_t rng = 99;
     for (int i = 0; i < h.np; i++)
-        for (size_t k = 0; k < h.params[i].n; k++) h.params[i].w[k] = (float)(mmp_trng_uniform(&rng) * 1.6 - 0.8);
+        for (size_t k = 0; k < h.params[i].n; k++) h.params[i].w[k] = (float)(mmp_rng_uniform53(&rng) * 1.6 - 0.8);
     float a[5 * 4], b[5 * 3];
     double ad[5 * 4], bd[5 * 3];
-    for (int k = 0; k < N * s.da; k++) ad[k] = a[k] = (float)(mmp_trng_uniform(&rng) * 4 - 2);
-    for (int k = 0; k < N * s.db; k++) bd[k] = b[k] = (float)(mmp_trng_uniform(&rng) * 4 - 2);
+    for (int k = 0; k < N * s.da; k++) ad[k] = a[k] = (float)(mmp_rng_uniform53(&rng) * 4 - 2);
+    for (int k = 0; k < N * s.db; k++) bd[k] = b[k] = (float)(mmp_rng_uniform53(&rng) * 4 - 2);
     int64_t y[5] = {0, 2, 1, 2, 0};
     float cwf[3] = {1.0f, 2.5f, 0.5f};
     double cw[3] = {1.0, 2.5, 0.5}, ls = 0.1;
@@ -293,8 +293,8 @@ static void test_trainer(int att) {
     ds.y = malloc(sizeof(int64_t) * N);
     snprintf(ds.name, sizeof ds.name, "mem");
     uint64_t rng = 5;
-    for (int i = 0; i < N * da; i++) ds.x[i] = (float)(mmp_trng_uniform(&rng) * 2 - 1);
-    for (int i = 0; i < N * db; i++) ds.x2[i] = (float)(mmp_trng_uniform(&rng) * 2 - 1);
+    for (int i = 0; i < N * da; i++) ds.x[i] = (float)(mmp_rng_uniform53(&rng) * 2 - 1);
+    for (int i = 0; i < N * db; i++) ds.x2[i] = (float)(mmp_rng_uniform53(&rng) * 2 - 1);
     for (int i = 0; i < N; i++) ds.y[i] = (ds.x[i * da] > 0) ^ (ds.x2[i * db] > 0);
     mmp_meta_set(&ds.hdr.meta, "text_provenance", "TXT");
     mmp_train_cfg cfg;

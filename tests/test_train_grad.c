@@ -11,7 +11,7 @@
 #include "train/nn.h"
 
 static uint64_t rs = 12345;
-static float frand(void) { return (float)(mmp_trng_uniform(&rs) * 2 - 1); }
+static float frand(void) { return (float)(mmp_rng_uniform53(&rs) * 2 - 1); }
 static void fill(float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] = s * frand();
 }

@@ -11,11 +11,6 @@
 #include "testlib.h"
 #include "train/train.h"
 
-static double gauss(uint64_t *s) {
-    double u1 = mmp_trng_uniform(s), u2 = mmp_trng_uniform(s);
-    return sqrt(-2 * log(u1 + 1e-300)) * cos(2 * M_PI * u2);
-}
-
 /* C gaussian clusters in D dims (offset and scaled so standardization matters);
  * pair embedding = a noisy linear map of x. */
 static void make_ds(mmp_dataset *d, int64_t n, int64_t D, int64_t C, int64_t D2, uint64_t seed) {
@@ -24,7 +19,7 @@ static void make_ds(mmp_dataset *d, int64_t n, int64_t D, int64_t C, int64_t D2,
     snprintf(d->name, sizeof d->name, "synthetic");
     uint64_t s = 99; /* class means are shared by every set */
     double *mu = malloc(sizeof(double) * C * D);
-    for (int64_t k = 0; k < C * D; k++) mu[k] = 1.5 * gauss(&s);
+    for (int64_t k = 0; k < C * D; k++) mu[k] = 1.5 * mmp_rng_normal_clamp(&s);
     s = seed;
     d->n = n; d->dim = D; d->ncls = C; d->dim2 = D2;
     d->x = malloc(sizeof(float) * n * D);
@@ -32,10 +27,10 @@ static void make_ds(mmp_dataset *d, int64_t n, int64_t D, int64_t C, int64_t D2,
     d->ids = calloc((size_t)n, sizeof(char *));
     if (D2) d->x2 = malloc(sizeof(float) * n * D2);
     for (int64_t i = 0; i < n; i++) {
-        int64_t c = (int64_t)mmp_trng_below(&s, (uint64_t)C);
+        int64_t c = (int64_t)mmp_rng_below_reject(&s, (uint64_t)C);
         d->y[i] = c;
-        for (int64_t k = 0; k < D; k++) d->x[i * D + k] = (float)(5 + 3 * (mu[c * D + k] + gauss(&s)) * (k % 3 + 1));
-        for (int64_t k = 0; k < D2; k++) d->x2[i * D2 + k] = (float)(d->x[i * D + (k % D)] * 0.1 + 0.3 * gauss(&s) + mu[c * D + (k % D)]);
+        for (int64_t k = 0; k < D; k++) d->x[i * D + k] = (float)(5 + 3 * (mu[c * D + k] + mmp_rng_normal_clamp(&s)) * (k % 3 + 1));
+        for (int64_t k = 0; k < D2; k++) d->x2[i * D2 + k] = (float)(d->x[i * D + (k % D)] * 0.1 + 0.3 * mmp_rng_normal_clamp(&s) + mu[c * D + (k % D)]);
     }
     free(mu);
     char *names[8] = {"alpha", "beta", "gamma \"quoted\"", "delta", "e", "f", "g", "h"};

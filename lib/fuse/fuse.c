@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "rng.h"
 
 static const char *mode_names[] = {"concat", "sum", "weighted", "gated", "attention"};
 const char *mmp_fuse_mode_name(mmp_fuse_mode m) { return m >= 0 && m <= MMP_FUSE_ATTENTION ? mode_names[m] : "?"; }
@@ -46,35 +47,12 @@ void mmp_fuse_fixed(mmp_fuse_mode m, const float *a, int da, const float *b, int
     }
 }
 
-/* SplitMix64 stream -> uniform (0,1) doubles -> gaussians (Box-Muller) */
-typedef struct {
-    uint64_t s;
-    int have;
-    double spare;
-} rng_t;
-static uint64_t rng_u64(rng_t *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-static double rng_unif(rng_t *r) { return ((double)(rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-static double rng_gauss(rng_t *r) {
-    if (r->have) {
-        r->have = 0;
-        return r->spare;
-    }
-    double u = rng_unif(r), v = rng_unif(r), rad = sqrt(-2.0 * log(u));
-    r->spare = rad * sin(2 * M_PI * v);
-    r->have = 1;
-    return rad * cos(2 * M_PI * v);
-}
-
 int mmp_fuse_random_projection(float *W, int out, int in, uint64_t seed, int orthogonal) {
     if (out <= 0 || in <= 0 || (orthogonal && out > in)) return -1;
-    rng_t r = {seed, 0, 0};
+    mmp_rng_pair g;
+    mmp_rng_pair_seed(&g, seed);
     double *w = mmp_xmalloc((size_t)out * in * sizeof *w);
-    for (size_t i = 0; i < (size_t)out * in; i++) w[i] = rng_gauss(&r);
+    for (size_t i = 0; i < (size_t)out * in; i++) w[i] = mmp_rng_normal_pair(&g);
     if (orthogonal) { /* modified Gram-Schmidt on rows, in double */
         for (int i = 0; i < out; i++) {
             double *wi = w + (size_t)i * in;
@@ -176,12 +154,12 @@ int mmp_fuse_params_tensors(const mmp_fuse_params *p, const char **names, float 
     return n;
 }
 
-static void fill_unif(rng_t *r, float *x, size_t n, double bound) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)((2 * rng_unif(r) - 1) * bound);
+static void fill_unif(mmp_rng *r, float *x, size_t n, double bound) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)((2 * mmp_rng_uniform53_open(r) - 1) * bound);
 }
 
 void mmp_fuse_params_init(mmp_fuse_params *p, uint64_t seed) {
-    rng_t r = {seed, 0, 0};
+    mmp_rng r = seed;
     size_t D = (size_t)p->d;
     fill_unif(&r, p->wa, D * p->da, 1 / sqrt(p->da));
     fill_unif(&r, p->ba, D, 1 / sqrt(p->da));

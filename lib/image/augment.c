@@ -11,49 +11,6 @@
 #include <string.h>
 
 /* ------------------------------------------------------------------ */
-/* RNG                                                                 */
-/* ------------------------------------------------------------------ */
-
-uint64_t mmp_splitmix64_mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-void mmp_rng_seed(mmp_rng *r, uint64_t key) { r->s = key; }
-
-uint64_t mmp_rng_u64(mmp_rng *r) {
-    r->s += 0x9E3779B97F4A7C15ULL;
-    return mmp_splitmix64_mix(r->s);
-}
-
-double mmp_rng_uniform(mmp_rng *r) { return (double)(mmp_rng_u64(r) >> 11) * 0x1.0p-53; }
-
-double mmp_rng_range(mmp_rng *r, double a, double b) { return a + (b - a) * mmp_rng_uniform(r); }
-
-int64_t mmp_rng_int(mmp_rng *r, int64_t lo, int64_t hi) {
-    if (hi <= lo) return lo;
-    uint64_t n = (uint64_t)(hi - lo);
-    uint64_t lim = UINT64_MAX - UINT64_MAX % n; /* reject the biased tail */
-    uint64_t v;
-    do v = mmp_rng_u64(r);
-    while (v >= lim);
-    return lo + (int64_t)(v % n);
-}
-
-double mmp_rng_normal(mmp_rng *r) {
-    double u1 = mmp_rng_uniform(r), u2 = mmp_rng_uniform(r);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
-}
-
-uint64_t mmp_aug_key(const char *id, uint64_t seed, uint64_t epoch, uint64_t view) {
-    uint64_t h = mmp_hash64(id ? id : "", id ? strlen(id) : 0, 0);
-    return mmp_splitmix64_mix(mmp_splitmix64_mix(h) ^ mmp_splitmix64_mix(seed ^ 0x243F6A8885A308D3ULL) ^
-                              mmp_splitmix64_mix(epoch ^ 0x13198A2E03707344ULL) ^
-                              mmp_splitmix64_mix(view ^ 0xA4093822299F31D0ULL));
-}
-
-/* ------------------------------------------------------------------ */
 /* Pillow colour ops                                                   */
 /* ------------------------------------------------------------------ */
 
@@ -660,7 +617,7 @@ int mmp_aug_apply(const mmp_aug *a, mmp_rng *rng, const mmp_tensor *in, mmp_tens
     for (int k = 0; k < a->n && rc == 0; k++) {
         const mmp_aug_op *o = &a->ops[k];
         /* every op draws its coin first: the stream layout does not depend on p */
-        int apply = mmp_rng_uniform(rng) < o->p;
+        int apply = mmp_rng_uniform53(rng) < o->p;
         switch (o->kind) {
         case MMP_AUG_RRC: {
             int t, l, h, w;
@@ -762,7 +719,7 @@ int mmp_aug_apply(const mmp_aug *a, mmp_rng *rng, const mmp_tensor *in, mmp_tens
                     for (int y = t; y < t + h; y++)
                         for (int x = l; x < l + w; x++)
                             fl[c * n + (size_t)y * im.w + x] =
-                                o->erase_random ? (float)mmp_rng_normal(rng) : o->erase_value;
+                                o->erase_random ? (float)mmp_rng_normal_log1m(rng) : o->erase_value;
             } else {
                 int v = (int)o->erase_value;
                 uint8_t u = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);

@@ -8,41 +8,18 @@
  * normalization is ToTensor + Normalize on float32 (CHW); erasing works on
  * u8 HWC or on the normalized float CHW tensor, like F.erase.
  *
- * Randomness: each record gets its own SplitMix64 stream keyed by
- * (id, seed, epoch, view) -- see mmp_aug_key -- so outputs do not depend on
- * thread count, record order or machine.
+ * Randomness: each record gets its own SplitMix64 stream (lib/rng.h) keyed
+ * by (id, seed, epoch, view) -- see mmp_aug_key -- so outputs do not depend
+ * on thread count, record order or machine.
  */
 #ifndef MMP_IMAGE_AUGMENT_H
 #define MMP_IMAGE_AUGMENT_H
 
 #include "image/image.h"
 #include "mmp.h"
+#include "rng.h"
 
 #include <stdint.h>
-
-/* ------------------------------------------------------------------ */
-/* RNG: SplitMix64 stream                                              */
-/* ------------------------------------------------------------------ */
-
-typedef struct {
-    uint64_t s;
-} mmp_rng;
-
-uint64_t mmp_splitmix64_mix(uint64_t z);
-void mmp_rng_seed(mmp_rng *r, uint64_t key);
-uint64_t mmp_rng_u64(mmp_rng *r);
-/* [0, 1) with 53 random bits */
-double mmp_rng_uniform(mmp_rng *r);
-/* [a, b) */
-double mmp_rng_range(mmp_rng *r, double a, double b);
-/* integer in [lo, hi) (unbiased); lo when hi <= lo */
-int64_t mmp_rng_int(mmp_rng *r, int64_t lo, int64_t hi);
-/* standard normal (Box-Muller, one value per call) */
-double mmp_rng_normal(mmp_rng *r);
-/* Key of a record's stream:
- *   mix(mix(hash64(id, 0)) ^ mix(seed ^ C1) ^ mix(epoch ^ C2) ^ mix(view ^ C3))
- * with mix = SplitMix64's finalizer, hash64 = mmp_hash64. */
-uint64_t mmp_aug_key(const char *id, uint64_t seed, uint64_t epoch, uint64_t view);
 
 /* ------------------------------------------------------------------ */
 /* deterministic pixel ops (PIL/torchvision semantics)                 */

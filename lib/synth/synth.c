@@ -2,6 +2,7 @@
 #include "synth/synth.h"
 
 #include "mmp.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -11,16 +12,9 @@
 const char *const mmp_synth_classes[MMP_SYNTH_NCLASSES] = {
     "circle-indoor", "circle-outdoor", "square-indoor", "square-outdoor", "triangle-indoor", "triangle-outdoor"};
 
-typedef struct { uint64_t s; } rng;
-
-static uint64_t next(rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static int irand(rng *r, int n) { return (int)(next(r) % (uint64_t)n); }
-static double urand(rng *r) { return (double)(next(r) >> 11) * (1.0 / 9007199254740992.0); }
+/* Draws from lib/rng.h (the formulas are part of the data set's bytes): labels and
+ * picks by plain modulo, geometry and noise by mmp_rng_uniform53. */
+static int irand(mmp_rng *r, int n) { return (int)mmp_rng_below_mod(r, (uint64_t)n); }
 
 static const struct { const char *name; uint8_t rgb[3]; } colours[] = {
     {"red", {210, 40, 40}},   {"green", {40, 170, 60}},   {"blue", {40, 70, 210}},
@@ -48,16 +42,16 @@ static int inside(int shape, double x, double y, double cx, double cy, double r,
 }
 
 void mmp_synth_item_make(uint64_t seed, uint64_t index, mmp_synth_item *it) {
-    rng r = {mmp_hash64(&index, sizeof index, seed)};
+    mmp_rng r = mmp_hash64(&index, sizeof index, seed);
     int label = irand(&r, MMP_SYNTH_NCLASSES);
     int shape = label / 2, outdoors = label % 2;
     int fg = irand(&r, NCOL), bg;
     do bg = irand(&r, NCOL); while (bg == fg);
     int tex = irand(&r, 4);
     const int S = MMP_SYNTH_SIZE;
-    double rad = S * (0.22 + 0.12 * urand(&r));
-    double cx = rad + (S - 2 * rad) * urand(&r), cy = rad + (S - 2 * rad) * urand(&r);
-    double rot = 2 * M_PI * urand(&r);
+    double rad = S * (0.22 + 0.12 * mmp_rng_uniform53(&r));
+    double cx = rad + (S - 2 * rad) * mmp_rng_uniform53(&r), cy = rad + (S - 2 * rad) * mmp_rng_uniform53(&r);
+    double rot = 2 * M_PI * mmp_rng_uniform53(&r);
     double period = 4 + irand(&r, 5);
     for (int y = 0; y < S; y++) {
         for (int x = 0; x < S; x++) {
@@ -71,7 +65,7 @@ void mmp_synth_item_make(uint64_t seed, uint64_t index, mmp_synth_item *it) {
             else if (tex == 2) { double px = fmod(x, period) - period / 2, py = fmod(y, period) - period / 2; t = px * px + py * py < period * period / 8 ? 0.5 : 1.0; }
             else if (tex == 3) t = (((int)(x / period) + (int)(y / period)) & 1) ? 1.0 : 0.6;
             for (int c = 0; c < 3; c++) {
-                double noise = (urand(&r) - 0.5) * 24;
+                double noise = (mmp_rng_uniform53(&r) - 0.5) * 24;
                 double v = cov * colours[fg].rgb[c] * t + (1 - cov) * colours[bg].rgb[c] * 0.8 + noise;
                 it->rgb[(y * S + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrint(v));
             }

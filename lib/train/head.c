@@ -181,13 +181,6 @@ mmp_param *mmp_head_param(mmp_head *h, const char *name) {
     return NULL;
 }
 
-/* Box-Muller normal from the SplitMix stream. */
-static double rng_normal(uint64_t *s) {
-    double u1 = mmp_trng_uniform(s), u2 = mmp_trng_uniform(s);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
-}
-
 void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
     uint64_t rng = mmp_rng_derive(seed, 0x1417, 0);
     int first = 0;
@@ -202,12 +195,12 @@ void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
             p->w[0] = (float)log(1 / 0.07);
         } else if (h->kind == MMP_HEAD_PAIR) {
             double sd = 1.0 / sqrt((double)p->shape[1]);
-            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)(sd * rng_normal(&rng));
+            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)(sd * mmp_rng_normal_clamp(&rng));
         } else {
             /* fan_in of the layer: weight [O,I] -> I; bias -> the weight before it */
             int64_t fan_in = p->ndim == 2 ? p->shape[1] : h->params[i - 1].shape[1];
             double bound = 1.0 / sqrt((double)fan_in);
-            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)((mmp_trng_uniform(&rng) * 2 - 1) * bound);
+            for (size_t k = 0; k < p->n; k++) p->w[k] = (float)((mmp_rng_uniform53(&rng) * 2 - 1) * bound);
         }
     }
 }

@@ -13,47 +13,6 @@
 void mmp_train_init_blas(void) { openblas_set_num_threads(1); }
 
 /* ------------------------------------------------------------------ */
-/* RNG                                                                 */
-/* ------------------------------------------------------------------ */
-
-uint64_t mmp_trng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-double mmp_trng_uniform(uint64_t *s) { return (double)(mmp_trng_next(s) >> 11) * 0x1.0p-53; }
-
-uint64_t mmp_trng_below(uint64_t *s, uint64_t n) {
-    if (n <= 1) return 0;
-    uint64_t lim = UINT64_MAX - UINT64_MAX % n;
-    uint64_t r;
-    do r = mmp_trng_next(s);
-    while (r >= lim);
-    return r % n;
-}
-
-uint64_t mmp_rng_derive(uint64_t seed, uint64_t a, uint64_t b) {
-    uint64_t s = seed ^ 0x6D6D70697065ULL; /* "mmpipe" */
-    uint64_t x = mmp_trng_next(&s);
-    s = x ^ (a * 0xD1B54A32D192ED03ULL);
-    x = mmp_trng_next(&s);
-    s = x ^ (b * 0xABC98388FB8FAC03ULL);
-    return mmp_trng_next(&s);
-}
-
-void mmp_rng_permutation(uint64_t *s, int64_t *perm, int64_t n) {
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)mmp_trng_below(s, (uint64_t)i + 1);
-        int64_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* layers                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -98,14 +57,14 @@ void mmp_relu_backward(const float *y, float *dx, size_t n) {
         if (!(y[i] > 0)) dx[i] = 0.0f;
 }
 
-void mmp_dropout_forward(float *x, float *mask, size_t n, float p, uint64_t *rng) {
+void mmp_dropout_forward(float *x, float *mask, size_t n, float p, mmp_rng *rng) {
     if (p <= 0) {
         for (size_t i = 0; i < n; i++) mask[i] = 1.0f;
         return;
     }
     float keep = p >= 1 ? 0.0f : 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++) {
-        mask[i] = mmp_trng_uniform(rng) < p ? 0.0f : keep;
+        mask[i] = mmp_rng_uniform53(rng) < p ? 0.0f : keep;
         x[i] *= mask[i];
     }
 }

@@ -16,26 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rng.h" /* SplitMix64 streams: mmp_rng_derive, mmp_rng_permutation, ... */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* OpenBLAS to 1 thread (bit-identical results whatever the machine load). */
 void mmp_train_init_blas(void);
-
-/* ---------------------------------------------------------------- */
-/* random numbers (SplitMix64): state is one uint64, fully explicit   */
-/* ---------------------------------------------------------------- */
-
-uint64_t mmp_trng_next(uint64_t *state);
-/* Uniform in [0,1) with 53 bits. */
-double mmp_trng_uniform(uint64_t *state);
-/* Uniform integer in [0,n) without modulo bias. */
-uint64_t mmp_trng_below(uint64_t *state, uint64_t n);
-/* A state derived from (seed, a, b): independent streams per epoch/step. */
-uint64_t mmp_rng_derive(uint64_t seed, uint64_t a, uint64_t b);
-/* Fisher-Yates permutation of 0..n-1 into perm. */
-void mmp_rng_permutation(uint64_t *state, int64_t *perm, int64_t n);
 
 /* ---------------------------------------------------------------- */
 /* layers                                                            */
@@ -56,7 +44,7 @@ void mmp_relu_backward(const float *y, float *dx, size_t n);
 
 /* nn.Dropout(p), training mode: mask[n] = 0 with probability p, else
  * 1/(1-p); x *= mask. p == 0 leaves x unchanged (mask all 1). */
-void mmp_dropout_forward(float *x, float *mask, size_t n, float p, uint64_t *rng);
+void mmp_dropout_forward(float *x, float *mask, size_t n, float p, mmp_rng *rng);
 /* dx *= mask. */
 void mmp_dropout_backward(const float *mask, float *dx, size_t n);
 

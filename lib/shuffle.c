@@ -1,5 +1,5 @@
 /* Shuffle buffer and hashed split (see shuffle.h). */
-#include "image/shuffle.h"
+#include "shuffle.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +7,7 @@
 void mmp_shufbuf_init(mmp_shufbuf *s, size_t cap, uint64_t seed) {
     memset(s, 0, sizeof *s);
     s->cap = cap;
-    mmp_rng_seed(&s->rng, mmp_splitmix64_mix(seed ^ 0x53485546464C45ULL));
+    mmp_rng_seed(&s->rng, mmp_rng_mix(seed ^ 0x53485546464C45ULL)); /* "SHUFFLE" */
 }
 
 int mmp_shufbuf_push(mmp_shufbuf *s, mmp_record *rec, mmp_record *out) {
@@ -44,6 +44,5 @@ void mmp_shufbuf_free(mmp_shufbuf *s) {
 }
 
 double mmp_split_u(const char *id, uint64_t seed) {
-    uint64_t h = mmp_hash64(id, strlen(id), seed);
-    return (double)(h >> 11) * 0x1.0p-53;
+    return mmp_rng_unit53(mmp_hash64(id, strlen(id), seed));
 }

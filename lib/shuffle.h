@@ -1,9 +1,10 @@
-/* Seeded shuffling and hashed splitting of record streams. */
-#ifndef MMP_IMAGE_SHUFFLE_H
-#define MMP_IMAGE_SHUFFLE_H
+/* Seeded shuffling and hashed splitting of record streams (mmp-shuffle,
+ * mmp-split): they work on any stream's records, whatever the tensors. */
+#ifndef MMP_SHUFFLE_H
+#define MMP_SHUFFLE_H
 
-#include "image/augment.h"
 #include "mmp.h"
+#include "rng.h"
 
 /* Shuffle buffer (as tf.data / WebDataset shuffle): holds up to cap
  * records; once full, every new record makes a uniformly chosen held
@@ -24,7 +25,8 @@ int mmp_shufbuf_push(mmp_shufbuf *s, mmp_record *rec, mmp_record *out);
 int mmp_shufbuf_pop(mmp_shufbuf *s, mmp_record *out);
 void mmp_shufbuf_free(mmp_shufbuf *s);
 
-/* Split coordinate of an id: (mmp_hash64(id, len, seed) >> 11) * 2^-53 in
+/* Split coordinate of an id: mmp_rng_unit53(mmp_hash64(id, len, seed)), i.e.
+ * (mmp_hash64(id, len, seed) >> 11) * 2^-53 in
  * [0, 1); a record goes to the first output when it is < ratio. Depends
  * only on (id, seed): stable across runs, machines and stream orders. */
 double mmp_split_u(const char *id, uint64_t seed);
