@@ -70,15 +70,26 @@ int main(void) {
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 0, 4, "bad header JSON", __LINE__);
     expect_bad("{} x", 0, 0, "trailing bytes", __LINE__);
     expect_bad("{\"a\x01\":{}}", 0, 0, "control character", __LINE__);
-    expect_bad("{\"\\ud800\":{}}", 0, 0, "surrogate", __LINE__);
+    expect_bad("{\"\\ud800\":{}}", 0, 0, "invalid Unicode '\\uD800'", __LINE__); /* a lone surrogate */
+    expect_bad("{\"\\ud800\\u0041\":{}}", 0, 0, "invalid Unicode", __LINE__);        /* a bad pair */
+    expect_bad("{\"a\xff\":{}}", 0, 0, "unable to decode byte 0xff", __LINE__);         /* not UTF-8 */
     expect_bad("{\"a\\u0000\":{}}", 0, 0, "NUL", __LINE__);
-    expect_bad("{\"a\\q\":{}}", 0, 0, "bad escape", __LINE__);
-    expect_bad("{\"a\\\n\":{}}", 0, 0, "bad escape", __LINE__); /* message stays one line */
+    expect_bad("{\"a\\q\":{}}", 0, 0, "line 1, column 5: invalid escape", __LINE__);
+    expect_bad("{\"a\\\n\":{}}", 0, 0, "invalid escape", __LINE__); /* message stays one line */
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 0, 4, "integer", __LINE__);
-    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 0, 4, "too large", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 0, 4, "too big integer", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[-99999999999999999999],\"data_offsets\":[0,4]}}", 0, 4, "too big negative integer", __LINE__);
+    /* within int64 but past the data, or negative */
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[9007199254740993],\"data_offsets\":[0,9007199254740993]}}", 0, 4, "past the data", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[-1,0]}}", 0, 1, "bad data_offsets [-1, 0]", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1e0]}}", 0, 1, "expected an integer", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,\"1\"]}}", 0, 1, "expected an integer", __LINE__);
     {
         char deep[200] = "{\"a\":{\"x\":";
         for (int i = 0; i < 40; i++) strcat(deep, "[");
+        expect_bad(deep, 0, 0, "bad header JSON", __LINE__); /* unterminated */
+        for (int i = 0; i < 40; i++) strcat(deep, "]");
+        strcat(deep, "}}");
         expect_bad(deep, 0, 0, "nested too deeply", __LINE__);
     }
     /* 3. entries */
@@ -94,7 +105,7 @@ int main(void) {
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 4, "past the data", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 4, "its shape needs 8", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,4]}}", 0, 4, "overflows", __LINE__);
-    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 0, 2, "appears twice", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 0, 2, "duplicate object key near '\"a\"'", __LINE__);
     /* 4. metadata */
     expect_bad("{\"__metadata__\":{\"k\":1}}", 0, 0, "is not a string", __LINE__);
     /* 5. coverage */

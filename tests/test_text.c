@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json.h"
 #include "mmp.h"
 #include "testlib.h"
 #include "text/bert.h"
