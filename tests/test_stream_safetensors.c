@@ -169,6 +169,54 @@ int main(void) {
             mmp_st_close(&st);
         }
     }
+    /* the model loaders' getter: float dtypes converted, exact shape, and a
+     * message naming the file and the tensor otherwise */
+    {
+        mmp_st_writer w;
+        mmp_st_writer_init(&w);
+        float a[6] = {1, -2, 3.5f, 0, 0.25f, 7};
+        int64_t sh[2] = {2, 3}, sh1[1] = {6}, sh3[2] = {3, 2};
+        mmp_tensor h;
+        mmp_tensor_alloc(&h, MMP_BF16, 2, sh);
+        mmp_f32_to_dtype(a, 6, MMP_BF16, h.data);
+        mmp_st_writer_add(&w, "w.bf16", &h);
+        mmp_tensor_free(&h);
+        mmp_tensor_alloc(&h, MMP_I32, 1, sh1);
+        mmp_st_writer_add(&w, "ints", &h);
+        mmp_tensor_free(&h);
+        mmp_st_writer_add_f32(&w, "w.f32", a, 2, sh);
+        /* header bytes as always (\n as \u000a), except that bytes which are not
+         * UTF-8 become U+FFFD: the header must be UTF-8 to be read back */
+        mmp_meta_set(&w.meta, "note", "a\nb\xff\xc3\xa9");
+        char err[512] = "";
+        CHECKF(mmp_st_writer_write(&w, "g.safetensors", err, sizeof err) == 0, "%s", err);
+        mmp_st_writer_free(&w);
+        mmp_safetensors st;
+        CHECKF(mmp_st_open(&st, "g.safetensors", err, sizeof err) == 0, "%s", err);
+        CHECKF(!strcmp(mmp_meta_get(&st.meta, "note"), "a\nb\xef\xbf\xbd\xc3\xa9"), "%s", mmp_meta_get(&st.meta, "note"));
+        const char *note = "\"note\":\"a\\u000ab\\ufffd\xc3\xa9\"";
+        CHECK(memmem(st.map, st.mapsize, note, strlen(note)) != NULL);
+        float got[6] = {0};
+        CHECK(mmp_st_read_f32(&st, "w.bf16", 2, sh, got, err, sizeof err) == 0 && memcmp(got, a, sizeof a) == 0);
+        float *c = mmp_st_f32(&st, "w.f32", 2, sh, err, sizeof err);
+        CHECK(c && memcmp(c, a, sizeof a) == 0);
+        free(c);
+        struct { const char *name; int ndim; const int64_t *shape; const char *msg; } bad[] = {
+            {"nope", 2, sh, "g.safetensors: tensor 'nope' is missing"},
+            {"ints", 1, sh1, "g.safetensors: tensor 'ints' is I32, expected a float dtype (F32, F16 or BF16)"},
+            {"w.f32", 2, sh3, "g.safetensors: tensor 'w.f32' has shape [2,3], expected [3,2]"},
+            {"w.bf16", 1, sh1, "g.safetensors: tensor 'w.bf16' has shape [2,3], expected [6]"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            err[0] = 0;
+            CHECKF(mmp_st_read_f32(&st, bad[i].name, bad[i].ndim, bad[i].shape, got, err, sizeof err) == -1 &&
+                   !strcmp(err, bad[i].msg), "getter %zu: '%s'", i, err);
+            err[0] = 0;
+            CHECKF(mmp_st_f32(&st, bad[i].name, bad[i].ndim, bad[i].shape, err, sizeof err) == NULL &&
+                   !strcmp(err, bad[i].msg), "getter %zu: '%s'", i, err);
+        }
+        mmp_st_close(&st);
+    }
     /* the path prefix, and the dying variant: exit 1, exactly one stderr line */
     {
         static uint8_t buf[256];
