@@ -267,6 +267,16 @@ void mmp_st_open_or_die(mmp_safetensors *st, const char *path);
 /* Dies unless the tensor exists with this dtype and shape (ndim entries). */
 const mmp_tensor *mmp_st_require(const mmp_safetensors *st, const char *name, mmp_dtype dtype,
                                  int ndim, const int64_t *shape);
+/* The model loaders' getter: tensor NAME as floats, when it exists with a
+ * float dtype (F32, F16 or BF16: converted) and exactly this shape (ndim
+ * entries). mmp_st_read_f32 fills out (numel floats) and returns 0;
+ * mmp_st_f32 returns a new heap copy. Else -1 / NULL with one line naming
+ * the file and the tensor: "PATH: tensor 'NAME' is missing" (or "is I64,
+ * expected a float dtype ...", "has shape [2,3], expected [3,2]"). */
+int mmp_st_read_f32(const mmp_safetensors *st, const char *name, int ndim, const int64_t *shape, float *out,
+                    char *err, size_t errlen);
+float *mmp_st_f32(const mmp_safetensors *st, const char *name, int ndim, const int64_t *shape, char *err,
+                  size_t errlen);
 
 /* Writer: collect tensors (copied), then write atomically:
  * temp file in the same directory, fsync, rename, fsync directory. */

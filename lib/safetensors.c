@@ -5,11 +5,11 @@
  *           "__metadata__": {"key": "value", ...}} with offsets relative to the
  * data region. */
 #include "mmp.h"
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -18,195 +18,7 @@
 
 #define MAX_HEADER (100u << 20) /* as the reference implementation */
 
-/* ---------------- a small strict JSON reader for the header ---------------- */
-
-typedef struct {
-    const char *p, *end;
-    char *err;
-    size_t errlen;
-} jp;
-
-static int jfail(jp *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int jfail(jp *j, const char *fmt, ...) {
-    if (j->err && j->errlen && !j->err[0]) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(j->err, j->errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static void jws(jp *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-
-static int jexpect(jp *j, char c) {
-    jws(j);
-    if (j->p >= j->end || *j->p != c) return jfail(j, "bad header JSON: expected '%c'", c);
-    j->p++;
-    return 0;
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static void put_utf8(char *o, size_t *n, uint32_t cp) {
-    if (cp < 0x80) o[(*n)++] = (char)cp;
-    else if (cp < 0x800) { o[(*n)++] = (char)(0xc0 | (cp >> 6)); o[(*n)++] = (char)(0x80 | (cp & 0x3f)); }
-    else if (cp < 0x10000) {
-        o[(*n)++] = (char)(0xe0 | (cp >> 12)); o[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[(*n)++] = (char)(0x80 | (cp & 0x3f));
-    } else {
-        o[(*n)++] = (char)(0xf0 | (cp >> 18)); o[(*n)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        o[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[(*n)++] = (char)(0x80 | (cp & 0x3f));
-    }
-}
-
-static int read_u4(jp *j, uint32_t *v) {
-    if (j->end - j->p < 4) return jfail(j, "bad header JSON: short \\u escape");
-    uint32_t x = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval(j->p[i]);
-        if (h < 0) return jfail(j, "bad header JSON: bad \\u escape");
-        x = x * 16 + (uint32_t)h;
-    }
-    j->p += 4;
-    *v = x;
-    return 0;
-}
-
-/* Parses a JSON string into a fresh heap string (NUL-terminated; embedded NUL rejected). */
-static int jstring(jp *j, char **out) {
-    jws(j);
-    if (j->p >= j->end || *j->p != '"') return jfail(j, "bad header JSON: expected a string");
-    j->p++;
-    const char *s = j->p;
-    size_t cap = 16;
-    while (s < j->end && *s != '"') { if (*s == '\\') s++; s++; cap++; }
-    char *o = mmp_xmalloc(cap * 4 + 4);
-    size_t n = 0;
-    while (1) {
-        if (j->p >= j->end) { free(o); return jfail(j, "bad header JSON: unterminated string"); }
-        unsigned char c = (unsigned char)*j->p++;
-        if (c == '"') break;
-        if (c < 0x20) { free(o); return jfail(j, "bad header JSON: control character in string"); }
-        if (c != '\\') { o[n++] = (char)c; continue; }
-        if (j->p >= j->end) { free(o); return jfail(j, "bad header JSON: unterminated escape"); }
-        char e = *j->p++;
-        uint32_t cp;
-        switch (e) {
-        case '"': o[n++] = '"'; break;
-        case '\\': o[n++] = '\\'; break;
-        case '/': o[n++] = '/'; break;
-        case 'b': o[n++] = '\b'; break;
-        case 'f': o[n++] = '\f'; break;
-        case 'n': o[n++] = '\n'; break;
-        case 'r': o[n++] = '\r'; break;
-        case 't': o[n++] = '\t'; break;
-        case 'u':
-            if (read_u4(j, &cp)) { free(o); return -1; }
-            if (cp >= 0xd800 && cp < 0xdc00) {
-                uint32_t lo;
-                if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u') { free(o); return jfail(j, "bad header JSON: lone surrogate"); }
-                j->p += 2;
-                if (read_u4(j, &lo)) { free(o); return -1; }
-                if (lo < 0xdc00 || lo >= 0xe000) { free(o); return jfail(j, "bad header JSON: bad surrogate pair"); }
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            } else if (cp >= 0xdc00 && cp < 0xe000) {
-                free(o);
-                return jfail(j, "bad header JSON: lone surrogate");
-            }
-            if (cp == 0) { free(o); return jfail(j, "bad header JSON: NUL in string"); }
-            put_utf8(o, &n, cp);
-            break;
-        default: free(o); return jfail(j, "bad header JSON: bad escape \\%c", e);
-        }
-    }
-    o[n] = 0;
-    *out = o;
-    return 0;
-}
-
-static int jint(jp *j, int64_t *v) {
-    jws(j);
-    const char *s = j->p;
-    int neg = 0;
-    if (s < j->end && *s == '-') { neg = 1; s++; }
-    if (s >= j->end || *s < '0' || *s > '9') return jfail(j, "bad header JSON: expected an integer");
-    uint64_t x = 0;
-    while (s < j->end && *s >= '0' && *s <= '9') {
-        if (x > (UINT64_MAX - 9) / 10) return jfail(j, "bad header JSON: integer too large");
-        x = x * 10 + (uint64_t)(*s - '0');
-        s++;
-    }
-    if (s < j->end && (*s == '.' || *s == 'e' || *s == 'E')) return jfail(j, "bad header JSON: expected an integer");
-    if (x > (uint64_t)INT64_MAX) return jfail(j, "bad header JSON: integer too large");
-    j->p = s;
-    *v = neg ? -(int64_t)x : (int64_t)x;
-    return 0;
-}
-
-static int jint_array(jp *j, int64_t *v, int maxn, int *n) {
-    if (jexpect(j, '[')) return -1;
-    *n = 0;
-    jws(j);
-    if (j->p < j->end && *j->p == ']') { j->p++; return 0; }
-    while (1) {
-        if (*n >= maxn) return jfail(j, "array too long (max %d)", maxn);
-        if (jint(j, &v[(*n)++])) return -1;
-        jws(j);
-        if (j->p < j->end && *j->p == ',') { j->p++; continue; }
-        return jexpect(j, ']');
-    }
-}
-
-/* Skips any JSON value (for unknown keys), with a depth bound. */
-static int jskip(jp *j, int depth) {
-    if (depth > 32) return jfail(j, "bad header JSON: nested too deeply");
-    jws(j);
-    if (j->p >= j->end) return jfail(j, "bad header JSON: unexpected end");
-    char c = *j->p;
-    if (c == '"') { char *s; if (jstring(j, &s)) return -1; free(s); return 0; }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        jws(j);
-        if (j->p < j->end && *j->p == close) { j->p++; return 0; }
-        while (1) {
-            if (c == '{') { char *k; if (jstring(j, &k)) return -1; free(k); if (jexpect(j, ':')) return -1; }
-            if (jskip(j, depth + 1)) return -1;
-            jws(j);
-            if (j->p < j->end && *j->p == ',') { j->p++; continue; }
-            return jexpect(j, close);
-        }
-    }
-    const char *s = j->p;
-    while (s < j->end && (strchr("+-.eE", *s) || (*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z'))) s++;
-    if (s == j->p) return jfail(j, "bad header JSON: unexpected character");
-    j->p = s;
-    return 0;
-}
-
 /* ---------------- reader ---------------- */
-
-/* Error messages quote names from the file: show control characters as \xNN
- * so that a message is always one printable line. */
-static void one_line(char *err, size_t errlen) {
-    if (!errlen) return;
-    char tmp[1024];
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)err; *p && o + 5 < sizeof tmp; p++) {
-        if (*p < 0x20 || *p == 0x7f) o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", *p);
-        else tmp[o++] = (char)*p;
-    }
-    tmp[o] = 0;
-    snprintf(err, errlen, "%s", tmp);
-}
 
 static int cmp_entry(const void *a, const void *b) {
     const mmp_st_entry *x = a, *y = b;
@@ -222,14 +34,69 @@ static void st_reset(mmp_safetensors *st) {
     st->entries = NULL;
 }
 
-#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
+#define FAIL(...) do { mmp_errf(err, errlen, __VA_ARGS__); goto fail; } while (0)
+
+/* the integers of a JSON array into v (at most maxn): their count, or -1 (err) */
+static int int_array(const json_t *a, const char *key, const char *field, int64_t *v, int maxn, char *err,
+                     size_t errlen) {
+    if (!json_is_array(a)) return mmp_errf(err, errlen, "tensor '%s': %s is %s, expected an array of integers", key, field, mmp_json_type_name(a));
+    size_t n = json_array_size(a);
+    if (n > (size_t)maxn) return mmp_errf(err, errlen, "tensor '%s': %s: array too long (max %d)", key, field, maxn);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(a, i);
+        /* jansson refuses integers outside long long (int64) at parsing; reals are refused here */
+        if (!json_is_integer(x))
+            return mmp_errf(err, errlen, "tensor '%s': %s holds %s, expected an integer", key, field, mmp_json_type_name(x));
+        v[i] = (int64_t)json_integer_value(x);
+    }
+    return (int)n;
+}
+
+/* One tensor entry {"dtype": .., "shape": [..], "data_offsets": [b, e]} into e
+ * (data and size checked against the data region data[0, dlen)). */
+static int parse_entry(mmp_st_entry *e, const char *key, const json_t *o, const uint8_t *data, uint64_t dlen,
+                       char *err, size_t errlen) {
+    if (!json_is_object(o)) return mmp_errf(err, errlen, "tensor '%s' is %s, expected an object", key, mmp_json_type_name(o));
+    const json_t *dt = json_object_get(o, "dtype"), *sh = json_object_get(o, "shape"), *of = json_object_get(o, "data_offsets");
+    if (dt) {
+        const char *d = json_string_value(dt);
+        if (!d) return mmp_errf(err, errlen, "tensor '%s': dtype is %s, expected a string", key, mmp_json_type_name(dt));
+        if (mmp_dtype_parse(d, strlen(d), &e->t.dtype) || strcmp(d, mmp_dtype_st_name(e->t.dtype)))
+            return mmp_errf(err, errlen, "tensor '%s': unsupported dtype '%s' (supported: U8 I32 I64 F16 BF16 F32)", key, d);
+    }
+    if (sh) {
+        if ((e->t.ndim = int_array(sh, key, "shape", e->t.shape, MMP_MAX_DIMS, err, errlen)) < 0) return -1;
+        for (int k = 0; k < e->t.ndim; k++)
+            if (e->t.shape[k] < 0) return mmp_errf(err, errlen, "tensor '%s': negative dimension", key);
+    }
+    int64_t off[2] = {0, 0};
+    if (of) {
+        int cnt = int_array(of, key, "data_offsets", off, 2, err, errlen);
+        if (cnt < 0) return -1;
+        if (cnt != 2) return mmp_errf(err, errlen, "tensor '%s': data_offsets needs 2 numbers", key);
+    }
+    if (!dt || !sh || !of) return mmp_errf(err, errlen, "tensor '%s': needs dtype, shape and data_offsets", key);
+    int64_t numel = mmp_numel(e->t.ndim, e->t.shape);
+    if (numel < 0 || (uint64_t)numel > UINT64_MAX / 8) return mmp_errf(err, errlen, "tensor '%s': shape overflows", key);
+    uint64_t want = (uint64_t)numel * mmp_dtype_size(e->t.dtype);
+    if (off[0] < 0 || off[1] < off[0])
+        return mmp_errf(err, errlen, "tensor '%s': bad data_offsets [%lld, %lld]", key, (long long)off[0], (long long)off[1]);
+    if ((uint64_t)off[1] > dlen)
+        return mmp_errf(err, errlen, "tensor '%s': data_offsets end %lld is past the data (%llu bytes)", key, (long long)off[1], (unsigned long long)dlen);
+    if ((uint64_t)(off[1] - off[0]) != want)
+        return mmp_errf(err, errlen, "tensor '%s': %lld bytes in the file but its shape needs %llu", key, (long long)(off[1] - off[0]), (unsigned long long)want);
+    e->t.data = (void *)(data + off[0]);
+    e->t.nbytes = (size_t)want;
+    e->t.owns = 0;
+    return 0;
+}
 
 int mmp_st_parse(mmp_safetensors *st, const void *buf, size_t n, char *err, size_t errlen) {
     memset(st, 0, sizeof *st);
     mmp_meta_init(&st->meta);
     if (errlen) err[0] = 0;
     const uint8_t *b = buf;
-    int cap = 0;
+    json_t *h = NULL;
     if (n < 8) FAIL("file too short for a safetensors header (%zu bytes)", n);
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)b[i] << (8 * i);
@@ -238,101 +105,30 @@ int mmp_st_parse(mmp_safetensors *st, const void *buf, size_t n, char *err, size
     if (hlen < 2) FAIL("header is too short");
     const uint8_t *data = b + 8 + hlen;
     uint64_t dlen = n - 8 - hlen;
-    jp j = {(const char *)b + 8, (const char *)b + 8 + hlen, err, errlen};
-    if (jexpect(&j, '{')) goto fail;
-    jws(&j);
-    int empty = j.p < j.end && *j.p == '}';
-    if (empty) j.p++;
-    while (!empty) {
-        char *key;
-        if (jstring(&j, &key)) goto fail;
-        if (jexpect(&j, ':')) { free(key); goto fail; }
+    char e2[512];
+    if (!(h = mmp_json_parse(b + 8, hlen, 1, e2, sizeof e2))) FAIL("bad header JSON: %s", e2);
+    if (!json_is_object(h)) FAIL("bad header JSON: expected '{' (an object), got %s", mmp_json_type_name(h));
+    /* jansson refused duplicate names; keys come in file order */
+    st->entries = mmp_xcalloc(json_object_size(h) ? json_object_size(h) : 1, sizeof *st->entries);
+    const char *key;
+    json_t *v;
+    json_object_foreach(h, key, v) {
         if (strcmp(key, "__metadata__") == 0) {
-            free(key);
-            if (jexpect(&j, '{')) goto fail;
-            jws(&j);
-            if (j.p < j.end && *j.p == '}') j.p++;
-            else while (1) {
-                char *k, *v;
-                if (jstring(&j, &k)) goto fail;
-                if (jexpect(&j, ':')) { free(k); goto fail; }
-                jws(&j);
-                if (j.p >= j.end || *j.p != '"') { snprintf(err, errlen, "__metadata__ value of '%s' is not a string", k); free(k); goto fail; }
-                if (jstring(&j, &v)) { free(k); goto fail; }
-                mmp_meta_set(&st->meta, k, v);
-                free(k); free(v);
-                jws(&j);
-                if (j.p < j.end && *j.p == ',') { j.p++; continue; }
-                if (jexpect(&j, '}')) goto fail;
-                break;
+            if (!json_is_object(v)) FAIL("__metadata__ is %s, expected an object", mmp_json_type_name(v));
+            const char *k;
+            json_t *s;
+            json_object_foreach(v, k, s) {
+                if (!json_is_string(s)) FAIL("__metadata__ value of '%s' is not a string", k);
+                mmp_meta_set(&st->meta, k, json_string_value(s));
             }
-        } else {
-            for (int i = 0; i < st->n; i++)
-                if (strcmp(st->entries[i].name, key) == 0) { snprintf(err, errlen, "tensor '%s' appears twice", key); free(key); goto fail; }
-            if (st->n == cap) {
-                cap = cap ? 2 * cap : 64;
-                st->entries = mmp_xrealloc(st->entries, (size_t)cap * sizeof *st->entries);
-            }
-            mmp_st_entry *e = &st->entries[st->n++];
-            memset(e, 0, sizeof *e);
-            e->name = key;
-            int have_dtype = 0, have_shape = 0, have_off = 0;
-            int64_t off[2] = {0, 0};
-            if (jexpect(&j, '{')) goto fail;
-            while (1) {
-                char *f;
-                if (jstring(&j, &f)) goto fail;
-                if (jexpect(&j, ':')) { free(f); goto fail; }
-                if (strcmp(f, "dtype") == 0) {
-                    char *d;
-                    free(f);
-                    if (jstring(&j, &d)) goto fail;
-                    if (mmp_dtype_parse(d, strlen(d), &e->t.dtype) || strcmp(d, mmp_dtype_st_name(e->t.dtype))) {
-                        snprintf(err, errlen, "tensor '%s': unsupported dtype '%s' (supported: U8 I32 I64 F16 BF16 F32)", key, d);
-                        free(d);
-                        goto fail;
-                    }
-                    free(d);
-                    have_dtype = 1;
-                } else if (strcmp(f, "shape") == 0) {
-                    free(f);
-                    if (jint_array(&j, e->t.shape, MMP_MAX_DIMS, &e->t.ndim)) goto fail;
-                    for (int k = 0; k < e->t.ndim; k++)
-                        if (e->t.shape[k] < 0) FAIL("tensor '%s': negative dimension", key);
-                    have_shape = 1;
-                } else if (strcmp(f, "data_offsets") == 0) {
-                    int cnt;
-                    free(f);
-                    if (jint_array(&j, off, 2, &cnt)) goto fail;
-                    if (cnt != 2) FAIL("tensor '%s': data_offsets needs 2 numbers", key);
-                    have_off = 1;
-                } else {
-                    free(f);
-                    if (jskip(&j, 0)) goto fail;
-                }
-                jws(&j);
-                if (j.p < j.end && *j.p == ',') { j.p++; continue; }
-                if (jexpect(&j, '}')) goto fail;
-                break;
-            }
-            if (!have_dtype || !have_shape || !have_off) FAIL("tensor '%s': needs dtype, shape and data_offsets", key);
-            int64_t numel = mmp_numel(e->t.ndim, e->t.shape);
-            if (numel < 0 || (uint64_t)numel > UINT64_MAX / 8) FAIL("tensor '%s': shape overflows", key);
-            uint64_t want = (uint64_t)numel * mmp_dtype_size(e->t.dtype);
-            if (off[0] < 0 || off[1] < off[0]) FAIL("tensor '%s': bad data_offsets [%lld, %lld]", key, (long long)off[0], (long long)off[1]);
-            if ((uint64_t)off[1] > dlen) FAIL("tensor '%s': data_offsets end %lld is past the data (%llu bytes)", key, (long long)off[1], (unsigned long long)dlen);
-            if ((uint64_t)(off[1] - off[0]) != want) FAIL("tensor '%s': %lld bytes in the file but its shape needs %llu", key, (long long)(off[1] - off[0]), (unsigned long long)want);
-            e->t.data = (void *)(data + off[0]);
-            e->t.nbytes = (size_t)want;
-            e->t.owns = 0;
+            continue;
         }
-        jws(&j);
-        if (j.p < j.end && *j.p == ',') { j.p++; continue; }
-        if (jexpect(&j, '}')) goto fail;
-        break;
+        mmp_st_entry *e = &st->entries[st->n++];
+        e->name = mmp_xstrdup(key);
+        if (parse_entry(e, key, v, data, dlen, err, errlen)) goto fail;
     }
-    jws(&j);
-    if (j.p != j.end) FAIL("bad header JSON: trailing bytes after the header object");
+    json_decref(h);
+    h = NULL;
     /* no overlap, no holes */
     if (st->n > 1) qsort(st->entries, (size_t)st->n, sizeof *st->entries, cmp_entry);
     uint64_t pos = 0;
@@ -345,8 +141,9 @@ int mmp_st_parse(mmp_safetensors *st, const void *buf, size_t n, char *err, size
     if (pos != dlen) FAIL("data region has %llu bytes but the tensors cover %llu", (unsigned long long)dlen, (unsigned long long)pos);
     return 0;
 fail:
-    if (errlen && !err[0]) snprintf(err, errlen, "bad safetensors header");
-    one_line(err, errlen);
+    json_decref(h);
+    if (errlen && !err[0]) mmp_errf(err, errlen, "bad safetensors header");
+    mmp_err_oneline(err, errlen); /* names from the file may hold control characters */
     st_reset(st);
     return -1;
 }
@@ -355,24 +152,26 @@ int mmp_st_open(mmp_safetensors *st, const char *path, char *err, size_t errlen)
     memset(st, 0, sizeof *st);
     char e2[512] = "";
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    if (fd < 0) return mmp_errf(err, errlen, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
         close(fd);
-        return -1;
+        return mmp_errf(err, errlen, "%s: not a regular file", path);
     }
     size_t n = (size_t)sb.st_size;
     void *map = NULL;
     if (n > 0) {
         map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) { snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno)); close(fd); return -1; }
+        if (map == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            return mmp_errf(err, errlen, "%s: mmap: %s", path, strerror(e));
+        }
     }
     close(fd);
     if (mmp_st_parse(st, map ? map : "", n, e2, sizeof e2)) {
-        snprintf(err, errlen, "%s: %s", path, e2);
         if (map) munmap(map, n);
-        return -1;
+        return mmp_errf(err, errlen, "%s: %s", path, e2);
     }
     st->map = map;
     st->mapsize = n;
@@ -398,22 +197,56 @@ void mmp_st_open_or_die(mmp_safetensors *st, const char *path) {
     if (mmp_st_open(st, path, err, sizeof err)) mmp_die("%s", err);
 }
 
-const mmp_tensor *mmp_st_require(const mmp_safetensors *st, const char *name, mmp_dtype dtype,
-                                 int ndim, const int64_t *shape) {
+/* The tensor when it exists with this dtype (MMP_DTYPE_COUNT: any float
+ * dtype) and shape; else NULL with "PATH: tensor 'NAME' ..." in err. */
+static const mmp_tensor *st_check(const mmp_safetensors *st, const char *name, mmp_dtype dtype, int ndim,
+                                  const int64_t *shape, char *err, size_t errlen) {
     const char *path = st->path ? st->path : "safetensors";
     const mmp_tensor *t = mmp_st_get(st, name);
-    if (!t) mmp_die("%s: tensor '%s' is missing", path, name);
-    if (t->dtype != dtype)
-        mmp_die("%s: tensor '%s' is %s, expected %s", path, name, mmp_dtype_st_name(t->dtype), mmp_dtype_st_name(dtype));
+    if (!t) {
+        mmp_errf(err, errlen, "%s: tensor '%s' is missing", path, name);
+        return NULL;
+    }
+    if (dtype == MMP_DTYPE_COUNT ? t->dtype != MMP_F32 && t->dtype != MMP_F16 && t->dtype != MMP_BF16 : t->dtype != dtype) {
+        mmp_errf(err, errlen, "%s: tensor '%s' is %s, expected %s", path, name, mmp_dtype_st_name(t->dtype),
+                 dtype == MMP_DTYPE_COUNT ? "a float dtype (F32, F16 or BF16)" : mmp_dtype_st_name(dtype));
+        return NULL;
+    }
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
         char a[128], b[128];
         mmp_shape_str(t->ndim, t->shape, a, sizeof a);
         mmp_shape_str(ndim, shape, b, sizeof b);
-        mmp_die("%s: tensor '%s' has shape %s, expected %s", path, name, a, b);
+        mmp_errf(err, errlen, "%s: tensor '%s' has shape %s, expected %s", path, name, a, b);
+        return NULL;
     }
     return t;
+}
+
+const mmp_tensor *mmp_st_require(const mmp_safetensors *st, const char *name, mmp_dtype dtype,
+                                 int ndim, const int64_t *shape) {
+    char err[1024];
+    const mmp_tensor *t = st_check(st, name, dtype, ndim, shape, err, sizeof err);
+    if (!t) mmp_die("%s", err);
+    return t;
+}
+
+int mmp_st_read_f32(const mmp_safetensors *st, const char *name, int ndim, const int64_t *shape, float *out,
+                    char *err, size_t errlen) {
+    const mmp_tensor *t = st_check(st, name, MMP_DTYPE_COUNT, ndim, shape, err, errlen);
+    if (!t) return -1;
+    mmp_tensor_to_f32(t, out);
+    return 0;
+}
+
+float *mmp_st_f32(const mmp_safetensors *st, const char *name, int ndim, const int64_t *shape, char *err,
+                  size_t errlen) {
+    const mmp_tensor *t = st_check(st, name, MMP_DTYPE_COUNT, ndim, shape, err, errlen);
+    if (!t) return NULL;
+    float *out = mmp_xmalloc(sizeof(float) * ((size_t)mmp_numel(ndim, shape) + 1));
+    mmp_tensor_to_f32(t, out);
+    return out;
 }
 
 /* ---------------- writer ---------------- */
@@ -473,15 +306,13 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 
 static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
+/* a JSON string: the one escaper (json.h); invalid UTF-8 becomes U+FFFD, since
+ * a header must be UTF-8 to be read back (here with jansson, or by the
+ * reference implementation) */
 static void sb_json(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char tmp[8];
-        if (*p == '"' || *p == '\\') { tmp[0] = '\\'; tmp[1] = (char)*p; sb_put(b, tmp, 2); }
-        else if (*p < 0x20) { snprintf(tmp, sizeof tmp, "\\u%04x", *p); sb_put(b, tmp, 6); }
-        else sb_put(b, (const char *)p, 1);
-    }
-    sb_put(b, "\"", 1);
+    char *q = mmp_json_quote(s, MMP_JSON_ESC_UTF8);
+    sb_str(b, q);
+    free(q);
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -539,10 +370,10 @@ int mmp_st_writer_write(mmp_st_writer *w, const char *path, char *err, size_t er
     char *tmp = mmp_xasprintf("%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        int e = errno;
         free(tmp);
         free(h.s);
-        return -1;
+        return mmp_errf(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(e));
     }
     uint8_t lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
@@ -557,10 +388,9 @@ int mmp_st_writer_write(mmp_st_writer *w, const char *path, char *err, size_t er
         if (rename(tmp, path)) { bad = 1; saved = errno; }
     }
     if (bad) {
-        snprintf(err, errlen, "%s: write failed: %s", path, strerror(saved));
         unlink(tmp);
         free(tmp);
-        return -1;
+        return mmp_errf(err, errlen, "%s: write failed: %s", path, strerror(saved));
     }
     free(tmp);
     /* make the rename durable */

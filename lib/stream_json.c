@@ -4,68 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "mmp.h"
 #include "stream_ext.h"
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; }
-    else return 0;
-    if (n < len) return 0;
-    unsigned cp = c & (0x3f >> (len - 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
-/* JSON string; invalid UTF-8 bytes become U+FFFD. */
-static void json_str(FILE *fp, const char *s) {
-    if (!s) {
-        fputs("null", fp);
-        return;
-    }
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    putc('"', fp);
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        if (c == '"' || c == '\\') {
-            putc('\\', fp);
-            putc((int)c, fp);
-            i++;
-        } else if (c < 0x20) {
-            switch (c) {
-            case '\n': fputs("\\n", fp); break;
-            case '\t': fputs("\\t", fp); break;
-            case '\r': fputs("\\r", fp); break;
-            default: fprintf(fp, "\\u%04x", c); break;
-            }
-            i++;
-        } else if (c < 0x80) {
-            putc((int)c, fp);
-            i++;
-        } else {
-            size_t l = utf8_len(p + i, n - i);
-            if (l == 0) {
-                fputs("\\ufffd", fp);
-                i++;
-            } else {
-                fwrite(p + i, 1, l, fp);
-                i += l;
-            }
-        }
-    }
-    putc('"', fp);
-}
+/* JSON string (null for NULL): the one escaper (json.h), short \n \t \r, and
+ * invalid UTF-8 bytes as U+FFFD. */
+static void json_str(FILE *fp, const char *s) { mmp_json_put_str(fp, s, MMP_JSON_ESC_NT | MMP_JSON_ESC_R | MMP_JSON_ESC_UTF8); }
 
 static void json_shape(FILE *fp, int ndim, const int64_t *shape) {
     putc('[', fp);

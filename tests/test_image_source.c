@@ -62,6 +62,7 @@ typedef struct {
     int64_t label;
     char text[64];
     int bad;
+    char why[256]; /* the item's message when bad */
 } got;
 
 static int collect(int nin, char **in, mmp_src_opts *o, got *g, int max, char *err, size_t errlen,
@@ -76,6 +77,7 @@ static int collect(int nin, char **in, mmp_src_opts *o, got *g, int max, char *e
             g[n].label = it.label;
             snprintf(g[n].text, sizeof g[n].text, "%s", it.text ? it.text : "");
             g[n].bad = it.err[0] != 0;
+            snprintf(g[n].why, sizeof g[n].why, "%s", it.err);
             if (!it.err[0]) CHECK(it.data != NULL);
         }
         n++;
@@ -184,6 +186,9 @@ static void test_wds(void) {
     member(f, "shard/001.json", "{\"label\": 5, \"caption\": \"caf\\u00e9 \\\"x\\\"\", \"extra\": [1,{\"a\":2}]}", 64);
     member(f, "shard/002.txt", "no image here", 13);
     member(f, "shard/003.png", png, npng);
+    member(f, "shard/004.jpg", jpg, njpg);
+    const char *bad_json = "{\"label\": 5,\n \"caption\": x}";
+    member(f, "shard/004.json", bad_json, strlen(bad_json));
     end(f);
     fclose(f);
     char *in[] = {"wds.tar"};
@@ -191,13 +196,15 @@ static void test_wds(void) {
     char err[512];
     mmp_src *s;
     int n = collect(1, in, NULL, g, 8, err, sizeof err, &s);
-    CHECKF(n == 4, "wds: %d (%s)", n, err);
-    if (n == 4) {
+    CHECKF(n == 5, "wds: %d (%s)", n, err);
+    if (n == 5) {
         CHECK(mmp_src_nclasses(s) == 0);
         CHECK(!strcmp(g[0].id, "shard/000.jpg") && g[0].label == 3 && !strcmp(g[0].text, "a red car"));
         CHECKF(!strcmp(g[1].id, "shard/001.jpg") && g[1].label == 5 && !strcmp(g[1].text, "caf\xc3\xa9 \"x\""), "json: %s %lld '%s'", g[1].id, (long long)g[1].label, g[1].text);
         CHECK(g[2].bad);
         CHECK(!strcmp(g[3].id, "shard/003.png") && g[3].label == MMP_NO_LABEL && !g[3].bad);
+        /* a malformed .json: the item is bad, its message names the member and the position */
+        CHECKF(g[4].bad && !strcmp(g[4].why, "shard/004.json: line 2, column 13: invalid token near 'x'"), "%s", g[4].why);
     }
     mmp_src_close(s);
 }
@@ -263,7 +270,38 @@ static void test_dir_manifests(void) {
     fclose(f);
     char *bin[] = {"bad.jsonl"};
     n = collect(1, bin, NULL, g, 8, err, sizeof err, NULL);
-    CHECK(n == -1 && strstr(err, "bad.jsonl") && strstr(err, "line 1"));
+    CHECKF(n == -1 && strstr(err, "bad.jsonl: line 1, column ") && strstr(err, "expected"), "%s", err);
+    /* a key of a nested object is not the record's; "\ud83d\ude00" is one character
+     * (U+1F600, 4 bytes of UTF-8); null = absent */
+    f = fopen("m2.jsonl", "w");
+    fprintf(f, "{\"meta\": {\"path\": \"no.jpg\", \"label\": 3}, \"path\": \"ds/b_cls/x.jpg\", \"text\": \"a \\ud83d\\ude00\", \"label\": null}\n");
+    fclose(f);
+    char *j2[] = {"m2.jsonl"};
+    n = collect(1, j2, NULL, g, 8, err, sizeof err, NULL);
+    CHECKF(n == 1, "%d %s", n, err);
+    if (n == 1)
+        CHECKF(strstr(g[0].id, "ds/b_cls/x.jpg") && g[0].label == MMP_NO_LABEL && !strcmp(g[0].text, "a \xf0\x9f\x98\x80"),
+               "%s %lld '%s'", g[0].id, (long long)g[0].label, g[0].text);
+    /* malformed records: one line naming the manifest, the line and what */
+    const char *badj[][2] = {
+        {"{\"path\": \"a.jpg\"}\n{\"meta\": {\"path\": \"b.jpg\"}}\n", "line 2: want a JSON object with \"path\""},
+        {"{\"path\": \"a.jpg\", \"label\": [1]}\n", "line 1: \"label\" is an array, expected a string or an integer"},
+        {"{\"path\": \"a.jpg\", \"label\": 1.5}\n", "line 1: \"label\" is a number"},
+        {"\n{\"path\": \"a.jpg\", \"path\": \"b.jpg\"}\n", "line 2, column 24: duplicate object key"},
+        {"{\"path\": \"a\\u0000.jpg\"}\n", "line 1, column 22: NUL character"},
+        {"{\"path\": \"a.jpg\"} x\n", "line 1, column 19: trailing bytes"},
+        {"[\"a.jpg\"]\n", "line 1: want a JSON object, not an array"},
+        {"{\"path\": \"a\x01.jpg\"}\n", "line 1, column 11: control character 0x1"},
+    };
+    for (size_t k = 0; k < sizeof badj / sizeof badj[0]; k++) {
+        f = fopen("b.jsonl", "w");
+        fputs(badj[k][0], f);
+        fclose(f);
+        char *bj[] = {"b.jsonl"};
+        n = collect(1, bj, NULL, g, 8, err, sizeof err, NULL);
+        CHECKF(n == -1 && !strncmp(err, "b.jsonl: ", 9) && strstr(err, badj[k][1]) && !strchr(err, '\n') && !strchr(err, 1),
+               "jsonl %zu: %d '%s' (want '%s')", k, n, err, badj[k][1]);
+    }
     /* several inputs: class union, sorted */
     char *two[] = {"ds", "m.csv"};
     n = collect(2, two, NULL, g, 8, err, sizeof err, &s);

@@ -50,7 +50,38 @@ int main(void) {
     fputs("{\"step\":1,\"loss\":1}\nnot json\n", f);
     fclose(f);
     mmp_trainlog bad;
-    CHECK(mmp_trainlog_read(&bad, "bad.jsonl", err, sizeof err) == -1 && strstr(err, "line 2"));
+    CHECKF(mmp_trainlog_read(&bad, "bad.jsonl", err, sizeof err) == -1 && strstr(err, "bad.jsonl: line 2, column "), "%s", err);
+    /* keys are the entry's own (not inside a nested object or a string); a
+     * diverged run's %.9g numbers (nan, inf) are read as such */
+    f = fopen("odd.jsonl", "w");
+    fputs("{\"step\":1,\"epoch\":1,\"loss\":0.5,\"note\":\"\\\"train_loss\\\":2\",\"extra\":{\"train_loss\":3}}\n", f);
+    fputs("{\"step\":2,\"epoch\":1,\"loss\":nan,\"lr\":-inf}\n", f);
+    fputs("{\"epoch\":1,\"step\":2,\"train_loss\":inf,\"lr\":null,\"dev_loss\": -nan, \"dev_metric\":0.25}\n", f);
+    fclose(f);
+    mmp_trainlog odd;
+    CHECKF(mmp_trainlog_read(&odd, "odd.jsonl", err, sizeof err) == 0, "%s", err);
+    if (odd.nsteps == 2 && odd.nepochs == 1) {
+        CHECK(odd.steps[0].loss == 0.5 && isnan(odd.steps[1].loss) && odd.steps[1].lr == -INFINITY);
+        CHECK(isinf(odd.epochs[0].train_loss) && isnan(odd.epochs[0].lr) && isnan(odd.epochs[0].dev_loss) &&
+              odd.epochs[0].dev_metric == 0.25 && odd.epochs[0].has_dev);
+    } else {
+        CHECKF(0, "odd log: %d steps, %d epochs", odd.nsteps, odd.nepochs);
+    }
+    mmp_trainlog_free(&odd);
+    const char *badlog[][2] = {
+        {"{\"step\":\"x\",\"loss\":1}\n", "line 1: bad step/epoch"},
+        {"\n[1]\n", "line 2: not a JSON object"},
+        {"{\"step\":1,\"loss\":1}\n{\"step\":1,\"step\":2,\"loss\":1}\n", "line 2, column 16: duplicate object key"},
+        {"{\"step\":1,\"loss\":nano}\n", "line 1, column "},
+        {"{\"lr\":1}\n", "line 1: neither a step entry"},
+    };
+    for (size_t k = 0; k < sizeof badlog / sizeof badlog[0]; k++) {
+        f = fopen("bad.jsonl", "w");
+        fputs(badlog[k][0], f);
+        fclose(f);
+        CHECKF(mmp_trainlog_read(&bad, "bad.jsonl", err, sizeof err) == -1 && !strncmp(err, "bad.jsonl: ", 11) &&
+               strstr(err, badlog[k][1]), "log %zu: '%s' (want '%s')", k, err, badlog[k][1]);
+    }
 
     int64_t yt[12] = {0, 0, 1, 1, 2, 2, 0, 1, 2, 2, 0, 1}, yp[12] = {0, 1, 1, 1, 2, 0, 0, 1, 2, 1, 0, 2};
     mmp_clsreport cr;

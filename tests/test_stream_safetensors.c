@@ -70,15 +70,26 @@ int main(void) {
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 0, 4, "bad header JSON", __LINE__);
     expect_bad("{} x", 0, 0, "trailing bytes", __LINE__);
     expect_bad("{\"a\x01\":{}}", 0, 0, "control character", __LINE__);
-    expect_bad("{\"\\ud800\":{}}", 0, 0, "surrogate", __LINE__);
+    expect_bad("{\"\\ud800\":{}}", 0, 0, "invalid Unicode '\\uD800'", __LINE__); /* a lone surrogate */
+    expect_bad("{\"\\ud800\\u0041\":{}}", 0, 0, "invalid Unicode", __LINE__);        /* a bad pair */
+    expect_bad("{\"a\xff\":{}}", 0, 0, "unable to decode byte 0xff", __LINE__);         /* not UTF-8 */
     expect_bad("{\"a\\u0000\":{}}", 0, 0, "NUL", __LINE__);
-    expect_bad("{\"a\\q\":{}}", 0, 0, "bad escape", __LINE__);
-    expect_bad("{\"a\\\n\":{}}", 0, 0, "bad escape", __LINE__); /* message stays one line */
+    expect_bad("{\"a\\q\":{}}", 0, 0, "line 1, column 5: invalid escape", __LINE__);
+    expect_bad("{\"a\\\n\":{}}", 0, 0, "invalid escape", __LINE__); /* message stays one line */
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 0, 4, "integer", __LINE__);
-    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 0, 4, "too large", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 0, 4, "too big integer", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[-99999999999999999999],\"data_offsets\":[0,4]}}", 0, 4, "too big negative integer", __LINE__);
+    /* within int64 but past the data, or negative */
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[9007199254740993],\"data_offsets\":[0,9007199254740993]}}", 0, 4, "past the data", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[-1,0]}}", 0, 1, "bad data_offsets [-1, 0]", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1e0]}}", 0, 1, "expected an integer", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,\"1\"]}}", 0, 1, "expected an integer", __LINE__);
     {
         char deep[200] = "{\"a\":{\"x\":";
         for (int i = 0; i < 40; i++) strcat(deep, "[");
+        expect_bad(deep, 0, 0, "bad header JSON", __LINE__); /* unterminated */
+        for (int i = 0; i < 40; i++) strcat(deep, "]");
+        strcat(deep, "}}");
         expect_bad(deep, 0, 0, "nested too deeply", __LINE__);
     }
     /* 3. entries */
@@ -94,7 +105,7 @@ int main(void) {
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 4, "past the data", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 4, "its shape needs 8", __LINE__);
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,4]}}", 0, 4, "overflows", __LINE__);
-    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 0, 2, "appears twice", __LINE__);
+    expect_bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 0, 2, "duplicate object key near '\"a\"'", __LINE__);
     /* 4. metadata */
     expect_bad("{\"__metadata__\":{\"k\":1}}", 0, 0, "is not a string", __LINE__);
     /* 5. coverage */
@@ -157,6 +168,54 @@ int main(void) {
             CHECK(strcmp(mmp_meta_get(&st.meta, "epoch"), "3") == 0);
             mmp_st_close(&st);
         }
+    }
+    /* the model loaders' getter: float dtypes converted, exact shape, and a
+     * message naming the file and the tensor otherwise */
+    {
+        mmp_st_writer w;
+        mmp_st_writer_init(&w);
+        float a[6] = {1, -2, 3.5f, 0, 0.25f, 7};
+        int64_t sh[2] = {2, 3}, sh1[1] = {6}, sh3[2] = {3, 2};
+        mmp_tensor h;
+        mmp_tensor_alloc(&h, MMP_BF16, 2, sh);
+        mmp_f32_to_dtype(a, 6, MMP_BF16, h.data);
+        mmp_st_writer_add(&w, "w.bf16", &h);
+        mmp_tensor_free(&h);
+        mmp_tensor_alloc(&h, MMP_I32, 1, sh1);
+        mmp_st_writer_add(&w, "ints", &h);
+        mmp_tensor_free(&h);
+        mmp_st_writer_add_f32(&w, "w.f32", a, 2, sh);
+        /* header bytes as always (\n as \u000a), except that bytes which are not
+         * UTF-8 become U+FFFD: the header must be UTF-8 to be read back */
+        mmp_meta_set(&w.meta, "note", "a\nb\xff\xc3\xa9");
+        char err[512] = "";
+        CHECKF(mmp_st_writer_write(&w, "g.safetensors", err, sizeof err) == 0, "%s", err);
+        mmp_st_writer_free(&w);
+        mmp_safetensors st;
+        CHECKF(mmp_st_open(&st, "g.safetensors", err, sizeof err) == 0, "%s", err);
+        CHECKF(!strcmp(mmp_meta_get(&st.meta, "note"), "a\nb\xef\xbf\xbd\xc3\xa9"), "%s", mmp_meta_get(&st.meta, "note"));
+        const char *note = "\"note\":\"a\\u000ab\\ufffd\xc3\xa9\"";
+        CHECK(memmem(st.map, st.mapsize, note, strlen(note)) != NULL);
+        float got[6] = {0};
+        CHECK(mmp_st_read_f32(&st, "w.bf16", 2, sh, got, err, sizeof err) == 0 && memcmp(got, a, sizeof a) == 0);
+        float *c = mmp_st_f32(&st, "w.f32", 2, sh, err, sizeof err);
+        CHECK(c && memcmp(c, a, sizeof a) == 0);
+        free(c);
+        struct { const char *name; int ndim; const int64_t *shape; const char *msg; } bad[] = {
+            {"nope", 2, sh, "g.safetensors: tensor 'nope' is missing"},
+            {"ints", 1, sh1, "g.safetensors: tensor 'ints' is I32, expected a float dtype (F32, F16 or BF16)"},
+            {"w.f32", 2, sh3, "g.safetensors: tensor 'w.f32' has shape [2,3], expected [3,2]"},
+            {"w.bf16", 1, sh1, "g.safetensors: tensor 'w.bf16' has shape [2,3], expected [6]"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            err[0] = 0;
+            CHECKF(mmp_st_read_f32(&st, bad[i].name, bad[i].ndim, bad[i].shape, got, err, sizeof err) == -1 &&
+                   !strcmp(err, bad[i].msg), "getter %zu: '%s'", i, err);
+            err[0] = 0;
+            CHECKF(mmp_st_f32(&st, bad[i].name, bad[i].ndim, bad[i].shape, err, sizeof err) == NULL &&
+                   !strcmp(err, bad[i].msg), "getter %zu: '%s'", i, err);
+        }
+        mmp_st_close(&st);
     }
     /* the path prefix, and the dying variant: exit 1, exactly one stderr line */
     {

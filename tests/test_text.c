@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json.h"
 #include "mmp.h"
 #include "testlib.h"
 #include "text/bert.h"
@@ -206,6 +207,34 @@ int main(void) {
     fprintf(f, "{\"num_attention_heads\": 4, \"hidden_act\": \"relu\"}\n");
     fclose(f);
     CHECK(mmp_text_model_load(&t2, "pref", 0, err, sizeof err) == -1 && strstr(err, "relu"));
+    /* a key inside a nested object is not the top-level key: the nested 5 heads and
+     * "relu" come first in the text but are not the model's */
+    f = fopen("pref/config.json", "w");
+    fprintf(f, "{\"task_specific_params\": {\"num_attention_heads\": 5, \"hidden_act\": \"relu\", \"hidden_size\": 7},\n"
+               " \"num_attention_heads\": 4, \"hidden_act\": \"gelu\"}\n");
+    fclose(f);
+    rc = mmp_text_model_load(&t2, "pref", 0, err, sizeof err);
+    CHECKF(rc == 0, "nested keys: %s", err);
+    if (rc == 0) {
+        CHECK(t2.bert.cfg.heads == 4);
+        mmp_text_model_free(&t2);
+    }
+    /* only nested: the head count is unknown */
+    f = fopen("pref/config.json", "w");
+    fprintf(f, "{\"task_specific_params\": {\"num_attention_heads\": 4}}\n");
+    fclose(f);
+    CHECK(mmp_text_model_load(&t2, "pref", 0, err, sizeof err) == -1 && strstr(err, "heads unknown"));
+    /* a malformed config, a value of the wrong type: one line naming the file, the position or the key */
+    f = fopen("pref/config.json", "w");
+    fprintf(f, "{\"num_attention_heads\": 4,\n \"hidden_act\": gelu}\n");
+    fclose(f);
+    CHECKF(mmp_text_model_load(&t2, "pref", 0, err, sizeof err) == -1 && strstr(err, "pref/config.json: line 2, column ") &&
+           !strchr(err, '\n'), "%s", err);
+    f = fopen("pref/config.json", "w");
+    fprintf(f, "{\"num_attention_heads\": \"4\"}\n");
+    fclose(f);
+    CHECKF(mmp_text_model_load(&t2, "pref", 0, err, sizeof err) == -1 &&
+           strstr(err, "pref/config.json: \"num_attention_heads\" is a string, expected an integer"), "%s", err);
     CHECK(mmp_text_model_load(&t2, "nonexistent_dir", 0, err, sizeof err) == -1 && strstr(err, "nonexistent_dir"));
 
     for (int i = 0; i < B; i++) free(texts[i]);

@@ -88,12 +88,10 @@ int mmp_fuse_params_alloc(mmp_fuse_params *p, mmp_fusep_kind kind, int da, int d
                           size_t errlen) {
     memset(p, 0, sizeof *p);
     if (da <= 0 || db <= 0 || d <= 0 || da > (1 << 20) || db > (1 << 20) || d > (1 << 16)) {
-        snprintf(err, errlen, "bad fusion sizes da=%d db=%d d=%d", da, db, d);
-        return -1;
+        return mmp_errf(err, errlen, "bad fusion sizes da=%d db=%d d=%d", da, db, d);
     }
     if (kind == MMP_FUSEP_ATTENTION && (heads <= 0 || d % heads != 0)) {
-        snprintf(err, errlen, "attention fusion: %d dims not divisible by %d heads", d, heads);
-        return -1;
+        return mmp_errf(err, errlen, "attention fusion: %d dims not divisible by %d heads", d, heads);
     }
     p->kind = kind;
     p->da = da;
@@ -182,10 +180,7 @@ int mmp_fuse_params_load(mmp_fuse_params *p, const char *path, char *err, size_t
     memset(p, 0, sizeof *p);
     mmp_safetensors st;
     char e2[512];
-    if (mmp_st_open(&st, path, e2, sizeof e2) < 0) {
-        snprintf(err, errlen, "%s", e2);
-        return -1;
-    }
+    if (mmp_st_open(&st, path, err, errlen) < 0) return -1;
     const char *mode = mmp_meta_get(&st.meta, "fuse.mode");
     mmp_fusep_kind kind;
     if (mode) {
@@ -193,7 +188,7 @@ int mmp_fuse_params_load(mmp_fuse_params *p, const char *path, char *err, size_t
         else if (strcmp(mode, "attention") == 0) kind = MMP_FUSEP_ATTENTION;
         else if (strcmp(mode, "proj") == 0) kind = MMP_FUSEP_PROJ;
         else {
-            snprintf(err, errlen, "%s: unknown fuse.mode \"%s\"", path, mode);
+            mmp_errf(err, errlen, "%s: unknown fuse.mode \"%s\"", path, mode);
             mmp_st_close(&st);
             return -1;
         }
@@ -204,7 +199,7 @@ int mmp_fuse_params_load(mmp_fuse_params *p, const char *path, char *err, size_t
     }
     const mmp_tensor *wa = mmp_st_get(&st, "proj_a.weight"), *wb = mmp_st_get(&st, "proj_b.weight");
     if (!wa || !wb || wa->ndim != 2 || wb->ndim != 2 || wa->shape[0] != wb->shape[0]) {
-        snprintf(err, errlen, "%s: needs proj_a.weight [d, da] and proj_b.weight [d, db]", path);
+        mmp_errf(err, errlen, "%s: needs proj_a.weight [d, da] and proj_b.weight [d, db]", path);
         mmp_st_close(&st);
         return -1;
     }
@@ -212,13 +207,13 @@ int mmp_fuse_params_load(mmp_fuse_params *p, const char *path, char *err, size_t
     const char *hs = mmp_meta_get(&st.meta, "fuse.heads");
     if (kind == MMP_FUSEP_ATTENTION) {
         if (!hs || (heads = atoi(hs)) <= 0) {
-            snprintf(err, errlen, "%s: attention checkpoint without a \"fuse.heads\" metadata entry", path);
+            mmp_errf(err, errlen, "%s: attention checkpoint without a \"fuse.heads\" metadata entry", path);
             mmp_st_close(&st);
             return -1;
         }
     }
     if (mmp_fuse_params_alloc(p, kind, (int)wa->shape[1], (int)wb->shape[1], (int)wa->shape[0], heads, e2, sizeof e2) < 0) {
-        snprintf(err, errlen, "%s: %s", path, e2);
+        mmp_errf(err, errlen, "%s: %s", path, e2);
         mmp_st_close(&st);
         return -1;
     }
@@ -227,22 +222,11 @@ int mmp_fuse_params_load(mmp_fuse_params *p, const char *path, char *err, size_t
     int nd[8];
     int64_t shp[8][2];
     int n = mmp_fuse_params_tensors(p, names, data, nd, shp);
-    for (int i = 0; i < n; i++) {
-        const mmp_tensor *t = mmp_st_get(&st, names[i]);
-        int ok = t && t->ndim == nd[i] && t->shape[0] == shp[i][0] && (nd[i] == 1 || t->shape[1] == shp[i][1]) &&
-                 (t->dtype == MMP_F32 || t->dtype == MMP_F16 || t->dtype == MMP_BF16);
-        if (!ok) {
-            char want[64];
-            mmp_shape_str(nd[i], shp[i], want, sizeof want);
-            snprintf(err, errlen, "%s: %s tensor %s: expected float %s", path, t ? "bad" : "missing", names[i], want);
-            mmp_fuse_params_free(p);
-            mmp_st_close(&st);
-            return -1;
-        }
-        mmp_tensor_to_f32(t, data[i]);
-    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) rc = mmp_st_read_f32(&st, names[i], nd[i], shp[i], data[i], err, errlen);
+    if (rc) mmp_fuse_params_free(p);
     mmp_st_close(&st);
-    return 0;
+    return rc;
 }
 
 int mmp_fuse_params_save(const mmp_fuse_params *p, const char *path, char *err, size_t errlen) {

@@ -2,12 +2,12 @@
 #include "image/source.h"
 
 #include "image/tar.h"
+#include "json.h"
 #include "mmp.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,14 +52,6 @@ struct mmp_src {
     char kinds[256];
     char err[1024];
 };
-
-static int serr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void mmp_src_item_clear(mmp_src_item *it) {
     free(it->id);
@@ -111,7 +103,7 @@ int mmp_split_list(const char *s, char ***out) {
 
 int mmp_read_lines(const char *path, char ***out, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
-    if (!f) return serr(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return mmp_errf(err, errlen, "%s: %s", path, strerror(errno));
     int n = 0, cap = 16;
     char **v = mmp_xmalloc(sizeof(char *) * cap);
     char *line = NULL;
@@ -205,7 +197,7 @@ static void walk(const char *dir, int depth, walkent **v, size_t *n, size_t *cap
 
 static int open_dir(input *in, strset *cls, char *err, size_t errlen) {
     DIR *d = opendir(in->name);
-    if (!d) return serr(err, errlen, "%s: %s", in->name, strerror(errno));
+    if (!d) return mmp_errf(err, errlen, "%s: %s", in->name, strerror(errno));
     struct dirent *de;
     char **names = NULL;
     int nn = 0;
@@ -220,7 +212,7 @@ static int open_dir(input *in, strset *cls, char *err, size_t errlen) {
         free(p);
     }
     closedir(d);
-    if (nn == 0) return serr(err, errlen, "%s: no class sub-folders (ImageFolder layout: DIR/<class>/<image>)", in->name);
+    if (nn == 0) return mmp_errf(err, errlen, "%s: no class sub-folders (ImageFolder layout: DIR/<class>/<image>)", in->name);
     qsort(names, nn, sizeof *names, cmp_str);
     for (int c = 0; c < nn; c++) {
         set_add(cls, names[c]);
@@ -345,7 +337,7 @@ static void free_fields(char **f, int n) {
 
 static int open_csv(input *in, strset *cls, char *err, size_t errlen) {
     FILE *f = fopen(in->name, "r");
-    if (!f) return serr(err, errlen, "%s: %s", in->name, strerror(errno));
+    if (!f) return mmp_errf(err, errlen, "%s: %s", in->name, strerror(errno));
     char *buf = NULL, **hdr = NULL;
     size_t bcap = 0;
     int nh = 0;
@@ -353,15 +345,15 @@ static int open_csv(input *in, strset *cls, char *err, size_t errlen) {
     if (hrc != 1) {
         fclose(f);
         free(buf);
-        if (hrc < 0) return serr(err, errlen, "%s: line 1: unterminated quoted field", in->name);
-        return serr(err, errlen, "%s: empty CSV manifest (want a header row: path,label[,text])", in->name);
+        if (hrc < 0) return mmp_errf(err, errlen, "%s: line 1: unterminated quoted field", in->name);
+        return mmp_errf(err, errlen, "%s: empty CSV manifest (want a header row: path,label[,text])", in->name);
     }
     int pc = col_of(hdr, nh, PATH_COLS), lc = col_of(hdr, nh, LABEL_COLS), tc = col_of(hdr, nh, TEXT_COLS);
     free_fields(hdr, nh);
     if (pc < 0) {
         fclose(f);
         free(buf);
-        return serr(err, errlen, "%s: CSV header has no path column (path, file, filename or image)", in->name);
+        return mmp_errf(err, errlen, "%s: CSV header has no path column (path, file, filename or image)", in->name);
     }
     int line = 1, rc;
     for (;;) {
@@ -373,7 +365,7 @@ static int open_csv(input *in, strset *cls, char *err, size_t errlen) {
         if (rc < 0) {
             fclose(f);
             free(buf);
-            return serr(err, errlen, "%s: line %d: unterminated quoted field", in->name, line);
+            return mmp_errf(err, errlen, "%s: line %d: unterminated quoted field", in->name, line);
         }
         if (nf == 1 && !fl[0][0]) { /* blank line */
             free_fields(fl, nf);
@@ -383,7 +375,7 @@ static int open_csv(input *in, strset *cls, char *err, size_t errlen) {
             free_fields(fl, nf);
             fclose(f);
             free(buf);
-            return serr(err, errlen, "%s: line %d: missing path", in->name, line);
+            return mmp_errf(err, errlen, "%s: line %d: missing path", in->name, line);
         }
         manifest_add(in, cls, fl[pc], lc >= 0 && lc < nf ? fl[lc] : NULL, tc >= 0 && tc < nf ? fl[tc] : NULL);
         free_fields(fl, nf);
@@ -393,210 +385,69 @@ static int open_csv(input *in, strset *cls, char *err, size_t errlen) {
     return 0;
 }
 
-/* Minimal JSON object reader: top-level string / number / bool / null
- * values (nested values are skipped). Returns 0 ok. */
-typedef struct {
-    const char *p, *e;
-} jcur;
-
-static void jws(jcur *j) {
-    while (j->p < j->e && isspace((unsigned char)*j->p)) j->p++;
-}
-
-static void put_utf8(char **o, size_t *n, size_t *cap, unsigned cp) {
-    char b[4];
-    int k;
-    if (cp < 0x80) b[0] = (char)cp, k = 1;
-    else if (cp < 0x800) b[0] = (char)(0xC0 | cp >> 6), b[1] = (char)(0x80 | (cp & 63)), k = 2;
-    else if (cp < 0x10000) b[0] = (char)(0xE0 | cp >> 12), b[1] = (char)(0x80 | ((cp >> 6) & 63)), b[2] = (char)(0x80 | (cp & 63)), k = 3;
-    else b[0] = (char)(0xF0 | cp >> 18), b[1] = (char)(0x80 | ((cp >> 12) & 63)), b[2] = (char)(0x80 | ((cp >> 6) & 63)), b[3] = (char)(0x80 | (cp & 63)), k = 4;
-    if (*n + k + 1 > *cap) *o = mmp_xrealloc(*o, *cap = (*n + k + 1) * 2);
-    memcpy(*o + *n, b, k);
-    *n += k;
-}
-
-static int hex4(const char *p, unsigned *v) {
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        int c = p[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
-        *v = *v * 16 + (unsigned)d;
-    }
-    return 0;
-}
-
-static char *jstring(jcur *j) {
-    if (j->p >= j->e || *j->p != '"') return NULL;
-    j->p++;
-    size_t n = 0, cap = 32;
-    char *o = mmp_xmalloc(cap);
-    while (j->p < j->e && *j->p != '"') {
-        char c = *j->p++;
-        if (c == '\\') {
-            if (j->p >= j->e) break;
-            char d = *j->p++;
-            unsigned cp;
-            switch (d) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'u':
-                if (j->e - j->p < 4 || hex4(j->p, &cp)) goto bad;
-                j->p += 4;
-                if (cp >= 0xD800 && cp < 0xDC00 && j->e - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u') {
-                    unsigned lo;
-                    if (!hex4(j->p + 2, &lo) && lo >= 0xDC00 && lo < 0xE000) {
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        j->p += 6;
-                    }
-                }
-                put_utf8(&o, &n, &cap, cp);
-                continue;
-            default: c = d;
-            }
-        }
-        if (n + 2 > cap) o = mmp_xrealloc(o, cap *= 2);
-        o[n++] = c;
-    }
-    if (j->p >= j->e) goto bad;
-    j->p++;
-    o[n] = 0;
-    return o;
-bad:
-    free(o);
-    return NULL;
-}
-
-static int jskip(jcur *j, int depth) {
-    jws(j);
-    if (j->p >= j->e || depth > 64) return -1;
-    char c = *j->p;
-    if (c == '"') {
-        char *s = jstring(j);
-        if (!s) return -1;
-        free(s);
-        return 0;
-    }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        jws(j);
-        if (j->p < j->e && *j->p == close) {
-            j->p++;
-            return 0;
-        }
-        for (;;) {
-            if (c == '{') {
-                jws(j);
-                char *k = jstring(j);
-                if (!k) return -1;
-                free(k);
-                jws(j);
-                if (j->p >= j->e || *j->p != ':') return -1;
-                j->p++;
-            }
-            if (jskip(j, depth + 1)) return -1;
-            jws(j);
-            if (j->p >= j->e) return -1;
-            if (*j->p == ',') {
-                j->p++;
-                continue;
-            }
-            if (*j->p == close) {
-                j->p++;
-                return 0;
-            }
-            return -1;
-        }
-    }
-    const char *s = j->p;
-    while (j->p < j->e && (isalnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' || *j->p == '.')) j->p++;
-    return j->p > s ? 0 : -1;
-}
-
-/* Parses {"k": v, ...}; returns the values of the wanted keys (strings,
- * or number literals as strings) in out[]. 0 ok, -1 malformed. */
-static int json_fields(const char *s, size_t n, const char *const *const *keys, int nkeys, char **out) {
-    jcur j = {s, s + n};
+/* The values of the wanted keys (keys[i]: a NULL-terminated list of
+ * aliases) of the JSON object s[0, n), line `line` of its file: out[i] = a
+ * new string (a string value, or an integer in decimal), NULL when absent or
+ * null; the last alias present wins. 0, or -1 with the reason in err. */
+static int json_fields(const char *s, size_t n, int line, const char *const *const *keys, int nkeys, char **out,
+                       char *err, size_t errlen) {
     for (int i = 0; i < nkeys; i++) out[i] = NULL;
-    jws(&j);
-    if (j.p >= j.e || *j.p != '{') return -1;
-    j.p++;
-    jws(&j);
-    if (j.p < j.e && *j.p == '}') return 0;
-    for (;;) {
-        jws(&j);
-        char *k = jstring(&j);
-        if (!k) return -1;
-        jws(&j);
-        if (j.p >= j.e || *j.p != ':') {
-            free(k);
-            return -1;
-        }
-        j.p++;
-        jws(&j);
+    json_t *o = mmp_json_parse(s, n, line, err, errlen);
+    if (!o) return -1;
+    if (!json_is_object(o)) {
+        mmp_errf(err, errlen, "line %d: want a JSON object, not %s", line, mmp_json_type_name(o));
+        json_decref(o);
+        return -1;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
         int which = -1;
         for (int i = 0; i < nkeys && which < 0; i++)
             for (int m = 0; keys[i][m]; m++)
                 if (!strcmp(k, keys[i][m])) which = i;
-        free(k);
-        if (which >= 0 && j.p < j.e && *j.p == '"') {
-            char *v = jstring(&j);
-            if (!v) return -1;
-            free(out[which]);
-            out[which] = v;
-        } else if (which >= 0 && j.p < j.e && (*j.p == '-' || isdigit((unsigned char)*j.p))) {
-            const char *st = j.p;
-            if (jskip(&j, 0)) return -1;
-            free(out[which]);
-            out[which] = mmp_xmalloc((size_t)(j.p - st) + 1);
-            memcpy(out[which], st, (size_t)(j.p - st));
-            out[which][j.p - st] = 0;
-        } else if (jskip(&j, 0))
+        if (which < 0 || json_is_null(v)) continue;
+        char *val;
+        if (json_is_string(v)) val = mmp_xstrdup(json_string_value(v));
+        else if (json_is_integer(v)) val = mmp_xasprintf("%lld", (long long)json_integer_value(v));
+        else {
+            mmp_errf(err, errlen, "line %d: \"%s\" is %s, expected a string or an integer", line, k, mmp_json_type_name(v));
+            for (int i = 0; i < nkeys; i++) free(out[i]), out[i] = NULL;
+            json_decref(o);
             return -1;
-        jws(&j);
-        if (j.p >= j.e) return -1;
-        if (*j.p == ',') {
-            j.p++;
-            continue;
         }
-        if (*j.p == '}') return 0;
-        return -1;
+        free(out[which]);
+        out[which] = val;
     }
+    json_decref(o);
+    return 0;
 }
 
 static int open_jsonl(input *in, strset *cls, char *err, size_t errlen) {
     FILE *f = fopen(in->name, "r");
-    if (!f) return serr(err, errlen, "%s: %s", in->name, strerror(errno));
-    char *line = NULL;
+    if (!f) return mmp_errf(err, errlen, "%s: %s", in->name, strerror(errno));
+    char *line = NULL, e2[400];
     size_t lc = 0;
     ssize_t len;
-    int ln = 0;
+    int ln = 0, rc = 0;
     const char *const *keys[3] = {PATH_COLS, LABEL_COLS, TEXT_COLS};
-    while ((len = getline(&line, &lc, f)) >= 0) {
+    while (rc == 0 && (len = getline(&line, &lc, f)) >= 0) {
         ln++;
         char *p = line;
-        while (*p && isspace((unsigned char)*p)) p++;
-        if (!*p) continue;
+        while (p < line + len && isspace((unsigned char)*p)) p++;
+        if (p == line + len) continue;
+        if (line[len - 1] == '\n') len--; /* a message at the end names this line, not the next */
         char *v[3];
-        if (json_fields(line, (size_t)len, keys, 3, v) || !v[0]) {
-            for (int i = 0; i < 3; i++) free(v[i]);
-            free(line);
-            fclose(f);
-            return serr(err, errlen, "%s: line %d: %s", in->name, ln,
-                        "want a JSON object with \"path\" (and optional \"label\", \"text\")");
-        }
-        manifest_add(in, cls, v[0], v[1], v[2]);
+        if (json_fields(line, (size_t)len, ln, keys, 3, v, e2, sizeof e2)) rc = mmp_errf(err, errlen, "%s: %s", in->name, e2);
+        else if (!v[0])
+            rc = mmp_errf(err, errlen, "%s: line %d: %s", in->name, ln,
+                          "want a JSON object with \"path\" (and optional \"label\", \"text\")");
+        else manifest_add(in, cls, v[0], v[1], v[2]);
         for (int i = 0; i < 3; i++) free(v[i]);
     }
     free(line);
     fclose(f);
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -637,7 +488,7 @@ static char *parent_name(const char *path) {
 static FILE *spool(FILE *src, const char *name, char *err, size_t errlen) {
     FILE *t = tmpfile();
     if (!t) {
-        serr(err, errlen, "%s: cannot create a temporary file to spool a pipe: %s (or give --classes)", name, strerror(errno));
+        mmp_errf(err, errlen, "%s: cannot create a temporary file to spool a pipe: %s (or give --classes)", name, strerror(errno));
         return NULL;
     }
     char buf[1 << 16];
@@ -645,12 +496,12 @@ static FILE *spool(FILE *src, const char *name, char *err, size_t errlen) {
     while ((k = fread(buf, 1, sizeof buf, src)) > 0)
         if (fwrite(buf, 1, k, t) != k) {
             fclose(t);
-            serr(err, errlen, "%s: spooling to a temporary file failed: %s", name, strerror(errno));
+            mmp_errf(err, errlen, "%s: spooling to a temporary file failed: %s", name, strerror(errno));
             return NULL;
         }
     if (ferror(src) || fflush(t)) {
         fclose(t);
-        serr(err, errlen, "%s: read error", name);
+        mmp_errf(err, errlen, "%s: read error", name);
         return NULL;
     }
     rewind(t);
@@ -666,7 +517,7 @@ static int open_tar(input *in, strset *cls, int fixed, char *err, size_t errlen)
     FILE *f = stdin;
     if (strcmp(in->name, "-")) {
         f = fopen(in->name, "rb");
-        if (!f) return serr(err, errlen, "%s: %s", in->name, strerror(errno));
+        if (!f) return mmp_errf(err, errlen, "%s: %s", in->name, strerror(errno));
     }
     if (seekable(f)) {
         in->fp = f;
@@ -700,7 +551,7 @@ static int open_tar(input *in, strset *cls, int fixed, char *err, size_t errlen)
         }
     }
     if (r < 0) {
-        serr(err, errlen, "%s", mmp_tar_error(in->tar));
+        mmp_errf(err, errlen, "%s", mmp_tar_error(in->tar));
         for (int i = 0; i < parents.n; i++) free(parents.v[i]);
         free(parents.v);
         return -1;
@@ -709,7 +560,7 @@ static int open_tar(input *in, strset *cls, int fixed, char *err, size_t errlen)
         for (int i = 0; i < parents.n; i++) set_add(cls, parents.v[i]);
     for (int i = 0; i < parents.n; i++) free(parents.v[i]);
     free(parents.v);
-    if (mmp_tar_rewind(in->tar)) return serr(err, errlen, "%s: cannot seek back for the second pass", in->name);
+    if (mmp_tar_rewind(in->tar)) return mmp_errf(err, errlen, "%s: cannot seek back for the second pass", in->name);
     return 0;
 }
 
@@ -740,14 +591,14 @@ mmp_src *mmp_src_open(int ninputs, char **inputs, const mmp_src_opts *o, char *e
         const char *kind;
         if (!strcmp(inputs[i], "-")) {
             if (stdin_used++) {
-                serr(err, errlen, "-: stdin given twice");
+                mmp_errf(err, errlen, "-: stdin given twice");
                 goto fail;
             }
             in->kind = IN_TAR;
             kind = "tar";
             rc = open_tar(in, &cls, s->fixed, err, errlen);
         } else if (stat(inputs[i], &st) != 0) {
-            serr(err, errlen, "%s: %s", inputs[i], strerror(errno));
+            mmp_errf(err, errlen, "%s: %s", inputs[i], strerror(errno));
             goto fail;
         } else if (S_ISDIR(st.st_mode)) {
             in->kind = IN_DIR;
@@ -1002,8 +853,9 @@ static int tar_next(mmp_src *s, input *in, mmp_src_item *it) {
         char *jv[2] = {NULL, NULL};
         if (json) {
             const char *const *keys[2] = {LABEL_COLS, TEXT_COLS};
-            if (json_fields(json, strlen(json), keys, 2, jv) && !ierr[0])
-                snprintf(ierr, sizeof ierr, "malformed %s.json", key);
+            char e2[200];
+            if (json_fields(json, strlen(json), 1, keys, 2, jv, e2, sizeof e2) && !ierr[0])
+                snprintf(ierr, sizeof ierr, "%s.json: %s", key, e2);
         }
         if (txt) it->text = txt, txt = NULL;
         else if (jv[1]) it->text = jv[1], jv[1] = NULL;

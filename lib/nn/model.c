@@ -56,28 +56,7 @@ typedef struct {
 
 /* Tensor as floats (any float dtype) with an exact shape; NULL + err when not. */
 static float *get_f32(loader *L, const char *name, int ndim, const int64_t *shape) {
-    const mmp_tensor *t = mmp_st_get(L->st, name);
-    if (!t) {
-        mmp_errf(L->err, L->errlen, "%s: missing tensor %s", L->path, name);
-        return NULL;
-    }
-    if (t->dtype != MMP_F32 && t->dtype != MMP_F16 && t->dtype != MMP_BF16) {
-        mmp_errf(L->err, L->errlen, "%s: tensor %s has dtype %s, expected a float type", L->path, name,
-             mmp_dtype_name(t->dtype));
-        return NULL;
-    }
-    int ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char a[96], b[96];
-        mmp_shape_str(t->ndim, t->shape, a, sizeof a);
-        mmp_shape_str(ndim, shape, b, sizeof b);
-        mmp_errf(L->err, L->errlen, "%s: tensor %s has shape %s, expected %s", L->path, name, a, b);
-        return NULL;
-    }
-    float *out = mmp_xmalloc(sizeof(float) * ((size_t)mmp_numel(ndim, shape) + 1));
-    mmp_tensor_to_f32(t, out);
-    return out;
+    return mmp_st_f32(L->st, name, ndim, shape, L->err, L->errlen);
 }
 
 static const mmp_tensor *find(loader *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -95,7 +74,7 @@ static const mmp_tensor *find(loader *L, const char *fmt, ...) {
 static int load_conv(loader *L, nn_conv *c, const char *wname, const char *bn, int stride,
                      int depthwise, nn_act act) {
     const mmp_tensor *t = mmp_st_get(L->st, wname);
-    if (!t) return mmp_errf(L->err, L->errlen, "%s: missing tensor %s", L->path, wname);
+    if (!t) return mmp_errf(L->err, L->errlen, "%s: tensor '%s' is missing", L->path, wname);
     if (t->ndim != 4 || t->shape[2] != t->shape[3] || t->shape[2] < 1 || t->shape[2] > 11 ||
         t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > 65536 || t->shape[1] > 65536)
         return mmp_errf(L->err, L->errlen, "%s: tensor %s is not a square conv weight", L->path, wname);
@@ -171,7 +150,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     for (int li = 0; li < 4; li++) {
         int n = 0;
         while (find(L, "layer%d.%d.conv1.weight", li + 1, n)) n++;
-        if (n == 0) return mmp_errf(L->err, L->errlen, "%s: missing tensor layer%d.0.conv1.weight", L->path, li + 1);
+        if (n == 0) return mmp_errf(L->err, L->errlen, "%s: tensor 'layer%d.0.conv1.weight' is missing", L->path, li + 1);
         counts[li] = n;
         for (int i = 0; i < n; i++) {
             b = add_block(m, &cap);
@@ -205,7 +184,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
                     return mmp_errf(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
                 b->has_ds = 1;
             } else if (stride != 1 || c != b->cout) {
-                return mmp_errf(L->err, L->errlen, "%s: missing tensor %s", L->path, nm);
+                return mmp_errf(L->err, L->errlen, "%s: tensor '%s' is missing", L->path, nm);
             }
             c = b->cout;
         }

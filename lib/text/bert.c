@@ -5,87 +5,14 @@
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json.h"
 #include "mmp.h"
-
-/* ------------------------------------------------------------------ */
-/* small file / json helpers                                           */
-/* ------------------------------------------------------------------ */
-
-char *mmp_read_small_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, len = 0, r;
-    char *buf = mmp_xmalloc(cap + 1);
-    while ((r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) buf = mmp_xrealloc(buf, (cap *= 2) + 1);
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    buf[len] = 0;
-    if (n) *n = len;
-    return buf;
-}
-
-/* pointer just after `"key"` followed by ':' (whitespace allowed), or NULL */
-static const char *json_find(const char *js, const char *key) {
-    size_t kl = strlen(key);
-    for (const char *p = js; (p = strchr(p, '"')) != NULL; p++) {
-        if (strncmp(p + 1, key, kl) == 0 && p[1 + kl] == '"') {
-            const char *q = p + 2 + kl;
-            while (isspace((unsigned char)*q)) q++;
-            if (*q == ':') {
-                q++;
-                while (isspace((unsigned char)*q)) q++;
-                return q;
-            }
-        }
-    }
-    return NULL;
-}
-
-int mmp_json_number(const char *js, const char *key, double *out) {
-    const char *p = json_find(js, key);
-    if (!p) return -1;
-    char *end;
-    double v = strtod(p, &end);
-    if (end == p) return -1;
-    *out = v;
-    return 0;
-}
-
-int mmp_json_bool(const char *js, const char *key, int *out) {
-    const char *p = json_find(js, key);
-    if (!p) return -1;
-    if (strncmp(p, "true", 4) == 0) *out = 1;
-    else if (strncmp(p, "false", 5) == 0) *out = 0;
-    else return -1;
-    return 0;
-}
-
-int mmp_json_string(const char *js, const char *key, char *out, size_t outlen) {
-    const char *p = json_find(js, key);
-    if (!p || *p != '"') return -1;
-    p++;
-    size_t k = 0;
-    while (*p && *p != '"' && k + 1 < outlen) {
-        if (*p == '\\' && p[1]) p++;
-        out[k++] = *p++;
-    }
-    out[k] = 0;
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* loading                                                             */
@@ -109,48 +36,61 @@ typedef struct {
     int failed;
 } loader;
 
-/* f32 copy of tensor prefix+name with the given shape (ndim entries) */
+/* f32 copy of tensor prefix+name with the given shape (ndim entries); after
+ * the first failure (message in err) NULL for every call */
 static float *take(loader *L, const char *name, int ndim, const int64_t *shape) {
     if (L->failed) return NULL;
     char full[256];
     snprintf(full, sizeof full, "%s%s", L->prefix, name);
-    const mmp_tensor *t = mmp_st_get(L->st, full);
-    if (!t) {
-        snprintf(L->err, L->errlen, "missing tensor %s", full);
-        L->failed = 1;
-        return NULL;
-    }
-    int ok = t->ndim == ndim && (t->dtype == MMP_F32 || t->dtype == MMP_F16 || t->dtype == MMP_BF16);
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char want[64], got[64];
-        mmp_shape_str(ndim, shape, want, sizeof want);
-        mmp_shape_str(t->ndim, t->shape, got, sizeof got);
-        snprintf(L->err, L->errlen, "tensor %s: %s %s, expected a float tensor %s", full,
-                 mmp_dtype_name(t->dtype), got, want);
-        L->failed = 1;
-        return NULL;
-    }
-    float *d = mmp_xmalloc((size_t)mmp_numel(ndim, shape) * sizeof *d);
-    mmp_tensor_to_f32(t, d);
+    float *d = mmp_st_f32(L->st, full, ndim, shape, L->err, L->errlen);
+    L->failed = !d;
     return d;
+}
+
+/* config.json beside the weights (optional): its sizes must match the
+ * weights' (c); sets c->eps and *heads when given. 0 or -1 (err names the file). */
+static int read_config(const char *cfgpath, mmp_bert_config *c, int *heads, char *err, size_t errlen) {
+    json_t *js;
+    int rc = mmp_json_load(cfgpath, &js, err, errlen);
+    if (rc <= 0) return rc;
+    char e2[400] = "";
+    int64_t nh = 0, nl = c->layers, hs = c->hidden;
+    double eps = c->eps;
+    const char *act = "gelu", *pos = "absolute";
+    if (mmp_json_get_int(js, "num_attention_heads", 1, 1 << 20, &nh, e2, sizeof e2) < 0 ||
+        mmp_json_get_num(js, "layer_norm_eps", &eps, e2, sizeof e2) < 0 ||
+        mmp_json_get_int(js, "num_hidden_layers", 0, 1 << 20, &nl, e2, sizeof e2) < 0 ||
+        mmp_json_get_int(js, "hidden_size", 0, 1 << 20, &hs, e2, sizeof e2) < 0 ||
+        mmp_json_get_str(js, "hidden_act", &act, e2, sizeof e2) < 0 ||
+        mmp_json_get_str(js, "position_embedding_type", &pos, e2, sizeof e2) < 0)
+        rc = mmp_errf(err, errlen, "%s: %s", cfgpath, e2);
+    else if (nl != c->layers)
+        rc = mmp_errf(err, errlen, "%s: num_hidden_layers %d but the weights have %d layers", cfgpath, (int)nl, c->layers);
+    else if (hs != c->hidden)
+        rc = mmp_errf(err, errlen, "%s: hidden_size %d but the weights have %d", cfgpath, (int)hs, c->hidden);
+    else if (strcmp(act, "gelu") != 0)
+        rc = mmp_errf(err, errlen, "%s: hidden_act \"%s\" not supported (only \"gelu\", the erf form)", cfgpath, act);
+    else if (strcmp(pos, "absolute") != 0)
+        rc = mmp_errf(err, errlen, "%s: position_embedding_type \"%s\" not supported", cfgpath, pos);
+    else {
+        rc = 0;
+        c->eps = (float)eps;
+        *heads = (int)nh;
+    }
+    json_decref(js);
+    return rc;
 }
 
 int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     mmp_safetensors st;
-    char e2[512];
-    if (mmp_st_open(&st, path, e2, sizeof e2) < 0) {
-        snprintf(err, errlen, "%s", e2);
-        return -1;
-    }
+    if (mmp_st_open(&st, path, err, errlen) < 0) return -1;
     const char *prefix = mmp_st_get(&st, "embeddings.word_embeddings.weight") ? ""
                          : mmp_st_get(&st, "bert.embeddings.word_embeddings.weight") ? "bert."
                                                                                       : NULL;
     if (!prefix) {
-        snprintf(err, errlen, "%s: no embeddings.word_embeddings.weight (not a BERT checkpoint with Hugging Face names)", path);
         mmp_st_close(&st);
-        return -1;
+        return mmp_errf(err, errlen, "%s: no embeddings.word_embeddings.weight (not a BERT checkpoint with Hugging Face names)", path);
     }
     char nm[256];
     snprintf(nm, sizeof nm, "%sembeddings.word_embeddings.weight", prefix);
@@ -162,9 +102,8 @@ int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t er
     snprintf(nm, sizeof nm, "%sencoder.layer.0.intermediate.dense.weight", prefix);
     const mmp_tensor *ie = mmp_st_get(&st, nm);
     if (we->ndim != 2 || !pe || pe->ndim != 2 || !te || te->ndim != 2 || !ie || ie->ndim != 2) {
-        snprintf(err, errlen, "%s: missing or malformed embeddings/encoder.layer.0 tensors", path);
         mmp_st_close(&st);
-        return -1;
+        return mmp_errf(err, errlen, "%s: missing or malformed embeddings/encoder.layer.0 tensors", path);
     }
     mmp_bert_config *c = &m->cfg;
     c->vocab = (int)we->shape[0];
@@ -180,42 +119,18 @@ int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t er
     /* config.json beside the weights */
     char *dir = dir_of(path);
     char *cfgpath = mmp_xasprintf("%s/config.json", dir);
-    char *js = mmp_read_small_file(cfgpath, NULL);
-    int cfg_heads = 0;
-    if (js) {
-        double v;
-        char act[64];
-        if (mmp_json_number(js, "num_attention_heads", &v) == 0) cfg_heads = (int)v;
-        if (mmp_json_number(js, "layer_norm_eps", &v) == 0) c->eps = (float)v;
-        if (mmp_json_number(js, "num_hidden_layers", &v) == 0 && (int)v != c->layers) {
-            snprintf(err, errlen, "%s: num_hidden_layers %d but the weights have %d layers", cfgpath, (int)v, c->layers);
-            goto fail_cfg;
-        }
-        if (mmp_json_number(js, "hidden_size", &v) == 0 && (int)v != c->hidden) {
-            snprintf(err, errlen, "%s: hidden_size %d but the weights have %d", cfgpath, (int)v, c->hidden);
-            goto fail_cfg;
-        }
-        if (mmp_json_string(js, "hidden_act", act, sizeof act) == 0 && strcmp(act, "gelu") != 0) {
-            snprintf(err, errlen, "%s: hidden_act \"%s\" not supported (only \"gelu\", the erf form)", cfgpath, act);
-            goto fail_cfg;
-        }
-        if (mmp_json_string(js, "position_embedding_type", act, sizeof act) == 0 && strcmp(act, "absolute") != 0) {
-            snprintf(err, errlen, "%s: position_embedding_type \"%s\" not supported", cfgpath, act);
-            goto fail_cfg;
-        }
-    }
+    int cfg_heads = 0, rc = read_config(cfgpath, c, &cfg_heads, err, errlen);
     c->heads = heads > 0 ? heads : cfg_heads;
-    if (c->heads <= 0) {
-        snprintf(err, errlen, "%s: number of attention heads unknown (no config.json with num_attention_heads beside the weights): give --heads", path);
-        goto fail_cfg;
-    }
-    if (c->layers == 0 || c->hidden % c->heads != 0) {
-        snprintf(err, errlen, "%s: %d layers, hidden %d not divisible by %d heads", path, c->layers, c->hidden, c->heads);
-        goto fail_cfg;
-    }
-    free(js);
+    if (rc == 0 && c->heads <= 0)
+        rc = mmp_errf(err, errlen, "%s: number of attention heads unknown (no config.json with num_attention_heads beside the weights): give --heads", path);
+    else if (rc == 0 && (c->layers == 0 || c->hidden % c->heads != 0))
+        rc = mmp_errf(err, errlen, "%s: %d layers, hidden %d not divisible by %d heads", path, c->layers, c->hidden, c->heads);
     free(cfgpath);
     free(dir);
+    if (rc) {
+        mmp_st_close(&st);
+        return -1;
+    }
 
     loader L = {&st, prefix, err, errlen, 0};
     int64_t H = c->hidden, NI = c->inter;
@@ -262,26 +177,16 @@ int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t er
 #undef T
     }
     mmp_st_close(&st);
-    if (L.failed) {
-        char tmp[512];
-        snprintf(tmp, sizeof tmp, "%s", err);
-        snprintf(err, errlen, "%s: %s", path, tmp);
+    if (L.failed) { /* the message names the file and the tensor */
         mmp_bert_free(m);
         return -1;
     }
     if (mmp_sha256_file(path, m->sha256) < 0) {
-        snprintf(err, errlen, "%s: cannot read for hashing", path);
         mmp_bert_free(m);
-        return -1;
+        return mmp_errf(err, errlen, "%s: cannot read for hashing", path);
     }
     m->path = mmp_xstrdup(path);
     return 0;
-fail_cfg:
-    free(js);
-    free(cfgpath);
-    free(dir);
-    mmp_st_close(&st);
-    return -1;
 }
 
 void mmp_bert_free(mmp_bert *m) {
@@ -482,13 +387,52 @@ void mmp_bert_mean_pool(const float *hidden, const int *lens, int nseq, int H, i
 /* the sentence-embedding model                                        */
 /* ------------------------------------------------------------------ */
 
+/* The sentence-transformers side files of dir (each optional): tokenizer
+ * options, max length, pooling, normalization. 0 or -1 (err names the file). */
+static int read_side_files(mmp_text_model *tm, mmp_wp_opts *o, char *err, size_t errlen) {
+    static const char *const files[4] = {"tokenizer_config.json", "sentence_bert_config.json", "1_Pooling/config.json",
+                                         "modules.json"};
+    int rc = 0;
+    for (int f = 0; f < 4 && rc == 0; f++) {
+        char *p = mmp_xasprintf("%s/%s", tm->dir, files[f]), e2[400] = "";
+        json_t *js;
+        rc = mmp_json_load(p, &js, err, errlen);
+        if (rc <= 0) {
+            free(p);
+            continue;
+        }
+        rc = 0;
+        int b = 1;
+        int64_t v = 0;
+        if (f == 0) {
+            if (mmp_json_get_bool(js, "do_lower_case", &o->lower, e2, sizeof e2) < 0 ||
+                mmp_json_get_bool(js, "strip_accents", &o->strip_accents, e2, sizeof e2) < 0 ||
+                mmp_json_get_bool(js, "tokenize_chinese_chars", &o->chinese, e2, sizeof e2) < 0)
+                rc = -1;
+        } else if (f == 1) {
+            if (mmp_json_get_int(js, "max_seq_length", INT32_MIN, INT32_MAX, &v, e2, sizeof e2) < 0) rc = -1;
+            else if (v >= 2) tm->max_length = (int)v;
+        } else if (f == 2) {
+            if (mmp_json_get_bool(js, "pooling_mode_mean_tokens", &b, e2, sizeof e2) < 0) rc = -1;
+            else if (!b) rc = mmp_errf(err, errlen, "%s: only mean pooling is supported", p);
+        } else { /* a list of modules {"idx", "name", "path", "type"} */
+            for (size_t i = 0; i < json_array_size(js); i++) {
+                const char *type = "";
+                if (mmp_json_get_str(json_array_get(js, i), "type", &type, e2, sizeof e2) < 0) rc = -1;
+                if (!strcmp(type, "sentence_transformers.models.Normalize")) tm->normalize = 1;
+            }
+        }
+        if (rc && e2[0]) mmp_errf(err, errlen, "%s: %s", p, e2);
+        json_decref(js);
+        free(p);
+    }
+    return rc;
+}
+
 int mmp_text_model_load(mmp_text_model *tm, const char *path, int heads, char *err, size_t errlen) {
     memset(tm, 0, sizeof *tm);
     struct stat sb;
-    if (stat(path, &sb) < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
+    if (stat(path, &sb) < 0) return mmp_errf(err, errlen, "%s: %s", path, strerror(errno));
     char *weights;
     if (S_ISDIR(sb.st_mode)) {
         tm->dir = mmp_xstrdup(path);
@@ -506,62 +450,25 @@ int mmp_text_model_load(mmp_text_model *tm, const char *path, int heads, char *e
     free(weights);
     mmp_wp_opts o;
     mmp_wp_opts_default(&o);
-    char *p = mmp_xasprintf("%s/tokenizer_config.json", tm->dir);
-    char *js = mmp_read_small_file(p, NULL);
-    free(p);
-    if (js) {
-        int b;
-        if (mmp_json_bool(js, "do_lower_case", &b) == 0) o.lower = b;
-        if (mmp_json_bool(js, "strip_accents", &b) == 0) o.strip_accents = b;
-        if (mmp_json_bool(js, "tokenize_chinese_chars", &b) == 0) o.chinese = b;
-        free(js);
+    tm->max_length = 256;
+    if (read_side_files(tm, &o, err, errlen)) {
+        mmp_text_model_free(tm);
+        return -1;
     }
+    if (tm->max_length > tm->bert.cfg.max_pos) tm->max_length = tm->bert.cfg.max_pos;
     tm->lower = o.lower;
-    p = mmp_xasprintf("%s/vocab.txt", tm->dir);
-    char e2[512];
-    tm->tok = mmp_wp_load(p, &o, e2, sizeof e2);
+    char *p = mmp_xasprintf("%s/vocab.txt", tm->dir);
+    tm->tok = mmp_wp_load(p, &o, err, errlen);
     free(p);
     if (!tm->tok) {
-        snprintf(err, errlen, "%s", e2);
         mmp_text_model_free(tm);
         return -1;
     }
     if (mmp_wp_vocab_size(tm->tok) > tm->bert.cfg.vocab) {
-        snprintf(err, errlen, "%s/vocab.txt: %d tokens but the model has %d word embeddings", tm->dir,
+        mmp_errf(err, errlen, "%s/vocab.txt: %d tokens but the model has %d word embeddings", tm->dir,
                  mmp_wp_vocab_size(tm->tok), tm->bert.cfg.vocab);
         mmp_text_model_free(tm);
         return -1;
-    }
-    tm->max_length = 256;
-    p = mmp_xasprintf("%s/sentence_bert_config.json", tm->dir);
-    js = mmp_read_small_file(p, NULL);
-    free(p);
-    if (js) {
-        double v;
-        if (mmp_json_number(js, "max_seq_length", &v) == 0 && v >= 2) tm->max_length = (int)v;
-        free(js);
-    }
-    if (tm->max_length > tm->bert.cfg.max_pos) tm->max_length = tm->bert.cfg.max_pos;
-    p = mmp_xasprintf("%s/1_Pooling/config.json", tm->dir);
-    js = mmp_read_small_file(p, NULL);
-    if (js) {
-        int b;
-        if (mmp_json_bool(js, "pooling_mode_mean_tokens", &b) == 0 && !b) {
-            snprintf(err, errlen, "%s: only mean pooling is supported", p);
-            free(js);
-            free(p);
-            mmp_text_model_free(tm);
-            return -1;
-        }
-        free(js);
-    }
-    free(p);
-    p = mmp_xasprintf("%s/modules.json", tm->dir);
-    js = mmp_read_small_file(p, NULL);
-    free(p);
-    if (js) {
-        tm->normalize = strstr(js, "sentence_transformers.models.Normalize") != NULL;
-        free(js);
     }
     const mmp_bert_config *c = &tm->bert.cfg;
     snprintf(tm->arch, sizeof tm->arch, "bert-L%d-H%d-A%d", c->layers, c->hidden, c->heads);
@@ -593,7 +500,7 @@ int mmp_text_embed(const mmp_text_model *tm, const char *const *texts, const siz
         }
         for (int j = 0; j < k; j++) {
             if (ids[T + j] >= tm->bert.cfg.vocab) { /* cannot happen: vocab size checked at load */
-                snprintf(err, errlen, "token id %d out of range", ids[T + j]);
+                mmp_errf(err, errlen, "token id %d out of range", ids[T + j]);
                 if (bad) *bad = i;
                 free(ids);
                 free(sl);

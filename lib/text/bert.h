@@ -84,14 +84,6 @@ int mmp_text_embed(const mmp_text_model *tm, const char *const *texts, const siz
                    int max_length, int normalize, int utf8_policy, float *out, int *bad, char *err,
                    size_t errlen);
 
-/* Tiny JSON helpers for config files: the number/bool/string value of the first
- * "key" in a JSON text. 0 found, -1 absent. */
-int mmp_json_number(const char *json, const char *key, double *out);
-int mmp_json_bool(const char *json, const char *key, int *out);
-int mmp_json_string(const char *json, const char *key, char *out, size_t outlen);
-/* Reads a whole (small) file; NULL when absent/unreadable. */
-char *mmp_read_small_file(const char *path, size_t *n);
-
 #ifdef __cplusplus
 }
 #endif

@@ -327,23 +327,6 @@ static int add_param(mmp_cnn_tail *t, int *cap, const char *name, int ndim, cons
     return t->np++;
 }
 
-/* Copies tensor name of the expected shape into dst (n floats). */
-static int copy_tensor(const mmp_safetensors *src, const char *name, int ndim, const int64_t *shape, float *dst,
-                       char *err, size_t errlen) {
-    const mmp_tensor *t = mmp_st_get(src, name);
-    if (!t) return mmp_errf(err, errlen, "tensor %s missing", name);
-    int ok = is_float(t->dtype) && t->ndim == ndim;
-    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
-    if (!ok) {
-        char want[64], got[64];
-        mmp_shape_str(ndim, shape, want, sizeof want);
-        mmp_shape_str(t->ndim, t->shape, got, sizeof got);
-        return mmp_errf(err, errlen, "tensor %s has shape %s (%s), expected %s f32", name, got, mmp_dtype_name(t->dtype), want);
-    }
-    mmp_tensor_to_f32(t, dst);
-    return 0;
-}
-
 int mmp_tail_add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, int ksize, const char *wname,
                       const char *bn, int64_t cin, int64_t cout, int stride, int act, int in, int skip, int64_t H,
                       int64_t W, char *err, size_t errlen) {
@@ -367,21 +350,21 @@ int mmp_tail_add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int
     int64_t ws[4] = {cout, kind == MMP_TAIL_DW ? 1 : cin, K, K};
     char name[96];
     u->pw = add_param(t, cap, wname, 4, ws);
-    if (copy_tensor(src, wname, 4, ws, t->params[u->pw].w, err, errlen)) return -1;
+    if (mmp_st_read_f32(src, wname, 4, ws, t->params[u->pw].w, err, errlen)) return -1;
     int64_t cs[1] = {cout};
     snprintf(name, sizeof name, "%s.weight", bn);
     u->pbw = add_param(t, cap, name, 1, cs);
-    if (copy_tensor(src, name, 1, cs, t->params[u->pbw].w, err, errlen)) return -1;
+    if (mmp_st_read_f32(src, name, 1, cs, t->params[u->pbw].w, err, errlen)) return -1;
     snprintf(name, sizeof name, "%s.bias", bn);
     u->pbb = add_param(t, cap, name, 1, cs);
-    if (copy_tensor(src, name, 1, cs, t->params[u->pbb].w, err, errlen)) return -1;
+    if (mmp_st_read_f32(src, name, 1, cs, t->params[u->pbb].w, err, errlen)) return -1;
     u->mean = mmp_xmalloc(sizeof(float) * (size_t)cout);
     u->var = mmp_xmalloc(sizeof(float) * (size_t)cout);
     t->nu++; /* owned from here on (freed by mmp_tail_free) */
     snprintf(name, sizeof name, "%s.running_mean", bn);
-    if (copy_tensor(src, name, 1, cs, u->mean, err, errlen)) return -1;
+    if (mmp_st_read_f32(src, name, 1, cs, u->mean, err, errlen)) return -1;
     snprintf(name, sizeof name, "%s.running_var", bn);
-    if (copy_tensor(src, name, 1, cs, u->var, err, errlen)) return -1;
+    if (mmp_st_read_f32(src, name, 1, cs, u->var, err, errlen)) return -1;
     for (int64_t c = 0; c < cout; c++)
         if (!(u->var[c] >= 0) || !isfinite(u->mean[c]))
             return mmp_errf(err, errlen, "%s.running_var/running_mean: channel %lld is not a valid statistic", bn, (long long)c);
@@ -406,8 +389,8 @@ int mmp_tail_finish(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, const
     if (load) {
         const mmp_tensor *cw = mmp_st_get(src, wn);
         if (cw && cw->ndim == 2 && cw->shape[0] == t->ncls) {
-            if (copy_tensor(src, wn, 2, lw, t->params[pw].w, err, errlen)) return -1;
-            if (copy_tensor(src, bnm, 1, lb, t->params[pb].w, err, errlen)) return -1;
+            if (mmp_st_read_f32(src, wn, 2, lw, t->params[pw].w, err, errlen)) return -1;
+            if (mmp_st_read_f32(src, bnm, 1, lb, t->params[pb].w, err, errlen)) return -1;
         }
     }
     /* per-slice gradient layout: the conv/BN parameters concatenated */

@@ -80,19 +80,14 @@ static int fuse_fields(mmp_fuse_params *p, float ***f) {
 int mmp_head_init_fuse(mmp_head *h, mmp_head_kind kind, int64_t da, int64_t db, int64_t F, int heads,
                        int64_t C, char *err, size_t errlen) {
     memset(h, 0, sizeof *h);
-    if (!MMP_HEAD_IS_FUSE(kind)) { snprintf(err, errlen, "not a fusion head"); return -1; }
+    if (!MMP_HEAD_IS_FUSE(kind)) return mmp_errf(err, errlen, "not a fusion head");
     if (C < 1 || da > (1 << 20) || db > (1 << 20) || F > (1 << 16)) {
-        snprintf(err, errlen, "fusion head: bad sizes (inputs %lld, %lld; --fuse-dim %lld; %lld classes)", (long long)da,
-                 (long long)db, (long long)F, (long long)C);
-        return -1;
+        return mmp_errf(err, errlen, "fusion head: bad sizes (inputs %lld, %lld; --fuse-dim %lld; %lld classes)",
+                        (long long)da, (long long)db, (long long)F, (long long)C);
     }
     mmp_fusep_kind fk = kind == MMP_HEAD_GATED ? MMP_FUSEP_GATED : MMP_FUSEP_ATTENTION;
     mmp_fuse_params tmp; /* the names and shapes, in lib/fuse's order */
-    char e2[256];
-    if (mmp_fuse_params_alloc(&tmp, fk, (int)da, (int)db, (int)F, heads, e2, sizeof e2)) {
-        snprintf(err, errlen, "%s", e2);
-        return -1;
-    }
+    if (mmp_fuse_params_alloc(&tmp, fk, (int)da, (int)db, (int)F, heads, err, errlen)) return -1;
     const char *names[8];
     float *data[8];
     int nd[8];

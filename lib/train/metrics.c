@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "mmp.h"
 
 /* numpy/core/src/umath/loops_utils.h.src pairwise_sum (PW_BLOCKSIZE 128). */
@@ -324,14 +325,4 @@ void mmp_retrieval_recall(const float *a, const float *b, int64_t N, int64_t E, 
     free(na); free(nb); free(hit_ab); free(hit_ba); free(rank_b); free(diag); free(S);
 }
 
-void mmp_json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
+void mmp_json_str(FILE *f, const char *s) { mmp_json_put_str(f, s, MMP_JSON_ESC_NT); }

@@ -68,7 +68,8 @@ double mmp_np_sum(const double *a, int64_t n);
 void mmp_retrieval_recall(const float *a, const float *b, int64_t N, int64_t E, const int *ks,
                           int nk, double *a2b, double *b2a);
 
-/* Appends a JSON string literal (escaped) to f. */
+/* Appends a JSON string literal to f: json.h's escaper with short \n and \t
+ * (the bytes reports and checkpoints' class lists have always had). */
 void mmp_json_str(FILE *f, const char *s);
 
 #ifdef __cplusplus

@@ -7,53 +7,94 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "mmp.h"
 
 /* ------------------------------------------------------------------ */
 /* training log                                                        */
 /* ------------------------------------------------------------------ */
 
-static int jnum(const char *line, const char *key, double *out) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(line, pat);
-    if (!p) return 0;
-    p += strlen(pat);
-    while (*p == ' ') p++;
-    char *e;
-    double v = strtod(p, &e);
-    if (e == p) {
-        if (!strncmp(p, "null", 4)) { *out = NAN; return 1; }
-        return -1;
+/* mmp-train-step prints the log's numbers with %.9g: a diverged run writes
+ * nan, -nan, inf or -inf, which JSON lacks. Those bare words (outside
+ * strings) are quoted here, and lognum reads them back as numbers. */
+static char *quote_nonfinite(const char *s, size_t n, size_t *outn) {
+    char *o = mmp_xmalloc(3 * n + 1), prev = ' ';
+    size_t k = 0;
+    int instr = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (instr) {
+            if (c == '\\' && i + 1 < n) o[k++] = s[i++], c = s[i];
+            else if (c == '"') instr = 0;
+        } else if (c == '"') {
+            instr = 1;
+        } else if (strchr(":,[ \t", prev)) {
+            size_t m = i + (c == '-');
+            size_t w = m + 3 <= n && (!strncmp(s + m, "nan", 3) || !strncmp(s + m, "inf", 3)) ? m + 3 - i : 0;
+            if (w && (i + w == n || strchr(",]} \t\r\n", s[i + w]))) {
+                o[k++] = '"';
+                memcpy(o + k, s + i, w);
+                k += w;
+                o[k++] = '"';
+                i += w - 1;
+                prev = '"';
+                continue;
+            }
+        }
+        o[k++] = c;
+        prev = c;
     }
-    *out = v;
+    o[k] = 0;
+    *outn = k;
+    return o;
+}
+
+/* 1 = the number under key in *out (null: NaN), 0 = absent, -1 = not a number */
+static int lognum(const json_t *o, const char *key, double *out) {
+    const json_t *v = json_object_get(o, key);
+    const char *s = json_string_value(v);
+    if (!v) return 0;
+    if (json_is_null(v)) *out = NAN;
+    else if (json_is_number(v)) *out = json_number_value(v);
+    else if (s && (!strcmp(s, "nan") || !strcmp(s, "-nan") || !strcmp(s, "inf") || !strcmp(s, "-inf"))) *out = strtod(s, NULL);
+    else return -1;
     return 1;
 }
 
 int mmp_trainlog_read(mmp_trainlog *l, const char *path, char *err, size_t errlen) {
     memset(l, 0, sizeof *l);
     FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    char *line = NULL;
+    if (!f) return mmp_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL, e2[400];
     size_t cap = 0;
     ssize_t len;
     int lineno = 0, capS = 0, capE = 0;
+    json_t *o = NULL;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '\n' || *p == 0) continue;
-        if (*p != '{') {
-            snprintf(err, errlen, "%s: line %d: not a JSON object", path, lineno);
+        if (line[len - 1] == '\n') len--;
+        size_t qn;
+        char *q = quote_nonfinite(line, (size_t)len, &qn);
+        o = mmp_json_parse(q, qn, lineno, e2, sizeof e2);
+        free(q);
+        if (!o) {
+            mmp_errf(err, errlen, "%s: %s", path, e2);
+            goto fail;
+        }
+        if (!json_is_object(o)) {
+            mmp_errf(err, errlen, "%s: line %d: not a JSON object", path, lineno);
             goto fail;
         }
         double step = NAN, epoch = NAN, v;
-        int hs = jnum(p, "step", &step), he = jnum(p, "epoch", &epoch);
-        if (hs < 0 || he < 0) { snprintf(err, errlen, "%s: line %d: bad step/epoch", path, lineno); goto fail; }
-        if (jnum(p, "train_loss", &v) == 1) {
+        int hs = lognum(o, "step", &step), he = lognum(o, "epoch", &epoch);
+        if (hs < 0 || he < 0 || (hs && !isfinite(step)) || (he && !isfinite(epoch))) {
+            mmp_errf(err, errlen, "%s: line %d: bad step/epoch", path, lineno);
+            goto fail;
+        }
+        if (lognum(o, "train_loss", &v) == 1) {
             if (l->nepochs == capE) l->epochs = mmp_xrealloc(l->epochs, sizeof(mmp_log_epoch) * (size_t)(capE = capE ? capE * 2 : 64));
             mmp_log_epoch *e = &l->epochs[l->nepochs++];
             memset(e, 0, sizeof *e);
@@ -61,27 +102,30 @@ int mmp_trainlog_read(mmp_trainlog *l, const char *path, char *err, size_t errle
             e->epoch = he == 1 ? (int)epoch : l->nepochs;
             e->step = hs == 1 ? (int64_t)step : 0;
             e->lr = NAN;
-            jnum(p, "lr", &e->lr);
+            lognum(o, "lr", &e->lr);
             e->dev_loss = e->dev_metric = NAN;
-            int a = jnum(p, "dev_loss", &e->dev_loss), b = jnum(p, "dev_metric", &e->dev_metric);
+            int a = lognum(o, "dev_loss", &e->dev_loss), b = lognum(o, "dev_metric", &e->dev_metric);
             e->has_dev = a == 1 || b == 1;
-        } else if (jnum(p, "loss", &v) == 1 && hs == 1) {
+        } else if (lognum(o, "loss", &v) == 1 && hs == 1) {
             if (l->nsteps == capS) l->steps = mmp_xrealloc(l->steps, sizeof(mmp_log_step) * (size_t)(capS = capS ? capS * 2 : 1024));
             mmp_log_step *s = &l->steps[l->nsteps++];
             s->step = (int64_t)step;
             s->epoch = he == 1 ? (int)epoch : 0;
             s->loss = v;
             s->lr = NAN;
-            jnum(p, "lr", &s->lr);
+            lognum(o, "lr", &s->lr);
         } else {
-            snprintf(err, errlen, "%s: line %d: neither a step entry (step, loss) nor an epoch entry (train_loss)", path, lineno);
+            mmp_errf(err, errlen, "%s: line %d: neither a step entry (step, loss) nor an epoch entry (train_loss)", path, lineno);
             goto fail;
         }
+        json_decref(o);
+        o = NULL;
     }
     free(line);
     fclose(f);
     return 0;
 fail:
+    json_decref(o);
     free(line);
     fclose(f);
     mmp_trainlog_free(l);
