@@ -2,13 +2,13 @@
  * optimizer state and the configuration + training state in __metadata__
  * (written atomically); loading them back, or a plain PyTorch state dict of
  * a known head. */
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "train/cnn_tail.h"
 #include "train/metrics.h"
 #include "train/train.h"
@@ -31,45 +31,6 @@ static void mset(mmp_meta *m, const char *k, const char *fmt, ...) {
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     mmp_meta_set(m, k, buf);
-}
-
-static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
-
-static void parse_json_names(const char *js, int *n, char ***out) {
-    *n = 0;
-    *out = NULL;
-    if (!js) return;
-    const char *p = strchr(js, '[');
-    if (!p) return;
-    p++;
-    int cap = 0;
-    for (;;) {
-        while (*p == ' ' || *p == ',' || *p == '\n') p++;
-        if (*p != '"') break;
-        p++;
-        size_t L = 0, C = 64;
-        char *s = mmp_xmalloc(C);
-        while (*p && *p != '"') {
-            if (L + 8 >= C) s = mmp_xrealloc(s, C *= 2);
-            if (*p != '\\') { s[L++] = *p++; continue; }
-            p++;
-            char e = *p ? *p++ : 0;
-            if (e == 'u') {
-                unsigned cp = 0;
-                for (int k = 0; k < 4 && isxdigit((unsigned char)*p); k++, p++)
-                    cp = cp * 16 + (unsigned)(isdigit((unsigned char)*p) ? *p - '0' : (tolower((unsigned char)*p) - 'a' + 10));
-                if (cp < 0x80) s[L++] = (char)cp;
-                else if (cp < 0x800) { s[L++] = (char)(0xC0 | (cp >> 6)); s[L++] = (char)(0x80 | (cp & 0x3F)); }
-                else { s[L++] = (char)(0xE0 | (cp >> 12)); s[L++] = (char)(0x80 | ((cp >> 6) & 0x3F)); s[L++] = (char)(0x80 | (cp & 0x3F)); }
-            } else {
-                s[L++] = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
-            }
-        }
-        s[L] = 0;
-        if (*p == '"') p++;
-        if (*n == cap) *out = mmp_xrealloc(*out, sizeof(char *) * (size_t)(cap = cap ? cap * 2 : 16));
-        (*out)[(*n)++] = s;
-    }
 }
 
 static char *json_names(int n, char *const *names) {
@@ -261,18 +222,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     if (mmp_trainer_setup_head(tr, &st, 1, err, errlen)) goto out;
     for (int i = 0; i < tr->head.np; i++) {
         mmp_param *p = &tr->head.params[i];
-        const mmp_tensor *t = mmp_st_get(&st, p->name);
-        char want[64], got[64];
-        mmp_shape_str(p->ndim, p->shape, want, sizeof want);
-        if (!t) { mmp_errf(err, errlen, "%s: tensor %s missing", path, p->name); goto out; }
-        int shape_ok = t->ndim == p->ndim && is_float(t->dtype);
-        for (int d = 0; shape_ok && d < p->ndim; d++) shape_ok = t->shape[d] == p->shape[d];
-        if (!shape_ok) {
-            mmp_shape_str(t->ndim, t->shape, got, sizeof got);
-            mmp_errf(err, errlen, "%s: tensor %s has shape %s, expected %s", path, p->name, got, want);
-            goto out;
-        }
-        mmp_tensor_to_f32(t, p->w);
+        if (mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out;
         const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};
         float **dst[2] = {&p->s1, &p->s2};
         for (int k = 0; k < 2; k++) {
@@ -317,7 +267,14 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     tr->provenance = s ? mmp_xstrdup(s) : NULL;
     s = mmp_meta_get(m, "text_provenance");
     tr->text_provenance = s ? mmp_xstrdup(s) : NULL;
-    parse_json_names(mmp_meta_get(m, "classes"), &tr->nclasses_named, &tr->classes);
+    s = mmp_meta_get(m, "classes");
+    if (s) {
+        char e3[512];
+        if (mmp_json_strings(s, &tr->nclasses_named, &tr->classes, e3, sizeof e3)) {
+            mmp_errf(err, errlen, "%s: __metadata__ classes: %s", path, e3);
+            goto out;
+        }
+    }
     snprintf(tr->feature, sizeof tr->feature, "%s", tr->cfg.feature);
     snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);
     ret = 0;
