@@ -22,9 +22,19 @@ BINS     := $(patsubst bin/%.c,$(BUILD)/mmp-%,$(BIN_SRC))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIBA     := $(BUILD)/libmmp.a
+# The shared library: position-independent objects of their own (the static
+# library and the programs keep theirs, so their code and results are the
+# same whether or not a shared library is built), soname libmmp.so.SOVERSION.
+VERSION   := $(shell sed -n 's/^\#define MMP_VERSION "\(.*\)"/\1/p' lib/mmp.h)
+SOVERSION := $(shell sed -n 's/^\#define MMP_SOVERSION \([0-9]*\)/\1/p' lib/mmp.h)
+PIC_OBJ  := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+SOLIB    := $(BUILD)/libmmp.so.$(VERSION)
+# The public API, chosen on purpose: installed under include/mmp/ with their
+# folders. Every other header in lib/ is internal and is not installed.
+PUBLIC_HEADERS := lib/mmp.h lib/image/image.h lib/nn/nn.h lib/nn/ops.h
 
 .SECONDARY:
-.PHONY: all test bench install clean fuzz asan demo
+.PHONY: all test bench install clean fuzz asan demo shared
 all: $(BINS) $(TESTS)
 
 Q = $(if $(V),,@)
@@ -32,6 +42,19 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC -fPIC $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(SOLIB): $(PIC_OBJ)
+	@$(if $(V),,echo "  LD $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libmmp.so.$(SOVERSION) -Wl,--as-needed -Wl,-z,defs -o $@ $^ $(LDLIBS)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/libmmp.so.$(SOVERSION)
+	$(Q)ln -sf libmmp.so.$(SOVERSION) $(BUILD)/libmmp.so
+
+shared: $(SOLIB)
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@
@@ -46,8 +69,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBA)
 	@$(if $(V),,echo "  LD $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
+# The suite gets the build's flags, for the test that builds and installs the library.
 test: all
-	@BUILD=$(BUILD) bash tests/run.sh
+	@BUILD=$(BUILD) MMP_OPT='$(OPT)' MMP_EXTRA_CFLAGS='$(EXTRA_CFLAGS)' MMP_CC='$(CC)' bash tests/run.sh
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the suite.
 asan:
@@ -67,16 +91,21 @@ bench: all
 demo: all
 	bash pipelines/demo
 
-install: all
+# bin/, lib/ (libmmp.a, libmmp.so.VERSION + its soname and dev links),
+# include/mmp/ (PUBLIC_HEADERS only), lib/pkgconfig/mmp.pc.
+install: all $(SOLIB)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/mmp
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/mmp/
-	for d in lib/*/; do if ls $$d*.h >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/include/mmp/$$(basename $$d); install -m 644 $$d*.h $(DESTDIR)$(PREFIX)/include/mmp/$$(basename $$d)/; fi; done
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define MMP_VERSION "\(.*\)"/\1/p' lib/mmp.h)|' \
+	install -m 755 $(SOLIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libmmp.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmmp.so.$(SOVERSION)
+	ln -sf libmmp.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libmmp.so
+	for h in $(PUBLIC_HEADERS); do d=$$(dirname $${h#lib/}); install -d $(DESTDIR)$(PREFIX)/include/mmp/$$d; \
+	  install -m 644 $$h $(DESTDIR)$(PREFIX)/include/mmp/$$d/; done
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@DEPS@|$(DEPS)|' mmp.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mmp.pc
 
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BIN_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d)
+-include $(LIB_OBJ:.o=.d) $(PIC_OBJ:.o=.d) $(BIN_SRC:%.c=$(BUILD)/obj/%.d) $(TEST_SRC:%.c=$(BUILD)/obj/%.d)
