@@ -10,7 +10,8 @@
 
 #include "mmp.h"
 #include "testlib.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 /* uniform in [-1, 1) from the training RNG state *s */
 static inline float t_trnd(uint64_t *s) { return (float)(mmp_rng_uniform53(s) * 2 - 1); }

@@ -17,7 +17,8 @@
 #include "mmp.h"
 #include "testlib.h"
 #include "train/head.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 #include "train/train.h"
 
 static const mmp_tensor *get(const mmp_safetensors *st, const char *name) {

@@ -1,4 +1,4 @@
-/* Analytic gradients of every layer and loss in lib/train/nn.c against
+/* Analytic gradients of every layer and loss in lib/train/layers.c against
  * central finite differences of independent double-precision reference
  * implementations written here. */
 #include <math.h>
@@ -8,7 +8,8 @@
 
 #include "mmp.h"
 #include "testlib.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 static uint64_t rs = 12345;
 static float frand(void) { return (float)(mmp_rng_uniform53(&rs) * 2 - 1); }

@@ -9,7 +9,8 @@
 #include "mmp.h"
 #include "testlib.h"
 #include "train/head.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 static const float *get(const mmp_safetensors *st, const char *name, size_t *n) {
     const mmp_tensor *t = mmp_st_get(st, name);

@@ -17,7 +17,8 @@
 #include "tail_testlib.h"
 #include "testlib.h"
 #include "train/head.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 #include "train/resnet_tail.h"
 
 static uint64_t rs = 4242;

@@ -19,7 +19,8 @@
 #include "testlib.h"
 #include "train/cnn_tail.h"
 #include "train/head.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 static uint64_t rs = 12345;
 

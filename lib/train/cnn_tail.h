@@ -36,7 +36,8 @@
 #include <stdint.h>
 
 #include "mmp.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -81,7 +82,7 @@ void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t
 void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
                          const float *w, int64_t O, int K, int stride, float *dx, float *dw);
 
-/* (ReLU: mmp_relu_forward/backward of train/nn.h) */
+/* (ReLU: mmp_relu_forward/backward of train/layers.h) */
 
 /* ReLU6 in place: x = min(max(x,0),6). */
 void mmp_relu6_forward(float *x, size_t n);

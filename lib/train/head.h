@@ -40,7 +40,8 @@
 
 #include "fuse/fuse.h"
 #include "train/cnn_tail.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 #ifdef __cplusplus
 extern "C" {

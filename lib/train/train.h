@@ -29,7 +29,8 @@
 #include "cli.h"
 #include "mmp.h"
 #include "train/head.h"
-#include "train/nn.h"
+#include "train/layers.h"
+#include "train/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
