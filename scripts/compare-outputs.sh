@@ -25,9 +25,15 @@ for side in base new; do
   mv "$work/run" "$work/$side"
 done
 mask() { sed -E 's/[0-9]+(\.[0-9]+)? s\b/# s/g; s/[0-9.]+ (img|records|sentences)\/s/# \1\/s/g' "$1"; }
+renamed() { # an output's name in the working tree (tests/snapshot/renamed.txt)
+  local to; to=$(awk -v f="${1#./}" '$1 == f {print $2}' tests/snapshot/renamed.txt 2>/dev/null)
+  [ -n "$to" ] && [ ! -e "$work/new/$1" ] && echo "./$to" || echo "$1"
+}
 bad=0; n=0
 for f in $(cd "$work/base" && find . -type f | sort); do
   n=$((n+1))
+  g=$(renamed "$f")
+  [ "$g" != "$f" ] && { mv "$work/new/$g" "$work/new/$f" || { echo "DIFFERS: ${f#./} (renamed ${g#./}) missing"; bad=1; continue; }; }
   case "$f" in
     ./bad-*.err) if ! cmp -s "$work/base/$f" "$work/new/$f"; then
                    echo "message changed: ${f#./}"; echo "  before: $(cat "$work/base/$f")"; echo "  after:  $(cat "$work/new/$f")"; fi ;;
@@ -36,6 +42,7 @@ for f in $(cd "$work/base" && find . -type f | sort); do
   esac
 done
 for f in $(cd "$work/new" && find . -type f | sort); do [ -e "$work/base/$f" ] || echo "new output (not compared): ${f#./}"; done
+# (a renamed output was moved back to its old name above, so it is compared, not listed)
 if ! git diff --quiet "$base" -- tests/fixtures; then echo "DIFFERS: committed fixtures (git diff $base -- tests/fixtures)"; bad=1; fi
 [ $bad = 0 ] && echo "compare: $n outputs and the committed fixtures identical to $base" || echo "compare: outputs differ from $base"
 exit $bad

@@ -1,4 +1,4 @@
-/* Helpers shared by the CNN engine tests (test_nn_ops, test_nn_ir,
+/* Helpers shared by the CNN engine tests (test_nn_ops, test_nn_inverted_residual,
  * test_nn_winograd): a small LCG for reproducible inputs and the naive
  * reference convolution every kernel is checked against. */
 #ifndef MMP_NN_TESTLIB_H

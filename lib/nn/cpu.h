@@ -1,5 +1,5 @@
 /* nn/cpu.h: building blocks shared by the CPU kernel files (ops_cpu.c,
- * ir_cpu.c); not part of the device seam. */
+ * inverted_residual.c); not part of the device seam. */
 #ifndef MMP_NN_CPU_H
 #define MMP_NN_CPU_H
 #include "nn/ops.h"

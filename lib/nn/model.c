@@ -15,13 +15,13 @@
 
 #define BN_EPS 1e-5f /* torchvision BatchNorm2d default */
 
-typedef enum { BLK_STEM, BLK_BASIC, BLK_BOTTLENECK, BLK_IR, BLK_CONV } blk_kind;
+typedef enum { BLK_STEM, BLK_BASIC, BLK_BOTTLENECK, BLK_INVERTED_RESIDUAL, BLK_CONV } blk_kind;
 
 /* One block of the network. Shapes: in [G,H,W,cin] -> out [G,Ho,Wo,cout].
  *  STEM        ResNet conv1+bn1+relu, maxpool 3x3/2      conv[0]
  *  BASIC       relu(c2(relu(c1 x)) + (ds x | x))         conv[0..1], ds conv[3]
  *  BOTTLENECK  relu(c3(relu(c2(relu(c1 x)))) + (ds x|x)) conv[0..2], ds conv[3]
- *  IR          MobileNetV2 InvertedResidual: [expand 1x1 relu6] dw3x3 relu6,
+ *  INVERTED_RESIDUAL  MobileNetV2 InvertedResidual: [expand 1x1 relu6] dw3x3 relu6,
  *              project 1x1 (+ x when stride 1 and cin == cout)  conv[0..2]
  *  CONV        Conv-BN-ReLU6 (MobileNetV2 features.0, features.18) conv[0] */
 typedef struct {
@@ -31,7 +31,7 @@ typedef struct {
     nn_conv conv[4];
     int has_expand, has_ds, residual;
     int cin, cout;
-    float *wt[3]; /* IR: conv[0], conv[2]; CONV: conv[0]: weights packed for the CPU (nn_cpu_pack_1x1) */
+    float *wt[3]; /* INVERTED_RESIDUAL: conv[0], conv[2]; CONV: conv[0]: weights packed for the CPU (nn_cpu_pack_1x1) */
 } nn_block;
 
 struct nn_model {
@@ -230,7 +230,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
         for (int i = 0; i < rep[st]; i++, fi++) {
             int stride = i == 0 ? str[st] : 1;
             b = add_block(m, &cap);
-            b->kind = BLK_IR;
+            b->kind = BLK_INVERTED_RESIDUAL;
             snprintf(b->name, sizeof b->name, "features.%d", fi);
             b->has_expand = find(L, "features.%d.conv.3.weight", fi) != NULL;
             int j = 0;
@@ -431,7 +431,7 @@ static void block_hw(const nn_block *b, int *h, int *w) {
         *w = nn_conv_out(nn_conv_out(*w, 7, 2, 3), 3, 2, 1);
         return;
     }
-    int s = b->kind == BLK_IR ? b->conv[1].stride : b->kind == BLK_BOTTLENECK ? b->conv[1].stride : b->conv[0].stride;
+    int s = b->kind == BLK_INVERTED_RESIDUAL ? b->conv[1].stride : b->kind == BLK_BOTTLENECK ? b->conv[1].stride : b->conv[0].stride;
     int k = 3;
     *h = nn_conv_out(*h, k, s, 1);
     *w = nn_conv_out(*w, k, s, 1);
@@ -488,9 +488,9 @@ double nn_model_macs(const nn_model *m, const nn_layer *l, int H, int W) {
             break;
         case BLK_BASIC:
         case BLK_BOTTLENECK:
-        case BLK_IR:
+        case BLK_INVERTED_RESIDUAL:
             for (int j = 0; j < 3; j++)
-                if (b->conv[j].w && !(b->kind == BLK_IR && j == 0 && !b->has_expand)) macs += conv_macs(&b->conv[j], &h1, &w1);
+                if (b->conv[j].w && !(b->kind == BLK_INVERTED_RESIDUAL && j == 0 && !b->has_expand)) macs += conv_macs(&b->conv[j], &h1, &w1);
             if (b->has_ds) {
                 int h3 = h, w3 = w;
                 macs += conv_macs(&b->conv[3], &h3, &w3);
@@ -600,14 +600,14 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
         run_conv(ops, ws, lc, t1, G, h1, w1, res, s4, H, W);
         return s4;
     }
-    case BLK_IR: {
-        if (ops->ir) {
-            nn_ir ir = {b->has_expand ? &b->conv[0] : NULL, &b->conv[1], &b->conv[2], b->wt[0], b->wt[2], b->residual};
+    case BLK_INVERTED_RESIDUAL: {
+        if (ops->inverted_residual) {
+            nn_inverted_residual blk = {b->has_expand ? &b->conv[0] : NULL, &b->conv[1], &b->conv[2], b->wt[0], b->wt[2], b->residual};
             *H = nn_conv_out(h, 3, b->conv[1].stride, 1);
             *W = nn_conv_out(w, 3, b->conv[1].stride, 1);
             float *out = ws_get(ws, s1, (size_t)G * *H * *W * b->cout);
-            size_t sn = ops->ir_scratch(&ir, G, h, w);
-            ops->ir(&ir, cur, G, h, w, out, sn ? ws_get(ws, 4, sn) : NULL);
+            size_t sn = ops->inverted_residual_scratch(&blk, G, h, w);
+            ops->inverted_residual(&blk, cur, G, h, w, out, sn ? ws_get(ws, 4, sn) : NULL);
             return s1;
         }
         const float *x = cur;

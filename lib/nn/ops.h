@@ -42,7 +42,7 @@ typedef struct {
     const nn_conv *expand, *dw, *project;
     const float *expand_wt, *project_wt;
     int residual;
-} nn_ir;
+} nn_inverted_residual;
 
 typedef struct nn_ops {
     const char *name;
@@ -62,9 +62,9 @@ typedef struct nn_ops {
     void (*to_chw)(const float *in, int G, int HW, int C, float *out);
     /* Optional (NULL: the model runs the block as three conv2d calls).
      * out[G,Ho,Wo,project.cout] = the inverted residual b on in[G,H,W,cin];
-     * ir_scratch: floats of scratch it needs. */
-    size_t (*ir_scratch)(const nn_ir *b, int G, int H, int W);
-    void (*ir)(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
+     * inverted_residual_scratch: floats of scratch it needs. */
+    size_t (*inverted_residual_scratch)(const nn_inverted_residual *b, int G, int H, int W);
+    void (*inverted_residual)(const nn_inverted_residual *b, const float *in, int G, int H, int W, float *out, float *scratch);
     /* Optional (NULL: conv2d). conv2d of a dense conv whose weights were
      * packed at load time: wp = w viewed as [cout][k*k*cin] in the CPU
      * GEMM's layout (nn_cpu_pack_1x1); MobileNetV2's first and last convs. */
@@ -83,8 +83,8 @@ void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out
 void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out);
 void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out);
 void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out);
-size_t nn_cpu_ir_scratch(const nn_ir *b, int G, int H, int W);
-void nn_cpu_ir(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch);
+size_t nn_cpu_inverted_residual_scratch(const nn_inverted_residual *b, int G, int H, int W);
+void nn_cpu_inverted_residual(const nn_inverted_residual *b, const float *in, int G, int H, int W, float *out, float *scratch);
 size_t nn_cpu_conv2d_packed_scratch(const nn_conv *c, int G, int H, int W);
 void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
                           float *out, float *scratch);

@@ -351,8 +351,8 @@ const nn_ops nn_ops_cpu = {
     .avgpool = nn_cpu_avgpool,
     .linear = nn_cpu_linear,
     .to_chw = nn_cpu_to_chw,
-    .ir_scratch = nn_cpu_ir_scratch,
-    .ir = nn_cpu_ir,
+    .inverted_residual_scratch = nn_cpu_inverted_residual_scratch,
+    .inverted_residual = nn_cpu_inverted_residual,
     .conv2d_packed_scratch = nn_cpu_conv2d_packed_scratch,
     .conv2d_packed = nn_cpu_conv2d_packed,
 };

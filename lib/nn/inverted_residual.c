@@ -1,5 +1,5 @@
-/* nn/ir_cpu.c: MobileNetV2 on the CPU: the inverted residual blocks (ops.h
- * `ir`: expand 1x1 -> depthwise 3x3 -> project 1x1 (+ input), fused) and
+/* nn/inverted_residual.c: MobileNetV2 on the CPU: the inverted residual blocks (ops.h
+ * `inverted_residual`: expand 1x1 -> depthwise 3x3 -> project 1x1 (+ input), fused) and
  * the first and last convolutions (`conv2d_packed`).
  *
  * Why not three conv2d calls: at 96 px the late stages are 6x6 and 3x3
@@ -197,7 +197,7 @@ void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *
 
 /* Images per group: whole images whose expanded + depthwise tensors fit the
  * budget; 0 = not even one (then bands of rows). */
-static int group_images(const nn_ir *b, int G, int H, int W) {
+static int group_images(const nn_inverted_residual *b, int G, int H, int W) {
     int hid = b->dw->cout, s = b->dw->stride;
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
     long per = ((b->expand ? (long)H * W : 0) + (long)Ho * Wo) * hid * (long)sizeof(float);
@@ -206,7 +206,7 @@ static int group_images(const nn_ir *b, int G, int H, int W) {
 }
 
 /* Output rows per band (ring mode): the ring holds (R-1)*s+3 expanded rows. */
-static int band_rows(const nn_ir *b, int H, int W) {
+static int band_rows(const nn_inverted_residual *b, int H, int W) {
     int hid = b->dw->cout, s = b->dw->stride;
     int Wo = nn_conv_out(W, 3, s, 1);
     long rowe = (long)W * hid * sizeof(float), rowd = (long)Wo * hid * sizeof(float);
@@ -217,7 +217,7 @@ static int band_rows(const nn_ir *b, int H, int W) {
     return (int)r;
 }
 
-size_t nn_cpu_ir_scratch(const nn_ir *b, int G, int H, int W) {
+size_t nn_cpu_inverted_residual_scratch(const nn_inverted_residual *b, int G, int H, int W) {
     int hid = b->dw->cout, s = b->dw->stride;
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
     int gb = group_images(b, G, H, W);
@@ -241,7 +241,7 @@ static void dw_rows(const nn_conv *dw, const float *ring, int nring, int H, int 
     }
 }
 
-void nn_cpu_ir(const nn_ir *b, const float *in, int G, int H, int W, float *out, float *scratch) {
+void nn_cpu_inverted_residual(const nn_inverted_residual *b, const float *in, int G, int H, int W, float *out, float *scratch) {
     const nn_conv *ex = b->expand, *dw = b->dw, *pj = b->project;
     int cin = ex ? ex->cin : dw->cout, hid = dw->cout, cout = pj->cout, s = dw->stride;
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);

@@ -1,5 +1,5 @@
-/* The fused MobileNetV2 kernels of lib/nn/ir_cpu.c vs naive loops (double
- * accumulation): the inverted residual op (nn_cpu_ir: with and without
+/* The fused MobileNetV2 kernels of lib/nn/inverted_residual.c vs naive loops (double
+ * accumulation): the inverted residual op (nn_cpu_inverted_residual: with and without
  * expansion, stride 1/2, residual, channel counts that leave GEMM column
  * tails and depthwise scalar channels; small images that run in groups of
  * whole images and large ones that run in bands of rows through the ring of
@@ -36,25 +36,25 @@ static void test_ir(int G, int H, int W, int cin, int hid, int cout, int s) {
             pj = mkconv(hid, cout, 1, 1, 0, NN_ACT_NONE);
     float *ewt = nn_cpu_pack_1x1(ex.w, hid, cin), *pwt = nn_cpu_pack_1x1(pj.w, cout, hid);
     int residual = s == 1 && cin == cout;
-    nn_ir b = {has_ex ? &ex : NULL, &dw, &pj, has_ex ? ewt : NULL, pwt, residual};
+    nn_inverted_residual b = {has_ex ? &ex : NULL, &dw, &pj, has_ex ? ewt : NULL, pwt, residual};
     int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
     size_t ni = (size_t)H * W * cin, no = (size_t)Ho * Wo * cout;
     float *in = t_randv(&rs, ni * G, 3.0f), *o1 = malloc(sizeof(float) * no * G), *o2 = malloc(sizeof(float) * no * G);
     float *e = malloc(sizeof(float) * (size_t)G * H * W * hid), *d = malloc(sizeof(float) * (size_t)G * Ho * Wo * hid);
-    size_t sn = nn_cpu_ir_scratch(&b, G, H, W);
+    size_t sn = nn_cpu_inverted_residual_scratch(&b, G, H, W);
     float *scratch = malloc(sizeof(float) * (sn ? sn : 1));
-    nn_cpu_ir(&b, in, G, H, W, o1, scratch);
+    nn_cpu_inverted_residual(&b, in, G, H, W, o1, scratch);
     if (has_ex) t_naive_conv(&ex, in, G, H, W, NULL, e);
     t_naive_conv(&dw, has_ex ? e : in, G, H, W, NULL, d);
     t_naive_conv(&pj, d, G, Ho, Wo, residual ? in : NULL, o2);
     double err = t_maxrel(o1, o2, no * G, 1e-4, 1e-4, NULL);
-    CHECKF(err <= 1, "ir G%d %dx%d %d->%d->%d s%d (scratch %zu floats): err %.3g", G, H, W, cin, hid, cout, s, sn,
+    CHECKF(err <= 1, "inverted residual G%d %dx%d %d->%d->%d s%d (scratch %zu floats): err %.3g", G, H, W, cin, hid, cout, s, sn,
            err);
     /* image 1 alone: the same bits */
     if (G > 1) {
         float *o3 = malloc(sizeof(float) * no);
-        nn_cpu_ir(&b, in + ni, 1, H, W, o3, scratch);
-        CHECKF(!memcmp(o3, o1 + no, sizeof(float) * no), "ir %dx%d %d->%d->%d s%d: image 1 alone differs", H, W, cin,
+        nn_cpu_inverted_residual(&b, in + ni, 1, H, W, o3, scratch);
+        CHECKF(!memcmp(o3, o1 + no, sizeof(float) * no), "inverted residual %dx%d %d->%d->%d s%d: image 1 alone differs", H, W, cin,
                hid, cout, s);
         free(o3);
     }
@@ -123,7 +123,7 @@ static void test_model_batch_independence(const char *io) {
         CHECKF(!memcmp(all1, all2, sizeof(float) * dim * NN), "%s %s: 1 vs 2 threads differ", io, specs[sp]);
         /* a backend without the optional ops: the conv2d path, same values within rounding */
         nn_ops plain = nn_ops_cpu;
-        plain.ir = NULL, plain.ir_scratch = NULL, plain.conv2d_packed = NULL, plain.conv2d_packed_scratch = NULL;
+        plain.inverted_residual = NULL, plain.inverted_residual_scratch = NULL, plain.conv2d_packed = NULL, plain.conv2d_packed_scratch = NULL;
         r = nn_runner_new(m, &plain, 1);
         nn_run(r, &l, x, NN, H, W, all2);
         nn_runner_free(r);
@@ -139,7 +139,7 @@ static void test_model_batch_independence(const char *io) {
 }
 
 int main(void) {
-    mmp_set_progname("test_nn_ir");
+    mmp_set_progname("test_nn_inverted_residual");
     nn_cpu_init();
     test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_33x47.safetensors");
     test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_64x64.safetensors");
