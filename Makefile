@@ -34,7 +34,7 @@ SOLIB    := $(BUILD)/libmmp.so.$(VERSION)
 PUBLIC_HEADERS := lib/mmp.h lib/image/image.h lib/nn/nn.h lib/nn/ops.h
 
 .SECONDARY:
-.PHONY: all test bench install clean fuzz asan demo shared
+.PHONY: all test bench install clean fuzz asan demo shared ldlibs
 all: $(BINS) $(TESTS)
 
 Q = $(if $(V),,@)
@@ -55,6 +55,10 @@ $(SOLIB): $(PIC_OBJ)
 	$(Q)ln -sf libmmp.so.$(SOVERSION) $(BUILD)/libmmp.so
 
 shared: $(SOLIB)
+
+# The libraries a program linked with libmmp.a needs (bench/ scripts use it).
+ldlibs:
+	@echo $(LDLIBS)
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@

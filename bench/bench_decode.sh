@@ -67,7 +67,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else prin
 NC=$(count "$T/cifar/test"); N5=$(count "$T/m500"); NH=$(count "$T/hd")
 # in-memory library decode (the same measurement as tjbench)
 cc -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-v3 -I"$ROOT/lib" -o "$T/bdl" bench/bench_decode_lib.c "$B/libmmp.a" \
-   -lturbojpeg -lpng16 -lzstd -lmsgpackc -lz -lm -pthread
+   $(make -s -C "$ROOT" ldlibs)
 # best of 3 of a command that prints images/s itself
 best3() { local b=0 v; for _ in 1 2; do v=$("$@" 2>/dev/null | tail -n1 | awk '{print $NF}'); b=$(awk -v a="$b" -v c="${v:-0}" 'BEGIN{print (c>a)?c:a}'); done; printf "%.0f" "$b"; }
 # wall-clock images/s of the Python loader (first field)

@@ -18,7 +18,7 @@ quick=0; [ "${1:-}" = "--quick" ] && quick=1
 [ -f "$W" ] || { echo "bench_embed: no $W (set MMP_SHARED)"; exit 0; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-v3 -Ilib $(pkg-config --cflags openblas) bench/bench_nn.c \
-   "$BUILD/libmmp.a" -o "$tmp/bench_nn" $(pkg-config --libs libzstd msgpack libturbojpeg libpng openblas) -lz -lm -pthread
+   "$BUILD/libmmp.a" -o "$tmp/bench_nn" $(make -s ldlibs)
 $PY bench/make_weights.py "$tmp"
 
 echo "## mmp-embed CNN engine vs PyTorch $($PY -c 'import torch; print(torch.__version__)')"
@@ -54,7 +54,7 @@ for c in "${configs[@]}"; do
 done
 echo
 echo "PyTorch: eval, no_grad, torch.set_num_threads(threads), batch 64 after a warm-up batch of 8, best of 2;"
-echo "mmpipe: nn_run (lib/nn) on normalized NHWC input after a warm-up batch, best of 2 timings of 1 batch"
+echo "mmpipe: mmp_nn_run (lib/nn) on normalized NHWC input after a warm-up batch, best of 2 timings of 1 batch"
 echo "at 224 px, 2 batches at 96 px. sgemm: best of 3. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "effective GFLOP/s = 2 x multiply-adds of all convolutions computed directly / whole forward time. Winograd"
 echo "(ResNet 3x3 convs) does fewer multiplications and the MobileNetV2 path uses its own GEMM, so the ratio to"

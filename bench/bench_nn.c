@@ -28,7 +28,7 @@ static void *sg(void *arg) {
 
 int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
-    nn_cpu_init();
+    mmp_nn_cpu_init();
     if (argc == 3 && !strcmp(argv[1], "sgemm")) {
         int T = atoi(argv[2]), reps = 4, warm = 1;
         pthread_t t[64];
@@ -49,25 +49,25 @@ int main(int argc, char **argv) {
     int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
     int reps = argc > 7 ? atoi(argv[7]) : 1;
     char err[512];
-    nn_model *m;
-    if (nn_model_load(&m, argv[2], NULL, err, sizeof err)) mmp_die("%s", err);
-    nn_layer l;
-    nn_layer_parse(m, "pool", &l, err, sizeof err);
-    int64_t dim = nn_output_dim(m, &l, S, S);
+    mmp_nn_model *m;
+    if (mmp_nn_model_load(&m, argv[2], NULL, err, sizeof err)) mmp_die("%s", err);
+    mmp_nn_layer l;
+    mmp_nn_layer_parse(m, "pool", &l, err, sizeof err);
+    int64_t dim = mmp_nn_output_dim(m, &l, S, S);
     float *x = malloc(sizeof(float) * B * S * S * 3), *out = malloc(sizeof(float) * B * dim);
     uint64_t s = 1;
     for (long i = 0; i < (long)B * S * S * 3; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         x[i] = (float)((s >> 40) & 0xffff) / 32768.0f - 1.0f;
     }
-    nn_runner *r = nn_runner_new(m, &nn_ops_cpu, T);
-    nn_run(r, &l, x, B, S, S, out);
+    mmp_nn_runner *r = mmp_nn_runner_new(m, &mmp_nn_ops_cpu, T);
+    mmp_nn_run(r, &l, x, B, S, S, out);
     struct rusage ru0;
     double ips = 0, cpu = 1e30;
     for (int k = 0; k < reps; k++) { /* best of reps (the machine may be shared) */
         getrusage(RUSAGE_SELF, &ru0);
         double t0 = mmp_now();
-        for (int i = 0; i < nb; i++) nn_run(r, &l, x, B, S, S, out);
+        for (int i = 0; i < nb; i++) mmp_nn_run(r, &l, x, B, S, S, out);
         double dt = mmp_now() - t0;
         struct rusage ru1;
         getrusage(RUSAGE_SELF, &ru1);
@@ -78,9 +78,9 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%.2f %.1f %.0f %.0f %.2f\n", ips, 2.0 * nn_model_macs(m, &l, S, S) * ips / 1e9,
-           nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0, (double)B * nb / cpu);
-    nn_runner_free(r);
-    nn_model_free(m);
+    printf("%.2f %.1f %.0f %.0f %.2f\n", ips, 2.0 * mmp_nn_model_macs(m, &l, S, S) * ips / 1e9,
+           mmp_nn_runner_workspace_bytes(r) / 1048576.0, ru.ru_maxrss / 1024.0, (double)B * nb / cpu);
+    mmp_nn_runner_free(r);
+    mmp_nn_model_free(m);
     return 0;
 }

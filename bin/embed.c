@@ -28,9 +28,9 @@ typedef struct {
 } item;
 
 typedef struct {
-    nn_model *m;
-    nn_runner *run;
-    nn_layer layer;
+    mmp_nn_model *m;
+    mmp_nn_runner *run;
+    mmp_nn_layer layer;
     const char *field, *in_name;
     int chw;             /* input is f32/f16 [3,H,W] normalized */
     mmp_dtype out_dtype;
@@ -71,9 +71,9 @@ static void check_image(ctx *c, item *it, uint64_t recno) {
     if ((long long)it->H * it->W > c->max_pixels)
         mmp_die("%s: record %llu: image %dx%d has more than --max-pixels %lld pixels (resize with mmp-decode --size)",
                 c->in_name, (unsigned long long)recno, it->H, it->W, c->max_pixels);
-    if (it->H < 1 || it->W < 1 || (it->dim = nn_output_dim(c->m, &c->layer, it->H, it->W)) <= 0)
+    if (it->H < 1 || it->W < 1 || (it->dim = mmp_nn_output_dim(c->m, &c->layer, it->H, it->W)) <= 0)
         mmp_die("%s: record %llu: image %dx%d is too small for %s --layer %s", c->in_name,
-                (unsigned long long)recno, it->H, it->W, nn_model_arch(c->m), c->layer.name);
+                (unsigned long long)recno, it->H, it->W, mmp_nn_model_arch(c->m), c->layer.name);
 }
 
 /* Image -> normalized NHWC floats at dst. */
@@ -81,7 +81,7 @@ static void load_image(ctx *c, item *it, float *dst, uint64_t recno) {
     const mmp_tensor *t = mmp_record_cget(&it->rec, c->field);
     size_t n = (size_t)it->H * it->W;
     if (!c->chw) {
-        nn_normalize_u8(t->data, it->H, it->W, c->mean, c->std, dst);
+        mmp_nn_normalize_u8(t->data, it->H, it->W, c->mean, c->std, dst);
         return;
     }
     const float *src = t->data;
@@ -98,7 +98,7 @@ static void load_image(ctx *c, item *it, float *dst, uint64_t recno) {
     for (size_t i = 0; i < 3 * n; i++)
         if (!isfinite(src[i]))
             mmp_die("%s: record %llu: \"%s\" has a non-finite value", c->in_name, (unsigned long long)recno, c->field);
-    nn_chw_to_hwc(src, 3, it->H, it->W, dst);
+    mmp_nn_chw_to_hwc(src, 3, it->H, it->W, dst);
     free(tmp);
 }
 
@@ -125,7 +125,7 @@ static void run_batch(ctx *c, item *items, int n, uint64_t first_recno) {
         int64_t dim = items[i].dim;
         /* contiguous output for the group, then scattered */
         float *gy = mmp_xmalloc(sizeof(float) * (size_t)dim * k);
-        nn_run(c->run, &c->layer, x, k, H, W, gy);
+        mmp_nn_run(c->run, &c->layer, x, k, H, W, gy);
         for (int j = 0; j < k; j++) memcpy(items[idx[j]].out, gy + (size_t)dim * j, sizeof(float) * dim);
         free(gy);
     }
@@ -180,13 +180,13 @@ int main(int argc, char **argv) {
     c.max_pixels = max_pixels;
     c.out_dtype = dtype ? MMP_F16 : MMP_F32;
     char err[1024];
-    if (nn_model_load(&c.m, model, arch, err, sizeof err)) mmp_die("%s", err);
-    if (nn_layer_parse(c.m, layer, &c.layer, err, sizeof err)) mmp_die("%s", err);
-    nn_preproc pre = nn_model_preproc(c.m);
+    if (mmp_nn_model_load(&c.m, model, arch, err, sizeof err)) mmp_die("%s", err);
+    if (mmp_nn_layer_parse(c.m, layer, &c.layer, err, sizeof err)) mmp_die("%s", err);
+    mmp_nn_preproc pre = mmp_nn_model_preproc(c.m);
     memcpy(c.mean, pre.mean, sizeof c.mean);
     memcpy(c.std, pre.std, sizeof c.std);
-    if (mean_s && nn_parse3(mean_s, c.mean)) mmp_die("bad value for --mean: %s (want a,b,c)", mean_s);
-    if (std_s && nn_parse3(std_s, c.std)) mmp_die("bad value for --std: %s (want a,b,c)", std_s);
+    if (mean_s && mmp_nn_parse3(mean_s, c.mean)) mmp_die("bad value for --mean: %s (want a,b,c)", mean_s);
+    if (std_s && mmp_nn_parse3(std_s, c.std)) mmp_die("bad value for --std: %s (want a,b,c)", std_s);
     for (int k = 0; k < 3; k++)
         if (!(c.std[k] > 0)) mmp_die("bad value for --std: %s (must be positive)", std_s);
     char sha[65];
@@ -216,12 +216,12 @@ int main(int argc, char **argv) {
     int fixed = fh > 0 && fw > 0;
     if (size && fixed && (fh != size || fw != size))
         mmp_die("%s: images are %dx%d but --size %lld", c.in_name, fh, fw, size);
-    if (fixed && nn_output_dim(c.m, &c.layer, fh, fw) <= 0)
-        mmp_die("%s: images %dx%d are too small for %s --layer %s", c.in_name, fh, fw, nn_model_arch(c.m), layer);
+    if (fixed && mmp_nn_output_dim(c.m, &c.layer, fh, fw) <= 0)
+        mmp_die("%s: images %dx%d are too small for %s --layer %s", c.in_name, fh, fw, mmp_nn_model_arch(c.m), layer);
     /* records per batch: a multiple of the micro-batch, so that the result does
      * not depend on --batch (same micro-batches) when the size is fixed */
     if (fixed) {
-        int g = nn_micro_batch(fh, fw);
+        int g = mmp_nn_micro_batch(fh, fw);
         batch = (batch + g - 1) / g * g;
     }
 
@@ -230,16 +230,16 @@ int main(int argc, char **argv) {
     mmp_header_copy(&oh, ih);
     if (!keep) mmp_header_remove_field(&oh, field);
     int64_t dim = -1;
-    if (fixed || c.layer.kind != NN_OUT_BLOCK || !c.layer.flat)
-        dim = nn_output_dim(c.m, &c.layer, fixed ? fh : 1024, fixed ? fw : 1024);
+    if (fixed || c.layer.kind != MMP_NN_OUT_BLOCK || !c.layer.flat)
+        dim = mmp_nn_output_dim(c.m, &c.layer, fixed ? fh : 1024, fixed ? fw : 1024);
     mmp_header_add_field(&oh, "embedding", c.out_dtype, 1, &dim);
     char sizestr[64];
     if (size) snprintf(sizestr, sizeof sizestr, "%lldx%lld", size, size);
     else if (fixed) snprintf(sizestr, sizeof sizestr, "%dx%d", fh, fw);
     else snprintf(sizestr, sizeof sizestr, "any");
     char *ms = mmp_provenance_floats(c.mean), *ss = mmp_provenance_floats(c.std);
-    char *prov = mmp_provenance_format(nn_model_arch(c.m), c.layer.name, sizestr, sha, c.mean, c.std);
-    mmp_meta_set(&oh.meta, "embed.arch", nn_model_arch(c.m));
+    char *prov = mmp_provenance_format(mmp_nn_model_arch(c.m), c.layer.name, sizestr, sha, c.mean, c.std);
+    mmp_meta_set(&oh.meta, "embed.arch", mmp_nn_model_arch(c.m));
     mmp_meta_set(&oh.meta, "embed.layer", c.layer.name);
     mmp_meta_set(&oh.meta, "embed.size", sizestr);
     mmp_meta_set(&oh.meta, "embed.mean", ms);
@@ -252,7 +252,7 @@ int main(int argc, char **argv) {
     mmp_header_stamp(&oh, argc, argv);
     mmp_writer *w = mmp_writer_open(out, &oh, (int)level);
 
-    c.run = nn_runner_new(c.m, &nn_ops_cpu, (int)threads);
+    c.run = mmp_nn_runner_new(c.m, &mmp_nn_ops_cpu, (int)threads);
     item *items = mmp_xcalloc((size_t)batch, sizeof(item));
     for (int i = 0; i < batch; i++) mmp_record_init(&items[i].rec);
     uint64_t recno = 0;
@@ -288,8 +288,8 @@ int main(int argc, char **argv) {
     free(items);
     free(ms), free(ss), free(prov);
     free(c.x), free(c.y);
-    nn_runner_free(c.run);
-    nn_model_free(c.m);
+    mmp_nn_runner_free(c.run);
+    mmp_nn_model_free(c.m);
     mmp_header_free(&oh);
     return 0;
 }

@@ -21,8 +21,8 @@ static inline float *t_randv(uint64_t *s, size_t n, float scale) {
 }
 /* out[G,Ho,Wo,cout] = act(conv(in[G,H,W,cin]) + b (+ res)), accumulated in
  * double, straight from the definition (dense or depthwise per c). */
-static inline void t_naive_conv(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out) {
-    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+static inline void t_naive_conv(const mmp_nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out) {
+    int Ho = mmp_nn_conv_out(H, c->k, c->stride, c->pad), Wo = mmp_nn_conv_out(W, c->k, c->stride, c->pad);
     for (int g = 0; g < G; g++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++)
@@ -41,8 +41,8 @@ static inline void t_naive_conv(const nn_conv *c, const float *in, int G, int H,
                         }
                     size_t oi = (((size_t)g * Ho + oy) * Wo + ox) * c->cout + o;
                     if (res) s += res[oi];
-                    if (c->act != NN_ACT_NONE && s < 0) s = 0;
-                    if (c->act == NN_ACT_RELU6 && s > 6) s = 6;
+                    if (c->act != MMP_NN_ACT_NONE && s < 0) s = 0;
+                    if (c->act == MMP_NN_ACT_RELU6 && s > 6) s = 6;
                     out[oi] = (float)s;
                 }
 }

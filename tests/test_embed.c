@@ -89,7 +89,7 @@ static void write_f32(const char *path, fixture *a, const float mean[3], const f
         mmp_record r;
         mmp_record_init(&r);
         mmp_tensor *t = mmp_record_add(&r, "image", MMP_F32, 3, shp);
-        nn_normalize_u8((const uint8_t *)a->in->data + i * hw * 3, a->H, a->W, mean, std, tmp);
+        mmp_nn_normalize_u8((const uint8_t *)a->in->data + i * hw * 3, a->H, a->W, mean, std, tmp);
         float *d = t->data;
         for (size_t p = 0; p < hw; p++)
             for (int c = 0; c < 3; c++) d[c * hw + p] = tmp[p * 3 + c];

@@ -12,19 +12,19 @@
 static uint64_t rs = 12345;
 
 
-static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int dw, nn_act a, int with_res) {
-    nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
+static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int dw, mmp_nn_act a, int with_res) {
+    mmp_nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
     c.w = t_randv(&rs, (size_t)cout * k * k * (dw ? 1 : cin), 1.0f);
     c.b = t_randv(&rs, cout, 1.0f);
-    int Ho = nn_conv_out(H, k, s, k / 2), Wo = nn_conv_out(W, k, s, k / 2);
+    int Ho = mmp_nn_conv_out(H, k, s, k / 2), Wo = mmp_nn_conv_out(W, k, s, k / 2);
     size_t no = (size_t)G * Ho * Wo * cout;
     float *in = t_randv(&rs, (size_t)G * H * W * cin, 1.0f), *res = with_res ? t_randv(&rs, no, 1.0f) : NULL;
-    if (a == NN_ACT_RELU6)
+    if (a == MMP_NN_ACT_RELU6)
         for (size_t i = 0; i < (size_t)G * H * W * cin; i++) in[i] *= 8; /* reach the clamp */
     float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
-    size_t sn = nn_cpu_conv2d_scratch(&c, G, H, W);
+    size_t sn = mmp_nn_cpu_conv2d_scratch(&c, G, H, W);
     float *scratch = sn ? malloc(sizeof(float) * sn) : NULL;
-    nn_cpu_conv2d(&c, in, G, H, W, res, o1, scratch);
+    mmp_nn_cpu_conv2d(&c, in, G, H, W, res, o1, scratch);
     t_naive_conv(&c, in, G, H, W, res, o2);
     double e = t_maxrel(o1, o2, no, 1e-5, 1e-5, NULL);
     CHECKF(e <= 1, "conv G%d %dx%d cin %d cout %d k%d s%d dw%d act%d res%d: err %.3g", G, H, W, cin, cout, k, s, dw,
@@ -34,22 +34,22 @@ static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int 
 
 int main(void) {
     mmp_set_progname("test_nn_ops");
-    nn_cpu_init();
+    mmp_nn_cpu_init();
     int sizes[4][2] = {{1, 1}, {2, 3}, {5, 7}, {16, 9}};
     for (int z = 0; z < 4; z++) {
         int H = sizes[z][0], W = sizes[z][1];
         for (int s = 1; s <= 2; s++) {
-            test_conv(2, H, W, 5, 7, 1, s, 0, NN_ACT_NONE, s == 1);
-            test_conv(2, H, W, 6, 9, 3, s, 0, NN_ACT_RELU, 1);
-            test_conv(1, H, W, 3, 8, 7, s, 0, NN_ACT_RELU, 0);
-            test_conv(3, H, W, 13, 13, 3, s, 1, NN_ACT_RELU6, 0);
-            test_conv(2, H, W, 24, 24, 3, s, 1, NN_ACT_NONE, 1);
-            test_conv(1, H, W, 5, 5, 3, s, 1, NN_ACT_RELU, 0);
+            test_conv(2, H, W, 5, 7, 1, s, 0, MMP_NN_ACT_NONE, s == 1);
+            test_conv(2, H, W, 6, 9, 3, s, 0, MMP_NN_ACT_RELU, 1);
+            test_conv(1, H, W, 3, 8, 7, s, 0, MMP_NN_ACT_RELU, 0);
+            test_conv(3, H, W, 13, 13, 3, s, 1, MMP_NN_ACT_RELU6, 0);
+            test_conv(2, H, W, 24, 24, 3, s, 1, MMP_NN_ACT_NONE, 1);
+            test_conv(1, H, W, 5, 5, 3, s, 1, MMP_NN_ACT_RELU, 0);
         }
         /* maxpool / avgpool / to_chw, C = 11 (vector + tail) */
-        int G = 2, C = 11, Ho = nn_conv_out(H, 3, 2, 1), Wo = nn_conv_out(W, 3, 2, 1);
+        int G = 2, C = 11, Ho = mmp_nn_conv_out(H, 3, 2, 1), Wo = mmp_nn_conv_out(W, 3, 2, 1);
         float *in = t_randv(&rs, (size_t)G * H * W * C, 1.0f), *o = malloc(sizeof(float) * G * Ho * Wo * C);
-        nn_cpu_maxpool3x3s2(in, G, H, W, C, o);
+        mmp_nn_cpu_maxpool3x3s2(in, G, H, W, C, o);
         for (int g = 0; g < G; g++)
             for (int oy = 0; oy < Ho; oy++)
                 for (int ox = 0; ox < Wo; ox++)
@@ -61,8 +61,8 @@ int main(void) {
                         CHECK(o[((g * Ho + oy) * Wo + ox) * C + c] == m);
                     }
         float avg[22], chw[2 * 11 * 16 * 9];
-        nn_cpu_avgpool(in, G, H * W, C, avg);
-        nn_cpu_to_chw(in, G, H * W, C, chw);
+        mmp_nn_cpu_avgpool(in, G, H * W, C, avg);
+        mmp_nn_cpu_to_chw(in, G, H * W, C, chw);
         for (int g = 0; g < G; g++)
             for (int c = 0; c < C; c++) {
                 double s = 0;
@@ -77,7 +77,7 @@ int main(void) {
     /* linear */
     int G = 3, D = 19, O = 10;
     float *x = t_randv(&rs, G * D, 1.0f), *w = t_randv(&rs, O * D, 1.0f), *b = t_randv(&rs, O, 1.0f), y[30];
-    nn_cpu_linear(x, G, D, w, b, O, y);
+    mmp_nn_cpu_linear(x, G, D, w, b, O, y);
     for (int g = 0; g < G; g++)
         for (int o = 0; o < O; o++) {
             double s = b[o];

@@ -72,10 +72,10 @@ int main(void) {
     if (!sh) SKIP("no shared data (MMP_SHARED)");
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/models/mobilenet_v2-imagenet.safetensors", sh);
-    nn_model *m;
-    if (nn_model_load(&m, path, NULL, err, sizeof err)) SKIP("%s", err);
-    CHECK(!strcmp(nn_model_arch(m), "mobilenet_v2") && nn_model_classes(m) == 1000);
-    nn_preproc p = nn_model_preproc(m);
+    mmp_nn_model *m;
+    if (mmp_nn_model_load(&m, path, NULL, err, sizeof err)) SKIP("%s", err);
+    CHECK(!strcmp(mmp_nn_model_arch(m), "mobilenet_v2") && mmp_nn_model_classes(m) == 1000);
+    mmp_nn_preproc p = mmp_nn_model_preproc(m);
     CHECK(p.size == 224 && p.mean[0] == 0.5f && p.std[2] == 0.5f);
     const char *files[3] = {"parrot.jpg", "hot_dog.jpg", "cat_720p.jpg"};
     const int want[3] = {88, 934, 285};
@@ -85,12 +85,12 @@ int main(void) {
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/models/samples/%s", sh, files[i]);
         CHECKF(prepare(path, S, u8) == 0, "cannot decode %s", path);
-        nn_normalize_u8(u8, S, S, p.mean, p.std, x + (size_t)i * S * S * 3);
+        mmp_nn_normalize_u8(u8, S, S, p.mean, p.std, x + (size_t)i * S * S * 3);
     }
-    nn_layer l;
-    CHECK(nn_layer_parse(m, "logits", &l, err, sizeof err) == 0);
-    nn_runner *r = nn_runner_new(m, &nn_ops_cpu, 2);
-    nn_run(r, &l, x, 3, S, S, logits);
+    mmp_nn_layer l;
+    CHECK(mmp_nn_layer_parse(m, "logits", &l, err, sizeof err) == 0);
+    mmp_nn_runner *r = mmp_nn_runner_new(m, &mmp_nn_ops_cpu, 2);
+    mmp_nn_run(r, &l, x, 3, S, S, logits);
     for (int i = 0; i < 3; i++) {
         const float *z = logits + i * 1000;
         int best = 0;
@@ -101,8 +101,8 @@ int main(void) {
         printf("%-14s top-1 %3d (want %3d) p=%.3f\n", files[i], best, want[i], 1.0 / se);
         CHECKF(best == want[i], "%s: top-1 %d, expected %d", files[i], best, want[i]);
     }
-    nn_runner_free(r);
-    nn_model_free(m);
+    mmp_nn_runner_free(r);
+    mmp_nn_model_free(m);
     free(u8), free(x);
     TEST_END();
 }

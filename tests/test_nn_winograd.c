@@ -1,5 +1,5 @@
 /* Winograd F(2x2,3x3) and F(4x4,3x3) (nn/winograd.h) vs the im2col path of
- * nn_cpu_conv2d and a double-precision direct convolution, on random data
+ * mmp_nn_cpu_conv2d and a double-precision direct convolution, on random data
  * (inputs and weights uniform in [-1,1), bias and residual too): channel
  * counts with a scalar tail (3, 5, 13, 33, 70) and multiples of 8; maps
  * 1x1, 2x2, 3x3, 7x7, 5x9, 16x16, 33x47 (tiles crossing the border, output
@@ -10,10 +10,10 @@
  * at cin 256). Asserted: vs double F(2x2) <= 2e-6, F(4x4) <= 3e-5; vs the
  * im2col path F(2x2) <= 3e-6, F(4x4) <= 3e-5 (same scale). WINO_VERBOSE=1
  * prints every case.
- * Also: the dispatch (nn_cpu_conv2d runs Winograd only on maps with >= 9
- * tiles, scratch from nn_cpu_conv2d_scratch); an image's output is
+ * Also: the dispatch (mmp_nn_cpu_conv2d runs Winograd only on maps with >= 9
+ * tiles, scratch from mmp_nn_cpu_conv2d_scratch); an image's output is
  * bit-identical alone and inside a batch (chunks of tiles cross images);
- * nn_wino_prepare refuses non-eligible convolutions; nn_wino_pick_m. */
+ * mmp_nn_wino_prepare refuses non-eligible convolutions; mmp_nn_wino_pick_m. */
 #include <stdint.h>
 #include <string.h>
 
@@ -27,7 +27,7 @@ static uint64_t rs = 777;
 
 /* out[G,H,W,cout] in double, 3x3 stride 1 pad 1, + b (+ res), act;
  * returns max |value before the activation| (the error scale). */
-static double direct(const nn_conv *c, const float *in, int G, int H, int W, const float *res, double *out) {
+static double direct(const mmp_nn_conv *c, const float *in, int G, int H, int W, const float *res, double *out) {
     double scale = 0;
     for (int g = 0; g < G; g++)
         for (int y = 0; y < H; y++)
@@ -45,8 +45,8 @@ static double direct(const nn_conv *c, const float *in, int G, int H, int W, con
                     size_t oi = (((size_t)g * H + y) * W + x) * c->cout + o;
                     if (res) s += res[oi];
                     scale = fabs(s) > scale ? fabs(s) : scale;
-                    if (c->act != NN_ACT_NONE && !(s > 0)) s = 0;
-                    if (c->act == NN_ACT_RELU6 && s > 6) s = 6;
+                    if (c->act != MMP_NN_ACT_NONE && !(s > 0)) s = 0;
+                    if (c->act == MMP_NN_ACT_RELU6 && s > 6) s = 6;
                     out[oi] = s;
                 }
     return scale;
@@ -67,32 +67,32 @@ static int im2col_batch_dep; /* cases where the im2col path gives an image other
 
 static double worst[3]; /* im2col, F(2x2), F(4x4) vs double */
 
-static void test_case(int G, int H, int W, int cin, int cout, nn_act act, int with_res) {
-    nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0};
+static void test_case(int G, int H, int W, int cin, int cout, mmp_nn_act act, int with_res) {
+    mmp_nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0};
     c.w = t_randv(&rs, (size_t)cout * 9 * cin, 1.0f);
     c.b = t_randv(&rs, cout, 1.0f);
     size_t ni = (size_t)G * H * W * cin, no = (size_t)G * H * W * cout;
     float *in = t_randv(&rs, ni, 1.0f), *res = with_res ? t_randv(&rs, no, 1.0f) : NULL;
-    if (act == NN_ACT_RELU6)
+    if (act == MMP_NN_ACT_RELU6)
         for (size_t i = 0; i < ni; i++) in[i] *= 4; /* reach the clamp */
     double *ref = malloc(sizeof(double) * no);
     double scale = direct(&c, in, G, H, W, res, ref);
     float *y0 = malloc(sizeof(float) * no), *y = malloc(sizeof(float) * no);
     /* the im2col path (no Winograd weights yet) */
-    size_t sn = nn_cpu_conv2d_scratch(&c, G, H, W);
+    size_t sn = mmp_nn_cpu_conv2d_scratch(&c, G, H, W);
     float *scratch = malloc(sizeof(float) * (sn ? sn : 1));
-    nn_cpu_conv2d(&c, in, G, H, W, res, y0, scratch);
+    mmp_nn_cpu_conv2d(&c, in, G, H, W, res, y0, scratch);
     free(scratch);
     double e0 = err_d(y0, ref, no, scale);
     worst[0] = e0 > worst[0] ? e0 : worst[0];
     CHECKF(e0 <= 2e-6, "im2col G%d %dx%d %d->%d: err %.3g", G, H, W, cin, cout, e0);
     for (int m = 2; m <= 4; m += 2) {
-        CHECK(nn_wino_prepare(&c, m) == 0 && c.wino && c.wino_m == m);
+        CHECK(mmp_nn_wino_prepare(&c, m) == 0 && c.wino && c.wino_m == m);
         /* direct call: every map size, even 1x1 */
-        sn = nn_wino_scratch(&c, G, H, W);
+        sn = mmp_nn_wino_scratch(&c, G, H, W);
         scratch = malloc(sizeof(float) * sn);
         memset(y, 0xff, sizeof(float) * no); /* NaN: every output must be written */
-        nn_wino_conv2d(&c, in, G, H, W, res, y, scratch);
+        mmp_nn_wino_conv2d(&c, in, G, H, W, res, y, scratch);
         free(scratch);
         double e = err_d(y, ref, no, scale), e1 = err_f(y, y0, no, scale);
         worst[m / 2] = e > worst[m / 2] ? e : worst[m / 2];
@@ -102,25 +102,25 @@ static void test_case(int G, int H, int W, int cin, int cout, nn_act act, int wi
                cout, act, with_res, e, e1);
         /* dispatch: Winograd from 9 tiles on, else the im2col result bit for bit */
         int tiles = ((H + m - 1) / m) * ((W + m - 1) / m);
-        CHECK(nn_wino_use(&c, H, W) == (tiles >= 9));
-        sn = nn_cpu_conv2d_scratch(&c, G, H, W);
+        CHECK(mmp_nn_wino_use(&c, H, W) == (tiles >= 9));
+        sn = mmp_nn_cpu_conv2d_scratch(&c, G, H, W);
         scratch = malloc(sizeof(float) * (sn ? sn : 1));
         float *y2 = malloc(sizeof(float) * no);
-        nn_cpu_conv2d(&c, in, G, H, W, res, y2, scratch);
+        mmp_nn_cpu_conv2d(&c, in, G, H, W, res, y2, scratch);
         CHECKF(!memcmp(y2, tiles >= 9 ? y : y0, sizeof(float) * no), "F(%dx%d) %dx%d: dispatch", m, m, H, W);
         /* the last image alone: same bits as inside the batch (Winograd: by
          * construction; the im2col path relies on OpenBLAS, only counted) */
         if (G > 1) {
             size_t pi = (size_t)H * W * cin, po = (size_t)H * W * cout;
             const float *ri = res ? res + (G - 1) * po : NULL;
-            nn_cpu_conv2d(&c, in + (G - 1) * pi, 1, H, W, ri, y2, scratch);
+            mmp_nn_cpu_conv2d(&c, in + (G - 1) * pi, 1, H, W, ri, y2, scratch);
             int same = !memcmp(y2, (tiles >= 9 ? y : y0) + (G - 1) * po, sizeof(float) * po);
             if (tiles >= 9)
                 CHECKF(same, "F(%dx%d) G%d %dx%d %d->%d: image alone differs from the batch", m, m, G, H, W, cin, cout);
             else
                 im2col_batch_dep += !same;
-            float *s1 = malloc(sizeof(float) * nn_wino_scratch(&c, 1, H, W));
-            nn_wino_conv2d(&c, in + (G - 1) * pi, 1, H, W, ri, y2, s1);
+            float *s1 = malloc(sizeof(float) * mmp_nn_wino_scratch(&c, 1, H, W));
+            mmp_nn_wino_conv2d(&c, in + (G - 1) * pi, 1, H, W, ri, y2, s1);
             CHECKF(!memcmp(y2, y + (G - 1) * po, sizeof(float) * po), "F(%dx%d) G%d %dx%d %d->%d: alone differs",
                    m, m, G, H, W, cin, cout);
             free(s1);
@@ -133,17 +133,17 @@ static void test_case(int G, int H, int W, int cin, int cout, nn_act act, int wi
 
 int main(void) {
     mmp_set_progname("test_nn_winograd");
-    nn_cpu_init();
+    mmp_nn_cpu_init();
     static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 3}, {7, 7}, {5, 9}, {16, 16}, {33, 47}};
     static const int chans[][2] = {{3, 5}, {13, 13}, {8, 16}, {33, 70}, {64, 64}};
     for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
         for (size_t k = 0; k < sizeof chans / sizeof *chans; k++) {
             int H = sizes[z][0], W = sizes[z][1], big = H * W > 100;
             int G = big ? 2 : 3;
-            test_case(G, H, W, chans[k][0], chans[k][1], (nn_act)((z + k) % 3), (int)((z + k) % 2));
-            if (!big) test_case(1, W, H, chans[k][1], chans[k][0], NN_ACT_RELU, 1);
+            test_case(G, H, W, chans[k][0], chans[k][1], (mmp_nn_act)((z + k) % 3), (int)((z + k) % 2));
+            if (!big) test_case(1, W, H, chans[k][1], chans[k][0], MMP_NN_ACT_RELU, 1);
         }
-    test_case(2, 14, 14, 256, 256, NN_ACT_RELU, 1); /* ResNet layer3 shape (the GEMM's K = 256) */
+    test_case(2, 14, 14, 256, 256, MMP_NN_ACT_RELU, 1); /* ResNet layer3 shape (the GEMM's K = 256) */
     printf("max error / max|pre-activation output| vs double: im2col %.3g, F(2x2) %.3g, F(4x4) %.3g\n", worst[0],
            worst[1], worst[2]);
     printf("im2col path (OpenBLAS): %d cases where an image alone got other bits than in its batch\n",
@@ -151,20 +151,20 @@ int main(void) {
 
     /* eligibility */
     float w[27 * 4] = {0}, b[4] = {0};
-    nn_conv s2 = {3, 4, 3, 2, 1, 0, NN_ACT_NONE, w, b, NULL, 0}, k1 = {3, 4, 1, 1, 0, 0, NN_ACT_NONE, w, b, NULL, 0};
-    nn_conv dw = {4, 4, 3, 1, 1, 1, NN_ACT_NONE, w, b, NULL, 0}, ok = {3, 4, 3, 1, 1, 0, NN_ACT_NONE, w, b, NULL, 0};
-    CHECK(nn_wino_prepare(&s2, 4) == -1 && !s2.wino && !nn_wino_use(&s2, 64, 64));
-    CHECK(nn_wino_prepare(&k1, 2) == -1 && !k1.wino);
-    CHECK(nn_wino_prepare(&dw, 2) == -1 && !dw.wino);
-    CHECK(nn_wino_prepare(&ok, 3) == -1 && !ok.wino);
-    CHECK(nn_wino_prepare(&ok, 2) == 0 && ok.wino && nn_wino_use(&ok, 6, 6) && !nn_wino_use(&ok, 5, 4));
+    mmp_nn_conv s2 = {3, 4, 3, 2, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0}, k1 = {3, 4, 1, 1, 0, 0, MMP_NN_ACT_NONE, w, b, NULL, 0};
+    mmp_nn_conv dw = {4, 4, 3, 1, 1, 1, MMP_NN_ACT_NONE, w, b, NULL, 0}, ok = {3, 4, 3, 1, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0};
+    CHECK(mmp_nn_wino_prepare(&s2, 4) == -1 && !s2.wino && !mmp_nn_wino_use(&s2, 64, 64));
+    CHECK(mmp_nn_wino_prepare(&k1, 2) == -1 && !k1.wino);
+    CHECK(mmp_nn_wino_prepare(&dw, 2) == -1 && !dw.wino);
+    CHECK(mmp_nn_wino_prepare(&ok, 3) == -1 && !ok.wino);
+    CHECK(mmp_nn_wino_prepare(&ok, 2) == 0 && ok.wino && mmp_nn_wino_use(&ok, 6, 6) && !mmp_nn_wino_use(&ok, 5, 4));
     free(ok.wino);
     /* tile size choice (MMP_NN_WINOGRAD unset) */
     if (!getenv("MMP_NN_WINOGRAD")) {
-        CHECK(nn_wino_pick_m(56, 56) == 4 && nn_wino_pick_m(28, 28) == 4 && nn_wino_pick_m(12, 12) == 4);
-        CHECK(nn_wino_pick_m(9, 12) == 4 && nn_wino_pick_m(14, 14) == 2);
-        CHECK(nn_wino_pick_m(7, 7) == 2 && nn_wino_pick_m(6, 6) == 2 && nn_wino_pick_m(5, 5) == 2);
-        CHECK(nn_wino_pick_m(4, 4) == 0 && nn_wino_pick_m(2, 3) == 0);
+        CHECK(mmp_nn_wino_pick_m(56, 56) == 4 && mmp_nn_wino_pick_m(28, 28) == 4 && mmp_nn_wino_pick_m(12, 12) == 4);
+        CHECK(mmp_nn_wino_pick_m(9, 12) == 4 && mmp_nn_wino_pick_m(14, 14) == 2);
+        CHECK(mmp_nn_wino_pick_m(7, 7) == 2 && mmp_nn_wino_pick_m(6, 6) == 2 && mmp_nn_wino_pick_m(5, 5) == 2);
+        CHECK(mmp_nn_wino_pick_m(4, 4) == 0 && mmp_nn_wino_pick_m(2, 3) == 0);
     }
     TEST_END();
 }

@@ -5,20 +5,20 @@
 #include "nn/ops.h"
 
 /* A 1x1 conv's weights w[N][K] (N = cout, K = cin) in the layout of
- * nn_cpu_pw_gemm: panels of 16 output channels, panel q at q*16*K floats,
+ * mmp_nn_cpu_pw_gemm: panels of 16 output channels, panel q at q*16*K floats,
  * [K][16] ([K][8] for a last panel of <= 8 channels), zero padded. The
  * caller frees it. */
-float *nn_cpu_pack_1x1(const float *w, int N, int K);
+float *mmp_nn_cpu_pack_1x1(const float *w, int N, int K);
 
 /* C[M,N] = act(A[M,K] (row stride lda) . W^T + bias[N] (+ R[M,N])), W
- * packed by nn_cpu_pack_1x1, C and R with row stride N. Single-threaded, AVX2/FMA register-blocked
+ * packed by mmp_nn_cpu_pack_1x1, C and R with row stride N. Single-threaded, AVX2/FMA register-blocked
  * (6 rows x 16 columns); each element's sum runs over k in order, so a
  * row's result does not depend on M or on the other rows. */
-void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
-                    const float *R, float *C, nn_act act);
+void mmp_nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
+                    const float *R, float *C, mmp_nn_act act);
 
 /* One output row of a depthwise 3x3 conv (pad 1, stride c->stride):
  * rows[ky] = input row oy*s-1+ky ([W,C]), NULL where it is padding;
  * out [Wo,C] = act(conv + b (+ res[Wo,C])); res may be NULL. */
-void nn_cpu_dw3x3_row(const nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
+void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
 #endif

@@ -10,7 +10,7 @@
  *  - the 1x1 convolutions are a small register-blocked GEMM (pw_gemm):
  *    6 rows x 16 output channels in 12 AVX2 accumulators, A = the NHWC
  *    activations read in place (broadcast), B = the weights packed in
- *    panels of 16 output channels once at load time (nn_cpu_pack_1x1,
+ *    panels of 16 output channels once at load time (mmp_nn_cpu_pack_1x1,
  *    called by model.c), a contiguous stream; bias, residual and ReLU6 are
  *    applied before the store (no fill/epilogue passes, no per-call
  *    packing);
@@ -51,7 +51,7 @@ static inline __attribute__((always_inline)) void ukr(const int mr, const int NV
                                                       const float *const *As, const int *Ks, const int *Bo,
                                                       long lda, const float *B0, long ldb,
                                                       const float *bias, const float *R, long ldr, float *C,
-                                                      long ldc, nn_act act, __m256i mk0, __m256i mk1) {
+                                                      long ldc, mmp_nn_act act, __m256i mk0, __m256i mk1) {
     /* named accumulators (arrays end up on the stack) */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -83,8 +83,8 @@ static inline __attribute__((always_inline)) void ukr(const int mr, const int NV
             v0 = _mm256_add_ps(v0, masked ? _mm256_maskload_ps(r, mk0) : _mm256_loadu_ps(r));               \
             if (NV == 2) v1 = _mm256_add_ps(v1, masked ? _mm256_maskload_ps(r + 8, mk1) : _mm256_loadu_ps(r + 8)); \
         }                                                                                                   \
-        if (act != NN_ACT_NONE) v0 = _mm256_max_ps(v0, zero), v1 = _mm256_max_ps(v1, zero);                \
-        if (act == NN_ACT_RELU6) v0 = _mm256_min_ps(v0, six), v1 = _mm256_min_ps(v1, six);                  \
+        if (act != MMP_NN_ACT_NONE) v0 = _mm256_max_ps(v0, zero), v1 = _mm256_max_ps(v1, zero);                \
+        if (act == MMP_NN_ACT_RELU6) v0 = _mm256_min_ps(v0, six), v1 = _mm256_min_ps(v1, six);                  \
         float *o = C + i * ldc;                                                                             \
         if (masked) {                                                                                       \
             _mm256_maskstore_ps(o, mk0, v0);                                                                \
@@ -102,7 +102,7 @@ static inline __attribute__((always_inline)) void ukr(const int mr, const int NV
     static void ukr_##NV##_##MASKED(int mr, int nseg, const float *const *As, const int *Ks, const int *Bo,  \
                                     long lda, const float *B, long ldb,                                     \
                                     const float *bias, const float *R, long ldr, float *C, long ldc,       \
-                                    nn_act act, __m256i mk0, __m256i mk1) {                                \
+                                    mmp_nn_act act, __m256i mk0, __m256i mk1) {                                \
         switch (mr) {                                                                                       \
         case 6: ukr(6, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
         case 5: ukr(5, NV, MASKED, nseg, As, Ks, Bo, lda, B, ldb, bias, R, ldr, C, ldc, act, mk0, mk1); break;          \
@@ -123,7 +123,7 @@ static __m256i lanes(int n) { /* lanes < n set */
 }
 #endif
 
-float *nn_cpu_pack_1x1(const float *w, int N, int K) {
+float *mmp_nn_cpu_pack_1x1(const float *w, int N, int K) {
     int np = (N + 15) / 16;
     float *p = mmp_xcalloc((size_t)np * 16 * K + 1, sizeof(float));
     for (int q = 0; q < np; q++) {
@@ -140,7 +140,7 @@ float *nn_cpu_pack_1x1(const float *w, int N, int K) {
  * row i of segment g is As[g] + i*lda (Ks[g] values), multiplied with rows
  * Bo[g].. of the packed B (K rows in all). */
 static void gemm_seg(int M, int N, int K, int nseg, const float *const *As, const int *Ks, const int *Bo, long lda,
-                     const float *Bp, const float *bias, const float *R, float *C, nn_act act) {
+                     const float *Bp, const float *bias, const float *R, float *C, mmp_nn_act act) {
     /* column chunks of B small enough to stay in L2 while all rows pass */
     long nc = (192L * 1024 / 4) / (K > 0 ? K : 1) / 16 * 16;
     if (nc < 16) nc = 16;
@@ -172,8 +172,8 @@ static void gemm_seg(int M, int N, int K, int nseg, const float *const *As, cons
 }
 #endif
 
-void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
-                    const float *R, float *C, nn_act act) {
+void mmp_nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
+                    const float *R, float *C, mmp_nn_act act) {
 #ifdef __AVX2__
     const float *as[1] = {A};
     int ks[1] = {K}, bo[1] = {0};
@@ -186,8 +186,8 @@ void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *
             for (int k = 0; k < K; k++) s += A[m * lda + k] * Bp[((long)q * 16 * K) + (long)k * wp + j];
             float v = s + bias[n];
             if (R) v += R[m * N + n];
-            if (act != NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;
-            if (act == NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
+            if (act != MMP_NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;
+            if (act == MMP_NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
             C[m * N + n] = v;
         }
 #endif
@@ -197,29 +197,29 @@ void nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *
 
 /* Images per group: whole images whose expanded + depthwise tensors fit the
  * budget; 0 = not even one (then bands of rows). */
-static int group_images(const nn_inverted_residual *b, int G, int H, int W) {
+static int group_images(const mmp_nn_inverted_residual *b, int G, int H, int W) {
     int hid = b->dw->cout, s = b->dw->stride;
-    int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
+    int Ho = mmp_nn_conv_out(H, 3, s, 1), Wo = mmp_nn_conv_out(W, 3, s, 1);
     long per = ((b->expand ? (long)H * W : 0) + (long)Ho * Wo) * hid * (long)sizeof(float);
     long g = IR_BUDGET / (per > 0 ? per : 1);
     return (int)(g > G ? G : g);
 }
 
 /* Output rows per band (ring mode): the ring holds (R-1)*s+3 expanded rows. */
-static int band_rows(const nn_inverted_residual *b, int H, int W) {
+static int band_rows(const mmp_nn_inverted_residual *b, int H, int W) {
     int hid = b->dw->cout, s = b->dw->stride;
-    int Wo = nn_conv_out(W, 3, s, 1);
+    int Wo = mmp_nn_conv_out(W, 3, s, 1);
     long rowe = (long)W * hid * sizeof(float), rowd = (long)Wo * hid * sizeof(float);
     long r = (IR_BUDGET - 3 * rowe + (long)s * rowe) / ((long)s * rowe + rowd);
-    int Ho = nn_conv_out(H, 3, s, 1);
+    int Ho = mmp_nn_conv_out(H, 3, s, 1);
     if (r < 1) r = 1;
     if (r > Ho) r = Ho;
     return (int)r;
 }
 
-size_t nn_cpu_inverted_residual_scratch(const nn_inverted_residual *b, int G, int H, int W) {
+size_t mmp_nn_cpu_inverted_residual_scratch(const mmp_nn_inverted_residual *b, int G, int H, int W) {
     int hid = b->dw->cout, s = b->dw->stride;
-    int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
+    int Ho = mmp_nn_conv_out(H, 3, s, 1), Wo = mmp_nn_conv_out(W, 3, s, 1);
     int gb = group_images(b, G, H, W);
     if (gb > 0) return (size_t)gb * ((b->expand ? (size_t)H * W : 0) + (size_t)Ho * Wo) * hid;
     int R = band_rows(b, H, W);
@@ -229,22 +229,22 @@ size_t nn_cpu_inverted_residual_scratch(const nn_inverted_residual *b, int G, in
 
 /* Depthwise output rows [oy0, oy1) of one image whose expanded input row iy
  * is at rows[iy mod nring] (nring >= H: rows = the image). */
-static void dw_rows(const nn_conv *dw, const float *ring, int nring, int H, int W, int oy0, int oy1, float *out) {
-    int C = dw->cout, s = dw->stride, Wo = nn_conv_out(W, 3, s, 1);
+static void dw_rows(const mmp_nn_conv *dw, const float *ring, int nring, int H, int W, int oy0, int oy1, float *out) {
+    int C = dw->cout, s = dw->stride, Wo = mmp_nn_conv_out(W, 3, s, 1);
     for (int oy = oy0; oy < oy1; oy++) {
         const float *r3[3];
         for (int ky = 0; ky < 3; ky++) {
             int iy = oy * s - 1 + ky;
             r3[ky] = iy < 0 || iy >= H ? NULL : ring + (long)(iy % nring) * W * C;
         }
-        nn_cpu_dw3x3_row(dw, r3, W, NULL, out + (long)(oy - oy0) * Wo * C);
+        mmp_nn_cpu_dw3x3_row(dw, r3, W, NULL, out + (long)(oy - oy0) * Wo * C);
     }
 }
 
-void nn_cpu_inverted_residual(const nn_inverted_residual *b, const float *in, int G, int H, int W, float *out, float *scratch) {
-    const nn_conv *ex = b->expand, *dw = b->dw, *pj = b->project;
+void mmp_nn_cpu_inverted_residual(const mmp_nn_inverted_residual *b, const float *in, int G, int H, int W, float *out, float *scratch) {
+    const mmp_nn_conv *ex = b->expand, *dw = b->dw, *pj = b->project;
     int cin = ex ? ex->cin : dw->cout, hid = dw->cout, cout = pj->cout, s = dw->stride;
-    int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
+    int Ho = mmp_nn_conv_out(H, 3, s, 1), Wo = mmp_nn_conv_out(W, 3, s, 1);
     long HW = (long)H * W, HWo = (long)Ho * Wo;
     int gb = group_images(b, G, H, W);
     if (gb > 0) { /* groups of whole images */
@@ -252,11 +252,11 @@ void nn_cpu_inverted_residual(const nn_inverted_residual *b, const float *in, in
             int n = G - g0 < gb ? G - g0 : gb;
             const float *x = in + g0 * HW * cin;
             float *e = scratch, *d = scratch + (ex ? n * HW * hid : 0);
-            if (ex) nn_cpu_pw_gemm((int)(n * HW), hid, cin, x, cin, b->expand_wt, ex->b, NULL, e, ex->act);
+            if (ex) mmp_nn_cpu_pw_gemm((int)(n * HW), hid, cin, x, cin, b->expand_wt, ex->b, NULL, e, ex->act);
             const float *src = ex ? e : x;
             for (int g = 0; g < n; g++)
                 dw_rows(dw, src + g * HW * hid, H, H, W, 0, Ho, d + g * HWo * hid);
-            nn_cpu_pw_gemm((int)(n * HWo), cout, hid, d, hid, b->project_wt, pj->b, b->residual ? x : NULL,
+            mmp_nn_cpu_pw_gemm((int)(n * HWo), cout, hid, d, hid, b->project_wt, pj->b, b->residual ? x : NULL,
                            out + g0 * HWo * cout, pj->act);
         }
         return;
@@ -276,14 +276,14 @@ void nn_cpu_inverted_residual(const nn_inverted_residual *b, const float *in, in
                 while (done < need) { /* contiguous runs of the ring */
                     int slot = done % nring, n = need - done;
                     if (n > nring - slot) n = nring - slot;
-                    nn_cpu_pw_gemm(n * W, hid, cin, x + (long)done * W * cin, cin, b->expand_wt, ex->b, NULL,
+                    mmp_nn_cpu_pw_gemm(n * W, hid, cin, x + (long)done * W * cin, cin, b->expand_wt, ex->b, NULL,
                                    ring + (long)slot * W * hid, ex->act);
                     done += n;
                 }
                 src = ring;
             }
             dw_rows(dw, src, ex ? nring : H, H, W, oy0, oy1, d);
-            nn_cpu_pw_gemm((oy1 - oy0) * Wo, cout, hid, d, hid, b->project_wt, pj->b,
+            mmp_nn_cpu_pw_gemm((oy1 - oy0) * Wo, cout, hid, d, hid, b->project_wt, pj->b,
                            b->residual ? x + (long)oy0 * Wo * cin : NULL, o + (long)oy0 * Wo * cout, pj->act);
         }
     }
@@ -292,13 +292,13 @@ void nn_cpu_inverted_residual(const nn_inverted_residual *b, const float *in, in
 /* ---- dense convolutions on packed weights (MobileNetV2's first and last) ---- */
 
 /* Output rows per im2col chunk: about 64 KB of columns, at least one row. */
-static int im2col_rows_per_chunk(const nn_conv *c, int Wo) {
+static int im2col_rows_per_chunk(const mmp_nn_conv *c, int Wo) {
     long kd = (long)c->k * c->k * c->cin, r = (64L * 1024 / 4) / (kd * Wo);
     return r < 1 ? 1 : (int)r;
 }
 
 /* d[k*k*cin] = the taps of output pixel (oy, ox) of one image, zeros for padding. */
-static void im2col_pixel(const nn_conv *c, const float *img, int H, int W, int oy, int ox, float *d) {
+static void im2col_pixel(const mmp_nn_conv *c, const float *img, int H, int W, int oy, int ox, float *d) {
     int k = c->k, s = c->stride, p = c->pad, ci = c->cin;
     int ix0 = ox * s - p, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > W ? W - ix0 : k;
     if (kx1 < kx0) kx1 = kx0;
@@ -315,22 +315,22 @@ static void im2col_pixel(const nn_conv *c, const float *img, int H, int W, int o
     }
 }
 
-size_t nn_cpu_conv2d_packed_scratch(const nn_conv *c, int G, int H, int W) {
+size_t mmp_nn_cpu_conv2d_packed_scratch(const mmp_nn_conv *c, int G, int H, int W) {
     if (c->k == 1 && c->stride == 1 && c->pad == 0) return 0;
-    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    int Ho = mmp_nn_conv_out(H, c->k, c->stride, c->pad), Wo = mmp_nn_conv_out(W, c->k, c->stride, c->pad);
     int r = im2col_rows_per_chunk(c, Wo);
     if (r > Ho) r = Ho;
     return (size_t)r * Wo * c->k * c->k * c->cin;
 }
 
-void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
+void mmp_nn_cpu_conv2d_packed(const mmp_nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
                           float *out, float *scratch) {
     int k = c->k, s = c->stride, p = c->pad, ci = c->cin, co = c->cout, kd = k * k * ci;
     if (k == 1 && s == 1 && p == 0) {
-        nn_cpu_pw_gemm(G * H * W, co, ci, in, ci, wp, c->b, res, out, c->act);
+        mmp_nn_cpu_pw_gemm(G * H * W, co, ci, in, ci, wp, c->b, res, out, c->act);
         return;
     }
-    int Ho = nn_conv_out(H, k, s, p), Wo = nn_conv_out(W, k, s, p), R = im2col_rows_per_chunk(c, Wo);
+    int Ho = mmp_nn_conv_out(H, k, s, p), Wo = mmp_nn_conv_out(W, k, s, p), R = im2col_rows_per_chunk(c, Wo);
 #ifdef __AVX2__
     if (k <= 4) { /* implicit im2col: a segment per kernel row, the input rows read in place */
         int ox_lo = (p + s - 1) / s, ox_hi = Wo; /* interior: all k*k taps inside */
@@ -356,7 +356,7 @@ void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, in
                     if (ox == ox_lo && ox_hi > ox_lo) ox = ox_hi;
                     if (ox >= Wo) break;
                     im2col_pixel(c, img, H, W, oy, ox, scratch);
-                    nn_cpu_pw_gemm(1, co, kd, scratch, kd, wp, c->b, res ? res + o + (long)ox * co : NULL,
+                    mmp_nn_cpu_pw_gemm(1, co, kd, scratch, kd, wp, c->b, res ? res + o + (long)ox * co : NULL,
                                    out + o + (long)ox * co, c->act);
                 }
             }
@@ -372,7 +372,7 @@ void nn_cpu_conv2d_packed(const nn_conv *c, const float *wp, const float *in, in
             for (int oy = oy0; oy < oy1; oy++)
                 for (int ox = 0; ox < Wo; ox++, d += kd) im2col_pixel(c, img, H, W, oy, ox, d);
             long o = ((long)g * Ho + oy0) * Wo * co;
-            nn_cpu_pw_gemm((oy1 - oy0) * Wo, co, kd, scratch, kd, wp, c->b, res ? res + o : NULL, out + o, c->act);
+            mmp_nn_cpu_pw_gemm((oy1 - oy0) * Wo, co, kd, scratch, kd, wp, c->b, res ? res + o : NULL, out + o, c->act);
         }
     }
 }

@@ -28,17 +28,17 @@ typedef struct {
     blk_kind kind;
     char name[32];  /* "layer3.1", "features.13" */
     char alias[32]; /* "layer3" for the last block of layer3; "maxpool" for the stem */
-    nn_conv conv[4];
+    mmp_nn_conv conv[4];
     int has_expand, has_ds, residual;
     int cin, cout;
-    float *wt[3]; /* INVERTED_RESIDUAL: conv[0], conv[2]; CONV: conv[0]: weights packed for the CPU (nn_cpu_pack_1x1) */
-} nn_block;
+    float *wt[3]; /* INVERTED_RESIDUAL: conv[0], conv[2]; CONV: conv[0]: weights packed for the CPU (mmp_nn_cpu_pack_1x1) */
+} mmp_nn_block;
 
-struct nn_model {
+struct mmp_nn_model {
     char arch[64];
-    nn_preproc pre;
+    mmp_nn_preproc pre;
     int nblocks;
-    nn_block *blocks;
+    mmp_nn_block *blocks;
     int pool_dim;
     int classes; /* 0: no classifier */
     float *fc_w, *fc_b;
@@ -71,8 +71,8 @@ static const mmp_tensor *find(loader *L, const char *fmt, ...) {
 
 /* Loads conv weight WNAME ([cout, cin/groups, k, k]) and batch norm BNPREFIX.{weight,bias,
  * running_mean,running_var}, folds them into c. Shapes come from the weight. */
-static int load_conv(loader *L, nn_conv *c, const char *wname, const char *bn, int stride,
-                     int depthwise, nn_act act) {
+static int load_conv(loader *L, mmp_nn_conv *c, const char *wname, const char *bn, int stride,
+                     int depthwise, mmp_nn_act act) {
     const mmp_tensor *t = mmp_st_get(L->st, wname);
     if (!t) return mmp_errf(L->err, L->errlen, "%s: tensor '%s' is missing", L->path, wname);
     if (t->ndim != 4 || t->shape[2] != t->shape[3] || t->shape[2] < 1 || t->shape[2] > 11 ||
@@ -124,22 +124,22 @@ static int load_conv(loader *L, nn_conv *c, const char *wname, const char *bn, i
     return 0;
 }
 
-static nn_block *add_block(nn_model *m, int *cap) {
+static mmp_nn_block *add_block(mmp_nn_model *m, int *cap) {
     if (m->nblocks == *cap) {
         *cap = *cap ? *cap * 2 : 32;
-        m->blocks = mmp_xrealloc(m->blocks, sizeof(nn_block) * *cap);
+        m->blocks = mmp_xrealloc(m->blocks, sizeof(mmp_nn_block) * *cap);
     }
-    nn_block *b = &m->blocks[m->nblocks++];
+    mmp_nn_block *b = &m->blocks[m->nblocks++];
     memset(b, 0, sizeof *b);
     return b;
 }
 
-static int load_resnet(nn_model *m, loader *L, const char *want) {
+static int load_resnet(mmp_nn_model *m, loader *L, const char *want) {
     int cap = 0;
-    nn_block *b = add_block(m, &cap);
+    mmp_nn_block *b = add_block(m, &cap);
     b->kind = BLK_STEM;
     snprintf(b->name, sizeof b->name, "maxpool");
-    if (load_conv(L, &b->conv[0], "conv1.weight", "bn1", 2, 0, NN_ACT_RELU)) return -1;
+    if (load_conv(L, &b->conv[0], "conv1.weight", "bn1", 2, 0, MMP_NN_ACT_RELU)) return -1;
     if (b->conv[0].k != 7 || b->conv[0].cin != 3)
         return mmp_errf(L->err, L->errlen, "%s: conv1.weight: expected [C,3,7,7]", L->path);
     b->cin = 3;
@@ -164,7 +164,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
                 snprintf(nm, sizeof nm, "layer%d.%d.conv%d.weight", li + 1, i, j + 1);
                 snprintf(bn, sizeof bn, "layer%d.%d.bn%d", li + 1, i, j + 1);
                 /* the last conv's ReLU comes after the residual add: act in its epilogue */
-                if (load_conv(L, &b->conv[j], nm, bn, s, 0, NN_ACT_RELU)) return -1;
+                if (load_conv(L, &b->conv[j], nm, bn, s, 0, MMP_NN_ACT_RELU)) return -1;
                 if (b->conv[j].k != (bottleneck && j != 1 ? 1 : 3))
                     return mmp_errf(L->err, L->errlen, "%s: %s: unexpected kernel size %d", L->path, nm, b->conv[j].k);
             }
@@ -179,7 +179,7 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
             snprintf(nm, sizeof nm, "layer%d.%d.downsample.0.weight", li + 1, i);
             if (mmp_st_get(L->st, nm)) {
                 snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", li + 1, i);
-                if (load_conv(L, &b->conv[3], nm, bn, stride, 0, NN_ACT_NONE)) return -1;
+                if (load_conv(L, &b->conv[3], nm, bn, stride, 0, MMP_NN_ACT_NONE)) return -1;
                 if (b->conv[3].k != 1 || b->conv[3].cin != c || b->conv[3].cout != b->cout)
                     return mmp_errf(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
                 b->has_ds = 1;
@@ -211,18 +211,18 @@ static int load_resnet(nn_model *m, loader *L, const char *want) {
     return 0;
 }
 
-static int load_mnv2(nn_model *m, loader *L, const char *want) {
+static int load_mnv2(mmp_nn_model *m, loader *L, const char *want) {
     /* torchvision inverted_residual_setting: t, c, n, s */
     static const int rep[7] = {1, 2, 3, 4, 3, 3, 1}, str[7] = {1, 2, 2, 2, 1, 2, 1};
     int cap = 0;
     char nm[128], bn[128];
-    nn_block *b = add_block(m, &cap);
+    mmp_nn_block *b = add_block(m, &cap);
     b->kind = BLK_CONV;
     snprintf(b->name, sizeof b->name, "features.0");
-    if (load_conv(L, &b->conv[0], "features.0.0.weight", "features.0.1", 2, 0, NN_ACT_RELU6)) return -1;
+    if (load_conv(L, &b->conv[0], "features.0.0.weight", "features.0.1", 2, 0, MMP_NN_ACT_RELU6)) return -1;
     if (b->conv[0].k != 3 || b->conv[0].cin != 3)
         return mmp_errf(L->err, L->errlen, "%s: features.0.0.weight: expected [C,3,3,3]", L->path);
-    b->wt[0] = nn_cpu_pack_1x1(b->conv[0].w, b->conv[0].cout, 27);
+    b->wt[0] = mmp_nn_cpu_pack_1x1(b->conv[0].w, b->conv[0].cout, 27);
     b->cin = 3;
     int c = b->cout = b->conv[0].cout;
     int fi = 1;
@@ -237,15 +237,15 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
             if (b->has_expand) {
                 snprintf(nm, sizeof nm, "features.%d.conv.0.0.weight", fi);
                 snprintf(bn, sizeof bn, "features.%d.conv.0.1", fi);
-                if (load_conv(L, &b->conv[0], nm, bn, 1, 0, NN_ACT_RELU6)) return -1;
+                if (load_conv(L, &b->conv[0], nm, bn, 1, 0, MMP_NN_ACT_RELU6)) return -1;
                 j = 1;
             }
             snprintf(nm, sizeof nm, "features.%d.conv.%d.0.weight", fi, j);
             snprintf(bn, sizeof bn, "features.%d.conv.%d.1", fi, j);
-            if (load_conv(L, &b->conv[1], nm, bn, stride, 1, NN_ACT_RELU6)) return -1;
+            if (load_conv(L, &b->conv[1], nm, bn, stride, 1, MMP_NN_ACT_RELU6)) return -1;
             snprintf(nm, sizeof nm, "features.%d.conv.%d.weight", fi, j + 1);
             snprintf(bn, sizeof bn, "features.%d.conv.%d", fi, j + 2);
-            if (load_conv(L, &b->conv[2], nm, bn, 1, 0, NN_ACT_NONE)) return -1;
+            if (load_conv(L, &b->conv[2], nm, bn, 1, 0, MMP_NN_ACT_NONE)) return -1;
             int hid = b->conv[1].cout;
             if ((b->has_expand && (b->conv[0].k != 1 || b->conv[0].cin != c || b->conv[0].cout != hid)) ||
                 (!b->has_expand && hid != c) || b->conv[2].k != 1 || b->conv[2].cin != hid)
@@ -255,17 +255,17 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
             b->residual = stride == 1 && c == b->cout;
             c = b->cout;
             for (int q = 0; q < 3; q += 2) /* q = 0 without expansion: skipped */
-                if (q == 2 || b->has_expand) b->wt[q] = nn_cpu_pack_1x1(b->conv[q].w, b->conv[q].cout, b->conv[q].cin);
+                if (q == 2 || b->has_expand) b->wt[q] = mmp_nn_cpu_pack_1x1(b->conv[q].w, b->conv[q].cout, b->conv[q].cin);
         }
     b = add_block(m, &cap);
     b->kind = BLK_CONV;
     snprintf(b->name, sizeof b->name, "features.%d", fi);
     snprintf(nm, sizeof nm, "features.%d.0.weight", fi);
     snprintf(bn, sizeof bn, "features.%d.1", fi);
-    if (load_conv(L, &b->conv[0], nm, bn, 1, 0, NN_ACT_RELU6)) return -1;
+    if (load_conv(L, &b->conv[0], nm, bn, 1, 0, MMP_NN_ACT_RELU6)) return -1;
     if (b->conv[0].k != 1 || b->conv[0].cin != c)
         return mmp_errf(L->err, L->errlen, "%s: %s: unexpected shape", L->path, nm);
-    b->wt[0] = nn_cpu_pack_1x1(b->conv[0].w, b->conv[0].cout, c);
+    b->wt[0] = mmp_nn_cpu_pack_1x1(b->conv[0].w, b->conv[0].cout, c);
     b->cin = c;
     c = b->cout = b->conv[0].cout;
     if (find(L, "features.%d.0.weight", fi + 1))
@@ -287,7 +287,7 @@ static int load_mnv2(nn_model *m, loader *L, const char *want) {
     return 0;
 }
 
-int nn_parse3(const char *s, float out[3]) {
+int mmp_nn_parse3(const char *s, float out[3]) {
     if (!s) return -1;
     const char *p = s;
     for (int i = 0; i < 3; i++) {
@@ -305,13 +305,13 @@ int nn_parse3(const char *s, float out[3]) {
     return *p ? -1 : 0;
 }
 
-static void prepare_winograd(nn_model *m);
+static void prepare_winograd(mmp_nn_model *m);
 
-int nn_model_load(nn_model **out, const char *path, const char *arch, char *err, size_t errlen) {
+int mmp_nn_model_load(mmp_nn_model **out, const char *path, const char *arch, char *err, size_t errlen) {
     *out = NULL;
     mmp_safetensors st;
     if (mmp_st_open(&st, path, err, errlen)) return -1;
-    nn_model *m = mmp_xcalloc(1, sizeof *m);
+    mmp_nn_model *m = mmp_xcalloc(1, sizeof *m);
     loader L = {&st, path, err, errlen};
     const char *meta_arch = mmp_meta_get(&st.meta, "architecture");
     int is_resnet = mmp_st_get(&st, "conv1.weight") && mmp_st_get(&st, "layer1.0.conv1.weight");
@@ -332,7 +332,7 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
         rc = mmp_errf(err, errlen, "%s: __metadata__ architecture is %s but the tensors are %s", path,
                   meta_arch, m->arch);
     /* preprocessing */
-    nn_preproc p = {224, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+    mmp_nn_preproc p = {224, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
     const char *v;
     if (!rc && (v = mmp_meta_get(&st.meta, "input_size"))) {
         char *end;
@@ -340,9 +340,9 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
         if (*end || n < 1 || n > 16384) rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_size \"%s\"", path, v);
         p.size = (int)n;
     }
-    if (!rc && (v = mmp_meta_get(&st.meta, "input_mean")) && nn_parse3(v, p.mean))
+    if (!rc && (v = mmp_meta_get(&st.meta, "input_mean")) && mmp_nn_parse3(v, p.mean))
         rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_mean \"%s\" (want a,b,c)", path, v);
-    if (!rc && (v = mmp_meta_get(&st.meta, "input_std")) && nn_parse3(v, p.std))
+    if (!rc && (v = mmp_meta_get(&st.meta, "input_std")) && mmp_nn_parse3(v, p.std))
         rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_std \"%s\" (want a,b,c)", path, v);
     for (int i = 0; !rc && i < 3; i++)
         if (!(p.std[i] > 0)) rc = mmp_errf(err, errlen, "%s: input_std must be positive", path);
@@ -350,7 +350,7 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
     mmp_st_close(&st);
     if (!rc) prepare_winograd(m);
     if (rc) {
-        nn_model_free(m);
+        mmp_nn_model_free(m);
         return -1;
     }
     /* block names for messages */
@@ -369,7 +369,7 @@ int nn_model_load(nn_model **out, const char *path, const char *arch, char *err,
     return 0;
 }
 
-void nn_model_free(nn_model *m) {
+void mmp_nn_model_free(mmp_nn_model *m) {
     if (!m) return;
     for (int i = 0; i < m->nblocks; i++)
         for (int j = 0; j < 4; j++) {
@@ -386,22 +386,22 @@ void nn_model_free(nn_model *m) {
     free(m);
 }
 
-const char *nn_model_arch(const nn_model *m) { return m->arch; }
-nn_preproc nn_model_preproc(const nn_model *m) { return m->pre; }
-int nn_model_classes(const nn_model *m) { return m->classes; }
-int nn_model_pool_dim(const nn_model *m) { return m->pool_dim; }
-const char *nn_model_block_names(const nn_model *m) { return m->block_names; }
+const char *mmp_nn_model_arch(const mmp_nn_model *m) { return m->arch; }
+mmp_nn_preproc mmp_nn_model_preproc(const mmp_nn_model *m) { return m->pre; }
+int mmp_nn_model_classes(const mmp_nn_model *m) { return m->classes; }
+int mmp_nn_model_pool_dim(const mmp_nn_model *m) { return m->pool_dim; }
+const char *mmp_nn_model_block_names(const mmp_nn_model *m) { return m->block_names; }
 
-int nn_layer_parse(const nn_model *m, const char *spec, nn_layer *l, char *err, size_t errlen) {
+int mmp_nn_layer_parse(const mmp_nn_model *m, const char *spec, mmp_nn_layer *l, char *err, size_t errlen) {
     memset(l, 0, sizeof *l);
     if (!strcmp(spec, "pool")) {
-        l->kind = NN_OUT_POOL;
+        l->kind = MMP_NN_OUT_POOL;
         snprintf(l->name, sizeof l->name, "pool");
         return 0;
     }
     if (!strcmp(spec, "logits")) {
         if (!m->classes) return mmp_errf(err, errlen, "--layer logits: the weights have no classifier");
-        l->kind = NN_OUT_LOGITS;
+        l->kind = MMP_NN_OUT_LOGITS;
         snprintf(l->name, sizeof l->name, "logits");
         return 0;
     }
@@ -414,7 +414,7 @@ int nn_layer_parse(const nn_model *m, const char *spec, nn_layer *l, char *err, 
         return mmp_errf(err, errlen, "bad --layer %s (NAME or NAME:flat)", spec);
     for (int i = 0; i < m->nblocks; i++)
         if (!strcmp(m->blocks[i].name, nm) || (m->blocks[i].alias[0] && !strcmp(m->blocks[i].alias, nm))) {
-            l->kind = NN_OUT_BLOCK;
+            l->kind = MMP_NN_OUT_BLOCK;
             l->block = i;
             l->flat = spec[n] != 0;
             snprintf(l->name, sizeof l->name, "%s", spec);
@@ -425,59 +425,59 @@ int nn_layer_parse(const nn_model *m, const char *spec, nn_layer *l, char *err, 
 }
 
 /* Output spatial size of block i for an h x w input to it. */
-static void block_hw(const nn_block *b, int *h, int *w) {
+static void block_hw(const mmp_nn_block *b, int *h, int *w) {
     if (b->kind == BLK_STEM) {
-        *h = nn_conv_out(nn_conv_out(*h, 7, 2, 3), 3, 2, 1);
-        *w = nn_conv_out(nn_conv_out(*w, 7, 2, 3), 3, 2, 1);
+        *h = mmp_nn_conv_out(mmp_nn_conv_out(*h, 7, 2, 3), 3, 2, 1);
+        *w = mmp_nn_conv_out(mmp_nn_conv_out(*w, 7, 2, 3), 3, 2, 1);
         return;
     }
     int s = b->kind == BLK_INVERTED_RESIDUAL ? b->conv[1].stride : b->kind == BLK_BOTTLENECK ? b->conv[1].stride : b->conv[0].stride;
     int k = 3;
-    *h = nn_conv_out(*h, k, s, 1);
-    *w = nn_conv_out(*w, k, s, 1);
+    *h = mmp_nn_conv_out(*h, k, s, 1);
+    *w = mmp_nn_conv_out(*w, k, s, 1);
 }
 
 /* Winograd weights (nn/winograd.h) for the dense 3x3 stride-1 convolutions,
  * whose map is the block's output map: tile size for its size at the
  * model's input size (other input sizes fall back to im2col per layer
  * when the map gets too small for that tile size). */
-static void prepare_winograd(nn_model *m) {
+static void prepare_winograd(mmp_nn_model *m) {
     int h = m->pre.size, w = m->pre.size;
     for (int i = 0; i < m->nblocks && h > 0 && w > 0; i++) {
         block_hw(&m->blocks[i], &h, &w);
         for (int j = 0; j < 4; j++) {
-            nn_conv *c = &m->blocks[i].conv[j];
-            int wm = nn_wino_eligible(c) ? nn_wino_pick_m(h, w) : 0;
-            if (wm) nn_wino_prepare(c, wm);
+            mmp_nn_conv *c = &m->blocks[i].conv[j];
+            int wm = mmp_nn_wino_eligible(c) ? mmp_nn_wino_pick_m(h, w) : 0;
+            if (wm) mmp_nn_wino_prepare(c, wm);
         }
     }
 }
 
-int64_t nn_output_dim(const nn_model *m, const nn_layer *l, int H, int W) {
+int64_t mmp_nn_output_dim(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W) {
     int h = H, w = W;
-    int last = l->kind == NN_OUT_BLOCK ? l->block : m->nblocks - 1;
+    int last = l->kind == MMP_NN_OUT_BLOCK ? l->block : m->nblocks - 1;
     for (int i = 0; i <= last; i++) {
         if (h < 1 || w < 1) return 0;
         block_hw(&m->blocks[i], &h, &w);
     }
     if (h < 1 || w < 1) return 0;
-    if (l->kind == NN_OUT_LOGITS) return m->classes;
-    if (l->kind == NN_OUT_POOL) return m->pool_dim;
+    if (l->kind == MMP_NN_OUT_LOGITS) return m->classes;
+    if (l->kind == MMP_NN_OUT_POOL) return m->pool_dim;
     int c = m->blocks[l->block].cout;
     return l->flat ? (int64_t)c * h * w : c;
 }
 
-static double conv_macs(const nn_conv *c, int *h, int *w) {
-    *h = nn_conv_out(*h, c->k, c->stride, c->pad);
-    *w = nn_conv_out(*w, c->k, c->stride, c->pad);
+static double conv_macs(const mmp_nn_conv *c, int *h, int *w) {
+    *h = mmp_nn_conv_out(*h, c->k, c->stride, c->pad);
+    *w = mmp_nn_conv_out(*w, c->k, c->stride, c->pad);
     return (double)*h * *w * c->cout * c->k * c->k * (c->depthwise ? 1 : c->cin);
 }
 
-double nn_model_macs(const nn_model *m, const nn_layer *l, int H, int W) {
+double mmp_nn_model_macs(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W) {
     double macs = 0;
-    int h = H, w = W, last = l->kind == NN_OUT_BLOCK ? l->block : m->nblocks - 1;
+    int h = H, w = W, last = l->kind == MMP_NN_OUT_BLOCK ? l->block : m->nblocks - 1;
     for (int i = 0; i <= last; i++) {
-        const nn_block *b = &m->blocks[i];
+        const mmp_nn_block *b = &m->blocks[i];
         int h1 = h, w1 = w;
         switch (b->kind) {
         case BLK_STEM:
@@ -499,14 +499,14 @@ double nn_model_macs(const nn_model *m, const nn_layer *l, int H, int W) {
         }
         block_hw(b, &h, &w);
     }
-    if (l->kind == NN_OUT_LOGITS) macs += (double)m->classes * m->pool_dim;
+    if (l->kind == MMP_NN_OUT_LOGITS) macs += (double)m->classes * m->pool_dim;
     return macs;
 }
 
 /* The largest power of two (1..16) with g*H*W <= 131072 pixels: later layers
  * get enough GEMM rows, early activations stay cache-friendly, and a batch
  * of 64 splits evenly over 1, 2, 4 or 8 threads. */
-int nn_micro_batch(int H, int W) {
+int mmp_nn_micro_batch(int H, int W) {
     long hw = (long)H * W, g = 1;
     while (g < 16 && 2 * g * hw <= 131072) g *= 2;
     return (int)g;
@@ -540,10 +540,10 @@ static int pick(unsigned used) {
 }
 
 /* out = conv(in) (+res); in [G,H,W,cin] -> slot `dst`; returns the buffer, sets *Ho,*Wo. */
-static float *run_conv(const nn_ops *ops, workspace *ws, const nn_conv *c, const float *in, int G,
+static float *run_conv(const mmp_nn_ops *ops, workspace *ws, const mmp_nn_conv *c, const float *in, int G,
                        int H, int W, const float *res, int dst, int *Ho, int *Wo) {
-    *Ho = nn_conv_out(H, c->k, c->stride, c->pad);
-    *Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    *Ho = mmp_nn_conv_out(H, c->k, c->stride, c->pad);
+    *Wo = mmp_nn_conv_out(W, c->k, c->stride, c->pad);
     float *out = ws_get(ws, dst, (size_t)G * *Ho * *Wo * c->cout);
     size_t sn = ops->conv2d_scratch(c, G, H, W);
     float *scratch = sn ? ws_get(ws, 4, sn) : NULL;
@@ -552,7 +552,7 @@ static float *run_conv(const nn_ops *ops, workspace *ws, const nn_conv *c, const
 }
 
 /* Runs block b on cur (slot cs, -1 = caller's input). Returns the output slot. */
-static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const float *cur, int cs,
+static int run_block(const mmp_nn_ops *ops, workspace *ws, const mmp_nn_block *b, const float *cur, int cs,
                      int G, int *H, int *W) {
     unsigned used = cs >= 0 ? 1u << cs : 0;
     int h = *H, w = *W, h1, w1, h2, w2, h3, w3;
@@ -562,16 +562,16 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
     case BLK_STEM:
         t1 = run_conv(ops, ws, &b->conv[0], cur, G, h, w, NULL, s1, &h1, &w1);
         s2 = pick(used | 1u << s1);
-        *H = nn_conv_out(h1, 3, 2, 1);
-        *W = nn_conv_out(w1, 3, 2, 1);
+        *H = mmp_nn_conv_out(h1, 3, 2, 1);
+        *W = mmp_nn_conv_out(w1, 3, 2, 1);
         t2 = ws_get(ws, s2, (size_t)G * *H * *W * b->cout);
         ops->maxpool3x3s2(t1, G, h1, w1, b->cout, t2);
         return s2;
     case BLK_CONV:
         if (ops->conv2d_packed && b->wt[0]) {
-            const nn_conv *c = &b->conv[0];
-            *H = nn_conv_out(h, c->k, c->stride, c->pad);
-            *W = nn_conv_out(w, c->k, c->stride, c->pad);
+            const mmp_nn_conv *c = &b->conv[0];
+            *H = mmp_nn_conv_out(h, c->k, c->stride, c->pad);
+            *W = mmp_nn_conv_out(w, c->k, c->stride, c->pad);
             float *out = ws_get(ws, s1, (size_t)G * *H * *W * c->cout);
             size_t sn = ops->conv2d_packed_scratch(c, G, h, w);
             ops->conv2d_packed(c, b->wt[0], cur, G, h, w, NULL, out, sn ? ws_get(ws, 4, sn) : NULL);
@@ -596,15 +596,15 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
             res = ds;
         }
         s4 = pick(used & ~(b->kind == BLK_BOTTLENECK ? 1u << s1 : 0)); /* s1 is dead in a bottleneck */
-        const nn_conv *lc = &b->conv[b->kind == BLK_BOTTLENECK ? 2 : 1];
+        const mmp_nn_conv *lc = &b->conv[b->kind == BLK_BOTTLENECK ? 2 : 1];
         run_conv(ops, ws, lc, t1, G, h1, w1, res, s4, H, W);
         return s4;
     }
     case BLK_INVERTED_RESIDUAL: {
         if (ops->inverted_residual) {
-            nn_inverted_residual blk = {b->has_expand ? &b->conv[0] : NULL, &b->conv[1], &b->conv[2], b->wt[0], b->wt[2], b->residual};
-            *H = nn_conv_out(h, 3, b->conv[1].stride, 1);
-            *W = nn_conv_out(w, 3, b->conv[1].stride, 1);
+            mmp_nn_inverted_residual blk = {b->has_expand ? &b->conv[0] : NULL, &b->conv[1], &b->conv[2], b->wt[0], b->wt[2], b->residual};
+            *H = mmp_nn_conv_out(h, 3, b->conv[1].stride, 1);
+            *W = mmp_nn_conv_out(w, 3, b->conv[1].stride, 1);
             float *out = ws_get(ws, s1, (size_t)G * *H * *W * b->cout);
             size_t sn = ops->inverted_residual_scratch(&blk, G, h, w);
             ops->inverted_residual(&blk, cur, G, h, w, out, sn ? ws_get(ws, 4, sn) : NULL);
@@ -629,19 +629,19 @@ static int run_block(const nn_ops *ops, workspace *ws, const nn_block *b, const 
 }
 
 /* One micro-batch: x [G,H,W,3] -> out [G,dim]. */
-static void forward(const nn_model *m, const nn_ops *ops, workspace *ws, const nn_layer *l,
+static void forward(const mmp_nn_model *m, const mmp_nn_ops *ops, workspace *ws, const mmp_nn_layer *l,
                     const float *x, int G, int H, int W, float *out) {
     const float *cur = x;
     int cs = -1, h = H, w = W;
-    int last = l->kind == NN_OUT_BLOCK ? l->block : m->nblocks - 1;
+    int last = l->kind == MMP_NN_OUT_BLOCK ? l->block : m->nblocks - 1;
     for (int i = 0; i <= last; i++) {
         cs = run_block(ops, ws, &m->blocks[i], cur, cs, G, &h, &w);
         cur = ws->buf[cs];
     }
     int C = m->blocks[last].cout;
-    if (l->kind == NN_OUT_BLOCK && l->flat) {
+    if (l->kind == MMP_NN_OUT_BLOCK && l->flat) {
         ops->to_chw(cur, G, h * w, C, out);
-    } else if (l->kind != NN_OUT_LOGITS) {
+    } else if (l->kind != MMP_NN_OUT_LOGITS) {
         ops->avgpool(cur, G, h * w, C, out);
     } else {
         int s = pick(1u << cs);
@@ -651,16 +651,16 @@ static void forward(const nn_model *m, const nn_ops *ops, workspace *ws, const n
     }
 }
 
-struct nn_runner {
-    const nn_model *m;
-    const nn_ops *ops;
+struct mmp_nn_runner {
+    const mmp_nn_model *m;
+    const mmp_nn_ops *ops;
     int threads;
     workspace *ws; /* one per thread */
 };
 
-nn_runner *nn_runner_new(const nn_model *m, const nn_ops *ops, int threads) {
-    nn_cpu_init();
-    nn_runner *r = mmp_xcalloc(1, sizeof *r);
+mmp_nn_runner *mmp_nn_runner_new(const mmp_nn_model *m, const mmp_nn_ops *ops, int threads) {
+    mmp_nn_cpu_init();
+    mmp_nn_runner *r = mmp_xcalloc(1, sizeof *r);
     r->m = m;
     r->ops = ops;
     r->threads = threads < 1 ? 1 : threads;
@@ -668,7 +668,7 @@ nn_runner *nn_runner_new(const nn_model *m, const nn_ops *ops, int threads) {
     return r;
 }
 
-void nn_runner_free(nn_runner *r) {
+void mmp_nn_runner_free(mmp_nn_runner *r) {
     if (!r) return;
     for (int t = 0; t < r->threads; t++)
         for (int i = 0; i < NSLOT; i++) free(r->ws[t].buf[i]);
@@ -676,7 +676,7 @@ void nn_runner_free(nn_runner *r) {
     free(r);
 }
 
-size_t nn_runner_workspace_bytes(const nn_runner *r) {
+size_t mmp_nn_runner_workspace_bytes(const mmp_nn_runner *r) {
     size_t n = 0;
     for (int t = 0; t < r->threads; t++)
         for (int i = 0; i < NSLOT; i++) n += r->ws[t].cap[i] * sizeof(float);
@@ -684,8 +684,8 @@ size_t nn_runner_workspace_bytes(const nn_runner *r) {
 }
 
 typedef struct {
-    nn_runner *r;
-    const nn_layer *l;
+    mmp_nn_runner *r;
+    const mmp_nn_layer *l;
     const float *x;
     float *out;
     int N, H, W, G;
@@ -708,11 +708,11 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-void nn_run(nn_runner *r, const nn_layer *l, const float *x, int N, int H, int W, float *out) {
+void mmp_nn_run(mmp_nn_runner *r, const mmp_nn_layer *l, const float *x, int N, int H, int W, float *out) {
     if (N <= 0) return;
-    int64_t dim = nn_output_dim(r->m, l, H, W);
+    int64_t dim = mmp_nn_output_dim(r->m, l, H, W);
     if (dim <= 0) mmp_die("image %dx%d is too small for %s --layer %s", H, W, r->m->arch, l->name);
-    int G = nn_micro_batch(H, W);
+    int G = mmp_nn_micro_batch(H, W);
     int nmb = (N + G - 1) / G;
     int T = r->threads < nmb ? r->threads : nmb;
     job jobs[T];
@@ -725,13 +725,13 @@ void nn_run(nn_runner *r, const nn_layer *l, const float *x, int N, int H, int W
     for (int t = 1; t < T; t++) pthread_join(tids[t], NULL);
 }
 
-void nn_normalize_u8(const uint8_t *in, int H, int W, const float mean[3], const float std[3], float *out) {
+void mmp_nn_normalize_u8(const uint8_t *in, int H, int W, const float mean[3], const float std[3], float *out) {
     size_t n = (size_t)H * W;
     for (size_t i = 0; i < n; i++)
         for (int c = 0; c < 3; c++) out[i * 3 + c] = ((float)in[i * 3 + c] / 255.0f - mean[c]) / std[c];
 }
 
-void nn_chw_to_hwc(const float *in, int C, int H, int W, float *out) {
+void mmp_nn_chw_to_hwc(const float *in, int C, int H, int W, float *out) {
     size_t hw = (size_t)H * W;
     for (int c = 0; c < C; c++)
         for (size_t i = 0; i < hw; i++) out[i * C + c] = in[c * hw + i];

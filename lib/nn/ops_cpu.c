@@ -10,7 +10,7 @@
  * Depthwise 3x3, pooling and the epilogue are AVX2/FMA loops over the
  * channel dimension (8 floats a vector), scalar when __AVX2__ is absent.
  * Dense 3x3 stride-1 convolutions whose weights were Winograd-transformed
- * at load (nn_conv.wino) go to nn/winograd.c instead. */
+ * at load (mmp_nn_conv.wino) go to nn/winograd.c instead. */
 #include "nn/ops.h"
 #include "nn/winograd.h"
 #include "nn/cpu.h"
@@ -22,7 +22,7 @@
 #include <immintrin.h>
 #endif
 
-void nn_cpu_init(void) { openblas_set_num_threads(1); }
+void mmp_nn_cpu_init(void) { openblas_set_num_threads(1); }
 
 #ifndef CHUNK_FLOATS
 #define CHUNK_FLOATS (1L << 17)
@@ -38,7 +38,7 @@ static int chunk_rows(int kd, int n, long M) {
 }
 
 /* ---- epilogue: x = act(x (+ b) (+ res)) over rows of n channels ---- */
-static void epilogue(float *x, long rows, int n, const float *b, const float *res, nn_act act) {
+static void epilogue(float *x, long rows, int n, const float *b, const float *res, mmp_nn_act act) {
     for (long r = 0; r < rows; r++) {
         float *o = x + r * n;
         const float *q = res ? res + r * n : NULL;
@@ -49,8 +49,8 @@ static void epilogue(float *x, long rows, int n, const float *b, const float *re
             __m256 v = _mm256_loadu_ps(o + j);
             if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + j));
             if (q) v = _mm256_add_ps(v, _mm256_loadu_ps(q + j));
-            if (act != NN_ACT_NONE) v = _mm256_max_ps(v, zero);
-            if (act == NN_ACT_RELU6) v = _mm256_min_ps(v, six);
+            if (act != MMP_NN_ACT_NONE) v = _mm256_max_ps(v, zero);
+            if (act == MMP_NN_ACT_RELU6) v = _mm256_min_ps(v, six);
             _mm256_storeu_ps(o + j, v);
         }
 #endif
@@ -58,8 +58,8 @@ static void epilogue(float *x, long rows, int n, const float *b, const float *re
             float v = o[j];
             if (b) v += b[j];
             if (q) v += q[j];
-            if (act != NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;
-            if (act == NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
+            if (act != MMP_NN_ACT_NONE) v = v > 0.0f ? v : 0.0f;
+            if (act == MMP_NN_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
             o[j] = v;
         }
     }
@@ -78,7 +78,7 @@ static void fill_rows(float *x, long rows, int n, const float *b) {
 }
 
 /* ---- im2col rows [r0, r1) of A for a dense conv (NHWC) ---- */
-static void im2col_rows(const nn_conv *c, const float *in, int H, int W, int Ho, int Wo, long r0,
+static void im2col_rows(const mmp_nn_conv *c, const float *in, int H, int W, int Ho, int Wo, long r0,
                         long r1, float *col) {
     int k = c->k, s = c->stride, p = c->pad, ci = c->cin, kd = k * k * ci;
     for (long r = r0; r < r1; r++) {
@@ -101,10 +101,10 @@ static void im2col_rows(const nn_conv *c, const float *in, int H, int W, int Ho,
     }
 }
 
-size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
-    if (nn_wino_use(c, H, W)) return nn_wino_scratch(c, G, H, W);
+size_t mmp_nn_cpu_conv2d_scratch(const mmp_nn_conv *c, int G, int H, int W) {
+    if (mmp_nn_wino_use(c, H, W)) return mmp_nn_wino_scratch(c, G, H, W);
     if (c->depthwise || (c->k == 1 && c->stride == 1 && c->pad == 0)) return 0;
-    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    int Ho = mmp_nn_conv_out(H, c->k, c->stride, c->pad), Wo = mmp_nn_conv_out(W, c->k, c->stride, c->pad);
     long M = (long)G * Ho * Wo;
     int kd = c->k * c->k * c->cin;
     return (size_t)chunk_rows(kd, c->cout, M) * kd;
@@ -120,7 +120,7 @@ size_t nn_cpu_conv2d_scratch(const nn_conv *c, int G, int H, int W) {
 static inline __attribute__((always_inline)) void dw_block(const int KY0, const int KY1, const int KX0, const int KX1,
                                                            const int s, const int nb, const float *const r[3], int ix0,
                                                            int C, int C8, const float *w, const float *b,
-                                                           const float *res, float *out, nn_act act) {
+                                                           const float *res, float *out, mmp_nn_act act) {
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int cb = 0; cb < C8; cb += 8) {
         __m256 a[4];
@@ -135,18 +135,18 @@ static inline __attribute__((always_inline)) void dw_block(const int KY0, const 
         }
         for (int j = 0; j < nb; j++) {
             if (res) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(res + (long)j * C + cb));
-            if (act != NN_ACT_NONE) a[j] = _mm256_max_ps(a[j], zero);
-            if (act == NN_ACT_RELU6) a[j] = _mm256_min_ps(a[j], six);
+            if (act != MMP_NN_ACT_NONE) a[j] = _mm256_max_ps(a[j], zero);
+            if (act == MMP_NN_ACT_RELU6) a[j] = _mm256_min_ps(a[j], six);
             _mm256_storeu_ps(out + (long)j * C + cb, a[j]);
         }
     }
 }
 
 typedef void (*dw_fn)(const float *const r[3], int ix0, int C, int C8, const float *w, const float *b,
-                      const float *res, float *out, nn_act act);
+                      const float *res, float *out, mmp_nn_act act);
 #define DW_FN(KY0, KY1, KX0, KX1, S, NB)                                                                          \
     static void dw_##KY0##KY1##KX0##KX1##S##NB(const float *const r[3], int ix0, int C, int C8, const float *w,    \
-                                               const float *b, const float *res, float *out, nn_act act) {        \
+                                               const float *b, const float *res, float *out, mmp_nn_act act) {        \
         dw_block(KY0, KY1, KX0, KX1, S, NB, r, ix0, C, C8, w, b, res, out, act);                                  \
     }
 /* interior blocks: [ky0][ky1 - 2][s - 1][nb - 1] */
@@ -182,11 +182,11 @@ static const dw_fn dw_edge[2][2][2][2] = {{DW_EDGE_ROW(0, 2), DW_EDGE_ROW(0, 3)}
  * inside) four at a time (dw_block), edge pixels one at a time with their
  * valid taps; channels innermost (8 a vector, scalar tail); taps in
  * (ky, kx) order from the bias. */
-void nn_cpu_dw3x3_row(const nn_conv *c, const float *const rows[3], int W, const float *res, float *out) {
+void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out) {
     int C = c->cout, s = c->stride;
-    int Wo = nn_conv_out(W, 3, s, 1);
+    int Wo = mmp_nn_conv_out(W, 3, s, 1);
     const float *w = c->w, *b = c->b;
-    nn_act act = c->act;
+    mmp_nn_act act = c->act;
     int ky0 = rows[0] ? 0 : 1, ky1 = rows[2] ? 3 : 2; /* rows[1] always exists */
     int cb = 0;
 #ifdef __AVX2__
@@ -218,8 +218,8 @@ void nn_cpu_dw3x3_row(const nn_conv *c, const float *const rows[3], int W, const
             for (int ky = ky0; ky < ky1; ky++)
                 for (int kx = kx0; kx < kx1; kx++) acc += w[(ky * 3 + kx) * C + cb] * rows[ky][(long)(ix0 + kx) * C + cb];
             if (res) acc += res[(long)ox * C + cb];
-            if (act != NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
-            if (act == NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
+            if (act != MMP_NN_ACT_NONE) acc = acc > 0.0f ? acc : 0.0f;
+            if (act == MMP_NN_ACT_RELU6) acc = acc < 6.0f ? acc : 6.0f;
             out[(long)ox * C + cb] = acc;
         }
     }
@@ -227,10 +227,10 @@ void nn_cpu_dw3x3_row(const nn_conv *c, const float *const rows[3], int W, const
 
 /* Depthwise 3x3, pad 1, stride 1 or 2. in [G,H,W,C], out [G,Ho,Wo,C],
  * w [9][C], b [C]: row by row. */
-static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
+static void dwconv3x3(const mmp_nn_conv *c, const float *in, int G, int H, int W, const float *res,
                       float *out) {
     int C = c->cout, s = c->stride;
-    int Ho = nn_conv_out(H, 3, s, 1), Wo = nn_conv_out(W, 3, s, 1);
+    int Ho = mmp_nn_conv_out(H, 3, s, 1), Wo = mmp_nn_conv_out(W, 3, s, 1);
     for (int g = 0; g < G; g++) {
         const float *img = in + (long)g * H * W * C;
         for (int oy = 0; oy < Ho; oy++) {
@@ -240,22 +240,22 @@ static void dwconv3x3(const nn_conv *c, const float *in, int G, int H, int W, co
                 rows[ky] = iy < 0 || iy >= H ? NULL : img + (long)iy * W * C;
             }
             long o = ((long)g * Ho + oy) * Wo * C;
-            nn_cpu_dw3x3_row(c, rows, W, res ? res + o : NULL, out + o);
+            mmp_nn_cpu_dw3x3_row(c, rows, W, res ? res + o : NULL, out + o);
         }
     }
 }
 
-void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const float *res,
+void mmp_nn_cpu_conv2d(const mmp_nn_conv *c, const float *in, int G, int H, int W, const float *res,
                    float *out, float *scratch) {
     if (c->depthwise) {
         dwconv3x3(c, in, G, H, W, res, out);
         return;
     }
-    if (nn_wino_use(c, H, W)) { /* dense 3x3 stride 1 with transformed weights */
-        nn_wino_conv2d(c, in, G, H, W, res, out, scratch);
+    if (mmp_nn_wino_use(c, H, W)) { /* dense 3x3 stride 1 with transformed weights */
+        mmp_nn_wino_conv2d(c, in, G, H, W, res, out, scratch);
         return;
     }
-    int Ho = nn_conv_out(H, c->k, c->stride, c->pad), Wo = nn_conv_out(W, c->k, c->stride, c->pad);
+    int Ho = mmp_nn_conv_out(H, c->k, c->stride, c->pad), Wo = mmp_nn_conv_out(W, c->k, c->stride, c->pad);
     long M = (long)G * Ho * Wo;
     int kd = c->k * c->k * c->cin, n = c->cout;
     int direct = c->k == 1 && c->stride == 1 && c->pad == 0;
@@ -274,12 +274,12 @@ void nn_cpu_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const
         fill_rows(C, r1 - r0, n, c->b);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), n, kd, 1.0f, A, kd,
                     c->w, kd, 1.0f, C, n);
-        if (res || c->act != NN_ACT_NONE) epilogue(C, r1 - r0, n, NULL, res ? res + r0 * n : NULL, c->act);
+        if (res || c->act != MMP_NN_ACT_NONE) epilogue(C, r1 - r0, n, NULL, res ? res + r0 * n : NULL, c->act);
     }
 }
 
-void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out) {
-    int Ho = nn_conv_out(H, 3, 2, 1), Wo = nn_conv_out(W, 3, 2, 1);
+void mmp_nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out) {
+    int Ho = mmp_nn_conv_out(H, 3, 2, 1), Wo = mmp_nn_conv_out(W, 3, 2, 1);
     for (int g = 0; g < G; g++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++) {
@@ -309,7 +309,7 @@ void nn_cpu_maxpool3x3s2(const float *in, int G, int H, int W, int C, float *out
             }
 }
 
-void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out) {
+void mmp_nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out) {
     for (int g = 0; g < G; g++) {
         const float *x = in + (long)g * HW * C;
         float *o = out + (long)g * C;
@@ -329,30 +329,30 @@ void nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out) {
     }
 }
 
-void nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out) {
+void mmp_nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, O, D, 1.0f, in, D, w, D, 0.0f, out, O);
-    epilogue(out, G, O, b, NULL, NN_ACT_NONE);
+    epilogue(out, G, O, b, NULL, MMP_NN_ACT_NONE);
 }
 
-void nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out) {
+void mmp_nn_cpu_to_chw(const float *in, int G, int HW, int C, float *out) {
     for (int g = 0; g < G; g++)
         for (int i = 0; i < HW; i++)
             for (int c = 0; c < C; c++)
                 out[((long)g * C + c) * HW + i] = in[((long)g * HW + i) * C + c];
 }
 
-static size_t conv2d_scratch(const nn_conv *c, int G, int H, int W) { return nn_cpu_conv2d_scratch(c, G, H, W); }
+static size_t conv2d_scratch(const mmp_nn_conv *c, int G, int H, int W) { return mmp_nn_cpu_conv2d_scratch(c, G, H, W); }
 
-const nn_ops nn_ops_cpu = {
+const mmp_nn_ops mmp_nn_ops_cpu = {
     .name = "cpu",
     .conv2d_scratch = conv2d_scratch,
-    .conv2d = nn_cpu_conv2d,
-    .maxpool3x3s2 = nn_cpu_maxpool3x3s2,
-    .avgpool = nn_cpu_avgpool,
-    .linear = nn_cpu_linear,
-    .to_chw = nn_cpu_to_chw,
-    .inverted_residual_scratch = nn_cpu_inverted_residual_scratch,
-    .inverted_residual = nn_cpu_inverted_residual,
-    .conv2d_packed_scratch = nn_cpu_conv2d_packed_scratch,
-    .conv2d_packed = nn_cpu_conv2d_packed,
+    .conv2d = mmp_nn_cpu_conv2d,
+    .maxpool3x3s2 = mmp_nn_cpu_maxpool3x3s2,
+    .avgpool = mmp_nn_cpu_avgpool,
+    .linear = mmp_nn_cpu_linear,
+    .to_chw = mmp_nn_cpu_to_chw,
+    .inverted_residual_scratch = mmp_nn_cpu_inverted_residual_scratch,
+    .inverted_residual = mmp_nn_cpu_inverted_residual,
+    .conv2d_packed_scratch = mmp_nn_cpu_conv2d_packed_scratch,
+    .conv2d_packed = mmp_nn_cpu_conv2d_packed,
 };

@@ -46,7 +46,7 @@ int mmp_check_normalization(const mmp_header *h, float mean[3], float std[3], in
                             const char *model, char *msg, size_t msglen) {
     float sm[3], ss[3];
     const char *ms = mmp_meta_get(&h->meta, "image.mean"), *sd = mmp_meta_get(&h->meta, "image.std");
-    int known = ms && sd && !nn_parse3(ms, sm) && !nn_parse3(sd, ss);
+    int known = ms && sd && !mmp_nn_parse3(ms, sm) && !mmp_nn_parse3(sd, ss);
     int same = known;
     for (int k = 0; known && k < 3; k++)
         same &= fabsf(sm[k] - mean[k]) <= 1e-5f * (1 + fabsf(mean[k])) && fabsf(ss[k] - std[k]) <= 1e-5f * (1 + fabsf(std[k]));

@@ -98,11 +98,11 @@ static inline __attribute__((always_inline)) void at_1d(int m, const v8 *x, int 
     }
 }
 
-int nn_wino_eligible(const nn_conv *c) {
+int mmp_nn_wino_eligible(const mmp_nn_conv *c) {
     return c && !c->depthwise && c->k == 3 && c->stride == 1 && c->pad == 1 && c->w;
 }
 
-int nn_wino_pick_m(int H, int W) {
+int mmp_nn_wino_pick_m(int H, int W) {
     const char *e = getenv("MMP_NN_WINOGRAD");
     if (e && !strcmp(e, "0")) return 0;
     if (e && (!strcmp(e, "2") || !strcmp(e, "4"))) return atoi(e);
@@ -124,7 +124,7 @@ static inline size_t upos(int p, int i, int o, int ci, int cop) {
     return (size_t)p * ci * cop + (size_t)j * NR * ci + (size_t)i * nr + o % NR;
 }
 
-int nn_wino_prepare(nn_conv *c, int m) {
+int mmp_nn_wino_prepare(mmp_nn_conv *c, int m) {
     static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static const double G4[6][3] = {{1.0 / 4, 0, 0},
                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -132,7 +132,7 @@ int nn_wino_prepare(nn_conv *c, int m) {
                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
-    if (!nn_wino_eligible(c) || (m != 2 && m != 4)) return -1;
+    if (!mmp_nn_wino_eligible(c) || (m != 2 && m != 4)) return -1;
     int a = m + 2, ci = c->cin, co = c->cout, cop = coutp(co);
     float *u = mmp_xcalloc((size_t)a * a * ci * cop, sizeof(float));
     for (int o = 0; o < co; o++)
@@ -159,15 +159,15 @@ int nn_wino_prepare(nn_conv *c, int m) {
     return 0;
 }
 
-int nn_wino_use(const nn_conv *c, int H, int W) {
-    if (!c->wino || !nn_wino_eligible(c)) return 0;
+int mmp_nn_wino_use(const mmp_nn_conv *c, int H, int W) {
+    if (!c->wino || !mmp_nn_wino_eligible(c)) return 0;
     int m = c->wino_m;
     long tiles = (long)((H + m - 1) / m) * ((W + m - 1) / m);
     return tiles >= WINO_MIN_TILES;
 }
 
 /* Tiles per chunk (a function of the convolution only), a multiple of MR. */
-static int chunk_tiles(const nn_conv *c) {
+static int chunk_tiles(const mmp_nn_conv *c) {
     int a = c->wino_m + 2;
     long t = WINO_CHUNK_FLOATS / ((long)a * a * (c->cin + coutp(c->cout)));
     if (t < WINO_MIN_T) t = WINO_MIN_T;
@@ -175,7 +175,7 @@ static int chunk_tiles(const nn_conv *c) {
     return (int)(t / MR * MR);
 }
 
-size_t nn_wino_scratch(const nn_conv *c, int G, int H, int W) {
+size_t mmp_nn_wino_scratch(const mmp_nn_conv *c, int G, int H, int W) {
     int a = c->wino_m + 2;
     return (size_t)a * a * chunk_tiles(c) * (c->cin + coutp(c->cout));
 }
@@ -256,7 +256,7 @@ static inline __attribute__((always_inline)) void in_tile(int m, const float *in
 
 /* Output transform of row tl of M[a*a][T][cout] into tile (g, ty, tx) of out, + b (+ res), act. */
 static inline __attribute__((always_inline)) void out_tile(int m, const float *M, long pstride, int tl, int co,
-                                                          int cop, const float *b, const float *res, nn_act act, int Ho,
+                                                          int cop, const float *b, const float *res, mmp_nn_act act, int Ho,
                                                           int Wo, int g, int ty, int tx, float *out) {
     enum { A = 6 };
     const int a = m + 2;
@@ -276,8 +276,8 @@ static inline __attribute__((always_inline)) void out_tile(int m, const float *M
                 long o = obase + ((long)i * Wo + j) * co + cb;
                 v8 v = y[i * m + j] + bv;
                 if (res) v += n == 8 ? ld8(res + o) : ldn(res + o, n);
-                if (act != NN_ACT_NONE) v = (v8)((v8i)v & (v > zero)); /* NaN -> 0 like max_ps(v, 0) */
-                if (act == NN_ACT_RELU6) {
+                if (act != MMP_NN_ACT_NONE) v = (v8)((v8i)v & (v > zero)); /* NaN -> 0 like max_ps(v, 0) */
+                if (act == MMP_NN_ACT_RELU6) {
                     v8i lt = v < six;
                     v = (v8)(((v8i)v & lt) | ((v8i)six & ~lt));
                 }
@@ -287,7 +287,7 @@ static inline __attribute__((always_inline)) void out_tile(int m, const float *M
     }
 }
 
-static inline __attribute__((always_inline)) void wino_run(const int m, const nn_conv *c, const float *in, int G,
+static inline __attribute__((always_inline)) void wino_run(const int m, const mmp_nn_conv *c, const float *in, int G,
                                                           int H, int W, const float *res, float *out,
                                                           float *scratch) {
     const int a = m + 2, a2 = a * a, ci = c->cin, co = c->cout, cop = coutp(co);
@@ -317,7 +317,7 @@ static inline __attribute__((always_inline)) void wino_run(const int m, const nn
     }
 }
 
-void nn_wino_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out,
+void mmp_nn_wino_conv2d(const mmp_nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out,
                     float *scratch) {
     if (c->wino_m == 2) wino_run(2, c, in, G, H, W, res, out, scratch);
     else wino_run(4, c, in, G, H, W, res, out, scratch);

@@ -3,7 +3,7 @@
  *
  *   out = A^T [ (G g G^T) (.) (B^T d B) ] A      per m x m output tile
  *
- * The weights are transformed once (nn_wino_prepare, at model load) into
+ * The weights are transformed once (mmp_nn_wino_prepare, at model load) into
  * U[a*a][cin][cout], a = m + 2, packed in panels of 16 output channels. A
  * convolution then runs over chunks of tiles: input transform into
  * V[a*a][T][cin] (T tiles of the chunk, zero padding at the borders), a*a
@@ -23,11 +23,11 @@
 #include "nn/ops.h"
 
 /* 1 when c is a dense 3x3, stride 1, pad 1 convolution. */
-int nn_wino_eligible(const nn_conv *c);
+int mmp_nn_wino_eligible(const mmp_nn_conv *c);
 /* Sets c->wino (transformed weights, malloc'd; the caller frees it) and
  * c->wino_m = m (2 or 4) from c->w. Returns 0, or -1 (c unchanged) when
  * c is not eligible or m is not 2 or 4. */
-int nn_wino_prepare(nn_conv *c, int m);
+int mmp_nn_wino_prepare(mmp_nn_conv *c, int m);
 /* The tile size for a convolution whose map is HxW at the model's nominal
  * input size (the loader's choice): 4 when the map has at least 9 tiles
  * of 4x4 and 1.4 x their GEMM work is at most F(2x2)'s (56, 28, 24, 12 px
@@ -35,13 +35,13 @@ int nn_wino_prepare(nn_conv *c, int m);
  * (im2col).
  * Env MMP_NN_WINOGRAD: "0" = always 0 (im2col everywhere, for comparisons),
  * "2" or "4" = that m for every map. */
-int nn_wino_pick_m(int H, int W);
-/* 1 when nn_cpu_conv2d runs c on an HxW input with Winograd: c->wino set
+int mmp_nn_wino_pick_m(int H, int W);
+/* 1 when mmp_nn_cpu_conv2d runs c on an HxW input with Winograd: c->wino set
  * and the map is large enough (a function of the shapes only). */
-int nn_wino_use(const nn_conv *c, int H, int W);
-/* Floats of scratch nn_wino_conv2d needs (independent of G). */
-size_t nn_wino_scratch(const nn_conv *c, int G, int H, int W);
+int mmp_nn_wino_use(const mmp_nn_conv *c, int H, int W);
+/* Floats of scratch mmp_nn_wino_conv2d needs (independent of G). */
+size_t mmp_nn_wino_scratch(const mmp_nn_conv *c, int G, int H, int W);
 /* out[G,H,W,cout] = act(conv3x3(in[G,H,W,cin]) + b (+ res)); needs c->wino. */
-void nn_wino_conv2d(const nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out,
+void mmp_nn_wino_conv2d(const mmp_nn_conv *c, const float *in, int G, int H, int W, const float *res, float *out,
                     float *scratch);
 #endif
