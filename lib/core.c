@@ -21,29 +21,29 @@ void mmp_set_progname(const char *name) {
 
 const char *mmp_progname(void) { return g_progname; }
 
-void mmp_die(const char *fmt, ...) {
+/* "prog: KINDmessage" on one line of stderr (embedded newlines collapsed) */
+static void vmessage(const char *kind, const char *fmt, va_list ap) {
     char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    /* one line: collapse embedded newlines */
     for (char *p = buf; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "%s: %s\n", g_progname, buf);
+    fprintf(stderr, "%s: %s%s\n", g_progname, kind, buf);
+}
+
+void mmp_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("", fmt, ap);
+    va_end(ap);
     fflush(stderr);
     exit(1);
 }
 
 void mmp_warn(const char *fmt, ...) {
-    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vmessage("warning: ", fmt, ap);
     va_end(ap);
-    for (char *p = buf; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "%s: warning: %s\n", g_progname, buf);
 }
 
 void *mmp_xmalloc(size_t n) {
