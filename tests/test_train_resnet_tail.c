@@ -164,25 +164,11 @@ static void test_parity(const model *m) {
     for (int o = 0; o < 2; o++) {
         const char *on = o ? "sgd" : "adamw";
         mmp_optim opt;
-        mmp_optim_defaults(&opt, o ? MMP_OPT_SGD : MMP_OPT_ADAMW);
-        double lr;
-        if (o) { opt.momentum = 0.9; opt.weight_decay = 1e-3; lr = 0.01; }
-        else { opt.weight_decay = 1e-2; lr = 1e-2; }
+        double lr = t_fixture_optim(&opt, o, 0.01);
         make_head(&h, &st, m);
         enum { STEPS = 5, B = 4 };
-        float losses[STEPS], *bx = malloc(sizeof(float) * (size_t)(B * D)), bl[B * C], bd[B * C];
-        int64_t by[B];
-        for (int s = 0; s < STEPS; s++) {
-            for (int b = 0; b < B; b++) {
-                int r = (s * B + b) % N;
-                memcpy(bx + b * D, x + r * D, sizeof(float) * (size_t)D);
-                by[b] = y[r];
-            }
-            mmp_head_forward(&h, bx, B, 1, &rng, bl);
-            losses[s] = (float)mmp_ce_loss(bl, by, B, C, NULL, 0, bd);
-            mmp_head_backward(&h, bx, B, bd);
-            mmp_optim_step(&opt, h.params, h.np, s, lr);
-        }
+        float losses[STEPS];
+        t_train_steps(&h, &opt, lr, x, y, N, D, C, STEPS, B, &rng, losses);
         snprintf(nm, sizeof nm, "%s.losses", on);
         char n2[240];
         snprintf(n2, sizeof n2, "%s: %s", m->name, nm);
@@ -193,7 +179,6 @@ static void test_parity(const model *m) {
             worst = fmax(worst, t_cmp_scaled(nm, h.params[i].w, t_fixture_f32(&ss, nm)->data, h.params[i].n, 1e-5));
         }
         printf("%s %s: %d steps, final weights worst max rel err %.3g\n", m->name, on, STEPS, worst);
-        free(bx);
         mmp_head_free(&h);
     }
     free(dx);

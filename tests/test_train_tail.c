@@ -217,25 +217,11 @@ static void test_parity(void) {
     for (int o = 0; o < 2; o++) {
         const char *on = o ? "sgd" : "adamw";
         mmp_optim opt;
-        mmp_optim_defaults(&opt, o ? MMP_OPT_SGD : MMP_OPT_ADAMW);
-        double lr;
-        if (o) { opt.momentum = 0.9; opt.weight_decay = 1e-3; lr = 0.05; }
-        else { opt.weight_decay = 1e-2; lr = 1e-2; }
+        double lr = t_fixture_optim(&opt, o, 0.05);
         make_head(&h, &st);
         enum { STEPS = 5, B = 4 };
-        float losses[STEPS], bx[B * D], bl[B * C], bd[B * C];
-        int64_t by[B];
-        for (int s = 0; s < STEPS; s++) {
-            for (int b = 0; b < B; b++) {
-                int r = (s * B + b) % N;
-                memcpy(bx + b * D, x + r * D, sizeof(float) * D);
-                by[b] = y[r];
-            }
-            mmp_head_forward(&h, bx, B, 1, &rng, bl);
-            losses[s] = (float)mmp_ce_loss(bl, by, B, C, NULL, 0, bd);
-            mmp_head_backward(&h, bx, B, bd);
-            mmp_optim_step(&opt, h.params, h.np, s, lr);
-        }
+        float losses[STEPS];
+        t_train_steps(&h, &opt, lr, x, y, N, D, C, STEPS, B, &rng, losses);
         char nm[160];
         snprintf(nm, sizeof nm, "%s.losses", on);
         t_cmp_scaled(nm, losses, t_fixture_f32(&ss, nm)->data, STEPS, 1e-5);
