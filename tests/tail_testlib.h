@@ -96,4 +96,24 @@ static inline void t_train_steps(mmp_head *h, const mmp_optim *opt, double lr, c
     free(bd);
     free(by);
 }
+/* h's weights followed by dx[ndx], bit for bit: the first call (*ref NULL)
+ * keeps a copy in *ref (free it) and returns 1; later calls return whether
+ * they equal it */
+static inline int t_same_state(const mmp_head *h, const float *dx, size_t ndx, float **ref) {
+    size_t total = ndx, o = 0;
+    for (int i = 0; i < h->np; i++) total += h->params[i].n;
+    float *cur = malloc(sizeof(float) * total);
+    for (int i = 0; i < h->np; i++) {
+        memcpy(cur + o, h->params[i].w, sizeof(float) * h->params[i].n);
+        o += h->params[i].n;
+    }
+    memcpy(cur + o, dx, sizeof(float) * ndx);
+    if (!*ref) {
+        *ref = cur;
+        return 1;
+    }
+    int same = !memcmp(*ref, cur, sizeof(float) * total);
+    free(cur);
+    return same;
+}
 #endif

@@ -198,7 +198,6 @@ static void test_threads(const model *m) {
     int64_t y[N];
     for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
     float *ref = NULL;
-    size_t total = 0;
     for (int T = 1; T <= 4; T++) {
         mmp_head h;
         make_head(&h, &st, m);
@@ -212,20 +211,7 @@ static void test_threads(const model *m) {
             mmp_tail_backward(h.tail, N, dl, dx);
             mmp_optim_step(&opt, h.params, h.np, s, 1e-2);
         }
-        if (!ref) {
-            for (int i = 0; i < h.np; i++) total += h.params[i].n;
-            ref = malloc(sizeof(float) * (total + (size_t)(N * D)));
-        }
-        float *cur = malloc(sizeof(float) * (total + (size_t)(N * D)));
-        size_t o = 0;
-        for (int i = 0; i < h.np; i++) {
-            memcpy(cur + o, h.params[i].w, sizeof(float) * h.params[i].n);
-            o += h.params[i].n;
-        }
-        memcpy(cur + o, dx, sizeof(float) * (size_t)(N * D));
-        if (T == 1) memcpy(ref, cur, sizeof(float) * (total + (size_t)(N * D)));
-        else CHECKF(!memcmp(ref, cur, sizeof(float) * (total + (size_t)(N * D))), "%s: %d threads differ from 1", m->name, T);
-        free(cur);
+        CHECKF(t_same_state(&h, dx, (size_t)(N * D), &ref), "%s: %d threads differ from 1", m->name, T);
         free(dx);
         mmp_head_free(&h);
     }

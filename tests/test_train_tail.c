@@ -247,7 +247,6 @@ static void test_threads(void) {
     int64_t y[N];
     for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
     float *ref = NULL;
-    size_t total = 0;
     for (int T = 1; T <= 4; T++) {
         mmp_head h;
         make_head(&h, &st);
@@ -263,20 +262,7 @@ static void test_threads(void) {
             mmp_tail_backward(h.tail, N, dl, dx);
             mmp_optim_step(&opt, h.params, h.np, s, 1e-2);
         }
-        if (!ref) {
-            for (int i = 0; i < h.np; i++) total += h.params[i].n;
-            ref = malloc(sizeof(float) * (total + N * D));
-        }
-        float *cur = malloc(sizeof(float) * (total + N * D));
-        size_t o = 0;
-        for (int i = 0; i < h.np; i++) {
-            memcpy(cur + o, h.params[i].w, sizeof(float) * h.params[i].n);
-            o += h.params[i].n;
-        }
-        memcpy(cur + o, dx, sizeof dx);
-        if (T == 1) memcpy(ref, cur, sizeof(float) * (total + N * D));
-        else CHECKF(!memcmp(ref, cur, sizeof(float) * (total + N * D)), "%d threads: weights/dx differ from 1 thread", T);
-        free(cur);
+        CHECKF(t_same_state(&h, dx, N * D, &ref), "%d threads: weights/dx differ from 1 thread", T);
         mmp_head_free(&h);
     }
     printf("threads 1..4: 4 AdamW steps with dropout give bit-identical weights and dx\n");
