@@ -4,23 +4,15 @@ usage: bench_embed_torch.py MNV2_WEIGHTS CONFIG...   CONFIG = arch:size:threads:
 Prints "arch size threads img/s maxrss_MB" per config (batch 64, after one warm-up
 batch of 8, best of 2 timings, torch.no_grad, eval mode, torch.set_num_threads(threads)).
 ResNets have random weights; MobileNetV2 loads the real safetensors."""
-import json, resource, struct, sys, time
-import numpy as np
+import os, resource, sys, time
 import torch, torchvision
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
+from st_io import st_read  # noqa: E402
 
 
 def load_st(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        hdr = json.loads(f.read(n))
-        data = f.read()
-    sd = {}
-    for k, v in hdr.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        sd[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).copy())
-    return sd
+    """name -> torch tensor of a safetensors file (metadata dropped)."""
+    return {k: torch.from_numpy(a) for k, a in st_read(path).items()}
 
 
 def main():

@@ -96,22 +96,24 @@ static int consume(void *c, void *s) {
     return 0;
 }
 
-/* "AxB": A into head (at most n-1 characters), returns B; NULL without sep */
-static const char *split2(const char *v, int sep, char *head, size_t n) {
+/* "A<sep>B" for option name (form: the wanted form, for the message): two
+ * integers in [lo, hi]; with a_below_b, B is read first and A is in [0, B-1] */
+static int int_pair(const char *name, const char *v, int sep, const char *form, long long lo, long long hi,
+                    int a_below_b, long long *a, long long *b, char *err, size_t errlen) {
     const char *x = strchr(v, sep);
-    if (x) snprintf(head, n, "%.*s", (int)(x - v), v);
-    return x ? x + 1 : NULL;
+    if (!x) return mmp_errf(err, errlen, "bad value for %s: want %s", name, form);
+    char as[32];
+    snprintf(as, sizeof as, "%.*s", (int)(x - v), v);
+    if (a_below_b)
+        return mmp_cli_parse_ll(name, x + 1, lo, hi, b, err, errlen) || mmp_cli_parse_ll(name, as, 0, *b - 1, a, err, errlen) ? -1 : 0;
+    return mmp_cli_parse_ll(name, as, lo, hi, a, err, errlen) || mmp_cli_parse_ll(name, x + 1, lo, hi, b, err, errlen) ? -1 : 0;
 }
 
 /* "--resize WxH" */
 static int opt_resize(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_prep *p = t;
-    char wb[32];
-    const char *hs = split2(v, 'x', wb, sizeof wb);
     long long w, h;
-    if (!hs) return mmp_errf(err, errlen, "bad value for --resize: want WxH, e.g. 224x224");
-    if (mmp_cli_parse_ll("--resize", wb, 1, 65535, &w, err, errlen) || mmp_cli_parse_ll("--resize", hs, 1, 65535, &h, err, errlen))
-        return -1;
+    if (int_pair("--resize", v, 'x', "WxH, e.g. 224x224", 1, 65535, 0, &w, &h, err, errlen)) return -1;
     p->rw = (int)w;
     p->rh = (int)h;
     return 0;
@@ -120,12 +122,8 @@ static int opt_resize(const mmp_option *o, void *t, const char *v, char *err, si
 /* "--shard I/N" */
 static int opt_shard(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_src_opts *so = t;
-    char ib[32];
-    const char *ns = split2(v, '/', ib, sizeof ib);
     long long i, n;
-    if (!ns) return mmp_errf(err, errlen, "bad value for --shard: want I/N, e.g. 0/4");
-    if (mmp_cli_parse_ll("--shard", ns, 1, 1 << 30, &n, err, errlen) || mmp_cli_parse_ll("--shard", ib, 0, n - 1, &i, err, errlen))
-        return -1;
+    if (int_pair("--shard", v, '/', "I/N, e.g. 0/4", 1, 1 << 30, 1, &i, &n, err, errlen)) return -1;
     so->shard_n = (int)n;
     so->shard_i = (int)i;
     return 0;

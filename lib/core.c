@@ -21,29 +21,29 @@ void mmp_set_progname(const char *name) {
 
 const char *mmp_progname(void) { return g_progname; }
 
-void mmp_die(const char *fmt, ...) {
+/* "prog: KINDmessage" on one line of stderr (embedded newlines collapsed) */
+static void vmessage(const char *kind, const char *fmt, va_list ap) {
     char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    /* one line: collapse embedded newlines */
     for (char *p = buf; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "%s: %s\n", g_progname, buf);
+    fprintf(stderr, "%s: %s%s\n", g_progname, kind, buf);
+}
+
+void mmp_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("", fmt, ap);
+    va_end(ap);
     fflush(stderr);
     exit(1);
 }
 
 void mmp_warn(const char *fmt, ...) {
-    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vmessage("warning: ", fmt, ap);
     va_end(ap);
-    for (char *p = buf; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "%s: warning: %s\n", g_progname, buf);
 }
 
 void *mmp_xmalloc(size_t n) {
@@ -218,40 +218,32 @@ void mmp_tensor_copy(mmp_tensor *dst, const mmp_tensor *src) {
     if (src->nbytes) memcpy(dst->data, src->data, src->nbytes);
 }
 
+/* out[i] = CONV(element i of d read as T, unaligned) */
+#define TO_F32_LOOP(T, CONV)                                        \
+    for (int64_t i = 0; i < n; i++) {                               \
+        T v;                                                        \
+        memcpy(&v, (const char *)d + sizeof(T) * (size_t)i, sizeof(T)); \
+        out[i] = CONV(v);                                           \
+    }
+
 void mmp_tensor_to_f32(const mmp_tensor *t, float *out) {
     int64_t n = mmp_numel(t->ndim, t->shape);
     const void *d = t->data;
     switch (t->dtype) {
     case MMP_U8:
-        for (int64_t i = 0; i < n; i++) out[i] = (float)((const uint8_t *)d)[i];
+        TO_F32_LOOP(uint8_t, (float));
         break;
     case MMP_I32:
-        for (int64_t i = 0; i < n; i++) {
-            int32_t v;
-            memcpy(&v, (const char *)d + 4 * i, 4);
-            out[i] = (float)v;
-        }
+        TO_F32_LOOP(int32_t, (float));
         break;
     case MMP_I64:
-        for (int64_t i = 0; i < n; i++) {
-            int64_t v;
-            memcpy(&v, (const char *)d + 8 * i, 8);
-            out[i] = (float)v;
-        }
+        TO_F32_LOOP(int64_t, (float));
         break;
     case MMP_F16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t v;
-            memcpy(&v, (const char *)d + 2 * i, 2);
-            out[i] = mmp_f16_to_f32(v);
-        }
+        TO_F32_LOOP(uint16_t, mmp_f16_to_f32);
         break;
     case MMP_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t v;
-            memcpy(&v, (const char *)d + 2 * i, 2);
-            out[i] = mmp_bf16_to_f32(v);
-        }
+        TO_F32_LOOP(uint16_t, mmp_bf16_to_f32);
         break;
     case MMP_F32:
         memcpy(out, d, (size_t)n * 4);
@@ -260,6 +252,8 @@ void mmp_tensor_to_f32(const mmp_tensor *t, float *out) {
         mmp_die("bad dtype %d", (int)t->dtype);
     }
 }
+
+#undef TO_F32_LOOP
 
 void mmp_f32_to_dtype(const float *in, size_t n, mmp_dtype d, void *out) {
     switch (d) {

@@ -3,27 +3,14 @@
  * (tests/fixtures/nn/NAME_io_HxW.safetensors; tolerance as test_nn, f16 output
  * 1e-3 relative), plus header provenance, record pass-through, f32 [3,H,W]
  * input, variable sizes, --threads/--batch invariance, and refusals. */
-#include <stdarg.h>
 #include <stdint.h>
 #include <unistd.h>
-#include <sys/wait.h>
 
 #include "mmp.h"
 #include "nn/nn.h"
 #include "testlib.h"
 
 static char embed[4096];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 typedef struct {
     mmp_safetensors st;
@@ -165,7 +152,7 @@ int main(void) {
     CHECK(mmp_sha256_file(mnv2, sha) == 0);
 
     /* default: pool, f32, header meta, records passed through */
-    CHECK(sh("%s --model %s --threads 2 a.mmp -o out.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --threads 2 a.mmp -o out.mmp", embed, mnv2) == 0);
     mmp_header h;
     mmp_record recs[8];
     for (int i = 0; i < 8; i++) mmp_record_init(&recs[i]);
@@ -197,14 +184,14 @@ int main(void) {
         mmp_record_clear(&recs[i]);
     }
     /* --threads, --batch: bit-identical */
-    CHECK(sh("%s --model %s --threads 1 --batch 1 a.mmp -o out1.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --threads 1 --batch 1 a.mmp -o out1.mmp", embed, mnv2) == 0);
     CHECK(read_emb("out1.mmp", e2, 1 << 16, &dim, NULL, NULL) == 3);
     CHECK(!memcmp(e1, e2, sizeof(float) * 3 * 1280));
     /* 40 records (several micro-batches): --batch/--threads do not change a bit */
     write_u8_n("a40.mmp", &a, NULL, 40);
-    CHECK(sh("%s --model %s --threads 1 --batch 1 a40.mmp -o o40a.mmp", embed, mnv2) == 0);
-    CHECK(sh("%s --model %s --threads 3 --batch 7 a40.mmp -o o40b.mmp", embed, mnv2) == 0);
-    CHECK(sh("%s --model %s --threads 2 a40.mmp -o o40c.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --threads 1 --batch 1 a40.mmp -o o40a.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --threads 3 --batch 7 a40.mmp -o o40b.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --threads 2 a40.mmp -o o40c.mmp", embed, mnv2) == 0);
     CHECK(read_emb("o40a.mmp", e1, 1 << 16, &dim, NULL, NULL) == 40);
     CHECK(read_emb("o40b.mmp", e2, 1 << 16, &dim, NULL, NULL) == 40);
     CHECK(!memcmp(e1, e2, sizeof(float) * 40 * 1280));
@@ -212,24 +199,24 @@ int main(void) {
     CHECK(!memcmp(e1, e2, sizeof(float) * 40 * 1280));
     for (int i = 0; i < 40; i++) compare(e1 + (size_t)i * 1280, mmp_st_get(&a.st, "pool"), i % 3, 1, 1e-4, i ? NULL : "mnv2 pool, 40 records");
     /* logits as f16, stdin/stdout */
-    CHECK(sh("%s --model %s --layer logits --dtype f16 < a.mmp > lo.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --layer logits --dtype f16 < a.mmp > lo.mmp", embed, mnv2) == 0);
     CHECK(read_emb("lo.mmp", e1, 1 << 16, &dim, &h, NULL) == 3 && dim == 10);
     CHECK(mmp_header_field(&h, "embedding")->dtype == MMP_F16);
     CHECK(!strcmp(mmp_meta_get(&h.meta, "embed.dtype"), "f16"));
     mmp_header_free(&h);
     compare(e1, mmp_st_get(&a.st, "logits"), 0, 3, 1e-3, "mnv2 logits f16");
     /* block, flattened, --keep */
-    CHECK(sh("%s --model %s --layer features.13:flat --keep a.mmp -o fl.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --layer features.13:flat --keep a.mmp -o fl.mmp", embed, mnv2) == 0);
     CHECK(read_emb("fl.mmp", e1, 1 << 16, &dim, &h, NULL) == 3 && dim == 384);
     CHECK(mmp_header_field(&h, "image") != NULL);
     mmp_header_free(&h);
     compare(e1, mmp_st_get(&a.st, "features.13.flat"), 0, 3, 1e-4, "mnv2 features.13:flat");
     /* ResNet */
-    CHECK(sh("%s --model %s --layer layer3 r.mmp -o r3.mmp", embed, r18) == 0);
+    CHECK(t_sh("%s --model %s --layer layer3 r.mmp -o r3.mmp", embed, r18) == 0);
     CHECK(read_emb("r3.mmp", e1, 1 << 16, &dim, NULL, NULL) == 3 && dim == 32);
     compare(e1, mmp_st_get(&r.st, "layer3"), 0, 3, 1e-4, "resnet18 layer3 33x47");
     /* variable sizes: 64x64 and 33x47 interleaved */
-    CHECK(sh("%s --model %s --batch 4 ac.mmp -o ac_out.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s --batch 4 ac.mmp -o ac_out.mmp", embed, mnv2) == 0);
     CHECK(read_emb("ac_out.mmp", e1, 1 << 16, &dim, &h, NULL) == 6 && dim == 1280);
     CHECK(!strcmp(mmp_meta_get(&h.meta, "embed.size"), "any"));
     mmp_header_free(&h);
@@ -239,32 +226,32 @@ int main(void) {
     /* f32 [3,H,W] input normalized like the model: same result */
     float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
     write_f32("f.mmp", &a, mean, std, "0.5,0.4,0.3", "0.25,0.2,0.3");
-    CHECK(sh("%s --model %s f.mmp -o f_out.mmp", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s f.mmp -o f_out.mmp", embed, mnv2) == 0);
     CHECK(read_emb("f_out.mmp", e2, 1 << 16, &dim, NULL, NULL) == 3);
     CHECK(read_emb("out.mmp", e1, 1 << 16, &dim, NULL, NULL) == 3);
     CHECK(!memcmp(e1, e2, sizeof(float) * 3 * 1280));
     /* ... normalized differently: refused, unless --allow-mixed */
     float m2[3] = {0.485f, 0.456f, 0.406f}, s2[3] = {0.229f, 0.224f, 0.225f};
     write_f32("g.mmp", &a, m2, s2, "0.485,0.456,0.406", "0.229,0.224,0.225");
-    CHECK(sh("%s --model %s g.mmp -o g_out.mmp 2> g.err", embed, mnv2) == 1);
-    CHECK(sh("grep -q 'mmp-embed: .*g.mmp: images normalized with mean 0.485,0.456,0.406.*--allow-mixed' g.err") == 0);
-    CHECK(sh("%s --model %s --allow-mixed g.mmp -o g_out.mmp 2> g.err", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s g.mmp -o g_out.mmp 2> g.err", embed, mnv2) == 1);
+    CHECK(t_sh("grep -q 'mmp-embed: .*g.mmp: images normalized with mean 0.485,0.456,0.406.*--allow-mixed' g.err") == 0);
+    CHECK(t_sh("%s --model %s --allow-mixed g.mmp -o g_out.mmp 2> g.err", embed, mnv2) == 0);
     CHECK(read_emb("g_out.mmp", e1, 1 << 16, &dim, &h, NULL) == 3);
     CHECK(strstr(mmp_meta_get(&h.meta, "provenance"), "mean=0.485,0.456,0.406:std=0.229,0.224,0.225") != NULL);
     mmp_header_free(&h);
     /* refusals: one line, non-zero exit */
-    CHECK(sh("%s --model nonexistent.safetensors a.mmp > /dev/null 2> e.err", embed) == 1);
-    CHECK(sh("%s --model %s --layer layer9 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
-    CHECK(sh("grep -q 'unknown --layer layer9' e.err && test $(wc -l < e.err) = 1") == 0);
-    CHECK(sh("%s --model %s --size 96 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
-    CHECK(sh("%s --model %s --arch resnet50 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
-    CHECK(sh("%s --model %s --max-pixels 4095 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
-    CHECK(sh("grep -q 'a.mmp: record 1: image 64x64 has more than --max-pixels 4095' e.err") == 0);
-    CHECK(sh("%s --model %s --max-pixels 4096 a.mmp > /dev/null", embed, mnv2) == 0);
-    CHECK(sh("%s --model %s out.mmp > /dev/null 2> e.err", embed, mnv2) == 1); /* no image field */
-    CHECK(sh("grep -q 'no \"image\" field' e.err") == 0);
-    CHECK(sh("head -c 1000 a.mmp | %s --model %s > /dev/null 2> e.err", embed, mnv2) != 0); /* truncated */
-    CHECK(sh("%s --model %s a.mmp --dtype f64 > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(t_sh("%s --model nonexistent.safetensors a.mmp > /dev/null 2> e.err", embed) == 1);
+    CHECK(t_sh("%s --model %s --layer layer9 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(t_sh("grep -q 'unknown --layer layer9' e.err && test $(wc -l < e.err) = 1") == 0);
+    CHECK(t_sh("%s --model %s --size 96 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(t_sh("%s --model %s --arch resnet50 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(t_sh("%s --model %s --max-pixels 4095 a.mmp > /dev/null 2> e.err", embed, mnv2) == 1);
+    CHECK(t_sh("grep -q 'a.mmp: record 1: image 64x64 has more than --max-pixels 4095' e.err") == 0);
+    CHECK(t_sh("%s --model %s --max-pixels 4096 a.mmp > /dev/null", embed, mnv2) == 0);
+    CHECK(t_sh("%s --model %s out.mmp > /dev/null 2> e.err", embed, mnv2) == 1); /* no image field */
+    CHECK(t_sh("grep -q 'no \"image\" field' e.err") == 0);
+    CHECK(t_sh("head -c 1000 a.mmp | %s --model %s > /dev/null 2> e.err", embed, mnv2) != 0); /* truncated */
+    CHECK(t_sh("%s --model %s a.mmp --dtype f64 > /dev/null 2> e.err", embed, mnv2) == 1);
     mmp_st_close(&a.st);
     mmp_st_close(&c.st);
     mmp_st_close(&r.st);

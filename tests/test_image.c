@@ -118,6 +118,17 @@ static void test_geometry(void) {
     CHECK(mmp_tv_center_offset(298, 224) == 37);
 }
 
+/* the first cut bytes of d (cut = first, first + step, ... < n) are refused */
+static void refuse_cuts(const char *what, const uint8_t *d, size_t n, size_t first, size_t step) {
+    char err[256];
+    mmp_img im;
+    for (size_t cut = first; cut < n; cut += step) {
+        int rc = mmp_img_decode(dec, d, cut, NULL, &im, err, sizeof err);
+        CHECKF(rc == -1, "%s truncated at %zu/%zu decoded", what, cut, n);
+        if (rc == 0) mmp_img_free(&im);
+    }
+}
+
 static void test_bad(void) {
     char err[256];
     mmp_img im;
@@ -131,11 +142,7 @@ static void test_bad(void) {
     uint8_t *j = t_slurp(t_root_path("tests/fixtures/image/base420.jpg"), &n);
     CHECK(j != NULL);
     if (j) {
-        for (size_t cut = 3; cut < n; cut += n / 7 + 1) {
-            int rc = mmp_img_decode(dec, j, cut, NULL, &im, err, sizeof err);
-            CHECKF(rc == -1, "JPEG truncated at %zu/%zu decoded", cut, n);
-            if (rc == 0) mmp_img_free(&im);
-        }
+        refuse_cuts("JPEG", j, n, 3, n / 7 + 1);
         /* corrupt the entropy-coded data heavily */
         uint8_t *c = malloc(n);
         memcpy(c, j, n);
@@ -160,11 +167,7 @@ static void test_bad(void) {
     uint8_t *p = t_slurp(t_root_path("tests/fixtures/image/rgb.png"), &n);
     CHECK(p != NULL);
     if (p) {
-        for (size_t cut = 0; cut < n; cut += n / 9 + 1) {
-            int rc = mmp_img_decode(dec, p, cut, NULL, &im, err, sizeof err);
-            CHECKF(rc == -1, "PNG truncated at %zu/%zu decoded", cut, n);
-            if (rc == 0) mmp_img_free(&im);
-        }
+        refuse_cuts("PNG", p, n, 0, n / 9 + 1);
         uint8_t *c = malloc(n);
         memcpy(c, p, n);
         /* IHDR width/height = 100000 x 100000 (CRC fixed below) */

@@ -7,25 +7,11 @@
 #include "shuffle.h"
 #include "testlib.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 static char bindir[4096];
-
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char full[12400];
-    snprintf(full, sizeof full, "PATH='%s':\"$PATH\"; %s", bindir, cmd);
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static void spit(const char *path, const void *d, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -130,7 +116,7 @@ static void make_dataset(void) {
 
 static void test_decode(void) {
     make_dataset();
-    CHECK(sh("mmp-decode ds -j 1 -o a.mmp 2> a.err") == 0);
+    CHECK(t_sh("mmp-decode ds -j 1 -o a.mmp 2> a.err") == 0);
     stream a = load("a.mmp");
     CHECKF(a.ok && a.n == 6, "decode: %d records", a.n);
     CHECK(a.skipped == 4);
@@ -160,31 +146,31 @@ static void test_decode(void) {
         }
     }
     /* any -j: identical records */
-    CHECK(sh("mmp-decode ds -j 3 -o b.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-decode ds -j 3 -o b.mmp 2>/dev/null") == 0);
     stream b = load("b.mmp");
     CHECK(same_records(&a, &b));
     unload(&b);
     /* --strict: fatal, names the file */
-    CHECK(sh("mmp-decode ds --strict -o s.mmp 2> s.err") != 0);
+    CHECK(t_sh("mmp-decode ds --strict -o s.mmp 2> s.err") != 0);
     e = (char *)t_slurp("s.err", &en);
     CHECK(e && strstr(e, "mmp-decode: ") && strstr(e, ".jpg"));
     free(e);
     /* tar (system tar, ustar/GNU) = directory; stdin streaming with --classes; stdin spooled */
-    CHECK(sh("tar cf ds.tar --sort=name ds") == 0); /* archive order = output order */
-    CHECK(sh("mmp-decode ds.tar -j 2 -o t.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("tar cf ds.tar --sort=name ds") == 0); /* archive order = output order */
+    CHECK(t_sh("mmp-decode ds.tar -j 2 -o t.mmp 2>/dev/null") == 0);
     stream t = load("t.mmp");
     CHECK(t.skipped == 4 && same_records(&a, &t));
     unload(&t);
-    CHECK(sh("cat ds.tar | mmp-decode - --classes cat,dog -o t2.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("cat ds.tar | mmp-decode - --classes cat,dog -o t2.mmp 2>/dev/null") == 0);
     t = load("t2.mmp");
     CHECK(same_records(&a, &t));
     unload(&t);
-    CHECK(sh("cat ds.tar | mmp-decode - -o t3.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("cat ds.tar | mmp-decode - -o t3.mmp 2>/dev/null") == 0);
     t = load("t3.mmp");
     CHECK(same_records(&a, &t) && t.h.nclasses == 2);
     unload(&t);
     /* shards: disjoint and covering */
-    CHECK(sh("mmp-decode ds --shard 0/2 -o s0.mmp 2>/dev/null && mmp-decode ds --shard 1/2 -o s1.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-decode ds --shard 0/2 -o s0.mmp 2>/dev/null && mmp-decode ds --shard 1/2 -o s1.mmp 2>/dev/null") == 0);
     stream s0 = load("s0.mmp"), s1 = load("s1.mmp");
     CHECK(s0.n + s1.n == a.n && s0.n > 0 && s1.n > 0);
     for (int i = 0; i < s0.n; i++) CHECK(find(&s1, s0.r[i].id) < 0 && find(&a, s0.r[i].id) >= 0);
@@ -202,13 +188,13 @@ static void test_decode(void) {
     spit("bad.tar", tb, n);
     spit("short.tar", tb, hdrs + 700);
     free(tb);
-    CHECK(sh("mmp-decode bad.tar -o bad.mmp 2> bad.err") != 0);
+    CHECK(t_sh("mmp-decode bad.tar -o bad.mmp 2> bad.err") != 0);
     e = (char *)t_slurp("bad.err", &en);
     CHECKF(e && strstr(e, "bad.tar") && strstr(e, "offset"), "corrupt tar message: %s", e ? e : "");
     free(e);
-    CHECK(sh("mmp-decode short.tar -o short.mmp 2> short.err") != 0);
+    CHECK(t_sh("mmp-decode short.tar -o short.mmp 2> short.err") != 0);
     /* --size: torchvision Resize+CenterCrop, equals the library call */
-    CHECK(sh("mmp-decode ds --size 24 -o z.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-decode ds --size 24 -o z.mmp 2>/dev/null") == 0);
     stream z = load("z.mmp");
     CHECK(z.n == 6 && mmp_meta_get(&z.h.meta, "image.size") && !strcmp(mmp_meta_get(&z.h.meta, "image.size"), "24"));
     if (z.n == 6 && a.n == 6) {
@@ -221,7 +207,7 @@ static void test_decode(void) {
         }
     }
     unload(&z);
-    CHECK(sh("mmp-decode ds --resize 20x10 -o r.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-decode ds --resize 20x10 -o r.mmp 2>/dev/null") == 0);
     stream rz = load("r.mmp");
     CHECK(rz.n == 6 && rz.r[0].fields[0].t.shape[0] == 10 && rz.r[0].fields[0].t.shape[1] == 20);
     unload(&rz);
@@ -229,24 +215,24 @@ static void test_decode(void) {
     FILE *f = fopen("m.csv", "w");
     fprintf(f, "path,label,text\nds/cat/a.jpg,dog,\"a photo, maybe\"\nds/dog/c.jpg,cat,two\n");
     fclose(f);
-    CHECK(sh("mmp-decode m.csv -o m.mmp") == 0);
+    CHECK(t_sh("mmp-decode m.csv -o m.mmp") == 0);
     stream m = load("m.mmp");
     CHECK(m.n == 2 && m.r[0].label == 1 && m.r[0].text && !strcmp(m.r[0].text, "a photo, maybe"));
     unload(&m);
     /* usage errors */
-    CHECK(sh("mmp-decode 2>/dev/null") != 0);
-    CHECK(sh("mmp-decode ds --bogus 2>/dev/null") != 0);
-    CHECK(sh("mmp-decode does-not-exist 2>/dev/null") != 0);
-    CHECK(sh("mmp-decode --help >/dev/null") == 0);
+    CHECK(t_sh("mmp-decode 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-decode ds --bogus 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-decode does-not-exist 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-decode --help >/dev/null") == 0);
     unload(&a);
 }
 
 static void test_augment(void) {
-    CHECK(sh("mmp-decode ds --size 32 -o d32.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-decode ds --size 32 -o d32.mmp 2>/dev/null") == 0);
     const char *ops = "--rrc 24,scale=0.3:1 --hflip 0.5 --jitter 0.4,0.4,0.4,0.1 --gray 0.2 --normalize imagenet --erase 0.5";
-    CHECK(sh("mmp-augment d32.mmp %s --seed 3 -j 1 -o g1.mmp", ops) == 0);
-    CHECK(sh("mmp-augment %s --seed 3 -j 3 -o g2.mmp < d32.mmp", ops) == 0);
-    CHECK(sh("mmp-augment d32.mmp %s --seed 3 --epoch 1 -o g3.mmp", ops) == 0);
+    CHECK(t_sh("mmp-augment d32.mmp %s --seed 3 -j 1 -o g1.mmp", ops) == 0);
+    CHECK(t_sh("mmp-augment %s --seed 3 -j 3 -o g2.mmp < d32.mmp", ops) == 0);
+    CHECK(t_sh("mmp-augment d32.mmp %s --seed 3 --epoch 1 -o g3.mmp", ops) == 0);
     stream g1 = load("g1.mmp"), g2 = load("g2.mmp"), g3 = load("g3.mmp");
     CHECK(g1.n == 6 && same_records(&g1, &g2));
     CHECK(g3.n == 6 && !same_records(&g1, &g3));
@@ -260,13 +246,13 @@ static void test_augment(void) {
     unload(&g2);
     unload(&g3);
     /* views */
-    CHECK(sh("mmp-augment d32.mmp --rrc 16 --hflip 0.5 --views 3 --seed 1 -o v.mmp") == 0);
+    CHECK(t_sh("mmp-augment d32.mmp --rrc 16 --hflip 0.5 --views 3 --seed 1 -o v.mmp") == 0);
     stream v = load("v.mmp");
     CHECK(v.n == 18 && v.r[0].id && strstr(v.r[0].id, "#v0") && strstr(v.r[2].id, "#v2"));
     if (v.n == 18) CHECK(v.r[0].label == v.r[1].label && v.r[0].fields[0].t.shape[0] == 16);
     unload(&v);
     /* normalize only = ToTensor+Normalize of the decoded pixels, f16 too */
-    CHECK(sh("mmp-augment d32.mmp --normalize 0.5,0.5,0.5/0.25,0.25,0.25 -o n.mmp && "
+    CHECK(t_sh("mmp-augment d32.mmp --normalize 0.5,0.5,0.5/0.25,0.25,0.25 -o n.mmp && "
              "mmp-augment d32.mmp --normalize imagenet --dtype f16 -o h.mmp") == 0);
     stream d = load("d32.mmp"), nn = load("n.mmp"), hh = load("h.mmp");
     CHECK(nn.n == 6 && hh.n == 6);
@@ -281,21 +267,21 @@ static void test_augment(void) {
     unload(&nn);
     unload(&hh);
     /* a float image stream is refused, naming the problem */
-    CHECK(sh("mmp-augment d32.mmp --normalize imagenet | mmp-augment --hflip 0.5 -o x.mmp 2> x.err") != 0);
+    CHECK(t_sh("mmp-augment d32.mmp --normalize imagenet | mmp-augment --hflip 0.5 -o x.mmp 2> x.err") != 0);
     size_t en;
     char *e = (char *)t_slurp("x.err", &en);
     CHECK(e && strstr(e, "u8 [H,W,3]"));
     free(e);
     /* an op that cannot apply is a counted skip (or fatal with --strict) */
-    CHECK(sh("mmp-augment d32.mmp --pad-crop 40 -o pc.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-augment d32.mmp --pad-crop 40 -o pc.mmp 2>/dev/null") == 0);
     stream pc = load("pc.mmp");
     CHECK(pc.n == 0 && pc.skipped == 4 + 6);
     unload(&pc);
-    CHECK(sh("mmp-augment d32.mmp --pad-crop 40 --strict -o pc.mmp 2>/dev/null") != 0);
-    CHECK(sh("mmp-augment d32.mmp --rrc 0 -o pc.mmp 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-augment d32.mmp --pad-crop 40 --strict -o pc.mmp 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-augment d32.mmp --rrc 0 -o pc.mmp 2>/dev/null") != 0);
 
     /* shuffle: permutation, deterministic by seed */
-    CHECK(sh("mmp-shuffle d32.mmp --buffer 3 --seed 5 -o sh1.mmp && mmp-shuffle d32.mmp --buffer 3 --seed 5 -o sh2.mmp && "
+    CHECK(t_sh("mmp-shuffle d32.mmp --buffer 3 --seed 5 -o sh1.mmp && mmp-shuffle d32.mmp --buffer 3 --seed 5 -o sh2.mmp && "
              "mmp-shuffle d32.mmp --full --seed 9 -o sh3.mmp") == 0);
     stream s1 = load("sh1.mmp"), s2 = load("sh2.mmp"), s3 = load("sh3.mmp");
     CHECK(s1.n == 6 && s3.n == 6 && same_records(&s1, &s2));
@@ -305,14 +291,14 @@ static void test_augment(void) {
     unload(&s2);
     unload(&s3);
     /* split: disjoint, covering, by hashed id */
-    CHECK(sh("mmp-split d32.mmp --ratio 0.5 --seed 2 -o p1.mmp --rest p2.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-split d32.mmp --ratio 0.5 --seed 2 -o p1.mmp --rest p2.mmp 2>/dev/null") == 0);
     stream p1 = load("p1.mmp"), p2 = load("p2.mmp");
     CHECK(p1.n + p2.n == 6);
     for (int i = 0; i < p1.n; i++) CHECK(mmp_split_u(p1.r[i].id, 2) < 0.5 && find(&p2, p1.r[i].id) < 0);
     for (int i = 0; i < p2.n; i++) CHECK(mmp_split_u(p2.r[i].id, 2) >= 0.5);
     unload(&p1);
     unload(&p2);
-    CHECK(sh("mmp-split d32.mmp -o p1.mmp 2>/dev/null") != 0); /* --ratio required */
+    CHECK(t_sh("mmp-split d32.mmp -o p1.mmp 2>/dev/null") != 0); /* --ratio required */
     unload(&d);
 }
 
@@ -320,6 +306,11 @@ int main(void) {
     mmp_set_progname("test_image_pipeline");
     const char *b = getenv("MMP_BUILD");
     snprintf(bindir, sizeof bindir, "%s", b ? b : "build");
+    /* the programs under test come first on PATH */
+    const char *path = getenv("PATH");
+    char newpath[16384];
+    snprintf(newpath, sizeof newpath, "%s:%s", bindir, path ? path : "");
+    setenv("PATH", newpath, 1);
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/mmp-decode", bindir);
     struct stat st;

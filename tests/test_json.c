@@ -36,16 +36,47 @@ static json_t *good(const char *text) {
     return v;
 }
 
-static void test_parse(void) {
+/* texts the parser must refuse, with (part of) the message */
+static const struct {
+    const char *text;
+    int line0;
+    const char *want;
+    int line;
+} bad_cases[] = {
     /* positions: line and column of the error; line0 shifts the line */
-    bad("{\"a\": 1,\n \"b\": x}", 0, "line 2, column 7: invalid token near 'x'", __LINE__);
-    bad("{\"a\": x}", 41, "line 41, column 7: invalid token", __LINE__);
-    bad("{\"a\": 1", 0, "line 1, column 7: '}' expected near end of file", __LINE__);
-    bad("", 0, "line 1, column 1: '[' or '{' expected", __LINE__);
-    bad("\"just a string\"", 0, "'[' or '{' expected", __LINE__);
+    {"{\"a\": 1,\n \"b\": x}", 0, "line 2, column 7: invalid token near 'x'", __LINE__},
+    {"{\"a\": x}", 41, "line 41, column 7: invalid token", __LINE__},
+    {"{\"a\": 1", 0, "line 1, column 7: '}' expected near end of file", __LINE__},
+    {"", 0, "line 1, column 1: '[' or '{' expected", __LINE__},
+    {"\"just a string\"", 0, "'[' or '{' expected", __LINE__},
     /* nothing but whitespace after the value */
-    bad("{} x", 0, "line 1, column 4: trailing bytes after the JSON value", __LINE__);
-    bad("{}\n\n  ]", 7, "line 9, column 3: trailing bytes", __LINE__);
+    {"{} x", 0, "line 1, column 4: trailing bytes after the JSON value", __LINE__},
+    {"{}\n\n  ]", 7, "line 9, column 3: trailing bytes", __LINE__},
+    /* duplicate keys, at any depth */
+    {"{\"a\": 1, \"a\": 2}", 0, "line 1, column 12: duplicate object key near '\"a\"'", __LINE__},
+    {"{\"x\": {\"k\": 1, \"k\": 1}}", 0, "duplicate object key", __LINE__},
+    /* NUL in strings, keys included */
+    {"[\"a\\u0000b\"]", 0, "NUL character (\\u0000) in a string", __LINE__},
+    {"{\"a\\u0000\": 1}", 0, "NUL byte in object key", __LINE__},
+    /* integers beyond int64 are refused, not rounded */
+    {"[9223372036854775808]", 0, "too big integer", __LINE__},
+    {"[-9223372036854775809]", 0, "too big negative integer", __LINE__},
+    {"[1e400]", 0, "real number overflow", __LINE__},
+    /* lone surrogates, bad escapes, raw control characters and invalid UTF-8 */
+    {"[\"\\ud83d\"]", 0, "invalid Unicode '\\uD83D'", __LINE__},
+    {"[\"\\ude00\"]", 0, "invalid Unicode '\\uDE00'", __LINE__},
+    {"[\"\\ud83d\\u0041\"]", 0, "invalid Unicode", __LINE__},
+    {"[\"\\x\"]", 0, "invalid escape", __LINE__},
+    {"[\"a\x01\"]", 0, "control character 0x1", __LINE__},
+    {"[\"a\nb\"]", 0, "unexpected newline", __LINE__},
+    {"[\"\xc3\x28\"]", 0, "unable to decode byte 0xc3", __LINE__},
+    {"[\"\xed\xa0\x80\"]", 0, "unable to decode byte", __LINE__}, /* an encoded surrogate */
+    {"[nan]", 0, "invalid token near 'nan'", __LINE__},
+};
+
+static void test_parse(void) {
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++)
+        bad(bad_cases[i].text, bad_cases[i].line0, bad_cases[i].want, bad_cases[i].line);
     {
         char err[256] = "";
         CHECK(mmp_json_parse("[1]\0", 4, 0, err, sizeof err) == NULL && strstr(err, "line 1, column 4: trailing bytes"));
@@ -57,40 +88,21 @@ static void test_parse(void) {
         CHECKF(v && json_integer_value(json_array_get(v, 0)) == 2, "%s", err);
         json_decref(v);
     }
-    /* duplicate keys, at any depth */
-    bad("{\"a\": 1, \"a\": 2}", 0, "line 1, column 12: duplicate object key near '\"a\"'", __LINE__);
-    bad("{\"x\": {\"k\": 1, \"k\": 1}}", 0, "duplicate object key", __LINE__);
     json_t *v = good("{\"x\": {\"k\": 1}, \"k\": 2}"); /* the same key in two objects is fine */
     json_decref(v);
-    /* NUL in strings, keys included */
-    bad("[\"a\\u0000b\"]", 0, "NUL character (\\u0000) in a string", __LINE__);
-    bad("{\"a\\u0000\": 1}", 0, "NUL byte in object key", __LINE__);
-    /* integers beyond int64 are refused, not rounded; int64's ends are exact */
-    bad("[9223372036854775808]", 0, "too big integer", __LINE__);
-    bad("[-9223372036854775809]", 0, "too big negative integer", __LINE__);
-    bad("[1e400]", 0, "real number overflow", __LINE__);
+    /* int64's ends are exact */
     v = good("[9223372036854775807, -9223372036854775808, 9007199254740993, 1.5, 2e3]");
     CHECK(json_integer_value(json_array_get(v, 0)) == INT64_MAX);
     CHECK(json_integer_value(json_array_get(v, 1)) == INT64_MIN);
     CHECK(json_integer_value(json_array_get(v, 2)) == 9007199254740993LL); /* 2^53 + 1: not a double */
     CHECK(json_is_real(json_array_get(v, 3)) && json_is_real(json_array_get(v, 4)));
     json_decref(v);
-    /* strings: surrogate pairs decode to UTF-8; lone surrogates, bad escapes,
-     * raw control characters and invalid UTF-8 are refused */
+    /* strings: surrogate pairs and escapes decode to UTF-8 (the refused ones are in bad_cases) */
     v = good("[\"\\ud83d\\ude00\", \"caf\\u00e9\", \"\\\"\\\\\\/\\b\\f\\n\\r\\t\"]");
     CHECK(!strcmp(json_string_value(json_array_get(v, 0)), "\xf0\x9f\x98\x80"));
     CHECK(!strcmp(json_string_value(json_array_get(v, 1)), "caf\xc3\xa9"));
     CHECK(!strcmp(json_string_value(json_array_get(v, 2)), "\"\\/\b\f\n\r\t"));
     json_decref(v);
-    bad("[\"\\ud83d\"]", 0, "invalid Unicode '\\uD83D'", __LINE__);
-    bad("[\"\\ude00\"]", 0, "invalid Unicode '\\uDE00'", __LINE__);
-    bad("[\"\\ud83d\\u0041\"]", 0, "invalid Unicode", __LINE__);
-    bad("[\"\\x\"]", 0, "invalid escape", __LINE__);
-    bad("[\"a\x01\"]", 0, "control character 0x1", __LINE__);
-    bad("[\"a\nb\"]", 0, "unexpected newline", __LINE__);
-    bad("[\"\xc3\x28\"]", 0, "unable to decode byte 0xc3", __LINE__);
-    bad("[\"\xed\xa0\x80\"]", 0, "unable to decode byte", __LINE__); /* an encoded surrogate */
-    bad("[nan]", 0, "invalid token near 'nan'", __LINE__);
     /* nesting: MMP_JSON_MAX_DEPTH levels are fine, one more is not */
     char deep[2 * MMP_JSON_MAX_DEPTH + 8] = "";
     for (int i = 0; i < MMP_JSON_MAX_DEPTH; i++) strcat(deep, "[");

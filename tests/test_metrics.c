@@ -36,23 +36,46 @@ static int parse_names(const char *js, char **names) {
     return n;
 }
 
-static void check_case(const char *name) {
+/* fixture tests/fixtures/train/report_NAME.safetensors; names[C] from its
+ * classes; returns C */
+static int open_case(const char *name, mmp_safetensors *st, char **names) {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/train/report_%s.safetensors", name);
+    mmp_st_open_or_die(st, t_root_path(path));
+    return parse_names(mmp_meta_get(&st->meta, "classes"), names);
+}
+
+/* per-class precision, recall, f1 exactly e's rows [p, r, f1, support]; support checked */
+static int per_class_exact(int C, const double *prec, const double *rec, const double *f1, const int64_t *support,
+                           const double *e) {
+    int exact = 1;
+    for (int c = 0; c < C; c++) {
+        exact &= prec[c] == e[c * 4] && rec[c] == e[c * 4 + 1] && f1[c] == e[c * 4 + 2];
+        CHECK((double)support[c] == e[c * 4 + 3]);
+    }
+    return exact;
+}
+
+/* the text report (got, freed here) equals report_NAME_dDIGITS.txt */
+static void check_text(const char *name, int digits, char *got) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/train/report_%s_d%d.txt", name, digits);
+    char *want = slurp(t_root_path(path));
+    CHECKF(strcmp(got, want) == 0, "%s digits=%d text differs:\n--- got\n%s--- sklearn\n%s", name, digits, got, want);
+    free(want);
+    free(got);
+}
+
+static void check_case(const char *name) {
     mmp_safetensors st;
-    mmp_st_open_or_die(&st, t_root_path(path));
     char *names[64];
-    int C = parse_names(mmp_meta_get(&st.meta, "classes"), names);
+    int C = open_case(name, &st, names);
     const mmp_tensor *yt = mmp_st_get(&st, "y_true"), *yp = mmp_st_get(&st, "y_pred");
     const mmp_tensor *ex = mmp_st_get(&st, "expected"), *cm = mmp_st_get(&st, "confusion");
     mmp_clsreport r;
     CHECK(mmp_clsreport_compute(&r, yt->data, yp->data, yt->shape[0], C, NULL) == 0);
     const double *e = ex->data; /* float64 bit patterns */
-    int exact = 1;
-    for (int c = 0; c < C; c++) {
-        exact &= r.precision[c] == e[c * 4] && r.recall[c] == e[c * 4 + 1] && r.f1[c] == e[c * 4 + 2];
-        CHECK((double)r.support[c] == e[c * 4 + 3]);
-    }
+    int exact = per_class_exact(C, r.precision, r.recall, r.f1, r.support, e);
     exact &= r.accuracy == e[C * 4];
     for (int k = 0; k < 3; k++) {
         exact &= r.macro[k] == e[(C + 1) * 4 + k];
@@ -64,14 +87,7 @@ static void check_case(const char *name) {
     }
     CHECKF(exact, "%s: numbers differ from sklearn's output_dict", name);
     CHECK(memcmp(cm->data, r.cm, sizeof(int64_t) * C * C) == 0);
-    for (int digits = 2; digits <= 4; digits += 2) {
-        snprintf(path, sizeof path, "tests/fixtures/train/report_%s_d%d.txt", name, digits);
-        char *want = slurp(t_root_path(path));
-        char *got = mmp_clsreport_text(&r, names, digits);
-        CHECKF(strcmp(got, want) == 0, "%s digits=%d text differs:\n--- got\n%s--- sklearn\n%s", name, digits, got, want);
-        free(want);
-        free(got);
-    }
+    for (int digits = 2; digits <= 4; digits += 2) check_text(name, digits, mmp_clsreport_text(&r, names, digits));
     printf("%-16s C=%-2d n=%-4lld accuracy %.4f: compared with sklearn\n", name, C,
            (long long)r.n, r.accuracy);
     for (int c = 0; c < C; c++) free(names[c]);
@@ -80,12 +96,9 @@ static void check_case(const char *name) {
 }
 
 static void check_ml_case(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/train/report_%s.safetensors", name);
     mmp_safetensors st;
-    mmp_st_open_or_die(&st, t_root_path(path));
     char *names[64];
-    int C = parse_names(mmp_meta_get(&st.meta, "classes"), names);
+    int C = open_case(name, &st, names);
     const mmp_tensor *yt = mmp_st_get(&st, "y_true"), *yp = mmp_st_get(&st, "y_pred"), *ex = mmp_st_get(&st, "expected");
     int64_t n = yt->shape[0];
     CHECK(yt->shape[1] == C);
@@ -97,11 +110,7 @@ static void check_ml_case(const char *name) {
     mmp_mlreport r;
     mmp_mlreport_compute(&r, a, b, n, C);
     const double *e = ex->data;
-    int exact = 1;
-    for (int c = 0; c < C; c++) {
-        exact &= r.precision[c] == e[c * 4] && r.recall[c] == e[c * 4 + 1] && r.f1[c] == e[c * 4 + 2];
-        CHECK((double)r.support[c] == e[c * 4 + 3]);
-    }
+    int exact = per_class_exact(C, r.precision, r.recall, r.f1, r.support, e);
     for (int v = 0; v < 4; v++)
         for (int k = 0; k < 3; k++) {
             if (r.avg[v][k] != e[(C + v) * 4 + k])
@@ -109,14 +118,7 @@ static void check_ml_case(const char *name) {
             exact &= r.avg[v][k] == e[(C + v) * 4 + k];
         }
     CHECKF(exact, "%s: multi-label numbers differ from sklearn's output_dict", name);
-    for (int digits = 2; digits <= 4; digits += 2) {
-        snprintf(path, sizeof path, "tests/fixtures/train/report_%s_d%d.txt", name, digits);
-        char *want = slurp(t_root_path(path));
-        char *got = mmp_mlreport_text(&r, names, digits);
-        CHECKF(strcmp(got, want) == 0, "%s digits=%d text differs:\n--- got\n%s--- sklearn\n%s", name, digits, got, want);
-        free(want);
-        free(got);
-    }
+    for (int digits = 2; digits <= 4; digits += 2) check_text(name, digits, mmp_mlreport_text(&r, names, digits));
     printf("%-16s C=%-2d n=%-4lld micro F1 %.4f, samples F1 %.4f: compared with sklearn\n", name, C, (long long)n,
            r.avg[0][2], r.avg[3][2]);
     for (int c = 0; c < C; c++) free(names[c]);

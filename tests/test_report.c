@@ -34,6 +34,14 @@ static int count(const char *hay, const char *needle) {
     return n;
 }
 
+/* what writer wrote for r into path */
+static char *written(const char *path, void (*writer)(FILE *, const mmp_report *), const mmp_report *r) {
+    FILE *f = fopen(path, "w");
+    writer(f, r);
+    fclose(f);
+    return slurp(path, NULL);
+}
+
 int main(void) {
     /* a training log with step and epoch entries */
     FILE *f = fopen("train.jsonl", "w");
@@ -89,10 +97,7 @@ int main(void) {
     char *names[4] = {"cat", "dog <&>", "bird", "unused"};
     mmp_report r = {.cls = &cr, .names = names, .digits = 2, .n_retrieval = 100, .nk = 3, .ks = {1, 5, 10},
                     .a2b = {0.25, 0.5, 0.75}, .b2a = {0.3, 0.6, 0.9}, .log = &lg, .title = "test report"};
-    f = fopen("r.json", "w");
-    mmp_report_write_json(f, &r);
-    fclose(f);
-    char *js = slurp("r.json", NULL);
+    char *js = written("r.json", mmp_report_write_json, &r);
     CHECK(strstr(js, "\"accuracy\": 0.66666666666666663") != NULL);
     CHECK(strstr(js, "\"macro avg\"") && strstr(js, "\"weighted avg\"") && strstr(js, "\"confusion_matrix\": [[3, 1, 0, 0]"));
     CHECK(strstr(js, "\"recall@5\": 0.5") && strstr(js, "\"text_to_image\""));
@@ -105,18 +110,12 @@ int main(void) {
         CHECK(system(cmd) == 0);
     }
     free(js);
-    f = fopen("r.txt", "w");
-    mmp_report_write_text(f, &r);
-    fclose(f);
-    char *txt = slurp("r.txt", NULL);
+    char *txt = written("r.txt", mmp_report_write_text, &r);
     CHECK(strstr(txt, "    accuracy                           0.67        12") != NULL);
     CHECK(strstr(txt, "confusion matrix") && strstr(txt, "image -> text") && strstr(txt, "best dev metric 0.8000"));
     free(txt);
 
-    f = fopen("report.html", "w");
-    mmp_report_write_html(f, &r);
-    fclose(f);
-    char *html = slurp("report.html", NULL);
+    char *html = written("report.html", mmp_report_write_html, &r);
     CHECK(count(html, "<svg") == 5); /* steps, epochs, dev, per-class, confusion */
     CHECK(strstr(html, "dog &lt;&amp;&gt;") && !strstr(html, "dog <&>"));
     CHECK(!strstr(html, "http://") || count(html, "http://") == count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
@@ -129,16 +128,10 @@ int main(void) {
         mmp_mlreport_compute(&ml, mt, mp, 4, 3);
         char *mn[3] = {"x", "y", "z"};
         mmp_report mr = {.ml = &ml, .names = mn, .digits = 2, .title = "ml"};
-        f = fopen("ml.html", "w");
-        mmp_report_write_html(f, &mr);
-        fclose(f);
-        char *mh = slurp("ml.html", NULL);
+        char *mh = written("ml.html", mmp_report_write_html, &mr);
         CHECK(count(mh, "<svg") == 1 && strstr(mh, "Multi-label micro F1: ") && strstr(mh, "samples avg"));
         free(mh);
-        f = fopen("ml.json", "w");
-        mmp_report_write_json(f, &mr);
-        fclose(f);
-        char *mj = slurp("ml.json", NULL);
+        char *mj = written("ml.json", mmp_report_write_json, &mr);
         CHECK(strstr(mj, "\"samples avg\"") && strstr(mj, "\"micro avg\"") && !strstr(mj, "\"accuracy\""));
         free(mj);
         mmp_mlreport_free(&ml);

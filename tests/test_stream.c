@@ -504,6 +504,23 @@ static void test_crafted(void) {
     mp_buf_free(&b);
 }
 
+/* a reader on the read end of a pipe (NULL, and a failed check, if it fails) */
+static mmp_reader *open_fd_reader(int fd) {
+    char path[64], err[512];
+    snprintf(path, sizeof path, "/dev/fd/%d", fd);
+    mmp_reader *r = mmp_reader_open(path, err, sizeof err);
+    CHECKF(r, "%s", err);
+    return r;
+}
+
+/* closes the read end and waits for the writer child, which must exit 0 */
+static void reap_writer(int fd, pid_t pid) {
+    close(fd);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* A reader at the end of a pipe sees records while the writer is still
  * running (it pauses after 3 records, then writes the rest). */
 static void test_pipe_promptness(void) {
@@ -532,11 +549,8 @@ static void test_pipe_promptness(void) {
         _exit(0);
     }
     close(fds[1]);
-    char path[64], err[512];
-    snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
     double t0 = mmp_now();
-    mmp_reader *r = mmp_reader_open(path, err, sizeof err);
-    CHECKF(r, "%s", err);
+    mmp_reader *r = open_fd_reader(fds[0]);
     if (r) {
         mmp_record rec;
         mmp_record_init(&rec);
@@ -549,10 +563,7 @@ static void test_pipe_promptness(void) {
         mmp_record_clear(&rec);
         mmp_reader_close(r);
     }
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    reap_writer(fds[0], pid);
 }
 
 static long vm_hwm_kb(void) {
@@ -605,11 +616,8 @@ static void test_bounded_memory(void) {
         _exit(0);
     }
     close(fds[1]);
-    char path[64], err[512];
-    snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
     long before = vm_hwm_kb();
-    mmp_reader *r = mmp_reader_open(path, err, sizeof err);
-    CHECKF(r, "%s", err);
+    mmp_reader *r = open_fd_reader(fds[0]);
     mmp_record rec;
     mmp_record_init(&rec);
     int n = 0, s = -1;
@@ -620,10 +628,7 @@ static void test_bounded_memory(void) {
     CHECKF(grew < 24 * 1024, "reader peak memory grew by %ld KiB for a 64 MiB stream", grew);
     mmp_record_clear(&rec);
     mmp_reader_close(r);
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    reap_writer(fds[0], pid);
 }
 
 /* Large records: multi-MiB tensors cross flush and buffer boundaries. */

@@ -4,7 +4,6 @@
  * checkpoint with --dev, provenance refusal, bad input messages, contrastive
  * retrieval and zero-shot, the HTML page in headless Chromium (when present). */
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -113,17 +112,6 @@ static void write_multilabel(const char *path, int n, uint64_t seed) {
     mmp_header_free(&h);
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -185,7 +173,7 @@ static void check_predictions(const char *path, int C, double min_acc, mmp_clsre
 }
 
 int main(void) {
-    if (sh("command -v mmp-train-step >/dev/null && command -v mmp-eval >/dev/null && command -v mmp-report >/dev/null"))
+    if (t_sh("command -v mmp-train-step >/dev/null && command -v mmp-eval >/dev/null && command -v mmp-report >/dev/null"))
         SKIP("mmp-train-step/mmp-eval/mmp-report not on PATH (run via tests/run.sh)");
     const int D = 24, C = 5;
     write_features("train.mmp", 1500, D, C, 0, 1, MMP_F16, "mnv2-test");
@@ -194,15 +182,15 @@ int main(void) {
     write_features("other.mmp", 50, D, C, 0, 4, MMP_F32, "resnet-other");
 
     /* ---- train with dev + log, eval, report ---- */
-    CHECK(sh("mmp-train-step --epochs 6 --batch-size 64 --lr 0.01 --dev dev.mmp --log log.jsonl --out head.safetensors train.mmp 2>train.err") == 0);
+    CHECK(t_sh("mmp-train-step --epochs 6 --batch-size 64 --lr 0.01 --dev dev.mmp --log log.jsonl --out head.safetensors train.mmp 2>train.err") == 0);
     CHECK(access("head.safetensors", F_OK) == 0 && access("head.last.safetensors", F_OK) == 0);
     char *e = slurp("train.err");
     CHECK(e && strstr(e, "dev accuracy"));
     free(e);
-    CHECK(sh("mmp-eval --model head.safetensors test.mmp -o pred.mmp --json eval.json 2>eval.err") == 0);
+    CHECK(t_sh("mmp-eval --model head.safetensors test.mmp -o pred.mmp --json eval.json 2>eval.err") == 0);
     mmp_clsreport cr;
     check_predictions("pred.mmp", C, 0.9, &cr);
-    CHECK(sh("mmp-report pred.mmp --log log.jsonl --json rep.json --html rep.html > rep.txt") == 0);
+    CHECK(t_sh("mmp-report pred.mmp --log log.jsonl --json rep.json --html rep.html > rep.txt") == 0);
     char *txt = slurp("rep.txt");
     char *want = mmp_clsreport_text(&cr, (char *[]){"airplane", "automobile", "bird", "cat", "deer"}, 2);
     CHECKF(txt && strstr(txt, want), "report text differs from the expected sklearn layout:\n%s\nwant:\n%s", txt ? txt : "", want);
@@ -214,7 +202,7 @@ int main(void) {
     snprintf(acc, sizeof acc, "\"accuracy\": %.17g", cr.accuracy);
     CHECK(js && strstr(js, acc) && strstr(js, "\"training\""));
     free(js);
-    CHECK(sh("mmp-report --digits 4 pred.mmp | grep -q '    accuracy                         0\\.[0-9][0-9][0-9][0-9] '") == 0);
+    CHECK(t_sh("mmp-report --digits 4 pred.mmp | grep -q '    accuracy                         0\\.[0-9][0-9][0-9][0-9] '") == 0);
     mmp_clsreport_free(&cr);
     /* --dev keeps the best epoch: head == the best, last == epoch 6 */
     mmp_safetensors st;
@@ -225,7 +213,7 @@ int main(void) {
     mmp_st_close(&st);
 
     /* ---- early stopping ---- */
-    CHECK(sh("mmp-train-step --epochs 40 --patience 2 --batch-size 64 --lr 0.01 --dev dev.mmp --out es.safetensors train.mmp 2>es.err") == 0);
+    CHECK(t_sh("mmp-train-step --epochs 40 --patience 2 --batch-size 64 --lr 0.01 --dev dev.mmp --out es.safetensors train.mmp 2>es.err") == 0);
     e = slurp("es.err");
     CHECK(e && strstr(e, "early stop after epoch"));
     free(e);
@@ -240,57 +228,57 @@ int main(void) {
     /* ---- resume: interrupted == uninterrupted, bit for bit ---- */
     const char *rec1 = "--hidden 32 --dropout 0.2 --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --schedule cosine "
                        "--warmup 5 --clip-grad-norm 2 --label-smoothing 0.1 --batch-size 50 --seed 7";
-    CHECK(sh("mmp-train-step %s --epochs 4 --out full.safetensors train.mmp 2>/dev/null", rec1) == 0);
-    CHECK(sh("mmp-train-step %s --epochs 4 --stop-after-epochs 2 --out part.safetensors train.mmp 2>/dev/null", rec1) == 0);
+    CHECK(t_sh("mmp-train-step %s --epochs 4 --out full.safetensors train.mmp 2>/dev/null", rec1) == 0);
+    CHECK(t_sh("mmp-train-step %s --epochs 4 --stop-after-epochs 2 --out part.safetensors train.mmp 2>/dev/null", rec1) == 0);
     CHECK(!same_tensors("full.safetensors", "part.safetensors"));
-    CHECK(sh("mmp-train-step %s --epochs 4 --resume part.safetensors --out part.safetensors train.mmp 2>/dev/null", rec1) == 0);
+    CHECK(t_sh("mmp-train-step %s --epochs 4 --resume part.safetensors --out part.safetensors train.mmp 2>/dev/null", rec1) == 0);
     CHECKF(same_tensors("full.safetensors", "part.safetensors"), "resumed run differs from the uninterrupted one");
-    CHECK(sh("mmp-train-step %s --epochs 4 --seed 8 --out seed8.safetensors train.mmp 2>/dev/null", rec1) == 0);
+    CHECK(t_sh("mmp-train-step %s --epochs 4 --seed 8 --out seed8.safetensors train.mmp 2>/dev/null", rec1) == 0);
     CHECK(!same_tensors("full.safetensors", "seed8.safetensors"));
     /* ---- the per-epoch shell loop over stdin == --epochs 3 ---- */
-    CHECK(sh("mmp-train-step --batch-size 100 --seed 3 --epochs 3 --out e3.safetensors train.mmp 2>/dev/null") == 0);
-    CHECK(sh("mmp-train-step --batch-size 100 --seed 3 --out loop.safetensors < train.mmp 2>/dev/null") == 0);
-    CHECK(sh("for i in 2 3; do mmp-train-step --init loop.safetensors --out loop.safetensors < train.mmp 2>/dev/null || exit 1; done") == 0);
+    CHECK(t_sh("mmp-train-step --batch-size 100 --seed 3 --epochs 3 --out e3.safetensors train.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-train-step --batch-size 100 --seed 3 --out loop.safetensors < train.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("for i in 2 3; do mmp-train-step --init loop.safetensors --out loop.safetensors < train.mmp 2>/dev/null || exit 1; done") == 0);
     CHECKF(same_tensors("e3.safetensors", "loop.safetensors"), "stdin epoch loop differs from --epochs 3");
     mmp_st_open_or_die(&st, "loop.safetensors");
     CHECK(!strcmp(mmp_meta_get(&st.meta, "epoch"), "3"));
     mmp_st_close(&st);
 
     /* ---- provenance ---- */
-    CHECK(sh("mmp-eval --model head.safetensors other.mmp -o /dev/null 2>prov.err") != 0);
+    CHECK(t_sh("mmp-eval --model head.safetensors other.mmp -o /dev/null 2>prov.err") != 0);
     e = slurp("prov.err");
     CHECK(e && strstr(e, "mnv2-test") && strstr(e, "resnet-other") && strstr(e, "--allow-mixed"));
     free(e);
-    CHECK(sh("mmp-eval --allow-mixed --model head.safetensors other.mmp -o /dev/null 2>/dev/null") == 0);
-    CHECK(sh("mmp-train-step --dev other.mmp --out x.safetensors train.mmp 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-eval --allow-mixed --model head.safetensors other.mmp -o /dev/null 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-train-step --dev other.mmp --out x.safetensors train.mmp 2>/dev/null") != 0);
     CHECK(access("x.safetensors", F_OK) != 0);
 
     /* ---- bad input: clear one-line messages, no checkpoint ---- */
-    CHECK(sh("head -c 3000 train.mmp > trunc.mmp; mmp-train-step --out t.safetensors trunc.mmp 2>trunc.err") != 0);
+    CHECK(t_sh("head -c 3000 train.mmp > trunc.mmp; mmp-train-step --out t.safetensors trunc.mmp 2>trunc.err") != 0);
     e = slurp("trunc.err");
     CHECK(e && strncmp(e, "mmp-train-step: ", 16) == 0 && strchr(e, '\n') == e + strlen(e) - 1);
     free(e);
     CHECK(access("t.safetensors", F_OK) != 0);
-    CHECK(sh("mmp-train-step --feature nope --out t.safetensors train.mmp 2>feat.err") != 0);
+    CHECK(t_sh("mmp-train-step --feature nope --out t.safetensors train.mmp 2>feat.err") != 0);
     e = slurp("feat.err");
     CHECK(e && strstr(e, "record 0: no tensor \"nope\""));
     free(e);
-    CHECK(sh("mmp-train-step --lr -1 --out t.safetensors train.mmp 2>/dev/null") != 0);
-    CHECK(sh("mmp-eval --model train.mmp test.mmp >/dev/null 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-train-step --lr -1 --out t.safetensors train.mmp 2>/dev/null") != 0);
+    CHECK(t_sh("mmp-eval --model train.mmp test.mmp >/dev/null 2>/dev/null") != 0);
     write_features("c3.mmp", 20, D, 3, 0, 9, MMP_F32, "mnv2-test");
-    CHECK(sh("mmp-eval --model head.safetensors c3.mmp -o /dev/null 2>c3.err") != 0);
+    CHECK(t_sh("mmp-eval --model head.safetensors c3.mmp -o /dev/null 2>c3.err") != 0);
     e = slurp("c3.err");
     CHECK(e && strstr(e, "class list differs"));
     free(e);
-    CHECK(sh("mmp-train-step --epochs 2 --hidden 8 --resume head.safetensors --out t.safetensors train.mmp 2>arch.err") != 0);
+    CHECK(t_sh("mmp-train-step --epochs 2 --hidden 8 --resume head.safetensors --out t.safetensors train.mmp 2>arch.err") != 0);
 
     /* ---- contrastive pairs: retrieval and zero-shot ---- */
     write_features("pairs.mmp", 1200, D, C, 20, 5, MMP_F32, "mnv2-test");
     write_features("pairs_test.mmp", 300, D, C, 20, 6, MMP_F32, "mnv2-test");
     write_prompts("prompts.mmp", C, 20, "minilm-a");
     write_prompts("prompts_b.mmp", C, 20, "minilm-b");
-    CHECK(sh("mmp-train-step --loss contrastive --proj-dim 16 --epochs 8 --batch-size 100 --lr 0.01 --out clip.safetensors pairs.mmp 2>/dev/null") == 0);
-    CHECK(sh("mmp-eval --model clip.safetensors --prompts prompts.mmp --json clip.json -o clip_pred.mmp pairs_test.mmp 2>clip.err") == 0);
+    CHECK(t_sh("mmp-train-step --loss contrastive --proj-dim 16 --epochs 8 --batch-size 100 --lr 0.01 --out clip.safetensors pairs.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-eval --model clip.safetensors --prompts prompts.mmp --json clip.json -o clip_pred.mmp pairs_test.mmp 2>clip.err") == 0);
     js = slurp("clip.json");
     CHECK(js && strstr(js, "\"image_to_text\"") && strstr(js, "\"recall@10\""));
     double r10 = js && strstr(js, "\"recall@10\": ") ? atof(strstr(js, "\"recall@10\": ") + 13) : 0;
@@ -298,28 +286,28 @@ int main(void) {
     printf("contrastive: image->text recall@10 %.3f (chance %.3f), zero-shot accuracy %.3f\n", r10, 10.0 / 300, zacc);
     CHECK(r10 > 0.2 && zacc > 0.5);
     free(js);
-    CHECK(sh("mmp-eval --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>tprov.err") != 0);
+    CHECK(t_sh("mmp-eval --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>tprov.err") != 0);
     e = slurp("tprov.err");
     CHECK(e && strstr(e, "minilm-a") && strstr(e, "minilm-b") && strstr(e, "text embeddings"));
     free(e);
-    CHECK(sh("mmp-eval --allow-mixed --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>/dev/null") == 0);
-    CHECK(sh("mmp-report clip_pred.mmp > clip_rep.txt") == 0);
+    CHECK(t_sh("mmp-eval --allow-mixed --model clip.safetensors --prompts prompts_b.mmp -o /dev/null pairs_test.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-report clip_pred.mmp > clip_rep.txt") == 0);
     txt = slurp("clip_rep.txt");
     CHECK(txt && strstr(txt, "retrieval (300 pairs)") && strstr(txt, "accuracy"));
     free(txt);
-    CHECK(sh("mmp-train-step --loss triplet --mining hard --proj-dim 16 --epochs 2 --out trip.safetensors pairs.mmp 2>/dev/null") == 0);
-    CHECK(sh("mmp-eval --model trip.safetensors pairs_test.mmp -o /dev/null 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-train-step --loss triplet --mining hard --proj-dim 16 --epochs 2 --out trip.safetensors pairs.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-eval --model trip.safetensors pairs_test.mmp -o /dev/null 2>/dev/null") == 0);
 
     /* ---- multi-label bce ---- */
     write_multilabel("ml_train.mmp", 800, 21);
     write_multilabel("ml_dev.mmp", 200, 22);
-    CHECK(sh("mmp-train-step --loss bce --epochs 5 --batch-size 32 --lr 0.01 --dev ml_dev.mmp --out bce.safetensors ml_train.mmp 2>bce.err") == 0);
+    CHECK(t_sh("mmp-train-step --loss bce --epochs 5 --batch-size 32 --lr 0.01 --dev ml_dev.mmp --out bce.safetensors ml_train.mmp 2>bce.err") == 0);
     e = slurp("bce.err");
     double mlacc = e && strstr(e, "dev accuracy ") ? atof(strstr(e, "dev accuracy ") + 13) : 0;
     printf("bce: dev exact-match accuracy %.3f\n", mlacc);
     CHECK(mlacc > 0.9);
     free(e);
-    CHECK(sh("mmp-eval --model bce.safetensors ml_dev.mmp -o bce_pred.mmp 2>/dev/null") == 0);
+    CHECK(t_sh("mmp-eval --model bce.safetensors ml_dev.mmp -o bce_pred.mmp 2>/dev/null") == 0);
     {
         char err[256];
         mmp_reader *r = mmp_reader_open("bce_pred.mmp", err, sizeof err);
@@ -336,7 +324,7 @@ int main(void) {
         mmp_record_clear(&rec);
         if (r) mmp_reader_close(r);
     }
-    CHECK(sh("mmp-report bce_pred.mmp > bce_rep.txt") == 0);
+    CHECK(t_sh("mmp-report bce_pred.mmp > bce_rep.txt") == 0);
     txt = slurp("bce_rep.txt");
     CHECK(txt && strstr(txt, "samples avg") && strstr(txt, "micro avg"));
     free(txt);
@@ -344,7 +332,7 @@ int main(void) {
     /* ---- HTML in headless Chromium ---- */
     struct stat sb;
     if (stat("/usr/bin/chromium", &sb) == 0) {
-        CHECK(sh("/usr/bin/chromium --headless --disable-gpu --no-sandbox --user-data-dir=./chrome --dump-dom file://$PWD/rep.html > dom.html 2>/dev/null") == 0);
+        CHECK(t_sh("/usr/bin/chromium --headless --disable-gpu --no-sandbox --user-data-dir=./chrome --dump-dom file://$PWD/rep.html > dom.html 2>/dev/null") == 0);
         char *dom = slurp("dom.html");
         int svgs = 0;
         for (char *p = dom; p && (p = strstr(p, "<svg")); p++) svgs++;

@@ -165,25 +165,11 @@ static void test_parity(const model *m) {
     for (int o = 0; o < 2; o++) {
         const char *on = o ? "sgd" : "adamw";
         mmp_optim opt;
-        mmp_optim_defaults(&opt, o ? MMP_OPT_SGD : MMP_OPT_ADAMW);
-        double lr;
-        if (o) { opt.momentum = 0.9; opt.weight_decay = 1e-3; lr = 0.01; }
-        else { opt.weight_decay = 1e-2; lr = 1e-2; }
+        double lr = t_fixture_optim(&opt, o, 0.01);
         make_head(&h, &st, m);
         enum { STEPS = 5, B = 4 };
-        float losses[STEPS], *bx = malloc(sizeof(float) * (size_t)(B * D)), bl[B * C], bd[B * C];
-        int64_t by[B];
-        for (int s = 0; s < STEPS; s++) {
-            for (int b = 0; b < B; b++) {
-                int r = (s * B + b) % N;
-                memcpy(bx + b * D, x + r * D, sizeof(float) * (size_t)D);
-                by[b] = y[r];
-            }
-            mmp_head_forward(&h, bx, B, 1, &rng, bl);
-            losses[s] = (float)mmp_ce_loss(bl, by, B, C, NULL, 0, bd);
-            mmp_head_backward(&h, bx, B, bd);
-            mmp_optim_step(&opt, h.params, h.np, s, lr);
-        }
+        float losses[STEPS];
+        t_train_steps(&h, &opt, lr, x, y, N, D, C, STEPS, B, &rng, losses);
         snprintf(nm, sizeof nm, "%s.losses", on);
         char n2[240];
         snprintf(n2, sizeof n2, "%s: %s", m->name, nm);
@@ -194,7 +180,6 @@ static void test_parity(const model *m) {
             worst = fmax(worst, t_cmp_scaled(nm, h.params[i].w, t_fixture_f32(&ss, nm)->data, h.params[i].n, 1e-5));
         }
         printf("%s %s: %d steps, final weights worst max rel err %.3g\n", m->name, on, STEPS, worst);
-        free(bx);
         mmp_head_free(&h);
     }
     free(dx);
@@ -214,7 +199,6 @@ static void test_threads(const model *m) {
     int64_t y[N];
     for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
     float *ref = NULL;
-    size_t total = 0;
     for (int T = 1; T <= 4; T++) {
         mmp_head h;
         make_head(&h, &st, m);
@@ -228,20 +212,7 @@ static void test_threads(const model *m) {
             mmp_tail_backward(h.tail, N, dl, dx);
             mmp_optim_step(&opt, h.params, h.np, s, 1e-2);
         }
-        if (!ref) {
-            for (int i = 0; i < h.np; i++) total += h.params[i].n;
-            ref = malloc(sizeof(float) * (total + (size_t)(N * D)));
-        }
-        float *cur = malloc(sizeof(float) * (total + (size_t)(N * D)));
-        size_t o = 0;
-        for (int i = 0; i < h.np; i++) {
-            memcpy(cur + o, h.params[i].w, sizeof(float) * h.params[i].n);
-            o += h.params[i].n;
-        }
-        memcpy(cur + o, dx, sizeof(float) * (size_t)(N * D));
-        if (T == 1) memcpy(ref, cur, sizeof(float) * (total + (size_t)(N * D)));
-        else CHECKF(!memcmp(ref, cur, sizeof(float) * (total + (size_t)(N * D))), "%s: %d threads differ from 1", m->name, T);
-        free(cur);
+        CHECKF(t_same_state(&h, dx, (size_t)(N * D), &ref), "%s: %d threads differ from 1", m->name, T);
         free(dx);
         mmp_head_free(&h);
     }

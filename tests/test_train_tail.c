@@ -218,25 +218,11 @@ static void test_parity(void) {
     for (int o = 0; o < 2; o++) {
         const char *on = o ? "sgd" : "adamw";
         mmp_optim opt;
-        mmp_optim_defaults(&opt, o ? MMP_OPT_SGD : MMP_OPT_ADAMW);
-        double lr;
-        if (o) { opt.momentum = 0.9; opt.weight_decay = 1e-3; lr = 0.05; }
-        else { opt.weight_decay = 1e-2; lr = 1e-2; }
+        double lr = t_fixture_optim(&opt, o, 0.05);
         make_head(&h, &st);
         enum { STEPS = 5, B = 4 };
-        float losses[STEPS], bx[B * D], bl[B * C], bd[B * C];
-        int64_t by[B];
-        for (int s = 0; s < STEPS; s++) {
-            for (int b = 0; b < B; b++) {
-                int r = (s * B + b) % N;
-                memcpy(bx + b * D, x + r * D, sizeof(float) * D);
-                by[b] = y[r];
-            }
-            mmp_head_forward(&h, bx, B, 1, &rng, bl);
-            losses[s] = (float)mmp_ce_loss(bl, by, B, C, NULL, 0, bd);
-            mmp_head_backward(&h, bx, B, bd);
-            mmp_optim_step(&opt, h.params, h.np, s, lr);
-        }
+        float losses[STEPS];
+        t_train_steps(&h, &opt, lr, x, y, N, D, C, STEPS, B, &rng, losses);
         char nm[160];
         snprintf(nm, sizeof nm, "%s.losses", on);
         t_cmp_scaled(nm, losses, t_fixture_f32(&ss, nm)->data, STEPS, 1e-5);
@@ -262,7 +248,6 @@ static void test_threads(void) {
     int64_t y[N];
     for (int i = 0; i < N; i++) y[i] = (int64_t)yf[i];
     float *ref = NULL;
-    size_t total = 0;
     for (int T = 1; T <= 4; T++) {
         mmp_head h;
         make_head(&h, &st);
@@ -278,20 +263,7 @@ static void test_threads(void) {
             mmp_tail_backward(h.tail, N, dl, dx);
             mmp_optim_step(&opt, h.params, h.np, s, 1e-2);
         }
-        if (!ref) {
-            for (int i = 0; i < h.np; i++) total += h.params[i].n;
-            ref = malloc(sizeof(float) * (total + N * D));
-        }
-        float *cur = malloc(sizeof(float) * (total + N * D));
-        size_t o = 0;
-        for (int i = 0; i < h.np; i++) {
-            memcpy(cur + o, h.params[i].w, sizeof(float) * h.params[i].n);
-            o += h.params[i].n;
-        }
-        memcpy(cur + o, dx, sizeof dx);
-        if (T == 1) memcpy(ref, cur, sizeof(float) * (total + N * D));
-        else CHECKF(!memcmp(ref, cur, sizeof(float) * (total + N * D)), "%d threads: weights/dx differ from 1 thread", T);
-        free(cur);
+        CHECKF(t_same_state(&h, dx, N * D, &ref), "%d threads: weights/dx differ from 1 thread", T);
         mmp_head_free(&h);
     }
     printf("threads 1..4: 4 AdamW steps with dropout give bit-identical weights and dx\n");

@@ -3,9 +3,11 @@
 #ifndef MMP_TESTLIB_H
 #define MMP_TESTLIB_H
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* T_ASAN: defined when built with AddressSanitizer (gcc or clang) */
 #if defined(__SANITIZE_ADDRESS__)
@@ -66,5 +68,17 @@ static inline const char *t_root_path(const char *rel) {
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", r ? r : ".", rel);
     return buf[k];
+}
+/* system() of a printf-formatted command line: its exit status, 128 when it
+ * did not exit normally. */
+static inline int t_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int t_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 #endif

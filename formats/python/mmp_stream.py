@@ -114,7 +114,22 @@ def _compatible(a, b):
     return None
 
 
-class Reader:
+class _Closing:
+    """close() on leaving a with block; close() closes the file when this
+    object opened it (_own)."""
+
+    def close(self):
+        if self._own:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Reader(_Closing):
     """Iterates over the records of an mmp stream (one or several concatenated)."""
 
     def __init__(self, src, name=None, bf16="float32"):
@@ -368,16 +383,6 @@ class Reader:
                            % self.count)
             self._fail("corrupt stream: expected a msgpack map")
 
-    def close(self):
-        if self._own:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def load(src, **kw):
     """(header, [records]) of a whole stream."""
@@ -385,7 +390,7 @@ def load(src, **kw):
         return r.header, list(r)
 
 
-class Writer:
+class Writer(_Closing):
     """Writes one stream segment: header, records, trailer (single zstd frame
     with content checksum; flushed every flush_bytes of records)."""
 
@@ -444,14 +449,7 @@ class Writer:
                                  "skipped": self.skipped}, use_bin_type=True))
         self._f.write(self._co.flush())
         self._f.flush()
-        if self._own:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super().close()
 
 
 def write(dst, header, records, level=3):

@@ -327,20 +327,33 @@ void mmp_to_tensor_normalize(const mmp_img *in, const float mean[3], const float
 /* random parameters (torchvision get_params)                          */
 /* ------------------------------------------------------------------ */
 
+/* one try of torchvision's get_params loops: an area in scale * area and an
+ * aspect ratio ar log-uniform in [lr0, lr1]; *a = round(sqrt(area * ar)),
+ * *b = round(sqrt(area / ar)) */
+static void rand_box(mmp_rng *r, double area, const double scale[2], double lr0, double lr1, int *a, int *b) {
+    double target = area * mmp_rng_range(r, scale[0], scale[1]);
+    double ar = exp(mmp_rng_range(r, lr0, lr1));
+    *a = (int)nearbyint(sqrt(target * ar));
+    *b = (int)nearbyint(sqrt(target / ar));
+}
+
+/* a w x h box at a uniform position in a width x height image */
+static void rand_place(mmp_rng *r, int width, int height, int w, int h, int *top, int *left, int *bh, int *bw) {
+    *top = (int)mmp_rng_int(r, 0, height - h + 1);
+    *left = (int)mmp_rng_int(r, 0, width - w + 1);
+    *bh = h;
+    *bw = w;
+}
+
 void mmp_rrc_params(mmp_rng *r, int width, int height, const double scale[2], const double ratio[2],
                     int *top, int *left, int *ch, int *cw) {
     double area = (double)height * width;
     double lr0 = log(ratio[0]), lr1 = log(ratio[1]);
     for (int k = 0; k < 10; k++) {
-        double target = area * mmp_rng_range(r, scale[0], scale[1]);
-        double ar = exp(mmp_rng_range(r, lr0, lr1));
-        int w = (int)nearbyint(sqrt(target * ar));
-        int h = (int)nearbyint(sqrt(target / ar));
+        int w, h;
+        rand_box(r, area, scale, lr0, lr1, &w, &h);
         if (0 < w && w <= width && 0 < h && h <= height) {
-            *top = (int)mmp_rng_int(r, 0, height - h + 1);
-            *left = (int)mmp_rng_int(r, 0, width - w + 1);
-            *ch = h;
-            *cw = w;
+            rand_place(r, width, height, w, h, top, left, ch, cw);
             return;
         }
     }
@@ -369,15 +382,10 @@ int mmp_erase_params(mmp_rng *r, int img_w, int img_h, const double scale[2], co
     double area = (double)img_h * img_w;
     double lr0 = log(ratio[0]), lr1 = log(ratio[1]);
     for (int k = 0; k < 10; k++) {
-        double ea = area * mmp_rng_range(r, scale[0], scale[1]);
-        double ar = exp(mmp_rng_range(r, lr0, lr1));
-        int h = (int)nearbyint(sqrt(ea * ar));
-        int w = (int)nearbyint(sqrt(ea / ar));
+        int w, h;
+        rand_box(r, area, scale, lr0, lr1, &h, &w);
         if (!(h < img_h && w < img_w)) continue;
-        *top = (int)mmp_rng_int(r, 0, img_h - h + 1);
-        *left = (int)mmp_rng_int(r, 0, img_w - w + 1);
-        *eh = h;
-        *ew = w;
+        rand_place(r, img_w, img_h, w, h, top, left, eh, ew);
         return 1;
     }
     return 0;

@@ -43,6 +43,24 @@ static float *dw_transpose(const float *w, int64_t C) {
     return wt;
 }
 
+/* the taps of output pixel (n, oh, ow) of a 3x3 pad-1 depthwise conv that
+ * fall inside the input: pix[t] = the input pixel (n*H + ih)*W + iw, k[t] =
+ * kh*3 + kw, in kh-then-kw order; returns their count */
+static int dw_taps(int64_t n, int64_t oh, int64_t ow, int64_t H, int64_t W, int stride, int64_t pix[9], int k[9]) {
+    int nt = 0;
+    for (int kh = 0; kh < 3; kh++) {
+        int64_t ih = oh * stride - 1 + kh;
+        if (ih < 0 || ih >= H) continue;
+        for (int kw = 0; kw < 3; kw++) {
+            int64_t iw = ow * stride - 1 + kw;
+            if (iw < 0 || iw >= W) continue;
+            pix[nt] = (n * H + ih) * W + iw;
+            k[nt++] = kh * 3 + kw;
+        }
+    }
+    return nt;
+}
+
 /* x[N,H,W,C] * w[C,1,3,3] (pad 1, stride s) -> z[N,Ho,Wo,C] */
 void mmp_dw_conv_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t C, const float *w,
                          int stride, float *z) {
@@ -53,15 +71,11 @@ void mmp_dw_conv_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_
             for (int64_t ow = 0; ow < Wo; ow++) {
                 float *o = z + ((n * Ho + oh) * Wo + ow) * C;
                 memset(o, 0, sizeof(float) * (size_t)C);
-                for (int kh = 0; kh < 3; kh++) {
-                    int64_t ih = oh * stride - 1 + kh;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kw = 0; kw < 3; kw++) {
-                        int64_t iw = ow * stride - 1 + kw;
-                        if (iw < 0 || iw >= W) continue;
-                        const float *xi = x + ((n * H + ih) * W + iw) * C, *wk = wt + (kh * 3 + kw) * C;
-                        for (int64_t c = 0; c < C; c++) o[c] += xi[c] * wk[c];
-                    }
+                int64_t pix[9];
+                int k[9], nt = dw_taps(n, oh, ow, H, W, stride, pix, k);
+                for (int t = 0; t < nt; t++) {
+                    const float *xi = x + pix[t] * C, *wk = wt + k[t] * C;
+                    for (int64_t c = 0; c < C; c++) o[c] += xi[c] * wk[c];
                 }
             }
     free(wt);
@@ -78,20 +92,15 @@ void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H,
         for (int64_t oh = 0; oh < Ho; oh++)
             for (int64_t ow = 0; ow < Wo; ow++) {
                 const float *g = dz + ((n * Ho + oh) * Wo + ow) * C;
-                for (int kh = 0; kh < 3; kh++) {
-                    int64_t ih = oh * stride - 1 + kh;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kw = 0; kw < 3; kw++) {
-                        int64_t iw = ow * stride - 1 + kw;
-                        if (iw < 0 || iw >= W) continue;
-                        int k = kh * 3 + kw;
-                        const float *xi = x + ((n * H + ih) * W + iw) * C, *wk = wt + k * C;
-                        double *a = acc + k * C;
-                        for (int64_t c = 0; c < C; c++) a[c] += (double)g[c] * xi[c];
-                        if (dx) {
-                            float *di = dx + ((n * H + ih) * W + iw) * C;
-                            for (int64_t c = 0; c < C; c++) di[c] += g[c] * wk[c];
-                        }
+                int64_t pix[9];
+                int k[9], nt = dw_taps(n, oh, ow, H, W, stride, pix, k);
+                for (int t = 0; t < nt; t++) {
+                    const float *xi = x + pix[t] * C, *wk = wt + k[t] * C;
+                    double *a = acc + k[t] * C;
+                    for (int64_t c = 0; c < C; c++) a[c] += (double)g[c] * xi[c];
+                    if (dx) {
+                        float *di = dx + pix[t] * C;
+                        for (int64_t c = 0; c < C; c++) di[c] += g[c] * wk[c];
                     }
                 }
             }

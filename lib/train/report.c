@@ -434,6 +434,17 @@ static void svg_bars(FILE *f, const mmp_report *r, int C, const double *prec, co
     fputs("</svg>\n", f);
 }
 
+/* a classification report section: the title, the text report (freed here)
+ * and the per-class bars */
+static void html_cls_section(FILE *f, const mmp_report *r, const char *title, char *text, int C, const double *prec,
+                             const double *rec, const double *f1) {
+    fprintf(f, "<h2>%s</h2>\n<pre id=\"report\">", title);
+    hesc(f, text);
+    free(text);
+    fputs("</pre>\n", f);
+    svg_bars(f, r, C, prec, rec, f1);
+}
+
 void mmp_report_write_html(FILE *f, const mmp_report *r) {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", f);
     hesc(f, r->title ? r->title : "mmp-report");
@@ -491,21 +502,12 @@ void mmp_report_write_html(FILE *f, const mmp_report *r) {
         free(sx); free(sy); free(ex); free(et); free(ed); free(em);
     }
     if (r->cls) {
-        fputs("<h2>Classification report</h2>\n<pre id=\"report\">", f);
-        char *t = mmp_clsreport_text(r->cls, r->names, r->digits);
-        hesc(f, t);
-        free(t);
-        fputs("</pre>\n", f);
-        svg_bars(f, r, r->cls->C, r->cls->precision, r->cls->recall, r->cls->f1);
+        html_cls_section(f, r, "Classification report", mmp_clsreport_text(r->cls, r->names, r->digits), r->cls->C,
+                         r->cls->precision, r->cls->recall, r->cls->f1);
         svg_confusion(f, r);
     }
-    if (r->ml) {
-        fputs("<h2>Classification report (multi-label)</h2>\n<pre id=\"report\">", f);
-        char *t = mmp_mlreport_text(r->ml, r->names, r->digits);
-        hesc(f, t);
-        free(t);
-        fputs("</pre>\n", f);
-        svg_bars(f, r, r->ml->C, r->ml->precision, r->ml->recall, r->ml->f1);
-    }
+    if (r->ml)
+        html_cls_section(f, r, "Classification report (multi-label)", mmp_mlreport_text(r->ml, r->names, r->digits),
+                         r->ml->C, r->ml->precision, r->ml->recall, r->ml->f1);
     fputs("</body></html>\n", f);
 }

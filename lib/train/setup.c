@@ -79,35 +79,19 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
 /* mnv2-tail: the input block (features.K) and the tail's input size from the
  * stream header (embed.layer = "features.K:flat", embed.size = "HxW" of the
  * images) unless given; the channel count comes from the backbone. */
-static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err, size_t errlen) {
-    if (!c->backbone[0]) {
-        mmp_errf(err, errlen, "--head mnv2-tail needs --backbone FILE.safetensors (the pretrained MobileNetV2)");
-        return -1;
-    }
-    const char *layer = mmp_meta_get(&ds->hdr.meta, "embed.layer");
-    const char *arch = mmp_meta_get(&ds->hdr.meta, "embed.arch");
-    if (arch && strcmp(arch, "mobilenet_v2")) {
-        mmp_errf(err, errlen, "%s: features of %s (embed.arch); the mnv2-tail head needs MobileNetV2 block activations", ds->name, arch);
-        return -1;
-    }
+static int resolve_mnv2_input(mmp_train_cfg *c, const mmp_dataset *ds, const char *layer, char *err, size_t errlen) {
     if (layer) {
         int k;
         char rest[32] = "";
-        if (sscanf(layer, "features.%d%31s", &k, rest) < 1 || strcmp(rest, ":flat") || k < 0 || k > 17) {
-            mmp_errf(err, errlen, "%s: embed.layer is \"%s\"; the mnv2-tail head needs flattened block activations "
-                     "(mmp-embed --layer features.K:flat, K < 18)", ds->name, layer);
-            return -1;
-        }
-        if (c->from >= 0 && c->from != k) {
-            mmp_errf(err, errlen, "%s: the stream holds features.%d activations (embed.layer), --from says features.%d", ds->name, k, c->from);
-            return -1;
-        }
+        if (sscanf(layer, "features.%d%31s", &k, rest) < 1 || strcmp(rest, ":flat") || k < 0 || k > 17)
+            return mmp_errf(err, errlen, "%s: embed.layer is \"%s\"; the mnv2-tail head needs flattened block activations "
+                            "(mmp-embed --layer features.K:flat, K < 18)", ds->name, layer);
+        if (c->from >= 0 && c->from != k)
+            return mmp_errf(err, errlen, "%s: the stream holds features.%d activations (embed.layer), --from says features.%d", ds->name, k, c->from);
         c->from = k;
     }
-    if (c->from < 0) {
-        mmp_errf(err, errlen, "%s: no embed.layer in the header: give --from features.K (the block whose output the stream holds)", ds->name);
-        return -1;
-    }
+    if (c->from < 0)
+        return mmp_errf(err, errlen, "%s: no embed.layer in the header: give --from features.K (the block whose output the stream holds)", ds->name);
     if (c->in_h <= 0) {
         const char *sz = mmp_meta_get(&ds->hdr.meta, "embed.size");
         long long h, w;
@@ -122,11 +106,9 @@ static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err
             int64_t C0 = mmp_tail_first_cin(&bb, c->from + 1);
             mmp_st_close(&bb);
             int64_t s = C0 > 0 ? (int64_t)llround(sqrt((double)ds->dim / (double)C0)) : 0;
-            if (C0 <= 0 || s < 1 || C0 * s * s != ds->dim) {
-                mmp_errf(err, errlen, "%s: embed.size unknown (\"%s\") and %lld values are not [%lld,s,s]: give --in-hw HxW", ds->name,
-                         sz ? sz : "", (long long)ds->dim, (long long)C0);
-                return -1;
-            }
+            if (C0 <= 0 || s < 1 || C0 * s * s != ds->dim)
+                return mmp_errf(err, errlen, "%s: embed.size unknown (\"%s\") and %lld values are not [%lld,s,s]: give --in-hw HxW", ds->name,
+                                sz ? sz : "", (long long)ds->dim, (long long)C0);
             c->in_h = c->in_w = s;
         }
     }
@@ -135,47 +117,55 @@ static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err
 
 /* resnet-tail: the input layer (layerL[.i]) and size from the stream header
  * (embed.layer = "layer3:flat", embed.size = "HxW") unless given. */
-static int resolve_resnet_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err, size_t errlen) {
-    if (!c->backbone[0]) {
-        mmp_errf(err, errlen, "--head resnet-tail needs --backbone FILE.safetensors (the pretrained torchvision ResNet)");
-        return -1;
-    }
-    const char *layer = mmp_meta_get(&ds->hdr.meta, "embed.layer");
-    const char *arch = mmp_meta_get(&ds->hdr.meta, "embed.arch");
-    if (arch && strncmp(arch, "resnet", 6)) {
-        mmp_errf(err, errlen, "%s: features of %s (embed.arch); the resnet-tail head needs ResNet stage activations", ds->name, arch);
-        return -1;
-    }
+static int resolve_resnet_input(mmp_train_cfg *c, const mmp_dataset *ds, const char *layer, char *err, size_t errlen) {
     if (layer) {
         int L, i;
-        if (mmp_resnet_parse_layer(layer, &L, &i) || !strstr(layer, ":flat") || L > 3 + (i >= 0)) {
-            mmp_errf(err, errlen, "%s: embed.layer is \"%s\"; the resnet-tail head needs flattened stage activations "
-                     "(mmp-embed --layer layer3:flat, layer1..layer3 or a block layerL.i)", ds->name, layer);
-            return -1;
-        }
-        if (c->rn_layer > 0 && (c->rn_layer != L || c->rn_block != i)) {
-            mmp_errf(err, errlen, "%s: the stream holds %s activations (embed.layer), --from says layer%d%s", ds->name, layer, c->rn_layer,
-                     c->rn_block >= 0 ? ".i" : "");
-            return -1;
-        }
+        if (mmp_resnet_parse_layer(layer, &L, &i) || !strstr(layer, ":flat") || L > 3 + (i >= 0))
+            return mmp_errf(err, errlen, "%s: embed.layer is \"%s\"; the resnet-tail head needs flattened stage activations "
+                            "(mmp-embed --layer layer3:flat, layer1..layer3 or a block layerL.i)", ds->name, layer);
+        if (c->rn_layer > 0 && (c->rn_layer != L || c->rn_block != i))
+            return mmp_errf(err, errlen, "%s: the stream holds %s activations (embed.layer), --from says layer%d%s", ds->name, layer, c->rn_layer,
+                            c->rn_block >= 0 ? ".i" : "");
         c->rn_layer = L;
         c->rn_block = i;
     }
-    if (c->rn_layer < 1) {
-        mmp_errf(err, errlen, "%s: no embed.layer in the header: give --from layerL (the stage whose output the stream holds)", ds->name);
-        return -1;
-    }
+    if (c->rn_layer < 1)
+        return mmp_errf(err, errlen, "%s: no embed.layer in the header: give --from layerL (the stage whose output the stream holds)", ds->name);
     if (c->in_h <= 0) {
         const char *sz = mmp_meta_get(&ds->hdr.meta, "embed.size");
         long long h, w;
-        if (!sz || sscanf(sz, "%lldx%lld", &h, &w) != 2 || h < 1 || w < 1) {
-            mmp_errf(err, errlen, "%s: embed.size unknown (\"%s\"): give --in-hw HxW (the activations' spatial size)", ds->name, sz ? sz : "");
-            return -1;
-        }
+        if (!sz || sscanf(sz, "%lldx%lld", &h, &w) != 2 || h < 1 || w < 1)
+            return mmp_errf(err, errlen, "%s: embed.size unknown (\"%s\"): give --in-hw HxW (the activations' spatial size)", ds->name, sz ? sz : "");
         c->in_h = mmp_resnet_spatial(h, c->rn_layer);
         c->in_w = mmp_resnet_spatial(w, c->rn_layer);
     }
     return 0;
+}
+
+/* what a tail head checks first: a --backbone is given and the stream's
+ * features come from its architecture (embed.arch equal to arch, or starting
+ * with it when prefix); then its input layer and size (resolve) from the
+ * stream's embed.layer */
+typedef struct {
+    const char *head, *backbone, *arch;
+    int prefix;
+    const char *acts;
+    int (*resolve)(mmp_train_cfg *c, const mmp_dataset *ds, const char *layer, char *err, size_t errlen);
+} tail_kind;
+static const tail_kind tail_kinds[2] = {
+    {"mnv2-tail", "the pretrained MobileNetV2", "mobilenet_v2", 0, "MobileNetV2 block", resolve_mnv2_input},
+    {"resnet-tail", "the pretrained torchvision ResNet", "resnet", 1, "ResNet stage", resolve_resnet_input},
+};
+
+static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err, size_t errlen) {
+    const tail_kind *t = &tail_kinds[c->head == MMP_HEAD_MNV2_TAIL ? 0 : 1];
+    if (!c->backbone[0])
+        return mmp_errf(err, errlen, "--head %s needs --backbone FILE.safetensors (%s)", t->head, t->backbone);
+    const char *arch = mmp_meta_get(&ds->hdr.meta, "embed.arch");
+    if (arch && (t->prefix ? strncmp(arch, t->arch, strlen(t->arch)) : strcmp(arch, t->arch)))
+        return mmp_errf(err, errlen, "%s: features of %s (embed.arch); the %s head needs %s activations", ds->name, arch,
+                        t->head, t->acts);
+    return t->resolve(c, ds, mmp_meta_get(&ds->hdr.meta, "embed.layer"), err, errlen);
 }
 
 int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_dataset *ds, char *err,
@@ -189,7 +179,7 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
     tr->ncls = ds->ncls;
     tr->best_metric = -INFINITY;
     if (MMP_HEAD_IS_TAIL(c->head)) {
-        if (c->head == MMP_HEAD_MNV2_TAIL ? resolve_tail_input(c, ds, err, errlen) : resolve_resnet_input(c, ds, err, errlen)) return -1;
+        if (resolve_tail_input(c, ds, err, errlen)) return -1;
         mmp_safetensors bb;
         char e2[512];
         if (mmp_st_open(&bb, c->backbone, e2, sizeof e2)) { mmp_errf(err, errlen, "--backbone: %s", e2); return -1; }

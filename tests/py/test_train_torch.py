@@ -21,36 +21,17 @@ except ImportError:
 ROOT = os.environ.get("MMP_ROOT", ".")
 BUILD = os.environ.get("MMP_BUILD", os.path.join(ROOT, "build"))
 sys.path.insert(0, os.path.join(ROOT, "formats", "python"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 import mmp_stream  # noqa: E402
+from st_io import st_read, st_write  # noqa: E402
 
 
 def read_st(path):
+    """name -> torch tensor (every one F32), and the metadata."""
     with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        h = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in h.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        assert v["dtype"] == "F32", (k, v["dtype"])
-        out[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).copy())
-    return out, h.get("__metadata__", {})
-
-
-def write_st(path, tensors, meta):
-    header, blobs, off = {}, [], 0
-    for k, t in tensors.items():
-        b = t.detach().numpy().astype("<f4").tobytes()
-        header[k] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    header["__metadata__"] = meta
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+        h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    assert all(v["dtype"] == "F32" for k, v in h.items() if k != "__metadata__"), path
+    return {k: torch.from_numpy(a) for k, a in st_read(path).items()}, h.get("__metadata__", {})
 
 
 def logits_of(path):
@@ -103,7 +84,7 @@ fails += not err < 1e-4
 # 2. PyTorch -> mmpipe
 torch.manual_seed(0)
 lin = torch.nn.Linear(D, C)
-write_st("torch_head.safetensors", lin.state_dict(), {"format": "pt"})
+st_write("torch_head.safetensors", lin.state_dict(), {"format": "pt"}, dtype=np.float32)
 run("mmp-eval", "--allow-mixed", "--model", "torch_head.safetensors", "-o", "pred2.mmp", "train.mmp")
 with torch.no_grad():
     want = lin(torch.from_numpy(x)).numpy()
