@@ -2,14 +2,13 @@
  * part of the public API.
  *
  * msgpack-c (libmsgpack-dev) encodes and decodes. What it lacks for
- * untrusted, streamed input is added here: msgpack-c allocates what a length
- * prefix declares (an array32 header of 5 bytes makes it reserve 24 bytes
- * per declared element before any element is there) and it can only be told
- * "not enough data yet" by trying again from the start. So the reader first
- * measures each object with mp_measure(), which walks it without allocating
- * and bounded by the bytes actually present, and hands it to msgpack-c only
- * once it is complete and within the limits below; msgpack-c's allocations
- * are then bounded by those limits (about 24 bytes per value). */
+ * untrusted input is added here: msgpack-c allocates what a length prefix
+ * declares (24 bytes per declared element of an array or map, before any
+ * element is there: the 5 bytes "dd 00 10 00 00" make it allocate 32 MiB).
+ * So the reader first measures each object with mp_measure(), which walks
+ * the bytes present without allocating, and hands it to msgpack-c only once
+ * it is complete and within the limits below; what msgpack-c allocates is
+ * then bounded by the bytes really there (24 bytes per value at most). */
 #ifndef MMP_STREAM_MP_H
 #define MMP_STREAM_MP_H
 
