@@ -8,10 +8,13 @@
 # older revision: git worktree add /tmp/b REV && make -C /tmp/b build/libmmp.a,
 # then --compare /tmp/b/build) against build/, in the same run, case by case
 # back to back: write and read MB/s of each and new/base ratios; the streams
-# the two write must be byte-identical. Runs alternate base, new, base, ...
-# (best of BENCH_STREAM_REPS, default 5, each). The bench program is built with the
-# headers of BASE_BUILD/../lib when there are (else lib/).
-# Needs `make` (build/libmmp.a) and the zstd CLI. Best of 3 runs per cell.
+# the two write must be byte-identical. Runs alternate base, new, base, ...;
+# the median of BENCH_STREAM_REPS (default 7) runs each (the best of a few
+# runs is too often a rare lucky one when comparing two builds). The bench
+# program is built with the headers of BASE_BUILD/../lib when there are
+# (else lib/).
+# Needs `make` (build/libmmp.a) and the zstd CLI. Best of 3 runs per cell
+# (--compare: median of 7).
 set -u
 cd "$(dirname "$0")/.."
 BASE=
@@ -34,23 +37,23 @@ SB=$tmp/sb
 # measure PIPELINE...: each pipeline must contain one command written as
 # "( time CMD ) 2>\"$T\"": its wall seconds and CPU seconds (user+sys) are
 # taken. The pipelines run in turn (A, B, A, B, ...: drift on a shared
-# machine hits all alike), $REPS times; prints the best (lowest) wall and
-# CPU seconds of each: "wallA cpuA wallB cpuB ...".
+# machine hits all alike), $REPS times; prints the $STAT (best = lowest, or
+# median) wall and CPU seconds of each: "wallA cpuA wallB cpuB ...".
 T=$tmp/time.txt
-REPS=3
-lower() { awk -v a="$1" -v b="$2" 'BEGIN{if(b==""||a<b)b=a; printf "%.4f", b}'; }
+REPS=3 STAT=best
+pick() { tr ' ' '\n' | grep . | sort -g | awk -v st="$STAT" '{v[NR]=$1} END{print st == "median" ? v[int((NR+1)/2)] : v[1]}'; }
 measure() {
-  local -a bw=() bc=()
+  local -a ws=() cs=()
   local i
   for _ in $(seq "$REPS"); do
     for ((i = 1; i <= $#; i++)); do
       TIMEFORMAT='%R %U %S' bash -c "${!i}" || return 1
       read -r w u s < "$T"
-      bw[i]=$(lower "$w" "${bw[i]:-}")
-      bc[i]=$(lower "$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.4f", u+s}')" "${bc[i]:-}")
+      ws[i]="${ws[i]:-} $w"
+      cs[i]="${cs[i]:-} $(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.4f", u+s}')"
     done
   done
-  for ((i = 1; i <= $#; i++)); do printf '%s %s ' "${bw[i]}" "${bc[i]}"; done; echo
+  for ((i = 1; i <= $#; i++)); do printf '%s %s ' "$(pick <<< "${ws[i]}")" "$(pick <<< "${cs[i]}")"; done; echo
 }
 # the records of each KIND: their label; the record pool saved once (SB_POOL)
 label_of() {
@@ -68,8 +71,8 @@ export T
 if [ -n "$BASE" ]; then
   inc=lib; [ -f "$BASE/../lib/mmp.h" ] && inc=$BASE/../lib
   build_sb "$tmp/sb-base" "$BASE" "$inc"
-  REPS=${BENCH_STREAM_REPS:-5}
-  machine "${MB} MiB of tensor payload per case; base and new alternating, best of $REPS each."
+  REPS=${BENCH_STREAM_REPS:-7} STAT=median
+  machine "${MB} MiB of tensor payload per case; base and new alternating, median of $REPS runs each."
   printf '%s\n' "base = $BASE/libmmp.a, new = build/libmmp.a. MB/s of tensor payload per second of wall-clock time and per" \
     "CPU-second (user+sys) of the writer/reader alone; write: PRODUCER | cat > /dev/null, read: cat FILE | CONSUMER." \
     "new/base > 1: new is faster. same bytes: both wrote the identical stream." ""
