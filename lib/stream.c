@@ -13,8 +13,8 @@
  * Reader: ZSTD_DCtx streaming decompression into a growing buffer; each
  * msgpack object is first measured (mp_measure: complete / need more /
  * invalid or over a limit, no allocation), then unpacked by msgpack-c
- * (msgpack_unpack_next: a tree of msgpack_object whose strings and bins
- * point into the buffer) and decoded from that. Memory is bounded by the
+ * (a tree of msgpack_object in a reused zone, whose strings and bins point
+ * into the buffer) and decoded from that. Memory is bounded by the
  * largest object (record) plus the zstd window. */
 #include <errno.h>
 #include <fcntl.h>
@@ -448,7 +448,8 @@ struct mmp_reader {
     int state;
     uint64_t count, seg_count, skipped, nseg;
     uint32_t crc;
-    msgpack_unpacked up; /* the last object, unpacked by msgpack-c */
+    msgpack_zone zone;  /* msgpack-c's allocations for obj, reused */
+    msgpack_object obj; /* the last object, unpacked by msgpack-c */
     char err[1024];
 };
 
@@ -565,11 +566,15 @@ static int r_truncated(mmp_reader *r) {
 }
 
 /* Unpacks the measured object at d+dstart (len bytes) with msgpack-c into
- * r->up (its strings and bins point into d). 1 = ok, -1 = error. */
+ * r->obj (its strings and bins point into d). 1 = ok, -1 = error.
+ * msgpack_unpack into the reader's zone, cleared for each object, rather
+ * than msgpack_unpack_next, which creates and frees a zone per object
+ * (1.2% more instructions reading 3 KiB records). */
 static int r_unpack(mmp_reader *r, size_t len) {
     size_t off = 0;
+    msgpack_zone_clear(&r->zone);
     msgpack_unpack_return u =
-        msgpack_unpack_next(&r->up, (const char *)r->d + r->dstart, len, &off);
+        msgpack_unpack((const char *)r->d + r->dstart, len, &off, &r->zone, &r->obj);
     if (u == MSGPACK_UNPACK_SUCCESS && off == len) return 1;
     /* mp_measure found it complete and within msgpack-c's limits: only an
      * allocation failure is left */
@@ -578,7 +583,7 @@ static int r_unpack(mmp_reader *r, size_t len) {
 }
 
 /* Makes the next msgpack object available: measured complete at d+dstart
- * (*len bytes) and unpacked into r->up. 1 = object, 0 = clean end of input
+ * (*len bytes) and unpacked into r->obj. 1 = object, 0 = clean end of input
  * (nothing pending), -1 = error. */
 static int r_object(mmp_reader *r, size_t *len) {
     size_t need = 1;
@@ -1018,7 +1023,7 @@ static int r_header(mmp_reader *r) {
         if (k == 0 && r->state == RS_START) return r_truncated(r);
         return k;
     }
-    const msgpack_object *o = &r->up.data;
+    const msgpack_object *o = &r->obj;
     int kind = classify(o);
     uint64_t at = r->frame_start;
     char why[512];
@@ -1065,7 +1070,7 @@ static mmp_reader *r_new(const char *name) {
     r->dctx = ZSTD_createDCtx();
     if (!r->dctx) mmp_die("out of memory (zstd)");
     r->state = RS_START;
-    msgpack_unpacked_init(&r->up);
+    if (!msgpack_zone_init(&r->zone, MSGPACK_ZONE_CHUNK_SIZE)) mmp_die("out of memory (msgpack)");
     return r;
 }
 
@@ -1133,7 +1138,7 @@ int mmp_reader_next(mmp_reader *r, mmp_record *rec) {
         int k = r_object(r, &len);
         if (k < 0) return -1;
         if (k == 0) return r_truncated(r);
-        const msgpack_object *o = &r->up.data;
+        const msgpack_object *o = &r->obj;
         char why[512];
         switch (classify(o)) {
         case 'r':
@@ -1174,7 +1179,7 @@ void mmp_reader_close(mmp_reader *r) {
     if (!r) return;
     if (r->own_fd && r->fd >= 0) close(r->fd);
     ZSTD_freeDCtx(r->dctx);
-    msgpack_unpacked_destroy(&r->up);
+    msgpack_zone_destroy(&r->zone);
     mmp_header_free(&r->h);
     free(r->ibuf);
     free(r->d);

@@ -543,18 +543,20 @@ static void test_crafted(void) {
 }
 
 /* mp_measure's limits are msgpack-c's: what it measures complete,
- * msgpack_unpack_next unpacks to the same length; one level deeper is
- * refused by both. */
+ * msgpack_unpack (as the reader calls it) unpacks to the same length; one
+ * level deeper is refused by both. */
 static void test_measure_limits(void) {
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE);
     for (int depth = MP_MAX_DEPTH - 1; depth <= MP_MAX_DEPTH + 2; depth++) {
         msgpack_sbuffer_clear(&B);
         put_nested(depth);
         size_t len = 0, need, off = 0;
         const char *why;
         int m = mp_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
-        int u = msgpack_unpack_next(&up, B.data, B.size, &off);
+        msgpack_zone_clear(&zone);
+        int u = msgpack_unpack(B.data, B.size, &off, &zone, &obj);
         int ok = depth <= MP_MAX_DEPTH;
         CHECKF((m == MP_COMPLETE) == ok && (u == MSGPACK_UNPACK_SUCCESS) == ok,
                "%d nested arrays: measure %d, msgpack-c %d", depth, m, u);
@@ -570,9 +572,10 @@ static void test_measure_limits(void) {
         const char *why;
         int m = mp_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
         CHECK((m == MP_COMPLETE) == (n < MP_MAX_VALUES));
+        msgpack_zone_clear(&zone);
         if (m == MP_COMPLETE)
-            CHECK(msgpack_unpack_next(&up, B.data, B.size, &off) == MSGPACK_UNPACK_SUCCESS &&
-                  off == len && len == B.size && up.data.via.array.size == n);
+            CHECK(msgpack_unpack(B.data, B.size, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS &&
+                  off == len && len == B.size && obj.via.array.size == n);
     }
     /* a cut object: more is needed, at least one byte per declared value */
     msgpack_sbuffer_clear(&B);
@@ -584,7 +587,7 @@ static void test_measure_limits(void) {
               MP_NEED_MORE &&
           need == 3 + 1000); /* array16 prefix + one byte per element */
     CHECK(mp_measure((const uint8_t *)B.data, B.size, 1000, &len, &need, &why) == MP_INVALID);
-    msgpack_unpacked_destroy(&up);
+    msgpack_zone_destroy(&zone);
 }
 
 /* The writer's bytes, written out by hand from formats/stream.md (shortest
