@@ -4,11 +4,11 @@
  * parts of an object (prefixes, keys, short strings and tensors) in a stage
  * buffer and hands tensor data (>= 4 KiB) to zstd where it lies, without a
  * copy. One ZSTD_CCtx in streaming mode (checksum flag on, no worker
- * threads so the bytes are deterministic). The
- * compressor is flushed (ZSTD_e_flush) after the header and after a record
- * once >= 1 MiB was written since the last flush, or, when the output is not
- * a regular file (pipe, socket, terminal), once >= 50 ms have passed; the
- * trailer ends the frame (ZSTD_e_end).
+ * threads so the bytes are deterministic). The compressor is flushed
+ * (ZSTD_e_flush) after the header and after a record once >= 1 MiB was
+ * written since the last flush, or, when the output is not a regular file
+ * (pipe, socket, terminal), once >= 50 ms have passed; the trailer ends the
+ * frame (ZSTD_e_end).
  *
  * Reader: ZSTD_DCtx streaming decompression into a growing buffer; each
  * msgpack object is first measured (mp_measure: complete / need more /
@@ -567,9 +567,10 @@ static int r_truncated(mmp_reader *r) {
 
 /* Unpacks the measured object at d+dstart (len bytes) with msgpack-c into
  * r->obj (its strings and bins point into d). 1 = ok, -1 = error.
- * msgpack_unpack into the reader's zone, cleared for each object, rather
- * than msgpack_unpack_next, which creates and frees a zone per object
- * (1.2% more instructions reading 3 KiB records). */
+ * msgpack_unpack (marked "obsolete" in msgpack/unpack.h, still exported)
+ * into the reader's zone, cleared for each object, rather than
+ * msgpack_unpack_next, which creates and frees a zone per object (1.2% more
+ * instructions reading 3 KiB records). */
 static int r_unpack(mmp_reader *r, size_t len) {
     size_t off = 0;
     msgpack_zone_clear(&r->zone);
