@@ -13,6 +13,8 @@
 #include "stream_mp.h"
 #include "testlib.h"
 
+#include <msgpack.h>
+
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(void) {
     rng ^= rng << 13;
@@ -318,92 +320,107 @@ static void test_truncation_and_flips(void) {
     free(buf);
 }
 
-/* Compresses a hand-made msgpack sequence into a stream. */
-static uint8_t *zc(const mp_buf *b, size_t *n) {
-    size_t cap = ZSTD_compressBound(b->n);
+/* Hand-made msgpack sequences (msgpack-c's packer into an sbuffer). */
+static msgpack_sbuffer B;
+static msgpack_packer PK;
+
+static void pstr(const char *s) { msgpack_pack_str_with_body(&PK, s, strlen(s)); }
+static void praw(const void *p, size_t n) { msgpack_sbuffer_write(&B, p, n); }
+
+/* Compresses the hand-made sequence into a stream. */
+static uint8_t *zc(size_t *n) {
+    size_t cap = ZSTD_compressBound(B.size);
     uint8_t *out = malloc(cap);
-    *n = ZSTD_compress(out, cap, b->p, b->n, 3);
+    *n = ZSTD_compress(out, cap, B.data, B.size, 3);
     return out;
 }
 
-static void put_hdr(mp_buf *b, int version) {
-    mp_put_map(b, 4);
-    mp_put_cstr(b, "mmpipe");
-    mp_put_int(b, version);
-    mp_put_cstr(b, "classes");
-    mp_put_array(b, 2);
-    mp_put_cstr(b, "a");
-    mp_put_cstr(b, "b");
-    mp_put_cstr(b, "schema");
-    mp_put_map(b, 1);
-    mp_put_cstr(b, "x");
-    mp_put_map(b, 2);
-    mp_put_cstr(b, "dtype");
-    mp_put_cstr(b, "f32");
-    mp_put_cstr(b, "shape");
-    mp_put_array(b, 1);
-    mp_put_int(b, 2);
-    mp_put_cstr(b, "future");
-    mp_put_array(b, 2); /* unknown key: ignored */
-    mp_put_nil(b);
-    mp_put_double(b, 1.5);
+static void put_hdr(int version) {
+    msgpack_pack_map(&PK, 4);
+    pstr("mmpipe");
+    msgpack_pack_int64(&PK, version);
+    pstr("classes");
+    msgpack_pack_array(&PK, 2);
+    pstr("a");
+    pstr("b");
+    pstr("schema");
+    msgpack_pack_map(&PK, 1);
+    pstr("x");
+    msgpack_pack_map(&PK, 2);
+    pstr("dtype");
+    pstr("f32");
+    pstr("shape");
+    msgpack_pack_array(&PK, 1);
+    msgpack_pack_int64(&PK, 2);
+    pstr("future");
+    msgpack_pack_array(&PK, 2); /* unknown key: ignored */
+    msgpack_pack_nil(&PK);
+    msgpack_pack_double(&PK, 1.5);
 }
 
 /* record with tensor x: dtype, shape (n dims), data bytes */
-static size_t put_rec(mp_buf *b, const char *dtype, int ndim, const int64_t *shape, uint32_t nbytes,
+static size_t put_rec(const char *dtype, int ndim, const int64_t *shape, uint32_t nbytes,
                       const char *extra_tensor) {
-    size_t start = b->n;
-    mp_put_map(b, 3);
-    mp_put_cstr(b, "id");
-    mp_put_cstr(b, "r");
-    mp_put_cstr(b, "tensors");
-    mp_put_map(b, extra_tensor ? 2 : 1);
-    mp_put_cstr(b, "x");
-    mp_put_map(b, 3);
-    mp_put_cstr(b, "dtype");
-    mp_put_cstr(b, dtype);
-    mp_put_cstr(b, "shape");
-    mp_put_array(b, (uint32_t)ndim);
-    for (int i = 0; i < ndim; i++) mp_put_int(b, shape[i]);
-    mp_put_cstr(b, "data");
-    mp_put_bin_header(b, nbytes);
-    mp_buf_reserve(b, nbytes);
-    memset(b->p + b->n, 0x3f, nbytes);
-    b->n += nbytes;
+    size_t start = B.size;
+    msgpack_pack_map(&PK, 3);
+    pstr("id");
+    pstr("r");
+    pstr("tensors");
+    msgpack_pack_map(&PK, extra_tensor ? 2 : 1);
+    pstr("x");
+    msgpack_pack_map(&PK, 3);
+    pstr("dtype");
+    pstr(dtype);
+    pstr("shape");
+    msgpack_pack_array(&PK, (size_t)ndim);
+    for (int i = 0; i < ndim; i++) msgpack_pack_int64(&PK, shape[i]);
+    pstr("data");
+    msgpack_pack_bin(&PK, nbytes);
+    for (uint32_t i = 0; i < nbytes; i++) praw("\x3f", 1);
     if (extra_tensor) {
-        mp_put_cstr(b, extra_tensor);
-        mp_put_map(b, 3);
-        mp_put_cstr(b, "dtype");
-        mp_put_cstr(b, "u8");
-        mp_put_cstr(b, "shape");
-        mp_put_array(b, 0);
-        mp_put_cstr(b, "data");
-        mp_put_bin_header(b, 1);
-        mp_put_uint(b, 7);
+        pstr(extra_tensor);
+        msgpack_pack_map(&PK, 3);
+        pstr("dtype");
+        pstr("u8");
+        pstr("shape");
+        msgpack_pack_array(&PK, 0);
+        pstr("data");
+        msgpack_pack_bin_with_body(&PK, "\x07", 1);
     }
-    mp_put_cstr(b, "z-unknown");
-    mp_put_map(b, 0);
+    pstr("z-unknown");
+    msgpack_pack_map(&PK, 0);
     return start;
 }
 
-static void put_trailer(mp_buf *b, uint64_t count, uint32_t crc) {
-    mp_put_map(b, 3);
-    mp_put_cstr(b, "end");
-    mp_put_bool(b, 1);
-    mp_put_cstr(b, "count");
-    mp_put_uint(b, count);
-    mp_put_cstr(b, "checksum");
-    mp_put_uint(b, crc);
+static void put_trailer(uint64_t count, uint32_t crc) {
+    msgpack_pack_map(&PK, 3);
+    pstr("end");
+    msgpack_pack_true(&PK);
+    pstr("count");
+    msgpack_pack_uint64(&PK, count);
+    pstr("checksum");
+    msgpack_pack_uint64(&PK, crc);
+}
+
+/* n containers nested in one another: [[...[]...]] */
+static void put_nested(int n) {
+    for (int i = 0; i < n; i++) msgpack_pack_array(&PK, i + 1 < n);
+}
+
+/* an array of n nils */
+static void put_nils(uint64_t n) {
+    msgpack_pack_array(&PK, n);
+    for (uint64_t i = 0; i < n; i++) msgpack_pack_nil(&PK);
 }
 
 #include <zlib.h>
 
 /* Expects reading the crafted stream to fail with a message containing want. */
-static void expect(const mp_buf *b, int compress, const char *want, int line) {
-    size_t n = b->n;
-    uint8_t *z = compress ? zc(b, &n) : NULL;
+static void expect(int compress, const char *want, int line) {
+    size_t n = B.size;
+    uint8_t *z = compress ? zc(&n) : NULL;
     char err[1024] = "";
-    long got = read_all(compress ? z : b->p, n, 0, err, sizeof err, NULL);
+    long got = read_all(compress ? (void *)z : B.data, n, 0, err, sizeof err, NULL);
     if (!want) {
         if (got < 0) {
             fprintf(stderr, "line %d: expected success, got: %s\n", line, err);
@@ -420,88 +437,226 @@ static void expect(const mp_buf *b, int compress, const char *want, int line) {
 }
 
 static void test_crafted(void) {
-    mp_buf b = {0};
     int64_t s2[1] = {2}, s3[1] = {3}, s9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 2}, sneg[1] = {-1};
 
     /* a well-formed hand-made stream with unknown keys reads fine */
-    put_hdr(&b, 1);
-    size_t r0 = put_rec(&b, "f32", 1, s2, 8, NULL);
-    uint32_t crc = (uint32_t)crc32(0, b.p + r0, (uInt)(b.n - r0));
-    put_trailer(&b, 1, crc);
-    expect(&b, 1, NULL, __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_hdr(1);
+    size_t r0 = put_rec("f32", 1, s2, 8, NULL);
+    uint32_t crc = (uint32_t)crc32(0, (const Bytef *)B.data + r0, (uInt)(B.size - r0));
+    put_trailer(1, crc);
+    expect(1, NULL, __LINE__);
     /* same without zstd */
-    expect(&b, 0, "not an mmp stream (bad zstd magic)", __LINE__);
-    b.n = 0;
-    mp_put_cstr(&b, "hello");
-    expect(&b, 1, "not an mmp stream", __LINE__);
-    b.n = 0;
-    put_hdr(&b, 2);
-    expect(&b, 1, "header: unsupported mmp stream version 2", __LINE__);
+    expect(0, "not an mmp stream (bad zstd magic)", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    pstr("hello");
+    expect(1, "not an mmp stream", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_hdr(2);
+    expect(1, "header: unsupported mmp stream version 2", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_nested(MP_MAX_DEPTH + 1);
+    expect(1, "header: not an mmp stream (nested deeper than 32 levels)", __LINE__);
 
 #define CASE(rec_stmt, count, want)                                                              \
     do {                                                                                         \
-        b.n = 0;                                                                                 \
-        put_hdr(&b, 1);                                                                          \
-        size_t st = b.n;                                                                         \
+        msgpack_sbuffer_clear(&B);                                                               \
+        put_hdr(1);                                                                              \
+        size_t st = B.size;                                                                      \
         rec_stmt;                                                                                \
-        uint32_t c2 = (uint32_t)crc32(0, b.p + st, (uInt)(b.n - st));                            \
-        put_trailer(&b, count, c2);                                                              \
-        expect(&b, 1, want, __LINE__);                                                           \
+        uint32_t c2 = (uint32_t)crc32(0, (const Bytef *)B.data + st, (uInt)(B.size - st));       \
+        put_trailer(count, c2);                                                                  \
+        expect(1, want, __LINE__);                                                               \
     } while (0)
 
-    CASE(put_rec(&b, "f32", 1, s2, 8, NULL), 1, NULL);
-    CASE(put_rec(&b, "f32", 1, s2, 8, NULL), 2, "record 1: trailer says 2 records, the stream had 1");
-    CASE(put_rec(&b, "f32", 1, s2, 7, NULL), 1, "record 0: tensor 'x' has 7 data bytes");
-    CASE(put_rec(&b, "f16", 1, s2, 4, NULL), 1, "tensor 'x' has dtype f16, the schema says f32");
-    CASE(put_rec(&b, "f32", 1, s3, 12, NULL), 1, "tensor 'x' has shape [3], the schema says [2]");
-    CASE(put_rec(&b, "f32", 9, s9, 8, NULL), 1, "shape has 9 dimensions");
-    CASE(put_rec(&b, "f32", 1, sneg, 0, NULL), 1, "bad shape dimension 0");
-    CASE(put_rec(&b, "q8", 1, s2, 2, NULL), 1, "unknown dtype 'q8'");
-    CASE(put_rec(&b, "f32", 1, s2, 8, "y"), 1, "tensor 'y' is not in the stream schema");
-    CASE(put_rec(&b, "f32", 1, s2, 8, "x"), 1, "duplicate tensor 'x'");
-    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_cstr(&b, "a")), 1, "missing tensor 'x'");
-    CASE((mp_put_map(&b, 2), mp_put_cstr(&b, "label"), mp_put_int(&b, 5),
-          mp_put_cstr(&b, "tensors"), mp_put_map(&b, 0)), 1, "label 5 out of range");
-    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_int(&b, 5)), 1, "id is not a string");
-    CASE(mp_put_array(&b, 0), 1, "expected a msgpack map");
+    CASE(put_rec("f32", 1, s2, 8, NULL), 1, NULL);
+    CASE(put_rec("f32", 1, s2, 8, NULL), 2, "record 1: trailer says 2 records, the stream had 1");
+    CASE(put_rec("f32", 1, s2, 7, NULL), 1, "record 0: tensor 'x' has 7 data bytes");
+    CASE(put_rec("f16", 1, s2, 4, NULL), 1, "tensor 'x' has dtype f16, the schema says f32");
+    CASE(put_rec("f32", 1, s3, 12, NULL), 1, "tensor 'x' has shape [3], the schema says [2]");
+    CASE(put_rec("f32", 9, s9, 8, NULL), 1, "shape has 9 dimensions");
+    CASE(put_rec("f32", 1, sneg, 0, NULL), 1, "bad shape dimension 0");
+    CASE(put_rec("q8", 1, s2, 2, NULL), 1, "unknown dtype 'q8'");
+    CASE(put_rec("f32", 1, s2, 8, "y"), 1, "tensor 'y' is not in the stream schema");
+    CASE(put_rec("f32", 1, s2, 8, "x"), 1, "duplicate tensor 'x'");
+    CASE((msgpack_pack_map(&PK, 1), pstr("id"), pstr("a")), 1, "missing tensor 'x'");
+    CASE((msgpack_pack_map(&PK, 2), pstr("label"), msgpack_pack_int64(&PK, 5), pstr("tensors"),
+          msgpack_pack_map(&PK, 0)), 1, "label 5 out of range");
+    CASE((msgpack_pack_map(&PK, 1), pstr("id"), msgpack_pack_int64(&PK, 5)), 1,
+         "id is not a string");
+    CASE((msgpack_pack_map(&PK, 2), pstr("id"), pstr("a"), pstr("id"), pstr("b")), 1,
+         "duplicate key \"id\"");
+    CASE((msgpack_pack_map(&PK, 1), pstr("text"), msgpack_pack_true(&PK)), 1,
+         "text is not a string");
+    CASE(msgpack_pack_array(&PK, 0), 1, "expected a msgpack map");
     /* a bin that claims 2 GiB: refused without allocating it */
-    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_bin_header(&b, 0xfffffff0u)), 1,
+    CASE((msgpack_pack_map(&PK, 1), pstr("id"), msgpack_pack_bin(&PK, 0xfffffff0u)), 1,
          "larger than the size limit");
-    CASE((mp_put_map(&b, 1), mp_put_cstr(&b, "id"), mp_put_map(&b, 0xffffffffu)), 1,
+    CASE((msgpack_pack_map(&PK, 1), pstr("id"), msgpack_pack_map(&PK, 0xffffffffu)), 1,
          "larger than the size limit");
+    /* a million-element array declared, 3 present: the input is cut, nothing
+     * is allocated for the declared elements */
+    CASE((msgpack_pack_map(&PK, 1), pstr("id"), msgpack_pack_array(&PK, 1000000),
+          msgpack_pack_nil(&PK), msgpack_pack_nil(&PK), msgpack_pack_nil(&PK)), 1,
+         "record 0: truncated stream (no trailer) after 0 records");
+    /* msgpack-c's limits, checked before it sees the object: nesting and
+     * the number of values (what it allocates: 24 bytes per value) */
+    CASE((msgpack_pack_map(&PK, 2), pstr("z"), put_nested(MP_MAX_DEPTH - 1), pstr("tensors"),
+          msgpack_pack_map(&PK, 1), pstr("x"), msgpack_pack_map(&PK, 3), pstr("dtype"),
+          pstr("f32"), pstr("shape"), msgpack_pack_array(&PK, 1), msgpack_pack_int64(&PK, 2),
+          pstr("data"), msgpack_pack_bin_with_body(&PK, "12345678", 8)),
+         1, NULL);
+    CASE((msgpack_pack_map(&PK, 1), pstr("z"), put_nested(MP_MAX_DEPTH)), 1,
+         "record 0: corrupt stream: invalid msgpack (nested deeper than 32 levels)");
+    CASE((msgpack_pack_map(&PK, 1), pstr("z"), put_nils(MP_MAX_VALUES)), 1,
+         "record 0: corrupt stream: invalid msgpack (more than 1048576 values in one object)");
 
     /* checksum */
-    b.n = 0;
-    put_hdr(&b, 1);
-    put_rec(&b, "f32", 1, s2, 8, NULL);
-    put_trailer(&b, 1, 12345);
-    expect(&b, 1, "record 1: record checksum mismatch", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_hdr(1);
+    put_rec("f32", 1, s2, 8, NULL);
+    put_trailer(1, 12345);
+    expect(1, "record 1: record checksum mismatch", __LINE__);
     /* no trailer; record after trailer; trailer without header */
-    b.n = 0;
-    put_hdr(&b, 1);
-    put_rec(&b, "f32", 1, s2, 8, NULL);
-    expect(&b, 1, "record 1: truncated stream (no trailer) after 1 records", __LINE__);
-    put_trailer(&b, 1, crc);
-    put_rec(&b, "f32", 1, s2, 8, NULL);
-    expect(&b, 1, "a record follows the trailer", __LINE__);
-    b.n = 0;
-    put_trailer(&b, 0, 0);
-    expect(&b, 1, "header: not an mmp stream", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_hdr(1);
+    put_rec("f32", 1, s2, 8, NULL);
+    expect(1, "record 1: truncated stream (no trailer) after 1 records", __LINE__);
+    put_trailer(1, crc);
+    put_rec("f32", 1, s2, 8, NULL);
+    expect(1, "a record follows the trailer", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_trailer(0, 0);
+    expect(1, "header: not an mmp stream", __LINE__);
     /* header, header */
-    b.n = 0;
-    put_hdr(&b, 1);
-    put_hdr(&b, 1);
-    expect(&b, 1, "truncated stream (no trailer) after 0 records", __LINE__);
+    msgpack_sbuffer_clear(&B);
+    put_hdr(1);
+    put_hdr(1);
+    expect(1, "truncated stream (no trailer) after 0 records", __LINE__);
     /* the invalid msgpack byte */
-    b.n = 0;
-    put_hdr(&b, 1);
-    mp_put_map(&b, 1);
-    mp_put_cstr(&b, "id");
-    uint8_t c1 = 0xc1;
-    mp_buf_reserve(&b, 1);
-    b.p[b.n++] = c1;
-    expect(&b, 1, "invalid msgpack", __LINE__);
-    mp_buf_free(&b);
+    msgpack_sbuffer_clear(&B);
+    put_hdr(1);
+    msgpack_pack_map(&PK, 1);
+    pstr("id");
+    praw("\xc1", 1);
+    expect(1, "invalid msgpack", __LINE__);
+}
+
+/* mp_measure's limits are msgpack-c's: what it measures complete,
+ * msgpack_unpack (as the reader calls it) unpacks to the same length; one
+ * level deeper is refused by both. */
+static void test_measure_limits(void) {
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE);
+    for (int depth = MP_MAX_DEPTH - 1; depth <= MP_MAX_DEPTH + 2; depth++) {
+        msgpack_sbuffer_clear(&B);
+        put_nested(depth);
+        size_t len = 0, need, off = 0;
+        const char *why;
+        int m = mp_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
+        msgpack_zone_clear(&zone);
+        int u = msgpack_unpack(B.data, B.size, &off, &zone, &obj);
+        int ok = depth <= MP_MAX_DEPTH;
+        CHECKF((m == MP_COMPLETE) == ok && (u == MSGPACK_UNPACK_SUCCESS) == ok,
+               "%d nested arrays: measure %d, msgpack-c %d", depth, m, u);
+        if (ok) CHECK(len == B.size && off == B.size);
+        else CHECK(strstr(why, "nested deeper"));
+    }
+    /* an array of MP_MAX_VALUES - 1 values (with itself, the limit) */
+    for (uint64_t n = MP_MAX_VALUES - 1; n <= MP_MAX_VALUES; n++) {
+        msgpack_sbuffer_clear(&B);
+        msgpack_pack_array(&PK, n);
+        for (uint64_t i = 0; i < n; i++) msgpack_pack_int64(&PK, -1);
+        size_t len = 0, need, off = 0;
+        const char *why;
+        int m = mp_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
+        CHECK((m == MP_COMPLETE) == (n < MP_MAX_VALUES));
+        msgpack_zone_clear(&zone);
+        if (m == MP_COMPLETE)
+            CHECK(msgpack_unpack(B.data, B.size, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS &&
+                  off == len && len == B.size && obj.via.array.size == n);
+    }
+    /* a cut object: more is needed, at least one byte per declared value */
+    msgpack_sbuffer_clear(&B);
+    msgpack_pack_array(&PK, 1000);
+    msgpack_pack_nil(&PK);
+    size_t len, need = 0;
+    const char *why;
+    CHECK(mp_measure((const uint8_t *)B.data, B.size, 1 << 20, &len, &need, &why) ==
+              MP_NEED_MORE &&
+          need == 3 + 1000); /* array16 prefix + one byte per element */
+    CHECK(mp_measure((const uint8_t *)B.data, B.size, 1000, &len, &need, &why) == MP_INVALID);
+    msgpack_zone_destroy(&zone);
+}
+
+/* The writer's bytes, written out by hand from formats/stream.md (shortest
+ * encodings; key order id, label, text, tensors; dtype, shape, data): a
+ * header and two records, the second with a tensor large enough to be
+ * compressed in place. */
+static void test_writer_bytes(void) {
+    mmp_header h;
+    mmp_header_init(&h);
+    int64_t sh[2] = {-1, 300};
+    mmp_header_add_field(&h, "x", MMP_U8, 2, sh);
+    char *classes[] = {"c"};
+    mmp_header_set_classes(&h, 1, classes);
+    mmp_writer *w = mmp_writer_open("bytes.mmp", &h, 1);
+    mmp_record r;
+    mmp_record_init(&r);
+    mmp_record_set_id(&r, "a");
+    int64_t s1[2] = {0, 300}, s2[2] = {20, 300};
+    mmp_record_add(&r, "x", MMP_U8, 2, s1);
+    mmp_writer_write(w, &r);
+    mmp_record_clear(&r);
+    mmp_record_init(&r);
+    r.label = 0;
+    mmp_record_set_text(&r, "t");
+    mmp_tensor *t = mmp_record_add(&r, "x", MMP_U8, 2, s2);
+    memset(t->data, 0x5a, t->nbytes);
+    mmp_writer_write(w, &r);
+    mmp_record_clear(&r);
+    mmp_writer_close(w);
+    mmp_header_free(&h);
+
+    static const uint8_t hdr[] = {
+        0x84, 0xa6, 'm', 'm', 'p', 'i', 'p', 'e', 0x01, 0xa6, 's', 'c', 'h', 'e', 'm', 'a', 0x81,
+        0xa1, 'x', 0x82, 0xa5, 'd', 't', 'y', 'p', 'e', 0xa2, 'u', '8', 0xa5, 's', 'h', 'a', 'p',
+        'e', 0x92, 0xff, 0xcd, 0x01, 0x2c, 0xa7, 'c', 'l', 'a', 's', 's', 'e', 's', 0x91, 0xa1,
+        'c', 0xa4, 'm', 'e', 't', 'a', 0x80};
+    static const uint8_t rec1[] = {
+        0x82, 0xa2, 'i', 'd', 0xa1, 'a', 0xa7, 't', 'e', 'n', 's', 'o', 'r', 's', 0x81, 0xa1, 'x',
+        0x83, 0xa5, 'd', 't', 'y', 'p', 'e', 0xa2, 'u', '8', 0xa5, 's', 'h', 'a', 'p', 'e', 0x92,
+        0x00, 0xcd, 0x01, 0x2c, 0xa4, 'd', 'a', 't', 'a', 0xc4, 0x00};
+    static const uint8_t rec2[] = {
+        0x83, 0xa5, 'l', 'a', 'b', 'e', 'l', 0x00, 0xa4, 't', 'e', 'x', 't', 0xa1, 't', 0xa7, 't',
+        'e', 'n', 's', 'o', 'r', 's', 0x81, 0xa1, 'x', 0x83, 0xa5, 'd', 't', 'y', 'p', 'e', 0xa2,
+        'u', '8', 0xa5, 's', 'h', 'a', 'p', 'e', 0x92, 0x14, 0xcd, 0x01, 0x2c, 0xa4, 'd', 'a', 't',
+        'a', 0xc5, 0x17, 0x70}; /* + 6000 bytes 0x5a */
+    msgpack_sbuffer_clear(&B);
+    praw(hdr, sizeof hdr);
+    size_t st = B.size;
+    praw(rec1, sizeof rec1);
+    praw(rec2, sizeof rec2);
+    for (int i = 0; i < 6000; i++) praw("\x5a", 1);
+    uint32_t crc = (uint32_t)crc32(0, (const Bytef *)B.data + st, (uInt)(B.size - st));
+    static const uint8_t tr[] = {0x84, 0xa3, 'e', 'n', 'd', 0xc3, 0xa5, 'c', 'o', 'u', 'n', 't',
+                                 0x02, 0xa8, 'c', 'h', 'e', 'c', 'k', 's', 'u', 'm', 0xce};
+    praw(tr, sizeof tr);
+    uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8), (uint8_t)crc};
+    praw(be, 4);
+    static const uint8_t tr2[] = {0xa7, 's', 'k', 'i', 'p', 'p', 'e', 'd', 0x00};
+    praw(tr2, sizeof tr2);
+
+    size_t n;
+    uint8_t *z = t_slurp("bytes.mmp", &n);
+    uint8_t *plain = malloc(2 * B.size);
+    size_t pn = z ? ZSTD_decompress(plain, 2 * B.size, z, n) : 0;
+    if (!z || ZSTD_isError(pn)) pn = 0;
+    CHECKF(pn == B.size && memcmp(plain, B.data, pn) == 0,
+           "writer content differs from the hand-written bytes (%zu vs %zu bytes)", pn, B.size);
+    free(plain);
+    free(z);
 }
 
 /* a reader on the read end of a pipe (NULL, and a failed check, if it fails) */
@@ -703,7 +858,12 @@ int main(int argc, char **argv) {
     test_memstream();
     test_concat();
     test_truncation_and_flips();
+    msgpack_sbuffer_init(&B);
+    msgpack_packer_init(&PK, &B, msgpack_sbuffer_write);
     test_crafted();
+    test_measure_limits();
+    test_writer_bytes();
+    msgpack_sbuffer_destroy(&B);
     test_pipe_promptness();
     test_large();
     TEST_END();
