@@ -11,7 +11,7 @@
  * frame (ZSTD_e_end).
  *
  * Reader: ZSTD_DCtx streaming decompression into a growing buffer; each
- * msgpack object is first measured (mp_measure: complete / need more /
+ * msgpack object is first measured (mmp_stream_measure: complete / need more /
  * invalid or over a limit, no allocation), then unpacked by msgpack-c
  * (a tree of msgpack_object in a reused zone, whose strings and bins point
  * into the buffer) and decoded from that. Memory is bounded by the
@@ -143,7 +143,7 @@ static void w_compress(mmp_writer *w, const void *p, size_t n, ZSTD_EndDirective
 
 static void w_feed(mmp_writer *w, const void *p, size_t n, int with_crc) {
     if (n == 0) return;
-    if (with_crc) w->crc = mp_crc32(w->crc, p, n);
+    if (with_crc) w->crc = mmp_stream_crc32(w->crc, p, n);
     w_compress(w, p, n, ZSTD_e_continue);
     w->since_flush += n;
 }
@@ -577,7 +577,7 @@ static int r_unpack(mmp_reader *r, size_t len) {
     msgpack_unpack_return u =
         msgpack_unpack((const char *)r->d + r->dstart, len, &off, &r->zone, &r->obj);
     if (u == MSGPACK_UNPACK_SUCCESS && off == len) return 1;
-    /* mp_measure found it complete and within msgpack-c's limits: only an
+    /* mmp_stream_measure found it complete and within msgpack-c's limits: only an
      * allocation failure is left */
     return r_fail(r, "cannot unpack a msgpack object of %zu bytes (msgpack-c: out of memory)",
                   len);
@@ -591,7 +591,7 @@ static int r_object(mmp_reader *r, size_t *len) {
     for (;;) {
         if (r->dend > r->dstart) {
             const char *why;
-            int m = mp_measure(r->d + r->dstart, r->dend - r->dstart, MMP_STREAM_MAX_OBJECT_BYTES,
+            int m = mmp_stream_measure(r->d + r->dstart, r->dend - r->dstart, MMP_STREAM_MAX_OBJECT_BYTES,
                                len, &need, &why);
             if (m == MP_COMPLETE) return r_unpack(r, *len);
             if (m == MP_INVALID) {
@@ -789,7 +789,7 @@ static int decode_header(const msgpack_object *o, mmp_header *h, char *why, size
                 snprintf(why, wl, "header: classes is not an array");
                 return -1;
             }
-            uint32_t nc = v->via.array.size; /* <= MP_MAX_VALUES (mp_measure) */
+            uint32_t nc = v->via.array.size; /* <= MP_MAX_VALUES (mmp_stream_measure) */
             char **names = mmp_xcalloc(nc ? nc : 1, sizeof *names);
             int ok = 1;
             for (uint32_t j = 0; ok && j < nc; j++)
@@ -1147,7 +1147,7 @@ int mmp_reader_next(mmp_reader *r, mmp_record *rec) {
                 mmp_record_clear(rec);
                 return r_fail(r, "%s", why);
             }
-            r->crc = mp_crc32(r->crc, r->d + r->dstart, len);
+            r->crc = mmp_stream_crc32(r->crc, r->d + r->dstart, len);
             r->dstart += len;
             r->count++;
             r->seg_count++;

@@ -107,7 +107,7 @@ static uint32_t crc_zlib(uint32_t crc, const uint8_t *p, size_t n) {
     return crc;
 }
 
-uint32_t mp_crc32(uint32_t crc, const void *data, size_t n) {
+uint32_t mmp_stream_crc32(uint32_t crc, const void *data, size_t n) {
     const uint8_t *p = data;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (n >= 64 && have_pclmul()) {

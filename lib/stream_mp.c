@@ -56,7 +56,7 @@ static int obj_prefix(const uint8_t *p, size_t n, size_t *hdr, uint64_t *payload
     return MP_COMPLETE;
 }
 
-int mp_measure(const uint8_t *p, size_t n, size_t max_len, size_t *len, size_t *need,
+int mmp_stream_measure(const uint8_t *p, size_t n, size_t max_len, size_t *len, size_t *need,
                const char **why) {
     /* Iterative walk: 'pending' counts objects still to visit. Every object
      * takes at least one byte, so pending is also a lower bound on the bytes

@@ -178,7 +178,7 @@ static void test_roundtrip(void) {
         size_t pos = 0, len, need;
         const char *why;
         int objs = 0;
-        while (pos < pn && mp_measure(plain + pos, pn - pos, pn, &len, &need, &why) == MP_COMPLETE) {
+        while (pos < pn && mmp_stream_measure(plain + pos, pn - pos, pn, &len, &need, &why) == MP_COMPLETE) {
             pos += len;
             objs++;
         }
@@ -542,7 +542,7 @@ static void test_crafted(void) {
     expect(1, "invalid msgpack", __LINE__);
 }
 
-/* mp_measure's limits are msgpack-c's: what it measures complete,
+/* mmp_stream_measure's limits are msgpack-c's: what it measures complete,
  * msgpack_unpack (as the reader calls it) unpacks to the same length; one
  * level deeper is refused by both. */
 static void test_measure_limits(void) {
@@ -554,7 +554,7 @@ static void test_measure_limits(void) {
         put_nested(depth);
         size_t len = 0, need, off = 0;
         const char *why;
-        int m = mp_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
+        int m = mmp_stream_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
         msgpack_zone_clear(&zone);
         int u = msgpack_unpack(B.data, B.size, &off, &zone, &obj);
         int ok = depth <= MP_MAX_DEPTH;
@@ -570,7 +570,7 @@ static void test_measure_limits(void) {
         for (uint64_t i = 0; i < n; i++) msgpack_pack_int64(&PK, -1);
         size_t len = 0, need, off = 0;
         const char *why;
-        int m = mp_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
+        int m = mmp_stream_measure((const uint8_t *)B.data, B.size, B.size, &len, &need, &why);
         CHECK((m == MP_COMPLETE) == (n < MP_MAX_VALUES));
         msgpack_zone_clear(&zone);
         if (m == MP_COMPLETE)
@@ -583,10 +583,10 @@ static void test_measure_limits(void) {
     msgpack_pack_nil(&PK);
     size_t len, need = 0;
     const char *why;
-    CHECK(mp_measure((const uint8_t *)B.data, B.size, 1 << 20, &len, &need, &why) ==
+    CHECK(mmp_stream_measure((const uint8_t *)B.data, B.size, 1 << 20, &len, &need, &why) ==
               MP_NEED_MORE &&
           need == 3 + 1000); /* array16 prefix + one byte per element */
-    CHECK(mp_measure((const uint8_t *)B.data, B.size, 1000, &len, &need, &why) == MP_INVALID);
+    CHECK(mmp_stream_measure((const uint8_t *)B.data, B.size, 1000, &len, &need, &why) == MP_INVALID);
     msgpack_zone_destroy(&zone);
 }
 
@@ -836,10 +836,10 @@ static void test_crc(void) {
         for (size_t len = 0; off + len <= n; len += len < 300 ? 1 : 97) {
             uint32_t seed = (uint32_t)rnd();
             uint32_t want = (uint32_t)crc32(seed, buf + off, (uInt)len);
-            if (mp_crc32(seed, buf + off, len) != want) bad++;
+            if (mmp_stream_crc32(seed, buf + off, len) != want) bad++;
         }
     CHECKF(bad == 0, "%d CRC mismatches", bad);
-    CHECK(mp_crc32(0, "123456789", 9) == 0xCBF43926u);
+    CHECK(mmp_stream_crc32(0, "123456789", 9) == 0xCBF43926u);
     free(buf);
 }
 
