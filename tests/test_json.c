@@ -184,7 +184,7 @@ static void test_load(void) {
     }
 }
 
-/* the replacement of train.c's parse_json_names */
+/* a checkpoint's class list (lib/train/checkpoint.c reads it with mmp_json_strings) */
 static void test_strings(void) {
     char err[256] = "", **names = NULL;
     int n = -1;
