@@ -35,7 +35,7 @@ for h in $have; do grep -qi "internal header" "$P/include/mmp/$h" && fail "$h ca
 export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 [ "$(pkg-config --modversion mmp)" = "$ver" ] || fail "pkg-config --modversion mmp: $(pkg-config --modversion mmp 2>&1)"
 needed=$(readelf -d "$P/lib/libmmp.so.$ver" | sed -n 's/.*(NEEDED).*\[lib\([^.]*\)\.so.*\]/\1/p' \
-  | grep -vxE 'c|m|gcc_s|pthread|dl|ld-linux-x86-64' | sort -u)
+  | grep -vxE 'c|m|gcc_s|pthread|dl|ld-linux-x86-64|asan|ubsan|lsan|tsan' | sort -u)  # not the sanitizer runtimes of an ASan build
 # each required package's own -l flags (not their private ones), plus Libs.private
 listed=$( { for p in $(pkg-config --print-requires-private mmp | awk '{print $1}'); do pkg-config --libs-only-l "$p"; done
             sed -n 's/^Libs.private://p' "$P/lib/pkgconfig/mmp.pc"; } \
