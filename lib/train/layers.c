@@ -165,6 +165,22 @@ static void l2norm_backward(const float *a, const double *norm, const float *da,
     }
 }
 
+/* Cross-entropy of each line of the logit matrix S[N,N] against its diagonal,
+ * for CLIP's two directions: line o holds S[o*so + k*si], k = 0..N-1 (rows:
+ * so = N, si = 1; columns: so = 1, si = N). Adds the mean loss over both
+ * directions to *loss and its gradient to dS, in the order of the lines. */
+static void clip_ce_lines(const float *S, double *dS, int64_t N, int64_t so, int64_t si, double *loss) {
+    for (int64_t o = 0; o < N; o++) {
+        const float *L = S + o * so;
+        double m = -INFINITY, s = 0;
+        for (int64_t k = 0; k < N; k++) m = L[k * si] > m ? L[k * si] : m;
+        for (int64_t k = 0; k < N; k++) s += exp((double)L[k * si] - m);
+        double lse = m + log(s);
+        *loss += (lse - L[o * si]) / (2.0 * N);
+        for (int64_t k = 0; k < N; k++) dS[o * so + k * si] += (exp((double)L[k * si] - lse) - (o == k)) / (2.0 * N);
+    }
+}
+
 double mmp_clip_loss(const float *za, const float *zb, int64_t N, int64_t E, float logit_scale,
                      float *dza, float *dzb, float *dscale) {
     if (N == 0) return NAN;
@@ -179,26 +195,8 @@ double mmp_clip_loss(const float *za, const float *zb, int64_t N, int64_t E, flo
                 b, (int)E, 0.0f, S, (int)N);
     double *dS = mmp_xcalloc(nn, sizeof(double));
     double loss = 0;
-    /* rows: image -> text */
-    for (int64_t i = 0; i < N; i++) {
-        double m = -INFINITY, s = 0;
-        for (int64_t j = 0; j < N; j++) m = S[i * N + j] > m ? S[i * N + j] : m;
-        for (int64_t j = 0; j < N; j++) s += exp((double)S[i * N + j] - m);
-        double lse = m + log(s);
-        loss += (lse - S[i * N + i]) / (2.0 * N);
-        for (int64_t j = 0; j < N; j++)
-            dS[i * N + j] += (exp((double)S[i * N + j] - lse) - (i == j)) / (2.0 * N);
-    }
-    /* columns: text -> image */
-    for (int64_t j = 0; j < N; j++) {
-        double m = -INFINITY, s = 0;
-        for (int64_t i = 0; i < N; i++) m = S[i * N + j] > m ? S[i * N + j] : m;
-        for (int64_t i = 0; i < N; i++) s += exp((double)S[i * N + j] - m);
-        double lse = m + log(s);
-        loss += (lse - S[j * N + j]) / (2.0 * N);
-        for (int64_t i = 0; i < N; i++)
-            dS[i * N + j] += (exp((double)S[i * N + j] - lse) - (i == j)) / (2.0 * N);
-    }
+    clip_ce_lines(S, dS, N, N, 1, &loss); /* rows: image -> text */
+    clip_ce_lines(S, dS, N, 1, N, &loss); /* columns: text -> image */
     if (dscale) {
         double g = 0;
         for (size_t k = 0; k < nn; k++) g += dS[k] * S[k];
