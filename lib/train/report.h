@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mmp.h"
 #include "train/metrics.h"
 
 #ifdef __cplusplus
@@ -49,6 +50,33 @@ void mmp_report_write_text(FILE *f, const mmp_report *r);
 void mmp_report_write_json(FILE *f, const mmp_report *r);
 /* One self-contained HTML page (no external resources). */
 void mmp_report_write_html(FILE *f, const mmp_report *r);
+
+/* ---- reading a prediction stream (train/report_read.c) ---- */
+/* What mmp-report gathers from mmp-eval's records: single-label (true, predicted)
+ * pairs of the labelled records, multi-label targets and decisions (probability
+ * > threshold; sigmoid of "logits" without "probs"), image/text projections. */
+typedef struct {
+    int have_pred, multi;          /* -1 = no record yet, else 0/1 */
+    int64_t C, n, cap, unlabelled; /* classes (header, else the score length), labelled predictions */
+    int64_t *yt, *yp;
+    int64_t Cml, nml, cap_ml;      /* multi-label */
+    uint8_t *mt, *mp;              /* [nml, Cml] targets, decisions */
+    int64_t E, nret, cap_r;        /* retrieval */
+    float *pa, *pb;                /* [nret, E] image_proj, text_proj */
+    int has_cls, has_ml;
+    mmp_clsreport cr;
+    mmp_mlreport mr;
+} mmp_report_data;
+
+/* Reads every record of r. 0, or -1 with "FILE: record N: what" (mixed kinds
+ * of records, bad "pred", projections of different lengths, no predictions). */
+int mmp_report_read(mmp_report_data *d, mmp_reader *r, double threshold, char *err, size_t errlen);
+/* Computes the reports of d (h: the stream's header, for the class names) and
+ * points rep's cls/ml/names/retrieval at them. 0, or -1 (no labelled
+ * predictions, a label or prediction out of range). */
+int mmp_report_compute(mmp_report_data *d, const mmp_header *h, const char *rname, const int *ks, int nk, mmp_report *rep,
+                       char *err, size_t errlen);
+void mmp_report_data_free(mmp_report_data *d);
 
 #ifdef __cplusplus
 }
