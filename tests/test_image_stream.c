@@ -4,16 +4,12 @@
  * counted (or fatal with strict, with the one-line message), and the header
  * fields. */
 #include "image/pipeline.h"
+#include "stream_testlib.h"
 #include "testlib.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-typedef struct {
-    char *buf;
-    size_t n;
-} mem;
 
 static void spit(const char *path, const void *d, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -31,12 +27,9 @@ static int decode(const mmp_prep *prep, int threads, int strict, mem *out, mmp_i
     if (!src) return -1;
     mmp_header h;
     mmp_img_decode_header(&h, prep, src, 0, 1, 1, argv0);
-    *out = (mem){0};
-    FILE *fp = open_memstream(&out->buf, &out->n);
-    mmp_writer *w = mmp_writer_open_fp(fp, "out.mmp", &h, 1);
+    mmp_writer *w = t_mem_writer(out, "out.mmp", &h);
     int rc = mmp_img_decode_stream(src, prep, threads, strict, w, n, err, errlen);
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(out, w);
     mmp_header_free(&h);
     mmp_src_close(src);
     return rc;
@@ -109,28 +102,22 @@ static void test_decode(void) {
 
 /* u8 records r0..: 24x20 images with a pattern, record 2 an 8x8 one */
 static mem make_images(int n) {
-    mem m = {0};
-    FILE *fp = open_memstream(&m.buf, &m.n);
+    mem m;
     mmp_header h;
     mmp_header_init(&h);
     int64_t shp[3] = {-1, -1, 3};
     mmp_header_add_field(&h, "image", MMP_U8, 3, shp);
-    mmp_writer *w = mmp_writer_open_fp(fp, "in.mmp", &h, 1);
+    mmp_writer *w = t_mem_writer(&m, "in.mmp", &h);
     for (int i = 0; i < n; i++) {
         mmp_record r;
-        mmp_record_init(&r);
-        char id[16];
-        snprintf(id, sizeof id, "r%d", i);
-        mmp_record_set_id(&r, id);
-        r.label = i;
+        t_record_init(&r, "r", i, i);
         int64_t s[3] = {i == 2 ? 8 : 24, i == 2 ? 8 : 20, 3};
         mmp_tensor *t = mmp_record_add(&r, "image", MMP_U8, 3, s);
         for (size_t k = 0; k < t->nbytes; k++) ((uint8_t *)t->data)[k] = (uint8_t)(k * 7 + i * 13);
         mmp_writer_write(w, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
     return m;
 }
@@ -145,12 +132,9 @@ static int augment(const mmp_aug *aug, const mmp_aug_run *o, const mem *in, mem 
         mmp_reader_close(r);
         return rc;
     }
-    *out = (mem){0};
-    FILE *fp = open_memstream(&out->buf, &out->n);
-    mmp_writer *w = mmp_writer_open_fp(fp, "out.mmp", &h, 1);
+    mmp_writer *w = t_mem_writer(out, "out.mmp", &h);
     rc = mmp_aug_stream(aug, o, r, w, n, err, errlen);
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(out, w);
     mmp_header_free(&h);
     mmp_reader_close(r);
     return rc;

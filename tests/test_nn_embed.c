@@ -8,24 +8,9 @@
 
 #include "mmp.h"
 #include "nn/embed.h"
+#include "stream_testlib.h"
+#include "nn_testlib.h"
 #include "testlib.h"
-
-typedef struct {
-    char *buf;
-    size_t n;
-} mem;
-
-typedef struct {
-    mmp_safetensors st;
-    const mmp_tensor *in;
-    int N, H, W;
-} fixture;
-
-static void fx_open(fixture *f, const char *name) {
-    mmp_st_open_or_die(&f->st, t_root_path(name));
-    f->in = mmp_st_get(&f->st, "input");
-    f->N = (int)f->in->shape[0], f->H = (int)f->in->shape[1], f->W = (int)f->in->shape[2];
-}
 
 static const uint8_t *fx_image(const fixture *f, int k) {
     return (const uint8_t *)f->in->data + (size_t)(k % f->N) * f->H * f->W * 3;
@@ -36,8 +21,7 @@ static const uint8_t *fx_image(const fixture *f, int k) {
  * only): that record's image has a NaN. */
 static mem make_stream(const fixture *a, const fixture *b, int n, int chw, const float mean[3], const float std[3],
                        int bad_at) {
-    mem m = {0};
-    FILE *fp = open_memstream(&m.buf, &m.n);
+    mem m;
     mmp_header h;
     mmp_header_init(&h);
     int varies = b != NULL;
@@ -46,16 +30,12 @@ static mem make_stream(const fixture *a, const fixture *b, int n, int chw, const
     int64_t one = 1;
     mmp_header_add_field(&h, "extra", MMP_I32, 1, &one);
     if (chw) mmp_meta_set(&h.meta, "image.layout", "chw");
-    mmp_writer *w = mmp_writer_open_fp(fp, "mem", &h, 1);
+    mmp_writer *w = t_mem_writer(&m, "mem", &h);
     for (int i = 0; i < n; i++) {
         const fixture *f = b && i % 2 ? b : a;
         const uint8_t *px = fx_image(f, b ? i / 2 : i);
         mmp_record r;
-        mmp_record_init(&r);
-        char id[32];
-        snprintf(id, sizeof id, "img%d", i);
-        mmp_record_set_id(&r, id);
-        r.label = i % 3;
+        t_record_init(&r, "img", i, i % 3);
         {
             size_t hw = (size_t)f->H * f->W;
             if (chw) {
@@ -75,8 +55,7 @@ static mem make_stream(const fixture *a, const fixture *b, int n, int chw, const
         mmp_writer_write(w, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
     return m;
 }
@@ -94,13 +73,10 @@ static int run_embed(mmp_nn_embed *e, const mem *in, int threads, mem *out, char
         mmp_reader_close(r);
         return rc;
     }
-    *out = (mem){0};
-    FILE *fp = open_memstream(&out->buf, &out->n);
-    mmp_writer *w = mmp_writer_open_fp(fp, "out.mmp", &oh, 1);
+    mmp_writer *w = t_mem_writer(out, "out.mmp", &oh);
     mmp_nn_runner *run = mmp_nn_runner_new(e->model, &mmp_nn_ops_cpu, threads);
     rc = mmp_nn_embed_stream(e, run, r, w, err, errlen);
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(out, w);
     mmp_nn_runner_free(run);
     mmp_reader_close(r);
     mmp_header_free(&oh);

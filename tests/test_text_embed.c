@@ -8,12 +8,8 @@
 
 #include "mmp.h"
 #include "text/embed.h"
+#include "stream_testlib.h"
 #include "testlib.h"
-
-typedef struct {
-    char *buf;
-    size_t n;
-} mem;
 
 static const char *const texts[] = {"a photo of a cat", "Hello, World!", "naïve café", "", "the quick brown fox",
                                     "jumps over the lazy dog", "CAFÉ", "x y z", "one more"};
@@ -22,21 +18,16 @@ enum { NT = sizeof texts / sizeof *texts };
 /* NT records r0.. with text (none for record no_text, 1-based; invalid
  * UTF-8 for record bad_utf8), an "image" and an "extra" field. */
 static mem make_stream(int no_text, int bad_utf8) {
-    mem m = {0};
-    FILE *fp = open_memstream(&m.buf, &m.n);
+    mem m;
     mmp_header h;
     mmp_header_init(&h);
     int64_t one = 1, img[3] = {2, 2, 3};
     mmp_header_add_field(&h, "image", MMP_U8, 3, img);
     mmp_header_add_field(&h, "extra", MMP_I32, 1, &one);
-    mmp_writer *w = mmp_writer_open_fp(fp, "mem", &h, 1);
+    mmp_writer *w = t_mem_writer(&m, "mem", &h);
     for (int i = 0; i < NT; i++) {
         mmp_record r;
-        mmp_record_init(&r);
-        char id[32];
-        snprintf(id, sizeof id, "r%d", i);
-        mmp_record_set_id(&r, id);
-        r.label = i;
+        t_record_init(&r, "r", i, i);
         if (i + 1 == bad_utf8) mmp_record_set_text(&r, "bad \xff byte");
         else if (i + 1 != no_text) mmp_record_set_text(&r, texts[i]);
         memset(mmp_record_add(&r, "image", MMP_U8, 3, img)->data, i, 12);
@@ -44,8 +35,7 @@ static mem make_stream(int no_text, int bad_utf8) {
         mmp_writer_write(w, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
     return m;
 }
@@ -61,12 +51,9 @@ static int run(const mmp_text_embed_opts *o, const mem *in, const mmp_text_lines
     }
     mmp_header oh;
     mmp_text_embed_header(o, r ? mmp_reader_header(r) : NULL, lines, "a photo of a {}", &oh);
-    *out = (mem){0};
-    FILE *fp = open_memstream(&out->buf, &out->n);
-    mmp_writer *w = mmp_writer_open_fp(fp, "out.mmp", &oh, 1);
+    mmp_writer *w = t_mem_writer(out, "out.mmp", &oh);
     int rc = mmp_text_embed_stream(o, r, lines, "in.mmp", w, err, errlen);
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(out, w);
     if (r) mmp_reader_close(r);
     mmp_header_free(&oh);
     return rc;
