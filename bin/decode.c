@@ -1,16 +1,12 @@
 /* mmp-decode: images (ImageFolder folders, tars, WebDataset tars, CSV/JSONL
  * manifests) in, an mmp stream of u8 HxWx3 "image" records out. */
-#include "image/image.h"
-#include "image/pmap.h"
-#include "image/source.h"
+#include "image/pipeline.h"
 #include "cli.h"
 #include "mmp.h"
 
-#include <png.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -24,77 +20,6 @@ static const char usage[] =
     "or '-' = a tar on stdin (spooled to a temporary file for the class scan unless\n"
     "--classes/--classes-from is given, in which case it is streamed).\n"
     "JPEG (TurboJPEG) and PNG (libpng); pixels equal PIL's Image.open().convert('RGB').\n\n";
-
-typedef struct {
-    mmp_src_item it;
-    mmp_img im;
-    char err[320];
-} slot;
-
-typedef struct {
-    mmp_src *src;
-    mmp_prep prep;
-    mmp_img_decoder **dec;
-    mmp_writer *w;
-    int strict;
-    uint64_t nskipped, nwritten;
-    double t0;
-} ctx;
-
-static int produce(void *c, void *s) {
-    ctx *x = c;
-    slot *sl = s;
-    return mmp_src_next(x->src, &sl->it);
-}
-
-static void work(void *c, void *s, int tid) {
-    ctx *x = c;
-    slot *sl = s;
-    sl->err[0] = 0;
-    sl->im.px = NULL;
-    if (sl->it.err[0]) {
-        snprintf(sl->err, sizeof sl->err, "%s", sl->it.err);
-        return;
-    }
-    mmp_prep_image(x->dec[tid], &x->prep, sl->it.data, sl->it.n, &sl->im, sl->err, sizeof sl->err);
-    free(sl->it.data); /* the compressed bytes are not needed any more */
-    sl->it.data = NULL;
-}
-
-static int consume(void *c, void *s) {
-    ctx *x = c;
-    slot *sl = s;
-    if (sl->err[0]) {
-        if (x->strict) mmp_die("%s: %s (--strict)", sl->it.id ? sl->it.id : "?", sl->err);
-        mmp_warn("%s: %s (skipped)", sl->it.id ? sl->it.id : "?", sl->err);
-        x->nskipped++;
-    } else {
-        mmp_record r;
-        mmp_record_init(&r);
-        r.id = sl->it.id;
-        r.label = sl->it.label;
-        r.text = sl->it.text;
-        r.nfields = 1;
-        snprintf(r.fields[0].name, sizeof r.fields[0].name, "image");
-        mmp_tensor *t = &r.fields[0].t;
-        t->dtype = MMP_U8;
-        t->ndim = 3;
-        t->shape[0] = sl->im.h;
-        t->shape[1] = sl->im.w;
-        t->shape[2] = 3;
-        t->data = sl->im.px;
-        t->nbytes = (size_t)sl->im.w * sl->im.h * 3;
-        t->owns = 0;
-        mmp_writer_write(x->w, &r);
-        x->nwritten++;
-        if (mmp_progress_enabled() && x->nwritten % 1000 == 0)
-            mmp_progress("%llu images, %.0f/s", (unsigned long long)x->nwritten,
-                         x->nwritten / (mmp_now() - x->t0));
-    }
-    mmp_img_free(&sl->im);
-    mmp_src_item_clear(&sl->it);
-    return 0;
-}
 
 /* "A<sep>B" for option name (form: the wanted form, for the message): two
  * integers in [lo, hi]; with a_below_b, B is read first and A is in [0, B-1] */
@@ -191,52 +116,16 @@ int main(int argc, char **argv) {
     if (!src) mmp_die("%s", err);
 
     mmp_header h;
-    mmp_header_init(&h);
-    int64_t shape[3] = {-1, -1, 3};
-    if (prep.size) shape[0] = shape[1] = prep.size;
-    if (prep.rw) shape[0] = prep.rh, shape[1] = prep.rw;
-    mmp_header_add_field(&h, "image", MMP_U8, 3, shape);
-    if (mmp_src_nclasses(src) > 0) mmp_header_set_classes(&h, mmp_src_nclasses(src), mmp_src_classes(src));
-    mmp_header_stamp(&h, argc, argv);
-    char buf[256];
-    mmp_meta_set(&h.meta, "image.layout", "hwc");
-    mmp_meta_set(&h.meta, "image.dtype", "u8");
-    mmp_meta_set(&h.meta, "image.source", mmp_src_kinds(src));
-    snprintf(buf, sizeof buf, "turbojpeg (libjpeg-turbo, accurate IDCT, fancy upsampling), libpng %s", PNG_LIBPNG_VER_STRING);
-    mmp_meta_set(&h.meta, "image.decoder", buf);
-    if (prep.size) {
-        snprintf(buf, sizeof buf, "%d", prep.size);
-        mmp_meta_set(&h.meta, "image.size", buf);
-        mmp_meta_set(&h.meta, "image.preprocess", "torchvision Resize(size) + CenterCrop(size) on PIL (Pillow bilinear, antialiased)");
-    } else if (prep.rw) {
-        snprintf(buf, sizeof buf, "%dx%d", prep.rw, prep.rh);
-        mmp_meta_set(&h.meta, "image.resize", buf);
-        mmp_meta_set(&h.meta, "image.preprocess", "Pillow resize((W,H), BILINEAR)");
-    } else {
-        mmp_meta_set(&h.meta, "image.preprocess", "none (native size)");
-    }
-    mmp_meta_set(&h.meta, "image.dct_scale", prep.dct_scale ? "1" : "0");
-    if (so.shard_n > 1) {
-        snprintf(buf, sizeof buf, "%d/%d", so.shard_i, so.shard_n);
-        mmp_meta_set(&h.meta, "image.shard", buf);
-    }
+    mmp_img_decode_header(&h, &prep, src, so.shard_i, so.shard_n, argc, argv);
     mmp_writer *w = mmp_writer_open(out, &h, level);
     mmp_header_free(&h);
-
-    ctx x = {.src = src, .prep = prep, .w = w, .strict = strict, .t0 = mmp_now()};
-    x.dec = mmp_xmalloc(sizeof(*x.dec) * (size_t)threads);
-    for (int t = 0; t < threads; t++) x.dec[t] = mmp_img_decoder_new();
-    mmp_pmap_spec sp = {produce, work, consume, &x, sizeof(slot), threads, 0};
-    int rc = mmp_pmap(&sp);
-    if (rc < 0) mmp_die("%s", mmp_src_error(src)); /* no trailer: downstream sees a truncated stream */
-    mmp_progress_done();
-    mmp_writer_add_skipped(w, x.nskipped);
+    mmp_img_counts n;
+    if (mmp_img_decode_stream(src, &prep, threads, strict, w, &n, err, sizeof err))
+        mmp_die("%s", err); /* no trailer: downstream sees a truncated stream */
     mmp_writer_close(w);
-    if (x.nskipped)
-        fprintf(stderr, "%s: %llu images written, %llu skipped\n", mmp_progname(),
-                (unsigned long long)x.nwritten, (unsigned long long)x.nskipped);
-    for (int t = 0; t < threads; t++) mmp_img_decoder_free(x.dec[t]);
-    free(x.dec);
+    if (n.skipped)
+        fprintf(stderr, "%s: %llu images written, %llu skipped\n", mmp_progname(), (unsigned long long)n.written,
+                (unsigned long long)n.skipped);
     mmp_src_close(src);
     for (int i = 0; i < so.nclasses; i++) free(so.classes[i]);
     free(so.classes);

@@ -1,12 +1,15 @@
 /* Helpers shared by the CNN engine tests (test_nn_ops, test_nn_inverted_residual,
  * test_nn_winograd): a small LCG for reproducible inputs and the naive
- * reference convolution every kernel is checked against. */
+ * reference convolution every kernel is checked against; and the fixtures
+ * of images with torchvision's outputs (test_embed, test_nn_embed). */
 #ifndef MMP_NN_TESTLIB_H
 #define MMP_NN_TESTLIB_H
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "mmp.h"
 #include "nn/ops.h"
+#include "testlib.h"
 
 /* uniform in [-1, 1) from the LCG state *s */
 static inline float t_frand(uint64_t *s) {
@@ -46,4 +49,18 @@ static inline void t_naive_conv(const mmp_nn_conv *c, const float *in, int G, in
                     out[oi] = (float)s;
                 }
 }
+/* tests/fixtures/nn/NAME_io_HxW.safetensors: "input" u8 [N,H,W,3] images
+ * (name relative to the repository root). */
+typedef struct {
+    mmp_safetensors st;
+    const mmp_tensor *in;
+    int N, H, W;
+} fixture;
+
+static inline void fx_open(fixture *f, const char *name) {
+    mmp_st_open_or_die(&f->st, t_root_path(name));
+    f->in = mmp_st_get(&f->st, "input");
+    f->N = (int)f->in->shape[0], f->H = (int)f->in->shape[1], f->W = (int)f->in->shape[2];
+}
+
 #endif

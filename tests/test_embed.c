@@ -8,21 +8,10 @@
 
 #include "mmp.h"
 #include "nn/nn.h"
+#include "nn_testlib.h"
 #include "testlib.h"
 
 static char embed[4096];
-
-typedef struct {
-    mmp_safetensors st;
-    const mmp_tensor *in;
-    int N, H, W;
-} fixture;
-
-static void fx_open(fixture *f, const char *name) {
-    mmp_st_open_or_die(&f->st, t_root_path(name));
-    f->in = mmp_st_get(&f->st, "input");
-    f->N = (int)f->in->shape[0], f->H = (int)f->in->shape[1], f->W = (int)f->in->shape[2];
-}
 
 /* u8 [H,W,3] records from fixtures a (and b interleaved when given, variable-size schema). */
 static void write_u8_n(const char *path, fixture *a, fixture *b, int total) {

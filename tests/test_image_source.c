@@ -392,6 +392,7 @@ typedef struct {
     int next, n;
     int out[1000];
     int nout;
+    int stop_at, ndiscard, discard_ok; /* early stop: consume returns 2 at item stop_at (> 0) */
 } pctx;
 typedef struct {
     int v, r;
@@ -411,17 +412,28 @@ static void p_work(void *c, void *s, int tid) {
 static int p_consume(void *c, void *s) {
     pctx *p = c;
     p->out[p->nout++] = ((pslot *)s)->r;
-    return 0;
+    return p->stop_at && p->nout == p->stop_at ? 2 : 0;
+}
+static void p_discard(void *c, void *s) {
+    pctx *p = c;
+    p->discard_ok &= ((pslot *)s)->v == p->nout + p->ndiscard; /* the items after the stop, in order */
+    p->ndiscard++;
 }
 
 static void test_pmap(void) {
     for (int nt = 1; nt <= 5; nt += 2) {
         pctx c = {.n = 1000};
-        mmp_pmap_spec sp = {p_produce, p_work, p_consume, &c, sizeof(pslot), nt, 0};
-        CHECK(mmp_pmap(&sp) == 0);
+        mmp_pmap_spec sp = {p_produce, p_work, p_consume, &c, sizeof(pslot), nt, 0, p_discard};
+        CHECK(mmp_pmap(&sp) == 0 && c.ndiscard == 0);
         int ok = c.nout == 1000;
         for (int i = 0; i < c.nout; i++) ok &= c.out[i] == i * 3;
         CHECKF(ok, "pmap with %d threads out of order", nt);
+        /* consume stops the map: every item produced and not consumed is discarded */
+        pctx d = {.n = 1000, .stop_at = 10, .discard_ok = 1};
+        sp.ctx = &d;
+        CHECK(mmp_pmap(&sp) == 2);
+        CHECKF(d.nout == 10 && d.nout + d.ndiscard == d.next && d.discard_ok,
+               "pmap stop with %d threads: %d consumed, %d discarded, %d produced", nt, d.nout, d.ndiscard, d.next);
     }
 }
 

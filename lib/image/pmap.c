@@ -149,6 +149,8 @@ int mmp_pmap(const mmp_pmap_spec *sp) {
     pthread_mutex_unlock(&p.mu);
     pthread_join(prod, NULL);
     for (int t = 0; t < nt; t++) pthread_join(th[t], NULL);
+    if (sp->discard)
+        for (uint64_t i = p.consumed; i < p.produced; i++) sp->discard(sp->ctx, SLOT(&p, i));
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv);
     free(th);

@@ -20,6 +20,9 @@ typedef struct {
     size_t slot_size;
     int nthreads; /* workers; 1 = everything inline in the calling thread */
     int nslots;   /* 0 = 4 * nthreads + 4 */
+    /* Optional: after consume stopped the map early, frees what an item
+     * produced but not consumed holds (processed or not); NULL = nothing. */
+    void (*discard)(void *ctx, void *slot);
 } mmp_pmap_spec;
 
 /* Runs the map; slots are zeroed before their first use, and left as
