@@ -161,6 +161,31 @@ static void test_bad(void) {
         mmp_img_decode_opts o = {.max_pixels = 100};
         rc = mmp_img_decode(dec, j, n, &o, &im, err, sizeof err);
         CHECK(rc == -1 && strstr(err, "too large"));
+        /* a failure leaves nothing behind: after a JPEG cut before its scan
+         * (a header error) and one cut inside it, the same decoder gives the
+         * good file the pixels a fresh decoder gives it (libjpeg-turbo 2.1
+         * kept the failed header's state and reported a garbage size) */
+        mmp_img ref, again;
+        mmp_img_decoder *fresh = mmp_img_decoder_new();
+        CHECK(mmp_img_decode(fresh, j, n, NULL, &ref, err, sizeof err) == 0);
+        mmp_img_decoder_free(fresh);
+        size_t sos = 0;
+        for (size_t i = 2; i + 1 < n && !sos; i++)
+            if (j[i] == 0xFF && j[i + 1] == 0xDA) sos = i;
+        CHECK(sos > 0);
+        size_t cuts[2] = {sos, sos + (n - sos) / 2};
+        for (int k = 0; k < 2; k++) {
+            rc = mmp_img_decode(dec, j, cuts[k], NULL, &im, err, sizeof err);
+            CHECKF(rc == -1, "JPEG cut at %zu decoded", cuts[k]);
+            if (rc == 0) mmp_img_free(&im);
+            rc = mmp_img_decode(dec, j, n, NULL, &again, err, sizeof err);
+            CHECKF(rc == 0, "good JPEG after a failed one (cut at %zu): %s", cuts[k], err);
+            if (rc == 0) {
+                CHECK(again.w == ref.w && again.h == ref.h && !memcmp(again.px, ref.px, (size_t)ref.w * ref.h * 3));
+                mmp_img_free(&again);
+            }
+        }
+        mmp_img_free(&ref);
         free(c);
         free(j);
     }

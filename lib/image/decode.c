@@ -22,6 +22,19 @@ mmp_img_decoder *mmp_img_decoder_new(void) {
     return d;
 }
 
+/* After a failed call, a TurboJPEG handle can keep the failed image's state
+ * (libjpeg-turbo 2.1: the next tjDecompressHeader3 on a good JPEG then reports
+ * the previous file's garbage size): a failure gets a fresh handle, so each
+ * image is decoded as if alone, like Pillow's per-image decoder. The message
+ * is formatted first, since it is the old handle's error string. */
+static int tj_fail(mmp_img_decoder *d, char *err, size_t errlen, const char *what) {
+    mmp_errf(err, errlen, "%s: %s", what, tjGetErrorStr2(d->tj));
+    tjDestroy(d->tj);
+    d->tj = tjInitDecompress();
+    if (!d->tj) mmp_die("cannot initialize TurboJPEG: %s", tjGetErrorStr2(NULL));
+    return -1;
+}
+
 void mmp_img_decoder_free(mmp_img_decoder *d) {
     if (!d) return;
     tjDestroy(d->tj);
@@ -55,7 +68,7 @@ static int jpeg_header(mmp_img_decoder *d, const void *buf, size_t n, int *w, in
                        int *cs, char *err, size_t errlen) {
     if (n > 0xFFFFFFFFUL) return mmp_errf(err, errlen, "JPEG too large");
     if (tjDecompressHeader3(d->tj, buf, (unsigned long)n, w, h, ss, cs) != 0)
-        return mmp_errf(err, errlen, "corrupt JPEG header: %s", tjGetErrorStr2(d->tj));
+        return tj_fail(d, err, errlen, "corrupt JPEG header");
     if (*w <= 0 || *h <= 0) return mmp_errf(err, errlen, "corrupt JPEG header: size %dx%d", *w, *h);
     return 0;
 }
@@ -99,7 +112,7 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
         if (tjDecompress2(d->tj, buf, (unsigned long)n, out->px, ow, 0, oh, TJPF_RGB, flags) != 0 &&
             !tolerable_warning(d)) {
             mmp_img_free(out);
-            return mmp_errf(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
+            return tj_fail(d, err, errlen, "truncated or corrupt JPEG");
         }
         return 0;
     }
@@ -108,7 +121,7 @@ static int decode_jpeg(mmp_img_decoder *d, const void *buf, size_t n, const mmp_
     if (tjDecompress2(d->tj, buf, (unsigned long)n, tmp, ow, 0, oh, TJPF_CMYK, flags) != 0 &&
         !tolerable_warning(d)) {
         free(tmp);
-        return mmp_errf(err, errlen, "truncated or corrupt JPEG: %s", tjGetErrorStr2(d->tj));
+        return tj_fail(d, err, errlen, "truncated or corrupt JPEG");
     }
     mmp_img_alloc(out, ow, oh);
     /* libjpeg returns the stored (Adobe-inverted) values; Pillow reads them
