@@ -1,6 +1,7 @@
 /* In-memory mmp streams for the C tests of the stream loops (test_nn_embed,
- * test_text_embed, test_image_stream): a writer into an open_memstream
- * buffer; read it back with mmp_reader_open_mem(m.buf, m.n, ...). */
+ * test_text_embed, test_image_stream, test_fuse_run, test_report_read,
+ * test_train_eval): a writer into an open_memstream buffer; read it back
+ * with mmp_reader_open_mem(m.buf, m.n, ...). */
 #ifndef MMP_STREAM_TESTLIB_H
 #define MMP_STREAM_TESTLIB_H
 #include <stdio.h>

@@ -11,19 +11,18 @@
 #include "fuse/run.h"
 #include "mmp.h"
 #include "rng.h"
+#include "stream_testlib.h"
 #include "testlib.h"
 
 enum { N = 150, DA = 5, DB = 4 };
 
 static float XA[N * DA], XB[N * DB];
 
-typedef struct { char *mem; size_t n; } memstream;
 
 /* stream of records i (in order perm[k]) with field fa [DA] from XA and/or fb [DB]
  * from XB; labels i % 3, except record bad_label gets 2 - its label */
-static memstream stream(const char *fa, const char *fb, const char *prov, int reverse, int bad_label) {
-    memstream m = {0};
-    FILE *fp = open_memstream(&m.mem, &m.n);
+static mem stream(const char *fa, const char *fb, const char *prov, int reverse, int bad_label) {
+    mem m;
     mmp_header h;
     mmp_header_init(&h);
     char *names[3] = {"x", "y", "z"};
@@ -32,7 +31,7 @@ static memstream stream(const char *fa, const char *fb, const char *prov, int re
     int64_t sa[1] = {DA}, sb[1] = {DB};
     if (fa) mmp_header_add_field(&h, fa, MMP_F32, 1, sa);
     if (fb) mmp_header_add_field(&h, fb, MMP_F32, 1, sb);
-    mmp_writer *w = mmp_writer_open_fp(fp, "mem", &h, 1);
+    mmp_writer *w = t_mem_writer(&m, "mem", &h);
     for (int k = 0; k < N; k++) {
         int i = reverse ? (k / 10) * 10 + 9 - k % 10 : k; /* reversed in blocks of 10 */
         mmp_record r;
@@ -46,8 +45,7 @@ static memstream stream(const char *fa, const char *fb, const char *prov, int re
         mmp_writer_write(w, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
     return m;
 }
@@ -59,13 +57,13 @@ static mmp_fuse_opts opts(mmp_fuse_mode mode) {
 }
 
 /* fuses a (and b, or one stream when b is NULL); the output (NULL on error, message in err) and its header's meta */
-static memstream fuse(const mmp_fuse_opts *o, const memstream *a, const memstream *b, mmp_header *oh, char *err, size_t errlen) {
-    memstream out = {0};
-    mmp_reader *ra = mmp_reader_open_mem(a->mem, a->n, "A", err, errlen), *rb = b ? mmp_reader_open_mem(b->mem, b->n, "B", err, errlen) : NULL;
+static mem fuse(const mmp_fuse_opts *o, const mem *a, const mem *b, mmp_header *oh, char *err, size_t errlen) {
+    mem out = {0};
+    mmp_reader *ra = mmp_reader_open_mem(a->buf, a->n, "A", err, errlen), *rb = b ? mmp_reader_open_mem(b->buf, b->n, "B", err, errlen) : NULL;
     mmp_fuser f;
     if (mmp_fuser_open(&f, o, mmp_reader_header(ra), "A", rb ? mmp_reader_header(rb) : NULL, rb ? "B" : NULL, err, errlen) == 0) {
         mmp_fuser_header(&f, oh);
-        FILE *fp = open_memstream(&out.mem, &out.n);
+        FILE *fp = open_memstream(&out.buf, &out.n);
         mmp_writer *w = mmp_writer_open_fp(fp, "out", oh, 1);
         uint64_t skipped = 1;
         int rc = mmp_fuser_run(&f, ra, rb, w, &skipped, err, errlen);
@@ -75,8 +73,8 @@ static memstream fuse(const mmp_fuse_opts *o, const memstream *a, const memstrea
         }
         fclose(fp);
         if (rc) {
-            free(out.mem);
-            out.mem = NULL;
+            free(out.buf);
+            out.buf = NULL;
         }
     } else mmp_header_init(oh);
     mmp_fuser_free(&f);
@@ -88,11 +86,11 @@ static memstream fuse(const mmp_fuse_opts *o, const memstream *a, const memstrea
 typedef void (*expect_fn)(int i, float *h, const void *ctx);
 
 /* every record of out is record rI (any order) with label i % 3 and fused == expect(i) */
-static void check_output(const char *what, const memstream *out, int D, expect_fn expect, const void *ctx) {
+static void check_output(const char *what, const mem *out, int D, expect_fn expect, const void *ctx) {
     char err[512];
-    CHECKF(out->mem != NULL, "%s: no output", what);
-    if (!out->mem) return;
-    mmp_reader *r = mmp_reader_open_mem(out->mem, out->n, "out", err, sizeof err);
+    CHECKF(out->buf != NULL, "%s: no output", what);
+    if (!out->buf) return;
+    mmp_reader *r = mmp_reader_open_mem(out->buf, out->n, "out", err, sizeof err);
     mmp_record rec;
     mmp_record_init(&rec);
     int n = 0, seen[N] = {0};
@@ -144,11 +142,11 @@ int main(void) {
     mmp_header oh;
 
     /* two streams in different orders, sum of L2-normalized inputs: the sizes must agree */
-    memstream a = stream("embedding", NULL, "img-v1", 0, -1), b = stream(NULL, "text_embedding", "txt-v1", 1, -1);
+    mem a = stream("embedding", NULL, "img-v1", 0, -1), b = stream(NULL, "text_embedding", "txt-v1", 1, -1);
     mmp_fuse_opts o = opts(MMP_FUSE_SUM);
     o.l2 = 1;
-    memstream out = fuse(&o, &a, &b, &oh, err, sizeof err);
-    CHECK(out.mem == NULL && strstr(err, "dimension mismatch: --mode sum needs equal sizes, embedding has 5 and text_embedding has 4"));
+    mem out = fuse(&o, &a, &b, &oh, err, sizeof err);
+    CHECK(out.buf == NULL && strstr(err, "dimension mismatch: --mode sum needs equal sizes, embedding has 5 and text_embedding has 4"));
     mmp_header_free(&oh);
 
     /* ... with a projection to 3 dims, concat */
@@ -163,10 +161,10 @@ int main(void) {
     const char *prov = mmp_meta_get(&oh.meta, "provenance");
     CHECKF(prov && !strcmp(prov, "fuse(concat:l2=0:project=3:gaussian:seed=9;a=img-v1;b=txt-v1)"), "%s", prov ? prov : "(none)");
     CHECK(oh.nclasses == 3 && mmp_header_field(&oh, "fused")->shape[0] == 6);
-    free(out.mem);
+    free(out.buf);
     mmp_header_free(&oh);
 
-    memstream one = stream("embedding", "text_embedding", "both-v1", 0, -1);
+    mem one = stream("embedding", "text_embedding", "both-v1", 0, -1);
 
     /* a learned gated module (checkpoint written by --init) on one stream */
     const char *dir = getenv("MMP_TMP");
@@ -180,7 +178,7 @@ int main(void) {
     out = fuse(&o, &one, NULL, &oh, err, sizeof err);
     check_output("gated", &out, 7, expect_gated, &P);
     CHECK(mmp_meta_get(&oh.meta, "fuse.checkpoint_sha256") && !strcmp(mmp_meta_get(&oh.meta, "fuse.mode"), "gated"));
-    free(out.mem);
+    free(out.buf);
     mmp_header_free(&oh);
     mmp_fuse_params_free(&P);
 
@@ -191,21 +189,21 @@ int main(void) {
     out = fuse(&o, &one, NULL, &oh, err, sizeof err);
     check_output("sum l2", &out, DA, expect_sum_l2, NULL);
     CHECK(!strcmp(mmp_meta_get(&oh.meta, "fuse.desc"), "sum:l2=1"));
-    free(out.mem);
+    free(out.buf);
     mmp_header_free(&oh);
 
     /* a label that disagrees between the streams */
-    memstream bl = stream(NULL, "text_embedding", "txt-v1", 1, 42);
+    mem bl = stream(NULL, "text_embedding", "txt-v1", 1, 42);
     o = opts(MMP_FUSE_CONCAT);
     out = fuse(&o, &a, &bl, &oh, err, sizeof err);
-    CHECKF(out.mem == NULL && !strcmp(err, "A: record id r42: label 0 but B says 2"), "got: %s", err);
+    CHECKF(out.buf == NULL && !strcmp(err, "A: record id r42: label 0 but B says 2"), "got: %s", err);
     mmp_header_free(&oh);
 
     /* a checkpoint of the wrong kind */
     o = opts(MMP_FUSE_ATTENTION);
     o.checkpoint = ck;
     out = fuse(&o, &one, NULL, &oh, err, sizeof err);
-    CHECK(out.mem == NULL && strstr(err, "a 'gated' checkpoint, but --mode attention needs 'attention'"));
+    CHECK(out.buf == NULL && strstr(err, "a 'gated' checkpoint, but --mode attention needs 'attention'"));
     mmp_header_free(&oh);
 
     /* option combinations */
@@ -221,6 +219,6 @@ int main(void) {
     CHECK(mmp_fuse_opts_check(&o, err, sizeof err) == -1 && !strcmp(err, "--project and --checkpoint exclude each other"));
 
     unlink(ck);
-    free(a.mem); free(b.mem); free(bl.mem); free(one.mem);
+    free(a.buf); free(b.buf); free(bl.buf); free(one.buf);
     TEST_END();
 }

@@ -8,19 +8,18 @@
 
 #include "mmp.h"
 #include "rng.h"
+#include "stream_testlib.h"
 #include "testlib.h"
 #include "train/report.h"
 
 enum { N = 60, C = 4, E = 6 };
 
-typedef struct { char *mem; size_t n; } memstream;
 
 /* kind 0: "probs" + label (every 7th unlabelled) + projections;
  * kind 1: multi-label "labels" + "logits"; kind 2: like 0 with an i64
  * "pred" [2]; kind 3: like 0 with an f32 "pred" [1]. */
-static memstream make(int kind, float *probs, int64_t *labels, float *pa, float *pb) {
-    memstream m = {0};
-    FILE *fp = open_memstream(&m.mem, &m.n);
+static mem make(int kind, float *probs, int64_t *labels, float *pa, float *pb) {
+    mem m;
     mmp_header h;
     mmp_header_init(&h);
     char *names[C] = {"a", "b", "c", "d"};
@@ -34,7 +33,7 @@ static memstream make(int kind, float *probs, int64_t *labels, float *pa, float 
     }
     int64_t s2[1] = {2};
     if (kind >= 2) mmp_header_add_field(&h, "pred", kind == 2 ? MMP_I64 : MMP_F32, 1, kind == 2 ? s2 : s1);
-    mmp_writer *w = mmp_writer_open_fp(fp, "mem", &h, 1);
+    mmp_writer *w = t_mem_writer(&m, "mem", &h);
     uint64_t s = 7;
     for (int i = 0; i < N; i++) {
         mmp_record r;
@@ -57,8 +56,7 @@ static memstream make(int kind, float *probs, int64_t *labels, float *pa, float 
         mmp_writer_write(w, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
     return m;
 }
@@ -66,9 +64,9 @@ static memstream make(int kind, float *probs, int64_t *labels, float *pa, float 
 static void test_single(void) {
     float probs[N * C], pa[N * E], pb[N * E];
     int64_t labels[N], yt[N], yp[N], n = 0;
-    memstream m = make(0, probs, labels, pa, pb);
+    mem m = make(0, probs, labels, pa, pb);
     char err[512] = "";
-    mmp_reader *r = mmp_reader_open_mem(m.mem, m.n, "mem", err, sizeof err);
+    mmp_reader *r = mmp_reader_open_mem(m.buf, m.n, "mem", err, sizeof err);
     CHECKF(r != NULL, "%s", err);
     mmp_report_data d;
     mmp_report rep;
@@ -95,15 +93,15 @@ static void test_single(void) {
     mmp_clsreport_free(&want);
     mmp_report_data_free(&d);
     mmp_reader_close(r);
-    free(m.mem);
+    free(m.buf);
 }
 
 static void test_multi(void) {
     float probs[N * C], pa[N * E], pb[N * E];
     int64_t labels[N];
-    memstream m = make(1, probs, labels, pa, pb);
+    mem m = make(1, probs, labels, pa, pb);
     char err[512] = "";
-    mmp_reader *r = mmp_reader_open_mem(m.mem, m.n, "mem", err, sizeof err);
+    mmp_reader *r = mmp_reader_open_mem(m.buf, m.n, "mem", err, sizeof err);
     mmp_report_data d;
     mmp_report rep;
     memset(&rep, 0, sizeof rep);
@@ -116,21 +114,21 @@ static void test_multi(void) {
     CHECK(rep.ml && !rep.cls && rep.ml->n == N && rep.n_retrieval == 0);
     mmp_report_data_free(&d);
     mmp_reader_close(r);
-    free(m.mem);
+    free(m.buf);
 }
 
 static void test_bad(int kind, const char *want) {
     float probs[N * C], pa[N * E], pb[N * E];
     int64_t labels[N];
-    memstream m = make(kind, probs, labels, pa, pb);
+    mem m = make(kind, probs, labels, pa, pb);
     char err[512] = "";
-    mmp_reader *r = mmp_reader_open_mem(m.mem, m.n, "mem", err, sizeof err);
+    mmp_reader *r = mmp_reader_open_mem(m.buf, m.n, "mem", err, sizeof err);
     mmp_report_data d;
     CHECK(mmp_report_read(&d, r, 0.5, err, sizeof err) == -1);
     CHECKF(!strcmp(err, want), "got '%s', want '%s'", err, want);
     mmp_report_data_free(&d);
     mmp_reader_close(r);
-    free(m.mem);
+    free(m.buf);
 }
 
 int main(void) {

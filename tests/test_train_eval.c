@@ -10,6 +10,7 @@
 
 #include "mmp.h"
 #include "rng.h"
+#include "stream_testlib.h"
 #include "testlib.h"
 #include "train/eval.h"
 #include "train/layers.h"
@@ -55,14 +56,13 @@ static void make_head(const char *path, const char *loss, const float *x) {
 /* the feature stream: "embedding" f32 [D], id, label; "labels" f32 [C] with
  * targets; record bad (if >= 0) gets a NaN */
 static char *feature_stream(const float *x, int targets, int bad, size_t *len) {
-    char *mem = NULL;
-    FILE *fp = open_memstream(&mem, len);
+    mem m;
     mmp_header h;
     mmp_header_init(&h);
     int64_t sd[1] = {D}, sc[1] = {C};
     mmp_header_add_field(&h, "embedding", MMP_F32, 1, sd);
     if (targets) mmp_header_add_field(&h, "labels", MMP_F32, 1, sc);
-    mmp_writer *w = mmp_writer_open_fp(fp, "feat", &h, 1);
+    mmp_writer *w = t_mem_writer(&m, "feat", &h);
     for (int i = 0; i < N; i++) {
         mmp_record r;
         mmp_record_init(&r);
@@ -80,10 +80,10 @@ static char *feature_stream(const float *x, int targets, int bad, size_t *len) {
         mmp_writer_write(w, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
-    return mem;
+    *len = m.n;
+    return m.buf;
 }
 
 /* runs the eval loop; returns the output stream (NULL on error, message in err) */
@@ -97,22 +97,22 @@ static char *eval(const char *path, const char *in, size_t inlen, int64_t batch,
     mmp_eval_attach(&e, mmp_reader_header(r));
     mmp_header oh;
     mmp_eval_header(&e, mmp_reader_header(r), path, &oh);
-    char *mem = NULL;
-    FILE *fp = open_memstream(&mem, outlen);
+    char *buf = NULL;
+    FILE *fp = open_memstream(&buf, outlen);
     mmp_writer *w = mmp_writer_open_fp(fp, "pred", &oh, 1);
     int ks[1] = {1};
     int rc = mmp_eval_run(&e, r, w, batch, ks, 1, s, err, errlen);
     if (rc == 0) mmp_writer_close(w);
     fclose(fp);
     if (rc) { /* the writer is left unfinished, as mmp-eval dies then */
-        free(mem);
-        mem = NULL;
+        free(buf);
+        buf = NULL;
     }
     mmp_header_free(&oh);
     mmp_reader_close(r);
     mmp_eval_free(&e);
     mmp_trainer_free(&tr);
-    return mem;
+    return buf;
 }
 
 static void check_head(const char *dir, const char *loss) {
