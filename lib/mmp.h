@@ -210,6 +210,11 @@ void mmp_writer_write(mmp_writer *w, const mmp_record *r);
 void mmp_writer_add_skipped(mmp_writer *w, uint64_t n);
 /* Writes the trailer, flushes, closes (not stdout's fd), frees. Dies on error. */
 void mmp_writer_close(mmp_writer *w);
+/* For a producer that failed (a library loop that returned -1): stops the
+ * writer without a trailer and frees it (closing the file mmp_writer_open
+ * opened). What was written stays a truncated stream, which every reader
+ * refuses ("no trailer"), as when a program dies. */
+void mmp_writer_abandon(mmp_writer *w);
 uint64_t mmp_writer_count(const mmp_writer *w);
 
 /* ------------------------------------------------------------------ */

@@ -387,8 +387,8 @@ void mmp_writer_add_skipped(mmp_writer *w, uint64_t n) {
 
 uint64_t mmp_writer_count(const mmp_writer *w) { return w->count; }
 
-void mmp_writer_close(mmp_writer *w) {
-    if (!w) return;
+/* Stops the background flusher (if any): after this only the caller's thread touches w. */
+static void w_stop_thread(mmp_writer *w) {
     if (w->has_thread) {
         pthread_mutex_lock(&w->mu);
         w->stop = 1;
@@ -396,8 +396,30 @@ void mmp_writer_close(mmp_writer *w) {
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->thread, NULL);
         pthread_cond_destroy(&w->cv);
+        w->has_thread = 0;
     }
     pthread_mutex_destroy(&w->mu);
+}
+
+static void w_free(mmp_writer *w) {
+    ZSTD_freeCCtx(w->cctx);
+    mmp_header_free(&w->h);
+    msgpack_sbuffer_destroy(&w->stage);
+    free(w->obuf);
+    free(w->name);
+    free(w);
+}
+
+void mmp_writer_abandon(mmp_writer *w) {
+    if (!w) return;
+    w_stop_thread(w);
+    if (w->own_fp) fclose(w->fp);
+    w_free(w);
+}
+
+void mmp_writer_close(mmp_writer *w) {
+    if (!w) return;
+    w_stop_thread(w);
     msgpack_packer *pk = &w->pk;
     msgpack_pack_map(pk, 4);
     pk_str(w, "end");
@@ -415,12 +437,7 @@ void mmp_writer_close(mmp_writer *w) {
     } else if (ferror(w->fp)) {
         mmp_die("%s: write error", w->name);
     }
-    ZSTD_freeCCtx(w->cctx);
-    mmp_header_free(&w->h);
-    msgpack_sbuffer_destroy(&w->stage);
-    free(w->obuf);
-    free(w->name);
-    free(w);
+    w_free(w);
 }
 
 /* ------------------------------------------------------------------ */

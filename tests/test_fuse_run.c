@@ -70,7 +70,7 @@ static mem fuse(const mmp_fuse_opts *o, const mem *a, const mem *b, mmp_header *
         if (rc == 0) {
             mmp_writer_close(w);
             CHECK(skipped == 0);
-        }
+        } else mmp_writer_abandon(w);
         fclose(fp);
         if (rc) {
             free(out.buf);

@@ -212,6 +212,40 @@ static void test_memstream(void) {
     free(mem);
 }
 
+/* a producer that failed: mmp_writer_abandon leaves a stream without its
+ * trailer, which the reader refuses; the background flusher (memstream: not
+ * a regular file) is stopped before the caller closes the FILE */
+static void test_abandon(void) {
+    char *mem = NULL;
+    size_t memn = 0;
+    FILE *fp = open_memstream(&mem, &memn);
+    mmp_header h;
+    make_header(&h);
+    mmp_writer *w = mmp_writer_open_fp(fp, "memstream", &h, 1);
+    mmp_writer *wf = mmp_writer_open("abandoned.mmp", &h, 1);
+    for (int i = 0; i < 3; i++) {
+        mmp_record r;
+        rng = 1000 + (uint64_t)i;
+        make_record(&r, i);
+        mmp_writer_write(w, &r);
+        mmp_writer_write(wf, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_abandon(w);
+    mmp_writer_abandon(wf);
+    fclose(fp);
+    mmp_header_free(&h);
+    char err[512] = "";
+    CHECKF(read_all(mem, memn, 0, err, sizeof err, NULL) < 0 && strstr(err, "no trailer"), "memstream: %s", err);
+    free(mem);
+    size_t n;
+    uint8_t *buf = t_slurp("abandoned.mmp", &n);
+    CHECK(buf != NULL);
+    err[0] = 0;
+    CHECKF(buf && read_all(buf, n, 0, err, sizeof err, NULL) < 0 && strstr(err, "no trailer"), "file: %s", err);
+    free(buf);
+}
+
 static void test_empty_stream(void) {
     mmp_header h;
     mmp_header_init(&h);
@@ -856,6 +890,7 @@ int main(int argc, char **argv) {
     test_roundtrip();
     test_empty_stream();
     test_memstream();
+    test_abandon();
     test_concat();
     test_truncation_and_flips();
     msgpack_sbuffer_init(&B);

@@ -103,8 +103,9 @@ static char *eval(const char *path, const char *in, size_t inlen, int64_t batch,
     int ks[1] = {1};
     int rc = mmp_eval_run(&e, r, w, batch, ks, 1, s, err, errlen);
     if (rc == 0) mmp_writer_close(w);
+    else mmp_writer_abandon(w); /* no trailer, as when mmp-eval dies */
     fclose(fp);
-    if (rc) { /* the writer is left unfinished, as mmp-eval dies then */
+    if (rc) {
         free(buf);
         buf = NULL;
     }
