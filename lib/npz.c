@@ -288,18 +288,15 @@ int mmp_npz_add(mmp_npz *z, const mmp_record *r, const char *src, uint64_t index
     for (int i = 0; i < z->narrays; i++) {
         npz_array *a = &z->arrays[i];
         const mmp_tensor *t = mmp_record_cget(r, a->name);
-        size_t nb = t->nbytes;
-        if (a->dtype == MMP_BF16) {
+        if (a->dtype == MMP_BF16) { /* numpy has no bf16: float32, exact */
             size_t ne = t->nbytes / 2;
             float *f = mmp_xmalloc(ne ? ne * sizeof *f : 1);
             mmp_tensor_to_f32(t, f);
             if (ne && fwrite(f, sizeof *f, ne, a->data) != ne) z->io_error = errno ? errno : EIO;
             free(f);
-            nb = ne * 4;
-        } else if (nb && fwrite(t->data, 1, nb, a->data) != nb) {
+        } else if (t->nbytes && fwrite(t->data, 1, t->nbytes, a->data) != t->nbytes) {
             z->io_error = errno ? errno : EIO;
         }
-        (void)nb;
     }
     if (z->io_error)
         return mmp_errf(err, errlen, "%s: temporary file: write error: %s", z->path, strerror(z->io_error));
