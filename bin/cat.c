@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "mmp.h"
+#include "npz.h"
 #include "stream_ext.h"
 
 static const char *usage =
@@ -20,13 +21,20 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-cat");
     int header_only = 0, count_only = 0, full = 0, level_given = 0, level = 3;
     long long head = -1;
-    const char *out = NULL;
+    const char *out = NULL, *npz_path = NULL;
+    int deflate = 0;
     mmp_option opts[] = {
         MMP_O_FLAG("header", 0, &header_only, "print only the header"),
         MMP_O_FLAG("count", 0, &count_only, "print only the number of records (the whole input is verified)"),
         MMP_O_LLONG("head", 0, &head, 0, (long long)1 << 62, "N", "stop after N records"),
         MMP_O_FLAG("full", 0, &full, "print every tensor value (nested arrays) besides the summary"),
         MMP_O_OUTPUT(&out, "write an mmp stream to FILE ('-' = stdout) instead of JSON"),
+        MMP_O_STRING("npz", 0, &npz_path, "FILE",
+                     "write numpy's .npz instead (numpy.load(FILE)): one array per tensor field\n"
+                     "stacked over the records [N, ...] (bf16 is written as float32, numpy has no\n"
+                     "bf16), labels (int64, -1 = unlabelled), ids and classes (str arrays); every\n"
+                     "record must have the same shape per field"),
+        MMP_O_FLAG("deflate", 0, &deflate, "with --npz: deflate the arrays (numpy.savez_compressed; default stored)"),
         MMP_O_LEVEL(&level, "zstd level -7..19 (default 3); without -o: an mmp stream on stdout", .given = &level_given),
         MMP_O_COMMON,
         MMP_O_TEXT("\nExit status: 0 ok; 1 on any error (one line on stderr naming file and record)."),
@@ -38,6 +46,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < ninputs; i++) inputs[i] = pos[i];
     free(pos);
     if (ninputs == 0) inputs[ninputs++] = "-";
+    if (npz_path && (out || level_given || count_only || header_only || full))
+        mmp_die("--npz cannot be combined with -o, --level, --count, --header or --full");
+    if (deflate && !npz_path) mmp_die("--deflate needs --npz");
     /* --level alone re-encodes to stdout */
     if (level_given && !out && !count_only && !header_only) out = "-";
     for (int i = 0; i < ninputs; i++)
@@ -61,6 +72,29 @@ int main(int argc, char **argv) {
 
     if (header_only) {
         mmp_header_print_json(stdout, h0);
+    } else if (npz_path) {
+        char err[1024];
+        mmp_npz *z = mmp_npz_open(npz_path, h0, deflate, err, sizeof err);
+        if (!z) mmp_die("%s", err);
+        mmp_record rec;
+        mmp_record_init(&rec);
+        unsigned long long n = 0;
+        for (int i = 0; i < ninputs && !(head >= 0 && n >= (unsigned long long)head); i++) {
+            int k;
+            while (!(head >= 0 && n >= (unsigned long long)head) && (k = mmp_reader_next(rd[i], &rec)) != 0) {
+                if (k < 0) snprintf(err, sizeof err, "%s", mmp_reader_error(rd[i]));
+                if (k < 0 || mmp_npz_add(z, &rec, mmp_reader_name(rd[i]), mmp_reader_count(rd[i]) - 1,
+                                         err, sizeof err)) {
+                    mmp_npz_abort(z); /* no half file */
+                    mmp_die("%s", err);
+                }
+                n++;
+                if ((n & 1023) == 0 && mmp_progress_enabled()) mmp_progress("%llu records", n);
+            }
+        }
+        if (mmp_progress_enabled()) mmp_progress_done();
+        mmp_record_clear(&rec);
+        if (mmp_npz_close(z, err, sizeof err)) mmp_die("%s", err);
     } else {
         mmp_writer *w = NULL;
         if (out) {
