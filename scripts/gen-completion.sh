@@ -3,9 +3,10 @@
 # (see mmp_cli_dump in lib/cli.h), the table its --help is made from:
 #   MMP_CLI_DUMP=1 build/mmp-decode | sh scripts/gen-completion.sh bash > mmp-decode
 #   MMP_CLI_DUMP=1 build/mmp-decode | sh scripts/gen-completion.sh zsh  > _mmp-decode
-# Completes the long and short option names, the values of choice options,
-# file names for the values of string options and for the arguments; numbers
-# get no completion. POSIX sh + awk (no build dependency); make completion
+# Completes the long and short option names, the values of choice options
+# (and of options whose value name lists them: "linear|mlp|pair"), file names
+# for the values of other string options and for the arguments; numbers get
+# no completion. POSIX sh + awk (no build dependency); make completion
 # runs it for every program.
 case ${1:-} in bash|zsh) ;; *) echo "usage: gen-completion.sh bash|zsh < DUMP" >&2; exit 2 ;; esac
 exec awk -F '\t' -v shell="$1" '
@@ -33,6 +34,7 @@ $1 == "option" {
     n++
     long[n] = unesc($2); short[n] = unesc($3); k[n] = kind($4, unesc($5))
     vn[n] = unesc($5); ch[n] = unesc($6); help[n] = unesc($7)
+    if (ch[n] == "" && k[n] != "" && vn[n] ~ /^[a-z0-9][a-z0-9._-]*(\|[a-z0-9][a-z0-9._-]*)+$/) { ch[n] = vn[n]; k[n] = "choice" }
 }
 END {
     if (prog == "") { print "gen-completion.sh: no program line in the input (not an MMP_CLI_DUMP=1 dump?)" > "/dev/stderr"; exit 1 }
