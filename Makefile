@@ -76,7 +76,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBA)
 # Man pages and bash/zsh completion, generated from each program's option
 # table (the table its --help is made from): the program run with
 # MMP_CLI_DUMP=1 prints it (lib/cli.h), scripts/gen-man.sh and
-# scripts/gen-completion.sh (sh + awk) turn it into roff and shell code.
+# scripts/gen-completion.sh (sh + awk: scripts/*.awk) turn it into roff and shell code.
 MANS     := $(patsubst bin/%.c,$(BUILD)/man/mmp-%.1,$(BIN_SRC))
 BASHCOMP := $(patsubst bin/%.c,$(BUILD)/completion/bash/mmp-%,$(BIN_SRC))
 ZSHCOMP  := $(patsubst bin/%.c,$(BUILD)/completion/zsh/_mmp-%,$(BIN_SRC))
@@ -87,16 +87,16 @@ $(BUILD)/cli/mmp-%.tab: $(BUILD)/mmp-%
 	@mkdir -p $(dir $@)
 	$(Q)MMP_CLI_DUMP=1 $< > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/man/mmp-%.1: $(BUILD)/cli/mmp-%.tab scripts/gen-man.sh
+$(BUILD)/man/mmp-%.1: $(BUILD)/cli/mmp-%.tab scripts/gen-man.sh scripts/gen-man.awk scripts/cli-table.awk
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  MAN $@")
 	$(Q)sh scripts/gen-man.sh < $< > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/completion/bash/mmp-%: $(BUILD)/cli/mmp-%.tab scripts/gen-completion.sh
+$(BUILD)/completion/bash/mmp-%: $(BUILD)/cli/mmp-%.tab scripts/gen-completion.sh scripts/gen-completion.awk scripts/cli-table.awk
 	@mkdir -p $(dir $@)
 	$(Q)sh scripts/gen-completion.sh bash < $< > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/completion/zsh/_mmp-%: $(BUILD)/cli/mmp-%.tab scripts/gen-completion.sh
+$(BUILD)/completion/zsh/_mmp-%: $(BUILD)/cli/mmp-%.tab scripts/gen-completion.sh scripts/gen-completion.awk scripts/cli-table.awk
 	@mkdir -p $(dir $@)
 	$(Q)sh scripts/gen-completion.sh zsh < $< > $@.tmp && mv $@.tmp $@
 
