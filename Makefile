@@ -34,7 +34,7 @@ SOLIB    := $(BUILD)/libmmp.so.$(VERSION)
 PUBLIC_HEADERS := lib/mmp.h lib/image/image.h lib/nn/nn.h lib/nn/ops.h
 
 .SECONDARY:
-.PHONY: all test bench install clean fuzz asan demo shared ldlibs
+.PHONY: all test bench install clean fuzz asan demo shared ldlibs man completion
 all: $(BINS) $(TESTS)
 
 Q = $(if $(V),,@)
@@ -73,6 +73,33 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIBA)
 	@$(if $(V),,echo "  LD $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
+# Man pages and bash/zsh completion, generated from each program's option
+# table (the table its --help is made from): the program run with
+# MMP_CLI_DUMP=1 prints it (lib/cli.h), scripts/gen-man.sh and
+# scripts/gen-completion.sh (sh + awk: scripts/*.awk) turn it into roff and shell code.
+MANS     := $(patsubst bin/%.c,$(BUILD)/man/mmp-%.1,$(BIN_SRC))
+BASHCOMP := $(patsubst bin/%.c,$(BUILD)/completion/bash/mmp-%,$(BIN_SRC))
+ZSHCOMP  := $(patsubst bin/%.c,$(BUILD)/completion/zsh/_mmp-%,$(BIN_SRC))
+man: $(MANS)
+completion: $(BASHCOMP) $(ZSHCOMP)
+
+$(BUILD)/cli/mmp-%.tab: $(BUILD)/mmp-%
+	@mkdir -p $(dir $@)
+	$(Q)MMP_CLI_DUMP=1 $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/man/mmp-%.1: $(BUILD)/cli/mmp-%.tab scripts/gen-man.sh scripts/gen-man.awk scripts/cli-table.awk
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  MAN $@")
+	$(Q)sh scripts/gen-man.sh < $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/completion/bash/mmp-%: $(BUILD)/cli/mmp-%.tab scripts/gen-completion.sh scripts/gen-completion.awk scripts/cli-table.awk
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/gen-completion.sh bash < $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/completion/zsh/_mmp-%: $(BUILD)/cli/mmp-%.tab scripts/gen-completion.sh scripts/gen-completion.awk scripts/cli-table.awk
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/gen-completion.sh zsh < $< > $@.tmp && mv $@.tmp $@
+
 # The suite gets the build's flags, for the test that builds and installs the library.
 test: all
 	@BUILD=$(BUILD) MMP_OPT='$(OPT)' MMP_EXTRA_CFLAGS='$(EXTRA_CFLAGS)' MMP_CC='$(CC)' bash tests/run.sh
@@ -96,8 +123,10 @@ demo: all
 	bash pipelines/demo
 
 # bin/, lib/ (libmmp.a, libmmp.so.VERSION + its soname and dev links),
-# include/mmp/ (PUBLIC_HEADERS only), lib/pkgconfig/mmp.pc.
-install: all $(SOLIB)
+# include/mmp/ (PUBLIC_HEADERS only), lib/pkgconfig/mmp.pc,
+# share/man/man1/mmp-NAME.1, share/bash-completion/completions/mmp-NAME,
+# share/zsh/site-functions/_mmp-NAME.
+install: all $(SOLIB) man completion
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/mmp
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
@@ -108,6 +137,11 @@ install: all $(SOLIB)
 	  install -m 644 $$h $(DESTDIR)$(PREFIX)/include/mmp/$$d/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@DEPS@|$(DEPS)|' mmp.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mmp.pc
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	install -m 644 $(MANS) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(BASHCOMP) $(DESTDIR)$(PREFIX)/share/bash-completion/completions/
+	install -m 644 $(ZSHCOMP) $(DESTDIR)$(PREFIX)/share/zsh/site-functions/
 
 clean:
 	rm -rf build build-asan build-fuzz

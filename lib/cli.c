@@ -391,6 +391,12 @@ static int apply(const flat *fl, const char *val, FILE *out, const mmp_option *a
 
 int mmp_cli_parse_r(int argc, char **argv, const mmp_option *opts, const char *usage, char **pos, FILE *out,
                     char *err, size_t errlen) {
+    const char *dump = getenv("MMP_CLI_DUMP"); /* hidden: the table for scripts/gen-man.sh, gen-completion.sh */
+    if (dump && !strcmp(dump, "1")) {
+        mmp_cli_dump(out, opts, usage);
+        pos[0] = NULL;
+        return MMP_CLI_EXIT;
+    }
     flatv f = {0};
     flatten(&f, opts, NULL, NULL, 0);
     struct option *lo = mmp_xcalloc((size_t)f.n + 1, sizeof *lo);
@@ -541,6 +547,73 @@ void mmp_cli_help(FILE *f, const mmp_option *opts, const char *usage) {
             p += k + 1;
             fprintf(f, "%*s", col, "");
         }
+    }
+    free(fv.v);
+}
+
+/* ------------------------------------------------------------------ */
+/* the table for generators (MMP_CLI_DUMP=1)                           */
+/* ------------------------------------------------------------------ */
+
+/* a field: backslash, tab and newline escaped as \\, \t, \n */
+static void dump_field(FILE *f, const char *s) {
+    fputc('\t', f);
+    for (; s && *s; s++) {
+        if (*s == '\\') fputs("\\\\", f);
+        else if (*s == '\t') fputs("\\t", f);
+        else if (*s == '\n') fputs("\\n", f);
+        else fputc(*s, f);
+    }
+}
+
+static const char *type_name(mmp_option_type t) {
+    switch (t) {
+    case MMP_OPTION_FLAG: return "flag";
+    case MMP_OPTION_COUNT: return "count";
+    case MMP_OPTION_INT: return "int";
+    case MMP_OPTION_LLONG: return "llong";
+    case MMP_OPTION_INT64: return "int64";
+    case MMP_OPTION_DOUBLE: return "double";
+    case MMP_OPTION_STRING: return "string";
+    case MMP_OPTION_STRBUF: return "strbuf";
+    case MMP_OPTION_CHOICE: return "choice";
+    case MMP_OPTION_INT_LIST: return "intlist";
+    case MMP_OPTION_CALL: return "call";
+    case MMP_OPTION_HELP: return "help";
+    case MMP_OPTION_VERSION: return "version";
+    default: return "other";
+    }
+}
+
+void mmp_cli_dump(FILE *f, const mmp_option *opts, const char *usage) {
+    flatv fv = {0};
+    flatten(&fv, opts, NULL, NULL, 0);
+    fputs("program", f);
+    dump_field(f, mmp_progname());
+    dump_field(f, MMP_VERSION);
+    fputs("\nusage", f);
+    dump_field(f, usage);
+    fputc('\n', f);
+    for (int i = 0; i < fv.n; i++) {
+        const mmp_option *o = fv.v[i].o;
+        if (!o->help) continue; /* not listed by --help: not documented either */
+        if (o->type == MMP_OPTION_TEXT) {
+            fputs("text", f);
+            dump_field(f, o->help);
+            fputc('\n', f);
+            continue;
+        }
+        char sn[2] = {(char)o->shortname, 0}, vn[256] = "", ch[256] = "";
+        if (o->type == MMP_OPTION_CHOICE) choice_list(o, ch, sizeof ch, "|", "|");
+        if (takes_value(o)) snprintf(vn, sizeof vn, "%s", o->valname ? o->valname : ch[0] ? ch : "VALUE");
+        fputs("option", f);
+        dump_field(f, o->name);
+        dump_field(f, sn);
+        dump_field(f, type_name(o->type));
+        dump_field(f, vn);
+        dump_field(f, ch);
+        dump_field(f, o->help);
+        fputc('\n', f);
     }
     free(fv.v);
 }

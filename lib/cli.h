@@ -185,6 +185,18 @@ const char *mmp_cli_parse_input(int argc, char **argv, const mmp_option *opts, c
  * "  -j, --threads N   help" line per listed option, help continuation
  * lines aligned, TEXT entries as they are. */
 void mmp_cli_help(FILE *f, const mmp_option *opts, const char *usage);
+/* The table for generators (scripts/gen-man.sh, scripts/gen-completion.sh):
+ * what mmp_cli_parse_r prints instead of parsing, returning MMP_CLI_EXIT, when
+ * the environment has MMP_CLI_DUMP=1. Tab-separated lines, fields with
+ * backslash, tab and newline written as \\, \t, \n:
+ *   program NAME VERSION
+ *   usage   USAGE
+ *   option  LONG SHORT TYPE VALNAME CHOICES HELP   (one per listed option;
+ *           TYPE flag|count|int|llong|int64|double|string|strbuf|choice|
+ *           intlist|call|help|version; VALNAME empty: no value; CHOICES
+ *           joined by '|'; LONG or SHORT may be empty)
+ *   text    TEXT                                   (a TEXT entry) */
+void mmp_cli_dump(FILE *f, const mmp_option *opts, const char *usage);
 
 /* Sets option o from a value string, as the parser does (val NULL: a flag or a
  * count given). base: for entries without p (target base + off). shown: the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mmpipe needs to build, test and run on Debian (12 or later):
 # compiler, libjpeg-turbo, libpng, zstd, msgpack-c, OpenBLAS, jansson, and Python's
-# numpy/msgpack/zstandard/Pillow for the reference reader and the tests.
+# numpy/msgpack/zstandard/Pillow for the reference reader and the tests, man-db
+# and groff to check the generated man pages.
 # Packages already installed are left alone; without root it uses sudo.
 #   scripts/setup.sh            build + test dependencies
 #   scripts/setup.sh --bench    also PyTorch/torchvision/sklearn (the peers in bench/ and fixtures)
@@ -9,6 +10,7 @@ set -euo pipefail
 pkgs=(build-essential clang pkg-config ca-certificates
       libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
       libopenblas-dev zlib1g-dev libjansson-dev
+      man-db groff-base
       python3 python3-pip python3-numpy python3-msgpack python3-zstandard python3-pil chromium socat iproute2 bc)
 [ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn hyperfine)
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make install into a temporary prefix: programs, libmmp.a, a versioned
+# make install into a temporary prefix: programs, their man pages and
+# bash/zsh completion, libmmp.a, a versioned
 # libmmp.so (soname), only the public headers, an mmp.pc that names exactly
 # the libraries libmmp.so needs; then programs built against the installed
 # library with pkg-config (shared and static) write and read a stream and a
@@ -18,6 +19,13 @@ make -s -C "$ROOT" BUILD="$B" ${MMP_OPT:+OPT="$MMP_OPT"} EXTRA_CFLAGS="${MMP_EXT
 
 # --- what is installed ---------------------------------------------------------
 for b in "$B"/mmp-*; do [ -x "$P/bin/$(basename "$b")" ] || fail "bin/$(basename "$b") not installed"; done
+# a man page, bash and zsh completion for every program (tests/sh/test_man_completion.sh checks their content)
+for b in "$B"/mmp-*; do
+  p=$(basename "$b")
+  for f in share/man/man1/$p.1 share/bash-completion/completions/$p share/zsh/site-functions/_$p; do
+    [ -s "$P/$f" ] || fail "$f not installed"
+  done
+done
 [ -f "$P/lib/libmmp.a" ] || fail "libmmp.a not installed"
 ver=$(sed -n 's/^#define MMP_VERSION "\(.*\)"/\1/p' "$ROOT/lib/mmp.h")
 sov=$(sed -n 's/^#define MMP_SOVERSION \([0-9]*\)/\1/p' "$ROOT/lib/mmp.h")
