@@ -14,6 +14,7 @@
 #include "mmp.h"
 #include "rng.h"
 #include "testlib.h"
+#include "train_testlib.h"
 #include "train/export.h"
 #include "train/train.h"
 
@@ -29,22 +30,10 @@ static void features(float *x) {
 
 /* trains one epoch of a head (options as key=value pairs) on x and saves it to path */
 static void make_head(const char *path, const float *x, const char *const *kv, int nkv) {
-    mmp_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    mmp_header_init(&ds.hdr);
-    snprintf(ds.name, sizeof ds.name, "train");
-    ds.n = N; ds.dim = D; ds.ncls = C;
-    ds.x = malloc(sizeof(float) * N * D);
-    memcpy(ds.x, x, sizeof(float) * N * D);
-    ds.y = malloc(sizeof(int64_t) * N);
-    ds.ids = calloc(N, sizeof(char *));
     int bce = 0;
     for (int i = 0; i < nkv; i += 2) bce |= !strcmp(kv[i], "loss") && !strcmp(kv[i + 1], "bce");
-    if (bce) ds.t = calloc(N * C, sizeof(float));
-    for (int i = 0; i < N; i++) {
-        ds.y[i] = i % C;
-        if (ds.t) ds.t[i * C + i % C] = 1;
-    }
+    mmp_dataset ds;
+    t_dataset(&ds, x, N, D, C, bce);
     mmp_train_cfg c;
     mmp_train_cfg_defaults(&c);
     char err[512];
