@@ -12,6 +12,7 @@
 #include "rng.h"
 #include "stream_testlib.h"
 #include "testlib.h"
+#include "train_testlib.h"
 #include "train/eval.h"
 #include "train/layers.h"
 
@@ -27,19 +28,7 @@ static void features(float *x, uint64_t seed) {
 /* a freshly initialized head of loss `loss`, saved to path */
 static void make_head(const char *path, const char *loss, const float *x) {
     mmp_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    mmp_header_init(&ds.hdr);
-    snprintf(ds.name, sizeof ds.name, "train");
-    ds.n = N; ds.dim = D; ds.ncls = C;
-    ds.x = malloc(sizeof(float) * N * D);
-    memcpy(ds.x, x, sizeof(float) * N * D);
-    ds.y = malloc(sizeof(int64_t) * N);
-    ds.ids = calloc(N, sizeof(char *));
-    if (!strcmp(loss, "bce")) ds.t = calloc(N * C, sizeof(float));
-    for (int i = 0; i < N; i++) {
-        ds.y[i] = i % C;
-        if (ds.t) ds.t[i * C + i % C] = 1;
-    }
+    t_dataset(&ds, x, N, D, C, !strcmp(loss, "bce"));
     mmp_train_cfg c;
     mmp_train_cfg_defaults(&c);
     char err[512];

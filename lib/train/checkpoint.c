@@ -291,3 +291,7 @@ char *mmp_train_last_path(const char *out) {
         return mmp_xasprintf("%.*s.last%s", (int)(dot - out), out, dot);
     return mmp_xasprintf("%s.last", out);
 }
+
+char *mmp_train_classes_json(const mmp_trainer *tr) {
+    return tr->nclasses_named ? json_names(tr->nclasses_named, tr->classes) : NULL;
+}

@@ -9,5 +9,7 @@
  * dims in tr; src: where the CNN-tail heads' weights come from (the backbone,
  * or the checkpoint when from_ckpt). 0 or -1 (err). */
 int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen);
+/* The checkpoint's "classes" value: the class names as a JSON list (heap), NULL without names. */
+char *mmp_train_classes_json(const mmp_trainer *tr);
 
 #endif

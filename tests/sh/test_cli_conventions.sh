@@ -7,7 +7,7 @@
 set -u
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
-progs="mmp-synth mmp-decode mmp-augment mmp-cat mmp-shuffle mmp-split mmp-embed mmp-embed-text mmp-fuse mmp-train-step mmp-eval mmp-report"
+progs="mmp-synth mmp-decode mmp-augment mmp-cat mmp-shuffle mmp-split mmp-embed mmp-embed-text mmp-fuse mmp-train-step mmp-eval mmp-report mmp-export"
 for p in $progs; do command -v "$p" >/dev/null || { echo "$p not built"; exit 77; }; done
 NN="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
 TB="$MMP_ROOT/tests/fixtures/text/tiny_bert"

@@ -38,4 +38,19 @@ done
 check "eval --k past 8 cut-offs" nz mmp-eval --k 1,2,3,4,5,6,7,8,9 --model x.safetensors /dev/null; oneline mmp-eval
 grep -q "up to 8 positive integers" err.txt || { echo "FAIL: mmp-eval --k: $(cat err.txt)"; fail=1; }
 check "eval missing model file" nz mmp-eval --model nope.safetensors /dev/null; oneline mmp-eval
+# mmp-export: --help/--version/unknown options, then bad input: one line naming the file, no output
+check "mmp-export --help" 0 mmp-export --help
+grep -q "^usage: mmp-export" out.txt || { echo "FAIL: mmp-export --help has no usage line"; fail=1; }
+check "mmp-export --bogus" nz mmp-export --bogus; oneline mmp-export
+check "export without -o" nz mmp-export "$MMP_ROOT/tests/fixtures/train/losses.safetensors"; oneline mmp-export
+grep -q -- "--output" err.txt || { echo "FAIL: mmp-export: missing --output not named"; fail=1; }
+check "export missing file" nz mmp-export -o e.safetensors nope.safetensors; oneline mmp-export
+grep -q "nope.safetensors" err.txt || { echo "FAIL: mmp-export: missing file not named"; fail=1; }
+cp "$MMP_ROOT/tests/fixtures/train/losses.safetensors" plain.safetensors
+check "export of a non-checkpoint" nz mmp-export -o e.safetensors plain.safetensors; oneline mmp-export
+grep -q "plain.safetensors: not an mmp-train-step checkpoint" err.txt || { echo "FAIL: mmp-export: $(cat err.txt)"; fail=1; }
+head -c 100 plain.safetensors > cut.safetensors
+check "export of a truncated file" nz mmp-export -o e.safetensors cut.safetensors; oneline mmp-export
+grep -q "cut.safetensors" err.txt || { echo "FAIL: mmp-export: truncated file not named: $(cat err.txt)"; fail=1; }
+[ ! -e e.safetensors ] || { echo "FAIL: mmp-export wrote an output on bad input"; fail=1; }
 exit $fail

@@ -1,0 +1,102 @@
+/* train/export.c: a trained head as a plain PyTorch state dict (mmp-export);
+ * see train/export.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/export.h"
+#include "train/train_internal.h"
+
+/* the first linear layer of a linear or mlp head: its weight and bias */
+static void first_layer(const mmp_head *h, const mmp_param **w, const mmp_param **b) {
+    const char *wn = h->kind == MMP_HEAD_LINEAR ? "weight" : "layers.0.weight";
+    const char *bn = h->kind == MMP_HEAD_LINEAR ? "bias" : "layers.0.bias";
+    *w = *b = NULL;
+    for (int i = 0; i < h->np; i++) {
+        if (!strcmp(h->params[i].name, wn)) *w = &h->params[i];
+        if (!strcmp(h->params[i].name, bn)) *b = &h->params[i];
+    }
+}
+
+int mmp_export_state_dict(const mmp_trainer *tr, mmp_st_writer *w, char *err, size_t errlen) {
+    const mmp_head *h = &tr->head;
+    if (h->kind != MMP_HEAD_LINEAR && h->kind != MMP_HEAD_MLP) {
+        mmp_errf(err, errlen, "the %s head cannot be exported (mmp-export supports the linear and mlp heads)",
+                 mmp_head_kind_name(h->kind));
+        return -1;
+    }
+    const mmp_param *pw, *pb;
+    first_layer(h, &pw, &pb);
+    if (!pw || !pb || pw->ndim != 2 || pw->shape[1] != tr->in_dim || pb->n != (size_t)pw->shape[0]) {
+        mmp_errf(err, errlen, "the %s head has no first linear layer of %lld inputs", mmp_head_kind_name(h->kind),
+                 (long long)tr->in_dim);
+        return -1;
+    }
+    for (int i = 0; i < h->np; i++) {
+        const mmp_param *p = &h->params[i];
+        if (!tr->mean || (p != pw && p != pb)) {
+            mmp_st_writer_add_f32(w, p->name, p->w, p->ndim, p->shape);
+            continue;
+        }
+        if (p == pb) continue; /* written with the weight, in its own place below */
+        const int64_t H = pw->shape[0], D = pw->shape[1];
+        float *wf = mmp_xmalloc(sizeof(float) * (size_t)(H * D)), *bf = mmp_xmalloc(sizeof(float) * (size_t)H);
+        for (int64_t r = 0; r < H; r++) {
+            double s = pb->w[r];
+            for (int64_t k = 0; k < D; k++) {
+                wf[r * D + k] = pw->w[r * D + k] / tr->std[k];
+                s -= (double)wf[r * D + k] * tr->mean[k];
+            }
+            bf[r] = (float)s;
+        }
+        mmp_st_writer_add_f32(w, pw->name, wf, pw->ndim, pw->shape);
+        mmp_st_writer_add_f32(w, pb->name, bf, pb->ndim, pb->shape);
+        free(wf);
+        free(bf);
+    }
+    mmp_meta *m = &w->meta;
+    mmp_meta_set(m, "format", "pt");
+    mmp_meta_set(m, "head", mmp_head_kind_name(h->kind));
+    if (h->kind == MMP_HEAD_MLP) {
+        char buf[256] = "";
+        for (int i = 0; i < h->nhidden; i++)
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%lld", i ? "," : "", (long long)h->hidden[i]);
+        mmp_meta_set(m, "hidden", buf);
+        snprintf(buf, sizeof buf, "%.9g", (double)h->dropout);
+        mmp_meta_set(m, "dropout", buf);
+    }
+    char *cls = mmp_train_classes_json(tr);
+    if (cls) mmp_meta_set(m, "classes", cls);
+    free(cls);
+    if (tr->provenance) mmp_meta_set(m, "provenance", tr->provenance);
+    return 0;
+}
+
+int mmp_export_checkpoint(const char *in, const char *out, char *err, size_t errlen) {
+    char e2[1024];
+    mmp_safetensors st;
+    if (mmp_st_open(&st, in, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "%s", e2);
+        return -1;
+    }
+    const char *fmt = mmp_meta_get(&st.meta, "format");
+    int ok = fmt && !strcmp(fmt, "mmpipe-head");
+    mmp_st_close(&st);
+    if (!ok) {
+        mmp_errf(err, errlen, "%s: not an mmp-train-step checkpoint (no __metadata__ format=mmpipe-head)", in);
+        return -1;
+    }
+    mmp_trainer tr;
+    if (mmp_trainer_load(&tr, in, NULL, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "%s", e2);
+        return -1;
+    }
+    mmp_st_writer w;
+    mmp_st_writer_init(&w);
+    int rc = mmp_export_state_dict(&tr, &w, e2, sizeof e2);
+    if (rc) mmp_errf(err, errlen, "%s: %s", in, e2);
+    else rc = mmp_st_writer_write(&w, out, err, errlen);
+    mmp_st_writer_free(&w);
+    mmp_trainer_free(&tr);
+    return rc;
+}
