@@ -19,6 +19,7 @@ struct mmp_arc {
     uint8_t *pre;        /* bytes sniffed from a pipe, served first */
     size_t npre, ipre;
     struct archive *a;
+    uint8_t *held;       /* data of a member whose size the archive does not record */
     char *path;          /* current member */
     uint64_t size;       /* its size */
     uint64_t off;        /* its header offset in the uncompressed stream */
@@ -218,6 +219,7 @@ void mmp_arc_close(mmp_arc *a) {
     if (a->gz) inflateEnd(&a->zs);
     free(a->name);
     free(a->pre);
+    free(a->held);
     free(a->path);
     free(a);
 }
@@ -231,8 +233,12 @@ int mmp_arc_rewind(mmp_arc *a) {
     if (a->gz) inflateEnd(&a->zs);
     a->done = 0;
     a->err[0] = 0;
+    free(a->held);
+    a->held = NULL;
     return start(a);
 }
+
+static int read_data(mmp_arc *a, uint8_t **buf, uint64_t n, uint64_t *got_out);
 
 int mmp_arc_next(mmp_arc *a, mmp_tar_entry *e) {
     if (a->err[0]) return -1;
@@ -259,9 +265,6 @@ int mmp_arc_next(mmp_arc *a, mmp_tar_entry *e) {
         const char *p = archive_entry_pathname(ent);
         if (!p) p = archive_entry_pathname_utf8(ent);
         if (!p) return aerr(a, "offset %llu: member without a usable name", (unsigned long long)at);
-        if (!archive_entry_size_is_set(ent))
-            return aerr(a, "offset %llu: member %s: size not recorded (a zip written to a pipe: give the file)",
-                        (unsigned long long)at, p);
         la_int64_t sz = archive_entry_size(ent);
         if (sz < 0) return aerr(a, "offset %llu: member %s: bad size", (unsigned long long)at, p);
         free(a->path);
@@ -269,6 +272,13 @@ int mmp_arc_next(mmp_arc *a, mmp_tar_entry *e) {
         a->size = (uint64_t)sz;
         a->off = at;
         a->has_off = (archive_format(a->a) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_TAR;
+        free(a->held);
+        a->held = NULL;
+        if (!archive_entry_size_is_set(ent)) {
+            /* a zip streamed with data descriptors: the size is known once the
+             * data is read, so it is read now, up to 1 GiB (--max-bytes' default) */
+            if (read_data(a, &a->held, (uint64_t)1 << 30, &a->size)) return -1;
+        }
         e->path = a->path;
         e->size = a->size;
         e->offset = at;
@@ -277,11 +287,9 @@ int mmp_arc_next(mmp_arc *a, mmp_tar_entry *e) {
     }
 }
 
-int mmp_arc_read(mmp_arc *a, uint8_t **buf) {
-    uint64_t n = a->size;
-    if (a->err[0]) return -1;
-    if (n > ((uint64_t)1 << 40))
-        return aerr(a, "%s too large", at_member(a));
+/* Reads the current member's data: n bytes exactly, or with got != NULL
+ * whatever there is, at most n. */
+static int read_data(mmp_arc *a, uint8_t **buf, uint64_t n, uint64_t *got_out) {
     /* grown as the bytes arrive: memory follows the data, not the claimed size */
     size_t cap = 0, got = 0;
     uint8_t *b = NULL;
@@ -298,6 +306,7 @@ int mmp_arc_read(mmp_arc *a, uint8_t **buf) {
             cap = want;
         }
         la_ssize_t k = archive_read_data(a->a, b + got, cap - got);
+        if (k == 0 && got_out) break;
         if (k <= 0) {
             free(b);
             if (k == 0)
@@ -305,8 +314,27 @@ int mmp_arc_read(mmp_arc *a, uint8_t **buf) {
             return aerr(a, "%s: %s", at_member(a), lib_msg(a));
         }
         got += (size_t)k;
+        if (got_out && got == n) {
+            char c;
+            if (archive_read_data(a->a, &c, 1) != 0) {
+                free(b);
+                return aerr(a, "%s: over %llu bytes", at_member(a), (unsigned long long)n);
+            }
+        }
     }
     if (!b && !(b = malloc(1))) return aerr(a, "%s: out of memory", at_member(a));
+    if (got_out) *got_out = got;
     *buf = b;
     return 0;
+}
+
+int mmp_arc_read(mmp_arc *a, uint8_t **buf) {
+    if (a->err[0]) return -1;
+    if (a->held) {
+        *buf = a->held;
+        a->held = NULL;
+        return 0;
+    }
+    if (a->size > ((uint64_t)1 << 40)) return aerr(a, "%s too large", at_member(a));
+    return read_data(a, buf, a->size, NULL);
 }
