@@ -51,9 +51,7 @@ const char *mmp_arc_sniff(const uint8_t *h, size_t n) {
 static int aerr(mmp_arc *a, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int k = snprintf(a->err, sizeof a->err, "%s: ", a->name);
-    if (k < 0 || (size_t)k >= sizeof a->err) k = 0;
-    vsnprintf(a->err + k, sizeof a->err - k, fmt, ap);
+    mmp_tar_vseterr(a->err, sizeof a->err, a->name, fmt, ap);
     va_end(ap);
     /* one line: libarchive messages carry no newline, but be sure */
     for (char *p = a->err; *p; p++)
@@ -294,16 +292,9 @@ static int read_data(mmp_arc *a, uint8_t **buf, uint64_t n, uint64_t *got_out) {
     size_t cap = 0, got = 0;
     uint8_t *b = NULL;
     while (got < n) {
-        if (got == cap) {
-            size_t want = cap ? cap * 2 : (size_t)1 << 20;
-            if (want > n) want = (size_t)n;
-            uint8_t *nb = realloc(b, want);
-            if (!nb) {
-                free(b);
-                return aerr(a, "%s: out of memory", at_member(a));
-            }
-            b = nb;
-            cap = want;
+        if (got == cap && mmp_tar_grow(&b, &cap, n)) {
+            free(b);
+            return aerr(a, "%s: out of memory", at_member(a));
         }
         la_ssize_t k = archive_read_data(a->a, b + got, cap - got);
         if (k == 0 && got_out) break;

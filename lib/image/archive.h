@@ -6,6 +6,7 @@
 #ifndef MMP_IMAGE_ARCHIVE_H
 #define MMP_IMAGE_ARCHIVE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,5 +29,12 @@ int mmp_arc_read(mmp_arc *a, uint8_t **buf);
 const char *mmp_arc_error(const mmp_arc *a);
 int mmp_arc_rewind(mmp_arc *a);
 void mmp_arc_close(mmp_arc *a);
+
+/* Grows *b (capacity *cap, 1 MiB first, doubling, at most n) so that memory
+ * follows the bytes that arrive, never a claimed size; -1 = out of memory
+ * (*b kept). Shared by both readers. */
+int mmp_tar_grow(uint8_t **b, size_t *cap, uint64_t n);
+/* err = "NAME: " + the formatted message (tar.c's, shared by both readers); returns -1. */
+int mmp_tar_vseterr(char *err, size_t n, const char *name, const char *fmt, va_list ap);
 
 #endif

@@ -74,12 +74,27 @@ int mmp_tar_rewind(mmp_tar *t) {
     return 0;
 }
 
+int mmp_tar_grow(uint8_t **b, size_t *cap, uint64_t n) {
+    size_t want = *cap ? *cap * 2 : (size_t)1 << 20;
+    if (want > n) want = (size_t)n;
+    uint8_t *nb = realloc(*b, want);
+    if (!nb) return -1;
+    *b = nb;
+    *cap = want;
+    return 0;
+}
+
+int mmp_tar_vseterr(char *err, size_t n, const char *name, const char *fmt, va_list ap) {
+    int k = snprintf(err, n, "%s: ", name);
+    if (k < 0 || (size_t)k >= n) k = 0;
+    vsnprintf(err + k, n - k, fmt, ap);
+    return -1;
+}
+
 static int terr(mmp_tar *t, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int k = snprintf(t->err, sizeof t->err, "%s: ", t->name);
-    if (k < 0 || (size_t)k >= sizeof t->err) k = 0;
-    vsnprintf(t->err + k, sizeof t->err - k, fmt, ap);
+    mmp_tar_vseterr(t->err, sizeof t->err, t->name, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -364,17 +379,10 @@ int mmp_tar_read(mmp_tar *t, uint8_t **buf) {
     size_t cap = 0, got = 0;
     uint8_t *b = NULL;
     while (!truncated && got < n) {
-        if (got == cap) {
-            size_t want = cap ? cap * 2 : (size_t)1 << 20;
-            if (want > n) want = (size_t)n;
-            uint8_t *nb = realloc(b, want);
-            if (!nb) {
-                free(b);
-                return terr(t, "offset %llu: out of memory for a %llu-byte member", (unsigned long long)at,
-                            (unsigned long long)n);
-            }
-            b = nb;
-            cap = want;
+        if (got == cap && mmp_tar_grow(&b, &cap, n)) {
+            free(b);
+            return terr(t, "offset %llu: out of memory for a %llu-byte member", (unsigned long long)at,
+                        (unsigned long long)n);
         }
         if (rd(t, b + got, cap - got) != 1) truncated = 1;
         else got = cap;
