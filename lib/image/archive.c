@@ -5,6 +5,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,12 +240,23 @@ int mmp_arc_rewind(mmp_arc *a) {
 
 static int read_data(mmp_arc *a, uint8_t **buf, uint64_t n, uint64_t *got_out);
 
+static locale_t utf8;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static void utf8_init(void) { utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+
 int mmp_arc_next(mmp_arc *a, mmp_tar_entry *e) {
     if (a->err[0]) return -1;
     if (a->done) return 0;
     for (;;) {
         struct archive_entry *ent;
+        /* names are taken as bytes / UTF-8 whatever the process locale: in
+         * the C locale libarchive cannot convert a zip's UTF-8 names (this
+         * thread only, restored below) */
+        pthread_once(&utf8_once, utf8_init);
+        locale_t old = utf8 ? uselocale(utf8) : (locale_t)0;
         int r = archive_read_next_header(a->a, &ent);
+        const char *p = r >= ARCHIVE_WARN ? archive_entry_pathname(ent) : NULL;
+        if (old) uselocale(old);
         if (r == ARCHIVE_EOF) {
             /* the rest of a gzip stream (end blocks, CRC-32, length) is checked too */
             ptrdiff_t k;
@@ -260,7 +273,6 @@ int mmp_arc_next(mmp_arc *a, mmp_tar_entry *e) {
             return aerr(a, "offset %llu: %s", (unsigned long long)at, lib_msg(a));
         }
         if (archive_entry_filetype(ent) != AE_IFREG) continue;
-        const char *p = archive_entry_pathname(ent);
         if (!p) p = archive_entry_pathname_utf8(ent);
         if (!p) return aerr(a, "offset %llu: member without a usable name", (unsigned long long)at);
         la_int64_t sz = archive_entry_size(ent);

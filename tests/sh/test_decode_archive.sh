@@ -18,7 +18,8 @@ with tarfile.open("wds.tar") as t, tarfile.open("folder.tar", "w", format=tarfil
     for m in t.getmembers():
         if m.name.endswith(".jpg"):
             cls = t.extractfile(m.name[:-4] + ".cls").read().decode().strip()
-            n = tarfile.TarInfo(f"class{cls}/{m.name}")
+            # one non-ASCII name (pax UTF-8 path; zip's UTF-8 flag)
+            n = tarfile.TarInfo(f"class{cls}/{'été-' if m.name.endswith('00.jpg') else ''}{m.name}")
             n.size = m.size
             o.addfile(n, t.extractfile(m))
 for s in ("wds", "folder"):
@@ -48,6 +49,7 @@ for s in wds folder; do
   mmp-decode --size 16 --classes-from classes.txt - < "$s.tar" > "$s.refc" 2>/dev/null || fail "plain $s.tar --classes-from"
   cat "$s.tar" | mmp-decode --size 16 --classes-from classes.txt - > "$s.refp" 2>/dev/null || fail "plain $s.tar piped"
   [ "$(mmp-cat "$s.ref" | tail -n +2 | wc -l)" = 12 ] || fail "$s.tar: expected 12 records"
+  [ $s = wds ] || mmp-cat "$s.ref" | grep -q '"id":"class[0-9]/été-item000000.jpg"' || fail "$s.tar: no non-ASCII id"
   for x in $exts; do
     mmp-decode --size 16 - < "$s.$x" > out 2>err || fail "$s.$x: $(cat err)"
     cmp -s out "$s.ref" || fail "$s.$x (file) differs from $s.tar"
