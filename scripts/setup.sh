@@ -9,7 +9,8 @@
 set -euo pipefail
 pkgs=(build-essential clang pkg-config ca-certificates
       libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
-      libopenblas-dev zlib1g-dev libjansson-dev
+      libopenblas-dev zlib1g-dev libjansson-dev libarchive-dev
+      libacl1-dev liblz4-dev  # named by libarchive.pc's Libs.private: pkg-config --static (test_install)
       man-db groff-base
       python3 python3-pip python3-numpy python3-msgpack python3-zstandard python3-pil chromium socat iproute2 bc)
 [ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn hyperfine)

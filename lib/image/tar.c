@@ -1,5 +1,6 @@
 /* Streaming tar reader (see tar.h). */
 #include "image/tar.h"
+#include "image/archive.h"
 
 #include "mmp.h"
 
@@ -20,6 +21,9 @@ struct mmp_tar {
     int done;
     char *path;
     char err[512];
+    mmp_arc *arc;      /* compressed tar or zip: libarchive (archive.h) */
+    uint8_t pre[512];  /* first bytes of a pipe, read to tell the kind */
+    size_t npre, ipre;
 };
 
 mmp_tar *mmp_tar_open_fp(FILE *fp, const char *name) {
@@ -34,20 +38,34 @@ mmp_tar *mmp_tar_open_fp(FILE *fp, const char *name) {
         if (fseeko(fp, o, SEEK_SET) != 0) mmp_die("%s: cannot seek", t->name);
     }
     if (o > 0) t->pos = (uint64_t)o;
+    /* the first block tells a plain tar (native reader) from a compressed
+     * stream or a zip (libarchive); a pipe keeps the bytes read */
+    size_t got = fread(t->pre, 1, sizeof t->pre, fp);
+    if (t->seekable) {
+        if (fseeko(fp, o, SEEK_SET) != 0) mmp_die("%s: cannot seek", t->name);
+        clearerr(fp);
+    }
+    int plain = got == sizeof t->pre && mmp_tar_is_header(t->pre);
+    if (!plain && mmp_arc_sniff(t->pre, got))
+        t->arc = mmp_arc_open(fp, t->name, t->seekable, o > 0 ? (uint64_t)o : 0, t->pre, got);
+    else if (!t->seekable)
+        t->npre = got;
     return t;
 }
 
 void mmp_tar_close(mmp_tar *t) {
     if (!t) return;
+    mmp_arc_close(t->arc);
     free(t->name);
     free(t->path);
     free(t);
 }
 
-const char *mmp_tar_error(const mmp_tar *t) { return t->err; }
+const char *mmp_tar_error(const mmp_tar *t) { return t->arc ? mmp_arc_error(t->arc) : t->err; }
 int mmp_tar_seekable(const mmp_tar *t) { return t->seekable; }
 
 int mmp_tar_rewind(mmp_tar *t) {
+    if (t->arc) return mmp_arc_rewind(t->arc);
     if (!t->seekable || fseeko(t->fp, 0, SEEK_SET) != 0) return -1;
     t->pos = 0;
     t->remaining = t->pad = 0;
@@ -56,19 +74,40 @@ int mmp_tar_rewind(mmp_tar *t) {
     return 0;
 }
 
+int mmp_tar_grow(uint8_t **b, size_t *cap, uint64_t n) {
+    size_t want = *cap ? *cap * 2 : (size_t)1 << 20;
+    if (want > n) want = (size_t)n;
+    uint8_t *nb = realloc(*b, want);
+    if (!nb) return -1;
+    *b = nb;
+    *cap = want;
+    return 0;
+}
+
+int mmp_tar_vseterr(char *err, size_t n, const char *name, const char *fmt, va_list ap) {
+    int k = snprintf(err, n, "%s: ", name);
+    if (k < 0 || (size_t)k >= n) k = 0;
+    vsnprintf(err + k, n - k, fmt, ap);
+    return -1;
+}
+
 static int terr(mmp_tar *t, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int k = snprintf(t->err, sizeof t->err, "%s: ", t->name);
-    if (k < 0 || (size_t)k >= sizeof t->err) k = 0;
-    vsnprintf(t->err + k, sizeof t->err - k, fmt, ap);
+    mmp_tar_vseterr(t->err, sizeof t->err, t->name, fmt, ap);
     va_end(ap);
     return -1;
 }
 
 /* Reads exactly n bytes; 1 ok, 0 clean EOF before any byte, -1 short. */
 static int rd(mmp_tar *t, void *buf, size_t n) {
-    size_t got = fread(buf, 1, n, t->fp);
+    size_t got = 0;
+    if (t->ipre < t->npre) { /* the bytes sniffed from a pipe first */
+        got = t->npre - t->ipre < n ? t->npre - t->ipre : n;
+        memcpy(buf, t->pre + t->ipre, got);
+        t->ipre += got;
+    }
+    if (got < n) got += fread((uint8_t *)buf + got, 1, n - got, t->fp);
     t->pos += got;
     if (got == n) return 1;
     return got == 0 && feof(t->fp) ? 0 : -1;
@@ -199,6 +238,7 @@ static int parse_pax(const char *s, size_t n, char **path, uint64_t *size, int *
 }
 
 int mmp_tar_next(mmp_tar *t, mmp_tar_entry *e) {
+    if (t->arc) return mmp_arc_next(t->arc, e);
     if (t->done) return 0;
     if (t->err[0]) return -1;
     /* pass over what is left of the previous member */
@@ -328,6 +368,7 @@ int mmp_tar_next(mmp_tar *t, mmp_tar_entry *e) {
 }
 
 int mmp_tar_read(mmp_tar *t, uint8_t **buf) {
+    if (t->arc) return mmp_arc_read(t->arc, buf);
     uint64_t n = t->remaining;
     uint64_t at = t->pos;
     if (n > ((uint64_t)1 << 40)) return terr(t, "offset %llu: member too large", (unsigned long long)at);
@@ -338,17 +379,10 @@ int mmp_tar_read(mmp_tar *t, uint8_t **buf) {
     size_t cap = 0, got = 0;
     uint8_t *b = NULL;
     while (!truncated && got < n) {
-        if (got == cap) {
-            size_t want = cap ? cap * 2 : (size_t)1 << 20;
-            if (want > n) want = (size_t)n;
-            uint8_t *nb = realloc(b, want);
-            if (!nb) {
-                free(b);
-                return terr(t, "offset %llu: out of memory for a %llu-byte member", (unsigned long long)at,
-                            (unsigned long long)n);
-            }
-            b = nb;
-            cap = want;
+        if (got == cap && mmp_tar_grow(&b, &cap, n)) {
+            free(b);
+            return terr(t, "offset %llu: out of memory for a %llu-byte member", (unsigned long long)at,
+                        (unsigned long long)n);
         }
         if (rd(t, b + got, cap - got) != 1) truncated = 1;
         else got = cap;
