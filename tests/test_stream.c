@@ -11,6 +11,7 @@
 #include "mmp.h"
 #include "stream_ext.h"
 #include "stream_mp.h"
+#include "stream_testlib.h"
 #include "testlib.h"
 
 #include <msgpack.h>
@@ -188,56 +189,51 @@ static void test_roundtrip(void) {
     free(buf);
 }
 
-/* a FILE without a descriptor (memstream) goes through stdio */
-static void test_memstream(void) {
-    char *mem = NULL;
-    size_t memn = 0;
-    FILE *fp = open_memstream(&mem, &memn);
-    mmp_header h;
-    make_header(&h);
-    mmp_writer *w = mmp_writer_open_fp(fp, "memstream", &h, 1);
-    for (int i = 0; i < 5; i++) {
+/* Writes records 0..n-1 (seeded as in every test here) to w and, when not
+ * NULL, to w2. */
+static void write_seeded(mmp_writer *w, mmp_writer *w2, int n) {
+    for (int i = 0; i < n; i++) {
         mmp_record r;
         rng = 1000 + (uint64_t)i;
         make_record(&r, i);
         mmp_writer_write(w, &r);
+        if (w2) mmp_writer_write(w2, &r);
         mmp_record_clear(&r);
     }
-    mmp_writer_close(w);
-    fclose(fp);
+}
+
+/* a FILE without a descriptor (memstream) goes through stdio */
+static void test_memstream(void) {
+    mmp_header h;
+    make_header(&h);
+    mem m;
+    mmp_writer *w = t_mem_writer(&m, "memstream", &h);
+    write_seeded(w, NULL, 5);
+    t_mem_close(&m, w);
     mmp_header_free(&h);
     char err[512] = "";
     int bad = 0;
-    CHECKF(read_all(mem, memn, 0, err, sizeof err, &bad) == 5 && bad == 0, "%s", err);
-    free(mem);
+    CHECKF(read_all(m.buf, m.n, 0, err, sizeof err, &bad) == 5 && bad == 0, "%s", err);
+    free(m.buf);
 }
 
 /* a producer that failed: mmp_writer_abandon leaves a stream without its
  * trailer, which the reader refuses; the background flusher (memstream: not
  * a regular file) is stopped before the caller closes the FILE */
 static void test_abandon(void) {
-    char *mem = NULL;
-    size_t memn = 0;
-    FILE *fp = open_memstream(&mem, &memn);
     mmp_header h;
     make_header(&h);
-    mmp_writer *w = mmp_writer_open_fp(fp, "memstream", &h, 1);
+    mem m;
+    mmp_writer *w = t_mem_writer(&m, "memstream", &h);
     mmp_writer *wf = mmp_writer_open("abandoned.mmp", &h, 1);
-    for (int i = 0; i < 3; i++) {
-        mmp_record r;
-        rng = 1000 + (uint64_t)i;
-        make_record(&r, i);
-        mmp_writer_write(w, &r);
-        mmp_writer_write(wf, &r);
-        mmp_record_clear(&r);
-    }
+    write_seeded(w, wf, 3);
     mmp_writer_abandon(w);
     mmp_writer_abandon(wf);
-    fclose(fp);
+    fclose(m.fp);
     mmp_header_free(&h);
     char err[512] = "";
-    CHECKF(read_all(mem, memn, 0, err, sizeof err, NULL) < 0 && strstr(err, "no trailer"), "memstream: %s", err);
-    free(mem);
+    CHECKF(read_all(m.buf, m.n, 0, err, sizeof err, NULL) < 0 && strstr(err, "no trailer"), "memstream: %s", err);
+    free(m.buf);
     size_t n;
     uint8_t *buf = t_slurp("abandoned.mmp", &n);
     CHECK(buf != NULL);
