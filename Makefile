@@ -12,7 +12,7 @@ STD      = -std=c11 -D_GNU_SOURCE
 DEPS     = libzstd msgpack libturbojpeg libpng openblas jansson libarchive zlib
 DEPCFLAGS := $(shell pkg-config --cflags $(DEPS) 2>/dev/null)
 DEPLIBS   := $(shell pkg-config --libs $(DEPS) 2>/dev/null || echo -lzstd -lmsgpackc -lturbojpeg -lpng16 -lopenblas -ljansson -larchive -lz)
-ALL_CFLAGS = $(STD) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -pthread -Ilib $(DEPCFLAGS) -MMD -MP
+ALL_CFLAGS = $(STD) $(WARN) $(CFLAGS) $(EXTRA_ISA) $(EXTRA_CFLAGS) -pthread -Ilib $(DEPCFLAGS) -MMD -MP
 LDLIBS   = $(DEPLIBS) -lz -lm -pthread
 
 LIB_SRC  := $(sort $(wildcard lib/*.c lib/*/*.c))
@@ -42,6 +42,11 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Kernels for one instruction-set level (lib/cpu.h): *_avx512.c files are
+# compiled for AVX-512 and called only after mmp_cpu_isa() says so.
+ISA_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
+$(BUILD)/obj/%_avx512.o $(BUILD)/pic/%_avx512.o: EXTRA_ISA = $(ISA_AVX512)
 
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
