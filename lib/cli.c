@@ -667,6 +667,7 @@ void mmp_progress(const char *fmt, ...) {
     va_end(ap);
     g_line_pending = 1;
     double now = mmp_now();
+    if (!stderr_tty() && g_line_t < -1e29) g_line_t = now; /* the first plain line after an interval */
     if (now - g_line_t >= (stderr_tty() ? PROGRESS_TTY_INTERVAL : PROGRESS_PLAIN_INTERVAL)) {
         g_line_t = now;
         line_write();
@@ -693,6 +694,7 @@ void mmp_progress_line(const char *fmt, ...) {
     fflush(stderr);
     g_progress_shown = 0;
     g_line_pending = 0;
+    if (!stderr_tty()) g_line_t = mmp_now();
 }
 
 /* h:mm:ss, or m:ss under an hour */
