@@ -55,8 +55,8 @@ int main(int argc, char **argv) {
     if (init && resume) mmp_die("--init and --resume exclude each other");
     mmp_train_init_blas();
     char err[1024];
-    mmp_tb_writer tb; /* before the data: a bad DIR fails fast (SummaryWriter(DIR) makes the file at once too) */
-    if (tb_dir && mmp_tb_open(&tb, tb_dir, err, sizeof err)) mmp_die("%s", err);
+    mmp_tensorboard_writer tb; /* before the data: a bad DIR fails fast (SummaryWriter(DIR) makes the file at once too) */
+    if (tb_dir && mmp_tensorboard_open(&tb, tb_dir, err, sizeof err)) mmp_die("%s", err);
 
     /* configuration: defaults <- checkpoint <- command line (cfg: defaults <- command line) */
     mmp_trainer tr;
@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
     if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
     fputc('\n', stderr);
     if (run.log) fclose(run.log);
-    if (run.tb && mmp_tb_close(run.tb, err, sizeof err)) mmp_die("%s", err);
+    if (run.tb && mmp_tensorboard_close(run.tb, err, sizeof err)) mmp_die("%s", err);
     free(last_path);
     if (dev_path) mmp_dataset_free(&dev);
     mmp_dataset_free(&ds);

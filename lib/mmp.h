@@ -343,6 +343,8 @@ void mmp_progress_count(const char *what, const char *unit, uint64_t done, uint6
 void mmp_progress_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Monotonic seconds. */
 double mmp_now(void);
+/* Wall-clock time: unix seconds (CLOCK_REALTIME, Python's time.time()). */
+double mmp_wall_time(void);
 
 #ifdef __cplusplus
 }

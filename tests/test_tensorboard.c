@@ -26,8 +26,8 @@ static int count_records(const uint8_t *d, size_t n, size_t *last_off) {
     while (off < n) {
         if (n - off < 16) return -1;
         uint64_t len = get_le(d + off, 8);
-        if (get_le(d + off + 8, 4) != mmp_tfrecord_masked_crc(d + off, 8) || len > n - off - 16) return -1;
-        if (get_le(d + off + 12 + len, 4) != mmp_tfrecord_masked_crc(d + off + 12, len)) return -1;
+        if (get_le(d + off + 8, 4) != mmp_tensorboard_masked_crc(d + off, 8) || len > n - off - 16) return -1;
+        if (get_le(d + off + 12 + len, 4) != mmp_tensorboard_masked_crc(d + off + 12, len)) return -1;
         *last_off = off;
         off += 16 + len;
         k++;
@@ -47,7 +47,7 @@ int main(void) {
     memset(z, 0xff, sizeof z);
     CHECK(mmp_crc32c(0, z, 32) == 0x62A8AB43u);
     uint32_t c = 0xE3069283u;
-    CHECK(mmp_tfrecord_masked_crc("123456789", 9) == ((c >> 15 | c << 17) + 0xa282ead8u));
+    CHECK(mmp_tensorboard_masked_crc("123456789", 9) == ((c >> 15 | c << 17) + 0xa282ead8u));
 
     /* byte for byte: the records SummaryWriter wrote (fixture) */
     static const struct { const char *tag; double v; int64_t step; double t; } sc[] = {
@@ -62,13 +62,13 @@ int main(void) {
     uint8_t *ref = t_slurp(t_root_path("tests/fixtures/tensorboard/events.bin"), &nref);
     CHECKF(ref, "tests/fixtures/tensorboard/events.bin missing");
     uint8_t got[2048], ev[256];
-    size_t n = 0, m = mmp_tb_event_version(ev, sizeof ev, 1765000000.5, "brain.Event:2");
+    size_t n = 0, m = mmp_tensorboard_event_version(ev, sizeof ev, 1765000000.5, "brain.Event:2");
     CHECK(m > 0);
-    n += mmp_tfrecord_frame(got + n, ev, m);
+    n += mmp_tensorboard_frame(got + n, ev, m);
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++) {
-        m = mmp_tb_event_scalar(ev, sizeof ev, sc[i].t, sc[i].step, sc[i].tag, (float)sc[i].v);
+        m = mmp_tensorboard_event_scalar(ev, sizeof ev, sc[i].t, sc[i].step, sc[i].tag, (float)sc[i].v);
         CHECK(m > 0);
-        n += mmp_tfrecord_frame(got + n, ev, m);
+        n += mmp_tensorboard_frame(got + n, ev, m);
     }
     if (ref) {
         CHECKF(n == nref, "%zu bytes, the reference %zu", n, nref);
@@ -81,14 +81,14 @@ int main(void) {
     free(ref);
     /* too small a buffer: 0, nothing past cap */
     memset(ev, 0xAB, sizeof ev);
-    CHECK(mmp_tb_event_scalar(ev, 10, 1.0, 5, "train/loss", 1.0f) == 0);
+    CHECK(mmp_tensorboard_event_scalar(ev, 10, 1.0, 5, "train/loss", 1.0f) == 0);
     CHECK(ev[10] == 0xAB);
 
     /* the writer: nested new directories, SummaryWriter's file name, records readable */
-    mmp_tb_writer w;
+    mmp_tensorboard_writer w;
     char err[512] = "";
     t_sh("rm -rf tbdir");
-    CHECKF(mmp_tb_open(&w, "tbdir/a/b/", err, sizeof err) == 0, "%s", err);
+    CHECKF(mmp_tensorboard_open(&w, "tbdir/a/b/", err, sizeof err) == 0, "%s", err);
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     char want[512];
@@ -103,9 +103,9 @@ int main(void) {
     uint8_t *fd = t_slurp(path, &fn); /* the version record is there before any scalar */
     CHECK(fd && count_records(fd, fn, &last) == 1 && fn > 16 && memmem(fd, fn, "brain.Event:2", 13));
     free(fd);
-    mmp_tb_scalar(&w, "train/loss", 1, 0.5);
-    mmp_tb_scalar(&w, "dev/accuracy", 7, 0.75);
-    CHECKF(mmp_tb_flush(&w, err, sizeof err) == 0, "%s", err);
+    mmp_tensorboard_scalar(&w, "train/loss", 1, 0.5);
+    mmp_tensorboard_scalar(&w, "dev/accuracy", 7, 0.75);
+    CHECKF(mmp_tensorboard_flush(&w, err, sizeof err) == 0, "%s", err);
     fd = t_slurp(path, &fn);
     CHECK(fd && count_records(fd, fn, &last) == 3);
     if (fd && fn > last + 16) { /* the last one: step 7, tag, 0.75f */
@@ -114,17 +114,17 @@ int main(void) {
         CHECK(fd[last + 12 + 9] == 0x10 && fd[last + 12 + 10] == 7);
     }
     free(fd);
-    CHECKF(mmp_tb_close(&w, err, sizeof err) == 0, "%s", err);
+    CHECKF(mmp_tensorboard_close(&w, err, sizeof err) == 0, "%s", err);
 
     /* bad directories: one message naming it */
     FILE *f = fopen("plainfile", "w");
     if (f) fclose(f);
-    CHECK(mmp_tb_open(&w, "plainfile", err, sizeof err) == -1 && strstr(err, "plainfile: not a directory"));
-    CHECK(mmp_tb_open(&w, "plainfile/sub", err, sizeof err) == -1 && strstr(err, "plainfile/sub: cannot create"));
-    CHECK(mmp_tb_open(&w, "", err, sizeof err) == -1);
+    CHECK(mmp_tensorboard_open(&w, "plainfile", err, sizeof err) == -1 && strstr(err, "plainfile: not a directory"));
+    CHECK(mmp_tensorboard_open(&w, "plainfile/sub", err, sizeof err) == -1 && strstr(err, "plainfile/sub: cannot create"));
+    CHECK(mmp_tensorboard_open(&w, "", err, sizeof err) == -1);
     if (geteuid() != 0) { /* root writes anywhere */
         mkdir("ro", 0555);
-        CHECK(mmp_tb_open(&w, "ro", err, sizeof err) == -1 && strstr(err, "ro: cannot create"));
+        CHECK(mmp_tensorboard_open(&w, "ro", err, sizeof err) == -1 && strstr(err, "ro: cannot create"));
     }
     TEST_END();
 }

@@ -90,7 +90,7 @@ static double batch_loss(mmp_trainer *tr, int64_t m, int grad, uint64_t *drng) {
 
 /* One epoch; step entries in log and tb (may be NULL) every log_every steps;
  * target > 0: a live progress line "epoch E/TARGET: S/N steps ...". */
-static double run_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every, mmp_tb_writer *tb, int target) {
+static double run_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every, mmp_tensorboard_writer *tb, int target) {
     mmp_train_cfg *c = &tr->cfg;
     int64_t n = ds->n, B = c->batch;
     grow_batch(tr, B);
@@ -131,8 +131,8 @@ static double run_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int l
                 fprintf(log, "{\"step\":%lld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,\"time\":%.6f}\n", (long long)tr->step,
                         tr->epoch + 1, l, lr, mmp_wall_time());
             if (tb) {
-                mmp_tb_scalar(tb, "train/loss", tr->step, l);
-                mmp_tb_scalar(tb, "train/lr", tr->step, lr);
+                mmp_tensorboard_scalar(tb, "train/loss", tr->step, l);
+                mmp_tensorboard_scalar(tb, "train/lr", tr->step, lr);
             }
         }
         if (live) mmp_progress_count(what, "steps", ++done, nsteps, t0);
@@ -242,12 +242,12 @@ int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, 
             fflush(run->log);
         }
         if (run->tb) {
-            mmp_tb_scalar(run->tb, "epoch/train_loss", tr->step, run->train_loss);
+            mmp_tensorboard_scalar(run->tb, "epoch/train_loss", tr->step, run->train_loss);
             if (has_dev) {
-                mmp_tb_scalar(run->tb, "dev/loss", tr->step, run->dev_loss);
-                mmp_tb_scalar(run->tb, pair ? "dev/recall@1" : "dev/accuracy", tr->step, run->dev_metric);
+                mmp_tensorboard_scalar(run->tb, "dev/loss", tr->step, run->dev_loss);
+                mmp_tensorboard_scalar(run->tb, pair ? "dev/recall@1" : "dev/accuracy", tr->step, run->dev_metric);
             }
-            if (mmp_tb_flush(run->tb, err, errlen)) return -1;
+            if (mmp_tensorboard_flush(run->tb, err, errlen)) return -1;
         }
         if (improved && mmp_trainer_save(tr, run->out, err, errlen)) return -1;
         if (mmp_trainer_save(tr, run->last, err, errlen)) return -1;

@@ -6,12 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "mmp.h"
 
-uint32_t mmp_tfrecord_masked_crc(const void *data, size_t n) {
+uint32_t mmp_tensorboard_masked_crc(const void *data, size_t n) {
     uint32_t crc = mmp_crc32c(0, data, n);
     return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
@@ -20,11 +19,11 @@ static void put_le(uint8_t *p, uint64_t v, int n) {
     for (int k = 0; k < n; k++) p[k] = (uint8_t)(v >> (8 * k));
 }
 
-size_t mmp_tfrecord_frame(uint8_t *out, const void *data, size_t n) {
+size_t mmp_tensorboard_frame(uint8_t *out, const void *data, size_t n) {
     put_le(out, (uint64_t)n, 8);
-    put_le(out + 8, mmp_tfrecord_masked_crc(out, 8), 4);
+    put_le(out + 8, mmp_tensorboard_masked_crc(out, 8), 4);
     memcpy(out + 12, data, n);
-    put_le(out + 12 + n, mmp_tfrecord_masked_crc(data, n), 4);
+    put_le(out + 12 + n, mmp_tensorboard_masked_crc(data, n), 4);
     return n + 16;
 }
 
@@ -70,7 +69,7 @@ static size_t varint_len(uint64_t v) {
 /* Event fields: wall_time double = 1, step int64 = 2, file_version string = 3,
  * summary Summary = 5, source_metadata SourceMetadata = 10 {writer string = 1};
  * Summary: repeated Value value = 1; Value: tag string = 1, simple_value float = 2. */
-size_t mmp_tb_event_version(uint8_t *buf, size_t cap, double wall_time, const char *version) {
+size_t mmp_tensorboard_event_version(uint8_t *buf, size_t cap, double wall_time, const char *version) {
     static const char writer[] = "mmp-train-step";
     pb b = {buf, buf + cap};
     pb_double(&b, 1, wall_time);
@@ -81,7 +80,7 @@ size_t mmp_tb_event_version(uint8_t *buf, size_t cap, double wall_time, const ch
     return b.p <= b.end ? (size_t)(b.p - buf) : 0;
 }
 
-size_t mmp_tb_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *tag, float value) {
+size_t mmp_tensorboard_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *tag, float value) {
     size_t nt = strlen(tag);
     size_t vlen = 1 + varint_len(nt) + nt + 5; /* Value: tag, simple_value */
     size_t slen = 1 + varint_len(vlen) + vlen; /* Summary: value */
@@ -98,12 +97,6 @@ size_t mmp_tb_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t s
     pb_bytes(&b, 1, tag, nt);
     pb_float(&b, 2, value);
     return b.p <= b.end ? (size_t)(b.p - buf) : 0;
-}
-
-double mmp_wall_time(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* mkdir -p */
@@ -130,20 +123,20 @@ static int make_dirs(const char *dir, char *err, size_t errlen) {
     return 0;
 }
 
-static void write_event(mmp_tb_writer *w, const uint8_t *ev, size_t n) {
+static void write_event(mmp_tensorboard_writer *w, const uint8_t *ev, size_t n) {
     uint8_t rec[512];
     if (!n || n + 16 > sizeof rec) {
         w->failed = 1;
         return;
     }
-    size_t m = mmp_tfrecord_frame(rec, ev, n);
+    size_t m = mmp_tensorboard_frame(rec, ev, n);
     if (fwrite(rec, 1, m, w->f) != m && !w->failed) {
         w->failed = 1;
         w->err_no = errno;
     }
 }
 
-int mmp_tb_open(mmp_tb_writer *w, const char *dir, char *err, size_t errlen) {
+int mmp_tensorboard_open(mmp_tensorboard_writer *w, const char *dir, char *err, size_t errlen) {
     memset(w, 0, sizeof *w);
     if (!*dir) return mmp_errf(err, errlen, "--tensorboard: an empty directory name");
     if (make_dirs(dir, err, errlen)) return -1;
@@ -163,8 +156,8 @@ int mmp_tb_open(mmp_tb_writer *w, const char *dir, char *err, size_t errlen) {
         return -1;
     }
     uint8_t ev[128];
-    write_event(w, ev, mmp_tb_event_version(ev, sizeof ev, now, "brain.Event:2"));
-    if (mmp_tb_flush(w, err, errlen)) {
+    write_event(w, ev, mmp_tensorboard_event_version(ev, sizeof ev, now, "brain.Event:2"));
+    if (mmp_tensorboard_flush(w, err, errlen)) {
         fclose(w->f);
         unlink(w->path);
         free(w->path);
@@ -174,13 +167,13 @@ int mmp_tb_open(mmp_tb_writer *w, const char *dir, char *err, size_t errlen) {
     return 0;
 }
 
-void mmp_tb_scalar(mmp_tb_writer *w, const char *tag, int64_t step, double value) {
+void mmp_tensorboard_scalar(mmp_tensorboard_writer *w, const char *tag, int64_t step, double value) {
     if (!w->f) return;
     uint8_t ev[448];
-    write_event(w, ev, mmp_tb_event_scalar(ev, sizeof ev, mmp_wall_time(), step, tag, (float)value));
+    write_event(w, ev, mmp_tensorboard_event_scalar(ev, sizeof ev, mmp_wall_time(), step, tag, (float)value));
 }
 
-int mmp_tb_flush(mmp_tb_writer *w, char *err, size_t errlen) {
+int mmp_tensorboard_flush(mmp_tensorboard_writer *w, char *err, size_t errlen) {
     if (!w->f) return 0;
     if (fflush(w->f) && !w->failed) {
         w->failed = 1;
@@ -193,9 +186,9 @@ int mmp_tb_flush(mmp_tb_writer *w, char *err, size_t errlen) {
     return 0;
 }
 
-int mmp_tb_close(mmp_tb_writer *w, char *err, size_t errlen) {
+int mmp_tensorboard_close(mmp_tensorboard_writer *w, char *err, size_t errlen) {
     if (!w->f) return 0;
-    int rc = mmp_tb_flush(w, err, errlen);
+    int rc = mmp_tensorboard_flush(w, err, errlen);
     if (fclose(w->f) && !rc) rc = mmp_errf(err, errlen, "%s: cannot write: %s", w->path, strerror(errno));
     free(w->path);
     memset(w, 0, sizeof *w);

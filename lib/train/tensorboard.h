@@ -4,7 +4,7 @@
  * (tensorboard's EventFileWriter), TFRecord framing, a first Event
  * {wall_time, file_version "brain.Event:2"}, then one Event per scalar
  * {wall_time, step, summary {value {tag, simple_value}}} as add_scalar()
- * writes it. Records are written whole and flushed by mmp_tb_flush (after
+ * writes it. Records are written whole and flushed by mmp_tensorboard_flush (after
  * every epoch): a crash can at most leave a truncated last record, which
  * TensorBoard's reader stops at without error. */
 #ifndef MMP_TRAIN_TENSORBOARD_H
@@ -18,35 +18,32 @@ extern "C" {
 #endif
 
 /* TFRecord's masked CRC-32C: ((crc >> 15) | (crc << 17)) + 0xa282ead8. */
-uint32_t mmp_tfrecord_masked_crc(const void *data, size_t n);
+uint32_t mmp_tensorboard_masked_crc(const void *data, size_t n);
 /* One TFRecord of n data bytes into out (n + 16 bytes): uint64 length LE,
  * masked CRC of the length, the data, masked CRC of the data. Returns n + 16. */
-size_t mmp_tfrecord_frame(uint8_t *out, const void *data, size_t n);
+size_t mmp_tensorboard_frame(uint8_t *out, const void *data, size_t n);
 /* Serialized Event protos into buf (cap >= 64 + strlen(tag) / strlen(version)
  * is enough); the length, or 0 when it does not fit. A step of 0 is left out,
  * as proto3 leaves out a default. */
-size_t mmp_tb_event_version(uint8_t *buf, size_t cap, double wall_time, const char *version);
-size_t mmp_tb_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *tag, float value);
+size_t mmp_tensorboard_event_version(uint8_t *buf, size_t cap, double wall_time, const char *version);
+size_t mmp_tensorboard_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *tag, float value);
 
-typedef struct mmp_tb_writer {
+typedef struct mmp_tensorboard_writer {
     FILE *f;
     char *path; /* the event file */
-    int failed; /* a write failed (reported by mmp_tb_flush) */
+    int failed; /* a write failed (reported by mmp_tensorboard_flush) */
     int err_no; /* its errno */
-} mmp_tb_writer;
+} mmp_tensorboard_writer;
 
 /* Creates DIR (and its parents) when missing and the event file in it, and
  * writes the file_version event (flushed). 0 or -1 ("DIR: what" in err). */
-int mmp_tb_open(mmp_tb_writer *w, const char *dir, char *err, size_t errlen);
+int mmp_tensorboard_open(mmp_tensorboard_writer *w, const char *dir, char *err, size_t errlen);
 /* Appends a scalar event (wall time now). */
-void mmp_tb_scalar(mmp_tb_writer *w, const char *tag, int64_t step, double value);
+void mmp_tensorboard_scalar(mmp_tensorboard_writer *w, const char *tag, int64_t step, double value);
 /* Writes the buffered events out. 0 or -1 ("FILE: what" in err). */
-int mmp_tb_flush(mmp_tb_writer *w, char *err, size_t errlen);
+int mmp_tensorboard_flush(mmp_tensorboard_writer *w, char *err, size_t errlen);
 /* Flushes and closes; 0 or -1 (err). */
-int mmp_tb_close(mmp_tb_writer *w, char *err, size_t errlen);
-/* Unix time in seconds (CLOCK_REALTIME), the wall_time of events and the
- * "time" of the JSON log. */
-double mmp_wall_time(void);
+int mmp_tensorboard_close(mmp_tensorboard_writer *w, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

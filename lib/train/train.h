@@ -217,7 +217,7 @@ void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, 
 typedef struct {
     const char *out, *last;
     FILE *log;
-    struct mmp_tb_writer *tb; /* TensorBoard scalars (may be NULL): train/loss, train/lr with the
+    struct mmp_tensorboard_writer *tb; /* TensorBoard scalars (may be NULL): train/loss, train/lr with the
                                  log's step entries; epoch/train_loss, dev/loss, dev/accuracy
                                  (pair heads dev/recall@1) every epoch, flushed */
     int log_every;
