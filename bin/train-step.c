@@ -82,6 +82,7 @@ int main(int argc, char **argv) {
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
     int start_epoch = tr.epoch;
+    if (tb_dir && tr.step > 0) mmp_tensorboard_purge_from(&tb, tr.step + 1); /* --init, --resume: a restart at step + 1 */
     mmp_train_run run = {.log_every = log_every, .stop_after = stop_after, .tb = tb_dir ? &tb : NULL};
     run.target = resume ? tr.cfg.epochs : start_epoch + (init && !mmp_meta_get(&given, "epochs") ? 1 : tr.cfg.epochs);
     if (init) tr.cfg.epochs = run.target; /* recorded: epochs completed so far are the ones that count */

@@ -1,6 +1,7 @@
 /* lib/train/tensorboard.c: CRC-32C against its check value, TFRecord
  * framing, the Event protos byte for byte against an event file written by
- * torch.utils.tensorboard.SummaryWriter (tests/fixtures/gen_tensorboard.py),
+ * torch.utils.tensorboard.SummaryWriter (tests/fixtures/gen_tensorboard.py;
+ * add_scalar, purge_step),
  * and the writer: file name, records, flush, bad directories. */
 #include <dirent.h>
 #include <math.h>
@@ -65,6 +66,11 @@ int main(void) {
     size_t n = 0, m = mmp_tensorboard_event_version(ev, sizeof ev, 1765000000.5, "brain.Event:2");
     CHECK(m > 0);
     n += mmp_tensorboard_frame(got + n, ev, m);
+    for (int k = 0; k < 2; k++) { /* SummaryWriter(purge_step=1234) */
+        m = mmp_tensorboard_event_restart(ev, sizeof ev, 1765000000.5, 1234, k);
+        CHECK(m > 0);
+        n += mmp_tensorboard_frame(got + n, ev, m);
+    }
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++) {
         m = mmp_tensorboard_event_scalar(ev, sizeof ev, sc[i].t, sc[i].step, sc[i].tag, (float)sc[i].v);
         CHECK(m > 0);

@@ -80,6 +80,24 @@ size_t mmp_tensorboard_event_version(uint8_t *buf, size_t cap, double wall_time,
     return b.p <= b.end ? (size_t)(b.p - buf) : 0;
 }
 
+size_t mmp_tensorboard_event_restart(uint8_t *buf, size_t cap, double wall_time, int64_t step, int which) {
+    pb b = {buf, buf + cap};
+    pb_double(&b, 1, wall_time);
+    if (step) {
+        pb_varint(&b, 2 << 3 | 0);
+        pb_varint(&b, (uint64_t)step);
+    }
+    if (which == 0) {
+        pb_bytes(&b, 3, "brain.Event:2", 13);
+    } else { /* session_log = 7: SessionLog {status = 1: START = 1} */
+        pb_varint(&b, 7 << 3 | 2);
+        pb_varint(&b, 2);
+        pb_varint(&b, 1 << 3 | 0);
+        pb_varint(&b, 1);
+    }
+    return b.p <= b.end ? (size_t)(b.p - buf) : 0;
+}
+
 size_t mmp_tensorboard_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *tag, float value) {
     size_t nt = strlen(tag);
     size_t vlen = 1 + varint_len(nt) + nt + 5; /* Value: tag, simple_value */
@@ -165,6 +183,12 @@ int mmp_tensorboard_open(mmp_tensorboard_writer *w, const char *dir, char *err, 
         return -1;
     }
     return 0;
+}
+
+void mmp_tensorboard_purge_from(mmp_tensorboard_writer *w, int64_t step) {
+    if (!w->f) return;
+    uint8_t ev[64];
+    for (int k = 0; k < 2; k++) write_event(w, ev, mmp_tensorboard_event_restart(ev, sizeof ev, mmp_wall_time(), step, k));
 }
 
 void mmp_tensorboard_scalar(mmp_tensorboard_writer *w, const char *tag, int64_t step, double value) {

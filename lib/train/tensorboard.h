@@ -26,6 +26,9 @@ size_t mmp_tensorboard_frame(uint8_t *out, const void *data, size_t n);
  * is enough); the length, or 0 when it does not fit. A step of 0 is left out,
  * as proto3 leaves out a default. */
 size_t mmp_tensorboard_event_version(uint8_t *buf, size_t cap, double wall_time, const char *version);
+/* SummaryWriter(purge_step=STEP)'s two events: which 0: {wall_time, step,
+ * file_version "brain.Event:2"}, 1: {wall_time, step, session_log {status START}}. */
+size_t mmp_tensorboard_event_restart(uint8_t *buf, size_t cap, double wall_time, int64_t step, int which);
 size_t mmp_tensorboard_event_scalar(uint8_t *buf, size_t cap, double wall_time, int64_t step, const char *tag, float value);
 
 typedef struct mmp_tensorboard_writer {
@@ -38,6 +41,10 @@ typedef struct mmp_tensorboard_writer {
 /* Creates DIR (and its parents) when missing and the event file in it, and
  * writes the file_version event (flushed). 0 or -1 ("DIR: what" in err). */
 int mmp_tensorboard_open(mmp_tensorboard_writer *w, const char *dir, char *err, size_t errlen);
+/* A run that continues from a checkpoint at step T: SummaryWriter(purge_step=T+1)'s
+ * events, so that TensorBoard hides what an earlier run (e.g. one that
+ * crashed mid-epoch, or went on past T) wrote at steps >= T+1 in older files. */
+void mmp_tensorboard_purge_from(mmp_tensorboard_writer *w, int64_t step);
 /* Appends a scalar event (wall time now). */
 void mmp_tensorboard_scalar(mmp_tensorboard_writer *w, const char *tag, int64_t step, double value);
 /* Writes the buffered events out. 0 or -1 ("FILE: what" in err). */

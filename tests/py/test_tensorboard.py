@@ -4,7 +4,11 @@
   "brain.Event:2";
 - scalars train/loss, train/lr at the --log-every steps, epoch/train_loss,
   dev/loss, dev/accuracy at each epoch's last global step, equal to the JSON
-  log's values rounded to float32, wall times next to the log's "time";
+  log's values rounded to float32 (to one float32 step: the log's 9 digits can
+  round a double to the neighbouring float), wall times next to the log's "time";
+- runs continued from checkpoints (--init) add files; going back to an earlier
+  checkpoint writes SummaryWriter(purge_step)'s events and TensorBoard shows
+  each step once, the latest run's value;
 - a truncated last record (a crash mid-write) is ignored by the reader, the
   records before it are all there;
 - a DIR that cannot be made: one line, non-zero exit, no checkpoint."""
@@ -12,9 +16,11 @@ import glob
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -81,6 +87,17 @@ check(ea.file_version == 2.0, "file_version %r (\"brain.Event:2\" is read as 2.0
 f32 = lambda v: float(np.float32(v))
 
 
+def same(a, b):
+    """a (TensorBoard's float32 of the double) is b (the log's %.9g text) rounded to
+    float32, or its neighbour: 9 digits can move a double across the midpoint of two
+    floats (double rounding), never further"""
+    return a == b or (a != a and b != b) or abs(a - b) <= float(np.spacing(np.float32(abs(b))))
+
+
+def same_series(got, want):
+    return [s for s, _ in got] == [s for s, _ in want] and all(same(a, b) for (_, a), (_, b) in zip(got, want))
+
+
 def series(tag):
     return [(e.step, e.value) for e in ea.Scalars(tag)] if tag in tags else []
 
@@ -88,7 +105,7 @@ def series(tag):
 def compare(tag, want):
     got = series(tag)
     check([s for s, _ in got] == [s for s, _ in want], "%s: steps %s, want %s" % (tag, [s for s, _ in got], [s for s, _ in want]))
-    bad = [(s, a, b) for (s, a), (_, b) in zip(got, want) if not (a == b or (a != a and b != b))]
+    bad = [(s, a, b) for (s, a), (_, b) in zip(got, want) if not same(a, b)]
     check(not bad, "%s: values differ from the log's (step, tensorboard, log): %s" % (tag, bad[:3]))
 
 
@@ -116,6 +133,36 @@ n_cut = sum(len(ea2.Scalars(t)) for t in ea2.Tags()["scalars"])
 check(n_cut == n_all - 1, "truncated file: %d of %d scalars" % (n_cut, n_all))
 last_tag = "dev/accuracy"
 check(len(ea2.Scalars(last_tag)) == epochs - 1, "the last record (dev/accuracy of the last epoch) is the one dropped")
+
+# restarts: runs that continue from checkpoints (--init) write new files in the same DIR; one
+# goes back to an earlier checkpoint (as after a crash mid-run) and writes SummaryWriter's
+# purge_step events: TensorBoard shows every step once, the latest run's value
+def train(*args):
+    r = subprocess.run([exe, "--batch-size", str(batch), "--lr", "0.01", "--log", "log2.jsonl", "--tensorboard", "runs/exp2"]
+                       + list(args) + ["train.mmp"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+train("--epochs", "2", "--out", "r.safetensors")
+shutil.copy("r.safetensors", "r2.safetensors")
+time.sleep(1.1)  # file names order by their second
+train("--init", "r.safetensors", "--epochs", "1", "--lr", "0.05", "--out", "r.safetensors")  # epoch 3
+time.sleep(1.1)
+train("--init", "r2.safetensors", "--epochs", "2", "--out", "r.safetensors")  # epochs 3, 4 from epoch 2
+check(len(glob.glob("runs/exp2/*")) == 3, "three event files")
+log2 = [json.loads(line) for line in open("log2.jsonl")]
+last = {}
+for e in log2:
+    last[("epoch" if "train_loss" in e else "step", e["step"])] = e
+ea3 = EventAccumulator("runs/exp2", size_guidance={"scalars": 0})
+ea3.Reload()
+got = [(e.step, e.value) for e in ea3.Scalars("train/loss")]
+want = sorted((k[1], f32(e["loss"])) for k, e in last.items() if k[0] == "step")
+check(len(log2) > len(last), "the log holds the repeated epoch twice")
+check(same_series(got, want), "after restarts: train/loss %d values, want %d (one per step, the latest run's)" % (len(got), len(want)))
+got = [(e.step, e.value) for e in ea3.Scalars("epoch/train_loss")]
+want = sorted((k[1], f32(e["train_loss"])) for k, e in last.items() if k[0] == "epoch")
+check(same_series(got, want) and len(got) == 4, "after restarts: epoch/train_loss %s, want %s" % (got, want))
 
 # a directory that cannot be made: one line, exit 1, before training
 open("plain", "w").close()
