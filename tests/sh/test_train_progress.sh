@@ -6,7 +6,8 @@
 # - stderr a terminal (script(1), skipped without it): the live line (\r, erase to end of
 #   line) "epoch E/N: S/T steps (P%), R steps/s, ETA m:ss", and the epoch lines;
 # - mmp-eval / mmp-cat --progress into a file: plain lines only (the last count at the end);
-# - the JSON log's "time" (unix seconds) on every line, in order, near now.
+# - the JSON log's "time" (unix seconds) on every line, in order, near now; two runs of the
+#   same inputs and seed write the same log but for "seconds" and "time".
 set -u
 command -v mmp-train-step >/dev/null || { echo "mmp-train-step not built"; exit 77; }
 M="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
@@ -46,6 +47,15 @@ awk -v a="$t_before" -v b="$t_after" '
 grep -q '^{"step":1,"epoch":1,"loss":[^,]*,"lr":[^,]*,"time":' log.jsonl || fail "step line fields: $(head -1 log.jsonl)"
 grep -q '^{"epoch":1,"step":[0-9]*,"train_loss":[^,]*,"lr":[^,]*,"dev_loss":[^,]*,"dev_metric":[^,]*,"seconds":[0-9.]*,"time":' log.jsonl ||
   fail "epoch line fields: $(grep train_loss log.jsonl | head -1)"
+# two runs of the same inputs and seed: the logs differ only in "seconds" and "time"
+for r in a b; do
+  mmp-train-step --epochs 3 --batch-size 8 --dev dev.mmp --log det-$r.jsonl --out det-$r.safetensors fit.mmp 2> /dev/null || fail "train $r"
+  sed -E 's/,"seconds":[0-9.]+//; s/,"time":[0-9.]+//' det-$r.jsonl > det-$r.masked
+done
+cmp -s det-a.masked det-b.masked || fail "logs of two identical runs differ beyond seconds/time: $(diff det-a.masked det-b.masked | head -3)"
+cmp -s det-a.jsonl det-b.jsonl && fail "two runs wrote the same times"
+grep -q time det-a.masked && fail "masking left a time field"
+[ "$(wc -l < det-a.masked)" -gt 3 ] || fail "short log"
 
 # other programs with --progress into a file: plain lines, the last count at the end
 mmp-eval --progress --model h.safetensors dev.mmp -o pred.mmp 2> err.txt || fail "eval: $(cat err.txt)"
