@@ -45,7 +45,7 @@ t1=$(date +%s.%N)
 mmp_train=$(sed -n 's/.*; \([0-9.]*\) s training.*/\1/p' "$tmp/mmp.err")
 mmp_cpu=$(sed -n 's/.* s training (\([0-9.]*\) s CPU).*/\1/p' "$tmp/mmp.err")
 mmp_total=$(echo "$t1 - $t0" | bc)
-mmp_loss=$(sed -n 's/.*train loss \([0-9.e-]*\).*/\1/p' "$tmp/mmp.err")
+mmp_loss=$(tail -n 1 "$tmp/mmp.err" | sed -n 's/.*train loss \([0-9.e-]*\).*/\1/p')  # the summary line, after the epoch lines
 mmp_acc=-
 if [ -n "$test_in" ]; then
   "$BUILD/mmp-eval" --model "$tmp/head.safetensors" "$test_in" -o /dev/null --json "$tmp/eval.json" 2>/dev/null

@@ -79,6 +79,7 @@ int main(int argc, char **argv) {
         mmp_record rec;
         mmp_record_init(&rec);
         unsigned long long n = 0;
+        double t0 = mmp_now();
         for (int i = 0; i < ninputs && !(head >= 0 && n >= (unsigned long long)head); i++) {
             int k;
             while (!(head >= 0 && n >= (unsigned long long)head) && (k = mmp_reader_next(rd[i], &rec)) != 0) {
@@ -89,7 +90,7 @@ int main(int argc, char **argv) {
                     mmp_die("%s", err);
                 }
                 n++;
-                if ((n & 1023) == 0 && mmp_progress_enabled()) mmp_progress("%llu records", n);
+                if ((n & 1023) == 0 && mmp_progress_enabled()) mmp_progress_count(NULL, "records", n, 0, t0);
             }
         }
         if (mmp_progress_enabled()) mmp_progress_done();
@@ -109,6 +110,7 @@ int main(int argc, char **argv) {
         mmp_record rec;
         mmp_record_init(&rec);
         unsigned long long n = 0;
+        double t0 = mmp_now();
         uint64_t skipped = 0;
         int stopped = 0;
         for (int i = 0; i < ninputs && !stopped; i++) {
@@ -117,7 +119,7 @@ int main(int argc, char **argv) {
                 if (w) mmp_writer_write(w, &rec);
                 else if (!count_only) mmp_record_print_json(stdout, &rec, h0, full);
                 n++;
-                if ((n & 1023) == 0 && mmp_progress_enabled()) mmp_progress("%llu records", n);
+                if ((n & 1023) == 0 && mmp_progress_enabled()) mmp_progress_count(NULL, "records", n, 0, t0);
             }
             if (!stopped) skipped += mmp_reader_skipped(rd[i]);
         }

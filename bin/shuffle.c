@@ -53,12 +53,13 @@ int main(int argc, char **argv) {
     mmp_record_init(&rec);
     mmp_record_init(&o);
     uint64_t n = 0;
+    double t0 = mmp_now();
     while (mmp_reader_next_or_die(r, &rec)) {
         if (mmp_shufbuf_push(&sb, &rec, &o)) {
             mmp_writer_write(w, &o);
             mmp_record_clear(&o);
         }
-        if (mmp_progress_enabled() && ++n % 10000 == 0) mmp_progress("%llu records", (unsigned long long)n);
+        if (mmp_progress_enabled() && ++n % 10000 == 0) mmp_progress_count(NULL, "records", n, 0, t0);
     }
     while (mmp_shufbuf_pop(&sb, &o)) {
         mmp_writer_write(w, &o);

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "train/tensorboard.h"
 #include "train/train.h"
 
 static const char usage[] =
@@ -20,7 +21,8 @@ static const char usage[] =
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-train-step");
-    const char *out = NULL, *last = NULL, *init = NULL, *resume = NULL, *dev_path = NULL, *log_path = NULL;
+    const char *out = NULL, *last = NULL, *init = NULL, *resume = NULL, *dev_path = NULL, *log_path = NULL,
+               *tb_dir = NULL;
     int allow_mixed = 0, threads = 0, log_every = 1, stop_after = -1;
     mmp_meta given; /* the configuration options given: key -> value, in command-line order */
     mmp_meta_init(&given);
@@ -40,6 +42,9 @@ int main(int argc, char **argv) {
         MMP_O_INT("stop-after-epochs", 0, &stop_after, 0, 1 << 30, "K", "run at most K epochs in this invocation (resume later)"),
         MMP_O_STRING("log", 0, &log_path, "FILE", "JSON lines: steps and epochs (for mmp-report --log)"),
         MMP_O_INT("log-every", 0, &log_every, 0, 1 << 30, "N", "step entries every N steps (1)"),
+        MMP_O_STRING("tensorboard", 0, &tb_dir, "DIR",
+                     "TensorBoard scalars (train/loss, train/lr with the --log-every steps;\n"
+                     "epoch/train_loss, dev/loss, dev/accuracy per epoch) in a new event file in DIR"),
         MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions (default: online\n"
                                 "CPUs, at most 4); the results are bit-identical for any N"),
         MMP_O_COMMON,
@@ -50,6 +55,8 @@ int main(int argc, char **argv) {
     if (init && resume) mmp_die("--init and --resume exclude each other");
     mmp_train_init_blas();
     char err[1024];
+    mmp_tensorboard_writer tb; /* before the data: a bad DIR fails fast (SummaryWriter(DIR) makes the file at once too) */
+    if (tb_dir && mmp_tensorboard_open(&tb, tb_dir, err, sizeof err)) mmp_die("%s", err);
 
     /* configuration: defaults <- checkpoint <- command line (cfg: defaults <- command line) */
     mmp_trainer tr;
@@ -75,7 +82,8 @@ int main(int argc, char **argv) {
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
     int start_epoch = tr.epoch;
-    mmp_train_run run = {.log_every = log_every, .stop_after = stop_after};
+    if (tb_dir && tr.step > 0) mmp_tensorboard_purge_from(&tb, tr.step + 1); /* --init, --resume: a restart at step + 1 */
+    mmp_train_run run = {.log_every = log_every, .stop_after = stop_after, .tb = tb_dir ? &tb : NULL};
     run.target = resume ? tr.cfg.epochs : start_epoch + (init && !mmp_meta_get(&given, "epochs") ? 1 : tr.cfg.epochs);
     if (init) tr.cfg.epochs = run.target; /* recorded: epochs completed so far are the ones that count */
     mmp_trainer_standardize(&tr, &ds);
@@ -108,6 +116,7 @@ int main(int argc, char **argv) {
     if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
     fputc('\n', stderr);
     if (run.log) fclose(run.log);
+    if (run.tb && mmp_tensorboard_close(run.tb, err, sizeof err)) mmp_die("%s", err);
     free(last_path);
     if (dev_path) mmp_dataset_free(&dev);
     mmp_dataset_free(&ds);

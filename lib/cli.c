@@ -627,29 +627,112 @@ void mmp_cli_check(int rc, const char *msg) {
 /* progress                                                            */
 /* ------------------------------------------------------------------ */
 
+/* g_progress: -1 = not given (live updates when stderr is a terminal), 0 =
+ * --no-progress, 1 = --progress. On a terminal a live line is redrawn in
+ * place (\r, erase to end of line) at most every 0.1 s; elsewhere (a file, a
+ * pipe) nothing but whole plain lines is written: a live line at most every
+ * 30 s and the last one when mmp_progress_done() ends it. */
+#define PROGRESS_TTY_INTERVAL 0.1
+#define PROGRESS_PLAIN_INTERVAL 30.0
+static int g_tty = -1;
+static char g_line[512];   /* the latest live line */
+static int g_line_pending; /* g_line not written yet */
+static double g_line_t = -1e30; /* when a live line was last written */
+
+static int stderr_tty(void) {
+    if (g_tty < 0) g_tty = isatty(2) ? 1 : 0;
+    return g_tty;
+}
+
 int mmp_progress_enabled(void) {
-    if (g_progress < 0) g_progress = isatty(2) ? 1 : 0;
+    if (g_progress < 0) return stderr_tty();
     return g_progress;
+}
+
+int mmp_progress_is_tty(void) { return stderr_tty(); }
+
+static void line_write(void) {
+    if (stderr_tty()) fprintf(stderr, "\r%s: %s\033[K", mmp_progname(), g_line);
+    else fprintf(stderr, "%s: %s\n", mmp_progname(), g_line);
+    fflush(stderr);
+    g_line_pending = 0;
+    g_progress_shown = stderr_tty();
 }
 
 void mmp_progress(const char *fmt, ...) {
     if (!mmp_progress_enabled()) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_line, sizeof g_line, fmt, ap);
+    va_end(ap);
+    g_line_pending = 1;
+    double now = mmp_now();
+    if (!stderr_tty() && g_line_t < -1e29) g_line_t = now; /* the first plain line after an interval */
+    if (now - g_line_t >= (stderr_tty() ? PROGRESS_TTY_INTERVAL : PROGRESS_PLAIN_INTERVAL)) {
+        g_line_t = now;
+        line_write();
+    }
+}
+
+void mmp_progress_done(void) {
+    if (g_line_pending && mmp_progress_enabled()) line_write();
+    if (g_progress_shown) fputc('\n', stderr);
+    g_progress_shown = 0;
+    g_line_pending = 0;
+    g_line_t = -1e30;
+}
+
+void mmp_progress_line(const char *fmt, ...) {
+    if (g_progress == 0) return;
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\r%s: %s\033[K", mmp_progname(), buf);
-    g_progress_shown = 1;
+    if (g_progress_shown) fputs("\r\033[K", stderr); /* over the live line */
+    fprintf(stderr, "%s: %s\n", mmp_progname(), buf);
+    fflush(stderr);
+    g_progress_shown = 0;
+    g_line_pending = 0;
+    if (!stderr_tty()) g_line_t = mmp_now();
 }
 
-void mmp_progress_done(void) {
-    if (g_progress_shown) fputc('\n', stderr);
-    g_progress_shown = 0;
+/* h:mm:ss, or m:ss under an hour */
+static void fmt_duration(char *b, size_t n, double s) {
+    if (!(s >= 0) || s > 99 * 3600.0) {
+        snprintf(b, n, "?");
+        return;
+    }
+    long long t = (long long)(s + 0.5);
+    if (t >= 3600) snprintf(b, n, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(b, n, "%lld:%02lld", t / 60, t % 60);
+}
+
+void mmp_progress_count(const char *what, const char *unit, uint64_t done, uint64_t total, double t0) {
+    if (!mmp_progress_enabled()) return;
+    double dt = mmp_now() - t0, rate = dt > 0 ? (double)done / dt : 0;
+    char r[32], pre[256] = "";
+    if (what && *what) snprintf(pre, sizeof pre, "%s: ", what);
+    if (rate >= 100) snprintf(r, sizeof r, "%.0f", rate);
+    else snprintf(r, sizeof r, "%.1f", rate);
+    if (total > 0) {
+        char eta[32];
+        fmt_duration(eta, sizeof eta, done >= total ? 0 : rate > 0 ? (double)(total - done) / rate : -1);
+        mmp_progress("%s%llu/%llu %s (%.0f%%), %s %s/s, ETA %s", pre, (unsigned long long)done, (unsigned long long)total, unit,
+                     100.0 * (double)done / (double)total, r, unit, eta);
+    } else {
+        mmp_progress("%s%llu %s, %s %s/s", pre, (unsigned long long)done, unit, r, unit);
+    }
 }
 
 double mmp_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double mmp_wall_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

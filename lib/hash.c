@@ -178,3 +178,15 @@ uint64_t mmp_hash64(const void *data, size_t n, uint64_t seed) {
     /* SplitMix64 step as finalizer: good avalanche on the low bits too */
     return mmp_rng_hash(h);
 }
+
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of
+ * TFRecord framing. Bitwise: its users checksum records of tens of bytes. */
+uint32_t mmp_crc32c(uint32_t crc, const void *data, size_t n) {
+    const uint8_t *p = data;
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}

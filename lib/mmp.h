@@ -311,6 +311,9 @@ int mmp_sha256_file(const char *path, char out[65]);
 void mmp_sha256(const void *data, size_t n, uint8_t out[32]);
 /* 64-bit hash of a string (FNV-1a then a SplitMix64 finalizer); stable across machines. */
 uint64_t mmp_hash64(const void *data, size_t n, uint64_t seed);
+/* CRC-32C (Castagnoli; TFRecord's checksum): crc = 0 to start, the previous
+ * value to continue. mmp_crc32c(0, "123456789", 9) = 0xE3069283. */
+uint32_t mmp_crc32c(uint32_t crc, const void *data, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* command-line conventions                                            */
@@ -321,12 +324,27 @@ uint64_t mmp_hash64(const void *data, size_t n, uint64_t seed);
 void mmp_cli_init(const char *progname);
 /* Options: the option tables of cli.h (-h/--help, --version, --progress
  * and the programs' own options). */
-/* Progress on stderr when it is a terminal or --progress was given. */
+/* Progress on stderr when it is a terminal or --progress was given, else
+ * nothing (--no-progress: never). mmp_progress sets the live line: on a
+ * terminal redrawn in place (\r and erase-to-end-of-line; at most every
+ * 0.1 s), elsewhere written as plain lines "PROG: text\n" (at most every 30 s;
+ * no \r, no escape codes). mmp_progress_done ends it (on a terminal a newline;
+ * elsewhere the last line, if not yet written). */
 int mmp_progress_enabled(void);
+int mmp_progress_is_tty(void);
 void mmp_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mmp_progress_done(void);
+/* The live line "[WHAT: ]DONE/TOTAL UNIT (P%), RATE UNIT/s, ETA m:ss", or
+ * "[WHAT: ]DONE UNIT, RATE UNIT/s" when total is 0 (unknown); t0: mmp_now()
+ * at the start. */
+void mmp_progress_count(const char *what, const char *unit, uint64_t done, uint64_t total, double t0);
+/* A permanent line "PROG: text\n" (an epoch summary): written unless
+ * --no-progress, terminal or not (over the live line on a terminal). */
+void mmp_progress_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Monotonic seconds. */
 double mmp_now(void);
+/* Wall-clock time: unix seconds (CLOCK_REALTIME, Python's time.time()). */
+double mmp_wall_time(void);
 
 #ifdef __cplusplus
 }

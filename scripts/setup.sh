@@ -6,6 +6,7 @@
 # Packages already installed are left alone; without root it uses sudo.
 #   scripts/setup.sh            build + test dependencies
 #   scripts/setup.sh --bench    also PyTorch/torchvision/sklearn (the peers in bench/ and fixtures)
+#                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail
 pkgs=(build-essential clang pkg-config ca-certificates
       libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
@@ -24,5 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "${1:-}" = --bench ] && ! python3 -c 'import tensorboard' 2>/dev/null; then
+  echo "setup: pip install --user tensorboard" >&2
+  python3 -m pip install --user -q tensorboard || python3 -m pip install --user -q --break-system-packages tensorboard
 fi
 echo "setup: dependencies present" >&2

@@ -303,7 +303,8 @@ int main(void) {
     write_multilabel("ml_dev.mmp", 200, 22);
     CHECK(t_sh("mmp-train-step --loss bce --epochs 5 --batch-size 32 --lr 0.01 --dev ml_dev.mmp --out bce.safetensors ml_train.mmp 2>bce.err") == 0);
     e = slurp("bce.err");
-    double mlacc = e && strstr(e, "dev accuracy ") ? atof(strstr(e, "dev accuracy ") + 13) : 0;
+    const char *sacc = e ? strstr(e, "; dev accuracy ") : NULL; /* the summary line, after the epoch lines */
+    double mlacc = sacc ? atof(sacc + 15) : 0;
     printf("bce: dev exact-match accuracy %.3f\n", mlacc);
     CHECK(mlacc > 0.9);
     free(e);

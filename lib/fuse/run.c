@@ -189,6 +189,7 @@ int mmp_fuser_run(mmp_fuser *f, mmp_reader *ra, mmp_reader *rb, mmp_writer *w, u
     mmp_joiner *J = single ? NULL : mmp_join_new((mmp_join_src){reader_next, ra, na}, (mmp_join_src){reader_next, rb, nb}, o->window, o->skip_missing);
     int64_t oshape[1] = {D};
     uint64_t nout = 0;
+    double t0 = mmp_now();
     int ret = -1;
     for (;;) {
         int n = 0;
@@ -239,7 +240,7 @@ int mmp_fuser_run(mmp_fuser *f, mmp_reader *ra, mmp_reader *rb, mmp_writer *w, u
             mmp_writer_write(w, &out);
         }
         nout += (uint64_t)n;
-        mmp_progress("%llu records", (unsigned long long)nout);
+        mmp_progress_count(NULL, "records", nout, 0, t0);
     }
     mmp_progress_done();
     *join_skipped = J ? mmp_join_skipped(J) : 0;

@@ -222,7 +222,7 @@ int mmp_nn_embed_stream(const mmp_nn_embed *e, mmp_nn_runner *run, mmp_reader *r
             mmp_record_clear(rec);
         }
         if (mmp_progress_enabled())
-            mmp_progress("%llu images, %.1f img/s", (unsigned long long)recno, recno / (mmp_now() - t0 + 1e-9));
+            mmp_progress_count(NULL, "images", (uint64_t)recno, 0, t0);
         if (n < batch) break;
     }
     if (!rc && mmp_progress_enabled()) mmp_progress_done();

@@ -146,6 +146,7 @@ int mmp_text_embed_stream(const mmp_text_embed_opts *o, mmp_reader *rd, const mm
     float *emb = mmp_xmalloc((size_t)group * H * sizeof *emb);
     uint64_t *recnos = mmp_xmalloc((size_t)group * sizeof *recnos);
     uint64_t recno = 0, skipped = 0, done = 0;
+    double t0 = mmp_now();
     int li = 0, rc = 0;
     while (!rc) {
         int n = 0;
@@ -199,7 +200,7 @@ int mmp_text_embed_stream(const mmp_text_embed_opts *o, mmp_reader *rd, const mm
             mmp_writer_write(w, &recs[i]);
         }
         done += (uint64_t)n;
-        mmp_progress("%llu texts", (unsigned long long)done);
+        mmp_progress_count(NULL, "texts", done, 0, t0);
     }
     if (!rc) {
         mmp_progress_done();

@@ -200,6 +200,7 @@ int mmp_eval_run(mmp_eval *e, mmp_reader *r, mmp_writer *w, int64_t B, const int
     float *za = mmp_xmalloc(sizeof(float) * (size_t)(B * E)), *zb = mmp_xmalloc(sizeof(float) * (size_t)(B * E));
     float *all_a = NULL, *all_b = NULL;
     int64_t n = 0, cap_all = 0;
+    double t0 = mmp_now();
     int rc = 1, ret = -1;
     while (rc == 1) {
         int64_t m = 0;
@@ -241,7 +242,7 @@ int mmp_eval_run(mmp_eval *e, mmp_reader *r, mmp_writer *w, int64_t B, const int
                                  err, errlen))
                 goto out;
         n += m;
-        mmp_progress("%lld records", (long long)n);
+        mmp_progress_count(NULL, "records", (uint64_t)n, 0, t0);
     }
     mmp_progress_done();
     mmp_writer_add_skipped(w, mmp_reader_skipped(r));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "train/metrics.h"
+#include "train/tensorboard.h"
 #include "train/train.h"
 
 #define LOGIT_SCALE_MAX 4.605170185988092 /* log(100), CLIP's clamp */
@@ -87,7 +88,9 @@ static double batch_loss(mmp_trainer *tr, int64_t m, int grad, uint64_t *drng) {
     return l;
 }
 
-double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every) {
+/* One epoch; step entries in log and tb (may be NULL) every log_every steps;
+ * target > 0: a live progress line "epoch E/TARGET: S/N steps ...". */
+static double run_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every, mmp_tensorboard_writer *tb, int target) {
     mmp_train_cfg *c = &tr->cfg;
     int64_t n = ds->n, B = c->batch;
     grow_batch(tr, B);
@@ -97,6 +100,15 @@ double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int 
     int pairloss = tr->head.kind == MMP_HEAD_PAIR;
     double sum = 0;
     int64_t counted = 0;
+    int live = target > 0 && mmp_progress_enabled();
+    uint64_t nsteps = 0, done = 0;
+    char what[64] = "";
+    double t0 = 0;
+    if (live) {
+        for (int64_t s = 0; s < n; s += B) nsteps += !(pairloss && n - s < 2);
+        snprintf(what, sizeof what, "epoch %d/%d", tr->epoch + 1, target);
+        t0 = mmp_now();
+    }
     for (int64_t s = 0; s < n; s += B) {
         int64_t m = n - s < B ? n - s : B;
         if (pairloss && m < 2) continue; /* no in-batch negatives */
@@ -114,13 +126,24 @@ double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int 
         }
         sum += l * (double)m;
         counted += m;
-        if (log && log_every > 0 && tr->step % log_every == 0)
-            fprintf(log, "{\"step\":%lld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g}\n", (long long)tr->step,
-                    tr->epoch + 1, l, lr);
+        if (log_every > 0 && tr->step % log_every == 0) {
+            if (log)
+                fprintf(log, "{\"step\":%lld,\"epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,\"time\":%.6f}\n", (long long)tr->step,
+                        tr->epoch + 1, l, lr, mmp_wall_time());
+            if (tb) {
+                mmp_tensorboard_scalar(tb, "train/loss", tr->step, l);
+                mmp_tensorboard_scalar(tb, "train/lr", tr->step, lr);
+            }
+        }
+        if (live) mmp_progress_count(what, "steps", ++done, nsteps, t0);
     }
     free(perm);
     tr->epoch++;
     return counted ? sum / (double)counted : NAN;
+}
+
+double mmp_trainer_epoch(mmp_trainer *tr, const mmp_dataset *ds, FILE *log, int log_every) {
+    return run_epoch(tr, ds, log, log_every, NULL, 0);
 }
 
 void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, double *metric) {
@@ -196,7 +219,7 @@ int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, 
     while (tr->epoch < run->target && (run->stop_after < 0 || run->ran < run->stop_after)) {
         if (has_dev && tr->cfg.patience > 0 && tr->bad_epochs >= tr->cfg.patience) break;
         double te = mmp_now();
-        run->train_loss = mmp_trainer_epoch(tr, ds, run->log, run->log_every);
+        run->train_loss = run_epoch(tr, ds, run->log, run->log_every, run->tb, run->target);
         run->ran++;
         if (!isfinite(run->train_loss)) return mmp_errf(err, errlen, "epoch %d: the training loss is not finite (lower --lr?)", tr->epoch);
         int improved = 0;
@@ -215,16 +238,24 @@ int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, 
             fprintf(run->log, "{\"epoch\":%d,\"step\":%lld,\"train_loss\":%.9g,\"lr\":%.9g", tr->epoch, (long long)tr->step,
                     run->train_loss, mmp_sched_lr(&tr->cfg.sched, tr->step > 0 ? tr->step - 1 : 0));
             if (has_dev) fprintf(run->log, ",\"dev_loss\":%.9g,\"dev_metric\":%.9g", run->dev_loss, run->dev_metric);
-            fprintf(run->log, ",\"seconds\":%.3f}\n", mmp_now() - te);
+            fprintf(run->log, ",\"seconds\":%.3f,\"time\":%.6f}\n", mmp_now() - te, mmp_wall_time());
             fflush(run->log);
+        }
+        if (run->tb) {
+            mmp_tensorboard_scalar(run->tb, "epoch/train_loss", tr->step, run->train_loss);
+            if (has_dev) {
+                mmp_tensorboard_scalar(run->tb, "dev/loss", tr->step, run->dev_loss);
+                mmp_tensorboard_scalar(run->tb, pair ? "dev/recall@1" : "dev/accuracy", tr->step, run->dev_metric);
+            }
+            if (mmp_tensorboard_flush(run->tb, err, errlen)) return -1;
         }
         if (improved && mmp_trainer_save(tr, run->out, err, errlen)) return -1;
         if (mmp_trainer_save(tr, run->last, err, errlen)) return -1;
         if (has_dev)
-            mmp_progress("epoch %d/%d: train loss %.4f, dev loss %.4f, dev %s %.4f%s", tr->epoch, run->target, run->train_loss,
-                         run->dev_loss, pair ? "recall@1" : "accuracy", run->dev_metric, improved ? " (best)" : "");
+            mmp_progress_line("epoch %d/%d: train loss %.4f, dev loss %.4f, dev %s %.4f%s", tr->epoch, run->target, run->train_loss,
+                              run->dev_loss, pair ? "recall@1" : "accuracy", run->dev_metric, improved ? " (best)" : "");
         else
-            mmp_progress("epoch %d/%d: train loss %.4f", tr->epoch, run->target, run->train_loss);
+            mmp_progress_line("epoch %d/%d: train loss %.4f", tr->epoch, run->target, run->train_loss);
         if (has_dev && tr->cfg.patience > 0 && tr->bad_epochs >= tr->cfg.patience)
             fprintf(stderr, "%s: early stop after epoch %d: no dev improvement for %d epochs (best %.4f at epoch %d)\n",
                     mmp_progname(), tr->epoch, tr->bad_epochs, tr->best_metric, tr->best_epoch);

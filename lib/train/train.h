@@ -217,6 +217,9 @@ void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, 
 typedef struct {
     const char *out, *last;
     FILE *log;
+    struct mmp_tensorboard_writer *tb; /* TensorBoard scalars (may be NULL): train/loss, train/lr with the
+                                 log's step entries; epoch/train_loss, dev/loss, dev/accuracy
+                                 (pair heads dev/recall@1) every epoch, flushed */
     int log_every;
     int target, stop_after;
     const mmp_dataset *dev;

@@ -29,6 +29,9 @@ check "train-step bad --lr" nz mmp-train-step --lr abc --out x.safetensors /dev/
 grep -q "lr" err.txt || { echo "FAIL: bad --lr not named"; fail=1; }
 check "train-step missing input" nz mmp-train-step --out x.safetensors no-such-file.mmp; oneline mmp-train-step
 grep -q "no-such-file.mmp" err.txt || { echo "FAIL: missing file not named"; fail=1; }
+touch plain.txt
+check "train-step bad --tensorboard" nz mmp-train-step --tensorboard plain.txt/runs --out x.safetensors /dev/null; oneline mmp-train-step
+grep -q "plain.txt/runs: cannot create the directory: Not a directory" err.txt || { echo "FAIL: bad --tensorboard: $(cat err.txt)"; fail=1; }
 [ ! -e x.safetensors ] || { echo "FAIL: a checkpoint was written"; fail=1; }
 check "report on garbage" nz sh -c 'echo garbage | mmp-report'; oneline mmp-report
 for k in 0 1,x '1;2' 1,2,3,4; do
