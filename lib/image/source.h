@@ -47,6 +47,7 @@ typedef struct {
     char **classes;
     int shard_i, shard_n; /* keep items with index % shard_n == shard_i (shard_n 0/1 = all) */
     uint64_t max_bytes;   /* larger files are bad items (0 = 1 GiB) */
+    const char *split;    /* Hugging Face imagefolder split(s) of folder inputs: "train", "test", "train+test" (NULL: the only one) */
 } mmp_src_opts;
 
 typedef struct mmp_src mmp_src;
