@@ -1060,12 +1060,13 @@ mmp_src *mmp_src_open(int ninputs, char **inputs, const mmp_src_opts *o, char *e
             goto fail;
         } else if (S_ISDIR(st.st_mode)) {
             in->kind = IN_DIR;
-            in->hf = hf_layout(inputs[i]);
+            for (size_t l = strlen(in->name); l > 1 && in->name[l - 1] == '/'; l--) in->name[l - 1] = 0; /* ids: "d/x", not "d//x" */
+            in->hf = hf_layout(in->name);
             kind = in->hf ? "imagefolder" : "dir";
             if (in->hf) rc = open_hf(in, &cls, s->o.split, err, errlen);
             else if (s->o.split && strcmp(s->o.split, "train")) /* datasets: no split folders = all "train" */
                 rc = mmp_errf(err, errlen, "%s: no split '%s' (found: train; a folder without split folders is all train)",
-                              inputs[i], s->o.split);
+                              in->name, s->o.split);
             else rc = open_dir(in, &cls, err, errlen);
         } else if (ends_with(inputs[i], ".csv")) {
             in->kind = IN_MANIFEST;
@@ -1084,6 +1085,12 @@ mmp_src *mmp_src_open(int ninputs, char **inputs, const mmp_src_opts *o, char *e
         if (in->kind == IN_TAR && in->wds && !in->streaming) kind = "webdataset";
         size_t kl = strlen(s->kinds);
         snprintf(s->kinds + kl, sizeof s->kinds - kl, "%s%s", kl ? "," : "", kind);
+    }
+    int ndir = 0;
+    for (int i = 0; i < ninputs; i++) ndir += s->in[i].kind == IN_DIR;
+    if (s->o.split && !ndir) {
+        mmp_errf(err, errlen, "--split %s: no folder among the inputs (it picks a split of a Hugging Face imagefolder)", s->o.split);
+        goto fail;
     }
     if (s->fixed) {
         s->nclasses = o->nclasses;

@@ -66,6 +66,14 @@ for sp in train test; do mkdir -p m/$sp; cp "$fx/base420.jpg" m/$sp/0.jpg; cp "$
 [ "$(recs m --split test)" = "m/test/1.png 1  one test
 m/test/0.jpg 0  zero test" ] || fail "split metadata: $(recs m --split test)"
 
+# a torchvision ImageFolder (class folders, no split folder) is all "train";
+# --split needs a folder; a trailing slash makes no "//" in the ids
+mkdir -p tv/a tv/b; cp "$fx/base420.jpg" tv/a/1.jpg; cp "$fx/rgb.png" tv/b/2.png
+[ "$(recs tv/ --split train)" = "tv/a/1.jpg 0 a 
+tv/b/2.png 1 b " ] || fail "ImageFolder --split train: $(recs tv/ --split train)"
+e=$(fails tv --split test); [ "$e" = "mmp-decode: tv: no split 'test' (found: train; a folder without split folders is all train)" ] || fail "ImageFolder --split test: $e"
+e=$(fails bom.csv --split train); [ "$e" = "mmp-decode: --split train: no folder among the inputs (it picks a split of a Hugging Face imagefolder)" ] || fail "--split on a manifest: $e"
+
 # errors: one line naming the manifest file and its line
 mkdir -p bad
 cp "$fx/base420.jpg" bad/a.jpg
