@@ -508,6 +508,13 @@ static void test_hf_imagefolder(void) {
     o.split = "train";
     n = collect(2, two, &o, g, 8, err, sizeof err, NULL);
     CHECKF(n == -1 && !strcmp(err, "m5.jsonl: line 2: label 2 out of range (2 classes named by the inputs)"), "range: %s", err);
+    /* the label in the message stays on one line */
+    f = fopen("mx.jsonl", "w");
+    fprintf(f, "{\"path\": \"a.jpg\", \"label\": 1}\n{\"path\": \"a.jpg\", \"label\": \"x\\ny\"}\n");
+    fclose(f);
+    char *mx[] = {"mx.jsonl"};
+    n = collect(1, mx, NULL, g, 8, err, sizeof err, NULL);
+    CHECKF(n == -1 && !strcmp(err, "mx.jsonl: line 2: label 'x?y' is a string (a class name) here but a number on line 1"), "%s", err);
 }
 
 int main(void) {

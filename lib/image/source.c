@@ -485,6 +485,15 @@ static int read_jsonl(const char *name, int hf, mrows *r, char *err, size_t errl
     return rc;
 }
 
+/* s for a one-line message: at most 48 bytes, control characters as '?' */
+static const char *shown(const char *s, char *buf, size_t n) {
+    size_t o = 0, max = n < 52 ? n - 4 : 48;
+    for (; *s && o < max; s++) buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    if (*s) memcpy(buf + o, "...", 3), o += 3;
+    buf[o] = 0;
+    return buf;
+}
+
 /* Rows to entries: paths resolved (hf: relative to the metadata file's
  * folder and inside it, as Hugging Face requires), labels checked: a number
  * >= -1 (-1 = none), and no input mixes numbers with class names. */
@@ -499,8 +508,9 @@ static int add_rows(input *in, const char *name, int hf, mrows *r, strset *cls, 
             char *np = normpath(w->path);
             if (strstr(w->path, "://") || w->path[0] == '/' || !strcmp(np, "..") || !strncmp(np, "../", 3)) {
                 free(np);
+                char sb[64];
                 return mmp_errf(err, errlen, "%s: line %d: file_name '%s' must be a relative path inside the folder of the metadata file",
-                                name, w->line, w->path);
+                                name, w->line, shown(w->path, sb, sizeof sb));
             }
             path = resolve(name, np);
             free(np);
@@ -513,8 +523,9 @@ static int add_rows(input *in, const char *name, int hf, mrows *r, strset *cls, 
             if (other[1]) {
                 const char *on = in->mfiles[other[0]];
                 int same = other[0] == mf;
+                char sb[64];
                 mmp_errf(err, errlen, "%s: line %d: label %s%s%s is a %s here but a %s on %s%sline %d", name, w->line,
-                         w->num ? "" : "'", w->label, w->num ? "" : "'", w->num ? "number" : "string (a class name)",
+                         w->num ? "" : "'", shown(w->label, sb, sizeof sb), w->num ? "" : "'", w->num ? "number" : "string (a class name)",
                          w->num ? "string (a class name)" : "number", same ? "" : on, same ? "" : " ", other[1]);
                 free(path);
                 return -1;
@@ -863,11 +874,15 @@ static int open_hf(input *in, strset *cls, const char *split, char *err, size_t 
         goto out;
     }
     /* without metadata: labels = the images' parent folder names when there
-     * are several and every image is at the same depth (over all splits) */
+     * are several and every image is at the same depth. datasets decides it
+     * split by split (train, validation, test) on the names and depths seen
+     * so far, and the last split's answer makes the label feature: a split
+     * decided before a second name came has no labels. */
     strset labels = {0};
-    int depth = -1, samedepth = 1;
+    int depth = -1, samedepth = 1, lab[3] = {0}, last = -1;
     if (!meta)
-        for (int s = 0; s < 3; s++)
+        for (int s = 0; s < 3; s++) {
+            if (!found[s]) continue;
             for (size_t i = 0; i < files[s].n; i++) {
                 const char *p = files[s].v[i];
                 if (!hf_is_img(p)) continue;
@@ -880,7 +895,10 @@ static int open_hf(input *in, strset *cls, const char *split, char *err, size_t 
                 if (depth < 0) depth = d;
                 else if (d != depth) samedepth = 0;
             }
-    int add_labels = labels.n > 1 && samedepth;
+            lab[s] = labels.n > 1 && samedepth;
+            last = s;
+        }
+    int add_labels = last >= 0 && lab[last];
     if (add_labels)
         for (int i = 0; i < labels.n; i++) set_add(cls, labels.v[i]);
     for (int i = 0; i < labels.n; i++) free(labels.v[i]);
@@ -910,7 +928,7 @@ static int open_hf(input *in, strset *cls, const char *split, char *err, size_t 
                 const char *p = files[s].v[i];
                 if (!hf_is_img(p)) continue;
                 char *full = mmp_xasprintf("%s/%s", in->name, p);
-                add_entry(in, full, add_labels ? parent_name(full) : NULL, MMP_NO_LABEL, NULL, -1, 0);
+                add_entry(in, full, add_labels && lab[s] ? parent_name(full) : NULL, MMP_NO_LABEL, NULL, -1, 0);
             }
     }
 out:

@@ -30,8 +30,9 @@
  *    JSON integer = label, string = class name (CSV: numbers when every
  *    value is an integer, as pandas); text/caption = text; other columns
  *    ignored. Without: the split's images in datasets' order, label = the
- *    parent folder name when there are several names over all splits and
- *    every image is at the same depth.
+ *    parent folder name when there are several names and every image is at
+ *    the same depth (decided split by split on what was seen so far, as
+ *    datasets does; classes = all the names, sorted).
  *  - manifest (.csv with a header row, or .jsonl/.ndjson): columns / keys
  *    path (or file, filename, file_name, image), label (or class, target,
  *    cls), text (or caption). Integer labels are kept; non-integer labels

@@ -143,6 +143,20 @@ try:
     put(d, "my_eval/a/1.jpg", 2)
     put(d, "dev.1/b/2.jpg", 3)
     check("split-names", d, want_splits=["train", "validation", "test"])
+    # one class folder in train, two in test: datasets labels test only
+    d = os.path.join(tmp, "late-labels")
+    put(d, "train/cat/0.jpg", 0)
+    put(d, "train/cat/1.jpg", 1)
+    put(d, "test/cat/2.jpg", 2)
+    put(d, "test/dog/3.jpg", 3)
+    check("late-labels", d, want_splits=["train", "test"])
+    # class folders at two depths: no labels (a folder without split folders
+    # or metadata is a torchvision ImageFolder instead)
+    d = os.path.join(tmp, "depths")
+    put(d, "train/cat/0.jpg", 0)
+    put(d, "train/dog/x/1.jpg", 1)
+    put(d, "train/notes.txt", 1)
+    check("depths", d)
     # flat folder: no labels
     d = os.path.join(tmp, "flat")
     for i in range(3):

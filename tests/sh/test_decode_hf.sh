@@ -60,6 +60,13 @@ s/valid/dog/2.png 2 dog " ] || fail "--split validation: $(recs s --split valida
 [ "$(recs s --split train+test | wc -l)" = 5 ] || fail "--split train+test"
 e=$(fails s --split val); [ "$e" = "mmp-decode: s: no split 'val' (found: train, validation, test)" ] || fail "--split val: $e"
 
+# datasets decides labels split by split on the folder names seen so far: a
+# train split with one class folder has none when test brings a second
+mkdir -p late/train/cat late/test/cat late/test/dog
+cp "$fx/base420.jpg" late/train/cat/0.jpg; cp "$fx/rgb.png" late/test/cat/1.png; cp "$fx/prog.jpg" late/test/dog/2.jpg
+[ "$(recs late --split train)" = "late/train/cat/0.jpg null  " ] || fail "late labels, train: $(recs late --split train)"
+[ "$(recs late --split test | tail -1)" = "late/test/dog/2.jpg 1 dog " ] || fail "late labels, test: $(recs late --split test)"
+
 # split folders with a metadata file each
 for sp in train test; do mkdir -p m/$sp; cp "$fx/base420.jpg" m/$sp/0.jpg; cp "$fx/rgb.png" m/$sp/1.png
   printf '{"file_name": "1.png", "label": 1, "text": "one %s"}\n{"file_name": "0.jpg", "label": 0, "text": "zero %s"}\n' $sp $sp > m/$sp/metadata.jsonl; done
