@@ -17,6 +17,8 @@ static const char usage[] =
     "same layout (read without extracting; classes = sorted parent folder names),\n"
     "a WebDataset-style tar (KEY.jpg + KEY.cls / KEY.txt / KEY.json), a manifest\n"
     "(.csv with a header row path,label[,text] or .jsonl {\"path\",\"label\",\"text\"}),\n"
+    "a Hugging Face imagefolder (metadata.jsonl/.csv with file_name, split folders\n"
+    "train/ validation/ test/; pick one with --split),\n"
     "or '-' = a tar on stdin (spooled to a temporary file for the class scan unless\n"
     "--classes/--classes-from is given, in which case it is streamed).\n"
     "JPEG (TurboJPEG) and PNG (libpng); pixels equal PIL's Image.open().convert('RGB').\n\n";
@@ -82,6 +84,10 @@ int main(int argc, char **argv) {
         MMP_O_CALL("shard", 0, opt_shard, &so, "I/N", "keep items I, I+N, I+2N... (0 <= I < N)"),
         MMP_O_STRING("classes", 0, &classes, "a,b,c", "class list (label = index in this list)"),
         MMP_O_STRING("classes-from", 0, &classes_from, "FILE", "class list, one name a line"),
+        MMP_O_STRING("split", 0, &so.split, "NAME",
+                     "split of a Hugging Face imagefolder: train, validation or\n"
+                     "test, or several joined by '+' (needed when the folder\n"
+                     "has more than one split)"),
         MMP_O_LLONG("max-pixels", 0, &max_pixels, 1, 1LL << 40, "N",
                     "refuse images with more pixels (default 89478485,\n"
                     "Pillow's MAX_IMAGE_PIXELS); checked from the header"),

@@ -437,6 +437,86 @@ static void test_pmap(void) {
     }
 }
 
+/* Hugging Face imagefolder: split folders and --split, class folders below
+ * them, metadata.jsonl with a byte order mark, and manifest rows whose
+ * labels are checked with the file and line */
+static void test_hf_imagefolder(void) {
+    const char *dirs[] = {"hfs", "hfs/train", "hfs/train/a", "hfs/train/b", "hfs/test", "hfs/test/a"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) mkdir(dirs[i], 0755);
+    spit("hfs/train/b/2.jpg", jpg, njpg);
+    spit("hfs/train/a/1.png", png, npng);
+    spit("hfs/test/a/3.jpg", jpg, njpg);
+    spit("hfs/test/a/notes.txt", "x", 1);
+    spit("hfs/train/a/.4.jpg", jpg, njpg); /* hidden: not part of the data set */
+    char *in[] = {"hfs"};
+    got g[8];
+    char err[512];
+    mmp_src *s;
+    int n = collect(1, in, NULL, g, 8, err, sizeof err, NULL);
+    CHECKF(n == -1 && !strcmp(err, "hfs: splits train, test (Hugging Face imagefolder layout): choose with --split NAME (or A+B)"),
+           "no split: %d %s", n, err);
+    mmp_src_opts o = {.split = "test"};
+    n = collect(1, in, &o, g, 8, err, sizeof err, &s);
+    CHECKF(n == 1, "test: %d %s", n, err);
+    if (n == 1) {
+        CHECK(mmp_src_nclasses(s) == 2 && !strcmp(mmp_src_classes(s)[1], "b")); /* over all splits */
+        CHECK(!strcmp(g[0].id, "hfs/test/a/3.jpg") && g[0].label == 0 && !g[0].bad);
+        CHECK(!strcmp(mmp_src_kinds(s), "imagefolder"));
+    }
+    mmp_src_close(s);
+    o.split = "train+test";
+    n = collect(1, in, &o, g, 8, err, sizeof err, NULL);
+    CHECKF(n == 3 && !strcmp(g[0].id, "hfs/train/a/1.png") && g[1].label == 1 && !strcmp(g[2].id, "hfs/test/a/3.jpg"),
+           "train+test: %d %s", n, err);
+    o.split = "validation";
+    n = collect(1, in, &o, g, 8, err, sizeof err, NULL);
+    CHECKF(n == -1 && !strcmp(err, "hfs: no split 'validation' (found: train, test)"), "%s", err);
+
+    /* metadata.jsonl (BOM) one folder down: rows in order, file_name relative
+     * to it, JSON strings are class names, integers labels */
+    mkdir("hfm", 0755);
+    mkdir("hfm/data", 0755);
+    mkdir("hfm/data/img", 0755);
+    spit("hfm/data/img/x.jpg", jpg, njpg);
+    spit("hfm/data/y.png", png, npng);
+    FILE *f = fopen("hfm/data/metadata.jsonl", "w");
+    fprintf(f, "\xef\xbb\xbf{\"file_name\": \"y.png\", \"label\": \"7\", \"text\": \"why\"}\n"
+               "{\"file_name\": \"img/../img/x.jpg\", \"label\": \"3\"}\n");
+    fclose(f);
+    char *hm[] = {"hfm"};
+    n = collect(1, hm, NULL, g, 8, err, sizeof err, &s);
+    CHECKF(n == 2, "metadata: %d %s", n, err);
+    if (n == 2) {
+        CHECK(mmp_src_nclasses(s) == 2 && !strcmp(mmp_src_classes(s)[0], "3")); /* strings: class names */
+        CHECK(!strcmp(g[0].id, "hfm/data/y.png") && g[0].label == 1 && !strcmp(g[0].text, "why"));
+        CHECK(!strcmp(g[1].id, "hfm/data/img/x.jpg") && g[1].label == 0 && !g[1].bad);
+    }
+    mmp_src_close(s);
+    f = fopen("hfm/data/metadata.jsonl", "w");
+    fprintf(f, "{\"file_name\": \"y.png\", \"label\": \"cat\"}\n\n{\"file_name\": \"y.png\", \"label\": 2}\n");
+    fclose(f);
+    n = collect(1, hm, NULL, g, 8, err, sizeof err, NULL);
+    CHECKF(n == -1 && !strcmp(err, "hfm/data/metadata.jsonl: line 3: label 2 is a number here but a string (a class name) on line 1"),
+           "mixed: %s", err);
+
+    /* an integer label beyond the class names another input brings: the
+     * manifest's line, not the writer's record number */
+    f = fopen("m5.jsonl", "w");
+    fprintf(f, "{\"path\": \"hfs/train/a/1.png\", \"label\": 1}\n{\"path\": \"hfs/train/a/1.png\", \"label\": 2}\n");
+    fclose(f);
+    char *two[] = {"hfs", "m5.jsonl"};
+    o.split = "train";
+    n = collect(2, two, &o, g, 8, err, sizeof err, NULL);
+    CHECKF(n == -1 && !strcmp(err, "m5.jsonl: line 2: label 2 out of range (2 classes named by the inputs)"), "range: %s", err);
+    /* the label in the message stays on one line */
+    f = fopen("mx.jsonl", "w");
+    fprintf(f, "{\"path\": \"a.jpg\", \"label\": 1}\n{\"path\": \"a.jpg\", \"label\": \"x\\ny\"}\n");
+    fclose(f);
+    char *mx[] = {"mx.jsonl"};
+    n = collect(1, mx, NULL, g, 8, err, sizeof err, NULL);
+    CHECKF(n == -1 && !strcmp(err, "mx.jsonl: line 2: label 'x?y' is a string (a class name) here but a number on line 1"), "%s", err);
+}
+
 int main(void) {
     mmp_set_progname("test_image_source");
     jpg = t_slurp(t_root_path("tests/fixtures/image/base420.jpg"), &njpg);
@@ -447,6 +527,7 @@ int main(void) {
     test_tar_claimed_size();
     test_wds();
     test_dir_manifests();
+    test_hf_imagefolder();
     test_pmap();
     free(jpg);
     free(png);

@@ -1,6 +1,7 @@
 /* Image sources for mmp-decode: enumerates (id, bytes, label, text) items
- * from ImageFolder directory trees, tar archives (ImageFolder layout or
- * WebDataset-style key.jpg + key.cls/.txt/.json), and CSV / JSONL manifests.
+ * from ImageFolder directory trees, Hugging Face imagefolder data dirs, tar
+ * archives (ImageFolder layout or WebDataset-style key.jpg +
+ * key.cls/.txt/.json), and CSV / JSONL manifests.
  *
  * Labels and class names:
  *  - directory: classes = sorted sub-folder names (torchvision
@@ -16,10 +17,29 @@
  *    pre-scanned; with --classes / --classes-from it is streamed; without,
  *    it is spooled to an unlinked temporary file ($TMPDIR) and read in two
  *    passes like a regular file.
+ *  - directory in the Hugging Face imagefolder layout (a metadata.csv /
+ *    metadata.jsonl at its top or one folder down, a split folder at its
+ *    top, or no sub-folder): read as datasets' folder_based_builder does.
+ *    Splits as datasets.data_files finds them (folders named by a split
+ *    word: train/training, validation/valid/dev/val, test/testing/eval/
+ *    evaluation, alone or joined by one of "-._ 0-9"; else such words in
+ *    file names; else all is "train"; hidden and __x folders left out);
+ *    o->split picks "NAME" or "A+B"; NULL with several splits is an error.
+ *    With metadata files: their rows, in order; file_name (or *_file_name)
+ *    relative to the metadata file's folder and inside it; label column:
+ *    JSON integer = label, string = class name (CSV: numbers when every
+ *    value is an integer, as pandas); text/caption = text; other columns
+ *    ignored. Without: the split's images in datasets' order, label = the
+ *    parent folder name when there are several names and every image is at
+ *    the same depth (decided split by split on what was seen so far, as
+ *    datasets does; classes = all the names, sorted).
  *  - manifest (.csv with a header row, or .jsonl/.ndjson): columns / keys
- *    path (or file, filename, image), label (or class, target, cls),
- *    text (or caption). Integer labels are kept; non-integer labels are
- *    class names. Relative paths are relative to the manifest's folder.
+ *    path (or file, filename, file_name, image), label (or class, target,
+ *    cls), text (or caption). Integer labels are kept; non-integer labels
+ *    are class names; one input mixing both is an error. Relative paths
+ *    are relative to the manifest's folder. A UTF-8 byte order mark is
+ *    skipped. Errors name the file and line ("F: line N: ..."), also an
+ *    integer label beyond the class list (other inputs' names, --classes).
  *  - With several inputs the class list is the sorted union of the names;
  *    with --classes it is that list, in that order (an item whose class is
  *    not in it is skipped with a warning).
@@ -47,6 +67,7 @@ typedef struct {
     char **classes;
     int shard_i, shard_n; /* keep items with index % shard_n == shard_i (shard_n 0/1 = all) */
     uint64_t max_bytes;   /* larger files are bad items (0 = 1 GiB) */
+    const char *split;    /* Hugging Face imagefolder split(s) of folder inputs: "train", "test", "train+test" (NULL: the only one) */
 } mmp_src_opts;
 
 typedef struct mmp_src mmp_src;
