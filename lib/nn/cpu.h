@@ -17,8 +17,18 @@ float *mmp_nn_cpu_pack_1x1(const float *w, int N, int K);
 void mmp_nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
                     const float *R, float *C, mmp_nn_act act);
 
+/* The AVX-512 level (lib/cpu.h) of pw_gemm, with the implicit im2col of the
+ * packed dense conv: C[M,N] = act(sum over segments g < nseg of A_g . B_g +
+ * bias (+ R)), row i of A_g = As[g] + i*lda (Ks[g] values) times packed rows
+ * Bo[g].. of Bp (K rows in all). Called only when mmp_cpu_isa() says so. */
+void mmp_nn_cpu_gemm_seg_avx512(int M, int N, int K, int nseg, const float *const *As, const int *Ks, const int *Bo,
+                                long lda, const float *Bp, const float *bias, const float *R, float *C,
+                                mmp_nn_act act);
+
 /* One output row of a depthwise 3x3 conv (pad 1, stride c->stride):
  * rows[ky] = input row oy*s-1+ky ([W,C]), NULL where it is padding;
  * out [Wo,C] = act(conv + b (+ res[Wo,C])); res may be NULL. */
 void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
+/* Its AVX-512 level: 16 channels a zmm, the last vector masked. */
+void mmp_nn_cpu_dw3x3_row_avx512(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
 #endif
