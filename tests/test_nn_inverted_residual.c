@@ -140,6 +140,7 @@ static void test_model_batch_independence(const char *io) {
 
 int main(void) {
     mmp_set_progname("test_nn_inverted_residual");
+    t_failures += t_each_isa();
     mmp_nn_cpu_init();
     test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_33x47.safetensors");
     test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_64x64.safetensors");
