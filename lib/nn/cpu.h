@@ -20,7 +20,8 @@ void mmp_nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const flo
 /* The AVX-512 level (lib/cpu.h) of pw_gemm, with the implicit im2col of the
  * packed dense conv: C[M,N] = act(sum over segments g < nseg of A_g . B_g +
  * bias (+ R)), row i of A_g = As[g] + i*lda (Ks[g] values) times packed rows
- * Bo[g].. of Bp (K rows in all). Called only when mmp_cpu_isa() says so. */
+ * Bo[g].. of Bp (K rows in all); bias and R may be NULL. Called only when
+ * mmp_cpu_isa() says so. */
 void mmp_nn_cpu_gemm_seg_avx512(int M, int N, int K, int nseg, const float *const *As, const int *Ks, const int *Bo,
                                 long lda, const float *Bp, const float *bias, const float *R, float *C,
                                 mmp_nn_act act);

@@ -10,7 +10,9 @@
  * element's sum is one FMA chain over k in order from zero, then + bias,
  * + residual, ReLU/ReLU6: the same sequence for any M, row block, column
  * block or mask, hence results that do not depend on the micro-batch (and
- * equal to the AVX2 level's, which runs the same per-lane sequence). */
+ * equal to the AVX2 level's, which runs the same per-lane sequence).
+ * Winograd's batched tile GEMMs (winograd.c, weights in the same panels)
+ * run on it too, without bias. */
 #include <immintrin.h>
 
 #include "nn/cpu.h"
@@ -30,31 +32,37 @@ static inline __attribute__((always_inline)) void ukr(const int mr, const int NV
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00,
            c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
-#define ROW(i, n, r)                                                                                        \
+    /* 4 row pointers (rows 3j, 3j+1, 3j+2 at q_j, q_j + L, q_j + 2L bytes:
+     * base + index * scale addressing) keep the loop within the 16 GPRs */
+#define ROW(i, n, q, o)                                                                                     \
     if (mr > n) {                                                                                           \
-        __m512 a = _mm512_set1_ps(r[k]);                                                                    \
+        __m512 a = _mm512_set1_ps(*(const float *)(q + o));                                                 \
         c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                                                          \
         if (NV == 2) c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                                             \
     }
+    const long L = lda * (long)sizeof(float);
     for (int sg = 0; sg < nseg; sg++) {
-        const float *A = As[sg], *p0 = B0 + (long)Bo[sg] * ldb0, *p1 = B1 + (long)Bo[sg] * ldb1;
-        const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda, *a4 = A + 4 * lda,
-                    *a5 = A + 5 * lda, *a6 = A + 6 * lda, *a7 = A + 7 * lda, *a8 = A + 8 * lda, *a9 = A + 9 * lda,
-                    *aa = A + 10 * lda, *ab = A + 11 * lda;
+        const float *p0 = B0 + (long)Bo[sg] * ldb0, *p1 = B1 + (long)Bo[sg] * ldb1;
+        const char *q0 = (const char *)As[sg], *q1 = q0 + 3 * L, *q2 = q0 + 6 * L, *q3 = q0 + 9 * L;
         for (int k = 0, K = Ks[sg]; k < K; k++) {
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, p0 + (long)k * ldb0), b1 = b0;
-            if (NV == 2) b1 = _mm512_maskz_loadu_ps(m1, p1 + (long)k * ldb1);
-            ROW(0, 0, a0) ROW(1, 1, a1) ROW(2, 2, a2) ROW(3, 3, a3) ROW(4, 4, a4) ROW(5, 5, a5)
-            ROW(6, 6, a6) ROW(7, 7, a7) ROW(8, 8, a8) ROW(9, 9, a9) ROW(a, 10, aa) ROW(b, 11, ab)
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, p0), b1 = b0;
+            if (NV == 2) b1 = _mm512_maskz_loadu_ps(m1, p1);
+            ROW(0, 0, q0, 0) ROW(1, 1, q0, L) ROW(2, 2, q0, 2 * L)
+            ROW(3, 3, q1, 0) ROW(4, 4, q1, L) ROW(5, 5, q1, 2 * L)
+            ROW(6, 6, q2, 0) ROW(7, 7, q2, L) ROW(8, 8, q2, 2 * L)
+            ROW(9, 9, q3, 0) ROW(a, 10, q3, L) ROW(b, 11, q3, 2 * L)
+            p0 += ldb0, p1 += ldb1, q0 += 4, q1 += 4, q2 += 4, q3 += 4;
         }
     }
 #undef ROW
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-    __m512 bb0 = _mm512_maskz_loadu_ps(m0, bias), bb1 = bb0;
-    if (NV == 2) bb1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    __m512 bb0 = zero, bb1 = zero;
+    if (bias) bb0 = _mm512_maskz_loadu_ps(m0, bias);
+    if (bias && NV == 2) bb1 = _mm512_maskz_loadu_ps(m1, bias + 16);
 #define OUT(i, n)                                                                                           \
     if (mr > n) {                                                                                           \
-        __m512 v0 = _mm512_add_ps(c##i##0, bb0), v1 = _mm512_add_ps(c##i##1, bb1);                         \
+        __m512 v0 = c##i##0, v1 = c##i##1;                                                                  \
+        if (bias) v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);                                 \
         if (R) {                                                                                            \
             const float *r = R + n * ldr;                                                                   \
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));                                           \
@@ -112,10 +120,10 @@ void mmp_nn_cpu_gemm_seg_avx512(int M, int N, int K, int nseg, const float *cons
                 int left = n1 - n;
                 const float *bp0 = Bp + (long)n * K;
                 if (left > 16)
-                    ukr_2(mr, nseg, as, Ks, Bo, lda, bp0, 16, bp0 + 16L * K, panel_ld(N, n + 16), bias + n,
+                    ukr_2(mr, nseg, as, Ks, Bo, lda, bp0, 16, bp0 + 16L * K, panel_ld(N, n + 16), bias ? bias + n : NULL,
                           r ? r + n : NULL, N, c + n, N, act, 0xffff, lanes(left - 16));
                 else
-                    ukr_1(mr, nseg, as, Ks, Bo, lda, bp0, panel_ld(N, n), bp0, 0, bias + n, r ? r + n : NULL, N,
+                    ukr_1(mr, nseg, as, Ks, Bo, lda, bp0, panel_ld(N, n), bp0, 0, bias ? bias + n : NULL, r ? r + n : NULL, N,
                           c + n, N, act, lanes(left), 0);
             }
         }

@@ -18,7 +18,9 @@
 #include <immintrin.h>
 #endif
 
+#include "../cpu.h"
 #include "mmp.h"
+#include "nn/cpu.h"
 
 /* Tiles per chunk: a*a*T*(cin+cout) floats of V and M ~ WINO_CHUNK_FLOATS
  * (1 MB: L2), T a multiple of MR in [WINO_MIN_T, WINO_MAX_T]. The weights
@@ -212,6 +214,12 @@ static inline __attribute__((always_inline)) void kern(const int nr, const float
 
 /* M[rows][cop] = V[rows][ci] . U (one transform position p; rows % MR == 0). */
 static void gemm_p(const float *V, int rows, int ci, const float *U, int cop, float *M) {
+    if (mmp_cpu_isa() >= MMP_ISA_AVX512) { /* 12 x 32 in zmm, same panels, same FMA chains */
+        const float *as[1] = {V};
+        int ks[1] = {ci}, bo[1] = {0};
+        mmp_nn_cpu_gemm_seg_avx512(rows, cop, ci, 1, as, ks, bo, ci, U, NULL, NULL, M, MMP_NN_ACT_NONE);
+        return;
+    }
     for (int j = 0; j < cop; j += NR) {
         const float *up = U + (size_t)j * ci;
         if (cop - j >= NR)
