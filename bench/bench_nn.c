@@ -1,4 +1,6 @@
 /* bench/bench_nn.c: engine throughput (built and run by bench/bench_embed.sh).
+ *   bench_nn paths                     the instruction-set level and the kernel of
+ *                                      each op (mmp_nn_cpu_paths; env MMP_ISA)
  *   bench_nn sgemm THREADS             aggregate sgemm 1024^3 GFLOP/s, THREADS
  *                                      independent single-threaded sgemms (best of 3)
  *   bench_nn model FILE SIZE THREADS BATCHES [BATCH [REPS]]
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "nn/cpu.h"
 #include "nn/nn.h"
 
 static void *sg(void *arg) {
@@ -29,6 +32,10 @@ static void *sg(void *arg) {
 int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
     mmp_nn_cpu_init();
+    if (argc == 2 && !strcmp(argv[1], "paths")) {
+        fputs(mmp_nn_cpu_paths(), stdout);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "sgemm")) {
         int T = atoi(argv[2]), reps = 4, warm = 1;
         pthread_t t[64];
@@ -45,7 +52,7 @@ int main(int argc, char **argv) {
         printf("%.1f\n", best);
         return 0;
     }
-    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
+    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn paths | sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
     int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
     int reps = argc > 7 ? atoi(argv[7]) : 1;
     char err[512];

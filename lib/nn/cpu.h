@@ -11,9 +11,12 @@
 float *mmp_nn_cpu_pack_1x1(const float *w, int N, int K);
 
 /* C[M,N] = act(A[M,K] (row stride lda) . W^T + bias[N] (+ R[M,N])), W
- * packed by mmp_nn_cpu_pack_1x1, C and R with row stride N. Single-threaded, AVX2/FMA register-blocked
- * (6 rows x 16 columns); each element's sum runs over k in order, so a
- * row's result does not depend on M or on the other rows. */
+ * packed by mmp_nn_cpu_pack_1x1, C and R with row stride N. Single-threaded,
+ * register-blocked: AVX2/FMA 6 rows x 16 columns, or, at the AVX-512 level
+ * (mmp_cpu_isa()), 12 x 32 (mmp_nn_cpu_gemm_seg_avx512) on the same packed
+ * weights; each element's sum runs over k in order (one FMA chain from zero,
+ * then + bias, + R, act at either level), so a row's result does not depend
+ * on M or on the other rows. */
 void mmp_nn_cpu_pw_gemm(int M, int N, int K, const float *A, long lda, const float *Bp, const float *bias,
                     const float *R, float *C, mmp_nn_act act);
 
@@ -32,4 +35,9 @@ void mmp_nn_cpu_gemm_seg_avx512(int M, int N, int K, int nseg, const float *cons
 void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
 /* Its AVX-512 level: 16 channels a zmm, the last vector masked. */
 void mmp_nn_cpu_dw3x3_row_avx512(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
+
+/* The kernel each op of the CPU engine runs at this process's instruction-set
+ * level (mmp_cpu_isa()), one "op: path" line each, the first "level: NAME";
+ * for benchmark headers (bench_nn paths). */
+const char *mmp_nn_cpu_paths(void);
 #endif
