@@ -36,6 +36,15 @@ void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int 
 /* Its AVX-512 level: 16 channels a zmm, the last vector masked. */
 void mmp_nn_cpu_dw3x3_row_avx512(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out);
 
+/* Winograd's transforms at the AVX-512 level (winograd_avx512.c, 16 channels
+ * a zmm; the same per-lane operations as winograd.c's 8-channel ones): the
+ * input transform of tiles t0 .. t0+nt-1 into rows of V[a*a][T][cin] and the
+ * output transform (+ bias, + res, act) of rows of M[a*a][T][cop]. */
+void mmp_nn_wino_in_avx512(int m, const float *in, int H, int W, int ci, long t0, int nt, long per, int ntx, float *V,
+                           long pstride);
+void mmp_nn_wino_out_avx512(int m, const float *M, long pstride, long t0, int nt, long per, int ntx, int co, int cop,
+                            const float *b, const float *res, mmp_nn_act act, int Ho, int Wo, float *out);
+
 /* The kernel each op of the CPU engine runs at this process's instruction-set
  * level (mmp_cpu_isa()), one "op: path" line each, the first "level: NAME";
  * for benchmark headers (bench_nn paths). */
