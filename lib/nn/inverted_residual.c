@@ -13,7 +13,8 @@
  *    panels of 16 output channels once at load time (mmp_nn_cpu_pack_1x1,
  *    called by model.c), a contiguous stream; bias, residual and ReLU6 are
  *    applied before the store (no fill/epilogue passes, no per-call
- *    packing);
+ *    packing); at the AVX-512 level (lib/cpu.h) 12 rows x 32 channels in
+ *    24 zmm accumulators on the same panels (inverted_residual_avx512.c);
  *  - the block runs over groups of whole images (small images: as many as
  *    fit a cache budget) or, when one image's expanded tensor is too large,
  *    over bands of output rows whose expanded input rows live in a ring of

@@ -182,7 +182,8 @@ static const dw_fn dw_edge[2][2][2][2] = {{DW_EDGE_ROW(0, 2), DW_EDGE_ROW(0, 3)}
 /* Depthwise 3x3 output row (cpu.h). Interior pixels (all three kx taps
  * inside) four at a time (dw_block), edge pixels one at a time with their
  * valid taps; channels innermost (8 a vector, scalar tail); taps in
- * (ky, kx) order from the bias. */
+ * (ky, kx) order from the bias. At the AVX-512 level (lib/cpu.h): the same
+ * scheme 16 channels a zmm, 8 pixels a block (dw_avx512.c). */
 void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out) {
     if (mmp_cpu_isa() >= MMP_ISA_AVX512) {
         mmp_nn_cpu_dw3x3_row_avx512(c, rows, W, res, out);
