@@ -28,6 +28,10 @@ declare -A sg
 for t in 1 2; do sg[$t]=$("$tmp/bench_nn" sgemm $t); done
 echo "OpenBLAS sgemm 1024^3: ${sg[1]} GFLOP/s (1 thread), ${sg[2]} GFLOP/s (2 threads)"
 echo
+echo "Kernels (MMP_ISA=${MMP_ISA:-unset}):"
+echo
+"$tmp/bench_nn" paths | sed 's/^/    /'
+echo
 
 configs=()
 for arch in resnet18 resnet50 mobilenet_v2; do

@@ -1,4 +1,11 @@
 /* bench/bench_nn.c: engine throughput (built and run by bench/bench_embed.sh).
+ *   bench_nn paths                     the instruction-set level and the kernel of
+ *                                      each op (mmp_nn_cpu_paths; env MMP_ISA)
+ *   bench_nn gemm M N K                GFLOP/s of the pointwise GEMM (mmp_nn_cpu_pw_gemm,
+ *                                      ReLU6 epilogue) at this level, operands in cache,
+ *                                      best of 200 calls
+ *   bench_nn dw C W STRIDE             GFLOP/s of the depthwise 3x3 row kernel
+ *                                      (mmp_nn_cpu_dw3x3_row), rows in cache, best of 300
  *   bench_nn sgemm THREADS             aggregate sgemm 1024^3 GFLOP/s, THREADS
  *                                      independent single-threaded sgemms (best of 3)
  *   bench_nn model FILE SIZE THREADS BATCHES [BATCH [REPS]]
@@ -14,6 +21,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "nn/cpu.h"
 #include "nn/nn.h"
 
 static void *sg(void *arg) {
@@ -29,6 +37,51 @@ static void *sg(void *arg) {
 int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
     mmp_nn_cpu_init();
+    if (argc == 2 && !strcmp(argv[1], "paths")) {
+        fputs(mmp_nn_cpu_paths(), stdout);
+        return 0;
+    }
+    if (argc == 5 && !strcmp(argv[1], "gemm")) {
+        int M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
+        if (M < 1 || N < 1 || K < 1) mmp_die("gemm: M, N, K must be >= 1");
+        float *A = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K), *b = calloc(N, sizeof(float)),
+              *C = malloc(sizeof(float) * M * N);
+        for (long i = 0; i < (long)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
+        for (long i = 0; i < (long)N * K; i++) w[i] = (float)(i % 5) * 0.1f;
+        float *wp = mmp_nn_cpu_pack_1x1(w, N, K);
+        double best = 1e30;
+        for (int r = 0; r < 200; r++) {
+            double t0 = mmp_now();
+            mmp_nn_cpu_pw_gemm(M, N, K, A, K, wp, b, NULL, C, MMP_NN_ACT_RELU6);
+            double dt = mmp_now() - t0;
+            best = dt < best ? dt : best;
+        }
+        printf("%.1f\n", 2.0 * M * N * K / best / 1e9);
+        free(A), free(w), free(b), free(C), free(wp);
+        return 0;
+    }
+    if (argc == 5 && !strcmp(argv[1], "dw")) {
+        int C = atoi(argv[2]), W = atoi(argv[3]), S = atoi(argv[4]);
+        if (C < 1 || W < 1 || (S != 1 && S != 2)) mmp_die("dw: C, W must be >= 1, STRIDE 1 or 2");
+        int Wo = mmp_nn_conv_out(W, 3, S, 1);
+        float *w = malloc(sizeof(float) * 9 * C), *b = malloc(sizeof(float) * C), *in = malloc(sizeof(float) * 3 * W * C),
+              *o = malloc(sizeof(float) * 16 * Wo * C);
+        for (long i = 0; i < 9L * C; i++) w[i] = (float)(i % 7) * 0.1f;
+        for (int i = 0; i < C; i++) b[i] = 0.1f;
+        for (long i = 0; i < 3L * W * C; i++) in[i] = (float)(i % 5) * 0.1f;
+        mmp_nn_conv c = {C, C, 3, S, 1, 1, MMP_NN_ACT_RELU6, w, b, NULL, 0};
+        const float *rows[3] = {in, in + (long)W * C, in + 2L * W * C};
+        double best = 1e30;
+        for (int r = 0; r < 300; r++) { /* 16 rows a timing */
+            double t0 = mmp_now();
+            for (int k = 0; k < 16; k++) mmp_nn_cpu_dw3x3_row(&c, rows, W, NULL, o + (long)k * Wo * C);
+            double dt = (mmp_now() - t0) / 16;
+            best = dt < best ? dt : best;
+        }
+        printf("%.1f\n", 2.0 * 9 * C * Wo / best / 1e9);
+        free(w), free(b), free(in), free(o);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "sgemm")) {
         int T = atoi(argv[2]), reps = 4, warm = 1;
         pthread_t t[64];
@@ -45,7 +98,7 @@ int main(int argc, char **argv) {
         printf("%.1f\n", best);
         return 0;
     }
-    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
+    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn paths | gemm M N K | dw C W STRIDE | sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
     int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
     int reps = argc > 7 ? atoi(argv[7]) : 1;
     char err[512];

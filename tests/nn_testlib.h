@@ -6,10 +6,48 @@
 #define MMP_NN_TESTLIB_H
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mmp.h"
 #include "nn/ops.h"
 #include "testlib.h"
+
+/* Runs the rest of the test at every instruction-set level of lib/cpu.h the
+ * CPU has: where MMP_ISA is unset and the CPU has AVX-512, a child process
+ * runs it at MMP_ISA=avx2 while this one waits, then this one runs it at the
+ * AVX-512 level (a child that skips, exit 77, is not a failure: this process
+ * meets the same reason); returns the child's failures (0 in the child itself, or when
+ * there is one level only), to be added to t_failures. Call it first in main,
+ * before anything asks mmp_cpu_isa() (the level is decided once a process). */
+static inline int t_each_isa(void) {
+    const char *e = getenv("MMP_ISA");
+    __builtin_cpu_init();
+    if ((e && *e) || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq")) {
+        printf("instruction-set level: %s only (%s)\n", e && *e ? e : "avx2",
+               e && *e ? "MMP_ISA is set" : "this CPU has no AVX-512");
+        return 0;
+    }
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        setenv("MMP_ISA", "avx2", 1);
+        printf("instruction-set level avx2 (child process):\n");
+        return 0;
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 77)) {
+        fprintf(stderr, "the run at MMP_ISA=avx2 failed\n");
+        return 1;
+    }
+    printf("instruction-set level avx512:\n");
+    return 0;
+}
 
 /* uniform in [-1, 1) from the LCG state *s */
 static inline float t_frand(uint64_t *s) {

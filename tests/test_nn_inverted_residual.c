@@ -8,10 +8,12 @@
  * small GEMM at every row/column tail. Also: an image's result is
  * bit-identical whatever the other images of the micro-batch (G), and so
  * are whole MobileNetV2 embeddings (fixture model: a batch of 11 over 1 and
- * 2 threads vs one image at a time). */
+ * 2 threads vs one image at a time). All of it at both instruction-set
+ * levels (t_each_isa: MMP_ISA=avx2, then AVX-512 where the CPU has it). */
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "mmp.h"
 #include "nn/cpu.h"
 #include "nn/nn.h"
@@ -140,7 +142,13 @@ static void test_model_batch_independence(const char *io) {
 
 int main(void) {
     mmp_set_progname("test_nn_inverted_residual");
+    t_failures += t_each_isa();
     mmp_nn_cpu_init();
+    /* the kernel paths name this process's level */
+    char want[64];
+    snprintf(want, sizeof want, "level: %s\n", mmp_isa_name(mmp_cpu_isa()));
+    CHECKF(!strncmp(mmp_nn_cpu_paths(), want, strlen(want)) && strstr(mmp_nn_cpu_paths(), "pointwise 1x1"),
+           "mmp_nn_cpu_paths: %s", mmp_nn_cpu_paths());
     test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_33x47.safetensors");
     test_model_batch_independence("tests/fixtures/nn/mnv2_w025_io_64x64.safetensors");
     /* the GEMM: every row tail (M % 6) and column tail (N % 16: 0, 8, < 8, > 8) */

@@ -34,6 +34,7 @@ static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int 
 
 int main(void) {
     mmp_set_progname("test_nn_ops");
+    t_failures += t_each_isa();
     mmp_nn_cpu_init();
     int sizes[4][2] = {{1, 1}, {2, 3}, {5, 7}, {16, 9}};
     for (int z = 0; z < 4; z++) {

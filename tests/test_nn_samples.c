@@ -8,6 +8,7 @@
 
 #include "mmp.h"
 #include "nn/nn.h"
+#include "nn_testlib.h"
 #include "testlib.h"
 
 static unsigned char *load_file(const char *path, size_t *n) {
@@ -68,6 +69,7 @@ static int prepare(const char *path, int S, unsigned char *out) {
 
 int main(void) {
     mmp_set_progname("test_nn_samples");
+    t_failures += t_each_isa();
     const char *sh = t_shared();
     if (!sh) SKIP("no shared data (MMP_SHARED)");
     char path[4096], err[512];

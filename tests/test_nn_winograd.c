@@ -133,6 +133,7 @@ static void test_case(int G, int H, int W, int cin, int cout, mmp_nn_act act, in
 
 int main(void) {
     mmp_set_progname("test_nn_winograd");
+    t_failures += t_each_isa();
     mmp_nn_cpu_init();
     static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 3}, {7, 7}, {5, 9}, {16, 16}, {33, 47}};
     static const int chans[][2] = {{3, 5}, {13, 13}, {8, 16}, {33, 70}, {64, 64}};

@@ -13,7 +13,8 @@
  *    panels of 16 output channels once at load time (mmp_nn_cpu_pack_1x1,
  *    called by model.c), a contiguous stream; bias, residual and ReLU6 are
  *    applied before the store (no fill/epilogue passes, no per-call
- *    packing);
+ *    packing); at the AVX-512 level (lib/cpu.h) 12 rows x 32 channels in
+ *    24 zmm accumulators on the same panels (inverted_residual_avx512.c);
  *  - the block runs over groups of whole images (small images: as many as
  *    fit a cache budget) or, when one image's expanded tensor is too large,
  *    over bands of output rows whose expanded input rows live in a ring of
@@ -28,6 +29,7 @@
  * so results per image do not depend on the micro-batch size. */
 #include <string.h>
 
+#include "../cpu.h"
 #include "mmp.h"
 #include "nn/cpu.h"
 #include "nn/ops.h"
@@ -141,6 +143,10 @@ float *mmp_nn_cpu_pack_1x1(const float *w, int N, int K) {
  * Bo[g].. of the packed B (K rows in all). */
 static void gemm_seg(int M, int N, int K, int nseg, const float *const *As, const int *Ks, const int *Bo, long lda,
                      const float *Bp, const float *bias, const float *R, float *C, mmp_nn_act act) {
+    if (mmp_cpu_isa() >= MMP_ISA_AVX512) {
+        mmp_nn_cpu_gemm_seg_avx512(M, N, K, nseg, As, Ks, Bo, lda, Bp, bias, R, C, act);
+        return;
+    }
     /* column chunks of B small enough to stay in L2 while all rows pass */
     long nc = (192L * 1024 / 4) / (K > 0 ? K : 1) / 16 * 16;
     if (nc < 16) nc = 16;

@@ -11,6 +11,7 @@
  * channel dimension (8 floats a vector), scalar when __AVX2__ is absent.
  * Dense 3x3 stride-1 convolutions whose weights were Winograd-transformed
  * at load (mmp_nn_conv.wino) go to nn/winograd.c instead. */
+#include "../cpu.h"
 #include "nn/ops.h"
 #include "nn/winograd.h"
 #include "nn/cpu.h"
@@ -181,8 +182,13 @@ static const dw_fn dw_edge[2][2][2][2] = {{DW_EDGE_ROW(0, 2), DW_EDGE_ROW(0, 3)}
 /* Depthwise 3x3 output row (cpu.h). Interior pixels (all three kx taps
  * inside) four at a time (dw_block), edge pixels one at a time with their
  * valid taps; channels innermost (8 a vector, scalar tail); taps in
- * (ky, kx) order from the bias. */
+ * (ky, kx) order from the bias. At the AVX-512 level (lib/cpu.h): the same
+ * scheme 16 channels a zmm, 8 pixels a block (dw_avx512.c). */
 void mmp_nn_cpu_dw3x3_row(const mmp_nn_conv *c, const float *const rows[3], int W, const float *res, float *out) {
+    if (mmp_cpu_isa() >= MMP_ISA_AVX512) {
+        mmp_nn_cpu_dw3x3_row_avx512(c, rows, W, res, out);
+        return;
+    }
     int C = c->cout, s = c->stride;
     int Wo = mmp_nn_conv_out(W, 3, s, 1);
     const float *w = c->w, *b = c->b;

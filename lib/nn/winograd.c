@@ -18,7 +18,9 @@
 #include <immintrin.h>
 #endif
 
+#include "../cpu.h"
 #include "mmp.h"
+#include "nn/cpu.h"
 
 /* Tiles per chunk: a*a*T*(cin+cout) floats of V and M ~ WINO_CHUNK_FLOATS
  * (1 MB: L2), T a multiple of MR in [WINO_MIN_T, WINO_MAX_T]. The weights
@@ -54,49 +56,9 @@ static inline v8 ld8(const float *p) {
     return v;
 }
 static inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-/* the first n (< 8) lanes */
-static inline v8 ldn(const float *p, int n) {
-    v8 v = {0};
-    memcpy(&v, p, sizeof(float) * n);
-    return v;
-}
-static inline void stn(float *p, v8 v, int n) { memcpy(p, &v, sizeof(float) * n); }
-
-/* ---- 1-D transforms: y[i*sy] = sum_k T[i][k] x[k*sx] ---- */
-static inline __attribute__((always_inline)) void bt_1d(int m, const v8 *x, int sx, v8 *y, int sy) {
-    if (m == 2) {
-        v8 x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx];
-        y[0] = x0 - x2;
-        y[sy] = x1 + x2;
-        y[2 * sy] = x2 - x1;
-        y[3 * sy] = x1 - x3;
-    } else {
-        v8 x0 = x[0], x1 = x[sx], x2 = x[2 * sx], x3 = x[3 * sx], x4 = x[4 * sx], x5 = x[5 * sx];
-        v8 f4 = {4, 4, 4, 4, 4, 4, 4, 4}, f5 = {5, 5, 5, 5, 5, 5, 5, 5}, f2 = {2, 2, 2, 2, 2, 2, 2, 2};
-        v8 s34 = x3 + x4, s12 = x1 + x2, d43 = x4 - x3, d12 = x1 - x2, d42 = x4 - x2, d31 = x3 - x1;
-        y[0] = f4 * x0 - f5 * x2 + x4;
-        y[sy] = s34 - f4 * s12;
-        y[2 * sy] = d43 + f4 * d12;
-        y[3 * sy] = d42 + f2 * d31;
-        y[4 * sy] = d42 - f2 * d31;
-        y[5 * sy] = f4 * x1 - f5 * x3 + x5;
-    }
-}
-
-static inline __attribute__((always_inline)) void at_1d(int m, const v8 *x, int sx, v8 *y, int sy) {
-    if (m == 2) {
-        v8 x1 = x[sx], x2 = x[2 * sx];
-        y[0] = x[0] + x1 + x2;
-        y[sy] = x1 - x2 - x[3 * sx];
-    } else {
-        v8 f2 = {2, 2, 2, 2, 2, 2, 2, 2}, f4 = {4, 4, 4, 4, 4, 4, 4, 4}, f8 = {8, 8, 8, 8, 8, 8, 8, 8};
-        v8 a = x[sx] + x[2 * sx], b = x[sx] - x[2 * sx], c = x[3 * sx] + x[4 * sx], d = x[3 * sx] - x[4 * sx];
-        y[0] = x[0] + a + c;
-        y[sy] = b + f2 * d;
-        y[2 * sy] = a + f4 * c;
-        y[3 * sy] = b + f8 * d + x[5 * sx];
-    }
-}
+#define VL 8
+#define WTR(name) name##_8
+#include "nn/winograd_tr.h"
 
 int mmp_nn_wino_eligible(const mmp_nn_conv *c) {
     return c && !c->depthwise && c->k == 3 && c->stride == 1 && c->pad == 1 && c->w;
@@ -212,78 +174,18 @@ static inline __attribute__((always_inline)) void kern(const int nr, const float
 
 /* M[rows][cop] = V[rows][ci] . U (one transform position p; rows % MR == 0). */
 static void gemm_p(const float *V, int rows, int ci, const float *U, int cop, float *M) {
+    if (mmp_cpu_isa() >= MMP_ISA_AVX512) { /* 12 x 32 in zmm, same panels, same FMA chains */
+        const float *as[1] = {V};
+        int ks[1] = {ci}, bo[1] = {0};
+        mmp_nn_cpu_gemm_seg_avx512(rows, cop, ci, 1, as, ks, bo, ci, U, NULL, NULL, M, MMP_NN_ACT_NONE);
+        return;
+    }
     for (int j = 0; j < cop; j += NR) {
         const float *up = U + (size_t)j * ci;
         if (cop - j >= NR)
             for (int r = 0; r < rows; r += MR) kern(16, V + (long)r * ci, ci, up, ci, M + (long)r * cop + j, cop);
         else
             for (int r = 0; r < rows; r += MR) kern(8, V + (long)r * ci, ci, up, ci, M + (long)r * cop + j, cop);
-    }
-}
-
-/* Input transform of tile (g, ty, tx) into row tl of V[a*a][T][cin]. */
-static inline __attribute__((always_inline)) void in_tile(int m, const float *in, int H, int W, int ci, int g,
-                                                         int ty, int tx, float *V, long pstride, int tl) {
-    enum { A = 6 };
-    const int a = m + 2;
-    int y0 = ty * m - 1, x0 = tx * m - 1;
-    int ok[A][A];
-    for (int i = 0; i < a; i++)
-        for (int j = 0; j < a; j++) ok[i][j] = y0 + i >= 0 && y0 + i < H && x0 + j >= 0 && x0 + j < W;
-    long base = (((long)g * H + y0) * W + x0) * ci; /* may be < 0: only offsets of valid pixels are used */
-    float *vrow = V + (long)tl * ci;
-    for (int cb = 0; cb < ci; cb += 8) {
-        int n = ci - cb < 8 ? ci - cb : 8;
-        v8 d[A * A], t[A * A];
-        for (int i = 0; i < a; i++)
-            for (int j = 0; j < a; j++) {
-                v8 z = {0};
-                if (!ok[i][j]) {
-                    d[i * a + j] = z;
-                    continue;
-                }
-                const float *p = in + (base + ((long)i * W + j) * ci + cb);
-                d[i * a + j] = n == 8 ? ld8(p) : ldn(p, n);
-            }
-        for (int j = 0; j < a; j++) bt_1d(m, d + j, a, t + j, a); /* columns: t = B^T d */
-        for (int i = 0; i < a; i++) bt_1d(m, t + i * a, 1, d + i * a, 1); /* rows: d = t B */
-        for (int p = 0; p < a * a; p++) {
-            if (n == 8) st8(vrow + p * pstride + cb, d[p]);
-            else stn(vrow + p * pstride + cb, d[p], n);
-        }
-    }
-}
-
-/* Output transform of row tl of M[a*a][T][cout] into tile (g, ty, tx) of out, + b (+ res), act. */
-static inline __attribute__((always_inline)) void out_tile(int m, const float *M, long pstride, int tl, int co,
-                                                          int cop, const float *b, const float *res, mmp_nn_act act, int Ho,
-                                                          int Wo, int g, int ty, int tx, float *out) {
-    enum { A = 6 };
-    const int a = m + 2;
-    int oy0 = ty * m, ox0 = tx * m, ny = Ho - oy0 < m ? Ho - oy0 : m, nx = Wo - ox0 < m ? Wo - ox0 : m;
-    const float *mrow = M + (long)tl * cop;
-    long obase = (((long)g * Ho + oy0) * Wo + ox0) * co;
-    v8 zero = {0}, six = {6, 6, 6, 6, 6, 6, 6, 6};
-    for (int cb = 0; cb < co; cb += 8) {
-        int n = co - cb < 8 ? co - cb : 8;
-        v8 x[A * A], t[4 * A], y[16];
-        for (int p = 0; p < a * a; p++) x[p] = ld8(mrow + p * pstride + cb); /* rows padded to cop */
-        for (int j = 0; j < a; j++) at_1d(m, x + j, a, t + j, a); /* columns: t[m][a] = A^T x */
-        for (int i = 0; i < m; i++) at_1d(m, t + i * a, 1, y + i * m, 1); /* rows: y[m][m] = t A */
-        v8 bv = n == 8 ? ld8(b + cb) : ldn(b + cb, n);
-        for (int i = 0; i < ny; i++)
-            for (int j = 0; j < nx; j++) {
-                long o = obase + ((long)i * Wo + j) * co + cb;
-                v8 v = y[i * m + j] + bv;
-                if (res) v += n == 8 ? ld8(res + o) : ldn(res + o, n);
-                if (act != MMP_NN_ACT_NONE) v = (v8)((v8i)v & (v > zero)); /* NaN -> 0 like max_ps(v, 0) */
-                if (act == MMP_NN_ACT_RELU6) {
-                    v8i lt = v < six;
-                    v = (v8)(((v8i)v & lt) | ((v8i)six & ~lt));
-                }
-                if (n == 8) st8(out + o, v);
-                else stn(out + o, v, n);
-            }
     }
 }
 
@@ -297,23 +199,18 @@ static inline __attribute__((always_inline)) void wino_run(const int m, const mm
     /* chunks of equal size (multiples of MR) <= T: the weights are streamed once per chunk */
     long nch = (total + T - 1) / T, Tc = ((total + nch - 1) / nch + MR - 1) / MR * MR;
     float *V = scratch, *M = scratch + (size_t)a2 * T * ci;
+    const int avx512 = mmp_cpu_isa() >= MMP_ISA_AVX512; /* transforms 16 channels a zmm */
     for (long t0 = 0; t0 < total; t0 += Tc) {
         int nt = (int)(total - t0 < Tc ? total - t0 : Tc), rows = (nt + MR - 1) / MR * MR;
-        for (int tl = 0; tl < nt; tl++) {
-            long t = t0 + tl;
-            int g = (int)(t / per), r = (int)(t % per);
-            in_tile(m, in, H, W, ci, g, r / ntx, r % ntx, V, (long)T * ci, tl);
-        }
+        if (avx512) mmp_nn_wino_in_avx512(m, in, H, W, ci, t0, nt, per, ntx, V, (long)T * ci);
+        else in_chunk_8(m, in, H, W, ci, t0, nt, per, ntx, V, (long)T * ci);
         for (int p = 0; p < a2; p++) {
             float *vp = V + (size_t)p * T * ci;
             if (rows > nt) memset(vp + (size_t)nt * ci, 0, sizeof(float) * (rows - nt) * ci);
             gemm_p(vp, rows, ci, c->wino + (size_t)p * ci * cop, cop, M + (size_t)p * T * cop);
         }
-        for (int tl = 0; tl < nt; tl++) {
-            long t = t0 + tl;
-            int g = (int)(t / per), r = (int)(t % per);
-            out_tile(m, M, (long)T * cop, tl, co, cop, c->b, res, c->act, H, W, g, r / ntx, r % ntx, out);
-        }
+        if (avx512) mmp_nn_wino_out_avx512(m, M, (long)T * cop, t0, nt, per, ntx, co, cop, c->b, res, c->act, H, W, out);
+        else out_chunk_8(m, M, (long)T * cop, t0, nt, per, ntx, co, cop, c->b, res, c->act, H, W, out);
     }
 }
 

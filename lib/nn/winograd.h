@@ -15,6 +15,10 @@
  * an image gets the same bits whatever batch or chunk it is in, whatever
  * the thread count. The transforms run over 8 channels at a time (GCC
  * vector extension: AVX2 with -march=x86-64-v3, SSE otherwise).
+ * At the AVX-512 level (lib/cpu.h) the transforms run 16 channels a zmm
+ * (nn/winograd_tr.h compiled in winograd_avx512.c) and the tile GEMMs on the
+ * 12x32 zmm kernel of nn/cpu.h (same panels): the same per-lane operations
+ * and FMA chains, so both levels give the same bits.
  * Measured error vs the im2col path: tests/test_nn_winograd.c. */
 #ifndef MMP_NN_WINOGRAD_H
 #define MMP_NN_WINOGRAD_H
