@@ -1,6 +1,7 @@
 /* cpu.c: instruction-set level from CPUID (see cpu.h). */
 #include "cpu.h"
 
+#include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +32,14 @@ static void detect(void) {
     add("avx512dq", __builtin_cpu_supports("avx512dq"));
     add("avx512_vnni", __builtin_cpu_supports("avx512vnni"));
     add("avx512_bf16", __builtin_cpu_supports("avx512bf16"));
-    add("amx_tile", __builtin_cpu_supports("amx-tile"));
-    add("amx_bf16", __builtin_cpu_supports("amx-bf16"));
+    /* AMX straight from CPUID leaf 7 EDX (bits 24 tile, 22 bf16): not every
+     * compiler's __builtin_cpu_supports knows these names (clang 14 does not).
+     * Reported only: using AMX would also need the kernel's permission
+     * (arch_prctl ARCH_REQ_XCOMP_PERM). */
+    unsigned a, b, c, d;
+    int l7 = __get_cpuid_count(7, 0, &a, &b, &c, &d);
+    add("amx_tile", l7 && (d >> 24 & 1));
+    add("amx_bf16", l7 && (d >> 22 & 1));
     g_isa = avx512 ? MMP_ISA_AVX512 : MMP_ISA_AVX2;
     const char *e = getenv("MMP_ISA");
     if (e && *e) {
