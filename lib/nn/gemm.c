@@ -1,0 +1,343 @@
+/* nn/gemm.c: mmp_sgemm (see gemm.h): the blocking and packing driver, the
+ * per-thread pack buffers and the AVX2/FMA 6x16 micro-kernel. The AVX-512
+ * micro-kernel is in gemm_avx512.c.
+ *
+ * Loops (BLIS order): jc over N by NC, pc over K by KC (pack op(B) block
+ * KC x NC into NR-column panels), ic over M by MC (pack op(A) block MC x KC
+ * into MR-row panels), jr over NR panels, ir over MR panels: micro-kernel.
+ * Edges are zero-padded in the panels; the kernel stores only the valid
+ * m x n part of its tile, with the same arithmetic as a full tile. */
+#include "nn/gemm.h"
+#include "nn/gemm_kernel.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- AVX2/FMA micro-kernel: 6 rows x 16 columns (12 ymm accumulators) ---- */
+#define MR2 6
+#define NR2 16
+
+static inline __m256 epi2(__m256 acc, const float *c, const float *bias, const float *res, __m256i mask, int full,
+                          const mmp_gemm_tile *t) {
+#define LD2(p) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask))
+    __m256 v;
+    if (t->first) {
+        v = t->alpha == 1.0f ? acc : _mm256_mul_ps(acc, _mm256_set1_ps(t->alpha));
+        if (t->beta == 1.0f) v = _mm256_add_ps(LD2(c), v);
+        else if (t->beta != 0.0f) v = _mm256_fmadd_ps(LD2(c), _mm256_set1_ps(t->beta), v);
+    } else {
+        v = t->alpha == 1.0f ? _mm256_add_ps(LD2(c), acc) : _mm256_fmadd_ps(acc, _mm256_set1_ps(t->alpha), LD2(c));
+    }
+    if (t->last) {
+        if (bias) v = _mm256_add_ps(v, LD2(bias));
+        if (res) v = _mm256_add_ps(v, LD2(res));
+        if (t->act != MMP_GEMM_ACT_NONE) v = _mm256_max_ps(v, _mm256_setzero_ps());
+        if (t->act == MMP_GEMM_ACT_RELU6) v = _mm256_min_ps(v, _mm256_set1_ps(6.0f));
+    }
+    return v;
+#undef LD2
+}
+
+static void kernel_6x16(int kc, const float *A, const float *B, float *C, long ldc, int m, int n,
+                        const mmp_gemm_tile *t) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8), a;
+        a = _mm256_broadcast_ss(A + 0), c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(A + 1), c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(A + 2), c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(A + 3), c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(A + 4), c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(A + 5), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
+        A += MR2;
+        B += NR2;
+    }
+    __m256 acc[MR2][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    int full0 = n >= 8, full1 = n >= 16;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+    for (int r = 0; r < m; r++) {
+        float *c = C + r * ldc;
+        const float *q = t->res ? t->res + r * t->ldr : NULL;
+        __m256 v0 = epi2(acc[r][0], c, t->bias, q, m0, full0, t);
+        if (full0) _mm256_storeu_ps(c, v0);
+        else _mm256_maskstore_ps(c, m0, v0);
+        if (n > 8) {
+            __m256 v1 = epi2(acc[r][1], c + 8, t->bias ? t->bias + 8 : NULL, q ? q + 8 : NULL, m1, full1, t);
+            if (full1) _mm256_storeu_ps(c + 8, v1);
+            else _mm256_maskstore_ps(c + 8, m1, v1);
+        }
+    }
+}
+
+const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = 256, .mc = 120, .nc = 2048, .kernel = kernel_6x16};
+
+/* ---- per-thread pack buffers ---- */
+typedef struct {
+    float *a, *b;
+    size_t na, nb; /* floats */
+} packbuf;
+
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static void packbuf_free(void *p) {
+    packbuf *pb = p;
+    free(pb->a);
+    free(pb->b);
+    free(pb);
+}
+static void key_init(void) {
+    if (pthread_key_create(&g_key, packbuf_free)) {
+        fprintf(stderr, "mmpipe: gemm: pthread_key_create failed\n");
+        abort();
+    }
+}
+
+static float *grow(float **p, size_t *have, size_t need) {
+    if (*have >= need) return *p;
+    free(*p);
+    *p = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+    if (!*p) {
+        fprintf(stderr, "mmpipe: gemm: out of memory (%zu floats of pack buffer)\n", need);
+        abort();
+    }
+    *have = need;
+    return *p;
+}
+
+static packbuf *packbuf_get(size_t na, size_t nb) {
+    pthread_once(&g_key_once, key_init);
+    packbuf *pb = pthread_getspecific(g_key);
+    if (!pb) {
+        pb = calloc(1, sizeof *pb);
+        if (!pb || pthread_setspecific(g_key, pb)) {
+            fprintf(stderr, "mmpipe: gemm: out of memory\n");
+            abort();
+        }
+    }
+    grow(&pb->a, &pb->na, na);
+    if (nb) grow(&pb->b, &pb->nb, nb);
+    return pb;
+}
+
+/* ---- packing ---- */
+/* op(A)[i0..i0+m-1][p0..p0+kc-1] into panels of mr rows: panel q at q*mr*kc,
+ * [kc][mr], rows past m zero. */
+static void pack_a(int mr, int transa, const float *A, long lda, int i0, int m, int p0, int kc, float *dst) {
+    for (int q = 0; q < m; q += mr, dst += (long)mr * kc) {
+        int mm = m - q < mr ? m - q : mr;
+        if (transa) { /* A is [K][M]: (i,k) = A[k*lda + i] */
+            const float *s = A + (long)p0 * lda + i0 + q;
+            for (int k = 0; k < kc; k++, s += lda) {
+                float *d = dst + (long)k * mr;
+                int i = 0;
+                for (; i < mm; i++) d[i] = s[i];
+                for (; i < mr; i++) d[i] = 0.0f;
+            }
+        } else { /* (i,k) = A[i*lda + k] */
+            const float *s = A + (long)(i0 + q) * lda + p0;
+            if (mm < mr) memset(dst, 0, sizeof(float) * mr * kc);
+            int k = 0;
+            if (mm == mr && mr == 6) {
+                for (; k < kc; k++) {
+                    float *d = dst + (long)k * 6;
+                    d[0] = s[k], d[1] = s[lda + k], d[2] = s[2 * lda + k], d[3] = s[3 * lda + k];
+                    d[4] = s[4 * lda + k], d[5] = s[5 * lda + k];
+                }
+            }
+            for (int i = 0; i < mm; i++) {
+                const float *r = s + (long)i * lda;
+                for (int kk = k; kk < kc; kk++) dst[(long)kk * mr + i] = r[kk];
+            }
+        }
+    }
+}
+
+/* op(B)[p0..p0+kc-1][j0..j0+n-1] into panels of nr columns: panel q at
+ * q*nr*kc, [kc][nr], columns past n zero. */
+static void pack_b(int nr, int transb, const float *B, long ldb, int j0, int n, int p0, int kc, float *dst) {
+    for (int q = 0; q < n; q += nr, dst += (long)nr * kc) {
+        int nn = n - q < nr ? n - q : nr;
+        if (!transb) { /* (k,j) = B[k*ldb + j] */
+            const float *s = B + (long)p0 * ldb + j0 + q;
+            for (int k = 0; k < kc; k++, s += ldb) {
+                float *d = dst + (long)k * nr;
+                if (nn == nr) memcpy(d, s, sizeof(float) * nr);
+                else {
+                    memcpy(d, s, sizeof(float) * nn);
+                    memset(d + nn, 0, sizeof(float) * (nr - nn));
+                }
+            }
+        } else { /* B is [N][K]: (k,j) = B[j*ldb + k]; 8x8 transposes */
+            const float *s = B + (long)(j0 + q) * ldb + p0;
+            if (nn < nr) memset(dst, 0, sizeof(float) * nr * kc);
+            int j = 0;
+            for (; j + 8 <= nn; j += 8) {
+                const float *r = s + (long)j * ldb;
+                int k = 0;
+                for (; k + 8 <= kc; k += 8) {
+                    __m256 r0 = _mm256_loadu_ps(r + k), r1 = _mm256_loadu_ps(r + ldb + k),
+                           r2 = _mm256_loadu_ps(r + 2 * ldb + k), r3 = _mm256_loadu_ps(r + 3 * ldb + k),
+                           r4 = _mm256_loadu_ps(r + 4 * ldb + k), r5 = _mm256_loadu_ps(r + 5 * ldb + k),
+                           r6 = _mm256_loadu_ps(r + 6 * ldb + k), r7 = _mm256_loadu_ps(r + 7 * ldb + k);
+                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                    float *d = dst + (long)k * nr + j;
+                    _mm256_storeu_ps(d + 0 * nr, _mm256_permute2f128_ps(u0, u4, 0x20));
+                    _mm256_storeu_ps(d + 1 * nr, _mm256_permute2f128_ps(u1, u5, 0x20));
+                    _mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(u2, u6, 0x20));
+                    _mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(u3, u7, 0x20));
+                    _mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(u0, u4, 0x31));
+                    _mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(u1, u5, 0x31));
+                    _mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(u2, u6, 0x31));
+                    _mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(u3, u7, 0x31));
+                }
+                for (; k < kc; k++)
+                    for (int jj = 0; jj < 8; jj++) dst[(long)k * nr + j + jj] = r[(long)jj * ldb + k];
+            }
+            for (; j < nn; j++) {
+                const float *r = s + (long)j * ldb;
+                for (int k = 0; k < kc; k++) dst[(long)k * nr + j] = r[k];
+            }
+        }
+    }
+}
+
+static const mmp_gemm_arch *arch_of(mmp_isa isa) {
+    if (isa > mmp_cpu_isa()) {
+        fprintf(stderr, "mmpipe: gemm: %s requested on a CPU without it\n", mmp_isa_name(isa));
+        abort();
+    }
+    return isa == MMP_ISA_AVX512 ? &mmp_gemm_arch_avx512 : &mmp_gemm_arch_avx2;
+}
+
+static inline int rup(int x, int m) { return (x + m - 1) / m * m; }
+
+/* The driver. Bpre: op(B) packed whole by mmp_sgemm_pack_b (NULL: pack here). */
+static void run(const mmp_gemm_arch *ar, int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *Bpre,
+                const float *bias, const float *R, int ldr, int act) {
+    const int mr = ar->mr, nr = ar->nr, KC = ar->kc;
+    int MC = ar->mc, NC = ar->nc;
+    if (MC > rup(M, mr)) MC = rup(M, mr);
+    if (NC > rup(N, nr)) NC = rup(N, nr);
+    int kcmax = K < KC ? K : KC;
+    packbuf *pb = packbuf_get((size_t)MC * kcmax, Bpre ? 0 : (size_t)NC * kcmax);
+    const int Npad = rup(N, nr);
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            const float *Bp;
+            if (Bpre) Bp = Bpre + (long)pc * Npad + (long)jc * kc;
+            else {
+                pack_b(nr, transb, B, ldb, jc, nc, pc, kc, pb->b);
+                Bp = pb->b;
+            }
+            mmp_gemm_tile t = {.alpha = alpha, .beta = beta, .first = pc == 0, .last = pc + kc >= K, .act = act,
+                               .ldr = ldr};
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                pack_a(mr, transa, A, lda, ic, mc, pc, kc, pb->a);
+                for (int jr = 0; jr < nc; jr += nr) {
+                    int n = nc - jr < nr ? nc - jr : nr;
+                    const float *bp = Bp + (long)jr * kc;
+                    t.bias = bias ? bias + jc + jr : NULL;
+                    for (int ir = 0; ir < mc; ir += mr) {
+                        int m = mc - ir < mr ? mc - ir : mr;
+                        t.res = R ? R + (long)(ic + ir) * ldr + jc + jr : NULL;
+                        ar->kernel(kc, pb->a + (long)ir * kc, bp, C + (long)(ic + ir) * ldc + jc + jr, ldc, m, n, &t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void mmp_sgemm_isa(mmp_isa isa, int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) { /* C = beta*C */
+        for (int i = 0; i < M; i++) {
+            float *c = C + (long)i * ldc;
+            for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+        }
+        return;
+    }
+    run(arch_of(isa), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, 0,
+        MMP_GEMM_ACT_NONE);
+}
+
+void mmp_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
+    mmp_sgemm_isa(mmp_cpu_isa(), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ---- pre-packed B ---- */
+struct mmp_sgemm_pack {
+    const mmp_gemm_arch *ar;
+    int N, K;
+    float *p; /* KC blocks in order, each [ceil(N/nr)][kc][nr] */
+};
+
+mmp_sgemm_pack *mmp_sgemm_pack_b_isa(mmp_isa isa, int transb, int N, int K, const float *B, int ldb) {
+    const mmp_gemm_arch *ar = arch_of(isa);
+    mmp_sgemm_pack *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->ar = ar, p->N = N, p->K = K;
+    size_t n = (size_t)rup(N, ar->nr) * (K > 0 ? K : 1);
+    p->p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!p->p) {
+        free(p);
+        return NULL;
+    }
+    int Npad = rup(N, ar->nr);
+    for (int pc = 0; pc < K; pc += ar->kc) {
+        int kc = K - pc < ar->kc ? K - pc : ar->kc;
+        pack_b(ar->nr, transb, B, ldb, 0, N, pc, kc, p->p + (long)pc * Npad);
+    }
+    return p;
+}
+
+mmp_sgemm_pack *mmp_sgemm_pack_b(int transb, int N, int K, const float *B, int ldb) {
+    return mmp_sgemm_pack_b_isa(mmp_cpu_isa(), transb, N, K, B, ldb);
+}
+
+void mmp_sgemm_pack_free(mmp_sgemm_pack *p) {
+    if (!p) return;
+    free(p->p);
+    free(p);
+}
+int mmp_sgemm_pack_n(const mmp_sgemm_pack *p) { return p->N; }
+int mmp_sgemm_pack_k(const mmp_sgemm_pack *p) { return p->K; }
+
+void mmp_sgemm_packed(int transa, int M, const float *A, int lda, const mmp_sgemm_pack *B, const float *bias,
+                      const float *R, int ldr, int act, float *C, int ldc) {
+    int N = B->N, K = B->K;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* act(bias + R) */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float v = 0.0f;
+                if (bias) v += bias[j];
+                if (R) v += R[(long)i * ldr + j];
+                if (act != MMP_GEMM_ACT_NONE) v = v > 0.0f ? v : 0.0f;
+                if (act == MMP_GEMM_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
+                C[(long)i * ldc + j] = v;
+            }
+        return;
+    }
+    run(B->ar, transa, 0, M, N, K, 1.0f, A, lda, NULL, 0, 0.0f, C, ldc, B->p, bias, R, ldr, act);
+}

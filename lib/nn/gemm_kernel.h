@@ -1,0 +1,34 @@
+/* nn/gemm_kernel.h: the seam between the GEMM driver (gemm.c) and the
+ * micro-kernels of each instruction-set level (gemm.c: AVX2, gemm_avx512.c);
+ * internal to nn/gemm.c and its kernel files. */
+#ifndef MMP_NN_GEMM_KERNEL_H
+#define MMP_NN_GEMM_KERNEL_H
+
+/* What a kernel does with its MR x NR tile of sums (acc) for one KC block:
+ *   first block: c = alpha*acc (+ beta*C when beta != 0)
+ *   later block: c = C + alpha*acc
+ *   last block:  then c += bias[j] (if bias), c += R[i][j] (if res), act
+ * (alpha == 1 and beta == 1 skip their multiplications, which changes no bit). */
+typedef struct {
+    float alpha, beta;
+    int first, last;
+    const float *bias; /* at the tile's first column, or NULL */
+    const float *res;  /* at the tile's first element, or NULL */
+    long ldr;
+    int act; /* MMP_GEMM_ACT_* */
+} mmp_gemm_tile;
+
+/* C[0..m-1][0..n-1] (m <= MR, n <= NR, row stride ldc) from Ap (kc x MR,
+ * k-major) and Bp (kc x NR, k-major): each element one FMA chain over k = 0..kc-1. */
+typedef void (*mmp_gemm_kernel_fn)(int kc, const float *Ap, const float *Bp, float *C, long ldc, int m, int n,
+                                   const mmp_gemm_tile *t);
+
+typedef struct {
+    int mr, nr; /* register tile */
+    int kc;     /* k block: fixes the summation order, never varies */
+    int mc, nc; /* cache blocks (multiples of mr, nr): speed only */
+    mmp_gemm_kernel_fn kernel;
+} mmp_gemm_arch;
+
+extern const mmp_gemm_arch mmp_gemm_arch_avx2, mmp_gemm_arch_avx512;
+#endif
