@@ -9,9 +9,9 @@ OPT     ?= -O3 -march=x86-64-v3 -mtune=generic
 CFLAGS  ?= $(OPT) -g
 WARN     = -Wall -Wextra -Werror -Wno-unused-parameter
 STD      = -std=c11 -D_GNU_SOURCE
-DEPS     = libzstd msgpack libturbojpeg libpng openblas jansson libarchive zlib
+DEPS     = libzstd msgpack libturbojpeg libpng jansson libarchive zlib
 DEPCFLAGS := $(shell pkg-config --cflags $(DEPS) 2>/dev/null)
-DEPLIBS   := $(shell pkg-config --libs $(DEPS) 2>/dev/null || echo -lzstd -lmsgpackc -lturbojpeg -lpng16 -lopenblas -ljansson -larchive -lz)
+DEPLIBS   := $(shell pkg-config --libs $(DEPS) 2>/dev/null || echo -lzstd -lmsgpackc -lturbojpeg -lpng16 -ljansson -larchive -lz)
 ALL_CFLAGS = $(STD) $(WARN) $(CFLAGS) $(EXTRA_ISA) $(EXTRA_CFLAGS) -pthread -Ilib $(DEPCFLAGS) -MMD -MP
 LDLIBS   = $(DEPLIBS) -lz -lm -pthread
 
