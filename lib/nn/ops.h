@@ -5,7 +5,7 @@
  * kernels through an mmp_nn_ops table, so a device backend (kernels/, cuBLAS)
  * plugs in by providing another table whose pointers are device pointers;
  * see kernels/README.md. The CPU table is mmp_nn_ops_cpu (ops_cpu.c):
- * OpenBLAS sgemm for dense convolutions and linear layers (Winograd
+ * mmp_sgemm (nn/gemm.h) for dense convolutions and linear layers (Winograd
  * F(2x2|4x4, 3x3) for dense 3x3 stride-1 ones, nn/winograd.h), hand-vectorized
  * AVX2/FMA loops (scalar fallback without __AVX2__) for the rest.
  * No kernel keeps state between calls; scratch memory is passed in. */
@@ -88,6 +88,7 @@ void mmp_nn_cpu_inverted_residual(const mmp_nn_inverted_residual *b, const float
 size_t mmp_nn_cpu_conv2d_packed_scratch(const mmp_nn_conv *c, int G, int H, int W);
 void mmp_nn_cpu_conv2d_packed(const mmp_nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
                           float *out, float *scratch);
-/* Makes OpenBLAS single-threaded (our threads run over the batch). */
+/* Decides the GEMM's instruction-set level (lib/cpu.h, MMP_ISA) up front,
+ * before the threads that run over the batch. */
 void mmp_nn_cpu_init(void);
 #endif

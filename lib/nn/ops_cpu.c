@@ -1,6 +1,6 @@
 /* nn/ops_cpu.c: CPU kernels of the CNN engine (see ops.h).
  *
- * Dense convolution = GEMM through OpenBLAS on NHWC activations:
+ * Dense convolution = GEMM (mmp_sgemm, nn/gemm.h) on NHWC activations:
  *   out[M, cout] = A[M, k*k*cin] . W[cout, k*k*cin]^T,  M = G*Ho*Wo
  * where A is the input itself for 1x1 stride-1 convolutions, a row
  * subsampling for 1x1 strided ones and an im2col (one memcpy per kernel
