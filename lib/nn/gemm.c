@@ -127,6 +127,48 @@ static packbuf *packbuf_get(size_t na, size_t nb) {
 }
 
 /* ---- packing ---- */
+/* t[kk][j] = r[j][k + kk], kk, j < 8 */
+static inline void tr8x8(const float *const r[8], long k, float *t) {
+    __m256 r0 = _mm256_loadu_ps(r[0] + k), r1 = _mm256_loadu_ps(r[1] + k), r2 = _mm256_loadu_ps(r[2] + k),
+           r3 = _mm256_loadu_ps(r[3] + k), r4 = _mm256_loadu_ps(r[4] + k), r5 = _mm256_loadu_ps(r[5] + k),
+           r6 = _mm256_loadu_ps(r[6] + k), r7 = _mm256_loadu_ps(r[7] + k);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(t + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(t + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(t + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(t + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(t + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(t + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(t + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(t + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* dst[k*ld + j] = rows[j][k] for j < cnt (<= 8), k < kc: 8x8 transposes */
+static void gather_t(const float *const r[8], int cnt, int kc, float *dst, int ld) {
+    float t[64];
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        tr8x8(r, k, t);
+        float *d = dst + (long)k * ld;
+        if (cnt == 8)
+            for (int kk = 0; kk < 8; kk++) _mm256_storeu_ps(d + (long)kk * ld, _mm256_loadu_ps(t + 8 * kk));
+        else if (cnt == 4)
+            for (int kk = 0; kk < 8; kk++) _mm_storeu_ps(d + (long)kk * ld, _mm_loadu_ps(t + 8 * kk));
+        else
+            for (int kk = 0; kk < 8; kk++)
+                for (int j = 0; j < cnt; j++) d[(long)kk * ld + j] = t[8 * kk + j];
+    }
+    for (; k < kc; k++)
+        for (int j = 0; j < cnt; j++) dst[(long)k * ld + j] = r[j][k];
+}
+
 /* op(A)[i0..i0+m-1][p0..p0+kc-1] into panels of mr rows: panel q at q*mr*kc,
  * [kc][mr], rows past m zero. */
 static void pack_a(int mr, int transa, const float *A, long lda, int i0, int m, int p0, int kc, float *dst) {
@@ -143,17 +185,11 @@ static void pack_a(int mr, int transa, const float *A, long lda, int i0, int m, 
         } else { /* (i,k) = A[i*lda + k] */
             const float *s = A + (long)(i0 + q) * lda + p0;
             if (mm < mr) memset(dst, 0, sizeof(float) * mr * kc);
-            int k = 0;
-            if (mm == mr && mr == 6) {
-                for (; k < kc; k++) {
-                    float *d = dst + (long)k * 6;
-                    d[0] = s[k], d[1] = s[lda + k], d[2] = s[2 * lda + k], d[3] = s[3 * lda + k];
-                    d[4] = s[4 * lda + k], d[5] = s[5 * lda + k];
-                }
-            }
-            for (int i = 0; i < mm; i++) {
-                const float *r = s + (long)i * lda;
-                for (int kk = k; kk < kc; kk++) dst[(long)kk * mr + i] = r[kk];
+            for (int j0 = 0; j0 < mm; j0 += 8) {
+                int cnt = mm - j0 < 8 ? mm - j0 : 8;
+                const float *r[8];
+                for (int j = 0; j < 8; j++) r[j] = s + (long)(j0 + (j < cnt ? j : cnt - 1)) * lda;
+                gather_t(r, cnt, kc, dst + j0, mr);
             }
         }
     }
