@@ -3,7 +3,8 @@
  * leading dimensions, beta = 0 over NaN), bit-identity of a row (and a
  * column) whatever the other rows/columns of the call, the pre-packed variant
  * with its fused epilogue, at each instruction-set level this CPU has
- * (the AVX-512 part is skipped, with a line, on a CPU without it). */
+ * (the AVX-512 part is skipped, with a line, on a CPU without it), and the
+ * same bits from both levels. */
 #include "nn/gemm.h"
 #include "testlib.h"
 
@@ -143,6 +144,24 @@ static void test_packed(mmp_isa isa) {
             }
 }
 
+/* The two levels: the same k blocks and per-element operations, the same bits. */
+static void test_levels(void) {
+    static const int sz[][3] = {{333, 150, 1100}, {7, 33, 257}, {64, 1000, 512}};
+    for (int s = 0; s < 3; s++)
+        for (int c = 0; c < 4; c++) {
+            int ta = c & 1, tb = c >> 1, M = sz[s][0], N = sz[s][1], K = sz[s][2];
+            float *A = rnd((size_t)M * K), *B = rnd((size_t)N * K), *C1 = rnd((size_t)M * N);
+            float *C2 = malloc((size_t)M * N * sizeof(float));
+            memcpy(C2, C1, (size_t)M * N * sizeof(float));
+            float beta = c == 3 ? 0.5f : 0.0f;
+            mmp_sgemm_isa(MMP_ISA_AVX2, ta, tb, M, N, K, 0.7f, A, ta ? M : K, B, tb ? K : N, beta, C1, N);
+            mmp_sgemm_isa(MMP_ISA_AVX512, ta, tb, M, N, K, 0.7f, A, ta ? M : K, B, tb ? K : N, beta, C2, N);
+            CHECKF(!memcmp(C1, C2, (size_t)M * N * sizeof(float)), "M=%d N=%d K=%d ta=%d tb=%d: avx2 and avx512 differ", M,
+                   N, K, ta, tb);
+            free(A), free(B), free(C1), free(C2);
+        }
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     mmp_isa top = mmp_cpu_isa();
@@ -156,6 +175,10 @@ int main(void) {
         test_rows(isa);
         test_packed(isa);
         printf("%s: checked\n", mmp_isa_name(isa));
+    }
+    if (top >= MMP_ISA_AVX512) {
+        test_levels();
+        printf("avx2 = avx512 bit for bit: checked\n");
     }
     /* mmp_sgemm runs the top level */
     float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, 0, 1, 1, 1}, C[4];

@@ -68,7 +68,7 @@ static int im2col_batch_dep; /* cases where the im2col path gives an image other
 static double worst[3]; /* im2col, F(2x2), F(4x4) vs double */
 
 static void test_case(int G, int H, int W, int cin, int cout, mmp_nn_act act, int with_res) {
-    mmp_nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0};
+    mmp_nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0, NULL};
     c.w = t_randv(&rs, (size_t)cout * 9 * cin, 1.0f);
     c.b = t_randv(&rs, cout, 1.0f);
     size_t ni = (size_t)G * H * W * cin, no = (size_t)G * H * W * cout;
@@ -150,8 +150,8 @@ int main(void) {
 
     /* eligibility */
     float w[27 * 4] = {0}, b[4] = {0};
-    mmp_nn_conv s2 = {3, 4, 3, 2, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0}, k1 = {3, 4, 1, 1, 0, 0, MMP_NN_ACT_NONE, w, b, NULL, 0};
-    mmp_nn_conv dw = {4, 4, 3, 1, 1, 1, MMP_NN_ACT_NONE, w, b, NULL, 0}, ok = {3, 4, 3, 1, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0};
+    mmp_nn_conv s2 = {3, 4, 3, 2, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL}, k1 = {3, 4, 1, 1, 0, 0, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL};
+    mmp_nn_conv dw = {4, 4, 3, 1, 1, 1, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL}, ok = {3, 4, 3, 1, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL};
     CHECK(mmp_nn_wino_prepare(&s2, 4) == -1 && !s2.wino && !mmp_nn_wino_use(&s2, 64, 64));
     CHECK(mmp_nn_wino_prepare(&k1, 2) == -1 && !k1.wino);
     CHECK(mmp_nn_wino_prepare(&dw, 2) == -1 && !dw.wino);

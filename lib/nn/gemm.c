@@ -75,7 +75,7 @@ static void kernel_6x16(int kc, const float *A, const float *B, float *C, long l
     }
 }
 
-const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = 256, .mc = 120, .nc = 2048, .kernel = kernel_6x16};
+const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = MMP_GEMM_KC, .mc = 120, .nc = 2048, .kernel = kernel_6x16};
 
 /* ---- per-thread pack buffers ---- */
 typedef struct {
@@ -266,7 +266,7 @@ static void run(const mmp_gemm_arch *ar, int transa, int transb, int M, int N, i
                 int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *Bpre,
                 const float *bias, const float *R, int ldr, int act) {
     const int mr = ar->mr, nr = ar->nr, KC = ar->kc;
-    int MC = ar->mc, NC = ar->nc;
+    int MC = ar->mc / mr * mr, NC = ar->nc / nr * nr; /* whole panels (the pre-packed layout needs it) */
     if (MC > rup(M, mr)) MC = rup(M, mr);
     if (NC > rup(N, nr)) NC = rup(N, nr);
     int kcmax = K < KC ? K : KC;

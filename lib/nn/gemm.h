@@ -12,11 +12,12 @@
  * (lib/cpu.h: AVX2/FMA 6x16, AVX-512 12x32) runs over them.
  *
  * Deterministic by construction: each C element is one FMA chain over k in
- * order, cut into blocks of a fixed KC (a constant of the instruction-set
- * level, never dependent on M, N, the element's position or the thread
- * count), the blocks added into C in order. So a row of C has the same bits
- * whatever M is and whichever other rows are in the call; the AVX2 and
- * AVX-512 levels may differ from each other in the last bits (another KC).
+ * order, cut into blocks of a fixed KC = 256 (never dependent on M, N, the
+ * element's position or the thread count), the blocks added into C in order,
+ * then alpha/beta (and the fused epilogue) element-wise. So a row of C has
+ * the same bits whatever M is and whichever other rows are in the call, and
+ * since both levels use the same KC and the same per-element operations, the
+ * AVX2 and AVX-512 paths give the same bits too (tests/test_gemm.c checks it).
  *
  * Pack buffers are per thread, allocated on first use (grown when needed),
  * freed at thread exit; no allocation in the hot path. */

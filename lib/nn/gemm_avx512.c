@@ -14,9 +14,6 @@
 #ifndef GEMM512_NV
 #define GEMM512_NV 2
 #endif
-#ifndef GEMM512_KC
-#define GEMM512_KC 256
-#endif
 #define MR GEMM512_MR
 #define NV GEMM512_NV
 #define NR (16 * NV)
@@ -81,4 +78,4 @@ static void kernel(int kc, const float *A, const float *B, float *C, long ldc, i
 }
 
 const mmp_gemm_arch mmp_gemm_arch_avx512 = {
-    .mr = MR, .nr = NR, .kc = GEMM512_KC, .mc = MR * 16, .nc = 2048, .kernel = kernel};
+    .mr = MR, .nr = NR, .kc = MMP_GEMM_KC, .mc = MR * 16, .nc = 2048, .kernel = kernel};

@@ -23,6 +23,11 @@ typedef struct {
 typedef void (*mmp_gemm_kernel_fn)(int kc, const float *Ap, const float *Bp, float *C, long ldc, int m, int n,
                                    const mmp_gemm_tile *t);
 
+/* The k block of every level: each C element is the FMA chain over one
+ * block's k in order, the blocks added into C in order. One value for all
+ * levels, so the AVX2 and AVX-512 paths give the same bits. */
+#define MMP_GEMM_KC 256
+
 typedef struct {
     int mr, nr; /* register tile */
     int kc;     /* k block: fixes the summation order, never varies */

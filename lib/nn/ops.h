@@ -27,6 +27,10 @@ typedef struct {
      * nn/winograd.h; set at load for dense 3x3 stride-1 convs), NULL = im2col only. */
     float *wino;
     int wino_m;
+    /* w as [cout][k*k*cin] pre-packed for the CPU GEMM (mmp_sgemm_pack_b,
+     * nn/gemm.h; set at load for dense convs without Winograd weights),
+     * NULL = packed at every call. Same bits either way. */
+    struct mmp_sgemm_pack *gemm;
 } mmp_nn_conv;
 
 static inline int mmp_nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }

@@ -270,6 +270,11 @@ void mmp_nn_cpu_conv2d(const mmp_nn_conv *c, const float *in, int G, int H, int 
             A = scratch;
         }
         float *C = out + r0 * n;
+        if (c->gemm) { /* weights packed at load, bias/residual/activation fused */
+            mmp_sgemm_packed(MMP_GEMM_N, (int)(r1 - r0), A, kd, c->gemm, c->b, res ? res + r0 * n : NULL, n, (int)c->act,
+                             C, n);
+            continue;
+        }
         /* C[rows, n] = b + A[rows, kd] . W[n, kd]^T (beta = 1: no zeroing pass) */
         fill_rows(C, r1 - r0, n, c->b);
         mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)(r1 - r0), n, kd, 1.0f, A, kd,
