@@ -3,7 +3,9 @@
  * (-DHAVE_OPENBLAS) and oneDNN dnnl_sgemm (-DHAVE_DNNL) when built with them,
  * on the shapes of the issue and the ones mmpipe calls.
  * usage: bench_gemm [-c COLUMNS] [-q]   COLUMNS: comma list of
- * avx512,avx2,openblas,dnnl (default: all built in); -q: fewer repetitions.
+ * avx512,avx2,packed,openblas,dnnl (default: all built in; packed = the top
+ * level with B pre-packed, as conv2d's weights, for the N/T shapes); -q:
+ * fewer repetitions.
  * Output: a header, then one tab-separated line per shape. bench_gemm.sh
  * runs it (twice: OpenBLAS's default kernels and OPENBLAS_CORETYPE=SkylakeX). */
 #include "nn/gemm.h"
@@ -78,6 +80,12 @@ static void run_avx2(const shape *s, const float *A, const float *B, float *C) {
     mmp_sgemm_isa(MMP_ISA_AVX2, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, s->ta ? s->M : s->K, B,
                   s->tb ? s->K : s->N, 0.0f, C, s->N);
 }
+/* the weights (op(B) = B^T, B [N,K]) packed once, as conv2d's at model load: N/T shapes only */
+static mmp_sgemm_pack *g_pack;
+static void run_packed(const shape *s, const float *A, const float *B, float *C) {
+    (void)B;
+    mmp_sgemm_packed(s->ta, s->M, A, s->ta ? s->M : s->K, g_pack, NULL, NULL, 0, MMP_GEMM_ACT_NONE, C, s->N);
+}
 #ifdef HAVE_OPENBLAS
 static void run_openblas(const shape *s, const float *A, const float *B, float *C) {
     cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->M, s->N,
@@ -116,17 +124,18 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "-c") && i + 1 < argc) cols = argv[++i];
         else if (!strcmp(argv[i], "-q")) reps = 3;
         else {
-            fprintf(stderr, "usage: bench_gemm [-c avx512,avx2,openblas,dnnl] [-q]\n");
+            fprintf(stderr, "usage: bench_gemm [-c avx512,avx2,packed,openblas,dnnl] [-q]\n");
             return 2;
         }
     }
     struct {
         const char *name;
         gemm_fn f;
-    } all[4];
+    } all[5];
     int nc = 0;
     if (mmp_cpu_isa() >= MMP_ISA_AVX512) all[nc].name = "avx512", all[nc++].f = run_avx512;
     all[nc].name = "avx2", all[nc++].f = run_avx2;
+    all[nc].name = "packed", all[nc++].f = run_packed;
 #ifdef HAVE_OPENBLAS
     openblas_set_num_threads(1);
     all[nc].name = "openblas", all[nc++].f = run_openblas;
@@ -134,7 +143,7 @@ int main(int argc, char **argv) {
 #ifdef HAVE_DNNL
     all[nc].name = "dnnl", all[nc++].f = run_dnnl;
 #endif
-    int use[4], nu = 0;
+    int use[5], nu = 0;
     for (int c = 0; c < nc; c++) {
         if (cols) {
             char pat[32];
@@ -165,7 +174,17 @@ int main(int argc, char **argv) {
         const float *A = buf, *B = buf + (size_t)s->M * s->K;
         float *C = buf + (size_t)s->M * s->K + (size_t)s->K * s->N;
         printf("%c\t%c\t%d\t%d\t%d", s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', s->M, s->N, s->K);
-        for (int u = 0; u < nu; u++) printf("\t%.1f", measure(all[use[u]].f, s, A, B, C, reps));
+        for (int u = 0; u < nu; u++) {
+            if (all[use[u]].f == run_packed) {
+                if (!s->tb) {
+                    printf("\t-");
+                    continue;
+                }
+                g_pack = mmp_sgemm_pack_b(1, s->N, s->K, B, s->K);
+            }
+            printf("\t%.1f", measure(all[use[u]].f, s, A, B, C, reps));
+            if (all[use[u]].f == run_packed) mmp_sgemm_pack_free(g_pack);
+        }
         printf("\t%s\n", s->what);
         fflush(stdout);
     }

@@ -14,6 +14,12 @@
 #ifndef GEMM512_NV
 #define GEMM512_NV 2
 #endif
+#ifndef GEMM512_MC
+#define GEMM512_MC (GEMM512_MR * 16)
+#endif
+#ifndef GEMM512_NC
+#define GEMM512_NC 2048
+#endif
 #define MR GEMM512_MR
 #define NV GEMM512_NV
 #define NR (16 * NV)
@@ -78,4 +84,4 @@ static void kernel(int kc, const float *A, const float *B, float *C, long ldc, i
 }
 
 const mmp_gemm_arch mmp_gemm_arch_avx512 = {
-    .mr = MR, .nr = NR, .kc = MMP_GEMM_KC, .mc = MR * 16, .nc = 2048, .kernel = kernel};
+    .mr = MR, .nr = NR, .kc = MMP_GEMM_KC, .mc = GEMM512_MC, .nc = GEMM512_NC, .kernel = kernel};
