@@ -36,4 +36,11 @@ typedef struct {
 } mmp_gemm_arch;
 
 extern const mmp_gemm_arch mmp_gemm_arch_avx2, mmp_gemm_arch_avx512;
+
+/* op(A)[i0..i0+m-1][p0..p0+kc-1] into panels of mr rows: panel q at q*mr*kc,
+ * [kc][mr], rows past m zero (gemm_avx2.c). */
+void mmp_gemm_pack_a(int mr, int transa, const float *A, long lda, int i0, int m, int p0, int kc, float *dst);
+/* op(B)[p0..p0+kc-1][j0..j0+n-1] into panels of nr columns: panel q at
+ * q*nr*kc, [kc][nr], columns past n zero. */
+void mmp_gemm_pack_b(int nr, int transb, const float *B, long ldb, int j0, int n, int p0, int kc, float *dst);
 #endif
