@@ -35,19 +35,21 @@ static inline __m256 epi2(__m256 acc, const float *c, const float *bias, const f
 #undef LD2
 }
 
-static void kernel_6x16(int kc, const float *A, const float *B, float *C, long ldc, int m, int n,
-                        const mmp_gemm_tile *t) {
+/* A packed ([kc][6], lda unused) or, direct, op(A) rows in place (row i at
+ * A + i*lda, element k at k: m == 6); the same FMAs either way */
+static inline __attribute__((always_inline)) void kern6x16(int kc, const float *A, long lda, int direct, const float *B,
+                                                           float *C, long ldc, int m, int n, const mmp_gemm_tile *t) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8), a;
-        a = _mm256_broadcast_ss(A + 0), c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(A + 1), c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(A + 2), c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(A + 3), c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(A + 4), c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(A + 5), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
-        A += MR2;
+        a = _mm256_broadcast_ss(A), c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(direct ? A + 1 * lda : A + 1), c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(direct ? A + 2 * lda : A + 2), c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(direct ? A + 3 * lda : A + 3), c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(direct ? A + 4 * lda : A + 4), c40 = _mm256_fmadd_ps(a, b0, c40), c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(direct ? A + 5 * lda : A + 5), c50 = _mm256_fmadd_ps(a, b0, c50), c51 = _mm256_fmadd_ps(a, b1, c51);
+        A += direct ? 1 : MR2;
         B += NR2;
     }
     __m256 acc[MR2][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
@@ -69,7 +71,16 @@ static void kernel_6x16(int kc, const float *A, const float *B, float *C, long l
     }
 }
 
-const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = MMP_GEMM_KC, .mc = 120, .nc = 2048, .kernel = kernel_6x16};
+static void kernel_6x16(int kc, const float *A, const float *B, float *C, long ldc, int m, int n,
+                        const mmp_gemm_tile *t) {
+    kern6x16(kc, A, 0, 0, B, C, ldc, m, n, t);
+}
+static void kernel_6x16_direct(int kc, const float *A, long lda, const float *B, float *C, long ldc, int n,
+                               const mmp_gemm_tile *t) {
+    kern6x16(kc, A, lda, 1, B, C, ldc, MR2, n, t);
+}
+
+const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = MMP_GEMM_KC, .mc = 120, .nc = 2048, .kernel = kernel_6x16, .kernel_direct = kernel_6x16_direct};
 
 /* ---- packing ---- */
 /* t[kk][j] = r[j][k + kk], kk, j < 8 */

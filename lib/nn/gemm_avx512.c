@@ -44,7 +44,10 @@ static inline __m512 epi(__m512 acc, const float *c, const float *bias, const fl
     return v;
 }
 
-static void kernel(int kc, const float *A, const float *B, float *C, long ldc, int m, int n, const mmp_gemm_tile *t) {
+/* A packed ([kc][MR], lda unused) or, direct, op(A) rows in place (row i at
+ * A + i*lda, element k at k: m == MR); the same FMAs either way */
+static inline __attribute__((always_inline)) void kern(int kc, const float *A, long lda, int direct, const float *B,
+                                                       float *C, long ldc, int m, int n, const mmp_gemm_tile *t) {
     __m512 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
@@ -56,11 +59,11 @@ static void kernel(int kc, const float *A, const float *B, float *C, long ldc, i
         for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(B + 16 * v);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(A[i]);
+            __m512 a = _mm512_set1_ps(direct ? A[i * lda] : A[i]);
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
         }
-        A += MR;
+        A += direct ? 1 : MR;
         B += NR;
     }
     __mmask16 mk[NV];
@@ -83,5 +86,13 @@ static void kernel(int kc, const float *A, const float *B, float *C, long ldc, i
     }
 }
 
+static void kernel(int kc, const float *A, const float *B, float *C, long ldc, int m, int n, const mmp_gemm_tile *t) {
+    kern(kc, A, 0, 0, B, C, ldc, m, n, t);
+}
+static void kernel_direct(int kc, const float *A, long lda, const float *B, float *C, long ldc, int n,
+                          const mmp_gemm_tile *t) {
+    kern(kc, A, lda, 1, B, C, ldc, MR, n, t);
+}
+
 const mmp_gemm_arch mmp_gemm_arch_avx512 = {
-    .mr = MR, .nr = NR, .kc = MMP_GEMM_KC, .mc = GEMM512_MC, .nc = GEMM512_NC, .kernel = kernel};
+    .mr = MR, .nr = NR, .kc = MMP_GEMM_KC, .mc = GEMM512_MC, .nc = GEMM512_NC, .kernel = kernel, .kernel_direct = kernel_direct};

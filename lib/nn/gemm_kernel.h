@@ -28,11 +28,17 @@ typedef void (*mmp_gemm_kernel_fn)(int kc, const float *Ap, const float *Bp, flo
  * levels, so the AVX2 and AVX-512 paths give the same bits. */
 #define MMP_GEMM_KC 256
 
+/* The same on MR full rows of op(A) read in place: row i at A + i*lda
+ * (not transposed A, no packing). */
+typedef void (*mmp_gemm_kernel_direct_fn)(int kc, const float *A, long lda, const float *Bp, float *C, long ldc, int n,
+                                          const mmp_gemm_tile *t);
+
 typedef struct {
     int mr, nr; /* register tile */
     int kc;     /* k block: fixes the summation order, never varies */
     int mc, nc; /* cache blocks (multiples of mr, nr): speed only */
     mmp_gemm_kernel_fn kernel;
+    mmp_gemm_kernel_direct_fn kernel_direct;
 } mmp_gemm_arch;
 
 extern const mmp_gemm_arch mmp_gemm_arch_avx2, mmp_gemm_arch_avx512;
