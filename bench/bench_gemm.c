@@ -46,6 +46,7 @@ static const shape shapes[] = {
     {0, 1, 256, 256, 1024, "R50 layer3 1x1 1024->256"},
     {0, 1, 256, 2048, 512, "R50 layer4 1x1 512->2048"},
     {0, 1, 64, 1000, 512, "R18 classifier, 64 images"},
+    {0, 1, 4, 1000, 512, "R18 classifier, micro-batch 4 @96"},
     /* MiniLM (H 384, FFN 1536), 32 sentences x ~32 tokens */
     {0, 1, 1024, 1152, 384, "MiniLM QKV"},
     {0, 1, 1024, 384, 384, "MiniLM attn out"},
