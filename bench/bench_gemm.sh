@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/bench_gemm.sh [-q]: single-threaded SGEMM GFLOP/s (best of 7, thread
-# CPU time, so time the thread spent descheduled on a shared machine does not
-# count) of mmp_sgemm at each instruction-set level (lib/nn/gemm.h), with B
+# bench/bench_gemm.sh [-q]: single-threaded SGEMM GFLOP/s (best of 3 rounds
+# x 3 runs, thread CPU time, so time the thread spent descheduled on a shared
+# machine does not count) of mmp_sgemm at each instruction-set level (lib/nn/gemm.h), with B
 # pre-packed (conv2d's weights), OpenBLAS with its default kernels and with
 # OPENBLAS_CORETYPE=SkylakeX, and oneDNN dnnl_sgemm: the OpenBLAS and oneDNN
 # columns only when those libraries are installed (scripts/setup.sh --bench);
@@ -47,4 +47,5 @@ awk -F'\t' -v ob=$have_ob -v bf="$tmp/b.tsv" '
     if (n == 1) { sep = "| --- | --- | --- | ---"; for (j = 6; j <= NF; j++) sep = sep " | ---"; if (oc) sep = sep " | ---"; print sep " |" } }
 ' "$tmp/a.tsv"
 echo
-echo "GFLOP/s = 2MNK / time, 1 thread, best of 7 (3 with -q); op = transposition of A and B (row-major, cblas meaning)."
+echo "GFLOP/s = 2MNK / thread CPU time, 1 thread, best of 3 rounds over all shapes x 3 runs (1 round with -q);"
+echo "op = transposition of A and B (row-major, cblas meaning); mmp packed B: B packed beforehand (conv2d's weights)."
