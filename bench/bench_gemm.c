@@ -35,7 +35,7 @@ static const shape shapes[] = {
     {0, 1, 4096, 384, 1536, "FFN down"},
     {0, 0, 1024, 1024, 1024, "1024^3"},
     /* ResNet-18/50 as conv2d calls them (chunk_rows, micro-batch 4 @96, 1 @224) */
-    {0, 1, 891, 64, 147, "R18/50 stem chunk (96|224)"},
+    {0, 1, 891, 64, 147, "R18/50 stem chunk, 96 or 224 px"},
     {0, 1, 256, 128, 576, "R18 layer2 3x3 s2 chunk"},
     {0, 1, 144, 256, 1152, "R18 layer3 3x3 s2 @96"},
     {0, 1, 36, 512, 2304, "R18 layer4 3x3 s2 @96"},
