@@ -115,8 +115,8 @@ static void test_rows(mmp_isa isa) {
 
 /* Pre-packed B + epilogue = mmp_sgemm (alpha 1, beta 0) + bias + residual + act, bit for bit. */
 static void test_packed(mmp_isa isa) {
-    static const int sz[][3] = {{50, 64, 147}, {333, 37, 600}, {9, 100, 1}, {70, 513, 70}};
-    for (int s = 0; s < 4; s++)
+    static const int sz[][3] = {{50, 64, 147}, {333, 37, 600}, {9, 100, 1}, {70, 513, 70}, {41, 10, 300}};
+    for (int s = 0; s < 5; s++)
         for (int act = 0; act < 3; act++)
             for (int ta = 0; ta < 2; ta++) {
                 int M = sz[s][0], N = sz[s][1], K = sz[s][2];
@@ -146,8 +146,8 @@ static void test_packed(mmp_isa isa) {
 
 /* The two levels: the same k blocks and per-element operations, the same bits. */
 static void test_levels(void) {
-    static const int sz[][3] = {{333, 150, 1100}, {7, 33, 257}, {64, 1000, 512}};
-    for (int s = 0; s < 3; s++)
+    static const int sz[][3] = {{333, 150, 1100}, {7, 33, 257}, {64, 1000, 512}, {256, 10, 1280}, {30, 16, 300}};
+    for (int s = 0; s < 5; s++)
         for (int c = 0; c < 4; c++) {
             int ta = c & 1, tb = c >> 1, M = sz[s][0], N = sz[s][1], K = sz[s][2];
             float *A = rnd((size_t)M * K), *B = rnd((size_t)N * K), *C1 = rnd((size_t)M * N);

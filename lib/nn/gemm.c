@@ -67,12 +67,14 @@ static packbuf *packbuf_get(size_t na, size_t nb) {
     return pb;
 }
 
-static const mmp_gemm_arch *arch_of(mmp_isa isa) {
+/* the kernel set for a level and N (every set has the same KC: the same bits) */
+static const mmp_gemm_arch *arch_of(mmp_isa isa, int N) {
     if (isa > mmp_cpu_isa()) {
         fprintf(stderr, "mmpipe: gemm: %s requested on a CPU without it\n", mmp_isa_name(isa));
         abort();
     }
-    return isa == MMP_ISA_AVX512 ? &mmp_gemm_arch_avx512 : &mmp_gemm_arch_avx2;
+    if (isa == MMP_ISA_AVX512) return N <= 16 ? &mmp_gemm_arch_avx512_n16 : &mmp_gemm_arch_avx512;
+    return &mmp_gemm_arch_avx2;
 }
 
 static inline int rup(int x, int m) { return (x + m - 1) / m * m; }
@@ -136,7 +138,7 @@ void mmp_sgemm_isa(mmp_isa isa, int transa, int transb, int M, int N, int K, flo
         }
         return;
     }
-    run(arch_of(isa), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, 0,
+    run(arch_of(isa, N), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, 0,
         MMP_GEMM_ACT_NONE);
 }
 
@@ -153,7 +155,7 @@ struct mmp_sgemm_pack {
 };
 
 mmp_sgemm_pack *mmp_sgemm_pack_b_isa(mmp_isa isa, int transb, int N, int K, const float *B, int ldb) {
-    const mmp_gemm_arch *ar = arch_of(isa);
+    const mmp_gemm_arch *ar = arch_of(isa, N);
     mmp_sgemm_pack *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->ar = ar, p->N = N, p->K = K;

@@ -41,7 +41,8 @@ typedef struct {
     mmp_gemm_kernel_direct_fn kernel_direct;
 } mmp_gemm_arch;
 
-extern const mmp_gemm_arch mmp_gemm_arch_avx2, mmp_gemm_arch_avx512;
+/* avx512_n16: the AVX-512 level's tile for N <= 16 (same KC: same bits) */
+extern const mmp_gemm_arch mmp_gemm_arch_avx2, mmp_gemm_arch_avx512, mmp_gemm_arch_avx512_n16;
 
 /* op(A)[i0..i0+m-1][p0..p0+kc-1] into panels of mr rows: panel q at q*mr*kc,
  * [kc][mr], rows past m zero (gemm_avx2.c). */
