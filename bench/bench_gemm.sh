@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/bench_gemm.sh [-q]: single-threaded SGEMM GFLOP/s (best of 3 rounds
+# bench/bench_gemm.sh [-q|--quick]: single-threaded SGEMM GFLOP/s (best of 3 rounds
 # x 3 runs, thread CPU time, so time the thread spent descheduled on a shared
 # machine does not count) of mmp_sgemm at each instruction-set level (lib/nn/gemm.h), with B
 # pre-packed (conv2d's weights), OpenBLAS with its default kernels and with
@@ -11,7 +11,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-q=; [ "${1:-}" = -q ] && q=-q
+q=; case "${1:-}" in -q|--quick) q=-q ;; esac
 make -s -j2 "$BUILD/libmmp.a" BUILD="$BUILD"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 defs=() libs=()
