@@ -7,9 +7,10 @@
  * where B is [N,K]). beta == 0 does not read C (NaN in C is overwritten).
  * Single-threaded: callers parallelize over rows or images.
  *
- * BLIS-style: op(A) and op(B) are packed (the packing does the transposes)
- * into register-tile panels and a micro-kernel chosen by CPUID features
- * (lib/cpu.h: AVX2/FMA 6x16, AVX-512 12x32) runs over them.
+ * BLIS-style: op(B) and a transposed A are packed (the packing does the
+ * transposes) into register-tile panels, a not-transposed A is read in
+ * place, and a micro-kernel chosen by CPUID features (lib/cpu.h: AVX2/FMA
+ * 6x16; AVX-512 12x32, 24x16 for N <= 16) runs over them. docs/compute.md.
  *
  * Deterministic by construction: each C element is one FMA chain over k in
  * order, cut into blocks of a fixed KC = 256 (never dependent on M, N, the
