@@ -2,7 +2,7 @@
 # mmp-embed's CNN engine vs PyTorch (same machine, same run, same thread count).
 # Forward-only img/s, batch 64, ResNet-18/ResNet-50 (random weights) and
 # MobileNetV2 (the real weights) at 96 and 224 px, 1 and 2 threads; GFLOP/s
-# (2 x multiply-adds of the convolutions) as a fraction of OpenBLAS sgemm
+# (2 x multiply-adds of the convolutions) as a fraction of mmp_sgemm
 # 1024^3 measured here with as many independent single-threaded sgemms as
 # threads; max RSS of the batch-64 run. Then the acceptance bottleneck end to
 # end: mmp-decode --size 96 CIFAR-10 | mmp-embed (MobileNetV2) vs Pillow +
@@ -17,7 +17,7 @@ W=$S/models/mobilenet_v2-imagenet.safetensors
 quick=0; [ "${1:-}" = "--quick" ] && quick=1
 [ -f "$W" ] || { echo "bench_embed: no $W (set MMP_SHARED)"; exit 0; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cc -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-v3 -Ilib $(pkg-config --cflags openblas) bench/bench_nn.c \
+cc -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-v3 -Ilib bench/bench_nn.c \
    "$BUILD/libmmp.a" -o "$tmp/bench_nn" $(make -s ldlibs)
 $PY bench/make_weights.py "$tmp"
 
@@ -26,7 +26,7 @@ echo
 echo "Machine: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A sg
 for t in 1 2; do sg[$t]=$("$tmp/bench_nn" sgemm $t); done
-echo "OpenBLAS sgemm 1024^3: ${sg[1]} GFLOP/s (1 thread), ${sg[2]} GFLOP/s (2 threads)"
+echo "mmp_sgemm 1024^3: ${sg[1]} GFLOP/s (1 thread), ${sg[2]} GFLOP/s (2 threads)"
 echo
 echo "Kernels (MMP_ISA=${MMP_ISA:-unset}):"
 echo
@@ -62,7 +62,7 @@ echo "mmpipe: mmp_nn_run (lib/nn) on normalized NHWC input after a warm-up batch
 echo "at 224 px, 2 batches at 96 px. sgemm: best of 3. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "effective GFLOP/s = 2 x multiply-adds of all convolutions computed directly / whole forward time. Winograd"
 echo "(ResNet 3x3 convs) does fewer multiplications and the MobileNetV2 path uses its own GEMM, so the ratio to"
-echo "OpenBLAS sgemm can exceed 100%. Max RSS: whole process, batch 64 (input, weights, workspaces)."
+echo "mmp_sgemm (lib/nn/gemm.h) can exceed 100%. Max RSS: whole process, batch 64 (input, weights, workspaces)."
 
 # end to end on CIFAR-10 (the acceptance pipeline's bottleneck)
 C=$S/datasets/cifar10/test.tar

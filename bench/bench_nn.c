@@ -6,14 +6,13 @@
  *                                      best of 200 calls
  *   bench_nn dw C W STRIDE             GFLOP/s of the depthwise 3x3 row kernel
  *                                      (mmp_nn_cpu_dw3x3_row), rows in cache, best of 300
- *   bench_nn sgemm THREADS             aggregate sgemm 1024^3 GFLOP/s, THREADS
+ *   bench_nn sgemm THREADS             aggregate mmp_sgemm 1024^3 GFLOP/s, THREADS
  *                                      independent single-threaded sgemms (best of 3)
  *   bench_nn model FILE SIZE THREADS BATCHES [BATCH [REPS]]
  *                                      img/s of the forward pass (pool layer) on
  *                                      random normalized input, after one warm-up
  *                                      batch, best of REPS timings of BATCHES batches; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
  *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
-#include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -22,6 +21,7 @@
 
 #include "mmp.h"
 #include "nn/cpu.h"
+#include "nn/gemm.h"
 #include "nn/nn.h"
 
 static void *sg(void *arg) {
@@ -29,7 +29,7 @@ static void *sg(void *arg) {
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
     for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
     for (int r = 0; r < reps; r++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, n, n, 1, a, n, b, n, 0, c, n);
     free(a), free(b), free(c);
     return NULL;
 }

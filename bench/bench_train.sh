@@ -4,7 +4,7 @@
 # PyTorch (/usr/bin/python3) on the same features and the same recipe:
 # standardized features, nn.Linear(D, C), AdamW(lr 1e-3, wd 1e-2), CE, batch 256,
 # EPOCHS epochs (30), shuffled every epoch. Both single-threaded (torch.set_num_threads(1),
-# OpenBLAS 1 thread); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
+# mmp_sgemm, single-threaded); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
 # busy machine, hence opt-in).
 # Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides).
 # Prints a markdown table; training time excludes reading the stream (both sides).

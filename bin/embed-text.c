@@ -6,8 +6,6 @@
 #include "mmp.h"
 #include "text/embed.h"
 
-void openblas_set_num_threads(int);
-
 static const char usage[] =
     "usage: mmp-embed-text --model DIR|FILE.safetensors [options] [IN.mmp|-] > out.mmp\n"
     "       mmp-embed-text --model DIR --lines [--template 'a photo of a {}'] [FILE|-] > prompts.mmp\n"
@@ -65,7 +63,6 @@ int main(int argc, char **argv) {
     if (!model) mmp_die("--model is required (see --help)");
     if (tpl && !lines) mmp_die("--template needs --lines");
     if (strlen(field) >= 64) mmp_die("--field name too long");
-    openblas_set_num_threads(1);
     mmp_text_model tm;
     char err[1024];
     if (mmp_text_model_load(&tm, model, heads, err, sizeof err) < 0) mmp_die("%s", err);

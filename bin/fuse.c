@@ -9,8 +9,6 @@
 #include "fuse/run.h"
 #include "mmp.h"
 
-void openblas_set_num_threads(int);
-
 static const char usage[] =
     "usage: mmp-fuse [options] IMAGE.mmp TEXT.mmp > fused.mmp     (join by record id)\n"
     "       mmp-fuse [options] --fields embedding,text_embedding [IN.mmp|-] > fused.mmp\n"
@@ -108,7 +106,6 @@ int main(int argc, char **argv) {
     int ninputs = mmp_cli_parse(argc, argv, opts, usage, &inputs);
     if (ninputs > 2) mmp_die("at most two inputs (see --help)");
     mmp_fuse_mode mode = fo.mode;
-    openblas_set_num_threads(1);
     char err[1024];
     if (init) {
         int da, db, d;

@@ -84,8 +84,11 @@ static void check_model(const char *model, const char *io, const char *block) {
         for (int t = 1; t < 3; t++)
             CHECKF(!memcmp(out[0], out[t], sizeof(float) * n), "%s %s: %d threads not bit-identical", model,
                    specs[s], threads[t]);
-        /* a different micro-batch composition changes OpenBLAS's blocking (last bits only) */
+        /* another micro-batch composition: the same bits (every GEMM sums each
+         * element in a fixed order, nn/gemm.h) */
         CHECK(t_maxrel(out[3], tr, n, 1e-4, 1e-4 * scale, NULL) <= 1.0);
+        CHECKF(!memcmp(out[0], out[3], sizeof(float) * n), "%s %s: other micro-batch composition not bit-identical",
+               model, specs[s]);
         for (int t = 0; t < 4; t++) free(out[t]);
     }
     /* several micro-batches (the last one partial) over 1 and 3 threads:

@@ -25,7 +25,7 @@ static uint64_t rs = 777;
 
 
 static mmp_nn_conv mkconv(int cin, int cout, int k, int s, int dw, mmp_nn_act a) {
-    mmp_nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
+    mmp_nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0, NULL};
     c.w = t_randv(&rs, (size_t)cout * k * k * (dw ? 1 : cin), dw ? 0.5f : 1.5f / sqrtf((float)(k * k * cin)));
     c.b = t_randv(&rs, cout, 0.5f);
     return c;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "mmp.h"
+#include "nn/gemm.h"
 #include "nn/ops.h"
 #include "nn_testlib.h"
 #include "testlib.h"
@@ -13,7 +14,7 @@ static uint64_t rs = 12345;
 
 
 static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int dw, mmp_nn_act a, int with_res) {
-    mmp_nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0};
+    mmp_nn_conv c = {cin, cout, k, s, k / 2, dw, a, NULL, NULL, NULL, 0, NULL};
     c.w = t_randv(&rs, (size_t)cout * k * k * (dw ? 1 : cin), 1.0f);
     c.b = t_randv(&rs, cout, 1.0f);
     int Ho = mmp_nn_conv_out(H, k, s, k / 2), Wo = mmp_nn_conv_out(W, k, s, k / 2);
@@ -29,6 +30,13 @@ static void test_conv(int G, int H, int W, int cin, int cout, int k, int s, int 
     double e = t_maxrel(o1, o2, no, 1e-5, 1e-5, NULL);
     CHECKF(e <= 1, "conv G%d %dx%d cin %d cout %d k%d s%d dw%d act%d res%d: err %.3g", G, H, W, cin, cout, k, s, dw,
            a, with_res, e);
+    if (!dw) { /* weights pre-packed as at model load (fused epilogue): the same bits */
+        c.gemm = mmp_sgemm_pack_b(MMP_GEMM_T, cout, k * k * cin, c.w, k * k * cin);
+        mmp_nn_cpu_conv2d(&c, in, G, H, W, res, o2, scratch);
+        CHECKF(!memcmp(o1, o2, sizeof(float) * no), "conv G%d %dx%d cin %d cout %d k%d s%d act%d res%d: pre-packed weights give other bits",
+               G, H, W, cin, cout, k, s, a, with_res);
+        mmp_sgemm_pack_free(c.gemm);
+    }
     free(c.w), free(c.b), free(in), free(res), free(o1), free(o2), free(scratch);
 }
 

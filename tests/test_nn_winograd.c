@@ -68,7 +68,7 @@ static int im2col_batch_dep; /* cases where the im2col path gives an image other
 static double worst[3]; /* im2col, F(2x2), F(4x4) vs double */
 
 static void test_case(int G, int H, int W, int cin, int cout, mmp_nn_act act, int with_res) {
-    mmp_nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0};
+    mmp_nn_conv c = {cin, cout, 3, 1, 1, 0, act, NULL, NULL, NULL, 0, NULL};
     c.w = t_randv(&rs, (size_t)cout * 9 * cin, 1.0f);
     c.b = t_randv(&rs, cout, 1.0f);
     size_t ni = (size_t)G * H * W * cin, no = (size_t)G * H * W * cout;
@@ -108,17 +108,16 @@ static void test_case(int G, int H, int W, int cin, int cout, mmp_nn_act act, in
         float *y2 = malloc(sizeof(float) * no);
         mmp_nn_cpu_conv2d(&c, in, G, H, W, res, y2, scratch);
         CHECKF(!memcmp(y2, tiles >= 9 ? y : y0, sizeof(float) * no), "F(%dx%d) %dx%d: dispatch", m, m, H, W);
-        /* the last image alone: same bits as inside the batch (Winograd: by
-         * construction; the im2col path relies on OpenBLAS, only counted) */
+        /* the last image alone: same bits as inside the batch (Winograd and
+         * the im2col path's GEMM, nn/gemm.h: by construction) */
         if (G > 1) {
             size_t pi = (size_t)H * W * cin, po = (size_t)H * W * cout;
             const float *ri = res ? res + (G - 1) * po : NULL;
             mmp_nn_cpu_conv2d(&c, in + (G - 1) * pi, 1, H, W, ri, y2, scratch);
             int same = !memcmp(y2, (tiles >= 9 ? y : y0) + (G - 1) * po, sizeof(float) * po);
-            if (tiles >= 9)
-                CHECKF(same, "F(%dx%d) G%d %dx%d %d->%d: image alone differs from the batch", m, m, G, H, W, cin, cout);
-            else
-                im2col_batch_dep += !same;
+            CHECKF(same, "%s G%d %dx%d %d->%d: image alone differs from the batch", tiles >= 9 ? "Winograd" : "im2col",
+                   G, H, W, cin, cout);
+            im2col_batch_dep += !same && tiles < 9;
             float *s1 = malloc(sizeof(float) * mmp_nn_wino_scratch(&c, 1, H, W));
             mmp_nn_wino_conv2d(&c, in + (G - 1) * pi, 1, H, W, ri, y2, s1);
             CHECKF(!memcmp(y2, y + (G - 1) * po, sizeof(float) * po), "F(%dx%d) G%d %dx%d %d->%d: alone differs",
@@ -147,13 +146,13 @@ int main(void) {
     test_case(2, 14, 14, 256, 256, MMP_NN_ACT_RELU, 1); /* ResNet layer3 shape (the GEMM's K = 256) */
     printf("max error / max|pre-activation output| vs double: im2col %.3g, F(2x2) %.3g, F(4x4) %.3g\n", worst[0],
            worst[1], worst[2]);
-    printf("im2col path (OpenBLAS): %d cases where an image alone got other bits than in its batch\n",
+    printf("im2col path (mmp_sgemm): %d cases where an image alone got other bits than in its batch\n",
            im2col_batch_dep);
 
     /* eligibility */
     float w[27 * 4] = {0}, b[4] = {0};
-    mmp_nn_conv s2 = {3, 4, 3, 2, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0}, k1 = {3, 4, 1, 1, 0, 0, MMP_NN_ACT_NONE, w, b, NULL, 0};
-    mmp_nn_conv dw = {4, 4, 3, 1, 1, 1, MMP_NN_ACT_NONE, w, b, NULL, 0}, ok = {3, 4, 3, 1, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0};
+    mmp_nn_conv s2 = {3, 4, 3, 2, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL}, k1 = {3, 4, 1, 1, 0, 0, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL};
+    mmp_nn_conv dw = {4, 4, 3, 1, 1, 1, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL}, ok = {3, 4, 3, 1, 1, 0, MMP_NN_ACT_NONE, w, b, NULL, 0, NULL};
     CHECK(mmp_nn_wino_prepare(&s2, 4) == -1 && !s2.wino && !mmp_nn_wino_use(&s2, 64, 64));
     CHECK(mmp_nn_wino_prepare(&k1, 2) == -1 && !k1.wino);
     CHECK(mmp_nn_wino_prepare(&dw, 2) == -1 && !dw.wino);

@@ -2,7 +2,7 @@
  * attention fusion with forward and backward. See fuse.h. */
 #include "fuse/fuse.h"
 
-#include <cblas.h>
+#include "nn/gemm.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,16 +256,16 @@ int mmp_fuse_params_save(const mmp_fuse_params *p, const char *path, char *err, 
 /* y[N, out] (row stride ldy) = x[N, in] (stride ldx) W[out, in]^T + b */
 static void lin_fwd(float *y, int ldy, const float *x, int ldx, int N, int in, int out, const float *W, const float *b) {
     for (int i = 0; i < N; i++) memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, ldx, W, in, 1.0f, y, ldy);
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, N, out, in, 1.0f, x, ldx, W, in, 1.0f, y, ldy);
 }
 
 /* dW[out, in] += dy^T x; db[out] += sum_rows dy; dx[N, in] = dy W (when dx) */
 static void lin_bwd(const float *dy, int ldy, const float *x, int ldx, int N, int in, int out, const float *W,
                     float *dW, float *db, float *dx, int lddx) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy, ldy, x, ldx, 1.0f, dW, in);
+    mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, out, in, N, 1.0f, dy, ldy, x, ldx, 1.0f, dW, in);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < out; j++) db[j] += dy[(size_t)i * ldy + j];
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy, ldy, W, in, 0.0f, dx, lddx);
+    if (dx) mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, N, in, out, 1.0f, dy, ldy, W, in, 0.0f, dx, lddx);
 }
 
 size_t mmp_fuse_cache_size(const mmp_fuse_params *p, int N) {

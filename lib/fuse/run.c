@@ -1,6 +1,6 @@
 /* fuse/run.c: mmp-fuse's work (fuse/run.h): parameters, output header and
  * the batched loop over one stream or two streams joined by id. */
-#include <cblas.h>
+#include "nn/gemm.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,8 +162,8 @@ static void combine(const mmp_fuser *f, int n, const float *xa, const float *xb,
         yb = pj + ea;
         lda = ldb = ea + eb;
     } else if (o->project) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ea, da, 1.0f, xa, da, f->Wa, da, 0.0f, pj, ea + eb);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, eb, db, 1.0f, xb, db, f->Wb, db, 0.0f, pj + ea, ea + eb);
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, ea, da, 1.0f, xa, da, f->Wa, da, 0.0f, pj, ea + eb);
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, eb, db, 1.0f, xb, db, f->Wb, db, 0.0f, pj + ea, ea + eb);
         ya = pj;
         yb = pj + ea;
         lda = ldb = ea + eb;

@@ -11,6 +11,7 @@
 
 #include "mmp.h"
 #include "nn/winograd.h"
+#include "nn/gemm.h"
 #include "nn/cpu.h"
 
 #define BN_EPS 1e-5f /* torchvision BatchNorm2d default */
@@ -306,6 +307,7 @@ int mmp_nn_parse3(const char *s, float out[3]) {
 }
 
 static void prepare_winograd(mmp_nn_model *m);
+static void prepare_gemm(mmp_nn_model *m);
 
 int mmp_nn_model_load(mmp_nn_model **out, const char *path, const char *arch, char *err, size_t errlen) {
     *out = NULL;
@@ -349,6 +351,7 @@ int mmp_nn_model_load(mmp_nn_model **out, const char *path, const char *arch, ch
     m->pre = p;
     mmp_st_close(&st);
     if (!rc) prepare_winograd(m);
+    if (!rc) prepare_gemm(m);
     if (rc) {
         mmp_nn_model_free(m);
         return -1;
@@ -376,6 +379,7 @@ void mmp_nn_model_free(mmp_nn_model *m) {
             free(m->blocks[i].conv[j].w);
             free(m->blocks[i].conv[j].b);
             free(m->blocks[i].conv[j].wino);
+            mmp_sgemm_pack_free(m->blocks[i].conv[j].gemm);
         }
     for (int i = 0; i < m->nblocks; i++)
         for (int j = 0; j < 3; j++) free(m->blocks[i].wt[j]);
@@ -451,6 +455,20 @@ static void prepare_winograd(mmp_nn_model *m) {
             if (wm) mmp_nn_wino_prepare(c, wm);
         }
     }
+}
+
+/* The other dense convolutions' weights packed once for the CPU GEMM
+ * (im2col and 1x1 paths of conv2d: no repacking at every call). */
+static void prepare_gemm(mmp_nn_model *m) {
+    for (int i = 0; i < m->nblocks; i++)
+        for (int j = 0; j < 4; j++) {
+            mmp_nn_conv *c = &m->blocks[i].conv[j];
+            if (!c->w || c->depthwise || c->wino || c->cout < 1) continue;
+            if (j < 3 && m->blocks[i].wt[j]) continue; /* MobileNetV2: packed for its own kernels */
+            int kd = c->k * c->k * c->cin;
+            c->gemm = mmp_sgemm_pack_b(MMP_GEMM_T, c->cout, kd, c->w, kd);
+            if (!c->gemm) mmp_die("out of memory packing weights");
+        }
 }
 
 int64_t mmp_nn_output_dim(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W) {

@@ -12,7 +12,7 @@
  *
  * Results are bit-identical whatever the thread count: images are grouped
  * into micro-batches whose size depends only on the image size, and each
- * micro-batch is computed by one thread with single-threaded OpenBLAS. */
+ * micro-batch is computed by one thread (the GEMM, nn/gemm.h, single-threaded). */
 #ifndef MMP_NN_H
 #define MMP_NN_H
 #include <stddef.h>

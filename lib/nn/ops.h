@@ -5,7 +5,7 @@
  * kernels through an mmp_nn_ops table, so a device backend (kernels/, cuBLAS)
  * plugs in by providing another table whose pointers are device pointers;
  * see kernels/README.md. The CPU table is mmp_nn_ops_cpu (ops_cpu.c):
- * OpenBLAS sgemm for dense convolutions and linear layers (Winograd
+ * mmp_sgemm (nn/gemm.h) for dense convolutions and linear layers (Winograd
  * F(2x2|4x4, 3x3) for dense 3x3 stride-1 ones, nn/winograd.h), hand-vectorized
  * AVX2/FMA loops (scalar fallback without __AVX2__) for the rest.
  * No kernel keeps state between calls; scratch memory is passed in. */
@@ -27,6 +27,10 @@ typedef struct {
      * nn/winograd.h; set at load for dense 3x3 stride-1 convs), NULL = im2col only. */
     float *wino;
     int wino_m;
+    /* w as [cout][k*k*cin] pre-packed for the CPU GEMM (mmp_sgemm_pack_b,
+     * nn/gemm.h; set at load for dense convs without Winograd weights),
+     * NULL = packed at every call. Same bits either way. */
+    struct mmp_sgemm_pack *gemm;
 } mmp_nn_conv;
 
 static inline int mmp_nn_conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
@@ -88,6 +92,7 @@ void mmp_nn_cpu_inverted_residual(const mmp_nn_inverted_residual *b, const float
 size_t mmp_nn_cpu_conv2d_packed_scratch(const mmp_nn_conv *c, int G, int H, int W);
 void mmp_nn_cpu_conv2d_packed(const mmp_nn_conv *c, const float *wp, const float *in, int G, int H, int W, const float *res,
                           float *out, float *scratch);
-/* Makes OpenBLAS single-threaded (our threads run over the batch). */
+/* Decides the GEMM's instruction-set level (lib/cpu.h, MMP_ISA) up front,
+ * before the threads that run over the batch. */
 void mmp_nn_cpu_init(void);
 #endif

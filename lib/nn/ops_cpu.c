@@ -1,6 +1,6 @@
 /* nn/ops_cpu.c: CPU kernels of the CNN engine (see ops.h).
  *
- * Dense convolution = GEMM through OpenBLAS on NHWC activations:
+ * Dense convolution = GEMM (mmp_sgemm, nn/gemm.h) on NHWC activations:
  *   out[M, cout] = A[M, k*k*cin] . W[cout, k*k*cin]^T,  M = G*Ho*Wo
  * where A is the input itself for 1x1 stride-1 convolutions, a row
  * subsampling for 1x1 strided ones and an im2col (one memcpy per kernel
@@ -16,14 +16,14 @@
 #include "nn/winograd.h"
 #include "nn/cpu.h"
 
-#include <cblas.h>
+#include "nn/gemm.h"
 #include <float.h>
 #include <string.h>
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
 
-void mmp_nn_cpu_init(void) { openblas_set_num_threads(1); }
+void mmp_nn_cpu_init(void) { (void)mmp_cpu_isa(); /* decided once, MMP_ISA read, before the threads */ }
 
 #ifndef CHUNK_FLOATS
 #define CHUNK_FLOATS (1L << 17)
@@ -276,9 +276,14 @@ void mmp_nn_cpu_conv2d(const mmp_nn_conv *c, const float *in, int G, int H, int 
             A = scratch;
         }
         float *C = out + r0 * n;
+        if (c->gemm) { /* weights packed at load, bias/residual/activation fused */
+            mmp_sgemm_packed(MMP_GEMM_N, (int)(r1 - r0), A, kd, c->gemm, c->b, res ? res + r0 * n : NULL, n, (int)c->act,
+                             C, n);
+            continue;
+        }
         /* C[rows, n] = b + A[rows, kd] . W[n, kd]^T (beta = 1: no zeroing pass) */
         fill_rows(C, r1 - r0, n, c->b);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), n, kd, 1.0f, A, kd,
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)(r1 - r0), n, kd, 1.0f, A, kd,
                     c->w, kd, 1.0f, C, n);
         if (res || c->act != MMP_NN_ACT_NONE) epilogue(C, r1 - r0, n, NULL, res ? res + r0 * n : NULL, c->act);
     }
@@ -336,7 +341,7 @@ void mmp_nn_cpu_avgpool(const float *in, int G, int HW, int C, float *out) {
 }
 
 void mmp_nn_cpu_linear(const float *in, int G, int D, const float *w, const float *b, int O, float *out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, O, D, 1.0f, in, D, w, D, 0.0f, out, O);
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, G, O, D, 1.0f, in, D, w, D, 0.0f, out, O);
     epilogue(out, G, O, b, NULL, MMP_NN_ACT_NONE);
 }
 

@@ -1,7 +1,7 @@
 /* BERT encoder forward (inference) and sentence embedding; see bert.h. */
 #include "text/bert.h"
 
-#include <cblas.h>
+#include "nn/gemm.h"
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
@@ -287,9 +287,9 @@ static void gelu_erf_inplace(float *v, size_t n) {
 /* y[n,out] = x[n,in] W[out,in]^T + b (+ y when accumulate) */
 static void linear(float *y, const float *x, int n, int in, int out, const float *W, const float *b, int accumulate) {
     if (accumulate) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
     }
     for (int i = 0; i < n; i++) {
         float *yi = y + (size_t)i * out;
@@ -330,7 +330,7 @@ void mmp_bert_forward(const mmp_bert *m, const int32_t *ids, const int *lens, in
                 const float *q = qkv + (size_t)t0 * 3 * H + h * dh;
                 const float *k = q + H, *v = q + 2 * H;
                 /* scores[L,L] = q k^T / sqrt(dh) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, q, 3 * H, k, 3 * H,
+                mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, L, L, dh, scale, q, 3 * H, k, 3 * H,
                             0.0f, sc, L);
                 for (int i = 0; i < L; i++) {
                     float *r = sc + (size_t)i * L, mx = r[0];
@@ -341,7 +341,7 @@ void mmp_bert_forward(const mmp_bert *m, const int32_t *ids, const int *lens, in
                     for (int j = 0; j < L; j++) r[j] *= inv;
                 }
                 /* ctx[L, dh] = P v */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, sc, L, v, 3 * H, 0.0f,
+                mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, L, dh, L, 1.0f, sc, L, v, 3 * H, 0.0f,
                             ctx + (size_t)t0 * H + h * dh, H);
             }
         }

@@ -1,7 +1,7 @@
 /* train/cnn_tail.c: layers and the trainable MobileNetV2 tail (see cnn_tail.h). */
 #include "train/cnn_tail.h"
 
-#include <cblas.h>
+#include "nn/gemm.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,7 +16,7 @@
 /* z[M,O] = x[M,I] @ W[O,I]^T */
 void mmp_pw_conv_forward(const float *x, int64_t M, int64_t Ci, const float *W, int64_t O, float *z) {
     if (M <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)O, (int)Ci, 1.0f, x, (int)Ci, W, (int)Ci, 0.0f,
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)M, (int)O, (int)Ci, 1.0f, x, (int)Ci, W, (int)Ci, 0.0f,
                 z, (int)O);
 }
 
@@ -28,10 +28,10 @@ void mmp_pw_conv_backward(const float *x, const float *dz, int64_t M, int64_t Ci
         return;
     }
     if (dW)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)Ci, (int)M, 1.0f, dz, (int)O, x, (int)Ci, 0.0f,
+        mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, (int)O, (int)Ci, (int)M, 1.0f, dz, (int)O, x, (int)Ci, 0.0f,
                     dW, (int)Ci);
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)Ci, (int)O, 1.0f, dz, (int)O, W, (int)Ci,
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, (int)M, (int)Ci, (int)O, 1.0f, dz, (int)O, W, (int)Ci,
                     0.0f, dx, (int)Ci);
 }
 
@@ -174,7 +174,7 @@ void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t
     for (int64_t n0 = 0; n0 < N; n0 += B) {
         int64_t nb = N - n0 < B ? N - n0 : B;
         for (int64_t n = 0; n < nb; n++) im2col(x + (n0 + n) * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col + n * P * KC);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(nb * P), (int)O, (int)KC, 1.0f, col, (int)KC, wt, (int)KC,
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)(nb * P), (int)O, (int)KC, 1.0f, col, (int)KC, wt, (int)KC,
                     0.0f, z + n0 * P * O, (int)O);
     }
     free(col);
@@ -193,11 +193,11 @@ void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, 
         const float *g = dz + n0 * P * O;
         if (dw) {
             for (int64_t n = 0; n < nb; n++) im2col(x + (n0 + n) * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col + n * P * KC);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)KC, (int)(nb * P), 1.0f, g, (int)O, col, (int)KC,
+            mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, (int)O, (int)KC, (int)(nb * P), 1.0f, g, (int)O, col, (int)KC,
                         1.0f, dwt, (int)KC);
         }
         if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(nb * P), (int)KC, (int)O, 1.0f, g, (int)O, wt, (int)KC,
+            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, (int)(nb * P), (int)KC, (int)O, 1.0f, g, (int)O, wt, (int)KC,
                         0.0f, col, (int)KC);
             for (int64_t n = 0; n < nb; n++)
                 col2im(col + n * P * KC, H, W, Ci, K, stride, Ho, Wo, dx + (n0 + n) * H * W * Ci);

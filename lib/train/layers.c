@@ -1,8 +1,7 @@
 /* train/layers.c: layers, losses, standardization (see layers.h). */
 #include "train/layers.h"
 
-#include <cblas.h>
-#undef I /* complex.h via openblas_config.h */
+#include "nn/gemm.h"
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,7 +9,7 @@
 
 #include "mmp.h"
 
-void mmp_train_init_blas(void) { openblas_set_num_threads(1); }
+void mmp_train_init_blas(void) { (void)mmp_cpu_isa(); }
 
 /* ------------------------------------------------------------------ */
 /* layers                                                              */
@@ -19,7 +18,7 @@ void mmp_train_init_blas(void) { openblas_set_num_threads(1); }
 void mmp_linear_forward(const float *x, int64_t N, int64_t I, const float *W, const float *b,
                         int64_t O, float *y) {
     if (N == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)O, (int)I, 1.0f, x, (int)I,
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)N, (int)O, (int)I, 1.0f, x, (int)I,
                 W, (int)I, 0.0f, y, (int)O);
     if (b)
         for (int64_t n = 0; n < N; n++) {
@@ -33,7 +32,7 @@ void mmp_linear_backward(const float *x, const float *dy, int64_t N, int64_t I, 
     if (dW) {
         if (N == 0) memset(dW, 0, sizeof(float) * (size_t)(O * I));
         else
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)I, (int)N, 1.0f, dy,
+            mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, (int)O, (int)I, (int)N, 1.0f, dy,
                         (int)O, x, (int)I, 0.0f, dW, (int)I);
     }
     if (db) {
@@ -44,7 +43,7 @@ void mmp_linear_backward(const float *x, const float *dy, int64_t N, int64_t I, 
         free(acc);
     }
     if (dx && N > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)I, (int)O, 1.0f, dy,
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, (int)N, (int)I, (int)O, 1.0f, dy,
                     (int)O, W, (int)I, 0.0f, dx, (int)I);
 }
 
@@ -191,7 +190,7 @@ double mmp_clip_loss(const float *za, const float *zb, int64_t N, int64_t E, flo
     l2norm_rows(zb, N, E, b, nb);
     float *S = mmp_xmalloc(sizeof(float) * nn);
     float scale = expf(logit_scale);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)N, (int)E, scale, a, (int)E,
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)N, (int)N, (int)E, scale, a, (int)E,
                 b, (int)E, 0.0f, S, (int)N);
     double *dS = mmp_xcalloc(nn, sizeof(double));
     double loss = 0;
@@ -206,12 +205,12 @@ double mmp_clip_loss(const float *za, const float *zb, int64_t N, int64_t E, flo
         float *G = mmp_xmalloc(sizeof(float) * nn), *da = mmp_xmalloc(sizeof(float) * ne);
         for (size_t k = 0; k < nn; k++) G[k] = (float)dS[k];
         if (dza) { /* da = scale * G b */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)E, (int)N, scale, G,
+            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, (int)N, (int)E, (int)N, scale, G,
                         (int)N, b, (int)E, 0.0f, da, (int)E);
             l2norm_backward(a, na, da, N, E, dza);
         }
         if (dzb) { /* db = scale * G^T a */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)E, (int)N, scale, G,
+            mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, (int)N, (int)E, (int)N, scale, G,
                         (int)N, a, (int)E, 0.0f, da, (int)E);
             l2norm_backward(b, nb, da, N, E, dzb);
         }

@@ -7,8 +7,10 @@
  * (tests/fixtures/gen_train.py) check it. Optimizers, gradient clipping and
  * learning-rate schedules are in train/optim.h.
  *
- * Matrix products use OpenBLAS sgemm; call mmp_train_init_blas() once to
- * pin it to one thread (determinism: results never depend on --threads).
+ * Matrix products use mmp_sgemm (nn/gemm.h): single-threaded, and each
+ * element's summation order fixed, so results never depend on --threads or
+ * on the batch composition. mmp_train_init_blas() decides the CPU's
+ * instruction-set level once (lib/cpu.h), before any thread starts.
  */
 #ifndef MMP_TRAIN_LAYERS_H
 #define MMP_TRAIN_LAYERS_H
@@ -22,7 +24,7 @@
 extern "C" {
 #endif
 
-/* OpenBLAS to 1 thread (bit-identical results whatever the machine load). */
+/* The GEMM's instruction-set level decided (MMP_ISA read) up front. */
 void mmp_train_init_blas(void);
 
 /* ---------------------------------------------------------------- */

@@ -1,7 +1,7 @@
 /* train/metrics.c: sklearn-identical classification report, retrieval recall@k. */
 #include "train/metrics.h"
 
-#include <cblas.h>
+#include "nn/gemm.h"
 #undef I
 #include <math.h>
 #include <stdarg.h>
@@ -293,7 +293,7 @@ void mmp_retrieval_recall(const float *a, const float *b, int64_t N, int64_t E, 
     /* pass 1: diagonal */
     for (int64_t i0 = 0; i0 < N; i0 += blk) {
         int64_t m = N - i0 < blk ? N - i0 : blk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)N, (int)E, 1.0f, na + i0 * E,
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)m, (int)N, (int)E, 1.0f, na + i0 * E,
                     (int)E, nb, (int)E, 0.0f, S, (int)N);
         for (int64_t r = 0; r < m; r++) diag[i0 + r] = S[r * N + i0 + r];
         (void)0;
@@ -301,7 +301,7 @@ void mmp_retrieval_recall(const float *a, const float *b, int64_t N, int64_t E, 
     /* pass 2: ranks both ways from the same products */
     for (int64_t i0 = 0; i0 < N; i0 += blk) {
         int64_t m = N - i0 < blk ? N - i0 : blk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)N, (int)E, 1.0f, na + i0 * E,
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)m, (int)N, (int)E, 1.0f, na + i0 * E,
                     (int)E, nb, (int)E, 0.0f, S, (int)N);
         for (int64_t r = 0; r < m; r++) {
             int64_t i = i0 + r, rank = 0;
