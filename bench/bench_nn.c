@@ -5,7 +5,12 @@
  *                                      img/s of the forward pass (pool layer) on
  *                                      random normalized input, after one warm-up
  *                                      batch, best of REPS timings of BATCHES batches; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
- *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
+ *                                      (GFLOP/s = 2 x conv+linear multiply-adds)
+ *   bench_nn cpu                       "isa LEVEL" (mmp_cpu_isa(), after MMP_ISA) and
+ *                                      "features LIST" (mmp_cpu_features()), two lines
+ *   bench_nn paths                     the kernel path chosen per op (mmp_nn_cpu_paths()
+ *                                      when this libmmp has it; else one line on stderr
+ *                                      and exit status 2, so scripts can skip it) */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "mmp.h"
 #include "nn/nn.h"
 
@@ -26,9 +32,24 @@ static void *sg(void *arg) {
     return NULL;
 }
 
+/* Declared weak: libmmp builds without it still link (the symbol is then NULL). */
+extern const char *mmp_nn_cpu_paths(void) __attribute__((weak));
+
 int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
     mmp_nn_cpu_init();
+    if (argc == 2 && !strcmp(argv[1], "cpu")) {
+        printf("isa %s\nfeatures %s\n", mmp_isa_name(mmp_cpu_isa()), mmp_cpu_features());
+        return 0;
+    }
+    if (argc == 2 && !strcmp(argv[1], "paths")) {
+        if (!mmp_nn_cpu_paths) {
+            fprintf(stderr, "bench_nn: paths: this libmmp has no mmp_nn_cpu_paths()\n");
+            return 2;
+        }
+        printf("%s\n", mmp_nn_cpu_paths());
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "sgemm")) {
         int T = atoi(argv[2]), reps = 4, warm = 1;
         pthread_t t[64];
@@ -45,7 +66,7 @@ int main(int argc, char **argv) {
         printf("%.1f\n", best);
         return 0;
     }
-    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
+    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn cpu | paths | sgemm T | model FILE SIZE THREADS BATCHES [BATCH [REPS]]");
     int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
     int reps = argc > 7 ? atoi(argv[7]) : 1;
     char err[512];
