@@ -6,8 +6,10 @@
  *                                      random normalized input, after one warm-up
  *                                      batch, best of REPS timings of BATCHES batches; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
  *                                      (GFLOP/s = 2 x conv+linear multiply-adds)
- *   bench_nn cpu                       "isa LEVEL" (mmp_cpu_isa(), after MMP_ISA) and
- *                                      "features LIST" (mmp_cpu_features()), two lines
+ *   bench_nn cpu                       "isa LEVEL" (mmp_cpu_isa(), after MMP_ISA),
+ *                                      "features LIST" (mmp_cpu_features()) and
+ *                                      "openblas CORE CONFIG" (the kernel set OpenBLAS
+ *                                      chose, after OPENBLAS_CORETYPE), three lines
  *   bench_nn paths                     the kernel path chosen per op (mmp_nn_cpu_paths()
  *                                      when this libmmp has it; else one line on stderr
  *                                      and exit status 2, so scripts can skip it) */
@@ -39,7 +41,8 @@ int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
     mmp_nn_cpu_init();
     if (argc == 2 && !strcmp(argv[1], "cpu")) {
-        printf("isa %s\nfeatures %s\n", mmp_isa_name(mmp_cpu_isa()), mmp_cpu_features());
+        printf("isa %s\nfeatures %s\nopenblas %s (%s)\n", mmp_isa_name(mmp_cpu_isa()), mmp_cpu_features(),
+               openblas_get_corename(), openblas_get_config());
         return 0;
     }
     if (argc == 2 && !strcmp(argv[1], "paths")) {
