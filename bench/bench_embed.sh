@@ -26,8 +26,10 @@
 #     weights exported with torch.onnx.export (opset 13, batch 64 fixed, NCHW float) into
 #     the temp folder; intra_op_num_threads = threads, inter_op_num_threads = 1,
 #     ORT_ENABLE_ALL, after a warm-up batch, best of 2 (bench/bench_embed_ort.py).
-# usage: bench/bench_embed.sh [--quick]     (env: BUILD, MMP_SHARED, MMP_PYTHON,
-#        OPENBLAS_CORETYPE is passed through to every process)
+# usage: bench/bench_embed.sh [--quick]     (env: BUILD, MMP_SHARED, MMP_PYTHON; ARCHS
+#        "resnet18 resnet50 mobilenet_v2", SIZES "96 224", THREADS "1 2" pick rows, e.g.
+#        OPENBLAS_CORETYPE=SkylakeX ARCHS=resnet18 SIZES=96 THREADS=1 bench/bench_embed.sh;
+#        OPENBLAS_CORETYPE and MMP_ISA are passed through to every process)
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -41,8 +43,10 @@ cc -std=c11 -D_GNU_SOURCE -O3 -march=x86-64-v3 -Ilib $(pkg-config --cflags openb
    "$BUILD/libmmp.a" -o "$tmp/bench_nn" $(make -s ldlibs)
 torch_v=$("$PY" -c 'import torch, torchvision; print(torch.__version__, "/ torchvision", torchvision.__version__)' 2>/dev/null) || torch_v=
 ort_v=$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null) || ort_v=
-archs="mobilenet_v2"
-if [ -n "$torch_v" ] && "$PY" bench/make_weights.py "$tmp"; then archs="resnet18 resnet50 mobilenet_v2"; fi
+want=${ARCHS:-resnet18 resnet50 mobilenet_v2}
+archs=
+if [ -n "$torch_v" ] && "$PY" bench/make_weights.py "$tmp"; then archs=$want
+else for a in $want; do [ $a = mobilenet_v2 ] && archs=$a; done; fi
 
 echo "## mmp-embed CNN engine vs ONNX Runtime ${ort_v:-(not installed)} and PyTorch ${torch_v:-(not installed)}"
 echo
@@ -57,15 +61,15 @@ if "$tmp/bench_nn" paths > "$tmp/paths" 2>/dev/null; then echo "mmpipe kernel pa
 declare -A sg
 for t in 1 2; do sg[$t]=$("$tmp/bench_nn" sgemm $t); done
 echo "OpenBLAS sgemm 1024^3: ${sg[1]} GFLOP/s (1 thread), ${sg[2]} GFLOP/s (2 threads)"
-[ "$archs" = mobilenet_v2 ] && echo "(ResNet rows skipped: bench/make_weights.py needs torch + torchvision)"
+[ "$archs" != "$want" ] && echo "(ResNet rows skipped: bench/make_weights.py needs torch + torchvision)"
 echo
 
 configs=()
 exports=()
 for arch in $archs; do
-  for size in 96 224; do
+  for size in ${SIZES:-96 224}; do
     exports+=("$arch:$size")
-    for t in 1 2; do
+    for t in ${THREADS:-1 2}; do
       nb=2; [ $size = 224 ] && nb=1
       [ $quick = 1 ] && nb=1
       configs+=("$arch:$size:$t:$nb")
@@ -84,7 +88,7 @@ AWK_FMT='function num(v) { return v ~ /^[0-9.]+$/ }
 function f(fmt, v) { return num(v) ? sprintf(fmt, v) : v }
 function ratio(a, b) { return num(a) && num(b) && b > 0 ? sprintf("%.2fx", a / b) : "-" }
 function goal(a, b, g,    r) { if (!(num(a) && num(b) && b > 0)) return "-"; r = a / b;
-  return r >= g ? "met" : sprintf("missed by %.2fx (mmp needs +%.0f%%)", g - r, 100 * (g * b / a - 1)) }'
+  return r >= g ? "met" : sprintf("missed by %.2fx (mmp needs +%.1f%%)", g - r, 100 * (g * b / a - 1)) }'
 echo "| model | px | threads | mmpipe img/s | ORT img/s | mmp / ORT | goal >= 1.2x ORT | PyTorch img/s | mmp / PyTorch | mmpipe effective GFLOP/s | sgemm GFLOP/s (same moment) | effective / sgemm | max RSS mmpipe / ORT / PyTorch (MB) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for c in "${configs[@]}"; do
@@ -119,6 +123,8 @@ C=$S/datasets/cifar10/test.tar
 echo
 if [ -z "$torch_v" ]; then
   echo "(CIFAR-10 end to end skipped: the Pillow + PyTorch peer is not installed)"
+elif [ -n "${ARCHS:-}${SIZES:-}${THREADS:-}" ]; then
+  echo "(CIFAR-10 end to end skipped: ARCHS/SIZES/THREADS pick rows)"
 elif command -v "$BUILD/mmp-decode" >/dev/null && [ -x "$BUILD/mmp-embed" ] && [ -f "$C" ]; then
   t0=$(date +%s.%N)
   /usr/bin/time -f "%M" -o "$tmp/rss" "$BUILD/mmp-decode" --size 96 "$C" \

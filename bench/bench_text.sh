@@ -81,7 +81,7 @@ AWK_FMT='function num(v) { return v ~ /^[0-9.]+$/ }
 function f(fmt, v) { return num(v) ? sprintf(fmt, v) : v }
 function ratio(a, b) { return num(a) && num(b) && b > 0 ? sprintf("%.2fx", a / b) : "-" }
 function goal(a, b, g,    r) { if (!(num(a) && num(b) && b > 0)) return "-"; r = a / b;
-  return r >= g ? "met" : sprintf("missed by %.2fx (mmp needs +%.0f%%)", g - r, 100 * (g * b / a - 1)) }'
+  return r >= g ? "met" : sprintf("missed by %.2fx (mmp needs +%.1f%%)", g - r, 100 * (g * b / a - 1)) }'
 echo "| threads | mmp-embed-text sent/s | ORT sent/s | mmp / ORT | goal >= 1.2x ORT | PyTorch sent/s | mmp / PyTorch |"
 echo "|---|---|---|---|---|---|---|"
 names=()

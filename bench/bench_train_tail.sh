@@ -127,7 +127,7 @@ PY
     awk -v n="$name" -v f="$from" -v t="$t" -v m="$m_s" -v p="$p_s" -v ml="$m_loss" -v pl="$p_loss" '
       function num(v) { return v ~ /^[0-9.]+$/ }
       BEGIN { ok = num(m) && num(p) && m > 0; r = ok ? p / m : 0
-        g = !ok ? "-" : r >= 1.5 ? "met" : sprintf("missed by %.2fx (mmp needs +%.0f%%)", 1.5 - r, 100 * (1.5 / r - 1))
+        g = !ok ? "-" : r >= 1.5 ? "met" : sprintf("missed by %.2fx (mmp needs +%.1f%%)", 1.5 - r, 100 * (1.5 / r - 1))
         printf "| %s | %s [%s] | %s | %.2f | %s | %s | %s | %s / %s |\n", n, f, "'"${shape// /,}"'", t, m,
           num(p) ? sprintf("%.2f", p) : p, ok ? sprintf("%.2fx", r) : "-", g, ml, pl }'
   done
