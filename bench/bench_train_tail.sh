@@ -38,8 +38,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export PYTHONPATH="$ROOT/formats/python${PYTHONPATH:+:$PYTHONPATH}"
 torch_v=$("$PY" -c 'import torch, torchvision; print(torch.__version__)' 2>/dev/null) || torch_v=
 work=()
-if [ -n "$torch_v" ] && "$PY" bench/make_weights.py "$tmp" 2>/dev/null; then work+=("resnet-tail:$tmp/resnet18.safetensors:layer3:ResNet-18"); fi
-work+=("mnv2-tail:$MN:features.13:MobileNetV2" "mnv2-tail:$MN:features.16:MobileNetV2")
+if [ -n "$torch_v" ] && "$PY" bench/make_weights.py "$tmp" 2>/dev/null; then work+=("resnet-tail:$tmp/resnet18.safetensors:layer3:ResNet-18:256 6 6"); fi
+work+=("mnv2-tail:$MN:features.13:MobileNetV2:96 6 6" "mnv2-tail:$MN:features.16:MobileNetV2:160 3 3")  # [C h w] at 96 px
 
 "$BUILD/mmp-synth" -n "$N" --seed 0 > "$tmp/s.tar" 2>/dev/null
 "$BUILD/mmp-decode" --size 96 "$tmp/s.tar" > "$tmp/img.mmp" 2>/dev/null
@@ -51,27 +51,17 @@ echo
 echo "| model | from (activation) | threads | mmp-train-step s | PyTorch s | speed-up (PyTorch / mmp) | goal >= 1.5x | last-epoch loss mmp / PyTorch |"
 echo "|---|---|---|---|---|---|---|---|"
 for w in "${work[@]}"; do
-  IFS=: read -r head model from name <<< "$w"
+  IFS=: read -r head model from name shape <<< "$w"
   "$BUILD/mmp-embed" --model "$model" --layer "$from:flat" "$tmp/img.mmp" > "$tmp/act.mmp" 2>/dev/null \
     || { echo "| $name | $from | - | (mmp-embed failed) | | | | |"; continue; }
-  shape=$("$PY" - "$tmp/act.mmp" "$model" "$from" 2>/dev/null <<'PY' || true
-import sys, mmp_stream
-# the activation's [C,h,w] from the header's embed.size and the flat length
-with mmp_stream.Reader(sys.argv[1]) as r:
-    rec = next(iter(r))
-d = rec["tensors"]["embedding"].size
-s = {"layer3": 6, "features.13": 6, "features.16": 3}[sys.argv[3]]
-print(d // (s * s), s, s)
-PY
-)
   for t in ${THREADS:-1 2}; do
     "$BUILD/mmp-train-step" --head "$head" --backbone "$model" --epochs "$EPOCHS" --batch-size 64 --seed 0 -j "$t" \
       --out "$tmp/h.safetensors" "$tmp/act.mmp" 2> "$tmp/mmp.err" || { echo "| $name | $from | $t | (failed: $(tail -n 1 "$tmp/mmp.err")) | | | | |"; continue; }
     m_s=$(sed -n 's/.*; \([0-9.]*\) s training.*/\1/p' "$tmp/mmp.err")
     m_loss=$(sed -n 's/.*train loss \([0-9.e+-]*\).*/\1/p' "$tmp/mmp.err")
-    p="(not installed) -"
-    if [ -n "$torch_v" ] && [ -n "$shape" ]; then
-      p=$("$PY" - "$tmp/act.mmp" "$model" "$head" "$from" "$t" "$EPOCHS" $shape <<'PY' 2> "$tmp/py.err" || echo "(failed) -"
+    p="(not installed)|-"
+    if [ -n "$torch_v" ]; then
+      p=$("$PY" - "$tmp/act.mmp" "$model" "$head" "$from" "$t" "$EPOCHS" $shape <<'PY' 2> "$tmp/py.err" || echo "(failed)|-"
 import sys, time
 import numpy as np, torch, torchvision, mmp_stream
 sys.path.insert(0, "tests/fixtures")
@@ -119,11 +109,11 @@ for e in range(epochs):
         loss.backward()
         opt.step()
         tot += loss.item() * len(idx)
-print("%.3f %.4g" % (time.perf_counter() - t0, tot / n))
+print("%.3f|%.4g" % (time.perf_counter() - t0, tot / n))
 PY
 )
     fi
-    read -r p_s p_loss <<< "$p"
+    IFS="|" read -r p_s p_loss <<< "$p"
     awk -v n="$name" -v f="$from" -v t="$t" -v m="$m_s" -v p="$p_s" -v ml="$m_loss" -v pl="$p_loss" '
       function num(v) { return v ~ /^[0-9.]+$/ }
       BEGIN { ok = num(m) && num(p) && m > 0; r = ok ? p / m : 0
