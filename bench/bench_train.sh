@@ -6,13 +6,16 @@
 # EPOCHS epochs (30), shuffled every epoch. Both single-threaded (torch.set_num_threads(1),
 # OpenBLAS 1 thread); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
 # busy machine, hence opt-in).
-# Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides).
+# Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides;
+# --quick: N=10000).
 # Prints a markdown table; training time excludes reading the stream (both sides).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 PY=${MMP_PYTHON:-/usr/bin/python3}
+# --quick (as bench/run.sh passes it): 10000 synthetic records unless N is set
+[ "${1:-}" = --quick ] && { shift; N=${N:-10000}; }
 EPOCHS=${EPOCHS:-30} N=${N:-50000} D=${D:-1280} C=${C:-10}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
