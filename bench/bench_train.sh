@@ -116,5 +116,8 @@ printf "| PyTorch %s | 1 | %.2f | %.2f | %s | %s | 1.00x | 1.00x |\n" "$("$PY" -
 [ "$TT" -gt 0 ] && printf "| PyTorch | %s | %.2f | %.2f | %s | %s | %.2fx | %.2fx |\n" "$TT" "$ptn_train" "$ptn_cpu" "$ptn_loss" "$ptn_acc" \
   "$(echo "$pt1_train / $ptn_train" | bc -l)" "$(echo "$pt1_cpu / $ptn_cpu" | bc -l)"
 echo
+awk -v p="$pt1_train" -v m="$mmp_train" 'BEGIN { r = p / m
+  if (r >= 1.5) g = sprintf("met (%.2fx)", r); else g = sprintf("missed by %.2fx (%.2fx; mmp needs +%.1f%%)", 1.5 - r, r, 100 * (1.5 / r - 1))
+  printf "goal >= 1.5x PyTorch (1 thread, wall): %s\n", g }'
 printf "reading the stream: mmp-train-step %.2f s (whole run %.2f s wall), Python mmp_stream %.2f s\n" \
   "$(sed -n 's/.* \([0-9.]*\) s loading.*/\1/p' "$tmp/mmp.err")" "$mmp_total" "$pt1_load"
