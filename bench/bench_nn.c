@@ -12,13 +12,16 @@
  *                                      img/s of the forward pass (pool layer) on
  *                                      random normalized input, after one warm-up
  *                                      batch, best of REPS timings of BATCHES batches; prints "img/s GFLOP/s workspace_MB maxrss_MB img/cpu-s"
- *                                      (GFLOP/s = 2 x conv+linear multiply-adds) */
+ *                                      (GFLOP/s = 2 x conv+linear multiply-adds)
+ *   bench_nn cpu                       "isa LEVEL" (mmp_cpu_isa(), after MMP_ISA),
+ *                                      "features LIST" (mmp_cpu_features()), two lines */
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "mmp.h"
 #include "nn/cpu.h"
 #include "nn/gemm.h"
@@ -34,9 +37,14 @@ static void *sg(void *arg) {
     return NULL;
 }
 
+
 int main(int argc, char **argv) {
     mmp_set_progname("bench_nn");
     mmp_nn_cpu_init();
+    if (argc == 2 && !strcmp(argv[1], "cpu")) {
+        printf("isa %s\nfeatures %s\n", mmp_isa_name(mmp_cpu_isa()), mmp_cpu_features());
+        return 0;
+    }
     if (argc == 2 && !strcmp(argv[1], "paths")) {
         fputs(mmp_nn_cpu_paths(), stdout);
         return 0;
@@ -98,7 +106,7 @@ int main(int argc, char **argv) {
         printf("%.1f\n", best);
         return 0;
     }
-    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn paths | gemm M N K | dw C W STRIDE | sgemm T | model FILE SIZE THREADS BATCHES [BATCH]");
+    if (argc < 6 || strcmp(argv[1], "model")) mmp_die("usage: bench_nn cpu | paths | gemm M N K | dw C W STRIDE | sgemm T | model FILE SIZE THREADS BATCHES [BATCH [REPS]]");
     int S = atoi(argv[3]), T = atoi(argv[4]), nb = atoi(argv[5]), B = argc > 6 ? atoi(argv[6]) : 64;
     int reps = argc > 7 ? atoi(argv[7]) : 1;
     char err[512];

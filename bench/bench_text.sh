@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# Text embedding throughput: mmp-embed-text vs the PyTorch reference on the same
-# sentences, machine and thread count, with all-MiniLM-L6-v2 (scripts/fetch-minilm.sh).
-# The peer is sentence-transformers' SentenceTransformer.encode when importable
-# (MMP_ST_PATH: folders to put on sys.path, e.g. a `pip install --target` dir), else the
-# HF-BertModel-equivalent PyTorch code of tests/fixtures/gen_text.py with HF's
-# BertTokenizer (MMP_HF_PATH), else no peer.
-# Usage: bench/bench_text.sh [N_SENTENCES] (default 512). Env: MMP_MODELS, THREADS ("1 2").
+# Text embedding throughput: mmp-embed-text vs ONNX Runtime and the PyTorch reference on
+# the same sentences, machine and thread count, with all-MiniLM-L6-v2
+# (scripts/fetch-minilm.sh), batch 32; ratios mmp/ORT (goal >= 1.2x, "missed by" where
+# not) and mmp/PyTorch. Header: CPU model, ISA flags, mmpipe's ISA level, the OpenBLAS
+# kernel set and OPENBLAS_CORETYPE (see bench/bench_embed.sh).
+# Peers (bench/bench_text_peer.py; a missing one prints "(not installed)" in its column):
+#   PyTorch: sentence-transformers' SentenceTransformer.encode when importable, else the
+#     HF-BertModel-equivalent PyTorch code of tests/fixtures/gen_text.py with a BERT
+#     tokenizer. torch/torchvision/sklearn from Debian (scripts/setup.sh --bench);
+#     sentence-transformers 2.2.2 + transformers 4.30.2 as in docs/text.md, in
+#     $HOME/.local/share/mmpipe-peers/{st,hf} by default:
+#       /usr/bin/python3 -m pip install --target ~/.local/share/mmpipe-peers/hf transformers==4.30.2 tokenizers==0.13.3
+#       rm -rf ~/.local/share/mmpipe-peers/hf/numpy*      # keep Debian's numpy (torch 1.13 needs 1.x)
+#       /usr/bin/python3 -m pip install --target ~/.local/share/mmpipe-peers/st --no-deps sentence-transformers==2.2.2 nltk huggingface_hub==0.16.4
+#   ONNX Runtime (`/usr/bin/python3 -m pip install --user --break-system-packages
+#     onnxruntime`): the same weights exported with torch.onnx.export (transformers'
+#     BertModel, else gen_text's code; + mean pooling + L2 norm; opset 14, dynamic batch and
+#     length) into the temp folder, intra_op_num_threads = threads, inter_op_num_threads 1,
+#     ORT_ENABLE_ALL; its tokenization (tokenizers, from the hf folder) is timed too.
+# Timing: every side best of 2 passes over all sentences in input order; mmp-embed-text's
+# time is the whole process (start, hashing and loading the model), the peers' exclude
+# loading and a warm-up batch.
+# Usage: bench/bench_text.sh [N_SENTENCES] (default 512). Env: MMP_MODELS, THREADS ("1 2"),
+# MMP_PYTHON, MMP_ST_PATH / MMP_HF_PATH (folders put on the peers' sys.path).
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
 n=${1:-512}
+[ "$n" = --quick ] && n=256
 model=${MMP_MODELS:-$root/models}/all-MiniLM-L6-v2
 py=${MMP_PYTHON:-/usr/bin/python3}
 [ -x "$py" ] || py=python3
+peers=${MMP_PEERS:-$HOME/.local/share/mmpipe-peers}
+export MMP_ST_PATH="${MMP_ST_PATH-$peers/st}" MMP_HF_PATH="${MMP_HF_PATH-$peers/hf}"
 export PATH="$root/build:$PATH"
 if [ ! -f "$model/model.safetensors" ]; then echo "(no $model: run scripts/fetch-minilm.sh)"; exit 0; fi
 command -v mmp-embed-text >/dev/null || { echo "(mmp-embed-text not built)"; exit 0; }
@@ -29,52 +49,58 @@ for i in range(int(sys.argv[1])):
     elif k == 1: print("A %s %s standing next to a %s %s in the %s, seen from far away." % (rng.choice(adj), rng.choice(noun), rng.choice(adj), rng.choice(noun), rng.choice(place)))
     else: print("There is a %s in the %s and a %s %s near the %s; the picture is %s." % (rng.choice(noun), rng.choice(place), rng.choice(adj), rng.choice(noun), rng.choice(place), rng.choice(adj)))
 PY
-echo "all-MiniLM-L6-v2, $n sentences (mean $(awk '{w+=NF} END {printf "%.1f", w/NR}' "$tmp/s.txt") words), batch 32; $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+echo "all-MiniLM-L6-v2, $n sentences (mean $(awk '{w+=NF} END {printf "%.1f", w/NR}' "$tmp/s.txt") words), batch 32"
 echo
-echo "| threads | mmp-embed-text sent/s | peer | peer sent/s | ratio (mmp/peer) |"
-echo "|---|---|---|---|---|"
-for t in ${THREADS:-1 2}; do
-  t0=$(date +%s.%N)
-  mmp-embed-text --model "$model" --lines --batch 32 --threads "$t" "$tmp/s.txt" > "$tmp/o.mmp" || { echo "mmp-embed-text failed"; exit 1; }
-  t1=$(date +%s.%N)
-  mmp=$(echo "$n / ($t1 - $t0)" | bc -l)
-  peer=$(MMP_ST_PATH="${MMP_ST_PATH:-}" MMP_HF_PATH="${MMP_HF_PATH:-}" "$py" - "$model" "$tmp/s.txt" "$t" "$root" <<'PY' 2>/dev/null
-import os, sys, time
-model, path, t, root = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-for d in (os.environ.get("MMP_ST_PATH", "") + ":" + os.environ.get("MMP_HF_PATH", "")).split(":"):
-    if d: sys.path.append(d)
-import torch
-torch.set_num_threads(t)
-sents = [l.rstrip("\n") for l in open(path)]
-try:
-    from sentence_transformers import SentenceTransformer
-    import sentence_transformers
-    m = SentenceTransformer(model, device="cpu")
-    m.encode(sents[:32], batch_size=32)
-    t0 = time.time(); m.encode(sents, batch_size=32); dt = time.time() - t0
-    print("sentence-transformers %s" % sentence_transformers.__version__, len(sents) / dt)
-except ImportError:
-    sys.path.insert(0, os.path.join(root, "tests", "fixtures"))
-    import gen_text, json
-    from transformers import BertTokenizer
-    tok = BertTokenizer(os.path.join(model, "vocab.txt"))
-    w = {k: v for k, v in gen_text.st_read(os.path.join(model, "model.safetensors")).items()}
-    cfg = json.load(open(os.path.join(model, "config.json")))
-    t0 = time.time()
-    with torch.no_grad():
-        for i in range(0, len(sents), 32):
-            enc = tok(sents[i:i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
-            gen_text.l2norm(gen_text.mean_pool(gen_text.bert_forward(w, cfg, enc["input_ids"], enc["attention_mask"]), enc["attention_mask"]))
-    dt = time.time() - t0
-    print("torch-reference", len(sents) / dt)
-PY
-)
-  if [ -n "$peer" ]; then
-    pname=${peer% *}; prate=${peer##* }
-    printf "| %s | %.0f | %s | %.0f | %.2f |\n" "$t" "$mmp" "$pname" "$prate" "$(echo "$mmp / $prate" | bc -l)"
-  else
-    printf "| %s | %.0f | (none: no sentence-transformers or transformers) | - | - |\n" "$t" "$mmp"
+echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "CPU flags: $(for f in avx2 fma avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 avx512_fp16 amx_tile amx_bf16 amx_int8; do
+  grep -qw "$f" /proc/cpuinfo && printf '%s ' "$f"; done)"
+if [ -f build/libmmp.a ] && cc -std=c11 -D_GNU_SOURCE -O2 -march=x86-64-v3 -Ilib bench/bench_nn.c \
+     build/libmmp.a -o "$tmp/bench_nn" $(make -s ldlibs) 2>/dev/null && "$tmp/bench_nn" cpu > "$tmp/cpu"; then
+  echo "mmpipe: ISA level $(sed -n 's/^isa //p' "$tmp/cpu") (lib/cpu.h; MMP_ISA=${MMP_ISA:-unset}), GEMM mmp_sgemm (no OpenBLAS); OPENBLAS_CORETYPE (the peers' BLAS)=${OPENBLAS_CORETYPE:-unset}"
+  # the kernel path chosen per op (lib/nn's mmp_nn_cpu_paths(); the text encoder's matmuls are mmp_sgemm at that level)
+  "$tmp/bench_nn" paths | sed 's/^/    /'
+else
+  echo "mmpipe: (bench_nn could not be built: ISA level not shown); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+fi
+ort="(not installed)"
+if "$py" -c 'import onnxruntime' 2>/dev/null; then
+  if "$py" bench/bench_text_peer.py export "$model" "$tmp/minilm.onnx" > "$tmp/export.log" 2>&1; then ort=
+  elif grep -q 'not installed' "$tmp/export.log"; then ort="(no torch to export the model)"
+  else ort="(export failed)"; tail -n 3 "$tmp/export.log" | sed 's/^/  export: /'
   fi
+fi
+echo
+# a peer's cell: its rate, or the note of why it did not run
+peer_run() { # mode args... -> "NAME RATE" or "- NOTE"
+  local out
+  if out=$("$py" bench/bench_text_peer.py "$@" 2> "$tmp/peer.err"); then echo "$out"
+  elif grep -q 'not installed' "$tmp/peer.err"; then echo "- (not installed)"
+  else echo "- (failed: $(tail -n 1 "$tmp/peer.err" | cut -c1-60))"; fi
+}
+AWK_FMT='function num(v) { return v ~ /^[0-9.]+$/ }
+function f(fmt, v) { return num(v) ? sprintf(fmt, v) : v }
+function ratio(a, b) { return num(a) && num(b) && b > 0 ? sprintf("%.2fx", a / b) : "-" }
+function goal(a, b, g,    r) { if (!(num(a) && num(b) && b > 0)) return "-"; r = a / b;
+  return r >= g ? "met" : sprintf("missed by %.2fx (mmp needs +%.1f%%)", g - r, 100 * (g * b / a - 1)) }'
+echo "| threads | mmp-embed-text sent/s | ORT sent/s | mmp / ORT | goal >= 1.2x ORT | PyTorch sent/s | mmp / PyTorch |"
+echo "|---|---|---|---|---|---|---|"
+names=()
+for t in ${THREADS:-1 2}; do
+  mmp=0
+  for rep in 1 2; do  # best of 2 whole runs
+    t0=$(date +%s.%N)
+    mmp-embed-text --model "$model" --lines --batch 32 --threads "$t" "$tmp/s.txt" > "$tmp/o.mmp" || { echo "mmp-embed-text failed"; exit 1; }
+    t1=$(date +%s.%N)
+    mmp=$(echo "r = $n / ($t1 - $t0); if (r > $mmp) r else $mmp" | bc -l)
+  done
+  if [ -z "$ort" ]; then read -r oname orate <<< "$(peer_run ort "$model" "$tmp/minilm.onnx" "$tmp/s.txt" "$t")"
+  else oname=- orate=$ort; fi
+  read -r pname prate <<< "$(peer_run torch "$model" "$tmp/s.txt" "$t")"
+  names+=("$oname" "$pname")
+  awk -v t="$t" -v m="$mmp" -v o="$orate" -v p="$prate" "$AWK_FMT"'BEGIN {
+    printf "| %s | %.0f | %s | %s | %s | %s | %s |\n", t, m, f("%.0f", o), ratio(m, o), goal(m, o, 1.2), f("%.0f", p), ratio(m, p) }'
 done
 echo
-echo "mmp-embed-text time includes process start and model load; the peer's excludes model load and a warm-up batch."
+echo "Peers: $(printf '%s\n' "${names[@]}" | grep -v '^-$' | sort -u | tr '\n' ' ')(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))."
+echo "mmp-embed-text time includes process start, hashing and loading the model; the peers' exclude loading and a warm-up batch."
+echo "Every side: best of 2 passes over all sentences, batches of 32 in input order."

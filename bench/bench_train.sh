@@ -6,13 +6,16 @@
 # EPOCHS epochs (30), shuffled every epoch. Both single-threaded (torch.set_num_threads(1),
 # mmp_sgemm, single-threaded); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
 # busy machine, hence opt-in).
-# Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides).
+# Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides;
+# --quick: N=10000).
 # Prints a markdown table; training time excludes reading the stream (both sides).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 PY=${MMP_PYTHON:-/usr/bin/python3}
+# --quick (as bench/run.sh passes it): 10000 synthetic records unless N is set
+[ "${1:-}" = --quick ] && { shift; N=${N:-10000}; }
 EPOCHS=${EPOCHS:-30} N=${N:-50000} D=${D:-1280} C=${C:-10}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -113,5 +116,8 @@ printf "| PyTorch %s | 1 | %.2f | %.2f | %s | %s | 1.00x | 1.00x |\n" "$("$PY" -
 [ "$TT" -gt 0 ] && printf "| PyTorch | %s | %.2f | %.2f | %s | %s | %.2fx | %.2fx |\n" "$TT" "$ptn_train" "$ptn_cpu" "$ptn_loss" "$ptn_acc" \
   "$(echo "$pt1_train / $ptn_train" | bc -l)" "$(echo "$pt1_cpu / $ptn_cpu" | bc -l)"
 echo
+awk -v p="$pt1_train" -v m="$mmp_train" 'BEGIN { r = p / m
+  if (r >= 1.5) g = sprintf("met (%.2fx)", r); else g = sprintf("missed by %.2fx (%.2fx; mmp needs +%.1f%%)", 1.5 - r, r, 100 * (1.5 / r - 1))
+  printf "goal >= 1.5x PyTorch (1 thread, wall): %s\n", g }'
 printf "reading the stream: mmp-train-step %.2f s (whole run %.2f s wall), Python mmp_stream %.2f s\n" \
   "$(sed -n 's/.* \([0-9.]*\) s loading.*/\1/p' "$tmp/mmp.err")" "$mmp_total" "$pt1_load"

@@ -5,7 +5,11 @@
 # and groff to check the generated man pages.
 # Packages already installed are left alone; without root it uses sudo.
 #   scripts/setup.sh            build + test dependencies
-#   scripts/setup.sh --bench    also PyTorch/torchvision/sklearn (the peers in bench/ and fixtures),
+#   scripts/setup.sh --bench    also PyTorch/torchvision/sklearn (the peers in bench/ and fixtures)
+#                               from Debian, ONNX Runtime from PyPI into the user site
+#                               (/usr/bin/python3 finds it by itself) and the text peers
+#                               (sentence-transformers 2.2.2, transformers 4.30.2) into
+#                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail
@@ -27,8 +31,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if [ "${1:-}" = --bench ] && ! python3 -c 'import tensorboard' 2>/dev/null; then
-  echo "setup: pip install --user tensorboard" >&2
-  python3 -m pip install --user -q tensorboard || python3 -m pip install --user -q --break-system-packages tensorboard
+if [ "${1:-}" = --bench ]; then
+  pip=(/usr/bin/python3 -m pip install -q --disable-pip-version-check)
+  /usr/bin/python3 -c 'import onnxruntime' 2>/dev/null || "${pip[@]}" --user --break-system-packages onnxruntime
+  peers=${MMP_PEERS:-$HOME/.local/share/mmpipe-peers}
+  if [ ! -d "$peers/hf/transformers" ]; then
+    "${pip[@]}" --target "$peers/hf" transformers==4.30.2 tokenizers==0.13.3
+    rm -rf "$peers"/hf/numpy*  # keep Debian's numpy 1.x (torch 1.13 is built against it)
+  fi
+  [ -d "$peers/st/sentence_transformers" ] ||
+    "${pip[@]}" --target "$peers/st" --no-deps sentence-transformers==2.2.2 nltk huggingface_hub==0.16.4
+  if ! python3 -c 'import tensorboard' 2>/dev/null; then
+    echo "setup: pip install --user tensorboard" >&2
+    python3 -m pip install --user -q tensorboard || python3 -m pip install --user -q --break-system-packages tensorboard
+  fi
 fi
 echo "setup: dependencies present" >&2
