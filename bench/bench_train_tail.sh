@@ -58,7 +58,7 @@ for w in "${work[@]}"; do
     "$BUILD/mmp-train-step" --head "$head" --backbone "$model" --epochs "$EPOCHS" --batch-size 64 --seed 0 -j "$t" \
       --out "$tmp/h.safetensors" "$tmp/act.mmp" 2> "$tmp/mmp.err" || { echo "| $name | $from | $t | (failed: $(tail -n 1 "$tmp/mmp.err")) | | | | |"; continue; }
     m_s=$(sed -n 's/.*; \([0-9.]*\) s training.*/\1/p' "$tmp/mmp.err")
-    m_loss=$(sed -n 's/.*train loss \([0-9.e+-]*\).*/\1/p' "$tmp/mmp.err")
+    m_loss=$(sed -n 's/.*train loss \([0-9.e+-]*\).*/\1/p' "$tmp/mmp.err" | tail -n 1)  # the last epoch's line
     p="(not installed)|-"
     if [ -n "$torch_v" ]; then
       p=$("$PY" - "$tmp/act.mmp" "$model" "$head" "$from" "$t" "$EPOCHS" $shape <<'PY' 2> "$tmp/py.err" || echo "(failed)|-"
