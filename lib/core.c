@@ -7,12 +7,27 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* errors and memory                                                   */
 /* ------------------------------------------------------------------ */
 
 static char g_progname[64] = "mmp";
+
+/* The build's baseline is x86-64-v3 (AVX2, FMA; the Makefile's OPT): on an
+ * older CPU the first AVX instruction would kill the program with SIGILL and
+ * no word. This runs before main (core.o is in every program and in the
+ * shared library), is itself compiled for plain x86-64, and stops with one
+ * line instead. The kernels above the baseline are chosen at run time
+ * (lib/cpu.h). */
+__attribute__((constructor, target("arch=x86-64"))) static void mmp_check_baseline(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return;
+    static const char msg[] = "mmpipe: this CPU has no AVX2/FMA, which this build of mmpipe needs (x86-64-v3)\n";
+    if (write(2, msg, sizeof msg - 1) < 0) { /* nothing more to say */ }
+    _exit(2);
+}
 
 void mmp_set_progname(const char *name) {
     const char *slash = strrchr(name, '/');

@@ -18,6 +18,7 @@ pkgs=(build-essential clang pkg-config ca-certificates
       zlib1g-dev libjansson-dev libarchive-dev
       libacl1-dev liblz4-dev  # named by libarchive.pc's Libs.private: pkg-config --static (test_install)
       man-db groff-base
+      qemu-user  # tests/sh/test_cpu_baseline.sh: programs on a CPU without AVX2
       python3 python3-pip python3-numpy python3-msgpack python3-zstandard python3-pil chromium socat iproute2 bc)
 [ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn hyperfine libopenblas-dev libdnnl-dev)
 missing=()
