@@ -107,6 +107,37 @@ static void test_conv_chunks(void) {
     free(x); free(w); free(y); free(ref); free(dx); free(dw); free(dx1); free(dw1); free(dws);
 }
 
+/* one reused workspace over calls of several shapes (growing, shrinking, dirty
+ * from the previous call) with prepacked weights == the allocating API, bit for bit */
+static void test_conv_ws(void) {
+    static const int sh[][6] = { /* N, H, W, Ci, O, K*10+s */
+        {2, 9, 7, 16, 8, 31}, {3, 6, 6, 32, 12, 11}, {2, 12, 10, 24, 6, 32}, {4, 8, 8, 16, 8, 31}, {1, 5, 5, 8, 4, 12},
+    };
+    mmp_conv_ws ws = {0};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        int N = sh[i][0], H = sh[i][1], W = sh[i][2], Ci = sh[i][3], O = sh[i][4], K = sh[i][5] / 10, s = sh[i][5] % 10;
+        int Ho = (H + 2 * (K / 2) - K) / s + 1, Wo = (W + 2 * (K / 2) - K) / s + 1;
+        size_t nx = (size_t)N * H * W * Ci, nw = (size_t)O * Ci * K * K, ny = (size_t)N * Ho * Wo * O;
+        float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), *wt = malloc(sizeof(float) * nw);
+        float *y = malloc(sizeof(float) * ny), *y2 = malloc(sizeof(float) * ny), *g = malloc(sizeof(float) * ny);
+        float *dx = malloc(sizeof(float) * nx), *dx2 = malloc(sizeof(float) * nx);
+        float *dw = malloc(sizeof(float) * nw), *dw2 = malloc(sizeof(float) * nw);
+        t_fill(&rs, x, nx, 1); t_fill(&rs, w, nw, 1); t_fill(&rs, g, ny, 1);
+        mmp_conv2d_pack(w, O, Ci, K, wt);
+        mmp_conv2d_forward(x, N, H, W, Ci, w, O, K, s, y);
+        mmp_conv2d_forward_ws(x, N, H, W, Ci, wt, O, K, s, y2, &ws);
+        mmp_conv2d_backward(x, g, N, H, W, Ci, w, O, K, s, dx, dw);
+        for (int rep = 0; rep < 2; rep++) { /* the second time: ws dirty from this very call */
+            mmp_conv2d_backward_ws(x, g, N, H, W, Ci, wt, O, K, s, dx2, dw2, &ws);
+            CHECKF(memcmp(y, y2, sizeof(float) * ny) == 0 && memcmp(dx, dx2, sizeof(float) * nx) == 0 &&
+                       memcmp(dw, dw2, sizeof(float) * nw) == 0,
+                   "conv ws call %zu.%d (K=%d s=%d): not the same bits as the allocating API", i, rep, K, s);
+        }
+        free(x); free(w); free(wt); free(y); free(y2); free(g); free(dx); free(dx2); free(dw); free(dw2);
+    }
+    mmp_conv_ws_free(&ws);
+}
+
 /* ---------------- PyTorch parity ---------------- */
 
 typedef struct { const char *name; int L, i; int64_t C0; int nu, np; } model;
@@ -259,6 +290,7 @@ int main(void) {
     test_conv(1, 2);
     test_conv(1, 1);
     test_conv_chunks();
+    test_conv_ws();
     for (int k = 0; k < 2; k++) {
         test_parity(&models[k]);
         test_threads(&models[k]);

@@ -114,13 +114,31 @@ void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H,
 /* ---- dense KxK convolution: im2col + sgemm over chunks of images ---- */
 
 /* w [O,Ci,K,K] -> wt [O, K*K*Ci] ((kh,kw,ci) order, matching the im2col columns) */
-static float *conv_wt(const float *w, int64_t O, int64_t Ci, int K) {
-    int KK = K * K;
-    float *wt = mmp_xmalloc(sizeof(float) * (size_t)(O * KK * Ci));
-    for (int64_t o = 0; o < O; o++)
-        for (int64_t c = 0; c < Ci; c++)
-            for (int k = 0; k < KK; k++) wt[(o * KK + k) * Ci + c] = w[(o * Ci + c) * KK + k];
-    return wt;
+void mmp_conv2d_pack(const float *w, int64_t O, int64_t Ci, int K, float *wt) {
+    int64_t KK = (int64_t)K * K;
+    for (int64_t o = 0; o < O; o++) {
+        const float *wo = w + o * Ci * KK;
+        float *to = wt + o * KK * Ci;
+        if (KK == 1) memcpy(to, wo, sizeof(float) * (size_t)Ci);
+        else
+            for (int64_t k = 0; k < KK; k++) /* contiguous stores, strided loads */
+                for (int64_t c = 0; c < Ci; c++) to[k * Ci + c] = wo[c * KK + k];
+    }
+}
+
+void mmp_conv_ws_free(mmp_conv_ws *ws) {
+    free(ws->col);
+    free(ws->dwt);
+    memset(ws, 0, sizeof *ws);
+}
+
+static float *ws_get(float **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        free(*buf);
+        *buf = mmp_xmalloc(sizeof(float) * n);
+        *cap = n;
+    }
+    return *buf;
 }
 
 /* one image x[H,W,Ci] -> col[Ho*Wo, K*K*Ci] (zero padding) */
@@ -165,28 +183,29 @@ static int64_t conv_chunk(int64_t N, int64_t P, int64_t KC) {
     return c < 1 ? 1 : c > N ? N : c;
 }
 
-void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
-                        int K, int stride, float *z) {
+void mmp_conv2d_forward_ws(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *wt,
+                           int64_t O, int K, int stride, float *z, mmp_conv_ws *ws) {
     int64_t Ho = (H + 2 * (K / 2) - K) / stride + 1, Wo = (W + 2 * (K / 2) - K) / stride + 1, P = Ho * Wo;
     int64_t KC = (int64_t)K * K * Ci, B = conv_chunk(N, P, KC);
     if (N <= 0) return;
-    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(B * P * KC));
+    float *col = ws_get(&ws->col, &ws->ncol, (size_t)(B * P * KC));
     for (int64_t n0 = 0; n0 < N; n0 += B) {
         int64_t nb = N - n0 < B ? N - n0 : B;
         for (int64_t n = 0; n < nb; n++) im2col(x + (n0 + n) * H * W * Ci, H, W, Ci, K, stride, Ho, Wo, col + n * P * KC);
         mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)(nb * P), (int)O, (int)KC, 1.0f, col, (int)KC, wt, (int)KC,
                     0.0f, z + n0 * P * O, (int)O);
     }
-    free(col);
-    free(wt);
 }
 
-void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
-                         const float *w, int64_t O, int K, int stride, float *dx, float *dw) {
+void mmp_conv2d_backward_ws(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
+                            const float *wt, int64_t O, int K, int stride, float *dx, float *dw, mmp_conv_ws *ws) {
     int64_t Ho = (H + 2 * (K / 2) - K) / stride + 1, Wo = (W + 2 * (K / 2) - K) / stride + 1, P = Ho * Wo;
     int64_t KC = (int64_t)K * K * Ci, KK = (int64_t)K * K, B = conv_chunk(N, P, KC);
-    float *wt = conv_wt(w, O, Ci, K), *col = mmp_xmalloc(sizeof(float) * (size_t)(B * P * KC));
-    float *dwt = mmp_xcalloc((size_t)(O * KC), sizeof(float));
+    float *col = ws_get(&ws->col, &ws->ncol, (size_t)(B * P * KC)), *dwt = NULL;
+    if (dw) {
+        dwt = ws_get(&ws->dwt, &ws->ndwt, (size_t)(O * KC));
+        memset(dwt, 0, sizeof(float) * (size_t)(O * KC));
+    }
     if (dx) memset(dx, 0, sizeof(float) * (size_t)(N * H * W * Ci));
     for (int64_t n0 = 0; n0 < N; n0 += B) {
         int64_t nb = N - n0 < B ? N - n0 : B;
@@ -204,11 +223,34 @@ void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, 
         }
     }
     if (dw)
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t c = 0; c < Ci; c++)
-                for (int64_t k = 0; k < KK; k++) dw[(o * Ci + c) * KK + k] = dwt[(o * KK + k) * Ci + c];
-    free(dwt);
-    free(col);
+        for (int64_t o = 0; o < O; o++) {
+            const float *so = dwt + o * KC;
+            float *d = dw + o * KC;
+            if (KK == 1) memcpy(d, so, sizeof(float) * (size_t)Ci);
+            else
+                for (int64_t c = 0; c < Ci; c++) /* contiguous stores, strided loads */
+                    for (int64_t k = 0; k < KK; k++) d[c * KK + k] = so[k * Ci + c];
+        }
+}
+
+void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
+                        int K, int stride, float *z) {
+    if (N <= 0) return;
+    mmp_conv_ws ws = {0};
+    float *wt = mmp_xmalloc(sizeof(float) * (size_t)(O * K * K * Ci));
+    mmp_conv2d_pack(w, O, Ci, K, wt);
+    mmp_conv2d_forward_ws(x, N, H, W, Ci, wt, O, K, stride, z, &ws);
+    mmp_conv_ws_free(&ws);
+    free(wt);
+}
+
+void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
+                         const float *w, int64_t O, int K, int stride, float *dx, float *dw) {
+    mmp_conv_ws ws = {0};
+    float *wt = mmp_xmalloc(sizeof(float) * (size_t)(O * K * K * Ci));
+    mmp_conv2d_pack(w, O, Ci, K, wt);
+    mmp_conv2d_backward_ws(x, dz, N, H, W, Ci, wt, O, K, stride, dx, dw, &ws);
+    mmp_conv_ws_free(&ws);
     free(wt);
 }
 
@@ -507,7 +549,9 @@ void mmp_tail_free(mmp_cnn_tail *t) {
     for (int k = 0; k < t->nu; k++) {
         free(t->u[k].mean);
         free(t->u[k].var);
+        free(t->u[k].wt);
     }
+    for (int i = 0; i < MMP_TAIL_SLICES; i++) mmp_conv_ws_free(&t->ws[i]);
     for (int i = 0; i < t->np; i++) mmp_param_free(&t->params[i]);
     free(t->params);
     memset(t, 0, sizeof *t);
@@ -549,6 +593,11 @@ typedef struct {
     int nslices, backward, next, nthreads;
 } slice_run;
 
+typedef struct {
+    slice_run *r;
+    mmp_conv_ws *ws;  /* this thread's convolution scratch */
+} slice_thread;
+
 static void slice_rows(int64_t N, int S, int s, int64_t *n0, int64_t *n1) {
     *n0 = N * s / S;
     *n1 = N * (s + 1) / S;
@@ -560,7 +609,7 @@ static int64_t out_size(const mmp_cnn_tail *t, int k) {
 }
 
 /* conv units + pool of rows [n0, n1) */
-static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1) {
+static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1, mmp_conv_ws *ws) {
     int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
     float *x0 = t->x0 + n0 * D;
     mmp_nchw_to_nhwc(x + n0 * D, n, t->C0, t->H0 * t->W0, x0);
@@ -572,7 +621,7 @@ static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1) {
         const float *w = t->params[u->pw].w;
         if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, w, u->cout, z);
         else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, w, (int)u->stride, z);
-        else mmp_conv2d_forward(in, n, u->H, u->W, u->cin, w, u->cout, u->ksize, (int)u->stride, z);
+        else mmp_conv2d_forward_ws(in, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, z, ws);
         mmp_bn_eval_forward(z, Mo, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, u->mean, u->var, y);
         size_t ne = (size_t)(Mo * u->cout);
         if (u->skip != MMP_TAIL_NOSKIP) { /* residual: same shape as the output */
@@ -590,7 +639,7 @@ static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1) {
  * concatenated in params order); dx rows when dx. Needs t->dpool. Each
  * unit's output gradient gy is the sum of its consumers' contributions,
  * added in the fixed (reverse unit) order. */
-static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64_t n1) {
+static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64_t n1, mmp_conv_ws *ws) {
     int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
     const mmp_tail_unit *L = &t->u[t->nu - 1];
     float *tmp = t->g1 + n0 * t->widest, *gx0 = t->gx0 + n0 * D;
@@ -616,7 +665,7 @@ static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64
         const float *w = t->params[u->pw].w;
         if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
         else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
-        else mmp_conv2d_backward(in, g, n, u->H, u->W, u->cin, w, u->cout, u->ksize, (int)u->stride, dxk, gw);
+        else mmp_conv2d_backward_ws(in, g, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, dxk, gw, ws);
         if (dxk) {
             float *gi = u->in >= 0 ? t->u[u->in].gy + n0 * pin : gx0;
             for (size_t e = 0; e < ni; e++) gi[e] += dxk[e];
@@ -626,15 +675,16 @@ static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64
 }
 
 static void *slice_worker(void *arg) {
-    slice_run *r = arg;
+    slice_thread *st = arg;
+    slice_run *r = st->r;
     mmp_cnn_tail *t = r->t;
     for (;;) {
         int s = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (s >= r->nslices) break;
         int64_t n0, n1;
         slice_rows(r->N, r->nslices, s, &n0, &n1);
-        if (r->backward) bwd_slice(t, t->sgrad + (size_t)s * t->gtotal, r->dx, n0, n1);
-        else fwd_slice(t, r->x, n0, n1);
+        if (r->backward) bwd_slice(t, t->sgrad + (size_t)s * t->gtotal, r->dx, n0, n1, st->ws);
+        else fwd_slice(t, r->x, n0, n1, st->ws);
     }
     return NULL;
 }
@@ -644,11 +694,25 @@ static void run_slices(slice_run *r) {
     int T = r->t->threads > 0 ? r->t->threads : 1;
     if (T > r->nslices) T = r->nslices;
     pthread_t th[MMP_TAIL_SLICES];
+    slice_thread st[MMP_TAIL_SLICES];
     int started = 0;
+    for (int i = 0; i < T; i++) st[i] = (slice_thread){.r = r, .ws = &r->t->ws[i]};
     for (int i = 1; i < T; i++)
-        if (pthread_create(&th[started], NULL, slice_worker, r) == 0) started++;
-    slice_worker(r);
+        if (pthread_create(&th[started], NULL, slice_worker, &st[started + 1]) == 0) started++;
+    slice_worker(&st[0]);
     for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+}
+
+/* the dense convolutions' weights in im2col order, once per forward (the
+ * optimizer updates the weights in place between steps); the backward of
+ * the same step reuses them */
+static void pack_weights(mmp_cnn_tail *t) {
+    for (int k = 0; k < t->nu; k++) {
+        mmp_tail_unit *u = &t->u[k];
+        if (u->kind != MMP_TAIL_CONV) continue;
+        if (!u->wt) u->wt = mmp_xmalloc(sizeof(float) * (size_t)(u->cout * u->ksize * u->ksize * u->cin));
+        mmp_conv2d_pack(t->params[u->pw].w, u->cout, u->cin, u->ksize, u->wt);
+    }
 }
 
 static int nslices(int64_t N) { return N < MMP_TAIL_SLICES ? (int)N : MMP_TAIL_SLICES; }
@@ -664,6 +728,7 @@ void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uin
         return;
     }
     grow(t, N);
+    pack_weights(t);
     slice_run r = {.t = t, .x = x, .N = N, .nslices = nslices(N)};
     run_slices(&r);
     t->masked = train && t->dropout > 0;

@@ -82,6 +82,20 @@ void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t
 void mmp_conv2d_backward(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
                          const float *w, int64_t O, int K, int stride, float *dx, float *dw);
 
+/* The same with reusable scratch and prepacked weights (bit-identical results):
+ * wt [O, K*K*Ci] from mmp_conv2d_pack; ws grows as needed (zero-initialise it,
+ * free with mmp_conv_ws_free); one ws per thread. */
+typedef struct {
+    float *col, *dwt;
+    size_t ncol, ndwt;      /* capacities in floats */
+} mmp_conv_ws;
+void mmp_conv2d_pack(const float *w, int64_t O, int64_t Ci, int K, float *wt);
+void mmp_conv2d_forward_ws(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *wt,
+                           int64_t O, int K, int stride, float *z, mmp_conv_ws *ws);
+void mmp_conv2d_backward_ws(const float *x, const float *dz, int64_t N, int64_t H, int64_t W, int64_t Ci,
+                            const float *wt, int64_t O, int K, int stride, float *dx, float *dw, mmp_conv_ws *ws);
+void mmp_conv_ws_free(mmp_conv_ws *ws);
+
 /* (ReLU: mmp_relu_forward/backward of train/layers.h) */
 
 /* ReLU6 in place: x = min(max(x,0),6). */
@@ -122,9 +136,12 @@ typedef struct {
     char bn[64];            /* "features.17.conv.0.1" (BN prefix) */
     float *mean, *var;      /* running statistics [cout] (frozen) */
     float *z, *y;           /* cache: conv output, unit output [N*Ho*Wo, cout] */
+    float *wt;              /* MMP_TAIL_CONV: the weights packed by the last forward (mmp_conv2d_pack),
+                             * reused by its backward (the optimizer changes them only after both) */
 } mmp_tail_unit;
 
 #define MMP_TAIL_MAX_UNITS 64
+#define MMP_TAIL_SLICES 4
 typedef struct {
     int first, last;        /* features.first .. features.last (the final 1x1 conv) */
     int64_t C0, H0, W0;     /* input [C0,H0,W0] per record */
@@ -146,8 +163,8 @@ typedef struct {
     int threads;            /* 1..MMP_TAIL_SLICES (default: online CPUs, at most MMP_TAIL_SLICES) */
     size_t *goff, gtotal;   /* offsets of the conv/BN parameters in a slice's gradient buffer */
     float *sgrad;           /* [MMP_TAIL_SLICES, gtotal] */
+    mmp_conv_ws ws[MMP_TAIL_SLICES]; /* per-thread convolution scratch, kept across calls */
 } mmp_cnn_tail;
-#define MMP_TAIL_SLICES 4
 
 /* The block stride of torchvision's MobileNetV2 (width 1.0) features.i (i >= 1). */
 int mmp_mnv2_block_stride(int i);
