@@ -83,8 +83,8 @@ static void kernel_6x16_direct(int kc, const float *A, long lda, const float *B,
 const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = MMP_GEMM_KC, .mc = 120, .nc = 2048, .kernel = kernel_6x16, .kernel_direct = kernel_6x16_direct};
 
 /* ---- packing ---- */
-/* t[kk][j] = r[j][k + kk], kk, j < 8 */
-static inline void tr8x8(const float *const r[8], long k, float *t) {
+/* t[kk*ld + j] = r[j][k + kk], kk, j < 8 */
+static inline void tr8x8(const float *const r[8], long k, float *t, long ld) {
     __m256 r0 = _mm256_loadu_ps(r[0] + k), r1 = _mm256_loadu_ps(r[1] + k), r2 = _mm256_loadu_ps(r[2] + k),
            r3 = _mm256_loadu_ps(r[3] + k), r4 = _mm256_loadu_ps(r[4] + k), r5 = _mm256_loadu_ps(r[5] + k),
            r6 = _mm256_loadu_ps(r[6] + k), r7 = _mm256_loadu_ps(r[7] + k);
@@ -96,14 +96,14 @@ static inline void tr8x8(const float *const r[8], long k, float *t) {
     __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
     __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(t + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(t + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(t + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(t + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(t + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(t + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(t + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(t + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+    _mm256_storeu_ps(t + 0 * ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(t + 1 * ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(t + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(t + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(t + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(t + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(t + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(t + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
 /* dst[k*ld + j] = rows[j][k] for j < cnt (<= 8), k < kc: 8x8 transposes */
@@ -111,11 +111,13 @@ static void gather_t(const float *const r[8], int cnt, int kc, float *dst, int l
     float t[64];
     int k = 0;
     for (; k + 8 <= kc; k += 8) {
-        tr8x8(r, k, t);
         float *d = dst + (long)k * ld;
-        if (cnt == 8)
-            for (int kk = 0; kk < 8; kk++) _mm256_storeu_ps(d + (long)kk * ld, _mm256_loadu_ps(t + 8 * kk));
-        else if (cnt == 4)
+        if (cnt == 8) {
+            tr8x8(r, k, d, ld);
+            continue;
+        }
+        tr8x8(r, k, t, 8);
+        if (cnt == 4)
             for (int kk = 0; kk < 8; kk++) _mm_storeu_ps(d + (long)kk * ld, _mm_loadu_ps(t + 8 * kk));
         else
             for (int kk = 0; kk < 8; kk++)
@@ -123,6 +125,18 @@ static void gather_t(const float *const r[8], int cnt, int kc, float *dst, int l
     }
     for (; k < kc; k++)
         for (int j = 0; j < cnt; j++) dst[(long)k * ld + j] = r[j][k];
+}
+
+/* rows 0..m-1 of a row-major matrix s (row stride ld, kc columns) as the
+ * columns of dst [kc][w], columns past m zero (m <= w) */
+static void pack_rows_t(const float *s, long ld, int m, int w, int kc, float *dst) {
+    if (m < w) memset(dst, 0, sizeof(float) * w * kc);
+    for (int j0 = 0; j0 < m; j0 += 8) {
+        int cnt = m - j0 < 8 ? m - j0 : 8;
+        const float *r[8];
+        for (int j = 0; j < 8; j++) r[j] = s + (long)(j0 + (j < cnt ? j : cnt - 1)) * ld;
+        gather_t(r, cnt, kc, dst + j0, w);
+    }
 }
 
 /* op(A)[i0..i0+m-1][p0..p0+kc-1] into panels of mr rows: panel q at q*mr*kc,
@@ -139,14 +153,7 @@ void mmp_gemm_pack_a(int mr, int transa, const float *A, long lda, int i0, int m
                 for (; i < mr; i++) d[i] = 0.0f;
             }
         } else { /* (i,k) = A[i*lda + k] */
-            const float *s = A + (long)(i0 + q) * lda + p0;
-            if (mm < mr) memset(dst, 0, sizeof(float) * mr * kc);
-            for (int j0 = 0; j0 < mm; j0 += 8) {
-                int cnt = mm - j0 < 8 ? mm - j0 : 8;
-                const float *r[8];
-                for (int j = 0; j < 8; j++) r[j] = s + (long)(j0 + (j < cnt ? j : cnt - 1)) * lda;
-                gather_t(r, cnt, kc, dst + j0, mr);
-            }
+            pack_rows_t(A + (long)(i0 + q) * lda + p0, lda, mm, mr, kc, dst);
         }
     }
 }
@@ -167,42 +174,7 @@ void mmp_gemm_pack_b(int nr, int transb, const float *B, long ldb, int j0, int n
                 }
             }
         } else { /* B is [N][K]: (k,j) = B[j*ldb + k]; 8x8 transposes */
-            const float *s = B + (long)(j0 + q) * ldb + p0;
-            if (nn < nr) memset(dst, 0, sizeof(float) * nr * kc);
-            int j = 0;
-            for (; j + 8 <= nn; j += 8) {
-                const float *r = s + (long)j * ldb;
-                int k = 0;
-                for (; k + 8 <= kc; k += 8) {
-                    __m256 r0 = _mm256_loadu_ps(r + k), r1 = _mm256_loadu_ps(r + ldb + k),
-                           r2 = _mm256_loadu_ps(r + 2 * ldb + k), r3 = _mm256_loadu_ps(r + 3 * ldb + k),
-                           r4 = _mm256_loadu_ps(r + 4 * ldb + k), r5 = _mm256_loadu_ps(r + 5 * ldb + k),
-                           r6 = _mm256_loadu_ps(r + 6 * ldb + k), r7 = _mm256_loadu_ps(r + 7 * ldb + k);
-                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                    float *d = dst + (long)k * nr + j;
-                    _mm256_storeu_ps(d + 0 * nr, _mm256_permute2f128_ps(u0, u4, 0x20));
-                    _mm256_storeu_ps(d + 1 * nr, _mm256_permute2f128_ps(u1, u5, 0x20));
-                    _mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(u2, u6, 0x20));
-                    _mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(u3, u7, 0x20));
-                    _mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(u0, u4, 0x31));
-                    _mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(u1, u5, 0x31));
-                    _mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(u2, u6, 0x31));
-                    _mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(u3, u7, 0x31));
-                }
-                for (; k < kc; k++)
-                    for (int jj = 0; jj < 8; jj++) dst[(long)k * nr + j + jj] = r[(long)jj * ldb + k];
-            }
-            for (; j < nn; j++) {
-                const float *r = s + (long)j * ldb;
-                for (int k = 0; k < kc; k++) dst[(long)k * nr + j] = r[k];
-            }
+            pack_rows_t(B + (long)(j0 + q) * ldb + p0, ldb, nn, nr, kc, dst);
         }
     }
 }
