@@ -1,0 +1,121 @@
+/* tx/tx.h: the transformer engine (internal header, not installed).
+ *
+ * Every layer is a pair of plain C functions, forward and backward, with the
+ * shapes in the comments (the llm.c way). Tensors are row-major f32; a
+ * "token matrix" x[T,C] holds the T tokens of nseq sequences packed one after
+ * another (lens[s] tokens each, no padding): attention stays inside a
+ * sequence, which is what a padded batch with an attention mask computes for
+ * its real tokens. Every forward row depends only on its own sequence, so
+ * outputs are bit-identical whatever the batch composition and thread count
+ * (the GEMM's rows are: nn/gemm.h).
+ *
+ * Backward conventions (llm.c): gradients of inputs and of parameters are
+ * ACCUMULATED (+=) into the given buffers, which the caller zeroes; a NULL
+ * gradient pointer means "not needed" and is skipped. Forward functions that
+ * save something for the backward say so (NULL = inference, not saved).
+ *
+ * ops (tx/ops.c) -> encoder blocks (tx/encoder.c) -> models: ViT (tx/vit.c),
+ * CLIP (tx/clip.c), BERT (text/bert.c).
+ */
+#ifndef MMP_TX_TX_H
+#define MMP_TX_TX_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    MMP_TX_GELU_ERF,   /* x/2 (1 + erf(x/sqrt 2)): torch GELU(), HF "gelu" */
+    MMP_TX_GELU_TANH,  /* torch GELU(approximate="tanh"), HF "gelu_new"/"gelu_pytorch_tanh" */
+    MMP_TX_QUICK_GELU, /* x sigmoid(1.702 x): OpenAI CLIP, HF "quick_gelu" */
+    MMP_TX_RELU,
+} mmp_tx_act;
+
+/* ---------------------------------------------------------------- ops */
+
+/* y[N, OC] (row stride ldy >= OC) = x[N, IC] W[OC, IC]^T + b[OC] (b may be NULL).
+ * Linear layout [out, in] as torch.nn.Linear. */
+void mmp_tx_linear_fwd(float *y, int ldy, const float *x, const float *W, const float *b, int N, int IC, int OC);
+/* dx[N,IC] += dy W; dW[OC,IC] += dy^T x; db[OC] += sum_n dy (dy row stride ldy) */
+void mmp_tx_linear_bwd(float *dx, float *dW, float *db, const float *dy, int ldy, const float *x, const float *W,
+                       int N, int IC, int OC);
+
+/* y[N,C] = (x - mean) / sqrt(var + eps) * w + b over each row (biased
+ * variance, torch.nn.LayerNorm). mean, rstd [N]: saved for the backward
+ * (NULL = not saved). y may equal x. */
+void mmp_tx_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
+                          int C, float eps);
+/* dx[N,C] += ..., dw[C] += ..., db[C] += ... from the saved mean/rstd */
+void mmp_tx_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                          const float *mean, const float *rstd, int N, int C);
+
+/* y[n] = act(x[n]) (y may equal x: then the backward needs the input kept
+ * elsewhere); dx[n] += act'(x) dy */
+void mmp_tx_act_fwd(float *y, const float *x, size_t n, mmp_tx_act a);
+void mmp_tx_act_bwd(float *dx, const float *dy, const float *x, size_t n, mmp_tx_act a);
+
+/* Multi-head scaled dot-product attention of nseq packed sequences.
+ *   q: [Tq, C] rows of stride ldq (head h = columns h*dh .. h*dh+dh-1, dh = C/NH)
+ *   k, v: [Tk, C] rows of stride ldk, ldv
+ *   qlens[s], kvlens[s]: tokens of sequence s on each side (self-attention: the same array)
+ *   out: [Tq, C] (row stride C) = softmax(q k^T / sqrt(dh) [+ causal mask]) v per head
+ *   causal: query i of a sequence sees keys j <= i (needs qlens == kvlens)
+ *   att: the softmax probabilities saved for the backward, mmp_tx_attention_att_size()
+ *        floats (NULL = inference: scratch of its own)
+ * Self-attention over a fused qkv[T, 3C]: q = qkv, k = qkv + C, v = qkv + 2C, ld 3C. */
+size_t mmp_tx_attention_att_size(const int *qlens, const int *kvlens, int nseq, int NH);
+void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
+                          int ldv, const int *qlens, const int *kvlens, int nseq, int C, int NH, int causal);
+void mmp_tx_attention_bwd(float *dq, float *dk, float *dv, /* same strides as q, k, v */
+                          const float *dout, const float *q, int ldq, const float *k, int ldk, const float *v,
+                          int ldv, const float *att, const int *qlens, const int *kvlens, int nseq, int C, int NH,
+                          int causal);
+
+/* out[T, C] = table[ids[t]] rows (token embeddings); dtable[V, C] += scatter of dout */
+void mmp_tx_embed_fwd(float *out, const int32_t *ids, const float *table, int T, int C);
+void mmp_tx_embed_bwd(float *dtable, const float *dout, const int32_t *ids, int T, int C);
+
+/* Patch embedding: a Conv2d(3, C, P, stride P) over img [3, H, W] (CHW, H and W
+ * multiples of P... rest cropped as the conv does) into out [(H/P)*(W/P), C]
+ * rows in raster order. W [C, 3, P, P], b [C] or NULL. */
+void mmp_tx_patch_fwd(float *out, const float *img, int H, int W, const float *Wt, const float *b, int C, int P);
+void mmp_tx_patch_bwd(float *dimg, float *dW, float *db, const float *dout, const float *img, int H, int W,
+                      const float *Wt, int C, int P);
+
+/* Learned 2-D position embeddings pe [gh*gw, C] resized to [oh*ow, C] with
+ * torch F.interpolate(mode="bicubic", align_corners=False), antialias as
+ * timm's resample_abs_pos_embed does (antialias=1 when shrinking) or not
+ * (HF ViT/CLIP interpolate_pos_encoding). */
+void mmp_tx_pos_resize(float *out, const float *pe, int gh, int gw, int oh, int ow, int C, int antialias);
+
+/* ------------------------------------------------------------ encoder */
+
+/* One transformer block's weights (pointers into the model's storage).
+ * Pre-LN (ViT, CLIP):  x += o(attn(ln1(x))) [* ls1];  x += fc2(act(fc1(ln2(x)))) [* ls2]
+ * Post-LN (BERT):      x = ln1(x + o(attn(x)));      x = ln2(x + fc2(act(fc1(x))))
+ * q/k/v: [C, C] + [C] each (biases may be NULL); a fused in_proj [3C, C] is
+ * pointed into. ls1/ls2: timm LayerScale gammas [C] or NULL. */
+typedef struct {
+    const float *ln1_w, *ln1_b;
+    const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;
+    const float *o_w, *o_b;
+    const float *ln2_w, *ln2_b;
+    const float *fc1_w, *fc1_b; /* [I, C], [I] */
+    const float *fc2_w, *fc2_b; /* [C, I], [C] */
+    const float *ls1, *ls2;
+} mmp_tx_block;
+
+typedef struct {
+    int layers, C, NH, inter; /* inter = I, the MLP width */
+    mmp_tx_act act;
+    int post_ln; /* 1: BERT's post-LN blocks; 0: pre-LN */
+    int causal;  /* causal self-attention (CLIP's text tower) */
+    float eps;   /* LayerNorm eps */
+    mmp_tx_block *block;
+} mmp_tx_encoder;
+
+/* x[T, C] through every block in place (nseq packed sequences, lens[s]).
+ * hidden: NULL, or [layers + 1][T, C] receiving the input of block 0 and the
+ * output of every block (HF output_hidden_states). Allocates its own scratch;
+ * thread-safe on a const encoder. */
+void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden);
+
+#endif
