@@ -15,7 +15,7 @@
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail
-pkgs=(build-essential clang pkg-config ca-certificates
+pkgs=(build-essential clang pkg-config ca-certificates curl
       libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
       zlib1g-dev libjansson-dev libarchive-dev
       libacl1-dev liblz4-dev  # named by libarchive.pc's Libs.private: pkg-config --static (test_install)
