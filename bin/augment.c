@@ -38,13 +38,17 @@ int main(int argc, char **argv) {
     mmp_aug aug;
     mmp_aug_init(&aug);
     static const char *const dtypes[] = {"f32", "f16", NULL};
+    /* in mmp_interp order */
+    static const char *const interps[] = {"bilinear", "bicubic", "lanczos", "box", "hamming", NULL};
+    int interp = MMP_INTERP_BILINEAR;
     mmp_option opts[] = {
-        MMP_O_CALL("rrc", 0, opt_op, &aug, "S[,scale=A:B][,ratio=C:D][,p=P]",
+        MMP_O_CALL("rrc", 0, opt_op, &aug, "S[,scale=A:B][,ratio=C:D][,p=P][,interp=F]",
                    "RandomResizedCrop(S, scale=(0.08,1), ratio=(3/4,4/3)): 10 attempts, then\n"
-                   "the ratio-clamped center crop; Pillow bilinear resize"),
+                   "the ratio-clamped center crop; Pillow resize with --interp (or interp=F)"),
         MMP_O_CALL("pad-crop", 0, opt_op, &aug, "S[,pad=P][,mode=constant|edge|reflect|symmetric][,fill=V]",
                    "RandomCrop(S, padding=P, fill=V, padding_mode=mode)"),
-        MMP_O_CALL("resize", 0, opt_op, &aug, "S", "Resize(S): shorter side to S (deterministic)"),
+        MMP_O_CALL("resize", 0, opt_op, &aug, "S[,interp=F]",
+                   "Resize(S): shorter side to S (deterministic); filter --interp (or interp=F)"),
         MMP_O_CALL("center-crop", 0, opt_op, &aug, "S", "CenterCrop(S) (deterministic)"),
         MMP_O_CALL("hflip", 0, opt_op, &aug, "P", "RandomHorizontalFlip(P)"),
         MMP_O_CALL("jitter", 0, opt_op, &aug, "B,C,S,H[,p=P]",
@@ -58,6 +62,9 @@ int main(int argc, char **argv) {
         MMP_O_CALL("erase", 0, opt_op, &aug, "P[,scale=A:B][,ratio=C:D][,value=V|random]",
                    "RandomErasing(P, scale=(0.02,0.33), ratio=(0.3,3.3), value=0); on the\n"
                    "normalized tensor when after --normalize, else on u8 pixels"),
+        MMP_O_CHOICE("interp", 0, &interp, interps,
+                     "filter of --rrc and --resize (torchvision interpolation=,\n"
+                     "Pillow's resample, bit-exact; default bilinear as torchvision's)"),
         MMP_O_CHOICE("dtype", 0, &dtype, dtypes, "dtype of normalized output (default f32)"),
         MMP_O_LLONG("seed", 0, &seed, 0, 1LL << 62, "S", "(default 0)"),
         MMP_O_LLONG("epoch", 0, &epoch, 0, 1LL << 62, "E", "(default 0)"),
@@ -76,6 +83,7 @@ int main(int argc, char **argv) {
     };
     const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     aug.out_dtype = dtype ? MMP_F16 : MMP_F32;
+    aug.interp = (mmp_interp)interp;
     if (aug.n == 0) mmp_warn("no augment op given: records pass through unchanged");
 
     mmp_aug_run o = {.seed = (uint64_t)seed, .epoch = (uint64_t)epoch, .views = views, .strict = strict,

@@ -68,12 +68,28 @@ int main(int argc, char **argv) {
     int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
     long long max_pixels = 0, max_bytes = 0;
     mmp_prep prep = {0};
+    /* in mmp_interp / mmp_crop_round order */
+    static const char *const interps[] = {"bilinear", "bicubic", "lanczos", "box", "hamming", NULL};
+    static const char *const crop_rounds[] = {"torchvision", "hf", NULL};
+    int interp = MMP_INTERP_BILINEAR, crop_round = MMP_CROP_ROUND_TORCHVISION;
+    double crop_pct = 0;
     mmp_src_opts so = {0};
     mmp_option opts[] = {
         MMP_O_INT("size", 0, &prep.size, 1, 65535, "S",
                   "Resize(S) + CenterCrop(S), as torchvision on a PIL image\n"
-                  "(Pillow's antialiased bilinear resample, bit-exact)"),
-        MMP_O_CALL("resize", 0, opt_resize, &prep, "WxH", "resize to exactly W x H (Pillow bilinear)"),
+                  "(Pillow's antialiased resample with --interp, bit-exact)"),
+        MMP_O_CALL("resize", 0, opt_resize, &prep, "WxH", "resize to exactly W x H (Pillow, --interp)"),
+        MMP_O_CHOICE("interp", 0, &interp, interps,
+                      "filter of --size and --resize: Pillow's BILINEAR (default),\n"
+                      "BICUBIC (CLIP, timm ViTs), LANCZOS, BOX or HAMMING"),
+        MMP_O_DOUBLE("crop-pct", 0, &crop_pct, 0, 1, "P",
+                     "with --size S: Resize(floor(S / P)) then CenterCrop(S), timm's\n"
+                     "eval transform (crop_pct of the model's pretrained_cfg; 0 < P <= 1)",
+                     .flags = MMP_OPTION_OPEN_MIN),
+        MMP_O_CHOICE("crop-round", 0, &crop_round, crop_rounds,
+                     "center-crop offsets of --size: torchvision's round((n-S)/2)\n"
+                     "(default; OpenAI CLIP, open_clip, timm) or hf's (n-S)//2\n"
+                     "(transformers CLIPImageProcessor, ViTImageProcessor ...)"),
         MMP_O_FLAG("dct-scale", 0, &prep.dct_scale,
                    "let libjpeg downscale in the DCT domain (1/8 steps) while\n"
                    "the image stays >= 2x the target: faster on big JPEGs,\n"
@@ -109,6 +125,14 @@ int main(int argc, char **argv) {
     so.max_bytes = (uint64_t)max_bytes;
     if (nin == 0) mmp_die("no input (give a folder, a tar, a manifest or '-'; see --help)");
     if (prep.size && prep.rw) mmp_die("--size and --resize are exclusive");
+    prep.interp = (mmp_interp)interp;
+    prep.crop_round = (mmp_crop_round)crop_round;
+    prep.crop_pct = crop_pct;
+    if (crop_pct > 0 && !prep.size) mmp_die("--crop-pct needs --size");
+    if (crop_pct > 0 && mmp_crop_pct_resize(prep.size, crop_pct) > 65535)
+        mmp_die("--crop-pct %g with --size %d resizes to %d (more than 65535)", crop_pct, prep.size,
+                mmp_crop_pct_resize(prep.size, crop_pct));
+    if (crop_round != MMP_CROP_ROUND_TORCHVISION && !prep.size) mmp_die("--crop-round needs --size");
     if (!prep.max_pixels) prep.max_pixels = MMP_IMG_DEFAULT_MAX_PIXELS;
     char err[1024];
     if (classes && classes_from) mmp_die("--classes and --classes-from are exclusive");

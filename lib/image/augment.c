@@ -448,6 +448,7 @@ int mmp_aug_parse(mmp_aug *a, const char *flag, const char *value, char *err, si
     memset(&op, 0, sizeof op);
     op.kind = (mmp_aug_kind)kind;
     op.p = 1.0;
+    op.interp = -1;
     op.scale[0] = 0.08, op.scale[1] = 1.0;
     op.ratio[0] = 3.0 / 4.0, op.ratio[1] = 4.0 / 3.0;
     if (kind == MMP_AUG_ERASE) {
@@ -524,6 +525,11 @@ int mmp_aug_parse(mmp_aug *a, const char *flag, const char *value, char *err, si
                 else if (!strcmp(v, "reflect")) op.padmode = MMP_PAD_REFLECT;
                 else if (!strcmp(v, "symmetric")) op.padmode = MMP_PAD_SYMMETRIC;
                 else bad = 1;
+            } else if (!strcmp(k, "interp") && (kind == MMP_AUG_RRC || kind == MMP_AUG_RESIZE)) {
+                op.interp = mmp_interp_parse(v);
+                if (op.interp < 0)
+                    return perr(err, errlen, "bad value for %s: interp=%s (want bilinear, bicubic, lanczos, box or hamming)",
+                                flag, v);
             } else if (!strcmp(k, "value") && kind == MMP_AUG_ERASE) {
                 if (!strcmp(v, "random")) op.erase_random = 1;
                 else bad = parse_d(v, &d), op.erase_value = (float)d;
@@ -566,6 +572,10 @@ void mmp_aug_out_shape(const mmp_aug *a, int64_t shape[3]) {
     }
 }
 
+static mmp_interp aug_interp(const mmp_aug *a, const mmp_aug_op *o) {
+    return o->interp >= 0 ? (mmp_interp)o->interp : a->interp;
+}
+
 char *mmp_aug_describe(const mmp_aug *a) {
     size_t cap = 4096, len = 0;
     char *s = mmp_xmalloc(cap);
@@ -573,11 +583,14 @@ char *mmp_aug_describe(const mmp_aug *a) {
     static const char *pm[] = {"constant", "edge", "reflect", "symmetric"};
     for (int i = 0; i < a->n; i++) {
         const mmp_aug_op *o = &a->ops[i];
-        char b[512];
+        char b[512], in[64] = "";
+        mmp_interp f = aug_interp(a, o);
+        /* the default filter is not named (descriptions of bilinear pipelines unchanged) */
+        if (f != MMP_INTERP_BILINEAR) snprintf(in, sizeof in, ",interp=%s", mmp_interp_name(f));
         switch (o->kind) {
-        case MMP_AUG_RRC: snprintf(b, sizeof b, "rrc(%d,scale=%g:%g,ratio=%g:%g,p=%g)", o->size, o->scale[0], o->scale[1], o->ratio[0], o->ratio[1], o->p); break;
+        case MMP_AUG_RRC: snprintf(b, sizeof b, "rrc(%d,scale=%g:%g,ratio=%g:%g,p=%g%s)", o->size, o->scale[0], o->scale[1], o->ratio[0], o->ratio[1], o->p, in); break;
         case MMP_AUG_PADCROP: snprintf(b, sizeof b, "pad_crop(%d,pad=%d,mode=%s,fill=%d)", o->size, o->pad, pm[o->padmode], o->fill); break;
-        case MMP_AUG_RESIZE: snprintf(b, sizeof b, "resize(%d)", o->size); break;
+        case MMP_AUG_RESIZE: snprintf(b, sizeof b, "resize(%d%s)", o->size, in); break;
         case MMP_AUG_CCROP: snprintf(b, sizeof b, "center_crop(%d)", o->size); break;
         case MMP_AUG_HFLIP: snprintf(b, sizeof b, "hflip(p=%g)", o->p); break;
         case MMP_AUG_JITTER: snprintf(b, sizeof b, "color_jitter(%g,%g,%g,%g,p=%g)", o->jitter[0], o->jitter[1], o->jitter[2], o->jitter[3], o->p); break;
@@ -632,7 +645,7 @@ int mmp_aug_apply(const mmp_aug *a, mmp_rng *rng, const mmp_tensor *in, mmp_tens
             mmp_rrc_params(rng, im.w, im.h, o->scale, o->ratio, &t, &l, &h, &w);
             if (!apply) break;
             mmp_img r;
-            mmp_img_resized_crop(&im, t, l, h, w, o->size, o->size, &r);
+            mmp_img_resized_crop_interp(&im, t, l, h, w, o->size, o->size, aug_interp(a, o), &r);
             img_replace(&im, &r);
             break;
         }
@@ -664,7 +677,7 @@ int mmp_aug_apply(const mmp_aug *a, mmp_rng *rng, const mmp_tensor *in, mmp_tens
                 break;
             }
             mmp_img r;
-            mmp_img_resize(&im, nw, nh, &r);
+            mmp_img_resize_interp(&im, nw, nh, aug_interp(a, o), &r);
             img_replace(&im, &r);
             break;
         }

@@ -57,9 +57,9 @@ int mmp_erase_params(mmp_rng *r, int w, int h, const double scale[2], const doub
 /* ------------------------------------------------------------------ */
 
 typedef enum {
-    MMP_AUG_RRC = 1,   /* --rrc S[,scale=a:b][,ratio=c:d][,p=] */
+    MMP_AUG_RRC = 1,   /* --rrc S[,scale=a:b][,ratio=c:d][,p=][,interp=F] */
     MMP_AUG_PADCROP,   /* --pad-crop S[,pad=P][,mode=constant|edge|reflect|symmetric][,fill=V] */
-    MMP_AUG_RESIZE,    /* --resize S   (shorter side, deterministic) */
+    MMP_AUG_RESIZE,    /* --resize S[,interp=F]   (shorter side, deterministic) */
     MMP_AUG_CCROP,     /* --center-crop S */
     MMP_AUG_HFLIP,     /* --hflip P */
     MMP_AUG_JITTER,    /* --jitter B,C,S,H[,p=] */
@@ -78,6 +78,7 @@ typedef struct {
     float mean[3], std[3];
     int erase_random;
     float erase_value;
+    int interp; /* RRC, RESIZE: an mmp_interp, or -1: the pipeline's (mmp_aug.interp) */
 } mmp_aug_op;
 
 #define MMP_AUG_MAX_OPS 32
@@ -85,6 +86,7 @@ typedef struct {
     int n;
     mmp_aug_op ops[MMP_AUG_MAX_OPS];
     mmp_dtype out_dtype; /* F32 / F16 when normalized */
+    mmp_interp interp;   /* filter of the resizing ops without their own (--interp; default bilinear) */
 } mmp_aug;
 
 void mmp_aug_init(mmp_aug *a);

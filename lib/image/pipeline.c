@@ -30,15 +30,38 @@ void mmp_img_decode_header(mmp_header *h, const mmp_prep *prep, const mmp_src *s
     snprintf(buf, sizeof buf, "turbojpeg (libjpeg-turbo, accurate IDCT, fancy upsampling), libpng %s",
              PNG_LIBPNG_VER_STRING);
     mmp_meta_set(&h->meta, "image.decoder", buf);
+    /* the keys and text of the defaults (bilinear, no crop_pct, torchvision
+     * offsets) are those written before these options existed */
+    const char *fname = mmp_interp_name(prep->interp);
+    char up[16];
+    snprintf(up, sizeof up, "%s", fname);
+    for (char *c = up; *c; c++) *c = (char)(*c - 'a' + 'A');
+    if ((prep->size || prep->rw) && prep->interp != MMP_INTERP_BILINEAR) mmp_meta_set(&h->meta, "image.interp", fname);
     if (prep->size) {
         snprintf(buf, sizeof buf, "%d", prep->size);
         mmp_meta_set(&h->meta, "image.size", buf);
-        mmp_meta_set(&h->meta, "image.preprocess",
-                     "torchvision Resize(size) + CenterCrop(size) on PIL (Pillow bilinear, antialiased)");
+        int rs = prep->crop_pct > 0 ? mmp_crop_pct_resize(prep->size, prep->crop_pct) : prep->size;
+        char resize[64] = "size", crop[64] = "CenterCrop(size)";
+        if (prep->crop_pct > 0) {
+            snprintf(buf, sizeof buf, "%.15g", prep->crop_pct);
+            mmp_meta_set(&h->meta, "image.crop_pct", buf);
+            snprintf(resize, sizeof resize, "%d = floor(size / crop_pct)", rs);
+        }
+        if (prep->crop_round != MMP_CROP_ROUND_TORCHVISION) {
+            mmp_meta_set(&h->meta, "image.crop_round", mmp_crop_round_name(prep->crop_round));
+            snprintf(crop, sizeof crop, "center crop(size) at offsets (n - size) // 2 (Hugging Face)");
+        }
+        if (prep->interp == MMP_INTERP_BILINEAR && prep->crop_pct <= 0 && prep->crop_round == MMP_CROP_ROUND_TORCHVISION)
+            snprintf(buf, sizeof buf, "torchvision Resize(size) + CenterCrop(size) on PIL (Pillow bilinear, antialiased)");
+        else
+            snprintf(buf, sizeof buf, "torchvision Resize(%s) + %s on PIL (Pillow %s, antialiased)", resize, crop,
+                     fname);
+        mmp_meta_set(&h->meta, "image.preprocess", buf);
     } else if (prep->rw) {
         snprintf(buf, sizeof buf, "%dx%d", prep->rw, prep->rh);
         mmp_meta_set(&h->meta, "image.resize", buf);
-        mmp_meta_set(&h->meta, "image.preprocess", "Pillow resize((W,H), BILINEAR)");
+        snprintf(buf, sizeof buf, "Pillow resize((W,H), %s)", up);
+        mmp_meta_set(&h->meta, "image.preprocess", buf);
     } else {
         mmp_meta_set(&h->meta, "image.preprocess", "none (native size)");
     }

@@ -1,12 +1,15 @@
-/* Pillow-exact bilinear resampling (port of the algorithm of Pillow 9.4
- * src/libImaging/Resample.c: precompute_coeffs, normalize_coeffs_8bpc,
+/* Pillow-exact resampling (port of the algorithm of Pillow 9.4
+ * src/libImaging/Resample.c: the box, bilinear, hamming, bicubic and lanczos
+ * filters, precompute_coeffs, normalize_coeffs_8bpc,
  * ImagingResampleHorizontal_8bpc / Vertical_8bpc, ImagingResampleInner),
- * written for packed RGB u8, plus torchvision's Resize/CenterCrop geometry. */
+ * written for packed RGB u8, plus torchvision's Resize/CenterCrop geometry
+ * and Hugging Face's center-crop offsets. */
 #include "image/image.h"
 
 #include "mmp.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE4_1__
@@ -29,22 +32,89 @@ void mmp_img_free(mmp_img *im) {
     im->w = im->h = 0;
 }
 
+/* The filters of Resample.c, expression for expression (the coefficients
+ * are doubles rounded to 22-bit fixed point, so the same operations in the
+ * same order are needed: this file is built with -std=c11, i.e. without
+ * floating-point contraction into FMAs, as Pillow's -O2 x86-64 build). */
+static double box_filter(double x) {
+    if (x > -0.5 && x <= 0.5) return 1.0;
+    return 0.0;
+}
+
 static double bilinear_filter(double x) {
     if (x < 0.0) x = -x;
     if (x < 1.0) return 1.0 - x;
     return 0.0;
 }
 
+static double hamming_filter(double x) {
+    if (x < 0.0) x = -x;
+    if (x == 0.0) return 1.0;
+    if (x >= 1.0) return 0.0;
+    x = x * M_PI;
+    return sin(x) / x * (0.54 + 0.46 * cos(x));
+}
+
+static double bicubic_filter(double x) {
+    /* Keys' cubic convolution with a = -0.5 */
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+static double sinc_filter(double x) {
+    if (x == 0.0) return 1.0;
+    x = x * M_PI;
+    return sin(x) / x;
+}
+
+static double lanczos_filter(double x) {
+    /* truncated sinc */
+    if (-3.0 <= x && x < 3.0) return sinc_filter(x) * sinc_filter(x / 3);
+    return 0.0;
+}
+
+typedef struct {
+    double (*filter)(double x);
+    double support;
+    const char *name;
+} filter_t;
+
+/* indexed by mmp_interp */
+static const filter_t filters[] = {
+    [MMP_INTERP_BILINEAR] = {bilinear_filter, 1.0, "bilinear"},
+    [MMP_INTERP_BICUBIC] = {bicubic_filter, 2.0, "bicubic"},
+    [MMP_INTERP_LANCZOS] = {lanczos_filter, 3.0, "lanczos"},
+    [MMP_INTERP_BOX] = {box_filter, 0.5, "box"},
+    [MMP_INTERP_HAMMING] = {hamming_filter, 1.0, "hamming"},
+};
+#define NFILTERS ((int)(sizeof filters / sizeof *filters))
+
+static const filter_t *get_filter(mmp_interp f) {
+    if ((int)f < 0 || (int)f >= NFILTERS) mmp_die("unknown interpolation %d", (int)f);
+    return &filters[f];
+}
+
+const char *mmp_interp_name(mmp_interp f) { return get_filter(f)->name; }
+
+int mmp_interp_parse(const char *name) {
+    for (int i = 0; i < NFILTERS; i++)
+        if (!strcmp(name, filters[i].name)) return i;
+    return -1;
+}
+
 /* Coefficients for resampling [in0, in1) of an axis of inSize pixels into
  * outSize pixels; Pillow's precompute_coeffs + normalize_coeffs_8bpc.
  * Returns ksize; bounds[2*i] = first source index, bounds[2*i+1] = count. */
-static int precompute_coeffs(int inSize, float in0, float in1, int outSize, int **boundsp,
-                             int32_t **kkp) {
+static int precompute_coeffs(int inSize, float in0, float in1, int outSize, const filter_t *fp,
+                             int **boundsp, int32_t **kkp) {
     double support, scale, filterscale, center, ww, ss;
     int xx, x, ksize, xmin, xmax;
     filterscale = scale = (double)(in1 - in0) / outSize;
     if (filterscale < 1.0) filterscale = 1.0;
-    support = 1.0 * filterscale; /* BILINEAR support = 1 */
+    support = fp->support * filterscale;
     ksize = (int)ceil(support) * 2 + 1;
     double *pre = mmp_xmalloc((size_t)outSize * (size_t)ksize * sizeof(double));
     int *bounds = mmp_xmalloc((size_t)outSize * 2 * sizeof(int));
@@ -59,7 +129,7 @@ static int precompute_coeffs(int inSize, float in0, float in1, int outSize, int 
         xmax -= xmin;
         double *k = &pre[(size_t)xx * ksize];
         for (x = 0; x < xmax; x++) {
-            double w = bilinear_filter((x + xmin - center + 0.5) * ss);
+            double w = fp->filter((x + xmin - center + 0.5) * ss);
             k[x] = w;
             ww += w;
         }
@@ -90,13 +160,15 @@ static inline uint8_t clip8(int in) {
 /* Resamples the output window [ox0, ox1) x [oy0, oy1) of a full dw x dh
  * resampling of box; dst is (ox1-ox0) x (oy1-oy0) packed. */
 static void resample_window(const uint8_t *src, int sw, int sh, size_t stride, const float box[4],
-                            int dw, int dh, int ox0, int ox1, int oy0, int oy1, uint8_t *dst) {
+                            int dw, int dh, int ox0, int ox1, int oy0, int oy1, mmp_interp f,
+                            uint8_t *dst) {
+    const filter_t *fp = get_filter(f);
     int need_h = dw != sw || box[0] != 0 || box[2] != dw;
     int need_v = dh != sh || box[1] != 0 || box[3] != dh;
     int *bh, *bv;
     int32_t *kh, *kv;
-    int ksh = precompute_coeffs(sw, box[0], box[2], dw, &bh, &kh);
-    int ksv = precompute_coeffs(sh, box[1], box[3], dh, &bv, &kv);
+    int ksh = precompute_coeffs(sw, box[0], box[2], dw, fp, &bh, &kh);
+    int ksv = precompute_coeffs(sh, box[1], box[3], dh, fp, &bv, &kv);
     int ow = ox1 - ox0;
     /* source rows the window needs */
     int yfirst = bv[oy0 * 2], ylast = bv[(oy1 - 1) * 2] + bv[(oy1 - 1) * 2 + 1];
@@ -194,15 +266,24 @@ static void resample_window(const uint8_t *src, int sw, int sh, size_t stride, c
     free(kv);
 }
 
+void mmp_img_resample_interp(const uint8_t *src, int sw, int sh, size_t stride, const float box[4],
+                             uint8_t *dst, int dw, int dh, mmp_interp f) {
+    resample_window(src, sw, sh, stride, box, dw, dh, 0, dw, 0, dh, f, dst);
+}
+
 void mmp_img_resample(const uint8_t *src, int sw, int sh, size_t stride, const float box[4],
                       uint8_t *dst, int dw, int dh) {
-    resample_window(src, sw, sh, stride, box, dw, dh, 0, dw, 0, dh, dst);
+    mmp_img_resample_interp(src, sw, sh, stride, box, dst, dw, dh, MMP_INTERP_BILINEAR);
+}
+
+void mmp_img_resize_interp(const mmp_img *in, int w, int h, mmp_interp f, mmp_img *out) {
+    mmp_img_alloc(out, w, h);
+    float box[4] = {0, 0, (float)in->w, (float)in->h};
+    mmp_img_resample_interp(in->px, in->w, in->h, (size_t)in->w * 3, box, out->px, w, h, f);
 }
 
 void mmp_img_resize(const mmp_img *in, int w, int h, mmp_img *out) {
-    mmp_img_alloc(out, w, h);
-    float box[4] = {0, 0, (float)in->w, (float)in->h};
-    mmp_img_resample(in->px, in->w, in->h, (size_t)in->w * 3, box, out->px, w, h);
+    mmp_img_resize_interp(in, w, h, MMP_INTERP_BILINEAR, out);
 }
 
 void mmp_tv_resize_dims(int w, int h, int s, int *nw, int *nh) {
@@ -224,36 +305,72 @@ int mmp_tv_center_offset(int size, int crop) {
     return (int)r;
 }
 
-void mmp_img_resize_center_crop(const mmp_img *in, int s, mmp_img *out) {
+int mmp_center_offset(int size, int crop, mmp_crop_round r) {
+    if (r == MMP_CROP_ROUND_HF) {
+        /* Python's (size - crop) // 2: floor division */
+        int d = size - crop;
+        return d >= 0 ? d / 2 : -((-d + 1) / 2);
+    }
+    return mmp_tv_center_offset(size, crop);
+}
+
+const char *mmp_crop_round_name(mmp_crop_round r) { return r == MMP_CROP_ROUND_HF ? "hf" : "torchvision"; }
+
+int mmp_crop_pct_resize(int size, double crop_pct) {
+    /* math.floor(size / crop_pct) */
+    double v = floor((double)size / crop_pct);
+    return v > 1 << 30 ? 1 << 30 : (int)v;
+}
+
+void mmp_img_resize_center_crop_ex(const mmp_img *in, int resize, int crop, mmp_interp f,
+                                   mmp_crop_round r, mmp_img *out) {
     int nw, nh;
-    mmp_tv_resize_dims(in->w, in->h, s, &nw, &nh);
-    int top = mmp_tv_center_offset(nh, s), left = mmp_tv_center_offset(nw, s);
-    mmp_img_alloc(out, s, s);
+    mmp_tv_resize_dims(in->w, in->h, resize, &nw, &nh);
+    if (nw < crop || nh < crop)
+        mmp_die("center crop %d of a %dx%d resize (of a %dx%d image) would need padding", crop, nw,
+                nh, in->w, in->h);
+    int top = mmp_center_offset(nh, crop, r), left = mmp_center_offset(nw, crop, r);
+    mmp_img_alloc(out, crop, crop);
     float box[4] = {0, 0, (float)in->w, (float)in->h};
-    resample_window(in->px, in->w, in->h, (size_t)in->w * 3, box, nw, nh, left, left + s, top,
-                    top + s, out->px);
+    resample_window(in->px, in->w, in->h, (size_t)in->w * 3, box, nw, nh, left, left + crop, top,
+                    top + crop, f, out->px);
+}
+
+void mmp_img_resize_center_crop(const mmp_img *in, int s, mmp_img *out) {
+    mmp_img_resize_center_crop_ex(in, s, s, MMP_INTERP_BILINEAR, MMP_CROP_ROUND_TORCHVISION, out);
+}
+
+void mmp_img_resized_crop_interp(const mmp_img *in, int top, int left, int h, int w, int ow, int oh,
+                                 mmp_interp f, mmp_img *out) {
+    mmp_img_alloc(out, ow, oh);
+    float box[4] = {0, 0, (float)w, (float)h};
+    mmp_img_resample_interp(in->px + ((size_t)top * in->w + left) * 3, w, h, (size_t)in->w * 3, box,
+                            out->px, ow, oh, f);
 }
 
 void mmp_img_resized_crop(const mmp_img *in, int top, int left, int h, int w, int ow, int oh,
                           mmp_img *out) {
-    mmp_img_alloc(out, ow, oh);
-    float box[4] = {0, 0, (float)w, (float)h};
-    mmp_img_resample(in->px + ((size_t)top * in->w + left) * 3, w, h, (size_t)in->w * 3, box,
-                     out->px, ow, oh);
+    mmp_img_resized_crop_interp(in, top, left, h, w, ow, oh, MMP_INTERP_BILINEAR, out);
 }
 
 int mmp_prep_image(mmp_img_decoder *d, const mmp_prep *p, const void *buf, size_t n, mmp_img *out,
                    char *err, size_t errlen) {
+    /* --crop-pct: Resize(floor(size / crop_pct)) then CenterCrop(size) */
+    int rs = p->size > 0 && p->crop_pct > 0 ? mmp_crop_pct_resize(p->size, p->crop_pct) : p->size;
+    if (p->size > 0 && rs < p->size) {
+        snprintf(err, errlen, "crop_pct %g > 1 would need padding (not supported)", p->crop_pct);
+        return -1;
+    }
     mmp_img_decode_opts o = {.max_pixels = p->max_pixels};
-    if (p->dct_scale && p->size > 0) o.dct_min_w = o.dct_min_h = 2 * p->size;
+    if (p->dct_scale && p->size > 0) o.dct_min_w = o.dct_min_h = 2 * rs;
     if (p->dct_scale && p->rw > 0) o.dct_min_w = 2 * p->rw, o.dct_min_h = 2 * p->rh;
     mmp_img im;
     if (mmp_img_decode(d, buf, n, &o, &im, err, errlen)) return -1;
     if (p->size > 0) {
-        mmp_img_resize_center_crop(&im, p->size, out);
+        mmp_img_resize_center_crop_ex(&im, rs, p->size, p->interp, p->crop_round, out);
         mmp_img_free(&im);
     } else if (p->rw > 0) {
-        mmp_img_resize(&im, p->rw, p->rh, out);
+        mmp_img_resize_interp(&im, p->rw, p->rh, p->interp, out);
         mmp_img_free(&im);
     } else {
         *out = im;
