@@ -20,7 +20,7 @@
 
 #define MMP_VERSION "0.1.0"
 /* The shared library's soname is libmmp.so.MMP_SOVERSION; it changes when the ABI does. */
-#define MMP_SOVERSION 0
+#define MMP_SOVERSION 1
 #define MMP_STREAM_FORMAT "mmpipe"
 #define MMP_STREAM_VERSION 1
 

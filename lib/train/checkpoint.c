@@ -111,6 +111,24 @@ static int st2(const mmp_safetensors *st, const char *name, int64_t *a, int64_t 
     return 1;
 }
 
+/* The joint embedding width E of a CLIP checkpoint: a scalar logit_scale and
+ * both projections (HF: visual_projection.weight [E, Dv], text_projection.weight
+ * [E, Dt]; open_clip: visual.proj [Dv, E], text_projection [Dt, E]). 1 or 0. */
+static int clip_dim(const mmp_safetensors *st, int64_t *E) {
+    const mmp_tensor *ls = mmp_st_get(st, "logit_scale");
+    if (!ls || mmp_numel(ls->ndim, ls->shape) != 1) return 0;
+    int64_t a, b, a2, b2;
+    if (st2(st, "visual_projection.weight", &a, &b) && st2(st, "text_projection.weight", &a2, &b2) && a == a2) {
+        *E = a;
+        return 1;
+    }
+    if (st2(st, "visual.proj", &a, &b) && st2(st, "text_projection", &a2, &b2) && b == b2) {
+        *E = b;
+        return 1;
+    }
+    return 0;
+}
+
 static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
     mmp_meta_copy(im, &st->meta);
     int64_t a, b, a2, b2;
@@ -155,6 +173,18 @@ static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
         mset(im, "in_dim", "%lld", (long long)b);
         mset(im, "pair_dim", "%lld", (long long)b2);
         mset(im, "num_classes", "0");
+    } else if (clip_dim(st, &a)) {
+        /* a CLIP model (Hugging Face CLIPModel or open_clip names): its towers
+         * ran in mmp-embed / mmp-embed-text, whose outputs are already the
+         * projected embeddings; zero-shot and retrieval only need the
+         * embedding width and the logit scale (identity projections) */
+        mset(im, "head", "pair");
+        mset(im, "loss", "contrastive");
+        mset(im, "proj_dim", "%lld", (long long)a);
+        mset(im, "in_dim", "%lld", (long long)a);
+        mset(im, "pair_dim", "%lld", (long long)a);
+        mset(im, "num_classes", "0");
+        mset(im, "clip", "1");
     } else {
         return -1;
     }
@@ -220,7 +250,23 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
     if (mmp_trainer_setup_head(tr, &st, 1, err, errlen)) goto out;
-    for (int i = 0; i < tr->head.np; i++) {
+    tr->clip = m == &im && mmp_meta_get(m, "clip") != NULL;
+    if (tr->clip) { /* identity projections (exact: x * 1 + 0s), the model's logit scale */
+        int64_t E = tr->head.out_dim;
+        for (int k = 0; k < 2; k++) {
+            mmp_param *p = &tr->head.params[k];
+            memset(p->w, 0, sizeof(float) * p->n);
+            for (int64_t i = 0; i < E; i++) p->w[i * E + i] = 1.0f;
+        }
+        mmp_param *p = &tr->head.params[2];
+        const mmp_tensor *ls = mmp_st_get(&st, "logit_scale");
+        mmp_tensor_to_f32(ls, p->w);
+        if (!isfinite(p->w[0])) {
+            mmp_errf(err, errlen, "%s: logit_scale is not finite", path);
+            goto out;
+        }
+    }
+    for (int i = 0; i < tr->head.np && !tr->clip; i++) {
         mmp_param *p = &tr->head.params[i];
         if (mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out;
         const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};

@@ -167,6 +167,7 @@ typedef struct {
     int best_epoch, bad_epochs;
     char *provenance;    /* of the training features (may be NULL) */
     char *text_provenance; /* of the pair embeddings ("text_provenance" meta; may be NULL) */
+    int clip;            /* loaded from a CLIP model: identity projections, its logit_scale */
     int nclasses_named;
     char **classes;
     char feature[64], pair_field[64];
