@@ -81,9 +81,15 @@ void mmp_tx_patch_bwd(float *dimg, float *dW, float *db, const float *dout, cons
                       const float *Wt, int C, int P);
 
 /* Learned 2-D position embeddings pe [gh*gw, C] resized to [oh*ow, C] with
- * torch F.interpolate(mode="bicubic", align_corners=False), antialias as
- * timm's resample_abs_pos_embed does (antialias=1 when shrinking) or not
- * (HF ViT/CLIP interpolate_pos_encoding). */
+ * torch F.interpolate(mode="bicubic", align_corners=False), antialias=1 as
+ * timm's resample_abs_pos_embed calls it (antialias=True: torch's separable
+ * Pillow filter, cubic a = -0.5 normalized over a window widened by the
+ * shrink factor, width pass first; used whether shrinking or growing) or
+ * antialias=0 (a = -0.75, 4x4 taps with clamped edges: HF ViT/CLIP
+ * interpolate_pos_encoding). The same taps and weight formulas as torch
+ * 1.13's CPU kernels, in float; not bit-identical to them (their weights
+ * differ in the last bits): within 1e-5 of the values' scale (tests/test_tx_ops.c).
+ * pe rows in raster order [y][x]. */
 void mmp_tx_pos_resize(float *out, const float *pe, int gh, int gw, int oh, int ow, int C, int antialias);
 
 /* ------------------------------------------------------------ encoder */
