@@ -9,7 +9,8 @@
 #                               from Debian, ONNX Runtime from PyPI into the user site
 #                               (/usr/bin/python3 finds it by itself) and the text peers
 #                               (sentence-transformers 2.2.2, transformers 4.30.2) into
-#                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh)
+#                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh),
+#                               open_clip 2.24 + timm 0.9.16 into .../mmpipe-peers/oc (ViT/CLIP tests)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail
@@ -40,6 +41,9 @@ if [ "${1:-}" = --bench ]; then
     "${pip[@]}" --target "$peers/hf" transformers==4.30.2 tokenizers==0.13.3
     rm -rf "$peers"/hf/numpy*  # keep Debian's numpy 1.x (torch 1.13 is built against it)
   fi
+  # open_clip 2.24 + timm 0.9.16 (tests/py/test_tx_models_real.py, tests/fixtures/gen_tx_models.py)
+  [ -d "$peers/oc/open_clip" ] ||
+    "${pip[@]}" --target "$peers/oc" --no-deps open_clip_torch==2.24.0 timm==0.9.16 ftfy==6.1.3 wcwidth
   [ -d "$peers/st/sentence_transformers" ] ||
     "${pip[@]}" --target "$peers/st" --no-deps sentence-transformers==2.2.2 nltk huggingface_hub==0.16.4
   if ! python3 -c 'import tensorboard' 2>/dev/null; then

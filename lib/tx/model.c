@@ -428,6 +428,11 @@ mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen) {
     l->pp = load_json(l, dir, "preprocessor_config.json", &l->pp_path);
     if (l->failed) goto fail;
 
+    if (txl_has(l, "logit_bias") || txl_has(l, "vision_model.head.probe")) {
+        /* SigLIP: sigmoid loss with a bias, attention-pooling head, no class token */
+        txl_fail(l, "%s: SigLIP checkpoints are not supported (ViT and CLIP are)", file);
+        goto fail;
+    }
     if (txl_has(l, "vision_model.embeddings.patch_embedding.weight") ||
         txl_has(l, "text_model.embeddings.token_embedding.weight"))
         m->family = MMP_TXM_CLIP_HF;
@@ -441,8 +446,6 @@ mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen) {
     else {
         if (txl_has(l, "visual.trunk.patch_embed.proj.weight"))
             txl_fail(l, "%s: open_clip with a timm image tower (visual.trunk.*) is not supported", file);
-        else if (txl_has(l, "vision_model.embeddings.patch_embedding.weight") || txl_has(l, "logit_bias"))
-            txl_fail(l, "%s: SigLIP checkpoints are not supported", file);
         else
             txl_fail(l,
                      "%s: unknown architecture: no ViT or CLIP tensor names (expected one of "
