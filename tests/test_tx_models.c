@@ -8,6 +8,7 @@
  * test_tx_models DIR: compares the model DIR with DIR/ref.safetensors only
  * (tests/py/test_tx_models_real.py: real-size models). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -197,6 +198,53 @@ static void check_fixture(const char *dir, const char *label) {
     mmp_tx_model_free(m);
 }
 
+/* ------------------------------------------------------------ threads */
+
+typedef struct {
+    const mmp_tx_model *m;
+    const float *img;
+    int n, H, W, rc;
+    float *out;
+} job;
+
+static void *job_run(void *p) {
+    job *j = p;
+    char err[256];
+    j->rc = mmp_tx_image_embed(j->m, j->img, j->n, j->H, j->W, MMP_TX_OUT_EMBED, j->out, NULL, err, sizeof err);
+    return NULL;
+}
+
+/* one model, two threads embedding at once: the bits of one thread alone */
+static void threads(void) {
+    char err[1024];
+    mmp_tx_model *m = mmp_tx_model_load(t_root_path("tests/fixtures/tx_models/clip_oc"), err, sizeof err);
+    CHECKF(m, "%s", err);
+    if (!m) return;
+    mmp_safetensors r;
+    mmp_st_open_or_die(&r, t_root_path("tests/fixtures/tx_models/clip_oc/ref.safetensors"));
+    float *img = ref_f32(&r, "images", NULL);
+    const mmp_tensor *ti = ref_get(&r, "images");
+    int n = (int)ti->shape[0], H = (int)ti->shape[2], W = (int)ti->shape[3], D = mmp_tx_image_dim(m, MMP_TX_OUT_EMBED);
+    float *one = malloc(sizeof(float) * n * D), *two[2];
+    CHECK(mmp_tx_image_embed(m, img, n, H, W, MMP_TX_OUT_EMBED, one, NULL, err, sizeof err) == 0);
+    pthread_t th[2];
+    job j[2];
+    for (int k = 0; k < 2; k++) {
+        two[k] = malloc(sizeof(float) * n * D);
+        j[k] = (job){m, img, n, H, W, -1, two[k]};
+        pthread_create(&th[k], NULL, job_run, &j[k]);
+    }
+    for (int k = 0; k < 2; k++) {
+        pthread_join(th[k], NULL);
+        CHECK(j[k].rc == 0 && !memcmp(two[k], one, sizeof(float) * n * D));
+        free(two[k]);
+    }
+    free(one);
+    free(img);
+    mmp_st_close(&r);
+    mmp_tx_model_free(m);
+}
+
 /* ------------------------------------------------------------ bad input */
 
 static char tmpdir[1024];
@@ -261,7 +309,7 @@ static void bad_inputs(void) {
     }
     char p[2048], q[2048];
     char vit[2048];
-    snprintf(vit, sizeof vit, "%s", t_root_path("tests/fixtures/tx/vit_hf/model.safetensors"));
+    snprintf(vit, sizeof vit, "%s", t_root_path("tests/fixtures/tx_models/vit_hf/model.safetensors"));
 
     /* missing tensor */
     char *w = copy_weights(vit, "missing", "encoder.layer.1.output.dense.bias", NULL, NULL);
@@ -269,6 +317,9 @@ static void bad_inputs(void) {
     /* unknown architecture */
     w = copy_weights(vit, "unknown", NULL, "embeddings.", "stem.");
     expect_load_error(w, w, "unknown architecture", NULL);
+    /* SigLIP (its logit_bias) is refused by name */
+    w = copy_weights(vit, "siglip", NULL, "embeddings.cls_token", "logit_bias");
+    expect_load_error(w, w, "SigLIP", NULL);
     /* config contradicting the shapes */
     w = copy_weights(vit, "contra", NULL, NULL, NULL);
     snprintf(p, sizeof p, "%s/contra/config.json", tmpdir);
@@ -283,7 +334,7 @@ static void bad_inputs(void) {
     put_file(p, "{\"num_attention_heads\": 3,");
     expect_load_error(w, p, NULL);
     /* a wrong shape */
-    w = copy_weights(t_root_path("tests/fixtures/tx/clip_oc/open_clip_model.safetensors"), "ocbad", NULL, NULL, NULL);
+    w = copy_weights(t_root_path("tests/fixtures/tx_models/clip_oc/open_clip_model.safetensors"), "ocbad", NULL, NULL, NULL);
     snprintf(p, sizeof p, "%s/ocbad/open_clip_config.json", tmpdir);
     put_file(p, "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"width\": 48, \"head_width\": 16, \"layers\": 2, "
                 "\"patch_size\": 8, \"image_size\": 48}}}\n");
@@ -304,7 +355,7 @@ static void bad_inputs(void) {
 
     /* image sizes the patches do not cover */
     char err[1024];
-    mmp_tx_model *m = mmp_tx_model_load(t_root_path("tests/fixtures/tx/vit_hf"), err, sizeof err);
+    mmp_tx_model *m = mmp_tx_model_load(t_root_path("tests/fixtures/tx_models/vit_hf"), err, sizeof err);
     CHECKF(m, "%s", err);
     if (m) {
         float *img = calloc(3 * 44 * 40, sizeof(float)), out[48];
@@ -324,7 +375,7 @@ static void bad_inputs(void) {
         free(img);
         mmp_tx_model_free(m);
     }
-    m = mmp_tx_model_load(t_root_path("tests/fixtures/tx/clip_hf"), err, sizeof err);
+    m = mmp_tx_model_load(t_root_path("tests/fixtures/tx_models/clip_hf"), err, sizeof err);
     CHECKF(m, "%s", err);
     if (m) {
         int32_t ids[20] = {0};
@@ -340,7 +391,15 @@ static void bad_inputs(void) {
         CHECK(fabsf(m->pre.mean[0] - 0.48145466f) < 1e-7f);
         mmp_tx_model_free(m);
     }
-    m = mmp_tx_model_load(t_root_path("tests/fixtures/tx/timm_cls"), err, sizeof err);
+    m = mmp_tx_model_load(t_root_path("tests/fixtures/tx_models/clip_oc"), err, sizeof err);
+    CHECKF(m, "%s", err);
+    if (m) {
+        CHECK(m->pre.resize_shortest == 40 && m->pre.height == 40 && !strcmp(m->pre.interpolation, "bicubic"));
+        CHECK(fabsf(m->pre.std[2] - 0.27577711f) < 1e-7f);
+        CHECK(m->vision->enc.act == MMP_TX_QUICK_GELU && m->vision->enc.NH == 3 && m->text->enc.NH == 3);
+        mmp_tx_model_free(m);
+    }
+    m = mmp_tx_model_load(t_root_path("tests/fixtures/tx_models/timm_cls"), err, sizeof err);
     CHECKF(m, "%s", err);
     if (m) {
         CHECK(m->pre.height == 40 && m->pre.resize_shortest == 44 && fabsf(m->pre.crop_pct - 0.9f) < 1e-6f);
@@ -373,10 +432,11 @@ int main(int argc, char **argv) {
     static const char *fixtures[] = {"vit_hf", "vit_hf_cls", "timm_cls", "timm_nocls", "timm_noembcls", "clip_hf", "clip_oc"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
         char d[512];
-        snprintf(d, sizeof d, "tests/fixtures/tx/%s", fixtures[i]);
+        snprintf(d, sizeof d, "tests/fixtures/tx_models/%s", fixtures[i]);
         check_fixture(t_root_path(d), fixtures[i]);
     }
     printf("worst relative error over the fixtures %.3g\n", worst_all);
+    threads();
     bad_inputs();
     TEST_END();
 }
