@@ -320,6 +320,15 @@ static void bad_inputs(void) {
     /* SigLIP (its logit_bias) is refused by name */
     w = copy_weights(vit, "siglip", NULL, "embeddings.cls_token", "logit_bias");
     expect_load_error(w, w, "SigLIP", NULL);
+    /* a tensor the loader does not read: an unknown variant, not silently dropped */
+    w = copy_weights(vit, "extra", NULL, "pooler.", "decoder.");
+    expect_load_error(w, w, "decoder.dense.", "not part of a vit-hf model", NULL);
+    /* older CLIP config.json: text_config_dict's values count too */
+    w = copy_weights(t_root_path("tests/fixtures/tx_models/clip_hf/model.safetensors"), "clipdict", NULL, NULL, NULL);
+    snprintf(p, sizeof p, "%s/clipdict/config.json", tmpdir);
+    put_file(p, "{\"text_config\": {\"num_attention_heads\": 3}, \"vision_config\": {\"num_attention_heads\": 3},"
+                " \"text_config_dict\": {\"max_position_embeddings\": 77}}\n");
+    expect_load_error(w, p, "max_position_embeddings", "77", "13", NULL);
     /* config contradicting the shapes */
     w = copy_weights(vit, "contra", NULL, NULL, NULL);
     snprintf(p, sizeof p, "%s/contra/config.json", tmpdir);

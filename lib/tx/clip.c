@@ -58,12 +58,15 @@ static void hf_blocks(mmp_tx_loader *l, const char *p, mmp_tx_encoder *e) {
     }
 }
 
-/* heads, act, eps of a tower from its sub-config (vision_config / text_config) */
-static void hf_tower_cfg(mmp_tx_loader *l, const json_t *tc, mmp_tx_encoder *e, int image_size) {
+/* heads, act, eps of a tower from its sub-config (vision_config / text_config,
+ * then the *_config_dict of older files, whose values transformers 4.30 lets win) */
+static void hf_tower_cfg(mmp_tx_loader *l, const json_t *const tcs[2], mmp_tx_encoder *e, int image_size) {
     const char *cf = l->cfg_path;
     double eps = 1e-5;
     e->act = MMP_TX_QUICK_GELU; /* CLIPVisionConfig / CLIPTextConfig default */
-    if (tc) {
+    for (int k = 0; k < 2; k++) {
+        const json_t *tc = tcs[k];
+        if (!tc) continue;
         txl_cfg_int(l, cf, tc, "hidden_size", e->C, NULL);
         txl_cfg_int(l, cf, tc, "intermediate_size", e->inter, NULL);
         txl_cfg_int(l, cf, tc, "num_hidden_layers", e->layers, NULL);
@@ -81,10 +84,12 @@ int mmp_tx_load_clip_hf(mmp_tx_loader *l) {
     mmp_tx_model *m = l->m;
     const json_t *cfg = l->cfg;
     const char *cf = l->cfg_path;
-    const json_t *vc = cfg ? json_object_get(cfg, "vision_config") : NULL;
-    const json_t *tcf = cfg ? json_object_get(cfg, "text_config") : NULL;
+    const json_t *vcs[2] = {cfg ? json_object_get(cfg, "vision_config") : NULL,
+                            cfg ? json_object_get(cfg, "vision_config_dict") : NULL};
+    const json_t *tcs[2] = {cfg ? json_object_get(cfg, "text_config") : NULL,
+                            cfg ? json_object_get(cfg, "text_config_dict") : NULL};
     /* a CLIPVisionModel / CLIPTextModel config is the tower's own */
-    if (cfg && !vc && !tcf) vc = tcf = cfg;
+    if (cfg && !vcs[0] && !vcs[1] && !tcs[0] && !tcs[1]) vcs[0] = tcs[0] = cfg;
     int proj_dim = -1;
     if (cfg) txl_cfg_int(l, cf, cfg, "projection_dim", -1, &proj_dim);
 
@@ -113,8 +118,8 @@ int mmp_tx_load_clip_hf(mmp_tx_loader *l) {
         if (!e->layers) return txl_fail(l, "%s: tensor 'vision_model.encoder.layers.0.layer_norm1.weight' is missing", l->path);
         e->inter = (int)txl_dim(l, "vision_model.encoder.layers.0.mlp.fc1.weight", 0);
         e->NH = txl_default_heads(C);
-        if (cfg) txl_cfg_int(l, cf, vc, "patch_size", P, NULL);
-        hf_tower_cfg(l, vc, e, g * P);
+        for (int k = 0; k < 2; k++) txl_cfg_int(l, cf, vcs[k], "patch_size", P, NULL);
+        hf_tower_cfg(l, vcs, e, g * P);
         if (l->failed) return -1;
         hf_blocks(l, "vision_model.", e);
         v->pre_w = txl_get(l, "vision_model.pre_layrnorm.weight", 1, c);
@@ -147,11 +152,11 @@ int mmp_tx_load_clip_hf(mmp_tx_loader *l) {
         if (!e->layers) return txl_fail(l, "%s: tensor 'text_model.encoder.layers.0.layer_norm1.weight' is missing", l->path);
         e->inter = (int)txl_dim(l, "text_model.encoder.layers.0.mlp.fc1.weight", 0);
         e->NH = C % 64 == 0 ? C / 64 : 1;
-        if (tcf) {
-            txl_cfg_int(l, cf, tcf, "vocab_size", t->vocab, NULL);
-            txl_cfg_int(l, cf, tcf, "max_position_embeddings", t->ctx, NULL);
+        for (int k = 0; k < 2; k++) {
+            txl_cfg_int(l, cf, tcs[k], "vocab_size", t->vocab, NULL);
+            txl_cfg_int(l, cf, tcs[k], "max_position_embeddings", t->ctx, NULL);
         }
-        hf_tower_cfg(l, tcf, e, -1);
+        hf_tower_cfg(l, tcs, e, -1);
         if (l->failed) return -1;
         hf_blocks(l, "text_model.", e);
         t->final_w = txl_get(l, "text_model.final_layer_norm.weight", 1, c);

@@ -20,6 +20,7 @@ typedef struct mmp_tx_loader {
     char *err;
     size_t errlen;
     int failed;
+    unsigned char *used; /* per safetensors entry: read by a getter */
     char name[512];
 } mmp_tx_loader;
 
@@ -37,6 +38,9 @@ const float *txl_opt(mmp_tx_loader *l, const char *name, int ndim, ...);
 int64_t txl_dim(mmp_tx_loader *l, const char *name, int d);
 /* Number of i for which the name printf(fmt, i) exists (0, 1, ... consecutively). */
 int txl_count(mmp_tx_loader *l, const char *fmt);
+/* Fails naming the first tensor no getter has read (a variant of the
+ * architecture the loader does not know), buffers such as position_ids aside. */
+int txl_check_unused(mmp_tx_loader *l);
 /* An owned zeroed buffer of n floats. */
 float *txl_alloc(mmp_tx_loader *l, size_t n);
 /* [R, K] -> owned [K, R] */

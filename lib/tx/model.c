@@ -3,6 +3,7 @@
  * families' tensor names are in tx/vit.c and tx/clip.c. */
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +56,33 @@ float *txl_alloc(mmp_tx_loader *l, size_t n) {
     return m->owned[m->nowned++] = mmp_xcalloc(n ? n : 1, sizeof(float));
 }
 
+static void mark_used(mmp_tx_loader *l, const mmp_tensor *t) {
+    if (!t) return;
+    const mmp_st_entry *e = (const mmp_st_entry *)(const void *)((const char *)t - offsetof(mmp_st_entry, t));
+    l->used[e - l->st->entries] = 1;
+}
+
+int txl_check_unused(mmp_tx_loader *l) {
+    static const char *buffers[] = {"position_ids", "attn_mask", "num_batches_tracked"};
+    for (int i = 0; i < l->st->n && !l->failed; i++) {
+        if (l->used[i]) continue;
+        const char *nm = l->st->entries[i].name, *last = strrchr(nm, '.');
+        last = last ? last + 1 : nm;
+        int buf = 0;
+        for (size_t k = 0; k < sizeof buffers / sizeof *buffers; k++) buf |= !strcmp(last, buffers[k]);
+        if (!buf)
+            txl_fail(l, "%s: tensor '%s' is not part of a %s model as mmpipe knows it (an unsupported variant)",
+                     l->path, nm, mmp_tx_family_name(l->m->family));
+    }
+    return l->failed ? -1 : 0;
+}
+
 static const float *get_v(mmp_tx_loader *l, const char *name, int ndim, va_list ap) {
     int64_t shape[MMP_MAX_DIMS];
     for (int i = 0; i < ndim; i++) shape[i] = va_arg(ap, int64_t);
     if (l->failed) return NULL;
     const mmp_tensor *t = mmp_st_get(l->st, name);
+    mark_used(l, t);
     int same = t && t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (same && t->dtype == MMP_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
@@ -423,6 +446,7 @@ mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen) {
         m->st = NULL;
         goto fail;
     }
+    l->used = mmp_xcalloc((size_t)(((mmp_safetensors *)m->st)->n + 1), 1);
     l->cfg = load_json(l, dir, "config.json", &l->cfg_path);
     l->oc = load_json(l, dir, "open_clip_config.json", &l->oc_path);
     l->pp = load_json(l, dir, "preprocessor_config.json", &l->pp_path);
@@ -461,7 +485,7 @@ mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen) {
     case MMP_TXM_CLIP_HF: rc = mmp_tx_load_clip_hf(l); break;
     case MMP_TXM_CLIP_OPENCLIP: rc = mmp_tx_load_clip_openclip(l); break;
     }
-    if (rc || l->failed) goto fail;
+    if (rc || l->failed || txl_check_unused(l)) goto fail;
     preprocess(l);
     if (l->failed) goto fail;
     json_decref(l->cfg);
@@ -470,6 +494,7 @@ mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen) {
     free(l->cfg_path);
     free(l->oc_path);
     free(l->pp_path);
+    free(l->used);
     free(dir);
     return m;
 fail:
@@ -480,6 +505,7 @@ fail:
     free(l->cfg_path);
     free(l->oc_path);
     free(l->pp_path);
+    free(l->used);
     free(dir);
     mmp_tx_model_free(m);
     return NULL;

@@ -118,6 +118,8 @@ int mmp_tx_load_vit_timm(mmp_tx_loader *l) {
     const int64_t c = C;
     v->patch_w = txl_get(l, pw, 4, c, (int64_t)3, (int64_t)P, (int64_t)P);
     v->patch_b = txl_opt(l, "patch_embed.proj.bias", 1, c);
+    if (txl_has(l, "dist_token"))
+        return txl_fail(l, "%s: distillation tokens (DeiT dist_token) are not supported", l->path);
     if (txl_has(l, "reg_token"))
         return txl_fail(l, "%s: register tokens (reg_token) are not supported", l->path);
     if (txl_has(l, "blocks.0.attn.q_norm.weight"))
