@@ -239,6 +239,29 @@ static void threads(void) {
         CHECK(j[k].rc == 0 && !memcmp(two[k], one, sizeof(float) * n * D));
         free(two[k]);
     }
+    /* the _mt wrappers: 1..3 threads over 2 images and 3 texts, the bits of one call */
+    float *mt = malloc(sizeof(float) * n * D);
+    for (int t = 1; t <= 3; t++) {
+        memset(mt, 0, sizeof(float) * n * D);
+        CHECK(mmp_tx_image_embed_mt(m, img, n, H, W, MMP_TX_OUT_EMBED, mt, t, err, sizeof err) == 0);
+        CHECKF(!memcmp(mt, one, sizeof(float) * n * D), "image_embed_mt with %d threads", t);
+    }
+    const mmp_tensor *tids = ref_get(&r, "ids"), *tl = ref_get(&r, "lens");
+    int nt = (int)tl->shape[0], Dt = mmp_tx_text_dim(m, MMP_TX_OUT_EMBED), lens[8];
+    for (int s = 0; s < nt; s++) lens[s] = ((const int32_t *)tl->data)[s];
+    float *t1 = malloc(sizeof(float) * nt * Dt), *t2 = malloc(sizeof(float) * nt * Dt);
+    CHECK(mmp_tx_text_embed(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t1, NULL, err, sizeof err) == 0);
+    for (int t = 2; t <= 4; t++) {
+        memset(t2, 0, sizeof(float) * nt * Dt);
+        CHECK(mmp_tx_text_embed_mt(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t2, t, err, sizeof err) == 0);
+        CHECKF(!memcmp(t1, t2, sizeof(float) * nt * Dt), "text_embed_mt with %d threads", t);
+    }
+    lens[nt - 1] = 99; /* an error in one share reaches the caller */
+    CHECK(mmp_tx_text_embed_mt(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t2, 2, err, sizeof err) < 0);
+    CHECKF(strstr(err, "99 tokens"), "%s", err);
+    free(t1);
+    free(t2);
+    free(mt);
     free(one);
     free(img);
     mmp_st_close(&r);

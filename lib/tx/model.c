@@ -2,6 +2,7 @@
  * weights), preprocessing constants, position-embedding resizing. The
  * families' tensor names are in tx/vit.c and tx/clip.c. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -571,4 +572,72 @@ void mmp_tx_pos_resize_scaled(float *out, const float *pe, int gh, int gw, int o
         }
     }
     free(tmp);
+}
+
+/* ------------------------------------------------------------ threads */
+
+typedef struct {
+    const mmp_tx_model *m;
+    const float *imgs;
+    const int32_t *ids;
+    const int *lens;
+    int n, H, W, rc;
+    mmp_tx_out which;
+    float *out;
+    char err[512];
+} share;
+
+static void *share_run(void *p) {
+    share *s = p;
+    s->rc = s->ids ? mmp_tx_text_embed(s->m, s->ids, s->lens, s->n, s->which, s->out, NULL, s->err, sizeof s->err)
+                   : mmp_tx_image_embed(s->m, s->imgs, s->n, s->H, s->W, s->which, s->out, NULL, s->err, sizeof s->err);
+    return NULL;
+}
+
+/* runs the shares (the first in this thread), the first error wins */
+static int run_shares(share *sh, int k, char *err, size_t errlen) {
+    pthread_t *th = mmp_xcalloc((size_t)k, sizeof *th);
+    for (int i = 1; i < k; i++)
+        if (pthread_create(&th[i], NULL, share_run, &sh[i])) mmp_die("cannot create a thread");
+    share_run(&sh[0]);
+    for (int i = 1; i < k; i++) pthread_join(th[i], NULL);
+    free(th);
+    for (int i = 0; i < k; i++)
+        if (sh[i].rc) return mmp_errf(err, errlen, "%s", sh[i].err);
+    return 0;
+}
+
+int mmp_tx_image_embed_mt(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which, float *out,
+                          int threads, char *err, size_t errlen) {
+    int D = mmp_tx_image_dim(m, which);
+    if (threads > n) threads = n;
+    if (threads <= 1 || D < 0) return mmp_tx_image_embed(m, imgs, n, H, W, which, out, NULL, err, errlen);
+    share *sh = mmp_xcalloc((size_t)threads, sizeof *sh);
+    for (int i = 0, a = 0; i < threads; i++) {
+        int b = (int)((int64_t)n * (i + 1) / threads);
+        sh[i] = (share){.m = m, .imgs = imgs + (size_t)a * 3 * H * W, .n = b - a, .H = H, .W = W, .which = which,
+                        .out = out + (size_t)a * D};
+        a = b;
+    }
+    int rc = run_shares(sh, threads, err, errlen);
+    free(sh);
+    return rc;
+}
+
+int mmp_tx_text_embed_mt(const mmp_tx_model *m, const int32_t *ids, const int *lens, int n, mmp_tx_out which,
+                         float *out, int threads, char *err, size_t errlen) {
+    int D = mmp_tx_text_dim(m, which);
+    if (threads > n) threads = n;
+    if (threads <= 1 || D < 0) return mmp_tx_text_embed(m, ids, lens, n, which, out, NULL, err, errlen);
+    share *sh = mmp_xcalloc((size_t)threads, sizeof *sh);
+    size_t off = 0;
+    for (int i = 0, a = 0; i < threads; i++) {
+        int b = (int)((int64_t)n * (i + 1) / threads);
+        sh[i] = (share){.m = m, .ids = ids + off, .lens = lens + a, .n = b - a, .which = which, .out = out + (size_t)a * D};
+        for (int k = a; k < b; k++) off += (size_t)(lens[k] > 0 ? lens[k] : 0);
+        a = b;
+    }
+    int rc = run_shares(sh, threads, err, errlen);
+    free(sh);
+    return rc;
 }

@@ -147,6 +147,14 @@ int mmp_tx_text_embed(const mmp_tx_model *m, const int32_t *ids, const int *lens
 /* The text tower's context length (0 without one). */
 static inline int mmp_tx_text_context(const mmp_tx_model *m) { return m->text ? m->text->ctx : 0; }
 
+/* The same split over `threads` threads (images / texts in contiguous
+ * shares; each one's result does not depend on its share, so the bits are
+ * those of one call). No hidden states. */
+int mmp_tx_image_embed_mt(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which, float *out,
+                          int threads, char *err, size_t errlen);
+int mmp_tx_text_embed_mt(const mmp_tx_model *m, const int32_t *ids, const int *lens, int n, mmp_tx_out which,
+                         float *out, int threads, char *err, size_t errlen);
+
 /* CLIP's logit scale: the stored parameter is its log; this is exp() of it
  * (100 for trained OpenAI models), NAN when the model has none. */
 float mmp_tx_logit_scale(const mmp_tx_model *m);
