@@ -5,7 +5,7 @@
  * float32 kernels (1e-5), the encoders' hidden states (pre-LN + LayerScale, causal
  * CLIP-style, post-LN BERT-style), and determinism: a sequence's rows are the
  * same bits alone as packed with others, fused qkv strides as separate
- * buffers, and on two threads at once as on one. */
+ * buffers, packed weights as unpacked, and on two threads at once as on one. */
 #include <pthread.h>
 
 #include "mmp.h"
@@ -400,7 +400,14 @@ static void test_encoder(const char *nm) {
         free(xs);
     }
     CHECKF(!bad, "encoder %s: %d sequence(s) differ alone vs packed", nm, bad);
-    /* two threads at once on the same const encoder: the same bits */
+    /* packed weights (mmp_tx_encoder_pack): the same bits */
+    float *xp = malloc(sizeof(float) * (size_t)T * C);
+    memcpy(xp, ref, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_pack(&e);
+    mmp_tx_encoder_fwd(&e, xp, lens, nseq, NULL);
+    CHECKF(memcmp(xp, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: packed weights give other bits", nm);
+    free(xp);
+    /* two threads at once on the same const (packed) encoder: the same bits */
     float *x1 = malloc(sizeof(float) * (size_t)T * C), *x2 = malloc(sizeof(float) * (size_t)T * C);
     memcpy(x1, ref, sizeof(float) * (size_t)T * C);
     memcpy(x2, ref, sizeof(float) * (size_t)T * C);
@@ -412,6 +419,8 @@ static void test_encoder(const char *nm) {
     pthread_join(t2, NULL);
     CHECKF(memcmp(x1, x, sizeof(float) * (size_t)T * C) == 0 && memcmp(x2, x, sizeof(float) * (size_t)T * C) == 0,
            "encoder %s: two threads give other bits", nm);
+    mmp_tx_encoder_unpack(&e);
+    CHECK(e.packed == NULL);
     free(x), free(hid), free(x1), free(x2), free(e.block);
 }
 

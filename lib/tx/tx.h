@@ -116,7 +116,18 @@ typedef struct {
     int causal;  /* causal self-attention (CLIP's text tower) */
     float eps;   /* LayerNorm eps */
     mmp_tx_block *block;
+    struct mmp_tx_packed *packed; /* NULL, or mmp_tx_encoder_pack's weights */
 } mmp_tx_encoder;
+
+/* Packs every block's GEMM weights once (q|k|v as one [3C, C] matrix, o, fc1,
+ * fc2) for mmp_sgemm_packed (nn/gemm.h), which then also fuses the bias and
+ * the residual into the GEMM. The outputs are the same bits packed or not
+ * (tests/test_tx_ops.c): only time changes. Call after block[] is filled and
+ * before the encoder is shared between threads; the block's weights must
+ * stay as they are while packed (packing copies them: a later change is not
+ * seen). mmp_tx_encoder_unpack frees the packs (packed = NULL). */
+void mmp_tx_encoder_pack(mmp_tx_encoder *e);
+void mmp_tx_encoder_unpack(mmp_tx_encoder *e);
 
 /* x[T, C] through every block in place (nseq packed sequences, lens[s]).
  * hidden: NULL, or [layers + 1][T, C] receiving the input of block 0 and the
