@@ -3,7 +3,8 @@
  * 1e-5: |got - ref| <= 1e-5 (|ref| + rms(ref))), every backward against
  * central finite differences of its own forward, pos_resize against torch's
  * float32 kernels (1e-5), the encoders' hidden states (pre-LN + LayerScale, causal
- * CLIP-style, post-LN BERT-style), and determinism: a sequence's rows are the
+ * CLIP-style, post-LN BERT-style) and their backward (mmp_tx_encoder_bwd vs
+ * autograd and finite differences), and determinism: a sequence's rows are the
  * same bits alone as packed with others, fused qkv strides as separate
  * buffers, packed weights as unpacked, and on two threads at once as on one. */
 #include <pthread.h>
@@ -356,6 +357,18 @@ static void *enc_run(void *p) {
     return NULL;
 }
 
+static const mmp_tx_encoder *E_e;
+static const int *E_lens;
+static int E_nseq, E_T;
+static const float *E_r, *E_x0;
+static float *E_x;
+static double loss_enc(void) {
+    size_t n = (size_t)E_T * E_e->C;
+    memcpy(E_x, E_x0, n * sizeof(float));
+    mmp_tx_encoder_fwd(E_e, E_x, E_lens, E_nseq, NULL);
+    return dot(E_x, E_r, n);
+}
+
 static void test_encoder(const char *nm) {
     char n[96];
     snprintf(n, sizeof n, "%s.cfg", nm);
@@ -419,8 +432,89 @@ static void test_encoder(const char *nm) {
     pthread_join(t2, NULL);
     CHECKF(memcmp(x1, x, sizeof(float) * (size_t)T * C) == 0 && memcmp(x2, x, sizeof(float) * (size_t)T * C) == 0,
            "encoder %s: two threads give other bits", nm);
+    /* training: the forward with saved activations gives the same bits (packed and not) */
+    size_t ns = mmp_tx_encoder_saved_size(&e, lens, nseq);
+    float *saved = malloc(sizeof(float) * (ns + 1)), *xs = malloc(sizeof(float) * (size_t)T * C);
+    float *hs = zeros((size_t)(e.layers + 1) * T * C);
+    memcpy(xs, ref, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_fwd_save(&e, xs, lens, nseq, hs, saved);
+    CHECKF(memcmp(xs, x, sizeof(float) * (size_t)T * C) == 0 &&
+               memcmp(hs, hid, sizeof(float) * (size_t)(e.layers + 1) * T * C) == 0,
+           "encoder %s: fwd_save (packed) differs from fwd", nm);
     mmp_tx_encoder_unpack(&e);
     CHECK(e.packed == NULL);
+    memcpy(xs, ref, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_fwd_save(&e, xs, lens, nseq, NULL, saved);
+    CHECKF(memcmp(xs, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: fwd_save differs from fwd", nm);
+    /* backward vs autograd */
+    static const char *const pn[18] = {"ln1_w", "ln1_b", "q_w", "q_b", "k_w", "k_b", "v_w", "v_b", "o_w",
+                                       "o_b", "ln2_w", "ln2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b", "ls1", "ls2"};
+    mmp_tx_block_grad *g = calloc((size_t)e.layers, sizeof *g);
+    for (int l = 0; l < e.layers; l++) {
+        float **f = (float **)&g[l];
+        for (int i = 0; i < 18; i++) {
+            char gn[96];
+            snprintf(gn, sizeof gn, "%s.%d.%s", nm, l, pn[i]);
+            const mmp_tensor *t = mmp_st_get(&enc, gn);
+            f[i] = t ? zeros(t->nbytes / 4) : NULL;
+        }
+    }
+    snprintf(n, sizeof n, "%s.r", nm);
+    const float *r = tget(&enc, n)->data;
+    float *dx = malloc(sizeof(float) * (size_t)T * C);
+    memcpy(dx, r, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_bwd(&e, saved, lens, nseq, dx, g);
+    snprintf(n, sizeof n, "%s.grad.x", nm);
+    double err = scaled_err(dx, tget(&enc, n)->data, (size_t)T * C, 1e-5);
+    CHECKF(err <= 1, "encoder %s backward dx: error %.3g x 1e-5", nm, err);
+    for (int l = 0; l < e.layers; l++) {
+        float **f = (float **)&g[l];
+        for (int i = 0; i < 18; i++) {
+            if (!f[i]) continue;
+            char gn[96];
+            snprintf(gn, sizeof gn, "%s.%d.grad.%s", nm, l, pn[i]);
+            const mmp_tensor *t = tget(&enc, gn);
+            if (i == 5) { /* k_b: softmax ignores it, the gradient is 0 up to rounding (~1e-7 of q_b's) */
+                double mx = 0, ss = 0;
+                for (int j = 0; j < C; j++) mx = fmax(mx, fabs(f[i][j])), ss += (double)f[3][j] * f[3][j];
+                CHECKF(mx <= 1e-5 * sqrt(ss / C), "encoder %s backward %s: %.3g, not ~0", nm, gn, mx);
+                continue;
+            }
+            err = scaled_err(f[i], t->data, t->nbytes / 4, 1e-5);
+            CHECKF(err <= 1, "encoder %s backward %s: error %.3g x 1e-5", nm, gn, err);
+        }
+    }
+    /* finite differences of sum(encoder(x) * r) for x and a few parameters */
+    E_e = &e, E_lens = lens, E_nseq = nseq, E_T = T, E_r = r, E_x0 = ref;
+    E_x = malloc(sizeof(float) * (size_t)T * C);
+    float *x0 = malloc(sizeof(float) * (size_t)T * C);
+    memcpy(x0, ref, sizeof(float) * (size_t)T * C);
+    E_x0 = x0;
+    char what[256];
+    snprintf(what, sizeof what, "encoder %s dx", nm);
+    fd(what, loss_enc, x0, dx, (size_t)T * C, 1e-2);
+    for (int i = 0; i < 18; i++) {
+        int l = i % e.layers;
+        float **f = (float **)&g[l];
+        const float **w = (const float **)&e.block[l];
+        if (!f[i] || i == 5) continue;
+        char gn[96];
+        snprintf(gn, sizeof gn, "%s.%d.%s", nm, l, pn[i]);
+        size_t np = tget(&enc, gn)->nbytes / 4;
+        float *wc = malloc(sizeof(float) * np);
+        memcpy(wc, w[i], sizeof(float) * np);
+        const float *keep = w[i];
+        w[i] = wc;
+        snprintf(what, sizeof what, "encoder %s d%s", nm, gn);
+        fd(what, loss_enc, wc, f[i], np, 1e-2);
+        w[i] = keep;
+        free(wc);
+    }
+    for (int l = 0; l < e.layers; l++) {
+        float **f = (float **)&g[l];
+        for (int i = 0; i < 18; i++) free(f[i]);
+    }
+    free(g), free(dx), free(E_x), free(x0), free(saved), free(xs), free(hs);
     free(x), free(hid), free(x1), free(x2), free(e.block);
 }
 

@@ -181,3 +181,186 @@ void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int 
     free(ctx);
     free(f);
 }
+
+/* ------------------------------------------------------------- training */
+
+/* One block's saved activations (offsets into saved, floats):
+ *   X0 [T,C]  block input
+ *   A  [T,C]  pre-LN: ln1(X0);  post-LN: ln1's input X0 + o(ctx)
+ *   m1, r1 [T] ln1's mean and rstd
+ *   QKV [T,3C], ATT [att], CTX [T,C]
+ *   O  [T,C]  pre-LN: o(ctx) (LayerScale's gradient)
+ *   X1 [T,C]  pre-LN: X0 + O [* ls1];  post-LN: ln1(A)
+ *   B  [T,C]  pre-LN: ln2(X1);  post-LN: ln2's input X1 + fc2(G)
+ *   m2, r2 [T]
+ *   F  [T,I]  fc1 output;  G [T,I] act(F)
+ *   M  [T,C]  pre-LN: fc2(G) */
+typedef struct {
+    float *X0, *A, *m1, *r1, *QKV, *ATT, *CTX, *O, *X1, *B, *m2, *r2, *F, *G, *M;
+} slots;
+
+static size_t layer_floats(int T, int C, int I, size_t na) { return (size_t)T * (10 * C + 4 + 2 * I) + na; }
+
+static slots slots_at(float *base, int l, int T, int C, int I, size_t na) {
+    float *p = base + (size_t)l * layer_floats(T, C, I, na);
+    slots s;
+    size_t TC = (size_t)T * C;
+    s.X0 = p, p += TC;
+    s.A = p, p += TC;
+    s.m1 = p, p += T;
+    s.r1 = p, p += T;
+    s.QKV = p, p += 3 * TC;
+    s.ATT = p, p += na;
+    s.CTX = p, p += TC;
+    s.O = p, p += TC;
+    s.X1 = p, p += TC;
+    s.B = p, p += TC;
+    s.m2 = p, p += T;
+    s.r2 = p, p += T;
+    s.F = p, p += (size_t)T * I;
+    s.G = p, p += (size_t)T * I;
+    s.M = p;
+    return s;
+}
+
+size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int nseq) {
+    int T = 0;
+    for (int s = 0; s < nseq; s++) T += lens[s];
+    size_t na = mmp_tx_attention_att_size(lens, lens, nseq, e->NH);
+    return (size_t)e->layers * layer_floats(T, e->C, e->inter, na);
+}
+
+void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
+                             float *saved) {
+    const int C = e->C, I = e->inter;
+    int T = 0;
+    for (int s = 0; s < nseq; s++) T += lens[s];
+    const size_t TC = (size_t)T * C, na = mmp_tx_attention_att_size(lens, lens, nseq, e->NH);
+    if (hidden) memcpy(hidden, x, TC * sizeof *x);
+    if (T == 0) return;
+    for (int l = 0; l < e->layers; l++) {
+        const mmp_tx_block *b = &e->block[l];
+        const packed_block *pb = e->packed ? &e->packed->b[l] : NULL;
+        const mmp_sgemm_pack *po = pb ? pb->o : NULL, *p1 = pb ? pb->fc1 : NULL, *p2 = pb ? pb->fc2 : NULL;
+        slots s = slots_at(saved, l, T, C, I, na);
+        memcpy(s.X0, x, TC * sizeof *x);
+        if (e->post_ln) {
+            qkv_fwd(s.QKV, s.X0, b, pb, T, C);
+            mmp_tx_attention_fwd(s.CTX, s.ATT, s.QKV, 3 * C, s.QKV + C, 3 * C, s.QKV + 2 * C, 3 * C, lens, lens, nseq,
+                                 C, e->NH, e->causal);
+            lin(s.A, s.CTX, b->o_w, b->o_b, po, s.X0, T, C, C);
+            mmp_tx_layernorm_fwd(s.X1, s.m1, s.r1, s.A, b->ln1_w, b->ln1_b, T, C, e->eps);
+            lin(s.F, s.X1, b->fc1_w, b->fc1_b, p1, NULL, T, C, I);
+            mmp_tx_act_fwd(s.G, s.F, (size_t)T * I, e->act);
+            lin(s.B, s.G, b->fc2_w, b->fc2_b, p2, s.X1, T, I, C);
+            mmp_tx_layernorm_fwd(x, s.m2, s.r2, s.B, b->ln2_w, b->ln2_b, T, C, e->eps);
+        } else {
+            mmp_tx_layernorm_fwd(s.A, s.m1, s.r1, s.X0, b->ln1_w, b->ln1_b, T, C, e->eps);
+            qkv_fwd(s.QKV, s.A, b, pb, T, C);
+            mmp_tx_attention_fwd(s.CTX, s.ATT, s.QKV, 3 * C, s.QKV + C, 3 * C, s.QKV + 2 * C, 3 * C, lens, lens, nseq,
+                                 C, e->NH, e->causal);
+            lin(s.O, s.CTX, b->o_w, b->o_b, po, NULL, T, C, C);
+            memcpy(s.X1, s.X0, TC * sizeof *x);
+            if (b->ls1)
+                add_scaled(s.X1, s.O, b->ls1, T, C);
+            else
+                for (size_t i = 0; i < TC; i++) s.X1[i] = s.O[i] + s.X1[i];
+            mmp_tx_layernorm_fwd(s.B, s.m2, s.r2, s.X1, b->ln2_w, b->ln2_b, T, C, e->eps);
+            lin(s.F, s.B, b->fc1_w, b->fc1_b, p1, NULL, T, C, I);
+            mmp_tx_act_fwd(s.G, s.F, (size_t)T * I, e->act);
+            lin(s.M, s.G, b->fc2_w, b->fc2_b, p2, NULL, T, I, C);
+            memcpy(x, s.X1, TC * sizeof *x);
+            if (b->ls2)
+                add_scaled(x, s.M, b->ls2, T, C);
+            else
+                for (size_t i = 0; i < TC; i++) x[i] = s.M[i] + x[i];
+        }
+        if (hidden) memcpy(hidden + (size_t)(l + 1) * TC, x, TC * sizeof *x);
+    }
+}
+
+/* dg[C] += sum_t d[t] * v[t] (LayerScale's gradient) */
+static void ls_grad(float *dg, const float *d, const float *v, int T, int C) {
+    if (!dg) return;
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < C; j++) dg[j] += d[(size_t)t * C + j] * v[(size_t)t * C + j];
+}
+
+/* d * g[C] per row into out (or a copy when g is NULL) */
+static void scale_rows(float *out, const float *d, const float *g, int T, int C) {
+    if (!g) {
+        memcpy(out, d, (size_t)T * C * sizeof *out);
+        return;
+    }
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < C; j++) out[(size_t)t * C + j] = d[(size_t)t * C + j] * g[j];
+}
+
+void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *lens, int nseq, float *dx,
+                        const mmp_tx_block_grad *g) {
+    const int C = e->C, I = e->inter;
+    int T = 0;
+    for (int s = 0; s < nseq; s++) T += lens[s];
+    if (T == 0) return;
+    const size_t TC = (size_t)T * C, na = mmp_tx_attention_att_size(lens, lens, nseq, e->NH);
+    float *d1 = mmp_xmalloc(TC * sizeof *d1), *d2 = mmp_xmalloc(TC * sizeof *d2);
+    float *dctx = mmp_xmalloc(TC * sizeof *dctx), *dqkv = mmp_xmalloc(3 * TC * sizeof *dqkv);
+    float *dF = mmp_xmalloc((size_t)T * I * sizeof *dF), *dG = mmp_xmalloc((size_t)T * I * sizeof *dG);
+    static const mmp_tx_block_grad none;
+    for (int l = e->layers - 1; l >= 0; l--) {
+        const mmp_tx_block *b = &e->block[l];
+        const mmp_tx_block_grad *gb = g ? &g[l] : &none;
+        slots s = slots_at((float *)saved, l, T, C, I, na);
+        const size_t TI = (size_t)T * I;
+        if (e->post_ln) {
+            /* y = ln2(B), B = X1 + fc2(G), G = act(F), F = fc1(X1); X1 = ln1(A), A = X0 + o(ctx) */
+            memset(d1, 0, TC * sizeof *d1); /* dB */
+            mmp_tx_layernorm_bwd(d1, gb->ln2_w, gb->ln2_b, dx, s.B, b->ln2_w, s.m2, s.r2, T, C);
+            memset(dG, 0, TI * sizeof *dG);
+            mmp_tx_linear_bwd(dG, gb->fc2_w, gb->fc2_b, d1, C, s.G, b->fc2_w, T, I, C);
+            memset(dF, 0, TI * sizeof *dF);
+            mmp_tx_act_bwd(dF, dG, s.F, TI, e->act);
+            /* dX1 = dB + fc1's input gradient (in d1) */
+            mmp_tx_linear_bwd(d1, gb->fc1_w, gb->fc1_b, dF, I, s.X1, b->fc1_w, T, C, I);
+            memset(d2, 0, TC * sizeof *d2); /* dA */
+            mmp_tx_layernorm_bwd(d2, gb->ln1_w, gb->ln1_b, d1, s.A, b->ln1_w, s.m1, s.r1, T, C);
+            memset(dctx, 0, TC * sizeof *dctx);
+            mmp_tx_linear_bwd(dctx, gb->o_w, gb->o_b, d2, C, s.CTX, b->o_w, T, C, C);
+            memcpy(dx, d2, TC * sizeof *dx); /* dX0 = dA + the q/k/v input gradients below */
+        } else {
+            /* y = X1 + M [* ls2], M = fc2(G), G = act(F), F = fc1(B), B = ln2(X1);
+             * X1 = X0 + O [* ls1], O = o(ctx), ctx = attn(qkv(A)), A = ln1(X0) */
+            ls_grad(gb->ls2, dx, s.M, T, C);
+            scale_rows(d1, dx, b->ls2, T, C); /* dM */
+            memset(dG, 0, TI * sizeof *dG);
+            mmp_tx_linear_bwd(dG, gb->fc2_w, gb->fc2_b, d1, C, s.G, b->fc2_w, T, I, C);
+            memset(dF, 0, TI * sizeof *dF);
+            mmp_tx_act_bwd(dF, dG, s.F, TI, e->act);
+            memset(d2, 0, TC * sizeof *d2); /* dB */
+            mmp_tx_linear_bwd(d2, gb->fc1_w, gb->fc1_b, dF, I, s.B, b->fc1_w, T, C, I);
+            /* dX1 = dy + ln2's input gradient (in dx) */
+            mmp_tx_layernorm_bwd(dx, gb->ln2_w, gb->ln2_b, d2, s.X1, b->ln2_w, s.m2, s.r2, T, C);
+            ls_grad(gb->ls1, dx, s.O, T, C);
+            scale_rows(d1, dx, b->ls1, T, C); /* dO */
+            memset(dctx, 0, TC * sizeof *dctx);
+            mmp_tx_linear_bwd(dctx, gb->o_w, gb->o_b, d1, C, s.CTX, b->o_w, T, C, C);
+            memset(d2, 0, TC * sizeof *d2); /* dA, from the q/k/v input gradients below */
+        }
+        memset(dqkv, 0, 3 * TC * sizeof *dqkv);
+        mmp_tx_attention_bwd(dqkv, dqkv + C, dqkv + 2 * C, dctx, s.QKV, 3 * C, s.QKV + C, 3 * C, s.QKV + 2 * C, 3 * C,
+                             s.ATT, lens, lens, nseq, C, e->NH, e->causal);
+        const float *qin = e->post_ln ? s.X0 : s.A;
+        float *din = e->post_ln ? dx : d2;
+        mmp_tx_linear_bwd(din, gb->q_w, gb->q_b, dqkv, 3 * C, qin, b->q_w, T, C, C);
+        mmp_tx_linear_bwd(din, gb->k_w, gb->k_b, dqkv + C, 3 * C, qin, b->k_w, T, C, C);
+        mmp_tx_linear_bwd(din, gb->v_w, gb->v_b, dqkv + 2 * C, 3 * C, qin, b->v_w, T, C, C);
+        if (!e->post_ln) /* dX0 = dX1 + ln1's input gradient */
+            mmp_tx_layernorm_bwd(dx, gb->ln1_w, gb->ln1_b, d2, s.X0, b->ln1_w, s.m1, s.r1, T, C);
+    }
+    free(d1);
+    free(d2);
+    free(dctx);
+    free(dqkv);
+    free(dF);
+    free(dG);
+}

@@ -135,4 +135,34 @@ void mmp_tx_encoder_unpack(mmp_tx_encoder *e);
  * thread-safe on a const encoder. */
 void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden);
 
+/* ------------------------------------------------------ encoder training */
+
+/* The gradients of one block's parameters (accumulated, +=; NULL = skipped),
+ * the fields of mmp_tx_block. */
+typedef struct {
+    float *ln1_w, *ln1_b;
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;
+    float *o_w, *o_b;
+    float *ln2_w, *ln2_b;
+    float *fc1_w, *fc1_b;
+    float *fc2_w, *fc2_b;
+    float *ls1, *ls2;
+} mmp_tx_block_grad;
+
+/* Floats of the activations mmp_tx_encoder_fwd_save keeps for the backward
+ * (per block: its input, the LayerNorm inputs/outputs with mean and rstd,
+ * qkv, the attention probabilities, the context, the MLP's pre- and
+ * post-activation, the branch outputs). */
+size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int nseq);
+/* mmp_tx_encoder_fwd (the same bits in x and hidden) keeping the activations
+ * in saved [mmp_tx_encoder_saved_size floats]. */
+void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
+                             float *saved);
+/* Backward through every block from the saved activations: dx [T, C] holds
+ * d loss / d output on entry and d loss / d input on return (replaced, not
+ * accumulated); g: NULL or [layers] parameter gradients, accumulated (NULL
+ * fields skipped). */
+void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *lens, int nseq, float *dx,
+                        const mmp_tx_block_grad *g);
+
 #endif
