@@ -6,7 +6,8 @@
  * CLIP-style, post-LN BERT-style) and their backward (mmp_tx_encoder_bwd vs
  * autograd and finite differences), and determinism: a sequence's rows are the
  * same bits alone as packed with others, fused qkv strides as separate
- * buffers, packed weights as unpacked, and on two threads at once as on one. */
+ * buffers, packed weights as unpacked, e->threads 2, 3, 40 as 1, and two
+ * forwards at once on two threads as one. */
 #include <pthread.h>
 
 #include "mmp.h"
@@ -413,12 +414,29 @@ static void test_encoder(const char *nm) {
         free(xs);
     }
     CHECKF(!bad, "encoder %s: %d sequence(s) differ alone vs packed", nm, bad);
+    /* e->threads 2, 3 and 40 (more than rows or heads): the same bits */
+    for (int nt = 2; nt <= 40; nt = nt == 3 ? 40 : nt + 1) {
+        float *xt = malloc(sizeof(float) * (size_t)T * C), *ht = zeros((size_t)(e.layers + 1) * T * C);
+        memcpy(xt, ref, sizeof(float) * (size_t)T * C);
+        e.threads = nt;
+        mmp_tx_encoder_fwd(&e, xt, lens, nseq, ht);
+        e.threads = 0;
+        CHECKF(memcmp(xt, x, sizeof(float) * (size_t)T * C) == 0 &&
+                   memcmp(ht, hid, sizeof(float) * (size_t)(e.layers + 1) * T * C) == 0,
+               "encoder %s: %d threads give other bits", nm, nt);
+        free(xt), free(ht);
+    }
     /* packed weights (mmp_tx_encoder_pack): the same bits */
     float *xp = malloc(sizeof(float) * (size_t)T * C);
     memcpy(xp, ref, sizeof(float) * (size_t)T * C);
     mmp_tx_encoder_pack(&e);
     mmp_tx_encoder_fwd(&e, xp, lens, nseq, NULL);
     CHECKF(memcmp(xp, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: packed weights give other bits", nm);
+    memcpy(xp, ref, sizeof(float) * (size_t)T * C);
+    e.threads = 2;
+    mmp_tx_encoder_fwd(&e, xp, lens, nseq, NULL);
+    e.threads = 0;
+    CHECKF(memcmp(xp, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: packed on 2 threads gives other bits", nm);
     free(xp);
     /* two threads at once on the same const (packed) encoder: the same bits */
     float *x1 = malloc(sizeof(float) * (size_t)T * C), *x2 = malloc(sizeof(float) * (size_t)T * C);

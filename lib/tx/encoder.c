@@ -4,6 +4,7 @@
  * fused epilogue, so packed and unpacked weights give the same bits. */
 #include "tx/tx.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,66 +121,175 @@ static void add_scaled(float *x, const float *r, const float *g, int T, int C) {
     }
 }
 
-void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden) {
-    const int C = e->C, I = e->inter;
-    int T = 0;
-    for (int s = 0; s < nseq; s++) T += lens[s];
-    if (hidden) memcpy(hidden, x, (size_t)T * C * sizeof *x);
-    if (T == 0 || e->layers == 0) return;
-    float *h = mmp_xmalloc((size_t)T * C * sizeof *h);
-    float *h2 = mmp_xmalloc((size_t)T * C * sizeof *h2);
-    float *qkv = mmp_xmalloc((size_t)T * 3 * C * sizeof *qkv);
-    float *ctx = mmp_xmalloc((size_t)T * C * sizeof *ctx);
-    float *f = mmp_xmalloc((size_t)T * I * sizeof *f);
-    for (int l = 0; l < e->layers; l++) {
-        const mmp_tx_block *b = &e->block[l];
-        const packed_block *pb = e->packed ? &e->packed->b[l] : NULL;
+/* The inference forward as phases, each split over threads with the same
+ * bits for any split: per layer a row phase (everything row-local: the
+ * previous block's MLP and residuals, this block's LayerNorm and q|k|v) and
+ * an attention phase over the (sequence, head) pairs. */
+typedef struct {
+    const mmp_tx_encoder *e;
+    const int *lens;
+    int nseq, T, nthreads;
+    float *x, *h, *h2, *qkv, *ctx, *f, *hidden;
+    float **sc;   /* per thread [Lmax^2] */
+    int layer;    /* the row phase ends layer `layer - 1` and starts `layer` */
+    int phase;    /* 0 rows, 1 attention, -1 quit */
+    pthread_barrier_t go, done;
+} fwd_run;
+
+/* rows [r0, r1): end block l-1 (its output projection onward) when l > 0,
+ * then the start of block l (up to q|k|v) when l < layers */
+static void rows_phase(fwd_run *R, int r0, int r1) {
+    const mmp_tx_encoder *e = R->e;
+    const int C = e->C, I = e->inter, n = r1 - r0, T = R->T, l = R->layer;
+    if (n <= 0) return;
+    const size_t o = (size_t)r0 * C, oi = (size_t)r0 * I;
+    float *x = R->x + o, *h = R->h + o, *h2 = R->h2 + o, *ctx = R->ctx + o, *f = R->f + oi;
+    if (l > 0) {
+        const mmp_tx_block *b = &e->block[l - 1];
+        const packed_block *pb = e->packed ? &e->packed->b[l - 1] : NULL;
         const mmp_sgemm_pack *po = pb ? pb->o : NULL, *p1 = pb ? pb->fc1 : NULL, *p2 = pb ? pb->fc2 : NULL;
         if (e->post_ln) {
-            /* x = ln1(x + o(attn(x))); x = ln2(x + fc2(act(fc1(x)))) */
-            qkv_fwd(qkv, x, b, pb, T, C);
-            mmp_tx_attention_fwd(ctx, NULL, qkv, 3 * C, qkv + C, 3 * C, qkv + 2 * C, 3 * C, lens, lens, nseq, C, e->NH,
-                                 e->causal);
-            lin(h, ctx, b->o_w, b->o_b, po, x, T, C, C);
-            mmp_tx_layernorm_fwd(x, NULL, NULL, h, b->ln1_w, b->ln1_b, T, C, e->eps);
-            lin(f, x, b->fc1_w, b->fc1_b, p1, NULL, T, C, I);
-            mmp_tx_act_fwd(f, f, (size_t)T * I, e->act);
-            lin(h, f, b->fc2_w, b->fc2_b, p2, x, T, I, C);
-            mmp_tx_layernorm_fwd(x, NULL, NULL, h, b->ln2_w, b->ln2_b, T, C, e->eps);
+            /* x = ln1(x + o(ctx)); x = ln2(x + fc2(act(fc1(x)))) */
+            lin(h, ctx, b->o_w, b->o_b, po, x, n, C, C);
+            mmp_tx_layernorm_fwd(x, NULL, NULL, h, b->ln1_w, b->ln1_b, n, C, e->eps);
+            lin(f, x, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+            mmp_tx_act_fwd(f, f, (size_t)n * I, e->act);
+            lin(h, f, b->fc2_w, b->fc2_b, p2, x, n, I, C);
+            mmp_tx_layernorm_fwd(x, NULL, NULL, h, b->ln2_w, b->ln2_b, n, C, e->eps);
         } else {
-            /* x += o(attn(ln1(x))) [* ls1]; x += fc2(act(fc1(ln2(x)))) [* ls2] */
-            mmp_tx_layernorm_fwd(h, NULL, NULL, x, b->ln1_w, b->ln1_b, T, C, e->eps);
-            qkv_fwd(qkv, h, b, pb, T, C);
-            mmp_tx_attention_fwd(ctx, NULL, qkv, 3 * C, qkv + C, 3 * C, qkv + 2 * C, 3 * C, lens, lens, nseq, C, e->NH,
-                                 e->causal);
-            /* h2 = x + o(ctx) (fused residual), or x += o(ctx) * ls1 */
+            /* x += o(ctx) [* ls1]; x += fc2(act(fc1(ln2(x)))) [* ls2] */
             float *x1 = x;
             if (b->ls1) {
-                lin(h, ctx, b->o_w, b->o_b, po, NULL, T, C, C);
-                add_scaled(x, h, b->ls1, T, C);
+                lin(h, ctx, b->o_w, b->o_b, po, NULL, n, C, C);
+                add_scaled(x, h, b->ls1, n, C);
             } else {
-                lin(h2, ctx, b->o_w, b->o_b, po, x, T, C, C);
+                lin(h2, ctx, b->o_w, b->o_b, po, x, n, C, C);
                 x1 = h2;
             }
-            mmp_tx_layernorm_fwd(h, NULL, NULL, x1, b->ln2_w, b->ln2_b, T, C, e->eps);
-            lin(f, h, b->fc1_w, b->fc1_b, p1, NULL, T, C, I);
-            mmp_tx_act_fwd(f, f, (size_t)T * I, e->act);
+            mmp_tx_layernorm_fwd(h, NULL, NULL, x1, b->ln2_w, b->ln2_b, n, C, e->eps);
+            lin(f, h, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+            mmp_tx_act_fwd(f, f, (size_t)n * I, e->act);
             if (b->ls2) {
-                lin(h, f, b->fc2_w, b->fc2_b, p2, NULL, T, I, C);
-                if (x1 != x) memcpy(x, x1, (size_t)T * C * sizeof *x);
-                add_scaled(x, h, b->ls2, T, C);
+                lin(h, f, b->fc2_w, b->fc2_b, p2, NULL, n, I, C);
+                if (x1 != x) memcpy(x, x1, (size_t)n * C * sizeof *x);
+                add_scaled(x, h, b->ls2, n, C);
             } else {
-                lin(x, f, b->fc2_w, b->fc2_b, p2, x1 == x ? (memcpy(h2, x, (size_t)T * C * sizeof *x), h2) : x1, T,
-                    I, C);
+                if (x1 == x) memcpy(h2, x, (size_t)n * C * sizeof *x);
+                lin(x, f, b->fc2_w, b->fc2_b, p2, h2, n, I, C);
             }
         }
-        if (hidden) memcpy(hidden + (size_t)(l + 1) * T * C, x, (size_t)T * C * sizeof *x);
+        if (R->hidden) memcpy(R->hidden + (size_t)l * T * C + o, x, (size_t)n * C * sizeof *x);
     }
-    free(h);
-    free(h2);
-    free(qkv);
-    free(ctx);
-    free(f);
+    if (l < e->layers) {
+        const mmp_tx_block *b = &e->block[l];
+        const packed_block *pb = e->packed ? &e->packed->b[l] : NULL;
+        float *qkv = R->qkv + 3 * o;
+        if (e->post_ln) {
+            qkv_fwd(qkv, x, b, pb, n, C);
+        } else {
+            mmp_tx_layernorm_fwd(h, NULL, NULL, x, b->ln1_w, b->ln1_b, n, C, e->eps);
+            qkv_fwd(qkv, h, b, pb, n, C);
+        }
+    }
+}
+
+/* (sequence, head) pairs k = tid, tid + nthreads, ... */
+static void attention_phase(fwd_run *R, int tid) {
+    const mmp_tx_encoder *e = R->e;
+    const int C = e->C, NH = e->NH;
+    for (int s = 0, t0 = 0, k = 0; s < R->nseq; t0 += R->lens[s], s++) {
+        const int L = R->lens[s];
+        const float *q = R->qkv + (size_t)t0 * 3 * C;
+        for (int hd = 0; hd < NH; hd++, k++)
+            if (k % R->nthreads == tid)
+                mmp_tx_attention_head(R->ctx + (size_t)t0 * C, R->sc[tid], q, 3 * C, q + C, 3 * C, q + 2 * C, 3 * C, L,
+                                      L, C, NH, hd, e->causal);
+    }
+}
+
+static void run_phase(fwd_run *R, int tid) {
+    if (R->phase == 0) {
+        /* rows split in equal contiguous parts */
+        int r0 = (int)((long)R->T * tid / R->nthreads), r1 = (int)((long)R->T * (tid + 1) / R->nthreads);
+        rows_phase(R, r0, r1);
+    } else {
+        attention_phase(R, tid);
+    }
+}
+
+typedef struct {
+    fwd_run *R;
+    int tid;
+} fwd_worker;
+
+static void *fwd_thread(void *arg) {
+    fwd_worker *w = arg;
+    for (;;) {
+        pthread_barrier_wait(&w->R->go);
+        if (w->R->phase < 0) break;
+        run_phase(w->R, w->tid);
+        pthread_barrier_wait(&w->R->done);
+    }
+    return NULL;
+}
+
+void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden) {
+    const int C = e->C, I = e->inter;
+    int T = 0, Lmax = 0;
+    for (int s = 0; s < nseq; s++) {
+        T += lens[s];
+        if (lens[s] > Lmax) Lmax = lens[s];
+    }
+    if (hidden) memcpy(hidden, x, (size_t)T * C * sizeof *x);
+    if (T == 0 || e->layers == 0) return;
+    int nt = e->threads > 1 ? e->threads : 1;
+    if (nt > T && nt > nseq * e->NH) nt = T > nseq * e->NH ? T : nseq * e->NH;
+    fwd_run R = {.e = e, .lens = lens, .nseq = nseq, .T = T, .nthreads = nt, .x = x, .hidden = hidden};
+    R.h = mmp_xmalloc((size_t)T * C * sizeof(float));
+    R.h2 = mmp_xmalloc((size_t)T * C * sizeof(float));
+    R.qkv = mmp_xmalloc((size_t)T * 3 * C * sizeof(float));
+    R.ctx = mmp_xmalloc((size_t)T * C * sizeof(float));
+    R.f = mmp_xmalloc((size_t)T * I * sizeof(float));
+    R.sc = mmp_xmalloc((size_t)nt * sizeof *R.sc);
+    for (int i = 0; i < nt; i++) R.sc[i] = mmp_xmalloc(((size_t)Lmax * Lmax + 1) * sizeof(float));
+    pthread_t *th = NULL;
+    fwd_worker *wk = NULL;
+    if (nt > 1) {
+        pthread_barrier_init(&R.go, NULL, (unsigned)nt);
+        pthread_barrier_init(&R.done, NULL, (unsigned)nt);
+        th = mmp_xmalloc((size_t)nt * sizeof *th);
+        wk = mmp_xmalloc((size_t)nt * sizeof *wk);
+        for (int i = 1; i < nt; i++) {
+            wk[i] = (fwd_worker){&R, i};
+            if (pthread_create(&th[i], NULL, fwd_thread, &wk[i])) mmp_die("cannot create a thread");
+        }
+    }
+    for (int l = 0; l <= e->layers; l++) {
+        for (int ph = 0; ph < 2; ph++) {
+            if (ph == 1 && l == e->layers) break;
+            R.layer = l;
+            R.phase = ph;
+            if (nt > 1) pthread_barrier_wait(&R.go);
+            run_phase(&R, 0);
+            if (nt > 1) pthread_barrier_wait(&R.done);
+        }
+    }
+    if (nt > 1) {
+        R.phase = -1;
+        pthread_barrier_wait(&R.go);
+        for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&R.go);
+        pthread_barrier_destroy(&R.done);
+    }
+    free(th);
+    free(wk);
+    for (int i = 0; i < nt; i++) free(R.sc[i]);
+    free(R.sc);
+    free(R.h);
+    free(R.h2);
+    free(R.qkv);
+    free(R.ctx);
+    free(R.f);
 }
 
 /* ------------------------------------------------------------- training */

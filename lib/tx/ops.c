@@ -223,10 +223,26 @@ static void softmax_rows(float *sc, int Lq, int Lk, int causal) {
     }
 }
 
-void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
-                          int ldv, const int *qlens, const int *kvlens, int nseq, int C, int NH, int causal) {
+void mmp_tx_attention_head(float *out, float *sc, const float *q, int ldq, const float *k, int ldk, const float *v,
+                           int ldv, int Lq, int Lk, int C, int NH, int h, int causal) {
     const int dh = C / NH;
     const float scale = 1.0f / sqrtf((float)dh);
+    float *o = out + h * dh;
+    if (Lq == 0) return;
+    if (Lk == 0) { /* nothing to attend to: zeros (torch gives NaN) */
+        for (int i = 0; i < Lq; i++) memset(o + (size_t)i * C, 0, (size_t)dh * sizeof *o);
+        return;
+    }
+    const float *qh = q + h * dh, *kh = k + h * dh, *vh = v + h * dh;
+    /* sc[Lq, Lk] = q k^T / sqrt(dh) */
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, Lq, Lk, dh, scale, qh, ldq, kh, ldk, 0.0f, sc, Lk);
+    softmax_rows(sc, Lq, Lk, causal);
+    /* o[Lq, dh] = P v */
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, Lq, dh, Lk, 1.0f, sc, Lk, vh, ldv, 0.0f, o, C);
+}
+
+void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
+                          int ldv, const int *qlens, const int *kvlens, int nseq, int C, int NH, int causal) {
     size_t mx = 0;
     for (int s = 0; s < nseq; s++)
         if ((size_t)qlens[s] * kvlens[s] > mx) mx = (size_t)qlens[s] * kvlens[s];
@@ -237,19 +253,8 @@ void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const
         for (int h = 0; h < NH; h++) {
             float *sc = att ? att + ao : own;
             ao += (size_t)Lq * Lk;
-            float *o = out + (size_t)tq * C + h * dh;
-            if (Lq == 0) continue;
-            if (Lk == 0) { /* nothing to attend to: zeros (torch gives NaN) */
-                for (int i = 0; i < Lq; i++) memset(o + (size_t)i * C, 0, (size_t)dh * sizeof *o);
-                continue;
-            }
-            const float *qh = q + (size_t)tq * ldq + h * dh, *kh = k + (size_t)tk * ldk + h * dh,
-                        *vh = v + (size_t)tk * ldv + h * dh;
-            /* sc[Lq, Lk] = q k^T / sqrt(dh) */
-            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, Lq, Lk, dh, scale, qh, ldq, kh, ldk, 0.0f, sc, Lk);
-            softmax_rows(sc, Lq, Lk, causal);
-            /* o[Lq, dh] = P v */
-            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, Lq, dh, Lk, 1.0f, sc, Lk, vh, ldv, 0.0f, o, C);
+            mmp_tx_attention_head(out + (size_t)tq * C, sc, q + (size_t)tq * ldq, ldq, k + (size_t)tk * ldk, ldk,
+                                  v + (size_t)tk * ldv, ldv, Lq, Lk, C, NH, h, causal);
         }
     }
     free(own);

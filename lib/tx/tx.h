@@ -64,6 +64,11 @@ void mmp_tx_act_bwd(float *dx, const float *dy, const float *x, size_t n, mmp_tx
 size_t mmp_tx_attention_att_size(const int *qlens, const int *kvlens, int nseq, int NH);
 void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const int *qlens, const int *kvlens, int nseq, int C, int NH, int causal);
+/* One (sequence, head) of mmp_tx_attention_fwd, for callers that split the
+ * work (the same bits): q, k, v, out point at the sequence's first row
+ * (out row stride C), sc [Lq * Lk] receives the probabilities. */
+void mmp_tx_attention_head(float *out, float *sc, const float *q, int ldq, const float *k, int ldk, const float *v,
+                           int ldv, int Lq, int Lk, int C, int NH, int h, int causal);
 void mmp_tx_attention_bwd(float *dq, float *dk, float *dv, /* same strides as q, k, v */
                           const float *dout, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const float *att, const int *qlens, const int *kvlens, int nseq, int C, int NH,
@@ -117,6 +122,9 @@ typedef struct {
     float eps;   /* LayerNorm eps */
     mmp_tx_block *block;
     struct mmp_tx_packed *packed; /* NULL, or mmp_tx_encoder_pack's weights */
+    int threads; /* mmp_tx_encoder_fwd's threads (rows and attention heads
+                  * split among them, the same bits for any count); 0 or 1:
+                  * the calling thread only */
 } mmp_tx_encoder;
 
 /* Packs every block's GEMM weights once (q|k|v as one [3C, C] matrix, o, fc1,
@@ -132,7 +140,7 @@ void mmp_tx_encoder_unpack(mmp_tx_encoder *e);
 /* x[T, C] through every block in place (nseq packed sequences, lens[s]).
  * hidden: NULL, or [layers + 1][T, C] receiving the input of block 0 and the
  * output of every block (HF output_hidden_states). Allocates its own scratch;
- * thread-safe on a const encoder. */
+ * thread-safe on a const encoder; e->threads threads of its own. */
 void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden);
 
 /* ------------------------------------------------------ encoder training */
