@@ -133,6 +133,22 @@ static void test_layernorm(void) {
     float *mean = zeros(N_N), *rstd = zeros(N_N);
     mmp_tx_layernorm_fwd(N_y, mean, rstd, N_x, N_w, N_b, N_N, N_C, 1e-5f);
     near("layernorm fwd", N_y, "layernorm.out", 1e-5);
+    /* a width that is not a multiple of 8 (the scalar tail) vs a double reference */
+    {
+        const int c = 45;
+        float y45[45];
+        mmp_tx_layernorm_fwd(y45, NULL, NULL, N_x, N_w, N_b, 1, c, 1e-5f);
+        double m = 0, v = 0, worst = 0;
+        for (int j = 0; j < c; j++) m += N_x[j];
+        m /= c;
+        for (int j = 0; j < c; j++) v += (N_x[j] - m) * (N_x[j] - m);
+        v /= c;
+        for (int j = 0; j < c; j++) {
+            double ref = (N_x[j] - m) / sqrt(v + 1e-5) * N_w[j] + N_b[j];
+            worst = fmax(worst, fabs(y45[j] - ref) / (1e-5 * (fabs(ref) + 1)));
+        }
+        CHECKF(worst <= 1, "layernorm C=45: error %.3g x 1e-5", worst);
+    }
     /* in place: the same bits */
     float *yi = copy("layernorm.x");
     mmp_tx_layernorm_fwd(yi, NULL, NULL, yi, N_w, N_b, N_N, N_C, 1e-5f);
@@ -173,6 +189,14 @@ static void test_act(void) {
         float *yi = copy(nx);
         mmp_tx_act_fwd(yi, yi, A_n, (mmp_tx_act)a);
         CHECKF(memcmp(yi, A_y, A_n * 4) == 0, "%s in place differs", act_names[a]);
+        /* one value at a time (the scalar path) = the same bits as 8 at a time */
+        int badv = 0;
+        for (size_t i = 0; i < A_n; i++) {
+            float one;
+            mmp_tx_act_fwd(&one, A_x + i, 1, (mmp_tx_act)a);
+            badv += memcmp(&one, A_y + i, 4) != 0;
+        }
+        CHECKF(!badv, "%s: %d values differ computed alone", act_names[a], badv);
         float *dx = zeros(A_n);
         mmp_tx_act_bwd(dx, F(A_r), A_x, A_n, (mmp_tx_act)a);
         snprintf(what, sizeof what, "%s bwd", act_names[a]);
