@@ -3,9 +3,11 @@
  * 1e-5: |got - ref| <= 1e-5 (|ref| + rms(ref))), every backward against
  * central finite differences of its own forward, pos_resize against torch's
  * float32 kernels (1e-5), the encoders' hidden states (pre-LN + LayerScale, causal
- * CLIP-style, post-LN BERT-style), and determinism: a sequence's rows are the
+ * CLIP-style, post-LN BERT-style) and their backward (mmp_tx_encoder_bwd vs
+ * autograd and finite differences), and determinism: a sequence's rows are the
  * same bits alone as packed with others, fused qkv strides as separate
- * buffers, and on two threads at once as on one. */
+ * buffers, packed weights as unpacked, e->threads 2, 3, 40 as 1, and two
+ * forwards at once on two threads as one. */
 #include <pthread.h>
 
 #include "mmp.h"
@@ -131,6 +133,22 @@ static void test_layernorm(void) {
     float *mean = zeros(N_N), *rstd = zeros(N_N);
     mmp_tx_layernorm_fwd(N_y, mean, rstd, N_x, N_w, N_b, N_N, N_C, 1e-5f);
     near("layernorm fwd", N_y, "layernorm.out", 1e-5);
+    /* a width that is not a multiple of 8 (the scalar tail) vs a double reference */
+    {
+        const int c = 45;
+        float y45[45];
+        mmp_tx_layernorm_fwd(y45, NULL, NULL, N_x, N_w, N_b, 1, c, 1e-5f);
+        double m = 0, v = 0, worst = 0;
+        for (int j = 0; j < c; j++) m += N_x[j];
+        m /= c;
+        for (int j = 0; j < c; j++) v += (N_x[j] - m) * (N_x[j] - m);
+        v /= c;
+        for (int j = 0; j < c; j++) {
+            double ref = (N_x[j] - m) / sqrt(v + 1e-5) * N_w[j] + N_b[j];
+            worst = fmax(worst, fabs(y45[j] - ref) / (1e-5 * (fabs(ref) + 1)));
+        }
+        CHECKF(worst <= 1, "layernorm C=45: error %.3g x 1e-5", worst);
+    }
     /* in place: the same bits */
     float *yi = copy("layernorm.x");
     mmp_tx_layernorm_fwd(yi, NULL, NULL, yi, N_w, N_b, N_N, N_C, 1e-5f);
@@ -171,6 +189,14 @@ static void test_act(void) {
         float *yi = copy(nx);
         mmp_tx_act_fwd(yi, yi, A_n, (mmp_tx_act)a);
         CHECKF(memcmp(yi, A_y, A_n * 4) == 0, "%s in place differs", act_names[a]);
+        /* one value at a time (the scalar path) = the same bits as 8 at a time */
+        int badv = 0;
+        for (size_t i = 0; i < A_n; i++) {
+            float one;
+            mmp_tx_act_fwd(&one, A_x + i, 1, (mmp_tx_act)a);
+            badv += memcmp(&one, A_y + i, 4) != 0;
+        }
+        CHECKF(!badv, "%s: %d values differ computed alone", act_names[a], badv);
         float *dx = zeros(A_n);
         mmp_tx_act_bwd(dx, F(A_r), A_x, A_n, (mmp_tx_act)a);
         snprintf(what, sizeof what, "%s bwd", act_names[a]);
@@ -356,6 +382,18 @@ static void *enc_run(void *p) {
     return NULL;
 }
 
+static const mmp_tx_encoder *E_e;
+static const int *E_lens;
+static int E_nseq, E_T;
+static const float *E_r, *E_x0;
+static float *E_x;
+static double loss_enc(void) {
+    size_t n = (size_t)E_T * E_e->C;
+    memcpy(E_x, E_x0, n * sizeof(float));
+    mmp_tx_encoder_fwd(E_e, E_x, E_lens, E_nseq, NULL);
+    return dot(E_x, E_r, n);
+}
+
 static void test_encoder(const char *nm) {
     char n[96];
     snprintf(n, sizeof n, "%s.cfg", nm);
@@ -400,7 +438,31 @@ static void test_encoder(const char *nm) {
         free(xs);
     }
     CHECKF(!bad, "encoder %s: %d sequence(s) differ alone vs packed", nm, bad);
-    /* two threads at once on the same const encoder: the same bits */
+    /* e->threads 2, 3 and 40 (more than rows or heads): the same bits */
+    for (int nt = 2; nt <= 40; nt = nt == 3 ? 40 : nt + 1) {
+        float *xt = malloc(sizeof(float) * (size_t)T * C), *ht = zeros((size_t)(e.layers + 1) * T * C);
+        memcpy(xt, ref, sizeof(float) * (size_t)T * C);
+        e.threads = nt;
+        mmp_tx_encoder_fwd(&e, xt, lens, nseq, ht);
+        e.threads = 0;
+        CHECKF(memcmp(xt, x, sizeof(float) * (size_t)T * C) == 0 &&
+                   memcmp(ht, hid, sizeof(float) * (size_t)(e.layers + 1) * T * C) == 0,
+               "encoder %s: %d threads give other bits", nm, nt);
+        free(xt), free(ht);
+    }
+    /* packed weights (mmp_tx_encoder_pack): the same bits */
+    float *xp = malloc(sizeof(float) * (size_t)T * C);
+    memcpy(xp, ref, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_pack(&e);
+    mmp_tx_encoder_fwd(&e, xp, lens, nseq, NULL);
+    CHECKF(memcmp(xp, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: packed weights give other bits", nm);
+    memcpy(xp, ref, sizeof(float) * (size_t)T * C);
+    e.threads = 2;
+    mmp_tx_encoder_fwd(&e, xp, lens, nseq, NULL);
+    e.threads = 0;
+    CHECKF(memcmp(xp, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: packed on 2 threads gives other bits", nm);
+    free(xp);
+    /* two threads at once on the same const (packed) encoder: the same bits */
     float *x1 = malloc(sizeof(float) * (size_t)T * C), *x2 = malloc(sizeof(float) * (size_t)T * C);
     memcpy(x1, ref, sizeof(float) * (size_t)T * C);
     memcpy(x2, ref, sizeof(float) * (size_t)T * C);
@@ -412,6 +474,89 @@ static void test_encoder(const char *nm) {
     pthread_join(t2, NULL);
     CHECKF(memcmp(x1, x, sizeof(float) * (size_t)T * C) == 0 && memcmp(x2, x, sizeof(float) * (size_t)T * C) == 0,
            "encoder %s: two threads give other bits", nm);
+    /* training: the forward with saved activations gives the same bits (packed and not) */
+    size_t ns = mmp_tx_encoder_saved_size(&e, lens, nseq);
+    float *saved = malloc(sizeof(float) * (ns + 1)), *xs = malloc(sizeof(float) * (size_t)T * C);
+    float *hs = zeros((size_t)(e.layers + 1) * T * C);
+    memcpy(xs, ref, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_fwd_save(&e, xs, lens, nseq, hs, saved);
+    CHECKF(memcmp(xs, x, sizeof(float) * (size_t)T * C) == 0 &&
+               memcmp(hs, hid, sizeof(float) * (size_t)(e.layers + 1) * T * C) == 0,
+           "encoder %s: fwd_save (packed) differs from fwd", nm);
+    mmp_tx_encoder_unpack(&e);
+    CHECK(e.packed == NULL);
+    memcpy(xs, ref, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_fwd_save(&e, xs, lens, nseq, NULL, saved);
+    CHECKF(memcmp(xs, x, sizeof(float) * (size_t)T * C) == 0, "encoder %s: fwd_save differs from fwd", nm);
+    /* backward vs autograd */
+    static const char *const pn[18] = {"ln1_w", "ln1_b", "q_w", "q_b", "k_w", "k_b", "v_w", "v_b", "o_w",
+                                       "o_b", "ln2_w", "ln2_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b", "ls1", "ls2"};
+    mmp_tx_block_grad *g = calloc((size_t)e.layers, sizeof *g);
+    for (int l = 0; l < e.layers; l++) {
+        float **f = (float **)&g[l];
+        for (int i = 0; i < 18; i++) {
+            char gn[96];
+            snprintf(gn, sizeof gn, "%s.%d.%s", nm, l, pn[i]);
+            const mmp_tensor *t = mmp_st_get(&enc, gn);
+            f[i] = t ? zeros(t->nbytes / 4) : NULL;
+        }
+    }
+    snprintf(n, sizeof n, "%s.r", nm);
+    const float *r = tget(&enc, n)->data;
+    float *dx = malloc(sizeof(float) * (size_t)T * C);
+    memcpy(dx, r, sizeof(float) * (size_t)T * C);
+    mmp_tx_encoder_bwd(&e, saved, lens, nseq, dx, g);
+    snprintf(n, sizeof n, "%s.grad.x", nm);
+    double err = scaled_err(dx, tget(&enc, n)->data, (size_t)T * C, 1e-5);
+    CHECKF(err <= 1, "encoder %s backward dx: error %.3g x 1e-5", nm, err);
+    for (int l = 0; l < e.layers; l++) {
+        float **f = (float **)&g[l];
+        for (int i = 0; i < 18; i++) {
+            if (!f[i]) continue;
+            char gn[96];
+            snprintf(gn, sizeof gn, "%s.%d.grad.%s", nm, l, pn[i]);
+            const mmp_tensor *t = tget(&enc, gn);
+            if (i == 5) { /* k_b: softmax ignores it, the gradient is 0 up to rounding (~1e-7 of q_b's) */
+                double mx = 0, ss = 0;
+                for (int j = 0; j < C; j++) mx = fmax(mx, fabs(f[i][j])), ss += (double)f[3][j] * f[3][j];
+                CHECKF(mx <= 1e-5 * sqrt(ss / C), "encoder %s backward %s: %.3g, not ~0", nm, gn, mx);
+                continue;
+            }
+            err = scaled_err(f[i], t->data, t->nbytes / 4, 1e-5);
+            CHECKF(err <= 1, "encoder %s backward %s: error %.3g x 1e-5", nm, gn, err);
+        }
+    }
+    /* finite differences of sum(encoder(x) * r) for x and a few parameters */
+    E_e = &e, E_lens = lens, E_nseq = nseq, E_T = T, E_r = r, E_x0 = ref;
+    E_x = malloc(sizeof(float) * (size_t)T * C);
+    float *x0 = malloc(sizeof(float) * (size_t)T * C);
+    memcpy(x0, ref, sizeof(float) * (size_t)T * C);
+    E_x0 = x0;
+    char what[256];
+    snprintf(what, sizeof what, "encoder %s dx", nm);
+    fd(what, loss_enc, x0, dx, (size_t)T * C, 1e-2);
+    for (int i = 0; i < 18; i++) {
+        int l = i % e.layers;
+        float **f = (float **)&g[l];
+        const float **w = (const float **)&e.block[l];
+        if (!f[i] || i == 5) continue;
+        char gn[96];
+        snprintf(gn, sizeof gn, "%s.%d.%s", nm, l, pn[i]);
+        size_t np = tget(&enc, gn)->nbytes / 4;
+        float *wc = malloc(sizeof(float) * np);
+        memcpy(wc, w[i], sizeof(float) * np);
+        const float *keep = w[i];
+        w[i] = wc;
+        snprintf(what, sizeof what, "encoder %s d%s", nm, gn);
+        fd(what, loss_enc, wc, f[i], np, 1e-2);
+        w[i] = keep;
+        free(wc);
+    }
+    for (int l = 0; l < e.layers; l++) {
+        float **f = (float **)&g[l];
+        for (int i = 0; i < 18; i++) free(f[i]);
+    }
+    free(g), free(dx), free(E_x), free(x0), free(saved), free(xs), free(hs);
     free(x), free(hid), free(x1), free(x2), free(e.block);
 }
 

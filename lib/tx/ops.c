@@ -41,19 +41,49 @@ void mmp_tx_linear_bwd(float *dx, float *dW, float *db, const float *dy, int ldy
 
 /* ------------------------------------------------------------- layernorm */
 
+/* sum of x[j] (sq 0) or of (x[j] - m)^2 (sq 1) over n in double, element j
+ * in lane j % 8, the lanes added in order at the end: the same bits with or
+ * without AVX2 */
+static double row_sum(const float *x, int n, double m, int sq) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+#ifdef __AVX2__
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), mm = _mm256_set1_pd(m);
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        if (sq) {
+            lo = _mm256_sub_pd(lo, mm);
+            hi = _mm256_sub_pd(hi, mm);
+            lo = _mm256_mul_pd(lo, lo);
+            hi = _mm256_mul_pd(hi, hi);
+        }
+        a0 = _mm256_add_pd(a0, lo);
+        a1 = _mm256_add_pd(a1, hi);
+    }
+    _mm256_storeu_pd(acc, a0);
+    _mm256_storeu_pd(acc + 4, a1);
+#endif
+    for (; j < n; j++) {
+        double d = x[j];
+        if (sq) {
+            d = d - m;
+            d = d * d;
+        }
+        acc[j % 8] += d;
+    }
+    double s = acc[0];
+    for (int l = 1; l < 8; l++) s += acc[l];
+    return s;
+}
+
 void mmp_tx_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                           int C, float eps) {
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C;
         float *yi = y + (size_t)i * C;
-        double m = 0, var = 0;
-        for (int j = 0; j < C; j++) m += xi[j];
-        m /= C;
-        for (int j = 0; j < C; j++) {
-            double d = xi[j] - m;
-            var += d * d;
-        }
-        var /= C;
+        double m = row_sum(xi, C, 0.0, 0) / C;
+        double var = row_sum(xi, C, m, 1) / C;
         float rs = (float)(1.0 / sqrt(var + eps)), mu = (float)m;
         if (mean) mean[i] = mu;
         if (rstd) rstd[i] = rs;
@@ -82,6 +112,102 @@ void mmp_tx_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, cons
             float xh = (xi[j] - mu) * rs, dxh = di[j] * w[j];
             dxi[j] += rs * (dxh - m1 - xh * m2);
         }
+    }
+}
+
+/* ------------------------------------------------------------------- exp */
+
+/* expf by Cephes' polynomial (max error ~1 ulp on [-87.3, 88]; below -87.3
+ * the result is 0, above 88 +inf), written twice with the same operations
+ * (explicit FMAs): exp_one for one float, exp8 for 8 AVX2 lanes, so a value
+ * has the same bits whichever path computes it. */
+#define EXP_HI 88.0f
+#define EXP_LO -87.33654022216797f
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_C1 0.693359375f
+#define EXP_C2 -2.12194440e-4f
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+static inline float exp_one(float x) {
+    if (x != x) return x;
+    if (x > EXP_HI) return INFINITY;
+    if (x < EXP_LO) return 0.0f;
+    float n = rintf(x * EXP_LOG2E);
+    float r = fmaf(n, -EXP_C1, x);
+    r = fmaf(n, -EXP_C2, r);
+    float y = fmaf(EXP_P0, r, EXP_P1);
+    y = fmaf(y, r, EXP_P2);
+    y = fmaf(y, r, EXP_P3);
+    y = fmaf(y, r, EXP_P4);
+    y = fmaf(y, r, EXP_P5);
+    y = fmaf(y, r * r, r);
+    y = y + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } p;
+    p.i = ((int32_t)n + 127) << 23;
+    return y * p.f;
+}
+
+#ifdef __AVX2__
+static inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(EXP_HI), lo = _mm256_set1_ps(EXP_LO);
+    __m256 big = _mm256_cmp_ps(x, hi, _CMP_GT_OQ), small = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_C1), xc);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_C2), r);
+    __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P0), r, _mm256_set1_ps(EXP_P1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P4));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P5));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), big);
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), small);
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN stays */
+}
+#endif
+
+/* y = v / (1 + exp(-k v)) = v sigmoid(k v) over n values: QuickGELU (k =
+ * 1.702) and GELU tanh (v sigmoid(2 sqrt(2/pi) (v + 0.044715 v^3)), which is
+ * 0.5 v (1 + tanh(...))) */
+static inline float sig_arg(float v, int tanh_form) {
+    if (!tanh_form) return -(1.702f * v);
+    float c = v * v;
+    c = c * v;
+    c = 0.044715f * c;
+    return -(1.5957691216057308f * (v + c));
+}
+static void sigmoid_gate(float *y, const float *x, size_t n, int tanh_form) {
+    size_t i = 0;
+#ifdef __AVX2__
+    const __m256 one = _mm256_set1_ps(1.0f), sgn = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), a;
+        if (!tanh_form) {
+            a = _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(1.702f), v), sgn);
+        } else {
+            __m256 c = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+            c = _mm256_mul_ps(_mm256_set1_ps(0.044715f), c);
+            a = _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(1.5957691216057308f), _mm256_add_ps(v, c)), sgn);
+        }
+        __m256 d = _mm256_add_ps(one, exp8(a));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_div_ps(one, d)));
+    }
+#endif
+    for (; i < n; i++) {
+        float v = x[i];
+        y[i] = v * (1.0f / (1.0f + exp_one(sig_arg(v, tanh_form))));
     }
 }
 
@@ -150,18 +276,8 @@ static void gelu_erf(float *y, const float *v, size_t n) {
 void mmp_tx_act_fwd(float *y, const float *x, size_t n, mmp_tx_act a) {
     switch (a) {
     case MMP_TX_GELU_ERF: gelu_erf(y, x, n); break;
-    case MMP_TX_GELU_TANH:
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i], inner = GT_BETA * (v + GT_KAPPA * (v * v * v));
-            y[i] = 0.5f * v * (1.0f + tanhf(inner));
-        }
-        break;
-    case MMP_TX_QUICK_GELU:
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i];
-            y[i] = v * (1.0f / (1.0f + expf(-(QG_K * v))));
-        }
-        break;
+    case MMP_TX_GELU_TANH: sigmoid_gate(y, x, n, 1); break;
+    case MMP_TX_QUICK_GELU: sigmoid_gate(y, x, n, 0); break;
     case MMP_TX_RELU:
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : (x[i] != x[i] ? x[i] : 0.0f);
         break;
@@ -212,21 +328,49 @@ size_t mmp_tx_attention_att_size(const int *qlens, const int *kvlens, int nseq, 
 static void softmax_rows(float *sc, int Lq, int Lk, int causal) {
     for (int i = 0; i < Lq; i++) {
         float *r = sc + (size_t)i * Lk;
-        int n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk;
-        float mx = r[0];
-        for (int j = 1; j < n; j++) mx = r[j] > mx ? r[j] : mx;
-        float sum = 0;
-        for (int j = 0; j < n; j++) sum += (r[j] = expf(r[j] - mx));
+        int n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk, j = 0;
+        float mx = r[0], acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int t = 1; t < n; t++) mx = r[t] > mx ? r[t] : mx;
+        /* e = exp(r - max), summed in 8 lanes (element j in lane j % 8), then the lanes in order */
+#ifdef __AVX2__
+        const __m256 m = _mm256_set1_ps(mx);
+        __m256 a = _mm256_setzero_ps();
+        for (; j + 8 <= n; j += 8) {
+            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(r + j), m));
+            _mm256_storeu_ps(r + j, e);
+            a = _mm256_add_ps(a, e);
+        }
+        _mm256_storeu_ps(acc, a);
+#endif
+        for (; j < n; j++) acc[j % 8] += (r[j] = exp_one(r[j] - mx));
+        float sum = acc[0];
+        for (int l = 1; l < 8; l++) sum += acc[l];
         float inv = 1.0f / sum;
-        for (int j = 0; j < n; j++) r[j] *= inv;
-        for (int j = n; j < Lk; j++) r[j] = 0.0f;
+        for (j = 0; j < n; j++) r[j] *= inv;
+        for (j = n; j < Lk; j++) r[j] = 0.0f;
     }
+}
+
+void mmp_tx_attention_head(float *out, float *sc, const float *q, int ldq, const float *k, int ldk, const float *v,
+                           int ldv, int Lq, int Lk, int C, int NH, int h, int causal) {
+    const int dh = C / NH;
+    const float scale = 1.0f / sqrtf((float)dh);
+    float *o = out + h * dh;
+    if (Lq == 0) return;
+    if (Lk == 0) { /* nothing to attend to: zeros (torch gives NaN) */
+        for (int i = 0; i < Lq; i++) memset(o + (size_t)i * C, 0, (size_t)dh * sizeof *o);
+        return;
+    }
+    const float *qh = q + h * dh, *kh = k + h * dh, *vh = v + h * dh;
+    /* sc[Lq, Lk] = q k^T / sqrt(dh) */
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, Lq, Lk, dh, scale, qh, ldq, kh, ldk, 0.0f, sc, Lk);
+    softmax_rows(sc, Lq, Lk, causal);
+    /* o[Lq, dh] = P v */
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, Lq, dh, Lk, 1.0f, sc, Lk, vh, ldv, 0.0f, o, C);
 }
 
 void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const int *qlens, const int *kvlens, int nseq, int C, int NH, int causal) {
-    const int dh = C / NH;
-    const float scale = 1.0f / sqrtf((float)dh);
     size_t mx = 0;
     for (int s = 0; s < nseq; s++)
         if ((size_t)qlens[s] * kvlens[s] > mx) mx = (size_t)qlens[s] * kvlens[s];
@@ -237,19 +381,8 @@ void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const
         for (int h = 0; h < NH; h++) {
             float *sc = att ? att + ao : own;
             ao += (size_t)Lq * Lk;
-            float *o = out + (size_t)tq * C + h * dh;
-            if (Lq == 0) continue;
-            if (Lk == 0) { /* nothing to attend to: zeros (torch gives NaN) */
-                for (int i = 0; i < Lq; i++) memset(o + (size_t)i * C, 0, (size_t)dh * sizeof *o);
-                continue;
-            }
-            const float *qh = q + (size_t)tq * ldq + h * dh, *kh = k + (size_t)tk * ldk + h * dh,
-                        *vh = v + (size_t)tk * ldv + h * dh;
-            /* sc[Lq, Lk] = q k^T / sqrt(dh) */
-            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, Lq, Lk, dh, scale, qh, ldq, kh, ldk, 0.0f, sc, Lk);
-            softmax_rows(sc, Lq, Lk, causal);
-            /* o[Lq, dh] = P v */
-            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, Lq, dh, Lk, 1.0f, sc, Lk, vh, ldv, 0.0f, o, C);
+            mmp_tx_attention_head(out + (size_t)tq * C, sc, q + (size_t)tq * ldq, ldq, k + (size_t)tk * ldk, ldk,
+                                  v + (size_t)tk * ldv, ldv, Lq, Lk, C, NH, h, causal);
         }
     }
     free(own);
