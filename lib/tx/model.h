@@ -147,6 +147,11 @@ int mmp_tx_text_embed(const mmp_tx_model *m, const int32_t *ids, const int *lens
 /* The text tower's context length (0 without one). */
 static inline int mmp_tx_text_context(const mmp_tx_model *m) { return m->text ? m->text->ctx : 0; }
 
+/* Threads of each encoder forward (tx/tx.h: rows and attention heads split
+ * among them, the same bits for any count); 0 or 1: the calling thread.
+ * Set before the model is shared between threads. */
+void mmp_tx_model_set_threads(mmp_tx_model *m, int threads);
+
 /* The same split over `threads` threads (images / texts in contiguous
  * shares; each one's result does not depend on its share, so the bits are
  * those of one call). No hidden states. */
