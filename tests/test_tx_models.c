@@ -256,6 +256,14 @@ static void threads(void) {
         CHECK(mmp_tx_text_embed_mt(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t2, t, err, sizeof err) == 0);
         CHECKF(!memcmp(t1, t2, sizeof(float) * nt * Dt), "text_embed_mt with %d threads", t);
     }
+    /* the encoders' own threads */
+    mmp_tx_model_set_threads(m, 3);
+    memset(mt, 0, sizeof(float) * n * D);
+    CHECK(mmp_tx_image_embed(m, img, n, H, W, MMP_TX_OUT_EMBED, mt, NULL, err, sizeof err) == 0);
+    CHECKF(!memcmp(mt, one, sizeof(float) * n * D), "image_embed with 3 encoder threads");
+    CHECK(mmp_tx_text_embed(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t2, NULL, err, sizeof err) == 0);
+    CHECKF(!memcmp(t1, t2, sizeof(float) * nt * Dt), "text_embed with 3 encoder threads");
+    mmp_tx_model_set_threads(m, 1);
     lens[nt - 1] = 99; /* an error in one share reaches the caller */
     CHECK(mmp_tx_text_embed_mt(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t2, 2, err, sizeof err) < 0);
     CHECKF(strstr(err, "99 tokens"), "%s", err);
