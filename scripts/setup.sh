@@ -11,7 +11,7 @@
 #                               (sentence-transformers 2.2.2, transformers 4.30.2) into
 #                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh),
 #                               open_clip 2.24 + timm 0.9.16 into .../mmpipe-peers/oc
-#                               (tests/py/test_clip_preprocess.py, tests/fixtures/gen_image_clip.py)
+#                               (the ViT/CLIP tests and fixture generators)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail
@@ -42,6 +42,7 @@ if [ "${1:-}" = --bench ]; then
     "${pip[@]}" --target "$peers/hf" transformers==4.30.2 tokenizers==0.13.3
     rm -rf "$peers"/hf/numpy*  # keep Debian's numpy 1.x (torch 1.13 is built against it)
   fi
+  # open_clip 2.24 + timm 0.9.16 (tests/py: ViT/CLIP models, CLIP preprocessing; the fixture generators)
   [ -d "$peers/oc/open_clip" ] ||
     "${pip[@]}" --target "$peers/oc" --no-deps open_clip_torch==2.24.0 timm==0.9.16 ftfy==6.1.3 wcwidth
   [ -d "$peers/st/sentence_transformers" ] ||

@@ -1,10 +1,7 @@
 /* BERT encoder forward (inference) and sentence embedding; see bert.h. */
 #include "text/bert.h"
 
-#include "nn/gemm.h"
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
+#include "tx/tx.h"
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -49,6 +46,9 @@ static float *take(loader *L, const char *name, int ndim, const int64_t *shape) 
 
 /* config.json beside the weights (optional): its sizes must match the
  * weights' (c); sets c->eps and *heads when given. 0 or -1 (err names the file). */
+static mmp_tx_encoder *make_encoder(const mmp_bert *m);
+static void free_encoder(mmp_tx_encoder *e);
+
 static int read_config(const char *cfgpath, mmp_bert_config *c, int *heads, char *err, size_t errlen) {
     json_t *js;
     int rc = mmp_json_load(cfgpath, &js, err, errlen);
@@ -186,10 +186,14 @@ int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t er
         return mmp_errf(err, errlen, "%s: cannot read for hashing", path);
     }
     m->path = mmp_xstrdup(path);
+    mmp_tx_encoder *e = make_encoder(m);
+    mmp_tx_encoder_pack(e);
+    m->tx = e;
     return 0;
 }
 
 void mmp_bert_free(mmp_bert *m) {
+    free_encoder(m->tx);
     free(m->word);
     free(m->pos);
     free(m->type);
@@ -212,106 +216,44 @@ void mmp_bert_free(mmp_bert *m) {
 /* forward                                                             */
 /* ------------------------------------------------------------------ */
 
-/* y[n,H] = LayerNorm(x[n,H]) * w + b, biased variance (torch layer_norm) */
-static void layer_norm(float *y, const float *x, int n, int H, const float *w, const float *b, float eps) {
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * H;
-        float *yi = y + (size_t)i * H;
-        double mean = 0, var = 0;
-        for (int j = 0; j < H; j++) mean += xi[j];
-        mean /= H;
-        for (int j = 0; j < H; j++) {
-            double d = xi[j] - mean;
-            var += d * d;
-        }
-        var /= H;
-        float rs = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
-        for (int j = 0; j < H; j++) yi[j] = (xi[j] - mu) * rs * w[j] + b[j];
+/* The encoder runs on the transformer engine (tx/tx.h): post-LN blocks,
+ * GELU erf, the query/key/value weights pointed into the fused qkv_w. */
+static mmp_tx_encoder *make_encoder(const mmp_bert *m) {
+    const mmp_bert_config *c = &m->cfg;
+    const int H = c->hidden;
+    mmp_tx_block *blk = mmp_xcalloc((size_t)c->layers + 1, sizeof *blk);
+    for (int l = 0; l < c->layers; l++) {
+        const mmp_bert_layer *ly = &m->layer[l];
+        mmp_tx_block *b = &blk[l];
+        const size_t HH = (size_t)H * H;
+        b->q_w = ly->qkv_w, b->k_w = ly->qkv_w + HH, b->v_w = ly->qkv_w + 2 * HH;
+        b->q_b = ly->qkv_b, b->k_b = ly->qkv_b + H, b->v_b = ly->qkv_b + 2 * H;
+        b->o_w = ly->ao_w, b->o_b = ly->ao_b;
+        b->ln1_w = ly->aln_w, b->ln1_b = ly->aln_b;
+        b->fc1_w = ly->in_w, b->fc1_b = ly->in_b;
+        b->fc2_w = ly->out_w, b->fc2_b = ly->out_b;
+        b->ln2_w = ly->oln_w, b->ln2_b = ly->oln_b;
     }
+    mmp_tx_encoder *e = mmp_xcalloc(1, sizeof *e);
+    *e = (mmp_tx_encoder){.layers = c->layers, .C = H, .NH = c->heads, .inter = c->inter, .act = MMP_TX_GELU_ERF,
+                          .post_ln = 1, .causal = 0, .eps = c->eps, .block = blk};
+    return e;
 }
 
-/* erf(x) for float: the rational approximation of Eigen / TensorFlow
- * (generic_fast_erf_float; max abs error ~1e-7 on [-4, 4], +-1 beyond), written
- * so the compiler vectorizes it. Same bits for the same input on every call. */
-static inline float gelu_one(float z) {
-    float x = z * 0.70710678118654752f;
-    x = x < -4.0f ? -4.0f : x;
-    x = x > 4.0f ? 4.0f : x;
-    float x2 = x * x;
-    float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
-    p = p * x2 + -2.10102402082508e-06f;
-    p = p * x2 + -5.69250639462346e-05f;
-    p = p * x2 + -7.34990630326855e-04f;
-    p = p * x2 + -2.95459980854025e-03f;
-    p = p * x2 + -1.60960333262415e-02f;
-    p = p * x;
-    float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
-    q = q * x2 + -1.68282697438203e-03f;
-    q = q * x2 + -7.37332916720468e-03f;
-    q = q * x2 + -1.42647390514189e-02f;
-    return 0.5f * z * (1.0f + p / q);
-}
-
-static void gelu_erf_inplace(float *v, size_t n) {
-    size_t i = 0;
-#ifdef __AVX2__
-    /* the same operations as gelu_one, 8 at a time (separate mul and add, no FMA,
-     * max/min operand order keeping NaN like the scalar selects): same bits */
-    const __m256 r2 = _mm256_set1_ps(0.70710678118654752f), lo = _mm256_set1_ps(-4.0f), hi = _mm256_set1_ps(4.0f);
-#define C(x) _mm256_set1_ps(x)
-    for (; i + 8 <= n; i += 8) {
-        __m256 z = _mm256_loadu_ps(v + i);
-        __m256 x = _mm256_mul_ps(z, r2);
-        x = _mm256_max_ps(lo, x);
-        x = _mm256_min_ps(hi, x);
-        __m256 x2 = _mm256_mul_ps(x, x);
-        __m256 p = _mm256_add_ps(_mm256_mul_ps(x2, C(-2.72614225801306e-10f)), C(2.77068142495902e-08f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.10102402082508e-06f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-5.69250639462346e-05f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-7.34990630326855e-04f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-2.95459980854025e-03f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, x2), C(-1.60960333262415e-02f));
-        p = _mm256_mul_ps(p, x);
-        __m256 q = _mm256_add_ps(_mm256_mul_ps(x2, C(-1.45660718464996e-05f)), C(-2.13374055278905e-04f));
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.68282697438203e-03f));
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-7.37332916720468e-03f));
-        q = _mm256_add_ps(_mm256_mul_ps(q, x2), C(-1.42647390514189e-02f));
-        __m256 e = _mm256_add_ps(C(1.0f), _mm256_div_ps(p, q));
-        _mm256_storeu_ps(v + i, _mm256_mul_ps(_mm256_mul_ps(C(0.5f), z), e));
-    }
-#undef C
-#endif
-    for (; i < n; i++) v[i] = gelu_one(v[i]);
-}
-
-/* y[n,out] = x[n,in] W[out,in]^T + b (+ y when accumulate) */
-static void linear(float *y, const float *x, int n, int in, int out, const float *W, const float *b, int accumulate) {
-    if (accumulate) {
-        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
-    } else {
-        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, n, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
-    }
-    for (int i = 0; i < n; i++) {
-        float *yi = y + (size_t)i * out;
-        for (int j = 0; j < out; j++) yi[j] += b[j];
-    }
+static void free_encoder(mmp_tx_encoder *e) {
+    if (!e) return;
+    mmp_tx_encoder_unpack(e);
+    free(e->block);
+    free(e);
 }
 
 void mmp_bert_forward(const mmp_bert *m, const int32_t *ids, const int *lens, int nseq, float *x) {
     const mmp_bert_config *c = &m->cfg;
-    const int H = c->hidden, NI = c->inter, nh = c->heads, dh = H / nh;
-    int T = 0, Lmax = 0;
-    for (int s = 0; s < nseq; s++) {
-        T += lens[s];
-        if (lens[s] > Lmax) Lmax = lens[s];
-    }
-    float *tmp = mmp_xmalloc((size_t)T * H * sizeof *tmp);
-    float *qkv = mmp_xmalloc((size_t)T * 3 * H * sizeof *qkv);
-    float *ctx = mmp_xmalloc((size_t)T * H * sizeof *ctx);
-    float *a = mmp_xmalloc((size_t)T * H * sizeof *a);
-    float *inter = mmp_xmalloc((size_t)T * NI * sizeof *inter);
-    float *sc = mmp_xmalloc((size_t)Lmax * Lmax * sizeof *sc);
-    /* embeddings: word + token_type[0] + position */
+    const int H = c->hidden;
+    int T = 0;
+    for (int s = 0; s < nseq; s++) T += lens[s];
+    float *tmp = mmp_xmalloc(((size_t)T * H + 1) * sizeof *tmp);
+    /* embeddings: word + token_type[0] + position, then LayerNorm */
     for (int s = 0, t = 0; s < nseq; s++) {
         for (int p = 0; p < lens[s]; p++, t++) {
             const float *we = m->word + (size_t)ids[t] * H, *pe = m->pos + (size_t)p * H, *te = m->type;
@@ -319,50 +261,11 @@ void mmp_bert_forward(const mmp_bert *m, const int32_t *ids, const int *lens, in
             for (int j = 0; j < H; j++) xt[j] = we[j] + te[j] + pe[j];
         }
     }
-    layer_norm(x, tmp, T, H, m->eln_w, m->eln_b, c->eps);
-    const float scale = 1.0f / sqrtf((float)dh);
-    for (int l = 0; l < c->layers; l++) {
-        const mmp_bert_layer *ly = &m->layer[l];
-        linear(qkv, x, T, H, 3 * H, ly->qkv_w, ly->qkv_b, 0);
-        for (int s = 0, t0 = 0; s < nseq; t0 += lens[s], s++) {
-            int L = lens[s];
-            for (int h = 0; h < nh; h++) {
-                const float *q = qkv + (size_t)t0 * 3 * H + h * dh;
-                const float *k = q + H, *v = q + 2 * H;
-                /* scores[L,L] = q k^T / sqrt(dh) */
-                mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, L, L, dh, scale, q, 3 * H, k, 3 * H,
-                            0.0f, sc, L);
-                for (int i = 0; i < L; i++) {
-                    float *r = sc + (size_t)i * L, mx = r[0];
-                    for (int j = 1; j < L; j++) mx = r[j] > mx ? r[j] : mx;
-                    float sum = 0;
-                    for (int j = 0; j < L; j++) sum += (r[j] = expf(r[j] - mx));
-                    float inv = 1.0f / sum;
-                    for (int j = 0; j < L; j++) r[j] *= inv;
-                }
-                /* ctx[L, dh] = P v */
-                mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, L, dh, L, 1.0f, sc, L, v, 3 * H, 0.0f,
-                            ctx + (size_t)t0 * H + h * dh, H);
-            }
-        }
-        /* a = LN(ctx Wo^T + bo + x) */
-        memcpy(tmp, x, (size_t)T * H * sizeof *tmp);
-        linear(tmp, ctx, T, H, H, ly->ao_w, ly->ao_b, 1);
-        layer_norm(a, tmp, T, H, ly->aln_w, ly->aln_b, c->eps);
-        /* inter = gelu(a Wi^T + bi), gelu(x) = x/2 (1 + erf(x/sqrt 2)) */
-        linear(inter, a, T, H, NI, ly->in_w, ly->in_b, 0);
-        gelu_erf_inplace(inter, (size_t)T * NI);
-        /* x = LN(inter Wo2^T + bo2 + a) */
-        memcpy(tmp, a, (size_t)T * H * sizeof *tmp);
-        linear(tmp, inter, T, NI, H, ly->out_w, ly->out_b, 1);
-        layer_norm(x, tmp, T, H, ly->oln_w, ly->oln_b, c->eps);
-    }
+    mmp_tx_layernorm_fwd(x, NULL, NULL, tmp, m->eln_w, m->eln_b, T, H, c->eps);
     free(tmp);
-    free(qkv);
-    free(ctx);
-    free(a);
-    free(inter);
-    free(sc);
+    mmp_tx_encoder *own = m->tx ? NULL : make_encoder(m);
+    mmp_tx_encoder_fwd(m->tx ? m->tx : own, x, lens, nseq, NULL);
+    free_encoder(own);
 }
 
 void mmp_bert_mean_pool(const float *hidden, const int *lens, int nseq, int H, int normalize, float *out) {

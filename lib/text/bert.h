@@ -37,6 +37,7 @@ typedef struct {
     mmp_bert_layer *layer;
     char sha256[65];          /* of the weights file */
     char *path;
+    void *tx;                 /* the engine's encoder over these weights (tx/tx.h), packed at load */
 } mmp_bert;
 
 /* Loads weights from a .safetensors file. The config comes from config.json in

@@ -64,6 +64,11 @@ void mmp_tx_act_bwd(float *dx, const float *dy, const float *x, size_t n, mmp_tx
 size_t mmp_tx_attention_att_size(const int *qlens, const int *kvlens, int nseq, int NH);
 void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const int *qlens, const int *kvlens, int nseq, int C, int NH, int causal);
+/* One (sequence, head) of mmp_tx_attention_fwd, for callers that split the
+ * work (the same bits): q, k, v, out point at the sequence's first row
+ * (out row stride C), sc [Lq * Lk] receives the probabilities. */
+void mmp_tx_attention_head(float *out, float *sc, const float *q, int ldq, const float *k, int ldk, const float *v,
+                           int ldv, int Lq, int Lk, int C, int NH, int h, int causal);
 void mmp_tx_attention_bwd(float *dq, float *dk, float *dv, /* same strides as q, k, v */
                           const float *dout, const float *q, int ldq, const float *k, int ldk, const float *v,
                           int ldv, const float *att, const int *qlens, const int *kvlens, int nseq, int C, int NH,
@@ -81,9 +86,15 @@ void mmp_tx_patch_bwd(float *dimg, float *dW, float *db, const float *dout, cons
                       const float *Wt, int C, int P);
 
 /* Learned 2-D position embeddings pe [gh*gw, C] resized to [oh*ow, C] with
- * torch F.interpolate(mode="bicubic", align_corners=False), antialias as
- * timm's resample_abs_pos_embed does (antialias=1 when shrinking) or not
- * (HF ViT/CLIP interpolate_pos_encoding). */
+ * torch F.interpolate(mode="bicubic", align_corners=False), antialias=1 as
+ * timm's resample_abs_pos_embed calls it (antialias=True: torch's separable
+ * Pillow filter, cubic a = -0.5 normalized over a window widened by the
+ * shrink factor, width pass first; used whether shrinking or growing) or
+ * antialias=0 (a = -0.75, 4x4 taps with clamped edges: HF ViT/CLIP
+ * interpolate_pos_encoding). The same taps and weight formulas as torch
+ * 1.13's CPU kernels, in float; not bit-identical to them (their weights
+ * differ in the last bits): within 1e-5 of the values' scale (tests/test_tx_ops.c).
+ * pe rows in raster order [y][x]. */
 void mmp_tx_pos_resize(float *out, const float *pe, int gh, int gw, int oh, int ow, int C, int antialias);
 
 /* ------------------------------------------------------------ encoder */
@@ -110,12 +121,56 @@ typedef struct {
     int causal;  /* causal self-attention (CLIP's text tower) */
     float eps;   /* LayerNorm eps */
     mmp_tx_block *block;
+    struct mmp_tx_packed *packed; /* NULL, or mmp_tx_encoder_pack's weights */
+    int threads; /* mmp_tx_encoder_fwd's threads (rows and attention heads
+                  * split among them, the same bits for any count); 0 or 1:
+                  * the calling thread only */
 } mmp_tx_encoder;
+
+/* Packs every block's GEMM weights once (q|k|v as one [3C, C] matrix, o, fc1,
+ * fc2) for mmp_sgemm_packed (nn/gemm.h), which then also fuses the bias and
+ * the residual into the GEMM. The outputs are the same bits packed or not
+ * (tests/test_tx_ops.c): only time changes. Call after block[] is filled and
+ * before the encoder is shared between threads; the block's weights must
+ * stay as they are while packed (packing copies them: a later change is not
+ * seen). mmp_tx_encoder_unpack frees the packs (packed = NULL). */
+void mmp_tx_encoder_pack(mmp_tx_encoder *e);
+void mmp_tx_encoder_unpack(mmp_tx_encoder *e);
 
 /* x[T, C] through every block in place (nseq packed sequences, lens[s]).
  * hidden: NULL, or [layers + 1][T, C] receiving the input of block 0 and the
  * output of every block (HF output_hidden_states). Allocates its own scratch;
- * thread-safe on a const encoder. */
+ * thread-safe on a const encoder; e->threads threads of its own. */
 void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden);
+
+/* ------------------------------------------------------ encoder training */
+
+/* The gradients of one block's parameters (accumulated, +=; NULL = skipped),
+ * the fields of mmp_tx_block. */
+typedef struct {
+    float *ln1_w, *ln1_b;
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;
+    float *o_w, *o_b;
+    float *ln2_w, *ln2_b;
+    float *fc1_w, *fc1_b;
+    float *fc2_w, *fc2_b;
+    float *ls1, *ls2;
+} mmp_tx_block_grad;
+
+/* Floats of the activations mmp_tx_encoder_fwd_save keeps for the backward
+ * (per block: its input, the LayerNorm inputs/outputs with mean and rstd,
+ * qkv, the attention probabilities, the context, the MLP's pre- and
+ * post-activation, the branch outputs). */
+size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int nseq);
+/* mmp_tx_encoder_fwd (the same bits in x and hidden) keeping the activations
+ * in saved [mmp_tx_encoder_saved_size floats]. */
+void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
+                             float *saved);
+/* Backward through every block from the saved activations: dx [T, C] holds
+ * d loss / d output on entry and d loss / d input on return (replaced, not
+ * accumulated); g: NULL or [layers] parameter gradients, accumulated (NULL
+ * fields skipped). */
+void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *lens, int nseq, float *dx,
+                        const mmp_tx_block_grad *g);
 
 #endif
