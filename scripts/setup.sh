@@ -12,6 +12,8 @@
 #                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
+#                               open_clip 2.24 + ftfy 6.1.3 into ~/.local/share/mmpipe-peers/oc
+#                               (CLIP's tokenizer reference: tests/py/test_clip_tok.py, bench/bench_clip_tok.py)
 set -euo pipefail
 pkgs=(build-essential clang pkg-config ca-certificates
       libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
@@ -40,6 +42,8 @@ if [ "${1:-}" = --bench ]; then
     "${pip[@]}" --target "$peers/hf" transformers==4.30.2 tokenizers==0.13.3
     rm -rf "$peers"/hf/numpy*  # keep Debian's numpy 1.x (torch 1.13 is built against it)
   fi
+  [ -d "$peers/oc/open_clip" ] ||
+    "${pip[@]}" --target "$peers/oc" --no-deps open_clip_torch==2.24.0 ftfy==6.1.3 wcwidth timm==0.9.16
   [ -d "$peers/st/sentence_transformers" ] ||
     "${pip[@]}" --target "$peers/st" --no-deps sentence-transformers==2.2.2 nltk huggingface_hub==0.16.4
   if ! python3 -c 'import tensorboard' 2>/dev/null; then

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "testlib.h"
 #include "text/bpe.h"
@@ -83,7 +84,82 @@ static void write_hf(const mmp_bpe *oc, const char *gz, const char *dir) {
 
 static int contains(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
 
-int main(void) {
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Driver for tests/py/test_clip_tok.py and bench/bench_clip_tok.py:
+ *   test_text_bpe --tokenize PATH   stdin: hex(utf8 text) a line; stdout a line each:
+ *                                   hex(clean) TAB encode ids TAB the 77 tokenize ids
+ *   test_text_bpe --bench PATH N    stdin: the same; encodes all lines N times (77 ids
+ *                                   each), prints "texts T tokens K seconds S" */
+static int driver(int argc, char **argv) {
+    char err[512];
+    if (argc < 3) return 2;
+    mmp_bpe *b = mmp_bpe_load_clip(argv[2], err, sizeof err);
+    if (!b) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    size_t cap = 1 << 22, nt = 0, tcap = 0;
+    char *line = malloc(cap), **texts = NULL;
+    size_t *lens = NULL;
+    while (fgets(line, (int)cap, stdin)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (nt == tcap) {
+            tcap = tcap ? 2 * tcap : 256;
+            texts = realloc(texts, tcap * sizeof *texts);
+            lens = realloc(lens, tcap * sizeof *lens);
+        }
+        texts[nt] = unhex(line, &lens[nt]);
+        nt++;
+    }
+    int32_t ids77[77];
+    if (strcmp(argv[1], "--bench") == 0) {
+        int reps = argc > 3 ? atoi(argv[3]) : 1;
+        long tokens = 0;
+        double t0 = now_s();
+        for (int r = 0; r < reps; r++)
+            for (size_t i = 0; i < nt; i++) {
+                int32_t *ids = NULL;
+                int n = 0, icap = 0;
+                mmp_bpe_tokenize(b, texts[i], lens[i], MMP_UTF8_REPLACE, &ids, &n, &icap, err, sizeof err);
+                tokens += n;
+                free(ids);
+            }
+        double t1 = now_s();
+        printf("texts %zu tokens %ld seconds %.6f\n", nt * (size_t)reps, tokens, t1 - t0);
+    } else {
+        for (size_t i = 0; i < nt; i++) {
+            size_t gn = 0;
+            char *gc = mmp_clip_clean(texts[i], lens[i], MMP_UTF8_REPLACE, &gn, err, sizeof err);
+            for (size_t q = 0; q < gn; q++) printf("%02x", (unsigned char)gc[q]);
+            int32_t *ids = NULL;
+            int n = 0, icap = 0;
+            mmp_bpe_tokenize(b, texts[i], lens[i], MMP_UTF8_REPLACE, &ids, &n, &icap, err, sizeof err);
+            putchar('\t');
+            for (int q = 0; q < n; q++) printf(q ? ",%d" : "%d", ids[q]);
+            if (!n) putchar('-');
+            mmp_bpe_encode(b, texts[i], lens[i], 77, MMP_UTF8_REPLACE, ids77, err, sizeof err);
+            putchar('\t');
+            for (int q = 0; q < 77; q++) printf(q ? ",%d" : "%d", ids77[q]);
+            putchar('\n');
+            free(gc);
+            free(ids);
+        }
+    }
+    for (size_t i = 0; i < nt; i++) free(texts[i]);
+    free(texts);
+    free(lens);
+    free(line);
+    mmp_bpe_free(b);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) return driver(argc, argv);
     char err[512];
     const char *gz = t_root_path("tests/fixtures/clip_tok/bpe_simple_vocab_16e6.txt.gz");
     mmp_bpe *oc = mmp_bpe_load_clip(gz, err, sizeof err);
