@@ -380,6 +380,341 @@ static int cp_equal(const cpvec *a, const cpvec *b) {
     return a->n == b->n && (a->n == 0 || memcmp(a->v, b->v, a->n * sizeof *a->v) == 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* ftfy's mojibake repair: fix_encoding (ftfy 6.1.3)                   */
+/* ------------------------------------------------------------------ */
+
+enum { N_CHARMAPS = sizeof bpe_charmap / sizeof *bpe_charmap, CM_LATIN1 = 0, CM_SLOPPY1252 = 1 };
+
+/* the mojibake class bits of a code point (bpe_moji_class) */
+static void moji_mask(uint32_t cp, uint64_t m[2]) {
+    size_t n = sizeof bpe_moji_class / sizeof *bpe_moji_class, lo = 0, hi = n;
+    m[0] = m[1] = 0;
+    if (cp < 0x20) return;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (bpe_moji_class[mid].cp < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < n && bpe_moji_class[lo].cp == cp) {
+        m[0] = bpe_moji_class[lo].m[0];
+        m[1] = bpe_moji_class[lo].m[1];
+    }
+}
+
+static int mask_has(const uint64_t m[2], int k) { return (int)((m[k >> 6] >> (k & 63)) & 1); }
+
+static int re_word(uint32_t cp) {
+    size_t n = sizeof bpe_word_runs / sizeof *bpe_word_runs, lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if ((bpe_word_runs[mid] >> 1) <= cp) lo = mid;
+        else hi = mid;
+    }
+    return (int)(bpe_word_runs[lo] & 1);
+}
+
+static int ascii_letter(uint32_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+static int elem_match(int code, uint32_t c, const uint64_t m[2]) {
+    switch (code) {
+    case 1: return (bflags(c) & BF_PS) != 0;
+    case 3: return re_word(c);
+    case 4: return c != '\n';
+    case 6: return ascii_letter(c);
+    case 7: return c >= 'a' && c <= 'z';
+    case 8: return !ascii_letter(c);
+    case 9: return ascii_letter(c) || c == ' ';
+    default: return mask_has(m, code - 16);
+    }
+}
+
+static int alt_at(const uint8_t *a, const uint32_t *s, const uint64_t (*m)[2], size_t n, size_t i) {
+    if (!*a) return 1;
+    if (*a == 5) return i == 0 && alt_at(a + 1, s, m, n, i);
+    if (*a == 2) {
+        if (i < n && (bflags(s[i]) & BF_PS) && alt_at(a + 1, s, m, n, i + 1)) return 1;
+        return alt_at(a + 1, s, m, n, i);
+    }
+    return i < n && elem_match(*a, s[i], m[i]) && alt_at(a + 1, s, m, n, i + 1);
+}
+
+/* ftfy.badness.is_bad: BADNESS_RE.search */
+static int is_bad(const uint32_t *s, size_t n) {
+    uint64_t (*m)[2] = mmp_xmalloc((n + 1) * sizeof *m);
+    for (size_t i = 0; i < n; i++) moji_mask(s[i], m[i]);
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++)
+        for (size_t a = 0; a < sizeof bpe_badness / sizeof *bpe_badness && !bad; a++)
+            bad = alt_at(bpe_badness[a], s, (const uint64_t(*)[2])m, n, i);
+    free(m);
+    return bad;
+}
+
+/* the byte that charmap encoding e encodes c to, -1 when it cannot (chardata.possible_encoding) */
+static int charmap_byte(int e, uint32_t c) {
+    if (c < 0x80 && c != 0x1A) return (int)c;
+    if (bpe_charmap[e][0x1A] == c) return 0x1A;
+    for (int b = 0x80; b < 0x100; b++)
+        if (bpe_charmap[e][b] == c) return b;
+    return -1;
+}
+
+/* ALTERED_UTF8_RE at p (bytes n left): the match length, 0 when none */
+static size_t altered_at(const uint8_t *p, size_t n) {
+#define CONT_NOT_A0_85(x) (((x) >= 0x80 && (x) <= 0x84) || ((x) >= 0x86 && (x) <= 0x9F) || ((x) >= 0xA1 && (x) <= 0xBF))
+#define CONT(x) ((x) >= 0x80 && (x) <= 0xBF)
+    uint8_t b = p[0];
+    if (n >= 2 && (b == 0xC2 || b == 0xC3 || b == 0xC5 || b == 0xCE || b == 0xD0 || b == 0xD9) && p[1] == ' ') return 2;
+    if (n >= 3 && (b == 0xE2 || b == 0xE3) && p[1] == ' ' && CONT_NOT_A0_85(p[2])) return 3;
+    if (n >= 3 && b >= 0xE0 && b <= 0xE3 && CONT_NOT_A0_85(p[1]) && p[2] == ' ') return 3;
+    if (n >= 4 && b == 0xF0) {
+        if (p[1] == ' ' && CONT(p[2]) && CONT(p[3])) return 4;
+        if (CONT(p[1]) && p[2] == ' ' && CONT(p[3])) return 4;
+        if (CONT(p[1]) && CONT(p[2]) && p[3] == ' ') return 4;
+    }
+    return 0;
+}
+
+/* fixes.restore_byte_a0 into o (room for 2n); returns the length */
+static size_t restore_byte_a0(const uint8_t *s, size_t n, uint8_t *o, uint8_t *t) {
+    static const char *const keep[] = {" ", "quele", "quela", "quilo", "s "};
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        if (s[i] == 0xC3 && i + 1 < n && s[i + 1] == ' ') {
+            int skip = 0;
+            for (int k = 0; k < 5; k++) {
+                size_t L = strlen(keep[k]);
+                if (i + 2 + L <= n && memcmp(s + i + 2, keep[k], L) == 0) skip = 1;
+            }
+            if (!skip) {
+                t[m++] = 0xC3;
+                t[m++] = 0xA0;
+                t[m++] = ' ';
+                i += 2;
+                continue;
+            }
+        }
+        t[m++] = s[i++];
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < m;) {
+        size_t L = altered_at(t + i, m - i);
+        if (L) {
+            for (size_t q = 0; q < L; q++) o[k++] = t[i + q] == ' ' ? 0xA0 : t[i + q];
+            i += L;
+        } else {
+            o[k++] = t[i++];
+        }
+    }
+    return k;
+}
+
+/* LOSSY_UTF8_RE at p: the match length, 0 when none */
+static size_t lossy_at(const uint8_t *p, size_t n) {
+#define SUBQ(x) ((x) == 0x1A || (x) == '?')
+#define SUBC(x) ((x) == 0x1A || CONT(x))
+#define SUBQC(x) ((x) == 0x1A || (x) == '?' || CONT(x))
+    uint8_t b = p[0];
+    if (n >= 2 && b >= 0xC2 && b <= 0xDF && p[1] == 0x1A) return 2;
+    if (n >= 2 && (b == 0xC2 || b == 0xC3) && p[1] == '?') return 2;
+    if (n >= 6 && b == 0xED && p[1] >= 0xA0 && p[1] <= 0xAF && p[3] == 0xED && p[4] >= 0xB0 && p[4] <= 0xBF) {
+        if (SUBQ(p[2]) && SUBQC(p[5])) return 6;
+        if (SUBQC(p[2]) && SUBQ(p[5])) return 6;
+    }
+    if (n >= 3 && b >= 0xE0 && b <= 0xEF) {
+        if (SUBQ(p[1]) && SUBC(p[2])) return 3;
+        if (SUBC(p[1]) && SUBQ(p[2])) return 3;
+    }
+    if (n >= 4 && b >= 0xF0 && b <= 0xF4) {
+        if (SUBQ(p[1]) && SUBC(p[2]) && SUBC(p[3])) return 4;
+        if (SUBC(p[1]) && SUBQ(p[2]) && SUBC(p[3])) return 4;
+        if (SUBC(p[1]) && SUBC(p[2]) && SUBQ(p[3])) return 4;
+    }
+    if (b == 0x1A) return 1;
+    return 0;
+}
+
+/* ftfy's utf-8-variants decoding (CESU-8 surrogate pairs, Java's C0 80) or
+ * strict UTF-8: 0 and the code points in o, or -1 */
+static int decode_utf8(const uint8_t *s, size_t n, int variants, cpvec *o) {
+    o->n = 0;
+    cp_reserve(o, n + 1);
+    for (size_t i = 0; i < n;) {
+        if (variants && s[i] == 0xC0 && i + 1 < n && s[i + 1] == 0x80) {
+            o->v[o->n++] = 0;
+            i += 2;
+            continue;
+        }
+        if (variants && s[i] == 0xED && n - i >= 6 && s[i + 1] >= 0xA0 && s[i + 1] <= 0xAF && CONT(s[i + 2]) &&
+            s[i + 3] == 0xED && s[i + 4] >= 0xB0 && s[i + 4] <= 0xBF && CONT(s[i + 5])) {
+            o->v[o->n++] = (((uint32_t)s[i + 1] & 0x0F) << 16) + (((uint32_t)s[i + 2] & 0x3F) << 10) +
+                           (((uint32_t)s[i + 4] & 0x0F) << 6) + ((uint32_t)s[i + 5] & 0x3F) + 0x10000;
+            i += 6;
+            continue;
+        }
+        size_t L = s[i] < 0x80 ? 1 : s[i] >= 0xC2 && s[i] <= 0xDF ? 2 : s[i] >= 0xE0 && s[i] <= 0xEF ? 3
+                 : s[i] >= 0xF0 && s[i] <= 0xF4 ? 4 : 0;
+        if (!L || i + L > n) return -1;
+        uint32_t cp;
+        size_t bad;
+        if (mmp_utf8_decode((const char *)s + i, L, 0, &cp, &bad) != 1) return -1;
+        o->v[o->n++] = cp;
+        i += L;
+    }
+    return 0;
+}
+
+static int has_c1(const cpvec *t) {
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i] >= 0x80 && t->v[i] <= 0x9F) return 1;
+    return 0;
+}
+
+static void fix_encoding(cpvec *t);
+
+/* UTF8_DETECTOR_RE at i (the lookbehind checked by the caller): the match end, i when none */
+static size_t utf8_detector_at(const uint32_t *s, size_t n, size_t i) {
+    size_t j = i;
+    for (;;) {
+        if (j >= n) break;
+        uint64_t m[2];
+        moji_mask(s[j], m);
+        size_t k = mask_has(m, BPE_U8_FIRST2) ? 1 : mask_has(m, BPE_U8_FIRST3) ? 2 : mask_has(m, BPE_U8_FIRST4) ? 3 : 0;
+        if (!k || j + 1 + k > n) break;
+        size_t q = 1;
+        for (; q <= k; q++) {
+            moji_mask(s[j + q], m);
+            if (!mask_has(m, BPE_U8_CONT)) break;
+        }
+        if (q <= k) break;
+        j += 1 + k;
+    }
+    return j;
+}
+
+/* fixes.decode_inconsistent_utf8 */
+static void decode_inconsistent(const cpvec *in, cpvec *o) {
+    const uint32_t *s = in->v;
+    size_t n = in->n;
+    o->n = 0;
+    cp_reserve(o, n);
+    for (size_t i = 0; i < n;) {
+        uint64_t pm[2] = {0, 0};
+        if (i > 0) moji_mask(s[i - 1], pm);
+        size_t j = (i == 0 || !mask_has(pm, BPE_U8_STRICT)) ? utf8_detector_at(s, n, i) : i;
+        if (j == i) {
+            cp_push(o, s[i++]);
+            continue;
+        }
+        cpvec sub = {0};
+        cp_reserve(&sub, j - i);
+        memcpy(sub.v, s + i, (j - i) * sizeof *s);
+        sub.n = j - i;
+        if (sub.n < n && is_bad(sub.v, sub.n)) fix_encoding(&sub);
+        cp_reserve(o, sub.n);
+        memcpy(o->v + o->n, sub.v, sub.n * sizeof *sub.v);
+        o->n += sub.n;
+        free(sub.v);
+        i = j;
+    }
+}
+
+/* one step of _fix_encoding_one_step_and_explain: 1 when o holds a new text */
+static int fix_encoding_step(const cpvec *t, cpvec *o) {
+    if (t->n == 0) return 0;
+    int ascii = 1;
+    for (size_t i = 0; i < t->n && ascii; i++) ascii = t->v[i] < 0x80;
+    if (ascii || !is_bad(t->v, t->n)) return 0;
+    uint8_t *b = mmp_xmalloc(5 * t->n + 16), *b2 = mmp_xmalloc(5 * t->n + 16), *b3 = mmp_xmalloc(5 * t->n + 16);
+    int possible_latin1 = 0, done = 0;
+    for (int e = 0; e < (int)N_CHARMAPS && !done; e++) {
+        size_t n = 0;
+        int ok = 1;
+        for (size_t i = 0; i < t->n && ok; i++) {
+            int x = charmap_byte(e, t->v[i]);
+            if (x < 0) ok = 0;
+            else b[n++] = (uint8_t)x;
+        }
+        if (!ok) continue;
+        if (e == CM_LATIN1) possible_latin1 = 1;
+        uint8_t *cur = b;
+        int alt = 0;
+        for (size_t i = 0; i < n && !alt; i++) alt = altered_at(b + i, n - i) != 0;
+        if (alt) {
+            size_t m = restore_byte_a0(b, n, b2, b3);
+            if (m != n || memcmp(b2, b, n) != 0) {
+                cur = b2;
+                n = m;
+            }
+        }
+        if (e >= 1 && e <= 5) { /* sloppy-windows-125x: replace_lossy_sequences */
+            uint8_t *dst = cur == b ? b3 : b;
+            size_t k = 0;
+            for (size_t i = 0; i < n;) {
+                size_t L = lossy_at(cur + i, n - i);
+                if (L) {
+                    dst[k++] = 0xEF;
+                    dst[k++] = 0xBF;
+                    dst[k++] = 0xBD;
+                    i += L;
+                } else {
+                    dst[k++] = cur[i++];
+                }
+            }
+            cur = dst;
+            n = k;
+        }
+        int variants = memchr(cur, 0xED, n) || memchr(cur, 0xC0, n);
+        if (decode_utf8(cur, n, variants, o) == 0) done = 1;
+    }
+    free(b);
+    free(b2);
+    free(b3);
+    if (done) return 1;
+    /* decode_inconsistent_utf8 where UTF8_DETECTOR_RE finds something */
+    int found = 0;
+    for (size_t i = 0; i < t->n && !found; i++) {
+        uint64_t pm[2] = {0, 0};
+        if (i > 0) moji_mask(t->v[i - 1], pm);
+        if ((i == 0 || !mask_has(pm, BPE_U8_STRICT)) && utf8_detector_at(t->v, t->n, i) > i) found = 1;
+    }
+    if (found) {
+        decode_inconsistent(t, o);
+        if (!cp_equal(t, o)) return 1;
+    }
+    /* latin-1 text: read as windows-1252 when that decodes (never when
+     * "windows-1252" is possible: ftfy asks for that name, which its list lacks) */
+    if (possible_latin1) {
+        int ok = 1;
+        o->n = 0;
+        cp_reserve(o, t->n);
+        for (size_t i = 0; i < t->n && ok; i++) {
+            uint32_t c = t->v[i];
+            for (size_t k = 0; k < sizeof bpe_cp1252_undef; k++) ok &= c != bpe_cp1252_undef[k];
+            o->v[o->n++] = c >= 0x80 ? bpe_charmap[CM_SLOPPY1252][c] : c;
+        }
+        if (ok && !cp_equal(t, o)) return 1;
+    }
+    if (has_c1(t)) {
+        o->n = 0;
+        cp_reserve(o, t->n);
+        for (size_t i = 0; i < t->n; i++) {
+            uint32_t c = t->v[i];
+            o->v[o->n++] = c >= 0x80 && c <= 0x9F ? bpe_c1[c - 0x80] : c;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* ftfy.fix_encoding: steps until the text no longer changes */
+static void fix_encoding(cpvec *t) {
+    cpvec o = {0};
+    while (fix_encoding_step(t, &o) && !cp_equal(t, &o)) cp_swap(t, &o);
+    free(o.v);
+}
+
 /* fix_text: segments end after each '\n' (or at 1,000,000 characters); HTML
  * unescaping is off from the first segment holding '<' on. Each segment is
  * fixed until it no longer changes. */
@@ -408,6 +743,7 @@ static void ftfy_fix_text(cpvec *text, cpvec *w) {
                 ftfy_unescape(&seg, w, &t1, &t2);
                 cp_swap(&seg, w);
             }
+            fix_encoding(&seg);
             ftfy_chars(&seg, w, &t1);
             cp_swap(&seg, w);
             nfc(&seg, w);

@@ -165,8 +165,186 @@ def main():
     c1 = [ord(bytes([b]).decode("sloppy-windows-1252")) for b in range(0x80, 0xA0)]
     w("/* ftfy fix_c1_controls: U+0080..U+009F decoded as sloppy-windows-1252 */")
     w("static const uint16_t bpe_c1[32] = {" + ",".join("0x%x" % c for c in c1) + "};")
+    wr = []
+    prev = None
+    for cp in range(MAXCP):
+        f = 0 if 0xD800 <= cp <= 0xDFFF else int(bool(stdre.fullmatch(r"\w", chr(cp))))
+        if f != prev:
+            wr.append((cp, f))
+            prev = f
+    w("/* re \\w (str.isalnum() or '_'): (first codepoint << 1 | flag) of each run */")
+    w("static const uint32_t bpe_word_runs[%d] = {" % len(wr))
+    for i in range(0, len(wr), 8):
+        w("  " + ",".join("0x%x" % ((s << 1) | f) for s, f in wr[i:i + 8]) + ",")
+    w("};")
+    mojibake_tables(w)
     w("#endif")
     print("\n".join(out))
+
+
+# ftfy.fix_encoding: the badness pattern of ftfy.badness, element by element.
+# Each alternative of BADNESS_RE is a list of elements; an element is a
+# character class written as in the source (its set is computed by `re`
+# itself) or one of: "\\s", "\\s?", "\\w", ".", "^".
+def badness_alternatives():
+    A = {k: v for k, v in __import__("ftfy.badness", fromlist=["x"]).MOJIBAKE_CATEGORIES.items()}
+    f = lambda x: "[" + x.format(**A) + "]"
+    return [
+        [f("{c1}")],
+        [f("{bad}{lower_accented}{upper_accented}{box}{start_punctuation}{end_punctuation}{currency}{numeric}"), f("{bad}")],
+        ["[a-zA-Z]", f("{lower_common}{upper_common}"), f("{bad}")],
+        [f("{bad}"), f("{lower_accented}{upper_accented}{box}{start_punctuation}{end_punctuation}{currency}{numeric}")],
+        [f("{lower_accented}{lower_common}{box}{end_punctuation}{currency}{numeric}"), f("{upper_accented}")],
+        [f("{box}{end_punctuation}{currency}{numeric}"), f("{lower_accented}")],
+        [f("{lower_accented}{box}{end_punctuation}"), f("{currency}")],
+        ["\\s", f("{upper_accented}"), f("{currency}")],
+        [f("{upper_accented}{box}"), f("{numeric}")],
+        [f("{lower_accented}{upper_accented}{box}{currency}{end_punctuation}"), f("{start_punctuation}"), f("{numeric}")],
+        [f("{lower_accented}{upper_accented}{currency}{numeric}{box}"), f("{end_punctuation}"), f("{start_punctuation}")],
+        [f("{currency}{numeric}{box}"), f("{start_punctuation}")],
+        ["[a-z]", f("{upper_accented}"), f("{start_punctuation}{currency}")],
+        [f("{box}"), f("{kaomoji}")],
+        [f("{lower_accented}{upper_accented}{currency}{numeric}{start_punctuation}{end_punctuation}"), f("{box}")],
+        [f("{box}"), f("{end_punctuation}")],
+        [f("{lower_accented}{upper_accented}"), f("{end_punctuation}"), "\\w"],
+        ["[\u0152\u0153]", "[^A-Za-z]"],
+        ["[\u00c2\u00c3\u00ce\u00d0]", f("\u20ac\u0160\u0161\u00a2\u00a3\u0178\u017e\xa0\xad\u00ae\u00a9\u00b0\u00b7\u00bb{start_punctuation}{end_punctuation}\u2013\u2014\u00b4")],
+        ["[\u00d7]", "[\u00b2\u00b3]"],
+        ["[\u00d8\u00d9]", f("{common}{currency}{bad}{numeric}{start_punctuation}\u0178\u0160\u00ae\u00b0\u00b5\u00bb"),
+         "[\u00d8\u00d9]", f("{common}{currency}{bad}{numeric}{start_punctuation}\u0178\u0160\u00ae\u00b0\u00b5\u00bb")],
+        ["[\u00e0]", "[\u00b2\u00b5\u00b9\u00bc\u00bd\u00be]"],
+        ["[\u221a]", "[\u00b1\u2202\u2020\u2260\u00ae\u2122\u00b4\u2264\u2265\u00a5\u00b5\u00f8]"],
+        ["[\u2248]", "[\u00b0\u00a2]"],
+        ["[\u201a]", "[\u00c4]", "[\u00ec\u00ee\u00ef\u00f2\u00f4\u00fa\u00f9\u00fb\u2020\u00b0\u00a2\u03c0]"],
+        ["[\u201a]", "[\u00e2\u00f3]", "[\u00e0\u00e4\u00b0\u00ea]"],
+        ["[\u0432]", "[\u0402]"],
+        ["[\u0412\u0413\u0420\u0421]", f("{c1}{bad}{start_punctuation}{end_punctuation}{currency}\u00b0\u00b5"), "[\u0412\u0413\u0420\u0421]"],
+        ["[\u0413]", "[\u045e]", "[\u0412]", "[\u0402]", "[\u0412]", ".", "[A-Za-z ]"],
+        ["[\u00c3]", "[\xa0\u00a1]"],
+        ["[a-z]", "\\s?", "[\u00c3\u00c2]", "[ ]"],
+        ["^", "[\u00c3\u00c2]", "[ ]"],
+        [f("a-z.,?!{end_punctuation}"), "[\u00c2]", f(" {start_punctuation}{end_punctuation}")],
+        ["[\u03b2]", "[\u20ac]", "[\u2122\xa0\u0386\xad\u00ae\u00b0]"],
+        ["[\u0392\u0393\u039e\u039f]", f("{c1}{bad}{start_punctuation}{end_punctuation}{currency}\u00b0"), "[\u0392\u0393\u039e\u039f]"],
+    ]
+
+
+SPECIAL_ELEMS = {"\\s": 1, "\\s?": 2, "\\w": 3, ".": 4, "^": 5, "[a-zA-Z]": 6, "[a-z]": 7, "[^A-Za-z]": 8,
+                 "[A-Za-z ]": 9}
+
+
+def mojibake_tables(w):
+    import codecs
+    import ftfy.badness as fb
+    encs = chardata.CHARMAP_ENCODINGS
+    w("/* ftfy.chardata.CHARMAP_ENCODINGS (%s): byte -> code point as the codecs decode */"
+      % ", ".join(encs))
+    w("static const uint16_t bpe_charmap[%d][256] = {" % len(encs))
+    for e in encs:
+        dec = bytes(range(256)).decode(e)
+        w("  {" + ",".join("0x%x" % ord(c) for c in dec) + "},")
+    w("};")
+    undef = [b for b in range(256) if not _decodes(bytes([b]), "windows-1252")]
+    w("/* bytes that strict windows-1252 does not decode */")
+    w("static const uint8_t bpe_cp1252_undef[%d] = {%s};" % (len(undef), ",".join("0x%x" % b for b in undef)))
+    # badness elements
+    alts = badness_alternatives()
+    sets = []
+    index = {}
+    for a in alts:
+        for el in a:
+            if el not in SPECIAL_ELEMS and el not in index:
+                index[el] = len(sets)
+                sets.append(el)
+    clues = chardata.UTF8_CLUES
+    clue_names = ["utf8_first_of_2", "utf8_first_of_3", "utf8_first_of_4", "utf8_continuation",
+                  "utf8_continuation_strict"]
+    for nm in clue_names:
+        el = "[" + clues[nm] + "]"
+        if el not in index:
+            index[el] = len(sets)
+            sets.append(el)
+    assert len(sets) <= 128, len(sets)
+    comp = [stdre.compile(x) for x in sets]
+    masks = {}
+    for cp in range(0x30000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        m = 0
+        for k, r in enumerate(comp):
+            if r.fullmatch(c):
+                m |= 1 << k
+        if m:
+            masks[cp] = m
+    w("/* code point -> bit set of the mojibake character classes below (sorted) */")
+    w("static const struct { uint32_t cp; uint64_t m[2]; } bpe_moji_class[%d] = {" % len(masks))
+    items = sorted(masks.items())
+    for i in range(0, len(items), 3):
+        w("  " + ",".join("{0x%x,{0x%xull,0x%xull}}" % (c, m & (2**64 - 1), m >> 64) for c, m in items[i:i + 3]) + ",")
+    w("};")
+    w("/* ftfy.badness.BADNESS_RE: each alternative as element codes (0 ends): 1..9 special")
+    w("   (\\s, \\s?, \\w, ., ^, [a-zA-Z], [a-z], [^A-Za-z], [A-Za-z ]), 16 + k = class bit k */")
+    assert 16 + len(sets) < 256
+    w("static const uint8_t bpe_badness[%d][8] = {" % len(alts))
+    for a in alts:
+        codes = [SPECIAL_ELEMS[e] if e in SPECIAL_ELEMS else 16 + index[e] for e in a]
+        assert len(codes) < 8
+        w("  {" + ",".join(str(x) for x in codes) + "},")
+    w("};")
+    w("/* class bits of chardata.UTF8_CLUES: first of 2, 3, 4, continuation, strict continuation */")
+    w("enum { BPE_U8_FIRST2 = %d, BPE_U8_FIRST3 = %d, BPE_U8_FIRST4 = %d, BPE_U8_CONT = %d, BPE_U8_STRICT = %d };"
+      % tuple(index["[" + clues[nm] + "]"] for nm in clue_names))
+    # check the element form against ftfy's own regexes
+    check_badness(alts, fb)
+
+
+def _decodes(b, e):
+    try:
+        b.decode(e)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def match_elems(alts, text):
+    comp = {}
+    def m1(el, c):
+        if el == "\\s":
+            return c.isspace()
+        if el == "\\w":
+            return bool(stdre.fullmatch(r"\w", c))
+        if el == ".":
+            return c != "\n"
+        r = comp.get(el) or comp.setdefault(el, stdre.compile(el))
+        return bool(r.fullmatch(c))
+
+    def at(a, k, i):
+        if k == len(a):
+            return True
+        el = a[k]
+        if el == "^":
+            return i == 0 and at(a, k + 1, i)
+        if el == "\\s?":
+            if i < len(text) and text[i].isspace() and at(a, k + 1, i + 1):
+                return True
+            return at(a, k + 1, i)
+        return i < len(text) and m1(el, text[i]) and at(a, k + 1, i + 1)
+    return any(at(a, 0, i) for i in range(len(text) + 1) for a in alts)
+
+
+def check_badness(alts, fb):
+    import random
+    rng = random.Random(5)
+    pool = sorted(set("".join(chr(c) for c in range(0x20, 0x7f)) + "\n\t\xa0" +
+                      "".join(chr(c) for c in range(0x80, 0x250)) + "".join(
+                          chr(c) for c in list(range(0x370, 0x460)) + list(range(0x2010, 0x2270)) + list(range(0x2500, 0x25a0)))))
+    bad = "".join(sorted(set("".join(stdre.sub(r"(.)-(.)", lambda m: "".join(chr(x) for x in range(ord(m.group(1)), ord(m.group(2)) + 1)), v)
+                                      for v in fb.MOJIBAKE_CATEGORIES.values()))))
+    for n in range(40000):
+        src = bad if rng.random() < 0.7 else pool
+        t = "".join(rng.choice(src) if rng.random() < 0.8 else rng.choice(pool) for _ in range(rng.randint(1, 4)))
+        assert match_elems(alts, t) == fb.is_bad(t), repr(t)
 
 
 if __name__ == "__main__":
