@@ -302,7 +302,7 @@ static void ftfy_unescape(const cpvec *in, cpvec *o, cpvec *t1, cpvec *t2) {
 }
 
 /* ------------------------------------------------------------------ */
-/* ftfy.fix_text (ftfy 6.1.3 defaults) less the mojibake detection      */
+/* ftfy.fix_text (ftfy 6.1.3 defaults): the character fixers          */
 /* ------------------------------------------------------------------ */
 
 static int ftfy_control(uint32_t c) {

@@ -21,7 +21,11 @@ Unicode version differs from Python's unicodedata):
     combining classes come from lib/text/unicode_tables.h)
   - Python's html.entities.html5, html's invalid character references, and
     ftfy's extra upper-case entities, ligature and width maps, and the
-    sloppy-windows-1252 decoding of C1 controls.
+    sloppy-windows-1252 decoding of C1 controls
+  - for ftfy's mojibake repair: the nine charmap encodings' byte -> code point
+    tables, the character classes of ftfy.badness and chardata.UTF8_CLUES, and
+    BADNESS_RE as lists of elements (checked against ftfy.badness.is_bad here),
+    re's \\w.
 Run: PYTHONPATH=<dir with regex and ftfy> /usr/bin/python3 lib/text/gen_bpe_tables.py > lib/text/bpe_tables.h
 """
 import html
