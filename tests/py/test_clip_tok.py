@@ -3,7 +3,7 @@
      test_text_bpe checks line by line) is what open_clip 2.24 + ftfy and
      CLIPTokenizerFast answer today;
   2. fresh seeded random strings (another seed than the corpus), caption-like
-     lines and mojibake made from them (UTF-8 read as each single-byte encoding
+     lines, dense mixes of the characters the cleaning reacts to, and mojibake made from them (UTF-8 read as each single-byte encoding
      ftfy knows) through the C tokenizer (test_text_bpe --tokenize) and
      open_clip: the cleaned text, encode() and tokenize() must be identical.
 Skips (77) when open_clip / ftfy / regex are not importable: they are looked
@@ -57,6 +57,13 @@ for t in gen_clip_tok.random_cases(150, seed=99) + texts[300:400]:
         texts.append(t.encode("utf-8").decode(rng.choice(encs)))
     except UnicodeDecodeError:
         pass
+# dense mixes of the characters the cleaning cares about (mojibake triggers, lost
+# bytes, entities, escapes, casing, width, ligatures, combining marks)
+alphabet = [0xc3, 0xc2, 0xe2, 0x20ac, 0x2122, 0xa0, 0x20, 0x61, 0x1a, 0xfffd, 0x80, 0x9d, 0x3a3, 0x345, 0x130,
+            0x17f, 0x26, 0x3b, 0x23, 0x27, 0x2019, 0xff21, 0xfb01, 0x1b, 0x5b, 0x6d, 0x31, 0x301, 0x0a, 0x0d,
+            0x3c, 0x6c, 0x74, 0xd0, 0xce, 0xed, 0xa9, 0xb0, 0x153, 0x2500]
+for _ in range(300):
+    texts.append("".join(chr(rng.choice(alphabet)) for _ in range(rng.randint(0, 60))))
 inp = "".join(t.encode("utf-8").hex() + "\n" for t in texts)
 out = subprocess.run([DRIVER, "--tokenize", GZ], input=inp, capture_output=True, text=True, check=True).stdout
 rows = out.split("\n")[:-1]
