@@ -927,28 +927,24 @@ static void merge_put(mmp_bpe *b, int32_t l, int32_t r, int32_t rank, int32_t me
     }
 }
 
-/* GPT-2's bytes_to_unicode: byte -> code point */
-static uint32_t byte_cp(int byte) {
-    if ((byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF))
-        return (uint32_t)byte;
-    int n = 0;
-    for (int c = 0; c < byte; c++)
-        if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) n++;
-    return 256 + (uint32_t)n;
-}
+/* GPT-2's bytes_to_unicode: the bytes that stand for themselves */
+static int printable_byte(int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); }
 
 /* the byte order of bytes_to_unicode's dict (its values are the first 256 tokens) */
-static int byte_order(int k) {
-    static int ord[256], init;
-    if (!init) {
-        int m = 0;
-        for (int c = 0; c < 256; c++)
-            if ((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)) ord[m++] = c;
-        for (int c = 0; c < 256; c++)
-            if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) ord[m++] = c;
-        init = 1;
-    }
-    return ord[k];
+static void byte_order(int ord[256]) {
+    int m = 0;
+    for (int c = 0; c < 256; c++)
+        if (printable_byte(c)) ord[m++] = c;
+    for (int c = 0; c < 256; c++)
+        if (!printable_byte(c)) ord[m++] = c;
+}
+
+/* byte -> code point: itself, or 256 + its rank among the other bytes */
+static uint32_t byte_cp(int byte) {
+    if (printable_byte(byte)) return (uint32_t)byte;
+    int n = 0;
+    for (int c = 0; c < byte; c++) n += !printable_byte(c);
+    return 256 + (uint32_t)n;
 }
 
 static char *byte_str(int byte, int eow) {
@@ -961,7 +957,7 @@ static char *byte_str(int byte, int eow) {
 
 void mmp_bpe_free(mmp_bpe *b) {
     if (!b) return;
-    /* strings may be shared by several ids only through vocab_set's callers, which never do */
+    /* each id owns its string (a repeated string has one allocation per id) */
     for (int i = 0; i < b->n; i++) free(b->tok[i]);
     free(b->tok);
     free(b->slots);
@@ -1003,9 +999,11 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-/* The merges of text (lines after the first, at most max of them) into b;
- * with open_clip's vocabulary (ids == NULL... build_vocab = 1) the merged
- * strings become ids 512.. in order. */
+/* The merges of text (the lines after the first, at most MMP_CLIP_MERGES) into
+ * b's merge table. build_vocab (open_clip's .gz): each merged string also
+ * becomes a token, ids 512.. in order, as SimpleTokenizer builds its vocabulary;
+ * else (vocab.json) the merged string must already be a token. A merge whose
+ * parts are no tokens can never apply and gets no entry. */
 static int read_merges(mmp_bpe *b, char *text, const char *path, int build_vocab, int *nmerges,
                        char *err, size_t errlen) {
     size_t cap = 1;
@@ -1144,8 +1142,10 @@ static mmp_bpe *load_openclip_gz(const char *path, char *err, size_t errlen) {
     int nm = nlines < MMP_CLIP_MERGES ? nlines : MMP_CLIP_MERGES;
     mmp_bpe *b = mmp_xcalloc(1, sizeof *b);
     vocab_init(b, 512 + nm + 2);
-    for (int k = 0; k < 256; k++) vocab_set(b, k, byte_str(byte_order(k), 0));
-    for (int k = 0; k < 256; k++) vocab_set(b, 256 + k, byte_str(byte_order(k), 1));
+    int ord[256];
+    byte_order(ord);
+    for (int k = 0; k < 256; k++) vocab_set(b, k, byte_str(ord[k], 0));
+    for (int k = 0; k < 256; k++) vocab_set(b, 256 + k, byte_str(ord[k], 1));
     int got = 0;
     if (read_merges(b, text, path, 1, &got, err, errlen) < 0) goto bad;
     if (got == 0) {
