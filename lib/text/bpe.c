@@ -856,7 +856,9 @@ struct mmp_bpe {
     int nuniq;         /* distinct token strings */
     merge_slot *ms;
     size_t nms;
-    int32_t byte_id[256], byte_eow_id[256]; /* bytes_to_unicode symbols, and with "</w>" */
+    int32_t byte_id[256], byte_eow_id[256]; /* bytes_to_unicode symbols, and with the word end */
+    int eow;           /* 1: a word's last symbol carries "</w>" (CLIP); 0: none (GPT-2) */
+    int max_merges;    /* merges read from the file (CLIP: MMP_CLIP_MERGES) */
     int nspecial;
     char *special[2];
     int32_t special_id[2];
@@ -999,7 +1001,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-/* The merges of text (the lines after the first, at most MMP_CLIP_MERGES) into
+/* The merges of text (the lines after the first, at most b->max_merges) into
  * b's merge table. build_vocab (open_clip's .gz): each merged string also
  * becomes a token, ids 512.. in order, as SimpleTokenizer builds its vocabulary;
  * else (vocab.json) the merged string must already be a token. A merge whose
@@ -1007,15 +1009,18 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 static int read_merges(mmp_bpe *b, char *text, const char *path, int build_vocab, int *nmerges,
                        char *err, size_t errlen) {
     size_t cap = 1;
-    while (cap < 2 * MMP_CLIP_MERGES + 16) cap *= 2;
+    size_t lines = 0;
+    for (const char *q = text; (q = strchr(q, '\n')); q++) lines++;
+    if (lines > (size_t)b->max_merges) lines = (size_t)b->max_merges;
+    while (cap < 2 * lines + 16) cap *= 2;
     b->nms = cap;
     b->ms = mmp_xmalloc(cap * sizeof *b->ms);
     for (size_t i = 0; i < cap; i++) b->ms[i].key = UINT64_MAX;
     char *p = strchr(text, '\n');
     int line = 1, r = 0;
     char **pend = NULL; /* build_vocab: (a, b) strings to resolve after all merged strings exist */
-    if (build_vocab) pend = mmp_xmalloc(2 * MMP_CLIP_MERGES * sizeof *pend);
-    while (p && r < MMP_CLIP_MERGES) {
+    if (build_vocab) pend = mmp_xmalloc((2 * lines + 2) * sizeof *pend);
+    while (p && r < b->max_merges) {
         char *ln = p + 1;
         line++;
         p = strchr(ln, '\n');
@@ -1069,7 +1074,7 @@ static int read_merges(mmp_bpe *b, char *text, const char *path, int build_vocab
 
 static int set_bytes(mmp_bpe *b, const char *path, char *err, size_t errlen) {
     for (int c = 0; c < 256; c++) {
-        for (int eow = 0; eow < 2; eow++) {
+        for (int eow = 0; eow <= b->eow; eow++) {
             char *s = byte_str(c, eow);
             int id = mmp_bpe_id(b, s, strlen(s));
             if (id < 0) {
@@ -1141,6 +1146,8 @@ static mmp_bpe *load_openclip_gz(const char *path, char *err, size_t errlen) {
     for (size_t i = 0; i < n; i++) nlines += text[i] == '\n';
     int nm = nlines < MMP_CLIP_MERGES ? nlines : MMP_CLIP_MERGES;
     mmp_bpe *b = mmp_xcalloc(1, sizeof *b);
+    b->eow = 1;
+    b->max_merges = MMP_CLIP_MERGES;
     vocab_init(b, 512 + nm + 2);
     int ord[256];
     byte_order(ord);
@@ -1192,6 +1199,8 @@ static mmp_bpe *load_hf(const char *vocab_path, const char *merges_path, char *e
         if (json_integer_value(val) > maxid) maxid = (int)json_integer_value(val);
     }
     mmp_bpe *b = mmp_xcalloc(1, sizeof *b);
+    b->eow = 1;
+    b->max_merges = MMP_CLIP_MERGES;
     vocab_init(b, maxid + 1);
     json_object_foreach(root, key, val) {
         int id = (int)json_integer_value(val);
@@ -1315,7 +1324,7 @@ static void bpe_word(const mmp_bpe *b, const unsigned char *s, size_t n, int32_t
         *sym = mmp_xrealloc(*sym, *symcap * sizeof **sym);
     }
     int32_t *w = *sym;
-    for (size_t i = 0; i < n; i++) w[i] = i + 1 == n ? b->byte_eow_id[s[i]] : b->byte_id[s[i]];
+    for (size_t i = 0; i < n; i++) w[i] = i + 1 == n && b->eow ? b->byte_eow_id[s[i]] : b->byte_id[s[i]];
     size_t m = n;
     while (m > 1) {
         int32_t best = INT32_MAX, bl = 0, br = 0, bm = 0;
