@@ -10,8 +10,8 @@
 #                               (/usr/bin/python3 finds it by itself) and the text peers
 #                               (sentence-transformers 2.2.2, transformers 4.30.2) into
 #                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh),
-#                               open_clip 2.24 + timm 0.9.16 into .../mmpipe-peers/oc
-#                               (the ViT/CLIP tests and fixture generators)
+#                               open_clip 2.24 + timm 0.9.16 + ftfy 6.1.3 into .../mmpipe-peers/oc
+#                               (the ViT/CLIP tests, CLIP's tokenizer reference, fixture generators)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail

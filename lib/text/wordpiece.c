@@ -39,6 +39,8 @@ static int ccc_of(uint32_t cp) {
     return (int)(uni_ccc_runs[k] & 0xff);
 }
 
+int mmp_uni_ccc(uint32_t cp) { return ccc_of(cp); }
+
 static const uni_map_entry *map_find(const uni_map_entry *tab, size_t n, uint32_t cp) {
     size_t lo = 0, hi = n;
     while (lo < hi) {

@@ -68,6 +68,8 @@ int mmp_uni_lower(uint32_t cp, uint32_t *out);
  * included. out must have room for 4*n + 4... use mmp_uni_nfd_bound. Returns count. */
 size_t mmp_uni_nfd_bound(size_t n);
 size_t mmp_uni_nfd(const uint32_t *in, size_t n, uint32_t *out);
+/* Canonical combining class of a codepoint (0 for starters). */
+int mmp_uni_ccc(uint32_t cp);
 /* Strict UTF-8 decoding (no overlongs, surrogates or > U+10FFFF). Returns the
  * number of codepoints, or -1 with *bad = byte offset of the first error when
  * replace == 0. out has room for n codepoints. */
