@@ -1,6 +1,7 @@
 /* mmp-eval: apply a trained head to feature records; write prediction
  * records (classification heads) or projections + retrieval metrics and
  * zero-shot predictions (pair heads). See docs/train.md. */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -23,7 +24,31 @@ static const char usage[] =
     "  retrieval recall@K image->text and text->image over all records goes to stderr\n"
     "  (and --json). With --prompts, zero-shot classification: \"logits\" = exp(logit_scale)\n"
     "  * cosine(image, class prompt), \"probs\", \"pred\" as above.\n"
+    "a CLIP model (Hugging Face CLIPModel or open_clip weights) works as a pair head whose\n"
+    "  projections are its own: the stream's \"embedding\" (mmp-embed --layer proj) and\n"
+    "  \"text_embedding\" / the prompts (mmp-embed-text) must come from the same weights;\n"
+    "  zero-shot logits use the model's logit_scale.\n"
     "\n";
+
+/* A CLIP model as the head: the embeddings' provenance (text: the
+ * text_provenance) must name the model's SHA-256 and its projection (image:
+ * layer "proj"; text: not the pre-projection "pooled" output). 0, 1 with
+ * allow_mixed (msg = the warning), -1 (msg = the error). */
+static int clip_check(const char *prov, const char *sha, int text, int allow_mixed, const char *what, const char *model,
+                      char *msg, size_t msglen) {
+    char key[80];
+    snprintf(key, sizeof key, "sha256=%s", sha);
+    const char *why = !prov ? "have no provenance; the model is"
+                      : !strstr(prov, key) ? "were not embedded with"
+                      : (text ? strstr(prov, "pooled") != NULL : strstr(prov, ":proj:") == NULL)
+                          ? (text ? "are the text tower's pooled output, not the projected embedding (mmp-embed-text without --pooled), of"
+                                  : "are another layer than the projected image embedding (mmp-embed --layer proj) of")
+                          : NULL;
+    if (!why) return 0;
+    mmp_errf(msg, msglen, "%s: the %s embeddings %s %s (their provenance: \"%s\")%s", what, text ? "text" : "image", why,
+             model, prov ? prov : "(none)", allow_mixed ? " (--allow-mixed)" : "; --allow-mixed to proceed anyway");
+    return allow_mixed ? 1 : -1;
+}
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-eval");
@@ -55,23 +80,35 @@ int main(int argc, char **argv) {
     mmp_eval ec;
     memset(&tr, 0, sizeof tr);
     if (mmp_trainer_load(&tr, model, NULL, err, sizeof err)) mmp_die("%s", err);
+    char clip_sha[65] = "";
+    if (tr.clip && mmp_sha256_file(model, clip_sha)) mmp_die("%s: cannot read", model);
     if (mmp_eval_init(&ec, &tr, want_fused, model, err, sizeof err)) mmp_die("%s", err);
 
     mmp_reader *r = mmp_reader_open(in, err, sizeof err);
     if (!r) mmp_die("%s", err);
     const mmp_header *ih = mmp_reader_header(r);
     const char *rname = mmp_reader_name(r);
-    mmp_cli_check(mmp_check_provenance(ih, tr.provenance, allow_mixed, rname, model, err, sizeof err), err);
+    if (tr.clip) /* embeddings of this model's image tower, projected */
+        mmp_cli_check(clip_check(mmp_meta_get(&ih->meta, "provenance"), clip_sha, 0, allow_mixed, rname, model, err, sizeof err), err);
+    else
+        mmp_cli_check(mmp_check_provenance(ih, tr.provenance, allow_mixed, rname, model, err, sizeof err), err);
     mmp_cli_check(mmp_trainer_check_header(&tr, ih, rname, err, sizeof err), err);
     mmp_eval_attach(&ec, ih);
-    if (ec.has_text) mmp_cli_check(mmp_check_text_provenance(ih, tr.text_provenance, allow_mixed, rname, model, err, sizeof err), err);
+    if (ec.has_text && tr.clip)
+        mmp_cli_check(clip_check(mmp_meta_get(&ih->meta, "text_provenance"), clip_sha, 1, allow_mixed, rname, model, err, sizeof err), err);
+    else if (ec.has_text)
+        mmp_cli_check(mmp_check_text_provenance(ih, tr.text_provenance, allow_mixed, rname, model, err, sizeof err), err);
     if (!ec.pair) mmp_cli_check(mmp_check_classes(ih, tr.nclasses_named, tr.classes, rname, model, err, sizeof err), err);
     if (prompts) { /* zero-shot */
         if (!ec.pair) mmp_die("--prompts needs a pair (contrastive/triplet) head; %s is a %s head", model, mmp_head_kind_name(tr.cfg.head));
         mmp_reader *pr = mmp_reader_open(prompts, err, sizeof err);
         if (!pr) mmp_die("%s", err);
-        mmp_cli_check(mmp_check_text_provenance(mmp_reader_header(pr), tr.text_provenance, allow_mixed, mmp_reader_name(pr), model, err,
-                                                sizeof err), err);
+        if (tr.clip)
+            mmp_cli_check(clip_check(mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), clip_sha, 1, allow_mixed,
+                                     mmp_reader_name(pr), model, err, sizeof err), err);
+        else
+            mmp_cli_check(mmp_check_text_provenance(mmp_reader_header(pr), tr.text_provenance, allow_mixed, mmp_reader_name(pr), model, err,
+                                                    sizeof err), err);
         if (mmp_eval_read_prompts(&ec, pr, err, sizeof err)) mmp_die("%s", err);
         mmp_reader_close(pr);
     }
