@@ -6,8 +6,9 @@
  * CLIP-style, post-LN BERT-style) and their backward (mmp_tx_encoder_bwd vs
  * autograd and finite differences), and determinism: a sequence's rows are the
  * same bits alone as packed with others, fused qkv strides as separate
- * buffers, packed weights as unpacked, e->threads 2, 3, 40 as 1, and two
- * forwards at once on two threads as one. */
+ * buffers, packed weights as unpacked, e->threads 2, 3, 40 as 1 (forward,
+ * forward with saved activations, backward), and two forwards at once on
+ * two threads as one. */
 #include <pthread.h>
 
 #include "mmp.h"
@@ -525,6 +526,40 @@ static void test_encoder(const char *nm) {
             err = scaled_err(f[i], t->data, t->nbytes / 4, 1e-5);
             CHECKF(err <= 1, "encoder %s backward %s: error %.3g x 1e-5", nm, gn, err);
         }
+    }
+    /* e->threads 2, 3, 40: fwd_save and bwd give the same bits (activations, dx, every gradient) */
+    for (int nt = 2; nt <= 40; nt = nt == 3 ? 40 : nt + 1) {
+        float *sv2 = malloc(sizeof(float) * (ns + 1)), *x2t = malloc(sizeof(float) * (size_t)T * C);
+        memcpy(x2t, ref, sizeof(float) * (size_t)T * C);
+        e.threads = nt;
+        mmp_tx_encoder_fwd_save(&e, x2t, lens, nseq, NULL, sv2);
+        CHECKF(memcmp(x2t, x, sizeof(float) * (size_t)T * C) == 0 && memcmp(sv2, saved, sizeof(float) * ns) == 0,
+               "encoder %s: fwd_save on %d threads gives other bits", nm, nt);
+        mmp_tx_block_grad *g2 = calloc((size_t)e.layers, sizeof *g2);
+        for (int l = 0; l < e.layers; l++) {
+            float **f = (float **)&g[l], **f2 = (float **)&g2[l];
+            for (int i = 0; i < 18; i++) {
+                char gn[96];
+                snprintf(gn, sizeof gn, "%s.%d.%s", nm, l, pn[i]);
+                f2[i] = f[i] ? zeros(tget(&enc, gn)->nbytes / 4) : NULL;
+            }
+        }
+        memcpy(x2t, r, sizeof(float) * (size_t)T * C);
+        mmp_tx_encoder_bwd(&e, sv2, lens, nseq, x2t, g2);
+        e.threads = 0;
+        int bad2 = memcmp(x2t, dx, sizeof(float) * (size_t)T * C) != 0;
+        for (int l = 0; l < e.layers; l++) {
+            float **f = (float **)&g[l], **f2 = (float **)&g2[l];
+            for (int i = 0; i < 18; i++) {
+                if (!f[i]) continue;
+                char gn[96];
+                snprintf(gn, sizeof gn, "%s.%d.%s", nm, l, pn[i]);
+                bad2 += memcmp(f[i], f2[i], tget(&enc, gn)->nbytes) != 0;
+                free(f2[i]);
+            }
+        }
+        CHECKF(!bad2, "encoder %s: backward on %d threads gives other bits (%d tensors)", nm, nt, bad2);
+        free(g2), free(sv2), free(x2t);
     }
     /* finite differences of sum(encoder(x) * r) for x and a few parameters */
     E_e = &e, E_lens = lens, E_nseq = nseq, E_T = T, E_r = r, E_x0 = ref;

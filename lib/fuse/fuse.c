@@ -2,7 +2,7 @@
  * attention fusion with forward and backward. See fuse.h. */
 #include "fuse/fuse.h"
 
-#include "nn/gemm.h"
+#include "tx/tx.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,21 +253,6 @@ int mmp_fuse_params_save(const mmp_fuse_params *p, const char *path, char *err, 
 /* forward / backward                                                  */
 /* ------------------------------------------------------------------ */
 
-/* y[N, out] (row stride ldy) = x[N, in] (stride ldx) W[out, in]^T + b */
-static void lin_fwd(float *y, int ldy, const float *x, int ldx, int N, int in, int out, const float *W, const float *b) {
-    for (int i = 0; i < N; i++) memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
-    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, N, out, in, 1.0f, x, ldx, W, in, 1.0f, y, ldy);
-}
-
-/* dW[out, in] += dy^T x; db[out] += sum_rows dy; dx[N, in] = dy W (when dx) */
-static void lin_bwd(const float *dy, int ldy, const float *x, int ldx, int N, int in, int out, const float *W,
-                    float *dW, float *db, float *dx, int lddx) {
-    mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, out, in, N, 1.0f, dy, ldy, x, ldx, 1.0f, dW, in);
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < out; j++) db[j] += dy[(size_t)i * ldy + j];
-    if (dx) mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, N, in, out, 1.0f, dy, ldy, W, in, 0.0f, dx, lddx);
-}
-
 size_t mmp_fuse_cache_size(const mmp_fuse_params *p, int N) {
     size_t d = (size_t)p->d;
     switch (p->kind) {
@@ -284,8 +269,8 @@ void mmp_fuse_forward(const mmp_fuse_params *p, int N, const float *a, const flo
     const int d = p->d, da = p->da, db = p->db;
     if (N <= 0) return;
     if (p->kind == MMP_FUSEP_PROJ) {
-        lin_fwd(h, 2 * d, a, da, N, da, d, p->wa, p->ba);
-        lin_fwd(h + d, 2 * d, b, db, N, db, d, p->wb, p->bb);
+        mmp_tx_linear_fwd(h, 2 * d, a, p->wa, p->ba, N, da, d);
+        mmp_tx_linear_fwd(h + d, 2 * d, b, p->wb, p->bb, N, db, d);
         return;
     }
     if (p->kind == MMP_FUSEP_GATED) {
@@ -297,9 +282,9 @@ void mmp_fuse_forward(const mmp_fuse_params *p, int N, const float *a, const flo
             memcpy(ab + (size_t)i * (da + db), a + (size_t)i * da, (size_t)da * sizeof *ab);
             memcpy(ab + (size_t)i * (da + db) + da, b + (size_t)i * db, (size_t)db * sizeof *ab);
         }
-        lin_fwd(pa, d, a, da, N, da, d, p->wa, p->ba);
-        lin_fwd(pb, d, b, db, N, db, d, p->wb, p->bb);
-        lin_fwd(g, d, ab, da + db, N, da + db, d, p->wg, p->bg);
+        mmp_tx_linear_fwd(pa, d, a, p->wa, p->ba, N, da, d);
+        mmp_tx_linear_fwd(pb, d, b, p->wb, p->bb, N, db, d);
+        mmp_tx_linear_fwd(g, d, ab, p->wg, p->bg, N, da + db, d);
         for (size_t i = 0; i < (size_t)N * d; i++) {
             g[i] = sigmoidf(g[i]);
             h[i] = g[i] * pa[i] + (1.0f - g[i]) * pb[i];
@@ -309,38 +294,20 @@ void mmp_fuse_forward(const mmp_fuse_params *p, int N, const float *a, const flo
         return;
     }
     /* attention */
-    const int nh = p->heads, dh = d / nh;
-    const float scale = 1.0f / sqrtf((float)dh);
+    const int nh = p->heads;
     float *own = cache ? NULL : mmp_xmalloc(mmp_fuse_cache_size(p, N) * sizeof(float));
     float *c = cache ? cache : own;
     float *X = c, *QKV = X + (size_t)2 * N * d, *O = QKV + (size_t)6 * N * d, *P = O + (size_t)2 * N * d;
-    lin_fwd(X, 2 * d, a, da, N, da, d, p->wa, p->ba);     /* token 0 of row i = row 2i of X */
-    lin_fwd(X + d, 2 * d, b, db, N, db, d, p->wb, p->bb); /* token 1 = row 2i+1 */
-    lin_fwd(QKV, 3 * d, X, d, 2 * N, d, 3 * d, p->win, p->bin);
-    for (int i = 0; i < N; i++) {
-        for (int hd = 0; hd < nh; hd++) {
-            float *Pi = P + ((size_t)i * nh + hd) * 4;
-            for (int t = 0; t < 2; t++) {
-                const float *q = QKV + (size_t)(2 * i + t) * 3 * d + hd * dh;
-                float s[2];
-                for (int u = 0; u < 2; u++) {
-                    const float *k = QKV + (size_t)(2 * i + u) * 3 * d + d + hd * dh;
-                    float acc = 0;
-                    for (int j = 0; j < dh; j++) acc += q[j] * k[j];
-                    s[u] = acc * scale;
-                }
-                float mx = s[0] > s[1] ? s[0] : s[1];
-                float e0 = expf(s[0] - mx), e1 = expf(s[1] - mx), inv = 1.0f / (e0 + e1);
-                Pi[t * 2 + 0] = e0 * inv;
-                Pi[t * 2 + 1] = e1 * inv;
-                float *o = O + (size_t)(2 * i + t) * d + hd * dh;
-                const float *v0 = QKV + (size_t)(2 * i) * 3 * d + 2 * d + hd * dh, *v1 = v0 + 3 * d;
-                for (int j = 0; j < dh; j++) o[j] = Pi[t * 2] * v0[j] + Pi[t * 2 + 1] * v1[j];
-            }
-        }
-    }
+    mmp_tx_linear_fwd(X, 2 * d, a, p->wa, p->ba, N, da, d);     /* token 0 of row i = row 2i of X */
+    mmp_tx_linear_fwd(X + d, 2 * d, b, p->wb, p->bb, N, db, d); /* token 1 = row 2i+1 */
+    mmp_tx_linear_fwd(QKV, 3 * d, X, p->win, p->bin, 2 * N, d, 3 * d);
+    /* N sequences of 2 tokens: P [N, heads, 2, 2] is the engine's att layout */
+    int *lens = mmp_xmalloc((size_t)N * sizeof *lens);
+    for (int i = 0; i < N; i++) lens[i] = 2;
+    mmp_tx_attention_fwd(O, P, QKV, 3 * d, QKV + d, 3 * d, QKV + 2 * d, 3 * d, lens, lens, N, d, nh, 0);
+    free(lens);
     float *Y = mmp_xmalloc((size_t)2 * N * d * sizeof *Y);
-    lin_fwd(Y, d, O, d, 2 * N, d, d, p->wo, p->bo);
+    mmp_tx_linear_fwd(Y, d, O, p->wo, p->bo, 2 * N, d, d);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < d; j++) h[(size_t)i * d + j] = 0.5f * (Y[(size_t)2 * i * d + j] + Y[(size_t)(2 * i + 1) * d + j]);
     free(Y);
@@ -351,9 +318,12 @@ void mmp_fuse_backward(const mmp_fuse_params *p, int N, const float *a, const fl
                        const float *dh, mmp_fuse_params *g, float *da_out, float *db_out) {
     const int d = p->d, da = p->da, db = p->db;
     if (N <= 0) return;
+    /* the input gradients are written: the engine's backward accumulates */
+    if (da_out) memset(da_out, 0, (size_t)N * da * sizeof *da_out);
+    if (db_out) memset(db_out, 0, (size_t)N * db * sizeof *db_out);
     if (p->kind == MMP_FUSEP_PROJ) {
-        lin_bwd(dh, 2 * d, a, da, N, da, d, p->wa, g->wa, g->ba, da_out, da);
-        lin_bwd(dh + d, 2 * d, b, db, N, db, d, p->wb, g->wb, g->bb, db_out, db);
+        mmp_tx_linear_bwd(da_out, g->wa, g->ba, dh, 2 * d, a, p->wa, N, da, d);
+        mmp_tx_linear_bwd(db_out, g->wb, g->bb, dh + d, 2 * d, b, p->wb, N, db, d);
         return;
     }
     if (p->kind == MMP_FUSEP_GATED) {
@@ -370,10 +340,10 @@ void mmp_fuse_backward(const mmp_fuse_params *p, int N, const float *a, const fl
             memcpy(ab + (size_t)i * (da + db), a + (size_t)i * da, (size_t)da * sizeof *ab);
             memcpy(ab + (size_t)i * (da + db) + da, b + (size_t)i * db, (size_t)db * sizeof *ab);
         }
-        float *dab = (da_out || db_out) ? mmp_xmalloc((size_t)N * (da + db) * sizeof *dab) : NULL;
-        lin_bwd(dz, d, ab, da + db, N, da + db, d, p->wg, g->wg, g->bg, dab, da + db);
-        lin_bwd(dpa, d, a, da, N, da, d, p->wa, g->wa, g->ba, da_out, da);
-        lin_bwd(dpb, d, b, db, N, db, d, p->wb, g->wb, g->bb, db_out, db);
+        float *dab = (da_out || db_out) ? mmp_xcalloc((size_t)N * (da + db), sizeof *dab) : NULL;
+        mmp_tx_linear_bwd(dab, g->wg, g->bg, dz, d, ab, p->wg, N, da + db, d);
+        mmp_tx_linear_bwd(da_out, g->wa, g->ba, dpa, d, a, p->wa, N, da, d);
+        mmp_tx_linear_bwd(db_out, g->wb, g->bb, dpb, d, b, p->wb, N, db, d);
         for (int i = 0; dab && i < N; i++) {
             if (da_out)
                 for (int j = 0; j < da; j++) da_out[(size_t)i * da + j] += dab[(size_t)i * (da + db) + j];
@@ -388,51 +358,23 @@ void mmp_fuse_backward(const mmp_fuse_params *p, int N, const float *a, const fl
         return;
     }
     /* attention */
-    const int nh = p->heads, dhd = d / nh;
-    const float scale = 1.0f / sqrtf((float)dhd);
+    const int nh = p->heads;
     const float *X = cache, *QKV = X + (size_t)2 * N * d, *O = QKV + (size_t)6 * N * d, *P = O + (size_t)2 * N * d;
     float *dY = mmp_xmalloc((size_t)2 * N * d * sizeof *dY);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < d; j++) dY[(size_t)2 * i * d + j] = dY[(size_t)(2 * i + 1) * d + j] = 0.5f * dh[(size_t)i * d + j];
-    float *dO = mmp_xmalloc((size_t)2 * N * d * sizeof *dO);
-    lin_bwd(dY, d, O, d, 2 * N, d, d, p->wo, g->wo, g->bo, dO, d);
+    float *dO = mmp_xcalloc((size_t)2 * N * d, sizeof *dO);
+    mmp_tx_linear_bwd(dO, g->wo, g->bo, dY, d, O, p->wo, 2 * N, d, d);
     float *dQKV = mmp_xcalloc((size_t)6 * N * d, sizeof *dQKV);
-    for (int i = 0; i < N; i++) {
-        for (int hd = 0; hd < nh; hd++) {
-            const float *Pi = P + ((size_t)i * nh + hd) * 4;
-            float dP[4], dS[4];
-            for (int t = 0; t < 2; t++) {
-                const float *dot = dO + (size_t)(2 * i + t) * d + hd * dhd;
-                for (int u = 0; u < 2; u++) {
-                    const float *v = QKV + (size_t)(2 * i + u) * 3 * d + 2 * d + hd * dhd;
-                    float acc = 0;
-                    for (int j = 0; j < dhd; j++) acc += dot[j] * v[j];
-                    dP[t * 2 + u] = acc;
-                    /* dV[u] += P[t][u] dO[t] */
-                    float *dv = dQKV + (size_t)(2 * i + u) * 3 * d + 2 * d + hd * dhd;
-                    for (int j = 0; j < dhd; j++) dv[j] += Pi[t * 2 + u] * dot[j];
-                }
-                float rs = Pi[t * 2] * dP[t * 2] + Pi[t * 2 + 1] * dP[t * 2 + 1];
-                for (int u = 0; u < 2; u++) dS[t * 2 + u] = Pi[t * 2 + u] * (dP[t * 2 + u] - rs) * scale;
-            }
-            for (int t = 0; t < 2; t++) {
-                float *dq = dQKV + (size_t)(2 * i + t) * 3 * d + hd * dhd;
-                float *dk = dQKV + (size_t)(2 * i + t) * 3 * d + d + hd * dhd;
-                for (int u = 0; u < 2; u++) {
-                    const float *k = QKV + (size_t)(2 * i + u) * 3 * d + d + hd * dhd;
-                    const float *q = QKV + (size_t)(2 * i + u) * 3 * d + hd * dhd;
-                    for (int j = 0; j < dhd; j++) {
-                        dq[j] += dS[t * 2 + u] * k[j]; /* dQ[t] = sum_u dS[t][u] K[u] */
-                        dk[j] += dS[u * 2 + t] * q[j]; /* dK[t] = sum_u dS[u][t] Q[u] */
-                    }
-                }
-            }
-        }
-    }
-    float *dX = mmp_xmalloc((size_t)2 * N * d * sizeof *dX);
-    lin_bwd(dQKV, 3 * d, X, d, 2 * N, d, 3 * d, p->win, g->win, g->bin, dX, d);
-    lin_bwd(dX, 2 * d, a, da, N, da, d, p->wa, g->wa, g->ba, da_out, da);
-    lin_bwd(dX + d, 2 * d, b, db, N, db, d, p->wb, g->wb, g->bb, db_out, db);
+    int *lens = mmp_xmalloc((size_t)N * sizeof *lens);
+    for (int i = 0; i < N; i++) lens[i] = 2;
+    mmp_tx_attention_bwd(dQKV, dQKV + d, dQKV + 2 * d, dO, QKV, 3 * d, QKV + d, 3 * d, QKV + 2 * d, 3 * d, P, lens,
+                         lens, N, d, nh, 0);
+    free(lens);
+    float *dX = mmp_xcalloc((size_t)2 * N * d, sizeof *dX);
+    mmp_tx_linear_bwd(dX, g->win, g->bin, dQKV, 3 * d, X, p->win, 2 * N, d, 3 * d);
+    mmp_tx_linear_bwd(da_out, g->wa, g->ba, dX, 2 * d, a, p->wa, N, da, d);
+    mmp_tx_linear_bwd(db_out, g->wb, g->bb, dX + d, 2 * d, b, p->wb, N, db, d);
     free(dY);
     free(dO);
     free(dQKV);

@@ -2,6 +2,7 @@
 #include "train/layers.h"
 
 #include "nn/gemm.h"
+#include "tx/tx.h"
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -15,16 +16,11 @@ void mmp_train_init_blas(void) { (void)mmp_cpu_isa(); }
 /* layers                                                              */
 /* ------------------------------------------------------------------ */
 
+/* the transformer engine's linear (tx/tx.h): GEMM, then the bias */
 void mmp_linear_forward(const float *x, int64_t N, int64_t I, const float *W, const float *b,
                         int64_t O, float *y) {
     if (N == 0) return;
-    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, (int)N, (int)O, (int)I, 1.0f, x, (int)I,
-                W, (int)I, 0.0f, y, (int)O);
-    if (b)
-        for (int64_t n = 0; n < N; n++) {
-            float *row = y + n * O;
-            for (int64_t o = 0; o < O; o++) row[o] += b[o];
-        }
+    mmp_tx_linear_fwd(y, (int)O, x, W, b, (int)N, (int)I, (int)O);
 }
 
 void mmp_linear_backward(const float *x, const float *dy, int64_t N, int64_t I, const float *W,

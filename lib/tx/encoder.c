@@ -299,12 +299,12 @@ void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int 
  *   A  [T,C]  pre-LN: ln1(X0);  post-LN: ln1's input X0 + o(ctx)
  *   m1, r1 [T] ln1's mean and rstd
  *   QKV [T,3C], ATT [att], CTX [T,C]
- *   O  [T,C]  pre-LN: o(ctx) (LayerScale's gradient)
+ *   O  [T,C]  pre-LN: o(ctx) (LayerScale's gradient); post-LN: zeros
  *   X1 [T,C]  pre-LN: X0 + O [* ls1];  post-LN: ln1(A)
  *   B  [T,C]  pre-LN: ln2(X1);  post-LN: ln2's input X1 + fc2(G)
  *   m2, r2 [T]
  *   F  [T,I]  fc1 output;  G [T,I] act(F)
- *   M  [T,C]  pre-LN: fc2(G) */
+ *   M  [T,C]  pre-LN: fc2(G); post-LN: zeros */
 typedef struct {
     float *X0, *A, *m1, *r1, *QKV, *ATT, *CTX, *O, *X1, *B, *m2, *r2, *F, *G, *M;
 } slots;
@@ -340,64 +340,213 @@ size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int n
     return (size_t)e->layers * layer_floats(T, e->C, e->inter, na);
 }
 
-void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
-                             float *saved) {
-    const int C = e->C, I = e->inter;
-    int T = 0;
-    for (int s = 0; s < nseq; s++) T += lens[s];
-    const size_t TC = (size_t)T * C, na = mmp_tx_attention_att_size(lens, lens, nseq, e->NH);
-    if (hidden) memcpy(hidden, x, TC * sizeof *x);
-    if (T == 0) return;
-    for (int l = 0; l < e->layers; l++) {
-        const mmp_tx_block *b = &e->block[l];
-        const packed_block *pb = e->packed ? &e->packed->b[l] : NULL;
-        const mmp_sgemm_pack *po = pb ? pb->o : NULL, *p1 = pb ? pb->fc1 : NULL, *p2 = pb ? pb->fc2 : NULL;
-        slots s = slots_at(saved, l, T, C, I, na);
-        memcpy(s.X0, x, TC * sizeof *x);
-        if (e->post_ln) {
-            qkv_fwd(s.QKV, s.X0, b, pb, T, C);
-            mmp_tx_attention_fwd(s.CTX, s.ATT, s.QKV, 3 * C, s.QKV + C, 3 * C, s.QKV + 2 * C, 3 * C, lens, lens, nseq,
-                                 C, e->NH, e->causal);
-            lin(s.A, s.CTX, b->o_w, b->o_b, po, s.X0, T, C, C);
-            mmp_tx_layernorm_fwd(s.X1, s.m1, s.r1, s.A, b->ln1_w, b->ln1_b, T, C, e->eps);
-            lin(s.F, s.X1, b->fc1_w, b->fc1_b, p1, NULL, T, C, I);
-            mmp_tx_act_fwd(s.G, s.F, (size_t)T * I, e->act);
-            lin(s.B, s.G, b->fc2_w, b->fc2_b, p2, s.X1, T, I, C);
-            mmp_tx_layernorm_fwd(x, s.m2, s.r2, s.B, b->ln2_w, b->ln2_b, T, C, e->eps);
-        } else {
-            mmp_tx_layernorm_fwd(s.A, s.m1, s.r1, s.X0, b->ln1_w, b->ln1_b, T, C, e->eps);
-            qkv_fwd(s.QKV, s.A, b, pb, T, C);
-            mmp_tx_attention_fwd(s.CTX, s.ATT, s.QKV, 3 * C, s.QKV + C, 3 * C, s.QKV + 2 * C, 3 * C, lens, lens, nseq,
-                                 C, e->NH, e->causal);
-            lin(s.O, s.CTX, b->o_w, b->o_b, po, NULL, T, C, C);
-            memcpy(s.X1, s.X0, TC * sizeof *x);
-            if (b->ls1)
-                add_scaled(s.X1, s.O, b->ls1, T, C);
-            else
-                for (size_t i = 0; i < TC; i++) s.X1[i] = s.O[i] + s.X1[i];
-            mmp_tx_layernorm_fwd(s.B, s.m2, s.r2, s.X1, b->ln2_w, b->ln2_b, T, C, e->eps);
-            lin(s.F, s.B, b->fc1_w, b->fc1_b, p1, NULL, T, C, I);
-            mmp_tx_act_fwd(s.G, s.F, (size_t)T * I, e->act);
-            lin(s.M, s.G, b->fc2_w, b->fc2_b, p2, NULL, T, I, C);
-            memcpy(x, s.X1, TC * sizeof *x);
-            if (b->ls2)
-                add_scaled(x, s.M, b->ls2, T, C);
-            else
-                for (size_t i = 0; i < TC; i++) x[i] = s.M[i] + x[i];
-        }
-        if (hidden) memcpy(hidden + (size_t)(l + 1) * TC, x, TC * sizeof *x);
+/* A pool of e->threads threads for the training phases (barriers, like the
+ * inference forward's); nt 1 runs the phase on the caller. */
+typedef struct tpool tpool;
+typedef struct {
+    tpool *p;
+    int tid;
+} tworker;
+struct tpool {
+    int nt, quit;
+    void (*fn)(void *, int);
+    void *arg;
+    pthread_t *th;
+    tworker *w;
+    pthread_barrier_t go, done;
+};
+
+static void *tpool_thread(void *a) {
+    tworker *w = a;
+    for (;;) {
+        pthread_barrier_wait(&w->p->go);
+        if (w->p->quit) break;
+        w->p->fn(w->p->arg, w->tid);
+        pthread_barrier_wait(&w->p->done);
+    }
+    return NULL;
+}
+
+static void tpool_init(tpool *p, int nt) {
+    memset(p, 0, sizeof *p);
+    p->nt = nt > 1 ? nt : 1;
+    if (p->nt == 1) return;
+    pthread_barrier_init(&p->go, NULL, (unsigned)p->nt);
+    pthread_barrier_init(&p->done, NULL, (unsigned)p->nt);
+    p->th = mmp_xmalloc((size_t)p->nt * sizeof *p->th);
+    p->w = mmp_xmalloc((size_t)p->nt * sizeof *p->w);
+    for (int i = 1; i < p->nt; i++) {
+        p->w[i] = (tworker){p, i};
+        if (pthread_create(&p->th[i], NULL, tpool_thread, &p->w[i])) mmp_die("cannot create a thread");
     }
 }
 
-/* dg[C] += sum_t d[t] * v[t] (LayerScale's gradient) */
-static void ls_grad(float *dg, const float *d, const float *v, int T, int C) {
-    if (!dg) return;
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < C; j++) dg[j] += d[(size_t)t * C + j] * v[(size_t)t * C + j];
+static void tpool_run(tpool *p, void (*fn)(void *, int), void *arg) {
+    if (p->nt == 1) {
+        fn(arg, 0);
+        return;
+    }
+    p->fn = fn;
+    p->arg = arg;
+    pthread_barrier_wait(&p->go);
+    fn(arg, 0);
+    pthread_barrier_wait(&p->done);
 }
 
-/* d * g[C] per row into out (or a copy when g is NULL) */
+static void tpool_free(tpool *p) {
+    if (p->nt > 1) {
+        p->quit = 1;
+        pthread_barrier_wait(&p->go);
+        for (int i = 1; i < p->nt; i++) pthread_join(p->th[i], NULL);
+        pthread_barrier_destroy(&p->go);
+        pthread_barrier_destroy(&p->done);
+    }
+    free(p->th);
+    free(p->w);
+}
+
+/* [n * tid / nt, n * (tid + 1) / nt) */
+static int part(int n, int tid, int nt) { return (int)((long)n * tid / nt); }
+
+typedef struct {
+    const mmp_tx_encoder *e;
+    const mmp_tx_block_grad *g;
+    const int *lens;
+    int nseq, T, nt, layer, phase;
+    size_t na;
+    size_t *aoff; /* per sequence: its probabilities' offset in ATT (head 0) */
+    int *t0;      /* per sequence: its first row */
+    float *saved, *x, *hidden, *dx;
+    float *d1, *d2, *d3, *dctx, *dqkv, *dF, *dG; /* backward scratch */
+    float **dS;                                     /* per thread [Lmax^2] */
+} train_run;
+
+static slots tr_slots(const train_run *R) { return slots_at(R->saved, R->layer, R->T, R->e->C, R->e->inter, R->na); }
+
+/* the attention tasks (sequence, head) k = tid, tid + nt, ...: forward or backward */
+static void attn_tasks(train_run *R, int tid, int bwd) {
+    const mmp_tx_encoder *e = R->e;
+    const int C = e->C, NH = e->NH;
+    slots s = tr_slots(R);
+    for (int q = 0, k = 0; q < R->nseq; q++) {
+        const int L = R->lens[q];
+        const size_t r = (size_t)R->t0[q];
+        for (int h = 0; h < NH; h++, k++) {
+            if (k % R->nt != tid) continue;
+            float *P = s.ATT + R->aoff[q] + (size_t)h * L * L;
+            const float *qkv = s.QKV + r * 3 * C;
+            if (!bwd) {
+                mmp_tx_attention_head(s.CTX + r * C, P, qkv, 3 * C, qkv + C, 3 * C, qkv + 2 * C, 3 * C, L, L, C, NH, h,
+                                      e->causal);
+            } else {
+                float *dq = R->dqkv + r * 3 * C;
+                mmp_tx_attention_head_bwd(dq, dq + C, dq + 2 * C, R->dS[tid], R->dctx + r * C, qkv, 3 * C, qkv + C,
+                                          3 * C, qkv + 2 * C, 3 * C, P, L, L, C, NH, h, e->causal);
+            }
+        }
+    }
+}
+
+/* forward phases: 0 rows up to q|k|v, 1 attention, 2 rows from the output projection on */
+static void fwd_save_phase(void *arg, int tid) {
+    train_run *R = arg;
+    const mmp_tx_encoder *e = R->e;
+    const int C = e->C, I = e->inter, l = R->layer;
+    if (R->phase == 1) {
+        attn_tasks(R, tid, 0);
+        return;
+    }
+    const int r0 = part(R->T, tid, R->nt), n = part(R->T, tid + 1, R->nt) - r0;
+    if (n <= 0) return;
+    const mmp_tx_block *b = &e->block[l];
+    const packed_block *pb = e->packed ? &e->packed->b[l] : NULL;
+    const mmp_sgemm_pack *po = pb ? pb->o : NULL, *p1 = pb ? pb->fc1 : NULL, *p2 = pb ? pb->fc2 : NULL;
+    slots s = tr_slots(R);
+    const size_t o = (size_t)r0 * C, oi = (size_t)r0 * I, TC = (size_t)n * C;
+    float *x = R->x + o, *X0 = s.X0 + o, *A = s.A + o, *CTX = s.CTX + o, *O = s.O + o, *X1 = s.X1 + o,
+          *B = s.B + o, *F = s.F + oi, *G = s.G + oi, *M = s.M + o, *m1 = s.m1 + r0, *r1 = s.r1 + r0,
+          *m2 = s.m2 + r0, *r2 = s.r2 + r0, *QKV = s.QKV + 3 * o;
+    if (R->phase == 0) {
+        memcpy(X0, x, TC * sizeof *x);
+        if (e->post_ln) {
+            memset(O, 0, TC * sizeof *O); /* not used by post-LN blocks: defined bytes */
+            memset(M, 0, TC * sizeof *M);
+            qkv_fwd(QKV, X0, b, pb, n, C);
+        } else {
+            mmp_tx_layernorm_fwd(A, m1, r1, X0, b->ln1_w, b->ln1_b, n, C, e->eps);
+            qkv_fwd(QKV, A, b, pb, n, C);
+        }
+        return;
+    }
+    if (e->post_ln) {
+        lin(A, CTX, b->o_w, b->o_b, po, X0, n, C, C);
+        mmp_tx_layernorm_fwd(X1, m1, r1, A, b->ln1_w, b->ln1_b, n, C, e->eps);
+        lin(F, X1, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+        mmp_tx_act_fwd(G, F, (size_t)n * I, e->act);
+        lin(B, G, b->fc2_w, b->fc2_b, p2, X1, n, I, C);
+        mmp_tx_layernorm_fwd(x, m2, r2, B, b->ln2_w, b->ln2_b, n, C, e->eps);
+    } else {
+        lin(O, CTX, b->o_w, b->o_b, po, NULL, n, C, C);
+        memcpy(X1, X0, TC * sizeof *x);
+        if (b->ls1)
+            add_scaled(X1, O, b->ls1, n, C);
+        else
+            for (size_t i = 0; i < TC; i++) X1[i] = O[i] + X1[i];
+        mmp_tx_layernorm_fwd(B, m2, r2, X1, b->ln2_w, b->ln2_b, n, C, e->eps);
+        lin(F, B, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+        mmp_tx_act_fwd(G, F, (size_t)n * I, e->act);
+        lin(M, G, b->fc2_w, b->fc2_b, p2, NULL, n, I, C);
+        memcpy(x, X1, TC * sizeof *x);
+        if (b->ls2)
+            add_scaled(x, M, b->ls2, n, C);
+        else
+            for (size_t i = 0; i < TC; i++) x[i] = M[i] + x[i];
+    }
+    if (R->hidden) memcpy(R->hidden + (size_t)(l + 1) * R->T * C + o, x, TC * sizeof *x);
+}
+
+static void train_setup(train_run *R, const mmp_tx_encoder *e, const int *lens, int nseq, float *saved) {
+    memset(R, 0, sizeof *R);
+    R->e = e, R->lens = lens, R->nseq = nseq, R->saved = saved;
+    R->aoff = mmp_xmalloc(((size_t)nseq + 1) * sizeof *R->aoff);
+    R->t0 = mmp_xmalloc(((size_t)nseq + 1) * sizeof *R->t0);
+    size_t a = 0;
+    for (int s = 0; s < nseq; s++) {
+        R->aoff[s] = a, R->t0[s] = R->T;
+        a += (size_t)e->NH * lens[s] * lens[s];
+        R->T += lens[s];
+    }
+    R->na = a;
+    int nt = e->threads > 1 ? e->threads : 1;
+    if (nt > R->T && nt > nseq * e->NH) nt = R->T > nseq * e->NH ? R->T : nseq * e->NH;
+    R->nt = nt;
+}
+
+void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
+                             float *saved) {
+    train_run R;
+    train_setup(&R, e, lens, nseq, saved);
+    R.x = x, R.hidden = hidden;
+    if (hidden) memcpy(hidden, x, (size_t)R.T * e->C * sizeof *x);
+    if (R.T > 0) {
+        tpool pool;
+        tpool_init(&pool, R.nt);
+        for (int l = 0; l < e->layers; l++)
+            for (int ph = 0; ph < 3; ph++) {
+                R.layer = l, R.phase = ph;
+                tpool_run(&pool, fwd_save_phase, &R);
+            }
+        tpool_free(&pool);
+    }
+    free(R.aoff);
+    free(R.t0);
+}
+
+/* ---- backward pieces: rows of input gradients, output columns of parameter gradients */
+
+/* out = d * g[C] per row (a copy when g is NULL) */
 static void scale_rows(float *out, const float *d, const float *g, int T, int C) {
+    if (T <= 0) return;
     if (!g) {
         memcpy(out, d, (size_t)T * C * sizeof *out);
         return;
@@ -406,71 +555,184 @@ static void scale_rows(float *out, const float *d, const float *g, int T, int C)
         for (int j = 0; j < C; j++) out[(size_t)t * C + j] = d[(size_t)t * C + j] * g[j];
 }
 
+/* dx[r0:r0+n] += dy[r0:r0+n] W  (W [OC, IC]) */
+static void bwd_rows(float *dx, const float *dy, int ldy, const float *W, int r0, int n, int IC, int OC) {
+    if (n > 0)
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, n, IC, OC, 1.0f, dy + (size_t)r0 * ldy, ldy, W, IC, 1.0f,
+                  dx + (size_t)r0 * IC, IC);
+}
+
+/* dW[o0:o0+n] += dy[:, o0:o0+n]^T x; db[o0:o0+n] += sum_t dy[t, o0:o0+n] (t in order) */
+static void bwd_params(float *dW, float *db, const float *dy, int ldy, const float *x, int o0, int n, int T, int IC) {
+    if (n <= 0) return;
+    if (dW)
+        mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, n, IC, T, 1.0f, dy + o0, ldy, x, IC, 1.0f, dW + (size_t)o0 * IC, IC);
+    if (db)
+        for (int t = 0; t < T; t++) {
+            const float *d = dy + (size_t)t * ldy + o0;
+            for (int j = 0; j < n; j++) db[o0 + j] += d[j];
+        }
+}
+
+/* LayerNorm's dw, db over columns [j0, j0+n) (rows in order: the bits of mmp_tx_layernorm_bwd) */
+static void ln_params(float *dw, float *db, const float *dy, const float *x, const float *mean, const float *rstd,
+                      int j0, int n, int T, int C) {
+    if (n <= 0 || (!dw && !db)) return;
+    for (int t = 0; t < T; t++) {
+        const float *xi = x + (size_t)t * C, *di = dy + (size_t)t * C;
+        const float mu = mean[t], rs = rstd[t];
+        for (int j = j0; j < j0 + n; j++) {
+            float xh = (xi[j] - mu) * rs;
+            if (dw) dw[j] += di[j] * xh;
+            if (db) db[j] += di[j];
+        }
+    }
+}
+
+/* LayerNorm's input gradient for rows [r0, r0+n) */
+static void ln_rows(float *dx, const float *dy, const float *x, const float *w, const float *mean, const float *rstd,
+                    int r0, int n, int C) {
+    if (n > 0)
+        mmp_tx_layernorm_bwd(dx + (size_t)r0 * C, NULL, NULL, dy + (size_t)r0 * C, x + (size_t)r0 * C, w, mean + r0,
+                             rstd + r0, n, C);
+}
+
+static void bwd_phase(void *arg, int tid) {
+    train_run *R = arg;
+    const mmp_tx_encoder *e = R->e;
+    const int C = e->C, I = e->inter, T = R->T, nt = R->nt, l = R->layer;
+    const mmp_tx_block *b = &e->block[l];
+    static const mmp_tx_block_grad none;
+    const mmp_tx_block_grad *gb = R->g ? &R->g[l] : &none;
+    slots s = tr_slots(R);
+    /* this thread's rows [r0, r0+n), columns of C [c0, c0+nc), of I [i0, i0+ni) */
+    const int r0 = part(T, tid, nt), n = part(T, tid + 1, nt) - r0;
+    const int c0 = part(C, tid, nt), nc = part(C, tid + 1, nt) - c0;
+    const int i0 = part(I, tid, nt), ni = part(I, tid + 1, nt) - i0;
+    const size_t o = (size_t)r0 * C, oi = (size_t)r0 * I;
+    float *dx = R->dx, *d1 = R->d1, *d2 = R->d2, *d3 = R->d3, *dctx = R->dctx, *dqkv = R->dqkv, *dF = R->dF,
+          *dG = R->dG;
+    if (e->post_ln) {
+        /* y = ln2(B), B = X1 + fc2(G), G = act(F), F = fc1(X1); X1 = ln1(A), A = X0 + o(ctx) */
+        switch (R->phase) {
+        case 0: /* dB (d1) rows; ln2's parameters */
+            memset(d1 + o, 0, (size_t)n * C * sizeof *d1);
+            ln_rows(d1, dx, s.B, b->ln2_w, s.m2, s.r2, r0, n, C);
+            ln_params(gb->ln2_w, gb->ln2_b, dx, s.B, s.m2, s.r2, c0, nc, T, C);
+            break;
+        case 1: /* rows: dG, dF, dX1 (d1 += ...), dA (d2), dctx; fc2's parameters */
+            memset(dG + oi, 0, (size_t)n * I * sizeof *dG);
+            bwd_rows(dG, d1, C, b->fc2_w, r0, n, I, C);
+            memset(dF + oi, 0, (size_t)n * I * sizeof *dF);
+            if (n > 0) mmp_tx_act_bwd(dF + oi, dG + oi, s.F + oi, (size_t)n * I, e->act);
+            bwd_params(gb->fc2_w, gb->fc2_b, d1, C, s.G, c0, nc, T, I);
+            /* d1 is read by fc2's parameters above on other threads: dX1 goes to d3 */
+            memcpy(d3 + o, d1 + o, (size_t)n * C * sizeof *d3);
+            bwd_rows(d3, dF, I, b->fc1_w, r0, n, C, I);
+            memset(d2 + o, 0, (size_t)n * C * sizeof *d2);
+            ln_rows(d2, d3, s.A, b->ln1_w, s.m1, s.r1, r0, n, C);
+            memset(dctx + o, 0, (size_t)n * C * sizeof *dctx);
+            bwd_rows(dctx, d2, C, b->o_w, r0, n, C, C);
+            memset(dqkv + 3 * o, 0, (size_t)n * 3 * C * sizeof *dqkv);
+            break;
+        case 2: /* attention; fc1's, ln1's, o's parameters */
+            attn_tasks(R, tid, 1);
+            bwd_params(gb->fc1_w, gb->fc1_b, dF, I, s.X1, i0, ni, T, C);
+            ln_params(gb->ln1_w, gb->ln1_b, d3, s.A, s.m1, s.r1, c0, nc, T, C);
+            bwd_params(gb->o_w, gb->o_b, d2, C, s.CTX, c0, nc, T, C);
+            break;
+        case 3: /* dX0 = dA + the q/k/v input gradients; their parameters */
+            memcpy(dx + o, d2 + o, (size_t)n * C * sizeof *dx);
+            bwd_rows(dx, dqkv, 3 * C, b->q_w, r0, n, C, C);
+            bwd_rows(dx, dqkv + C, 3 * C, b->k_w, r0, n, C, C);
+            bwd_rows(dx, dqkv + 2 * C, 3 * C, b->v_w, r0, n, C, C);
+            bwd_params(gb->q_w, gb->q_b, dqkv, 3 * C, s.X0, c0, nc, T, C);
+            bwd_params(gb->k_w, gb->k_b, dqkv + C, 3 * C, s.X0, c0, nc, T, C);
+            bwd_params(gb->v_w, gb->v_b, dqkv + 2 * C, 3 * C, s.X0, c0, nc, T, C);
+            break;
+        }
+        return;
+    }
+    /* y = X1 + M [* ls2], M = fc2(G), G = act(F), F = fc1(B), B = ln2(X1);
+     * X1 = X0 + O [* ls1], O = o(ctx), ctx = attn(qkv(A)), A = ln1(X0) */
+    switch (R->phase) {
+    case 0: /* rows: dM (d1), dG, dF, dB (d2); LayerScale 2 */
+        scale_rows(d1 + o, dx + o, b->ls2, n, C);
+        memset(dG + oi, 0, (size_t)n * I * sizeof *dG);
+        bwd_rows(dG, d1, C, b->fc2_w, r0, n, I, C);
+        memset(dF + oi, 0, (size_t)n * I * sizeof *dF);
+        if (n > 0) mmp_tx_act_bwd(dF + oi, dG + oi, s.F + oi, (size_t)n * I, e->act);
+        memset(d2 + o, 0, (size_t)n * C * sizeof *d2);
+        bwd_rows(d2, dF, I, b->fc1_w, r0, n, C, I);
+        if (gb->ls2 && nc > 0)
+            for (int t = 0; t < T; t++)
+                for (int j = c0; j < c0 + nc; j++) gb->ls2[j] += dx[(size_t)t * C + j] * s.M[(size_t)t * C + j];
+        break;
+    case 1: /* rows: dX1 (dx += ...), dO (d3), dctx; fc2's, fc1's, ln2's parameters */
+        ln_rows(dx, d2, s.X1, b->ln2_w, s.m2, s.r2, r0, n, C);
+        scale_rows(d3 + o, dx + o, b->ls1, n, C);
+        memset(dctx + o, 0, (size_t)n * C * sizeof *dctx);
+        bwd_rows(dctx, d3, C, b->o_w, r0, n, C, C);
+        memset(dqkv + 3 * o, 0, (size_t)n * 3 * C * sizeof *dqkv);
+        bwd_params(gb->fc2_w, gb->fc2_b, d1, C, s.G, c0, nc, T, I);
+        bwd_params(gb->fc1_w, gb->fc1_b, dF, I, s.B, i0, ni, T, C);
+        ln_params(gb->ln2_w, gb->ln2_b, d2, s.X1, s.m2, s.r2, c0, nc, T, C);
+        break;
+    case 2: /* attention; LayerScale 1, o's parameters */
+        attn_tasks(R, tid, 1);
+        if (gb->ls1 && nc > 0)
+            for (int t = 0; t < T; t++)
+                for (int j = c0; j < c0 + nc; j++) gb->ls1[j] += dx[(size_t)t * C + j] * s.O[(size_t)t * C + j];
+        bwd_params(gb->o_w, gb->o_b, d3, C, s.CTX, c0, nc, T, C);
+        break;
+    case 3: /* rows: dA (d2), dX0 (dx += ...); q/k/v's parameters */
+        memset(d2 + o, 0, (size_t)n * C * sizeof *d2);
+        bwd_rows(d2, dqkv, 3 * C, b->q_w, r0, n, C, C);
+        bwd_rows(d2, dqkv + C, 3 * C, b->k_w, r0, n, C, C);
+        bwd_rows(d2, dqkv + 2 * C, 3 * C, b->v_w, r0, n, C, C);
+        ln_rows(dx, d2, s.X0, b->ln1_w, s.m1, s.r1, r0, n, C);
+        bwd_params(gb->q_w, gb->q_b, dqkv, 3 * C, s.A, c0, nc, T, C);
+        bwd_params(gb->k_w, gb->k_b, dqkv + C, 3 * C, s.A, c0, nc, T, C);
+        bwd_params(gb->v_w, gb->v_b, dqkv + 2 * C, 3 * C, s.A, c0, nc, T, C);
+        break;
+    case 4: /* ln1's parameters */
+        ln_params(gb->ln1_w, gb->ln1_b, d2, s.X0, s.m1, s.r1, c0, nc, T, C);
+        break;
+    }
+}
+
 void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *lens, int nseq, float *dx,
                         const mmp_tx_block_grad *g) {
-    const int C = e->C, I = e->inter;
-    int T = 0;
-    for (int s = 0; s < nseq; s++) T += lens[s];
-    if (T == 0) return;
-    const size_t TC = (size_t)T * C, na = mmp_tx_attention_att_size(lens, lens, nseq, e->NH);
-    float *d1 = mmp_xmalloc(TC * sizeof *d1), *d2 = mmp_xmalloc(TC * sizeof *d2);
-    float *dctx = mmp_xmalloc(TC * sizeof *dctx), *dqkv = mmp_xmalloc(3 * TC * sizeof *dqkv);
-    float *dF = mmp_xmalloc((size_t)T * I * sizeof *dF), *dG = mmp_xmalloc((size_t)T * I * sizeof *dG);
-    static const mmp_tx_block_grad none;
-    for (int l = e->layers - 1; l >= 0; l--) {
-        const mmp_tx_block *b = &e->block[l];
-        const mmp_tx_block_grad *gb = g ? &g[l] : &none;
-        slots s = slots_at((float *)saved, l, T, C, I, na);
-        const size_t TI = (size_t)T * I;
-        if (e->post_ln) {
-            /* y = ln2(B), B = X1 + fc2(G), G = act(F), F = fc1(X1); X1 = ln1(A), A = X0 + o(ctx) */
-            memset(d1, 0, TC * sizeof *d1); /* dB */
-            mmp_tx_layernorm_bwd(d1, gb->ln2_w, gb->ln2_b, dx, s.B, b->ln2_w, s.m2, s.r2, T, C);
-            memset(dG, 0, TI * sizeof *dG);
-            mmp_tx_linear_bwd(dG, gb->fc2_w, gb->fc2_b, d1, C, s.G, b->fc2_w, T, I, C);
-            memset(dF, 0, TI * sizeof *dF);
-            mmp_tx_act_bwd(dF, dG, s.F, TI, e->act);
-            /* dX1 = dB + fc1's input gradient (in d1) */
-            mmp_tx_linear_bwd(d1, gb->fc1_w, gb->fc1_b, dF, I, s.X1, b->fc1_w, T, C, I);
-            memset(d2, 0, TC * sizeof *d2); /* dA */
-            mmp_tx_layernorm_bwd(d2, gb->ln1_w, gb->ln1_b, d1, s.A, b->ln1_w, s.m1, s.r1, T, C);
-            memset(dctx, 0, TC * sizeof *dctx);
-            mmp_tx_linear_bwd(dctx, gb->o_w, gb->o_b, d2, C, s.CTX, b->o_w, T, C, C);
-            memcpy(dx, d2, TC * sizeof *dx); /* dX0 = dA + the q/k/v input gradients below */
-        } else {
-            /* y = X1 + M [* ls2], M = fc2(G), G = act(F), F = fc1(B), B = ln2(X1);
-             * X1 = X0 + O [* ls1], O = o(ctx), ctx = attn(qkv(A)), A = ln1(X0) */
-            ls_grad(gb->ls2, dx, s.M, T, C);
-            scale_rows(d1, dx, b->ls2, T, C); /* dM */
-            memset(dG, 0, TI * sizeof *dG);
-            mmp_tx_linear_bwd(dG, gb->fc2_w, gb->fc2_b, d1, C, s.G, b->fc2_w, T, I, C);
-            memset(dF, 0, TI * sizeof *dF);
-            mmp_tx_act_bwd(dF, dG, s.F, TI, e->act);
-            memset(d2, 0, TC * sizeof *d2); /* dB */
-            mmp_tx_linear_bwd(d2, gb->fc1_w, gb->fc1_b, dF, I, s.B, b->fc1_w, T, C, I);
-            /* dX1 = dy + ln2's input gradient (in dx) */
-            mmp_tx_layernorm_bwd(dx, gb->ln2_w, gb->ln2_b, d2, s.X1, b->ln2_w, s.m2, s.r2, T, C);
-            ls_grad(gb->ls1, dx, s.O, T, C);
-            scale_rows(d1, dx, b->ls1, T, C); /* dO */
-            memset(dctx, 0, TC * sizeof *dctx);
-            mmp_tx_linear_bwd(dctx, gb->o_w, gb->o_b, d1, C, s.CTX, b->o_w, T, C, C);
-            memset(d2, 0, TC * sizeof *d2); /* dA, from the q/k/v input gradients below */
-        }
-        memset(dqkv, 0, 3 * TC * sizeof *dqkv);
-        mmp_tx_attention_bwd(dqkv, dqkv + C, dqkv + 2 * C, dctx, s.QKV, 3 * C, s.QKV + C, 3 * C, s.QKV + 2 * C, 3 * C,
-                             s.ATT, lens, lens, nseq, C, e->NH, e->causal);
-        const float *qin = e->post_ln ? s.X0 : s.A;
-        float *din = e->post_ln ? dx : d2;
-        mmp_tx_linear_bwd(din, gb->q_w, gb->q_b, dqkv, 3 * C, qin, b->q_w, T, C, C);
-        mmp_tx_linear_bwd(din, gb->k_w, gb->k_b, dqkv + C, 3 * C, qin, b->k_w, T, C, C);
-        mmp_tx_linear_bwd(din, gb->v_w, gb->v_b, dqkv + 2 * C, 3 * C, qin, b->v_w, T, C, C);
-        if (!e->post_ln) /* dX0 = dX1 + ln1's input gradient */
-            mmp_tx_layernorm_bwd(dx, gb->ln1_w, gb->ln1_b, d2, s.X0, b->ln1_w, s.m1, s.r1, T, C);
+    train_run R;
+    train_setup(&R, e, lens, nseq, (float *)saved);
+    const int C = e->C, I = e->inter, T = R.T;
+    if (T > 0) {
+        const size_t TC = (size_t)T * C;
+        int Lmax = 0;
+        for (int s = 0; s < nseq; s++) Lmax = lens[s] > Lmax ? lens[s] : Lmax;
+        R.g = g, R.dx = dx;
+        R.d1 = mmp_xmalloc(TC * sizeof(float));
+        R.d2 = mmp_xmalloc(TC * sizeof(float));
+        R.d3 = mmp_xmalloc(TC * sizeof(float));
+        R.dctx = mmp_xmalloc(TC * sizeof(float));
+        R.dqkv = mmp_xmalloc(3 * TC * sizeof(float));
+        R.dF = mmp_xmalloc((size_t)T * I * sizeof(float));
+        R.dG = mmp_xmalloc((size_t)T * I * sizeof(float));
+        R.dS = mmp_xmalloc((size_t)R.nt * sizeof *R.dS);
+        for (int i = 0; i < R.nt; i++) R.dS[i] = mmp_xmalloc(((size_t)Lmax * Lmax + 1) * sizeof(float));
+        tpool pool;
+        tpool_init(&pool, R.nt);
+        const int nph = e->post_ln ? 4 : 5;
+        for (int l = e->layers - 1; l >= 0; l--)
+            for (int ph = 0; ph < nph; ph++) {
+                R.layer = l, R.phase = ph;
+                tpool_run(&pool, bwd_phase, &R);
+            }
+        tpool_free(&pool);
+        for (int i = 0; i < R.nt; i++) free(R.dS[i]);
+        free(R.dS);
+        free(R.d1), free(R.d2), free(R.d3), free(R.dctx), free(R.dqkv), free(R.dF), free(R.dG);
     }
-    free(d1);
-    free(d2);
-    free(dctx);
-    free(dqkv);
-    free(dF);
-    free(dG);
+    free(R.aoff);
+    free(R.t0);
 }

@@ -388,11 +388,35 @@ void mmp_tx_attention_fwd(float *out, float *att, const float *q, int ldq, const
     free(own);
 }
 
+void mmp_tx_attention_head_bwd(float *dq, float *dk, float *dv, float *dS, const float *dout, const float *q, int ldq,
+                               const float *k, int ldk, const float *v, int ldv, const float *P, int Lq, int Lk, int C,
+                               int NH, int h, int causal) {
+    const int dh = C / NH;
+    const float scale = 1.0f / sqrtf((float)dh);
+    if (Lq == 0 || Lk == 0) return;
+    const float *doh = dout + h * dh, *qh = q + h * dh, *kh = k + h * dh, *vh = v + h * dh;
+    /* dv[Lk, dh] += P^T dout */
+    if (dv) mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, Lk, dh, Lq, 1.0f, P, Lk, doh, C, 1.0f, dv + h * dh, ldv);
+    if (!dq && !dk) return;
+    /* dP[Lq, Lk] = dout v^T; dS = P (dP - rowsum(P dP)) / sqrt(dh) */
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, Lq, Lk, dh, 1.0f, doh, C, vh, ldv, 0.0f, dS, Lk);
+    for (int i = 0; i < Lq; i++) {
+        float *r = dS + (size_t)i * Lk;
+        const float *p = P + (size_t)i * Lk;
+        int n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk;
+        float dot = 0;
+        for (int j = 0; j < n; j++) dot += p[j] * r[j];
+        for (int j = 0; j < n; j++) r[j] = p[j] * (r[j] - dot) * scale;
+        for (int j = n; j < Lk; j++) r[j] = 0.0f;
+    }
+    /* dq[Lq, dh] += dS k; dk[Lk, dh] += dS^T q */
+    if (dq) mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, Lq, dh, Lk, 1.0f, dS, Lk, kh, ldk, 1.0f, dq + h * dh, ldq);
+    if (dk) mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, Lk, dh, Lq, 1.0f, dS, Lk, qh, ldq, 1.0f, dk + h * dh, ldk);
+}
+
 void mmp_tx_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, int ldq, const float *k,
                           int ldk, const float *v, int ldv, const float *att, const int *qlens, const int *kvlens,
                           int nseq, int C, int NH, int causal) {
-    const int dh = C / NH;
-    const float scale = 1.0f / sqrtf((float)dh);
     size_t mx = 0;
     for (int s = 0; s < nseq; s++)
         if ((size_t)qlens[s] * kvlens[s] > mx) mx = (size_t)qlens[s] * kvlens[s];
@@ -403,33 +427,10 @@ void mmp_tx_attention_bwd(float *dq, float *dk, float *dv, const float *dout, co
         for (int h = 0; h < NH; h++) {
             const float *P = att + ao;
             ao += (size_t)Lq * Lk;
-            if (Lq == 0 || Lk == 0) continue;
-            const float *doh = dout + (size_t)tq * C + h * dh;
-            const float *qh = q + (size_t)tq * ldq + h * dh, *kh = k + (size_t)tk * ldk + h * dh,
-                        *vh = v + (size_t)tk * ldv + h * dh;
-            /* dv[Lk, dh] += P^T dout */
-            if (dv)
-                mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, Lk, dh, Lq, 1.0f, P, Lk, doh, C, 1.0f, dv + (size_t)tk * ldv + h * dh,
-                          ldv);
-            if (!dq && !dk) continue;
-            /* dP[Lq, Lk] = dout v^T; dS = P (dP - rowsum(P dP)) / sqrt(dh) */
-            mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, Lq, Lk, dh, 1.0f, doh, C, vh, ldv, 0.0f, dS, Lk);
-            for (int i = 0; i < Lq; i++) {
-                float *r = dS + (size_t)i * Lk;
-                const float *p = P + (size_t)i * Lk;
-                int n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk;
-                float dot = 0;
-                for (int j = 0; j < n; j++) dot += p[j] * r[j];
-                for (int j = 0; j < n; j++) r[j] = p[j] * (r[j] - dot) * scale;
-                for (int j = n; j < Lk; j++) r[j] = 0.0f;
-            }
-            /* dq[Lq, dh] += dS k; dk[Lk, dh] += dS^T q */
-            if (dq)
-                mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, Lq, dh, Lk, 1.0f, dS, Lk, kh, ldk, 1.0f, dq + (size_t)tq * ldq + h * dh,
-                          ldq);
-            if (dk)
-                mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, Lk, dh, Lq, 1.0f, dS, Lk, qh, ldq, 1.0f, dk + (size_t)tk * ldk + h * dh,
-                          ldk);
+            mmp_tx_attention_head_bwd(dq ? dq + (size_t)tq * ldq : NULL, dk ? dk + (size_t)tk * ldk : NULL,
+                                      dv ? dv + (size_t)tk * ldv : NULL, dS, dout + (size_t)tq * C,
+                                      q + (size_t)tq * ldq, ldq, k + (size_t)tk * ldk, ldk, v + (size_t)tk * ldv, ldv,
+                                      P, Lq, Lk, C, NH, h, causal);
         }
     }
     free(dS);

@@ -74,6 +74,13 @@ void mmp_tx_attention_bwd(float *dq, float *dk, float *dv, /* same strides as q,
                           int ldv, const float *att, const int *qlens, const int *kvlens, int nseq, int C, int NH,
                           int causal);
 
+/* One (sequence, head) of mmp_tx_attention_bwd (the same bits): pointers at
+ * the sequence's first rows (dout row stride C), P its saved probabilities
+ * [Lq, Lk], dS scratch [Lq * Lk]. */
+void mmp_tx_attention_head_bwd(float *dq, float *dk, float *dv, float *dS, const float *dout, const float *q, int ldq,
+                               const float *k, int ldk, const float *v, int ldv, const float *P, int Lq, int Lk, int C,
+                               int NH, int h, int causal);
+
 /* out[T, C] = table[ids[t]] rows (token embeddings); dtable[V, C] += scatter of dout */
 void mmp_tx_embed_fwd(float *out, const int32_t *ids, const float *table, int T, int C);
 void mmp_tx_embed_bwd(float *dtable, const float *dout, const int32_t *ids, int T, int C);
@@ -122,7 +129,7 @@ typedef struct {
     float eps;   /* LayerNorm eps */
     mmp_tx_block *block;
     struct mmp_tx_packed *packed; /* NULL, or mmp_tx_encoder_pack's weights */
-    int threads; /* mmp_tx_encoder_fwd's threads (rows and attention heads
+    int threads; /* threads of the encoder's functions (rows and attention heads
                   * split among them, the same bits for any count); 0 or 1:
                   * the calling thread only */
 } mmp_tx_encoder;
@@ -163,7 +170,10 @@ typedef struct {
  * post-activation, the branch outputs). */
 size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int nseq);
 /* mmp_tx_encoder_fwd (the same bits in x and hidden) keeping the activations
- * in saved [mmp_tx_encoder_saved_size floats]. */
+ * in saved [mmp_tx_encoder_saved_size floats]. On e->threads threads, with
+ * the same bits for any count, as the backward: input gradients split by
+ * rows, parameter gradients by output columns (each a sum over the tokens in
+ * order), attention by (sequence, head). */
 void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
                              float *saved);
 /* Backward through every block from the saved activations: dx [T, C] holds
