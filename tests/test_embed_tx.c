@@ -5,7 +5,8 @@
  * 0.9.16 and open_clip 2.24 in each fixture's ref.safetensors (within 1e-4
  * of the reference's largest magnitude, as test_tx_models): proj and pool
  * (CLIP), pool, pooler and logits (ViT), another image size in a mixed-size
- * stream. Also: default layers, header provenance, u8 input normalized with
+ * stream; and u8 images through mmp-decode with each family's recipe
+ * against the library's own preprocessing (ref_decode.safetensors). Also: default layers, header provenance, u8 input normalized with
  * the model's mean/std (and --mean/--std), bit-identical results for any
  * --threads and --batch, the preprocessing warning, and refusals (unknown
  * layer, pickle, an image size that is not a multiple of the patch, --arch
@@ -85,8 +86,9 @@ static void write_u8(const char *path, const uint8_t *px, int n, int H, int W, c
     mmp_header_free(&h);
 }
 
-/* all embeddings of a stream as f32, records one after another; returns the count */
-static int read_emb(const char *path, float *out, size_t maxn, int64_t *dim, mmp_header *hcopy) {
+/* all embeddings of a stream as f32, records one after another; returns the count
+ * (ids: NULL or room for the records' ids, strdup'ed) */
+static int read_emb_ids(const char *path, float *out, size_t maxn, int64_t *dim, mmp_header *hcopy, char **ids) {
     char err[512];
     mmp_reader *r = mmp_reader_open(path, err, sizeof err);
     CHECKF(r != NULL, "%s: %s", path, err);
@@ -103,12 +105,17 @@ static int read_emb(const char *path, float *out, size_t maxn, int64_t *dim, mmp
         *dim = t->shape[0];
         mmp_tensor_to_f32(t, out + off);
         off += (size_t)t->shape[0];
+        if (ids) ids[n] = mmp_xstrdup(rec.id ? rec.id : "");
         n++;
     }
     CHECKF(rc == 0, "%s: %s", path, rc ? mmp_reader_error(r) : "");
     mmp_record_clear(&rec);
     mmp_reader_close(r);
     return n;
+}
+
+static int read_emb(const char *path, float *out, size_t maxn, int64_t *dim, mmp_header *hcopy) {
+    return read_emb_ids(path, out, maxn, dim, hcopy, NULL);
 }
 
 /* got[D] against row `row` of the reference [n, D]: max |got - want| / max |want of the tensor| */
@@ -233,6 +240,47 @@ static void check_fixture(const fx *f) {
     mmp_st_close(&ref);
 }
 
+/* mmp-decode FLAGS | mmp-embed on the source images of tests/fixtures/image/clip/
+ * against the library's own preprocessing + model (ref_decode.safetensors:
+ * metadata "decode" = FLAGS, "files" = the image of each row), without a
+ * preprocessing warning. */
+static void check_decode(const char *fixture, const char *const *layers, const char *const *refs) {
+    char dir[4096], rp[4200], cmd[256];
+    snprintf(dir, sizeof dir, "%s", t_root_path(fixture));
+    snprintf(rp, sizeof rp, "%s/ref_decode.safetensors", dir);
+    mmp_safetensors ref;
+    mmp_st_open_or_die(&ref, rp);
+    const char *flags = mmp_meta_get(&ref.meta, "decode"), *files = mmp_meta_get(&ref.meta, "files");
+    CHECK(flags && files);
+    if (!flags || !files) return;
+    const char *b = getenv("MMP_BUILD");
+    static float e[1 << 14];
+    char *ids[16];
+    for (int k = 0; layers[k]; k++) {
+        CHECK(t_sh("%s/mmp-decode %s src.tar | %s --model %s --layer %s --threads 2 -o dec.mmp 2> dec.err",
+                   b ? b : "build", flags, embed, dir, layers[k]) == 0);
+        CHECKF(t_sh("test -s dec.err") != 0, "%s: a warning for mmp-decode %s", fixture, flags);
+        int64_t dim = 0;
+        int n = read_emb_ids("dec.mmp", e, 1 << 14, &dim, NULL, ids);
+        CHECK(n == 7);
+        for (int i = 0; i < n; i++) {
+            /* the row of this record's image in the reference */
+            const char *base = strrchr(ids[i], '/') ? strrchr(ids[i], '/') + 1 : ids[i];
+            int row = -1, r = 0;
+            for (const char *p = files; *p; r++) {
+                size_t l = strcspn(p, ",");
+                if (l == strlen(base) && !strncmp(p, base, l)) row = r;
+                p += l + (p[l] == ',');
+            }
+            CHECKF(row >= 0, "%s: %s not in the reference", fixture, ids[i]);
+            snprintf(cmd, sizeof cmd, "%s decode %s %s", strrchr(fixture, '/') + 1, layers[k], base);
+            if (row >= 0) compare(cmd, e + (size_t)i * dim, &ref, refs[k], row);
+            free(ids[i]);
+        }
+    }
+    mmp_st_close(&ref);
+}
+
 int main(void) {
     mmp_set_progname("test_embed_tx");
     const char *b = getenv("MMP_BUILD");
@@ -248,6 +296,25 @@ int main(void) {
         {"tests/fixtures/tx_models/timm_noembcls", {"pool", "logits"}, {"pooled", "logits"}, "pool", "pooled2", "pool"},
     };
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(&fixtures[i]);
+
+    /* u8 images through mmp-decode with the recipe of docs/embed.md */
+    {
+        const char *b = getenv("MMP_BUILD");
+        char dec[4096];
+        snprintf(dec, sizeof dec, "%s/mmp-decode", b ? b : "build");
+        if (access(dec, X_OK)) {
+            printf("no %s: the mmp-decode checks are skipped\n", dec);
+        } else {
+            CHECK(t_sh("tar -cf src.tar -C %s clip", t_root_path("tests/fixtures/image")) == 0);
+            const char *cl[] = {"proj", "pool", NULL}, *cr[] = {"embed", "pooled"};
+            check_decode("tests/fixtures/tx_models/clip_hf", cl, cr);
+            check_decode("tests/fixtures/tx_models/clip_oc", cl, cr);
+            const char *tl[] = {"pool", "logits", NULL}, *tr[] = {"pooled", "logits"};
+            check_decode("tests/fixtures/tx_models/timm_cls", tl, tr);
+            const char *vl[] = {"pool", "pooler", NULL}, *vr[] = {"pooled", "pooler"};
+            check_decode("tests/fixtures/tx_models/vit_hf", vl, vr);
+        }
+    }
 
     char clip[4096], oc[4096], vit[4096];
     snprintf(clip, sizeof clip, "%s", t_root_path("tests/fixtures/tx_models/clip_hf"));
