@@ -321,7 +321,7 @@ static int load_tx(mmp_nn_model **out, const char *path, const char *arch, char 
     m->weights = mmp_xstrdup(tx->path);
     mmp_nn_tx_arch(tx, m->arch, sizeof m->arch);
     if (!tx->vision) {
-        mmp_errf(err, errlen, "%s: %s has no image tower (mmp-embed-text embeds its texts)", path, m->arch);
+        mmp_errf(err, errlen, "%s: %s has no image tower (a text-only checkpoint)", path, m->arch);
         mmp_nn_model_free(m);
         return -1;
     }
