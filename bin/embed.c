@@ -20,7 +20,9 @@ static const char usage[] =
     "the image dropped unless --keep).\n"
     "Input images: u8 [H,W,3] (normalized here: x/255, (x-mean)/std), or f32/f16\n"
     "[3,H,W] already normalized (header meta image.layout=chw, image.mean,\n"
-    "image.std, as mmp-augment writes). Any image size; one size per batch run.\n\n";
+    "image.std, as mmp-augment writes). Any image size (ViT/CLIP: multiples of\n"
+    "the patch); one size per batch run. ViT/CLIP: resize with the model's\n"
+    "recipe (docs/embed.md; a warning when the header says otherwise).\n\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed");

@@ -17,6 +17,7 @@
 #include "mmp.h"
 #include "nn/nn.h"
 #include "nn/provenance.h"
+#include "nn/txmodel.h"
 #include "testlib.h"
 #include "tx/model.h"
 
@@ -468,6 +469,29 @@ int main(void) {
         write_f32("g.mmp", imgs, o, 2, half, half, NULL, NULL);
         CHECK(t_sh("%s --model %s g.mmp > /dev/null 2> e.err", embed, oc) == 1 && one_line("e.err"));
         CHECK(t_sh("%s --model %s --allow-mixed g.mmp -o /dev/null 2> e.err", embed, oc) == 0);
+    }
+    /* arch names of real sizes (the tower's dims, as the loader fills them) */
+    {
+        static const struct {
+            mmp_txm_family f;
+            int C, L, I, P, g;
+            const char *want;
+        } cases[] = {
+            {MMP_TXM_CLIP_HF, 768, 12, 3072, 32, 7, "clip-hf-vit-b32"},
+            {MMP_TXM_CLIP_OPENCLIP, 1024, 24, 4096, 14, 24, "clip-openclip-vit-l14-336"},
+            {MMP_TXM_VIT_TIMM, 384, 12, 1536, 16, 14, "vit-timm-vit-s16"},
+            {MMP_TXM_VIT_HF, 768, 12, 3072, 16, 24, "vit-hf-vit-b16-384"},
+            {MMP_TXM_CLIP_OPENCLIP, 1664, 48, 8192, 14, 16, "clip-openclip-vit-bigg14"},
+            {MMP_TXM_CLIP_HF, 768, 12, 2048, 32, 7, "clip-hf-vit-w768-d12-p32"},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            mmp_tx_vision v = {.C = cases[i].C, .P = cases[i].P, .gh = cases[i].g, .gw = cases[i].g};
+            v.enc.layers = cases[i].L, v.enc.inter = cases[i].I;
+            mmp_tx_model fake = {.family = cases[i].f, .vision = &v};
+            char a[128];
+            mmp_nn_tx_arch(&fake, a, sizeof a);
+            CHECKF(!strcmp(a, cases[i].want), "arch %s, expected %s", a, cases[i].want);
+        }
     }
     /* --list-layers */
     CHECK(t_sh("test \"$(%s --model %s --list-layers | tr '\\n' ' ')\" = 'proj pool '", embed, oc) == 0);
