@@ -181,11 +181,11 @@ void mmp_nn_tx_run(const mmp_tx_model *m, int threads, const mmp_nn_layer *l, co
         for (size_t p = 0; p < hw; p++)
             for (int c = 0; c < 3; c++) d[c * hw + p] = s[p * 3 + c];
     }
-    /* micro-batches of about 1024 tokens (GEMMs with enough rows, bounded
-     * activations), at least one per thread when there are images enough */
-    int G = (1024 + T1 - 1) / T1;
-    int per = (N + threads - 1) / threads;
-    if (G > per) G = per;
+    /* micro-batches of at most about 1024 tokens (GEMMs with enough rows,
+     * bounded activations), of equal size, `rounds` of them a thread */
+    int gmax = (1024 + T1 - 1) / T1;
+    int64_t rounds = ((int64_t)N + (int64_t)threads * gmax - 1) / ((int64_t)threads * gmax);
+    int G = (int)(((int64_t)N + threads * rounds - 1) / (threads * rounds));
     if (G < 1) G = 1;
     int nmb = (N + G - 1) / G;
     int T = threads < nmb ? threads : nmb;
