@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nn/provenance.h"
+#include "nn/txmodel.h"
 
 int mmp_nn_embed_input(mmp_nn_embed *e, const mmp_header *ih, const char *in_name, char *err, size_t errlen) {
     const char *field = e->field;
@@ -38,20 +39,21 @@ int mmp_nn_embed_header(mmp_nn_embed *e, const mmp_header *ih, const char *in_na
     const char *arch = mmp_nn_model_arch(e->model);
     if (e->size && fixed && (fh != e->size || fw != e->size))
         return mmp_errf(err, errlen, "%s: images are %dx%d but --size %d", in_name, fh, fw, e->size);
-    if (fixed && mmp_nn_output_dim(e->model, &e->layer, fh, fw) <= 0)
-        return mmp_errf(err, errlen, "%s: images %dx%d are too small for %s --layer %s", in_name, fh, fw, arch,
-                        e->layer.name);
+    if (fixed && mmp_nn_output_dim(e->model, &e->layer, fh, fw) <= 0) {
+        char why[160];
+        mmp_nn_size_refusal(e->model, &e->layer, fh, fw, why, sizeof why);
+        return mmp_errf(err, errlen, "%s: image size %dx%d %s", in_name, fh, fw, why);
+    }
     /* records per batch: a multiple of the micro-batch, so that the result does
-     * not depend on --batch (same micro-batches) when the size is fixed */
-    if (fixed) {
+     * not depend on --batch (same micro-batches) when the size is fixed; a
+     * ViT/CLIP image's result does not depend on its batch at all */
+    if (fixed && !mmp_nn_model_tx(e->model)) {
         int g = mmp_nn_micro_batch(fh, fw);
         e->batch = (e->batch + g - 1) / g * g;
     }
     mmp_header_copy(oh, ih);
     if (!e->keep) mmp_header_remove_field(oh, e->field);
-    int64_t dim = -1;
-    if (fixed || e->layer.kind != MMP_NN_OUT_BLOCK || !e->layer.flat)
-        dim = mmp_nn_output_dim(e->model, &e->layer, fixed ? fh : 1024, fixed ? fw : 1024);
+    int64_t dim = fixed ? mmp_nn_output_dim(e->model, &e->layer, fh, fw) : mmp_nn_layer_dim_any(e->model, &e->layer);
     mmp_header_add_field(oh, "embedding", e->out_dtype, 1, &dim);
     char sizestr[64];
     if (e->size) snprintf(sizestr, sizeof sizestr, "%dx%d", e->size, e->size);
@@ -66,8 +68,14 @@ int mmp_nn_embed_header(mmp_nn_embed *e, const mmp_header *ih, const char *in_na
     mmp_meta_set(&oh->meta, "embed.std", ss);
     mmp_meta_set(&oh->meta, "embed.dtype", mmp_dtype_name(e->out_dtype));
     mmp_meta_set(&oh->meta, "embed.weights_sha256", weights_sha256);
-    const char *base = strrchr(weights, '/');
-    mmp_meta_set(&oh->meta, "embed.weights", base ? base + 1 : weights);
+    /* the file or folder name (a folder's trailing slashes aside) */
+    size_t wl = strlen(weights);
+    while (wl > 1 && weights[wl - 1] == '/') wl--;
+    size_t b0 = wl;
+    while (b0 > 0 && weights[b0 - 1] != '/') b0--;
+    char *base = mmp_xasprintf("%.*s", (int)(wl - b0), weights + b0);
+    mmp_meta_set(&oh->meta, "embed.weights", base);
+    free(base);
     mmp_meta_set(&oh->meta, "provenance", prov);
     free(ms), free(ss), free(prov);
     return 0;
@@ -121,9 +129,11 @@ static int check_image(const loop *c, item *it, uint64_t recno, char *err, size_
         return mmp_errf(err, errlen,
                         "%s: record %llu: image %dx%d has more than --max-pixels %lld pixels (resize with mmp-decode --size)",
                         in, rn, it->H, it->W, e->max_pixels);
-    if (it->H < 1 || it->W < 1 || (it->dim = mmp_nn_output_dim(e->model, &e->layer, it->H, it->W)) <= 0)
-        return mmp_errf(err, errlen, "%s: record %llu: image %dx%d is too small for %s --layer %s", in, rn, it->H,
-                        it->W, mmp_nn_model_arch(e->model), e->layer.name);
+    if (it->H < 1 || it->W < 1 || (it->dim = mmp_nn_output_dim(e->model, &e->layer, it->H, it->W)) <= 0) {
+        char why[160];
+        mmp_nn_size_refusal(e->model, &e->layer, it->H, it->W, why, sizeof why);
+        return mmp_errf(err, errlen, "%s: record %llu: image %dx%d %s", in, rn, it->H, it->W, why);
+    }
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "nn/winograd.h"
 #include "nn/gemm.h"
 #include "nn/cpu.h"
+#include "nn/txmodel.h"
 
 #define BN_EPS 1e-5f /* torchvision BatchNorm2d default */
 
@@ -44,6 +45,8 @@ struct mmp_nn_model {
     int classes; /* 0: no classifier */
     float *fc_w, *fc_b;
     char *block_names;
+    mmp_tx_model *tx; /* a ViT/CLIP image tower (nn/txmodel.h) instead of the blocks */
+    char *weights;    /* the weights file */
 };
 
 /* ---- loading ---- */
@@ -309,25 +312,70 @@ int mmp_nn_parse3(const char *s, float out[3]) {
 static void prepare_winograd(mmp_nn_model *m);
 static void prepare_gemm(mmp_nn_model *m);
 
+/* A ViT/CLIP checkpoint (file or folder) behind an mmp_nn_model. */
+static int load_tx(mmp_nn_model **out, const char *path, const char *arch, char *err, size_t errlen) {
+    mmp_tx_model *tx = mmp_tx_model_load(path, err, errlen);
+    if (!tx) return -1;
+    mmp_nn_model *m = mmp_xcalloc(1, sizeof *m);
+    m->tx = tx;
+    m->weights = mmp_xstrdup(tx->path);
+    mmp_nn_tx_arch(tx, m->arch, sizeof m->arch);
+    if (!tx->vision) {
+        mmp_errf(err, errlen, "%s: %s has no image tower (a text-only checkpoint)", path, m->arch);
+        mmp_nn_model_free(m);
+        return -1;
+    }
+    if (mmp_nn_tx_check_arch(tx, m->arch, arch, path, err, errlen)) {
+        mmp_nn_model_free(m);
+        return -1;
+    }
+    m->pre.size = tx->pre.height;
+    memcpy(m->pre.mean, tx->pre.mean, sizeof m->pre.mean);
+    memcpy(m->pre.std, tx->pre.std, sizeof m->pre.std);
+    for (int i = 0; i < 3; i++)
+        if (!(m->pre.std[i] > 0)) {
+            mmp_errf(err, errlen, "%s: the preprocessing's std must be positive", path);
+            mmp_nn_model_free(m);
+            return -1;
+        }
+    m->classes = mmp_tx_image_dim(tx, MMP_TX_OUT_LOGITS) > 0 ? mmp_tx_image_dim(tx, MMP_TX_OUT_LOGITS) : 0;
+    m->pool_dim = mmp_tx_image_dim(tx, MMP_TX_OUT_POOLED);
+    char names[128];
+    mmp_nn_tx_layer_names(tx, names, sizeof names);
+    m->block_names = mmp_xstrdup(names);
+    *out = m;
+    return 0;
+}
+
+static int is_tx_arch(const char *a) { return !strncmp(a, "vit", 3) || !strncmp(a, "clip", 4); }
+
 int mmp_nn_model_load(mmp_nn_model **out, const char *path, const char *arch, char *err, size_t errlen) {
     *out = NULL;
+    if (arch && strcmp(arch, "mobilenet_v2") && strncmp(arch, "resnet", 6) && !is_tx_arch(arch))
+        return mmp_errf(err, errlen,
+                        "unknown --arch %s (resnet18, resnet34, resnet50, resnet101, resnet152, mobilenet_v2; "
+                        "vit, clip, vit-hf, vit-timm, clip-hf, clip-openclip)",
+                        arch);
+    if (mmp_nn_tx_wants(path, NULL)) return load_tx(out, path, arch, err, errlen);
     mmp_safetensors st;
     if (mmp_st_open(&st, path, err, errlen)) return -1;
-    mmp_nn_model *m = mmp_xcalloc(1, sizeof *m);
-    loader L = {&st, path, err, errlen};
     const char *meta_arch = mmp_meta_get(&st.meta, "architecture");
     int is_resnet = mmp_st_get(&st, "conv1.weight") && mmp_st_get(&st, "layer1.0.conv1.weight");
     int is_mnv2 = mmp_st_get(&st, "features.0.0.weight") != NULL;
+    if (!is_resnet && !is_mnv2 && mmp_nn_tx_wants(path, &st)) {
+        mmp_st_close(&st);
+        return load_tx(out, path, arch, err, errlen);
+    }
+    mmp_nn_model *m = mmp_xcalloc(1, sizeof *m);
+    loader L = {&st, path, err, errlen};
     int rc;
-    if (arch && strcmp(arch, "mobilenet_v2") && strncmp(arch, "resnet", 6)) {
-        rc = mmp_errf(err, errlen, "unknown --arch %s (resnet18, resnet34, resnet50, resnet101, resnet152, mobilenet_v2)", arch);
-    } else if (is_resnet) {
+    if (is_resnet) {
         rc = load_resnet(m, &L, arch);
     } else if (is_mnv2) {
         rc = load_mnv2(m, &L, arch);
     } else {
         rc = mmp_errf(err, errlen, "%s: not a torchvision ResNet or MobileNetV2 state_dict "
-                  "(no conv1.weight/layer1.0.conv1.weight or features.0.0.weight)", path);
+                  "(no conv1.weight/layer1.0.conv1.weight or features.0.0.weight) nor a ViT/CLIP checkpoint", path);
     }
     if (!rc && meta_arch && !arch && strcmp(meta_arch, m->arch) &&
         !(strcmp(meta_arch, "resnet") == 0 && strncmp(m->arch, "resnet", 6) == 0))
@@ -368,12 +416,15 @@ int mmp_nn_model_load(mmp_nn_model **out, const char *path, const char *arch, ch
             strcat(m->block_names, m->blocks[i].alias);
         }
     }
+    m->weights = mmp_xstrdup(path);
     *out = m;
     return 0;
 }
 
 void mmp_nn_model_free(mmp_nn_model *m) {
     if (!m) return;
+    mmp_tx_model_free(m->tx);
+    free(m->weights);
     for (int i = 0; i < m->nblocks; i++)
         for (int j = 0; j < 4; j++) {
             free(m->blocks[i].conv[j].w);
@@ -395,9 +446,31 @@ mmp_nn_preproc mmp_nn_model_preproc(const mmp_nn_model *m) { return m->pre; }
 int mmp_nn_model_classes(const mmp_nn_model *m) { return m->classes; }
 int mmp_nn_model_pool_dim(const mmp_nn_model *m) { return m->pool_dim; }
 const char *mmp_nn_model_block_names(const mmp_nn_model *m) { return m->block_names; }
+const char *mmp_nn_model_weights(const mmp_nn_model *m) { return m->weights; }
+const char *mmp_nn_model_default_layer(const mmp_nn_model *m) {
+    return m->tx ? mmp_nn_tx_default_layer(m->tx) : "pool";
+}
+const mmp_tx_model *mmp_nn_model_tx(const mmp_nn_model *m) { return m->tx; }
+
+void mmp_nn_size_refusal(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W, char *buf, size_t n) {
+    if (m->tx && m->tx->vision)
+        snprintf(buf, n, "is not a multiple of %s's patch size %d", m->arch, m->tx->vision->P);
+    else
+        snprintf(buf, n, "is too small for %s --layer %s", m->arch, l->name);
+}
+
+int64_t mmp_nn_layer_dim_any(const mmp_nn_model *m, const mmp_nn_layer *l) {
+    if (m->tx) {
+        int d = mmp_tx_image_dim(m->tx, mmp_nn_tx_out(l));
+        return d > 0 ? d : -1;
+    }
+    if (l->kind == MMP_NN_OUT_BLOCK && l->flat) return -1;
+    return mmp_nn_output_dim(m, l, 1024, 1024);
+}
 
 int mmp_nn_layer_parse(const mmp_nn_model *m, const char *spec, mmp_nn_layer *l, char *err, size_t errlen) {
     memset(l, 0, sizeof *l);
+    if (m->tx) return mmp_nn_tx_layer_parse(m->tx, m->arch, spec, l, err, errlen);
     if (!strcmp(spec, "pool")) {
         l->kind = MMP_NN_OUT_POOL;
         snprintf(l->name, sizeof l->name, "pool");
@@ -472,6 +545,7 @@ static void prepare_gemm(mmp_nn_model *m) {
 }
 
 int64_t mmp_nn_output_dim(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W) {
+    if (m->tx) return mmp_nn_tx_output_dim(m->tx, l, H, W);
     int h = H, w = W;
     int last = l->kind == MMP_NN_OUT_BLOCK ? l->block : m->nblocks - 1;
     for (int i = 0; i <= last; i++) {
@@ -492,6 +566,7 @@ static double conv_macs(const mmp_nn_conv *c, int *h, int *w) {
 }
 
 double mmp_nn_model_macs(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W) {
+    if (m->tx) return mmp_nn_tx_macs(m->tx, l, H, W);
     double macs = 0;
     int h = H, w = W, last = l->kind == MMP_NN_OUT_BLOCK ? l->block : m->nblocks - 1;
     for (int i = 0; i <= last; i++) {
@@ -728,6 +803,10 @@ static void *worker(void *arg) {
 
 void mmp_nn_run(mmp_nn_runner *r, const mmp_nn_layer *l, const float *x, int N, int H, int W, float *out) {
     if (N <= 0) return;
+    if (r->m->tx) {
+        mmp_nn_tx_run(r->m->tx, r->threads, l, x, N, H, W, out);
+        return;
+    }
     int64_t dim = mmp_nn_output_dim(r->m, l, H, W);
     if (dim <= 0) mmp_die("image %dx%d is too small for %s --layer %s", H, W, r->m->arch, l->name);
     int G = mmp_nn_micro_batch(H, W);

@@ -4,6 +4,9 @@
  * ResNet-18/34/50/101/152 (any width, any block counts of torchvision's
  * BasicBlock/Bottleneck layout) and MobileNetV2 (any width_mult). Batch
  * norm (eps 1e-5) is folded into the convolutions at load time.
+ * ViT and CLIP image towers load too (a .safetensors file or a model folder
+ * of the families of docs/vit_clip.md), run by the transformer engine with
+ * the layers proj, pool, pooler and logits (see mmp_nn_layer).
  *
  *   mmp_nn_model *m; mmp_nn_model_load(&m, "mnv2.safetensors", NULL, err, sizeof err);
  *   mmp_nn_layer l; mmp_nn_layer_parse(m, "pool", &l, err, sizeof err);
@@ -30,7 +33,13 @@ typedef struct {
     float mean[3], std[3];
 } mmp_nn_preproc;
 
-typedef enum { MMP_NN_OUT_POOL = 0, MMP_NN_OUT_LOGITS, MMP_NN_OUT_BLOCK } mmp_nn_out_kind;
+typedef enum {
+    MMP_NN_OUT_POOL = 0,
+    MMP_NN_OUT_LOGITS,
+    MMP_NN_OUT_BLOCK,
+    MMP_NN_OUT_PROJ,   /* ViT/CLIP only */
+    MMP_NN_OUT_POOLER, /* ViT/CLIP only */
+} mmp_nn_out_kind;
 
 /* What mmp_nn_run outputs per image:
  *  pool    global-average-pooled final features [D] (MobileNetV2 1280*max(1,w),
@@ -39,7 +48,14 @@ typedef enum { MMP_NN_OUT_POOL = 0, MMP_NN_OUT_LOGITS, MMP_NN_OUT_BLOCK } mmp_nn
  *  NAME    output of block NAME ("layer3", "layer3.1", "maxpool";
  *          "features.0".."features.18"), global-average-pooled: [C]
  *  NAME:flat  the same block output flattened like torch.flatten(x, 1)
- *          (C, H, W order): [C*h*w], depends on the input size. */
+ *          (C, H, W order): [C*h*w], depends on the input size.
+ * ViT/CLIP:
+ *  proj    CLIP's projected image embedding [projection dim] (the default)
+ *  pool    the pooled output before any projection or head [width] (the
+ *          default for ViT): CLIP pooler_output, HF ViT last_hidden_state[:, 0],
+ *          timm forward_head(pre_logits=True)
+ *  pooler  HF ViTModel's pooler_output (when the weights have pooler.dense)
+ *  logits  the ViT's classifier / timm head [classes] */
 typedef struct {
     mmp_nn_out_kind kind;
     int block; /* index into the model's blocks (MMP_NN_OUT_BLOCK) */
@@ -47,17 +63,26 @@ typedef struct {
     char name[80]; /* canonical spelling, e.g. "pool", "layer3", "features.13:flat" */
 } mmp_nn_layer;
 
-/* arch: NULL = detect from the tensor names (and __metadata__
+/* path: a safetensors file, or a ViT/CLIP model folder.
+ * arch: NULL = detect from the tensor names (and __metadata__
  * "architecture"); else "resnet", "resnet18|34|50|101|152" or
- * "mobilenet_v2", checked against the tensors. 0 ok, -1 error (err). */
+ * "mobilenet_v2", or for ViT/CLIP "vit", "clip", a family ("vit-hf",
+ * "vit-timm", "clip-hf", "clip-openclip") or the whole arch name; checked
+ * against the tensors. 0 ok, -1 error (err). */
 int mmp_nn_model_load(mmp_nn_model **m, const char *path, const char *arch, char *err, size_t errlen);
 void mmp_nn_model_free(mmp_nn_model *m);
-/* "resnet18", ..., "mobilenet_v2"; non-standard layouts e.g. "resnet-basic-2.2.2.2-w8". */
+/* "resnet18", ..., "mobilenet_v2"; non-standard layouts e.g. "resnet-basic-2.2.2.2-w8";
+ * ViT/CLIP: family, tower, native size when not 224, e.g. "clip-hf-vit-b32",
+ * "vit-timm-vit-l16-384", "clip-openclip-vit-w48-d2-p8-40". */
 const char *mmp_nn_model_arch(const mmp_nn_model *m);
+/* The weights file (for a model folder: the safetensors file in it). */
+const char *mmp_nn_model_weights(const mmp_nn_model *m);
+/* The layer used when none is asked for: "proj" for CLIP, else "pool". */
+const char *mmp_nn_model_default_layer(const mmp_nn_model *m);
 mmp_nn_preproc mmp_nn_model_preproc(const mmp_nn_model *m);
 int mmp_nn_model_classes(const mmp_nn_model *m); /* 0 when the file has no classifier */
 int mmp_nn_model_pool_dim(const mmp_nn_model *m);
-/* Comma-separated list of valid block names (for messages). */
+/* Comma-separated list of valid block names (for messages); ViT/CLIP: its layers. */
 const char *mmp_nn_model_block_names(const mmp_nn_model *m);
 /* Parses "pool", "logits", "NAME" or "NAME:flat". 0 ok, -1 error (err). */
 int mmp_nn_layer_parse(const mmp_nn_model *m, const char *spec, mmp_nn_layer *l, char *err, size_t errlen);

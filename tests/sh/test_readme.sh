@@ -6,7 +6,8 @@
 # The files the examples name are made here: train.tar / test.tar (ImageFolder
 # tars of mmp-synth pictures), captions.tar + classes.txt (WebDataset with
 # captions), mnv2.safetensors (the shared MobileNetV2, else a random one),
-# minilm/ (all-MiniLM-L6-v2 from models/, else a random BERT). `ssh HOST CMD`
+# minilm/ (all-MiniLM-L6-v2 from models/, else a random BERT), models/clip-vit-base-patch32
+# (from models/, else the tiny CLIP fixture). `ssh HOST CMD`
 # runs CMD here and `curl URL` prints captions.tar: the examples that show
 # remote use run through the same pipes.
 set -u
@@ -29,6 +30,10 @@ if [ -f "$shared/models/mobilenet_v2-imagenet.safetensors" ]; then ln -s "$share
 else "$py" "$R/pipelines/lib/random_init.py" mobilenet_v2 mnv2.safetensors; fi
 if [ -f "$R/models/all-MiniLM-L6-v2/model.safetensors" ]; then ln -s "$R/models/all-MiniLM-L6-v2" minilm
 else "$py" "$R/pipelines/lib/random_init.py" bert minilm --vocab-from captions.tar; fi
+# models/clip-vit-base-patch32: the fetched CLIP when there is one, else the tiny CLIP of the tests
+mkdir -p models
+if [ -f "$R/models/clip-vit-base-patch32/model.safetensors" ]; then ln -s "$R/models/clip-vit-base-patch32" models/
+else ln -s "$R/tests/fixtures/tx_models/clip_hf" models/clip-vit-base-patch32; fi
 # the opening example trains with --dev dev.mmp: held-out pictures embedded the same way
 mmp-synth -n 60 --seed 5 --first 20000 -o x/dev.tar && mkdir -p x/dev && tar xf x/dev.tar -C x/dev
 for f in x/dev/*.jpg; do k=${f%.jpg}; c=$(sed -n "$(( $(cat "$k.cls") + 1 ))p" classes.txt); mkdir -p "x/img/dev/$c"; mv "$f" "x/img/dev/$c/"; done
