@@ -9,6 +9,11 @@ are at hand (a fresh machine with no ../shared and no network). numpy only.
   random_init.py bert OUTDIR --vocab-from CAPTIONS.txt [--seed S]
       a 2-layer, 128-wide BERT (Hugging Face names) + config.json + vocab.txt
       built from the words of CAPTIONS.txt (lower-cased). NOT pretrained.
+  random_init.py clip OUTDIR --vocab BPE.txt.gz [--seed S]
+      a small CLIP (ViT 64-wide, patch 16, 96 px, 2 layers; text 64-wide, 2
+      layers, context 77, CLIP's 49408-token vocabulary) with open_clip's names
+      (open_clip_model.safetensors + open_clip_config.json) and the BPE
+      vocabulary file copied beside it. NOT pretrained.
 """
 import argparse, json, os, re, struct, sys
 import numpy as np
@@ -86,18 +91,72 @@ def bert(rng, vocab_size, H=128, L=2, I=512, P=64):
     return t, cfg
 
 
+def clip(rng, V=49408, W=64, L=2, P=16, S=96, ctx=77, E=32):
+    t = {}
+    def n(shape, std):
+        return (rng.standard_normal(shape) * std).astype(np.float32)
+    def ln(name, c):
+        t[name + ".weight"] = np.ones(c, np.float32)
+        t[name + ".bias"] = np.zeros(c, np.float32)
+    def blocks(prefix):
+        for l in range(L):
+            p = "%s.resblocks.%d." % (prefix, l)
+            ln(p + "ln_1", W)
+            t[p + "attn.in_proj_weight"] = n((3 * W, W), W ** -0.5)
+            t[p + "attn.in_proj_bias"] = np.zeros(3 * W, np.float32)
+            t[p + "attn.out_proj.weight"] = n((W, W), (2 * L * W) ** -0.5)
+            t[p + "attn.out_proj.bias"] = np.zeros(W, np.float32)
+            ln(p + "ln_2", W)
+            t[p + "mlp.c_fc.weight"] = n((4 * W, W), (2 * W) ** -0.5)
+            t[p + "mlp.c_fc.bias"] = np.zeros(4 * W, np.float32)
+            t[p + "mlp.c_proj.weight"] = n((W, 4 * W), (2 * L * W) ** -0.5)
+            t[p + "mlp.c_proj.bias"] = np.zeros(W, np.float32)
+    g = S // P
+    t["visual.conv1.weight"] = n((W, 3, P, P), (3 * P * P) ** -0.5)
+    t["visual.class_embedding"] = n((W,), W ** -0.5)
+    t["visual.positional_embedding"] = n((g * g + 1, W), W ** -0.5)
+    ln("visual.ln_pre", W)
+    blocks("visual.transformer")
+    ln("visual.ln_post", W)
+    t["visual.proj"] = n((W, E), W ** -0.5)
+    t["token_embedding.weight"] = n((V, W), 0.02)
+    t["positional_embedding"] = n((ctx, W), 0.01)
+    blocks("transformer")
+    ln("ln_final", W)
+    t["text_projection"] = n((W, E), W ** -0.5)
+    t["logit_scale"] = np.array(np.log(1 / 0.07), np.float32)
+    cfg = {"model_cfg": {"embed_dim": E, "quick_gelu": True,
+                         "vision_cfg": {"image_size": S, "layers": L, "width": W, "head_width": W // 4, "patch_size": P},
+                         "text_cfg": {"context_length": ctx, "vocab_size": V, "width": W, "heads": 4, "layers": L}},
+           "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
+                              "interpolation": "bicubic", "resize_mode": "shortest"}}
+    return t, cfg
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["mobilenet_v2", "bert"])
+    ap.add_argument("kind", choices=["mobilenet_v2", "bert", "clip"])
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vocab-from")
+    ap.add_argument("--vocab", help="clip: CLIP's bpe_simple_vocab_16e6.txt.gz")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     note = "randomly initialised (seed %d), not pretrained" % a.seed
     if a.kind == "mobilenet_v2":
         write_safetensors(a.out, mobilenet_v2(rng), {"arch": "mobilenet_v2", "input_mean": "0.5,0.5,0.5",
                           "input_std": "0.5,0.5,0.5", "input_size": "96", "note": note})
+        return
+    if a.kind == "clip":
+        if not a.vocab:
+            sys.exit("random_init.py: clip needs --vocab bpe_simple_vocab_16e6.txt.gz")
+        import shutil
+        os.makedirs(a.out, exist_ok=True)
+        t, cfg = clip(rng)
+        write_safetensors(os.path.join(a.out, "open_clip_model.safetensors"), t, {"note": note})
+        with open(os.path.join(a.out, "open_clip_config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        shutil.copyfile(a.vocab, os.path.join(a.out, "bpe_simple_vocab_16e6.txt.gz"))
         return
     if not a.vocab_from:
         sys.exit("random_init.py: bert needs --vocab-from CAPTIONS.txt")
