@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
         MMP_O_FLAG("drop-image", 0, &drop_image, "drop the 'image' field (same as --drop image)"),
         MMP_O_CALL("drop", 0, opt_drop, &dl, "NAME", "drop this field (repeatable)"),
         MMP_O_CHOICE("missing-text", 0, &missing_skip, missing_names, "records without text: error (default) or skip (counted)"),
-        MMP_O_CHOICE("utf8", 0, &utf8i, utf8_names, "invalid UTF-8: error (default) or U+FFFD (then dropped by BERT's cleaning)"),
+        MMP_O_CHOICE("utf8", 0, &utf8i, utf8_names, "invalid UTF-8: error (default) or U+FFFD (BERT's cleaning drops it)"),
         MMP_O_OUTPUT(&out, "output (default stdout)"),
         MMP_O_COMMON,
         MMP_O_END,
