@@ -21,8 +21,8 @@ typedef struct {
 
 static void *job_run(void *p) {
     job *j = p;
-    j->rc = mmp_text_encoder_embed(j->tm, j->texts, j->lens, j->n, j->max_length, j->normalize, j->utf8, j->out, &j->bad,
-                           j->err, sizeof j->err);
+    j->rc = mmp_text_encoder_embed(j->tm, j->texts, j->lens, j->n, j->max_length, j->normalize, j->utf8, j->out,
+                                   &j->bad, j->err, sizeof j->err);
     return NULL;
 }
 
