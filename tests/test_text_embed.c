@@ -50,7 +50,8 @@ static int run(const mmp_text_embed_opts *o, const mem *in, const mmp_text_lines
         if (!r) return mmp_errf(err, errlen, "%s", rerr);
     }
     mmp_header oh;
-    mmp_text_embed_header(o, r ? mmp_reader_header(r) : NULL, lines, "a photo of a {}", &oh);
+    static const char *const tpl[] = {"a photo of a {}"};
+    mmp_text_embed_header(o, r ? mmp_reader_header(r) : NULL, lines, tpl, 1, &oh);
     mmp_writer *w = t_mem_writer(out, "out.mmp", &oh);
     int rc = mmp_text_embed_stream(o, r, lines, "in.mmp", w, err, errlen);
     t_mem_close(out, w);
@@ -61,14 +62,14 @@ static int run(const mmp_text_embed_opts *o, const mem *in, const mmp_text_lines
 
 /* Reference: mmp_text_embed on consecutive batches of o->batch texts. */
 static float *reference(const mmp_text_embed_opts *o, const char *const *t, int n) {
-    int H = o->model->bert.cfg.hidden;
+    int H = o->model->dim;
     size_t lens[NT];
     for (int i = 0; i < n; i++) lens[i] = strlen(t[i]);
     float *y = malloc(sizeof(float) * H * (n ? n : 1));
     char err[256];
     for (int s = 0; s < n; s += o->batch) {
         int k = n - s < o->batch ? n - s : o->batch, bad;
-        CHECK(mmp_text_embed(o->model, t + s, lens + s, k, o->max_length, o->normalize, o->utf8, y + (size_t)s * H,
+        CHECK(mmp_text_embed(o->model->bert, t + s, lens + s, k, o->max_length, o->normalize, o->utf8, y + (size_t)s * H,
                              &bad, err, sizeof err) == 0);
     }
     return y;
@@ -77,7 +78,7 @@ static float *reference(const mmp_text_embed_opts *o, const char *const *t, int 
 /* Output records: id r<i> (i in idx), extra kept, image dropped, embedding == want. */
 static void check_out(const mem *out, const mmp_text_embed_opts *o, const int *idx, int n, const float *want,
                       uint64_t skipped) {
-    int H = o->model->bert.cfg.hidden;
+    int H = o->model->dim;
     char err[256];
     mmp_reader *r = mmp_reader_open_mem(out->buf, out->n, "out.mmp", err, sizeof err);
     CHECKF(r, "%s", err);
@@ -108,8 +109,9 @@ static void check_out(const mem *out, const mmp_text_embed_opts *o, const int *i
 int main(void) {
     mmp_set_progname("test_text_embed");
     char err[512];
-    mmp_text_model tm;
-    if (mmp_text_model_load(&tm, t_root_path("tests/fixtures/text/tiny_bert"), 0, err, sizeof err)) SKIP("%s", err);
+    mmp_text_encoder tm;
+    if (mmp_text_encoder_load(&tm, t_root_path("tests/fixtures/text/tiny_bert"), NULL, err, sizeof err)) SKIP("%s", err);
+    CHECK(tm.bert && !tm.clip && tm.dim == tm.bert->bert.cfg.hidden);
     static const char *const drops[] = {"image"};
     mmp_text_embed_opts o0 = {.model = &tm, .max_length = tm.max_length, .normalize = 1, .utf8 = MMP_UTF8_ERROR,
                               .batch = 2, .threads = 1, .dtype = MMP_F32, .field = "temb", .drops = drops,
@@ -174,8 +176,10 @@ int main(void) {
         fputs("cat\r\ndog\nbig bird\n", f);
         fclose(f);
         mmp_text_lines tl;
-        CHECKF(mmp_text_lines_read(&tl, "lines.txt", "a photo of a {}", MMP_UTF8_ERROR, err, sizeof err) == 0, "%s", err);
+        static const char *const tpl[] = {"a photo of a {}"};
+        CHECKF(mmp_text_lines_read(&tl, "lines.txt", tpl, 1, MMP_UTF8_ERROR, err, sizeof err) == 0, "%s", err);
         CHECK(tl.n == 3 && !strcmp(tl.ids[0], "cat") && !strcmp(tl.texts[2], "a photo of a big bird"));
+        CHECK(tl.nclasses == 3 && !strcmp(tl.classes[2], "big bird") && tl.labels[2] == 2);
         const char *lt[3] = {"a photo of a cat", "a photo of a dog", "a photo of a big bird"};
         float *want = reference(&o0, lt, 3);
         mem out;
@@ -189,7 +193,7 @@ int main(void) {
         for (int i = 0; r && mmp_reader_next(r, &rec) > 0; i++) {
             const mmp_tensor *t = mmp_record_cget(&rec, "temb");
             CHECK(i < 3 && rec.label == i && !strcmp(rec.id, tl.ids[i]) && !strcmp(rec.text, lt[i]));
-            CHECK(i < 3 && t && !memcmp(t->data, want + (size_t)i * tm.bert.cfg.hidden, sizeof(float) * t->shape[0]));
+            CHECK(i < 3 && t && !memcmp(t->data, want + (size_t)i * tm.dim, sizeof(float) * t->shape[0]));
             mmp_record_clear(&rec);
         }
         CHECK(r && mmp_reader_count(r) == 3);
@@ -199,12 +203,12 @@ int main(void) {
         f = fopen("lines.txt", "wb");
         fwrite("ok\nbad\0line\n", 1, 12, f);
         fclose(f);
-        CHECK(mmp_text_lines_read(&tl, "lines.txt", NULL, MMP_UTF8_ERROR, err, sizeof err) == -1);
+        CHECK(mmp_text_lines_read(&tl, "lines.txt", NULL, 0, MMP_UTF8_ERROR, err, sizeof err) == -1);
         CHECKF(!strcmp(err, "lines.txt: line 2: contains a NUL byte"), "got: %s", err);
-        CHECK(mmp_text_lines_read(&tl, "no/such.txt", NULL, MMP_UTF8_ERROR, err, sizeof err) == -1);
+        CHECK(mmp_text_lines_read(&tl, "no/such.txt", NULL, 0, MMP_UTF8_ERROR, err, sizeof err) == -1);
         CHECKF(!strcmp(err, "no/such.txt: cannot open"), "got: %s", err);
         remove("lines.txt");
     }
-    mmp_text_model_free(&tm);
+    mmp_text_encoder_free(&tm);
     TEST_END();
 }
