@@ -2,7 +2,10 @@
  * records (classification heads) or projections + retrieval metrics and
  * zero-shot predictions (pair heads). See docs/train.md. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mmp.h"
@@ -79,6 +82,17 @@ int main(int argc, char **argv) {
     mmp_trainer tr;
     mmp_eval ec;
     memset(&tr, 0, sizeof tr);
+    struct stat sb;
+    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* a model folder (CLIP): its weights file */
+        static const char *const names[] = {"model.safetensors", "open_clip_model.safetensors"};
+        char *f = NULL;
+        for (int k = 0; k < 2 && !f; k++) {
+            f = mmp_xasprintf("%s/%s", model, names[k]);
+            if (access(f, R_OK)) free(f), f = NULL;
+        }
+        if (!f) mmp_die("%s: a folder without model.safetensors or open_clip_model.safetensors", model);
+        model = f; /* kept to the end */
+    }
     if (mmp_trainer_load(&tr, model, NULL, err, sizeof err)) mmp_die("%s", err);
     char clip_sha[65] = "";
     if (tr.clip && mmp_sha256_file(model, clip_sha)) mmp_die("%s: cannot read", model);
