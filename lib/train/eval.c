@@ -147,6 +147,11 @@ static int write_prediction(const mmp_eval *e, mmp_writer *w, const mmp_record *
     mmp_record_init(&o);
     if (ir->id) mmp_record_set_id(&o, ir->id);
     if (ir->text) mmp_record_set_text(&o, ir->text);
+    if (e->ncn > 0 && ir->label >= e->ncn) { /* the output header has the (prompt) classes */
+        mmp_record_clear(&o);
+        return mmp_errf(err, errlen, "%s: record %lld: label %lld but %s %d classes", rname, (long long)idx,
+                        (long long)ir->label, e->zeroshot ? "the prompts have" : "the output has", e->ncn);
+    }
     o.label = ir->label;
     if (plabels) {
         const mmp_tensor *tl = mmp_record_cget(ir, tr->cfg.labels_field);
