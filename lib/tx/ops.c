@@ -32,11 +32,16 @@ void mmp_tx_linear_bwd(float *dx, float *dW, float *db, const float *dy, int ldy
     if (N <= 0 || OC <= 0) return;
     if (dx) mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, N, IC, OC, 1.0f, dy, ldy, W, IC, 1.0f, dx, IC);
     if (dW) mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, OC, IC, N, 1.0f, dy, ldy, x, IC, 1.0f, dW, IC);
-    if (db)
+    if (db) { /* summed over the rows in double, then added: the training heads' bias gradient */
+        double stack[1024], *acc = OC <= 1024 ? stack : mmp_xmalloc(sizeof(double) * (size_t)OC);
+        for (int j = 0; j < OC; j++) acc[j] = 0;
         for (int i = 0; i < N; i++) {
             const float *di = dy + (size_t)i * ldy;
-            for (int j = 0; j < OC; j++) db[j] += di[j];
+            for (int j = 0; j < OC; j++) acc[j] += di[j];
         }
+        for (int j = 0; j < OC; j++) db[j] += (float)acc[j];
+        if (acc != stack) free(acc);
+    }
 }
 
 /* ------------------------------------------------------------- layernorm */
