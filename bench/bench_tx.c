@@ -7,7 +7,7 @@
  * Prints "best_s cpu_s maxrss_MB": the best wall time of REPS passes, the
  * process CPU time of that pass, the peak RSS of the process (the model's
  * weights are mapped: their pages count once touched); writes the last
- * pass's embeddings to OUT.f32. */
+ * pass's embeddings to OUT.f32. Env BENCH_TX_PACK=1: mmp_tx_encoder_pack first. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +46,10 @@ int main(int argc, char **argv) {
     char err[512];
     mmp_tx_model *m = mmp_tx_model_load(argv[2], err, sizeof err);
     if (!m) mmp_die("%s", err);
+    if (getenv("BENCH_TX_PACK")) { /* the encoders' GEMM weights packed (a copy; docs/vit_clip.md) */
+        if (m->vision) mmp_tx_encoder_pack(&m->vision->enc);
+        if (m->text) mmp_tx_encoder_pack(&m->text->enc);
+    }
     int n = atoi(argv[img ? 4 : 5]), S = img ? atoi(argv[5]) : 0, T = atoi(argv[6]), reps = atoi(argv[7]);
     if (n < 1 || T < 1 || reps < 1 || (img && S < 1)) mmp_die("N, THREADS, REPS (and SIZE) must be >= 1");
     size_t na, nb = 0;
