@@ -256,6 +256,24 @@ static void threads(void) {
         CHECK(mmp_tx_text_embed_mt(m, tids->data, lens, nt, MMP_TX_OUT_EMBED, t2, t, err, sizeof err) == 0);
         CHECKF(!memcmp(t1, t2, sizeof(float) * nt * Dt), "text_embed_mt with %d threads", t);
     }
+    /* a batch larger than one chunk (mmp_tx_image_embed goes through ~2048
+     * tokens at a time without hidden states): every row the bits of its image
+     * in a small batch, and of the unchunked call (with hidden states) */
+    {
+        const int T = mmp_tx_image_tokens(m, H, W), N = 2048 / T + 5;
+        float *big = malloc(sizeof(float) * (size_t)N * 3 * H * W), *o1 = malloc(sizeof(float) * (size_t)N * D),
+              *o2 = malloc(sizeof(float) * (size_t)N * D),
+              *hid = malloc(sizeof(float) * (size_t)(m->vision->enc.layers + 1) * N * T * m->vision->C);
+        for (int k = 0; k < N; k++)
+            memcpy(big + (size_t)k * 3 * H * W, img + (size_t)(k % n) * 3 * H * W, sizeof(float) * 3 * H * W);
+        CHECK(mmp_tx_image_embed(m, big, N, H, W, MMP_TX_OUT_EMBED, o1, NULL, err, sizeof err) == 0);
+        CHECK(mmp_tx_image_embed(m, big, N, H, W, MMP_TX_OUT_EMBED, o2, hid, err, sizeof err) == 0);
+        for (int k = 0; k < N; k++)
+            CHECKF(!memcmp(o1 + (size_t)k * D, one + (size_t)(k % n) * D, sizeof(float) * D),
+                   "image %d of a %d-image batch differs from the same image in a batch of %d", k, N, n);
+        CHECKF(!memcmp(o1, o2, sizeof(float) * (size_t)N * D), "chunked and unchunked batches of %d images differ", N);
+        free(big), free(o1), free(o2), free(hid);
+    }
     /* the encoders' own threads */
     mmp_tx_model_set_threads(m, 3);
     memset(mt, 0, sizeof(float) * n * D);

@@ -111,17 +111,20 @@ static void run(const mmp_gemm_arch *ar, int transa, int transb, int M, int N, i
                 /* direct: full panels of A read in place, only a last partial one packed */
                 int full = direct ? mc / mr * mr : 0;
                 mmp_gemm_pack_a(mr, transa, A, lda, ic + full, mc - full, pc, kc, pb->a);
-                for (int jr = 0; jr < nc; jr += nr) {
-                    int n = nc - jr < nr ? nc - jr : nr;
+                /* tiles over the mc x nc block: B's micro-panels outer (each one
+                 * kept in L1 while A's panels stream from L2) or, ir_outer, A's
+                 * panel kept in L1 while B's block (kc x nc, NC small enough
+                 * for L2) streams: the same tiles and bits either way */
+                const int ni = (mc + mr - 1) / mr, nj = (nc + nr - 1) / nr;
+                for (int u = 0; u < ni * nj; u++) {
+                    const int ir = (ar->ir_outer ? u / nj : u % ni) * mr, jr = (ar->ir_outer ? u % nj : u / ni) * nr;
+                    const int m = mc - ir < mr ? mc - ir : mr, n = nc - jr < nr ? nc - jr : nr;
                     const float *bp = Bp + (long)jr * kc;
                     t.bias = bias ? bias + jc + jr : NULL;
-                    for (int ir = 0; ir < mc; ir += mr) {
-                        int m = mc - ir < mr ? mc - ir : mr;
-                        t.res = R ? R + (long)(ic + ir) * ldr + jc + jr : NULL;
-                        float *c = C + (long)(ic + ir) * ldc + jc + jr;
-                        if (ir < full) ar->kernel_direct(kc, A + (long)(ic + ir) * lda + pc, lda, bp, c, ldc, n, &t);
-                        else ar->kernel(kc, pb->a + (long)(ir - full) * kc, bp, c, ldc, m, n, &t);
-                    }
+                    t.res = R ? R + (long)(ic + ir) * ldr + jc + jr : NULL;
+                    float *c = C + (long)(ic + ir) * ldc + jc + jr;
+                    if (ir < full) ar->kernel_direct(kc, A + (long)(ic + ir) * lda + pc, lda, bp, c, ldc, n, &t);
+                    else ar->kernel(kc, pb->a + (long)(ir - full) * kc, bp, c, ldc, m, n, &t);
                 }
             }
         }
@@ -145,6 +148,29 @@ void mmp_sgemm_isa(mmp_isa isa, int transa, int transb, int M, int N, int K, flo
 void mmp_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc) {
     mmp_sgemm_isa(mmp_cpu_isa(), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void epilogue_only(int M, int N, const float *bias, const float *R, int ldr, int act, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float v = 0.0f;
+            if (bias) v += bias[j];
+            if (R) v += R[(long)i * ldr + j];
+            if (act != MMP_GEMM_ACT_NONE) v = v > 0.0f ? v : 0.0f;
+            if (act == MMP_GEMM_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
+            C[(long)i * ldc + j] = v;
+        }
+}
+
+void mmp_sgemm_bias(int transb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, const float *bias,
+                    const float *R, int ldr, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        epilogue_only(M, N, bias, R, ldr, MMP_GEMM_ACT_NONE, C, ldc);
+        return;
+    }
+    run(arch_of(mmp_cpu_isa(), N), MMP_GEMM_N, transb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, NULL, bias, R, ldr,
+        MMP_GEMM_ACT_NONE);
 }
 
 /* ---- pre-packed B ---- */
@@ -190,15 +216,7 @@ void mmp_sgemm_packed(int transa, int M, const float *A, int lda, const mmp_sgem
     int N = B->N, K = B->K;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* act(bias + R) */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                float v = 0.0f;
-                if (bias) v += bias[j];
-                if (R) v += R[(long)i * ldr + j];
-                if (act != MMP_GEMM_ACT_NONE) v = v > 0.0f ? v : 0.0f;
-                if (act == MMP_GEMM_ACT_RELU6) v = v < 6.0f ? v : 6.0f;
-                C[(long)i * ldc + j] = v;
-            }
+        epilogue_only(M, N, bias, R, ldr, act, C, ldc);
         return;
     }
     run(B->ar, transa, 0, M, N, K, 1.0f, A, lda, NULL, 0, 0.0f, C, ldc, B->p, bias, R, ldr, act);

@@ -36,6 +36,13 @@ void mmp_sgemm(int transa, int transb, int M, int N, int K, float alpha, const f
 void mmp_sgemm_isa(mmp_isa isa, int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
 
+/* C[M,N] = A[M,K] . op(B)[K,N] + bias[N] (+ R[M,N], row stride ldr): bias and
+ * R may be NULL. The same bits as mmp_sgemm (alpha 1, beta 0) followed by
+ * C += bias, then C += R (the fused epilogue of mmp_sgemm_packed), without
+ * the extra passes over C. */
+void mmp_sgemm_bias(int transb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, const float *bias,
+                    const float *R, int ldr, float *C, int ldc);
+
 /* op(B) [K,N] packed once (weights at model load) for mmp_sgemm_packed, at
  * the level mmp_cpu_isa() (or isa) says. Free with mmp_sgemm_pack_free. */
 typedef struct mmp_sgemm_pack mmp_sgemm_pack;

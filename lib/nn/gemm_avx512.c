@@ -15,7 +15,7 @@
 #define MR1 24
 #define MC (MR * 16)
 #define MC1 (MR1 * 8)
-#define NC 2048
+#define NC 512
 #define MRMAX 24
 
 static inline __m512 epi(__m512 acc, const float *c, const float *bias, const float *res, __mmask16 k,
@@ -97,6 +97,6 @@ static void kernel1_direct(int kc, const float *A, long lda, const float *B, flo
 }
 
 const mmp_gemm_arch mmp_gemm_arch_avx512 = {
-    .mr = MR, .nr = 16 * NV, .kc = MMP_GEMM_KC, .mc = MC, .nc = NC, .kernel = kernel, .kernel_direct = kernel_direct};
+    .mr = MR, .nr = 16 * NV, .kc = MMP_GEMM_KC, .mc = MC, .nc = NC, .ir_outer = 1, .kernel = kernel, .kernel_direct = kernel_direct};
 const mmp_gemm_arch mmp_gemm_arch_avx512_n16 = {
     .mr = MR1, .nr = 16, .kc = MMP_GEMM_KC, .mc = MC1, .nc = NC, .kernel = kernel1, .kernel_direct = kernel1_direct};

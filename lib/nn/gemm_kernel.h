@@ -37,6 +37,7 @@ typedef struct {
     int mr, nr; /* register tile */
     int kc;     /* k block: fixes the summation order, never varies */
     int mc, nc; /* cache blocks (multiples of mr, nr): speed only */
+    int ir_outer; /* tile order in a block (gemm.c): speed only */
     mmp_gemm_kernel_fn kernel;
     mmp_gemm_kernel_direct_fn kernel_direct;
 } mmp_gemm_arch;

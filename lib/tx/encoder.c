@@ -89,9 +89,7 @@ static void lin(float *y, const float *x, const float *W, const float *b, const 
         mmp_sgemm_packed(MMP_GEMM_N, T, x, IC, pk, b, R, OC, MMP_GEMM_ACT_NONE, y, OC);
         return;
     }
-    mmp_tx_linear_fwd(y, OC, x, W, b, T, IC, OC);
-    if (R)
-        for (size_t i = 0; i < (size_t)T * OC; i++) y[i] = y[i] + R[i];
+    mmp_sgemm_bias(MMP_GEMM_T, T, OC, IC, x, IC, W, IC, b, R, OC, y, OC);
 }
 
 /* qkv[T, 3C] = x q_w^T + q_b | x k_w^T + k_b | x v_w^T + v_b (one GEMM when

@@ -19,12 +19,8 @@
 
 void mmp_tx_linear_fwd(float *y, int ldy, const float *x, const float *W, const float *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return;
-    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_T, N, OC, IC, 1.0f, x, IC, W, IC, 0.0f, y, ldy);
-    if (b)
-        for (int i = 0; i < N; i++) {
-            float *yi = y + (size_t)i * ldy;
-            for (int j = 0; j < OC; j++) yi[j] += b[j];
-        }
+    /* the GEMM then + b (fused: the same bits) */
+    mmp_sgemm_bias(MMP_GEMM_T, N, OC, IC, x, IC, W, IC, b, NULL, 0, y, ldy);
 }
 
 void mmp_tx_linear_bwd(float *dx, float *dW, float *db, const float *dy, int ldy, const float *x, const float *W,

@@ -295,6 +295,18 @@ int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, i
                         P);
     if (n <= 0) return 0;
     const int oh = H / P, ow = W / P, np = oh * ow, T1 = v->cls + np;
+    /* Without hidden states, a large batch goes through in chunks of about
+     * 2048 tokens: every image's result is the same bits in any batch (tx/tx.h),
+     * the GEMMs are as fast at that M, and the activations (a few [T, 4C]
+     * arrays) stay ~100 MB instead of growing with n. */
+    const int chunk = T1 < 2048 ? 2048 / T1 : 1;
+    if (!hidden && n > chunk) {
+        for (int s = 0; s < n; s += chunk)
+            if (mmp_tx_image_embed(m, imgs + (size_t)s * 3 * H * W, n - s < chunk ? n - s : chunk, H, W, which,
+                                   out + (size_t)s * D, NULL, err, errlen))
+                return -1;
+        return 0;
+    }
     const size_t T = (size_t)n * T1;
     float *pe = patch_pos(v, oh, ow);
     float *x = mmp_xmalloc(sizeof(float) * T * C);
