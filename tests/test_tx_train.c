@@ -276,6 +276,53 @@ static void check_fixture(const char *name) {
         }
     }
     for (int i = 0; i < f->P.n; i++) free(g1[i]);
+
+    /* 5 optimizer steps through the whole model vs torch.optim (the weights
+     * within 1e-5 of each tensor's largest magnitude) */
+    static const char *kinds[] = {"sgd", "adamw"};
+    for (int kk = 0; kk < 2; kk++) {
+        char key[300];
+        snprintf(key, sizeof key, "%s_loss", kinds[kk]);
+        float *losses = ref_f32(&r, key, &k);
+        if (!losses) continue;
+        mmp_optim o;
+        mmp_optim_defaults(&o, kk ? MMP_OPT_ADAMW : MMP_OPT_SGD);
+        double lr = kk ? 1e-3 : 0.01;
+        if (kk) o.weight_decay = 0.05;
+        else o.momentum = 0.9, o.weight_decay = 0.01;
+        mmp_param *v = mmp_tx_params_views(&f->P, err, sizeof err);
+        CHECKF(v, "%s", err);
+        if (!v) continue;
+        double wl = 0;
+        const int nsteps = (int)k;
+        for (int step = 0; step < nsteps; step++) {
+            mmp_tx_params_zero_grad(&f->P);
+            double loss = run(f, out, tout, NULL, NULL, 1);
+            wl = fmax(wl, fabs(loss - losses[step]) / fmax(1, fabs(losses[step])));
+            mmp_optim_step(&o, v, f->P.n, step, lr);
+        }
+        CHECKF(wl <= 1e-5, "%s %s: the losses differ by %.3g", name, kinds[kk], wl);
+        double before = worst_ref;
+        worst_ref = 0;
+        for (int i = 0; i < f->P.n; i++) {
+            snprintf(key, sizeof key, "%s.%s", kinds[kk], f->P.p[i].name);
+            float *want = ref_f32(&r, key, &k);
+            CHECKF(want && k == f->P.p[i].n, "%s: no %s", name, key);
+            if (want && k == f->P.p[i].n) {
+                double dm = 0, wm = 0;
+                for (size_t j = 0; j < k; j++)
+                    dm = fmax(dm, fabs((double)f->P.p[i].w[j] - want[j])), wm = fmax(wm, fabs(want[j]));
+                double e = dm / (wm > 0 ? wm : 1);
+                worst_ref = fmax(worst_ref, e);
+                CHECKF(e <= 1e-5, "%s: %s after %d steps: error %.3g of %.3g", name, key, nsteps, e, wm);
+            }
+            free(want);
+        }
+        printf("  %s: %d %s steps: loss error %.3g, weights %.3g\n", name, nsteps, kinds[kk], wl, worst_ref);
+        worst_ref = fmax(before, worst_ref);
+        mmp_tx_params_views_free(v, f->P.n);
+        free(losses);
+    }
     free(g1), free(out1), free(tout1), free(dimg1), free(demb1);
     free(out), free(tout), free(dimg), free(demb);
     free(f->imgs), free(f->R), free(f->tR), free(f->ids), free(f->lens);
@@ -286,7 +333,7 @@ static void check_fixture(const char *name) {
 }
 
 int main(void) {
-    static const char *fixtures[] = {"vit_hf", "timm", "clip_hf", "clip_oc", "bert"};
+    static const char *fixtures[] = {"vit_hf", "vit_hf_adamw", "timm", "clip_hf", "clip_oc", "bert"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(fixtures[i]);
     printf("worst error vs PyTorch %.3g (of each tensor's largest magnitude), worst finite difference %.3g\n",
            worst_ref, worst_fd);

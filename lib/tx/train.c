@@ -199,6 +199,29 @@ int mmp_bert_make_trainable(mmp_bert *b, mmp_tx_params *P, char *err, size_t err
     return 0;
 }
 
+mmp_param *mmp_tx_params_views(const mmp_tx_params *P, char *err, size_t errlen) {
+    mmp_param *v = mmp_xcalloc((size_t)P->n + 1, sizeof *v);
+    for (int i = 0; i < P->n; i++) {
+        const mmp_tx_param *p = &P->p[i];
+        if (strlen(p->name) >= sizeof v[i].name) {
+            free(v);
+            mmp_errf(err, errlen, "parameter '%s': the name is longer than the optimizer's %zu characters", p->name,
+                     sizeof v[i].name - 1);
+            return NULL;
+        }
+        snprintf(v[i].name, sizeof v[i].name, "%s", p->name);
+        v[i].ndim = 1, v[i].shape[0] = (int64_t)p->n, v[i].n = p->n;
+        v[i].w = p->w, v[i].g = p->g, v[i].decay = 1;
+    }
+    return v;
+}
+
+void mmp_tx_params_views_free(mmp_param *v, int n) {
+    if (!v) return;
+    for (int i = 0; i < n; i++) free(v[i].s1), free(v[i].s2);
+    free(v);
+}
+
 void mmp_bert_set_threads(mmp_bert *b, int threads) {
     if (b->tx) ((mmp_tx_encoder *)b->tx)->threads = threads;
 }

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "text/bert.h"
+#include "train/optim.h"
 #include "tx/model.h"
 #include "tx/tx.h"
 
@@ -72,6 +73,14 @@ void mmp_tx_params_zero_grad(mmp_tx_params *P);
 void mmp_tx_params_free(mmp_tx_params *P);
 /* The parameter named NAME, or NULL. */
 mmp_tx_param *mmp_tx_params_find(mmp_tx_params *P, const char *name);
+/* The parameters as train/optim.h's (for mmp_optim_step): views sharing
+ * w and g (names as above, one dimension, weight decay on all as one torch
+ * parameter group). NULL with one line in err when a name does not fit
+ * mmp_param's. Free with mmp_tx_params_views_free (the optimizer state
+ * only: w and g stay the model's). */
+mmp_param *mmp_tx_params_views(const mmp_tx_params *P, char *err, size_t errlen);
+void mmp_tx_params_views_free(mmp_param *v, int n);
+
 /* Threads of a BERT model's encoder (the same bits for any count). */
 void mmp_bert_set_threads(mmp_bert *b, int threads);
 
