@@ -157,7 +157,9 @@ static void check_fixture(const char *name) {
         if (!f->m) return;
         CHECKF(mmp_tx_make_trainable(f->m, &f->P, err, sizeof err) == 0, "%s", err);
     }
-    f->which = !strcmp(outk, "logits") ? MMP_TX_OUT_LOGITS : !strcmp(outk, "embed") ? MMP_TX_OUT_EMBED : MMP_TX_OUT_POOLED;
+    f->which = !strcmp(outk, "logits") ? MMP_TX_OUT_LOGITS : !strcmp(outk, "embed")  ? MMP_TX_OUT_EMBED
+              : !strcmp(outk, "pooler") ? MMP_TX_OUT_POOLER
+                                        : MMP_TX_OUT_POOLED;
     const mmp_tensor *ti = mmp_st_get(&r, "images");
     size_t nimg = 0, nR = 0, nT = 0, ntR = 0;
     if (ti) {
@@ -332,8 +334,60 @@ static void check_fixture(const char *name) {
     mmp_st_close(&r);
 }
 
+/* make_trainable on the inference fixtures (some F16, converted copies;
+ * open_clip's transposed projections): the same outputs bit for bit, every
+ * parameter named after a tensor of the file with its values, and a change
+ * of a trainable weight is seen by the inference functions. */
+static void check_trainable_copy(const char *fx) {
+    char d[512], err[512];
+    snprintf(d, sizeof d, "tests/fixtures/tx_models/%s", fx);
+    snprintf(d, sizeof d, "%s", t_root_path(d));
+    mmp_tx_model *m = mmp_tx_model_load(d, err, sizeof err);
+    CHECKF(m, "%s", err);
+    if (!m) return;
+    const int n = 2, H = m->vision->gh * m->vision->P, W = m->vision->gw * m->vision->P;
+    const int D = mmp_tx_image_dim(m, MMP_TX_OUT_EMBED);
+    float *img = malloc(sizeof(float) * 3 * H * W * n), *o1 = malloc(sizeof(float) * D * n),
+          *o2 = malloc(sizeof(float) * D * n);
+    for (int i = 0; i < 3 * H * W * n; i++) img[i] = (float)((i * 37 % 101) - 50) / 40.0f;
+    CHECK(mmp_tx_image_embed(m, img, n, H, W, MMP_TX_OUT_EMBED, o1, NULL, err, sizeof err) == 0);
+    mmp_tx_params P;
+    CHECKF(mmp_tx_make_trainable(m, &P, err, sizeof err) == 0, "%s", err);
+    CHECK(mmp_tx_image_embed(m, img, n, H, W, MMP_TX_OUT_EMBED, o2, NULL, err, sizeof err) == 0);
+    CHECKF(!memcmp(o1, o2, sizeof(float) * D * n), "%s: make_trainable changed the outputs", fx);
+    mmp_safetensors *st = m->st;
+    for (int i = 0; i < P.n; i++) {
+        const mmp_tx_param *p = &P.p[i];
+        const mmp_tensor *t = mmp_st_get(st, p->name);
+        CHECKF(t && (size_t)mmp_numel(t->ndim, t->shape) == p->n, "%s: parameter '%s' is not a tensor of the file", fx,
+               p->name);
+        if (!t) continue;
+        float *v = malloc(sizeof(float) * (p->n + 1));
+        CHECK(mmp_st_read_f32(st, p->name, t->ndim, t->shape, v, err, sizeof err) == 0);
+        int same = 1;
+        for (size_t j = 0; j < p->n && same; j++) {
+            size_t jj = j;
+            if (p->transposed) jj = (j % (size_t)p->rows) * (size_t)p->cols + j / (size_t)p->rows;
+            same = memcmp(&v[jj], &p->w[j], sizeof(float)) == 0;
+        }
+        CHECKF(same, "%s: parameter '%s' differs from the file", fx, p->name);
+        free(v);
+    }
+    /* a weight changed: the output follows */
+    mmp_tx_param *last = &P.p[0]; /* the patch embedding */
+    for (size_t j = 0; j < last->n; j++) last->w[j] *= 2;
+    CHECK(mmp_tx_image_embed(m, img, n, H, W, MMP_TX_OUT_EMBED, o2, NULL, err, sizeof err) == 0);
+    CHECKF(memcmp(o1, o2, sizeof(float) * D * n), "%s: a change of '%s' is not seen", fx, last->name);
+    printf("%s: %d trainable parameters, outputs unchanged\n", fx, P.n);
+    mmp_tx_params_free(&P);
+    mmp_tx_model_free(m);
+    free(img), free(o1), free(o2);
+}
+
 int main(void) {
-    static const char *fixtures[] = {"vit_hf", "vit_hf_adamw", "timm", "clip_hf", "clip_oc", "bert"};
+    static const char *copies[] = {"timm_cls", "clip_oc", "vit_hf"};
+    for (size_t i = 0; i < sizeof copies / sizeof *copies; i++) check_trainable_copy(copies[i]);
+    static const char *fixtures[] = {"vit_hf", "vit_hf_adamw", "vit_hf_pooler", "timm", "clip_hf", "clip_oc", "bert"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(fixtures[i]);
     printf("worst error vs PyTorch %.3g (of each tensor's largest magnitude), worst finite difference %.3g\n",
            worst_ref, worst_fd);
