@@ -239,12 +239,13 @@ struct mmp_tx_saved {
     float *xn;             /* after the final norm (the pooling's input) */
     float *pooled, *m2, *r2, *pooled2; /* pooled, post-LN stats, after the post-LN */
     float *out;            /* the output (pooler: after tanh) */
+    float *A;              /* another grid than the native: the position resize's matrix */
 };
 
 void mmp_tx_saved_free(mmp_tx_saved *a) {
     if (!a) return;
     float *bufs[] = {a->imgs, a->x0, a->m0, a->r0, a->saved, a->xe, a->m1, a->r1, a->xn, a->pooled, a->m2, a->r2,
-                     a->pooled2, a->out};
+                     a->pooled2, a->out, a->A};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(a->lens);
     free(a->idx);
@@ -265,6 +266,40 @@ static void ln_save(float **y, float **mean, float **rstd, const float *x, const
 
 /* ------------------------------------------------------------ image tower */
 
+/* The patches' position embeddings pe [gh*gw, C] at another grid, as the
+ * family's library resizes them (tx/vit.c's patch_pos: the same calls, the
+ * same bits). */
+static void pos_resize(const mmp_tx_vision *v, float *out, const float *pe, int oh, int ow, int C) {
+    switch (v->resize) {
+    case 0: { /* HF ViT: F.interpolate(scale_factor=((h0 + 0.1) / sqrt(N), ...)) */
+        double sq = sqrt((double)v->gh * v->gw);
+        double fh = ((double)oh + 0.1) / sq, fw = ((double)ow + 0.1) / sq;
+        mmp_tx_pos_resize_scaled(out, pe, v->gh, v->gw, oh, ow, C, 1.0 / fh, 1.0 / fw);
+        break;
+    }
+    case 1: mmp_tx_pos_resize(out, pe, v->gh, v->gw, oh, ow, C, 1); break;
+    default: mmp_tx_pos_resize_scaled(out, pe, v->gh, v->gw, oh, ow, C, (double)v->gh / oh, (double)v->gw / ow); break;
+    }
+}
+
+/* The resize is linear in pe, the same for every channel: its matrix
+ * A [oh*ow][gh*gw] (column k: the resize of the k-th unit grid), whose
+ * transpose carries the gradient back (torch's interpolate backward is the
+ * adjoint of its own weights, these within float rounding of them). */
+static float *pos_resize_matrix(const mmp_tx_vision *v, int oh, int ow) {
+    const int G = v->gh * v->gw, O = oh * ow;
+    float *A = fbuf((size_t)O * G), *e = fbuf((size_t)G), *col = fbuf((size_t)O);
+    for (int k = 0; k < G; k++) {
+        e[k] = 1.0f;
+        pos_resize(v, col, e, oh, ow, 1);
+        e[k] = 0.0f;
+        for (int i = 0; i < O; i++) A[(size_t)i * G + k] = col[i];
+    }
+    free(e);
+    free(col);
+    return A;
+}
+
 mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which,
                                    float *out, char *err, size_t errlen) {
     const mmp_tx_vision *v = m->vision;
@@ -277,12 +312,11 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
         mmp_errf(err, errlen, "%s: the model has no such output (%d)", m->path, (int)which);
         return NULL;
     }
-    if (H != v->gh * P || W != v->gw * P || n <= 0) {
-        mmp_errf(err, errlen, "%s: training takes %d image(s) of the native size %dx%d (HxW), not %dx%d", m->path, n,
-                 v->gh * P, v->gw * P, H, W);
+    if (H < P || W < P || H % P || W % P || n <= 0) {
+        mmp_errf(err, errlen, "%s: image size %dx%d (HxW) is not a multiple of the patch size %d", m->path, H, W, P);
         return NULL;
     }
-    const int np = v->gh * v->gw, T1 = v->cls + np, T = n * T1;
+    const int oh = H / P, ow = W / P, np = oh * ow, T1 = v->cls + np, T = n * T1;
     mmp_tx_saved *a = mmp_xcalloc(1, sizeof *a);
     *a = (mmp_tx_saved){.n = n, .H = H, .W = W, .T = T, .C = C, .D = D, .which = (int)which};
     a->imgs = fbuf((size_t)n * 3 * H * W);
@@ -290,6 +324,12 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
     a->lens = mmp_xmalloc(sizeof(int) * (size_t)n);
     float *x = a->x0 = fbuf((size_t)T * C);
     const float *pe = v->pos + (size_t)v->pos_cls * C;
+    float *pe_r = NULL;
+    if (oh != v->gh || ow != v->gw) {
+        pe = pe_r = fbuf((size_t)np * C);
+        pos_resize(v, pe_r, v->pos + (size_t)v->pos_cls * C, oh, ow, C);
+        a->A = pos_resize_matrix(v, oh, ow);
+    }
     for (int s = 0; s < n; s++) {
         float *xs = x + (size_t)s * T1 * C, *xp = xs + (size_t)v->cls * C;
         mmp_tx_patch_fwd(xp, imgs + (size_t)s * 3 * H * W, H, W, v->patch_w, v->patch_b, C, P);
@@ -298,6 +338,7 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
             for (int c = 0; c < C; c++) xs[c] = v->cls_tok[c] + (v->pos_cls ? v->pos[c] : 0.0f);
         a->lens[s] = T1;
     }
+    free(pe_r);
     float *xe;
     if (v->pre_w) ln_save(&xe, &a->m0, &a->r0, x, v->pre_w, v->pre_b, T, C, v->enc.eps);
     else {
@@ -347,7 +388,7 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
                       float *dimgs) {
     const mmp_tx_vision *v = m->vision;
     const int n = a->n, C = a->C, D = a->D, T = a->T, H = a->H, W = a->W, P = v->P;
-    const int np = v->gh * v->gw, T1 = v->cls + np;
+    const int np = (H / P) * (W / P), T1 = v->cls + np, G = v->gh * v->gw;
     const float *p2 = v->post_w ? a->pooled2 : a->pooled;
     float *dp2 = fbuf((size_t)n * C);
     switch ((mmp_tx_out)a->which) {
@@ -395,6 +436,9 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
         d0 = fbuf((size_t)T * C);
         mmp_tx_layernorm_bwd(d0, G(pre_w), G(pre_b), dx, a->x0, v->pre_w, a->m0, a->r0, T, C);
     }
+    /* the gradient of the patches' position embeddings at this grid: into the
+     * parameter directly, or summed over the images and through A^T */
+    float *dper = a->A && G(pos) ? fbuf((size_t)np * C) : NULL;
     for (int s = 0; s < n; s++) {
         const float *ds = d0 + (size_t)s * T1 * C, *dpat = ds + (size_t)v->cls * C;
         if (v->cls) {
@@ -404,11 +448,27 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
                 for (int c = 0; c < C; c++) g->pos[c] += ds[c];
         }
         if (G(pos)) {
-            float *gp = g->pos + (size_t)v->pos_cls * C;
+            float *gp = dper ? dper : g->pos + (size_t)v->pos_cls * C;
             for (size_t k = 0; k < (size_t)np * C; k++) gp[k] += dpat[k];
         }
         mmp_tx_patch_bwd(dimgs ? dimgs + (size_t)s * 3 * H * W : NULL, G(patch_w), G(patch_b), dpat,
                          a->imgs + (size_t)s * 3 * H * W, H, W, v->patch_w, C, P);
+    }
+    if (dper) {
+        float *gp = g->pos + (size_t)v->pos_cls * C;
+        double *acc = mmp_xcalloc((size_t)C, sizeof *acc);
+        for (int k = 0; k < G; k++) {
+            for (int c = 0; c < C; c++) acc[c] = 0;
+            for (int i = 0; i < np; i++) {
+                const double w = a->A[(size_t)i * G + k];
+                if (w == 0) continue;
+                const float *di = dper + (size_t)i * C;
+                for (int c = 0; c < C; c++) acc[c] += w * di[c];
+            }
+            for (int c = 0; c < C; c++) gp[(size_t)k * C + c] += (float)acc[c];
+        }
+        free(acc);
+        free(dper);
     }
     if (d0 != dx) free(d0);
     if (dx != dxn) free(dx);

@@ -89,8 +89,9 @@ typedef struct mmp_tx_saved mmp_tx_saved;
 void mmp_tx_saved_free(mmp_tx_saved *a);
 
 /* n images [n][3][H][W] -> out [n][mmp_tx_image_dim(which)] as
- * mmp_tx_image_embed (the same bits), keeping the activations. The native
- * image size only (resized position embeddings have no backward yet).
+ * mmp_tx_image_embed (the same bits), keeping the activations. Another
+ * size than the model's resizes the position embeddings as the family's
+ * library does; their gradient goes back through the resize's adjoint.
  * NULL with one line in err. */
 mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which,
                                    float *out, char *err, size_t errlen);
