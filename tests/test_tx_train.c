@@ -6,7 +6,7 @@
  * embeddings' rows for text) within 1e-4 of each tensor's largest magnitude;
  * (a bias's scale includes its weight's: see grad_scale); central finite
  * differences on the largest-gradient entry and a middle one of every
- * parameter; 1, 2 and 3 threads bit for bit. */
+ * parameter; 1, 2, 3 and 4 threads bit for bit. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -227,7 +227,7 @@ static void check_fixture(const char *name) {
     }
     CHECKF(matched == nref, "%s: %d of the reference's %d gradients have a parameter here", name, matched, nref);
 
-    /* 2 and 3 threads: the same bits */
+    /* 2, 3 and 4 threads: the same bits */
     float **g1 = malloc(sizeof(float *) * (size_t)f->P.n);
     for (int i = 0; i < f->P.n; i++) {
         g1[i] = malloc(sizeof(float) * (f->P.p[i].n + 1));
@@ -237,7 +237,7 @@ static void check_fixture(const char *name) {
     float *dimg1 = malloc(sizeof(float) * (nimg + 1)), *demb1 = malloc(sizeof(float) * (nT * f->Ct + 1));
     memcpy(out1, out, sizeof(float) * nR), memcpy(tout1, tout, sizeof(float) * ntR);
     memcpy(dimg1, dimg, sizeof(float) * nimg), memcpy(demb1, demb, sizeof(float) * nT * f->Ct);
-    for (int t = 2; t <= 3; t++) {
+    for (int t = 2; t <= 4; t++) {
         set_threads(f, t);
         mmp_tx_params_zero_grad(&f->P);
         memset(dimg, 0, sizeof(float) * nimg), memset(demb, 0, sizeof(float) * nT * f->Ct);
