@@ -115,7 +115,7 @@ static double run(fixture *f, float *out, float *tout, float *dimg, float *demb,
     }
     if (f->ids) {
         mmp_tx_saved *a;
-        if (f->is_bert) a = mmp_bert_fwd_train(&f->bert, f->ids, f->lens, f->nt, tout);
+        if (f->is_bert) a = mmp_bert_fwd_train(&f->bert, f->ids, f->lens, f->nt, tout, err, sizeof err);
         else a = mmp_tx_text_fwd_train(f->m, f->ids, f->lens, f->nt, MMP_TX_OUT_EMBED, tout, err, sizeof err);
         if (!a) {
             fprintf(stderr, "%s\n", err);
@@ -278,6 +278,20 @@ static void check_fixture(const char *name) {
         }
     }
     for (int i = 0; i < f->P.n; i++) free(g1[i]);
+
+    /* bad inputs: NULL and one line naming the model */
+    if (f->imgs) {
+        CHECK(!mmp_tx_image_fwd_train(f->m, f->imgs, 1, f->H + 1, f->W, f->which, out, err, sizeof err));
+        CHECKF(strstr(err, "not a multiple of the patch size") && !strchr(err, '\n'), "%s", err);
+    }
+    if (f->ids) {
+        int32_t bad[2] = {0, 1 << 20};
+        int two = 2;
+        mmp_tx_saved *a = f->is_bert ? mmp_bert_fwd_train(&f->bert, bad, &two, 1, tout, err, sizeof err)
+                                     : mmp_tx_text_fwd_train(f->m, bad, &two, 1, MMP_TX_OUT_EMBED, tout, err, sizeof err);
+        CHECK(!a);
+        CHECKF(strstr(err, "outside the vocabulary") && !strchr(err, '\n'), "%s", err);
+    }
 
     /* 5 optimizer steps through the whole model vs torch.optim (the weights
      * within 1e-5 of each tensor's largest magnitude) */

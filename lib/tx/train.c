@@ -312,7 +312,11 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
         mmp_errf(err, errlen, "%s: the model has no such output (%d)", m->path, (int)which);
         return NULL;
     }
-    if (H < P || W < P || H % P || W % P || n <= 0) {
+    if (n <= 0) {
+        mmp_errf(err, errlen, "%s: no images", m->path);
+        return NULL;
+    }
+    if (H < P || W < P || H % P || W % P) {
         mmp_errf(err, errlen, "%s: image size %dx%d (HxW) is not a multiple of the patch size %d", m->path, H, W, P);
         return NULL;
     }
@@ -487,8 +491,12 @@ mmp_tx_saved *mmp_tx_text_fwd_train(const mmp_tx_model *m, const int32_t *ids, c
         return NULL;
     }
     const int D = mmp_tx_text_dim(m, which), C = t->C;
-    if (D < 0 || n <= 0) {
+    if (D < 0) {
         mmp_errf(err, errlen, "%s: the text tower gives only the embedding and the pooled output", m->path);
+        return NULL;
+    }
+    if (n <= 0) {
+        mmp_errf(err, errlen, "%s: no texts", m->path);
         return NULL;
     }
     size_t T = 0;
@@ -570,11 +578,29 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
 
 /* ------------------------------------------------------------ BERT */
 
-mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, float *out) {
+mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, float *out, char *err,
+                                 size_t errlen) {
     const mmp_bert_config *c = &b->cfg;
     const int H = c->hidden;
     int T = 0;
-    for (int s = 0; s < n; s++) T += lens[s];
+    if (n <= 0) {
+        mmp_errf(err, errlen, "%s: no sequences", b->path ? b->path : "bert");
+        return NULL;
+    }
+    for (int s = 0; s < n; s++) {
+        if (lens[s] < 1 || lens[s] > c->max_pos) {
+            mmp_errf(err, errlen, "%s: sequence %d has %d tokens; the position embeddings cover %d",
+                     b->path ? b->path : "bert", s, lens[s], c->max_pos);
+            return NULL;
+        }
+        for (int k = 0; k < lens[s]; k++)
+            if (ids[T + k] < 0 || ids[T + k] >= c->vocab) {
+                mmp_errf(err, errlen, "%s: sequence %d: token id %d is outside the vocabulary (%d)",
+                         b->path ? b->path : "bert", s, (int)ids[T + k], c->vocab);
+                return NULL;
+            }
+        T += lens[s];
+    }
     mmp_tx_saved *a = mmp_xcalloc(1, sizeof *a);
     *a = (mmp_tx_saved){.n = n, .T = T, .C = H, .D = H};
     a->lens = mmp_xmalloc(sizeof(int) * (size_t)(n + 1));

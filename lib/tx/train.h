@@ -109,8 +109,11 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
                      float *demb);
 
 /* BERT + sentence-transformers mean pooling (no normalization):
- * out [n][H] = the mean of each sequence's last hidden states (token type 0). */
-mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, float *out);
+ * out [n][H] = the mean of each sequence's last hidden states (token type 0).
+ * NULL with one line in err (a length beyond the position embeddings, an id
+ * outside the vocabulary). */
+mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, float *out, char *err,
+                                 size_t errlen);
 /* demb: NULL or [sum lens][H], accumulated (d loss / d inputs_embeds). */
 void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, const mmp_bert_grad *g, float *demb);
 
