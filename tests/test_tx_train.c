@@ -251,6 +251,18 @@ static void check_fixture(const char *name) {
     }
     set_threads(f, 1);
 
+    /* gradients accumulate (+=): a second backward without zeroing doubles them */
+    run(f, out, tout, NULL, NULL, 1);
+    for (int i = 0; i < f->P.n; i++) {
+        double dm = 0, wm = 0;
+        for (size_t j = 0; j < f->P.p[i].n; j++)
+            dm = fmax(dm, fabs(f->P.p[i].g[j] - 2.0 * g1[i][j])), wm = fmax(wm, fabs(2.0 * g1[i][j]));
+        wm = fmax(wm, grad_scale(&f->P, &f->P.p[i], f->P.p[i].g));
+        CHECKF(dm <= 1e-5 * wm, "%s: %s does not accumulate (%.3g of %.3g)", name, f->P.p[i].name, dm, wm);
+    }
+    mmp_tx_params_zero_grad(&f->P);
+    run(f, out, tout, NULL, NULL, 1);
+
     /* finite differences: (L(w + h) - L(w - h)) / 2h */
     for (int i = 0; i < f->P.n; i++) {
         mmp_tx_param *p = &f->P.p[i];
