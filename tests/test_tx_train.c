@@ -214,6 +214,10 @@ static void check_fixture(const char *name) {
         }
         matched++;
         CHECKF(k == p->n, "%s: %s has %zu floats, the reference %zu", name, p->name, p->n, k);
+        const mmp_tensor *rt = mmp_st_get(&r, key);
+        int same = rt->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++) same = rt->shape[d] == p->shape[d];
+        CHECKF(same, "%s: %s: the shape differs from PyTorch's", name, p->name);
         if (k != p->n) continue;
         float *g = p->g, *tmp = NULL;
         if (p->transposed) { /* ours [cols, rows], the file's [rows, cols] */

@@ -18,7 +18,7 @@ static mmp_tx_param *param_add(mmp_tx_params *P, const char *name, float *w, siz
         P->p = mmp_xrealloc(P->p, sizeof *P->p * (size_t)P->cap);
     }
     mmp_tx_param *p = &P->p[P->n++];
-    *p = (mmp_tx_param){mmp_xstrdup(name), w, mmp_xcalloc(n ? n : 1, sizeof(float)), n, 0, 0, 0};
+    *p = (mmp_tx_param){mmp_xstrdup(name), w, mmp_xcalloc(n ? n : 1, sizeof(float)), n, 0, 0, 0, 1, {(int64_t)n}};
     return p;
 }
 
@@ -97,6 +97,12 @@ static int bind_fields(mmp_tx_model *m, mmp_tx_params *P, field *f, int nf, char
             }
             mmp_tx_param *p = param_add(P, ref->name, copy, ref->n);
             p->transposed = ref->transposed, p->rows = ref->rows, p->cols = ref->cols;
+            const mmp_tensor *t = m->st ? mmp_st_get((const mmp_safetensors *)m->st, ref->name) : NULL;
+            if (t && t->ndim <= 4 && (size_t)mmp_numel(t->ndim, t->shape) == ref->n) {
+                p->ndim = t->ndim;
+                for (int d = 0; d < t->ndim; d++) p->shape[d] = t->shape[d];
+            } else
+                p->ndim = 1, p->shape[0] = (int64_t)ref->n;
             pidx[r] = P->n - 1;
         }
         mmp_tx_param *p = &P->p[pidx[r]];
@@ -158,6 +164,12 @@ int mmp_tx_make_trainable(mmp_tx_model *m, mmp_tx_params *P, char *err, size_t e
     return rc;
 }
 
+static mmp_tx_param *param2(mmp_tx_params *P, const char *name, float *w, size_t rows, size_t cols) {
+    mmp_tx_param *p = param_add(P, name, w, rows * cols);
+    p->ndim = 2, p->shape[0] = (int64_t)rows, p->shape[1] = (int64_t)cols;
+    return p;
+}
+
 int mmp_bert_make_trainable(mmp_bert *b, mmp_tx_params *P, char *err, size_t errlen) {
     (void)err, (void)errlen;
     memset(P, 0, sizeof *P);
@@ -168,34 +180,36 @@ int mmp_bert_make_trainable(mmp_bert *b, mmp_tx_params *P, char *err, size_t err
     mmp_bert_grad *g = P->bert = mmp_xcalloc(1, sizeof *g);
     g->block = mmp_xcalloc((size_t)c->layers + 1, sizeof *g->block);
     /* BERT's weights are owned copies already (text/bert.c converts at load) */
-    g->word = param_add(P, "embeddings.word_embeddings.weight", b->word, (size_t)c->vocab * H)->g;
-    g->pos = param_add(P, "embeddings.position_embeddings.weight", b->pos, (size_t)c->max_pos * H)->g;
-    g->type = param_add(P, "embeddings.token_type_embeddings.weight", b->type, (size_t)c->type_vocab * H)->g;
+    g->word = param2(P, "embeddings.word_embeddings.weight", b->word, (size_t)c->vocab, H)->g;
+    g->pos = param2(P, "embeddings.position_embeddings.weight", b->pos, (size_t)c->max_pos, H)->g;
+    g->type = param2(P, "embeddings.token_type_embeddings.weight", b->type, (size_t)c->type_vocab, H)->g;
     g->eln_w = param_add(P, "embeddings.LayerNorm.weight", b->eln_w, H)->g;
     g->eln_b = param_add(P, "embeddings.LayerNorm.bias", b->eln_b, H)->g;
     char nm[160];
 #define P_(suffix, w, n) (snprintf(nm, sizeof nm, "encoder.layer.%d." suffix, l), param_add(P, nm, (w), (n))->g)
+#define P2(suffix, w, r, c) (snprintf(nm, sizeof nm, "encoder.layer.%d." suffix, l), param2(P, nm, (w), (r), (c))->g)
     for (int l = 0; l < c->layers; l++) {
         mmp_bert_layer *ly = &b->layer[l];
         mmp_tx_block_grad *gb = &g->block[l];
-        gb->q_w = P_("attention.self.query.weight", ly->qkv_w, HH);
+        gb->q_w = P2("attention.self.query.weight", ly->qkv_w, H, H);
         gb->q_b = P_("attention.self.query.bias", ly->qkv_b, H);
-        gb->k_w = P_("attention.self.key.weight", ly->qkv_w + HH, HH);
+        gb->k_w = P2("attention.self.key.weight", ly->qkv_w + HH, H, H);
         gb->k_b = P_("attention.self.key.bias", ly->qkv_b + H, H);
-        gb->v_w = P_("attention.self.value.weight", ly->qkv_w + 2 * HH, HH);
+        gb->v_w = P2("attention.self.value.weight", ly->qkv_w + 2 * HH, H, H);
         gb->v_b = P_("attention.self.value.bias", ly->qkv_b + 2 * H, H);
-        gb->o_w = P_("attention.output.dense.weight", ly->ao_w, HH);
+        gb->o_w = P2("attention.output.dense.weight", ly->ao_w, H, H);
         gb->o_b = P_("attention.output.dense.bias", ly->ao_b, H);
         gb->ln1_w = P_("attention.output.LayerNorm.weight", ly->aln_w, H);
         gb->ln1_b = P_("attention.output.LayerNorm.bias", ly->aln_b, H);
-        gb->fc1_w = P_("intermediate.dense.weight", ly->in_w, I * H);
+        gb->fc1_w = P2("intermediate.dense.weight", ly->in_w, I, H);
         gb->fc1_b = P_("intermediate.dense.bias", ly->in_b, I);
-        gb->fc2_w = P_("output.dense.weight", ly->out_w, H * I);
+        gb->fc2_w = P2("output.dense.weight", ly->out_w, H, I);
         gb->fc2_b = P_("output.dense.bias", ly->out_b, H);
         gb->ln2_w = P_("output.LayerNorm.weight", ly->oln_w, H);
         gb->ln2_b = P_("output.LayerNorm.bias", ly->oln_b, H);
     }
 #undef P_
+#undef P2
     return 0;
 }
 
@@ -210,7 +224,8 @@ mmp_param *mmp_tx_params_views(const mmp_tx_params *P, char *err, size_t errlen)
             return NULL;
         }
         snprintf(v[i].name, sizeof v[i].name, "%s", p->name);
-        v[i].ndim = 1, v[i].shape[0] = (int64_t)p->n, v[i].n = p->n;
+        v[i].ndim = p->ndim, v[i].n = p->n;
+        for (int d = 0; d < p->ndim; d++) v[i].shape[d] = p->shape[d];
         v[i].w = p->w, v[i].g = p->g, v[i].decay = 1;
     }
     return v;

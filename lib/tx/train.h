@@ -38,6 +38,8 @@ typedef struct {
     size_t n;
     int rows, cols; /* transposed: the file's shape [rows, cols], w is [cols, rows] */
     int transposed;
+    int ndim;       /* the tensor's shape in the checkpoint (a fused q|k|v: the fused tensor's) */
+    int64_t shape[4];
 } mmp_tx_param;
 
 /* Gradients mirroring mmp_tx_vision / mmp_tx_textenc / mmp_bert (NULL where
