@@ -76,6 +76,9 @@ static int read_config(const char *cfgpath, mmp_bert_config *c, int *heads, char
         rc = 0;
         c->eps = (float)eps;
         *heads = (int)nh;
+        const json_t *pad = json_object_get(js, "pad_token_id");
+        if (json_is_integer(pad)) c->pad_id = (int)json_integer_value(pad);
+        else if (pad && json_is_null(pad)) c->pad_id = -1;
     }
     json_decref(js);
     return rc;

@@ -18,6 +18,8 @@ extern "C" {
 typedef struct {
     int vocab, hidden, layers, heads, inter, max_pos, type_vocab;
     float eps;
+    int pad_id; /* config.json pad_token_id (default 0; -1: none): transformers' word
+                   embedding has padding_idx = pad_id, whose row gets no gradient (tx/train.h) */
 } mmp_bert_config;
 
 typedef struct {

@@ -78,6 +78,17 @@ int txl_check_unused(mmp_tx_loader *l) {
     return l->failed ? -1 : 0;
 }
 
+static const float *add_ref(mmp_tx_model *m, const char *name, const float *data, size_t n, int rows, int cols,
+                            int transposed) {
+    if (!data) return NULL;
+    if (m->nrefs == m->caprefs) {
+        m->caprefs = m->caprefs ? 2 * m->caprefs : 64;
+        m->refs = mmp_xrealloc(m->refs, sizeof *m->refs * (size_t)m->caprefs);
+    }
+    m->refs[m->nrefs++] = (mmp_tx_ref){mmp_xstrdup(name), data, n, rows, cols, transposed};
+    return data;
+}
+
 static const float *get_v(mmp_tx_loader *l, const char *name, int ndim, va_list ap) {
     int64_t shape[MMP_MAX_DIMS];
     for (int i = 0; i < ndim; i++) shape[i] = va_arg(ap, int64_t);
@@ -86,16 +97,17 @@ static const float *get_v(mmp_tx_loader *l, const char *name, int ndim, va_list 
     mark_used(l, t);
     int same = t && t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
-    if (same && t->dtype == MMP_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
-    char e[512];
     int64_t n = mmp_numel(ndim, shape);
     if (n < 0) n = 0;
+    if (same && t->dtype == MMP_F32 && ((uintptr_t)t->data & 3) == 0)
+        return add_ref(l->m, name, t->data, (size_t)n, 0, 0, 0);
+    char e[512];
     float *out = txl_alloc(l, (size_t)n);
     if (mmp_st_read_f32(l->st, name, ndim, shape, out, e, sizeof e)) {
         txl_fail(l, "%s", e);
         return NULL;
     }
-    return out;
+    return add_ref(l->m, name, out, (size_t)n, 0, 0, 0);
 }
 
 const float *txl_get(mmp_tx_loader *l, const char *name, int ndim, ...) {
@@ -138,6 +150,9 @@ const float *txl_transpose(mmp_tx_loader *l, const float *a, int R, int K) {
     float *t = txl_alloc(l, (size_t)R * K);
     for (int r = 0; r < R; r++)
         for (int k = 0; k < K; k++) t[(size_t)k * R + r] = a[(size_t)r * K + k];
+    mmp_tx_model *m = l->m;
+    for (int i = m->nrefs - 1; i >= 0; i--)
+        if (m->refs[i].data == a) return add_ref(m, m->refs[i].name, t, (size_t)R * K, R, K, 1);
     return t;
 }
 
@@ -380,6 +395,8 @@ void mmp_tx_model_free(mmp_tx_model *m) {
     if (!m) return;
     for (int i = 0; i < m->nowned; i++) free(m->owned[i]);
     free(m->owned);
+    for (int i = 0; i < m->nrefs; i++) free(m->refs[i].name);
+    free(m->refs);
     if (m->vision) {
         mmp_tx_encoder_unpack(&m->vision->enc);
         free(m->vision->enc.block);

@@ -98,6 +98,17 @@ typedef struct {
     mmp_tx_encoder enc;
 } mmp_tx_textenc;
 
+/* Where a parameter came from: every tensor a loader read, by its name in the
+ * file (the home library's name). data: the floats the model points at (into
+ * the mapping, or an owned copy); transposed: data is the [cols, rows]
+ * transpose of the file's [rows, cols] tensor (open_clip's projections). */
+typedef struct {
+    char *name;
+    const float *data;
+    size_t n;
+    int rows, cols, transposed;
+} mmp_tx_ref;
+
 typedef struct mmp_tx_model {
     mmp_txm_family family;
     char *path;                   /* the weights file */
@@ -110,6 +121,8 @@ typedef struct mmp_tx_model {
     float **owned;
     int nowned, capowned;
     mmp_tx_block *blocks;         /* both towers' blocks */
+    mmp_tx_ref *refs;             /* every tensor read (names for training: tx/train.h) */
+    int nrefs, caprefs;
 } mmp_tx_model;
 
 /* Loads PATH: a .safetensors file, or a directory holding model.safetensors
