@@ -83,6 +83,7 @@ int main(int argc, char **argv) {
     mmp_eval ec;
     memset(&tr, 0, sizeof tr);
     struct stat sb;
+    char *model_file = NULL; /* the weights file of a model folder */
     if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* a model folder (CLIP): its weights file */
         static const char *const names[] = {"model.safetensors", "open_clip_model.safetensors"};
         char *f = NULL;
@@ -91,7 +92,7 @@ int main(int argc, char **argv) {
             if (access(f, R_OK)) free(f), f = NULL;
         }
         if (!f) mmp_die("%s: a folder without model.safetensors or open_clip_model.safetensors", model);
-        model = f; /* kept to the end */
+        model = model_file = f;
     }
     if (mmp_trainer_load(&tr, model, NULL, err, sizeof err)) mmp_die("%s", err);
     char clip_sha[65] = "";
@@ -140,5 +141,6 @@ int main(int argc, char **argv) {
     mmp_header_free(&oh);
     mmp_eval_free(&ec);
     mmp_trainer_free(&tr);
+    free(model_file);
     return 0;
 }
