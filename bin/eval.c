@@ -30,7 +30,9 @@ static const char usage[] =
     "a CLIP model (Hugging Face CLIPModel or open_clip weights) works as a pair head whose\n"
     "  projections are its own: the stream's \"embedding\" (mmp-embed --layer proj) and\n"
     "  \"text_embedding\" / the prompts (mmp-embed-text) must come from the same weights;\n"
-    "  zero-shot logits use the model's logit_scale.\n"
+    "  zero-shot logits use the model's logit_scale. Embeddings made with a LoRA adapter\n"
+    "  (mmp-embed/mmp-embed-text --adapter) need the model as --model, and the image and\n"
+    "  the text side the same adapter (their provenance says which).\n"
     "\n";
 
 /* A CLIP model as the head: the embeddings' provenance (text: the
@@ -50,6 +52,26 @@ static int clip_check(const char *prov, const char *sha, int text, int allow_mix
     if (!why) return 0;
     mmp_errf(msg, msglen, "%s: the %s embeddings %s %s (their provenance: \"%s\")%s", what, text ? "text" : "image", why,
              model, prov ? prov : "(none)", allow_mixed ? " (--allow-mixed)" : "; --allow-mixed to proceed anyway");
+    return allow_mixed ? 1 : -1;
+}
+
+/* The LoRA adapter named in a provenance ("lora=SHA", mmp-embed/mmp-embed-text
+ * --adapter) into buf, "no adapter" when none. */
+static const char *lora_of(const char *prov, char *buf, size_t n) {
+    const char *p = prov ? strstr(prov, "lora=") : NULL;
+    if (!p) return "no adapter";
+    snprintf(buf, n, "%.*s", (int)strcspn(p, ":"), p);
+    return buf;
+}
+
+/* CLIP: the image and the text embeddings through the same LoRA adapter (or none). */
+static int clip_lora_check(const char *img_prov, const char *txt_prov, const char *img_what, const char *txt_what,
+                           int allow_mixed, char *msg, size_t msglen) {
+    char a[128], b[128];
+    const char *la = lora_of(img_prov, a, sizeof a), *lb = lora_of(txt_prov, b, sizeof b);
+    if (!strcmp(la, lb)) return 0;
+    mmp_errf(msg, msglen, "%s: the image embeddings were made with %s but the text embeddings of %s with %s%s", img_what,
+             la, txt_what, lb, allow_mixed ? " (--allow-mixed)" : "; --allow-mixed to proceed anyway");
     return allow_mixed ? 1 : -1;
 }
 
@@ -108,8 +130,11 @@ int main(int argc, char **argv) {
         mmp_cli_check(mmp_check_provenance(ih, tr.provenance, allow_mixed, rname, model, err, sizeof err), err);
     mmp_cli_check(mmp_trainer_check_header(&tr, ih, rname, err, sizeof err), err);
     mmp_eval_attach(&ec, ih);
-    if (ec.has_text && tr.clip)
+    if (ec.has_text && tr.clip) {
         mmp_cli_check(clip_check(mmp_meta_get(&ih->meta, "text_provenance"), clip_sha, 1, allow_mixed, rname, model, err, sizeof err), err);
+        mmp_cli_check(clip_lora_check(mmp_meta_get(&ih->meta, "provenance"), mmp_meta_get(&ih->meta, "text_provenance"), rname,
+                                      rname, allow_mixed, err, sizeof err), err);
+    }
     else if (ec.has_text)
         mmp_cli_check(mmp_check_text_provenance(ih, tr.text_provenance, allow_mixed, rname, model, err, sizeof err), err);
     if (!ec.pair) mmp_cli_check(mmp_check_classes(ih, tr.nclasses_named, tr.classes, rname, model, err, sizeof err), err);
@@ -117,10 +142,13 @@ int main(int argc, char **argv) {
         if (!ec.pair) mmp_die("--prompts needs a pair (contrastive/triplet) head; %s is a %s head", model, mmp_head_kind_name(tr.cfg.head));
         mmp_reader *pr = mmp_reader_open(prompts, err, sizeof err);
         if (!pr) mmp_die("%s", err);
-        if (tr.clip)
+        if (tr.clip) {
             mmp_cli_check(clip_check(mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), clip_sha, 1, allow_mixed,
                                      mmp_reader_name(pr), model, err, sizeof err), err);
-        else
+            mmp_cli_check(clip_lora_check(mmp_meta_get(&ih->meta, "provenance"),
+                                          mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), rname,
+                                          mmp_reader_name(pr), allow_mixed, err, sizeof err), err);
+        } else
             mmp_cli_check(mmp_check_text_provenance(mmp_reader_header(pr), tr.text_provenance, allow_mixed, mmp_reader_name(pr), model, err,
                                                     sizeof err), err);
         if (mmp_eval_read_prompts(&ec, pr, err, sizeof err)) mmp_die("%s", err);

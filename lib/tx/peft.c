@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "mmp.h"
+#include "tx/model.h"
 
 /* ---- the adaptable linears of the Hugging Face models, by name ---- */
 
@@ -542,4 +543,45 @@ int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen)
     mmp_st_writer_free(&w);
     free(stp);
     return rc;
+}
+
+mmp_lora *mmp_lora_attach_model(mmp_tx_model *m, const char *dir, char *err, size_t errlen) {
+    if (m->family != MMP_TXM_VIT_HF && m->family != MMP_TXM_CLIP_HF) {
+        mmp_errf(err, errlen, "%s: a %s model; PEFT adapters are read for Hugging Face ViT and CLIP (and BERT) weights",
+                 m->path, mmp_tx_family_name(m->family));
+        return NULL;
+    }
+    mmp_lora *a = mmp_lora_load(dir, m->path, NULL, err, errlen);
+    if (!a) return NULL;
+    if ((m->vision && mmp_lora_attach(a, 0, &m->vision->enc, err, errlen)) ||
+        (m->text && mmp_lora_attach(a, 1, &m->text->enc, err, errlen))) {
+        mmp_lora_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void mmp_lora_stamp(const mmp_lora *a, mmp_header *h, const char *key) {
+    const char *p = mmp_meta_get(&h->meta, key);
+    char *np = p ? mmp_xasprintf("%s:%s", p, a->prov) : mmp_xstrdup(a->prov);
+    mmp_meta_set(&h->meta, key, np);
+    free(np);
+    const char *pre = strcmp(key, "provenance") ? "text_lora" : "lora";
+    char k[64], buf[64];
+    size_t wl = strlen(a->dir);
+    while (wl > 1 && a->dir[wl - 1] == '/') wl--;
+    size_t b0 = wl;
+    while (b0 > 0 && a->dir[b0 - 1] != '/') b0--;
+    char *base = mmp_xasprintf("%.*s", (int)(wl - b0), a->dir + b0);
+    snprintf(k, sizeof k, "%s.adapter", pre);
+    mmp_meta_set(&h->meta, k, base);
+    free(base);
+    snprintf(k, sizeof k, "%s.sha256", pre);
+    mmp_meta_set(&h->meta, k, a->sha);
+    snprintf(k, sizeof k, "%s.r", pre);
+    snprintf(buf, sizeof buf, "%d", a->r);
+    mmp_meta_set(&h->meta, k, buf);
+    snprintf(k, sizeof k, "%s.alpha", pre);
+    snprintf(buf, sizeof buf, "%g", a->alpha);
+    mmp_meta_set(&h->meta, k, buf);
 }

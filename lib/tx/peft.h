@@ -21,6 +21,7 @@
 #define MMP_TX_PEFT_H
 #include <stddef.h>
 
+#include "mmp.h"
 #include "tx/lora.h"
 #include "tx/tx.h"
 
@@ -61,3 +62,16 @@ int mmp_lora_merge_write(const mmp_lora *a, const char *out, char *err, size_t e
 int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen);
 
 #endif
+
+/* The adapter DIR loaded for a ViT/CLIP model (its weights file m->path) and
+ * attached to each of its towers. Also for the callers that add it to an
+ * output header: mmp_lora_stamp. NULL with one line in err. */
+struct mmp_tx_model;
+mmp_lora *mmp_lora_attach_model(struct mmp_tx_model *m, const char *dir, char *err, size_t errlen);
+
+/* Appends ":" mmp_lora_provenance() to the header's KEY ("provenance";
+ * mmp-embed-text: "text_provenance") (the
+ * embeddings of base + adapter are not the base's) and sets
+ * "lora.adapter" (the folder's name), "lora.sha256", "lora.r", "lora.alpha"
+ * ("text_lora.*" for "text_provenance"). */
+void mmp_lora_stamp(const mmp_lora *a, mmp_header *h, const char *key);
