@@ -3,10 +3,10 @@
 # tests/fixtures/gen_lora.py: mmp-embed / mmp-embed-text --adapter (run
 # unmerged, the adapter's SHA-256 in the provenance) against the merged
 # backbone of mmp-export --merge-lora (within 1e-5 of the largest value) and
-# against the base alone (they must differ); ViT, CLIP (both towers), BERT;
-# the
-# refusals (one line, non-zero exit): a target that matches nothing, another
-# base than the one recorded, a CNN, --merge-lora without --model.
+# against the base alone (they must differ); ViT, CLIP's image tower, BERT;
+# the refusals (one line, non-zero exit): a target that matches nothing, an
+# adapter for another model, another base than the one recorded (both
+# checksums named), --merge-lora without --model or without an adapter.
 set -u
 command -v mmp-export >/dev/null || { echo "mmp-export not built"; exit 77; }
 py=${MMP_PYTHON:-}
