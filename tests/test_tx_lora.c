@@ -237,6 +237,36 @@ static void clip(void) {
     mmp_lora_free(a);
 }
 
+/* a text-only CLIP (CLIPTextModelWithProjection) with every linear of its blocks adapted */
+static void clip_text(void) {
+    const char *dir = t_root_path("tests/fixtures/tx_models/clip_text_hf");
+    char base[2048], err[1024] = "", rp[2100], ad[2048];
+    snprintf(base, sizeof base, "%s/model.safetensors", dir);
+    snprintf(ad, sizeof ad, "%s", t_root_path("tests/fixtures/lora/clip_text"));
+    mmp_tx_model *m = mmp_tx_model_load(dir, err, sizeof err);
+    CHECKF(m, "%s", err);
+    if (!m) return;
+    mmp_lora *a = mmp_lora_attach_model(m, ad, err, sizeof err);
+    CHECKF(a, "%s", err);
+    if (!a) exit(1);
+    CHECK(!mmp_lora_has_tower(a, 0) && mmp_lora_nsites(a) == 2 * 6);
+    snprintf(rp, sizeof rp, "%s/ref.safetensors", ad);
+    mmp_safetensors r;
+    mmp_st_open_or_die(&r, rp);
+    size_t nt;
+    float *temb = ref_f32(&r, "text_embed", &nt), *ot = calloc(nt, 4);
+    const mmp_tensor *tid = mmp_st_get(&r, "ids"), *tl = mmp_st_get(&r, "lens");
+    int lens[16], nl = (int)tl->shape[0];
+    for (int i = 0; i < nl; i++) lens[i] = ((const int32_t *)tl->data)[i];
+    printf("clip-hf text tower (CLIPTextModelWithProjection) + adapter vs PeftModel:\n");
+    CHECK(!mmp_tx_text_embed(m, (const int32_t *)tid->data, lens, nl, MMP_TX_OUT_EMBED, ot, NULL, err, sizeof err));
+    compare("text embeds", ot, temb, nt, TOL);
+    free(temb), free(ot);
+    mmp_st_close(&r);
+    mmp_tx_model_free(m);
+    mmp_lora_free(a);
+}
+
 static void bert(void) {
     const char *base = t_root_path("tests/fixtures/text/tiny_bert/model.safetensors");
     char err[1024] = "", rp[2048];
@@ -332,6 +362,7 @@ int main(void) {
     op_vs_torch();
     vit();
     clip();
+    clip_text();
     bert();
     bad_inputs();
     printf("worst relative error vs peft %.3g\n", worst);

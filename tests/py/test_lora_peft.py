@@ -3,7 +3,7 @@ transformers and torch, looked for on sys.path or in $MMP_PEERS/{hf,peft}):
   - an adapter written by mmpipe (mmp-export --stamp-lora: PEFT's format with
     the base's SHA-256 in the metadata) loads with peft.PeftModel.from_pretrained
     over the Hugging Face model and gives the outputs of the PEFT-made adapter
-    it was read from (tests/fixtures/lora/*/ref.safetensors: ViT, CLIP, BERT);
+    it was read from (tests/fixtures/lora/*/ref.safetensors: ViT, CLIP, CLIP's text model, BERT);
   - the merged backbone of mmp-export --merge-lora loads into the bare
     transformers model with load_state_dict(strict=True) (and from_pretrained
     with no missing or unexpected keys) and gives those outputs without PEFT."""
@@ -101,9 +101,16 @@ def bert_out(m, ref):
     return {"hidden": torch.cat([h[i, :n] for i, n in enumerate(lens)]).numpy()}
 
 
-from transformers import BertModel, CLIPModel, ViTModel  # noqa: E402
+def clip_text_out(m, ref):
+    x, msk = g.padded(ref["ids"], [int(v) for v in ref["lens"]])
+    with torch.no_grad():
+        return {"text_embed": m(input_ids=x, attention_mask=msk).text_embeds.numpy()}
+
+
+from transformers import BertModel, CLIPModel, CLIPTextModelWithProjection, ViTModel  # noqa: E402
 
 run("vit", ViTModel, os.path.join(F, "tx_models", "vit_hf"), vit_out)
 run("clip", CLIPModel, os.path.join(F, "tx_models", "clip_hf"), clip_out)
+run("clip_text", CLIPTextModelWithProjection, os.path.join(F, "tx_models", "clip_text_hf"), clip_text_out)
 run("bert", BertModel, os.path.join(F, "text", "tiny_bert"), bert_out)
 sys.exit(1 if fails else 0)

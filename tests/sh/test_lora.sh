@@ -3,7 +3,7 @@
 # tests/fixtures/gen_lora.py: mmp-embed / mmp-embed-text --adapter (run
 # unmerged, the adapter's SHA-256 in the provenance) against the merged
 # backbone of mmp-export --merge-lora (within 1e-5 of the largest value) and
-# against the base alone (they must differ); ViT, CLIP's image tower, BERT;
+# against the base alone (they must differ); ViT, CLIP's image and text towers, BERT;
 # the refusals (one line, non-zero exit): a target that matches nothing, an
 # adapter for another model, another base than the one recorded (both
 # checksums named), --merge-lora without --model or without an adapter.
@@ -74,6 +74,18 @@ mmp-export --merge-lora "$F/lora/clip" --model clip -o merged_clip/model.safeten
 mmp-embed --model clip --adapter "$F/lora/clip" img.mmp > cl.mmp 2>/dev/null || fail "clip embed --adapter"
 mmp-embed --model merged_clip img.mmp > cm.mmp 2>/dev/null || fail "clip embed merged"
 cmpf cl.mmp cm.mmp embedding close || fail "clip image: base + adapter vs merged"
+
+# ---- CLIP's text tower (CLIPTextModelWithProjection, CLIP's vocabulary) in mmp-embed-text
+GZ="$F/clip_tok/bpe_simple_vocab_16e6.txt.gz"
+mkdir -p ct merged_ct
+for f in model.safetensors config.json; do ln -sf "$F/tx_models/clip_text_hf/$f" ct/$f; done
+cp "$F/tx_models/clip_text_hf/config.json" merged_ct/
+mmp-export --merge-lora "$F/lora/clip_text" --model ct -o merged_ct/model.safetensors || fail "merge clip_text"
+mmp-embed-text --model ct --tokenizer "$GZ" --adapter "$F/lora/clip_text" --lines lines.txt > ctl.mmp || fail "clip text --adapter"
+mmp-embed-text --model merged_ct --tokenizer "$GZ" --lines lines.txt > ctm.mmp || fail "clip text merged"
+mmp-embed-text --model ct --tokenizer "$GZ" --lines lines.txt > ctb.mmp || fail "clip text base"
+cmpf ctl.mmp ctm.mmp text_embedding close || fail "clip text: base + adapter vs merged"
+cmpf ctl.mmp ctb.mmp text_embedding far || fail "clip text: the adapter changes nothing"
 
 # ---- refusals
 mkdir -p nomatch
