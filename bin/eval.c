@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "tx/peft.h"
 #include "train/eval.h"
 
 static const char usage[] =
@@ -52,26 +53,6 @@ static int clip_check(const char *prov, const char *sha, int text, int allow_mix
     if (!why) return 0;
     mmp_errf(msg, msglen, "%s: the %s embeddings %s %s (their provenance: \"%s\")%s", what, text ? "text" : "image", why,
              model, prov ? prov : "(none)", allow_mixed ? " (--allow-mixed)" : "; --allow-mixed to proceed anyway");
-    return allow_mixed ? 1 : -1;
-}
-
-/* The LoRA adapter named in a provenance ("lora=SHA", mmp-embed/mmp-embed-text
- * --adapter) into buf, "no adapter" when none. */
-static const char *lora_of(const char *prov, char *buf, size_t n) {
-    const char *p = prov ? strstr(prov, "lora=") : NULL;
-    if (!p) return "no adapter";
-    snprintf(buf, n, "%.*s", (int)strcspn(p, ":"), p);
-    return buf;
-}
-
-/* CLIP: the image and the text embeddings through the same LoRA adapter (or none). */
-static int clip_lora_check(const char *img_prov, const char *txt_prov, const char *img_what, const char *txt_what,
-                           int allow_mixed, char *msg, size_t msglen) {
-    char a[128], b[128];
-    const char *la = lora_of(img_prov, a, sizeof a), *lb = lora_of(txt_prov, b, sizeof b);
-    if (!strcmp(la, lb)) return 0;
-    mmp_errf(msg, msglen, "%s: the image embeddings were made with %s but the text embeddings of %s with %s%s", img_what,
-             la, txt_what, lb, allow_mixed ? " (--allow-mixed)" : "; --allow-mixed to proceed anyway");
     return allow_mixed ? 1 : -1;
 }
 
@@ -132,7 +113,7 @@ int main(int argc, char **argv) {
     mmp_eval_attach(&ec, ih);
     if (ec.has_text && tr.clip) {
         mmp_cli_check(clip_check(mmp_meta_get(&ih->meta, "text_provenance"), clip_sha, 1, allow_mixed, rname, model, err, sizeof err), err);
-        mmp_cli_check(clip_lora_check(mmp_meta_get(&ih->meta, "provenance"), mmp_meta_get(&ih->meta, "text_provenance"), rname,
+        mmp_cli_check(mmp_lora_prov_check(mmp_meta_get(&ih->meta, "provenance"), mmp_meta_get(&ih->meta, "text_provenance"), rname,
                                       rname, allow_mixed, err, sizeof err), err);
     }
     else if (ec.has_text)
@@ -145,7 +126,7 @@ int main(int argc, char **argv) {
         if (tr.clip) {
             mmp_cli_check(clip_check(mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), clip_sha, 1, allow_mixed,
                                      mmp_reader_name(pr), model, err, sizeof err), err);
-            mmp_cli_check(clip_lora_check(mmp_meta_get(&ih->meta, "provenance"),
+            mmp_cli_check(mmp_lora_prov_check(mmp_meta_get(&ih->meta, "provenance"),
                                           mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), rname,
                                           mmp_reader_name(pr), allow_mixed, err, sizeof err), err);
         } else

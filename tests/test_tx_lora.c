@@ -352,6 +352,22 @@ static void bad_inputs(void) {
     expect_fail(w, other, sha, sha2);
 }
 
+/* mmp-eval's check with a CLIP model: image and text through the same adapter */
+static void prov_check(void) {
+    char msg[512];
+    const char *base = "clip-hf-vit-w48:proj:size=40x40:sha256=ab:mean=0,0,0:std=1,1,1";
+    const char *img = "clip-hf-vit-w48:proj:size=40x40:sha256=ab:mean=0,0,0:std=1,1,1:lora=cd:r=4:alpha=8:modules=8";
+    const char *txt = "clip-hf-text:pooling=eos:output=proj:sha256=ab:lora=cd:r=4:alpha=8:modules=8";
+    const char *txt2 = "clip-hf-text:pooling=eos:output=proj:sha256=ab:lora=ef:r=4:alpha=8:modules=8";
+    CHECK(mmp_lora_prov_check(img, txt, "i.mmp", "t.mmp", 0, msg, sizeof msg) == 0);
+    CHECK(mmp_lora_prov_check(base, "clip-hf-text:sha256=ab", "i.mmp", "t.mmp", 0, msg, sizeof msg) == 0);
+    CHECK(mmp_lora_prov_check(img, "clip-hf-text:sha256=ab", "i.mmp", "t.mmp", 0, msg, sizeof msg) == -1);
+    printf("  refused: %s\n", msg);
+    CHECK(strstr(msg, "lora=cd") && strstr(msg, "no adapter") && strstr(msg, "t.mmp"));
+    CHECK(mmp_lora_prov_check(img, txt2, "i.mmp", "t.mmp", 0, msg, sizeof msg) == -1 && strstr(msg, "lora=ef"));
+    CHECK(mmp_lora_prov_check(img, txt2, "i.mmp", "t.mmp", 1, msg, sizeof msg) == 1);
+}
+
 int main(void) {
     const char *tmp = getenv("MMP_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s/lora.XXXXXX", tmp ? tmp : "/tmp");
@@ -365,6 +381,7 @@ int main(void) {
     clip_text();
     bert();
     bad_inputs();
+    prov_check();
     printf("worst relative error vs peft %.3g\n", worst);
     t_sh("rm -rf '%s'", tmpdir);
     TEST_END();

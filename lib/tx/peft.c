@@ -585,3 +585,21 @@ void mmp_lora_stamp(const mmp_lora *a, mmp_header *h, const char *key) {
     snprintf(buf, sizeof buf, "%g", a->alpha);
     mmp_meta_set(&h->meta, k, buf);
 }
+
+/* the adapter named in a provenance ("lora=SHA") into buf, "no adapter" when none */
+static const char *lora_of(const char *prov, char *buf, size_t n) {
+    const char *p = prov ? strstr(prov, "lora=") : NULL;
+    if (!p) return "no adapter";
+    snprintf(buf, n, "%.*s", (int)strcspn(p, ":"), p);
+    return buf;
+}
+
+int mmp_lora_prov_check(const char *img_prov, const char *txt_prov, const char *img_what, const char *txt_what,
+                        int allow_mixed, char *msg, size_t msglen) {
+    char a[128], b[128];
+    const char *la = lora_of(img_prov, a, sizeof a), *lb = lora_of(txt_prov, b, sizeof b);
+    if (!strcmp(la, lb)) return 0;
+    mmp_errf(msg, msglen, "%s: the image embeddings were made with %s but the text embeddings of %s with %s%s", img_what,
+             la, txt_what, lb, allow_mixed ? " (--allow-mixed)" : "; --allow-mixed to proceed anyway");
+    return allow_mixed ? 1 : -1;
+}

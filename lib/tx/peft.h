@@ -61,6 +61,12 @@ int mmp_lora_merge_write(const mmp_lora *a, const char *out, char *err, size_t e
  * base's SHA-256 in the metadata. 0 or -1 (err). */
 int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen);
 
+/* The image embeddings' provenance (IMG_PROV) and the text embeddings' (TXT_PROV)
+ * name the same adapter ("lora=SHA") or none: 0; else the message (naming
+ * IMG_WHAT and TXT_WHAT) and -1, or 1 with allow_mixed (a warning). */
+int mmp_lora_prov_check(const char *img_prov, const char *txt_prov, const char *img_what, const char *txt_what,
+                        int allow_mixed, char *msg, size_t msglen);
+
 #endif
 
 /* The adapter DIR loaded for a ViT/CLIP model (its weights file m->path) and
