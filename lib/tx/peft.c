@@ -201,7 +201,6 @@ static int read_config(mmp_lora *a, const char *cfgp, char *err, size_t errlen) 
     const char *s;
     int64_t r = 0;
     int b;
-    double d;
     rc = -1;
     if (!json_is_object(cfg)) {
         mmp_errf(err, errlen, "%s: not a JSON object", cfgp);
@@ -247,7 +246,6 @@ static int read_config(mmp_lora *a, const char *cfgp, char *err, size_t errlen) 
             mmp_errf(err, errlen, "%s: %s is not supported", cfgp, flags[i]);
             goto out;
         }
-    (void)d;
     json_t *t = json_object_get(cfg, "target_modules");
     int ok = json_is_string(t);
     if (json_is_array(t) && json_array_size(t)) {
