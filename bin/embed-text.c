@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "text/embed.h"
+#include "tx/peft.h"
 
 static const char usage[] =
     "usage: mmp-embed-text --model DIR|FILE.safetensors [options] [IN.mmp|-] > out.mmp\n"
@@ -52,6 +53,7 @@ static int opt_drop(const mmp_option *o, void *t, const char *v, char *err, size
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed-text");
+    const char *adapter = NULL;
     const char *model = NULL, *out = "-", *field = "text_embedding", *tokenizer = NULL;
     droplist dl = {.n = 0};
     tpllist tl_opt = {NULL, 0};
@@ -60,6 +62,10 @@ int main(int argc, char **argv) {
     static const char *const dtypes[] = {"f32", "f16", NULL}, *const missing_names[] = {"error", "skip", NULL},
                              *const utf8_names[] = {"error", "replace", NULL};
     mmp_option opts[] = {
+        MMP_O_STRING("adapter", 0, &adapter, "DIR",
+                     "a PEFT LoRA adapter folder (adapter_config.json +\n"
+                     "adapter_model.safetensors) for --model, run unmerged;\n"
+                     "its SHA-256 joins the provenance (docs/finetune.md)"),
         MMP_O_STRING("model", 0, &model, "PATH",
                      "folder or .safetensors file: a BERT-family sentence encoder\n"
                      "(model.safetensors + vocab.txt + configs) or a CLIP checkpoint"),
@@ -103,6 +109,8 @@ int main(int argc, char **argv) {
     char err[1024];
     mmp_text_encoder_opts eo = {.heads = heads, .tokenizer = tokenizer, .pooled = pooled};
     if (mmp_text_encoder_load(&tm, model, &eo, err, sizeof err) < 0) mmp_die("%s", err);
+    mmp_lora *lora = adapter ? mmp_text_encoder_adapter(&tm, adapter, err, sizeof err) : NULL;
+    if (adapter && !lora) mmp_die("%s", err);
     mmp_text_embed_opts o = {.model = &tm, .max_length = max_length > 0 ? (int)max_length : tm.max_length,
                              .normalize = normalize < 0 ? tm.normalize : normalize,
                              .utf8 = utf8i ? MMP_UTF8_REPLACE : MMP_UTF8_ERROR, .batch = (int)batch,
@@ -119,6 +127,7 @@ int main(int argc, char **argv) {
     if (!lines) rd = mmp_reader_open_or_die(in);
     mmp_header oh;
     mmp_text_embed_header(&o, rd ? mmp_reader_header(rd) : NULL, &tl, tl_opt.t, tl_opt.n, &oh);
+    if (lora) mmp_lora_stamp(lora, &oh, "text_provenance");
     mmp_header_stamp(&oh, argc, argv);
     mmp_writer *w = mmp_writer_open(out, &oh, 0);
     const char *inname = strcmp(in, "-") ? in : "stdin";
@@ -128,6 +137,7 @@ int main(int argc, char **argv) {
     mmp_text_lines_free(&tl);
     mmp_header_free(&oh);
     mmp_text_encoder_free(&tm);
+    mmp_lora_free(lora);
     free(tl_opt.t);
     return 0;
 }

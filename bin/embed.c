@@ -9,6 +9,7 @@
 #include "nn/embed.h"
 #include "nn/provenance.h"
 #include "nn/txmodel.h"
+#include "tx/peft.h"
 
 static const char usage[] =
     "usage: mmp-embed --model FILE.safetensors|DIR [options] [IN.mmp|-] [-o OUT.mmp]\n"
@@ -26,6 +27,7 @@ static const char usage[] =
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-embed");
+    const char *adapter = NULL;
     const char *model = NULL, *arch = NULL, *layer = NULL, *mean_s = NULL, *std_s = NULL;
     const char *out = "-", *field = "image";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), level = 0, keep = 0, allow_mixed = 0, dtype = 0;
@@ -40,6 +42,11 @@ int main(int argc, char **argv) {
                      "checkpoint: .safetensors or a folder with config.json,\n"
                      "preprocessor_config.json or open_clip_config.json\n"
                      "(mean/std from those)"),
+        MMP_O_STRING("adapter", 0, &adapter, "DIR",
+                     "a PEFT LoRA adapter folder (adapter_config.json +\n"
+                     "adapter_model.safetensors) for a Hugging Face ViT/CLIP\n"
+                     "--model, run unmerged; its SHA-256 joins the provenance\n"
+                     "(docs/finetune.md)"),
         MMP_O_STRING("arch", 0, &arch, "A",
                      "resnet18|resnet34|resnet50|resnet101|resnet152|mobilenet_v2,\n"
                      "vit|clip|vit-hf|vit-timm|clip-hf|clip-openclip\n"
@@ -79,6 +86,13 @@ int main(int argc, char **argv) {
     char err[1024];
     if (mmp_nn_model_load(&m, model, arch, err, sizeof err)) mmp_die("%s", err);
     e.model = m;
+    mmp_lora *lora = NULL;
+    if (adapter) {
+        if (!mmp_nn_model_tx(m)) mmp_die("--adapter: %s is a CNN; LoRA adapters are read for ViT/CLIP models", model);
+        /* the model is this program's own: its blocks take the adapter before the runner shares it */
+        lora = mmp_lora_attach_model((mmp_tx_model *)mmp_nn_model_tx(m), adapter, err, sizeof err);
+        if (!lora) mmp_die("%s", err);
+    }
     if (list_layers) {
         const char *names = mmp_nn_model_block_names(m);
         if (!mmp_nn_model_tx(m)) printf("pool\n%s", mmp_nn_model_classes(m) ? "logits\n" : "");
@@ -115,6 +129,7 @@ int main(int argc, char **argv) {
         mmp_warn("%s", err);
     mmp_header oh;
     if (mmp_nn_embed_header(&e, ih, name, model, sha, &oh, err, sizeof err)) mmp_die("%s", err);
+    if (lora) mmp_lora_stamp(lora, &oh, "provenance");
     mmp_header_stamp(&oh, argc, argv);
     mmp_writer *w = mmp_writer_open(out, &oh, (int)level);
     mmp_nn_runner *run = mmp_nn_runner_new(m, &mmp_nn_ops_cpu, (int)threads);
@@ -124,6 +139,7 @@ int main(int argc, char **argv) {
     mmp_reader_close(r);
     mmp_nn_runner_free(run);
     mmp_nn_model_free(m);
+    mmp_lora_free(lora);
     mmp_header_free(&oh);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "tx/peft.h"
 #include "train/eval.h"
 
 static const char usage[] =
@@ -30,7 +31,9 @@ static const char usage[] =
     "a CLIP model (Hugging Face CLIPModel or open_clip weights) works as a pair head whose\n"
     "  projections are its own: the stream's \"embedding\" (mmp-embed --layer proj) and\n"
     "  \"text_embedding\" / the prompts (mmp-embed-text) must come from the same weights;\n"
-    "  zero-shot logits use the model's logit_scale.\n"
+    "  zero-shot logits use the model's logit_scale. Embeddings made with a LoRA adapter\n"
+    "  (mmp-embed/mmp-embed-text --adapter) need the model as --model, and the image and\n"
+    "  the text side the same adapter (their provenance says which).\n"
     "\n";
 
 /* A CLIP model as the head: the embeddings' provenance (text: the
@@ -109,8 +112,11 @@ int main(int argc, char **argv) {
         mmp_cli_check(mmp_check_provenance(ih, tr.provenance, allow_mixed, rname, model, err, sizeof err), err);
     mmp_cli_check(mmp_trainer_check_header(&tr, ih, rname, err, sizeof err), err);
     mmp_eval_attach(&ec, ih);
-    if (ec.has_text && tr.clip)
+    if (ec.has_text && tr.clip) {
         mmp_cli_check(clip_check(mmp_meta_get(&ih->meta, "text_provenance"), clip_sha, 1, allow_mixed, rname, model, err, sizeof err), err);
+        mmp_cli_check(mmp_lora_prov_check(mmp_meta_get(&ih->meta, "provenance"), mmp_meta_get(&ih->meta, "text_provenance"), rname,
+                                      rname, allow_mixed, err, sizeof err), err);
+    }
     else if (ec.has_text)
         mmp_cli_check(mmp_check_text_provenance(ih, tr.text_provenance, allow_mixed, rname, model, err, sizeof err), err);
     if (!ec.pair) mmp_cli_check(mmp_check_classes(ih, tr.nclasses_named, tr.classes, rname, model, err, sizeof err), err);
@@ -118,10 +124,13 @@ int main(int argc, char **argv) {
         if (!ec.pair) mmp_die("--prompts needs a pair (contrastive/triplet) head; %s is a %s head", model, mmp_head_kind_name(tr.cfg.head));
         mmp_reader *pr = mmp_reader_open(prompts, err, sizeof err);
         if (!pr) mmp_die("%s", err);
-        if (tr.clip)
+        if (tr.clip) {
             mmp_cli_check(clip_check(mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), clip_sha, 1, allow_mixed,
                                      mmp_reader_name(pr), model, err, sizeof err), err);
-        else
+            mmp_cli_check(mmp_lora_prov_check(mmp_meta_get(&ih->meta, "provenance"),
+                                          mmp_meta_get(&mmp_reader_header(pr)->meta, "text_provenance"), rname,
+                                          mmp_reader_name(pr), allow_mixed, err, sizeof err), err);
+        } else
             mmp_cli_check(mmp_check_text_provenance(mmp_reader_header(pr), tr.text_provenance, allow_mixed, mmp_reader_name(pr), model, err,
                                                     sizeof err), err);
         if (mmp_eval_read_prompts(&ec, pr, err, sizeof err)) mmp_die("%s", err);

@@ -11,7 +11,8 @@
 #                               (sentence-transformers 2.2.2, transformers 4.30.2) into
 #                               ~/.local/share/mmpipe-peers/{st,hf} (bench/bench_text.sh),
 #                               open_clip 2.24 + timm 0.9.16 + ftfy 6.1.3 into .../mmpipe-peers/oc
-#                               (the ViT/CLIP tests, CLIP's tokenizer reference, fixture generators)
+#                               (the ViT/CLIP tests, CLIP's tokenizer reference, fixture generators),
+#                               peft 0.4.0 + accelerate 0.21.0 into .../mmpipe-peers/peft (the LoRA tests)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
 set -euo pipefail
@@ -22,7 +23,7 @@ pkgs=(build-essential clang pkg-config ca-certificates curl
       man-db groff-base
       qemu-user  # tests/sh/test_cpu_baseline.sh: programs on a CPU without AVX2
       python3 python3-pip python3-numpy python3-msgpack python3-zstandard python3-pil chromium socat iproute2 bc)
-[ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn hyperfine libopenblas-dev libdnnl-dev)
+[ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn python3-psutil python3-yaml python3-packaging hyperfine libopenblas-dev libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -45,6 +46,11 @@ if [ "${1:-}" = --bench ]; then
   # open_clip 2.24 + timm 0.9.16 (tests/py: ViT/CLIP models, CLIP preprocessing; the fixture generators)
   [ -d "$peers/oc/open_clip" ] ||
     "${pip[@]}" --target "$peers/oc" --no-deps open_clip_torch==2.24.0 timm==0.9.16 ftfy==6.1.3 wcwidth
+  # peft 0.4.0 with accelerate 0.21 (checked with torch 1.13 + transformers 4.30.2; their imports
+  # psutil, yaml, packaging come from Debian):
+  # tests/fixtures/gen_lora.py, tests/py/test_lora_peft.py
+  [ -d "$peers/peft/peft" ] ||
+    "${pip[@]}" --target "$peers/peft" --no-deps peft==0.4.0 accelerate==0.21.0
   [ -d "$peers/st/sentence_transformers" ] ||
     "${pip[@]}" --target "$peers/st" --no-deps sentence-transformers==2.2.2 nltk huggingface_hub==0.16.4
   if ! python3 -c 'import tensorboard' 2>/dev/null; then

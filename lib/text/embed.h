@@ -50,6 +50,11 @@ int mmp_text_is_clip(const char *path);
  * larger than the tower's: -1 with one line in err. */
 int mmp_text_encoder_load(mmp_text_encoder *e, const char *path, const mmp_text_encoder_opts *o, char *err,
                           size_t errlen);
+/* Loads the PEFT LoRA adapter folder DIR for the encoder's weights and
+ * attaches it (run unmerged; text/adapter.c, tx/peft.h). Free it with
+ * mmp_lora_free after the encoder. NULL with one line in err. */
+struct mmp_lora;
+struct mmp_lora *mmp_text_encoder_adapter(mmp_text_encoder *e, const char *dir, char *err, size_t errlen);
 void mmp_text_encoder_free(mmp_text_encoder *e);
 
 /* Embeds n texts into out [n, e->dim]: BERT's mmp_text_embed, or CLIP:

@@ -10,6 +10,17 @@
 
 #include "mmp.h"
 #include "nn/gemm.h"
+#include "tx/lora.h"
+
+/* LoRA hooks (tx/lora.h): y[n rows] += the adapter of linear SLOT of block b, if any */
+#define LORA(b, slot, y, ldy, x, ldx, n) \
+    if ((b)->lora && (b)->lora->slot) mmp_tx_lora_fwd(y, ldy, NULL, x, ldx, NULL, (b)->lora->slot, n)
+#define LORA_QKV(b, qkv, x, n, C)             \
+    do {                                     \
+        LORA(b, q, qkv, 3 * (C), x, C, n);     \
+        LORA(b, k, (qkv) + (C), 3 * (C), x, C, n); \
+        LORA(b, v, (qkv) + 2 * (C), 3 * (C), x, C, n); \
+    } while (0)
 
 typedef struct {
     mmp_sgemm_pack *qkv, *o, *fc1, *fc2;
@@ -149,31 +160,39 @@ static void rows_phase(fwd_run *R, int r0, int r1) {
         if (e->post_ln) {
             /* x = ln1(x + o(ctx)); x = ln2(x + fc2(act(fc1(x)))) */
             lin(h, ctx, b->o_w, b->o_b, po, x, n, C, C);
+            LORA(b, o, h, C, ctx, C, n);
             mmp_tx_layernorm_fwd(x, NULL, NULL, h, b->ln1_w, b->ln1_b, n, C, e->eps);
             lin(f, x, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+            LORA(b, fc1, f, I, x, C, n);
             mmp_tx_act_fwd(f, f, (size_t)n * I, e->act);
             lin(h, f, b->fc2_w, b->fc2_b, p2, x, n, I, C);
+            LORA(b, fc2, h, C, f, I, n);
             mmp_tx_layernorm_fwd(x, NULL, NULL, h, b->ln2_w, b->ln2_b, n, C, e->eps);
         } else {
             /* x += o(ctx) [* ls1]; x += fc2(act(fc1(ln2(x)))) [* ls2] */
             float *x1 = x;
             if (b->ls1) {
                 lin(h, ctx, b->o_w, b->o_b, po, NULL, n, C, C);
+                LORA(b, o, h, C, ctx, C, n);
                 add_scaled(x, h, b->ls1, n, C);
             } else {
                 lin(h2, ctx, b->o_w, b->o_b, po, x, n, C, C);
+                LORA(b, o, h2, C, ctx, C, n);
                 x1 = h2;
             }
             mmp_tx_layernorm_fwd(h, NULL, NULL, x1, b->ln2_w, b->ln2_b, n, C, e->eps);
             lin(f, h, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+            LORA(b, fc1, f, I, h, C, n);
             mmp_tx_act_fwd(f, f, (size_t)n * I, e->act);
             if (b->ls2) {
                 lin(h, f, b->fc2_w, b->fc2_b, p2, NULL, n, I, C);
+                LORA(b, fc2, h, C, f, I, n);
                 if (x1 != x) memcpy(x, x1, (size_t)n * C * sizeof *x);
                 add_scaled(x, h, b->ls2, n, C);
             } else {
                 if (x1 == x) memcpy(h2, x, (size_t)n * C * sizeof *x);
                 lin(x, f, b->fc2_w, b->fc2_b, p2, h2, n, I, C);
+                LORA(b, fc2, x, C, f, I, n);
             }
         }
         if (R->hidden) memcpy(R->hidden + (size_t)l * T * C + o, x, (size_t)n * C * sizeof *x);
@@ -184,9 +203,11 @@ static void rows_phase(fwd_run *R, int r0, int r1) {
         float *qkv = R->qkv + 3 * o;
         if (e->post_ln) {
             qkv_fwd(qkv, x, b, pb, n, C);
+            LORA_QKV(b, qkv, x, n, C);
         } else {
             mmp_tx_layernorm_fwd(h, NULL, NULL, x, b->ln1_w, b->ln1_b, n, C, e->eps);
             qkv_fwd(qkv, h, b, pb, n, C);
+            LORA_QKV(b, qkv, h, n, C);
         }
     }
 }
@@ -522,6 +543,8 @@ static void train_setup(train_run *R, const mmp_tx_encoder *e, const int *lens, 
 
 void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
                              float *saved) {
+    for (int l = 0; l < e->layers; l++)
+        if (e->block[l].lora) mmp_die("LoRA adapters are not built into the encoder's training forward yet");
     train_run R;
     train_setup(&R, e, lens, nseq, saved);
     R.x = x, R.hidden = hidden;

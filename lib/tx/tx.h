@@ -119,6 +119,7 @@ typedef struct {
     const float *fc1_w, *fc1_b; /* [I, C], [I] */
     const float *fc2_w, *fc2_b; /* [C, I], [C] */
     const float *ls1, *ls2;
+    const struct mmp_tx_block_lora *lora; /* LoRA adapters of the six linears (tx/lora.h), NULL: none */
 } mmp_tx_block;
 
 typedef struct {
