@@ -14,7 +14,7 @@
  * gradient pointer means "not needed" and is skipped. Forward functions that
  * save something for the backward say so (NULL = inference, not saved).
  *
- * ops (tx/ops.c) -> encoder blocks (tx/encoder.c) -> models: ViT (tx/vit.c),
+ * ops (tx/ops_avx2.c) -> encoder blocks (tx/encoder.c) -> models: ViT (tx/vit.c),
  * CLIP (tx/clip.c), BERT (text/bert.c).
  */
 #ifndef MMP_TX_TX_H

@@ -61,7 +61,8 @@ print("%d blocks to run, %d skipped" % (n, sum(1 for s, _ in blocks if s)))
 EOP
 fail=0
 for b in block*.sh; do
-  if bash -c "set -eo pipefail; source ./stubs.sh; source ./$b" > "$b.out" 2>&1; then echo "ok: $b ($(head -n1 "$b" | cut -c1-70))"
+  t0=$(date +%s)
+  if bash -c "set -eo pipefail; source ./stubs.sh; source ./$b" > "$b.out" 2>&1; then echo "ok: $b ($(head -n1 "$b" | cut -c1-70)) $(( $(date +%s) - t0 )) s"
   else echo "FAIL: $b"; sed 's/^/    /' "$b"; echo "  output:"; tail -n 15 "$b.out" | sed 's/^/    /'; fail=1; fi
 done
 exit $fail

@@ -1,4 +1,6 @@
-/* tx/ops.c: the transformer engine's layers, forward and backward (tx/tx.h).
+/* tx/ops_avx2.c: the transformer engine's layers, forward and backward (tx/tx.h).
+ * Compiled for AVX2/FMA (the lowest instruction-set level, lib/cpu.h) in every
+ * build, sanitizer builds included, so those run the same vector code.
  *
  * Every GEMM is mmp_sgemm (nn/gemm.h), whose rows do not depend on the other
  * rows of the call, and every other loop works row by row or element by
