@@ -16,7 +16,10 @@
  * BatchNorm runs in eval mode with the running statistics of the backbone
  * (torchvision's model.eval() / FrozenBatchNorm2d):
  *   y = (x - mean) / sqrt(var + 1e-5) * weight + bias
- * weight and bias train, running_mean/running_var stay as they are.
+ * weight and bias train, running_mean/running_var stay as they are; or, with
+ * train_bn, in train mode (batch statistics, running statistics moved as
+ * PyTorch's). first = 0 starts at the image (the stem features.0; ResNet:
+ * conv1 + bn1 + relu + maxpool, resnet_tail.h), so a whole network trains.
  * Trainable parameters, under torchvision's exact state_dict names:
  *   features.i.conv.0.0.weight [hid,cin,1,1], features.i.conv.0.1.{weight,bias}   (expand)
  *   features.i.conv.1.0.weight [hid,1,3,3],  features.i.conv.1.1.{weight,bias}   (depthwise)
@@ -27,7 +30,8 @@
  * plus the frozen buffers features.*.running_mean / running_var (copied).
  *
  * Internally activations are NHWC (rows = pixels), so a 1x1 conv over a batch
- * is one sgemm [N*H*W, cin] x [cin, cout]. Single-threaded, deterministic.
+ * is one sgemm [N*H*W, cin] x [cin, cout]. Threads over fixed slices of the
+ * batch: deterministic, the same bits for any thread count.
  */
 #ifndef MMP_TRAIN_CNN_TAIL_H
 #define MMP_TRAIN_CNN_TAIL_H
