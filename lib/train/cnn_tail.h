@@ -172,7 +172,7 @@ typedef struct {
                              * reused by its backward (the optimizer changes them only after both) */
 } mmp_tail_unit;
 
-#define MMP_TAIL_MAX_UNITS 64
+#define MMP_TAIL_MAX_UNITS 192 /* ResNet-152 from the image: 2 + 50*3 + 4 units */
 #define MMP_TAIL_SLICES 4
 typedef struct {
     int first, last;        /* features.first .. features.last (the final 1x1 conv) */
