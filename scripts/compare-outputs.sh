@@ -51,6 +51,8 @@ done
 for f in $(cd "$work/new" && find . -type f | sort); do [ -e "$work/base/$f" ] || echo "new output (not compared): ${f#./}"; done
 # (a renamed output was moved back to its old name above, so it is compared, not listed)
 # the fixture files themselves (the scripts that make them may change, e.g. a comment)
-if ! git diff --quiet "$base" -- tests/fixtures ':(exclude)*.py'; then echo "DIFFERS: committed fixtures (git diff $base -- tests/fixtures)"; bad=1; fi
+# fixtures that BASE lacks are new (listed, not compared); a changed or removed one differs
+git diff --name-only --diff-filter=A "$base" -- tests/fixtures ':(exclude)*.py' | sed 's/^/new fixture (not compared): /'
+if ! git diff --quiet --diff-filter=a "$base" -- tests/fixtures ':(exclude)*.py'; then echo "DIFFERS: committed fixtures (git diff $base -- tests/fixtures)"; bad=1; fi
 [ $bad = 0 ] && echo "compare: $((n - chg)) outputs and the committed fixtures identical to $base$([ $chg -gt 0 ] && echo ", $chg changed on purpose")" || echo "compare: outputs differ from $base"
 exit $bad

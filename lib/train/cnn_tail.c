@@ -299,6 +299,116 @@ void mmp_bn_eval_backward(const float *x, const float *dy, int64_t M, int64_t C,
     free(invstd);
 }
 
+void mmp_bn_train_forward(const float *x, int64_t M, int64_t C, const float *weight, const float *bias, float momentum,
+                          float *rmean, float *rvar, float *mean, float *invstd, float *y) {
+    double *s = mmp_xcalloc((size_t)(2 * C), sizeof(double)), *q = s + C;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * C;
+        for (int64_t c = 0; c < C; c++) s[c] += xr[c];
+    }
+    for (int64_t c = 0; c < C; c++) s[c] = M > 0 ? s[c] / (double)M : 0;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * C;
+        for (int64_t c = 0; c < C; c++) {
+            double d = (double)xr[c] - s[c];
+            q[c] += d * d;
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double var = M > 0 ? q[c] / (double)M : 0;
+        mean[c] = (float)s[c];
+        invstd[c] = (float)(1.0 / sqrt(var + (double)MMP_BN_EPS));
+        if (rmean) rmean[c] = (1 - momentum) * rmean[c] + momentum * (float)s[c];
+        if (rvar) rvar[c] = (1 - momentum) * rvar[c] + momentum * (float)(M > 1 ? q[c] / (double)(M - 1) : var);
+    }
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * C;
+        float *yr = y + m * C;
+        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * invstd[c] * weight[c] + bias[c];
+    }
+    free(s);
+}
+
+void mmp_bn_train_backward(const float *x, const float *dy, int64_t M, int64_t C, const float *weight,
+                           const float *mean, const float *invstd, float *dx, float *dweight, float *dbias) {
+    double *sg = mmp_xcalloc((size_t)(2 * C), sizeof(double)), *sd = sg + C;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * C, *gr = dy + m * C;
+        for (int64_t c = 0; c < C; c++) {
+            sg[c] += gr[c];
+            sd[c] += (double)gr[c] * ((double)xr[c] - mean[c]);
+        }
+    }
+    if (dweight)
+        for (int64_t c = 0; c < C; c++) dweight[c] = (float)(sd[c] * invstd[c]);
+    if (dbias)
+        for (int64_t c = 0; c < C; c++) dbias[c] = (float)sg[c];
+    if (dx && M > 0) {
+        /* dx = (dy - mean(dy) - (x-mean) * k) * invstd*weight, k = invstd^2 * sum(dy*(x-mean)) / M */
+        float *gm = mmp_xmalloc(sizeof(float) * (size_t)(3 * C)), *k = gm + C, *sc = k + C;
+        for (int64_t c = 0; c < C; c++) {
+            gm[c] = (float)(sg[c] / (double)M);
+            k[c] = (float)(sd[c] / (double)M * (double)invstd[c] * (double)invstd[c]);
+            sc[c] = invstd[c] * weight[c];
+        }
+        for (int64_t m = 0; m < M; m++) {
+            const float *xr = x + m * C, *gr = dy + m * C;
+            float *dr = dx + m * C;
+            for (int64_t c = 0; c < C; c++) dr[c] = (gr[c] - gm[c] - (xr[c] - mean[c]) * k[c]) * sc[c];
+        }
+        free(gm);
+    }
+    free(sg);
+}
+
+/* the first maximum of the 3x3 stride-2 pad-1 window of output (oh, ow),
+ * channel c, in (kh, kw) order (NaN wins): its input pixel index, -1 if none */
+static int64_t maxpool_arg(const float *x, int64_t H, int64_t W, int64_t C, int64_t oh, int64_t ow, int64_t c) {
+    int64_t best = -1;
+    float mv = -INFINITY;
+    for (int kh = 0; kh < 3; kh++) {
+        int64_t ih = oh * 2 - 1 + kh;
+        if (ih < 0 || ih >= H) continue;
+        for (int kw = 0; kw < 3; kw++) {
+            int64_t iw = ow * 2 - 1 + kw;
+            if (iw < 0 || iw >= W) continue;
+            float v = x[(ih * W + iw) * C + c];
+            if (best < 0 || v > mv || isnan(v)) {
+                mv = v;
+                best = ih * W + iw;
+                if (isnan(v)) return best;
+            }
+        }
+    }
+    return best;
+}
+
+void mmp_maxpool3s2_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t C, float *y) {
+    int64_t Ho = (H - 1) / 2 + 1, Wo = (W - 1) / 2 + 1;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x + n * H * W * C;
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                float *o = y + ((n * Ho + oh) * Wo + ow) * C;
+                for (int64_t c = 0; c < C; c++) o[c] = xn[maxpool_arg(xn, H, W, C, oh, ow, c) * C + c];
+            }
+    }
+}
+
+void mmp_maxpool3s2_backward(const float *x, const float *dy, int64_t N, int64_t H, int64_t W, int64_t C, float *dx) {
+    int64_t Ho = (H - 1) / 2 + 1, Wo = (W - 1) / 2 + 1;
+    memset(dx, 0, sizeof(float) * (size_t)(N * H * W * C));
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x + n * H * W * C;
+        float *dn = dx + n * H * W * C;
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                const float *g = dy + ((n * Ho + oh) * Wo + ow) * C;
+                for (int64_t c = 0; c < C; c++) dn[maxpool_arg(xn, H, W, C, oh, ow, c) * C + c] += g[c];
+            }
+    }
+}
+
 void mmp_relu6_forward(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];
 }
@@ -362,6 +472,10 @@ static const mmp_tensor *tget(const mmp_safetensors *st, const char *fmt, int i)
 }
 
 int64_t mmp_tail_first_cin(const mmp_safetensors *src, int first) {
+    if (first == 0) { /* the stem features.0.0: 3x3 conv [32, 3, 3, 3] */
+        const mmp_tensor *s0 = tget(src, "features.%d.0.weight", 0);
+        return s0 && s0->ndim == 4 && s0->shape[2] == 3 && s0->shape[3] == 3 ? s0->shape[1] : 0;
+    }
     const mmp_tensor *t = tget(src, "features.%d.conv.0.0.weight", first);
     if (t && t->ndim == 4) {
         if (t->shape[1] != 1) return t->shape[1]; /* expand [hid,cin,1,1] */
@@ -422,6 +536,26 @@ int mmp_tail_add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int
     return 0;
 }
 
+int mmp_tail_add_maxpool(mmp_cnn_tail *t, int64_t C, int64_t H, int64_t W, char *err, size_t errlen) {
+    if (t->nu >= MMP_TAIL_MAX_UNITS) return mmp_errf(err, errlen, "too many layers");
+    mmp_tail_unit *u = &t->u[t->nu];
+    memset(u, 0, sizeof *u);
+    u->kind = MMP_TAIL_MAXPOOL;
+    u->ksize = 3;
+    u->cin = u->cout = C;
+    u->stride = 2;
+    u->act = MMP_ACT_NONE;
+    u->in = t->nu - 1;
+    u->skip = MMP_TAIL_NOSKIP;
+    u->H = H;
+    u->W = W;
+    u->Ho = (H - 1) / 2 + 1;
+    u->Wo = (W - 1) / 2 + 1;
+    u->pw = u->pbw = u->pbb = -1;
+    t->nu++;
+    return 0;
+}
+
 /* MobileNetV2 unit: input = the previous unit, no skip (set after) */
 static int add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int kind, const char *wname, const char *bn,
                     int64_t cin, int64_t cout, int stride, int relu6, int64_t H, int64_t W, char *err, size_t errlen) {
@@ -451,6 +585,7 @@ int mmp_tail_finish(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, const
         t->goff[k] = t->gtotal;
         if (k < t->np - 2) t->gtotal += t->params[k].n;
     }
+    t->bn_momentum = 0.1f;
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     t->threads = nc < 1 ? 1 : nc > MMP_TAIL_SLICES ? MMP_TAIL_SLICES : (int)nc;
     return 0;
@@ -461,10 +596,11 @@ int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_
     memset(t, 0, sizeof *t);
     int cap = 0;
     char w[96], bn[96], e2[400];
-    if (first < 1 || first > 18) return mmp_errf(err, errlen, "the first trainable block must be features.1 .. features.18, not features.%d", first);
+    if (first < 0 || first > 18) return mmp_errf(err, errlen, "the first trainable block must be features.0 .. features.18, not features.%d", first);
     if (H0 < 1 || W0 < 1 || H0 > 4096 || W0 > 4096 || ncls < 1)
         return mmp_errf(err, errlen, "bad tail input %lldx%lld or class count %lld", (long long)H0, (long long)W0, (long long)ncls);
     int64_t c = mmp_tail_first_cin(src, first);
+    if (c <= 0 && first == 0) return mmp_errf(err, errlen, "no MobileNetV2 stem features.0.0.weight [32,3,3,3] (a 3x3 conv)");
     if (c <= 0) return mmp_errf(err, errlen, "no MobileNetV2 block features.%d (features.%d.conv.0.0.weight or features.%d.0.weight)", first, first, first);
     t->first = first;
     t->C0 = c;
@@ -474,6 +610,16 @@ int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_
     t->dropout = dropout;
     int64_t H = H0, W = W0;
     int i = first;
+    if (first == 0) { /* the stem: Conv2dNormActivation(3, 32, 3x3, stride 2) + BN + ReLU6 */
+        int64_t c1 = tget(src, "features.%d.0.weight", 0)->shape[0];
+        if (mmp_tail_add_unit(t, &cap, src, MMP_TAIL_CONV, 3, "features.0.0.weight", "features.0.1", c, c1, 2, MMP_ACT_RELU6, -1,
+                              MMP_TAIL_NOSKIP, H, W, e2, sizeof e2))
+            goto fail;
+        H = t->u[0].Ho;
+        W = t->u[0].Wo;
+        c = c1;
+        i = 1;
+    }
     for (;; i++) {
         const mmp_tensor *c0 = tget(src, "features.%d.conv.0.0.weight", i);
         if (!c0) break;
@@ -549,6 +695,8 @@ void mmp_tail_free(mmp_cnn_tail *t) {
     for (int k = 0; k < t->nu; k++) {
         free(t->u[k].mean);
         free(t->u[k].var);
+        free(t->u[k].bmean);
+        free(t->u[k].binvstd);
         free(t->u[k].wt);
     }
     for (int i = 0; i < MMP_TAIL_SLICES; i++) mmp_conv_ws_free(&t->ws[i]);
@@ -591,6 +739,7 @@ typedef struct {
     float *dx;        /* backward: dloss/dx [N, D] or NULL */
     int64_t N;
     int nslices, backward, next, nthreads;
+    int per_unit, unit; /* train-mode BN: only the convolution (or max pool) of unit `unit` */
 } slice_run;
 
 typedef struct {
@@ -618,6 +767,10 @@ static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1, m
         int64_t pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
         const float *in = u->in >= 0 ? t->u[u->in].y + n0 * out_size(t, u->in) : x0;
         float *z = u->z + n0 * pout, *y = u->y + n0 * pout;
+        if (u->kind == MMP_TAIL_MAXPOOL) {
+            mmp_maxpool3s2_forward(in, n, u->H, u->W, u->cin, y);
+            continue;
+        }
         const float *w = t->params[u->pw].w;
         if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, w, u->cout, z);
         else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, w, (int)u->stride, z);
@@ -658,6 +811,13 @@ static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64
             float *gs = u->skip >= 0 ? t->u[u->skip].gy + n0 * pout : gx0;
             for (size_t e = 0; e < no; e++) gs[e] += g[e];
         }
+        if (u->kind == MMP_TAIL_MAXPOOL) { /* (never the first unit: its input is a unit) */
+            const float *in = t->u[u->in].y + n0 * pin;
+            float *gi = t->u[u->in].gy + n0 * pin;
+            mmp_maxpool3s2_backward(in, g, n, u->H, u->W, u->cin, tmp);
+            for (size_t e = 0; e < ni; e++) gi[e] += tmp[e];
+            continue;
+        }
         float *gw = grad + t->goff[u->pw], *gbw = grad + t->goff[u->pbw], *gbb = grad + t->goff[u->pbb];
         mmp_bn_eval_backward(z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, g, gbw, gbb);
         const float *in = u->in >= 0 ? t->u[u->in].y + n0 * pin : t->x0 + n0 * pin;
@@ -674,6 +834,47 @@ static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64
     if (dx) mmp_nhwc_to_nchw(gx0, n, t->C0, t->H0 * t->W0, dx + n0 * D);
 }
 
+/* train-mode BN: the convolution (max pool) of unit k on rows [n0, n1) */
+static void unit_fwd_slice(mmp_cnn_tail *t, int k, int64_t n0, int64_t n1, mmp_conv_ws *ws) {
+    mmp_tail_unit *u = &t->u[k];
+    int64_t n = n1 - n0, pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
+    const float *in = u->in >= 0 ? t->u[u->in].y + n0 * pin : t->x0 + n0 * pin;
+    if (u->kind == MMP_TAIL_MAXPOOL) {
+        mmp_maxpool3s2_forward(in, n, u->H, u->W, u->cin, u->y + n0 * pout);
+        return;
+    }
+    float *z = u->z + n0 * pout;
+    const float *w = t->params[u->pw].w;
+    if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, w, u->cout, z);
+    else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, w, (int)u->stride, z);
+    else mmp_conv2d_forward_ws(in, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, z, ws);
+}
+
+/* train-mode BN: from gy (already dloss/dz), the weight gradient of unit k's
+ * convolution on rows [n0, n1) into grad, dloss/d(its input) added to the
+ * input's gy (or gx0) */
+static void unit_bwd_slice(mmp_cnn_tail *t, int k, float *grad, int64_t n0, int64_t n1, mmp_conv_ws *ws, int want_dx) {
+    mmp_tail_unit *u = &t->u[k];
+    int64_t n = n1 - n0, pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
+    size_t ni = (size_t)(n * pin);
+    const float *g = u->gy + n0 * pout;
+    const float *in = u->in >= 0 ? t->u[u->in].y + n0 * pin : t->x0 + n0 * pin;
+    float *tmp = t->g1 + n0 * t->widest, *dxk = u->in >= 0 || want_dx ? tmp : NULL;
+    if (u->kind == MMP_TAIL_MAXPOOL) {
+        if (dxk) mmp_maxpool3s2_backward(in, g, n, u->H, u->W, u->cin, dxk);
+    } else {
+        float *gw = grad + t->goff[u->pw];
+        const float *w = t->params[u->pw].w;
+        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
+        else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
+        else mmp_conv2d_backward_ws(in, g, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, dxk, gw, ws);
+    }
+    if (dxk) {
+        float *gi = u->in >= 0 ? t->u[u->in].gy + n0 * pin : t->gx0 + n0 * pin;
+        for (size_t e = 0; e < ni; e++) gi[e] += dxk[e];
+    }
+}
+
 static void *slice_worker(void *arg) {
     slice_thread *st = arg;
     slice_run *r = st->r;
@@ -683,7 +884,9 @@ static void *slice_worker(void *arg) {
         if (s >= r->nslices) break;
         int64_t n0, n1;
         slice_rows(r->N, r->nslices, s, &n0, &n1);
-        if (r->backward) bwd_slice(t, t->sgrad + (size_t)s * t->gtotal, r->dx, n0, n1, st->ws);
+        if (r->per_unit && r->backward) unit_bwd_slice(t, r->unit, t->sgrad + (size_t)s * t->gtotal, n0, n1, st->ws, r->dx != NULL);
+        else if (r->per_unit) unit_fwd_slice(t, r->unit, n0, n1, st->ws);
+        else if (r->backward) bwd_slice(t, t->sgrad + (size_t)s * t->gtotal, r->dx, n0, n1, st->ws);
         else fwd_slice(t, r->x, n0, n1, st->ws);
     }
     return NULL;
@@ -717,6 +920,69 @@ static void pack_weights(mmp_cnn_tail *t) {
 
 static int nslices(int64_t N) { return N < MMP_TAIL_SLICES ? (int)N : MMP_TAIL_SLICES; }
 
+/* train-mode BN forward: unit by unit over the whole batch (the statistics
+ * need every record); each unit's convolution runs on the fixed slices in
+ * parallel, the statistics, BN, residual and activation serially */
+static void forward_train_bn(mmp_cnn_tail *t, const float *x, int64_t N) {
+    mmp_nchw_to_nhwc(x, N, t->C0, t->H0 * t->W0, t->x0);
+    for (int k = 0; k < t->nu; k++) {
+        mmp_tail_unit *u = &t->u[k];
+        slice_run r = {.t = t, .N = N, .nslices = nslices(N), .per_unit = 1, .unit = k};
+        run_slices(&r);
+        if (u->kind == MMP_TAIL_MAXPOOL) continue;
+        int64_t M = N * u->Ho * u->Wo;
+        size_t ne = (size_t)(M * u->cout);
+        if (!u->bmean) {
+            u->bmean = mmp_xmalloc(sizeof(float) * (size_t)u->cout);
+            u->binvstd = mmp_xmalloc(sizeof(float) * (size_t)u->cout);
+        }
+        mmp_bn_train_forward(u->z, M, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, t->bn_momentum, u->mean, u->var,
+                             u->bmean, u->binvstd, u->y);
+        if (u->skip != MMP_TAIL_NOSKIP) {
+            const float *sk = u->skip >= 0 ? t->u[u->skip].y : t->x0;
+            for (size_t e = 0; e < ne; e++) u->y[e] += sk[e];
+        }
+        if (u->act == MMP_ACT_RELU6) mmp_relu6_forward(u->y, ne);
+        else if (u->act == MMP_ACT_RELU) mmp_relu_forward(u->y, ne);
+    }
+    const mmp_tail_unit *L = &t->u[t->nu - 1];
+    mmp_avgpool_forward(L->y, N, L->Ho * L->Wo, t->F, t->pool);
+}
+
+/* its backward: per unit in reverse order, the activation, residual and BN
+ * (through the batch statistics) serially, the convolution on the slices */
+static void backward_train_bn(mmp_cnn_tail *t, int64_t N, float *dx) {
+    int S = nslices(N);
+    for (int k = 0; k < t->nu; k++) memset(t->u[k].gy, 0, sizeof(float) * (size_t)(N * out_size(t, k)));
+    memset(t->gx0, 0, sizeof(float) * (size_t)(N * out_size(t, -1)));
+    const mmp_tail_unit *L = &t->u[t->nu - 1];
+    mmp_avgpool_backward(t->dpool, N, L->Ho * L->Wo, t->F, L->gy);
+    for (int k = t->nu - 1; k >= 0; k--) {
+        mmp_tail_unit *u = &t->u[k];
+        int64_t M = N * u->Ho * u->Wo;
+        size_t no = (size_t)(M * u->cout);
+        float *g = u->gy;
+        if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(u->y, g, no);
+        else if (u->act == MMP_ACT_RELU) mmp_relu_backward(u->y, g, no);
+        if (u->skip != MMP_TAIL_NOSKIP) {
+            float *gs = u->skip >= 0 ? t->u[u->skip].gy : t->gx0;
+            for (size_t e = 0; e < no; e++) gs[e] += g[e];
+        }
+        if (u->kind != MMP_TAIL_MAXPOOL) {
+            /* the BN parameters' gradients: whole-batch sums, in slice 0 (zeros in the others) */
+            mmp_bn_train_backward(u->z, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, g,
+                                  t->sgrad + t->goff[u->pbw], t->sgrad + t->goff[u->pbb]);
+            for (int s = 1; s < S; s++) {
+                memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbw], 0, sizeof(float) * (size_t)u->cout);
+                memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbb], 0, sizeof(float) * (size_t)u->cout);
+            }
+        }
+        slice_run r = {.t = t, .dx = dx, .N = N, .nslices = S, .backward = 1, .per_unit = 1, .unit = k};
+        run_slices(&r);
+    }
+    if (dx) mmp_nhwc_to_nchw(t->gx0, N, t->C0, t->H0 * t->W0, dx);
+}
+
 void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits) {
     if (N <= 0) return;
     if (!train && N > MMP_TAIL_INFER_ROWS) { /* inference: bounded memory (mmp-eval's batches of 1024) */
@@ -729,8 +995,13 @@ void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uin
     }
     grow(t, N);
     pack_weights(t);
-    slice_run r = {.t = t, .x = x, .N = N, .nslices = nslices(N)};
-    run_slices(&r);
+    t->bn_batch = train && t->train_bn;
+    if (t->bn_batch) {
+        forward_train_bn(t, x, N);
+    } else {
+        slice_run r = {.t = t, .x = x, .N = N, .nslices = nslices(N)};
+        run_slices(&r);
+    }
     t->masked = train && t->dropout > 0;
     if (t->masked) mmp_dropout_forward(t->pool, t->mask, (size_t)(N * t->F), t->dropout, rng);
     const mmp_param *cw = &t->params[t->np - 2], *cb = &t->params[t->np - 1];
@@ -752,7 +1023,8 @@ void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *
         t->gx0 = mmp_xmalloc(sizeof(float) * (size_t)t->cap * (size_t)(t->C0 * t->H0 * t->W0));
     }
     slice_run r = {.t = t, .dx = dx, .N = N, .nslices = nslices(N), .backward = 1};
-    run_slices(&r);
+    if (t->bn_batch) backward_train_bn(t, N, dx);
+    else run_slices(&r);
     /* sum the slices' gradients in slice order */
     for (int i = 0; i < t->np - 2; i++) {
         mmp_param *p = &t->params[i];
@@ -767,6 +1039,7 @@ void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w) {
     for (int k = 0; k < t->nu; k++) {
         const mmp_tail_unit *u = &t->u[k];
+        if (u->kind == MMP_TAIL_MAXPOOL) continue;
         char name[96];
         int64_t cs[1] = {u->cout};
         snprintf(name, sizeof name, "%s.running_mean", u->bn);

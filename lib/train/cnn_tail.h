@@ -16,7 +16,10 @@
  * BatchNorm runs in eval mode with the running statistics of the backbone
  * (torchvision's model.eval() / FrozenBatchNorm2d):
  *   y = (x - mean) / sqrt(var + 1e-5) * weight + bias
- * weight and bias train, running_mean/running_var stay as they are.
+ * weight and bias train, running_mean/running_var stay as they are; or, with
+ * train_bn, in train mode (batch statistics, running statistics moved as
+ * PyTorch's). first = 0 starts at the image (the stem features.0; ResNet:
+ * conv1 + bn1 + relu + maxpool, resnet_tail.h), so a whole network trains.
  * Trainable parameters, under torchvision's exact state_dict names:
  *   features.i.conv.0.0.weight [hid,cin,1,1], features.i.conv.0.1.{weight,bias}   (expand)
  *   features.i.conv.1.0.weight [hid,1,3,3],  features.i.conv.1.1.{weight,bias}   (depthwise)
@@ -27,7 +30,8 @@
  * plus the frozen buffers features.*.running_mean / running_var (copied).
  *
  * Internally activations are NHWC (rows = pixels), so a 1x1 conv over a batch
- * is one sgemm [N*H*W, cin] x [cin, cout]. Single-threaded, deterministic.
+ * is one sgemm [N*H*W, cin] x [cin, cout]. Threads over fixed slices of the
+ * batch: deterministic, the same bits for any thread count.
  */
 #ifndef MMP_TRAIN_CNN_TAIL_H
 #define MMP_TRAIN_CNN_TAIL_H
@@ -73,7 +77,33 @@ void mmp_bn_eval_forward(const float *x, int64_t M, int64_t C, const float *weig
 void mmp_bn_eval_backward(const float *x, const float *dy, int64_t M, int64_t C, const float *weight,
                           const float *mean, const float *var, float *dx, float *dweight, float *dbias);
 
-/* Dense KxK convolution (K = 1 or 3), padding K/2, stride s, no bias:
+/* Train-mode BatchNorm2d over x[M,C] (torch.nn.BatchNorm2d in model.train()):
+ * batch mean and biased variance per channel (double sums over the rows in
+ * order: the same bits for any thread count),
+ *   y = (x - mean) * invstd * weight + bias,  invstd = 1/sqrt(var + eps);
+ * saves mean[C], invstd[C] for the backward; when rmean/rvar are non-NULL the
+ * running statistics move as PyTorch's do:
+ *   rmean = (1-momentum)*rmean + momentum*mean
+ *   rvar  = (1-momentum)*rvar  + momentum*var*M/(M-1)   (unbiased; M > 1)
+ * (y may alias x). */
+void mmp_bn_train_forward(const float *x, int64_t M, int64_t C, const float *weight, const float *bias, float momentum,
+                          float *rmean, float *rvar, float *mean, float *invstd, float *y);
+/* Backward through the batch statistics (PyTorch's batch_norm_backward):
+ *   dweight = sum dy*xhat, dbias = sum dy (overwritten; NULL to skip),
+ *   dx = (dy - dbias/M - xhat*dweight/M) * invstd * weight  (may alias dy; NULL to skip),
+ * xhat = (x - mean)*invstd; mean/invstd from the forward. */
+void mmp_bn_train_backward(const float *x, const float *dy, int64_t M, int64_t C, const float *weight,
+                           const float *mean, const float *invstd, float *dx, float *dweight, float *dbias);
+
+/* nn.MaxPool2d(3, stride 2, padding 1) over x[N,H,W,C] -> y[N,Ho,Wo,C],
+ * Ho = (H-1)/2 + 1 (torchvision ResNet's stem); padding is -inf. */
+void mmp_maxpool3s2_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t C, float *y);
+/* dx[N,H,W,C] (overwritten) from dy[N,Ho,Wo,C]: each output's gradient goes to
+ * the first maximum of its window in (kh, kw) order (a NaN wins), as
+ * PyTorch's CPU kernel picks it. */
+void mmp_maxpool3s2_backward(const float *x, const float *dy, int64_t N, int64_t H, int64_t W, int64_t C, float *dx);
+
+/* Dense KxK convolution (K odd: 1, 3, 7), padding K/2, stride s, no bias:
  * x[N,H,W,Ci], w [O,Ci,K,K] (torch layout), z[N,Ho,Wo,O],
  * Ho = (H + 2*(K/2) - K)/s + 1 (likewise Wo). im2col + one sgemm per chunk of images. */
 void mmp_conv2d_forward(const float *x, int64_t N, int64_t H, int64_t W, int64_t Ci, const float *w, int64_t O,
@@ -116,7 +146,8 @@ void mmp_nhwc_to_nchw(const float *x, int64_t N, int64_t C, int64_t HW, float *y
 /* the tail                                                          */
 /* ---------------------------------------------------------------- */
 
-enum { MMP_TAIL_PW = 0, MMP_TAIL_DW = 1, MMP_TAIL_CONV = 2 /* dense KxK, stride s */ };
+enum { MMP_TAIL_PW = 0, MMP_TAIL_DW = 1, MMP_TAIL_CONV = 2 /* dense KxK, stride s */,
+       MMP_TAIL_MAXPOOL = 3 /* MaxPool2d(3, 2, 1): no parameters, no BN (pw = pbw = pbb = -1) */ };
 enum { MMP_ACT_NONE = 0, MMP_ACT_RELU6 = 1, MMP_ACT_RELU = 2 };
 #define MMP_TAIL_NOSKIP (-2)
 
@@ -134,13 +165,14 @@ typedef struct {
     float *gy;              /* backward: dloss/d(unit output) [N*Ho*Wo, cout] */
     int pw, pbw, pbb;       /* parameter indices: conv weight, BN weight, BN bias */
     char bn[64];            /* "features.17.conv.0.1" (BN prefix) */
-    float *mean, *var;      /* running statistics [cout] (frozen) */
+    float *mean, *var;      /* running statistics [cout] (frozen, or moved by train-mode BN) */
+    float *bmean, *binvstd; /* train-mode BN: the last batch's mean and 1/sqrt(var+eps) [cout] */
     float *z, *y;           /* cache: conv output, unit output [N*Ho*Wo, cout] */
     float *wt;              /* MMP_TAIL_CONV: the weights packed by the last forward (mmp_conv2d_pack),
                              * reused by its backward (the optimizer changes them only after both) */
 } mmp_tail_unit;
 
-#define MMP_TAIL_MAX_UNITS 64
+#define MMP_TAIL_MAX_UNITS 192 /* ResNet-152 from the image: 2 + 50*3 + 4 units */
 #define MMP_TAIL_SLICES 4
 typedef struct {
     int first, last;        /* features.first .. features.last (the final 1x1 conv) */
@@ -157,6 +189,13 @@ typedef struct {
     int64_t cap, widest;    /* batch capacity of the caches; widest activation per record */
     float *x0, *gx0, *pool, *mask, *dpool, *g1;
     int masked;             /* the last forward applied dropout */
+    /* BatchNorm mode of training forwards (train = 1): 0 frozen (eval mode, the
+     * default, the running statistics never move), 1 train mode (batch
+     * statistics; running statistics updated with bn_momentum, PyTorch's 0.1).
+     * Inference (train = 0) always uses the running statistics. */
+    int train_bn;
+    float bn_momentum;
+    int bn_batch;           /* the last forward used batch statistics */
     /* threads: the batch is cut into min(N, MMP_TAIL_SLICES) fixed slices (whatever the
      * thread count), their weight gradients summed in slice order: bit-identical
      * results for any number of threads */
@@ -172,6 +211,8 @@ int mmp_mnv2_block_stride(int i);
 int64_t mmp_mnv2_spatial(int64_t s, int k);
 
 /* Builds the tail features.first .. (the final 1x1 conv) from the tensors of
+ * (first = 0: the whole network from the normalized image, the stem
+ * features.0 = 3x3 conv stride 2 + BN + ReLU6 first; C0 = 3)
  * src (a torchvision MobileNetV2 state dict, or an mnv2-tail checkpoint):
  * structure from the tensor names/shapes, strides from mmp_mnv2_block_stride,
  * weights and running statistics copied. Input [C0 = the first block's
@@ -180,7 +221,8 @@ int64_t mmp_mnv2_spatial(int64_t s, int k);
  * 0 or -1 with the reason in err. */
 int mmp_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int first, int64_t H0, int64_t W0, int64_t ncls,
                   float dropout, int load_classifier, char *err, size_t errlen);
-/* Input channels of block features.first in src (0 when src has no such block). */
+/* Input channels of block features.first in src (0 when src has no such block;
+ * first = 0: the stem's input channels). */
 int64_t mmp_tail_first_cin(const mmp_safetensors *src, int first);
 void mmp_tail_free(mmp_cnn_tail *t);
 
@@ -190,6 +232,8 @@ void mmp_tail_free(mmp_cnn_tail *t);
  * records. */
 #define MMP_TAIL_INFER_ROWS 64
 void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uint64_t *rng, float *logits);
+/* (train_bn: the forward of a batch of N = 1 has no variance to use; as in
+ * PyTorch, train with batches of 2 or more records.) */
 /* Parameter gradients (overwritten) from dlogits[N,ncls], after the forward
  * (train = 1) of the same x. dx (NULL to skip) gets dloss/dx [N, C0*H0*W0]. */
 void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *dx);
@@ -204,6 +248,9 @@ int mmp_tail_add_unit(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, int
                       int64_t W, char *err, size_t errlen);
 int mmp_tail_finish(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, const char *cls, int load, char *err,
                     size_t errlen);
+
+/* appends a MaxPool2d(3, 2, 1) unit reading the previous unit ([H,W,C]). 0 or -1. */
+int mmp_tail_add_maxpool(mmp_cnn_tail *t, int64_t C, int64_t H, int64_t W, char *err, size_t errlen);
 
 /* Adds the frozen buffers (running_mean/var) to a checkpoint writer. */
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w);

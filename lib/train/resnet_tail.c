@@ -70,14 +70,18 @@ int mmp_resnet_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int L, int
     memset(t, 0, sizeof *t);
     int cap = 0, l, b;
     char w[96], bn[96], e2[400];
-    if (L < 1 || L > 4) return mmp_errf(err, errlen, "the input must be the output of layer1..layer3 (or a block of layer1..4)");
+    if (L < 0 || L > 4) return mmp_errf(err, errlen, "the input must be the image (layer 0), the output of layer1..layer3 (or a block of layer1..4)");
     if (H0 < 1 || W0 < 1 || H0 > 4096 || W0 > 4096 || ncls < 1)
         return mmp_errf(err, errlen, "bad tail input %lldx%lld or class count %lld", (long long)H0, (long long)W0, (long long)ncls);
-    if (i >= 0 && !rget(src, L, i, "conv1.weight") && !rget(src, L, i + 1, "conv1.weight"))
+    if (L > 0 && i >= 0 && !rget(src, L, i, "conv1.weight") && !rget(src, L, i + 1, "conv1.weight"))
         return mmp_errf(err, errlen, "no block layer%d.%d (layer%d has %d blocks)", L, i, L, mmp_resnet_nblocks(src, L));
     int any = 0;
     for (int k = 1; k <= 4; k++) any |= mmp_resnet_nblocks(src, k) > 0 || rget(src, k, 1, "conv1.weight") != NULL;
     if (!any) return mmp_errf(err, errlen, "not a torchvision ResNet (no blocks layerN.i.conv1.weight)");
+    const mmp_tensor *stem = mmp_st_get(src, "conv1.weight");
+    if (L == 0 && (!stem || stem->ndim != 4 || stem->shape[2] != 7 || stem->shape[3] != 7))
+        return mmp_errf(err, errlen, "no ResNet stem conv1.weight [64,3,7,7] (a 7x7 conv) to train from the image");
+    if (L == 0) i = -1;
     if (mmp_resnet_next_block(src, L, i, &l, &b))
         return mmp_errf(err, errlen, "no ResNet block after layer%d%s: nothing to train (embed an earlier layer)", L,
                         i >= 0 ? ".i" : "");
@@ -90,6 +94,20 @@ int mmp_resnet_tail_init(mmp_cnn_tail *t, const mmp_safetensors *src, int L, int
     t->ncls = ncls;
     int64_t H = H0, W = W0;
     int in = -1; /* the block input unit */
+    if (L == 0) { /* the stem: conv1 7x7 stride 2 pad 3, bn1, relu, maxpool 3x3 stride 2 pad 1 */
+        t->first = 0;
+        t->C0 = stem->shape[1];
+        if (stem->shape[0] != c) goto bad;
+        if (mmp_tail_add_unit(t, &cap, src, MMP_TAIL_CONV, 7, "conv1.weight", "bn1", t->C0, c, 2, MMP_ACT_RELU, -1,
+                              MMP_TAIL_NOSKIP, H, W, e2, sizeof e2))
+            goto fail;
+        H = t->u[0].Ho;
+        W = t->u[0].Wo;
+        if (mmp_tail_add_maxpool(t, c, H, W, e2, sizeof e2)) goto fail;
+        H = t->u[1].Ho;
+        W = t->u[1].Wo;
+        in = 1;
+    }
     for (; l <= 4; l++, b = 0) {
         for (; rget(src, l, b, "conv1.weight"); b++) {
             int s = block_stride(l, b);

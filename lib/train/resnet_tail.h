@@ -45,7 +45,9 @@ int64_t mmp_resnet_block_cin(const mmp_safetensors *src, int L, int i);
  * block 0 of layer2..4. */
 int64_t mmp_resnet_spatial(int64_t s, int L);
 
-/* Builds the tail after the output of layerL (block i; -1 = the whole stage)
+/* Builds the tail after the output of layerL (block i; -1 = the whole stage;
+ * L = 0: the whole network from the normalized image: the stem conv1 7x7
+ * stride 2 + bn1 + relu, maxpool 3x3 stride 2, then layer1..4; C0 = 3)
  * from src (a torchvision ResNet state dict or a resnet-tail checkpoint):
  * input [C0, H0, W0], ncls classes, fc zeroed unless load_fc and fc.* present
  * with shape [ncls,F]. 0 or -1 with the reason in err. t->first/t->last hold
