@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
     char clip_sha[65] = "";
     if (tr.clip && mmp_sha256_file(model, clip_sha)) mmp_die("%s: cannot read", model);
     if (mmp_eval_init(&ec, &tr, want_fused, model, err, sizeof err)) mmp_die("%s", err);
+    ec.allow_mixed = allow_mixed;
 
     mmp_reader *r = mmp_reader_open(in, err, sizeof err);
     if (!r) mmp_die("%s", err);

@@ -65,12 +65,9 @@ int main(int argc, char **argv) {
         if (mmp_trainer_load(&tr, ckpt, &given, err, sizeof err)) mmp_die("%s", err);
         cfg = tr.cfg;
     }
-    int two = cfg.loss == MMP_LOSS_CONTRASTIVE || cfg.loss == MMP_LOSS_TRIPLET || MMP_HEAD_IS_FUSE(cfg.head); /* reads the pair field */
     double t0 = mmp_now();
     mmp_dataset ds;
-    if (mmp_dataset_load(&ds, in, cfg.feature, two ? cfg.pair_field : NULL,
-                         cfg.loss == MMP_LOSS_BCE ? cfg.labels_field : NULL, cfg.loss == MMP_LOSS_CE, err, sizeof err))
-        mmp_die("%s", err);
+    if (mmp_train_load_data(&ds, &cfg, in, allow_mixed, err, sizeof err)) mmp_die("%s", err);
     double t_load = mmp_now() - t0;
     if (ckpt) {
         mmp_provenance_check(&ds.hdr, tr.provenance, allow_mixed, ds.name, ckpt);
@@ -89,9 +86,7 @@ int main(int argc, char **argv) {
     mmp_trainer_standardize(&tr, &ds);
     mmp_dataset dev;
     if (dev_path) {
-        if (mmp_dataset_load(&dev, dev_path, tr.cfg.feature, two ? tr.cfg.pair_field : NULL,
-                             tr.cfg.loss == MMP_LOSS_BCE ? tr.cfg.labels_field : NULL, tr.cfg.loss == MMP_LOSS_CE, err, sizeof err))
-            mmp_die("%s", err);
+        if (mmp_train_load_data(&dev, &tr.cfg, dev_path, allow_mixed, err, sizeof err)) mmp_die("%s", err);
         mmp_provenance_check(&dev.hdr, tr.provenance, allow_mixed, dev.name, ckpt ? ckpt : ds.name);
         mmp_train_check_text_provenance(&dev.hdr, tr.text_provenance, allow_mixed, dev.name, ckpt ? ckpt : ds.name);
         if (mmp_trainer_check_data(&tr, &dev, 1, err, sizeof err)) mmp_die("%s", err);

@@ -136,7 +136,9 @@ static int set_from(const mmp_option *o, void *t, const char *v, char *err, size
     /* "auto", "features.K" or "features.K:flat" (as mmp-embed --layer), or K; resnet-tail: layerL[.i][:flat] */
     mmp_train_cfg *c = t;
     const char *p = v;
+    c->from_input = 0;
     if (!strcmp(v, "auto")) { c->from = -1; c->rn_layer = 0; c->rn_block = -1; return 0; }
+    if (!strcmp(v, "input")) { c->from = -1; c->rn_layer = 0; c->rn_block = -1; c->from_input = 1; return 0; }
     if (!strncmp(v, "layer", 5)) {
         int L, i;
         if (mmp_resnet_parse_layer(v, &L, &i)) return -1;
@@ -154,7 +156,8 @@ static int set_from(const mmp_option *o, void *t, const char *v, char *err, size
 }
 static int fmt_from(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (c->head == MMP_HEAD_MNV2_TAIL && c->from >= 0) snprintf(buf, n, "features.%d", c->from);
+    if (MMP_HEAD_IS_TAIL(c->head) && c->from_input) snprintf(buf, n, "input");
+    else if (c->head == MMP_HEAD_MNV2_TAIL && c->from >= 0) snprintf(buf, n, "features.%d", c->from);
     else if (c->head == MMP_HEAD_RESNET_TAIL && c->rn_layer > 0 && c->rn_block >= 0) snprintf(buf, n, "layer%d.%d", c->rn_layer, c->rn_block);
     else if (c->head == MMP_HEAD_RESNET_TAIL && c->rn_layer > 0) snprintf(buf, n, "layer%d", c->rn_layer);
     else return 0;
@@ -176,6 +179,57 @@ static int fmt_in_hw(const mmp_option *o, const void *t, char *buf, size_t n) {
     if (!MMP_HEAD_IS_TAIL(c->head) || c->in_h <= 0) return 0;
     snprintf(buf, n, "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
     return 1;
+}
+
+ /* freeze_bn: "auto" (-1) or a boolean; recorded for --from input only
+  * (the tails on cached activations always freeze BN: their checkpoints stay as they were) */
+static int set_freeze_bn(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    int *f = t;
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on")) *f = 1;
+    else if (!strcmp(v, "auto")) *f = -1;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "off")) *f = 0;
+    else return -1;
+    return 0;
+}
+static int fmt_freeze_bn(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = (const void *)((const char *)t - offsetof(mmp_train_cfg, freeze_bn)); /* the flag's target */
+    if (!MMP_HEAD_IS_TAIL(c->head) || !c->from_input) return 0;
+    snprintf(buf, n, "%s", c->freeze_bn < 0 ? "auto" : c->freeze_bn ? "1" : "0");
+    return 1;
+}
+
+/* input_mean, input_std: "a,b,c"; recorded for --from input only */
+static int set_norm3(float *f, const char *v) {
+    if (!strcmp(v, "auto") || !*v) { f[0] = f[1] = f[2] = 0; return 0; }
+    float a[3];
+    char tail;
+    if (sscanf(v, "%f,%f,%f%c", &a[0], &a[1], &a[2], &tail) != 3) return -1;
+    for (int k = 0; k < 3; k++)
+        if (!isfinite(a[k])) return -1;
+    memcpy(f, a, sizeof a);
+    return 0;
+}
+static int set_in_mean(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    return set_norm3(((mmp_train_cfg *)t)->in_mean, v);
+}
+static int set_in_std(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (set_norm3(c->in_std, v)) return -1;
+    if (c->in_std[0] != 0 && !(c->in_std[0] > 0 && c->in_std[1] > 0 && c->in_std[2] > 0)) return -1;
+    return 0;
+}
+static int fmt_norm3(const mmp_train_cfg *c, const float *f, char *buf, size_t n) {
+    if (!MMP_HEAD_IS_TAIL(c->head) || !c->from_input || c->in_std[0] <= 0) return 0;
+    snprintf(buf, n, "%.9g,%.9g,%.9g", f[0], f[1], f[2]);
+    return 1;
+}
+static int fmt_in_mean(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return fmt_norm3(c, c->in_mean, buf, n);
+}
+static int fmt_in_std(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return fmt_norm3(c, c->in_std, buf, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -269,9 +323,23 @@ const mmp_option mmp_train_options[] = {
     STR("labels_field", "labels-field", labels_field, 1, "labels", "NAME", "multi-label targets f32 [C] for bce (labels)", .flags = ARCH),
     MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
     FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from"),
-    FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]", "the input block (default: the stream's embed.layer)",
+    FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]|input",
+       "the input block (default: the stream's embed.layer); input: the whole\n"
+       "network from image records (--feature default image: u8 [H,W,3] or\n"
+       "normalized f32/f16 [3,H,W], all of one size)",
        .flags = ARCH),
     FN("in_hw", "in-hw", set_in_hw, fmt_in_hw, "auto", "HxW", "its spatial size (default: from the stream's embed.size)", .flags = ARCH),
+    {.type = MMP_OPTION_FLAG, KEY("freeze_bn", "freeze-bn"), .off = OFF(int, freeze_bn), .val = 1, .metaval = "1", .call = set_freeze_bn, .fmt = fmt_freeze_bn,
+     .def = "auto", .help = "--from input: BatchNorm in eval mode with the backbone's running\n"
+                            "statistics (default there: train mode, batch statistics, running\n"
+                            "statistics moved with momentum 0.1 as PyTorch's); the tails on\n"
+                            "cached activations always freeze BN"},
+    {.type = MMP_OPTION_FLAG, KEY("freeze_bn", "no-freeze-bn"), .off = OFF(int, freeze_bn), .val = 0, .metaval = "0",
+     .flags = MMP_OPTION_ALIAS, .help = "--from input: BatchNorm in train mode (the default there)"},
+    FN("input_mean", "input-mean", set_in_mean, fmt_in_mean, "auto", "M,M,M",
+       "--from input: normalization of u8 images (default: the backbone's\n"
+       "__metadata__ input_mean, else torchvision's 0.485,0.456,0.406)", .flags = ARCH),
+    FN("input_std", "input-std", set_in_std, fmt_in_std, "auto", "S,S,S", "(default: input_std, else 0.229,0.224,0.225)", .flags = ARCH),
     MMP_O_END,
 };
 
@@ -323,6 +391,10 @@ void mmp_train_cfg_resolve(mmp_train_cfg *c) {
     if ((int)c->head == -1)
         c->head = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET ? MMP_HEAD_PAIR
                   : c->nhidden > 0 ? MMP_HEAD_MLP : MMP_HEAD_LINEAR;
+    if (MMP_HEAD_IS_TAIL(c->head) && c->from_input && !strcmp(c->feature, "embedding"))
+        snprintf(c->feature, sizeof c->feature, "image"); /* mmp-decode's field */
+    if (c->freeze_bn < 0 && !(MMP_HEAD_IS_TAIL(c->head) && c->from_input)) c->freeze_bn = 1;
+    if (c->freeze_bn < 0) c->freeze_bn = 0; /* --from input: train-mode BN */
     if (isnan(c->dropout)) c->dropout = c->head == MMP_HEAD_MNV2_TAIL ? 0.2 : 0;
     if (isnan(c->sched.lr)) c->sched.lr = c->opt.kind == MMP_OPT_ADAMW ? 1e-3 : 1e-2;
     if (isnan(c->opt.weight_decay)) c->opt.weight_decay = c->opt.kind == MMP_OPT_ADAMW ? 1e-2 : 0;
@@ -350,6 +422,10 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
             return -1;
         }
         if (c->nhidden > 0) { mmp_errf(err, errlen, "--hidden needs --head mlp"); return -1; }
+        if (!c->from_input && c->freeze_bn == 0) {
+            mmp_errf(err, errlen, "--no-freeze-bn needs --from input (the tails on cached activations keep BatchNorm frozen)");
+            return -1;
+        }
     }
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");

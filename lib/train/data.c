@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "nn/nn.h"
 #include "nn/provenance.h"
 #include "train/train.h"
 
@@ -134,6 +135,164 @@ int mmp_train_provenance_compatible(const char *a, const char *b) {
     return strcmp(a, b) == 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* image records (the whole network from the image: --from input)      */
+/* ------------------------------------------------------------------ */
+
+int mmp_backbone_normalization(const char *path, float mean[3], float std[3], char *err, size_t errlen) {
+    static const float m0[3] = {0.485f, 0.456f, 0.406f}, s0[3] = {0.229f, 0.224f, 0.225f};
+    memcpy(mean, m0, sizeof m0);
+    memcpy(std, s0, sizeof s0);
+    mmp_safetensors st;
+    char e2[512];
+    if (mmp_st_open(&st, path, e2, sizeof e2)) return mmp_errf(err, errlen, "--backbone: %s", e2);
+    const char *v;
+    int rc = 0;
+    if ((v = mmp_meta_get(&st.meta, "input_mean")) && mmp_nn_parse3(v, mean))
+        rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_mean \"%s\" (want a,b,c)", path, v);
+    if (!rc && (v = mmp_meta_get(&st.meta, "input_std")) && mmp_nn_parse3(v, std))
+        rc = mmp_errf(err, errlen, "%s: bad __metadata__ input_std \"%s\" (want a,b,c)", path, v);
+    for (int k = 0; !rc && k < 3; k++)
+        if (!(std[k] > 0)) rc = mmp_errf(err, errlen, "%s: __metadata__ input_std must be positive", path);
+    mmp_st_close(&st);
+    return rc;
+}
+
+int mmp_image_to_chw(const mmp_tensor *t, int chw, int64_t H, int64_t W, const float mean[3], const float std[3], float *out,
+                     char *err, size_t errlen) {
+    char sh[64];
+    mmp_shape_str(t->ndim, t->shape, sh, sizeof sh);
+    if (!chw) {
+        if (t->dtype != MMP_U8 || t->ndim != 3 || t->shape[2] != 3)
+            return mmp_errf(err, errlen, "is %s %s, expected u8 [H,W,3] (as the earlier records)", mmp_dtype_name(t->dtype), sh);
+        if (t->shape[0] != H || t->shape[1] != W)
+            return mmp_errf(err, errlen, "is %lldx%lld, earlier images %lldx%lld (resize all to one size: mmp-decode --size)",
+                            (long long)t->shape[0], (long long)t->shape[1], (long long)H, (long long)W);
+        const uint8_t *in = t->data;
+        size_t n = (size_t)(H * W);
+        /* torchvision ToTensor + Normalize: (x/255 - mean)/std in f32 */
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < n; i++) out[(size_t)c * n + i] = ((float)in[i * 3 + (size_t)c] / 255.0f - mean[c]) / std[c];
+        return 0;
+    }
+    if ((t->dtype != MMP_F32 && t->dtype != MMP_F16) || t->ndim != 3 || t->shape[0] != 3)
+        return mmp_errf(err, errlen, "is %s %s, expected f32/f16 [3,H,W] (as the earlier records)", mmp_dtype_name(t->dtype), sh);
+    if (t->shape[1] != H || t->shape[2] != W)
+        return mmp_errf(err, errlen, "is %lldx%lld, earlier images %lldx%lld (resize all to one size: mmp-decode --size)",
+                        (long long)t->shape[1], (long long)t->shape[2], (long long)H, (long long)W);
+    mmp_tensor_to_f32(t, out);
+    for (int64_t i = 0; i < 3 * H * W; i++)
+        if (!isfinite(out[i])) return mmp_errf(err, errlen, "has a non-finite value");
+    return 0;
+}
+
+int mmp_dataset_load_images(mmp_dataset *d, const char *path, const char *field, const float mean[3], const float std[3],
+                            int allow_mixed, const char *model, int need_label, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    mmp_header_init(&d->hdr);
+    char rerr[512];
+    mmp_reader *r = mmp_reader_open(path, rerr, sizeof rerr);
+    if (!r) return mmp_errf(err, errlen, "%s", rerr);
+    snprintf(d->name, sizeof d->name, "%s", mmp_reader_name(r));
+    mmp_header_copy(&d->hdr, mmp_reader_header(r));
+    const char *nm = d->name;
+    int64_t cap = 0, ncls_hdr = d->hdr.nclasses, maxlab = -1;
+    mmp_record rec;
+    mmp_record_init(&rec);
+    int rc, ret = -1, chw = -1;
+    float m[3], s[3];
+    memcpy(m, mean, sizeof m);
+    memcpy(s, std, sizeof s);
+    d->dim = -1;
+    while ((rc = mmp_reader_next(r, &rec)) == 1) {
+        int64_t i = d->n;
+        const mmp_tensor *t = mmp_record_cget(&rec, field);
+        if (!t) { mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\" (the images; see --feature)", nm, (long long)i, field); goto out; }
+        if (chw < 0) { /* the first record sets the kind and the size */
+            char sh[64];
+            mmp_shape_str(t->ndim, t->shape, sh, sizeof sh);
+            if (t->dtype == MMP_U8 && t->ndim == 3 && t->shape[2] == 3) {
+                chw = 0;
+                d->img_h = t->shape[0];
+                d->img_w = t->shape[1];
+            } else if ((t->dtype == MMP_F32 || t->dtype == MMP_F16) && t->ndim == 3 && t->shape[0] == 3) {
+                const char *lay = mmp_meta_get(&d->hdr.meta, "image.layout");
+                if (lay && strcmp(lay, "chw")) {
+                    mmp_errf(err, errlen, "%s: \"%s\" is %s but image.layout is \"%s\" (want chw)", nm, field, sh, lay);
+                    goto out;
+                }
+                char msg[1024];
+                int nrc = mmp_check_normalization(&d->hdr, m, s, allow_mixed, nm, model, msg, sizeof msg);
+                if (nrc < 0) { mmp_errf(err, errlen, "%s", msg); goto out; }
+                if (nrc > 0) fprintf(stderr, "mmp-train-step: warning: %s\n", msg);
+                chw = 1;
+                d->img_h = t->shape[1];
+                d->img_w = t->shape[2];
+            } else {
+                mmp_errf(err, errlen, "%s: record %lld: \"%s\" is %s %s; --from input needs images: u8 [H,W,3] or "
+                         "normalized f32/f16 [3,H,W]", nm, (long long)i, field, mmp_dtype_name(t->dtype), sh);
+                goto out;
+            }
+            if (d->img_h < 1 || d->img_w < 1) { mmp_errf(err, errlen, "%s: record %lld: \"%s\" is empty", nm, (long long)i, field); goto out; }
+            d->dim = 3 * d->img_h * d->img_w;
+        }
+        if (need_label) {
+            if (rec.label < 0) { mmp_errf(err, errlen, "%s: record %lld: no label", nm, (long long)i); goto out; }
+            if (ncls_hdr > 0 && rec.label >= ncls_hdr) {
+                mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", nm, (long long)i,
+                         (long long)rec.label, (long long)ncls_hdr);
+                goto out;
+            }
+        }
+        if (d->n == cap) {
+            cap = cap ? cap * 2 : 256;
+            d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(cap * d->dim));
+            d->y = mmp_xrealloc(d->y, sizeof(int64_t) * (size_t)cap);
+            d->ids = mmp_xrealloc(d->ids, sizeof(char *) * (size_t)cap);
+        }
+        char e2[512];
+        if (mmp_image_to_chw(t, chw, d->img_h, d->img_w, m, s, d->x + i * d->dim, e2, sizeof e2)) {
+            mmp_errf(err, errlen, "%s: record %lld: \"%s\" %s", nm, (long long)i, field, e2);
+            goto out;
+        }
+        d->y[i] = rec.label;
+        if (rec.label > maxlab) maxlab = rec.label;
+        d->ids[i] = rec.id ? mmp_xstrdup(rec.id) : NULL;
+        d->n++;
+    }
+    if (rc < 0) {
+        mmp_errf(err, errlen, "%s", mmp_reader_error(r));
+        goto out;
+    }
+    if (d->n == 0) {
+        mmp_errf(err, errlen, "%s: no records", nm);
+        goto out;
+    }
+    d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(d->n * d->dim));
+    d->ncls = ncls_hdr > 0 ? ncls_hdr : maxlab + 1;
+    d->dim2 = 0;
+    ret = 0;
+out:
+    mmp_record_clear(&rec);
+    mmp_reader_close(r);
+    if (ret) mmp_dataset_free(d);
+    return ret;
+}
+
+int mmp_train_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen) {
+    mmp_train_cfg_resolve(c);
+    if (MMP_HEAD_IS_TAIL(c->head) && c->from_input) {
+        if (!c->backbone[0])
+            return mmp_errf(err, errlen, "--head %s needs --backbone FILE.safetensors (the pretrained network)", mmp_head_kind_name(c->head));
+        if (c->in_std[0] <= 0 && mmp_backbone_normalization(c->backbone, c->in_mean, c->in_std, err, errlen)) return -1;
+        return mmp_dataset_load_images(d, path, c->feature, c->in_mean, c->in_std, allow_mixed, c->backbone, c->loss == MMP_LOSS_CE,
+                                       err, errlen);
+    }
+    int two = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET || MMP_HEAD_IS_FUSE(c->head);
+    return mmp_dataset_load(d, path, c->feature, two ? c->pair_field : NULL, c->loss == MMP_LOSS_BCE ? c->labels_field : NULL,
+                            c->loss == MMP_LOSS_CE, err, errlen);
+}
+
 void mmp_dataset_free(mmp_dataset *d) {
     for (int64_t i = 0; i < d->n; i++) free(d->ids ? d->ids[i] : NULL);
     free(d->ids); free(d->x); free(d->x2); free(d->y); free(d->t);
@@ -165,6 +324,9 @@ const char *mmp_dataset_provenance(const mmp_dataset *d) { return mmp_meta_get(&
 
 int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int allow_mixed,
                            char *err, size_t errlen) {
+    if (tr->head.tail && tr->cfg.from_input && (ds->img_h != tr->cfg.in_h || ds->img_w != tr->cfg.in_w))
+        return mmp_errf(err, errlen, "%s: the images are %lldx%lld, the model was trained on %lldx%lld (mmp-decode --size)", ds->name,
+                        (long long)ds->img_h, (long long)ds->img_w, (long long)tr->cfg.in_h, (long long)tr->cfg.in_w);
     if (ds->dim != tr->in_dim) {
         mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", ds->name, tr->feature,
                (long long)ds->dim, (long long)tr->in_dim);

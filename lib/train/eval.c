@@ -1,9 +1,11 @@
 /* train/eval.c: mmp-eval's work: a trained head applied to a feature stream,
  * one prediction record per input record. See train/eval.h, docs/train.md. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/provenance.h"
 #include "train/eval.h"
 #include "train/metrics.h"
 
@@ -11,6 +13,7 @@ static int is_float(const mmp_tensor *t) { return t->dtype == MMP_F32 || t->dtyp
 
 int mmp_eval_init(mmp_eval *e, mmp_trainer *tr, int want_fused, const char *model, char *err, size_t errlen) {
     memset(e, 0, sizeof *e);
+    e->img_chw = -1;
     mmp_header_init(&e->prompt_classes);
     e->tr = tr;
     e->pair = tr->cfg.head == MMP_HEAD_PAIR;
@@ -137,6 +140,37 @@ static int get_vector(const mmp_record *rec, const char *name, int64_t n, float 
     return 0;
 }
 
+/* A CNN trained --from input: the record's image (u8 [H,W,3] normalized as
+ * in training, or normalized f32/f16 [3,H,W] whose header states the same
+ * normalization) -> x[3*H*W], C,H,W order */
+static int get_image(mmp_eval *e, const mmp_header *ih, const mmp_record *rec, float *x, const char *rname, int64_t idx, char *err,
+                     size_t errlen) {
+    const mmp_trainer *tr = e->tr;
+    const mmp_tensor *t = mmp_record_cget(rec, tr->feature);
+    if (e->img_chw < 0) {
+        memcpy(e->img_mean, tr->cfg.in_mean, sizeof e->img_mean);
+        memcpy(e->img_std, tr->cfg.in_std, sizeof e->img_std);
+        e->img_chw = t->dtype != MMP_U8;
+        if (e->img_chw) {
+            const char *lay = mmp_meta_get(&ih->meta, "image.layout");
+            if (lay && strcmp(lay, "chw"))
+                return mmp_errf(err, errlen, "%s: \"%s\" is a float image but image.layout is \"%s\" (want chw)", rname, tr->feature, lay);
+            char msg[1024];
+            int nrc = mmp_check_normalization(ih, e->img_mean, e->img_std, e->allow_mixed, rname, tr->cfg.backbone, msg, sizeof msg);
+            if (nrc < 0) return mmp_errf(err, errlen, "%s", msg);
+            if (nrc > 0) fprintf(stderr, "mmp-eval: warning: %s\n", msg);
+        }
+    }
+    char e2[512];
+    if (mmp_image_to_chw(t, e->img_chw, tr->cfg.in_h, tr->cfg.in_w, e->img_mean, e->img_std, x, e2, sizeof e2)) {
+        if (strstr(e2, "earlier images"))
+            snprintf(e2, sizeof e2, "is not %lldx%lld, the size the model was trained on (mmp-decode --size)", (long long)tr->cfg.in_h,
+                     (long long)tr->cfg.in_w);
+        return mmp_errf(err, errlen, "%s: record %lld: \"%s\" %s", rname, (long long)idx, tr->feature, e2);
+    }
+    return 0;
+}
+
 /* the prediction record of input ir (row k of the batch's outputs) */
 static int write_prediction(const mmp_eval *e, mmp_writer *w, const mmp_record *ir, int plabels, const float *fz, const float *za,
                             const float *zb, const float *z, mmp_eval_summary *s, const char *rname, int64_t idx, char *err,
@@ -215,7 +249,9 @@ int mmp_eval_run(mmp_eval *e, mmp_reader *r, mmp_writer *w, int64_t B, const int
                 mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\"", rname, (long long)idx, tr->feature);
                 goto out;
             }
-            if (get_vector(&recs[m], tr->feature, tr->in_dim, x + m * tr->in_dim, rname, idx, err, errlen)) goto out;
+            if (tr->head.tail && tr->cfg.from_input) {
+                if (get_image(e, mmp_reader_header(r), &recs[m], x + m * tr->in_dim, rname, idx, err, errlen)) goto out;
+            } else if (get_vector(&recs[m], tr->feature, tr->in_dim, x + m * tr->in_dim, rname, idx, err, errlen)) goto out;
             if (e->has_text) {
                 if (e->fuse && !mmp_record_cget(&recs[m], tr->pair_field)) {
                     mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\" (the %s head's second input)", rname, (long long)idx,

@@ -23,6 +23,9 @@ typedef struct {
     int ncn;                  /* class names of the output: ncn names in cnames */
     char **cnames;
     mmp_header prompt_classes; /* owns the prompt stream's class names */
+    int allow_mixed;          /* a CNN trained --from input: float images of another normalization are a warning */
+    int img_chw;              /* (its images: -1 not seen yet, 0 u8 [H,W,3], 1 normalized f32/f16 [3,H,W]) */
+    float img_mean[3], img_std[3];
 } mmp_eval;
 
 typedef struct {

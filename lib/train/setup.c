@@ -10,20 +10,40 @@
 #include "train/train.h"
 #include "train/train_internal.h"
 
+/* the BatchNorm mode of a tail's training forwards: train mode (batch
+ * statistics, running statistics moved with PyTorch's momentum 0.1) for
+ * --from input unless --freeze-bn; frozen otherwise */
+static void tail_bn_mode(mmp_cnn_tail *t, const mmp_train_cfg *c) {
+    t->train_bn = c->from_input && c->freeze_bn == 0;
+    t->bn_momentum = 0.1f;
+}
+
+static int tail_input_mismatch(mmp_trainer *tr, char *err, size_t errlen) {
+    const mmp_cnn_tail *t = tr->head.tail;
+    mmp_errf(err, errlen, "--head %s --from input: the network takes [%lld,%lld,%lld] = %lld values, the images have %lld",
+             mmp_head_kind_name(tr->cfg.head), (long long)t->C0, (long long)t->H0, (long long)t->W0, (long long)tr->head.in_dim,
+             (long long)tr->in_dim);
+    mmp_head_free(&tr->head);
+    return -1;
+}
+
 /* src: where the mnv2-tail head's weights come from (the backbone or the checkpoint) */
 int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (mmp_train_cfg_check(c, err, errlen)) return -1;
     if (c->head == MMP_HEAD_RESNET_TAIL) {
         if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
-        if (c->rn_layer < 1 || c->in_h < 1 || !src) { mmp_errf(err, errlen, "resnet-tail: the input layer and size are unknown"); return -1; }
+        if ((c->rn_layer < 1 && !c->from_input) || c->in_h < 1 || !src) { mmp_errf(err, errlen, "resnet-tail: the input layer and size are unknown"); return -1; }
         char e2[512];
-        if (mmp_head_init_resnet_tail(&tr->head, src, c->rn_layer, c->rn_block, c->in_h, c->in_w, tr->ncls, from_ckpt, e2, sizeof e2)) {
+        if (mmp_head_init_resnet_tail(&tr->head, src, c->from_input ? 0 : c->rn_layer, c->from_input ? -1 : c->rn_block, c->in_h, c->in_w, tr->ncls, from_ckpt, e2, sizeof e2)) {
             mmp_errf(err, errlen, "--head resnet-tail: %s", e2);
             return -1;
         }
         tr->head.tail->dropout = (float)c->dropout;
         tr->head.dropout = (float)c->dropout;
+        tail_bn_mode(tr->head.tail, c);
+        if (tr->head.in_dim != tr->in_dim && c->from_input)
+            return tail_input_mismatch(tr, err, errlen);
         if (tr->head.in_dim != tr->in_dim) {
             const mmp_cnn_tail *t = tr->head.tail;
             char lay[32];
@@ -39,12 +59,15 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
     }
     if (c->head == MMP_HEAD_MNV2_TAIL) {
         if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
-        if (c->from < 0 || c->in_h < 1 || !src) { mmp_errf(err, errlen, "mnv2-tail: the input block and size are unknown"); return -1; }
+        if ((c->from < 0 && !c->from_input) || c->in_h < 1 || !src) { mmp_errf(err, errlen, "mnv2-tail: the input block and size are unknown"); return -1; }
         char e2[512];
-        if (mmp_head_init_tail(&tr->head, src, c->from + 1, c->in_h, c->in_w, tr->ncls, (float)c->dropout, from_ckpt, e2, sizeof e2)) {
+        if (mmp_head_init_tail(&tr->head, src, c->from_input ? 0 : c->from + 1, c->in_h, c->in_w, tr->ncls, (float)c->dropout, from_ckpt, e2, sizeof e2)) {
             mmp_errf(err, errlen, "--head mnv2-tail: %s", e2);
             return -1;
         }
+        tail_bn_mode(tr->head.tail, c);
+        if (tr->head.in_dim != tr->in_dim && c->from_input)
+            return tail_input_mismatch(tr, err, errlen);
         if (tr->head.in_dim != tr->in_dim) {
             const mmp_cnn_tail *t = tr->head.tail;
             mmp_errf(err, errlen, "--head mnv2-tail: the input of features.%d is [%lld,%lld,%lld] = %lld values, the features have %lld "
@@ -161,6 +184,15 @@ static int resolve_tail_input(mmp_train_cfg *c, const mmp_dataset *ds, char *err
     const tail_kind *t = &tail_kinds[c->head == MMP_HEAD_MNV2_TAIL ? 0 : 1];
     if (!c->backbone[0])
         return mmp_errf(err, errlen, "--head %s needs --backbone FILE.safetensors (%s)", t->head, t->backbone);
+    if (c->from_input) { /* images: the size is the stream's (mmp_dataset_load_images) */
+        if (ds->img_h < 1) return mmp_errf(err, errlen, "%s: --from input needs image records", ds->name);
+        if (c->in_h > 0 && (c->in_h != ds->img_h || c->in_w != ds->img_w))
+            return mmp_errf(err, errlen, "%s: the images are %lldx%lld, --in-hw says %lldx%lld", ds->name, (long long)ds->img_h,
+                            (long long)ds->img_w, (long long)c->in_h, (long long)c->in_w);
+        c->in_h = ds->img_h;
+        c->in_w = ds->img_w;
+        return 0;
+    }
     const char *arch = mmp_meta_get(&ds->hdr.meta, "embed.arch");
     if (arch && (t->prefix ? strncmp(arch, t->arch, strlen(t->arch)) : strcmp(arch, t->arch)))
         return mmp_errf(err, errlen, "%s: features of %s (embed.arch); the %s head needs %s activations", ds->name, arch,

@@ -75,6 +75,12 @@ typedef struct {
     /* resnet-tail head (backbone, in_h/in_w as above): input = the output of
      * layer RN_LAYER (block RN_BLOCK, -1 = the whole stage); 0 = from the stream's embed.layer */
     int rn_layer, rn_block;
+    /* whole network from the image (--from input): the tail starts at the stem
+     * (features.0 / conv1) and the stream carries images (u8 [H,W,3], or
+     * normalized f32/f16 [3,H,W]); in_h/in_w = the image size */
+    int from_input;
+    int freeze_bn;        /* BatchNorm in eval mode (1) or train mode (0); -1: train mode for --from input, else frozen */
+    float in_mean[3], in_std[3]; /* --from input: the normalization (in_std[0] = 0: the backbone's) */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option
@@ -118,6 +124,7 @@ typedef struct {
     char **ids;      /* [n] (may hold NULLs) */
     mmp_header hdr;  /* the stream header: classes, provenance ... */
     char name[256];
+    int64_t img_h, img_w; /* mmp_dataset_load_images: the image size (dim = 3*H*W) */
 } mmp_dataset;
 
 /* Reads a whole stream. feature must be present in every record as a 1-D
@@ -127,6 +134,26 @@ typedef struct {
  * has one). 0 ok; -1 with "NAME: record N: what" in err. */
 int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, const char *pair,
                      const char *labels_field, int need_label, char *err, size_t errlen);
+/* Reads a whole stream of images (field: u8 [H,W,3] normalized here with
+ * mean/std as torchvision's ToTensor + Normalize, or f32/f16 [3,H,W] already
+ * normalized: the header's image.mean/image.std must match, as mmp-embed
+ * checks them (mmp_check_normalization; allow_mixed: a warning on stderr)).
+ * x = [n, 3*H*W] in C,H,W order; every image of one size. need_label as
+ * mmp_dataset_load. 0 or -1 with "NAME: record N: what" in err. */
+int mmp_dataset_load_images(mmp_dataset *d, const char *path, const char *field, const float mean[3], const float std[3],
+                            int allow_mixed, const char *model, int need_label, char *err, size_t errlen);
+/* One image tensor t (u8 [H,W,3] or f32/f16 [3,H,W]) -> out[3*H*W] (C,H,W),
+ * normalized with mean/std when u8. 0, or -1 with the reason (no prefix). */
+int mmp_image_to_chw(const mmp_tensor *t, int chw, int64_t H, int64_t W, const float mean[3], const float std[3], float *out,
+                     char *err, size_t errlen);
+/* The backbone's input normalization: __metadata__ input_mean/input_std of
+ * the safetensors file, else torchvision's ImageNet defaults. 0 or -1. */
+int mmp_backbone_normalization(const char *path, float mean[3], float std[3], char *err, size_t errlen);
+/* mmp-train-step's read of a training or dev stream for configuration c
+ * (resolved here): images for a tail --from input (the normalization from
+ * the backbone when c has none yet, recorded in c), else feature records
+ * (mmp_dataset_load). 0 or -1 with err. */
+int mmp_train_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen);
 void mmp_dataset_free(mmp_dataset *d);
 /* The header's "provenance" meta (NULL when absent). */
 const char *mmp_dataset_provenance(const mmp_dataset *d);
