@@ -10,10 +10,15 @@
  *   loss, every parameter gradient and dloss/dinput in both BN modes; BN
  *   running statistics after 3 train-mode SGD steps; losses, weights and
  *   running statistics after 5 AdamW and 5 SGD(momentum) steps;
- * - bit-identical weights, running statistics and dx for 1..4 threads. */
+ * - bit-identical weights, running statistics and dx for 1..4 threads;
+ * - mmp-train-step --from input's path (mmp_train_load_data on a stream of
+ *   normalized f32 [3,H,W] records, mmp_trainer_init, mmp_trainer_run): 5 SGD
+ *   steps with train-mode BN (the default) match PyTorch's weights and running
+ *   statistics. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mmp.h"
 #include "tail_testlib.h"
@@ -22,6 +27,7 @@
 #include "train/layers.h"
 #include "train/optim.h"
 #include "train/resnet_tail.h"
+#include "train/train.h"
 
 static uint64_t rs = 777;
 
@@ -382,6 +388,91 @@ static void test_errors(void) {
     mmp_st_close(&st);
 }
 
+/* the command's path: configuration -> image stream -> trainer -> epochs, on the
+ * fixture's x written as normalized f32 [3,32,32] records (the header states
+ * torchvision's normalization, which the fixture network's, without
+ * __metadata__, is), one batch of 4 per epoch: 5 SGD(momentum, wd) steps, BN in
+ * train mode; the classifier starts from the fixture's (a new head's is
+ * initialized from --seed) */
+static void test_cli_path(const model *m) {
+    char path[512], err[1024], nm[200];
+    snprintf(path, sizeof path, "tests/fixtures/train_full/%s.safetensors", m->name);
+    const char *fx = t_root_path(path);
+    mmp_safetensors st;
+    mmp_st_open_or_die(&st, fx);
+    const float *x = t_fixture_f32(&st, "x")->data, *yf = t_fixture_f32(&st, "y")->data;
+    char sp[64];
+    snprintf(sp, sizeof sp, "/tmp/mmp_test_train_full_%d.mmp", (int)getpid());
+    mmp_header h;
+    mmp_header_init(&h);
+    int64_t sh[3] = {3, S, S};
+    mmp_header_add_field(&h, "image", MMP_F32, 3, sh);
+    char *cls[C] = {"a", "b", "c"};
+    mmp_header_set_classes(&h, C, cls);
+    mmp_meta_set(&h.meta, "image.layout", "chw");
+    mmp_meta_set(&h.meta, "image.mean", "0.485,0.456,0.406");
+    mmp_meta_set(&h.meta, "image.std", "0.229,0.224,0.225");
+    mmp_writer *w = mmp_writer_open(sp, &h, 1);
+    CHECKF(w != NULL, "cannot write %s", sp);
+    for (int i = 0; i < N; i++) {
+        mmp_record r;
+        mmp_record_init(&r);
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        mmp_record_set_id(&r, id);
+        r.label = (int64_t)yf[i];
+        memcpy(mmp_record_add(&r, "image", MMP_F32, 3, sh)->data, x + i * D, sizeof(float) * D);
+        mmp_writer_write(w, &r);
+        mmp_record_clear(&r);
+    }
+    mmp_writer_close(w);
+    mmp_header_free(&h);
+
+    mmp_train_cfg cfg;
+    mmp_train_cfg_defaults(&cfg);
+    const char *kv[][2] = {{"head", m->resnet ? "resnet-tail" : "mnv2-tail"}, {"backbone", fx}, {"from", "input"},
+                           {"optimizer", "sgd"}, {"lr", "0.01"}, {"momentum", "0.9"}, {"weight_decay", "1e-3"},
+                           {"batch_size", "4"}, {"epochs", "5"}, {"dropout", "0"}};
+    for (size_t k = 0; k < sizeof kv / sizeof kv[0]; k++)
+        CHECKF(mmp_train_cfg_set(&cfg, kv[k][0], kv[k][1], err, sizeof err) == 0, "%s", err);
+    mmp_dataset ds;
+    mmp_trainer tr;
+    int ok = mmp_train_load_data(&ds, &cfg, sp, 0, err, sizeof err) == 0;
+    CHECKF(ok, "%s: load: %s", m->name, err);
+    if (!ok) { remove(sp); mmp_st_close(&st); return; }
+    ok = mmp_trainer_init(&tr, &cfg, &ds, err, sizeof err) == 0;
+    CHECKF(ok, "%s: init: %s", m->name, err);
+    if (ok) {
+        CHECKF(tr.head.tail->train_bn == 1 && tr.head.tail->first == 0 && tr.head.tail->C0 == 3,
+               "%s: --from input: train-mode BN from the stem", m->name);
+        for (int i = tr.head.np - 2; i < tr.head.np; i++) {
+            snprintf(nm, sizeof nm, "%s", tr.head.params[i].name);
+            memcpy(tr.head.params[i].w, t_fixture_f32(&st, nm)->data, sizeof(float) * tr.head.params[i].n);
+        }
+        tr.head.tail->threads = 1;
+        char cp[64];
+        snprintf(cp, sizeof cp, "/tmp/mmp_test_train_full_%d.safetensors", (int)getpid());
+        mmp_train_run run = {.out = cp, .last = cp, .log_every = 1, .target = 5, .stop_after = -1};
+        CHECKF(mmp_trainer_run(&tr, &ds, &run, err, sizeof err) == 0, "%s: run: %s", m->name, err);
+        CHECKF(tr.step == 5, "%s: %lld steps", m->name, (long long)tr.step);
+        double worst = 0;
+        for (int i = 0; i < tr.head.np; i++) {
+            snprintf(nm, sizeof nm, "sgd.final.%s", tr.head.params[i].name);
+            printf("  ");
+            worst = fmax(worst, t_cmp_scaled(nm, tr.head.params[i].w, t_fixture_f32(&st, nm)->data, tr.head.params[i].n, 1e-5));
+        }
+        printf("%s via mmp-train-step's path (--from input, f32 records): 5 SGD steps, final weights worst max rel err %.3g\n",
+               m->name, worst);
+        snprintf(nm, sizeof nm, "%s via mmp-train-step's path", m->name);
+        cmp_running(&tr.head, &st, "sgd.final.", nm, 1e-5);
+        remove(cp);
+        mmp_trainer_free(&tr);
+    }
+    mmp_dataset_free(&ds);
+    remove(sp);
+    mmp_st_close(&st);
+}
+
 int main(void) {
     mmp_train_init_blas();
     test_bn_train();
@@ -390,6 +481,7 @@ int main(void) {
     for (int k = 0; k < 3; k++) {
         test_parity(&models[k]);
         test_threads(&models[k]);
+        test_cli_path(&models[k]);
     }
     test_errors();
     TEST_END();
