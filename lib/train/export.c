@@ -18,8 +18,45 @@ static void first_layer(const mmp_head *h, const mmp_param **w, const mmp_param 
     }
 }
 
+/* a whole CNN trained --from input: torchvision's full state dict (every
+ * parameter, running_mean/var, and num_batches_tracked = the train-mode BN
+ * steps of this training, 0 with --freeze-bn), loadable with strict=True */
+static int export_whole_cnn(const mmp_trainer *tr, mmp_st_writer *w) {
+    const mmp_head *h = &tr->head;
+    for (int i = 0; i < h->np; i++) mmp_st_writer_add_f32(w, h->params[i].name, h->params[i].w, h->params[i].ndim, h->params[i].shape);
+    mmp_tail_save_buffers(h->tail, w);
+    int64_t nbt = h->tail->train_bn ? tr->step : 0;
+    for (int k = 0; k < h->tail->nu; k++) {
+        const mmp_tail_unit *u = &h->tail->u[k];
+        if (u->kind == MMP_TAIL_MAXPOOL) continue;
+        char name[96];
+        snprintf(name, sizeof name, "%s.num_batches_tracked", u->bn);
+        mmp_tensor t = {.dtype = MMP_I64, .ndim = 0, .data = &nbt, .nbytes = sizeof nbt};
+        mmp_st_writer_add(w, name, &t);
+    }
+    mmp_meta *m = &w->meta;
+    mmp_meta_set(m, "format", "pt");
+    mmp_meta_set(m, "head", mmp_head_kind_name(h->kind));
+    mmp_meta_set(m, "architecture", h->kind == MMP_HEAD_MNV2_TAIL ? "mobilenet_v2" : "resnet");
+    char buf[96];
+    snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", tr->cfg.in_mean[0], tr->cfg.in_mean[1], tr->cfg.in_mean[2]);
+    mmp_meta_set(m, "input_mean", buf);
+    snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g", tr->cfg.in_std[0], tr->cfg.in_std[1], tr->cfg.in_std[2]);
+    mmp_meta_set(m, "input_std", buf);
+    char *cls = mmp_train_classes_json(tr);
+    if (cls) mmp_meta_set(m, "classes", cls);
+    free(cls);
+    return 0;
+}
+
 int mmp_export_state_dict(const mmp_trainer *tr, mmp_st_writer *w, char *err, size_t errlen) {
     const mmp_head *h = &tr->head;
+    if (h->tail && tr->cfg.from_input) return export_whole_cnn(tr, w);
+    if (h->tail) {
+        mmp_errf(err, errlen, "the %s head trained on cached activations holds only the blocks it trained: it cannot be exported "
+                 "as a whole network (train it --from input, or load it over the backbone with strict=False)", mmp_head_kind_name(h->kind));
+        return -1;
+    }
     if (h->kind != MMP_HEAD_LINEAR && h->kind != MMP_HEAD_MLP) {
         mmp_errf(err, errlen, "the %s head cannot be exported (mmp-export supports the linear and mlp heads)",
                  mmp_head_kind_name(h->kind));

@@ -7,7 +7,9 @@ float32 weights of mmp-train-step's --epochs 0 checkpoint: the same initial
 classifier) normalizes the images as ToTensor + Normalize with the
 checkpoint's input_mean/input_std, runs model.train() (or BN in eval mode)
 and torch.optim.SGD; the weights and the BN running statistics of the CLI's
-checkpoint must match within 1e-5 (relative to each tensor's largest value)."""
+checkpoint must match within 1e-5 (relative to each tensor's largest value);
+mmp-export's state dict loads into the torchvision module with strict=True and
+gives mmp-eval's logits of the checkpoint."""
 import os
 import subprocess
 import sys
@@ -102,5 +104,31 @@ for kind, head in (("mnv2", "mnv2-tail"), ("basic", "resnet-tail")):
               % (tag, worst, wname, "moved" if moved else "kept"))
         if not worst <= 1e-5 or moved == freeze:
             print("FAIL: %s" % tag)
+            fails += 1
+        # mmp-export: torchvision's whole state dict, strict=True; its eval-mode logits are mmp-eval's
+        run("mmp-export", "-o", "pt.safetensors", "out.safetensors")
+        run("mmp-eval", "--model", "out.safetensors", "-o", "pred.mmp", "img.mmp")
+        pt, _ = read_st("pt.safetensors")
+        m32 = make(kind)
+        if kind == "mnv2":
+            m32.classifier = nn.Sequential(nn.Dropout(0.0), nn.Linear(24, ncls))
+        else:
+            m32.fc = nn.Linear(16, ncls)
+        try:
+            m32.load_state_dict({k: torch.from_numpy(v) for k, v in pt.items()}, strict=True)
+        except RuntimeError as e:
+            print("FAIL: %s: mmp-export: load_state_dict(strict=True): %s" % (tag, str(e).splitlines()[0]))
+            fails += 1
+            continue
+        if freeze:  # frozen random BN statistics: the trained ResNet overflows float32 on these images (1e52 in float64)
+            continue
+        with torch.no_grad():
+            want = m32.eval()(x.float()).double().numpy()
+        with mmp_stream.Reader("pred.mmp") as r:
+            lg = np.stack([rec["tensors"]["logits"] for rec in r]).astype(np.float64)
+        d = float(np.abs(lg - want).max() / max(np.abs(want).max(), 1e-12))
+        print("%s: mmp-export -> load_state_dict(strict=True), eval logits vs mmp-eval: max rel err %.3g (tol 1e-5)" % (tag, d))
+        if not d <= 1e-5:
+            print("FAIL: %s: exported model" % tag)
             fails += 1
 sys.exit(1 if fails else 0)
