@@ -58,7 +58,7 @@ int mmp_export_state_dict(const mmp_trainer *tr, mmp_st_writer *w, char *err, si
         return -1;
     }
     if (h->kind != MMP_HEAD_LINEAR && h->kind != MMP_HEAD_MLP) {
-        mmp_errf(err, errlen, "the %s head cannot be exported (mmp-export supports the linear and mlp heads)",
+        mmp_errf(err, errlen, "the %s head cannot be exported (mmp-export supports the linear and mlp heads, and CNNs trained --from input)",
                  mmp_head_kind_name(h->kind));
         return -1;
     }
