@@ -77,6 +77,19 @@ PY
   if [ -s $n.j1.safetensors ] && cmp -s $n.j1.safetensors $n.j4.safetensors && cmp -s $n.j1.safetensors $n.safetensors; then
     ok "$n: -j 1 and --threads 4: bit-identical"
   else fail "$n: -j 1 and --threads 4 differ"; fi
+  # mmp-export: the whole state dict (the checkpoint's tensors minus optim.*, plus num_batches_tracked)
+  if mmp-export -o $n.pt.safetensors $n.safetensors 2> err.txt; then
+    python3 - $n.pt.safetensors $n.safetensors <<'PY' && ok "$n: mmp-export: the whole state dict" || fail "$n: mmp-export keys"
+import json, struct, sys
+def keys(f):
+    b = open(f, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop("__metadata__")
+    return set(h)
+pt, ck = keys(sys.argv[1]), keys(sys.argv[2])
+nbt = {k for k in pt if k.endswith(".num_batches_tracked")}
+want = {k for k in ck if not k.startswith("optim.")} | {k.replace("running_mean", "num_batches_tracked") for k in ck if k.endswith("running_mean")}
+sys.exit(not (pt == want and len(nbt) > 0))
+PY
+  else fail "$n: mmp-export: $(cat err.txt)"; fi
   # --init: one more epoch
   mmp-train-step --init $n.safetensors --out $n.more.safetensors img.mmp 2>/dev/null && [ "$(meta $n.more.safetensors epoch)" = 3 ] \
     || fail "$n: --init"
@@ -115,6 +128,8 @@ bad "eval: images of another size" "not 32x32" mmp-eval --model resnet.safetenso
 mmp-decode --size 64 s.tar 2>/dev/null | mmp-embed --model "$MN" --layer features.15:flat > f15.mmp 2>/dev/null
 bad "--no-freeze-bn on cached activations" "needs --from input" \
   mmp-train-step --head mnv2-tail --backbone "$MN" --no-freeze-bn --out bad.safetensors f15.mmp
+mmp-train-step --head mnv2-tail --backbone "$MN" --epochs 1 --out f15.safetensors f15.mmp 2>/dev/null || fail "train on features.15"
+bad "mmp-export of a tail on cached activations" "cannot be exported" mmp-export -o bad.safetensors f15.safetensors
 bad "--from input on feature vectors" "no tensor \"image\"" mmp-train-step --head mnv2-tail --backbone "$MN" --from input --out bad.safetensors f15.mmp
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"
