@@ -15,6 +15,7 @@
 
 #include "mmp.h"
 #include "stream_testlib.h"
+#include "st_testlib.h"
 #include "testlib.h"
 #include "text/embed.h"
 
@@ -23,22 +24,7 @@
 
 static double worst = 0;
 
-static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) {
-    const mmp_tensor *t = mmp_st_get(r, name);
-    if (!t) {
-        fprintf(stderr, "no %s in the reference\n", name);
-        exit(1);
-    }
-    size_t k = (size_t)mmp_numel(t->ndim, t->shape);
-    float *out = malloc(sizeof(float) * (k ? k : 1));
-    char err[256];
-    if (mmp_st_read_f32(r, name, t->ndim, t->shape, out, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    if (n) *n = k;
-    return out;
-}
+static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) { return t_st_f32(r, name, n, 1); }
 
 /* per text: max |got - want| / max |want| */
 static void compare(const char *model, const char *what, const float *got, const float *want, int n, int D) {

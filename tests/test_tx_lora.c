@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "mmp.h"
+#include "st_testlib.h"
 #include "testlib.h"
 #include "text/bert.h"
 #include "tx/model.h"
@@ -20,22 +21,7 @@
 static double worst = 0;
 static char tmpdir[1024];
 
-static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) {
-    const mmp_tensor *t = mmp_st_get(r, name);
-    if (!t) {
-        fprintf(stderr, "%s: no %s\n", r->path, name);
-        exit(1);
-    }
-    size_t k = (size_t)mmp_numel(t->ndim, t->shape);
-    float *out = malloc(sizeof(float) * (k ? k : 1));
-    char err[256];
-    if (mmp_st_read_f32(r, name, t->ndim, t->shape, out, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    if (n) *n = k;
-    return out;
-}
+static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) { return t_st_f32(r, name, n, 1); }
 
 static double compare(const char *what, const float *got, const float *want, size_t n, double tol) {
     double dm = 0, wm = 0;

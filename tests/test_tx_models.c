@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mmp.h"
+#include "st_testlib.h"
 #include "testlib.h"
 #include "tx/model.h"
 
@@ -21,19 +22,7 @@
 
 static const mmp_tensor *ref_get(const mmp_safetensors *r, const char *name) { return mmp_st_get(r, name); }
 
-static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) {
-    const mmp_tensor *t = ref_get(r, name);
-    if (!t) return NULL;
-    size_t k = (size_t)mmp_numel(t->ndim, t->shape);
-    float *out = malloc(sizeof(float) * (k ? k : 1));
-    char err[256];
-    if (mmp_st_read_f32(r, name, t->ndim, t->shape, out, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    if (n) *n = k;
-    return out;
-}
+static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) { return t_st_f32(r, name, n, 0); }
 
 static double worst_all = 0;
 

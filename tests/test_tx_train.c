@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "st_testlib.h"
 #include "testlib.h"
 #include "text/bert.h"
 #include "tx/train.h"
@@ -20,19 +21,7 @@
 
 static double worst_ref = 0, worst_fd = 0;
 
-static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) {
-    const mmp_tensor *t = mmp_st_get(r, name);
-    if (!t) return NULL;
-    size_t k = (size_t)mmp_numel(t->ndim, t->shape);
-    float *out = malloc(sizeof(float) * (k ? k : 1));
-    char err[256];
-    if (mmp_st_read_f32(r, name, t->ndim, t->shape, out, err, sizeof err)) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    if (n) *n = k;
-    return out;
-}
+static float *ref_f32(const mmp_safetensors *r, const char *name, size_t *n) { return t_st_f32(r, name, n, 0); }
 
 static int32_t *ref_i32(const mmp_safetensors *r, const char *name, size_t *n) {
     const mmp_tensor *t = mmp_st_get(r, name);
