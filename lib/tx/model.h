@@ -182,6 +182,11 @@ float mmp_tx_logit_scale(const mmp_tx_model *m);
  * coordinate of output pixel i = (i + 0.5) * sh - 0.5 (sh = 1/scale_factor
  * as torch computes it when F.interpolate is given scale_factor; gh/oh when
  * given a size). HF ViT's interpolate_pos_encoding passes a scale factor. */
+/* The pooled vector of each of n images' T1 tokens x [n][T1][C] (after the
+ * final norm): the class token, or the mean of the patch tokens (pool_avg),
+ * summed in double in token order. pooled: [n][C]. */
+void mmp_tx_vision_pool(const mmp_tx_vision *v, const float *x, int n, int T1, float *pooled);
+
 void mmp_tx_pos_resize_scaled(float *out, const float *pe, int gh, int gw, int oh, int ow, int C, double sh, double sw);
 
 /* Internal: the loaders of each family (tx/vit.c, tx/clip.c). */

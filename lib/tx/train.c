@@ -370,18 +370,7 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
     if (v->norm_w) ln_save(&a->xn, &a->m1, &a->r1, xe, v->norm_w, v->norm_b, T, C, v->eps_final);
     const float *xn = v->norm_w ? a->xn : xe;
     float *pooled = a->pooled = fbuf((size_t)n * C);
-    for (int s = 0; s < n; s++) {
-        const float *xs = xn + (size_t)s * T1 * C;
-        float *ps = pooled + (size_t)s * C;
-        if (v->pool_avg) {
-            for (int c = 0; c < C; c++) {
-                double acc = 0;
-                for (int k = v->cls; k < T1; k++) acc += xs[(size_t)k * C + c];
-                ps[c] = (float)(acc / np);
-            }
-        } else
-            memcpy(ps, xs, sizeof(float) * C);
-    }
+    mmp_tx_vision_pool(v, xn, n, T1, pooled);
     if (v->post_w) ln_save(&a->pooled2, &a->m2, &a->r2, pooled, v->post_w, v->post_b, n, C, v->eps_final);
     const float *p2 = v->post_w ? a->pooled2 : pooled;
     switch (which) {

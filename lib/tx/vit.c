@@ -283,6 +283,22 @@ static float *patch_pos(const mmp_tx_vision *v, int oh, int ow) {
     return out;
 }
 
+void mmp_tx_vision_pool(const mmp_tx_vision *v, const float *x, int n, int T1, float *pooled) {
+    const int C = v->C, np = T1 - v->cls;
+    for (int s = 0; s < n; s++) {
+        const float *xs = x + (size_t)s * T1 * C;
+        float *ps = pooled + (size_t)s * C;
+        if (v->pool_avg) {
+            for (int c = 0; c < C; c++) {
+                double a = 0;
+                for (int k = v->cls; k < T1; k++) a += xs[(size_t)k * C + c];
+                ps[c] = (float)(a / np);
+            }
+        } else
+            memcpy(ps, xs, sizeof(float) * C);
+    }
+}
+
 int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which, float *out,
                        float *hidden, char *err, size_t errlen) {
     const mmp_tx_vision *v = m->vision;
@@ -324,18 +340,7 @@ int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, i
     mmp_tx_encoder_fwd(&v->enc, x, lens, n, hidden);
     if (v->norm_w) mmp_tx_layernorm_fwd(x, NULL, NULL, x, v->norm_w, v->norm_b, (int)T, C, v->eps_final);
     float *pooled = mmp_xmalloc(sizeof(float) * (size_t)n * C);
-    for (int s = 0; s < n; s++) {
-        const float *xs = x + (size_t)s * T1 * C;
-        float *ps = pooled + (size_t)s * C;
-        if (v->pool_avg) {
-            for (int c = 0; c < C; c++) {
-                double a = 0;
-                for (int k = v->cls; k < T1; k++) a += xs[(size_t)k * C + c];
-                ps[c] = (float)(a / np);
-            }
-        } else
-            memcpy(ps, xs, sizeof(float) * C);
-    }
+    mmp_tx_vision_pool(v, x, n, T1, pooled);
     if (v->post_w) mmp_tx_layernorm_fwd(pooled, NULL, NULL, pooled, v->post_w, v->post_b, n, C, v->eps_final);
     switch (which) {
     case MMP_TX_OUT_EMBED:
