@@ -63,11 +63,13 @@ int main(int argc, char **argv) {
     const char *ckpt = init ? init : resume;
     if (ckpt) {
         if (mmp_trainer_load(&tr, ckpt, &given, err, sizeof err)) mmp_die("%s", err);
+        if (mmp_trainer_load_optim(&tr, ckpt, err, sizeof err)) mmp_die("%s", err);
         cfg = tr.cfg;
     }
     double t0 = mmp_now();
     mmp_dataset ds;
     if (mmp_train_load_data(&ds, &cfg, in, allow_mixed, err, sizeof err)) mmp_die("%s", err);
+    if (mmp_dataset_augment(&ds, &cfg, err, sizeof err)) mmp_die("%s", err); /* --aug-*: the training set only */
     double t_load = mmp_now() - t0;
     if (ckpt) {
         mmp_provenance_check(&ds.hdr, tr.provenance, allow_mixed, ds.name, ckpt);
@@ -78,6 +80,16 @@ int main(int argc, char **argv) {
     }
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
+    if (tr.head.batch_bytes) { /* whole-backbone heads: what one batch needs */
+        mmp_train_memory mm;
+        mmp_trainer_memory(&tr, tr.cfg.batch, &mm);
+        const double MiB = 1048576.0;
+        char inp[64] = "";
+        if (ds.img_h > 0) snprintf(inp, sizeof inp, " of 3x%lldx%lld images", (long long)ds.img_h, (long long)ds.img_w);
+        fprintf(stderr, "mmp-train-step: memory for a batch of %lld%s: %.1f MiB saved activations + %.1f MiB "
+                "backward buffers; %.1f MiB parameters + %.1f MiB gradients + %.1f MiB optimizer state\n",
+                (long long)tr.cfg.batch, inp, mm.saved / MiB, mm.work / MiB, mm.params / MiB, mm.grads / MiB, mm.optim / MiB);
+    }
     int start_epoch = tr.epoch;
     if (tb_dir && tr.step > 0) mmp_tensorboard_purge_from(&tb, tr.step + 1); /* --init, --resume: a restart at step + 1 */
     mmp_train_run run = {.log_every = log_every, .stop_after = stop_after, .tb = tb_dir ? &tb : NULL};
@@ -108,6 +120,7 @@ int main(int argc, char **argv) {
             (long long)ds.n, (long long)ds.dim, mmp_head_kind_name(tr.cfg.head), mmp_loss_name(tr.cfg.loss), start_epoch + 1,
             tr.epoch, (long long)tr.step, secs, csecs, t_load);
     if (run.ran) fprintf(stderr, "; train loss %.4f", run.train_loss);
+    if (tr.cfg.skip_nonfinite) fprintf(stderr, "; %lld steps skipped (non-finite)", (long long)tr.skipped);
     if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
     fputc('\n', stderr);
     if (run.log) fclose(run.log);

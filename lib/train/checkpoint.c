@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "train/cnn_tail.h"
@@ -47,20 +48,20 @@ static char *json_names(int n, char *const *names) {
     return buf;
 }
 
-int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen) {
-    mmp_st_writer w;
-    mmp_st_writer_init(&w);
+int mmp_trainer_optim_apart(const mmp_trainer *tr) {
+    return MMP_HEAD_IS_TAIL(tr->cfg.head) && tr->cfg.from_input;
+}
+
+char *mmp_train_optim_path(const char *out) {
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    if (dot && (!slash || dot > slash))
+        return mmp_xasprintf("%.*s.optim%s", (int)(dot - out), out, dot);
+    return mmp_xasprintf("%s.optim", out);
+}
+
+/* optim.<param>.<state> tensors of tr into w */
+static void add_optim(const mmp_trainer *tr, mmp_st_writer *w) {
     const mmp_head *h = &tr->head;
-    for (int i = 0; i < h->np; i++) {
-        const mmp_param *p = &h->params[i];
-        mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
-    }
-    if (h->tail) mmp_tail_save_buffers(h->tail, &w); /* running_mean/var: the fine-tuned model is complete */
-    if (tr->mean) {
-        int64_t sh[1] = {tr->in_dim};
-        mmp_st_writer_add_f32(&w, "standardize.mean", tr->mean, 1, sh);
-        mmp_st_writer_add_f32(&w, "standardize.std", tr->std, 1, sh);
-    }
     for (int i = 0; i < h->np; i++) {
         const mmp_param *p = &h->params[i];
         float *st[2] = {p->s1, p->s2};
@@ -69,9 +70,55 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
             if (!sn || !st[k]) continue;
             char name[160];
             snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            mmp_st_writer_add_f32(&w, name, st[k], p->ndim, p->shape);
+            mmp_st_writer_add_f32(w, name, st[k], p->ndim, p->shape);
         }
     }
+}
+
+/* the token a checkpoint and its .optim file share: a hash of the weights
+ * and the training state (deterministic: the same run gives the same files) */
+static void optim_id(const mmp_trainer *tr, char *buf, size_t n) {
+    uint64_t h = 0x6f7074696d ^ (uint64_t)tr->step;
+    for (int i = 0; i < tr->head.np; i++) h = mmp_hash64(tr->head.params[i].w, sizeof(float) * tr->head.params[i].n, h);
+    int64_t st[3] = {tr->step, tr->epoch, tr->skipped};
+    h = mmp_hash64(st, sizeof st, h);
+    snprintf(buf, n, "%016llx", (unsigned long long)h);
+}
+
+int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen) {
+    int apart = mmp_trainer_optim_apart(tr);
+    char oid[40] = "";
+    if (apart) { /* the optimizer state first: OUT never names a file that is not there */
+        optim_id(tr, oid, sizeof oid);
+        char *op = mmp_train_optim_path(path);
+        mmp_st_writer ow;
+        mmp_st_writer_init(&ow);
+        add_optim(tr, &ow);
+        mmp_meta_set(&ow.meta, "format", "mmpipe-optim");
+        mmp_meta_set(&ow.meta, "optim_id", oid);
+        mmp_meta_set(&ow.meta, "optimizer", tr->cfg.opt.kind == MMP_OPT_ADAMW ? "adamw" : "sgd");
+        mset(&ow.meta, "step", "%lld", (long long)tr->step);
+        mmp_meta_set(&ow.meta, "mmpipe_version", MMP_VERSION);
+        int rc = mmp_st_writer_write(&ow, op, err, errlen);
+        mmp_st_writer_free(&ow);
+        free(op);
+        if (rc) return -1;
+    }
+    mmp_st_writer w;
+    mmp_st_writer_init(&w);
+    const mmp_head *h = &tr->head;
+    for (int i = 0; i < h->np; i++) {
+        const mmp_param *p = &h->params[i];
+        mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
+    }
+    if (h->tail) mmp_tail_save_buffers(h->tail, &w); /* running_mean/var: the fine-tuned model is complete */
+    if (h->tail && apart) mmp_tail_save_nbt(h->tail, h->tail->train_bn ? tr->step : 0, &w); /* torchvision's buffers (strict) */
+    if (tr->mean) {
+        int64_t sh[1] = {tr->in_dim};
+        mmp_st_writer_add_f32(&w, "standardize.mean", tr->mean, 1, sh);
+        mmp_st_writer_add_f32(&w, "standardize.std", tr->std, 1, sh);
+    }
+    if (!apart) add_optim(tr, &w);
     mmp_meta *m = &w.meta;
     mmp_meta_set(m, "format", "mmpipe-head");
     mmp_train_cfg_to_meta(&tr->cfg, m);
@@ -93,6 +140,11 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
         char *js = json_names(tr->nclasses_named, tr->classes);
         mmp_meta_set(m, "classes", js);
         free(js);
+    }
+    if (tr->cfg.skip_nonfinite || tr->skipped) mset(m, "skipped_steps", "%lld", (long long)tr->skipped);
+    if (apart) {
+        mmp_meta_set(m, "optim_apart", "1"); /* in the file with .optim before the extension (mmp_train_optim_path) */
+        mmp_meta_set(m, "optim_id", oid);
     }
     mmp_meta_set(m, "mmpipe_version", MMP_VERSION);
     int rc = mmp_st_writer_write(&w, path, err, errlen);
@@ -249,6 +301,10 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
 #undef MINT
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
+    s = mmp_meta_get(m, "skipped_steps");
+    if (s && pint(s, 0, INT64_MAX / 2, &tr->skipped)) { mmp_errf(err, errlen, "%s: bad metadata skipped_steps", path); goto out; }
+    s = mmp_meta_get(m, "optim_id");
+    snprintf(tr->optim_id, sizeof tr->optim_id, "%s", s && mmp_meta_get(m, "optim_apart") ? s : "");
     if (mmp_trainer_setup_head(tr, &st, 1, err, errlen)) goto out;
     tr->clip = m == &im && mmp_meta_get(m, "clip") != NULL;
     if (tr->clip) { /* identity projections (exact: x * 1 + 0s), the model's logit scale */
@@ -328,6 +384,51 @@ out:
     mmp_meta_free(&im);
     mmp_st_close(&st);
     if (ret) mmp_trainer_free(tr);
+    return ret;
+}
+
+int mmp_trainer_load_optim(mmp_trainer *tr, const char *path, char *err, size_t errlen) {
+    if (!tr->optim_id[0]) return 0;
+    char *op = mmp_train_optim_path(path), e2[512];
+    mmp_safetensors st;
+    if (access(op, F_OK)) {
+        mmp_errf(err, errlen, "%s: its optimizer state %s is missing (the checkpoint's optimizer state is kept beside it; "
+                 "--init and --resume need both files)", path, op);
+        free(op);
+        return -1;
+    }
+    if (mmp_st_open(&st, op, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "%s", e2);
+        free(op);
+        return -1;
+    }
+    int ret = -1;
+    const char *fmt = mmp_meta_get(&st.meta, "format"), *id = mmp_meta_get(&st.meta, "optim_id");
+    if (!fmt || strcmp(fmt, "mmpipe-optim") || !id || strcmp(id, tr->optim_id)) {
+        mmp_errf(err, errlen, "%s: not the optimizer state of %s (optim_id %s, the checkpoint's %s): both files must come from the same save",
+                 op, path, id ? id : "missing", tr->optim_id);
+        goto out;
+    }
+    for (int i = 0; i < tr->head.np; i++) {
+        mmp_param *p = &tr->head.params[i];
+        float **dst[2] = {&p->s1, &p->s2};
+        for (int k = 0; k < 2; k++) {
+            const char *sn = mmp_optim_state_name(&tr->cfg.opt, k);
+            if (!sn) continue;
+            char name[160];
+            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
+            if (!mmp_st_get(&st, name)) continue; /* not used yet (step 0) */
+            if (!*dst[k]) *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
+            if (mmp_st_read_f32(&st, name, p->ndim, p->shape, *dst[k], e2, sizeof e2)) {
+                mmp_errf(err, errlen, "%s: %s", op, e2);
+                goto out;
+            }
+        }
+    }
+    ret = 0;
+out:
+    mmp_st_close(&st);
+    free(op);
     return ret;
 }
 

@@ -705,6 +705,21 @@ void mmp_tail_free(mmp_cnn_tail *t) {
     memset(t, 0, sizeof *t);
 }
 
+void mmp_tail_batch_bytes(const void *model, int64_t N, int64_t *saved, int64_t *work) {
+    const mmp_cnn_tail *t = model;
+    int64_t D = t->C0 * t->H0 * t->W0, widest = D, acts = 0;
+    for (int k = 0; k < t->nu; k++) { /* grow()'s caches: z and y per unit, gy in the backward */
+        const mmp_tail_unit *u = &t->u[k];
+        int64_t m = u->Ho * u->Wo * u->cout, mi = u->H * u->W * u->cin;
+        acts += m;
+        widest = m > widest ? m : widest;
+        widest = mi > widest ? mi : widest;
+    }
+    int64_t f = (int64_t)sizeof(float);
+    *saved = N * f * (D + 2 * acts + 2 * t->F);          /* x0, z + y, pool, mask */
+    *work = N * f * (acts + D + widest + t->F);           /* gy, gx0, g1, dpool */
+}
+
 static void grow(mmp_cnn_tail *t, int64_t N) {
     if (N <= t->cap) return;
     free_caches(t);
@@ -1046,5 +1061,16 @@ void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w) {
         mmp_st_writer_add_f32(w, name, u->mean, 1, cs);
         snprintf(name, sizeof name, "%s.running_var", u->bn);
         mmp_st_writer_add_f32(w, name, u->var, 1, cs);
+    }
+}
+
+void mmp_tail_save_nbt(const mmp_cnn_tail *t, int64_t nbt, mmp_st_writer *w) {
+    for (int k = 0; k < t->nu; k++) {
+        const mmp_tail_unit *u = &t->u[k];
+        if (u->kind == MMP_TAIL_MAXPOOL) continue;
+        char name[96];
+        snprintf(name, sizeof name, "%s.num_batches_tracked", u->bn);
+        mmp_tensor x = {.dtype = MMP_I64, .ndim = 0, .data = &nbt, .nbytes = sizeof nbt};
+        mmp_st_writer_add(w, name, &x);
     }
 }

@@ -252,8 +252,17 @@ int mmp_tail_finish(mmp_cnn_tail *t, int *cap, const mmp_safetensors *src, const
 /* appends a MaxPool2d(3, 2, 1) unit reading the previous unit ([H,W,C]). 0 or -1. */
 int mmp_tail_add_maxpool(mmp_cnn_tail *t, int64_t C, int64_t H, int64_t W, char *err, size_t errlen);
 
+/* Bytes of a training batch of N records (mmp_head.batch_bytes; model = the
+ * tail): saved = the forward's caches the backward reads (input, conv and
+ * unit outputs, pooled features, dropout mask), work = the backward's
+ * gradient buffers (per-unit output gradients, input gradient, scratch). */
+void mmp_tail_batch_bytes(const void *model, int64_t N, int64_t *saved, int64_t *work);
+
 /* Adds the frozen buffers (running_mean/var) to a checkpoint writer. */
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w);
+/* Adds torchvision's BN buffers "<bn>.num_batches_tracked" (i64 scalars = nbt),
+ * which load_state_dict(strict=True) needs. */
+void mmp_tail_save_nbt(const mmp_cnn_tail *t, int64_t nbt, mmp_st_writer *w);
 
 #ifdef __cplusplus
 }

@@ -90,6 +90,25 @@ static int fmt_positive(const mmp_option *o, const void *t, char *buf, size_t n)
     return 1;
 }
 
+/* the loop and augmentation keys appear in a checkpoint only when set:
+ * the checkpoints of runs without them stay as they were */
+static int fmt_int_set(const mmp_option *o, const void *t, char *buf, size_t n) {
+    int v = *(const int *)t;
+    if (v <= (o->min > 0 ? o->min : 0)) return 0;
+    snprintf(buf, n, "%d", v);
+    return 1;
+}
+static int fmt_str_set(const mmp_option *o, const void *t, char *buf, size_t n) {
+    if (!*(const char *)t) return 0;
+    snprintf(buf, n, "%s", (const char *)t);
+    return 1;
+}
+static int fmt_dbl_set(const mmp_option *o, const void *t, char *buf, size_t n) {
+    if (!(*(const double *)t > 0)) return 0;
+    snprintf(buf, n, "%.17g", *(const double *)t);
+    return 1;
+}
+
 static int set_seed(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     char *e;
     errno = 0;
@@ -308,6 +327,13 @@ const mmp_option mmp_train_options[] = {
     I64("total_steps", "total-steps", sched.total, 0, BIG, "0", "N", "cosine length (default epochs * batches per epoch)"),
     DBL("clip_grad_norm", "clip-grad-norm", clip, 0, NOLIM, 0, "0", "MAX", "clip the total gradient L2 norm (off)"),
     I64("batch_size", "batch-size", batch, 1, 1 << 24, "256", "N", "(256)"),
+    INT("grad_accum", "grad-accum", grad_accum, 1, 1 << 20, "1", "K",
+        "K micro-batches of --batch-size per optimizer step, their gradients\n"
+        "summed with the weights m_i / sum m (the mean loss of one K-times\n"
+        "larger batch); steps and schedules count optimizer steps (1)", .fmt = fmt_int_set),
+    {.type = MMP_OPTION_FLAG, KEY("skip_nonfinite", "skip-nonfinite"), .off = OFF(int, skip_nonfinite), .val = 1, .metaval = "1",
+     .def = "0", .fmt = fmt_int_set, .help = "a NaN/Inf loss or gradient skips its step (no update; counted)\n"
+                         "instead of stopping the run"},
     INT("epochs", "epochs", epochs, 0, 1 << 24, "1", "N", "(1)"),
     FN("seed", "seed", set_seed, fmt_seed, "0", "N", "weights init, shuffling, dropout (0)"),
     {.type = MMP_OPTION_FLAG, KEY("standardize", "standardize"), .off = OFF(int, standardize), .val = 1, .metaval = "1",
@@ -321,6 +347,19 @@ const mmp_option mmp_train_options[] = {
     STR("pair_field", "pair-field", pair_field, 1, "text_embedding", "NAME",
         "second input for pair losses and fusion heads (text_embedding)", .flags = ARCH),
     STR("labels_field", "labels-field", labels_field, 1, "labels", "NAME", "multi-label targets f32 [C] for bce (labels)", .flags = ARCH),
+    MMP_O_TEXT("augmentation of u8 image records in the training loop (fresh every epoch; never --dev):"),
+    STR("aug_rrc", "aug-rrc", aug_rrc, 0, "", "S[,MIN,MAX]",
+        "RandomResizedCrop(S, scale=(MIN,MAX) (0.08,1), ratio=(3/4,4/3)),\n"
+        "bilinear: the model's input becomes SxS", .fmt = fmt_str_set),
+    I64("aug_crop", "aug-crop", aug_crop, 0, 1 << 16, "0", "S", "RandomCrop(S, padding=--aug-pad) (CIFAR: 32 with --aug-pad 4)",
+        .fmt = fmt_positive),
+    INT("aug_pad", "aug-pad", aug_pad, 0, 1 << 16, "0", "N", "zero padding of --aug-crop (0)", .fmt = fmt_int_set),
+    {.type = MMP_OPTION_DOUBLE, KEY("aug_hflip", "aug-hflip"), .off = OFF(double, aug_hflip), .dmin = 0, .dmax = 1, .def = "0",
+     .valname = "P", .help = "RandomHorizontalFlip(P) (0: off)", .fmt = fmt_dbl_set},
+    STR("aug_jitter", "aug-jitter", aug_jitter, 0, "", "B,C,S,H",
+        "ColorJitter(brightness, contrast, saturation, hue)\n"
+        "(the ops run in this order; mmp-augment's code and random streams:\n"
+        "see docs/train.md)", .fmt = fmt_str_set),
     MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
     FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from"),
     FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]|input",
@@ -439,6 +478,7 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");
         return -1;
     }
+    if (mmp_train_aug_check(c, err, errlen)) return -1;
     if (c->sched.kind == MMP_SCHED_STEP && c->sched.step_size <= 0) {
         mmp_errf(err, errlen, "--schedule step needs --step-size N (steps)");
         return -1;

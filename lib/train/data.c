@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "image/augment.h"
 #include "nn/nn.h"
 #include "nn/provenance.h"
 #include "train/train.h"
@@ -246,12 +247,20 @@ int mmp_dataset_load_images(mmp_dataset *d, const char *path, const char *field,
         }
         if (d->n == cap) {
             cap = cap ? cap * 2 : 256;
-            d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(cap * d->dim));
+            if (chw) d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(cap * d->dim));
+            else d->u8 = mmp_xrealloc(d->u8, (size_t)(cap * d->dim));
             d->y = mmp_xrealloc(d->y, sizeof(int64_t) * (size_t)cap);
             d->ids = mmp_xrealloc(d->ids, sizeof(char *) * (size_t)cap);
         }
         char e2[512];
-        if (mmp_image_to_chw(t, chw, d->img_h, d->img_w, m, s, d->x + i * d->dim, e2, sizeof e2)) {
+        if (!chw) { /* kept as u8 [H,W,3]: normalized per batch (mmp_dataset_row), the same bits */
+            if (t->dtype != MMP_U8 || t->ndim != 3 || t->shape[2] != 3 || t->shape[0] != d->img_h || t->shape[1] != d->img_w) {
+                mmp_image_to_chw(t, 0, d->img_h, d->img_w, m, s, NULL, e2, sizeof e2); /* the reason */
+                mmp_errf(err, errlen, "%s: record %lld: \"%s\" %s", nm, (long long)i, field, e2);
+                goto out;
+            }
+            memcpy(d->u8 + i * d->dim, t->data, (size_t)d->dim);
+        } else if (mmp_image_to_chw(t, chw, d->img_h, d->img_w, m, s, d->x + i * d->dim, e2, sizeof e2)) {
             mmp_errf(err, errlen, "%s: record %lld: \"%s\" %s", nm, (long long)i, field, e2);
             goto out;
         }
@@ -268,7 +277,12 @@ int mmp_dataset_load_images(mmp_dataset *d, const char *path, const char *field,
         mmp_errf(err, errlen, "%s: no records", nm);
         goto out;
     }
-    d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(d->n * d->dim));
+    if (chw) d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(d->n * d->dim));
+    else d->u8 = mmp_xrealloc(d->u8, (size_t)(d->n * d->dim));
+    d->raw_h = d->img_h;
+    d->raw_w = d->img_w;
+    memcpy(d->mean, m, sizeof m);
+    memcpy(d->std, s, sizeof s);
     d->ncls = ncls_hdr > 0 ? ncls_hdr : maxlab + 1;
     d->dim2 = 0;
     ret = 0;
@@ -296,6 +310,7 @@ int mmp_train_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int 
 void mmp_dataset_free(mmp_dataset *d) {
     for (int64_t i = 0; i < d->n; i++) free(d->ids ? d->ids[i] : NULL);
     free(d->ids); free(d->x); free(d->x2); free(d->y); free(d->t);
+    free(d->u8); free(d->aug);
     mmp_header_free(&d->hdr);
     memset(d, 0, sizeof *d);
 }
@@ -400,5 +415,114 @@ int mmp_trainer_check_header(const mmp_trainer *tr, const mmp_header *h, const c
             return mmp_errf(err, errlen, "%s: \"%s\" has %lld values, the model expects %lld", what, tr->pair_field,
                             (long long)sf2->shape[0], (long long)tr->pair_dim);
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the training loop's augmentation (u8 image records)                 */
+/* ------------------------------------------------------------------ */
+
+/* mmp-augment's op arguments for the --aug-* options, in the loop's order:
+ * flags[i], vals[i]; returns the count; -1 (err) for a bad value */
+#define AUG_MAXARGS 4
+static int aug_args(const mmp_train_cfg *c, const char *flags[AUG_MAXARGS], char vals[AUG_MAXARGS][96], char *err,
+                    size_t errlen) {
+    int n = 0;
+    if (c->aug_rrc[0]) {
+        long long S;
+        double a = 0.08, b = 1.0;
+        char rest[64] = "";
+        int k = sscanf(c->aug_rrc, "%lld,%lf,%lf%63s", &S, &a, &b, rest);
+        int commas = 0;
+        for (const char *p = c->aug_rrc; *p; p++) commas += *p == ',';
+        if (!((k == 1 && commas == 0) || (k == 3 && commas == 2)) || S < 1 || S > 1 << 16 || !(a > 0) || !(a <= b) || !(b <= 1))
+            return mmp_errf(err, errlen, "--aug-rrc \"%s\": want SIZE or SIZE,SCALE_MIN,SCALE_MAX (0 < MIN <= MAX <= 1)", c->aug_rrc);
+        flags[n] = "--rrc";
+        snprintf(vals[n++], 96, "%lld,scale=%.17g:%.17g", S, a, b);
+    }
+    if (c->aug_pad > 0 && c->aug_crop <= 0) return mmp_errf(err, errlen, "--aug-pad needs --aug-crop SIZE");
+    if (c->aug_crop > 0) {
+        flags[n] = "--pad-crop";
+        snprintf(vals[n++], 96, "%lld,pad=%d", (long long)c->aug_crop, c->aug_pad);
+    }
+    if (c->aug_hflip > 0) {
+        flags[n] = "--hflip";
+        snprintf(vals[n++], 96, "%.17g", c->aug_hflip);
+    }
+    if (c->aug_jitter[0]) {
+        flags[n] = "--jitter";
+        snprintf(vals[n++], 96, "%s", c->aug_jitter);
+    }
+    return n;
+}
+
+static int aug_build(const mmp_train_cfg *c, mmp_aug *a, char *err, size_t errlen) {
+    const char *flags[AUG_MAXARGS];
+    char vals[AUG_MAXARGS][96], e2[512];
+    mmp_aug_init(a);
+    int n = aug_args(c, flags, vals, err, errlen);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++)
+        if (mmp_aug_parse(a, flags[i], vals[i], e2, sizeof e2))
+            return mmp_errf(err, errlen, "--aug-%s \"%s\": %s", !strcmp(flags[i], "--pad-crop") ? "crop" : flags[i] + 2, vals[i], e2);
+    return 0;
+}
+
+int mmp_train_aug_check(const mmp_train_cfg *c, char *err, size_t errlen) {
+    mmp_aug a;
+    return aug_build(c, &a, err, errlen);
+}
+
+void mmp_train_aug_args(const mmp_train_cfg *c, char *buf, size_t n) {
+    const char *flags[AUG_MAXARGS];
+    char vals[AUG_MAXARGS][96], e2[256];
+    int k = aug_args(c, flags, vals, e2, sizeof e2);
+    buf[0] = 0;
+    for (int i = 0; i < k; i++)
+        snprintf(buf + strlen(buf), n - strlen(buf), "%s%s %s", i ? " " : "", flags[i], vals[i]);
+}
+
+int mmp_dataset_augment(mmp_dataset *d, const mmp_train_cfg *c, char *err, size_t errlen) {
+    mmp_aug a;
+    if (aug_build(c, &a, err, errlen)) return -1;
+    if (a.n == 0) return 0;
+    if (!d->u8)
+        return mmp_errf(err, errlen, "%s: --aug-* needs u8 [H,W,3] image records (mmp-decode's \"image\"; not normalized floats)", d->name);
+    int64_t H = d->raw_h, W = d->raw_w;
+    if (c->aug_crop > 0 && (c->aug_crop > H + 2 * c->aug_pad || c->aug_crop > W + 2 * c->aug_pad))
+        return mmp_errf(err, errlen, "%s: the images are %lldx%lld: --aug-crop %lld --aug-pad %d needs at least %lldx%lld", d->name,
+                        (long long)H, (long long)W, (long long)c->aug_crop, c->aug_pad, (long long)(c->aug_crop - 2 * c->aug_pad),
+                        (long long)(c->aug_crop - 2 * c->aug_pad));
+    for (int i = 0; i < a.n; i++) /* the size after each op */
+        if (a.ops[i].kind == MMP_AUG_RRC || a.ops[i].kind == MMP_AUG_PADCROP) H = W = a.ops[i].size;
+    free(d->aug);
+    d->aug = mmp_xmalloc(sizeof a);
+    memcpy(d->aug, &a, sizeof a);
+    d->aug_seed = c->seed;
+    d->img_h = H;
+    d->img_w = W;
+    d->dim = 3 * H * W;
+    return 0;
+}
+
+int mmp_dataset_row(const mmp_dataset *d, int64_t r, int augment, uint64_t epoch, float *out, char *err, size_t errlen) {
+    if (!d->u8) {
+        memcpy(out, d->x + r * d->dim, sizeof(float) * (size_t)d->dim);
+        return 0;
+    }
+    size_t raw = (size_t)(d->raw_h * d->raw_w * 3);
+    mmp_tensor in = {.dtype = MMP_U8, .ndim = 3, .shape = {d->raw_h, d->raw_w, 3}, .data = d->u8 + (size_t)r * raw, .nbytes = raw};
+    if (!augment || !d->aug) return mmp_image_to_chw(&in, 0, d->raw_h, d->raw_w, d->mean, d->std, out, err, errlen);
+    char idbuf[32];
+    const char *id = d->ids && d->ids[r] ? d->ids[r] : (snprintf(idbuf, sizeof idbuf, "#%lld", (long long)r), idbuf);
+    mmp_rng rng;
+    mmp_rng_seed(&rng, mmp_aug_key(id, d->aug_seed, epoch, 0));
+    mmp_tensor o;
+    char e2[512];
+    if (mmp_aug_apply(d->aug, &rng, &in, &o, e2, sizeof e2))
+        return mmp_errf(err, errlen, "%s: record %lld: augmentation: %s", d->name, (long long)r, e2);
+    int rc = mmp_image_to_chw(&o, 0, d->img_h, d->img_w, d->mean, d->std, out, e2, sizeof e2);
+    mmp_tensor_free(&o);
+    if (rc) return mmp_errf(err, errlen, "%s: record %lld: augmented image %s", d->name, (long long)r, e2);
     return 0;
 }

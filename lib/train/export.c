@@ -25,15 +25,7 @@ static int export_whole_cnn(const mmp_trainer *tr, mmp_st_writer *w) {
     const mmp_head *h = &tr->head;
     for (int i = 0; i < h->np; i++) mmp_st_writer_add_f32(w, h->params[i].name, h->params[i].w, h->params[i].ndim, h->params[i].shape);
     mmp_tail_save_buffers(h->tail, w);
-    int64_t nbt = h->tail->train_bn ? tr->step : 0;
-    for (int k = 0; k < h->tail->nu; k++) {
-        const mmp_tail_unit *u = &h->tail->u[k];
-        if (u->kind == MMP_TAIL_MAXPOOL) continue;
-        char name[96];
-        snprintf(name, sizeof name, "%s.num_batches_tracked", u->bn);
-        mmp_tensor t = {.dtype = MMP_I64, .ndim = 0, .data = &nbt, .nbytes = sizeof nbt};
-        mmp_st_writer_add(w, name, &t);
-    }
+    mmp_tail_save_nbt(h->tail, h->tail->train_bn ? tr->step : 0, w);
     mmp_meta *m = &w->meta;
     mmp_meta_set(m, "format", "pt");
     mmp_meta_set(m, "head", mmp_head_kind_name(h->kind));

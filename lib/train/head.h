@@ -81,6 +81,11 @@ typedef struct {
     float *fcache, *fh, *fdh; /* forward cache, h [N,F], dh [N,F] */
     /* mnv2-tail: the CNN tail (owns the parameters: params/np are its own) */
     mmp_cnn_tail *tail;
+    /* whole-backbone heads: bytes of one training batch of N records, saved =
+     * the activations the forward keeps for the backward, work = the backward's
+     * gradient buffers (NULL: not reported; mmp_trainer_memory) */
+    void (*batch_bytes)(const void *model, int64_t N, int64_t *saved, int64_t *work);
+    const void *batch_model; /* its first argument (the tail, the encoder ...) */
 } mmp_head;
 
 const char *mmp_head_kind_name(mmp_head_kind k);

@@ -13,9 +13,12 @@
 /* the BatchNorm mode of a tail's training forwards: train mode (batch
  * statistics, running statistics moved with PyTorch's momentum 0.1) for
  * --from input unless --freeze-bn; frozen otherwise */
-static void tail_bn_mode(mmp_cnn_tail *t, const mmp_train_cfg *c) {
+static void tail_bn_mode(mmp_head *h, const mmp_train_cfg *c) {
+    mmp_cnn_tail *t = h->tail;
     t->train_bn = c->from_input && c->freeze_bn == 0;
     t->bn_momentum = 0.1f;
+    h->batch_bytes = mmp_tail_batch_bytes; /* the memory report (mmp_trainer_memory) */
+    h->batch_model = t;
 }
 
 static int tail_input_mismatch(mmp_trainer *tr, char *err, size_t errlen) {
@@ -41,7 +44,7 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
         }
         tr->head.tail->dropout = (float)c->dropout;
         tr->head.dropout = (float)c->dropout;
-        tail_bn_mode(tr->head.tail, c);
+        tail_bn_mode(&tr->head, c);
         if (tr->head.in_dim != tr->in_dim && c->from_input)
             return tail_input_mismatch(tr, err, errlen);
         if (tr->head.in_dim != tr->in_dim) {
@@ -65,7 +68,7 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
             mmp_errf(err, errlen, "--head mnv2-tail: %s", e2);
             return -1;
         }
-        tail_bn_mode(tr->head.tail, c);
+        tail_bn_mode(&tr->head, c);
         if (tr->head.in_dim != tr->in_dim && c->from_input)
             return tail_input_mismatch(tr, err, errlen);
         if (tr->head.in_dim != tr->in_dim) {
@@ -263,10 +266,12 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
             }
         }
     }
-    if (c->sched.total <= 0) c->sched.total = (int64_t)c->epochs * ((ds->n + c->batch - 1) / c->batch);
+    if (c->sched.total <= 0) /* optimizer steps: --grad-accum micro-batches each */
+        c->sched.total = (int64_t)c->epochs * (((ds->n + c->batch - 1) / c->batch + c->grad_accum - 1) / c->grad_accum);
     if (c->standardize) {
         tr->mean = mmp_xmalloc(sizeof(float) * (size_t)tr->in_dim);
         tr->std = mmp_xmalloc(sizeof(float) * (size_t)tr->in_dim);
+        if (!ds->x) { mmp_errf(err, errlen, "--standardize needs feature vectors, not images"); return -1; }
         mmp_standardize_fit(ds->x, ds->n, ds->dim, tr->mean, tr->std);
     }
     mmp_head_init_weights(&tr->head, c->seed);
@@ -290,7 +295,7 @@ void mmp_trainer_free(mmp_trainer *tr) {
     for (int k = 0; k < tr->nclasses_named; k++) free(tr->classes[k]);
     free(tr->classes);
     free(tr->bx); free(tr->bx2); free(tr->bt); free(tr->out); free(tr->dout);
-    free(tr->za); free(tr->zb); free(tr->dza); free(tr->dzb); free(tr->by);
+    free(tr->za); free(tr->zb); free(tr->dza); free(tr->dzb); free(tr->by); free(tr->gacc);
     for (int k = 0; k < 3; k++) free(tr->ti[k]);
     memset(tr, 0, sizeof *tr);
 }

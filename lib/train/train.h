@@ -81,6 +81,16 @@ typedef struct {
     int from_input;
     int freeze_bn;        /* BatchNorm in eval mode (1) or train mode (0); -1: train mode for --from input, else frozen */
     float in_mean[3], in_std[3]; /* --from input: the normalization (in_std[0] = 0: the backbone's) */
+    /* loop (train/loop.c) */
+    int grad_accum;       /* micro-batches of --batch-size per optimizer step (1) */
+    int skip_nonfinite;   /* a non-finite loss or gradient: 1 skip the step, 0 stop */
+    /* augmentation of u8 image records in the training loop (mmp_dataset_augment);
+     * lib/image's ops in this order: rrc, pad-crop, hflip, jitter */
+    char aug_rrc[64];     /* "SIZE[,SCALE_MIN,SCALE_MAX]" ("" off) */
+    int64_t aug_crop;     /* RandomCrop size (0 off) */
+    int aug_pad;          /* its padding */
+    double aug_hflip;     /* RandomHorizontalFlip probability (0 off) */
+    char aug_jitter[64];  /* "B,C,S,H" ColorJitter ("" off) */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option
@@ -110,6 +120,8 @@ void mmp_train_cfg_resolve(mmp_train_cfg *c);
 /* The options fit together (loss and head, --hidden and --head mlp,
  * --schedule step and --step-size ...). 0 or -1 with the reason. */
 int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen);
+/* The --aug-* values parse (mmp_train_cfg_check). 0 or -1 with the reason. */
+int mmp_train_aug_check(const mmp_train_cfg *c, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- */
 /* data sets in memory                                               */
@@ -124,7 +136,14 @@ typedef struct {
     char **ids;      /* [n] (may hold NULLs) */
     mmp_header hdr;  /* the stream header: classes, provenance ... */
     char name[256];
-    int64_t img_h, img_w; /* mmp_dataset_load_images: the image size (dim = 3*H*W) */
+    int64_t img_h, img_w; /* mmp_dataset_load_images: the model's input size (dim = 3*H*W; after augmentation) */
+    /* u8 [H,W,3] image records stay u8 in memory (x = NULL): u8 [n, raw_h, raw_w, 3],
+     * normalized with mean/std (ToTensor + Normalize) per row by mmp_dataset_row */
+    uint8_t *u8;
+    int64_t raw_h, raw_w;
+    float mean[3], std[3];
+    void *aug;            /* mmp_aug of lib/image: mmp_dataset_augment: the training loop's augmentation (NULL: none) */
+    uint64_t aug_seed;
 } mmp_dataset;
 
 /* Reads a whole stream. feature must be present in every record as a 1-D
@@ -155,6 +174,21 @@ int mmp_backbone_normalization(const char *path, float mean[3], float std[3], ch
  * (mmp_dataset_load). 0 or -1 with err. */
 int mmp_train_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen);
 void mmp_dataset_free(mmp_dataset *d);
+/* The training loop's augmentation of the configuration (--aug-rrc, --aug-crop
+ * + --aug-pad, --aug-hflip, --aug-jitter; none: 0 and d unchanged) on the u8
+ * image records of d: lib/image's ops (mmp_aug_apply, the code of
+ * mmp-augment) in the order rrc, pad-crop, hflip, jitter; the model's input
+ * size (img_h, img_w, dim) becomes the ops' output size. -1 (err): no u8
+ * images, a bad option value, images too small for --aug-crop. */
+int mmp_dataset_augment(mmp_dataset *d, const mmp_train_cfg *c, char *err, size_t errlen);
+/* The equivalent mmp-augment ops ("--rrc 56,scale=0.08:1 --hflip 0.5"; "" none) in buf. */
+void mmp_train_aug_args(const mmp_train_cfg *c, char *buf, size_t n);
+/* Row r of d as the model's input, out[dim]: the features (x), or the u8 image
+ * normalized; augment (a training batch, d->aug set): the image augmented
+ * first with the random stream mmp_aug_key(id, d->aug_seed, epoch, 0) --
+ * mmp-augment --seed S --epoch E's for that record (records without an id:
+ * the key of "#R", R the record number). 0 or -1 (err). */
+int mmp_dataset_row(const mmp_dataset *d, int64_t r, int augment, uint64_t epoch, float *out, char *err, size_t errlen);
 /* The header's "provenance" meta (NULL when absent). */
 const char *mmp_dataset_provenance(const mmp_dataset *d);
 
@@ -189,6 +223,9 @@ typedef struct {
     float *mean, *std;   /* standardization (NULL when off) */
     float *class_w;      /* resolved class weights [ncls] or NULL */
     int64_t step;        /* optimizer steps taken */
+    int64_t skipped;     /* steps skipped for a non-finite loss or gradient (--skip-nonfinite) */
+    float *gacc;         /* --grad-accum: the gradients summed over the micro-batches */
+    char optim_id[40];   /* whole-backbone checkpoints: the token OUT and its .optim file share */
     int epoch;           /* epochs completed */
     double best_metric;  /* best dev metric so far (-inf) */
     int best_epoch, bad_epochs;
@@ -261,8 +298,29 @@ int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, 
 int mmp_trainer_check_batches(const mmp_trainer *tr, const mmp_dataset *ds, char *err, size_t errlen);
 /* The default --last of a run with --dev: OUT with ".last" before the extension (heap). */
 char *mmp_train_last_path(const char *out);
-/* Writes the checkpoint atomically. 0 or -1 (err). */
+/* Writes the checkpoint atomically. 0 or -1 (err). Whole-backbone training
+ * (mmp_trainer_optim_apart): path holds the weights under the published
+ * names (+ __metadata__, "optim_apart" = "1") and
+ * the optimizer state (optim.*) goes to mmp_train_optim_path(path), written
+ * atomically first; both files carry the same "optim_id". */
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen);
+/* 1 when tr's checkpoints keep the optimizer state apart (a CNN tail --from input). */
+int mmp_trainer_optim_apart(const mmp_trainer *tr);
+/* OUT with ".optim" before the extension (heap): a.safetensors -> a.optim.safetensors. */
+char *mmp_train_optim_path(const char *out);
+/* --init / --resume of a checkpoint with optim_apart in its metadata: reads
+ * the optimizer state from mmp_train_optim_path(path) (0 when there is none to
+ * read); -1 (err) when that file is missing or belongs to another save. */
+int mmp_trainer_load_optim(mmp_trainer *tr, const char *path, char *err, size_t errlen);
+/* Memory of one training batch of N records: saved activations (kept from
+ * the forward for the backward) and backward buffers as the head reports them
+ * (mmp_head.batch_bytes; 0 when the head has no such hook), parameters,
+ * gradients and optimizer state (AdamW 2, SGD with momentum 1 per parameter),
+ * in bytes. */
+typedef struct {
+    int64_t saved, work, params, grads, optim;
+} mmp_train_memory;
+void mmp_trainer_memory(const mmp_trainer *tr, int64_t N, mmp_train_memory *m);
 /* Batch inference: logits[N,C] (linear/mlp) for standardized x[N,D]. */
 void mmp_trainer_predict(mmp_trainer *tr, const float *x, int64_t N, float *logits);
 
