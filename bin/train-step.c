@@ -80,16 +80,6 @@ int main(int argc, char **argv) {
     }
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
-    if (tr.head.batch_bytes) { /* whole-backbone heads: what one batch needs */
-        mmp_train_memory mm;
-        mmp_trainer_memory(&tr, tr.cfg.batch, &mm);
-        const double MiB = 1048576.0;
-        char inp[64] = "";
-        if (ds.img_h > 0) snprintf(inp, sizeof inp, " of 3x%lldx%lld images", (long long)ds.img_h, (long long)ds.img_w);
-        fprintf(stderr, "mmp-train-step: memory for a batch of %lld%s: %.1f MiB saved activations + %.1f MiB "
-                "backward buffers; %.1f MiB parameters + %.1f MiB gradients + %.1f MiB optimizer state\n",
-                (long long)tr.cfg.batch, inp, mm.saved / MiB, mm.work / MiB, mm.params / MiB, mm.grads / MiB, mm.optim / MiB);
-    }
     int start_epoch = tr.epoch;
     if (tb_dir && tr.step > 0) mmp_tensorboard_purge_from(&tb, tr.step + 1); /* --init, --resume: a restart at step + 1 */
     mmp_train_run run = {.log_every = log_every, .stop_after = stop_after, .tb = tb_dir ? &tb : NULL};
@@ -111,6 +101,16 @@ int main(int argc, char **argv) {
     if (log_path) {
         run.log = fopen(log_path, ckpt ? "a" : "w");
         if (!run.log) mmp_die("%s: cannot open for writing", log_path);
+    }
+    if (tr.head.batch_bytes) { /* whole-backbone heads: what one batch needs */
+        mmp_train_memory mm;
+        mmp_trainer_memory(&tr, tr.cfg.batch, &mm);
+        const double MiB = 1048576.0;
+        char inp[64] = "";
+        if (ds.img_h > 0) snprintf(inp, sizeof inp, " of 3x%lldx%lld images", (long long)ds.img_h, (long long)ds.img_w);
+        fprintf(stderr, "mmp-train-step: memory for a batch of %lld%s: %.1f MiB saved activations + %.1f MiB "
+                "backward buffers; %.1f MiB parameters + %.1f MiB gradients + %.1f MiB optimizer state\n",
+                (long long)tr.cfg.batch, inp, mm.saved / MiB, mm.work / MiB, mm.params / MiB, mm.grads / MiB, mm.optim / MiB);
     }
     double t_train = mmp_now(), c_train = (double)clock() / CLOCKS_PER_SEC;
     if (mmp_trainer_run(&tr, &ds, &run, err, sizeof err)) mmp_die("%s", err);
