@@ -512,7 +512,12 @@ int mmp_dataset_row(const mmp_dataset *d, int64_t r, int augment, uint64_t epoch
     }
     size_t raw = (size_t)(d->raw_h * d->raw_w * 3);
     mmp_tensor in = {.dtype = MMP_U8, .ndim = 3, .shape = {d->raw_h, d->raw_w, 3}, .data = d->u8 + (size_t)r * raw, .nbytes = raw};
-    if (!augment || !d->aug) return mmp_image_to_chw(&in, 0, d->raw_h, d->raw_w, d->mean, d->std, out, err, errlen);
+    if (!augment || !d->aug) {
+        if (d->raw_h != d->img_h || d->raw_w != d->img_w) /* an augmented set read without its augmentation */
+            return mmp_errf(err, errlen, "%s: record %lld: the images are %lldx%lld, the model takes %lldx%lld (the augmentation's size)",
+                            d->name, (long long)r, (long long)d->raw_h, (long long)d->raw_w, (long long)d->img_h, (long long)d->img_w);
+        return mmp_image_to_chw(&in, 0, d->raw_h, d->raw_w, d->mean, d->std, out, err, errlen);
+    }
     char idbuf[32];
     const char *id = d->ids && d->ids[r] ? d->ids[r] : (snprintf(idbuf, sizeof idbuf, "#%lld", (long long)r), idbuf);
     mmp_rng rng;

@@ -7,8 +7,9 @@ float32 weights of mmp-train-step's --epochs 0 checkpoint: the same initial
 classifier) normalizes the images as ToTensor + Normalize with the
 checkpoint's input_mean/input_std, runs model.train() (or BN in eval mode)
 and torch.optim.SGD; the weights and the BN running statistics of the CLI's
-checkpoint must match within 1e-5 (relative to each tensor's largest value);
-mmp-export's state dict loads into the torchvision module with strict=True and
+checkpoint must match within 1e-5 (relative to each tensor's largest value),
+the momentum buffers of out.optim.safetensors torch's (1e-4: gradients); the checkpoint itself
+(weights only) and mmp-export's state dict loads into the torchvision module with strict=True and
 gives mmp-eval's logits of the checkpoint."""
 import os
 import subprocess
@@ -99,11 +100,34 @@ for kind, head in (("mnv2", "mnv2-tail"), ("basic", "resnet-tail")):
             d = float(np.abs(got[k].astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-12))
             if d > worst:
                 worst, wname = d, k
+        # the optimizer state apart: out.optim.safetensors holds SGD's momentum buffers
+        optim, _ = read_st("out.optim.safetensors")
+        named = dict(m.named_parameters())
+        oworst = max(float(np.abs(optim["optim.%s.momentum_buffer" % k].astype(np.float64) - opt.state[p]["momentum_buffer"].numpy()).max()
+                           / max(np.abs(opt.state[p]["momentum_buffer"].numpy()).max(), 1e-12)) for k, p in named.items())
+        if sorted(optim) != sorted("optim.%s.momentum_buffer" % k for k in named) or any(k.startswith("optim.") for k in got) \
+                or not oworst <= 1e-4:  # gradients: float32 sums vs float64
+            print("FAIL: %s: out.optim.safetensors: %d tensors, worst momentum_buffer rel err %.3g" % (tag, len(optim), oworst))
+            fails += 1
+        else:
+            print("%s: out.optim.safetensors: the momentum buffers (max rel err %.3g), out.safetensors none" % (tag, oworst))
         moved = any(not np.array_equal(got[k], init[k]) for k in got if k.endswith("running_mean"))
         print("%s: 2 SGD steps, CLI vs PyTorch: worst max rel err %.3g (%s; tol 1e-5); running statistics %s"
               % (tag, worst, wname, "moved" if moved else "kept"))
         if not worst <= 1e-5 or moved == freeze:
             print("FAIL: %s" % tag)
+            fails += 1
+        # the checkpoint itself: torchvision's state dict (classifier resized), strict=True
+        mo = make(kind)
+        if kind == "mnv2":
+            mo.classifier = nn.Sequential(nn.Dropout(0.0), nn.Linear(24, ncls))
+        else:
+            mo.fc = nn.Linear(16, ncls)
+        try:
+            mo.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in got.items()}, strict=True)
+            print("%s: load_state_dict(load_file(OUT), strict=True): ok" % tag)
+        except RuntimeError as e:
+            print("FAIL: %s: OUT: load_state_dict(strict=True): %s" % (tag, str(e).splitlines()[0]))
             fails += 1
         # mmp-export: torchvision's whole state dict, strict=True; its eval-mode logits are mmp-eval's
         run("mmp-export", "-o", "pt.safetensors", "out.safetensors")
