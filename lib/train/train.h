@@ -5,6 +5,9 @@
  *   "standardize.mean", "standardize.std"  [D]   feature standardization
  *   "optim.<param>.exp_avg", "optim.<param>.exp_avg_sq" (AdamW),
  *   "optim.<param>.momentum_buffer" (SGD with momentum)
+ *   (whole-backbone heads, mmp_trainer_optim_apart: the optim.* tensors are in
+ *   a file of their own beside it, mmp_train_optim_path; the checkpoint adds
+ *   the BN num_batches_tracked buffers so that it is the published state dict)
  * and __metadata__ string key/values: every configuration key of
  * mmp_train_cfg (same names as the command-line options, e.g. "lr",
  * "weight_decay", "head", "hidden"), the training state ("step", "epoch",
