@@ -7,7 +7,7 @@
 # - --skip-nonfinite: a huge --lr makes the loss NaN/Inf: by default one line
 #   "FILE: step N (epoch E): loss is nan" and the last checkpoint unchanged; with
 #   the flag the steps are skipped, counted on stderr, in the log and in the
-#   checkpoint (skipped_steps);
+#   checkpoint (skipped_steps); train-mode BN's running statistics stay finite;
 # - --aug-*: the in-loop augmentation of u8 images gives bit-identical weights
 #   to training on mmp-augment --seed S --epoch E's normalized output of the
 #   same ops (epochs 1 and 2), -j 1 and -j 4 agree, the model's input is the
@@ -106,6 +106,21 @@ if mmp-train-step --init G.safetensors --lr 1e30 --optimizer sgd --epochs 2 --sk
     || fail "mmp-report --log reads the log with skipped_steps"
 else fail "--skip-nonfinite: $(cat err.txt)"; fi
 [ -z "$(meta G0.safetensors skipped_steps)" ] || fail "skipped_steps recorded without --skip-nonfinite"
+# train-mode BatchNorm: a skipped step leaves the running statistics as they were (finite)
+if mmp-train-step --head mnv2-tail --backbone "$MN" --from input --batch-size 10 --epochs 2 --lr 1e30 --optimizer sgd \
+     --skip-nonfinite --out N.safetensors img40.mmp 2> err.txt; then
+  r=$(python3 - N.safetensors <<'PY'
+import json, math, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); m = h.pop("__metadata__")
+bad = [k for k, v in h.items() if "running" in k and not all(math.isfinite(x) for x in struct.unpack(
+    "<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4), b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]))]
+print(m.get("skipped_steps", "0"), len(bad))
+PY
+)
+  read -r ns nb <<< "$r"
+  [ "$ns" -gt 0 ] && [ "$nb" = 0 ] && ok "train-mode BN: $ns steps skipped, the running statistics finite" \
+    || fail "train-mode BN with skipped steps: $ns skipped, $nb non-finite running statistics"
+else fail "--skip-nonfinite --from input: $(cat err.txt)"; fi
 
 # ---- augmentation in the loop = mmp-augment --seed S --epoch E of the same ops
 T="--head mnv2-tail --backbone $MN --from input --batch-size 10 --dropout 0 --seed 7"
