@@ -16,7 +16,8 @@ static const char usage[] =
     "usage: mmp-train-step --out HEAD.safetensors [options] [TRAIN.mmp]   (default: stdin)\n"
     "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id).\n"
     "The whole stream is held in memory; --epochs N replays it N times (file or stdin)\n"
-    "in a shuffled order seeded by (--seed, epoch).\n"
+    "in a shuffled order seeded by (--seed, epoch). Whole-network heads (--from input) read\n"
+    "image records, kept as u8 and augmented per epoch with --aug-* (docs/train.md).\n"
     "\n";
 
 int main(int argc, char **argv) {
