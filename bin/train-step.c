@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "train/clip_ft.h"
 #include "train/tensorboard.h"
 #include "train/train.h"
 
@@ -23,13 +24,16 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-train-step");
     const char *out = NULL, *last = NULL, *init = NULL, *resume = NULL, *dev_path = NULL, *log_path = NULL,
                *tb_dir = NULL;
-    int allow_mixed = 0, threads = 0, log_every = 1, stop_after = -1;
+    int allow_mixed = 0, threads = 0, log_every = 1, stop_after = -1, lock = -1;
     mmp_meta given; /* the configuration options given: key -> value, in command-line order */
     mmp_meta_init(&given);
     mmp_train_cfg cfg;
     mmp_train_cfg_defaults(&cfg);
     mmp_option opts[] = {
         MMP_O_INCLUDE(mmp_train_options, .base = &cfg, .record = &given),
+        MMP_O_CHOICE("lock", 0, &lock, mmp_clipft_lock_names,
+                     "--head clip: a locked tower (LiT: image) runs in inference mode and\n"
+                     "does not change (default none: both towers train)", .valname = "none|image|text"),
         MMP_O_TEXT("input, evaluation, checkpoints:"),
         MMP_O_STRING("dev", 0, &dev_path, "FILE", "evaluate every epoch; --out keeps the best epoch"),
         MMP_O_FLAG("allow-mixed", 0, &allow_mixed, "accept features of another provenance"),
@@ -54,6 +58,15 @@ int main(int argc, char **argv) {
     if (!out) mmp_die("--out FILE is required (see --help)");
     if (init && resume) mmp_die("--init and --resume exclude each other");
     mmp_train_init_blas();
+    if (cfg.head == MMP_HEAD_CLIP || ((init || resume) && mmp_clipft_is_checkpoint(init ? init : resume))) {
+        mmp_clipft_cmd_args ca = {.cfg = &cfg, .given = &given, .in = in, .out = out, .last = last, .init = init, .resume = resume,
+                                  .dev = dev_path, .log = log_path, .tb_dir = tb_dir, .lock = lock, .allow_mixed = allow_mixed,
+                                  .threads = threads, .log_every = log_every, .stop_after = stop_after};
+        int rc = mmp_clipft_cmd(&ca);
+        mmp_meta_free(&given);
+        return rc;
+    }
+    if (lock >= 0) mmp_die("--lock is for --head clip");
     char err[1024];
     mmp_tensorboard_writer tb; /* before the data: a bad DIR fails fast (SummaryWriter(DIR) makes the file at once too) */
     if (tb_dir && mmp_tensorboard_open(&tb, tb_dir, err, sizeof err)) mmp_die("%s", err);
