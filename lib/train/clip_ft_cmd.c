@@ -58,6 +58,7 @@ static int data_load(clip_data *d, const char *path, const char *field, const mm
     int rc, ret = -1, chw = -1;
     int64_t cap = 0;
     size_t dim = 0;
+    char first[96] = "";
     while ((rc = mmp_reader_next(r, &rec)) == 1) {
         int64_t i = d->n;
         const mmp_tensor *t = mmp_record_cget(&rec, field);
@@ -85,9 +86,10 @@ static int data_load(clip_data *d, const char *path, const char *field, const mm
             chw = kind;
             d->H = (int)h, d->W = (int)w;
             dim = 3 * (size_t)h * (size_t)w;
+            snprintf(first, sizeof first, "%s %s", mmp_dtype_name(t->dtype), sh);
         } else if (kind != chw || h != d->H || w != d->W) {
-            mmp_errf(err, errlen, "%s: record %lld: \"%s\" is %s %s, the first record's %s [%d,%d] (all images of one kind and size: mmp-decode --size)",
-                     nm, (long long)i, field, mmp_dtype_name(t->dtype), sh, chw ? "f32/f16 [3,H,W]" : "u8 [H,W,3]", d->H, d->W);
+            mmp_errf(err, errlen, "%s: record %lld: \"%s\" is %s %s, record 0's %s (all images of one size and kind: mmp-decode --size S)",
+                     nm, (long long)i, field, mmp_dtype_name(t->dtype), sh, first);
             goto out;
         }
         if (d->n == cap) {
@@ -369,6 +371,7 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
         if (!model[0]) mmp_die("--head clip needs --backbone CLIP (a Hugging Face CLIPModel or open_clip model file or folder)");
         snprintf(S.backbone, sizeof S.backbone, "%s", model);
     }
+    if (!mmp_meta_get(a->given, "loss") && !ckpt) cfg->loss = MMP_LOSS_CONTRASTIVE; /* the only loss of --head clip */
     mmp_train_cfg_resolve(cfg);
     if (cfg->loss != MMP_LOSS_CONTRASTIVE) mmp_die("--head clip needs --loss contrastive (got %s)", mmp_loss_name(cfg->loss));
     if (cfg->batch < 2) mmp_die("--head clip: --batch-size %lld has no in-batch negatives (the contrastive loss needs at least 2)",
