@@ -15,7 +15,8 @@
 
 static const char usage[] =
     "usage: mmp-train-step --out HEAD.safetensors [options] [TRAIN.mmp]   (default: stdin)\n"
-    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id).\n"
+    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id);\n"
+    "--head clip: both towers of a CLIP model on image + text records (docs/train.md).\n"
     "The whole stream is held in memory; --epochs N replays it N times (file or stdin)\n"
     "in a shuffled order seeded by (--seed, epoch).\n"
     "\n";
@@ -49,8 +50,8 @@ int main(int argc, char **argv) {
         MMP_O_STRING("tensorboard", 0, &tb_dir, "DIR",
                      "TensorBoard scalars (train/loss, train/lr with the --log-every steps;\n"
                      "epoch/train_loss, dev/loss, dev/accuracy per epoch) in a new event file in DIR"),
-        MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions (default: online\n"
-                                "CPUs, at most 4); the results are bit-identical for any N"),
+        MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions; clip: for the\n"
+                                "transformer (default: online CPUs, at most 4); bit-identical for any N"),
         MMP_O_COMMON,
         MMP_O_END,
     };

@@ -324,7 +324,7 @@ const mmp_option mmp_train_options[] = {
         "second input for pair losses and fusion heads (text_embedding)", .flags = ARCH),
     STR("labels_field", "labels-field", labels_field, 1, "labels", "NAME", "multi-label targets f32 [C] for bce (labels)", .flags = ARCH),
     MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
-    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from"),
+    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from (--head clip: the CLIP\nmodel, a folder or its weights file)"),
     FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]|input",
        "the input block (default: the stream's embed.layer); input: the whole\n"
        "network from image records (--feature default image: u8 [H,W,3] or\n"
