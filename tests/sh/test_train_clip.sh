@@ -5,7 +5,8 @@
 # training loss falls; the checkpoint folder (weights + the copied config and
 # tokenizer) is accepted by mmp-embed, mmp-embed-text and mmp-eval (retrieval,
 # zero-shot); --stop-after-epochs + --resume is bit-identical to one run (the
-# weights and the .optim file); -j 1 and -j 3 are bit-identical; --lock image
+# weights and the .optim file); -j 1 and -j 3 are bit-identical; normalized f32
+# records of the same pixels give the same checkpoint; --lock image
 # leaves the image embeddings unchanged; --dev reports the loss and the
 # image->text top-1 per epoch and --patience stops early; bad inputs (no text,
 # no image, images of two sizes, a backbone that is not CLIP, a batch of one,
@@ -45,6 +46,7 @@ echo "train loss $first -> $last"
 mmp-embed --model ft img.mmp > emb.mmp 2>/dev/null || fail "mmp-embed --model ft"
 mmp-embed-text --model ft/model.safetensors emb.mmp > pairs.mmp || fail "mmp-embed-text --model ft/model.safetensors"
 mmp-eval --model ft --json ret.json pairs.mmp > /dev/null 2>ret.err || { cat ret.err; fail "mmp-eval retrieval"; }
+mmp-eval --model ft/model.safetensors pairs.mmp > /dev/null 2>&1 || fail "mmp-eval --model FILE"
 grep -q "image->text R@1" ret.err || fail "no recall"
 mmp-synth --classes > classes.txt
 mmp-embed-text --model ft --lines --template 'a photo of a {}.' classes.txt > prompts.mmp || fail "prompts"
@@ -63,6 +65,14 @@ cmp ft/model.optim.safetensors ft2/model.optim.safetensors || fail "resume: othe
 mmp-train-step $T --epochs 1 -j 1 --out ft3/j1.safetensors img.mmp 2>/dev/null || fail "-j 1"
 mmp-train-step $T --epochs 1 -j 3 --out ft3/j3.safetensors img.mmp 2>/dev/null || fail "-j 3"
 cmp ft3/j1.safetensors ft3/j3.safetensors || fail "-j 1 and -j 3 differ"
+
+# normalized f32 [3,H,W] records of the same pixels: the same checkpoint; another normalization: refused
+mmp-augment --normalize 0.48145466,0.4578275,0.40821073/0.26862954,0.26130258,0.27577711 img.mmp > norm.mmp 2>/dev/null || fail "augment"
+mkdir -p f32
+mmp-train-step $T --epochs 1 -j 1 --out f32/model.safetensors norm.mmp 2>/dev/null || fail "f32 records"
+cmp ft3/j1.safetensors f32/model.safetensors || fail "f32 records: another checkpoint than u8"
+mmp-augment --normalize 0.5,0.5,0.5/0.5,0.5,0.5 img.mmp > norm2.mmp 2>/dev/null
+refuse "norm2.mmp: images normalized with mean 0.5,0.5,0.5" mmp-train-step $T --out bad.safetensors norm2.mmp
 
 # LiT: the image tower does not change
 mmp-train-step $T --epochs 2 --lock image --out lit/model.safetensors img.mmp 2>lit.err || { cat lit.err; fail "--lock image"; }
