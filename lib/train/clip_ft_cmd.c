@@ -379,8 +379,9 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
     if (!mmp_text_is_clip(model)) { /* say what it is instead */
         mmp_tx_model *probe = mmp_tx_model_load(model, err, sizeof err);
         if (!probe) mmp_die("--backbone %s: not a CLIP model: %s", model, err);
-        mmp_die("--backbone %s: a %s model; --head clip needs a CLIP model (Hugging Face CLIPModel or open_clip)", model,
-                mmp_tx_family_name(probe->family));
+        const char *fam = mmp_tx_family_name(probe->family);
+        mmp_tx_model_free(probe);
+        mmp_die("--backbone %s: a %s model; --head clip needs a CLIP model (Hugging Face CLIPModel or open_clip)", model, fam);
     }
     mmp_text_encoder_opts eo = {0};
     die_if(mmp_text_encoder_load(&S.enc, model, &eo, err, sizeof err), err);
