@@ -62,6 +62,12 @@ mmp-train-step $T --epochs 4 --stop-after-epochs 2 --out ft2/model.safetensors i
 mmp-train-step --resume ft2/model.safetensors --out ft2/model.safetensors img.mmp 2>/dev/null || fail "resume"
 cmp ft/model.safetensors ft2/model.safetensors || fail "resume: other weights"
 cmp ft/model.optim.safetensors ft2/model.optim.safetensors || fail "resume: other optimizer state"
+# --init: one more epoch from a checkpoint, its step and optimizer state (the per-epoch loop)
+mkdir -p ft4
+mmp-train-step --init ft/model.safetensors --tensorboard tb --out ft4/model.safetensors img.mmp 2>init.err || { cat init.err; fail "--init"; }
+grep -q "epochs 5..5, 25 steps" init.err || { cat init.err; fail "--init: epochs/steps"; }
+ls tb/events.out.tfevents.* >/dev/null 2>&1 || fail "no TensorBoard events"
+cmp -s ft/model.safetensors ft4/model.safetensors && fail "--init did not train"
 mmp-train-step $T --epochs 1 -j 1 --out ft3/j1.safetensors img.mmp 2>/dev/null || fail "-j 1"
 mmp-train-step $T --epochs 1 -j 3 --out ft3/j3.safetensors img.mmp 2>/dev/null || fail "-j 3"
 cmp ft3/j1.safetensors ft3/j3.safetensors || fail "-j 1 and -j 3 differ"
