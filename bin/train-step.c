@@ -9,12 +9,14 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "train/clip_ft.h"
 #include "train/tensorboard.h"
 #include "train/train.h"
 
 static const char usage[] =
     "usage: mmp-train-step --out HEAD.safetensors [options] [TRAIN.mmp]   (default: stdin)\n"
-    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id).\n"
+    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id);\n"
+    "--head clip: both towers of a CLIP model on image + text records (docs/train.md).\n"
     "The whole stream is held in memory; --epochs N replays it N times (file or stdin)\n"
     "in a shuffled order seeded by (--seed, epoch). Whole-network heads (--from input) read\n"
     "image records, kept as u8 and augmented per epoch with --aug-* (docs/train.md).\n"
@@ -24,13 +26,16 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-train-step");
     const char *out = NULL, *last = NULL, *init = NULL, *resume = NULL, *dev_path = NULL, *log_path = NULL,
                *tb_dir = NULL;
-    int allow_mixed = 0, threads = 0, log_every = 1, stop_after = -1;
+    int allow_mixed = 0, threads = 0, log_every = 1, stop_after = -1, lock = -1;
     mmp_meta given; /* the configuration options given: key -> value, in command-line order */
     mmp_meta_init(&given);
     mmp_train_cfg cfg;
     mmp_train_cfg_defaults(&cfg);
     mmp_option opts[] = {
         MMP_O_INCLUDE(mmp_train_options, .base = &cfg, .record = &given),
+        MMP_O_CHOICE("lock", 0, &lock, mmp_clipft_lock_names,
+                     "--head clip: a locked tower (LiT: image) runs in inference mode and\n"
+                     "does not change (default none: both towers train)", .valname = "none|image|text"),
         MMP_O_TEXT("input, evaluation, checkpoints:"),
         MMP_O_STRING("dev", 0, &dev_path, "FILE", "evaluate every epoch; --out keeps the best epoch"),
         MMP_O_FLAG("allow-mixed", 0, &allow_mixed, "accept features of another provenance"),
@@ -46,8 +51,8 @@ int main(int argc, char **argv) {
         MMP_O_STRING("tensorboard", 0, &tb_dir, "DIR",
                      "TensorBoard scalars (train/loss, train/lr with the --log-every steps;\n"
                      "epoch/train_loss, dev/loss, dev/accuracy per epoch) in a new event file in DIR"),
-        MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions (default: online\n"
-                                "CPUs, at most 4); the results are bit-identical for any N"),
+        MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions; clip: for the\n"
+                                "transformer (default: online CPUs, at most 4); bit-identical for any N"),
         MMP_O_COMMON,
         MMP_O_END,
     };
@@ -55,6 +60,15 @@ int main(int argc, char **argv) {
     if (!out) mmp_die("--out FILE is required (see --help)");
     if (init && resume) mmp_die("--init and --resume exclude each other");
     mmp_train_init_blas();
+    if (cfg.head == MMP_HEAD_CLIP || ((init || resume) && mmp_clipft_is_checkpoint(init ? init : resume))) {
+        mmp_clipft_cmd_args ca = {.cfg = &cfg, .given = &given, .in = in, .out = out, .last = last, .init = init, .resume = resume,
+                                  .dev = dev_path, .log = log_path, .tb_dir = tb_dir, .lock = lock, .allow_mixed = allow_mixed,
+                                  .threads = threads, .log_every = log_every, .stop_after = stop_after};
+        int rc = mmp_clipft_cmd(&ca);
+        mmp_meta_free(&given);
+        return rc;
+    }
+    if (lock >= 0) mmp_die("--lock is for --head clip");
     char err[1024];
     mmp_tensorboard_writer tb; /* before the data: a bad DIR fails fast (SummaryWriter(DIR) makes the file at once too) */
     if (tb_dir && mmp_tensorboard_open(&tb, tb_dir, err, sizeof err)) mmp_die("%s", err);

@@ -280,7 +280,7 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL}; /* index = 
 /* The order of the entries is the order of the keys in a checkpoint's metadata. */
 const mmp_option mmp_train_options[] = {
     MMP_O_TEXT("model:"),
-    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail",
+    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip",
        "default linear (pair for --loss contrastive|triplet)\n"
        "gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
        "  of --feature and --pair-field, then nn.Linear(F, C) (ce/bce); raw\n"
@@ -292,7 +292,9 @@ const mmp_option mmp_train_options[] = {
        "  (see docs/train.md)\n"
        "resnet-tail: partly unfrozen torchvision ResNet: trains the blocks\n"
        "  after layerL (or block layerL.i) .. layer4 (BN in eval mode) + fc\n"
-       "  on activations cached by mmp-embed --layer layerL:flat",
+       "  on activations cached by mmp-embed --layer layerL:flat\n"
+       "clip: both towers of the CLIP --backbone end to end on image + text\n"
+       "  records (--loss contrastive; --lock image|text; docs/train.md)",
        .flags = ARCH),
     FN("hidden", "hidden", set_hidden, fmt_hidden, "", "N[,N...]", "MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks",
        .flags = ARCH),
@@ -361,7 +363,7 @@ const mmp_option mmp_train_options[] = {
         "(the ops run in this order; mmp-augment's code and random streams:\n"
         "see docs/train.md)", .fmt = fmt_str_set),
     MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
-    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from"),
+    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from (--head clip: the CLIP\nmodel, a folder or its weights file)"),
     FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]|input",
        "the input block (default: the stream's embed.layer); input: the whole\n"
        "network from image records (--feature default image: u8 [H,W,3] or\n"

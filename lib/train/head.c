@@ -11,7 +11,7 @@
 const char *mmp_head_kind_name(mmp_head_kind k) {
     return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : k == MMP_HEAD_GATED ? "gated"
            : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail"
-           : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : "linear";
+           : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : k == MMP_HEAD_CLIP ? "clip" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
@@ -22,6 +22,7 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     else if (!strcmp(s, "attention")) *k = MMP_HEAD_ATTENTION;
     else if (!strcmp(s, "mnv2-tail")) *k = MMP_HEAD_MNV2_TAIL;
     else if (!strcmp(s, "resnet-tail")) *k = MMP_HEAD_RESNET_TAIL;
+    else if (!strcmp(s, "clip")) *k = MMP_HEAD_CLIP;
     else return -1;
     return 0;
 }

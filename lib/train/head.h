@@ -48,7 +48,8 @@ extern "C" {
 #endif
 
 typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL,
-               MMP_HEAD_RESNET_TAIL } mmp_head_kind;
+               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP } mmp_head_kind;
+/* MMP_HEAD_CLIP: both towers of a CLIP model, contrastive (train/clip_ft.h; no mmp_head) */
 /* 1 for the CNN-tail heads (mnv2-tail, resnet-tail: h->tail) */
 #define MMP_HEAD_IS_TAIL(k) ((k) == MMP_HEAD_MNV2_TAIL || (k) == MMP_HEAD_RESNET_TAIL)
 /* 1 for the fusion heads (gated, attention) */
