@@ -81,6 +81,12 @@ typedef struct {
     int from_input;
     int freeze_bn;        /* BatchNorm in eval mode (1) or train mode (0); -1: train mode for --from input, else frozen */
     float in_mean[3], in_std[3]; /* --from input: the normalization (in_std[0] = 0: the backbone's) */
+    /* freezing (--unfreeze head|last:N|all|norm|lora; mmp_unfreeze_parse) and LoRA */
+    char unfreeze[32];
+    int unfreeze_kind, unfreeze_n; /* MMP_UNFREEZE_* (train/cnn_tail.h), N of last:N */
+    int lora_rank;
+    double lora_alpha, lora_dropout;
+    char lora_targets[512]; /* comma-separated PEFT target_modules; "": the family's default */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option
