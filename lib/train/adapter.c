@@ -21,6 +21,9 @@ int mmp_trainer_write_adapter(const mmp_trainer *tr, const char *base, const cha
     const mmp_cnn_tail *t = h->tail;
     if (!t || !tr->cfg.from_input || tr->cfg.unfreeze_kind != MMP_UNFREEZE_LORA || !t->lora_rank)
         return mmp_errf(err, errlen, "not trained with --unfreeze lora (--from input): no adapters to write");
+    if (t->train_bn)
+        return mmp_errf(err, errlen, "trained with train-mode BatchNorm: its running statistics moved, and a PEFT adapter carries "
+                        "no base buffers (train with --freeze-bn, or mmp-export the merged state dict)");
     if (!base || !*base) base = tr->cfg.backbone;
     char sha[65];
     if (mmp_sha256_file(base, sha) < 0)
