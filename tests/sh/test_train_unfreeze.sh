@@ -84,6 +84,11 @@ bad "depthwise-only targets" "only depthwise" mmp-train-step $M --unfreeze lora 
 bad "--peft of a checkpoint without adapters" "not trained with --unfreeze lora" mmp-export --peft -o ad2 u_head.safetensors
 bad "--peft of a train-mode BN checkpoint" "--freeze-bn" mmp-export --peft -o ad3 u_lora.safetensors
 bad "adapter on another base" "sha256" mmp-eval --model "$RN" --adapter ad img.mmp
+bad "--init of a LoRA checkpoint without --unfreeze lora" "holds LoRA adapters" \
+  mmp-train-step $T --unfreeze all --init u_lora.safetensors --out bad.safetensors img.mmp
+mmp-train-step $T --unfreeze lora --lora-rank 2 --init u_head.safetensors --out ih.safetensors img.mmp 2> err.txt \
+  && names ih.safetensors | grep -q 'lora_A' && ok "--unfreeze lora from a plain checkpoint: fresh adapters" \
+  || fail "--unfreeze lora --init plain: $(cat err.txt)"
 mmp-decode --size 64 s.tar 2>/dev/null | mmp-embed --model "$MN" --layer features.15:flat > f15.mmp 2>/dev/null
 bad "--unfreeze on cached activations" "needs --from input" \
   mmp-train-step --head mnv2-tail --backbone "$MN" --unfreeze last:1 --out bad.safetensors f15.mmp
