@@ -11,6 +11,7 @@
 #include "mmp.h"
 #include "nn/provenance.h"
 #include "tx/peft.h"
+#include "train/adapter.h"
 #include "train/eval.h"
 
 static const char usage[] =
@@ -58,12 +59,15 @@ static int clip_check(const char *prov, const char *sha, int text, int allow_mix
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-eval");
-    const char *model = NULL, *outp = "-", *prompts = NULL, *json = NULL;
+    const char *model = NULL, *outp = "-", *prompts = NULL, *json = NULL, *adapter = NULL;
     int allow_mixed = 0, want_fused = 0, level = 0, ks[8] = {1, 5, 10}, nk = 3;
     int64_t B = 1024;
     mmp_option opts[] = {
         MMP_O_TEXT("options:"),
         MMP_O_STRING("model", 0, &model, "FILE", "checkpoint from mmp-train-step (required)"),
+        MMP_O_STRING("adapter", 0, &adapter, "DIR",
+                     "a PEFT LoRA adapter folder of a CNN trained --unfreeze lora\n"
+                     "(mmp-export --peft); --model is then its base network"),
         MMP_O_OUTPUT(&outp, "output stream (default stdout)"),
         MMP_O_STRING("prompts", 0, &prompts, "FILE",
                      "text embeddings of the class prompts (pair field, else \"embedding\"):\n"
@@ -97,7 +101,8 @@ int main(int argc, char **argv) {
         if (!f) mmp_die("%s: a folder without model.safetensors or open_clip_model.safetensors", model);
         model = model_file = f;
     }
-    if (mmp_trainer_load(&tr, model, NULL, err, sizeof err)) mmp_die("%s", err);
+    if (adapter ? mmp_trainer_load_adapter(&tr, model, adapter, err, sizeof err) : mmp_trainer_load(&tr, model, NULL, err, sizeof err))
+        mmp_die("%s", err);
     char clip_sha[65] = "";
     if (tr.clip && mmp_sha256_file(model, clip_sha)) mmp_die("%s: cannot read", model);
     if (mmp_eval_init(&ec, &tr, want_fused, model, err, sizeof err)) mmp_die("%s", err);

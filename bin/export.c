@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "mmp.h"
+#include "train/adapter.h"
 #include "train/export.h"
 #include "tx/peft.h"
 
@@ -19,6 +20,7 @@ static const char usage[] =
     "usage: mmp-export -o STATE_DICT.safetensors CHECKPOINT.safetensors\n"
     "       mmp-export --merge-lora ADAPTER_DIR --model BASE -o MERGED.safetensors\n"
     "       mmp-export --stamp-lora ADAPTER_DIR --model BASE -o OUT_DIR\n"
+    "       mmp-export --peft [--model BASE] -o ADAPTER_DIR CHECKPOINT.safetensors\n"
     "Writes the trained head of an mmp-train-step checkpoint as a plain PyTorch state dict\n"
     "(safetensors, __metadata__ format \"pt\"): exactly the tensors of the head's torch module\n"
     "(linear: nn.Linear -> weight, bias; mlp: layers.0.weight ... of the nn.Sequential), the\n"
@@ -29,16 +31,22 @@ static const char usage[] =
     "model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
     "adapted weights F32, the rest as they were). --stamp-lora: the adapter rewritten in\n"
     "PEFT's format with the base's SHA-256 recorded (checked when it is loaded). docs/finetune.md\n"
+    "--peft: the adapters of a CNN trained --from input --unfreeze lora as a PEFT adapter folder\n"
+    "(the classifier as modules_to_save; BASE: the backbone, default the checkpoint's --backbone);\n"
+    "--merge-lora takes such a folder too (the base a torchvision MobileNetV2/ResNet) and writes\n"
+    "the torchvision state dict with the adapters merged, as mmp-export of the checkpoint does.\n"
     "\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-export");
     const char *outp = NULL, *merge = NULL, *stamp = NULL, *model = NULL;
+    int peft = 0;
     mmp_option opts[] = {
         MMP_O_TEXT("options:"),
         MMP_O_OUTPUT(&outp, "the state dict (required)"),
         MMP_O_STRING("merge-lora", 0, &merge, "DIR", "merge this PEFT LoRA adapter into --model"),
         MMP_O_STRING("stamp-lora", 0, &stamp, "DIR", "rewrite this adapter with --model's SHA-256 into -o DIR"),
+        MMP_O_FLAG("peft", 0, &peft, "write the LoRA adapters of a CNN checkpoint (--unfreeze lora) as a PEFT folder -o DIR"),
         MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors"),
         MMP_O_COMMON,
         MMP_O_END,
@@ -46,6 +54,36 @@ int main(int argc, char **argv) {
     const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (!outp) mmp_die("--output FILE is required (see --help)");
     char err[1536];
+    if (peft) {
+        if (merge || stamp) mmp_die("--peft: not with --merge-lora / --stamp-lora");
+        if (!strcmp(in, "-")) mmp_die("the checkpoint must be a file (see --help)");
+        mmp_trainer tr;
+        if (mmp_trainer_load(&tr, in, NULL, err, sizeof err)) mmp_die("%s", err);
+        if (mmp_trainer_write_adapter(&tr, model, outp, err, sizeof err)) mmp_die("%s: %s", in, err);
+        mmp_trainer_free(&tr);
+        return 0;
+    }
+    if (merge && model) { /* a CNN adapter (mmp-export --peft): merged into the torchvision state dict */
+        char *cfg = mmp_xasprintf("%s/adapter_model.safetensors", merge);
+        mmp_safetensors st;
+        int cnn = 0;
+        if (!mmp_st_open(&st, cfg, err, sizeof err)) {
+            cnn = mmp_meta_get(&st.meta, "mmpipe.head") != NULL;
+            mmp_st_close(&st);
+        }
+        free(cfg);
+        if (cnn) {
+            if (strcmp(in, "-")) mmp_die("--merge-lora takes no checkpoint argument (%s)", in);
+            mmp_trainer tr;
+            if (mmp_trainer_load_adapter(&tr, model, merge, err, sizeof err)) mmp_die("%s", err);
+            mmp_st_writer w;
+            mmp_st_writer_init(&w);
+            if (mmp_export_state_dict(&tr, &w, err, sizeof err) || mmp_st_writer_write(&w, outp, err, sizeof err)) mmp_die("%s", err);
+            mmp_st_writer_free(&w);
+            mmp_trainer_free(&tr);
+            return 0;
+        }
+    }
     if (merge || stamp) {
         if (merge && stamp) mmp_die("--merge-lora and --stamp-lora: one at a time");
         if (!model) mmp_die("--%s needs --model BASE (see --help)", merge ? "merge-lora" : "stamp-lora");

@@ -324,6 +324,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     }
     for (int i = 0; i < tr->head.np && !tr->clip; i++) {
         mmp_param *p = &tr->head.params[i];
+        if (strstr(p->name, ".lora_") && !mmp_st_get(&st, p->name)) continue; /* --unfreeze lora from a plain checkpoint: fresh adapters */
         if (mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out;
         const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};
         float **dst[2] = {&p->s1, &p->s2};

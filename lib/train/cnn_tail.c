@@ -2,6 +2,7 @@
 #include "train/cnn_tail.h"
 
 #include "nn/gemm.h"
+#include "rng.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -97,7 +98,8 @@ void mmp_dw_conv_backward(const float *x, const float *dz, int64_t N, int64_t H,
                 for (int t = 0; t < nt; t++) {
                     const float *xi = x + pix[t] * C, *wk = wt + k[t] * C;
                     double *a = acc + k[t] * C;
-                    for (int64_t c = 0; c < C; c++) a[c] += (double)g[c] * xi[c];
+                    if (dw)
+                        for (int64_t c = 0; c < C; c++) a[c] += (double)g[c] * xi[c];
                     if (dx) {
                         float *di = dx + pix[t] * C;
                         for (int64_t c = 0; c < C; c++) di[c] += g[c] * wk[c];
@@ -681,7 +683,12 @@ static void free_caches(mmp_cnn_tail *t) {
         free(t->u[k].z);
         free(t->u[k].y);
         free(t->u[k].gy);
+        free(t->u[k].lx);
+        free(t->u[k].lmask);
+        free(t->u[k].lh);
+        free(t->u[k].ldh);
         t->u[k].z = t->u[k].y = t->u[k].gy = NULL;
+        t->u[k].lx = t->u[k].lmask = t->u[k].lh = t->u[k].ldh = NULL;
     }
     free(t->x0); free(t->gx0); free(t->pool); free(t->mask); free(t->dpool); free(t->g1);
     t->x0 = t->gx0 = t->pool = t->mask = t->dpool = t->g1 = NULL;
@@ -698,6 +705,7 @@ void mmp_tail_free(mmp_cnn_tail *t) {
         free(t->u[k].bmean);
         free(t->u[k].binvstd);
         free(t->u[k].wt);
+        free(t->u[k].lat);
     }
     for (int i = 0; i < MMP_TAIL_SLICES; i++) mmp_conv_ws_free(&t->ws[i]);
     for (int i = 0; i < t->np; i++) mmp_param_free(&t->params[i]);
@@ -730,6 +738,15 @@ static void grow(mmp_cnn_tail *t, int64_t N) {
         u->z = mmp_xmalloc(sizeof(float) * n * m);
         u->y = mmp_xmalloc(sizeof(float) * n * m);
         size_t mi = (size_t)(u->H * u->W * u->cin);
+        if (u->lora) {
+            size_t mh = (size_t)(u->Ho * u->Wo * t->lora_rank);
+            u->lh = mmp_xmalloc(sizeof(float) * n * mh);
+            u->ldh = mmp_xmalloc(sizeof(float) * n * mh);
+            if (t->lora_dropout > 0) {
+                u->lx = mmp_xmalloc(sizeof(float) * n * mi);
+                u->lmask = mmp_xmalloc(sizeof(float) * n * mi);
+            }
+        }
         widest = m > widest ? m : widest;
         widest = mi > widest ? mi : widest;
     }
@@ -772,6 +789,56 @@ static int64_t out_size(const mmp_cnn_tail *t, int k) {
     return k < 0 ? t->C0 * t->H0 * t->W0 : t->u[k].Ho * t->u[k].Wo * t->u[k].cout;
 }
 
+/* LoRA (PEFT 0.4's Conv2d): z += B(A(dropout(x))) * scaling, for the n
+ * records from n0; in = the unit input rows from n0. B(A(.)) goes through the
+ * slice's scratch rows of g1. */
+static const float *lora_input(const mmp_cnn_tail *t, const mmp_tail_unit *u, const float *in, int64_t n0) {
+    return t->lora_masked && u->lx ? u->lx + n0 * u->H * u->W * u->cin : in;
+}
+
+static void lora_fwd(mmp_cnn_tail *t, mmp_tail_unit *u, const float *in, int64_t n0, int64_t n, float *z, mmp_conv_ws *ws) {
+    int64_t pin = u->H * u->W * u->cin, P = u->Ho * u->Wo, Mo = n * P, r = t->lora_rank;
+    if (t->lora_masked && u->lx) {
+        float *d = u->lx + n0 * pin;
+        const float *m = u->lmask + n0 * pin;
+        for (int64_t e = 0; e < n * pin; e++) d[e] = in[e] * m[e];
+    }
+    const float *xd = lora_input(t, u, in, n0);
+    float *h = u->lh + n0 * P * r, *tmp = t->g1 + n0 * t->widest;
+    const float *A = t->params[u->plA].w, *B = t->params[u->plB].w;
+    if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(xd, Mo, u->cin, A, r, h);
+    else mmp_conv2d_forward_ws(xd, n, u->H, u->W, u->cin, u->lat, r, u->ksize, (int)u->stride, h, ws);
+    mmp_pw_conv_forward(h, Mo, r, B, u->cout, tmp);
+    float sc = t->lora_scale;
+    for (int64_t e = 0; e < Mo * u->cout; e++) z[e] += tmp[e] * sc;
+}
+
+/* its backward from g = dloss/dz (rows from n0): dA, dB into grad; when gin,
+ * dloss/d(input) added to it (through the dropout mask) */
+static void lora_bwd(mmp_cnn_tail *t, mmp_tail_unit *u, const float *in, const float *g, int64_t n0, int64_t n, float *grad,
+                     float *gin, mmp_conv_ws *ws) {
+    int64_t pin = u->H * u->W * u->cin, P = u->Ho * u->Wo, Mo = n * P, r = t->lora_rank;
+    const float *xd = lora_input(t, u, in, n0);
+    float *h = u->lh + n0 * P * r, *dh = u->ldh + n0 * P * r, *tmp = t->g1 + n0 * t->widest;
+    const float *A = t->params[u->plA].w, *B = t->params[u->plB].w;
+    float sc = t->lora_scale;
+    for (int64_t e = 0; e < Mo * u->cout; e++) tmp[e] = g[e] * sc;
+    mmp_pw_conv_backward(h, tmp, Mo, r, B, u->cout, dh, grad + t->goff[u->plB]);
+    float *dxl = gin ? tmp : NULL;
+    if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(xd, dh, Mo, u->cin, A, r, dxl, grad + t->goff[u->plA]);
+    else mmp_conv2d_backward_ws(xd, dh, n, u->H, u->W, u->cin, u->lat, r, u->ksize, (int)u->stride, dxl, grad + t->goff[u->plA], ws);
+    if (!gin) return;
+    if (t->lora_masked && u->lx) {
+        const float *m = u->lmask + n0 * pin;
+        for (int64_t e = 0; e < n * pin; e++) gin[e] += tmp[e] * m[e];
+    } else {
+        for (int64_t e = 0; e < n * pin; e++) gin[e] += tmp[e];
+    }
+}
+
+/* whether the backward needs dloss/d(output of unit k) (k = -1: the input) */
+static int need_grad(const mmp_cnn_tail *t, int k, int want_dx) { return want_dx || (k >= 0 && k >= t->lo); }
+
 /* conv units + pool of rows [n0, n1) */
 static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1, mmp_conv_ws *ws) {
     int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
@@ -790,6 +857,7 @@ static void fwd_slice(mmp_cnn_tail *t, const float *x, int64_t n0, int64_t n1, m
         if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, w, u->cout, z);
         else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, w, (int)u->stride, z);
         else mmp_conv2d_forward_ws(in, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, z, ws);
+        if (u->lora) lora_fwd(t, u, in, n0, n, z, ws);
         mmp_bn_eval_forward(z, Mo, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, u->mean, u->var, y);
         size_t ne = (size_t)(Mo * u->cout);
         if (u->skip != MMP_TAIL_NOSKIP) { /* residual: same shape as the output */
@@ -811,40 +879,50 @@ static void bwd_slice(mmp_cnn_tail *t, float *grad, float *dx, int64_t n0, int64
     int64_t n = n1 - n0, D = t->C0 * t->H0 * t->W0;
     const mmp_tail_unit *L = &t->u[t->nu - 1];
     float *tmp = t->g1 + n0 * t->widest, *gx0 = t->gx0 + n0 * D;
-    for (int k = 0; k < t->nu - 1; k++) memset(t->u[k].gy + n0 * out_size(t, k), 0, sizeof(float) * (size_t)(n * out_size(t, k)));
-    memset(gx0, 0, sizeof(float) * (size_t)(n * D));
+    for (int k = dx ? 0 : t->lo; k < t->nu - 1; k++) memset(t->u[k].gy + n0 * out_size(t, k), 0, sizeof(float) * (size_t)(n * out_size(t, k)));
+    if (dx) memset(gx0, 0, sizeof(float) * (size_t)(n * D));
     mmp_avgpool_backward(t->dpool + n0 * t->F, n, L->Ho * L->Wo, t->F, L->gy + n0 * L->Ho * L->Wo * t->F);
+    int want_dx = dx != NULL;
     for (int k = t->nu - 1; k >= 0; k--) {
+        if (!need_grad(t, k, want_dx)) break; /* nothing trains below: no dx, no dW */
         mmp_tail_unit *u = &t->u[k];
         int64_t pin = u->H * u->W * u->cin, pout = u->Ho * u->Wo * u->cout, Mo = n * u->Ho * u->Wo;
         size_t no = (size_t)(n * pout), ni = (size_t)(n * pin);
         float *g = u->gy + n0 * pout;
         const float *y = u->y + n0 * pout, *z = u->z + n0 * pout;
+        int need_in = need_grad(t, u->in, want_dx);
         if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(y, g, no);
         else if (u->act == MMP_ACT_RELU) mmp_relu_backward(y, g, no);
-        if (u->skip != MMP_TAIL_NOSKIP) { /* the skip source gets dy too */
+        if (u->skip != MMP_TAIL_NOSKIP && need_grad(t, u->skip, want_dx)) { /* the skip source gets dy too */
             float *gs = u->skip >= 0 ? t->u[u->skip].gy + n0 * pout : gx0;
             for (size_t e = 0; e < no; e++) gs[e] += g[e];
         }
         if (u->kind == MMP_TAIL_MAXPOOL) { /* (never the first unit: its input is a unit) */
+            if (!need_in) continue;
             const float *in = t->u[u->in].y + n0 * pin;
             float *gi = t->u[u->in].gy + n0 * pin;
             mmp_maxpool3s2_backward(in, g, n, u->H, u->W, u->cin, tmp);
             for (size_t e = 0; e < ni; e++) gi[e] += tmp[e];
             continue;
         }
-        float *gw = grad + t->goff[u->pw], *gbw = grad + t->goff[u->pbw], *gbb = grad + t->goff[u->pbb];
-        mmp_bn_eval_backward(z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, g, gbw, gbb);
+        int tw = !t->params[u->pw].frozen, tb = !t->params[u->pbw].frozen;
+        float *gw = tw ? grad + t->goff[u->pw] : NULL;
+        float *gbw = tb ? grad + t->goff[u->pbw] : NULL, *gbb = tb ? grad + t->goff[u->pbb] : NULL;
+        int need_dz = tw || u->lora || need_in;
+        mmp_bn_eval_backward(z, g, Mo, u->cout, t->params[u->pbw].w, u->mean, u->var, need_dz ? g : NULL, gbw, gbb);
+        if (!need_dz) continue;
         const float *in = u->in >= 0 ? t->u[u->in].y + n0 * pin : t->x0 + n0 * pin;
-        float *dxk = u->in >= 0 || dx ? tmp : NULL;
+        float *gi = need_in ? (u->in >= 0 ? t->u[u->in].gy + n0 * pin : gx0) : NULL;
+        float *dxk = need_in ? tmp : NULL;
         const float *w = t->params[u->pw].w;
-        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
-        else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
-        else mmp_conv2d_backward_ws(in, g, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, dxk, gw, ws);
-        if (dxk) {
-            float *gi = u->in >= 0 ? t->u[u->in].gy + n0 * pin : gx0;
-            for (size_t e = 0; e < ni; e++) gi[e] += dxk[e];
+        if (gw || dxk) {
+            if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
+            else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
+            else mmp_conv2d_backward_ws(in, g, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, dxk, gw, ws);
         }
+        if (dxk)
+            for (size_t e = 0; e < ni; e++) gi[e] += dxk[e];
+        if (u->lora) lora_bwd(t, u, in, g, n0, n, grad, gi, ws);
     }
     if (dx) mmp_nhwc_to_nchw(gx0, n, t->C0, t->H0 * t->W0, dx + n0 * D);
 }
@@ -863,6 +941,7 @@ static void unit_fwd_slice(mmp_cnn_tail *t, int k, int64_t n0, int64_t n1, mmp_c
     if (u->kind == MMP_TAIL_PW) mmp_pw_conv_forward(in, Mo, u->cin, w, u->cout, z);
     else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_forward(in, n, u->H, u->W, u->cin, w, (int)u->stride, z);
     else mmp_conv2d_forward_ws(in, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, z, ws);
+    if (u->lora) lora_fwd(t, u, in, n0, n, z, ws);
 }
 
 /* train-mode BN: from gy (already dloss/dz), the weight gradient of unit k's
@@ -874,20 +953,23 @@ static void unit_bwd_slice(mmp_cnn_tail *t, int k, float *grad, int64_t n0, int6
     size_t ni = (size_t)(n * pin);
     const float *g = u->gy + n0 * pout;
     const float *in = u->in >= 0 ? t->u[u->in].y + n0 * pin : t->x0 + n0 * pin;
-    float *tmp = t->g1 + n0 * t->widest, *dxk = u->in >= 0 || want_dx ? tmp : NULL;
+    int need_in = need_grad(t, u->in, want_dx);
+    float *tmp = t->g1 + n0 * t->widest, *dxk = need_in ? tmp : NULL;
+    float *gi = need_in ? (u->in >= 0 ? t->u[u->in].gy + n0 * pin : t->gx0 + n0 * pin) : NULL;
     if (u->kind == MMP_TAIL_MAXPOOL) {
         if (dxk) mmp_maxpool3s2_backward(in, g, n, u->H, u->W, u->cin, dxk);
     } else {
-        float *gw = grad + t->goff[u->pw];
+        float *gw = t->params[u->pw].frozen ? NULL : grad + t->goff[u->pw];
         const float *w = t->params[u->pw].w;
-        if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
-        else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
-        else mmp_conv2d_backward_ws(in, g, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, dxk, gw, ws);
+        if (gw || dxk) {
+            if (u->kind == MMP_TAIL_PW) mmp_pw_conv_backward(in, g, Mo, u->cin, w, u->cout, dxk, gw);
+            else if (u->kind == MMP_TAIL_DW) mmp_dw_conv_backward(in, g, n, u->H, u->W, u->cin, w, (int)u->stride, dxk, gw);
+            else mmp_conv2d_backward_ws(in, g, n, u->H, u->W, u->cin, u->wt, u->cout, u->ksize, (int)u->stride, dxk, gw, ws);
+        }
     }
-    if (dxk) {
-        float *gi = u->in >= 0 ? t->u[u->in].gy + n0 * pin : t->gx0 + n0 * pin;
+    if (dxk)
         for (size_t e = 0; e < ni; e++) gi[e] += dxk[e];
-    }
+    if (u->kind != MMP_TAIL_MAXPOOL && u->lora) lora_bwd(t, u, in, g, n0, n, grad, gi, ws);
 }
 
 static void *slice_worker(void *arg) {
@@ -930,6 +1012,10 @@ static void pack_weights(mmp_cnn_tail *t) {
         if (u->kind != MMP_TAIL_CONV) continue;
         if (!u->wt) u->wt = mmp_xmalloc(sizeof(float) * (size_t)(u->cout * u->ksize * u->ksize * u->cin));
         mmp_conv2d_pack(t->params[u->pw].w, u->cout, u->cin, u->ksize, u->wt);
+        if (u->lora) {
+            if (!u->lat) u->lat = mmp_xmalloc(sizeof(float) * (size_t)(t->lora_rank * u->ksize * u->ksize * u->cin));
+            mmp_conv2d_pack(t->params[u->plA].w, t->lora_rank, u->cin, u->ksize, u->lat);
+        }
     }
 }
 
@@ -968,29 +1054,37 @@ static void forward_train_bn(mmp_cnn_tail *t, const float *x, int64_t N) {
  * (through the batch statistics) serially, the convolution on the slices */
 static void backward_train_bn(mmp_cnn_tail *t, int64_t N, float *dx) {
     int S = nslices(N);
-    for (int k = 0; k < t->nu; k++) memset(t->u[k].gy, 0, sizeof(float) * (size_t)(N * out_size(t, k)));
-    memset(t->gx0, 0, sizeof(float) * (size_t)(N * out_size(t, -1)));
+    for (int k = dx ? 0 : t->lo; k < t->nu; k++) memset(t->u[k].gy, 0, sizeof(float) * (size_t)(N * out_size(t, k)));
+    if (dx) memset(t->gx0, 0, sizeof(float) * (size_t)(N * out_size(t, -1)));
     const mmp_tail_unit *L = &t->u[t->nu - 1];
     mmp_avgpool_backward(t->dpool, N, L->Ho * L->Wo, t->F, L->gy);
+    int want_dx = dx != NULL;
     for (int k = t->nu - 1; k >= 0; k--) {
+        if (!need_grad(t, k, want_dx)) break; /* nothing trains below: no dx, no dW */
         mmp_tail_unit *u = &t->u[k];
         int64_t M = N * u->Ho * u->Wo;
         size_t no = (size_t)(M * u->cout);
         float *g = u->gy;
         if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(u->y, g, no);
         else if (u->act == MMP_ACT_RELU) mmp_relu_backward(u->y, g, no);
-        if (u->skip != MMP_TAIL_NOSKIP) {
+        if (u->skip != MMP_TAIL_NOSKIP && need_grad(t, u->skip, want_dx)) {
             float *gs = u->skip >= 0 ? t->u[u->skip].gy : t->gx0;
             for (size_t e = 0; e < no; e++) gs[e] += g[e];
         }
+        int need_in = need_grad(t, u->in, want_dx);
         if (u->kind != MMP_TAIL_MAXPOOL) {
+            int tb = !t->params[u->pbw].frozen;
+            int need_dz = !t->params[u->pw].frozen || u->lora || need_in;
             /* the BN parameters' gradients: whole-batch sums, in slice 0 (zeros in the others) */
-            mmp_bn_train_backward(u->z, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, g,
-                                  t->sgrad + t->goff[u->pbw], t->sgrad + t->goff[u->pbb]);
-            for (int s = 1; s < S; s++) {
+            mmp_bn_train_backward(u->z, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, need_dz ? g : NULL,
+                                  tb ? t->sgrad + t->goff[u->pbw] : NULL, tb ? t->sgrad + t->goff[u->pbb] : NULL);
+            for (int s = 1; s < S && tb; s++) {
                 memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbw], 0, sizeof(float) * (size_t)u->cout);
                 memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbb], 0, sizeof(float) * (size_t)u->cout);
             }
+            if (!need_dz) continue;
+        } else if (!need_in) {
+            continue;
         }
         slice_run r = {.t = t, .dx = dx, .N = N, .nslices = S, .backward = 1, .per_unit = 1, .unit = k};
         run_slices(&r);
@@ -1011,6 +1105,15 @@ void mmp_tail_forward(mmp_cnn_tail *t, const float *x, int64_t N, int train, uin
     grow(t, N);
     pack_weights(t);
     t->bn_batch = train && t->train_bn;
+    t->lora_masked = train && t->lora_rank > 0 && t->lora_dropout > 0;
+    if (t->lora_masked) /* the dropout masks of the LoRA inputs, unit by unit (fixed order) */
+        for (int k = 0; k < t->nu; k++) {
+            mmp_tail_unit *u = &t->u[k];
+            if (!u->lora) continue;
+            size_t m = (size_t)(N * u->H * u->W * u->cin);
+            for (size_t e = 0; e < m; e++) u->lx[e] = 1.0f;
+            mmp_dropout_forward(u->lx, u->lmask, m, t->lora_dropout, rng);
+        }
     if (t->bn_batch) {
         forward_train_bn(t, x, N);
     } else {
@@ -1043,12 +1146,168 @@ void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *
     /* sum the slices' gradients in slice order */
     for (int i = 0; i < t->np - 2; i++) {
         mmp_param *p = &t->params[i];
+        if (p->frozen) continue; /* no gradient (stays 0) */
         memcpy(p->g, t->sgrad + t->goff[i], sizeof(float) * p->n);
         for (int s = 1; s < r.nslices; s++) {
             const float *gs = t->sgrad + (size_t)s * t->gtotal + t->goff[i];
             for (size_t e = 0; e < p->n; e++) p->g[e] += gs[e];
         }
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* freezing strategies and LoRA                                        */
+/* ------------------------------------------------------------------ */
+
+int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errlen) {
+    *n = 0;
+    if (!strcmp(s, "all")) *kind = MMP_UNFREEZE_ALL;
+    else if (!strcmp(s, "head")) *kind = MMP_UNFREEZE_HEAD;
+    else if (!strcmp(s, "norm") || !strcmp(s, "bn")) *kind = MMP_UNFREEZE_NORM;
+    else if (!strcmp(s, "lora")) *kind = MMP_UNFREEZE_LORA;
+    else if (!strncmp(s, "last:", 5)) {
+        char *end;
+        long v = strtol(s + 5, &end, 10);
+        if (end == s + 5 || *end || v < 1 || v > 100000)
+            return mmp_errf(err, errlen, "--unfreeze %s: N must be a positive number of blocks (last:N)", s);
+        *kind = MMP_UNFREEZE_LAST;
+        *n = (int)v;
+    } else {
+        return mmp_errf(err, errlen, "--unfreeze %s: expected head, last:N, all, norm (or bn) or lora", s);
+    }
+    return 0;
+}
+
+const char *mmp_tail_unit_module(const mmp_cnn_tail *t, int k, char *buf, size_t n) {
+    const mmp_tail_unit *u = &t->u[k];
+    if (u->kind == MMP_TAIL_MAXPOOL) return snprintf(buf, n, "maxpool"), buf;
+    const char *w = t->params[u->pw].name;
+    size_t l = strlen(w);
+    if (l > 7 && !strcmp(w + l - 7, ".weight")) l -= 7;
+    snprintf(buf, n, "%.*s", (int)l, w);
+    return buf;
+}
+
+/* the block of unit k: "features.N" (MobileNetV2, the stem features.0
+ * included), "layerL.I" (ResNet); "" for ResNet's stem and the max pool */
+static void unit_block(const mmp_cnn_tail *t, int k, char *key, size_t n) {
+    const mmp_tail_unit *u = &t->u[k];
+    key[0] = 0;
+    if (u->kind == MMP_TAIL_MAXPOOL) return;
+    int a, b;
+    if (sscanf(u->bn, "features.%d", &a) == 1) snprintf(key, n, "features.%d", a);
+    else if (sscanf(u->bn, "layer%d.%d", &a, &b) == 2) snprintf(key, n, "layer%d.%d", a, b);
+}
+
+/* PEFT 0.4's target_modules as a list: a module matches when its name ends with one of them */
+static int target_match(const char *targets, const char *name) {
+    if (!targets || !*targets) return 1;
+    const char *p = targets;
+    size_t ln = strlen(name);
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        while (l && *p == ' ') p++, l--;
+        while (l && p[l - 1] == ' ') l--;
+        if (l && l <= ln && !strncmp(name + ln - l, p, l)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+int mmp_tail_unfreeze(mmp_cnn_tail *t, const mmp_tail_unfreeze_opts *o, uint64_t seed, char *err, size_t errlen) {
+    int ncls0 = t->np - 2;
+    char key[64], prev[64] = "", mod[96];
+    /* blocks, counted in order */
+    int ord[MMP_TAIL_MAX_UNITS], nb = 0;
+    for (int k = 0; k < t->nu; k++) {
+        unit_block(t, k, key, sizeof key);
+        if (!key[0]) { ord[k] = -1; continue; }
+        if (strcmp(key, prev)) nb++, snprintf(prev, sizeof prev, "%s", key);
+        ord[k] = nb - 1;
+    }
+    if (o->kind == MMP_UNFREEZE_LAST && o->n > nb)
+        return mmp_errf(err, errlen, "--unfreeze last:%d: the network has %d blocks (%s)", o->n, nb,
+                        t->arch ? "the BasicBlock/Bottleneck blocks of layer1..layer4" : "features.0 .. features.18");
+    int nl = 0, ndw = 0;
+    if (o->kind == MMP_UNFREEZE_LORA) {
+        if (o->rank < 1) return mmp_errf(err, errlen, "--lora-rank must be at least 1");
+        for (int k = 0; k < t->nu; k++) {
+            if (t->u[k].kind == MMP_TAIL_MAXPOOL || !target_match(o->targets, mmp_tail_unit_module(t, k, mod, sizeof mod))) continue;
+            if (t->u[k].kind == MMP_TAIL_DW) ndw++;
+            else nl++;
+        }
+        if (!nl && ndw)
+            return mmp_errf(err, errlen, "--lora-targets %s: matches only depthwise convolutions, which PEFT 0.4's LoRA cannot adapt "
+                            "(it drops their groups)", o->targets);
+        if (!nl)
+            return mmp_errf(err, errlen, "--lora-targets %s: matches no convolution of the network (names such as %s)", o->targets,
+                            t->arch ? "conv1, layer1.0.conv1, layer2.0.downsample.0" : "features.0.0, features.1.conv.1, features.18.0");
+    }
+    /* LoRA parameters, inserted before the classifier */
+    if (nl) {
+        mmp_param cls[2] = {t->params[ncls0], t->params[ncls0 + 1]};
+        t->params = mmp_xrealloc(t->params, sizeof(mmp_param) * (size_t)(t->np + 2 * nl));
+        int np = ncls0;
+        mmp_rng rng = mmp_rng_derive(seed, 0x10a4, 0);
+        t->lora_rank = o->rank;
+        t->lora_alpha = (float)o->alpha;
+        t->lora_scale = (float)(o->alpha / o->rank);
+        t->lora_dropout = (float)o->dropout;
+        for (int k = 0; k < t->nu; k++) {
+            mmp_tail_unit *u = &t->u[k];
+            if (u->kind == MMP_TAIL_MAXPOOL || u->kind == MMP_TAIL_DW || !target_match(o->targets, mmp_tail_unit_module(t, k, mod, sizeof mod)))
+                continue;
+            char name[200];
+            int64_t sa[4] = {o->rank, u->cin, u->ksize, u->ksize}, sb[4] = {u->cout, o->rank, 1, 1};
+            snprintf(name, sizeof name, "%s.lora_A.weight", mod);
+            mmp_param_init(&t->params[np], name, 4, sa, 1);
+            /* kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = cin*K*K */
+            double bound = 1.0 / sqrt((double)(u->cin * u->ksize * u->ksize));
+            for (size_t e = 0; e < t->params[np].n; e++) t->params[np].w[e] = (float)((mmp_rng_uniform53(&rng) * 2 - 1) * bound);
+            u->plA = np++;
+            snprintf(name, sizeof name, "%s.lora_B.weight", mod);
+            mmp_param_init(&t->params[np], name, 4, sb, 1); /* zeros */
+            u->plB = np++;
+            u->lora = 1;
+        }
+        t->params[np++] = cls[0];
+        t->params[np++] = cls[1];
+        t->np = np;
+        free(t->goff);
+        t->goff = mmp_xmalloc(sizeof(size_t) * (size_t)t->np);
+        t->gtotal = 0;
+        for (int k = 0; k < t->np; k++) {
+            t->goff[k] = t->gtotal;
+            if (k < t->np - 2) t->gtotal += t->params[k].n;
+        }
+        free(t->sgrad);
+        t->sgrad = NULL;
+        free_caches(t); /* the LoRA caches come with the next grow */
+    }
+    /* frozen flags */
+    for (int k = 0; k < t->nu; k++) {
+        mmp_tail_unit *u = &t->u[k];
+        if (u->kind == MMP_TAIL_MAXPOOL) continue;
+        int conv = 1, norm = 1;
+        switch (o->kind) {
+        case MMP_UNFREEZE_HEAD: conv = norm = 0; break;
+        case MMP_UNFREEZE_LAST: conv = norm = ord[k] >= 0 && ord[k] >= nb - o->n; break;
+        case MMP_UNFREEZE_NORM: conv = 0; break;
+        case MMP_UNFREEZE_LORA: conv = norm = 0; break;
+        default: break;
+        }
+        t->params[u->pw].frozen = !conv;
+        t->params[u->pbw].frozen = t->params[u->pbb].frozen = !norm;
+    }
+    t->lo = t->nu;
+    for (int k = t->nu - 1; k >= 0; k--) {
+        const mmp_tail_unit *u = &t->u[k];
+        if (u->kind == MMP_TAIL_MAXPOOL) continue;
+        if (u->lora || !t->params[u->pw].frozen || !t->params[u->pbw].frozen) t->lo = k;
+    }
+    return 0;
 }
 
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w) {

@@ -170,6 +170,17 @@ typedef struct {
     float *z, *y;           /* cache: conv output, unit output [N*Ho*Wo, cout] */
     float *wt;              /* MMP_TAIL_CONV: the weights packed by the last forward (mmp_conv2d_pack),
                              * reused by its backward (the optimizer changes them only after both) */
+    /* LoRA on this convolution (--unfreeze lora; PEFT 0.4's Conv2d):
+     *   z = conv(x, W) + (B(A(dropout(x)))) * alpha/r
+     * A = Conv2d(cin, r, K, stride, K/2, bias=False) [r,cin,K,K],
+     * B = Conv2d(r, cout, 1x1, bias=False) [cout,r,1,1] */
+    int lora;               /* 1: params plA, plB are the adapter */
+    int plA, plB;
+    float *lat;             /* K > 1: A packed by the last forward */
+    float *lx;              /* lora dropout: the dropped input [cap*H*W*cin] (NULL: dropout 0) */
+    float *lmask;           /* its mask (scaled keep: 1/(1-p) or 0) */
+    float *lh;              /* A's output [cap*Ho*Wo, r] */
+    float *ldh;             /* backward: dloss/d(A's output) [cap*Ho*Wo, r] */
 } mmp_tail_unit;
 
 #define MMP_TAIL_MAX_UNITS 192 /* ResNet-152 from the image: 2 + 50*3 + 4 units */
@@ -203,6 +214,13 @@ typedef struct {
     size_t *goff, gtotal;   /* offsets of the conv/BN parameters in a slice's gradient buffer */
     float *sgrad;           /* [MMP_TAIL_SLICES, gtotal] */
     mmp_conv_ws ws[MMP_TAIL_SLICES]; /* per-thread convolution scratch, kept across calls */
+    /* freezing (mmp_tail_unfreeze): params[i].frozen; the backward starts
+     * nothing below unit lo (the lowest unit with a trainable parameter) unless
+     * dloss/dinput is asked for, and computes no gradient of a frozen tensor */
+    int lo;
+    int lora_rank;          /* 0: no LoRA */
+    float lora_alpha, lora_scale, lora_dropout;
+    int lora_masked;        /* the last forward applied the LoRA dropout */
 } mmp_cnn_tail;
 
 /* The block stride of torchvision's MobileNetV2 (width 1.0) features.i (i >= 1). */
@@ -257,6 +275,35 @@ int mmp_tail_add_maxpool(mmp_cnn_tail *t, int64_t C, int64_t H, int64_t W, char 
  * unit outputs, pooled features, dropout mask), work = the backward's
  * gradient buffers (per-unit output gradients, input gradient, scratch). */
 void mmp_tail_batch_bytes(const void *model, int64_t N, int64_t *saved, int64_t *work);
+/* Freezing strategies (mmp-train-step --unfreeze, PyTorch's requires_grad):
+ *   MMP_UNFREEZE_ALL    everything trains (the default)
+ *   MMP_UNFREEZE_HEAD   the classifier only
+ *   MMP_UNFREEZE_LAST   the last n blocks + the classifier (MobileNetV2: features.18,
+ *                       features.17, ... features.0 counted down; ResNet: the BasicBlock /
+ *                       Bottleneck blocks from layer4's last down, the stem never)
+ *   MMP_UNFREEZE_NORM   BatchNorm weight/bias + the classifier
+ *   MMP_UNFREEZE_LORA   LoRA adapters on the convolutions named by targets + the classifier
+ * Frozen BatchNorm keeps its mode (t->train_bn: batch statistics and moving
+ * running statistics in train mode, as PyTorch's model.train() with
+ * requires_grad=False). */
+enum { MMP_UNFREEZE_ALL = 0, MMP_UNFREEZE_HEAD, MMP_UNFREEZE_LAST, MMP_UNFREEZE_NORM, MMP_UNFREEZE_LORA };
+typedef struct {
+    int kind, n;            /* MMP_UNFREEZE_*, n for LAST */
+    int rank;               /* LoRA r (8) */
+    double alpha, dropout;  /* lora_alpha (8), lora_dropout (0) */
+    const char *targets;    /* comma-separated PEFT target_modules (suffixes of the conv
+                             * module names); NULL or "": every non-grouped convolution */
+} mmp_tail_unfreeze_opts;
+/* Parses "head|last:N|all|norm|bn|lora" into kind/n. 0 or -1 (err). */
+int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errlen);
+/* Applies a strategy to a built tail (once, before training): frozen flags,
+ * LoRA parameters (A: kaiming_uniform(a=sqrt(5)) from seed, B zeros; inserted
+ * before the classifier) and the backward's range. With src (a checkpoint),
+ * the LoRA tensors are read from it when present. 0 or -1 (err: a pattern
+ * matching no convolution, only depthwise ones, last:N past the blocks). */
+int mmp_tail_unfreeze(mmp_cnn_tail *t, const mmp_tail_unfreeze_opts *o, uint64_t seed, char *err, size_t errlen);
+/* The conv module name of unit k ("features.3.conv.0.0", "layer1.0.conv1"). */
+const char *mmp_tail_unit_module(const mmp_cnn_tail *t, int k, char *buf, size_t n);
 
 /* Adds the frozen buffers (running_mean/var) to a checkpoint writer. */
 void mmp_tail_save_buffers(const mmp_cnn_tail *t, mmp_st_writer *w);

@@ -200,6 +200,60 @@ static int fmt_in_hw(const mmp_option *o, const void *t, char *buf, size_t n) {
     return 1;
 }
 
+/* --unfreeze and the LoRA options (recorded when they apply: --from input) */
+static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (strlen(v) >= sizeof c->unfreeze) return mmp_errf(err, errlen, "--unfreeze %s: too long", v);
+    if (mmp_unfreeze_parse(v, &c->unfreeze_kind, &c->unfreeze_n, err, errlen)) return -1;
+    snprintf(c->unfreeze, sizeof c->unfreeze, "%s", !strcmp(v, "bn") ? "norm" : v);
+    return 0;
+}
+static int fmt_unfreeze(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (!MMP_HEAD_IS_TAIL(c->head) || !c->from_input) return 0;
+    snprintf(buf, n, "%s", c->unfreeze);
+    return 1;
+}
+static int set_lora_rank(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long r = strtol(v, &e, 10);
+    if (e == v || *e || r < 1 || r > 4096) return mmp_errf(err, errlen, "--lora-rank %s: expected 1..4096", v);
+    ((mmp_train_cfg *)t)->lora_rank = (int)r;
+    return 0;
+}
+static int set_lora_real(double *dst, const char *what, double hi, const char *v, char *err, size_t errlen) {
+    char *e;
+    double x = strtod(v, &e);
+    if (e == v || *e || !(x >= 0) || !(x < hi)) return mmp_errf(err, errlen, "--%s %s: expected a number in [0, %g)", what, v, hi);
+    *dst = x;
+    return 0;
+}
+static int set_lora_alpha(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    return set_lora_real(&((mmp_train_cfg *)t)->lora_alpha, "lora-alpha", 1e9, v, err, errlen);
+}
+static int set_lora_dropout(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    return set_lora_real(&((mmp_train_cfg *)t)->lora_dropout, "lora-dropout", 1, v, err, errlen);
+}
+static int set_lora_targets(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (strlen(v) >= sizeof c->lora_targets) return mmp_errf(err, errlen, "--lora-targets: too long");
+    snprintf(c->lora_targets, sizeof c->lora_targets, "%s", v);
+    return 0;
+}
+static int lora_applies(const mmp_train_cfg *c) { return MMP_HEAD_IS_TAIL(c->head) && c->from_input && c->unfreeze_kind == MMP_UNFREEZE_LORA; }
+static int fmt_lora_rank(const mmp_option *o, const void *t, char *buf, size_t n) {
+    return lora_applies(t) ? (snprintf(buf, n, "%d", ((const mmp_train_cfg *)t)->lora_rank), 1) : 0;
+}
+static int fmt_lora_alpha(const mmp_option *o, const void *t, char *buf, size_t n) {
+    return lora_applies(t) ? (snprintf(buf, n, "%.17g", ((const mmp_train_cfg *)t)->lora_alpha), 1) : 0;
+}
+static int fmt_lora_dropout(const mmp_option *o, const void *t, char *buf, size_t n) {
+    return lora_applies(t) ? (snprintf(buf, n, "%.17g", ((const mmp_train_cfg *)t)->lora_dropout), 1) : 0;
+}
+static int fmt_lora_targets(const mmp_option *o, const void *t, char *buf, size_t n) {
+    return lora_applies(t) ? (snprintf(buf, n, "%s", ((const mmp_train_cfg *)t)->lora_targets), 1) : 0;
+}
+
  /* freeze_bn: "auto" (-1) or a boolean; recorded for --from input only
   * (the tails on cached activations always freeze BN: their checkpoints stay as they were) */
 static int set_freeze_bn(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
@@ -377,6 +431,18 @@ const mmp_option mmp_train_options[] = {
                             "cached activations always freeze BN"},
     {.type = MMP_OPTION_FLAG, KEY("freeze_bn", "no-freeze-bn"), .off = OFF(int, freeze_bn), .val = 0, .metaval = "0",
      .flags = MMP_OPTION_ALIAS, .help = "--from input: BatchNorm in train mode (the default there)"},
+    FN("unfreeze", "unfreeze", set_unfreeze, fmt_unfreeze, "all", "head|last:N|all|norm|lora",
+       "--from input: what trains: the classifier only (head), the last N\n"
+       "blocks + classifier, everything (all), BatchNorm weight/bias +\n"
+       "classifier (norm, or bn), LoRA adapters + classifier (lora); frozen\n"
+       "parts get no gradient, no optimizer state, no weight decay (all)"),
+    FN("lora_rank", "lora-rank", set_lora_rank, fmt_lora_rank, "8", "R", "--unfreeze lora: the rank r (8)", .flags = ARCH),
+    FN("lora_alpha", "lora-alpha", set_lora_alpha, fmt_lora_alpha, "8", "A", "lora_alpha: the update is scaled by A/r (8)", .flags = ARCH),
+    FN("lora_dropout", "lora-dropout", set_lora_dropout, fmt_lora_dropout, "0", "P", "dropout on the adapted convolutions' inputs (0)"),
+    FN("lora_targets", "lora-targets", set_lora_targets, fmt_lora_targets, "", "NAMES",
+       "comma-separated PEFT target_modules, matched as suffixes of the\n"
+       "conv names (features.3.conv.0.0, layer1.0.conv1); default: every\n"
+       "convolution that is not depthwise", .flags = ARCH),
     FN("input_mean", "input-mean", set_in_mean, fmt_in_mean, "auto", "M,M,M",
        "--from input: normalization of u8 images (default: the backbone's\n"
        "__metadata__ input_mean, else torchvision's 0.485,0.456,0.406)", .flags = ARCH),
@@ -463,6 +529,10 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
             return -1;
         }
         if (c->nhidden > 0) { mmp_errf(err, errlen, "--hidden needs --head mlp"); return -1; }
+        if (!c->from_input && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
+            mmp_errf(err, errlen, "--unfreeze %s needs --from input (a tail on cached activations trains all its blocks)", c->unfreeze);
+            return -1;
+        }
         if (!c->from_input && c->freeze_bn == 0) {
             mmp_errf(err, errlen, "--no-freeze-bn needs --from input (the tails on cached activations keep BatchNorm frozen)");
             return -1;
@@ -481,6 +551,10 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         return -1;
     }
     if (mmp_train_aug_check(c, err, errlen)) return -1;
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
+        mmp_errf(err, errlen, "--unfreeze %s needs a backbone that trains (--head mnv2-tail|resnet-tail --from input)", c->unfreeze);
+        return -1;
+    }
     if (c->sched.kind == MMP_SCHED_STEP && c->sched.step_size <= 0) {
         mmp_errf(err, errlen, "--schedule step needs --step-size N (steps)");
         return -1;

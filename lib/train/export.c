@@ -23,7 +23,28 @@ static void first_layer(const mmp_head *h, const mmp_param **w, const mmp_param 
  * steps of this training, 0 with --freeze-bn), loadable with strict=True */
 static int export_whole_cnn(const mmp_trainer *tr, mmp_st_writer *w) {
     const mmp_head *h = &tr->head;
-    for (int i = 0; i < h->np; i++) mmp_st_writer_add_f32(w, h->params[i].name, h->params[i].w, h->params[i].ndim, h->params[i].shape);
+    const mmp_cnn_tail *t = h->tail;
+    float **merged = mmp_xcalloc((size_t)h->np, sizeof *merged);
+    /* --unfreeze lora: each adapted conv merged, W + (alpha/r) B A (PEFT's
+     * get_delta_weight: B [O,r] times A [r, Ci*K*K]); the adapters are not written */
+    for (int k = 0; k < t->nu; k++) {
+        const mmp_tail_unit *u = &t->u[k];
+        if (!u->lora) continue;
+        const mmp_param *W = &h->params[u->pw], *A = &h->params[u->plA], *B = &h->params[u->plB];
+        int64_t r = t->lora_rank, CK = (int64_t)(A->n / (size_t)r);
+        float *m = mmp_xmalloc(sizeof(float) * W->n);
+        for (int64_t o = 0; o < u->cout; o++)
+            for (int64_t e = 0; e < CK; e++) {
+                float d = 0;
+                for (int64_t q = 0; q < r; q++) d += B->w[o * r + q] * A->w[q * CK + e];
+                m[o * CK + e] = W->w[o * CK + e] + d * t->lora_scale;
+            }
+        merged[u->pw] = m;
+    }
+    for (int i = 0; i < h->np; i++) {
+        if (strstr(h->params[i].name, ".lora_A.") || strstr(h->params[i].name, ".lora_B.")) continue;
+        mmp_st_writer_add_f32(w, h->params[i].name, merged[i] ? merged[i] : h->params[i].w, h->params[i].ndim, h->params[i].shape);
+    }
     mmp_tail_save_buffers(h->tail, w);
     mmp_tail_save_nbt(h->tail, h->tail->train_bn ? tr->step : 0, w);
     mmp_meta *m = &w->meta;
@@ -38,6 +59,8 @@ static int export_whole_cnn(const mmp_trainer *tr, mmp_st_writer *w) {
     char *cls = mmp_train_classes_json(tr);
     if (cls) mmp_meta_set(m, "classes", cls);
     free(cls);
+    for (int i = 0; i < h->np; i++) free(merged[i]); /* (the writer copied them) */
+    free(merged);
     return 0;
 }
 

@@ -48,6 +48,7 @@ const char *mmp_optim_state_name(const mmp_optim *o, int which) {
 void mmp_optim_step(const mmp_optim *o, mmp_param *ps, int np, int64_t step, double lr) {
     for (int k = 0; k < np; k++) {
         mmp_param *p = &ps[k];
+        if (p->frozen) continue; /* torch.optim skips parameters without a gradient */
         size_t n = p->n;
         float *w = p->w, *g = p->g;
         double wd = p->decay ? o->weight_decay : 0.0;
@@ -93,6 +94,7 @@ void mmp_optim_step(const mmp_optim *o, mmp_param *ps, int np, int64_t step, dou
 double mmp_clip_grad_norm(mmp_param *ps, int np, double max_norm) {
     double tot = 0;
     for (int k = 0; k < np; k++) {
+        if (ps[k].frozen) continue;
         double s = 0;
         for (size_t i = 0; i < ps[k].n; i++) s += (double)ps[k].g[i] * ps[k].g[i];
         tot += s;
@@ -103,7 +105,8 @@ double mmp_clip_grad_norm(mmp_param *ps, int np, double max_norm) {
         if (coef < 1) {
             float c = (float)coef;
             for (int k = 0; k < np; k++)
-                for (size_t i = 0; i < ps[k].n; i++) ps[k].g[i] *= c;
+                if (!ps[k].frozen)
+                    for (size_t i = 0; i < ps[k].n; i++) ps[k].g[i] *= c;
         }
     }
     return tot;

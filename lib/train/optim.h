@@ -31,6 +31,8 @@ typedef struct {
     float *s1;      /* optimizer state: SGD momentum_buffer / AdamW exp_avg (NULL until used) */
     float *s2;      /* AdamW exp_avg_sq */
     int decay;      /* weight decay applies (all weights and biases; not logit_scale) */
+    int frozen;     /* requires_grad = False: no gradient, no optimizer state, no weight decay,
+                     * skipped by mmp_optim_step and mmp_clip_grad_norm (--unfreeze) */
 } mmp_param;
 
 /* Allocates w, g (zeroed) for n = prod(shape). */

@@ -21,6 +21,31 @@ static void tail_bn_mode(mmp_head *h, const mmp_train_cfg *c) {
     h->batch_model = t;
 }
 
+/* --unfreeze: frozen parts, LoRA adapters (their values come from the
+ * checkpoint when there is one); the head sees the tail's new parameter list */
+static int tail_unfreeze(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen) {
+    const mmp_train_cfg *c = &tr->cfg;
+    if (from_ckpt && c->unfreeze_kind != MMP_UNFREEZE_LORA)
+        for (int e = 0; e < src->n; e++)
+            if (strstr(src->entries[e].name, ".lora_A.")) {
+                mmp_errf(err, errlen, "the checkpoint holds LoRA adapters (%s): keep --unfreeze lora, or train from its merged "
+                         "state dict (mmp-export)", src->entries[e].name);
+                mmp_head_free(&tr->head);
+                return -1;
+            }
+    mmp_tail_unfreeze_opts o = {.kind = c->unfreeze_kind, .n = c->unfreeze_n, .rank = c->lora_rank, .alpha = c->lora_alpha,
+                                .dropout = c->lora_dropout, .targets = c->lora_targets};
+    char e2[512];
+    if (mmp_tail_unfreeze(tr->head.tail, &o, c->seed, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "--head %s: %s", mmp_head_kind_name(c->head), e2);
+        mmp_head_free(&tr->head);
+        return -1;
+    }
+    tr->head.params = tr->head.tail->params;
+    tr->head.np = tr->head.tail->np;
+    return 0;
+}
+
 static int tail_input_mismatch(mmp_trainer *tr, char *err, size_t errlen) {
     const mmp_cnn_tail *t = tr->head.tail;
     mmp_errf(err, errlen, "--head %s --from input: the network takes [%lld,%lld,%lld] = %lld values, the images have %lld",
@@ -45,6 +70,7 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
         tr->head.tail->dropout = (float)c->dropout;
         tr->head.dropout = (float)c->dropout;
         tail_bn_mode(&tr->head, c);
+        if (tail_unfreeze(tr, src, from_ckpt, err, errlen)) return -1;
         if (tr->head.in_dim != tr->in_dim && c->from_input)
             return tail_input_mismatch(tr, err, errlen);
         if (tr->head.in_dim != tr->in_dim) {
@@ -69,6 +95,7 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
             return -1;
         }
         tail_bn_mode(&tr->head, c);
+        if (tail_unfreeze(tr, src, from_ckpt, err, errlen)) return -1;
         if (tr->head.in_dim != tr->in_dim && c->from_input)
             return tail_input_mismatch(tr, err, errlen);
         if (tr->head.in_dim != tr->in_dim) {

@@ -94,6 +94,12 @@ typedef struct {
     int aug_pad;          /* its padding */
     double aug_hflip;     /* RandomHorizontalFlip probability (0 off) */
     char aug_jitter[64];  /* "B,C,S,H" ColorJitter ("" off) */
+    /* freezing (--unfreeze head|last:N|all|norm|lora; mmp_unfreeze_parse) and LoRA */
+    char unfreeze[32];
+    int unfreeze_kind, unfreeze_n; /* MMP_UNFREEZE_* (train/cnn_tail.h), N of last:N */
+    int lora_rank;
+    double lora_alpha, lora_dropout;
+    char lora_targets[512]; /* comma-separated PEFT target_modules; "": the family's default */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option

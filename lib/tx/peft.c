@@ -543,6 +543,48 @@ int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen)
     return rc;
 }
 
+int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writer *w, char *err, size_t errlen) {
+    if (mkdir(dir, 0777) && errno != EEXIST) return mmp_errf(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
+    json_t *c = json_object();
+    json_object_set_new(c, "base_model_name_or_path", json_string(f->base_name));
+    json_object_set_new(c, "bias", json_string("none"));
+    json_object_set_new(c, "fan_in_fan_out", json_false());
+    json_object_set_new(c, "inference_mode", json_true());
+    json_object_set_new(c, "init_lora_weights", json_true());
+    json_object_set_new(c, "layers_pattern", json_null());
+    json_object_set_new(c, "layers_to_transform", json_null());
+    if (f->alpha == (double)(long)f->alpha) json_object_set_new(c, "lora_alpha", json_integer((json_int_t)f->alpha));
+    else json_object_set_new(c, "lora_alpha", json_real(f->alpha));
+    json_object_set_new(c, "lora_dropout", json_real(f->dropout));
+    json_t *save = f->nsave ? json_array() : json_null();
+    for (int i = 0; i < f->nsave; i++) json_array_append_new(save, json_string(f->save[i]));
+    json_object_set_new(c, "modules_to_save", save);
+    json_object_set_new(c, "peft_type", json_string("LORA"));
+    json_object_set_new(c, "r", json_integer(f->r));
+    json_object_set_new(c, "revision", json_null());
+    json_t *tg = f->targets_regex ? json_string(f->targets[0]) : json_array();
+    for (int i = 0; i < f->ntargets && !f->targets_regex; i++) json_array_append_new(tg, json_string(f->targets[i]));
+    json_object_set_new(c, "target_modules", tg);
+    json_object_set_new(c, "task_type", json_null());
+    char *cfgp = mmp_xasprintf("%s/adapter_config.json", dir);
+    char *tmp = mmp_xasprintf("%s.tmp", cfgp);
+    int rc = json_dump_file(c, tmp, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(c);
+    if (rc || rename(tmp, cfgp)) {
+        rc = mmp_errf(err, errlen, "%s: cannot write: %s", cfgp, strerror(errno));
+        free(cfgp), free(tmp);
+        return rc;
+    }
+    free(cfgp), free(tmp);
+    mmp_meta_set(&w->meta, "format", "pt");
+    mmp_meta_set(&w->meta, MMP_LORA_SHA_KEY, f->base_sha);
+    for (int i = 0; f->extra && i < f->extra->n; i++) mmp_meta_set(&w->meta, f->extra->keys[i], f->extra->vals[i]);
+    char *stp = mmp_xasprintf("%s/adapter_model.safetensors", dir);
+    rc = mmp_st_writer_write(w, stp, err, errlen);
+    free(stp);
+    return rc;
+}
+
 mmp_lora *mmp_lora_attach_model(mmp_tx_model *m, const char *dir, char *err, size_t errlen) {
     if (m->family != MMP_TXM_VIT_HF && m->family != MMP_TXM_CLIP_HF) {
         mmp_errf(err, errlen, "%s: a %s model; PEFT adapters are read for Hugging Face ViT and CLIP (and BERT) weights",

@@ -61,6 +61,26 @@ int mmp_lora_merge_write(const mmp_lora *a, const char *out, char *err, size_t e
  * base's SHA-256 in the metadata. 0 or -1 (err). */
 int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen);
 
+/* A PEFT LoRA adapter folder from explicit pieces, for any model family
+ * (mmp_lora_write's format): adapter_config.json (peft_type LORA, r,
+ * lora_alpha, lora_dropout, target_modules = the list targets, bias "none",
+ * modules_to_save = the list save or null, base_model_name_or_path) and
+ * adapter_model.safetensors with the tensors as named (PEFT's
+ * "base_model.model.<module>.lora_A.weight", ...), __metadata__ format "pt",
+ * MMP_LORA_SHA_KEY = base_sha and every entry of extra (may be NULL). */
+typedef struct {
+    const char *base_name, *base_sha;
+    int r;
+    double alpha, dropout;
+    const char *const *targets;
+    int ntargets;
+    int targets_regex;      /* targets[0] is written as a string (a regular expression PEFT fullmatches) */
+    const char *const *save;
+    int nsave;
+    const mmp_meta *extra;
+} mmp_peft_folder;
+int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writer *tensors, char *err, size_t errlen);
+
 /* The image embeddings' provenance (IMG_PROV) and the text embeddings' (TXT_PROV)
  * name the same adapter ("lora=SHA") or none: 0; else the message (naming
  * IMG_WHAT and TXT_WHAT) and -1, or 1 with allow_mixed (a warning). */
