@@ -543,6 +543,36 @@ int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen)
     return rc;
 }
 
+mmp_lora *mmp_lora_new(const char *base_path, const char *base_sha256, const char *base_name, int r, double alpha,
+                       double dropout, const char *const *targets, int ntargets) {
+    mmp_lora *a = mmp_xcalloc(1, sizeof *a);
+    a->dir = mmp_xstrdup("");
+    a->base_path = mmp_xstrdup(base_path);
+    a->kprefix = mmp_xstrdup("");
+    a->base_name = mmp_xstrdup(base_name ? base_name : "");
+    snprintf(a->base_sha, sizeof a->base_sha, "%s", base_sha256);
+    a->r = r, a->alpha = alpha, a->dropout = dropout;
+    a->targets = json_array();
+    for (int i = 0; i < ntargets; i++) json_array_append_new(a->targets, json_string(targets[i]));
+    return a;
+}
+
+void mmp_lora_add_module(mmp_lora *a, const char *module, int OC, int IC, const float *A, const float *B) {
+    a->s = mmp_xrealloc(a->s, (size_t)(a->ns + 1) * sizeof *a->s);
+    site *s = &a->s[a->ns++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", module);
+    snprintf(s->wname, sizeof s->wname, "%s.weight", module);
+    s->fprefix = "";
+    s->OC = OC, s->IC = IC, s->target = 1;
+    s->A = mmp_xmalloc((size_t)a->r * IC * sizeof *s->A);
+    s->B = mmp_xmalloc((size_t)OC * a->r * sizeof *s->B);
+    memcpy(s->A, A, (size_t)a->r * IC * sizeof *s->A);
+    memcpy(s->B, B, (size_t)OC * a->r * sizeof *s->B);
+    s->lo = (mmp_tx_lora){.r = a->r, .IC = IC, .OC = OC, .scale = (float)(a->alpha / a->r), .A = s->A, .B = s->B};
+    a->ntarget++;
+}
+
 mmp_lora *mmp_lora_attach_model(mmp_tx_model *m, const char *dir, char *err, size_t errlen) {
     if (m->family != MMP_TXM_VIT_HF && m->family != MMP_TXM_CLIP_HF) {
         mmp_errf(err, errlen, "%s: a %s model; PEFT adapters are read for Hugging Face ViT and CLIP (and BERT) weights",
