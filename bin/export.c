@@ -25,8 +25,8 @@ static const char usage[] =
     "standardization folded into the first linear layer, no optimizer state. Linear and mlp\n"
     "heads, and mnv2-tail / resnet-tail trained --from input (the whole torchvision state dict,\n"
     "num_batches_tracked included). The output is written atomically.\n"
-    "--merge-lora: a PEFT LoRA adapter merged into its base (a Hugging Face ViT, CLIP or BERT\n"
-    "model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
+    "--merge-lora: a PEFT LoRA adapter merged into its base (a Hugging Face ViT, CLIP or BERT,\n"
+    "timm ViT or open_clip model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
     "adapted weights F32, the rest as they were). --stamp-lora: the adapter rewritten in\n"
     "PEFT's format with the base's SHA-256 recorded (checked when it is loaded). docs/finetune.md\n"
     "\n";
