@@ -414,6 +414,7 @@ static void refusals(void) {
     refused("tx_train/clip_oc", 0, NULL, 8, 0, "no default LoRA targets");
     refused("tx_train/clip_hf", 0, "projection", 8, 0, "selects visual_projection");
     refused("tx_train/bert", 1, "LayerNorm", 8, 0, "selects embeddings.LayerNorm");
+    refused("tx_train/vit_hf", 0, "query", 8, -0.5, "LoRA dropout -0.5");
 }
 
 /* defaults, determinism, base bits at init, adapters twice, LoRA after make_trainable */
@@ -471,6 +472,23 @@ static void api(void) {
     CHECKF(s && P.n == nbase + 8 && P.vision->block[0].lora && P.vision->block[0].q_w, "LoRA after make_trainable");
     mmp_tx_params_free(&P);
     mmp_tx_lora_set_free(s);
+    free_base(&f);
+    /* CLIP: one tower's linears only */
+    CHECKF(load_base(&f, "tx_train/clip_hf", err, sizeof err) == 0, "%s", err);
+    o.targets = "q_proj";
+    int count[3];
+    for (int t = 0; t < 3; t++) {
+        o.towers = t;
+        memset(&P, 0, sizeof P);
+        s = mmp_tx_lora_add(f.m, &o, &P, err, sizeof err);
+        CHECKF(s, "%s", err);
+        count[t] = s ? mmp_tx_lora_count(s) : -1;
+        if (s && t) CHECK(strstr(mmp_tx_lora_module(s, 0), t == 1 ? "vision_model." : "text_model.") != NULL);
+        mmp_tx_params_free(&P);
+        mmp_tx_lora_set_free(s);
+    }
+    CHECKF(count[1] == f.m->vision->enc.layers && count[2] == f.m->text->enc.layers && count[0] == count[1] + count[2],
+           "towers: %d %d %d linears", count[0], count[1], count[2]);
     free_base(&f);
     printf("api: defaults, PEFT's init keeps the base's outputs, seeded, after make_trainable\n");
 }

@@ -164,6 +164,10 @@ static mmp_tx_lora_set *build(cands *L, const char *what, mmp_tx_encoder *enc[2]
         mmp_errf(err, errlen, "LoRA dropout %g: must be in [0, 1)", o->dropout);
         return NULL;
     }
+    if (o->towers < 0 || o->towers > 3) {
+        mmp_errf(err, errlen, "LoRA towers %d: 0 (both), 1 (image) or 2 (text)", o->towers);
+        return NULL;
+    }
     if (!(o->alpha == o->alpha) || isinf(o->alpha)) {
         mmp_errf(err, errlen, "LoRA alpha %g: must be a finite number", o->alpha);
         return NULL;
@@ -187,6 +191,7 @@ static mmp_tx_lora_set *build(cands *L, const char *what, mmp_tx_encoder *enc[2]
             cand *c = &L->c[i];
             if (!ends(c->mod, s->targets[k])) continue;
             hit = 1;
+            if (o->towers && c->tower >= 0 && !(o->towers & (1 << c->tower))) continue; /* the other tower's */
             if (c->why) {
                 mmp_errf(err, errlen, "%s: LoRA target \"%s\" selects %s, which mmpipe does not adapt (%s)", what,
                          s->targets[k], c->mod, c->why);
@@ -203,6 +208,11 @@ static mmp_tx_lora_set *build(cands *L, const char *what, mmp_tx_encoder *enc[2]
         }
     }
     for (int i = 0; i < L->n; i++) s->ns += L->c[i].sel;
+    if (!s->ns) {
+        mmp_errf(err, errlen, "%s: LoRA targets \"%s\" select no linear of the %s tower", what, o->targets,
+                 o->towers == 1 ? "image" : "text");
+        goto fail;
+    }
     s->s = mmp_xcalloc((size_t)s->ns + 1, sizeof *s->s);
     for (int t = 0; t < 2; t++)
         if (enc[t]) {

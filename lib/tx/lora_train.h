@@ -58,9 +58,11 @@ typedef struct {
     double dropout;      /* lora_dropout on each adapter's input while training; 0 */
     const char *targets; /* comma-separated target_modules; NULL: mmp_tx_lora_default_targets */
     uint64_t seed;       /* lora_A's initialization and the dropout masks */
+    int towers;          /* CLIP: 0 both towers, 1 the image tower's linears only, 2 the text
+                          * tower's (the other tower's matches are skipped, not refused) */
 } mmp_tx_lora_opts;
 
-/* r 8, alpha 8, dropout 0, targets NULL, seed 0 */
+/* r 8, alpha 8, dropout 0, targets NULL, seed 0, towers 0 */
 void mmp_tx_lora_opts_default(mmp_tx_lora_opts *o);
 
 /* The default targets of a family: the attention's query and value
