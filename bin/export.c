@@ -3,6 +3,7 @@
  * docs/train.md and lib/train/export.h. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -39,7 +40,7 @@ int main(int argc, char **argv) {
         MMP_O_OUTPUT(&outp, "the state dict (required)"),
         MMP_O_STRING("merge-lora", 0, &merge, "DIR", "merge this PEFT LoRA adapter into --model"),
         MMP_O_STRING("stamp-lora", 0, &stamp, "DIR", "rewrite this adapter with --model's SHA-256 into -o DIR"),
-        MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors"),
+        MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors (or open_clip_model.safetensors)"),
         MMP_O_COMMON,
         MMP_O_END,
     };
@@ -51,6 +52,11 @@ int main(int argc, char **argv) {
         if (!model) mmp_die("--%s needs --model BASE (see --help)", merge ? "merge-lora" : "stamp-lora");
         if (strcmp(in, "-")) mmp_die("--%s takes no checkpoint argument (%s)", merge ? "merge-lora" : "stamp-lora", in);
         char *base = mmp_is_dir(model) ? mmp_xasprintf("%s/model.safetensors", model) : mmp_xstrdup(model);
+        if (mmp_is_dir(model) && access(base, F_OK)) { /* open_clip's folder */
+            char *oc = mmp_xasprintf("%s/open_clip_model.safetensors", model);
+            if (!access(oc, F_OK)) free(base), base = oc;
+            else free(oc);
+        }
         mmp_lora *a = mmp_lora_load(merge ? merge : stamp, base, NULL, err, sizeof err);
         if (!a) mmp_die("%s", err);
         if (merge ? mmp_lora_merge_write(a, outp, err, sizeof err) : mmp_lora_write(a, outp, err, sizeof err))
