@@ -44,8 +44,8 @@ int main(int argc, char **argv) {
                      "(mean/std from those)"),
         MMP_O_STRING("adapter", 0, &adapter, "DIR",
                      "a PEFT LoRA adapter folder (adapter_config.json +\n"
-                     "adapter_model.safetensors) for a Hugging Face ViT/CLIP\n"
-                     "--model, run unmerged; its SHA-256 joins the provenance\n"
+                     "adapter_model.safetensors) for the ViT/CLIP --model\n"
+                     "(HF, timm, open_clip), run unmerged; its SHA-256 joins the provenance\n"
                      "(docs/finetune.md)"),
         MMP_O_STRING("arch", 0, &arch, "A",
                      "resnet18|resnet34|resnet50|resnet101|resnet152|mobilenet_v2,\n"

@@ -3,6 +3,7 @@
  * docs/train.md and lib/train/export.h. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -27,8 +28,8 @@ static const char usage[] =
     "standardization folded into the first linear layer, no optimizer state. Linear and mlp\n"
     "heads, and mnv2-tail / resnet-tail trained --from input (the whole torchvision state dict,\n"
     "num_batches_tracked included). The output is written atomically.\n"
-    "--merge-lora: a PEFT LoRA adapter merged into its base (a Hugging Face ViT, CLIP or BERT\n"
-    "model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
+    "--merge-lora: a PEFT LoRA adapter merged into its base (a Hugging Face ViT, CLIP or BERT,\n"
+    "timm ViT or open_clip model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
     "adapted weights F32, the rest as they were). --stamp-lora: the adapter rewritten in\n"
     "PEFT's format with the base's SHA-256 recorded (checked when it is loaded). docs/finetune.md\n"
     "--peft: the adapters of a CNN trained --from input --unfreeze lora as a PEFT adapter folder\n"
@@ -47,7 +48,7 @@ int main(int argc, char **argv) {
         MMP_O_STRING("merge-lora", 0, &merge, "DIR", "merge this PEFT LoRA adapter into --model"),
         MMP_O_STRING("stamp-lora", 0, &stamp, "DIR", "rewrite this adapter with --model's SHA-256 into -o DIR"),
         MMP_O_FLAG("peft", 0, &peft, "write the LoRA adapters of a CNN checkpoint (--unfreeze lora) as a PEFT folder -o DIR"),
-        MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors"),
+        MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors (or open_clip_model.safetensors)"),
         MMP_O_COMMON,
         MMP_O_END,
     };
@@ -89,6 +90,11 @@ int main(int argc, char **argv) {
         if (!model) mmp_die("--%s needs --model BASE (see --help)", merge ? "merge-lora" : "stamp-lora");
         if (strcmp(in, "-")) mmp_die("--%s takes no checkpoint argument (%s)", merge ? "merge-lora" : "stamp-lora", in);
         char *base = mmp_is_dir(model) ? mmp_xasprintf("%s/model.safetensors", model) : mmp_xstrdup(model);
+        if (mmp_is_dir(model) && access(base, F_OK)) { /* open_clip's folder */
+            char *oc = mmp_xasprintf("%s/open_clip_model.safetensors", model);
+            if (!access(oc, F_OK)) free(base), base = oc;
+            else free(oc);
+        }
         mmp_lora *a = mmp_lora_load(merge ? merge : stamp, base, NULL, err, sizeof err);
         if (!a) mmp_die("%s", err);
         if (merge ? mmp_lora_merge_write(a, outp, err, sizeof err) : mmp_lora_write(a, outp, err, sizeof err))

@@ -200,7 +200,7 @@ static void test_steps(const char *name) {
     char err[256];
     CHECK(mmp_head_init_fuse(&h, att ? MMP_HEAD_ATTENTION : MMP_HEAD_GATED, da, db, F, heads, C, err, sizeof err) == 0);
     for (int i = 0; i < h.np; i++) {
-        char nm[96];
+        char nm[160];
         snprintf(nm, sizeof nm, "init.%s", h.params[i].name);
         const mmp_tensor *t = get(&st, nm);
         CHECKF((size_t)mmp_numel(t->ndim, t->shape) == h.params[i].n, "%s: size", nm);
@@ -248,7 +248,7 @@ static void test_steps(const char *name) {
     snprintf(what, sizeof what, "%s losses", name);
     cmp(what, losses, get(&st, "losses")->data, (size_t)steps, 1e-5);
     for (int i = 0; i < h.np; i++) {
-        char nm[96];
+        char nm[160];
         snprintf(nm, sizeof nm, "final.%s", h.params[i].name);
         snprintf(what, sizeof what, "%s %s", name, h.params[i].name);
         cmp(what, h.params[i].w, get(&st, nm)->data, h.params[i].n, 1e-5);

@@ -124,7 +124,7 @@ static void test_steps(const char *name) {
         mmp_head_init(&h, MMP_HEAD_LINEAR, D, mmp_st_get(&st, "init.weight")->shape[0], 0, 0, NULL, 0, 0);
     }
     for (int i = 0; i < h.np; i++) {
-        char nm[96];
+        char nm[160];
         snprintf(nm, sizeof nm, "init.%s", h.params[i].name);
         size_t n;
         const float *w0 = get(&st, nm, &n);
@@ -197,11 +197,11 @@ static void test_steps(const char *name) {
         if (clip > 0) mmp_clip_grad_norm(h.params, h.np, clip);
         mmp_optim_step(&o, h.params, h.np, t, mmp_sched_lr(&sc, t));
     }
-    char what[128];
+    char what[256];
     snprintf(what, sizeof what, "%s losses", name);
     cmp(what, losses, get(&st, "losses", NULL), (size_t)steps, 1e-5);
     for (int i = 0; i < h.np; i++) {
-        char nm[96];
+        char nm[160];
         snprintf(nm, sizeof nm, "final.%s", h.params[i].name);
         snprintf(what, sizeof what, "%s %s", name, h.params[i].name);
         cmp(what, h.params[i].w, get(&st, nm, NULL), h.params[i].n, 1e-5);

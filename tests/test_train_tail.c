@@ -177,7 +177,7 @@ static void test_parity(void) {
     mmp_tail_backward(h.tail, N, dl, dx);
     double worst = 0;
     for (int i = 0; i < h.np; i++) {
-        char nm[128];
+        char nm[160];
         snprintf(nm, sizeof nm, "grad.%s", h.params[i].name);
         const mmp_tensor *g = t_fixture_f32(&st, nm);
         CHECKF((size_t)mmp_numel(g->ndim, g->shape) == h.params[i].n, "%s: size", nm);
@@ -189,7 +189,7 @@ static void test_parity(void) {
     mmp_head_forward(&h, x, N, 1, &rng, logits);
     mmp_head_backward(&h, x, N, dl);
     for (int i = 0; i < h.np; i++) {
-        char nm[128];
+        char nm[160];
         snprintf(nm, sizeof nm, "grad.%s", h.params[i].name);
         CHECKF(t_maxrel(h.params[i].g, t_fixture_f32(&st, nm)->data, h.params[i].n, 1e-4, 1e-6, NULL) <= 1, "head backward %s", nm);
     }

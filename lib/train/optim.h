@@ -22,7 +22,7 @@ extern "C" {
 
 #define MMP_PARAM_MAXDIM 4
 typedef struct {
-    char name[64];  /* torch state_dict name, e.g. "layers.0.weight" */
+    char name[128]; /* torch state_dict name, e.g. "layers.0.weight" */
     int ndim;       /* 0 for a scalar such as logit_scale */
     int64_t shape[MMP_PARAM_MAXDIM];
     size_t n;       /* numel */

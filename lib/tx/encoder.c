@@ -15,11 +15,12 @@
 /* LoRA hooks (tx/lora.h): y[n rows] += the adapter of linear SLOT of block b, if any */
 #define LORA(b, slot, y, ldy, x, ldx, n) \
     if ((b)->lora && (b)->lora->slot) mmp_tx_lora_fwd(y, ldy, NULL, x, ldx, NULL, (b)->lora->slot, n)
-#define LORA_QKV(b, qkv, x, n, C)             \
-    do {                                     \
-        LORA(b, q, qkv, 3 * (C), x, C, n);     \
-        LORA(b, k, (qkv) + (C), 3 * (C), x, C, n); \
-        LORA(b, v, (qkv) + 2 * (C), 3 * (C), x, C, n); \
+#define LORA_QKV(b, y_, x, n, C)                      \
+    do {                                              \
+        LORA(b, q, y_, 3 * (C), x, C, n);             \
+        LORA(b, k, (y_) + (C), 3 * (C), x, C, n);     \
+        LORA(b, v, (y_) + 2 * (C), 3 * (C), x, C, n); \
+        LORA(b, qkv, y_, 3 * (C), x, C, n);           \
     } while (0)
 
 typedef struct {
@@ -352,11 +353,28 @@ static slots slots_at(float *base, int l, int T, int C, int I, size_t na) {
     return s;
 }
 
+enum { NSLOT = MMP_TX_LORA_NSLOT };
+
+static const mmp_tx_lora *lora_at(const mmp_tx_block *b, int s) { return b->lora ? mmp_tx_lora_slot(b->lora, s) : NULL; }
+
+/* an adapter's saved floats after the blocks': u [T, r], then with dropout the mask [T, IC] */
+static size_t lora_floats(const mmp_tx_lora *a, int T) {
+    return (size_t)T * a->r + (a->dropout > 0 ? (size_t)T * a->IC : 0);
+}
+
+static size_t lora_total(const mmp_tx_encoder *e, int T) {
+    size_t n = 0;
+    for (int l = 0; l < e->layers; l++)
+        for (int s = 0; s < NSLOT; s++)
+            if (lora_at(&e->block[l], s)) n += lora_floats(lora_at(&e->block[l], s), T);
+    return n;
+}
+
 size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int nseq) {
     int T = 0;
     for (int s = 0; s < nseq; s++) T += lens[s];
     size_t na = mmp_tx_attention_att_size(lens, lens, nseq, e->NH);
-    return (size_t)e->layers * layer_floats(T, e->C, e->inter, na);
+    return (size_t)e->layers * layer_floats(T, e->C, e->inter, na) + lora_total(e, T);
 }
 
 /* A pool of e->threads threads for the training phases (barriers, like the
@@ -438,9 +456,111 @@ typedef struct {
     float *saved, *x, *hidden, *dx;
     float *d1, *d2, *d3, *dctx, *dqkv, *dF, *dG; /* backward scratch */
     float **dS;                                     /* per thread [Lmax^2] */
+    size_t *loff;                                   /* [layers][NSLOT]: an adapter's u in saved */
+    float *du[NSLOT];                               /* backward: scale dy B [T, r] per slot */
 } train_run;
 
 static slots tr_slots(const train_run *R) { return slots_at(R->saved, R->layer, R->T, R->e->C, R->e->inter, R->na); }
+
+/* ---- LoRA (tx/lora.h) in the training forward and backward. Rows go with
+ * the rows phases; dB is split by its rows (output columns of the linear),
+ * dA by its columns (input features), each a sum over all the tokens in
+ * order: the same bits for any thread count. */
+
+/* y[rows r0..r0+n) += adapter `s` of the current block over x[those rows]
+ * (y, x point at row r0), keeping u and the dropout mask */
+static void lora_fwd_rows(const train_run *R, int s, float *y, int ldy, const float *x, int ldx, int r0, int n) {
+    const mmp_tx_lora *a = lora_at(&R->e->block[R->layer], s);
+    if (!a || n <= 0) return;
+    float *u = R->saved + R->loff[R->layer * NSLOT + s], *mask = NULL;
+    if (a->dropout > 0) {
+        mask = u + (size_t)R->T * a->r;
+        for (int t = r0; t < r0 + n; t++)
+            mmp_tx_lora_dropout_mask(mask + (size_t)t * a->IC, (size_t)a->IC, a->dropout,
+                                     mmp_tx_lora_row_seed(R->e->lora_seed, R->layer, s, t));
+        mask += (size_t)r0 * a->IC;
+    }
+    mmp_tx_lora_fwd(y, ldy, u + (size_t)r0 * a->r, x, ldx, mask, a, n);
+}
+
+static const float *lora_mask(const train_run *R, const mmp_tx_lora *a, int s) {
+    return a->dropout > 0 ? R->saved + R->loff[R->layer * NSLOT + s] + (size_t)R->T * a->r : NULL;
+}
+
+/* rows [r0, r0+n): du = scale dy B; dx += (du A) .* mask (dy, dx: whole matrices) */
+static void lora_bwd_rows(const train_run *R, int s, float *dx, int ldx, const float *dy, int ldy, int r0, int n) {
+    const mmp_tx_lora *a = lora_at(&R->e->block[R->layer], s);
+    if (!a || n <= 0) return;
+    const int r = a->r, IC = a->IC;
+    float *du = R->du[s] + (size_t)r0 * r;
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, n, r, a->OC, a->scale, dy + (size_t)r0 * ldy, ldy, a->B, r, 0.0f, du, r);
+    const float *mask = lora_mask(R, a, s);
+    if (!mask) {
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, n, IC, r, 1.0f, du, r, a->A, IC, 1.0f, dx + (size_t)r0 * ldx, ldx);
+        return;
+    }
+    float *g = mmp_xmalloc((size_t)n * IC * sizeof *g);
+    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, n, IC, r, 1.0f, du, r, a->A, IC, 0.0f, g, IC);
+    mask += (size_t)r0 * IC;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < IC; i++) dx[(size_t)(r0 + t) * ldx + i] += g[(size_t)t * IC + i] * mask[(size_t)t * IC + i];
+    free(g);
+}
+
+static const mmp_tx_lora_grad *lora_grad(const train_run *R, int s) {
+    const mmp_tx_block_grad *gb = R->g ? &R->g[R->layer] : NULL;
+    return gb && gb->lora ? mmp_tx_lora_grad_slot(gb->lora, s) : NULL;
+}
+
+/* this thread's rows of dB: dB[o0:o0+n] += scale dy[:, o0:o0+n]^T u */
+static void lora_dB_part(const train_run *R, int s, const float *dy, int ldy, int tid) {
+    const mmp_tx_lora *a = lora_at(&R->e->block[R->layer], s);
+    const mmp_tx_lora_grad *g = a ? lora_grad(R, s) : NULL;
+    if (!g || !g->B) return;
+    const int o0 = part(a->OC, tid, R->nt), n = part(a->OC, tid + 1, R->nt) - o0;
+    if (n <= 0) return;
+    const float *u = R->saved + R->loff[R->layer * NSLOT + s];
+    mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, n, a->r, R->T, a->scale, dy + o0, ldy, u, a->r, 1.0f, g->B + (size_t)o0 * a->r,
+              a->r);
+}
+
+/* this thread's columns of dA: dA[:, i0:i0+n] += du^T (x .* mask)[:, i0:i0+n] */
+static void lora_dA_part(const train_run *R, int s, const float *x, int ldx, int tid) {
+    const mmp_tx_lora *a = lora_at(&R->e->block[R->layer], s);
+    const mmp_tx_lora_grad *g = a ? lora_grad(R, s) : NULL;
+    if (!g || !g->A) return;
+    const int IC = a->IC, T = R->T, i0 = part(IC, tid, R->nt), n = part(IC, tid + 1, R->nt) - i0;
+    if (n <= 0) return;
+    const float *mask = lora_mask(R, a, s);
+    if (!mask) {
+        mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, a->r, n, T, 1.0f, R->du[s], a->r, x + i0, ldx, 1.0f, g->A + i0, IC);
+        return;
+    }
+    float *xm = mmp_xmalloc(((size_t)T * n + 1) * sizeof *xm);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < n; i++) xm[(size_t)t * n + i] = x[(size_t)t * ldx + i0 + i] * mask[(size_t)t * IC + i0 + i];
+    mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, a->r, n, T, 1.0f, R->du[s], a->r, xm, n, 1.0f, g->A + i0, IC);
+    free(xm);
+}
+
+static void lora_qkv_rows(const train_run *R, float *dx, const float *dqkv, int r0, int n, int C) {
+    lora_bwd_rows(R, MMP_TX_LORA_Q, dx, C, dqkv, 3 * C, r0, n);
+    lora_bwd_rows(R, MMP_TX_LORA_K, dx, C, dqkv + C, 3 * C, r0, n);
+    lora_bwd_rows(R, MMP_TX_LORA_V, dx, C, dqkv + 2 * C, 3 * C, r0, n);
+    lora_bwd_rows(R, MMP_TX_LORA_QKV, dx, C, dqkv, 3 * C, r0, n);
+}
+static void lora_qkv_dB(const train_run *R, const float *dqkv, int C, int tid) {
+    lora_dB_part(R, MMP_TX_LORA_Q, dqkv, 3 * C, tid);
+    lora_dB_part(R, MMP_TX_LORA_K, dqkv + C, 3 * C, tid);
+    lora_dB_part(R, MMP_TX_LORA_V, dqkv + 2 * C, 3 * C, tid);
+    lora_dB_part(R, MMP_TX_LORA_QKV, dqkv, 3 * C, tid);
+}
+static void lora_qkv_dA(const train_run *R, const float *x, int C, int tid) {
+    lora_dA_part(R, MMP_TX_LORA_Q, x, C, tid);
+    lora_dA_part(R, MMP_TX_LORA_K, x, C, tid);
+    lora_dA_part(R, MMP_TX_LORA_V, x, C, tid);
+    lora_dA_part(R, MMP_TX_LORA_QKV, x, C, tid);
+}
 
 /* the attention tasks (sequence, head) k = tid, tid + nt, ...: forward or backward */
 static void attn_tasks(train_run *R, int tid, int bwd) {
@@ -495,31 +615,49 @@ static void fwd_save_phase(void *arg, int tid) {
             mmp_tx_layernorm_fwd(A, m1, r1, X0, b->ln1_w, b->ln1_b, n, C, e->eps);
             qkv_fwd(QKV, A, b, pb, n, C);
         }
+        if (b->lora) {
+            const float *in = e->post_ln ? X0 : A;
+            lora_fwd_rows(R, MMP_TX_LORA_Q, QKV, 3 * C, in, C, r0, n);
+            lora_fwd_rows(R, MMP_TX_LORA_K, QKV + C, 3 * C, in, C, r0, n);
+            lora_fwd_rows(R, MMP_TX_LORA_V, QKV + 2 * C, 3 * C, in, C, r0, n);
+            lora_fwd_rows(R, MMP_TX_LORA_QKV, QKV, 3 * C, in, C, r0, n);
+        }
         return;
     }
     if (e->post_ln) {
         lin(A, CTX, b->o_w, b->o_b, po, X0, n, C, C);
+        lora_fwd_rows(R, MMP_TX_LORA_O, A, C, CTX, C, r0, n);
         mmp_tx_layernorm_fwd(X1, m1, r1, A, b->ln1_w, b->ln1_b, n, C, e->eps);
         lin(F, X1, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+        lora_fwd_rows(R, MMP_TX_LORA_FC1, F, I, X1, C, r0, n);
         mmp_tx_act_fwd(G, F, (size_t)n * I, e->act);
         lin(B, G, b->fc2_w, b->fc2_b, p2, X1, n, I, C);
+        lora_fwd_rows(R, MMP_TX_LORA_FC2, B, C, G, I, r0, n);
         mmp_tx_layernorm_fwd(x, m2, r2, B, b->ln2_w, b->ln2_b, n, C, e->eps);
     } else {
+        /* the adapters are added where the inference forward adds them (the same bits) */
         lin(O, CTX, b->o_w, b->o_b, po, NULL, n, C, C);
         memcpy(X1, X0, TC * sizeof *x);
-        if (b->ls1)
+        if (b->ls1) {
+            lora_fwd_rows(R, MMP_TX_LORA_O, O, C, CTX, C, r0, n);
             add_scaled(X1, O, b->ls1, n, C);
-        else
+        } else {
             for (size_t i = 0; i < TC; i++) X1[i] = O[i] + X1[i];
+            lora_fwd_rows(R, MMP_TX_LORA_O, X1, C, CTX, C, r0, n);
+        }
         mmp_tx_layernorm_fwd(B, m2, r2, X1, b->ln2_w, b->ln2_b, n, C, e->eps);
         lin(F, B, b->fc1_w, b->fc1_b, p1, NULL, n, C, I);
+        lora_fwd_rows(R, MMP_TX_LORA_FC1, F, I, B, C, r0, n);
         mmp_tx_act_fwd(G, F, (size_t)n * I, e->act);
         lin(M, G, b->fc2_w, b->fc2_b, p2, NULL, n, I, C);
         memcpy(x, X1, TC * sizeof *x);
-        if (b->ls2)
+        if (b->ls2) {
+            lora_fwd_rows(R, MMP_TX_LORA_FC2, M, C, G, I, r0, n);
             add_scaled(x, M, b->ls2, n, C);
-        else
+        } else {
             for (size_t i = 0; i < TC; i++) x[i] = M[i] + x[i];
+            lora_fwd_rows(R, MMP_TX_LORA_FC2, x, C, G, I, r0, n);
+        }
     }
     if (R->hidden) memcpy(R->hidden + (size_t)(l + 1) * R->T * C + o, x, TC * sizeof *x);
 }
@@ -536,6 +674,14 @@ static void train_setup(train_run *R, const mmp_tx_encoder *e, const int *lens, 
         R->T += lens[s];
     }
     R->na = a;
+    R->loff = mmp_xmalloc(((size_t)e->layers * NSLOT + 1) * sizeof *R->loff);
+    size_t lo = (size_t)e->layers * layer_floats(R->T, e->C, e->inter, a);
+    for (int l = 0; l < e->layers; l++)
+        for (int s = 0; s < NSLOT; s++) {
+            const mmp_tx_lora *ad = lora_at(&e->block[l], s);
+            R->loff[l * NSLOT + s] = lo;
+            if (ad) lo += lora_floats(ad, R->T);
+        }
     int nt = e->threads > 1 ? e->threads : 1;
     if (nt > R->T && nt > nseq * e->NH) nt = R->T > nseq * e->NH ? R->T : nseq * e->NH;
     R->nt = nt;
@@ -543,8 +689,6 @@ static void train_setup(train_run *R, const mmp_tx_encoder *e, const int *lens, 
 
 void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden,
                              float *saved) {
-    for (int l = 0; l < e->layers; l++)
-        if (e->block[l].lora) mmp_die("LoRA adapters are not built into the encoder's training forward yet");
     train_run R;
     train_setup(&R, e, lens, nseq, saved);
     R.x = x, R.hidden = hidden;
@@ -561,6 +705,7 @@ void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens,
     }
     free(R.aoff);
     free(R.t0);
+    free(R.loff);
 }
 
 /* ---- backward pieces: rows of input gradients, output columns of parameter gradients */
@@ -644,32 +789,46 @@ static void bwd_phase(void *arg, int tid) {
         case 1: /* rows: dG, dF, dX1 (d1 += ...), dA (d2), dctx; fc2's parameters */
             memset(dG + oi, 0, (size_t)n * I * sizeof *dG);
             bwd_rows(dG, d1, C, b->fc2_w, r0, n, I, C);
+            lora_bwd_rows(R, MMP_TX_LORA_FC2, dG, I, d1, C, r0, n);
             memset(dF + oi, 0, (size_t)n * I * sizeof *dF);
             if (n > 0) mmp_tx_act_bwd(dF + oi, dG + oi, s.F + oi, (size_t)n * I, e->act);
             bwd_params(gb->fc2_w, gb->fc2_b, d1, C, s.G, c0, nc, T, I);
+            lora_dB_part(R, MMP_TX_LORA_FC2, d1, C, tid);
             /* d1 is read by fc2's parameters above on other threads: dX1 goes to d3 */
             memcpy(d3 + o, d1 + o, (size_t)n * C * sizeof *d3);
             bwd_rows(d3, dF, I, b->fc1_w, r0, n, C, I);
+            lora_bwd_rows(R, MMP_TX_LORA_FC1, d3, C, dF, I, r0, n);
             memset(d2 + o, 0, (size_t)n * C * sizeof *d2);
             ln_rows(d2, d3, s.A, b->ln1_w, s.m1, s.r1, r0, n, C);
             memset(dctx + o, 0, (size_t)n * C * sizeof *dctx);
             bwd_rows(dctx, d2, C, b->o_w, r0, n, C, C);
+            lora_bwd_rows(R, MMP_TX_LORA_O, dctx, C, d2, C, r0, n);
             memset(dqkv + 3 * o, 0, (size_t)n * 3 * C * sizeof *dqkv);
             break;
-        case 2: /* attention; fc1's, ln1's, o's parameters */
+        case 2: /* attention; fc1's, ln1's, o's parameters; the adapters' of fc2, fc1, o */
             attn_tasks(R, tid, 1);
             bwd_params(gb->fc1_w, gb->fc1_b, dF, I, s.X1, i0, ni, T, C);
             ln_params(gb->ln1_w, gb->ln1_b, d3, s.A, s.m1, s.r1, c0, nc, T, C);
             bwd_params(gb->o_w, gb->o_b, d2, C, s.CTX, c0, nc, T, C);
+            lora_dA_part(R, MMP_TX_LORA_FC2, s.G, I, tid);
+            lora_dB_part(R, MMP_TX_LORA_FC1, dF, I, tid);
+            lora_dA_part(R, MMP_TX_LORA_FC1, s.X1, C, tid);
+            lora_dB_part(R, MMP_TX_LORA_O, d2, C, tid);
+            lora_dA_part(R, MMP_TX_LORA_O, s.CTX, C, tid);
             break;
         case 3: /* dX0 = dA + the q/k/v input gradients; their parameters */
             memcpy(dx + o, d2 + o, (size_t)n * C * sizeof *dx);
             bwd_rows(dx, dqkv, 3 * C, b->q_w, r0, n, C, C);
             bwd_rows(dx, dqkv + C, 3 * C, b->k_w, r0, n, C, C);
             bwd_rows(dx, dqkv + 2 * C, 3 * C, b->v_w, r0, n, C, C);
+            lora_qkv_rows(R, dx, dqkv, r0, n, C);
             bwd_params(gb->q_w, gb->q_b, dqkv, 3 * C, s.X0, c0, nc, T, C);
             bwd_params(gb->k_w, gb->k_b, dqkv + C, 3 * C, s.X0, c0, nc, T, C);
             bwd_params(gb->v_w, gb->v_b, dqkv + 2 * C, 3 * C, s.X0, c0, nc, T, C);
+            lora_qkv_dB(R, dqkv, C, tid);
+            break;
+        case 4: /* the q/k/v adapters' dA */
+            lora_qkv_dA(R, s.X0, C, tid);
             break;
         }
         return;
@@ -681,10 +840,12 @@ static void bwd_phase(void *arg, int tid) {
         scale_rows(d1 + o, dx + o, b->ls2, n, C);
         memset(dG + oi, 0, (size_t)n * I * sizeof *dG);
         bwd_rows(dG, d1, C, b->fc2_w, r0, n, I, C);
+        lora_bwd_rows(R, MMP_TX_LORA_FC2, dG, I, d1, C, r0, n);
         memset(dF + oi, 0, (size_t)n * I * sizeof *dF);
         if (n > 0) mmp_tx_act_bwd(dF + oi, dG + oi, s.F + oi, (size_t)n * I, e->act);
         memset(d2 + o, 0, (size_t)n * C * sizeof *d2);
         bwd_rows(d2, dF, I, b->fc1_w, r0, n, C, I);
+        lora_bwd_rows(R, MMP_TX_LORA_FC1, d2, C, dF, I, r0, n);
         if (gb->ls2 && nc > 0)
             for (int t = 0; t < T; t++)
                 for (int j = c0; j < c0 + nc; j++) gb->ls2[j] += dx[(size_t)t * C + j] * s.M[(size_t)t * C + j];
@@ -694,10 +855,15 @@ static void bwd_phase(void *arg, int tid) {
         scale_rows(d3 + o, dx + o, b->ls1, n, C);
         memset(dctx + o, 0, (size_t)n * C * sizeof *dctx);
         bwd_rows(dctx, d3, C, b->o_w, r0, n, C, C);
+        lora_bwd_rows(R, MMP_TX_LORA_O, dctx, C, d3, C, r0, n);
         memset(dqkv + 3 * o, 0, (size_t)n * 3 * C * sizeof *dqkv);
         bwd_params(gb->fc2_w, gb->fc2_b, d1, C, s.G, c0, nc, T, I);
         bwd_params(gb->fc1_w, gb->fc1_b, dF, I, s.B, i0, ni, T, C);
         ln_params(gb->ln2_w, gb->ln2_b, d2, s.X1, s.m2, s.r2, c0, nc, T, C);
+        lora_dB_part(R, MMP_TX_LORA_FC2, d1, C, tid);
+        lora_dA_part(R, MMP_TX_LORA_FC2, s.G, I, tid);
+        lora_dB_part(R, MMP_TX_LORA_FC1, dF, I, tid);
+        lora_dA_part(R, MMP_TX_LORA_FC1, s.B, C, tid);
         break;
     case 2: /* attention; LayerScale 1, o's parameters */
         attn_tasks(R, tid, 1);
@@ -705,19 +871,24 @@ static void bwd_phase(void *arg, int tid) {
             for (int t = 0; t < T; t++)
                 for (int j = c0; j < c0 + nc; j++) gb->ls1[j] += dx[(size_t)t * C + j] * s.O[(size_t)t * C + j];
         bwd_params(gb->o_w, gb->o_b, d3, C, s.CTX, c0, nc, T, C);
+        lora_dB_part(R, MMP_TX_LORA_O, d3, C, tid);
+        lora_dA_part(R, MMP_TX_LORA_O, s.CTX, C, tid);
         break;
     case 3: /* rows: dA (d2), dX0 (dx += ...); q/k/v's parameters */
         memset(d2 + o, 0, (size_t)n * C * sizeof *d2);
         bwd_rows(d2, dqkv, 3 * C, b->q_w, r0, n, C, C);
         bwd_rows(d2, dqkv + C, 3 * C, b->k_w, r0, n, C, C);
         bwd_rows(d2, dqkv + 2 * C, 3 * C, b->v_w, r0, n, C, C);
+        lora_qkv_rows(R, d2, dqkv, r0, n, C);
         ln_rows(dx, d2, s.X0, b->ln1_w, s.m1, s.r1, r0, n, C);
         bwd_params(gb->q_w, gb->q_b, dqkv, 3 * C, s.A, c0, nc, T, C);
         bwd_params(gb->k_w, gb->k_b, dqkv + C, 3 * C, s.A, c0, nc, T, C);
         bwd_params(gb->v_w, gb->v_b, dqkv + 2 * C, 3 * C, s.A, c0, nc, T, C);
+        lora_qkv_dB(R, dqkv, C, tid);
         break;
-    case 4: /* ln1's parameters */
+    case 4: /* ln1's parameters; the q/k/v adapters' dA */
         ln_params(gb->ln1_w, gb->ln1_b, d2, s.X0, s.m1, s.r1, c0, nc, T, C);
+        lora_qkv_dA(R, s.A, C, tid);
         break;
     }
 }
@@ -741,9 +912,15 @@ void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *
         R.dG = mmp_xmalloc((size_t)T * I * sizeof(float));
         R.dS = mmp_xmalloc((size_t)R.nt * sizeof *R.dS);
         for (int i = 0; i < R.nt; i++) R.dS[i] = mmp_xmalloc(((size_t)Lmax * Lmax + 1) * sizeof(float));
+        int rmax = 0;
+        for (int l = 0; l < e->layers; l++)
+            for (int s = 0; s < NSLOT; s++)
+                if (lora_at(&e->block[l], s) && lora_at(&e->block[l], s)->r > rmax) rmax = lora_at(&e->block[l], s)->r;
+        for (int s = 0; s < NSLOT && rmax; s++) R.du[s] = mmp_xmalloc(((size_t)T * rmax + 1) * sizeof(float));
         tpool pool;
         tpool_init(&pool, R.nt);
-        const int nph = e->post_ln ? 4 : 5;
+        /* post-LN blocks: phase 4 is the q/k/v adapters' dA only (none without adapters) */
+        const int nph = e->post_ln && rmax == 0 ? 4 : 5;
         for (int l = e->layers - 1; l >= 0; l--)
             for (int ph = 0; ph < nph; ph++) {
                 R.layer = l, R.phase = ph;
@@ -753,7 +930,9 @@ void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *
         for (int i = 0; i < R.nt; i++) free(R.dS[i]);
         free(R.dS);
         free(R.d1), free(R.d2), free(R.d3), free(R.dctx), free(R.dqkv), free(R.dF), free(R.dG);
+        for (int s = 0; s < NSLOT; s++) free(R.du[s]);
     }
     free(R.aoff);
     free(R.t0);
+    free(R.loff);
 }

@@ -74,3 +74,9 @@ void mmp_tx_lora_merge(float *W, const mmp_tx_lora *a) {
     /* W[OC, IC] += scale * B[OC, r] A[r, IC] */
     mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, a->OC, a->IC, a->r, a->scale, a->B, a->r, a->A, a->IC, 1.0f, W, a->IC);
 }
+
+unsigned long long mmp_tx_lora_row_seed(unsigned long long seed, int layer, int slot, int row) {
+    uint64_t z = mmp_rng_mix((uint64_t)seed ^ 0x243F6A8885A308D3ULL);
+    z = mmp_rng_mix(z ^ ((uint64_t)(uint32_t)layer << 32 | (uint64_t)(uint32_t)slot));
+    return mmp_rng_mix(z ^ (uint64_t)(uint32_t)row);
+}

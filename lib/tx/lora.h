@@ -23,11 +23,43 @@ typedef struct mmp_tx_lora {
     float scale;    /* alpha / r */
     const float *A; /* [r, IC] */
     const float *B; /* [OC, r] */
+    float dropout;  /* p of the training forward's dropout on x (0: none); inference ignores it */
 } mmp_tx_lora;
 
+/* qkv: one adapter over the fused q|k|v linear (timm's blocks.N.attn.qkv:
+ * PEFT puts one LoRA on that nn.Linear): OC = 3C, its output is the q|k|v
+ * row [T, 3C]; used instead of q, k, v (which are then NULL). */
 typedef struct mmp_tx_block_lora {
-    const mmp_tx_lora *q, *k, *v, *o, *fc1, *fc2;
+    const mmp_tx_lora *q, *k, *v, *o, *fc1, *fc2, *qkv;
 } mmp_tx_block_lora;
+
+/* The adapters' gradients of one block (accumulated; NULL = not needed):
+ * dA [r, IC], dB [OC, r] per linear, the members of mmp_tx_block_lora. */
+typedef struct {
+    float *A, *B;
+} mmp_tx_lora_grad;
+typedef struct mmp_tx_block_lora_grad {
+    mmp_tx_lora_grad q, k, v, o, fc1, fc2, qkv;
+} mmp_tx_block_lora_grad;
+
+/* The slots of a block in the order of mmp_tx_block_lora's members */
+enum { MMP_TX_LORA_Q, MMP_TX_LORA_K, MMP_TX_LORA_V, MMP_TX_LORA_O, MMP_TX_LORA_FC1, MMP_TX_LORA_FC2, MMP_TX_LORA_QKV,
+       MMP_TX_LORA_NSLOT };
+static inline const mmp_tx_lora *mmp_tx_lora_slot(const mmp_tx_block_lora *b, int s) {
+    const mmp_tx_lora *const v[MMP_TX_LORA_NSLOT] = {b->q, b->k, b->v, b->o, b->fc1, b->fc2, b->qkv};
+    return v[s];
+}
+static inline const mmp_tx_lora_grad *mmp_tx_lora_grad_slot(const mmp_tx_block_lora_grad *g, int s) {
+    const mmp_tx_lora_grad *const v[MMP_TX_LORA_NSLOT] = {&g->q, &g->k, &g->v, &g->o, &g->fc1, &g->fc2, &g->qkv};
+    return v[s];
+}
+
+/* The dropout mask of token row `row` of linear `slot` of block `layer` in
+ * a training forward seeded with `seed` (tx/tx.h mmp_tx_encoder.lora_seed):
+ * mmp_tx_lora_dropout_mask(mask, IC, p, mmp_tx_lora_row_seed(...)). One
+ * seed per row: the masks do not depend on how the rows are split among
+ * threads. */
+unsigned long long mmp_tx_lora_row_seed(unsigned long long seed, int layer, int slot, int row);
 
 /* y[N, OC] (row stride ldy) += scale * ((x .* mask) A^T) B^T.
  * x [N, IC] (row stride ldx); mask [N, IC] or NULL; u [N, r]: the low-rank

@@ -17,7 +17,7 @@
 
 typedef struct {
     const char *fmt; /* module name with %d for the layer */
-    int slot;        /* 0 q, 1 k, 2 v, 3 o, 4 fc1, 5 fc2 */
+    int slot;        /* 0 q, 1 k, 2 v, 3 o, 4 fc1, 5 fc2, 6 the fused q|k|v (tx/lora.h MMP_TX_LORA_*) */
 } tmpl;
 
 static const tmpl T_VIT[] = {{"encoder.layer.%d.attention.attention.query", 0},
@@ -45,14 +45,26 @@ static const tmpl T_CLIPT[] = {{"text_model.encoder.layers.%d.self_attn.q_proj",
                                {"text_model.encoder.layers.%d.mlp.fc1", 4},
                                {"text_model.encoder.layers.%d.mlp.fc2", 5}};
 
+/* timm's VisionTransformer: q|k|v is one nn.Linear (one adapter, B [3C, r]);
+ * open_clip: only the MLP's linears (nn.MultiheadAttention's in_proj is no
+ * module and its out_proj's adapter is never applied by PEFT: tx/lora_train.h) */
+static const tmpl T_TIMM[] = {{"blocks.%d.attn.qkv", 6}, {"blocks.%d.attn.proj", 3}, {"blocks.%d.mlp.fc1", 4},
+                              {"blocks.%d.mlp.fc2", 5}};
+static const tmpl T_OCV[] = {{"visual.transformer.resblocks.%d.mlp.c_fc", 4},
+                             {"visual.transformer.resblocks.%d.mlp.c_proj", 5}};
+static const tmpl T_OCT[] = {{"transformer.resblocks.%d.mlp.c_fc", 4}, {"transformer.resblocks.%d.mlp.c_proj", 5}};
+
 static const struct {
     const tmpl *t;
+    int nt;
     int tower;
     const char *prefix; /* the weights' optional prefix ("vit.", "bert.") */
-} FAMILIES[] = {{T_VIT, 0, "vit."}, {T_BERT, 0, "bert."}, {T_CLIPV, 0, ""}, {T_CLIPT, 1, ""}};
+} FAMILIES[] = {{T_VIT, 6, 0, "vit."}, {T_BERT, 6, 0, "bert."}, {T_CLIPV, 6, 0, ""}, {T_CLIPT, 6, 1, ""},
+                {T_TIMM, 4, 0, ""},    {T_OCV, 2, 0, ""},       {T_OCT, 2, 1, ""}};
 
 /* linears of these models that mmpipe does not adapt (a target matching one is refused) */
-static const char *const EXTRAS[] = {"pooler.dense", "classifier", "visual_projection", "text_projection"};
+static const char *const EXTRAS[] = {"pooler.dense", "classifier", "visual_projection", "text_projection", "head",
+                                     "patch_embed.proj"};
 
 typedef struct {
     char name[192];  /* the module as PEFT names it in the bare model */
@@ -117,7 +129,7 @@ static void find_sites(mmp_lora *a, const mmp_safetensors *st) {
                 snprintf(nm, sizeof nm, "%s%s.weight", pfx[p], q0);
                 if (!w2d(st, nm)) break;
                 int found = 0;
-                for (int k = 0; k < 6; k++) {
+                for (int k = 0; k < FAMILIES[f].nt; k++) {
                     const tmpl *t = &FAMILIES[f].t[k];
                     char mod[192];
                     snprintf(mod, sizeof mod, t->fmt, l);
@@ -298,7 +310,7 @@ mmp_lora *mmp_lora_load(const char *dir, const char *base_path, const char *base
     base_open = 1;
     find_sites(a, &base);
     if (!a->ns) {
-        mmp_errf(err, errlen, "%s: no linear that mmpipe adapts (LoRA is read for Hugging Face ViT, CLIP and BERT weights)",
+        mmp_errf(err, errlen, "%s: no linear that mmpipe adapts (LoRA is read for Hugging Face ViT, CLIP, BERT, timm ViT and open_clip weights)",
                  base_path);
         goto out;
     }
@@ -408,7 +420,7 @@ mmp_lora *mmp_lora_load(const char *dir, const char *base_path, const char *base
         const site *s = &a->s[i];
         if (!s->target) continue;
         mmp_tx_block_lora *bl = &a->tab[s->tower][s->layer];
-        const mmp_tx_lora **slot[6] = {&bl->q, &bl->k, &bl->v, &bl->o, &bl->fc1, &bl->fc2};
+        const mmp_tx_lora **slot[7] = {&bl->q, &bl->k, &bl->v, &bl->o, &bl->fc1, &bl->fc2, &bl->qkv};
         *slot[s->slot] = &s->lo;
     }
     snprintf(a->prov, sizeof a->prov, "lora=%s:r=%d:alpha=%g:modules=%d", a->sha, a->r, a->alpha, a->ntarget);
@@ -439,14 +451,15 @@ int mmp_lora_attach(const mmp_lora *a, int tower, mmp_tx_encoder *e, char *err, 
         if (!s->target || s->tower != tower) continue;
         if (s->layer >= e->layers)
             return mmp_errf(err, errlen, "%s: %s is beyond the model's %d layers", a->dir, s->name, e->layers);
-        int wantIC = s->slot == 5 ? e->inter : e->C, wantOC = s->slot == 4 ? e->inter : e->C;
+        int wantIC = s->slot == 5 ? e->inter : e->C,
+            wantOC = s->slot == 4 ? e->inter : s->slot == 6 ? 3 * e->C : e->C;
         if (s->IC != wantIC || s->OC != wantOC)
             return mmp_errf(err, errlen, "%s: %s is [%d, %d], the model's linear is [%d, %d]", a->dir, s->name, s->OC,
                             s->IC, wantOC, wantIC);
     }
     for (int l = 0; l < e->layers && l < a->ntab[tower]; l++) {
         const mmp_tx_block_lora *bl = &a->tab[tower][l];
-        if (bl->q || bl->k || bl->v || bl->o || bl->fc1 || bl->fc2) e->block[l].lora = bl;
+        if (bl->q || bl->k || bl->v || bl->o || bl->fc1 || bl->fc2 || bl->qkv) e->block[l].lora = bl;
     }
     return 0;
 }
@@ -583,14 +596,37 @@ int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writ
     rc = mmp_st_writer_write(w, stp, err, errlen);
     free(stp);
     return rc;
+mmp_lora *mmp_lora_new(const char *base_path, const char *base_sha256, const char *base_name, int r, double alpha,
+                       double dropout, const char *const *targets, int ntargets) {
+    mmp_lora *a = mmp_xcalloc(1, sizeof *a);
+    a->dir = mmp_xstrdup("");
+    a->base_path = mmp_xstrdup(base_path);
+    a->kprefix = mmp_xstrdup("");
+    a->base_name = mmp_xstrdup(base_name ? base_name : "");
+    snprintf(a->base_sha, sizeof a->base_sha, "%s", base_sha256);
+    a->r = r, a->alpha = alpha, a->dropout = dropout;
+    a->targets = json_array();
+    for (int i = 0; i < ntargets; i++) json_array_append_new(a->targets, json_string(targets[i]));
+    return a;
+}
+
+void mmp_lora_add_module(mmp_lora *a, const char *module, int OC, int IC, const float *A, const float *B) {
+    a->s = mmp_xrealloc(a->s, (size_t)(a->ns + 1) * sizeof *a->s);
+    site *s = &a->s[a->ns++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", module);
+    snprintf(s->wname, sizeof s->wname, "%s.weight", module);
+    s->fprefix = "";
+    s->OC = OC, s->IC = IC, s->target = 1;
+    s->A = mmp_xmalloc((size_t)a->r * IC * sizeof *s->A);
+    s->B = mmp_xmalloc((size_t)OC * a->r * sizeof *s->B);
+    memcpy(s->A, A, (size_t)a->r * IC * sizeof *s->A);
+    memcpy(s->B, B, (size_t)OC * a->r * sizeof *s->B);
+    s->lo = (mmp_tx_lora){.r = a->r, .IC = IC, .OC = OC, .scale = (float)(a->alpha / a->r), .A = s->A, .B = s->B};
+    a->ntarget++;
 }
 
 mmp_lora *mmp_lora_attach_model(mmp_tx_model *m, const char *dir, char *err, size_t errlen) {
-    if (m->family != MMP_TXM_VIT_HF && m->family != MMP_TXM_CLIP_HF) {
-        mmp_errf(err, errlen, "%s: a %s model; PEFT adapters are read for Hugging Face ViT and CLIP (and BERT) weights",
-                 m->path, mmp_tx_family_name(m->family));
-        return NULL;
-    }
     mmp_lora *a = mmp_lora_load(dir, m->path, NULL, err, errlen);
     if (!a) return NULL;
     if ((m->vision && mmp_lora_attach(a, 0, &m->vision->enc, err, errlen)) ||

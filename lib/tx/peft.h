@@ -80,6 +80,15 @@ typedef struct {
     const mmp_meta *extra;
 } mmp_peft_folder;
 int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writer *tensors, char *err, size_t errlen);
+/* An adapter made in memory (trained: tx/lora_train.h), to be written by
+ * mmp_lora_write: for the base weights file BASE_PATH with SHA-256
+ * BASE_SHA256 (hex), config values as named, target_modules the list
+ * TARGETS. mmp_lora_add_module adds one adapted linear under its full
+ * module name (as in the home library's model: the tensors are written as
+ * base_model.model.MODULE.lora_A.weight); A [r, IC] and B [OC, r] are copied. */
+mmp_lora *mmp_lora_new(const char *base_path, const char *base_sha256, const char *base_name, int r, double alpha,
+                       double dropout, const char *const *targets, int ntargets);
+void mmp_lora_add_module(mmp_lora *a, const char *module, int OC, int IC, const float *A, const float *B);
 
 /* The image embeddings' provenance (IMG_PROV) and the text embeddings' (TXT_PROV)
  * name the same adapter ("lora=SHA") or none: 0; else the message (naming

@@ -133,6 +133,8 @@ typedef struct {
     int threads; /* threads of the encoder's functions (rows and attention heads
                   * split among them, the same bits for any count); 0 or 1:
                   * the calling thread only */
+    unsigned long long lora_seed; /* the training forward's LoRA dropout masks
+                  * (tx/lora.h mmp_tx_lora_row_seed): set a new one per step */
 } mmp_tx_encoder;
 
 /* Packs every block's GEMM weights once (q|k|v as one [3C, C] matrix, o, fc1,
@@ -163,15 +165,21 @@ typedef struct {
     float *fc1_w, *fc1_b;
     float *fc2_w, *fc2_b;
     float *ls1, *ls2;
+    const struct mmp_tx_block_lora_grad *lora; /* the block's adapters' dA, dB (tx/lora.h); NULL: none */
 } mmp_tx_block_grad;
 
 /* Floats of the activations mmp_tx_encoder_fwd_save keeps for the backward
  * (per block: its input, the LayerNorm inputs/outputs with mean and rstd,
  * qkv, the attention probabilities, the context, the MLP's pre- and
- * post-activation, the branch outputs). */
+ * post-activation, the branch outputs; per LoRA adapter (block.lora): its
+ * low-rank activations u [T, r] and, with dropout, its mask [T, IC]; the
+ * adapters' inputs are the linears' and are kept already). */
 size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int nseq);
 /* mmp_tx_encoder_fwd (the same bits in x and hidden) keeping the activations
- * in saved [mmp_tx_encoder_saved_size floats]. On e->threads threads, with
+ * in saved [mmp_tx_encoder_saved_size floats]. LoRA adapters are added where
+ * the inference forward adds them (the same bits without dropout); with
+ * dropout (mmp_tx_lora.dropout > 0) each adapted linear's input is masked
+ * by mmp_tx_lora_row_seed(e->lora_seed, layer, slot, row) masks. On e->threads threads, with
  * the same bits for any count, as the backward: input gradients split by
  * rows, parameter gradients by output columns (each a sum over the tokens in
  * order), attention by (sequence, head). */
@@ -179,8 +187,9 @@ void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens,
                              float *saved);
 /* Backward through every block from the saved activations: dx [T, C] holds
  * d loss / d output on entry and d loss / d input on return (replaced, not
- * accumulated); g: NULL or [layers] parameter gradients, accumulated (NULL
- * fields skipped). */
+ * accumulated; through the adapters too); g: NULL or [layers] parameter
+ * gradients, accumulated (NULL fields skipped: a frozen linear's dW GEMM is
+ * not run; g[l].lora: the adapters' dA, dB). */
 void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *lens, int nseq, float *dx,
                         const mmp_tx_block_grad *g);
 
