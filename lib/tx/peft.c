@@ -596,6 +596,8 @@ int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writ
     rc = mmp_st_writer_write(w, stp, err, errlen);
     free(stp);
     return rc;
+}
+
 mmp_lora *mmp_lora_new(const char *base_path, const char *base_sha256, const char *base_name, int r, double alpha,
                        double dropout, const char *const *targets, int ntargets) {
     mmp_lora *a = mmp_xcalloc(1, sizeof *a);
