@@ -5,16 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
 #include "train/tensorboard.h"
 #include "train/train.h"
+#include "train/tx_head.h"
 
 static const char usage[] =
     "usage: mmp-train-step --out HEAD.safetensors [options] [TRAIN.mmp]   (default: stdin)\n"
-    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id).\n"
+    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id),\n"
+    "or a whole network on image / text records (--head mnv2-tail|resnet-tail --from input,\n"
+    "--head transformer --backbone MODEL).\n"
     "The whole stream is held in memory; --epochs N replays it N times (file or stdin)\n"
     "in a shuffled order seeded by (--seed, epoch).\n"
     "\n";
@@ -46,7 +50,8 @@ int main(int argc, char **argv) {
                      "TensorBoard scalars (train/loss, train/lr with the --log-every steps;\n"
                      "epoch/train_loss, dev/loss, dev/accuracy per epoch) in a new event file in DIR"),
         MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions (default: online\n"
-                                "CPUs, at most 4); the results are bit-identical for any N"),
+                                "CPUs, at most 4); transformer: threads of the encoder (default: online\n"
+                                "CPUs); the results are bit-identical for any N"),
         MMP_O_COMMON,
         MMP_O_END,
     };
@@ -78,6 +83,10 @@ int main(int argc, char **argv) {
     }
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
+    if (tr.head.tx) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        mmp_txhead_set_threads(tr.head.tx, threads > 0 ? threads : nc > 0 ? (int)nc : 1);
+    }
     int start_epoch = tr.epoch;
     if (tb_dir && tr.step > 0) mmp_tensorboard_purge_from(&tb, tr.step + 1); /* --init, --resume: a restart at step + 1 */
     mmp_train_run run = {.log_every = log_every, .stop_after = stop_after, .tb = tb_dir ? &tb : NULL};

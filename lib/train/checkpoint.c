@@ -3,6 +3,7 @@
  * (written atomically); loading them back, or a plain PyTorch state dict of
  * a known head. */
 #include <errno.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "train/metrics.h"
 #include "train/train.h"
 #include "train/train_internal.h"
+#include "train/tx_head.h"
 
 static int pint(const char *v, int64_t lo, int64_t hi, int64_t *out) {
     char *e;
@@ -47,11 +49,50 @@ static char *json_names(int n, char *const *names) {
     return buf;
 }
 
+/* the optimizer state of every parameter that has one: optim.<param>.<state> */
+static void add_optim_state(const mmp_trainer *tr, mmp_st_writer *w) {
+    const mmp_head *h = &tr->head;
+    for (int i = 0; i < h->np; i++) {
+        const mmp_param *p = &h->params[i];
+        float *st[2] = {p->s1, p->s2};
+        for (int k = 0; k < 2; k++) {
+            const char *sn = mmp_optim_state_name(&tr->cfg.opt, k);
+            if (!sn || !st[k]) continue;
+            char name[160];
+            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
+            mmp_st_writer_add_f32(w, name, st[k], p->ndim, p->shape);
+        }
+    }
+}
+
+char *mmp_train_optim_path(const char *out) {
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    if (dot && (!slash || dot > slash))
+        return mmp_xasprintf("%.*s.optim%s", (int)(dot - out), out, dot);
+    return mmp_xasprintf("%s.optim", out);
+}
+
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen) {
     mmp_st_writer w;
     mmp_st_writer_init(&w);
     const mmp_head *h = &tr->head;
-    for (int i = 0; i < h->np; i++) {
+    if (h->tx) { /* the whole model under its own names; the optimizer state apart */
+        mmp_st_writer ow;
+        mmp_st_writer_init(&ow);
+        add_optim_state(tr, &ow);
+        mmp_meta_set(&ow.meta, "format", "mmpipe-optim");
+        mset(&ow.meta, "step", "%lld", (long long)tr->step);
+        char *op = mmp_train_optim_path(path);
+        int orc = mmp_st_writer_write(&ow, op, err, errlen);
+        free(op);
+        mmp_st_writer_free(&ow);
+        if (orc) {
+            mmp_st_writer_free(&w);
+            return -1;
+        }
+        mmp_txhead_save(h->tx, &w);
+    }
+    for (int i = 0; i < h->np && !h->tx; i++) {
         const mmp_param *p = &h->params[i];
         mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
     }
@@ -61,17 +102,7 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
         mmp_st_writer_add_f32(&w, "standardize.mean", tr->mean, 1, sh);
         mmp_st_writer_add_f32(&w, "standardize.std", tr->std, 1, sh);
     }
-    for (int i = 0; i < h->np; i++) {
-        const mmp_param *p = &h->params[i];
-        float *st[2] = {p->s1, p->s2};
-        for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(&tr->cfg.opt, k);
-            if (!sn || !st[k]) continue;
-            char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            mmp_st_writer_add_f32(&w, name, st[k], p->ndim, p->shape);
-        }
-    }
+    if (!h->tx) add_optim_state(tr, &w);
     mmp_meta *m = &w.meta;
     mmp_meta_set(m, "format", "mmpipe-head");
     mmp_train_cfg_to_meta(&tr->cfg, m);
@@ -266,25 +297,51 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
             goto out;
         }
     }
+    mmp_safetensors ost; /* --head transformer: the optimizer state beside the checkpoint */
+    const mmp_safetensors *osrc = &st;
+    int have_ost = 0;
+    if (tr->head.tx) {
+        char *op = mmp_train_optim_path(path);
+        if (access(op, F_OK) == 0) {
+            if (mmp_st_open(&ost, op, e2, sizeof e2)) {
+                mmp_errf(err, errlen, "%s", e2);
+                free(op);
+                goto out;
+            }
+            have_ost = 1;
+            const char *os = mmp_meta_get(&ost.meta, "step"), *cs = mmp_meta_get(m, "step");
+            if (!os || !cs || strcmp(os, cs)) {
+                mmp_errf(err, errlen, "%s: the optimizer state is of step %s, the checkpoint %s of step %s", op, os ? os : "?", path,
+                         cs ? cs : "?");
+                free(op);
+                mmp_st_close(&ost);
+                goto out;
+            }
+            osrc = &ost;
+        }
+        free(op);
+    }
     for (int i = 0; i < tr->head.np && !tr->clip; i++) {
         mmp_param *p = &tr->head.params[i];
-        if (mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out;
+        if (!tr->head.tx && mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out_ost;
         const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};
         float **dst[2] = {&p->s1, &p->s2};
         for (int k = 0; k < 2; k++) {
             if (!sn[k]) continue;
             char name[160];
             snprintf(name, sizeof name, "optim.%s.%s", p->name, sn[k]);
-            const mmp_tensor *o = mmp_st_get(&st, name);
+            const mmp_tensor *o = mmp_st_get(osrc, name);
             if (!o) continue;
             if ((size_t)mmp_numel(o->ndim, o->shape) != p->n || o->dtype != MMP_F32) {
-                mmp_errf(err, errlen, "%s: tensor %s has the wrong shape", path, name);
-                goto out;
+                mmp_errf(err, errlen, "%s: tensor %s has the wrong shape", have_ost ? osrc->path : path, name);
+                goto out_ost;
             }
             *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
             memcpy(*dst[k], o->data, sizeof(float) * p->n);
         }
     }
+    if (have_ost) mmp_st_close(&ost);
+    have_ost = 0;
     const mmp_tensor *mt = mmp_st_get(&st, "standardize.mean"), *sd = mmp_st_get(&st, "standardize.std");
     if (mt || sd) {
         if (!mt || !sd || mt->dtype != MMP_F32 || sd->dtype != MMP_F32 || mmp_numel(mt->ndim, mt->shape) != tr->in_dim ||
@@ -324,6 +381,8 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     snprintf(tr->feature, sizeof tr->feature, "%s", tr->cfg.feature);
     snprintf(tr->pair_field, sizeof tr->pair_field, "%s", tr->cfg.pair_field);
     ret = 0;
+out_ost:
+    if (have_ost) mmp_st_close(&ost);
 out:
     mmp_meta_free(&im);
     mmp_st_close(&st);

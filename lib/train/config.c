@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "train/resnet_tail.h"
+#include "train/tx_head.h"
 
 const char *mmp_loss_name(mmp_loss_kind k) {
     static const char *n[] = {"ce", "bce", "contrastive", "triplet"};
@@ -127,7 +128,7 @@ static int set_backbone(const mmp_option *o, void *t, const char *v, char *err, 
 }
 static int fmt_backbone(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (!MMP_HEAD_IS_TAIL(c->head)) return 0;
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER) return 0;
     snprintf(buf, n, "%s", c->backbone);
     return 1;
 }
@@ -176,7 +177,7 @@ static int set_in_hw(const mmp_option *o, void *t, const char *v, char *err, siz
 }
 static int fmt_in_hw(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (!MMP_HEAD_IS_TAIL(c->head) || c->in_h <= 0) return 0;
+    if ((!MMP_HEAD_IS_TAIL(c->head) && !(c->head == MMP_HEAD_TRANSFORMER && c->modality == 0)) || c->in_h <= 0) return 0;
     snprintf(buf, n, "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
     return 1;
 }
@@ -219,7 +220,8 @@ static int set_in_std(const mmp_option *o, void *t, const char *v, char *err, si
     return 0;
 }
 static int fmt_norm3(const mmp_train_cfg *c, const float *f, char *buf, size_t n) {
-    if (!MMP_HEAD_IS_TAIL(c->head) || !c->from_input || c->in_std[0] <= 0) return 0;
+    int images = (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || (c->head == MMP_HEAD_TRANSFORMER && c->modality == 0);
+    if (!images || c->in_std[0] <= 0) return 0;
     snprintf(buf, n, "%.9g,%.9g,%.9g", f[0], f[1], f[2]);
     return 1;
 }
@@ -230,6 +232,103 @@ static int fmt_in_mean(const mmp_option *o, const void *t, char *buf, size_t n) 
 static int fmt_in_std(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
     return fmt_norm3(c, c->in_std, buf, n);
+}
+
+/* transformer head: --unfreeze, --modality, --max-length, --lora-*: recorded for it only */
+static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    int k, n;
+    if (mmp_unfreeze_parse(v, &k, &n) || strlen(v) >= sizeof c->unfreeze) return -1;
+    snprintf(c->unfreeze, sizeof c->unfreeze, "%s", !strcmp(v, "bn") ? "norm" : v);
+    return 0;
+}
+static int fmt_unfreeze(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (c->head != MMP_HEAD_TRANSFORMER) return 0;
+    snprintf(buf, n, "%s", c->unfreeze);
+    return 1;
+}
+static int set_modality(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (!strcmp(v, "auto")) c->modality = -1;
+    else if (!strcmp(v, "image")) c->modality = 0;
+    else if (!strcmp(v, "text")) c->modality = 1;
+    else return -1;
+    return 0;
+}
+static int fmt_modality(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (c->head != MMP_HEAD_TRANSFORMER) return 0;
+    snprintf(buf, n, "%s", c->modality < 0 ? "auto" : c->modality ? "text" : "image");
+    return 1;
+}
+static int fmt_tx_int(const mmp_train_cfg *c, int v, char *buf, size_t n) {
+    if (c->head != MMP_HEAD_TRANSFORMER) return 0;
+    snprintf(buf, n, "%d", v);
+    return 1;
+}
+static int set_max_length(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long x = strtol(v, &e, 10);
+    if (!strcmp(v, "auto")) x = 0, e = "";
+    if (e == v || *e || x < 0 || x > 1 << 20) return -1;
+    ((mmp_train_cfg *)t)->max_length = (int)x;
+    return 0;
+}
+static int fmt_max_length(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return c->modality == 1 ? fmt_tx_int(c, c->max_length, buf, n) : 0;
+}
+static int lora_on(const mmp_train_cfg *c) { return c->head == MMP_HEAD_TRANSFORMER && !strcmp(c->unfreeze, "lora"); }
+static int set_lora_rank(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long x = strtol(v, &e, 10);
+    if (e == v || *e || x < 1 || x > 1 << 16) return -1;
+    ((mmp_train_cfg *)t)->lora_rank = (int)x;
+    return 0;
+}
+static int fmt_lora_rank(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return lora_on(c) ? fmt_tx_int(c, c->lora_rank, buf, n) : 0;
+}
+static int set_lora_num(double *d, const char *v, double lo, double hi) {
+    char *e;
+    double x = strtod(v, &e);
+    if (e == v || *e || !(x >= lo && x <= hi)) return -1;
+    *d = x;
+    return 0;
+}
+static int set_lora_alpha(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    return set_lora_num(&((mmp_train_cfg *)t)->lora_alpha, v, 1e-12, 1e12);
+}
+static int set_lora_dropout(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (set_lora_num(&c->lora_dropout, v, 0, 1)) return -1;
+    return c->lora_dropout < 1 ? 0 : -1;
+}
+static int fmt_lora_alpha(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (!lora_on(c)) return 0;
+    snprintf(buf, n, "%.17g", c->lora_alpha);
+    return 1;
+}
+static int fmt_lora_dropout(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (!lora_on(c)) return 0;
+    snprintf(buf, n, "%.17g", c->lora_dropout);
+    return 1;
+}
+static int set_lora_targets(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (strlen(v) >= sizeof c->lora_targets) return -1;
+    snprintf(c->lora_targets, sizeof c->lora_targets, "%s", v);
+    return 0;
+}
+static int fmt_lora_targets(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (!lora_on(c) || !c->lora_targets[0]) return 0;
+    snprintf(buf, n, "%s", c->lora_targets);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -261,7 +360,7 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL}; /* index = 
 /* The order of the entries is the order of the keys in a checkpoint's metadata. */
 const mmp_option mmp_train_options[] = {
     MMP_O_TEXT("model:"),
-    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail",
+    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|transformer",
        "default linear (pair for --loss contrastive|triplet)\n"
        "gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
        "  of --feature and --pair-field, then nn.Linear(F, C) (ce/bce); raw\n"
@@ -273,7 +372,10 @@ const mmp_option mmp_train_options[] = {
        "  (see docs/train.md)\n"
        "resnet-tail: partly unfrozen torchvision ResNet: trains the blocks\n"
        "  after layerL (or block layerL.i) .. layer4 (BN in eval mode) + fc\n"
-       "  on activations cached by mmp-embed --layer layerL:flat",
+       "  on activations cached by mmp-embed --layer layerL:flat\n"
+       "transformer: a whole ViT / CLIP tower / BERT encoder (--backbone)\n"
+       "  + nn.Linear on its pooled output, on image or text records\n"
+       "  (--unfreeze; see docs/train.md)",
        .flags = ARCH),
     FN("hidden", "hidden", set_hidden, fmt_hidden, "", "N[,N...]", "MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks",
        .flags = ARCH),
@@ -322,7 +424,7 @@ const mmp_option mmp_train_options[] = {
         "second input for pair losses and fusion heads (text_embedding)", .flags = ARCH),
     STR("labels_field", "labels-field", labels_field, 1, "labels", "NAME", "multi-label targets f32 [C] for bce (labels)", .flags = ARCH),
     MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
-    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from"),
+    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from\n(transformer: the model, as mmp-embed / mmp-embed-text take it)"),
     FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]|input",
        "the input block (default: the stream's embed.layer); input: the whole\n"
        "network from image records (--feature default image: u8 [H,W,3] or\n"
@@ -340,6 +442,24 @@ const mmp_option mmp_train_options[] = {
        "--from input: normalization of u8 images (default: the backbone's\n"
        "__metadata__ input_mean, else torchvision's 0.485,0.456,0.406)", .flags = ARCH),
     FN("input_std", "input-std", set_in_std, fmt_in_std, "auto", "S,S,S", "(default: input_std, else 0.229,0.224,0.225)", .flags = ARCH),
+    MMP_O_TEXT("transformers (--head transformer --backbone MODEL):"),
+    FN("unfreeze", "unfreeze", set_unfreeze, fmt_unfreeze, "all", "head|last:N|all|norm|lora",
+       "what trains besides the classifier: nothing (head), the last N blocks\n"
+       "and the final norm, every parameter (all), the LayerNorm affines\n"
+       "(norm; bn is a synonym), LoRA adapters (lora) (all)", .flags = ARCH),
+    FN("modality", "modality", set_modality, fmt_modality, "auto", "image|text",
+       "the records: images (field --feature, default image) or texts (the\n"
+       "record's text); default from the model (BERT, a text tower: text) or\n"
+       "the first record (two-tower CLIP)", .flags = ARCH),
+    FN("max_length", "max-length", set_max_length, fmt_max_length, "auto", "N",
+       "text: tokens per record, start/end included (the model's: BERT's\n"
+       "max_seq_length, CLIP's context)", .flags = ARCH),
+    FN("lora_rank", "lora-rank", set_lora_rank, fmt_lora_rank, "8", "R", "--unfreeze lora: adapter rank (8)", .flags = ARCH),
+    FN("lora_alpha", "lora-alpha", set_lora_alpha, fmt_lora_alpha, "8", "A", "--unfreeze lora: scaling alpha/R (8)", .flags = ARCH),
+    FN("lora_dropout", "lora-dropout", set_lora_dropout, fmt_lora_dropout, "0", "P", "--unfreeze lora: dropout on the adapter input (0)"),
+    FN("lora_targets", "lora-targets", set_lora_targets, fmt_lora_targets, "", "PATTERNS",
+       "--unfreeze lora: comma-separated PEFT target_modules patterns\n"
+       "(default: the attention query and value projections)", .flags = ARCH),
     MMP_O_END,
 };
 
@@ -391,8 +511,11 @@ void mmp_train_cfg_resolve(mmp_train_cfg *c) {
     if ((int)c->head == -1)
         c->head = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET ? MMP_HEAD_PAIR
                   : c->nhidden > 0 ? MMP_HEAD_MLP : MMP_HEAD_LINEAR;
-    if (MMP_HEAD_IS_TAIL(c->head) && c->from_input && !strcmp(c->feature, "embedding"))
+    if (((MMP_HEAD_IS_TAIL(c->head) && c->from_input) || (c->head == MMP_HEAD_TRANSFORMER && c->modality == 0)) &&
+        !strcmp(c->feature, "embedding"))
         snprintf(c->feature, sizeof c->feature, "image"); /* mmp-decode's field */
+    if (c->head == MMP_HEAD_TRANSFORMER && c->modality == 1 && !strcmp(c->feature, "embedding"))
+        snprintf(c->feature, sizeof c->feature, "text"); /* the record's text */
     if (c->freeze_bn < 0 && !(MMP_HEAD_IS_TAIL(c->head) && c->from_input)) c->freeze_bn = 1;
     if (c->freeze_bn < 0) c->freeze_bn = 0; /* --from input: train-mode BN */
     if (isnan(c->dropout)) c->dropout = c->head == MMP_HEAD_MNV2_TAIL ? 0.2 : 0;
@@ -426,6 +549,13 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
             mmp_errf(err, errlen, "--no-freeze-bn needs --from input (the tails on cached activations keep BatchNorm frozen)");
             return -1;
         }
+    }
+    if (c->head == MMP_HEAD_TRANSFORMER) {
+        if (c->standardize > 0)
+            return mmp_errf(err, errlen, "--standardize is not available for the transformer head (it sees the records as the model does)");
+        if (c->nhidden > 0) return mmp_errf(err, errlen, "--hidden needs --head mlp");
+        if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head transformer trains with --loss ce");
+        if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
     }
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");

@@ -31,6 +31,8 @@
  *           BN in eval mode: torchvision's names (layer4.0.conv1.weight, layer4.0.bn1.*,
  *           layer4.0.downsample.0.weight ..., fc.weight [C,F], fc.bias); see
  *           train/resnet_tail.h.
+ *   transformer  a whole ViT / CLIP tower / BERT encoder + classifier (train/tx_head.h):
+ *           the backbone's own tensor names, classifier.weight/bias (timm: head.*).
  */
 #ifndef MMP_TRAIN_HEAD_H
 #define MMP_TRAIN_HEAD_H
@@ -48,7 +50,7 @@ extern "C" {
 #endif
 
 typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL,
-               MMP_HEAD_RESNET_TAIL } mmp_head_kind;
+               MMP_HEAD_RESNET_TAIL, MMP_HEAD_TRANSFORMER } mmp_head_kind;
 /* 1 for the CNN-tail heads (mnv2-tail, resnet-tail: h->tail) */
 #define MMP_HEAD_IS_TAIL(k) ((k) == MMP_HEAD_MNV2_TAIL || (k) == MMP_HEAD_RESNET_TAIL)
 /* 1 for the fusion heads (gated, attention) */
@@ -81,6 +83,8 @@ typedef struct {
     float *fcache, *fh, *fdh; /* forward cache, h [N,F], dh [N,F] */
     /* mnv2-tail: the CNN tail (owns the parameters: params/np are its own) */
     mmp_cnn_tail *tail;
+    /* transformer: the tower + classifier (train/tx_head.h; owns params/np likewise) */
+    struct mmp_txhead *tx;
 } mmp_head;
 
 const char *mmp_head_kind_name(mmp_head_kind k);

@@ -81,6 +81,13 @@ typedef struct {
     int from_input;
     int freeze_bn;        /* BatchNorm in eval mode (1) or train mode (0); -1: train mode for --from input, else frozen */
     float in_mean[3], in_std[3]; /* --from input: the normalization (in_std[0] = 0: the backbone's) */
+    /* transformer head (train/tx_head.h): backbone = the model; in_h/in_w, in_mean/in_std: its images */
+    char unfreeze[32];    /* head|last:N|all|norm|lora */
+    int modality;         /* -1 auto (from the model and the records), 0 image records, 1 text records */
+    int max_length;       /* text: tokens per record, start/end included (0: the model's) */
+    int lora_rank;        /* --unfreeze lora: rank, alpha, dropout, target name patterns (PEFT's) */
+    double lora_alpha, lora_dropout;
+    char lora_targets[256];
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option
@@ -261,6 +268,10 @@ int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, 
 int mmp_trainer_check_batches(const mmp_trainer *tr, const mmp_dataset *ds, char *err, size_t errlen);
 /* The default --last of a run with --dev: OUT with ".last" before the extension (heap). */
 char *mmp_train_last_path(const char *out);
+/* Where a transformer head's optimizer state goes: OUT with ".optim" before
+ * the extension (heap); written atomically with every checkpoint, read back
+ * by mmp_trainer_load when present (its step must be the checkpoint's). */
+char *mmp_train_optim_path(const char *out);
 /* Writes the checkpoint atomically. 0 or -1 (err). */
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen);
 /* Batch inference: logits[N,C] (linear/mlp) for standardized x[N,D]. */
