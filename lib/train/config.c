@@ -446,7 +446,8 @@ const mmp_option mmp_train_options[] = {
     FN("unfreeze", "unfreeze", set_unfreeze, fmt_unfreeze, "all", "head|last:N|all|norm|lora",
        "what trains besides the classifier: nothing (head), the last N blocks\n"
        "and the final norm, every parameter (all), the LayerNorm affines\n"
-       "(norm; bn is a synonym), LoRA adapters (lora) (all)", .flags = ARCH),
+       "(norm; bn is a synonym), LoRA adapters (lora) (all); may change\n"
+       "with --init (e.g. head first, then all)"),
     FN("modality", "modality", set_modality, fmt_modality, "auto", "image|text",
        "the records: images (field --feature, default image) or texts (the\n"
        "record's text); default from the model (BERT, a text tower: text) or\n"

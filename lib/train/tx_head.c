@@ -395,6 +395,12 @@ void mmp_txhead_backward(mmp_txhead *t, int64_t N, const float *dlogits) {
     if (!t->text) mmp_tx_image_bwd(t->m, t->sv, dfeat, &t->gv, NULL);
     else if (t->bert) mmp_bert_bwd(t->bert, t->sv, dfeat, &t->gb, NULL);
     else mmp_tx_text_bwd(t->tm, t->sv, dfeat, &t->gt, NULL);
+    /* The key bias adds q.b_k to every score of a query alike, which the
+     * softmax cancels: its gradient is exactly zero. Computed, it is rounding
+     * noise (~1e-9) that AdamW's m/sqrt(v) would turn into +-lr steps
+     * (as the attention fusion head, train/head.c). */
+    for (int l = 0; l < t->layers; l++)
+        if (t->gblock[l].k_b) memset(t->gblock[l].k_b, 0, sizeof(float) * (size_t)t->C);
     mmp_tx_saved_free(t->sv);
     t->sv = NULL;
 }
