@@ -285,7 +285,8 @@ out:
 static int load_tx_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen) {
     if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
     if (c->modality < 0) {
-        int m = mmp_txhead_model_modality(c->backbone);
+        int m = mmp_txhead_model_modality(c->backbone, err, errlen);
+        if (m == -2) return -1;
         c->modality = m < 0 ? 0 : m; /* a two-tower CLIP: images unless --modality text */
         mmp_train_cfg_resolve(c);
     }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "text/embed.h"
 #include "text/wordpiece.h"
@@ -147,19 +149,22 @@ static void choose(mmp_txhead *t) {
 
 const char *mmp_txhead_family(const mmp_txhead *t) { return t->bert ? "bert" : mmp_tx_family_name(t->tm->family); }
 
-int mmp_txhead_model_modality(const char *model) {
-    if (!mmp_text_is_clip(model)) {
-        /* a ViT (tx loader names) or a BERT folder */
-        mmp_tx_model *m = mmp_tx_model_load(model, NULL, 0);
-        if (m) {
-            mmp_tx_model_free(m);
-            return 0;
-        }
-        return 1;
+int mmp_txhead_model_modality(const char *model, char *err, size_t errlen) {
+    char e2[1024];
+    mmp_tx_model *m = mmp_tx_model_load(model, e2, sizeof e2);
+    if (!m) {
+        if (mmp_text_is_clip(model)) return mmp_errf(err, errlen, "--backbone: %s", e2), -2;
+        /* a BERT-family model: a folder (or a weights file) with vocab.txt */
+        struct stat sb;
+        char *v = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode) ? mmp_xasprintf("%s/vocab.txt", model)
+                  : strrchr(model, '/') ? mmp_xasprintf("%.*s/vocab.txt", (int)(strrchr(model, '/') - model), model)
+                                        : mmp_xstrdup("vocab.txt");
+        int bert = access(v, R_OK) == 0;
+        free(v);
+        if (bert) return 1;
+        mmp_errf(err, errlen, "--backbone: %s; nor a BERT-family model (no vocab.txt beside it)", e2);
+        return -2;
     }
-    char err[512];
-    mmp_tx_model *m = mmp_tx_model_load(model, err, sizeof err);
-    if (!m) return 0; /* the loader's error comes later */
     int r = m->vision && m->text ? -1 : m->text ? 1 : 0;
     mmp_tx_model_free(m);
     return r;

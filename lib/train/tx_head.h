@@ -90,8 +90,9 @@ int mmp_txhead_is_text(const mmp_txhead *t);
 int mmp_txhead_model_normalization(const char *model, float mean[3], float std[3], char *err, size_t errlen);
 /* Images of H x W fit the image tower (multiples of the patch). 0 or -1. */
 int mmp_txhead_check_image_size(const mmp_txhead *t, int64_t H, int64_t W, char *err, size_t errlen);
-/* 1 when MODEL's records should be texts (a BERT folder, a CLIP text tower
- * only); 0 images; for a two-tower CLIP: -1 (decided by the records). */
-int mmp_txhead_model_modality(const char *model);
+/* 1 when MODEL's records are texts (a BERT folder, a CLIP text tower only);
+ * 0 images; -1 a two-tower CLIP (images unless --modality text); -2 with one
+ * line in err: no model the transformer head knows. */
+int mmp_txhead_model_modality(const char *model, char *err, size_t errlen);
 
 #endif
