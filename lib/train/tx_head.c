@@ -372,13 +372,16 @@ void mmp_txhead_forward(mmp_txhead *t, const float *x, int64_t N, int train, flo
             free(hid);
         } else
             rc = mmp_tx_text_embed(t->tm, t->ids, t->lens, (int)N, MMP_TX_OUT_POOLED, t->feat, NULL, err, sizeof err);
-    } else {
+    } else { /* last:N: the blocks below run in inference mode, keeping nothing */
+        const int frozen = t->unfreeze == MMP_UNFREEZE_LAST ? t->layers - t->last_n : 0;
         if (!t->text)
-            t->sv = mmp_tx_image_fwd_train(t->m, x, (int)N, (int)t->H, (int)t->W, MMP_TX_OUT_POOLED, t->feat, err, sizeof err);
+            t->sv = mmp_tx_image_fwd_train_part(t->m, x, (int)N, (int)t->H, (int)t->W, MMP_TX_OUT_POOLED, frozen, t->feat, err,
+                                                sizeof err);
         else if (t->bert)
-            t->sv = mmp_bert_fwd_train(t->bert, t->ids, t->lens, (int)N, t->feat, err, sizeof err);
+            t->sv = mmp_bert_fwd_train_part(t->bert, t->ids, t->lens, (int)N, frozen, t->feat, err, sizeof err);
         else
-            t->sv = mmp_tx_text_fwd_train(t->tm, t->ids, t->lens, (int)N, MMP_TX_OUT_POOLED, t->feat, err, sizeof err);
+            t->sv = mmp_tx_text_fwd_train_part(t->tm, t->ids, t->lens, (int)N, MMP_TX_OUT_POOLED, frozen, t->feat, err,
+                                               sizeof err);
         rc = t->sv ? 0 : -1;
     }
     if (rc) mmp_die("%s", err); /* sizes and ids are checked when the data is read */
