@@ -1,7 +1,8 @@
 """mmp-train-step --head transformer against PyTorch (skips without torch and
 transformers/timm, found on PYTHONPATH or in ~/.local/share/mmpipe-peers):
 the tiny random models of tests/fixtures/tx_train (HF ViT, timm ViT, HF CLIP's
-image tower) on u8 12x12 image records, and the tiny BERT (its vocab.txt from
+image tower) on u8 12x12 image records, HF CLIP's text tower
+(tests/fixtures/tx_models/clip_text_hf, open_clip's vocabulary) and the tiny BERT (its vocab.txt from
 tests/fixtures/gen_tx_train_vocab.py) on text records. From the --epochs 0 checkpoint (the same initial
 classifier; it loads with strict=True into the library's module:
 ViTForImageClassification, timm's VisionTransformer, CLIPModel / BertModel
@@ -132,6 +133,18 @@ def build(fam, sd, ncls):
         m = m.double().eval()
         mod = torch.nn.ModuleDict({"m": m, "classifier": cls.double()})
         return mod, lambda x: mod["classifier"](m.vision_model(pixel_values=x).pooler_output)
+    if fam.name == "clip-hf-text":
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+        cfg = CLIPTextConfig.from_pretrained(fam.backbone)
+        m = (CLIPTextModelWithProjection if "text_projection.weight" in sdt else CLIPTextModel)(cfg)
+        if "text_model.embeddings.position_ids" not in sdt:  # a buffer transformers 4.30 saves; the file has none
+            sdt["text_model.embeddings.position_ids"] = m.text_model.embeddings.position_ids.clone()
+        m.load_state_dict(sdt, strict=True)
+        m = m.double().eval()
+        mod = torch.nn.ModuleDict({"m": m, "classifier": cls.double()})
+        # the EOS token (the largest id, transformers 4.30's argmax) after the final LayerNorm
+        return mod, lambda ids: mod["classifier"](
+            m.text_model(input_ids=ids).last_hidden_state[torch.arange(ids.shape[0]), ids.argmax(-1)])
     from transformers import BertConfig, BertModel
     m = BertModel(BertConfig.from_pretrained(fam.backbone), add_pooling_layer="pooler.dense.weight" in sdt)
     if "embeddings.position_ids" not in sdt:  # a buffer transformers 4.30 saves; the tiny model's file has none
@@ -150,12 +163,16 @@ def build(fam, sd, ncls):
 
 def ckpt_name(fam, mod, name):
     """the checkpoint name of a torch parameter"""
-    if fam.name in ("clip-hf", "bert"):
+    if fam.name in ("clip-hf", "clip-hf-text", "bert"):
         return name[len("m."):] if name.startswith("m.") else name
     return name
 
 
 def inputs(fam, data, meta):
+    if fam.name == "clip-hf-text":  # open_clip's tokenize: start, ids, end, zeros to the context
+        from open_clip.tokenizer import SimpleTokenizer
+        tok = SimpleTokenizer(os.path.join(ROOT, "tests", "fixtures", "clip_tok", "bpe_simple_vocab_16e6.txt.gz"))
+        return tok(list(data), context_length=int(meta["max_length"]))
     if fam.text:
         from transformers import BertTokenizer
         tok = BertTokenizer.from_pretrained(fam.backbone)
@@ -208,6 +225,18 @@ def main():
     fams = [Family("vit-hf", os.path.join(FIX, "vit_hf")), Family("vit-timm", os.path.join(FIX, "timm")),
             Family("clip-hf", os.path.join(FIX, "clip_hf"))]
     fams.append(Family("bert", os.path.join(FIX, "bert"), text=True))
+    try:
+        import open_clip  # noqa: F401  (its tokenizer for the CLIP text tower's ids)
+        # HF CLIP's text tower (real vocabulary, width 8) with open_clip's vocabulary file beside it
+        ct = os.path.join(tempfile.mkdtemp(), "clip_text_hf")
+        os.makedirs(ct)
+        for f in ("model.safetensors", "config.json"):
+            os.symlink(os.path.join(ROOT, "tests", "fixtures", "tx_models", "clip_text_hf", f), os.path.join(ct, f))
+        os.symlink(os.path.join(ROOT, "tests", "fixtures", "clip_tok", "bpe_simple_vocab_16e6.txt.gz"),
+                   os.path.join(ct, "bpe_simple_vocab_16e6.txt.gz"))
+        fams.append(Family("clip-hf-text", ct, text=True))
+    except ImportError:
+        print("SKIP part: open_clip not installed (the CLIP text tower's tokenizer)")
     ncls, n = 3, 8
     tmp = tempfile.mkdtemp()
     for fam in fams:
@@ -267,6 +296,7 @@ def is_trainable(fam, name, unf):
         return True
     last = {"vit-hf": ("vit.encoder.layer.1.", "vit.layernorm."), "vit-timm": ("blocks.1.", "norm.", "fc_norm."),
             "clip-hf": ("vision_model.encoder.layers.1.", "vision_model.post_layernorm."),
+            "clip-hf-text": ("text_model.encoder.layers.1.", "text_model.final_layer_norm."),
             "bert": ("encoder.layer.1.",)}[fam.name]
     return name.startswith(last)
 
