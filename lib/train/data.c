@@ -284,6 +284,9 @@ out:
  * says (or --input-mean/--input-std), text records tokenized by its tokenizer */
 static int load_tx_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen) {
     if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
+    char *rp = realpath(c->backbone, NULL); /* recorded whole: the fine-tuned model's loaders find its configs there */
+    if (rp && strlen(rp) < sizeof c->backbone) snprintf(c->backbone, sizeof c->backbone, "%s", rp);
+    free(rp);
     if (c->modality < 0) {
         int m = mmp_txhead_model_modality(c->backbone, err, errlen);
         if (m == -2) return -1;

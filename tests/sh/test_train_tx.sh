@@ -5,6 +5,7 @@
 # - --resume after --stop-after-epochs 1: the checkpoint and the optimizer state
 #   (OUT.optim.safetensors) bit-identical to an uninterrupted run;
 # - -j 1 and -j 3: bit-identical checkpoints;
+# - mmp-embed / mmp-embed-text --model CKPT load the fine-tuned tower;
 # - bad inputs: a record without the image / text, images of two sizes, images
 #   the patches do not tile, an unknown model, last:N beyond the blocks: one
 #   line naming the file/record, non-zero exit, no checkpoint written.
@@ -69,6 +70,29 @@ def load(p):
 a, b = load(sys.argv[1]), load(sys.argv[2])
 sys.exit(any(a[k] != b[k] for k in b if not k.startswith("classifier.")))
 PY
+
+# mmp-embed / mmp-embed-text --model CKPT: the fine-tuned tower (configs and vocabulary from its
+# backbone); after --unfreeze head its embeddings are the backbone's bits, after training all they differ
+same_emb() { "$MMP_PYTHON" - "$1" "$2" "$3" <<'PY'
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["MMP_ROOT"], "formats", "python"))
+from mmpipe import stream
+a = [r["tensors"][sys.argv[3]].tobytes() for r in stream.load(sys.argv[1])[1]]
+b = [r["tensors"][sys.argv[3]].tobytes() for r in stream.load(sys.argv[2])[1]]
+sys.exit(0 if a == b and a else 1)
+PY
+}
+for m in vit_hf:img:mmp-embed:embedding timm:img:mmp-embed:embedding clip_oc:img:mmp-embed:embedding bert:txt:mmp-embed-text:text_embedding; do
+  IFS=: read -r name data tool field <<< "$m"
+  mmp-train-step $T --backbone "$FX/$name" --unfreeze head --out h_$name.safetensors $data.mmp 2>/dev/null || fail "$name: --unfreeze head"
+  $tool --model "$FX/$name" $data.mmp > e0.mmp 2>/dev/null || fail "$name: $tool on the backbone"
+  if $tool --model h_$name.safetensors $data.mmp > e1.mmp 2> err.txt && $tool --model $name.safetensors $data.mmp > e2.mmp 2>> err.txt; then
+    same_emb e0.mmp e1.mmp $field && ok "$name: $tool --model CKPT (--unfreeze head): the backbone's embeddings" \
+      || fail "$name: $tool of the head-only checkpoint differs from the backbone's"
+    same_emb e0.mmp e2.mmp $field && fail "$name: $tool of the fine-tuned checkpoint gives the backbone's embeddings" \
+      || ok "$name: $tool --model CKPT (fine-tuned): other embeddings"
+  else fail "$name: $tool --model CKPT: $(cat err.txt)"; fi
+done
 
 # bad inputs: one line, non-zero, no checkpoint
 bad() { # name, expected text, args...
