@@ -450,8 +450,8 @@ const mmp_option mmp_train_options[] = {
        "with --init (e.g. head first, then all)"),
     FN("modality", "modality", set_modality, fmt_modality, "auto", "image|text",
        "the records: images (field --feature, default image) or texts (the\n"
-       "record's text); default from the model (BERT, a text tower: text) or\n"
-       "the first record (two-tower CLIP)", .flags = ARCH),
+       "record's text); default from the model (BERT, a text tower: text;\n"
+       "a two-tower CLIP: image)", .flags = ARCH),
     FN("max_length", "max-length", set_max_length, fmt_max_length, "auto", "N",
        "text: tokens per record, start/end included (the model's: BERT's\n"
        "max_seq_length, CLIP's context)", .flags = ARCH),

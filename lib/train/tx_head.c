@@ -305,6 +305,20 @@ void mmp_txhead_free(mmp_txhead *t) {
     free(t);
 }
 
+int mmp_txhead_add_trainable(mmp_txhead *t, const char *name, float *w, float *g, int ndim, const int64_t *shape, int decay) {
+    if (strlen(name) >= sizeof t->params[0].name || ndim > MMP_PARAM_MAXDIM) return -1;
+    t->params = mmp_xrealloc(t->params, sizeof *t->params * (size_t)(t->np + 1));
+    memmove(&t->params[t->np - 1], &t->params[t->np - 2], 2 * sizeof *t->params); /* the classifier stays last */
+    mmp_param *v = &t->params[t->np - 2];
+    memset(v, 0, sizeof *v);
+    snprintf(v->name, sizeof v->name, "%s", name);
+    v->ndim = ndim, v->n = 1;
+    for (int d = 0; d < ndim; d++) v->shape[d] = shape[d], v->n *= (size_t)shape[d];
+    v->w = w, v->g = g, v->decay = decay;
+    t->np++;
+    return 0;
+}
+
 mmp_param *mmp_txhead_params(mmp_txhead *t, int *np) {
     *np = t->np;
     return t->params;

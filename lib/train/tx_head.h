@@ -53,6 +53,12 @@ void mmp_txhead_free(mmp_txhead *t);
 /* The parameters the optimizer steps: the trainable tower tensors (views of
  * the model's weights) then the classifier (weight, bias); owned by t. */
 mmp_param *mmp_txhead_params(mmp_txhead *t, int *np);
+/* Adds an extra trainable parameter (a view: w and g stay the caller's, e.g.
+ * LoRA adapters under PEFT's names) before the classifier; its gradient must
+ * be written by the caller's part of the backward. Call before the trainer
+ * takes the parameter list (mmp_txhead_params again after). 0 or -1 (name too
+ * long, too many dimensions). */
+int mmp_txhead_add_trainable(mmp_txhead *t, const char *name, float *w, float *g, int ndim, const int64_t *shape, int decay);
 /* Input row width (3*H*W for images of H x W, max_length + 1 for texts;
  * 0: images of any size until the first forward). */
 int64_t mmp_txhead_in_dim(const mmp_txhead *t);
