@@ -60,6 +60,11 @@ for m in vit_hf:img timm:img clip_oc:img bert:txt; do
     ok "$name: --resume bit-identical (weights and optimizer state)"
   else fail "$name: --resume differs from the uninterrupted run"; fi
 done
+# --dev with early stopping: the best epoch's checkpoint and its optimizer state, and the last one's
+if mmp-train-step $T --epochs 4 --backbone "$FX/vit_hf" --dev img.mmp --patience 1 --out dev.safetensors img.mmp 2> err.txt &&
+   [ -f dev.optim.safetensors ] && [ -f dev.last.safetensors ] && [ -f dev.last.optim.safetensors ]; then ok "--dev: $(tail -1 err.txt)"
+else fail "--dev: $(cat err.txt; ls)"; fi
+
 # --unfreeze head: the classifier alone moves (the tower tensors stay the backbone's bits)
 mmp-train-step $T --backbone "$FX/vit_hf" --unfreeze head --out head.safetensors img.mmp 2>/dev/null || fail "--unfreeze head"
 "$MMP_PYTHON" - head.safetensors "$FX/vit_hf/model.safetensors" <<'PY' && ok "--unfreeze head: the tower unchanged" || fail "--unfreeze head changed the tower"
