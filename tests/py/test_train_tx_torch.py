@@ -251,7 +251,7 @@ def main():
         init = os.path.join(d, "init.safetensors")
         run(*base, "--epochs", 0, "--seed", 7, "--out", init, rec)
         sd0, meta = read_st(init)
-        for unf in ("all", "last:1", "head"):
+        for unf in ("all", "last:1", "norm", "head"):
             out = os.path.join(d, "g_%s.safetensors" % unf.replace(":", ""))
             run(*base, "--init", init, "--unfreeze", unf, "--optimizer", "sgd", "--lr", 1000, "--weight-decay", 0,
                 "--momentum", 0, "--epochs", 1, "--out", out, rec)
@@ -291,7 +291,9 @@ def main():
 
 
 def is_trainable(fam, name, unf):
-    """last:1: the last block and the final norm(s)"""
+    """last:1: the last block and the final norm(s); norm: every LayerNorm"""
+    if unf == "norm":
+        return any(k in name for k in ("norm", "LayerNorm", "layrnorm"))
     if unf != "last:1":
         return True
     last = {"vit-hf": ("vit.encoder.layer.1.", "vit.layernorm."), "vit-timm": ("blocks.1.", "norm.", "fc_norm."),
