@@ -9,8 +9,8 @@ ViTForImageClassification, timm's VisionTransformer, CLIPModel / BertModel
 plus an nn.Linear classifier) PyTorch (float64) computes
   - the gradient of every trainable parameter (one batch of all records;
     recovered from the CLI's checkpoint after one SGD step with lr 1000):
-    within 1e-4 of each tensor's largest gradient, for --unfreeze all, last:1
-    and head; the frozen tensors of the CLI's checkpoint are bit-identical to
+    within 1e-4 of each tensor's largest gradient, for --unfreeze all, last:1,
+    norm and head; the frozen tensors of the CLI's checkpoint are bit-identical to
     the backbone's;
   - 5 AdamW steps and 5 SGD (momentum 0.9, weight decay 0.01) steps: every
     weight within 1e-5 of each tensor's largest value."""
