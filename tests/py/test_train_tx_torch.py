@@ -7,6 +7,7 @@ tests/fixtures/gen_tx_train_vocab.py) on text records. From the --epochs 0 check
 classifier; it loads with strict=True into the library's module:
 ViTForImageClassification, timm's VisionTransformer, CLIPModel / BertModel
 plus an nn.Linear classifier) PyTorch (float64) computes
+  - the loss of the first step (the CLI's --log) and mmp-eval's logits, within 1e-5;
   - the gradient of every trainable parameter (one batch of all records;
     recovered from the CLI's checkpoint after one SGD step with lr 1000):
     within 1e-4 of each tensor's largest gradient, for --unfreeze all, last:1,
@@ -206,10 +207,13 @@ def torch_train(fam, sd, meta, data, labels, ncls, trainable, opt, steps):
                 C = p.shape[0] // 3
                 p.grad[C:2 * C] = 0
     if opt == "grad":
-        loss = torch.nn.functional.cross_entropy(fwd(x), y)
+        logits = fwd(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
         loss.backward()
         zero_key_bias()
-        return {names[n]: p.grad.numpy() for n, p in mod.named_parameters() if p.grad is not None}
+        g = {names[n]: p.grad.numpy() for n, p in mod.named_parameters() if p.grad is not None}
+        g[" loss"], g[" logits"] = loss.item(), logits.detach().numpy()
+        return g
     o = (torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01) if opt == "adamw"
          else torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=0.01))
     for _ in range(steps):
@@ -253,8 +257,9 @@ def main():
         sd0, meta = read_st(init)
         for unf in ("all", "last:1", "norm", "head"):
             out = os.path.join(d, "g_%s.safetensors" % unf.replace(":", ""))
+            log = os.path.join(d, "log.jsonl")
             run(*base, "--init", init, "--unfreeze", unf, "--optimizer", "sgd", "--lr", 1000, "--weight-decay", 0,
-                "--momentum", 0, "--epochs", 1, "--out", out, rec)
+                "--momentum", 0, "--epochs", 1, "--log", log, "--out", out, rec)
             sd1, _ = read_st(out)
             changed = {k for k in sd0 if not np.array_equal(sd0[k], sd1[k])}
             trainable = set(changed)
@@ -264,6 +269,16 @@ def main():
                     fails.append("%s head: tower tensors changed: %s" % (fam.name, sorted(extra)[:3]))
             want = torch_train(fam, sd0, meta, data, labels, ncls,
                                {k for k in sd0 if k in changed or unf != "head" and is_trainable(fam, k, unf)}, "grad", 1)
+            loss, logits = want.pop(" loss"), want.pop(" logits")
+            step = [json.loads(l) for l in open(log) if '"step"' in l and '"loss"' in l][-1]
+            check("%s --unfreeze %s: the loss" % (fam.name, unf), np.array([step["loss"]]), np.array([loss]), 1e-5)
+            if unf == "all":  # mmp-eval's logits of the initial checkpoint
+                pred = os.path.join(d, "pred.mmp")
+                with open(pred, "wb") as f:
+                    subprocess.run([os.path.join(BUILD, "mmp-eval"), "--model", init, rec], stdout=f, check=True,
+                                   stderr=subprocess.DEVNULL)
+                got = np.stack([r["tensors"]["logits"] for r in stream.load(pred)[1]])
+                check("%s: mmp-eval's logits" % fam.name, got, logits, 1e-5)
             for k, g in want.items():
                 got = (sd0[k].astype(np.float64) - sd1[k].astype(np.float64)) / 1000.0
                 check("%s --unfreeze %s: gradient of %s" % (fam.name, unf, k), got, g, 1e-4)
