@@ -273,7 +273,7 @@ mmp_txhead *mmp_txhead_new(const char *model, int text, int64_t ncls, int unfree
             mmp_errf(err, errlen, "parameter '%s': the name is longer than the optimizer's %zu characters", full, sizeof v->name - 1);
             goto fail;
         }
-        snprintf(v->name, sizeof v->name, "%s", full);
+        memcpy(v->name, full, strlen(full) + 1);
         v->ndim = p->ndim, v->n = p->n;
         for (int d = 0; d < p->ndim; d++) v->shape[d] = p->shape[d];
         v->w = p->w, v->g = p->g, v->decay = 1;
