@@ -1,12 +1,12 @@
 """mmp-train-step --head transformer against PyTorch (skips without torch and
 transformers/timm, found on PYTHONPATH or in ~/.local/share/mmpipe-peers):
 the tiny random models of tests/fixtures/tx_train (HF ViT, timm ViT, HF CLIP's
-image tower) on u8 12x12 image records, HF CLIP's text tower
+and open_clip's image towers) on u8 12x12 image records, HF CLIP's text tower
 (tests/fixtures/tx_models/clip_text_hf, open_clip's vocabulary) and the tiny BERT (its vocab.txt from
 tests/fixtures/gen_tx_train_vocab.py) on text records. From the --epochs 0 checkpoint (the same initial
 classifier; it loads with strict=True into the library's module:
-ViTForImageClassification, timm's VisionTransformer, CLIPModel / BertModel
-plus an nn.Linear classifier) PyTorch (float64) computes
+ViTForImageClassification, timm's VisionTransformer, CLIPModel / open_clip's
+CLIP / CLIPTextModelWithProjection / BertModel plus an nn.Linear classifier) PyTorch (float64) computes
   - the loss of the first step (the CLI's --log) and mmp-eval's logits, within 1e-5;
   - the gradient of every trainable parameter (one batch of all records;
     recovered from the CLI's checkpoint after one SGD step with lr 1000):
@@ -134,6 +134,25 @@ def build(fam, sd, ncls):
         m = m.double().eval()
         mod = torch.nn.ModuleDict({"m": m, "classifier": cls.double()})
         return mod, lambda x: mod["classifier"](m.vision_model(pixel_values=x).pooler_output)
+    if fam.name == "clip-openclip":
+        import open_clip
+        mcfg = json.load(open(os.path.join(fam.backbone, "open_clip_config.json")))["model_cfg"]
+        m = open_clip.model.CLIP(**mcfg)
+        for k, v in m.state_dict().items():  # buffers the file has none of (attn_mask)
+            if k not in sdt and k == "attn_mask":
+                sdt[k] = v
+        m.load_state_dict(sdt, strict=True)
+        m = m.double().eval()
+        mod = torch.nn.ModuleDict({"m": m, "classifier": cls.double()})
+
+        def fwd(x):  # the pooled output before the projection (ln_post of the class token)
+            proj = m.visual.proj
+            m.visual.proj = None
+            try:
+                return mod["classifier"](m.visual(x))
+            finally:
+                m.visual.proj = proj
+        return mod, fwd
     if fam.name == "clip-hf-text":
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
         cfg = CLIPTextConfig.from_pretrained(fam.backbone)
@@ -164,7 +183,7 @@ def build(fam, sd, ncls):
 
 def ckpt_name(fam, mod, name):
     """the checkpoint name of a torch parameter"""
-    if fam.name in ("clip-hf", "clip-hf-text", "bert"):
+    if fam.name in ("clip-hf", "clip-openclip", "clip-hf-text", "bert"):
         return name[len("m."):] if name.startswith("m.") else name
     return name
 
@@ -203,7 +222,7 @@ def torch_train(fam, sd, meta, data, labels, ncls, trainable, opt, steps):
             nm = names[n]
             if nm.endswith(("attention.key.bias", "k_proj.bias", "attention.self.key.bias")):
                 p.grad.zero_()
-            elif nm.endswith("attn.qkv.bias"):
+            elif nm.endswith(("attn.qkv.bias", "attn.in_proj_bias")):
                 C = p.shape[0] // 3
                 p.grad[C:2 * C] = 0
     if opt == "grad":
@@ -230,7 +249,8 @@ def main():
             Family("clip-hf", os.path.join(FIX, "clip_hf"))]
     fams.append(Family("bert", os.path.join(FIX, "bert"), text=True))
     try:
-        import open_clip  # noqa: F401  (its tokenizer for the CLIP text tower's ids)
+        import open_clip  # noqa: F401  (open_clip's image tower; its tokenizer for the CLIP text tower's ids)
+        fams.append(Family("clip-openclip", os.path.join(FIX, "clip_oc")))
         # HF CLIP's text tower (real vocabulary, width 8) with open_clip's vocabulary file beside it
         ct = os.path.join(tempfile.mkdtemp(), "clip_text_hf")
         os.makedirs(ct)
@@ -308,11 +328,12 @@ def main():
 def is_trainable(fam, name, unf):
     """last:1: the last block and the final norm(s); norm: every LayerNorm"""
     if unf == "norm":
-        return any(k in name for k in ("norm", "LayerNorm", "layrnorm"))
+        return any(k in name for k in ("norm", "LayerNorm", "layrnorm", "ln_"))
     if unf != "last:1":
         return True
     last = {"vit-hf": ("vit.encoder.layer.1.", "vit.layernorm."), "vit-timm": ("blocks.1.", "norm.", "fc_norm."),
             "clip-hf": ("vision_model.encoder.layers.1.", "vision_model.post_layernorm."),
+            "clip-openclip": ("visual.transformer.resblocks.1.", "visual.ln_post."),
             "clip-hf-text": ("text_model.encoder.layers.1.", "text_model.final_layer_norm."),
             "bert": ("encoder.layer.1.",)}[fam.name]
     return name.startswith(last)
