@@ -13,6 +13,7 @@
 #include "tx/peft.h"
 #include "train/adapter.h"
 #include "train/eval.h"
+#include "train/tx_head.h"
 
 static const char usage[] =
     "usage: mmp-eval --model HEAD.safetensors [options] [FEATURES.mmp]   (default: stdin)\n"
@@ -21,6 +22,9 @@ static const char usage[] =
     "classification heads (ce/bce): every record keeps its id and label and gets\n"
     "  \"logits\" f32 [C], \"probs\" f32 [C] (softmax; sigmoid for bce), \"pred\" i64 [1] (argmax);\n"
     "  bce heads also pass the multi-label targets (\"labels\") through.\n"
+    "whole networks (--head mnv2-tail|resnet-tail --from input, --head transformer) read\n"
+    "  the records they were trained on: images (u8 [H,W,3] or normalized [3,H,W]) or the\n"
+    "  record's text (tokenized by the model's tokenizer).\n"
     "fusion heads (gated, attention) read both inputs of every record (the training\n"
     "  --feature and --pair-field, raw) and write logits/probs/pred as above; --fused also\n"
     "  writes the fused vector \"fused\" f32 [F] (what mmp-fuse --checkpoint MODEL computes).\n"
@@ -103,6 +107,10 @@ int main(int argc, char **argv) {
     }
     if (adapter ? mmp_trainer_load_adapter(&tr, model, adapter, err, sizeof err) : mmp_trainer_load(&tr, model, NULL, err, sizeof err))
         mmp_die("%s", err);
+    if (tr.head.tx) { /* a transformer: the encoder on every core (the same bits for any count) */
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        mmp_txhead_set_threads(tr.head.tx, nc > 0 ? (int)nc : 1);
+    }
     char clip_sha[65] = "";
     if (tr.clip && mmp_sha256_file(model, clip_sha)) mmp_die("%s: cannot read", model);
     if (mmp_eval_init(&ec, &tr, want_fused, model, err, sizeof err)) mmp_die("%s", err);

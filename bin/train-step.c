@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mmp.h"
@@ -12,11 +13,14 @@
 #include "train/clip_ft.h"
 #include "train/tensorboard.h"
 #include "train/train.h"
+#include "train/tx_head.h"
 
 static const char usage[] =
     "usage: mmp-train-step --out HEAD.safetensors [options] [TRAIN.mmp]   (default: stdin)\n"
-    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id);\n"
-    "--head clip: both towers of a CLIP model on image + text records (docs/train.md).\n"
+    "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id),\n"
+    "or a whole network on image / text records (--head mnv2-tail|resnet-tail --from input,\n"
+    "--head transformer --backbone MODEL); --head clip: both towers of a CLIP model on\n"
+    "image + text records (docs/train.md).\n"
     "The whole stream is held in memory; --epochs N replays it N times (file or stdin)\n"
     "in a shuffled order seeded by (--seed, epoch). Whole-network heads (--from input) read\n"
     "image records, kept as u8 and augmented per epoch with --aug-* (docs/train.md).\n"
@@ -51,8 +55,9 @@ int main(int argc, char **argv) {
         MMP_O_STRING("tensorboard", 0, &tb_dir, "DIR",
                      "TensorBoard scalars (train/loss, train/lr with the --log-every steps;\n"
                      "epoch/train_loss, dev/loss, dev/accuracy per epoch) in a new event file in DIR"),
-        MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions; clip: for the\n"
-                                "transformer (default: online CPUs, at most 4); bit-identical for any N"),
+        MMP_O_THREADS(&threads, "mnv2-tail, resnet-tail: threads for the convolutions (default: online\n"
+                                "CPUs, at most 4); transformer, clip: threads of the encoder (default:\n"
+                                "online CPUs); the results are bit-identical for any N"),
         MMP_O_COMMON,
         MMP_O_END,
     };
@@ -95,6 +100,10 @@ int main(int argc, char **argv) {
     }
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
+    if (tr.head.tx) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        mmp_txhead_set_threads(tr.head.tx, threads > 0 ? threads : nc > 0 ? (int)nc : 1);
+    }
     int start_epoch = tr.epoch;
     if (tb_dir && tr.step > 0) mmp_tensorboard_purge_from(&tb, tr.step + 1); /* --init, --resume: a restart at step + 1 */
     mmp_train_run run = {.log_every = log_every, .stop_after = stop_after, .tb = tb_dir ? &tb : NULL};

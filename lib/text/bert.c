@@ -1,5 +1,6 @@
 /* BERT encoder forward (inference) and sentence embedding; see bert.h. */
 #include "text/bert.h"
+#include "tx/model.h"
 
 #include "tx/tx.h"
 #include <errno.h>
@@ -119,8 +120,9 @@ int mmp_bert_load(mmp_bert *m, const char *path, int heads, char *err, size_t er
         snprintf(nm, sizeof nm, "%sencoder.layer.%d.attention.self.query.weight", prefix, c->layers);
         if (!mmp_st_get(&st, nm)) break;
     }
-    /* config.json beside the weights */
-    char *dir = dir_of(path);
+    /* config.json beside the weights (a checkpoint of mmp-train-step --head transformer: its backbone's) */
+    char *dir = mmp_model_config_dir(&st.meta);
+    if (!dir) dir = dir_of(path);
     char *cfgpath = mmp_xasprintf("%s/config.json", dir);
     int cfg_heads = 0, rc = read_config(cfgpath, c, &cfg_heads, err, errlen);
     c->heads = heads > 0 ? heads : cfg_heads;
@@ -344,7 +346,14 @@ int mmp_text_model_load(mmp_text_model *tm, const char *path, int heads, char *e
         tm->dir = mmp_xstrdup(path);
         weights = mmp_xasprintf("%s/model.safetensors", path);
     } else {
-        tm->dir = dir_of(path);
+        mmp_safetensors st; /* a checkpoint of mmp-train-step --head transformer: the side files of its backbone */
+        char e2[512];
+        tm->dir = NULL;
+        if (mmp_st_open(&st, path, e2, sizeof e2) == 0) {
+            tm->dir = mmp_model_config_dir(&st.meta);
+            mmp_st_close(&st);
+        }
+        if (!tm->dir) tm->dir = dir_of(path);
         weights = mmp_xstrdup(path);
     }
     if (mmp_bert_load(&tm->bert, weights, heads, err, errlen) < 0) {

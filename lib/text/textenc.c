@@ -72,7 +72,9 @@ static int load_clip_tokenizer(mmp_text_encoder *e, const char *model_path, cons
             load = mmp_xstrdup(tok);
         }
     } else {
-        dir = dir_of(e->weights);
+        /* a checkpoint of mmp-train-step --head transformer: its backbone's vocabulary */
+        dir = e->clip && e->clip->st ? mmp_model_config_dir(&((const mmp_safetensors *)e->clip->st)->meta) : NULL;
+        if (!dir) dir = dir_of(e->weights);
     }
     if (!load) {
         char *v = mmp_xasprintf("%s/vocab.json", dir), *m = mmp_xasprintf("%s/merges.txt", dir),

@@ -3,6 +3,7 @@
  * (written atomically); loading them back, or a plain PyTorch state dict of
  * a known head. */
 #include <errno.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "train/metrics.h"
 #include "train/train.h"
 #include "train/train_internal.h"
+#include "train/tx_head.h"
 
 static int pint(const char *v, int64_t lo, int64_t hi, int64_t *out) {
     char *e;
@@ -49,7 +51,7 @@ static char *json_names(int n, char *const *names) {
 }
 
 int mmp_trainer_optim_apart(const mmp_trainer *tr) {
-    return MMP_HEAD_IS_TAIL(tr->cfg.head) && tr->cfg.from_input;
+    return (MMP_HEAD_IS_TAIL(tr->cfg.head) && tr->cfg.from_input) || tr->head.tx != NULL;
 }
 
 char *mmp_train_optim_path(const char *out) {
@@ -107,7 +109,8 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mmp_st_writer w;
     mmp_st_writer_init(&w);
     const mmp_head *h = &tr->head;
-    for (int i = 0; i < h->np; i++) {
+    if (h->tx) mmp_txhead_save(h->tx, &w); /* the whole model under its own names */
+    for (int i = 0; i < h->np && !h->tx; i++) {
         const mmp_param *p = &h->params[i];
         mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
     }
@@ -325,7 +328,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     for (int i = 0; i < tr->head.np && !tr->clip; i++) {
         mmp_param *p = &tr->head.params[i];
         if (strstr(p->name, ".lora_") && !mmp_st_get(&st, p->name)) continue; /* --unfreeze lora from a plain checkpoint: fresh adapters */
-        if (mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out;
+        if (!tr->head.tx && mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out; /* a transformer reads its own */
         const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};
         float **dst[2] = {&p->s1, &p->s2};
         for (int k = 0; k < 2; k++) {

@@ -1159,25 +1159,6 @@ void mmp_tail_backward(mmp_cnn_tail *t, int64_t N, const float *dlogits, float *
 /* freezing strategies and LoRA                                        */
 /* ------------------------------------------------------------------ */
 
-int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errlen) {
-    *n = 0;
-    if (!strcmp(s, "all")) *kind = MMP_UNFREEZE_ALL;
-    else if (!strcmp(s, "head")) *kind = MMP_UNFREEZE_HEAD;
-    else if (!strcmp(s, "norm") || !strcmp(s, "bn")) *kind = MMP_UNFREEZE_NORM;
-    else if (!strcmp(s, "lora")) *kind = MMP_UNFREEZE_LORA;
-    else if (!strncmp(s, "last:", 5)) {
-        char *end;
-        long v = strtol(s + 5, &end, 10);
-        if (end == s + 5 || *end || v < 1 || v > 100000)
-            return mmp_errf(err, errlen, "--unfreeze %s: N must be a positive number of blocks (last:N)", s);
-        *kind = MMP_UNFREEZE_LAST;
-        *n = (int)v;
-    } else {
-        return mmp_errf(err, errlen, "--unfreeze %s: expected head, last:N, all, norm (or bn) or lora", s);
-    }
-    return 0;
-}
-
 const char *mmp_tail_unit_module(const mmp_cnn_tail *t, int k, char *buf, size_t n) {
     const mmp_tail_unit *u = &t->u[k];
     if (u->kind == MMP_TAIL_MAXPOOL) return snprintf(buf, n, "maxpool"), buf;

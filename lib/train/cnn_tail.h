@@ -42,6 +42,7 @@
 #include "mmp.h"
 #include "train/layers.h"
 #include "train/optim.h"
+#include "train/unfreeze.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -286,7 +287,6 @@ void mmp_tail_batch_bytes(const void *model, int64_t N, int64_t *saved, int64_t 
  * Frozen BatchNorm keeps its mode (t->train_bn: batch statistics and moving
  * running statistics in train mode, as PyTorch's model.train() with
  * requires_grad=False). */
-enum { MMP_UNFREEZE_ALL = 0, MMP_UNFREEZE_HEAD, MMP_UNFREEZE_LAST, MMP_UNFREEZE_NORM, MMP_UNFREEZE_LORA };
 typedef struct {
     int kind, n;            /* MMP_UNFREEZE_*, n for LAST */
     int rank;               /* LoRA r (8) */
@@ -294,8 +294,6 @@ typedef struct {
     const char *targets;    /* comma-separated PEFT target_modules (suffixes of the conv
                              * module names); NULL or "": every non-grouped convolution */
 } mmp_tail_unfreeze_opts;
-/* Parses "head|last:N|all|norm|bn|lora" into kind/n. 0 or -1 (err). */
-int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errlen);
 /* Applies a strategy to a built tail (once, before training): frozen flags,
  * LoRA parameters (A: kaiming_uniform(a=sqrt(5)) from seed, B zeros; inserted
  * before the classifier) and the backward's range. With src (a checkpoint),

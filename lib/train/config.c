@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "train/resnet_tail.h"
+#include "train/tx_head.h"
 
 const char *mmp_loss_name(mmp_loss_kind k) {
     static const char *n[] = {"ce", "bce", "contrastive", "triplet"};
@@ -146,7 +147,7 @@ static int set_backbone(const mmp_option *o, void *t, const char *v, char *err, 
 }
 static int fmt_backbone(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (!MMP_HEAD_IS_TAIL(c->head)) return 0;
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER) return 0;
     snprintf(buf, n, "%s", c->backbone);
     return 1;
 }
@@ -195,12 +196,34 @@ static int set_in_hw(const mmp_option *o, void *t, const char *v, char *err, siz
 }
 static int fmt_in_hw(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (!MMP_HEAD_IS_TAIL(c->head) || c->in_h <= 0) return 0;
+    if ((!MMP_HEAD_IS_TAIL(c->head) && !(c->head == MMP_HEAD_TRANSFORMER && c->modality == 0)) || c->in_h <= 0) return 0;
     snprintf(buf, n, "%lldx%lld", (long long)c->in_h, (long long)c->in_w);
     return 1;
 }
 
-/* --unfreeze and the LoRA options (recorded when they apply: --from input) */
+int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errlen) {
+    *n = 0;
+    if (!strcmp(s, "all")) *kind = MMP_UNFREEZE_ALL;
+    else if (!strcmp(s, "head")) *kind = MMP_UNFREEZE_HEAD;
+    else if (!strcmp(s, "norm") || !strcmp(s, "bn")) *kind = MMP_UNFREEZE_NORM;
+    else if (!strcmp(s, "lora")) *kind = MMP_UNFREEZE_LORA;
+    else if (!strncmp(s, "last:", 5)) {
+        char *end;
+        long v = strtol(s + 5, &end, 10);
+        if (end == s + 5 || *end || v < 1 || v > 100000)
+            return mmp_errf(err, errlen, "--unfreeze %s: N must be a positive number of blocks (last:N)", s);
+        *kind = MMP_UNFREEZE_LAST;
+        *n = (int)v;
+    } else {
+        return mmp_errf(err, errlen, "--unfreeze %s: expected head, last:N, all, norm (or bn) or lora", s);
+    }
+    return 0;
+}
+
+/* --unfreeze and the LoRA options (recorded when they apply: a CNN --from input, --head transformer) */
+static int unfreeze_applies(const mmp_train_cfg *c) {
+    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER;
+}
 static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_train_cfg *c = t;
     if (strlen(v) >= sizeof c->unfreeze) return mmp_errf(err, errlen, "--unfreeze %s: too long", v);
@@ -210,7 +233,7 @@ static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, 
 }
 static int fmt_unfreeze(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (!MMP_HEAD_IS_TAIL(c->head) || !c->from_input) return 0;
+    if (!unfreeze_applies(c)) return 0;
     snprintf(buf, n, "%s", c->unfreeze);
     return 1;
 }
@@ -240,7 +263,7 @@ static int set_lora_targets(const mmp_option *o, void *t, const char *v, char *e
     snprintf(c->lora_targets, sizeof c->lora_targets, "%s", v);
     return 0;
 }
-static int lora_applies(const mmp_train_cfg *c) { return MMP_HEAD_IS_TAIL(c->head) && c->from_input && c->unfreeze_kind == MMP_UNFREEZE_LORA; }
+static int lora_applies(const mmp_train_cfg *c) { return unfreeze_applies(c) && c->unfreeze_kind == MMP_UNFREEZE_LORA; }
 static int fmt_lora_rank(const mmp_option *o, const void *t, char *buf, size_t n) {
     return lora_applies(t) ? (snprintf(buf, n, "%d", ((const mmp_train_cfg *)t)->lora_rank), 1) : 0;
 }
@@ -292,7 +315,8 @@ static int set_in_std(const mmp_option *o, void *t, const char *v, char *err, si
     return 0;
 }
 static int fmt_norm3(const mmp_train_cfg *c, const float *f, char *buf, size_t n) {
-    if (!MMP_HEAD_IS_TAIL(c->head) || !c->from_input || c->in_std[0] <= 0) return 0;
+    int images = (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || (c->head == MMP_HEAD_TRANSFORMER && c->modality == 0);
+    if (!images || c->in_std[0] <= 0) return 0;
     snprintf(buf, n, "%.9g,%.9g,%.9g", f[0], f[1], f[2]);
     return 1;
 }
@@ -305,6 +329,38 @@ static int fmt_in_std(const mmp_option *o, const void *t, char *buf, size_t n) {
     return fmt_norm3(c, c->in_std, buf, n);
 }
 
+/* transformer head: --modality, --max-length: recorded for it only */
+static int set_modality(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    mmp_train_cfg *c = t;
+    if (!strcmp(v, "auto")) c->modality = -1;
+    else if (!strcmp(v, "image")) c->modality = 0;
+    else if (!strcmp(v, "text")) c->modality = 1;
+    else return -1;
+    return 0;
+}
+static int fmt_modality(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    if (c->head != MMP_HEAD_TRANSFORMER) return 0;
+    snprintf(buf, n, "%s", c->modality < 0 ? "auto" : c->modality ? "text" : "image");
+    return 1;
+}
+static int fmt_tx_int(const mmp_train_cfg *c, int v, char *buf, size_t n) {
+    if (c->head != MMP_HEAD_TRANSFORMER) return 0;
+    snprintf(buf, n, "%d", v);
+    return 1;
+}
+static int set_max_length(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long x = strtol(v, &e, 10);
+    if (!strcmp(v, "auto")) x = 0, e = "";
+    if (e == v || *e || x < 0 || x > 1 << 20) return -1;
+    ((mmp_train_cfg *)t)->max_length = (int)x;
+    return 0;
+}
+static int fmt_max_length(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return c->modality == 1 ? fmt_tx_int(c, c->max_length, buf, n) : 0;
+}
 /* ------------------------------------------------------------------ */
 /* the table                                                           */
 /* ------------------------------------------------------------------ */
@@ -334,7 +390,7 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL}; /* index = 
 /* The order of the entries is the order of the keys in a checkpoint's metadata. */
 const mmp_option mmp_train_options[] = {
     MMP_O_TEXT("model:"),
-    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip",
+    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip|transformer",
        "default linear (pair for --loss contrastive|triplet)\n"
        "gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
        "  of --feature and --pair-field, then nn.Linear(F, C) (ce/bce); raw\n"
@@ -348,7 +404,10 @@ const mmp_option mmp_train_options[] = {
        "  after layerL (or block layerL.i) .. layer4 (BN in eval mode) + fc\n"
        "  on activations cached by mmp-embed --layer layerL:flat\n"
        "clip: both towers of the CLIP --backbone end to end on image + text\n"
-       "  records (--loss contrastive; --lock image|text; docs/train.md)",
+       "  records (--loss contrastive; --lock image|text; docs/train.md)\n"
+       "transformer: a whole ViT / CLIP tower / BERT encoder (--backbone)\n"
+       "  + nn.Linear on its pooled output, on image or text records\n"
+       "  (--unfreeze; see docs/train.md)",
        .flags = ARCH),
     FN("hidden", "hidden", set_hidden, fmt_hidden, "", "N[,N...]", "MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks",
        .flags = ARCH),
@@ -417,7 +476,9 @@ const mmp_option mmp_train_options[] = {
         "(the ops run in this order; mmp-augment's code and random streams:\n"
         "see docs/train.md)", .fmt = fmt_str_set),
     MMP_O_TEXT("CNN tails (mnv2-tail, resnet-tail):"),
-    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from (--head clip: the CLIP\nmodel, a folder or its weights file)"),
+    FN("backbone", "backbone", set_backbone, fmt_backbone, "", "FILE", "the pretrained network the tail starts from (--head clip: the CLIP\n"
+       "model, a folder or its weights file; transformer: the model, as\n"
+       "mmp-embed / mmp-embed-text take it)"),
     FN("from", "from", set_from, fmt_from, "auto", "features.K|layerL[.i]|input",
        "the input block (default: the stream's embed.layer); input: the whole\n"
        "network from image records (--feature default image: u8 [H,W,3] or\n"
@@ -432,21 +493,32 @@ const mmp_option mmp_train_options[] = {
     {.type = MMP_OPTION_FLAG, KEY("freeze_bn", "no-freeze-bn"), .off = OFF(int, freeze_bn), .val = 0, .metaval = "0",
      .flags = MMP_OPTION_ALIAS, .help = "--from input: BatchNorm in train mode (the default there)"},
     FN("unfreeze", "unfreeze", set_unfreeze, fmt_unfreeze, "all", "head|last:N|all|norm|lora",
-       "--from input: what trains: the classifier only (head), the last N\n"
-       "blocks + classifier, everything (all), BatchNorm weight/bias +\n"
-       "classifier (norm, or bn), LoRA adapters + classifier (lora); frozen\n"
-       "parts get no gradient, no optimizer state, no weight decay (all)"),
+       "--from input and --head transformer: what trains: the classifier\n"
+       "only (head), the last N blocks + classifier (transformers: + the\n"
+       "final norm), everything (all), BatchNorm / LayerNorm weight and bias\n"
+       "+ classifier (norm, or bn), LoRA adapters + classifier (lora); frozen\n"
+       "parts get no gradient, no optimizer state, no weight decay (all);\n"
+       "may change with --init (e.g. head first, then all)"),
     FN("lora_rank", "lora-rank", set_lora_rank, fmt_lora_rank, "8", "R", "--unfreeze lora: the rank r (8)", .flags = ARCH),
     FN("lora_alpha", "lora-alpha", set_lora_alpha, fmt_lora_alpha, "8", "A", "lora_alpha: the update is scaled by A/r (8)", .flags = ARCH),
-    FN("lora_dropout", "lora-dropout", set_lora_dropout, fmt_lora_dropout, "0", "P", "dropout on the adapted convolutions' inputs (0)"),
+    FN("lora_dropout", "lora-dropout", set_lora_dropout, fmt_lora_dropout, "0", "P", "dropout on the adapters' inputs (0)"),
     FN("lora_targets", "lora-targets", set_lora_targets, fmt_lora_targets, "", "NAMES",
        "comma-separated PEFT target_modules, matched as suffixes of the\n"
-       "conv names (features.3.conv.0.0, layer1.0.conv1); default: every\n"
-       "convolution that is not depthwise", .flags = ARCH),
+       "module names (features.3.conv.0.0, layer1.0.conv1, query); default:\n"
+       "CNNs every convolution that is not depthwise, transformers the\n"
+       "attention query and value projections", .flags = ARCH),
     FN("input_mean", "input-mean", set_in_mean, fmt_in_mean, "auto", "M,M,M",
        "--from input: normalization of u8 images (default: the backbone's\n"
        "__metadata__ input_mean, else torchvision's 0.485,0.456,0.406)", .flags = ARCH),
     FN("input_std", "input-std", set_in_std, fmt_in_std, "auto", "S,S,S", "(default: input_std, else 0.229,0.224,0.225)", .flags = ARCH),
+    MMP_O_TEXT("transformers (--head transformer --backbone MODEL):"),
+    FN("modality", "modality", set_modality, fmt_modality, "auto", "image|text",
+       "the records: images (field --feature, default image) or texts (the\n"
+       "record's text); default from the model (BERT, a text tower: text;\n"
+       "a two-tower CLIP: image)", .flags = ARCH),
+    FN("max_length", "max-length", set_max_length, fmt_max_length, "auto", "N",
+       "text: tokens per record, start/end included (the model's: BERT's\n"
+       "max_seq_length, CLIP's context)", .flags = ARCH),
     MMP_O_END,
 };
 
@@ -498,8 +570,11 @@ void mmp_train_cfg_resolve(mmp_train_cfg *c) {
     if ((int)c->head == -1)
         c->head = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET ? MMP_HEAD_PAIR
                   : c->nhidden > 0 ? MMP_HEAD_MLP : MMP_HEAD_LINEAR;
-    if (MMP_HEAD_IS_TAIL(c->head) && c->from_input && !strcmp(c->feature, "embedding"))
+    if (((MMP_HEAD_IS_TAIL(c->head) && c->from_input) || (c->head == MMP_HEAD_TRANSFORMER && c->modality == 0)) &&
+        !strcmp(c->feature, "embedding"))
         snprintf(c->feature, sizeof c->feature, "image"); /* mmp-decode's field */
+    if (c->head == MMP_HEAD_TRANSFORMER && c->modality == 1 && !strcmp(c->feature, "embedding"))
+        snprintf(c->feature, sizeof c->feature, "text"); /* the record's text */
     if (c->freeze_bn < 0 && !(MMP_HEAD_IS_TAIL(c->head) && c->from_input)) c->freeze_bn = 1;
     if (c->freeze_bn < 0) c->freeze_bn = 0; /* --from input: train-mode BN */
     if (isnan(c->dropout)) c->dropout = c->head == MMP_HEAD_MNV2_TAIL ? 0.2 : 0;
@@ -538,6 +613,13 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
             return -1;
         }
     }
+    if (c->head == MMP_HEAD_TRANSFORMER) {
+        if (c->standardize > 0)
+            return mmp_errf(err, errlen, "--standardize is not available for the transformer head (it sees the records as the model does)");
+        if (c->nhidden > 0) return mmp_errf(err, errlen, "--hidden needs --head mlp");
+        if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head transformer trains with --loss ce");
+        if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
+    }
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");
         return -1;
@@ -551,8 +633,8 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         return -1;
     }
     if (mmp_train_aug_check(c, err, errlen)) return -1;
-    if (!MMP_HEAD_IS_TAIL(c->head) && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
-        mmp_errf(err, errlen, "--unfreeze %s needs a backbone that trains (--head mnv2-tail|resnet-tail --from input)", c->unfreeze);
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
+        mmp_errf(err, errlen, "--unfreeze %s needs a backbone that trains (--head mnv2-tail|resnet-tail --from input, --head transformer)", c->unfreeze);
         return -1;
     }
     if (c->sched.kind == MMP_SCHED_STEP && c->sched.step_size <= 0) {

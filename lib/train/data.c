@@ -10,6 +10,7 @@
 #include "nn/nn.h"
 #include "nn/provenance.h"
 #include "train/train.h"
+#include "train/tx_head.h"
 
 static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
 
@@ -293,8 +294,35 @@ out:
     return ret;
 }
 
+/* --head transformer: image records normalized as the model's preprocessing
+ * says (or --input-mean/--input-std), text records tokenized by its tokenizer */
+static int load_tx_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen) {
+    if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
+    char *rp = realpath(c->backbone, NULL); /* recorded whole: the fine-tuned model's loaders find its configs there */
+    if (rp && strlen(rp) < sizeof c->backbone) snprintf(c->backbone, sizeof c->backbone, "%s", rp);
+    free(rp);
+    if (c->modality < 0) {
+        int m = mmp_txhead_model_modality(c->backbone, err, errlen);
+        if (m == -2) return -1;
+        c->modality = m < 0 ? 0 : m; /* a two-tower CLIP: images unless --modality text */
+        mmp_train_cfg_resolve(c);
+    }
+    if (c->modality == 1) {
+        if (strcmp(c->feature, "text"))
+            return mmp_errf(err, errlen, "--head transformer: text records carry their text in the record's text (--feature text), not \"%s\"",
+                            c->feature);
+        if (mmp_txhead_tokenize_stream(c->backbone, c->max_length, path, c->loss == MMP_LOSS_CE, d, err, errlen)) return -1;
+        c->max_length = (int)d->dim - 1;
+        return 0;
+    }
+    if (c->in_std[0] <= 0 && mmp_txhead_model_normalization(c->backbone, c->in_mean, c->in_std, err, errlen)) return -1;
+    return mmp_dataset_load_images(d, path, c->feature, c->in_mean, c->in_std, allow_mixed, c->backbone, c->loss == MMP_LOSS_CE,
+                                   err, errlen);
+}
+
 int mmp_train_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen) {
     mmp_train_cfg_resolve(c);
+    if (c->head == MMP_HEAD_TRANSFORMER) return load_tx_data(d, c, path, allow_mixed, err, errlen);
     if (MMP_HEAD_IS_TAIL(c->head) && c->from_input) {
         if (!c->backbone[0])
             return mmp_errf(err, errlen, "--head %s needs --backbone FILE.safetensors (the pretrained network)", mmp_head_kind_name(c->head));
@@ -339,7 +367,8 @@ const char *mmp_dataset_provenance(const mmp_dataset *d) { return mmp_meta_get(&
 
 int mmp_trainer_check_data(const mmp_trainer *tr, const mmp_dataset *ds, int allow_mixed,
                            char *err, size_t errlen) {
-    if (tr->head.tail && tr->cfg.from_input && (ds->img_h != tr->cfg.in_h || ds->img_w != tr->cfg.in_w))
+    if (((tr->head.tail && tr->cfg.from_input) || (tr->head.tx && tr->cfg.modality == 0)) &&
+        (ds->img_h != tr->cfg.in_h || ds->img_w != tr->cfg.in_w))
         return mmp_errf(err, errlen, "%s: the images are %lldx%lld, the model was trained on %lldx%lld (mmp-decode --size)", ds->name,
                         (long long)ds->img_h, (long long)ds->img_w, (long long)tr->cfg.in_h, (long long)tr->cfg.in_w);
     if (ds->dim != tr->in_dim) {

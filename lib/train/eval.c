@@ -7,6 +7,7 @@
 
 #include "nn/provenance.h"
 #include "train/eval.h"
+#include "train/tx_head.h"
 #include "train/metrics.h"
 
 static int is_float(const mmp_tensor *t) { return t->dtype == MMP_F32 || t->dtype == MMP_F16 || t->dtype == MMP_BF16; }
@@ -245,11 +246,24 @@ int mmp_eval_run(mmp_eval *e, mmp_reader *r, mmp_writer *w, int64_t B, const int
         int64_t m = 0;
         while (m < B && (rc = mmp_reader_next(r, &recs[m])) == 1) {
             int64_t idx = n + m;
+            if (tr->head.tx && mmp_txhead_is_text(tr->head.tx)) { /* text records: the model's tokenizer */
+                char e2[512];
+                if (!recs[m].text) {
+                    mmp_errf(err, errlen, "%s: record %lld: no text (the model reads text records)", rname, (long long)idx);
+                    goto out;
+                }
+                if (mmp_txhead_encode_text(tr->head.tx, recs[m].text, x + m * tr->in_dim, e2, sizeof e2)) {
+                    mmp_errf(err, errlen, "%s: record %lld: %s", rname, (long long)idx, e2);
+                    goto out;
+                }
+                m++;
+                continue;
+            }
             if (!mmp_record_cget(&recs[m], tr->feature)) {
                 mmp_errf(err, errlen, "%s: record %lld: no tensor \"%s\"", rname, (long long)idx, tr->feature);
                 goto out;
             }
-            if (tr->head.tail && tr->cfg.from_input) {
+            if ((tr->head.tail && tr->cfg.from_input) || tr->head.tx) {
                 if (get_image(e, mmp_reader_header(r), &recs[m], x + m * tr->in_dim, rname, idx, err, errlen)) goto out;
             } else if (get_vector(&recs[m], tr->feature, tr->in_dim, x + m * tr->in_dim, rname, idx, err, errlen)) goto out;
             if (e->has_text) {

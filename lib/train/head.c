@@ -7,11 +7,13 @@
 
 #include "mmp.h"
 #include "train/resnet_tail.h"
+#include "train/tx_head.h"
 
 const char *mmp_head_kind_name(mmp_head_kind k) {
     return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : k == MMP_HEAD_GATED ? "gated"
            : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail"
-           : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : k == MMP_HEAD_CLIP ? "clip" : "linear";
+           : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : k == MMP_HEAD_CLIP ? "clip"
+           : k == MMP_HEAD_TRANSFORMER ? "transformer" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
@@ -23,6 +25,7 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     else if (!strcmp(s, "mnv2-tail")) *k = MMP_HEAD_MNV2_TAIL;
     else if (!strcmp(s, "resnet-tail")) *k = MMP_HEAD_RESNET_TAIL;
     else if (!strcmp(s, "clip")) *k = MMP_HEAD_CLIP;
+    else if (!strcmp(s, "transformer")) *k = MMP_HEAD_TRANSFORMER;
     else return -1;
     return 0;
 }
@@ -154,6 +157,11 @@ int mmp_head_init_resnet_tail(mmp_head *h, const mmp_safetensors *src, int L, in
 }
 
 void mmp_head_free(mmp_head *h) {
+    if (h->tx) { /* owns params */
+        mmp_txhead_free(h->tx);
+        h->params = NULL;
+        h->np = 0;
+    }
     if (h->tail) { /* owns params */
         mmp_tail_free(h->tail);
         free(h->tail);
@@ -184,7 +192,7 @@ void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
         mmp_fuse_params_init(&h->fp, seed);
         first = h->np - 2; /* the classifier */
     }
-    if (MMP_HEAD_IS_TAIL(h->kind)) first = h->np - 2; /* the tail comes from the backbone */
+    if (MMP_HEAD_IS_TAIL(h->kind) || h->tx) first = h->np - 2; /* the tail / tower comes from the backbone */
     for (int i = first; i < h->np; i++) {
         mmp_param *p = &h->params[i];
         if (!strcmp(p->name, "logit_scale")) {
@@ -219,6 +227,10 @@ static void grow(mmp_head *h, int64_t N) {
 
 void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_t *rng,
                       float *logits) {
+    if (h->tx) {
+        mmp_txhead_forward(h->tx, x, N, train, logits);
+        return;
+    }
     if (MMP_HEAD_IS_TAIL(h->kind)) {
         mmp_tail_forward(h->tail, x, N, train, rng, logits);
         return;
@@ -248,6 +260,10 @@ void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_
 }
 
 void mmp_head_backward(mmp_head *h, const float *x, int64_t N, const float *dlogits) {
+    if (h->tx) { /* the activations of the last forward (train = 1) */
+        mmp_txhead_backward(h->tx, N, dlogits);
+        return;
+    }
     if (MMP_HEAD_IS_TAIL(h->kind)) { /* uses the activations of the last forward (train = 1) */
         mmp_tail_backward(h->tail, N, dlogits, NULL);
         return;

@@ -31,6 +31,8 @@
  *           BN in eval mode: torchvision's names (layer4.0.conv1.weight, layer4.0.bn1.*,
  *           layer4.0.downsample.0.weight ..., fc.weight [C,F], fc.bias); see
  *           train/resnet_tail.h.
+ *   transformer  a whole ViT / CLIP tower / BERT encoder + classifier (train/tx_head.h):
+ *           the backbone's own tensor names, classifier.weight/bias (timm: head.*).
  */
 #ifndef MMP_TRAIN_HEAD_H
 #define MMP_TRAIN_HEAD_H
@@ -48,7 +50,7 @@ extern "C" {
 #endif
 
 typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL,
-               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP } mmp_head_kind;
+               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP, MMP_HEAD_TRANSFORMER } mmp_head_kind;
 /* MMP_HEAD_CLIP: both towers of a CLIP model, contrastive (train/clip_ft.h; no mmp_head) */
 /* 1 for the CNN-tail heads (mnv2-tail, resnet-tail: h->tail) */
 #define MMP_HEAD_IS_TAIL(k) ((k) == MMP_HEAD_MNV2_TAIL || (k) == MMP_HEAD_RESNET_TAIL)
@@ -87,6 +89,8 @@ typedef struct {
      * gradient buffers (NULL: not reported; mmp_trainer_memory) */
     void (*batch_bytes)(const void *model, int64_t N, int64_t *saved, int64_t *work);
     const void *batch_model; /* its first argument (the tail, the encoder ...) */
+    /* transformer: the tower + classifier (train/tx_head.h; owns params/np likewise) */
+    struct mmp_txhead *tx;
 } mmp_head;
 
 const char *mmp_head_kind_name(mmp_head_kind k);

@@ -9,6 +9,7 @@
 #include "train/resnet_tail.h"
 #include "train/train.h"
 #include "train/train_internal.h"
+#include "train/tx_head.h"
 
 /* the BatchNorm mode of a tail's training forwards: train mode (batch
  * statistics, running statistics moved with PyTorch's momentum 0.1) for
@@ -59,6 +60,36 @@ static int tail_input_mismatch(mmp_trainer *tr, char *err, size_t errlen) {
 int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (mmp_train_cfg_check(c, err, errlen)) return -1;
+    if (c->head == MMP_HEAD_TRANSFORMER) {
+        char e2[1024];
+        if (c->modality < 0) return mmp_errf(err, errlen, "--head transformer: the records' modality is unknown (internal)");
+        mmp_txhead *t = mmp_txhead_new(c->backbone, c->modality, tr->ncls, c->unfreeze_kind, c->unfreeze_n, c->max_length, err, errlen);
+        if (!t) return -1;
+        memset(&tr->head, 0, sizeof tr->head);
+        tr->head.kind = MMP_HEAD_TRANSFORMER;
+        tr->head.tx = t;
+        tr->head.params = mmp_txhead_params(t, &tr->head.np);
+        tr->head.out_dim = tr->ncls;
+        if (!c->modality) {
+            if (mmp_txhead_check_image_size(t, c->in_h, c->in_w, e2, sizeof e2)) {
+                mmp_head_free(&tr->head);
+                return mmp_errf(err, errlen, "--head transformer: %s", e2);
+            }
+            mmp_txhead_set_image_size(t, c->in_h, c->in_w);
+        }
+        tr->head.in_dim = mmp_txhead_in_dim(t);
+        if (from_ckpt && mmp_txhead_load_weights(t, src, e2, sizeof e2)) {
+            mmp_head_free(&tr->head);
+            return mmp_errf(err, errlen, "%s", e2);
+        }
+        if (tr->head.in_dim != tr->in_dim) {
+            mmp_errf(err, errlen, "--head transformer: the records give %lld values, the model takes %lld (%s)", (long long)tr->in_dim,
+                     (long long)tr->head.in_dim, c->modality ? "--max-length" : "the image size");
+            mmp_head_free(&tr->head);
+            return -1;
+        }
+        return 0;
+    }
     if (c->head == MMP_HEAD_RESNET_TAIL) {
         if (tr->ncls < 1) { mmp_errf(err, errlen, "no classes (labels missing?)"); return -1; }
         if ((c->rn_layer < 1 && !c->from_input) || c->in_h < 1 || !src) { mmp_errf(err, errlen, "resnet-tail: the input layer and size are unknown"); return -1; }
@@ -252,6 +283,13 @@ int mmp_trainer_init(mmp_trainer *tr, const mmp_train_cfg *cfg, const mmp_datase
         }
         mmp_st_close(&bb);
         if (rc) return -1;
+    } else if (c->head == MMP_HEAD_TRANSFORMER) {
+        if (!c->modality) {
+            if (ds->img_h < 1) return mmp_errf(err, errlen, "%s: --head transformer on images needs image records", ds->name);
+            c->in_h = ds->img_h;
+            c->in_w = ds->img_w;
+        }
+        if (mmp_trainer_setup_head(tr, NULL, 0, err, errlen)) return -1;
     } else if (mmp_trainer_setup_head(tr, NULL, 0, err, errlen)) return -1;
     if (c->loss == MMP_LOSS_CE)
         for (int64_t i = 0; i < ds->n; i++)

@@ -100,6 +100,9 @@ typedef struct {
     int lora_rank;
     double lora_alpha, lora_dropout;
     char lora_targets[512]; /* comma-separated PEFT target_modules; "": the family's default */
+    /* transformer head (train/tx_head.h): backbone = the model; in_h/in_w, in_mean/in_std: its images */
+    int modality;         /* -1 auto (from the model and the records), 0 image records, 1 text records */
+    int max_length;       /* text: tokens per record, start/end included (0: the model's) */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option

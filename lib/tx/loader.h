@@ -21,6 +21,7 @@ typedef struct mmp_tx_loader {
     size_t errlen;
     int failed;
     unsigned char *used; /* per safetensors entry: read by a getter */
+    int finetuned;       /* an mmp-train-step --head transformer checkpoint (configs from its backbone) */
     char name[512];
 } mmp_tx_loader;
 

@@ -71,6 +71,8 @@ int txl_check_unused(mmp_tx_loader *l) {
         last = last ? last + 1 : nm;
         int buf = 0;
         for (size_t k = 0; k < sizeof buffers / sizeof *buffers; k++) buf |= !strcmp(last, buffers[k]);
+        /* mmp-train-step --head transformer's classifier on a CLIP tower: not part of the model */
+        buf |= l->finetuned && (!strcmp(nm, "classifier.weight") || !strcmp(nm, "classifier.bias"));
         if (!buf)
             txl_fail(l, "%s: tensor '%s' is not part of a %s model as mmpipe knows it (an unsupported variant)",
                      l->path, nm, mmp_tx_family_name(l->m->family));
@@ -375,6 +377,16 @@ static int refuse_pickle(const char *p, char *err, size_t errlen) {
                     p, p);
 }
 
+char *mmp_model_config_dir(const mmp_meta *meta) {
+    const char *fmt = mmp_meta_get(meta, "format"), *bb = mmp_meta_get(meta, "backbone");
+    if (!fmt || strcmp(fmt, "mmpipe-head") || !bb || !*bb) return NULL;
+    struct stat sb;
+    if (stat(bb, &sb) == 0 && S_ISDIR(sb.st_mode)) return mmp_xstrdup(bb);
+    const char *s = strrchr(bb, '/');
+    if (!s) return mmp_xstrdup(".");
+    return s == bb ? mmp_xstrdup("/") : mmp_xasprintf("%.*s", (int)(s - bb), bb);
+}
+
 static json_t *load_json(mmp_tx_loader *l, const char *dir, const char *name, char **pathout) {
     *pathout = mmp_xasprintf("%s/%s", dir, name);
     json_t *j = NULL;
@@ -471,6 +483,14 @@ mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     l->used = mmp_xcalloc((size_t)(((mmp_safetensors *)m->st)->n + 1), 1);
+    { /* a model fine-tuned by mmp-train-step --head transformer: the configs of its backbone */
+        char *bdir = mmp_model_config_dir(&((mmp_safetensors *)m->st)->meta);
+        if (bdir) {
+            free(dir);
+            dir = bdir;
+            l->finetuned = 1;
+        }
+    }
     l->cfg = load_json(l, dir, "config.json", &l->cfg_path);
     l->oc = load_json(l, dir, "open_clip_config.json", &l->oc_path);
     l->pp = load_json(l, dir, "preprocessor_config.json", &l->pp_path);

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mmp.h"
 #include "tx/tx.h"
 
 typedef enum {
@@ -130,6 +131,12 @@ typedef struct mmp_tx_model {
  * and what is wrong. */
 mmp_tx_model *mmp_tx_model_load(const char *path, char *err, size_t errlen);
 void mmp_tx_model_free(mmp_tx_model *m);
+/* For a checkpoint of mmp-train-step --head transformer (__metadata__
+ * format=mmpipe-head with a backbone): the folder holding its backbone's
+ * config files (heap); NULL otherwise. The ViT/CLIP and BERT loaders read the
+ * configs (and BERT's vocabulary) there, so the fine-tuned file loads as the
+ * model it was trained from. */
+char *mmp_model_config_dir(const mmp_meta *meta);
 
 /* "vit-hf", "vit-timm", "clip-hf", "clip-openclip" */
 const char *mmp_tx_family_name(mmp_txm_family f);

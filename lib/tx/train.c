@@ -245,6 +245,7 @@ void mmp_bert_set_threads(mmp_bert *b, int threads) {
 
 struct mmp_tx_saved {
     int n, H, W, T, C, D, which;
+    int frozen;            /* blocks run in inference mode (nothing kept; the backward stops after them) */
     int *lens, *idx;
     int32_t *ids;
     float *imgs;           /* image inputs */
@@ -277,6 +278,30 @@ static void ln_save(float **y, float **mean, float **rstd, const float *x, const
     *mean = fbuf((size_t)N);
     *rstd = fbuf((size_t)N);
     mmp_tx_layernorm_fwd(*y, *mean, *rstd, x, w, b, N, C, eps);
+}
+
+/* The encoder over x: its first `frozen` blocks in inference mode (nothing
+ * kept), the others keeping their activations in *saved (the same bits as
+ * one mmp_tx_encoder_fwd_save: each block reads only the previous output). */
+static void enc_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int n, int frozen, float **saved) {
+    mmp_tx_encoder head = *e, tail = *e;
+    if (frozen > e->layers) frozen = e->layers;
+    head.layers = frozen;
+    tail.layers = e->layers - frozen;
+    tail.block = e->block + frozen;
+    if (frozen > 0) mmp_tx_encoder_fwd(&head, x, lens, n, NULL);
+    *saved = fbuf(mmp_tx_encoder_saved_size(&tail, lens, n));
+    if (tail.layers > 0) mmp_tx_encoder_fwd_save(&tail, x, lens, n, NULL, *saved);
+}
+
+/* its backward: through the kept blocks (g: the whole encoder's [layers]) */
+static void enc_bwd_part(const mmp_tx_encoder *e, const float *saved, const int *lens, int n, int frozen, float *dx,
+                         const mmp_tx_block_grad *g) {
+    mmp_tx_encoder tail = *e;
+    if (frozen > e->layers) frozen = e->layers;
+    tail.layers = e->layers - frozen;
+    tail.block = e->block + frozen;
+    if (tail.layers > 0) mmp_tx_encoder_bwd(&tail, saved, lens, n, dx, g ? g + frozen : NULL);
 }
 
 /* ------------------------------------------------------------ image tower */
@@ -317,6 +342,11 @@ static float *pos_resize_matrix(const mmp_tx_vision *v, int oh, int ow) {
 
 mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which,
                                    float *out, char *err, size_t errlen) {
+    return mmp_tx_image_fwd_train_part(m, imgs, n, H, W, which, 0, out, err, errlen);
+}
+
+mmp_tx_saved *mmp_tx_image_fwd_train_part(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which,
+                                          int frozen, float *out, char *err, size_t errlen) {
     const mmp_tx_vision *v = m->vision;
     if (!v) {
         mmp_errf(err, errlen, "%s: the model has no image tower", m->path);
@@ -337,9 +367,11 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
     }
     const int oh = H / P, ow = W / P, np = oh * ow, T1 = v->cls + np, T = n * T1;
     mmp_tx_saved *a = mmp_xcalloc(1, sizeof *a);
-    *a = (mmp_tx_saved){.n = n, .H = H, .W = W, .T = T, .C = C, .D = D, .which = (int)which};
-    a->imgs = fbuf((size_t)n * 3 * H * W);
-    memcpy(a->imgs, imgs, sizeof(float) * (size_t)n * 3 * H * W);
+    *a = (mmp_tx_saved){.n = n, .H = H, .W = W, .T = T, .C = C, .D = D, .which = (int)which, .frozen = frozen > 0 ? frozen : 0};
+    if (!a->frozen) { /* the patch embedding's backward reads them */
+        a->imgs = fbuf((size_t)n * 3 * H * W);
+        memcpy(a->imgs, imgs, sizeof(float) * (size_t)n * 3 * H * W);
+    }
     a->lens = mmp_xmalloc(sizeof(int) * (size_t)n);
     float *x = a->x0 = fbuf((size_t)T * C);
     const float *pe = v->pos + (size_t)v->pos_cls * C;
@@ -347,7 +379,7 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
     if (oh != v->gh || ow != v->gw) {
         pe = pe_r = fbuf((size_t)np * C);
         pos_resize(v, pe_r, v->pos + (size_t)v->pos_cls * C, oh, ow, C);
-        a->A = pos_resize_matrix(v, oh, ow);
+        if (!a->frozen) a->A = pos_resize_matrix(v, oh, ow);
     }
     for (int s = 0; s < n; s++) {
         float *xs = x + (size_t)s * T1 * C, *xp = xs + (size_t)v->cls * C;
@@ -364,8 +396,7 @@ mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, i
         xe = fbuf((size_t)T * C);
         memcpy(xe, x, sizeof(float) * (size_t)T * C);
     }
-    a->saved = fbuf(mmp_tx_encoder_saved_size(&v->enc, a->lens, n));
-    mmp_tx_encoder_fwd_save(&v->enc, xe, a->lens, n, NULL, a->saved);
+    enc_fwd_part(&v->enc, xe, a->lens, n, a->frozen, &a->saved);
     a->xe = xe;
     if (v->norm_w) ln_save(&a->xn, &a->m1, &a->r1, xe, v->norm_w, v->norm_b, T, C, v->eps_final);
     const float *xn = v->norm_w ? a->xn : xe;
@@ -438,7 +469,14 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
         dx = fbuf((size_t)T * C);
         mmp_tx_layernorm_bwd(dx, G(norm_w), G(norm_b), dxn, a->xe, v->norm_w, a->m1, a->r1, T, C);
     }
-    mmp_tx_encoder_bwd(&v->enc, a->saved, a->lens, n, dx, g ? g->block : NULL);
+    enc_bwd_part(&v->enc, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
+    if (a->frozen > 0 && !dimgs) { /* nothing below the frozen blocks trains */
+        if (dx != dxn) free(dx);
+        free(dxn);
+        if (dp != dp2) free(dp);
+        free(dp2);
+        return;
+    }
     float *d0 = dx;
     if (v->pre_w) {
         d0 = fbuf((size_t)T * C);
@@ -489,6 +527,11 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
 
 mmp_tx_saved *mmp_tx_text_fwd_train(const mmp_tx_model *m, const int32_t *ids, const int *lens, int n,
                                   mmp_tx_out which, float *out, char *err, size_t errlen) {
+    return mmp_tx_text_fwd_train_part(m, ids, lens, n, which, 0, out, err, errlen);
+}
+
+mmp_tx_saved *mmp_tx_text_fwd_train_part(const mmp_tx_model *m, const int32_t *ids, const int *lens, int n,
+                                         mmp_tx_out which, int frozen, float *out, char *err, size_t errlen) {
     const mmp_tx_textenc *t = m->text;
     if (!t) {
         mmp_errf(err, errlen, "%s: the model has no text tower", m->path);
@@ -518,7 +561,7 @@ mmp_tx_saved *mmp_tx_text_fwd_train(const mmp_tx_model *m, const int32_t *ids, c
         T += (size_t)lens[s];
     }
     mmp_tx_saved *a = mmp_xcalloc(1, sizeof *a);
-    *a = (mmp_tx_saved){.n = n, .T = (int)T, .C = C, .D = D, .which = (int)which};
+    *a = (mmp_tx_saved){.n = n, .T = (int)T, .C = C, .D = D, .which = (int)which, .frozen = frozen > 0 ? frozen : 0};
     a->lens = mmp_xmalloc(sizeof(int) * (size_t)n);
     memcpy(a->lens, lens, sizeof(int) * (size_t)n);
     a->ids = mmp_xmalloc(sizeof(int32_t) * T);
@@ -535,8 +578,7 @@ mmp_tx_saved *mmp_tx_text_fwd_train(const mmp_tx_model *m, const int32_t *ids, c
         }
         o += (size_t)lens[s];
     }
-    a->saved = fbuf(mmp_tx_encoder_saved_size(&t->enc, lens, n));
-    mmp_tx_encoder_fwd_save(&t->enc, x, lens, n, NULL, a->saved);
+    enc_fwd_part(&t->enc, x, lens, n, a->frozen, &a->saved);
     ln_save(&a->xn, &a->m1, &a->r1, x, t->final_w, t->final_b, (int)T, C, t->eps_final);
     float *pooled = a->pooled = fbuf((size_t)n * C);
     o = 0;
@@ -565,7 +607,13 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
     for (int s = 0; s < n; s++)
         for (int c = 0; c < C; c++) dxn[(size_t)a->idx[s] * C + c] += dp[(size_t)s * C + c];
     mmp_tx_layernorm_bwd(dx, G(final_w), G(final_b), dxn, a->xe, t->final_w, a->m1, a->r1, T, C);
-    mmp_tx_encoder_bwd(&t->enc, a->saved, a->lens, n, dx, g ? g->block : NULL);
+    enc_bwd_part(&t->enc, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
+    if (a->frozen > 0 && !demb) { /* the embeddings are frozen */
+        free(dx);
+        free(dxn);
+        free(dp);
+        return;
+    }
     if (G(tok)) mmp_tx_embed_bwd(g->tok, dx, a->ids, T, C);
     size_t o = 0;
     for (int s = 0; s < n; s++) {
@@ -584,6 +632,11 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
 
 mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, float *out, char *err,
                                  size_t errlen) {
+    return mmp_bert_fwd_train_part(b, ids, lens, n, 0, out, err, errlen);
+}
+
+mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, float *out,
+                                      char *err, size_t errlen) {
     const mmp_bert_config *c = &b->cfg;
     const int H = c->hidden;
     int T = 0;
@@ -606,7 +659,7 @@ mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const in
         T += lens[s];
     }
     mmp_tx_saved *a = mmp_xcalloc(1, sizeof *a);
-    *a = (mmp_tx_saved){.n = n, .T = T, .C = H, .D = H};
+    *a = (mmp_tx_saved){.n = n, .T = T, .C = H, .D = H, .frozen = frozen > 0 ? frozen : 0};
     a->lens = mmp_xmalloc(sizeof(int) * (size_t)(n + 1));
     memcpy(a->lens, lens, sizeof(int) * (size_t)n);
     a->ids = mmp_xmalloc(sizeof(int32_t) * (size_t)(T + 1));
@@ -620,8 +673,7 @@ mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const in
         }
     ln_save(&a->xe, &a->m0, &a->r0, tmp, b->eln_w, b->eln_b, T, H, c->eps);
     const mmp_tx_encoder *e = b->tx; /* text/bert.c makes it at load */
-    a->saved = fbuf(mmp_tx_encoder_saved_size(e, lens, n));
-    mmp_tx_encoder_fwd_save(e, a->xe, lens, n, NULL, a->saved);
+    enc_fwd_part(e, a->xe, lens, n, a->frozen, &a->saved);
     mmp_bert_mean_pool(a->xe, lens, n, H, 0, out);
     return a;
 }
@@ -634,7 +686,12 @@ void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, c
         for (int p = 0; p < a->lens[s]; p++, t++)
             for (int j = 0; j < H; j++) dx[(size_t)t * H + j] = dout[(size_t)s * H + j] * inv;
     }
-    mmp_tx_encoder_bwd((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, dx, g ? g->block : NULL);
+    enc_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
+    if (a->frozen > 0 && !demb) { /* the embeddings are frozen */
+        free(d0);
+        free(dx);
+        return;
+    }
     mmp_tx_layernorm_bwd(d0, G(eln_w), G(eln_b), dx, a->x0, b->eln_w, a->m0, a->r0, T, H);
     if (G(word)) /* nn.Embedding(padding_idx = pad_token_id): that row gets no gradient */
         for (int t = 0; t < T; t++)

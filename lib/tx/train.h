@@ -97,6 +97,14 @@ void mmp_tx_saved_free(mmp_tx_saved *a);
  * NULL with one line in err. */
 mmp_tx_saved *mmp_tx_image_fwd_train(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which,
                                    float *out, char *err, size_t errlen);
+/* The same with the first `frozen` encoder blocks (and everything before
+ * them) frozen: they run in inference mode, keeping nothing, and the backward
+ * stops after the first kept block (no gradient for the blocks below, the
+ * embeddings, the pre-LN, nor the input unless dimgs / demb asks for it, which
+ * needs frozen = 0). The same bits in out as frozen = 0. Likewise
+ * mmp_tx_text_fwd_train_part and mmp_bert_fwd_train_part. */
+mmp_tx_saved *mmp_tx_image_fwd_train_part(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which,
+                                          int frozen, float *out, char *err, size_t errlen);
 /* dout [n][dim]: d loss / d out. g: parameter gradients (accumulated; NULL:
  * none); dimgs: NULL or [n][3][H][W], accumulated. */
 void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *dout, const mmp_tx_vision_grad *g,
@@ -105,6 +113,8 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
 /* The text tower as mmp_tx_text_embed (EMBED or POOLED). */
 mmp_tx_saved *mmp_tx_text_fwd_train(const mmp_tx_model *m, const int32_t *ids, const int *lens, int n,
                                   mmp_tx_out which, float *out, char *err, size_t errlen);
+mmp_tx_saved *mmp_tx_text_fwd_train_part(const mmp_tx_model *m, const int32_t *ids, const int *lens, int n,
+                                         mmp_tx_out which, int frozen, float *out, char *err, size_t errlen);
 /* demb: NULL or [sum lens][C], accumulated: d loss / d the token embeddings'
  * rows (transformers' inputs_embeds). */
 void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *dout, const mmp_tx_text_grad *g,
@@ -116,6 +126,8 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
  * outside the vocabulary). */
 mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, float *out, char *err,
                                  size_t errlen);
+mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, float *out,
+                                      char *err, size_t errlen);
 /* demb: NULL or [sum lens][H], accumulated (d loss / d inputs_embeds). */
 void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, const mmp_bert_grad *g, float *demb);
 

@@ -152,7 +152,7 @@ int mmp_tx_load_vit_timm(mmp_tx_loader *l) {
         int nc = -1;
         txl_cfg_int(l, cf, cfg, "num_classes", -1, &nc);
         int have = txl_has(l, "head.weight") ? (int)txl_dim(l, "head.weight", 0) : 0;
-        if (nc >= 0 && nc != have)
+        if (nc >= 0 && nc != have && !l->finetuned) /* a fine-tuned checkpoint has its own classes */
             return txl_fail(l, "%s: \"num_classes\" is %d but the weights (%s) have %d", cf, nc, l->path, have);
         const char *gp = txl_cfg_str(l, cf, cfg, "global_pool");
         const char *gp2 = txl_cfg_str(l, cf, ma, "global_pool");
