@@ -250,6 +250,18 @@ static int infer_state_dict(const mmp_safetensors *st, mmp_meta *im) {
     return 0;
 }
 
+/* A relative backbone path in a checkpoint (mmp-train-step records the whole
+ * path; a checkpoint shipped with its backbone, such as the test fixtures,
+ * may name it relative to its own folder) is resolved against the
+ * checkpoint's folder when it is there. */
+static void backbone_beside(mmp_train_cfg *c, const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!c->backbone[0] || c->backbone[0] == '/' || !slash) return;
+    char *p = mmp_xasprintf("%.*s/%s", (int)(slash - path), path, c->backbone);
+    if (access(p, F_OK) == 0 && strlen(p) < sizeof c->backbone) snprintf(c->backbone, sizeof c->backbone, "%s", p);
+    free(p);
+}
+
 int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
     mmp_safetensors st;
@@ -277,6 +289,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
         mmp_errf(err, errlen, "%s: %s", path, e2);
         goto out;
     }
+    backbone_beside(&tr->cfg, path);
     if (ovr)
         for (int i = 0; i < ovr->n; i++) {
             const char *k = ovr->keys[i], *v = ovr->vals[i];
