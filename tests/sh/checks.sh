@@ -13,3 +13,11 @@ bad() {
   [ -e bad.safetensors ] && { fail "$what: left a checkpoint"; return; }
   ok "$what: $(cat err.txt)"
 }
+# refuse WANT CMD...: CMD must fail with exactly one stderr line containing
+# the fixed string WANT; else fail (the caller's fail: counted, or exiting).
+refuse() {
+  local want=$1; shift
+  if "$@" > out.tmp 2> err.txt; then fail "accepted: $*"; return; fi
+  [ "$(wc -l < err.txt)" -eq 1 ] || { cat err.txt; fail "not one line: $*"; return; }
+  grep -qF -- "$want" err.txt || { cat err.txt; fail "message of: $*"; return; }
+}

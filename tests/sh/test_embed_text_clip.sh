@@ -10,15 +10,9 @@ set -u
 command -v mmp-embed-text >/dev/null || { echo "mmp-embed-text not built"; exit 77; }
 F="$MMP_ROOT/tests/fixtures"
 GZ="$F/clip_tok/bpe_simple_vocab_16e6.txt.gz"
+source "$MMP_ROOT/tests/sh/checks.sh" # refuse
 fail() { echo "FAIL: $*"; exit 1; }
 
-# one-line error with a non-zero exit; $1 = the expected text (grep -F)
-refuse() {
-    local want=$1; shift
-    "$@" >out.tmp 2>err.txt && fail "accepted: $*"
-    [ "$(wc -l < err.txt)" -eq 1 ] || { cat err.txt; fail "not one line: $*"; }
-    grep -qF -- "$want" err.txt || { cat err.txt; fail "message of: $*"; }
-}
 
 # open_clip weights with the vocabulary beside them (symlinks)
 mkdir -p oc hf

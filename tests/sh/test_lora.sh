@@ -12,13 +12,8 @@ command -v mmp-export >/dev/null || { echo "mmp-export not built"; exit 77; }
 py=${MMP_PYTHON:-}
 [ -n "$py" ] && "$py" -c 'import numpy' 2>/dev/null || { echo "no python3 with numpy"; exit 77; }
 F="$MMP_ROOT/tests/fixtures"
+source "$MMP_ROOT/tests/sh/checks.sh" # refuse
 fail() { echo "FAIL: $*"; exit 1; }
-refuse() { # $1 = expected text; one line, non-zero exit
-    local want=$1; shift
-    "$@" >out.tmp 2>err.txt && fail "accepted: $*"
-    [ "$(wc -l < err.txt)" -eq 1 ] || { cat err.txt; fail "not one line: $*"; }
-    grep -qF -- "$want" err.txt || { cat err.txt; fail "message of: $*"; }
-}
 # close A B FIELD: the FIELD tensors of two streams within 1e-5 of the largest |value| (prints the error);
 # far A B FIELD: they differ by more than 1e-2
 cmpf() {

@@ -13,13 +13,8 @@ command -v mmp-eval >/dev/null || { echo "mmp-eval not built"; exit 77; }
 py=${MMP_PYTHON:-}
 [ -n "$py" ] && "$py" -c 'import numpy' 2>/dev/null || { echo "no python3 with numpy"; exit 77; }
 F="$MMP_ROOT/tests/fixtures"
+source "$MMP_ROOT/tests/sh/checks.sh" # refuse
 fail() { echo "FAIL: $*"; exit 1; }
-refuse() { # $1 = expected text; one line, non-zero exit
-    local want=$1; shift
-    "$@" >out.tmp 2>err.txt && fail "accepted: $*"
-    [ "$(wc -l < err.txt)" -eq 1 ] || { cat err.txt; fail "not one line: $*"; }
-    grep -qF -- "$want" err.txt || { cat err.txt; fail "message of: $*"; }
-}
 
 mkdir -p oc
 for f in open_clip_model.safetensors open_clip_config.json; do ln -sf "$F/tx_models/clip_text_oc/$f" oc/$f; done
