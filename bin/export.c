@@ -10,6 +10,7 @@
 #include "mmp.h"
 #include "train/adapter.h"
 #include "train/export.h"
+#include "train/tx_head.h"
 #include "tx/peft.h"
 
 static int mmp_is_dir(const char *p) {
@@ -60,7 +61,9 @@ int main(int argc, char **argv) {
         if (!strcmp(in, "-")) mmp_die("the checkpoint must be a file (see --help)");
         mmp_trainer tr;
         if (mmp_trainer_load(&tr, in, NULL, err, sizeof err)) mmp_die("%s", err);
-        if (mmp_trainer_write_adapter(&tr, model, outp, err, sizeof err)) mmp_die("%s: %s", in, err);
+        if (tr.head.tx ? mmp_txhead_write_peft(tr.head.tx, outp, err, sizeof err)
+                       : mmp_trainer_write_adapter(&tr, model, outp, err, sizeof err))
+            mmp_die("%s: %s", in, err);
         mmp_trainer_free(&tr);
         return 0;
     }

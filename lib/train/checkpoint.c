@@ -109,7 +109,7 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mmp_st_writer w;
     mmp_st_writer_init(&w);
     const mmp_head *h = &tr->head;
-    if (h->tx) mmp_txhead_save(h->tx, &w); /* the whole model under its own names */
+    if (h->tx) mmp_txhead_save(h->tx, &w, 0); /* the whole model under its own names */
     for (int i = 0; i < h->np && !h->tx; i++) {
         const mmp_param *p = &h->params[i];
         mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
