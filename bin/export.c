@@ -27,8 +27,9 @@ static const char usage[] =
     "(safetensors, __metadata__ format \"pt\"): exactly the tensors of the head's torch module\n"
     "(linear: nn.Linear -> weight, bias; mlp: layers.0.weight ... of the nn.Sequential), the\n"
     "standardization folded into the first linear layer, no optimizer state. Linear and mlp\n"
-    "heads, and mnv2-tail / resnet-tail trained --from input (the whole torchvision state dict,\n"
-    "num_batches_tracked included). The output is written atomically.\n"
+    "heads, mnv2-tail / resnet-tail trained --from input (the whole torchvision state dict,\n"
+    "num_batches_tracked included), and --head transformer (the model under its own names with\n"
+    "the classifier; --unfreeze lora: the adapters merged). The output is written atomically.\n"
     "--merge-lora: a PEFT LoRA adapter merged into its base (a Hugging Face ViT, CLIP or BERT,\n"
     "timm ViT or open_clip model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
     "adapted weights F32, the rest as they were). --stamp-lora: the adapter rewritten in\n"
@@ -37,6 +38,9 @@ static const char usage[] =
     "(the classifier as modules_to_save; BASE: the backbone, default the checkpoint's --backbone);\n"
     "--merge-lora takes such a folder too (the base a torchvision MobileNetV2/ResNet) and writes\n"
     "the torchvision state dict with the adapters merged, as mmp-export of the checkpoint does.\n"
+    "--peft of a --head transformer --unfreeze lora checkpoint: its adapters as a PEFT folder\n"
+    "over the backbone (adapters only; the classifier stays in the checkpoint), which\n"
+    "mmp-embed / mmp-embed-text --adapter take.\n"
     "\n";
 
 int main(int argc, char **argv) {
@@ -48,7 +52,7 @@ int main(int argc, char **argv) {
         MMP_O_OUTPUT(&outp, "the state dict (required)"),
         MMP_O_STRING("merge-lora", 0, &merge, "DIR", "merge this PEFT LoRA adapter into --model"),
         MMP_O_STRING("stamp-lora", 0, &stamp, "DIR", "rewrite this adapter with --model's SHA-256 into -o DIR"),
-        MMP_O_FLAG("peft", 0, &peft, "write the LoRA adapters of a CNN checkpoint (--unfreeze lora) as a PEFT folder -o DIR"),
+        MMP_O_FLAG("peft", 0, &peft, "write the LoRA adapters of a CNN or transformer checkpoint (--unfreeze lora) as a PEFT folder -o DIR"),
         MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors (or open_clip_model.safetensors)"),
         MMP_O_COMMON,
         MMP_O_END,
