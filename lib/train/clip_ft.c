@@ -198,55 +198,18 @@ int mmp_clipft_save_weights(const mmp_clipft *ft, const char *path, const mmp_me
     return rc;
 }
 
-void mmp_clipft_optim_to(const mmp_clipft *ft, const mmp_optim *o, mmp_st_writer *w) {
-    for (int i = 0; i < ft->ntr; i++) {
-        const mmp_param *p = &ft->tr[i];
-        float *st[2] = {p->s1, p->s2};
-        for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(o, k);
-            if (!sn || !st[k]) continue;
-            char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            int64_t sh[1] = {(int64_t)p->n};
-            mmp_st_writer_add_f32(w, name, st[k], 1, sh);
-        }
-    }
-}
-
-int mmp_clipft_optim_from(mmp_clipft *ft, const mmp_optim *o, const mmp_safetensors *st, char *err, size_t errlen) {
-    for (int i = 0; i < ft->ntr; i++) {
-        mmp_param *p = &ft->tr[i];
-        float **dst[2] = {&p->s1, &p->s2};
-        for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(o, k);
-            if (!sn) continue;
-            char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            const mmp_tensor *t = mmp_st_get(st, name);
-            if (!t) continue;
-            if ((size_t)mmp_numel(t->ndim, t->shape) != p->n || t->dtype != MMP_F32)
-                return mmp_errf(err, errlen, "%s: tensor %s has the wrong shape or dtype", st->path, name);
-            free(*dst[k]);
-            *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
-            memcpy(*dst[k], t->data, sizeof(float) * p->n);
-        }
-    }
-    return 0;
-}
-
-char *mmp_clipft_optim_path(const char *out) {
-    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
-    if (dot && (!slash || dot > slash)) return mmp_xasprintf("%.*s.optim%s", (int)(dot - out), out, dot);
-    return mmp_xasprintf("%s.optim", out);
-}
-
 int mmp_clipft_is_checkpoint(const char *path) {
-    char *op = mmp_clipft_optim_path(path), e[256];
+    char *op = mmp_train_optim_path(path), e[256];
     mmp_safetensors st;
     int r = 0;
     if (mmp_st_open(&st, op, e, sizeof e) == 0) {
         const char *f = mmp_meta_get(&st.meta, "format");
         r = f && !strcmp(f, "mmpipe-clip-optim");
+        mmp_st_close(&st);
+    }
+    if (!r && mmp_st_open(&st, path, e, sizeof e) == 0) { /* the weights name their head */
+        const char *h = mmp_meta_get(&st.meta, "head"), *f = mmp_meta_get(&st.meta, "format");
+        r = h && f && !strcmp(h, "clip") && !strcmp(f, "pt");
         mmp_st_close(&st);
     }
     free(op);

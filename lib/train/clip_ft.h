@@ -26,7 +26,9 @@
  * (or open_clip's model.load_state_dict) works and mmp-embed / mmp-embed-text
  * / mmp-eval --model OUT read it; OUT with ".optim" before the extension:
  * the training state (configuration, step, epoch, early stopping, lock, the
- * AdamW/SGD state "optim.<param>.exp_avg" ...), both written atomically.
+ * AdamW/SGD state "optim.<param>.exp_avg" ...), both written atomically, the
+ * .optim file first, with the same "optim_id" in both (checked on --init /
+ * --resume).
  * The backbone's side files (config.json, preprocessor_config.json,
  * open_clip_config.json and the tokenizer: vocab.json + merges.txt or
  * bpe_simple_vocab_16e6.txt.gz ...) are copied beside OUT. */
@@ -86,14 +88,12 @@ int mmp_clipft_embed(mmp_clipft *ft, const float *imgs, int n, int H, int W, con
 /* Writes the model's state dict (see above) to path, atomically; meta
  * (may be NULL) is added to the file's __metadata__. 0 or -1. */
 int mmp_clipft_save_weights(const mmp_clipft *ft, const char *path, const mmp_meta *meta, char *err, size_t errlen);
-/* The optimizer state of the trainable parameters as tensors
- * "optim.<name>.<state>" into w / back from st (missing ones stay unset). */
-void mmp_clipft_optim_to(const mmp_clipft *ft, const mmp_optim *o, mmp_st_writer *w);
-int mmp_clipft_optim_from(mmp_clipft *ft, const mmp_optim *o, const mmp_safetensors *st, char *err, size_t errlen);
-
-/* OUT with ".optim" before the extension (heap). */
-char *mmp_clipft_optim_path(const char *out);
-/* 1 when path is a --head clip checkpoint (its .optim file says so). */
+/* The optimizer state goes through train/checkpoint.c's functions
+ * (mmp_train_optim_add / _read / _id / _open, mmp_train_optim_path): the
+ * same tensors, the same atomic writes, an optim_id shared by OUT and its
+ * .optim file (a mismatch or a missing file: one line). */
+/* 1 when path is a --head clip checkpoint (its .optim file, or its own
+ * __metadata__ head = clip, says so). */
 int mmp_clipft_is_checkpoint(const char *path);
 
 /* mmp-train-step --head clip: the whole command after option parsing. */

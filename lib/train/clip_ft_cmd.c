@@ -152,14 +152,19 @@ static void grow_batch(run_state *s, const clip_data *d, int64_t B) {
     s->blens = mmp_xrealloc(s->blens, sizeof(int) * (size_t)B);
 }
 
+/* the training state first (as train/checkpoint.c: OUT never names a file
+ * that is not there), then the weights; both carry the same optim_id */
 static int save(run_state *s, const char *path, char *err, size_t errlen) {
-    if (mmp_clipft_save_weights(&s->ft, path, NULL, err, errlen)) return -1;
+    char oid[40];
+    int64_t ids[3] = {s->step, s->epoch, s->best_epoch};
+    mmp_train_optim_id(s->ft.tr, s->ft.ntr, ids, 3, oid, sizeof oid);
     mmp_st_writer w;
     mmp_st_writer_init(&w);
-    mmp_clipft_optim_to(&s->ft, &s->cfg->opt, &w);
+    mmp_train_optim_add(s->ft.tr, s->ft.ntr, &s->cfg->opt, &w);
     mmp_meta *m = &w.meta;
     char buf[64];
     mmp_meta_set(m, "format", "mmpipe-clip-optim");
+    mmp_meta_set(m, "optim_id", oid);
     mmp_train_cfg_to_meta(s->cfg, m);
     mmp_meta_set(m, "backbone", s->backbone);
     mmp_meta_set(m, "lock", mmp_clipft_lock_names[s->ft.lock]);
@@ -171,10 +176,17 @@ static int save(run_state *s, const char *path, char *err, size_t errlen) {
     SETF("bad_epochs", "%d", s->bad_epochs);
 #undef SETF
     mmp_meta_set(m, "mmpipe_version", MMP_VERSION);
-    char *op = mmp_clipft_optim_path(path);
+    char *op = mmp_train_optim_path(path);
     int rc = mmp_st_writer_write(&w, op, err, errlen);
     free(op);
     mmp_st_writer_free(&w);
+    if (rc) return -1;
+    mmp_meta wm;
+    mmp_meta_init(&wm);
+    mmp_meta_set(&wm, "optim_id", oid);
+    mmp_meta_set(&wm, "head", "clip"); /* (mmp_clipft_is_checkpoint without its .optim file) */
+    rc = mmp_clipft_save_weights(&s->ft, path, &wm, err, errlen);
+    mmp_meta_free(&wm);
     return rc;
 }
 
@@ -335,14 +347,14 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
     mmp_safetensors ost;
     int have_ost = 0;
     if (ckpt) { /* the training state beside the weights: configuration <- command line */
-        char *op = mmp_clipft_optim_path(ckpt);
-        if (mmp_st_open(&ost, op, err, sizeof err))
-            mmp_die("%s: no training state beside the checkpoint (%s; --init/--resume need the .optim file mmp-train-step --head clip writes)",
-                    ckpt, op);
-        free(op);
+        mmp_safetensors wst; /* the weights' optim_id names their .optim file */
+        die_if(mmp_st_open(&wst, ckpt, err, sizeof err), err);
+        const char *wid = mmp_meta_get(&wst.meta, "optim_id");
+        char id[40];
+        snprintf(id, sizeof id, "%s", wid ? wid : "");
+        mmp_st_close(&wst);
+        die_if(mmp_train_optim_open(ckpt, "mmpipe-clip-optim", id[0] ? id : NULL, &ost, err, sizeof err), err);
         have_ost = 1;
-        const char *f = mmp_meta_get(&ost.meta, "format");
-        if (!f || strcmp(f, "mmpipe-clip-optim")) mmp_die("%s: not the training state of mmp-train-step --head clip", ost.path);
         mmp_train_cfg_defaults(cfg);
         die_if(mmp_train_cfg_from_meta(cfg, &ost.meta, err, sizeof err), err);
         for (int i = 0; i < a->given->n; i++) {
@@ -393,7 +405,7 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
     mmp_tx_model_set_threads(S.enc.clip, threads);
     die_if(mmp_clipft_init(&S.ft, S.enc.clip, lock, err, sizeof err), err);
     if (have_ost) {
-        die_if(mmp_clipft_optim_from(&S.ft, &cfg->opt, &ost, err, sizeof err), err);
+        die_if(mmp_train_optim_read(S.ft.tr, S.ft.ntr, &cfg->opt, &ost, err, sizeof err), err);
         mmp_st_close(&ost);
     }
     const char *field = strcmp(cfg->feature, "embedding") ? cfg->feature : "image";
