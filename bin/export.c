@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "train/adapter.h"
+#include "train/clip_ft.h"
 #include "train/export.h"
 #include "train/tx_head.h"
 #include "tx/peft.h"
@@ -63,6 +64,10 @@ int main(int argc, char **argv) {
     if (peft) {
         if (merge || stamp) mmp_die("--peft: not with --merge-lora / --stamp-lora");
         if (!strcmp(in, "-")) mmp_die("the checkpoint must be a file (see --help)");
+        if (mmp_clipft_is_checkpoint(in)) { /* --head clip --unfreeze lora: one adapter over the CLIP model */
+            if (mmp_clipft_write_peft(in, outp, err, sizeof err)) mmp_die("%s: %s", in, err);
+            return 0;
+        }
         mmp_trainer tr;
         if (mmp_trainer_load(&tr, in, NULL, err, sizeof err)) mmp_die("%s", err);
         if (tr.head.tx ? mmp_txhead_write_peft(tr.head.tx, outp, err, sizeof err)

@@ -222,7 +222,7 @@ int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errle
 
 /* --unfreeze and the LoRA options (recorded when they apply: a CNN --from input, --head transformer) */
 static int unfreeze_applies(const mmp_train_cfg *c) {
-    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER;
+    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER || c->head == MMP_HEAD_CLIP;
 }
 static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_train_cfg *c = t;
@@ -633,7 +633,11 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         return -1;
     }
     if (mmp_train_aug_check(c, err, errlen)) return -1;
-    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
+    if (c->head == MMP_HEAD_CLIP && c->unfreeze_kind != MMP_UNFREEZE_ALL && c->unfreeze_kind != MMP_UNFREEZE_LORA) {
+        mmp_errf(err, errlen, "--head clip: --unfreeze %s: all or lora (--lock image|text locks a tower)", c->unfreeze);
+        return -1;
+    }
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
         mmp_errf(err, errlen, "--unfreeze %s needs a backbone that trains (--head mnv2-tail|resnet-tail --from input, --head transformer)", c->unfreeze);
         return -1;
     }
