@@ -79,7 +79,7 @@ def main():
                           ("adamw", ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01"])):
             tt.run(*base, "--init", init, *args, "--epochs", 5, "--out", out, rec)
             sd5, _ = tt.read_st(out)
-            logits, adapted = peft_steps(fam, sd0, sd5, meta, data, labels, ncls, opt)
+            logits, adapted, _ = peft_steps(fam, sd0, sd5, meta, data, labels, ncls, opt)
         check_exports(fam, d, rec, out, sd0, sd5, data, ncls, meta, logits, adapted)
     if tt.fails:
         for f in tt.fails[:30]:
@@ -89,10 +89,13 @@ def main():
 
 
 def peft_steps(fam, sd0, sd5, meta, data, labels, ncls, opt):
+    """5 steps of opt with PEFT from sd0 (the command's --epochs 0 checkpoint), each trainable
+    tensor compared with sd5 (the command's, or None): PEFT's logits after them, the adapted
+    modules, the trained tensors by checkpoint name"""
     if True:
         adapted = sorted({k.rsplit(".lora_", 1)[0] for k in sd0 if is_adapter(k)})
         base_sd = {k: v for k, v in sd0.items() if not is_adapter(k)}
-        for k in base_sd:
+        for k in base_sd if sd5 is not None else ():
             if not k.startswith(("classifier.", "head.")) and not np.array_equal(sd0[k], sd5[k]):
                 tt.fails.append("%s: base tensor %s changed" % (fam.name, k))
         # PEFT over the library's module: the same adapters, the classifier trainable
@@ -128,7 +131,7 @@ def peft_steps(fam, sd0, sd5, meta, data, labels, ncls, opt):
             o.step()
         worst = 0
         for pn, p in pm.named_parameters():
-            if p.requires_grad:
+            if p.requires_grad and sd5 is not None:
                 tol = 1e-4 if fam.name == "clip-hf" and opt == "adamw" and ".lora_B." in names[pn] else 1e-5
                 worst = max(worst, tt.check("%s LoRA 5 %s steps: %s" % (fam.name, opt, names[pn]), sd5[names[pn]],
                                             p.detach().numpy(), tol))
@@ -136,7 +139,8 @@ def peft_steps(fam, sd0, sd5, meta, data, labels, ncls, opt):
             logits = fwd(x).numpy()
         print("%s: %d adapters, %d trainable tensors after 5 %s steps within %.2g of peft's" %
               (fam.name, nlora, len(params), opt, worst))
-        return logits, adapted
+        trained = {names[pn]: p.detach().numpy() for pn, p in pm.named_parameters() if p.requires_grad}
+        return logits, adapted, trained
 
 
 def check_exports(fam, d, rec, out, sd0, sd5, data, ncls, meta, logits, adapted):
