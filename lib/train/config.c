@@ -498,7 +498,8 @@ const mmp_option mmp_train_options[] = {
        "final norm), everything (all), BatchNorm / LayerNorm weight and bias\n"
        "+ classifier (norm, or bn), LoRA adapters + classifier (lora); frozen\n"
        "parts get no gradient, no optimizer state, no weight decay (all);\n"
-       "may change with --init (e.g. head first, then all)"),
+       "may change with --init (e.g. head first, then all); --head clip:\n"
+       "all or lora (adapters on the unlocked towers + logit_scale)"),
     FN("lora_rank", "lora-rank", set_lora_rank, fmt_lora_rank, "8", "R", "--unfreeze lora: the rank r (8)", .flags = ARCH),
     FN("lora_alpha", "lora-alpha", set_lora_alpha, fmt_lora_alpha, "8", "A", "lora_alpha: the update is scaled by A/r (8)", .flags = ARCH),
     FN("lora_dropout", "lora-dropout", set_lora_dropout, fmt_lora_dropout, "0", "P", "dropout on the adapters' inputs (0)"),
