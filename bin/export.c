@@ -9,7 +9,9 @@
 #include "cli.h"
 #include "mmp.h"
 #include "train/adapter.h"
+#include "train/clip_ft.h"
 #include "train/export.h"
+#include "train/tx_head.h"
 #include "tx/peft.h"
 
 static int mmp_is_dir(const char *p) {
@@ -26,8 +28,9 @@ static const char usage[] =
     "(safetensors, __metadata__ format \"pt\"): exactly the tensors of the head's torch module\n"
     "(linear: nn.Linear -> weight, bias; mlp: layers.0.weight ... of the nn.Sequential), the\n"
     "standardization folded into the first linear layer, no optimizer state. Linear and mlp\n"
-    "heads, and mnv2-tail / resnet-tail trained --from input (the whole torchvision state dict,\n"
-    "num_batches_tracked included). The output is written atomically.\n"
+    "heads, mnv2-tail / resnet-tail trained --from input (the whole torchvision state dict,\n"
+    "num_batches_tracked included), and --head transformer (the model under its own names with\n"
+    "the classifier; --unfreeze lora: the adapters merged). The output is written atomically.\n"
     "--merge-lora: a PEFT LoRA adapter merged into its base (a Hugging Face ViT, CLIP or BERT,\n"
     "timm ViT or open_clip model: W + alpha/r B A), written as a plain backbone under the original names (the\n"
     "adapted weights F32, the rest as they were). --stamp-lora: the adapter rewritten in\n"
@@ -36,6 +39,9 @@ static const char usage[] =
     "(the classifier as modules_to_save; BASE: the backbone, default the checkpoint's --backbone);\n"
     "--merge-lora takes such a folder too (the base a torchvision MobileNetV2/ResNet) and writes\n"
     "the torchvision state dict with the adapters merged, as mmp-export of the checkpoint does.\n"
+    "--peft of a --head transformer --unfreeze lora checkpoint: its adapters as a PEFT folder\n"
+    "over the backbone (adapters only; the classifier stays in the checkpoint), which\n"
+    "mmp-embed / mmp-embed-text --adapter take.\n"
     "\n";
 
 int main(int argc, char **argv) {
@@ -47,7 +53,7 @@ int main(int argc, char **argv) {
         MMP_O_OUTPUT(&outp, "the state dict (required)"),
         MMP_O_STRING("merge-lora", 0, &merge, "DIR", "merge this PEFT LoRA adapter into --model"),
         MMP_O_STRING("stamp-lora", 0, &stamp, "DIR", "rewrite this adapter with --model's SHA-256 into -o DIR"),
-        MMP_O_FLAG("peft", 0, &peft, "write the LoRA adapters of a CNN checkpoint (--unfreeze lora) as a PEFT folder -o DIR"),
+        MMP_O_FLAG("peft", 0, &peft, "write the LoRA adapters of a CNN or transformer checkpoint (--unfreeze lora) as a PEFT folder -o DIR"),
         MMP_O_STRING("model", 0, &model, "BASE", "the adapter's base: a .safetensors file or a folder holding model.safetensors (or open_clip_model.safetensors)"),
         MMP_O_COMMON,
         MMP_O_END,
@@ -58,9 +64,15 @@ int main(int argc, char **argv) {
     if (peft) {
         if (merge || stamp) mmp_die("--peft: not with --merge-lora / --stamp-lora");
         if (!strcmp(in, "-")) mmp_die("the checkpoint must be a file (see --help)");
+        if (mmp_clipft_is_checkpoint(in)) { /* --head clip --unfreeze lora: one adapter over the CLIP model */
+            if (mmp_clipft_write_peft(in, outp, err, sizeof err)) mmp_die("%s: %s", in, err);
+            return 0;
+        }
         mmp_trainer tr;
         if (mmp_trainer_load(&tr, in, NULL, err, sizeof err)) mmp_die("%s", err);
-        if (mmp_trainer_write_adapter(&tr, model, outp, err, sizeof err)) mmp_die("%s: %s", in, err);
+        if (tr.head.tx ? mmp_txhead_write_peft(tr.head.tx, outp, err, sizeof err)
+                       : mmp_trainer_write_adapter(&tr, model, outp, err, sizeof err))
+            mmp_die("%s: %s", in, err);
         mmp_trainer_free(&tr);
         return 0;
     }

@@ -61,30 +61,77 @@ char *mmp_train_optim_path(const char *out) {
     return mmp_xasprintf("%s.optim", out);
 }
 
-/* optim.<param>.<state> tensors of tr into w */
-static void add_optim(const mmp_trainer *tr, mmp_st_writer *w) {
-    const mmp_head *h = &tr->head;
-    for (int i = 0; i < h->np; i++) {
-        const mmp_param *p = &h->params[i];
-        float *st[2] = {p->s1, p->s2};
+void mmp_train_optim_add(const mmp_param *p, int np, const mmp_optim *o, mmp_st_writer *w) {
+    for (int i = 0; i < np; i++) {
+        float *st[2] = {p[i].s1, p[i].s2};
         for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(&tr->cfg.opt, k);
+            const char *sn = mmp_optim_state_name(o, k);
             if (!sn || !st[k]) continue;
             char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            mmp_st_writer_add_f32(w, name, st[k], p->ndim, p->shape);
+            snprintf(name, sizeof name, "optim.%s.%s", p[i].name, sn);
+            mmp_st_writer_add_f32(w, name, st[k], p[i].ndim, p[i].shape);
         }
     }
 }
 
+int mmp_train_optim_read(mmp_param *p, int np, const mmp_optim *o, const mmp_safetensors *st, char *err, size_t errlen) {
+    char e2[512];
+    for (int i = 0; i < np; i++) {
+        float **dst[2] = {&p[i].s1, &p[i].s2};
+        for (int k = 0; k < 2; k++) {
+            const char *sn = mmp_optim_state_name(o, k);
+            if (!sn) continue;
+            char name[160];
+            snprintf(name, sizeof name, "optim.%s.%s", p[i].name, sn);
+            if (!mmp_st_get(st, name)) continue; /* not used yet (step 0) */
+            if (!*dst[k]) *dst[k] = mmp_xmalloc(sizeof(float) * (p[i].n ? p[i].n : 1));
+            if (mmp_st_read_f32(st, name, p[i].ndim, p[i].shape, *dst[k], e2, sizeof e2))
+                return mmp_errf(err, errlen, "%s: %s", st->path, e2);
+        }
+    }
+    return 0;
+}
+
+void mmp_train_optim_id(const mmp_param *p, int np, const int64_t *state, int nstate, char *buf, size_t n) {
+    uint64_t h = 0x6f7074696d ^ (uint64_t)state[0];
+    for (int i = 0; i < np; i++) h = mmp_hash64(p[i].w, sizeof(float) * p[i].n, h);
+    h = mmp_hash64(state, sizeof *state * (size_t)nstate, h);
+    snprintf(buf, n, "%016llx", (unsigned long long)h);
+}
+
+int mmp_train_optim_open(const char *path, const char *format, const char *id, mmp_safetensors *st, char *err, size_t errlen) {
+    char *op = mmp_train_optim_path(path), e2[512];
+    int ret = -1;
+    if (access(op, F_OK)) {
+        mmp_errf(err, errlen, "%s: its optimizer state %s is missing (the checkpoint's optimizer state is kept beside it; "
+                 "--init and --resume need both files)", path, op);
+        goto out;
+    }
+    if (mmp_st_open(st, op, e2, sizeof e2)) {
+        mmp_errf(err, errlen, "%s", e2);
+        goto out;
+    }
+    const char *fmt = mmp_meta_get(&st->meta, "format"), *fid = mmp_meta_get(&st->meta, "optim_id");
+    if (!fmt || strcmp(fmt, format) || (id && (!fid || strcmp(fid, id)))) {
+        mmp_errf(err, errlen, "%s: not the optimizer state of %s (optim_id %s, the checkpoint's %s): both files must come from the same save",
+                 op, path, fid ? fid : "missing", id ? id : "none");
+        mmp_st_close(st);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(op);
+    return ret;
+}
+
+/* optim.<param>.<state> tensors of tr into w */
+static void add_optim(const mmp_trainer *tr, mmp_st_writer *w) { mmp_train_optim_add(tr->head.params, tr->head.np, &tr->cfg.opt, w); }
+
 /* the token a checkpoint and its .optim file share: a hash of the weights
  * and the training state (deterministic: the same run gives the same files) */
 static void optim_id(const mmp_trainer *tr, char *buf, size_t n) {
-    uint64_t h = 0x6f7074696d ^ (uint64_t)tr->step;
-    for (int i = 0; i < tr->head.np; i++) h = mmp_hash64(tr->head.params[i].w, sizeof(float) * tr->head.params[i].n, h);
     int64_t st[3] = {tr->step, tr->epoch, tr->skipped};
-    h = mmp_hash64(st, sizeof st, h);
-    snprintf(buf, n, "%016llx", (unsigned long long)h);
+    mmp_train_optim_id(tr->head.params, tr->head.np, st, 3, buf, n);
 }
 
 int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t errlen) {
@@ -109,7 +156,7 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mmp_st_writer w;
     mmp_st_writer_init(&w);
     const mmp_head *h = &tr->head;
-    if (h->tx) mmp_txhead_save(h->tx, &w); /* the whole model under its own names */
+    if (h->tx) mmp_txhead_save(h->tx, &w, 0); /* the whole model under its own names */
     for (int i = 0; i < h->np && !h->tx; i++) {
         const mmp_param *p = &h->params[i];
         mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
@@ -406,46 +453,10 @@ out:
 
 int mmp_trainer_load_optim(mmp_trainer *tr, const char *path, char *err, size_t errlen) {
     if (!tr->optim_id[0]) return 0;
-    char *op = mmp_train_optim_path(path), e2[512];
     mmp_safetensors st;
-    if (access(op, F_OK)) {
-        mmp_errf(err, errlen, "%s: its optimizer state %s is missing (the checkpoint's optimizer state is kept beside it; "
-                 "--init and --resume need both files)", path, op);
-        free(op);
-        return -1;
-    }
-    if (mmp_st_open(&st, op, e2, sizeof e2)) {
-        mmp_errf(err, errlen, "%s", e2);
-        free(op);
-        return -1;
-    }
-    int ret = -1;
-    const char *fmt = mmp_meta_get(&st.meta, "format"), *id = mmp_meta_get(&st.meta, "optim_id");
-    if (!fmt || strcmp(fmt, "mmpipe-optim") || !id || strcmp(id, tr->optim_id)) {
-        mmp_errf(err, errlen, "%s: not the optimizer state of %s (optim_id %s, the checkpoint's %s): both files must come from the same save",
-                 op, path, id ? id : "missing", tr->optim_id);
-        goto out;
-    }
-    for (int i = 0; i < tr->head.np; i++) {
-        mmp_param *p = &tr->head.params[i];
-        float **dst[2] = {&p->s1, &p->s2};
-        for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(&tr->cfg.opt, k);
-            if (!sn) continue;
-            char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            if (!mmp_st_get(&st, name)) continue; /* not used yet (step 0) */
-            if (!*dst[k]) *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
-            if (mmp_st_read_f32(&st, name, p->ndim, p->shape, *dst[k], e2, sizeof e2)) {
-                mmp_errf(err, errlen, "%s: %s", op, e2);
-                goto out;
-            }
-        }
-    }
-    ret = 0;
-out:
+    if (mmp_train_optim_open(path, "mmpipe-optim", tr->optim_id, &st, err, errlen)) return -1;
+    int ret = mmp_train_optim_read(tr->head.params, tr->head.np, &tr->cfg.opt, &st, err, errlen);
     mmp_st_close(&st);
-    free(op);
     return ret;
 }
 

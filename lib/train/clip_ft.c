@@ -83,12 +83,78 @@ void mmp_clipft_add_param(mmp_clipft *ft, const mmp_tx_param *p) {
     push(ft, &v);
 }
 
+#define PEFT_PFX "base_model.model."
+static int is_adapter(const char *name) { return !strncmp(name, PEFT_PFX, strlen(PEFT_PFX)); }
+
+int mmp_clipft_lora(mmp_clipft *ft, const mmp_tx_lora_opts *o, char *err, size_t errlen) {
+    mmp_tx_lora_opts oo = *o;
+    oo.towers = ft->lock == MMP_CLIPFT_LOCK_IMAGE ? 2 : ft->lock == MMP_CLIPFT_LOCK_TEXT ? 1 : 0;
+    ft->lora = mmp_tx_lora_add(ft->m, &oo, &ft->P, err, errlen);
+    if (!ft->lora) return -1;
+    /* the trainable parameters: the adapters (named without base_model.model.), logit_scale */
+    for (int i = 0; i < ft->ntr; i++) free(ft->tr[i].s1), free(ft->tr[i].s2);
+    ft->ntr = 0;
+    for (int i = 0; i < ft->P.n; i++) {
+        mmp_tx_param *p = &ft->P.p[i];
+        if (!is_adapter(p->name)) { /* frozen: no gradient buffer */
+            free(p->g);
+            p->g = NULL;
+            continue;
+        }
+        mmp_param v;
+        memset(&v, 0, sizeof v);
+        snprintf(v.name, sizeof v.name, "%s", p->name + strlen(PEFT_PFX));
+        v.ndim = p->ndim;
+        for (int d = 0; d < p->ndim && d < MMP_PARAM_MAXDIM; d++) v.shape[d] = p->shape[d];
+        v.n = p->n, v.w = p->w, v.g = p->g;
+        v.decay = !mmp_clipft_no_decay(v.name, v.ndim);
+        push(ft, &v);
+    }
+    push(ft, &ft->scale);
+    ft->tr[ft->ntr - 1].s1 = ft->tr[ft->ntr - 1].s2 = NULL;
+    const mmp_tx_encoder *enc[2] = {&ft->m->vision->enc, &ft->m->text->enc};
+    const mmp_tx_block_grad *pb[2] = {ft->P.vision->block, ft->P.text->block};
+    mmp_tx_block_grad *gb[2];
+    for (int t = 0; t < 2; t++) {
+        const int L = enc[t]->layers;
+        gb[t] = mmp_xcalloc((size_t)L + 1, sizeof *gb[t]);
+        ft->lfirst[t] = L;
+        for (int l = L - 1; l >= 0; l--) {
+            gb[t][l].lora = pb[t][l].lora;
+            if (pb[t][l].lora) ft->lfirst[t] = l;
+        }
+    }
+    ft->lgv.block = gb[0], ft->lgt.block = gb[1];
+    return 0;
+}
+
+void mmp_clipft_set_step(mmp_clipft *ft, uint64_t step_seed) {
+    if (ft->lora) mmp_tx_lora_set_step(ft->lora, step_seed);
+}
+
+int mmp_clipft_lora_read(mmp_clipft *ft, const mmp_safetensors *st, char *err, size_t errlen) {
+    for (int i = 0; i < ft->ntr; i++) {
+        mmp_param *p = &ft->tr[i];
+        if (p->w == ft->scale.w) {
+            const mmp_tensor *t = mmp_st_get(st, "logit_scale");
+            if (!t || mmp_numel(t->ndim, t->shape) != 1) return mmp_errf(err, errlen, "%s: no scalar logit_scale", st->path);
+            mmp_tensor_to_f32(t, ft->scale.w);
+            ft->m->logit_scale = ft->scale.w[0];
+            continue;
+        }
+        if (mmp_st_read_f32(st, p->name, p->ndim, p->shape, p->w, err, errlen)) return -1;
+    }
+    return 0;
+}
+
 void mmp_clipft_free(mmp_clipft *ft) {
     for (int i = 0; i < ft->ntr; i++) free(ft->tr[i].s1), free(ft->tr[i].s2);
     free(ft->tr);
     free(ft->scale.w);
     free(ft->scale.g);
+    free(ft->lgv.block), free(ft->lgt.block);
     mmp_tx_params_free(&ft->P);
+    mmp_tx_lora_set_free(ft->lora); /* after P, before the model */
     free(ft->za), free(ft->zb), free(ft->dza), free(ft->dzb);
     memset(ft, 0, sizeof *ft);
 }
@@ -110,13 +176,17 @@ double mmp_clipft_batch(mmp_clipft *ft, const float *imgs, int n, int H, int W, 
     grow(ft, n);
     mmp_tx_saved *si = NULL, *st = NULL;
     int train_img = grad && ft->lock != MMP_CLIPFT_LOCK_IMAGE, train_txt = grad && ft->lock != MMP_CLIPFT_LOCK_TEXT;
+    if (ft->lora) { /* a tower without adapters runs its inference forward; the blocks below the lowest adapted one too */
+        train_img = train_img && ft->lfirst[0] < m->vision->enc.layers;
+        train_txt = train_txt && ft->lfirst[1] < m->text->enc.layers;
+    }
     if (train_img) {
-        si = mmp_tx_image_fwd_train(m, imgs, n, H, W, MMP_TX_OUT_EMBED, ft->za, err, errlen);
+        si = mmp_tx_image_fwd_train_part(m, imgs, n, H, W, MMP_TX_OUT_EMBED, ft->lora ? ft->lfirst[0] : 0, ft->za, err, errlen);
         if (!si) return NAN;
     } else if (mmp_tx_image_embed(m, imgs, n, H, W, MMP_TX_OUT_EMBED, ft->za, NULL, err, errlen))
         return NAN;
     if (train_txt) {
-        st = mmp_tx_text_fwd_train(m, ids, lens, n, MMP_TX_OUT_EMBED, ft->zb, err, errlen);
+        st = mmp_tx_text_fwd_train_part(m, ids, lens, n, MMP_TX_OUT_EMBED, ft->lora ? ft->lfirst[1] : 0, ft->zb, err, errlen);
         if (!st) {
             mmp_tx_saved_free(si);
             return NAN;
@@ -143,8 +213,8 @@ double mmp_clipft_batch(mmp_clipft *ft, const float *imgs, int n, int H, int W, 
         for (int i = 0; i < ft->ntr; i++) memset(ft->tr[i].g, 0, sizeof(float) * (ft->tr[i].n ? ft->tr[i].n : 1));
         ft->scale.g[0] = ds;
         if (dimgs) memset(dimgs, 0, sizeof(float) * (size_t)n * 3 * (size_t)H * (size_t)W);
-        if (train_img) mmp_tx_image_bwd(m, si, ft->dza, ft->P.vision, dimgs);
-        if (train_txt) mmp_tx_text_bwd(m, st, ft->dzb, ft->P.text, NULL);
+        if (train_img) mmp_tx_image_bwd(m, si, ft->dza, ft->lora ? &ft->lgv : ft->P.vision, dimgs);
+        if (train_txt) mmp_tx_text_bwd(m, st, ft->dzb, ft->lora ? &ft->lgt : ft->P.text, NULL);
     }
     mmp_tx_saved_free(si);
     mmp_tx_saved_free(st);
@@ -191,6 +261,9 @@ int mmp_clipft_save_weights(const mmp_clipft *ft, const char *path, const mmp_me
         else
             mmp_st_writer_add(&w, e->name, &e->t);
     }
+    for (int i = 0; i < ft->P.n && ft->lora; i++) /* the adapters under PEFT's module names */
+        if (is_adapter(ft->P.p[i].name))
+            mmp_st_writer_add_f32(&w, ft->P.p[i].name + strlen(PEFT_PFX), ft->P.p[i].w, ft->P.p[i].ndim, ft->P.p[i].shape);
     mmp_meta_set(&w.meta, "format", "pt");
     if (meta) for (int i = 0; i < meta->n; i++) mmp_meta_set(&w.meta, meta->keys[i], meta->vals[i]);
     int rc = mmp_st_writer_write(&w, path, err, errlen);
@@ -198,55 +271,18 @@ int mmp_clipft_save_weights(const mmp_clipft *ft, const char *path, const mmp_me
     return rc;
 }
 
-void mmp_clipft_optim_to(const mmp_clipft *ft, const mmp_optim *o, mmp_st_writer *w) {
-    for (int i = 0; i < ft->ntr; i++) {
-        const mmp_param *p = &ft->tr[i];
-        float *st[2] = {p->s1, p->s2};
-        for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(o, k);
-            if (!sn || !st[k]) continue;
-            char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            int64_t sh[1] = {(int64_t)p->n};
-            mmp_st_writer_add_f32(w, name, st[k], 1, sh);
-        }
-    }
-}
-
-int mmp_clipft_optim_from(mmp_clipft *ft, const mmp_optim *o, const mmp_safetensors *st, char *err, size_t errlen) {
-    for (int i = 0; i < ft->ntr; i++) {
-        mmp_param *p = &ft->tr[i];
-        float **dst[2] = {&p->s1, &p->s2};
-        for (int k = 0; k < 2; k++) {
-            const char *sn = mmp_optim_state_name(o, k);
-            if (!sn) continue;
-            char name[160];
-            snprintf(name, sizeof name, "optim.%s.%s", p->name, sn);
-            const mmp_tensor *t = mmp_st_get(st, name);
-            if (!t) continue;
-            if ((size_t)mmp_numel(t->ndim, t->shape) != p->n || t->dtype != MMP_F32)
-                return mmp_errf(err, errlen, "%s: tensor %s has the wrong shape or dtype", st->path, name);
-            free(*dst[k]);
-            *dst[k] = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
-            memcpy(*dst[k], t->data, sizeof(float) * p->n);
-        }
-    }
-    return 0;
-}
-
-char *mmp_clipft_optim_path(const char *out) {
-    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
-    if (dot && (!slash || dot > slash)) return mmp_xasprintf("%.*s.optim%s", (int)(dot - out), out, dot);
-    return mmp_xasprintf("%s.optim", out);
-}
-
 int mmp_clipft_is_checkpoint(const char *path) {
-    char *op = mmp_clipft_optim_path(path), e[256];
+    char *op = mmp_train_optim_path(path), e[256];
     mmp_safetensors st;
     int r = 0;
     if (mmp_st_open(&st, op, e, sizeof e) == 0) {
         const char *f = mmp_meta_get(&st.meta, "format");
         r = f && !strcmp(f, "mmpipe-clip-optim");
+        mmp_st_close(&st);
+    }
+    if (!r && mmp_st_open(&st, path, e, sizeof e) == 0) { /* the weights name their head */
+        const char *h = mmp_meta_get(&st.meta, "head"), *f = mmp_meta_get(&st.meta, "format");
+        r = h && f && !strcmp(h, "clip") && !strcmp(f, "pt");
         mmp_st_close(&st);
     }
     free(op);

@@ -20,13 +20,19 @@
  * function: no saved activations, no gradients) and none of its tensors
  * change; the other tower and logit_scale train as without the lock.
  *
+ * --unfreeze lora: OUT also holds the adapters ("<module>.lora_A.weight" [r,
+ * in], ".lora_B.weight" [out, r], PEFT's module names), the base tensors
+ * are the backbone's; mmp-export --peft writes them as a PEFT folder.
+ *
  * Checkpoints: OUT = the whole state dict of the model file in its order
  * and under its names (every tensor of the backbone file, the trained ones
  * replaced, f32), so CLIPModel.load_state_dict(load_file(OUT), strict=True)
  * (or open_clip's model.load_state_dict) works and mmp-embed / mmp-embed-text
  * / mmp-eval --model OUT read it; OUT with ".optim" before the extension:
  * the training state (configuration, step, epoch, early stopping, lock, the
- * AdamW/SGD state "optim.<param>.exp_avg" ...), both written atomically.
+ * AdamW/SGD state "optim.<param>.exp_avg" ...), both written atomically, the
+ * .optim file first, with the same "optim_id" in both (checked on --init /
+ * --resume).
  * The backbone's side files (config.json, preprocessor_config.json,
  * open_clip_config.json and the tokenizer: vocab.json + merges.txt or
  * bpe_simple_vocab_16e6.txt.gz ...) are copied beside OUT. */
@@ -39,6 +45,7 @@
 #include "text/embed.h"
 #include "train/optim.h"
 #include "train/train.h"
+#include "tx/lora_train.h"
 #include "tx/model.h"
 #include "tx/train.h"
 
@@ -54,6 +61,14 @@ typedef struct {
     mmp_param *tr;        /* the trainable parameters: views of P's unlocked towers, logit_scale, extras */
     int ntr, captr;
     int E;                /* the joint embedding width */
+    /* --unfreeze lora: the adapters (their parameters at the end of P) train with
+     * logit_scale, the base is frozen (no gradient buffers; lgv/lgt: the gradient
+     * structures with only the adapters'); lfirst: the lowest adapted block per
+     * tower (image, text; the layers when none) */
+    mmp_tx_lora_set *lora;
+    mmp_tx_vision_grad lgv;
+    mmp_tx_text_grad lgt;
+    int lfirst[2];
     /* batch buffers */
     int cap;
     float *za, *zb, *dza, *dzb;
@@ -68,6 +83,21 @@ void mmp_clipft_free(mmp_clipft *ft);
 void mmp_clipft_add_param(mmp_clipft *ft, const mmp_tx_param *p);
 /* open_clip main.py's exclude(): 1 when a parameter gets no weight decay. */
 int mmp_clipft_no_decay(const char *name, int ndim);
+
+/* --unfreeze lora: adapters on the unlocked tower(s) (tx/lora_train.h; o's
+ * towers is set from the lock), which train instead of the towers' weights,
+ * with logit_scale. Call after mmp_clipft_init, before the optimizer state is
+ * read. 0 or -1 (err: a target that matches nothing ...). */
+int mmp_clipft_lora(mmp_clipft *ft, const mmp_tx_lora_opts *o, char *err, size_t errlen);
+/* The dropout masks of the next training batch (a function of step_seed). */
+void mmp_clipft_set_step(mmp_clipft *ft, uint64_t step_seed);
+/* The adapters and logit_scale from a --unfreeze lora checkpoint (its
+ * "<module>.lora_A.weight" ... tensors). 0 or -1 (err). */
+int mmp_clipft_lora_read(mmp_clipft *ft, const mmp_safetensors *st, char *err, size_t errlen);
+/* mmp-export --peft of a --head clip --unfreeze lora checkpoint: its
+ * adapters as one PEFT folder over the CLIP model (tx/lora_train.h's
+ * mmp_tx_lora_save). 0 or -1 (err). */
+int mmp_clipft_write_peft(const char *ckpt, const char *dir, char *err, size_t errlen);
 
 /* One batch: n images [n][3][H][W] (normalized) and n token sequences
  * packed (ids, lens as tx/model.h). Returns the loss; logits (NULL or
@@ -86,14 +116,12 @@ int mmp_clipft_embed(mmp_clipft *ft, const float *imgs, int n, int H, int W, con
 /* Writes the model's state dict (see above) to path, atomically; meta
  * (may be NULL) is added to the file's __metadata__. 0 or -1. */
 int mmp_clipft_save_weights(const mmp_clipft *ft, const char *path, const mmp_meta *meta, char *err, size_t errlen);
-/* The optimizer state of the trainable parameters as tensors
- * "optim.<name>.<state>" into w / back from st (missing ones stay unset). */
-void mmp_clipft_optim_to(const mmp_clipft *ft, const mmp_optim *o, mmp_st_writer *w);
-int mmp_clipft_optim_from(mmp_clipft *ft, const mmp_optim *o, const mmp_safetensors *st, char *err, size_t errlen);
-
-/* OUT with ".optim" before the extension (heap). */
-char *mmp_clipft_optim_path(const char *out);
-/* 1 when path is a --head clip checkpoint (its .optim file says so). */
+/* The optimizer state goes through train/checkpoint.c's functions
+ * (mmp_train_optim_add / _read / _id / _open, mmp_train_optim_path): the
+ * same tensors, the same atomic writes, an optim_id shared by OUT and its
+ * .optim file (a mismatch or a missing file: one line). */
+/* 1 when path is a --head clip checkpoint (its .optim file, or its own
+ * __metadata__ head = clip, says so). */
 int mmp_clipft_is_checkpoint(const char *path);
 
 /* mmp-train-step --head clip: the whole command after option parsing. */

@@ -152,14 +152,19 @@ static void grow_batch(run_state *s, const clip_data *d, int64_t B) {
     s->blens = mmp_xrealloc(s->blens, sizeof(int) * (size_t)B);
 }
 
+/* the training state first (as train/checkpoint.c: OUT never names a file
+ * that is not there), then the weights; both carry the same optim_id */
 static int save(run_state *s, const char *path, char *err, size_t errlen) {
-    if (mmp_clipft_save_weights(&s->ft, path, NULL, err, errlen)) return -1;
+    char oid[40];
+    int64_t ids[3] = {s->step, s->epoch, s->best_epoch};
+    mmp_train_optim_id(s->ft.tr, s->ft.ntr, ids, 3, oid, sizeof oid);
     mmp_st_writer w;
     mmp_st_writer_init(&w);
-    mmp_clipft_optim_to(&s->ft, &s->cfg->opt, &w);
+    mmp_train_optim_add(s->ft.tr, s->ft.ntr, &s->cfg->opt, &w);
     mmp_meta *m = &w.meta;
     char buf[64];
     mmp_meta_set(m, "format", "mmpipe-clip-optim");
+    mmp_meta_set(m, "optim_id", oid);
     mmp_train_cfg_to_meta(s->cfg, m);
     mmp_meta_set(m, "backbone", s->backbone);
     mmp_meta_set(m, "lock", mmp_clipft_lock_names[s->ft.lock]);
@@ -171,10 +176,17 @@ static int save(run_state *s, const char *path, char *err, size_t errlen) {
     SETF("bad_epochs", "%d", s->bad_epochs);
 #undef SETF
     mmp_meta_set(m, "mmpipe_version", MMP_VERSION);
-    char *op = mmp_clipft_optim_path(path);
+    char *op = mmp_train_optim_path(path);
     int rc = mmp_st_writer_write(&w, op, err, errlen);
     free(op);
     mmp_st_writer_free(&w);
+    if (rc) return -1;
+    mmp_meta wm;
+    mmp_meta_init(&wm);
+    mmp_meta_set(&wm, "optim_id", oid);
+    mmp_meta_set(&wm, "head", "clip"); /* (mmp_clipft_is_checkpoint without its .optim file) */
+    rc = mmp_clipft_save_weights(&s->ft, path, &wm, err, errlen);
+    mmp_meta_free(&wm);
     return rc;
 }
 
@@ -260,6 +272,7 @@ static double run_epoch(run_state *s, const clip_data *d, FILE *log, int log_eve
         int m = (int)(n - st < B ? n - st : B);
         if (m < 2) continue; /* no in-batch negatives */
         gather(d, perm + st, m, s->bimg, s->bids, s->blens);
+        mmp_clipft_set_step(&s->ft, mmp_rng_derive(c->seed, 0x44524F50ULL /* DROP */, (uint64_t)s->step)); /* LoRA dropout */
         double l = mmp_clipft_batch(&s->ft, s->bimg, m, d->H, d->W, s->bids, s->blens, 1, NULL, NULL, err, errlen);
         if (isnan(l) && err[0]) { free(perm); return NAN; }
         double lr = mmp_sched_lr(&c->sched, s->step);
@@ -322,6 +335,57 @@ static void die_if(int rc, const char *err) {
     if (rc) mmp_die("%s", err);
 }
 
+/* 1 when the weights file holds LoRA adapters (--unfreeze lora) */
+static int ckpt_has_lora(const char *path) {
+    mmp_safetensors st;
+    char e[256];
+    if (mmp_st_open(&st, path, e, sizeof e)) return 0;
+    int r = 0;
+    for (int i = 0; i < st.n && !r; i++) r = strstr(st.entries[i].name, ".lora_A.") != NULL;
+    mmp_st_close(&st);
+    return r;
+}
+
+static void lora_opts(const mmp_train_cfg *c, mmp_tx_lora_opts *o) {
+    mmp_tx_lora_opts_default(o);
+    o->r = c->lora_rank, o->alpha = c->lora_alpha, o->dropout = c->lora_dropout, o->seed = c->seed;
+    o->targets = c->lora_targets[0] ? c->lora_targets : NULL;
+}
+
+int mmp_clipft_write_peft(const char *ckpt, const char *dir, char *err, size_t errlen) {
+    mmp_safetensors ost, cst;
+    if (mmp_train_optim_open(ckpt, "mmpipe-clip-optim", NULL, &ost, err, errlen)) return -1;
+    mmp_train_cfg cfg;
+    mmp_train_cfg_defaults(&cfg);
+    int rc = mmp_train_cfg_from_meta(&cfg, &ost.meta, err, errlen);
+    const char *b = mmp_meta_get(&ost.meta, "backbone"), *lk = mmp_meta_get(&ost.meta, "lock");
+    char backbone[1024];
+    snprintf(backbone, sizeof backbone, "%s", b ? b : "");
+    int lock = MMP_CLIPFT_LOCK_NONE;
+    for (int k = 0; lk && mmp_clipft_lock_names[k]; k++)
+        if (!strcmp(lk, mmp_clipft_lock_names[k])) lock = k;
+    mmp_st_close(&ost);
+    if (rc) return -1;
+    if (cfg.unfreeze_kind != MMP_UNFREEZE_LORA || !ckpt_has_lora(ckpt))
+        return mmp_errf(err, errlen, "not trained with --unfreeze lora: no adapters to write");
+    mmp_tx_model *m = mmp_tx_model_load(backbone, err, errlen);
+    if (!m) return -1;
+    mmp_clipft ft;
+    mmp_tx_lora_opts lo;
+    lora_opts(&cfg, &lo);
+    rc = -1;
+    if (mmp_clipft_init(&ft, m, lock, err, errlen)) goto out_m;
+    if (mmp_clipft_lora(&ft, &lo, err, errlen) || mmp_st_open(&cst, ckpt, err, errlen)) goto out;
+    rc = mmp_clipft_lora_read(&ft, &cst, err, errlen);
+    mmp_st_close(&cst);
+    if (!rc) rc = mmp_tx_lora_save(ft.lora, dir, err, errlen);
+out:
+    mmp_clipft_free(&ft);
+out_m:
+    mmp_tx_model_free(m);
+    return rc;
+}
+
 int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
     char err[1024] = "";
     run_state S;
@@ -335,14 +399,14 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
     mmp_safetensors ost;
     int have_ost = 0;
     if (ckpt) { /* the training state beside the weights: configuration <- command line */
-        char *op = mmp_clipft_optim_path(ckpt);
-        if (mmp_st_open(&ost, op, err, sizeof err))
-            mmp_die("%s: no training state beside the checkpoint (%s; --init/--resume need the .optim file mmp-train-step --head clip writes)",
-                    ckpt, op);
-        free(op);
+        mmp_safetensors wst; /* the weights' optim_id names their .optim file */
+        die_if(mmp_st_open(&wst, ckpt, err, sizeof err), err);
+        const char *wid = mmp_meta_get(&wst.meta, "optim_id");
+        char id[40];
+        snprintf(id, sizeof id, "%s", wid ? wid : "");
+        mmp_st_close(&wst);
+        die_if(mmp_train_optim_open(ckpt, "mmpipe-clip-optim", id[0] ? id : NULL, &ost, err, sizeof err), err);
         have_ost = 1;
-        const char *f = mmp_meta_get(&ost.meta, "format");
-        if (!f || strcmp(f, "mmpipe-clip-optim")) mmp_die("%s: not the training state of mmp-train-step --head clip", ost.path);
         mmp_train_cfg_defaults(cfg);
         die_if(mmp_train_cfg_from_meta(cfg, &ost.meta, err, sizeof err), err);
         for (int i = 0; i < a->given->n; i++) {
@@ -367,12 +431,19 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
         if ((v = mmp_meta_get(&ost.meta, "best_metric"))) S.best_metric = strtod(v, NULL);
         snprintf(S.backbone, sizeof S.backbone, "%s", (v = mmp_meta_get(&ost.meta, "backbone")) ? v : "");
         model = ckpt;
+        if (ckpt_has_lora(ckpt)) { /* the base is the backbone's (the adapters are read below) */
+            if (cfg->unfreeze_kind != MMP_UNFREEZE_LORA)
+                mmp_die("%s: the checkpoint holds LoRA adapters: keep --unfreeze lora, or export them (mmp-export --peft)", ckpt);
+            model = S.backbone;
+        }
     } else {
         if (!model[0]) mmp_die("--head clip needs --backbone CLIP (a Hugging Face CLIPModel or open_clip model file or folder)");
         snprintf(S.backbone, sizeof S.backbone, "%s", model);
     }
     if (!mmp_meta_get(a->given, "loss") && !ckpt) cfg->loss = MMP_LOSS_CONTRASTIVE; /* the only loss of --head clip */
     mmp_train_cfg_resolve(cfg);
+    if (cfg->unfreeze_kind != MMP_UNFREEZE_ALL && cfg->unfreeze_kind != MMP_UNFREEZE_LORA)
+        mmp_die("--head clip: --unfreeze %s: all or lora (--lock image|text locks a tower)", cfg->unfreeze);
     if (cfg->loss != MMP_LOSS_CONTRASTIVE) mmp_die("--head clip needs --loss contrastive (got %s)", mmp_loss_name(cfg->loss));
     if (cfg->batch < 2) mmp_die("--head clip: --batch-size %lld has no in-batch negatives (the contrastive loss needs at least 2)",
                                 (long long)cfg->batch);
@@ -392,8 +463,19 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
     }
     mmp_tx_model_set_threads(S.enc.clip, threads);
     die_if(mmp_clipft_init(&S.ft, S.enc.clip, lock, err, sizeof err), err);
+    if (cfg->unfreeze_kind == MMP_UNFREEZE_LORA) {
+        mmp_tx_lora_opts lo;
+        lora_opts(cfg, &lo);
+        if (mmp_clipft_lora(&S.ft, &lo, err, sizeof err)) mmp_die("--unfreeze lora: %s", err);
+        if (ckpt && model != ckpt) {
+            mmp_safetensors cst;
+            die_if(mmp_st_open(&cst, ckpt, err, sizeof err), err);
+            die_if(mmp_clipft_lora_read(&S.ft, &cst, err, sizeof err), err);
+            mmp_st_close(&cst);
+        }
+    }
     if (have_ost) {
-        die_if(mmp_clipft_optim_from(&S.ft, &cfg->opt, &ost, err, sizeof err), err);
+        die_if(mmp_train_optim_read(S.ft.tr, S.ft.ntr, &cfg->opt, &ost, err, sizeof err), err);
         mmp_st_close(&ost);
     }
     const char *field = strcmp(cfg->feature, "embedding") ? cfg->feature : "image";

@@ -222,7 +222,7 @@ int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errle
 
 /* --unfreeze and the LoRA options (recorded when they apply: a CNN --from input, --head transformer) */
 static int unfreeze_applies(const mmp_train_cfg *c) {
-    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER;
+    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER || c->head == MMP_HEAD_CLIP;
 }
 static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_train_cfg *c = t;
@@ -498,7 +498,8 @@ const mmp_option mmp_train_options[] = {
        "final norm), everything (all), BatchNorm / LayerNorm weight and bias\n"
        "+ classifier (norm, or bn), LoRA adapters + classifier (lora); frozen\n"
        "parts get no gradient, no optimizer state, no weight decay (all);\n"
-       "may change with --init (e.g. head first, then all)"),
+       "may change with --init (e.g. head first, then all); --head clip:\n"
+       "all or lora (adapters on the unlocked towers + logit_scale)"),
     FN("lora_rank", "lora-rank", set_lora_rank, fmt_lora_rank, "8", "R", "--unfreeze lora: the rank r (8)", .flags = ARCH),
     FN("lora_alpha", "lora-alpha", set_lora_alpha, fmt_lora_alpha, "8", "A", "lora_alpha: the update is scaled by A/r (8)", .flags = ARCH),
     FN("lora_dropout", "lora-dropout", set_lora_dropout, fmt_lora_dropout, "0", "P", "dropout on the adapters' inputs (0)"),
@@ -633,7 +634,11 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         return -1;
     }
     if (mmp_train_aug_check(c, err, errlen)) return -1;
-    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
+    if (c->head == MMP_HEAD_CLIP && c->unfreeze_kind != MMP_UNFREEZE_ALL && c->unfreeze_kind != MMP_UNFREEZE_LORA) {
+        mmp_errf(err, errlen, "--head clip: --unfreeze %s: all or lora (--lock image|text locks a tower)", c->unfreeze);
+        return -1;
+    }
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
         mmp_errf(err, errlen, "--unfreeze %s needs a backbone that trains (--head mnv2-tail|resnet-tail --from input, --head transformer)", c->unfreeze);
         return -1;
     }

@@ -6,6 +6,7 @@
 
 #include "train/export.h"
 #include "train/train_internal.h"
+#include "train/tx_head.h"
 
 /* the first linear layer of a linear or mlp head: its weight and bias */
 static void first_layer(const mmp_head *h, const mmp_param **w, const mmp_param **b) {
@@ -67,6 +68,14 @@ static int export_whole_cnn(const mmp_trainer *tr, mmp_st_writer *w) {
 int mmp_export_state_dict(const mmp_trainer *tr, mmp_st_writer *w, char *err, size_t errlen) {
     const mmp_head *h = &tr->head;
     if (h->tail && tr->cfg.from_input) return export_whole_cnn(tr, w);
+    if (h->tx) { /* the model under its own names, LoRA adapters merged (PEFT's merge_and_unload) */
+        mmp_txhead_save(h->tx, w, 1);
+        mmp_meta_set(&w->meta, "format", "pt");
+        char *cls = mmp_train_classes_json(tr);
+        if (cls) mmp_meta_set(&w->meta, "classes", cls);
+        free(cls);
+        return 0;
+    }
     if (h->tail) {
         mmp_errf(err, errlen, "the %s head trained on cached activations holds only the blocks it trained: it cannot be exported "
                  "as a whole network (train it --from input, or load it over the backbone with strict=False)", mmp_head_kind_name(h->kind));

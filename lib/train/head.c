@@ -228,6 +228,7 @@ static void grow(mmp_head *h, int64_t N) {
 void mmp_head_forward(mmp_head *h, const float *x, int64_t N, int train, uint64_t *rng,
                       float *logits) {
     if (h->tx) {
+        if (train && rng) mmp_txhead_set_step(h->tx, *rng); /* LoRA dropout masks: the step's stream */
         mmp_txhead_forward(h->tx, x, N, train, logits);
         return;
     }

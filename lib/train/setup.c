@@ -63,7 +63,17 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
     if (c->head == MMP_HEAD_TRANSFORMER) {
         char e2[1024];
         if (c->modality < 0) return mmp_errf(err, errlen, "--head transformer: the records' modality is unknown (internal)");
-        mmp_txhead *t = mmp_txhead_new(c->backbone, c->modality, tr->ncls, c->unfreeze_kind, c->unfreeze_n, c->max_length, err, errlen);
+        if (from_ckpt && c->unfreeze_kind != MMP_UNFREEZE_LORA)
+            for (int e = 0; e < src->n; e++)
+                if (strstr(src->entries[e].name, ".lora_A.")) /* (as the CNN tails) */
+                    return mmp_errf(err, errlen, "the checkpoint holds LoRA adapters (%s): keep --unfreeze lora, or train from its "
+                                    "merged state dict (mmp-export)", src->entries[e].name);
+        mmp_tx_lora_opts lo;
+        mmp_tx_lora_opts_default(&lo);
+        lo.r = c->lora_rank, lo.alpha = c->lora_alpha, lo.dropout = c->lora_dropout, lo.seed = c->seed;
+        lo.targets = c->lora_targets[0] ? c->lora_targets : NULL;
+        mmp_txhead *t = mmp_txhead_new(c->backbone, c->modality, tr->ncls, c->unfreeze_kind, c->unfreeze_n, c->max_length,
+                                       c->unfreeze_kind == MMP_UNFREEZE_LORA ? &lo : NULL, err, errlen);
         if (!t) return -1;
         memset(&tr->head, 0, sizeof tr->head);
         tr->head.kind = MMP_HEAD_TRANSFORMER;

@@ -324,6 +324,17 @@ char *mmp_train_optim_path(const char *out);
  * the optimizer state from mmp_train_optim_path(path) (0 when there is none to
  * read); -1 (err) when that file is missing or belongs to another save. */
 int mmp_trainer_load_optim(mmp_trainer *tr, const char *path, char *err, size_t errlen);
+/* The parts of that mechanism, shared with --head clip (train/clip_ft.h):
+ * the optimizer state of parameters p[0..np) as "optim.<name>.<state>"
+ * tensors (the parameter's shape) into w, and back from st (a state missing
+ * from st stays unset: not used yet); the token OUT and its .optim file share
+ * (a hash of the weights and state[0..nstate), state[0] the step); opening
+ * mmp_train_optim_path(path): one line in err when it is missing, not of
+ * this format, or (id not NULL) of another save. 0 or -1. */
+void mmp_train_optim_add(const mmp_param *p, int np, const mmp_optim *o, mmp_st_writer *w);
+int mmp_train_optim_read(mmp_param *p, int np, const mmp_optim *o, const mmp_safetensors *st, char *err, size_t errlen);
+void mmp_train_optim_id(const mmp_param *p, int np, const int64_t *state, int nstate, char *buf, size_t n);
+int mmp_train_optim_open(const char *path, const char *format, const char *id, mmp_safetensors *st, char *err, size_t errlen);
 /* Memory of one training batch of N records: saved activations (kept from
  * the forward for the backward) and backward buffers as the head reports them
  * (mmp_head.batch_bytes; 0 when the head has no such hook), parameters,

@@ -25,6 +25,8 @@ struct mmp_txhead {
     mmp_safetensors src;      /* the backbone file (its other tensors are copied on save) */
     char prefix[16];          /* BERT: "bert." when the file's names have it */
     mmp_tx_params P;
+    mmp_tx_lora_set *lora;    /* --unfreeze lora: the adapters (their parameters at the end of P) */
+    int lora_first;           /* the lowest block with an adapter */
     unsigned char *trainable; /* per P.p */
     unsigned char *onpath;    /* per P.p: on the path of the pooled output */
     unsigned char *dropped;   /* per P.p: replaced by the classifier (the backbone's own head) */
@@ -48,6 +50,17 @@ struct mmp_txhead {
     int32_t *ids;
     int *lens;
 };
+
+/* an adapter of --unfreeze lora: P names it as PEFT saves it */
+#define PEFT_PFX "base_model.model."
+static int is_adapter(const char *name) { return !strncmp(name, PEFT_PFX, strlen(PEFT_PFX)); }
+
+/* a tower tensor's name in the checkpoint: the file's (its prefix) or the
+ * adapter's module name + .lora_A/B.weight */
+static void param_name(const mmp_txhead *t, const mmp_tx_param *p, char *buf, size_t n) {
+    if (is_adapter(p->name)) snprintf(buf, n, "%s", p->name + strlen(PEFT_PFX));
+    else snprintf(buf, n, "%s%s", t->prefix, p->name);
+}
 
 /* index of the parameter whose gradient buffer holds g, -1 if none */
 static int pidx(const mmp_tx_params *P, const float *g) {
@@ -154,9 +167,9 @@ int mmp_txhead_model_modality(const char *model, char *err, size_t errlen) {
 }
 
 mmp_txhead *mmp_txhead_new(const char *model, int text, int64_t ncls, int unfreeze, int last_n, int max_length,
-                           char *err, size_t errlen) {
-    if (unfreeze == MMP_UNFREEZE_LORA) {
-        mmp_errf(err, errlen, "--unfreeze lora: LoRA adapters for --head transformer are not built yet");
+                           const mmp_tx_lora_opts *lora, char *err, size_t errlen) {
+    if ((unfreeze == MMP_UNFREEZE_LORA) != (lora != NULL)) {
+        mmp_errf(err, errlen, "--unfreeze lora: the LoRA options are missing (internal)");
         return NULL;
     }
     if (ncls < 1) {
@@ -231,6 +244,18 @@ mmp_txhead *mmp_txhead_new(const char *model, int text, int64_t ncls, int unfree
         mmp_errf(err, errlen, "--unfreeze last:%d: %s has %d blocks", last_n, model, t->layers);
         goto fail;
     }
+    if (lora) {
+        mmp_tx_lora_opts o = *lora;
+        if (!t->bert && t->tm->vision && t->tm->text) o.towers = t->text ? 2 : 1; /* one CLIP tower's linears */
+        t->lora = t->bert ? mmp_bert_lora_add(t->bert, &o, &t->P, e2, sizeof e2) : mmp_tx_lora_add(t->tm, &o, &t->P, e2, sizeof e2);
+        if (!t->lora) {
+            mmp_errf(err, errlen, "--unfreeze lora: %s", e2);
+            goto fail;
+        }
+        t->lora_first = t->layers;
+        for (int i = 0, l; mmp_tx_lora_site(t->lora, i, &l); i++)
+            if (l < t->lora_first) t->lora_first = l;
+    }
     const int timm = !t->text && t->m->family == MMP_TXM_VIT_TIMM;
     snprintf(t->cls_w, sizeof t->cls_w, "%s.weight", timm ? "head" : "classifier");
     snprintf(t->cls_b, sizeof t->cls_b, "%s.bias", timm ? "head" : "classifier");
@@ -243,6 +268,15 @@ mmp_txhead *mmp_txhead_new(const char *model, int text, int64_t ncls, int unfree
         t->dropped[i] = !strcmp(full, t->cls_w) || !strcmp(full, t->cls_b);
     }
     choose(t);
+    if (t->lora) { /* the adapters and their gradients (P's block gradients hold them) */
+        const mmp_tx_block_grad *pb = !t->text ? t->P.vision->block : t->bert ? t->P.bert->block : t->P.text->block;
+        for (int l = 0; l < t->layers; l++) t->gblock[l].lora = pb[l].lora;
+        for (int i = 0; i < t->P.n; i++)
+            if (is_adapter(t->P.p[i].name)) t->trainable[i] = t->onpath[i] = 1;
+    }
+    /* frozen tensors keep no gradient buffer */
+    for (int i = 0; i < t->P.n; i++)
+        if (!t->trainable[i]) free(t->P.p[i].g), t->P.p[i].g = NULL;
     int n = 0;
     for (int i = 0; i < t->P.n; i++) n += t->trainable[i];
     t->params = mmp_xcalloc((size_t)n + 2, sizeof *t->params);
@@ -250,7 +284,7 @@ mmp_txhead *mmp_txhead_new(const char *model, int text, int64_t ncls, int unfree
         if (!t->trainable[i]) continue;
         const mmp_tx_param *p = &t->P.p[i];
         char full[256];
-        snprintf(full, sizeof full, "%s%s", t->prefix, p->name);
+        param_name(t, p, full, sizeof full);
         mmp_param *v = &t->params[t->np++];
         if (strlen(full) >= sizeof v->name) {
             mmp_errf(err, errlen, "parameter '%s': the name is longer than the optimizer's %zu characters", full, sizeof v->name - 1);
@@ -280,6 +314,7 @@ void mmp_txhead_free(mmp_txhead *t) {
     }
     mmp_tx_saved_free(t->sv);
     if (t->P.p) mmp_tx_params_free(&t->P);
+    mmp_tx_lora_set_free(t->lora); /* after P, before the model */
     if (t->src.n || t->src.entries) mmp_st_close(&t->src);
     if (t->m) mmp_tx_model_free(t->m);
     if (t->text) mmp_text_encoder_free(&t->te);
@@ -369,8 +404,8 @@ void mmp_txhead_forward(mmp_txhead *t, const float *x, int64_t N, int train, flo
             free(hid);
         } else
             rc = mmp_tx_text_embed(t->tm, t->ids, t->lens, (int)N, MMP_TX_OUT_POOLED, t->feat, NULL, err, sizeof err);
-    } else { /* last:N: the blocks below run in inference mode, keeping nothing */
-        const int frozen = t->unfreeze == MMP_UNFREEZE_LAST ? t->layers - t->last_n : 0;
+    } else { /* last:N, LoRA: the blocks below run in inference mode, keeping nothing */
+        const int frozen = t->unfreeze == MMP_UNFREEZE_LAST ? t->layers - t->last_n : t->lora ? t->lora_first : 0;
         if (!t->text)
             t->sv = mmp_tx_image_fwd_train_part(t->m, x, (int)N, (int)t->H, (int)t->W, MMP_TX_OUT_POOLED, frozen, t->feat, err,
                                                 sizeof err);
@@ -410,10 +445,15 @@ void mmp_txhead_backward(mmp_txhead *t, int64_t N, const float *dlogits) {
     t->sv = NULL;
 }
 
-/* one tower tensor under the file's name (transposed ones back to the file's layout) */
-static void add_param(mmp_st_writer *w, const char *prefix, const mmp_tx_param *p) {
+/* one tower tensor under the file's name (transposed ones back to the file's
+ * layout); w2: the values to write instead of p->w (a merged weight) */
+static void add_param(mmp_st_writer *w, const mmp_txhead *t, const mmp_tx_param *p, const float *w2) {
     char name[256];
-    snprintf(name, sizeof name, "%s%s", prefix, p->name);
+    param_name(t, p, name, sizeof name);
+    if (w2) {
+        mmp_st_writer_add_f32(w, name, w2, p->ndim, p->shape);
+        return;
+    }
     if (!p->transposed) {
         mmp_st_writer_add_f32(w, name, p->w, p->ndim, p->shape);
         return;
@@ -425,9 +465,35 @@ static void add_param(mmp_st_writer *w, const char *prefix, const mmp_tx_param *
     free(tmp);
 }
 
-void mmp_txhead_save(const mmp_txhead *t, mmp_st_writer *w) {
-    for (int i = 0; i < t->P.n; i++)
-        if (!t->dropped[i]) add_param(w, t->prefix, &t->P.p[i]);
+/* W + scale B A of the adapter on P's parameter i (PEFT's merge: W [OC, IC]
+ * += B [OC, r] A [r, IC] * alpha / r), NULL when it has none */
+static float *merged_weight(const mmp_txhead *t, int i) {
+    const mmp_tx_param *p = &t->P.p[i];
+    const mmp_tx_lora *lo;
+    for (int k = 0; (lo = mmp_tx_lora_site(t->lora, k, NULL)); k++) {
+        const char *mod = mmp_tx_lora_module(t->lora, k);
+        size_t n = strlen(mod);
+        if (strncmp(p->name, mod, n) || strcmp(p->name + n, ".weight") || p->n != (size_t)lo->OC * lo->IC || p->transposed)
+            continue;
+        float *m = mmp_xmalloc(sizeof(float) * p->n);
+        for (int o = 0; o < lo->OC; o++)
+            for (int e = 0; e < lo->IC; e++) {
+                float d = 0;
+                for (int q = 0; q < lo->r; q++) d += lo->B[(size_t)o * lo->r + q] * lo->A[(size_t)q * lo->IC + e];
+                m[(size_t)o * lo->IC + e] = p->w[(size_t)o * lo->IC + e] + d * lo->scale;
+            }
+        return m;
+    }
+    return NULL;
+}
+
+void mmp_txhead_save(const mmp_txhead *t, mmp_st_writer *w, int merged) {
+    for (int i = 0; i < t->P.n; i++) {
+        if (t->dropped[i] || (merged && is_adapter(t->P.p[i].name))) continue;
+        float *mw = merged && t->lora ? merged_weight(t, i) : NULL;
+        add_param(w, t, &t->P.p[i], mw);
+        free(mw); /* (the writer copied it) */
+    }
     const mmp_param *cw = &t->params[t->np - 2], *cb = &t->params[t->np - 1];
     mmp_st_writer_add_f32(w, cw->name, cw->w, cw->ndim, cw->shape);
     mmp_st_writer_add_f32(w, cb->name, cb->w, cb->ndim, cb->shape);
@@ -439,7 +505,7 @@ void mmp_txhead_save(const mmp_txhead *t, mmp_st_writer *w) {
         int have = 0;
         for (int k = 0; k < t->P.n && !have; k++) {
             char full[256];
-            snprintf(full, sizeof full, "%s%s", t->prefix, t->P.p[k].name);
+            param_name(t, &t->P.p[k], full, sizeof full);
             have = !strcmp(full, nm);
         }
         if (!have) mmp_st_writer_add(w, nm, &t->src.entries[i].t);
@@ -451,8 +517,9 @@ int mmp_txhead_load_weights(mmp_txhead *t, const mmp_safetensors *st, char *err,
         if (t->dropped[i]) continue;
         mmp_tx_param *p = &t->P.p[i];
         char name[256];
-        snprintf(name, sizeof name, "%s%s", t->prefix, p->name);
+        param_name(t, p, name, sizeof name);
         const mmp_tensor *x = mmp_st_get(st, name);
+        if (!x && is_adapter(p->name)) continue; /* --unfreeze lora from a checkpoint without adapters: fresh ones */
         if (!x || (size_t)mmp_numel(x->ndim, x->shape) != p->n)
             return mmp_errf(err, errlen, "tensor %s is missing or of another size than the backbone's", name);
         float *tmp = mmp_xmalloc(sizeof(float) * (p->n ? p->n : 1));
@@ -565,6 +632,17 @@ int mmp_txhead_encode_text(const mmp_txhead *t, const char *text, float *row, ch
 }
 
 int mmp_txhead_is_text(const mmp_txhead *t) { return t->text; }
+
+void mmp_txhead_set_step(mmp_txhead *t, uint64_t step_seed) {
+    if (t->lora) mmp_tx_lora_set_step(t->lora, step_seed);
+}
+
+int mmp_txhead_has_lora(const mmp_txhead *t) { return t->lora != NULL; }
+
+int mmp_txhead_write_peft(const mmp_txhead *t, const char *dir, char *err, size_t errlen) {
+    if (!t->lora) return mmp_errf(err, errlen, "not trained with --unfreeze lora: no adapters to write");
+    return mmp_tx_lora_save(t->lora, dir, err, errlen);
+}
 
 int mmp_txhead_model_normalization(const char *model, float mean[3], float std[3], char *err, size_t errlen) {
     char e2[1024];

@@ -37,15 +37,35 @@
 #include "mmp.h"
 #include "train/optim.h"
 #include "train/unfreeze.h"
+#include "tx/lora_train.h"
 
 
 typedef struct mmp_txhead mmp_txhead;
 
 /* Loads the backbone MODEL for image (text = 0) or text records. ncls
- * classes; unfreeze kind/N; max_length: the text length (0: the model's).
- * 0 or -1 with one line in err (unknown family, last:N beyond the blocks ...). */
+ * classes; unfreeze kind/N; max_length: the text length (0: the model's);
+ * lora: the adapters of --unfreeze lora (tx/lora_train.h; NULL otherwise).
+ * NULL with one line in err (unknown family, last:N beyond the blocks, a
+ * LoRA target that matches nothing ...).
+ *
+ * --unfreeze lora: the adapters (PEFT 0.4's LoraLayer on the targeted
+ * linears) and the classifier train; the base tower is frozen: its
+ * gradient buffers are freed, the backward computes no weight gradient for
+ * it and stops at the lowest adapted block (no gradient to the embeddings
+ * or pixels). The adapters are parameters named <module>.lora_A.weight
+ * [r, in] / <module>.lora_B.weight [out, r] (the module as PEFT names it,
+ * without base_model.model.). */
 mmp_txhead *mmp_txhead_new(const char *model, int text, int64_t ncls, int unfreeze, int last_n, int max_length,
-                           char *err, size_t errlen);
+                           const mmp_tx_lora_opts *lora, char *err, size_t errlen);
+/* The dropout masks of the next training forward (LoRA with dropout): a
+ * function of the step's seed only. Nothing to do otherwise. */
+void mmp_txhead_set_step(mmp_txhead *t, uint64_t step_seed);
+/* 1 when the head trains LoRA adapters */
+int mmp_txhead_has_lora(const mmp_txhead *t);
+/* The adapters as a PEFT 0.4 adapter folder DIR (tx/lora_train.h's
+ * mmp_tx_lora_save: adapter_config.json, adapter_model.safetensors with the
+ * base's SHA-256). 0 or -1 (err). */
+int mmp_txhead_write_peft(const mmp_txhead *t, const char *dir, char *err, size_t errlen);
 void mmp_txhead_free(mmp_txhead *t);
 /* The parameters the optimizer steps: the trainable tower tensors (views of
  * the model's weights) then the classifier (weight, bias); owned by t. */
@@ -76,8 +96,10 @@ void mmp_txhead_backward(mmp_txhead *t, int64_t N, const float *dlogits);
 
 /* Adds every tensor of the model under the backbone file's own names (the
  * trained values; tensors the engine does not use are copied from the
- * backbone file), the classifier included. */
-void mmp_txhead_save(const mmp_txhead *t, mmp_st_writer *w);
+ * backbone file), the classifier included. LoRA: merged = 0 adds the
+ * adapters (the checkpoint: base + adapters); merged = 1 adds each adapted
+ * weight as W + (alpha/r) B A (PEFT's merge) and no adapter. */
+void mmp_txhead_save(const mmp_txhead *t, mmp_st_writer *w, int merged);
 /* Reads the tower's tensors and the classifier back from a checkpoint. 0 or -1. */
 int mmp_txhead_load_weights(mmp_txhead *t, const mmp_safetensors *st, char *err, size_t errlen);
 

@@ -82,6 +82,7 @@ struct mmp_tx_lora_set {
     uint64_t seed;
     char **targets;
     int ntargets;
+    int restricted; /* a target matched a linear of the other tower (towers): skipped */
     char *base_path, *base_name;
     char base_sha[65];
     tsite *s;
@@ -191,7 +192,10 @@ static mmp_tx_lora_set *build(cands *L, const char *what, mmp_tx_encoder *enc[2]
             cand *c = &L->c[i];
             if (!ends(c->mod, s->targets[k])) continue;
             hit = 1;
-            if (o->towers && c->tower >= 0 && !(o->towers & (1 << c->tower))) continue; /* the other tower's */
+            if (o->towers && c->tower >= 0 && !(o->towers & (1 << c->tower))) { /* the other tower's */
+                if (!c->why) s->restricted = 1;
+                continue;
+            }
             if (c->why) {
                 mmp_errf(err, errlen, "%s: LoRA target \"%s\" selects %s, which mmpipe does not adapt (%s)", what,
                          s->targets[k], c->mod, c->why);
@@ -403,9 +407,46 @@ void mmp_tx_lora_set_step(mmp_tx_lora_set *s, uint64_t step) {
 int mmp_tx_lora_count(const mmp_tx_lora_set *s) { return s->ns; }
 const char *mmp_tx_lora_module(const mmp_tx_lora_set *s, int i) { return i >= 0 && i < s->ns ? s->s[i].mod : NULL; }
 
+const mmp_tx_lora *mmp_tx_lora_site(const mmp_tx_lora_set *s, int i, int *layer) {
+    if (i < 0 || i >= s->ns) return NULL;
+    if (layer) *layer = s->s[i].layer;
+    return &s->s[i].lo;
+}
+
 int mmp_tx_lora_save(mmp_tx_lora_set *s, const char *dir, char *err, size_t errlen) {
     if (!s->base_sha[0] && mmp_sha256_file(s->base_path, s->base_sha) < 0)
         return mmp_errf(err, errlen, "%s: cannot read for hashing", s->base_path);
+    if (s->restricted) { /* the list would select the other tower's linears too: a regular expression naming the adapted ones */
+        size_t cap = 64, len = 0;
+        char *re = mmp_xmalloc(cap);
+        re[len++] = '(';
+        mmp_st_writer w;
+        mmp_st_writer_init(&w);
+        for (int i = 0; i < s->ns; i++) {
+            const tsite *x = &s->s[i];
+            size_t need = len + 2 * strlen(x->mod) + 4;
+            if (need > cap) re = mmp_xrealloc(re, cap = need * 2);
+            if (i) re[len++] = '|';
+            for (const char *c = x->mod; *c; c++) {
+                if (strchr(".[]()*+?^$|\\{}", *c)) re[len++] = '\\';
+                re[len++] = *c;
+            }
+            char nm[320];
+            snprintf(nm, sizeof nm, "base_model.model.%s.lora_A.weight", x->mod);
+            mmp_st_writer_add_f32(&w, nm, x->A, 2, (int64_t[]){x->lo.r, x->lo.IC});
+            snprintf(nm, sizeof nm, "base_model.model.%s.lora_B.weight", x->mod);
+            mmp_st_writer_add_f32(&w, nm, x->B, 2, (int64_t[]){x->lo.OC, x->lo.r});
+        }
+        re[len++] = ')';
+        re[len] = 0;
+        const char *tg[1] = {re};
+        mmp_peft_folder f = {.base_name = s->base_name, .base_sha = s->base_sha, .r = s->r, .alpha = s->alpha,
+                             .dropout = s->dropout, .targets = tg, .ntargets = 1, .targets_regex = 1};
+        int rc = mmp_peft_write_folder(dir, &f, &w, err, errlen);
+        mmp_st_writer_free(&w);
+        free(re);
+        return rc;
+    }
     mmp_lora *a = mmp_lora_new(s->base_path, s->base_sha, s->base_name, s->r, s->alpha, s->dropout,
                                (const char *const *)s->targets, s->ntargets);
     for (int i = 0; i < s->ns; i++) {

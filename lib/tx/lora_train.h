@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "text/bert.h"
+#include "tx/lora.h"
 #include "tx/model.h"
 #include "tx/train.h"
 
@@ -89,6 +90,10 @@ void mmp_tx_lora_set_step(mmp_tx_lora_set *s, uint64_t step);
 /* Adapted linears; the i-th one's module name (PEFT's), r and alpha */
 int mmp_tx_lora_count(const mmp_tx_lora_set *s);
 const char *mmp_tx_lora_module(const mmp_tx_lora_set *s, int i);
+
+/* The i-th adapter (r, IC, OC, scale = alpha/r, A [r, IC], B [OC, r]) and
+ * its encoder block; NULL past the count. */
+const mmp_tx_lora *mmp_tx_lora_site(const mmp_tx_lora_set *s, int i, int *layer);
 
 /* Writes the adapters as a PEFT adapter folder DIR (created):
  * adapter_config.json (r, lora_alpha, lora_dropout, target_modules as the

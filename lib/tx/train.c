@@ -470,7 +470,8 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
         mmp_tx_layernorm_bwd(dx, G(norm_w), G(norm_b), dxn, a->xe, v->norm_w, a->m1, a->r1, T, C);
     }
     enc_bwd_part(&v->enc, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
-    if (a->frozen > 0 && !dimgs) { /* nothing below the frozen blocks trains */
+    if ((a->frozen > 0 || !(G(pre_w) || G(pre_b) || G(pos) || G(cls_tok) || G(patch_w) || G(patch_b))) && !dimgs) {
+        /* nothing below the (frozen or first) blocks trains */
         if (dx != dxn) free(dx);
         free(dxn);
         if (dp != dp2) free(dp);
@@ -608,7 +609,7 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
         for (int c = 0; c < C; c++) dxn[(size_t)a->idx[s] * C + c] += dp[(size_t)s * C + c];
     mmp_tx_layernorm_bwd(dx, G(final_w), G(final_b), dxn, a->xe, t->final_w, a->m1, a->r1, T, C);
     enc_bwd_part(&t->enc, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
-    if (a->frozen > 0 && !demb) { /* the embeddings are frozen */
+    if ((a->frozen > 0 || !(G(tok) || G(pos))) && !demb) { /* the embeddings are frozen */
         free(dx);
         free(dxn);
         free(dp);
@@ -687,7 +688,7 @@ void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, c
             for (int j = 0; j < H; j++) dx[(size_t)t * H + j] = dout[(size_t)s * H + j] * inv;
     }
     enc_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
-    if (a->frozen > 0 && !demb) { /* the embeddings are frozen */
+    if ((a->frozen > 0 || !(G(word) || G(pos) || G(type) || G(eln_w) || G(eln_b))) && !demb) { /* the embeddings are frozen */
         free(d0);
         free(dx);
         return;

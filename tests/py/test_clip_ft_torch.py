@@ -12,7 +12,10 @@ parameter groups (no weight decay on ndim < 2, "bn", "ln", "bias",
 load with load_state_dict(strict=True) into CLIPModel / open_clip's CLIP and
 every tensor must match within 1e-5 of its largest magnitude (the key biases
 within 2 lr: their gradient is rounding noise, see tests/test_clip_ft.c);
-the locked tower must be bit-identical to the backbone's."""
+the locked tower must be bit-identical to the backbone's. --unfreeze lora (with
+peft 0.4; skipped without it): from the command's --epochs 0 checkpoint, 3
+SGD-momentum steps of PEFT's adapters (both towers, or the text tower's with
+--lock image) and logit_scale equal the command's within 1e-5."""
 import json
 import math
 import os
@@ -170,4 +173,65 @@ for name, make, backbone in (("hf", hf_model, "hf"), ("oc", oc_model, "oc")):
         print("%s --lock %s: loss %.5f, %d tensors trained, worst rel error %.3g" % (name, lock, loss, moved, worst))
         if moved == 0:
             print("nothing trained"); fails += 1
+
+# --unfreeze lora (r 2, alpha 4; HF: the default q_proj,v_proj, open_clip: c_fc,c_proj): from the command's
+# --epochs 0 checkpoint (the initial lora_A, lora_B = 0), 3 SGD-momentum steps (lr 0.05, momentum 0.9,
+# open_clip's parameter groups; SGD, so the gradients' sizes count, not only their signs as in Adam's
+# first step) of peft 0.4's adapters + logit_scale against the command's --init --epochs 3
+try:
+    sys.path.append(os.path.join(peers, "peft"))
+    from peft import LoraConfig, get_peft_model
+except ImportError:
+    print("SKIP part: peft not installed (--unfreeze lora)")
+    sys.exit(1 if fails else 0)
+for name, make, backbone, targets in (("hf", hf_model, "hf", None), ("oc", oc_model, "oc", "c_fc,c_proj")):
+    for lock in ("none", "image"):
+        out = "lora_%s_%s" % (name, lock)
+        os.makedirs(out, exist_ok=True)
+        init, wfile = os.path.join(out, "init.safetensors"), os.path.join(out, "model.safetensors")
+        args = ["mmp-train-step", "--head", "clip", "--loss", "contrastive", "--backbone", backbone, "--lock", lock,
+                "--batch-size", str(N), "--lr", "0.05", "--optimizer", "sgd", "--momentum", "0.9",
+                "--weight-decay", str(WD), "-j", "1", "--unfreeze", "lora",
+                "--lora-rank", "2", "--lora-alpha", "4"] + (["--lora-targets", targets] if targets else [])
+        run(*args, "--epochs", "0", "--out", init, "img.mmp")
+        run("mmp-train-step", "--init", init, "--epochs", "3", "--out", wfile, "img.mmp")
+        sd0, got = load_file(init), load_file(wfile)
+        mods = sorted({k.rsplit(".lora_", 1)[0] for k in sd0 if ".lora_A." in k})
+        m, ei, et, is_image = make()
+        pm = get_peft_model(m, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0,
+                                          target_modules="(" + "|".join(x.replace(".", r"\.") for x in mods) + ")"))
+        with torch.no_grad():
+            for mn, sub in pm.named_modules():
+                if hasattr(sub, "lora_A") and "default" in sub.lora_A:
+                    k = mn[len("base_model.model."):]
+                    sub.lora_A["default"].weight.copy_(sd0[k + ".lora_A.weight"])
+                    sub.lora_B["default"].weight.copy_(sd0[k + ".lora_B.weight"])
+        m.logit_scale.requires_grad_(True)
+        named = [(n[len("base_model.model."):].replace(".default.", "."), p) for n, p in pm.named_parameters() if p.requires_grad]
+        gain = [p for n, p in named if exclude(n, p)]
+        rest = [p for n, p in named if not exclude(n, p)]
+        opt = torch.optim.SGD([{"params": gain, "weight_decay": 0.}, {"params": rest, "weight_decay": WD}], lr=0.05,
+                              momentum=0.9)
+        for _ in range(3):
+            opt.zero_grad()
+            I = F.normalize(ei(x), dim=-1)
+            T = F.normalize(et(ids), dim=-1)
+            logits = m.logit_scale.exp() * I @ T.T
+            lab = torch.arange(N)
+            loss = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                m.logit_scale.clamp_(0, math.log(100))
+        worst = 0
+        if (lock == "image") != (not any(is_image(k) for k in mods)) or not mods:
+            print("%s lora --lock %s: adapted modules %s" % (name, lock, mods)); fails += 1
+        for n, p in named:
+            v = p.detach().double()
+            rel = (got[n].double() - v).abs().max().item() / max(v.abs().max().item(), LR)
+            worst = max(worst, rel)
+            if rel > 1e-5:
+                print("%s lora --lock %s: %s rel error %.3g" % (name, lock, n, rel)); fails += 1
+        print("%s --unfreeze lora --lock %s: loss %.5f, %d trainable tensors (%d adapted modules), worst rel error %.3g" %
+              (name, lock, loss.item(), len(named), len(mods), worst))
 sys.exit(1 if fails else 0)

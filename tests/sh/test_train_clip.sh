@@ -109,6 +109,12 @@ refuse "--head clip needs --loss contrastive" mmp-train-step $T --loss ce --out 
 refuse "--lock is for --head clip" mmp-train-step --lock image --out bad.safetensors emb.mmp
 mkdir -p other && echo '{}' > other/open_clip_config.json
 refuse "other/open_clip_config.json: differs from the backbone's" mmp-train-step $T --out other/model.safetensors img.mmp
+# the .optim file of another save, or none: one line (train/checkpoint.c's optim_id check)
+mkdir -p mix && cp ft/model.safetensors mix/model.safetensors && cp ft4/model.optim.safetensors mix/model.optim.safetensors
+cp ft/*.json ft/*.gz mix/ 2>/dev/null
+refuse "both files must come from the same save" mmp-train-step --init mix/model.safetensors --out bad.safetensors img.mmp
+rm mix/model.optim.safetensors
+refuse "its optimizer state mix/model.optim.safetensors is missing" mmp-train-step --init mix/model.safetensors --out bad.safetensors img.mmp
 # a last batch of one is skipped, and said so
 mmp-cat --head 9 -o nine.mmp img.mmp
 mmp-train-step $T --out nine/model.safetensors nine.mmp 2>nine.err || { cat nine.err; fail "nine"; }

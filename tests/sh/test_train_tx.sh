@@ -114,6 +114,5 @@ bad "size the patches do not tile" "multiples of its patch size 4" $T --backbone
 bad "no text" "notext.mmp: record 1 (id t1): no text" $T --backbone "$FX/bert" notext.mmp
 bad "unknown model" "unknown architecture.*nor a BERT-family model" $T --backbone "$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors" img.mmp
 bad "last:N beyond" "last:3: .* has 2 blocks" $T --backbone "$FX/vit_hf" --unfreeze last:3 img.mmp
-bad "lora" "not built yet" $T --backbone "$FX/vit_hf" --unfreeze lora img.mmp
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"
