@@ -1,5 +1,6 @@
 /* train/cnn_tail.c: layers and the trainable MobileNetV2 tail (see cnn_tail.h). */
 #include "train/cnn_tail.h"
+#include "train/bn_mt.h"
 
 #include "nn/gemm.h"
 #include <math.h>
@@ -931,19 +932,14 @@ static void forward_train_bn(mmp_cnn_tail *t, const float *x, int64_t N) {
         run_slices(&r);
         if (u->kind == MMP_TAIL_MAXPOOL) continue;
         int64_t M = N * u->Ho * u->Wo;
-        size_t ne = (size_t)(M * u->cout);
         if (!u->bmean) {
             u->bmean = mmp_xmalloc(sizeof(float) * (size_t)u->cout);
             u->binvstd = mmp_xmalloc(sizeof(float) * (size_t)u->cout);
         }
-        mmp_bn_train_forward(u->z, M, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, t->bn_momentum, u->mean, u->var,
-                             u->bmean, u->binvstd, u->y);
-        if (u->skip != MMP_TAIL_NOSKIP) {
-            const float *sk = u->skip >= 0 ? t->u[u->skip].y : t->x0;
-            for (size_t e = 0; e < ne; e++) u->y[e] += sk[e];
-        }
-        if (u->act == MMP_ACT_RELU6) mmp_relu6_forward(u->y, ne);
-        else if (u->act == MMP_ACT_RELU) mmp_relu_forward(u->y, ne);
+        /* BN, residual and activation fused, on threads (bn_mt.h: the same bits) */
+        const float *sk = u->skip == MMP_TAIL_NOSKIP ? NULL : u->skip >= 0 ? t->u[u->skip].y : t->x0;
+        mmp_bn_train_act_forward(u->z, M, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, t->bn_momentum, u->mean,
+                                 u->var, u->bmean, u->binvstd, u->y, sk, u->act, t->threads);
     }
     const mmp_tail_unit *L = &t->u[t->nu - 1];
     mmp_avgpool_forward(L->y, N, L->Ho * L->Wo, t->F, t->pool);
@@ -961,17 +957,17 @@ static void backward_train_bn(mmp_cnn_tail *t, int64_t N, float *dx) {
         mmp_tail_unit *u = &t->u[k];
         int64_t M = N * u->Ho * u->Wo;
         size_t no = (size_t)(M * u->cout);
-        float *g = u->gy;
-        if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(u->y, g, no);
-        else if (u->act == MMP_ACT_RELU) mmp_relu_backward(u->y, g, no);
-        if (u->skip != MMP_TAIL_NOSKIP) {
-            float *gs = u->skip >= 0 ? t->u[u->skip].gy : t->gx0;
-            for (size_t e = 0; e < no; e++) gs[e] += g[e];
-        }
-        if (u->kind != MMP_TAIL_MAXPOOL) {
-            /* the BN parameters' gradients: whole-batch sums, in slice 0 (zeros in the others) */
-            mmp_bn_train_backward(u->z, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, g,
-                                  t->sgrad + t->goff[u->pbw], t->sgrad + t->goff[u->pbb]);
+        float *g = u->gy, *gs = u->skip == MMP_TAIL_NOSKIP ? NULL : u->skip >= 0 ? t->u[u->skip].gy : t->gx0;
+        if (u->kind == MMP_TAIL_MAXPOOL) {
+            if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(u->y, g, no);
+            else if (u->act == MMP_ACT_RELU) mmp_relu_backward(u->y, g, no);
+            if (gs)
+                for (size_t e = 0; e < no; e++) gs[e] += g[e];
+        } else {
+            /* activation, residual and BN backward fused, on threads (bn_mt.h: the same bits); the BN
+             * parameters' gradients: whole-batch sums, in slice 0 (zeros in the others) */
+            mmp_bn_train_act_backward(u->z, u->y, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, gs, u->act,
+                                      t->sgrad + t->goff[u->pbw], t->sgrad + t->goff[u->pbb], t->threads);
             for (int s = 1; s < S; s++) {
                 memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbw], 0, sizeof(float) * (size_t)u->cout);
                 memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbb], 0, sizeof(float) * (size_t)u->cout);
