@@ -16,7 +16,7 @@
 # model, optimizer, schedule, batch and epochs, same thread count.
 #
 # usage: bench/bench_cifar_full.sh [--epochs N] [--lr LR] [--weight-decay WD] [--optimizer adamw|sgd]
-#          [--pad P] [--threads T] [--no-torch] [--no-mmp] [--out DIR]
+#          [--pad P] [--threads T] [--no-torch] [--no-mmp] [--out DIR]   (--quick: not run)
 # Defaults: 10 epochs, AdamW lr 3e-4, wd 1e-2, pad 12, threads = cores. Prints a markdown table.
 # (env: BUILD, MMP_SHARED, MMP_PYTHON) Takes a while: ~45,000 image-steps per side.
 set -euo pipefail
@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;; --lr) lr=$2; shift 2 ;; --weight-decay) wd=$2; shift 2 ;;
     --optimizer) optim=$2; shift 2 ;; --pad) pad=$2; shift 2 ;; --threads) threads=$2; shift 2 ;;
     --no-torch) torch=0; shift ;; --no-mmp) mmp=0; shift ;; --out) out=$2; shift 2 ;;
+    --quick) echo "(bench_cifar_full: not run under --quick: two full training runs)"; exit 0 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_cifar_full: unknown option $1" >&2; exit 2 ;;
   esac

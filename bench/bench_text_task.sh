@@ -12,7 +12,7 @@
 #    has no --head transformer (or --unfreeze lora)
 #  - full / LoRA (PyTorch, bench/text_task_torch.py): the same recipe with transformers
 #    4.30 BertModel + peft 0.4, run by this script
-# usage: bench/bench_text_task.sh [--epochs N (6)] [--threads T (all cores)] [--no-torch] [--out DIR]
+# usage: bench/bench_text_task.sh [--quick (1 epoch)] [--epochs N (6)] [--threads T (all cores)] [--no-torch] [--out DIR]
 # (env: BUILD, MMP_PYTHON, MMP_PEERS, MINILM (default models/all-MiniLM-L6-v2))
 set -u
 cd "$(dirname "$0")/.."
@@ -22,12 +22,13 @@ py=${MMP_PYTHON:-/usr/bin/python3}
 [ -x "$py" ] || py=python3
 peers=${MMP_PEERS:-$HOME/.local/share/mmpipe-peers}
 export PYTHONPATH="$ROOT/formats/python:$peers/hf:$peers/peft${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # local model folders only (peft would look up the hub)
 minilm=${MINILM:-models/all-MiniLM-L6-v2}
 epochs=6 threads=$(nproc) torch=1 out=
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) epochs=$2; shift 2 ;; --threads) threads=$2; shift 2 ;; --no-torch) torch=0; shift ;;
-    --out) out=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;; --quick) epochs=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_text_task: unknown option $1" >&2; exit 2 ;;
   esac

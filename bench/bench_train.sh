@@ -27,6 +27,7 @@ py=${MMP_PYTHON:-/usr/bin/python3}
 [ -x "$py" ] || py=python3
 peers=${MMP_PEERS:-$HOME/.local/share/mmpipe-peers}
 export PYTHONPATH="$ROOT/formats/python:$peers/hf:$peers/peft${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # local model folders only (peft would look up the hub)
 [ "${1:-}" = --quick ] && { WARMUP=${WARMUP:-1}; STEPS=${STEPS:-3}; }
 warm=${WARMUP:-2} steps=${STEPS:-6} threads=${THREADS:-$(nproc)}
 minilm=${MINILM:-models/all-MiniLM-L6-v2} rows=${ROWS:-mnv2 resnet18 minilm}
@@ -43,7 +44,11 @@ echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -
 echo "CPU flags: $(for f in avx2 fma avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 amx_tile; do
   grep -qw "$f" /proc/cpuinfo && printf '%s ' "$f"; done)"
 echo "mmpipe: ISA level $(sed -n 's/^isa //p' "$tmp/cpu") (lib/cpu.h; MMP_ISA=${MMP_ISA:-unset}); training: lib/train (convolutions as mmp_sgemm at that level, depthwise/BN/pool loops), batch cut into 4 fixed slices on $threads threads"
-echo "PyTorch: $("$py" -c 'import torch; print(torch.__version__, "threads", end=" ")'; echo "$threads (torch.set_num_threads), $("$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "-")' 2>/dev/null) kernels")"
+echo "PyTorch: $("$py" -c 'import re, torch
+s = torch.__config__.show()
+cap = re.search(r"CPU capability usage: (\S+)", s); blas = re.search(r"BLAS_INFO=([^,]+)", s)
+print("%s, CPU capability %s, BLAS %s, mkldnn %s, OpenMP" % (torch.__version__, cap.group(1) if cap else "?", blas.group(1) if blas else "?",
+      "on" if torch.backends.mkldnn.is_available() else "off"))' 2>/dev/null), $threads threads (torch.set_num_threads)"
 echo "Steady state: $warm warm-up steps, then $steps timed steps; data loading excluded on both sides; wall time"
 echo
 AWK_FMT='function ratio(a, b) { return b > 0 ? sprintf("%.2fx", a / b) : "-" }
