@@ -91,7 +91,7 @@ if [ $torch = 1 ]; then
   if "$PY" -c 'import torch, torchvision' 2> /dev/null; then
     "$PY" "$ROOT/bench/cifar_full_torch.py" "$out/fit.mmp" "$out/dev.mmp" "$out/train500.tar" "$test" "$model" \
       --size $size --pad $pad --epochs "$epochs" --lr "$lr" --weight-decay "$wd" --optimizer "$optim" \
-      --batch-size $bs --threads "$threads" --seed $seed > "$out/torch.json" 2> >(sed 's/^/torch: /' >&2)
+      --batch-size $bs --threads "$threads" --seed $seed > "$out/torch.json" 2> >(sed -u 's/^/torch: /' >&2)
     read -r pt_acc pt_train pt_dev pt_test < <("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1]))
 print("%.4f %s %.4f %s" % (j["accuracy"], j["train_s"], j["dev_accuracy"], j["test_s"]))' "$out/torch.json")
   else
