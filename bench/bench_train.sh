@@ -115,7 +115,8 @@ case " $rows " in *" minilm "*)
       lora=; [ $mode = lora ] && lora="--lora-rank 8 --lora-alpha 8"
       "$BUILD/mmp-train-step" --head transformer --backbone "$minilm" --unfreeze $unf $lora --batch-size 32 --epochs 1 \
         --lr 1e-4 --weight-decay 1e-2 -j "$threads" --no-progress --log "$tmp/log.jsonl" --out "$tmp/tx.safetensors" \
-        "$tmp/txt.mmp" 2> "$tmp/err" || { echo "bench_train: mmp-train-step (MiniLM $mode) failed: $(tail -n 1 "$tmp/err")"; exit 1; }
+        "$tmp/txt.mmp" 2> "$tmp/err" || {  # e.g. "--unfreeze lora: ... not built yet": that row is skipped
+        skip_row "$name" tokens "$(awk -v p="$p" 'BEGIN { printf "%.1f", 2048 / p }')" "skipped: $(tail -n 1 "$tmp/err")"; continue; }
       m=$(mmp_steady "$tmp/log.jsonl") || { echo "bench_train: no step times in the log"; exit 1; }
       echo "$m" > "$tmp/mmp_$mode"
       row "$name" tokens 2048 "$m" "$p"
