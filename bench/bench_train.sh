@@ -1,123 +1,132 @@
 #!/usr/bin/env bash
-# bench/bench_train.sh [TRAIN.mmp [TEST.mmp]]: linear-probe training time (and test
-# accuracy when TEST.mmp is given), mmp-train-step vs
-# PyTorch (/usr/bin/python3) on the same features and the same recipe:
-# standardized features, nn.Linear(D, C), AdamW(lr 1e-3, wd 1e-2), CE, batch 256,
-# EPOCHS epochs (30), shuffled every epoch. Both single-threaded (torch.set_num_threads(1),
-# mmp_sgemm, single-threaded); BENCH_TORCH_THREADS=N adds a PyTorch row with N threads (slow on a
-# busy machine, hence opt-in).
-# Without an argument: N x D synthetic features (N=50000 D=1280 C=10; env overrides;
-# --quick: N=10000).
-# Prints a markdown table; training time excludes reading the stream (both sides).
-set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-PY=${MMP_PYTHON:-/usr/bin/python3}
-# --quick (as bench/run.sh passes it): 10000 synthetic records unless N is set
-[ "${1:-}" = --quick ] && { shift; N=${N:-10000}; }
-EPOCHS=${EPOCHS:-30} N=${N:-50000} D=${D:-1280} C=${C:-10}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export PYTHONPATH="$ROOT/formats/python${PYTHONPATH:+:$PYTHONPATH}"
-
-test_in=${2:-}
-if [ $# -ge 1 ]; then
-  in=$1
-else
-  in=$tmp/train.mmp
-  "$PY" - "$in" "$N" "$D" "$C" <<'EOF'
-import sys, numpy as np, mmp_stream
-path, n, d, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rng = np.random.default_rng(0)
-mu = rng.normal(0, 0.08, (c, d)).astype(np.float32)
-with mmp_stream.Writer(path, {"embedding": {"dtype": "f32", "shape": [d]}},
-                       classes=[f"class{i}" for i in range(c)], meta={"provenance": "synthetic"}, level=1) as w:
-    for i in range(n):
-        y = int(rng.integers(c))
-        x = np.maximum(mu[y] + rng.normal(0.3, 1.0, d).astype(np.float32), 0)  # ReLU-like features
-        w.write({"embedding": x}, id=str(i), label=y)
-EOF
-fi
-
-# mmpipe
-t0=$(date +%s.%N)
-"$BUILD/mmp-train-step" --epochs "$EPOCHS" --lr 1e-3 --weight-decay 1e-2 --batch-size 256 --seed 0 \
-    --out "$tmp/head.safetensors" "$in" 2> "$tmp/mmp.err"
-t1=$(date +%s.%N)
-mmp_train=$(sed -n 's/.*; \([0-9.]*\) s training.*/\1/p' "$tmp/mmp.err")
-mmp_cpu=$(sed -n 's/.* s training (\([0-9.]*\) s CPU).*/\1/p' "$tmp/mmp.err")
-mmp_total=$(echo "$t1 - $t0" | bc)
-mmp_loss=$(tail -n 1 "$tmp/mmp.err" | sed -n 's/.*train loss \([0-9.e-]*\).*/\1/p')  # the summary line, after the epoch lines
-mmp_acc=-
-if [ -n "$test_in" ]; then
-  "$BUILD/mmp-eval" --model "$tmp/head.safetensors" "$test_in" -o /dev/null --json "$tmp/eval.json" 2>/dev/null
-  mmp_acc=$("$PY" -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' "$tmp/eval.json")
-fi
-
-torch_run() { # threads
-  "$PY" - "$in" "$EPOCHS" "$1" "$test_in" <<'EOF'
-import sys, time, numpy as np, torch, mmp_stream
-path, epochs, threads, test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-torch.set_num_threads(threads)
-t0 = time.time()
-xs, ys = [], []
-with mmp_stream.Reader(path) as r:
-    for rec in r:
-        xs.append(rec["tensors"]["embedding"].astype(np.float32))
-        ys.append(rec["label"])
-x = torch.from_numpy(np.stack(xs)); y = torch.tensor(ys)
-t_load = time.time() - t0
-t0 = time.time(); c0 = time.process_time()
-mean, std = x.mean(0), x.std(0, unbiased=False)
-std[std < 1e-12] = 1
-x = (x - mean) / std
-torch.manual_seed(0)
-model = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
-opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
-crit = torch.nn.CrossEntropyLoss()
-n = x.shape[0]
-for e in range(epochs):
-    perm = torch.randperm(n)
-    tot = 0.0
-    for s in range(0, n, 256):
-        idx = perm[s:s + 256]
-        opt.zero_grad()
-        loss = crit(model(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
-        tot += loss.item() * len(idx)
-t_train = time.time() - t0; c_train = time.process_time() - c0
-acc = "-"
-if test:
-    xt, yt = [], []
-    with mmp_stream.Reader(test) as r:
-        for rec in r:
-            xt.append(rec["tensors"]["embedding"].astype(np.float32)); yt.append(rec["label"])
-    with torch.no_grad():
-        pred = model((torch.from_numpy(np.stack(xt)) - mean) / std).argmax(1)
-    acc = "%.4f" % (pred == torch.tensor(yt)).float().mean().item()
-print(f"{t_train:.3f} {c_train:.3f} {t_load:.3f} {tot / n:.4g} {acc}")
-EOF
+# bench/bench_train.sh: full fine-tuning speed, mmp-train-step vs PyTorch 1.13 (issue 14's
+# "Training speed" goal: >= 1.5x PyTorch), one run, same machine, same threads:
+#  - MobileNetV2 @96 and ResNet-18 @96, batch 64, images/s, BatchNorm frozen (--freeze-bn;
+#    torch: BN modules in eval mode) and in train mode (batch statistics; torch
+#    model.train()): mmp-train-step --head mnv2-tail|resnet-tail --from input on u8 image
+#    records (mmp-synth + mmp-decode --size 96) vs torchvision's model on one fixed random
+#    NCHW batch (bench/bench_train_peer.py); random weights (torch.manual_seed(0), the same
+#    file both sides), classifier resized to the 6 classes, AdamW(lr 1e-3, wd 1e-2).
+#  - all-MiniLM-L6-v2 (models/all-MiniLM-L6-v2), batch 32 x 64 tokens, tokens/s: full
+#    fine-tuning (every parameter) and LoRA (r 8, alpha 8, query+value; peft 0.4): BertModel
+#    + mean pooling + linear vs mmp-train-step --head transformer --unfreeze all|lora on text
+#    records of exactly 64 word pieces. A row whose mmp side mmp-train-step does not know
+#    (no --head transformer / --unfreeze lora in its --help) is printed as skipped.
+# Timing: steady state, data loading excluded on both sides: WARMUP steps (2), then STEPS
+# timed steps (6); mmp: from the per-step times of --log (the stream is decoded into memory
+# before the first step); PyTorch: perf_counter around the timed steps. Wall time; each
+# side in its own process, one after the other. Not a test (never run by make test).
+# usage: bench/bench_train.sh [--quick] (env: THREADS (default: all cores), WARMUP, STEPS,
+#        BUILD, MMP_PYTHON, MMP_PEERS, MINILM (default models/all-MiniLM-L6-v2), ROWS
+#        ("mnv2 resnet18 minilm"))
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-build}
+py=${MMP_PYTHON:-/usr/bin/python3}
+[ -x "$py" ] || py=python3
+peers=${MMP_PEERS:-$HOME/.local/share/mmpipe-peers}
+export PYTHONPATH="$ROOT/formats/python:$peers/hf:$peers/peft${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # local model folders only (peft would look up the hub)
+[ "${1:-}" = --quick ] && { WARMUP=${WARMUP:-1}; STEPS=${STEPS:-3}; }
+warm=${WARMUP:-2} steps=${STEPS:-6} threads=${THREADS:-$(nproc)}
+minilm=${MINILM:-models/all-MiniLM-L6-v2} rows=${ROWS:-mnv2 resnet18 minilm}
+"$py" -c 'import torch, torchvision' 2>/dev/null || { echo "(bench_train: $py cannot import torch/torchvision)"; exit 0; }
+for b in mmp-synth mmp-decode mmp-train-step; do
+  [ -x "$BUILD/$b" ] || { echo "(bench_train: $BUILD/$b not built: make)"; exit 0; }
+done
+[ -f "$BUILD/libmmp.a" ] || { echo "(bench_train: $BUILD/libmmp.a not built: make)"; exit 0; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cc -std=c11 -D_GNU_SOURCE -O2 -march=x86-64-v3 -Ilib bench/bench_nn.c "$BUILD/libmmp.a" -o "$tmp/bench_nn" $(make -s ldlibs) ||
+  { echo "bench_train: cannot build bench/bench_nn.c"; exit 1; }
+"$tmp/bench_nn" cpu > "$tmp/cpu"
+echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "CPU flags: $(for f in avx2 fma avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 amx_tile; do
+  grep -qw "$f" /proc/cpuinfo && printf '%s ' "$f"; done)"
+echo "mmpipe: ISA level $(sed -n 's/^isa //p' "$tmp/cpu") (lib/cpu.h; MMP_ISA=${MMP_ISA:-unset}); training: lib/train (convolutions as mmp_sgemm at that level, depthwise/BN/pool loops), batch cut into 4 fixed slices on $threads threads"
+echo "PyTorch: $("$py" -c 'import re, torch
+s = torch.__config__.show()
+cap = re.search(r"CPU capability usage: (\S+)", s); blas = re.search(r"BLAS_INFO=([^,]+)", s)
+print("%s, CPU capability %s, BLAS %s, mkldnn %s, OpenMP" % (torch.__version__, cap.group(1) if cap else "?", blas.group(1) if blas else "?",
+      "on" if torch.backends.mkldnn.is_available() else "off"))' 2>/dev/null), $threads threads (torch.set_num_threads)"
+echo "Steady state: $warm warm-up steps, then $steps timed steps; data loading excluded on both sides; wall time"
+echo
+AWK_FMT='function ratio(a, b) { return b > 0 ? sprintf("%.2fx", a / b) : "-" }
+function goal(a, b, g,    r) { if (!(b > 0)) return "-"; r = a / b;
+  return r >= g ? "met" : sprintf("missed (mmp needs +%.0f%%)", 100 * (g * b / a - 1)) }'
+# mmp_steady LOG: mean wall seconds of steps warm+1 .. warm+steps from the step entries of --log
+mmp_steady() {
+  awk -v w="$warm" -v s="$steps" -F'[:,}]' '/"step":/ && !/train_loss/ {
+      for (i = 1; i < NF; i++) { if ($i ~ /"step"/) st = $(i + 1); if ($i ~ /"time"/) tm = $(i + 1) }
+      t[st + 0] = tm }
+    END { if (!((w + s) in t) || !(w in t)) exit 1; printf "%.6f\n", (t[w + s] - t[w]) / s }' "$1"
 }
-read -r pt1_train pt1_cpu pt1_load pt1_loss pt1_acc < <(torch_run 1)
-TT=${BENCH_TORCH_THREADS:-0}
-[ "$TT" -gt 0 ] && read -r ptn_train ptn_cpu ptn_load ptn_loss ptn_acc < <(torch_run "$TT")
-
-echo "## bench_train: linear probe, $(basename "$in"), $EPOCHS epochs, batch 256, AdamW"
+row() { # NAME UNIT ITEMS_PER_STEP MMP_S TORCH_S
+  echo "$4 $5" | awk -v name="$1" -v unit="$2" -v n="$3" -v t="$threads" "$AWK_FMT"'{
+    m = $1 > 0 ? n / $1 : 0; p = $2 > 0 ? n / $2 : 0
+    printf "| %s | %s | %s | %.1f | %.1f | %s | %s |\n", name, t, unit, m, p, ratio(m, p), goal(m, p, 1.5) }'
+}
+skip_row() { echo "| $1 | $threads | $2 | - | $3 | - | $4 |"; }
+echo "| model | threads | unit | mmp /s | PyTorch /s | mmp / PyTorch | goal >= 1.5x |"
+echo "|---|---|---|---|---|---|---|"
+n_img=$((64 * (warm + steps)))
+case " $rows " in *" mnv2 "*|*" resnet18 "*)
+  "$py" bench/bench_train_peer.py make "$tmp" || { echo "bench_train: making the weights failed"; exit 1; }
+  "$BUILD/mmp-synth" -n "$n_img" --no-progress | "$BUILD/mmp-decode" --size 96 -j "$threads" - > "$tmp/img.mmp" ||
+    { echo "bench_train: making the images failed"; exit 1; } ;;
+esac
+for arch in mnv2 resnet18; do
+  case " $rows " in *" $arch "*) ;; *) continue ;; esac
+  if [ $arch = mnv2 ]; then head=mnv2-tail tarch=mobilenet_v2 name="MobileNetV2 @96"; else head=resnet-tail tarch=resnet18 name="ResNet-18 @96"; fi
+  for bn in frozen train; do
+    fb=; [ $bn = frozen ] && fb=--freeze-bn
+    "$BUILD/mmp-train-step" --head $head --backbone "$tmp/$tarch.safetensors" --from input $fb --batch-size 64 --epochs 1 \
+      --lr 1e-3 --weight-decay 1e-2 -j "$threads" --no-progress --log "$tmp/log.jsonl" --out "$tmp/ck.safetensors" \
+      "$tmp/img.mmp" 2> "$tmp/err" || { echo "bench_train: mmp-train-step ($arch, BN $bn) failed: $(tail -n 1 "$tmp/err")"; exit 1; }
+    m=$(mmp_steady "$tmp/log.jsonl") || { echo "bench_train: no step times in the log"; exit 1; }
+    p=$("$py" bench/bench_train_peer.py cnn $tarch "$tmp/$tarch.safetensors" $bn "$threads" 64 96 6 "$warm" "$steps" 2> "$tmp/err") ||
+      { echo "bench_train: PyTorch ($arch) failed: $(tail -n 1 "$tmp/err")"; exit 1; }
+    row "$name, BN $bn, batch 64" "images" 64 "$m" "${p%% *}"
+  done
+done
+case " $rows " in *" minilm "*)
+  if [ ! -f "$minilm/model.safetensors" ]; then
+    echo "| all-MiniLM-L6-v2 | $threads | tokens | - | - | - | skipped: no $minilm (MINILM=DIR) |"
+  elif ! "$py" -c 'import transformers' 2>/dev/null; then
+    echo "| all-MiniLM-L6-v2 | $threads | tokens | - | - | - | skipped: $py cannot import transformers (MMP_PEERS) |"
+  else
+    help=$("$BUILD/mmp-train-step" --help 2>&1)
+    n_txt=$((32 * (warm + steps)))
+    "$py" bench/bench_train_peer.py text "$tmp/txt.mmp" "$minilm/vocab.txt" "$n_txt" 64 || { echo "bench_train: making the texts failed"; exit 1; }
+    for mode in full lora; do
+      if [ $mode = full ]; then name="all-MiniLM-L6-v2 full, batch 32 x 64 tokens"; unf=all; else name="all-MiniLM-L6-v2 LoRA r8 q,v, batch 32 x 64 tokens"; unf=lora; fi
+      if [ $mode = lora ] && ! "$py" -c 'import peft' 2>/dev/null; then
+        skip_row "$name" tokens - "skipped: $py cannot import peft (MMP_PEERS)"; continue
+      fi
+      p=$("$py" bench/bench_train_peer.py bert "$minilm" $mode "$threads" 32 64 "$warm" "$steps" 2> "$tmp/err") ||
+        { echo "bench_train: PyTorch (MiniLM $mode) failed: $(tail -n 1 "$tmp/err")"; exit 1; }
+      p=${p%% *}; echo "$p" > "$tmp/pt_$mode"
+      if ! grep -Eq -- '--head [a-z|-]*transformer' <<< "$help"; then
+        skip_row "$name" tokens "$(awk -v p="$p" 'BEGIN { printf "%.1f", 2048 / p }')" "skipped: mmp-train-step has no --head transformer yet"; continue
+      fi
+      if [ $mode = lora ] && ! grep -Eq -- '--unfreeze [a-z:|N-]*lora' <<< "$help"; then
+        skip_row "$name" tokens "$(awk -v p="$p" 'BEGIN { printf "%.1f", 2048 / p }')" "skipped: mmp-train-step has no --unfreeze lora yet"; continue
+      fi
+      lora=; [ $mode = lora ] && lora="--lora-rank 8 --lora-alpha 8"
+      "$BUILD/mmp-train-step" --head transformer --backbone "$minilm" --unfreeze $unf $lora --batch-size 32 --epochs 1 \
+        --lr 1e-4 --weight-decay 1e-2 -j "$threads" --no-progress --log "$tmp/log.jsonl" --out "$tmp/tx.safetensors" \
+        "$tmp/txt.mmp" 2> "$tmp/err" || {  # e.g. "--unfreeze lora: ... not built yet": that row is skipped
+        skip_row "$name" tokens "$(awk -v p="$p" 'BEGIN { printf "%.1f", 2048 / p }')" "skipped: $(tail -n 1 "$tmp/err")"; continue; }
+      m=$(mmp_steady "$tmp/log.jsonl") || { echo "bench_train: no step times in the log"; exit 1; }
+      echo "$m" > "$tmp/mmp_$mode"
+      row "$name" tokens 2048 "$m" "$p"
+    done
+    if [ -f "$tmp/pt_lora" ] && [ -f "$tmp/pt_full" ]; then
+      echo
+      echo "LoRA step vs full step: PyTorch $(awk -v f="$(cat "$tmp/pt_full")" -v l="$(cat "$tmp/pt_lora")" 'BEGIN { printf "%.2fx cheaper", f / l }')$(
+        [ -f "$tmp/mmp_lora" ] && [ -f "$tmp/mmp_full" ] && awk -v f="$(cat "$tmp/mmp_full")" -v l="$(cat "$tmp/mmp_lora")" 'BEGIN { printf ", mmp %.2fx cheaper", f / l }')"
+    fi
+  fi ;;
+esac
 echo
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg) at the end"
-echo
-echo "| trainer | threads | training s (wall) | CPU s | last-epoch train loss | test accuracy | speed-up vs PyTorch 1 thread: wall | CPU |"
-echo "|---|---|---|---|---|---|---|---|"
-printf "| mmp-train-step | 1 | %.2f | %.2f | %s | %s | %.2fx | %.2fx |\n" "$mmp_train" "$mmp_cpu" "$mmp_loss" "$mmp_acc" \
-  "$(echo "$pt1_train / $mmp_train" | bc -l)" "$(echo "$pt1_cpu / $mmp_cpu" | bc -l)"
-printf "| PyTorch %s | 1 | %.2f | %.2f | %s | %s | 1.00x | 1.00x |\n" "$("$PY" -c 'import torch; print(torch.__version__)')" "$pt1_train" "$pt1_cpu" "$pt1_loss" "$pt1_acc"
-[ "$TT" -gt 0 ] && printf "| PyTorch | %s | %.2f | %.2f | %s | %s | %.2fx | %.2fx |\n" "$TT" "$ptn_train" "$ptn_cpu" "$ptn_loss" "$ptn_acc" \
-  "$(echo "$pt1_train / $ptn_train" | bc -l)" "$(echo "$pt1_cpu / $ptn_cpu" | bc -l)"
-echo
-awk -v p="$pt1_train" -v m="$mmp_train" 'BEGIN { r = p / m
-  if (r >= 1.5) g = sprintf("met (%.2fx)", r); else g = sprintf("missed by %.2fx (%.2fx; mmp needs +%.1f%%)", 1.5 - r, r, 100 * (1.5 / r - 1))
-  printf "goal >= 1.5x PyTorch (1 thread, wall): %s\n", g }'
-printf "reading the stream: mmp-train-step %.2f s (whole run %.2f s wall), Python mmp_stream %.2f s\n" \
-  "$(sed -n 's/.* \([0-9.]*\) s loading.*/\1/p' "$tmp/mmp.err")" "$mmp_total" "$pt1_load"
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

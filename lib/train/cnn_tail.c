@@ -1,5 +1,6 @@
 /* train/cnn_tail.c: layers and the trainable MobileNetV2 tail (see cnn_tail.h). */
 #include "train/cnn_tail.h"
+#include "train/bn_mt.h"
 
 #include "nn/gemm.h"
 #include "rng.h"
@@ -1032,19 +1033,14 @@ static void forward_train_bn(mmp_cnn_tail *t, const float *x, int64_t N) {
         run_slices(&r);
         if (u->kind == MMP_TAIL_MAXPOOL) continue;
         int64_t M = N * u->Ho * u->Wo;
-        size_t ne = (size_t)(M * u->cout);
         if (!u->bmean) {
             u->bmean = mmp_xmalloc(sizeof(float) * (size_t)u->cout);
             u->binvstd = mmp_xmalloc(sizeof(float) * (size_t)u->cout);
         }
-        mmp_bn_train_forward(u->z, M, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, t->bn_momentum, u->mean, u->var,
-                             u->bmean, u->binvstd, u->y);
-        if (u->skip != MMP_TAIL_NOSKIP) {
-            const float *sk = u->skip >= 0 ? t->u[u->skip].y : t->x0;
-            for (size_t e = 0; e < ne; e++) u->y[e] += sk[e];
-        }
-        if (u->act == MMP_ACT_RELU6) mmp_relu6_forward(u->y, ne);
-        else if (u->act == MMP_ACT_RELU) mmp_relu_forward(u->y, ne);
+        /* BN, residual and activation fused, on threads (bn_mt.h: the same bits) */
+        const float *sk = u->skip == MMP_TAIL_NOSKIP ? NULL : u->skip >= 0 ? t->u[u->skip].y : t->x0;
+        mmp_bn_train_act_forward(u->z, M, u->cout, t->params[u->pbw].w, t->params[u->pbb].w, t->bn_momentum, u->mean,
+                                 u->var, u->bmean, u->binvstd, u->y, sk, u->act, t->threads);
     }
     const mmp_tail_unit *L = &t->u[t->nu - 1];
     mmp_avgpool_forward(L->y, N, L->Ho * L->Wo, t->F, t->pool);
@@ -1065,26 +1061,27 @@ static void backward_train_bn(mmp_cnn_tail *t, int64_t N, float *dx) {
         int64_t M = N * u->Ho * u->Wo;
         size_t no = (size_t)(M * u->cout);
         float *g = u->gy;
-        if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(u->y, g, no);
-        else if (u->act == MMP_ACT_RELU) mmp_relu_backward(u->y, g, no);
-        if (u->skip != MMP_TAIL_NOSKIP && need_grad(t, u->skip, want_dx)) {
-            float *gs = u->skip >= 0 ? t->u[u->skip].gy : t->gx0;
-            for (size_t e = 0; e < no; e++) gs[e] += g[e];
-        }
+        float *gs = u->skip != MMP_TAIL_NOSKIP && need_grad(t, u->skip, want_dx) ? (u->skip >= 0 ? t->u[u->skip].gy : t->gx0) : NULL;
         int need_in = need_grad(t, u->in, want_dx);
-        if (u->kind != MMP_TAIL_MAXPOOL) {
+        if (u->kind == MMP_TAIL_MAXPOOL) {
+            if (u->act == MMP_ACT_RELU6) mmp_relu6_backward(u->y, g, no);
+            else if (u->act == MMP_ACT_RELU) mmp_relu_backward(u->y, g, no);
+            if (gs)
+                for (size_t e = 0; e < no; e++) gs[e] += g[e];
+            if (!need_in) continue;
+        } else {
             int tb = !t->params[u->pbw].frozen;
             int need_dz = !t->params[u->pw].frozen || u->lora || need_in;
-            /* the BN parameters' gradients: whole-batch sums, in slice 0 (zeros in the others) */
-            mmp_bn_train_backward(u->z, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, need_dz ? g : NULL,
-                                  tb ? t->sgrad + t->goff[u->pbw] : NULL, tb ? t->sgrad + t->goff[u->pbb] : NULL);
+            /* activation, residual and BN backward fused, on threads (bn_mt.h: the same bits); the BN
+             * parameters' gradients: whole-batch sums, in slice 0 (zeros in the others) */
+            mmp_bn_train_act_backward(u->z, u->y, g, M, u->cout, t->params[u->pbw].w, u->bmean, u->binvstd, gs, u->act,
+                                      tb ? t->sgrad + t->goff[u->pbw] : NULL, tb ? t->sgrad + t->goff[u->pbb] : NULL,
+                                      t->threads);
             for (int s = 1; s < S && tb; s++) {
                 memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbw], 0, sizeof(float) * (size_t)u->cout);
                 memset(t->sgrad + (size_t)s * t->gtotal + t->goff[u->pbb], 0, sizeof(float) * (size_t)u->cout);
             }
             if (!need_dz) continue;
-        } else if (!need_in) {
-            continue;
         }
         slice_run r = {.t = t, .dx = dx, .N = N, .nslices = S, .backward = 1, .per_unit = 1, .unit = k};
         run_slices(&r);
