@@ -99,6 +99,11 @@ static int fmt_int_set(const mmp_option *o, const void *t, char *buf, size_t n) 
     snprintf(buf, n, "%d", v);
     return 1;
 }
+/* not recorded (a way of computing the same result, as -j) */
+static int fmt_never(const mmp_option *o, const void *t, char *buf, size_t n) {
+    (void)o, (void)t, (void)buf, (void)n;
+    return 0;
+}
 static int fmt_str_set(const mmp_option *o, const void *t, char *buf, size_t n) {
     if (!*(const char *)t) return 0;
     snprintf(buf, n, "%s", (const char *)t);
@@ -520,6 +525,11 @@ const mmp_option mmp_train_options[] = {
     FN("max_length", "max-length", set_max_length, fmt_max_length, "auto", "N",
        "text: tokens per record, start/end included (the model's: BERT's\n"
        "max_seq_length, CLIP's context)", .flags = ARCH),
+    {.type = MMP_OPTION_FLAG, KEY("recompute", "recompute"), .off = OFF(int, recompute), .val = 1, .metaval = "1", .def = "0",
+     .fmt = fmt_never, .help = "activation recomputation (torch.utils.checkpoint per block): keep\n"
+                         "only each trainable encoder block's input and compute its\n"
+                         "activations again before its backward: less memory, one more\n"
+                         "forward of those blocks, the same results bit for bit"},
     MMP_O_END,
 };
 
@@ -621,6 +631,8 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head transformer trains with --loss ce");
         if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
     }
+    if (c->recompute && c->head != MMP_HEAD_TRANSFORMER)
+        return mmp_errf(err, errlen, "--recompute needs --head transformer (the encoder blocks it recomputes)");
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");
         return -1;

@@ -75,8 +75,11 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
         mmp_txhead *t = mmp_txhead_new(c->backbone, c->modality, tr->ncls, c->unfreeze_kind, c->unfreeze_n, c->max_length,
                                        c->unfreeze_kind == MMP_UNFREEZE_LORA ? &lo : NULL, err, errlen);
         if (!t) return -1;
+        mmp_txhead_set_recompute(t, c->recompute);
         memset(&tr->head, 0, sizeof tr->head);
         tr->head.kind = MMP_HEAD_TRANSFORMER;
+        tr->head.batch_bytes = mmp_txhead_batch_bytes; /* the memory report (mmp_trainer_memory) */
+        tr->head.batch_model = t;
         tr->head.tx = t;
         tr->head.params = mmp_txhead_params(t, &tr->head.np);
         tr->head.out_dim = tr->ncls;

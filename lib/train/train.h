@@ -87,6 +87,7 @@ typedef struct {
     /* loop (train/loop.c) */
     int grad_accum;       /* micro-batches of --batch-size per optimizer step (1) */
     int skip_nonfinite;   /* a non-finite loss or gradient: 1 skip the step, 0 stop */
+    int recompute;        /* --recompute: activation recomputation per encoder block (transformer) */
     /* augmentation of u8 image records in the training loop (mmp_dataset_augment);
      * lib/image's ops in this order: rrc, pad-crop, hflip, jitter */
     char aug_rrc[64];     /* "SIZE[,SCALE_MIN,SCALE_MAX]" ("" off) */

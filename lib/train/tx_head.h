@@ -87,6 +87,18 @@ const char *mmp_txhead_family(const mmp_txhead *t);
 /* Normalization of u8 images (the model's preprocessing). */
 void mmp_txhead_normalization(const mmp_txhead *t, float mean[3], float std[3]);
 void mmp_txhead_set_threads(mmp_txhead *t, int threads);
+/* --recompute: activation recomputation per trainable encoder block (the
+ * same bits; tx/train.h mmp_tx_model_set_recompute). */
+void mmp_txhead_set_recompute(mmp_txhead *t, int on);
+/* mmp_head.batch_bytes: bytes of one training batch of N records, an upper
+ * bound for texts (every record at --max-length tokens), images at the
+ * configured size: saved = the tower's activations kept for the backward
+ * (the trainable encoder blocks' exactly as the engine allocates them,
+ * --recompute: their inputs only; the embeddings' and final norms' [T, C]
+ * tensors, the pooled features), work = the backward's buffers (the
+ * encoder's scratch, --recompute: + one block's activations; the tower's
+ * [T, C] gradients). Nothing of the tower when only the classifier trains. */
+void mmp_txhead_batch_bytes(const void *model, int64_t N, int64_t *saved, int64_t *work);
 
 /* logits [N, ncls] from x [N, in_dim]; train: keep what the backward needs. */
 void mmp_txhead_forward(mmp_txhead *t, const float *x, int64_t N, int train, float *logits);

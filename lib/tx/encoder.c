@@ -377,6 +377,23 @@ size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int n
     return (size_t)e->layers * layer_floats(T, e->C, e->inter, na) + lora_total(e, T);
 }
 
+size_t mmp_tx_encoder_bwd_size(const mmp_tx_encoder *e, const int *lens, int nseq) {
+    size_t T = 0, Lmax = 0;
+    for (int s = 0; s < nseq; s++) {
+        T += (size_t)lens[s];
+        Lmax = (size_t)lens[s] > Lmax ? (size_t)lens[s] : Lmax;
+    }
+    if (T == 0) return 0;
+    int nt = e->threads > 1 ? e->threads : 1; /* as train_setup */
+    if (nt > (int)T && nt > nseq * e->NH) nt = (int)T > nseq * e->NH ? (int)T : nseq * e->NH;
+    size_t rmax = 0;
+    for (int l = 0; l < e->layers; l++)
+        for (int s = 0; s < NSLOT; s++)
+            if (lora_at(&e->block[l], s) && (size_t)lora_at(&e->block[l], s)->r > rmax) rmax = (size_t)lora_at(&e->block[l], s)->r;
+    /* d1, d2, d3, dctx [T, C]; dqkv [T, 3C]; dF, dG [T, I]; dS per thread; du per slot */
+    return T * (7 * (size_t)e->C + 2 * (size_t)e->inter) + (size_t)nt * (Lmax * Lmax + 1) + (rmax ? NSLOT * (T * rmax + 1) : 0);
+}
+
 /* A pool of e->threads threads for the training phases (barriers, like the
  * inference forward's); nt 1 runs the phase on the caller. */
 typedef struct tpool tpool;
@@ -477,7 +494,7 @@ static void lora_fwd_rows(const train_run *R, int s, float *y, int ldy, const fl
         mask = u + (size_t)R->T * a->r;
         for (int t = r0; t < r0 + n; t++)
             mmp_tx_lora_dropout_mask(mask + (size_t)t * a->IC, (size_t)a->IC, a->dropout,
-                                     mmp_tx_lora_row_seed(R->e->lora_seed, R->layer, s, t));
+                                     mmp_tx_lora_row_seed(R->e->lora_seed, R->e->layer0 + R->layer, s, t));
         mask += (size_t)r0 * a->IC;
     }
     mmp_tx_lora_fwd(y, ldy, u + (size_t)r0 * a->r, x, ldx, mask, a, n);

@@ -237,6 +237,15 @@ void mmp_tx_params_views_free(mmp_param *v, int n) {
     free(v);
 }
 
+void mmp_tx_model_set_recompute(mmp_tx_model *m, int on) {
+    if (m->vision) m->vision->enc.recompute = on;
+    if (m->text) m->text->enc.recompute = on;
+}
+
+void mmp_bert_set_recompute(mmp_bert *b, int on) {
+    if (b->tx) ((mmp_tx_encoder *)b->tx)->recompute = on;
+}
+
 void mmp_bert_set_threads(mmp_bert *b, int threads) {
     if (b->tx) ((mmp_tx_encoder *)b->tx)->threads = threads;
 }
@@ -246,6 +255,7 @@ void mmp_bert_set_threads(mmp_bert *b, int threads) {
 struct mmp_tx_saved {
     int n, H, W, T, C, D, which;
     int frozen;            /* blocks run in inference mode (nothing kept; the backward stops after them) */
+    int recompute;         /* saved holds the kept blocks' inputs only (enc_fwd_part) */
     int *lens, *idx;
     int32_t *ids;
     float *imgs;           /* image inputs */
@@ -280,28 +290,107 @@ static void ln_save(float **y, float **mean, float **rstd, const float *x, const
     mmp_tx_layernorm_fwd(*y, *mean, *rstd, x, w, b, N, C, eps);
 }
 
-/* The encoder over x: its first `frozen` blocks in inference mode (nothing
- * kept), the others keeping their activations in *saved (the same bits as
- * one mmp_tx_encoder_fwd_save: each block reads only the previous output). */
-static void enc_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int n, int frozen, float **saved) {
-    mmp_tx_encoder head = *e, tail = *e;
-    if (frozen > e->layers) frozen = e->layers;
-    head.layers = frozen;
-    tail.layers = e->layers - frozen;
-    tail.block = e->block + frozen;
-    if (frozen > 0) mmp_tx_encoder_fwd(&head, x, lens, n, NULL);
-    *saved = fbuf(mmp_tx_encoder_saved_size(&tail, lens, n));
-    if (tail.layers > 0) mmp_tx_encoder_fwd_save(&tail, x, lens, n, NULL, *saved);
+/* blocks first .. first+count-1 of e as an encoder of their own (the LoRA
+ * masks as in e: layer0 moves with first) */
+static mmp_tx_encoder enc_view(const mmp_tx_encoder *e, int first, int count) {
+    mmp_tx_encoder v = *e;
+    v.block = e->block + first;
+    v.layers = count;
+    v.layer0 = e->layer0 + first;
+    return v;
 }
 
-/* its backward: through the kept blocks (g: the whole encoder's [layers]) */
-static void enc_bwd_part(const mmp_tx_encoder *e, const float *saved, const int *lens, int n, int frozen, float *dx,
-                         const mmp_tx_block_grad *g) {
-    mmp_tx_encoder tail = *e;
+/* The encoder over x: its first `frozen` blocks in inference mode (nothing
+ * kept), the others keeping their activations in *saved (the same bits as
+ * one mmp_tx_encoder_fwd_save: each block reads only the previous output).
+ * e->recompute: *saved keeps each kept block's input only ([kept][T, C]);
+ * the block's activations go to a scratch buffer of one block, dropped, and
+ * are computed again by enc_bwd_part (*recompute = 1 records it). */
+static void enc_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int n, int frozen, float **saved,
+                         int *recompute) {
     if (frozen > e->layers) frozen = e->layers;
-    tail.layers = e->layers - frozen;
-    tail.block = e->block + frozen;
-    if (tail.layers > 0) mmp_tx_encoder_bwd(&tail, saved, lens, n, dx, g ? g + frozen : NULL);
+    mmp_tx_encoder head = enc_view(e, 0, frozen), tail = enc_view(e, frozen, e->layers - frozen);
+    tail.layer0 = e->layer0; /* (the kept blocks' masks count from the first kept one) */
+    if (frozen > 0) mmp_tx_encoder_fwd(&head, x, lens, n, NULL);
+    *recompute = e->recompute && tail.layers > 0;
+    if (!*recompute) {
+        *saved = fbuf(mmp_tx_encoder_saved_size(&tail, lens, n));
+        if (tail.layers > 0) mmp_tx_encoder_fwd_save(&tail, x, lens, n, NULL, *saved);
+        return;
+    }
+    size_t T = 0, most = 0;
+    for (int s = 0; s < n; s++) T += (size_t)lens[s];
+    const size_t TC = T * (size_t)e->C;
+    for (int k = 0; k < tail.layers; k++) {
+        mmp_tx_encoder b = enc_view(&tail, k, 1);
+        size_t sz = mmp_tx_encoder_saved_size(&b, lens, n);
+        most = sz > most ? sz : most;
+    }
+    *saved = fbuf((size_t)tail.layers * TC);
+    float *scratch = fbuf(most);
+    for (int k = 0; k < tail.layers; k++) {
+        mmp_tx_encoder b = enc_view(&tail, k, 1);
+        memcpy(*saved + (size_t)k * TC, x, TC * sizeof(float));
+        mmp_tx_encoder_fwd_save(&b, x, lens, n, NULL, scratch);
+    }
+    free(scratch);
+}
+
+/* its backward: through the kept blocks (g: the whole encoder's [layers]);
+ * recompute: block by block, from the last, its forward again from its kept
+ * input (the same masks and bits), then its backward */
+static void enc_bwd_part(const mmp_tx_encoder *e, const float *saved, const int *lens, int n, int frozen, int recompute,
+                         float *dx, const mmp_tx_block_grad *g) {
+    if (frozen > e->layers) frozen = e->layers;
+    mmp_tx_encoder tail = enc_view(e, frozen, e->layers - frozen);
+    tail.layer0 = e->layer0;
+    if (tail.layers <= 0) return;
+    if (!recompute) {
+        mmp_tx_encoder_bwd(&tail, saved, lens, n, dx, g ? g + frozen : NULL);
+        return;
+    }
+    size_t T = 0, most = 0;
+    for (int s = 0; s < n; s++) T += (size_t)lens[s];
+    const size_t TC = T * (size_t)e->C;
+    for (int k = 0; k < tail.layers; k++) {
+        mmp_tx_encoder b = enc_view(&tail, k, 1);
+        size_t sz = mmp_tx_encoder_saved_size(&b, lens, n);
+        most = sz > most ? sz : most;
+    }
+    float *scratch = fbuf(most), *x = fbuf(TC);
+    for (int k = tail.layers - 1; k >= 0; k--) {
+        mmp_tx_encoder b = enc_view(&tail, k, 1);
+        memcpy(x, saved + (size_t)k * TC, TC * sizeof(float));
+        memset(scratch, 0, most * sizeof(float)); /* as fbuf's: slots the forward leaves (post-LN's M) read as 0 */
+        mmp_tx_encoder_fwd_save(&b, x, lens, n, NULL, scratch);
+        mmp_tx_encoder_bwd(&b, scratch, lens, n, dx, g ? g + frozen + k : NULL);
+    }
+    free(x);
+    free(scratch);
+}
+
+void mmp_tx_encoder_train_size(const mmp_tx_encoder *e, const int *lens, int n, int frozen, size_t *saved, size_t *work) {
+    if (frozen > e->layers) frozen = e->layers;
+    if (frozen < 0) frozen = 0;
+    mmp_tx_encoder tail = enc_view(e, frozen, e->layers - frozen);
+    tail.layer0 = e->layer0;
+    *saved = *work = 0;
+    if (tail.layers <= 0) return;
+    size_t T = 0, most = 0, wmost = 0;
+    for (int s = 0; s < n; s++) T += (size_t)lens[s];
+    if (!e->recompute) {
+        *saved = mmp_tx_encoder_saved_size(&tail, lens, n);
+        *work = mmp_tx_encoder_bwd_size(&tail, lens, n);
+        return;
+    }
+    for (int k = 0; k < tail.layers; k++) {
+        mmp_tx_encoder b = enc_view(&tail, k, 1);
+        size_t sz = mmp_tx_encoder_saved_size(&b, lens, n), w = mmp_tx_encoder_bwd_size(&b, lens, n);
+        most = sz > most ? sz : most;
+        wmost = w > wmost ? w : wmost;
+    }
+    *saved = (size_t)tail.layers * T * (size_t)e->C;
+    *work = most + T * (size_t)e->C + wmost;
 }
 
 /* ------------------------------------------------------------ image tower */
@@ -396,7 +485,7 @@ mmp_tx_saved *mmp_tx_image_fwd_train_part(const mmp_tx_model *m, const float *im
         xe = fbuf((size_t)T * C);
         memcpy(xe, x, sizeof(float) * (size_t)T * C);
     }
-    enc_fwd_part(&v->enc, xe, a->lens, n, a->frozen, &a->saved);
+    enc_fwd_part(&v->enc, xe, a->lens, n, a->frozen, &a->saved, &a->recompute);
     a->xe = xe;
     if (v->norm_w) ln_save(&a->xn, &a->m1, &a->r1, xe, v->norm_w, v->norm_b, T, C, v->eps_final);
     const float *xn = v->norm_w ? a->xn : xe;
@@ -469,7 +558,7 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
         dx = fbuf((size_t)T * C);
         mmp_tx_layernorm_bwd(dx, G(norm_w), G(norm_b), dxn, a->xe, v->norm_w, a->m1, a->r1, T, C);
     }
-    enc_bwd_part(&v->enc, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
+    enc_bwd_part(&v->enc, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(pre_w) || G(pre_b) || G(pos) || G(cls_tok) || G(patch_w) || G(patch_b))) && !dimgs) {
         /* nothing below the (frozen or first) blocks trains */
         if (dx != dxn) free(dx);
@@ -579,7 +668,7 @@ mmp_tx_saved *mmp_tx_text_fwd_train_part(const mmp_tx_model *m, const int32_t *i
         }
         o += (size_t)lens[s];
     }
-    enc_fwd_part(&t->enc, x, lens, n, a->frozen, &a->saved);
+    enc_fwd_part(&t->enc, x, lens, n, a->frozen, &a->saved, &a->recompute);
     ln_save(&a->xn, &a->m1, &a->r1, x, t->final_w, t->final_b, (int)T, C, t->eps_final);
     float *pooled = a->pooled = fbuf((size_t)n * C);
     o = 0;
@@ -608,7 +697,7 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
     for (int s = 0; s < n; s++)
         for (int c = 0; c < C; c++) dxn[(size_t)a->idx[s] * C + c] += dp[(size_t)s * C + c];
     mmp_tx_layernorm_bwd(dx, G(final_w), G(final_b), dxn, a->xe, t->final_w, a->m1, a->r1, T, C);
-    enc_bwd_part(&t->enc, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
+    enc_bwd_part(&t->enc, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(tok) || G(pos))) && !demb) { /* the embeddings are frozen */
         free(dx);
         free(dxn);
@@ -674,7 +763,7 @@ mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, con
         }
     ln_save(&a->xe, &a->m0, &a->r0, tmp, b->eln_w, b->eln_b, T, H, c->eps);
     const mmp_tx_encoder *e = b->tx; /* text/bert.c makes it at load */
-    enc_fwd_part(e, a->xe, lens, n, a->frozen, &a->saved);
+    enc_fwd_part(e, a->xe, lens, n, a->frozen, &a->saved, &a->recompute);
     mmp_bert_mean_pool(a->xe, lens, n, H, 0, out);
     return a;
 }
@@ -687,7 +776,7 @@ void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, c
         for (int p = 0; p < a->lens[s]; p++, t++)
             for (int j = 0; j < H; j++) dx[(size_t)t * H + j] = dout[(size_t)s * H + j] * inv;
     }
-    enc_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, dx, g ? g->block : NULL);
+    enc_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(word) || G(pos) || G(type) || G(eln_w) || G(eln_b))) && !demb) { /* the embeddings are frozen */
         free(d0);
         free(dx);

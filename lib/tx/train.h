@@ -83,6 +83,22 @@ mmp_tx_param *mmp_tx_params_find(mmp_tx_params *P, const char *name);
 mmp_param *mmp_tx_params_views(const mmp_tx_params *P, char *err, size_t errlen);
 void mmp_tx_params_views_free(mmp_param *v, int n);
 
+/* Activation recomputation (torch.utils.checkpoint around every trainable
+ * encoder block) for the training forwards below: on = 1 keeps only each
+ * kept block's input [T, C] and computes the block's activations again just
+ * before its backward (the same operations in the same order, LoRA dropout
+ * masks included: the same bits as on = 0, for one more forward of the kept
+ * blocks). The tower's other activations (embeddings, final norms) are kept
+ * as they are. */
+void mmp_tx_model_set_recompute(mmp_tx_model *m, int on);
+void mmp_bert_set_recompute(mmp_bert *b, int on);
+/* Floats the training forward and backward of encoder e allocate for these
+ * sequences with the first `frozen` blocks frozen: saved = what the forward
+ * keeps for the backward (mmp_tx_encoder_saved_size of the kept blocks;
+ * e->recompute: their inputs [kept][T, C]), work = the backward's scratch
+ * (mmp_tx_encoder_bwd_size; recompute: + one block's activations, its input). */
+void mmp_tx_encoder_train_size(const mmp_tx_encoder *e, const int *lens, int n, int frozen, size_t *saved, size_t *work);
+
 /* Threads of a BERT model's encoder (the same bits for any count). */
 void mmp_bert_set_threads(mmp_bert *b, int threads);
 

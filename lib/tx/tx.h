@@ -135,6 +135,12 @@ typedef struct {
                   * the calling thread only */
     unsigned long long lora_seed; /* the training forward's LoRA dropout masks
                   * (tx/lora.h mmp_tx_lora_row_seed): set a new one per step */
+    int layer0;  /* the masks' layer number of block[0] (0; a view of blocks
+                  * first.. of a larger encoder keeps its masks with `first`) */
+    int recompute; /* the training forward (tx/train.h) keeps only each kept
+                  * block's input and recomputes the block's activations just
+                  * before its backward (torch.utils.checkpoint per block): the
+                  * same bits, less memory, one more forward of the blocks */
 } mmp_tx_encoder;
 
 /* Packs every block's GEMM weights once (q|k|v as one [3C, C] matrix, o, fc1,
@@ -192,5 +198,8 @@ void mmp_tx_encoder_fwd_save(const mmp_tx_encoder *e, float *x, const int *lens,
  * not run; g[l].lora: the adapters' dA, dB). */
 void mmp_tx_encoder_bwd(const mmp_tx_encoder *e, const float *saved, const int *lens, int nseq, float *dx,
                         const mmp_tx_block_grad *g);
+/* Floats of mmp_tx_encoder_bwd's own scratch for these sequences (the
+ * gradient buffers of one block's backward, reused block after block). */
+size_t mmp_tx_encoder_bwd_size(const mmp_tx_encoder *e, const int *lens, int nseq);
 
 #endif

@@ -5,6 +5,9 @@
 # - --resume after --stop-after-epochs 1: the checkpoint and the optimizer state
 #   (OUT.optim.safetensors) bit-identical to an uninterrupted run;
 # - -j 1 and -j 3: bit-identical checkpoints;
+# - --recompute (activation recomputation per block): checkpoints and optimizer
+#   state bit-identical to the run without it (all, last:1, LoRA with dropout:
+#   the same masks), and a smaller memory line;
 # - mmp-embed / mmp-embed-text --model CKPT load the fine-tuned tower;
 # - bad inputs: a record without the image / text, images of two sizes, images
 #   the patches do not tile, an unknown model, last:N beyond the blocks: one
@@ -36,6 +39,10 @@ w = stream.Writer("txt.mmp", {}, classes=["a", "b", "c"])
 for i in range(20):
     w.write({}, id="t%d" % i, label=i % 3, text=" ".join(rng.choice(words, rng.integers(1, 9))))
 w.close()
+w = stream.Writer("emb.mmp", {"embedding": {"dtype": "f32", "shape": [4]}}, classes=["a", "b"])
+for i in range(4):
+    w.write({"embedding": rng.standard_normal(4).astype(np.float32)}, id="e%d" % i, label=i % 2)
+w.close()
 w = stream.Writer("notext.mmp", {}, classes=["a", "b", "c"])
 w.write({}, id="t0", label=0, text="good movie")
 w.write({}, id="t1", label=1)
@@ -53,6 +60,25 @@ for m in vit_hf:img timm:img clip_oc:img bert:txt; do
   # threads
   mmp-train-step $T --backbone "$FX/$name" -j 3 --out $name.j3.safetensors $data.mmp 2>/dev/null || fail "$name: -j 3"
   cmp -s $name.safetensors $name.j3.safetensors && ok "$name: -j 1 and -j 3 bit-identical" || fail "$name: -j 1 and -j 3 differ"
+  # activation recomputation: the same bits, less saved
+  if mmp-train-step $T --backbone "$FX/$name" -j 2 --recompute --out $name.rc.safetensors $data.mmp 2> err.rc.txt &&
+     cmp -s $name.safetensors $name.rc.safetensors && cmp -s $name.optim.safetensors $name.rc.optim.safetensors; then
+    ok "$name: --recompute bit-identical (weights and optimizer state)"
+  else fail "$name: --recompute differs: $(cat err.rc.txt)"; fi
+  # the memory line (a batch of 4096: MiB to see); every record's tokens at --max-length
+  mmp-train-step $T --backbone "$FX/$name" --batch-size 4096 --epochs 0 --out $name.m0.safetensors $data.mmp 2> err.m0.txt
+  mmp-train-step $T --backbone "$FX/$name" --batch-size 4096 --epochs 0 --recompute --out $name.m0.safetensors $data.mmp 2> err.rc.txt
+  s0=$(sed -n 's/.*: \([0-9.]*\) MiB saved activations.*/\1/p' err.m0.txt); s1=$(sed -n 's/.*: \([0-9.]*\) MiB saved activations.*/\1/p' err.rc.txt)
+  if [ -n "$s0" ] && [ -n "$s1" ] && awk -v a="$s1" -v b="$s0" 'BEGIN{exit !(a > 0 && a < b)}'; then
+    ok "$name: memory line: $s0 MiB saved, $s1 MiB with --recompute"
+  else fail "$name: memory line: '$s0' / '$s1': $(cat err.m0.txt)"; fi
+  lora="lora --lora-dropout 0.3 --lora-rank 2"; [ $name = clip_oc ] && lora="$lora --lora-targets c_fc,c_proj"
+  for u in "last:1" "$lora"; do
+    mmp-train-step $T --backbone "$FX/$name" -j 1 --unfreeze $u --out $name.u.safetensors $data.mmp 2>/dev/null || fail "$name: --unfreeze $u"
+    mmp-train-step $T --backbone "$FX/$name" -j 1 --unfreeze $u --recompute --out $name.urc.safetensors $data.mmp 2> err.txt || fail "$name: --unfreeze $u --recompute: $(cat err.txt)"
+    cmp -s $name.u.safetensors $name.urc.safetensors && cmp -s $name.u.optim.safetensors $name.urc.optim.safetensors \
+      && ok "$name: --unfreeze $u: --recompute bit-identical" || fail "$name: --unfreeze $u: --recompute differs"
+  done
   # interrupted and resumed
   mmp-train-step $T --backbone "$FX/$name" --stop-after-epochs 1 --out $name.r.safetensors $data.mmp 2>/dev/null || fail "$name: first half"
   mmp-train-step --resume $name.r.safetensors --out $name.r.safetensors $data.mmp 2> err.txt || fail "$name: --resume: $(cat err.txt)"
@@ -113,6 +139,7 @@ bad "two sizes" "two.mmp: record 3" $T --backbone "$FX/vit_hf" two.mmp
 bad "size the patches do not tile" "multiples of its patch size 4" $T --backbone "$FX/vit_hf" odd.mmp
 bad "no text" "notext.mmp: record 1 (id t1): no text" $T --backbone "$FX/bert" notext.mmp
 bad "unknown model" "unknown architecture.*nor a BERT-family model" $T --backbone "$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors" img.mmp
+bad "--recompute without a transformer" "--recompute needs --head transformer" --head linear --recompute emb.mmp
 bad "last:N beyond" "last:3: .* has 2 blocks" $T --backbone "$FX/vit_hf" --unfreeze last:3 img.mmp
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"
