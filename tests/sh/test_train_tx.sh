@@ -39,6 +39,11 @@ w = stream.Writer("txt.mmp", {}, classes=["a", "b", "c"])
 for i in range(20):
     w.write({}, id="t%d" % i, label=i % 3, text=" ".join(rng.choice(words, rng.integers(1, 9))))
 w.close()
+images("big.mmp", [12] * 2048)
+w = stream.Writer("bigt.mmp", {}, classes=["a", "b", "c"])
+for i in range(2048):
+    w.write({}, id="t%d" % i, label=i % 3, text=" ".join(rng.choice(words, 40)))
+w.close()
 w = stream.Writer("emb.mmp", {"embedding": {"dtype": "f32", "shape": [4]}}, classes=["a", "b"])
 for i in range(4):
     w.write({"embedding": rng.standard_normal(4).astype(np.float32)}, id="e%d" % i, label=i % 2)
@@ -123,6 +128,28 @@ for m in vit_hf:img:mmp-embed:embedding timm:img:mmp-embed:embedding clip_oc:img
     same_emb e0.mmp e2.mmp $field && fail "$name: $tool of the fine-tuned checkpoint gives the backbone's embeddings" \
       || ok "$name: $tool --model CKPT (fine-tuned): other embeddings"
   else fail "$name: $tool --model CKPT: $(cat err.txt)"; fi
+done
+
+# The memory line against the peak RSS: one batch of 2048 records, the growth
+# of the peak over an --epochs 0 run of the same (the model, the data, the
+# checkpoint's writing) within 0.8..1.25 of saved + buffers + gradients +
+# optimizer state (texts: every record at --max-length tokens, as the line counts).
+peak() { # out-file, args...: the child's peak RSS in KiB, its stderr in out-file
+  "$MMP_PYTHON" -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[2:], stderr=open(sys.argv[1], "w"))
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else -1)' "$@"
+}
+for m in vit_hf:big bert:bigt; do
+  IFS=: read -r name data <<< "$m"
+  for r in "" --recompute; do
+    a=$(peak m0.txt mmp-train-step $T --backbone "$FX/$name" --batch-size 2048 --epochs 0 -j 2 $r --out m.safetensors $data.mmp)
+    b=$(peak m1.txt mmp-train-step $T --backbone "$FX/$name" --batch-size 2048 --epochs 1 -j 2 $r --out m.safetensors $data.mmp)
+    tot=$(sed -n 's/.*: \([0-9.]*\) MiB saved activations + \([0-9.]*\) MiB backward buffers; [0-9.]* MiB parameters + \([0-9.]*\) MiB gradients + \([0-9.]*\) MiB optimizer state/\1 \2 \3 \4/p' m1.txt |
+          awk '{print $1 + $2 + $3 + $4}')
+    if [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ -n "$tot" ] && awk -v a="$a" -v b="$b" -v t="$tot" 'BEGIN{g = (b - a) / 1024; exit !(t >= 0.8 * g && t <= 1.25 * g)}'; then
+      ok "$name ${r:-(stored)}: memory line $tot MiB, peak RSS growth $(( (b - a) / 1024 )) MiB"
+    else fail "$name ${r:-(stored)}: memory line '$tot' MiB, peak RSS $a -> $b KiB: $(cat m1.txt)"; fi
+  done
 done
 
 # bad inputs: one line, non-zero, no checkpoint
