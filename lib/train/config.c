@@ -526,10 +526,11 @@ const mmp_option mmp_train_options[] = {
        "text: tokens per record, start/end included (the model's: BERT's\n"
        "max_seq_length, CLIP's context)", .flags = ARCH),
     {.type = MMP_OPTION_FLAG, KEY("recompute", "recompute"), .off = OFF(int, recompute), .val = 1, .metaval = "1", .def = "0",
-     .fmt = fmt_never, .help = "activation recomputation (torch.utils.checkpoint per block): keep\n"
-                         "only each trainable encoder block's input and compute its\n"
-                         "activations again before its backward: less memory, one more\n"
-                         "forward of those blocks, the same results bit for bit"},
+     .fmt = fmt_never, .help = "--head transformer: activation recomputation\n"
+                         "(torch.utils.checkpoint per block): keep only each trainable\n"
+                         "encoder block's input, compute its activations again before its\n"
+                         "backward: less memory, one more forward of those blocks, the\n"
+                         "same results bit for bit; not recorded (as -j)"},
     MMP_O_END,
 };
 
