@@ -462,6 +462,7 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
         threads = nc < 1 ? 1 : nc > 4 ? 4 : (int)nc;
     }
     mmp_tx_model_set_threads(S.enc.clip, threads);
+    mmp_tx_model_set_recompute(S.enc.clip, cfg->recompute); /* --recompute: both towers' blocks */
     die_if(mmp_clipft_init(&S.ft, S.enc.clip, lock, err, sizeof err), err);
     if (cfg->unfreeze_kind == MMP_UNFREEZE_LORA) {
         mmp_tx_lora_opts lo;

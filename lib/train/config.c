@@ -526,7 +526,7 @@ const mmp_option mmp_train_options[] = {
        "text: tokens per record, start/end included (the model's: BERT's\n"
        "max_seq_length, CLIP's context)", .flags = ARCH),
     {.type = MMP_OPTION_FLAG, KEY("recompute", "recompute"), .off = OFF(int, recompute), .val = 1, .metaval = "1", .def = "0",
-     .fmt = fmt_never, .help = "--head transformer: activation recomputation\n"
+     .fmt = fmt_never, .help = "--head transformer|clip: activation recomputation\n"
                          "(torch.utils.checkpoint per block): keep only each trainable\n"
                          "encoder block's input, compute its activations again before its\n"
                          "backward: less memory, one more forward of those blocks, the\n"
@@ -632,8 +632,8 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head transformer trains with --loss ce");
         if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
     }
-    if (c->recompute && c->head != MMP_HEAD_TRANSFORMER)
-        return mmp_errf(err, errlen, "--recompute needs --head transformer (the encoder blocks it recomputes)");
+    if (c->recompute && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP)
+        return mmp_errf(err, errlen, "--recompute needs --head transformer or clip (the encoder blocks it recomputes)");
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
         mmp_errf(err, errlen, "--hidden needs --head mlp");
         return -1;

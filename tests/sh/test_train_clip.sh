@@ -5,7 +5,7 @@
 # training loss falls; the checkpoint folder (weights + the copied config and
 # tokenizer) is accepted by mmp-embed, mmp-embed-text and mmp-eval (retrieval,
 # zero-shot); --stop-after-epochs + --resume is bit-identical to one run (the
-# weights and the .optim file); -j 1 and -j 3 are bit-identical; normalized f32
+# weights and the .optim file); -j 1, -j 3 and --recompute are bit-identical; normalized f32
 # records of the same pixels give the same checkpoint; --lock image
 # leaves the image embeddings unchanged; --dev reports the loss and the
 # image->text top-1 per epoch and --patience stops early; bad inputs (no text,
@@ -66,6 +66,9 @@ cmp -s ft/model.safetensors ft4/model.safetensors && fail "--init did not train"
 mmp-train-step $T --epochs 1 -j 1 --out ft3/j1.safetensors img.mmp 2>/dev/null || fail "-j 1"
 mmp-train-step $T --epochs 1 -j 3 --out ft3/j3.safetensors img.mmp 2>/dev/null || fail "-j 3"
 cmp ft3/j1.safetensors ft3/j3.safetensors || fail "-j 1 and -j 3 differ"
+mmp-train-step $T --epochs 1 -j 1 --recompute --out ft3/rc.safetensors img.mmp 2>/dev/null || fail "--recompute"
+cmp ft3/j1.safetensors ft3/rc.safetensors || fail "--recompute: other weights"
+cmp ft3/j1.optim.safetensors ft3/rc.optim.safetensors || fail "--recompute: other optimizer state"
 
 # normalized f32 [3,H,W] records of the same pixels: the same checkpoint; another normalization: refused
 mmp-augment --normalize 0.48145466,0.4578275,0.40821073/0.26862954,0.26130258,0.27577711 img.mmp > norm.mmp 2>/dev/null || fail "augment"

@@ -4,8 +4,8 @@
 # - adapters on both towers (or only the unlocked one with --lock) and
 #   logit_scale train; the base tensors of OUT are the backbone's bits, the
 #   adapters are in OUT under PEFT's module names;
-# - --resume after --stop-after-epochs and -j 1 / -j 3 bit-identical (with
-#   --lora-dropout);
+# - --resume after --stop-after-epochs, -j 1 / -j 3 and --recompute bit-identical
+#   (with --lora-dropout);
 # - mmp-export --peft writes one PEFT folder over the CLIP model, which
 #   mmp-embed and mmp-embed-text --adapter take (other embeddings than the
 #   base's; --lock image: the image embeddings are the base's);
@@ -48,12 +48,15 @@ sys.exit(0 if (a != b) == (sys.argv[4] == "differ") and a else 1)
 PY
 
 T="--head clip --loss contrastive --backbone oc --batch-size 8 --lr 1e-2 --unfreeze lora --lora-rank 4 --lora-targets c_fc,c_proj --lora-dropout 0.1"
-mkdir -p l l3 lr lit
+mkdir -p l l3 lr lit lrc
 if mmp-train-step $T --epochs 2 -j 1 --out l/model.safetensors img.mmp 2> err.txt; then ok "train: $(tail -1 err.txt)"; else fail "train: $(cat err.txt)"; fi
 "$MMP_PYTHON" adapters.py l/model.safetensors oc/open_clip_model.safetensors both > out.txt && ok "$(cat out.txt)" || fail "checkpoint: $(cat out.txt)"
 mmp-train-step $T --epochs 2 -j 3 --out l3/model.safetensors img.mmp 2>/dev/null || fail "-j 3"
 cmp -s l/model.safetensors l3/model.safetensors && cmp -s l/model.optim.safetensors l3/model.optim.safetensors \
   && ok "-j 1 and -j 3 bit-identical" || fail "-j 1 and -j 3 differ"
+mmp-train-step $T --epochs 2 -j 1 --recompute --out lrc/model.safetensors img.mmp 2>/dev/null || fail "--recompute"
+cmp -s l/model.safetensors lrc/model.safetensors && cmp -s l/model.optim.safetensors lrc/model.optim.safetensors \
+  && ok "--recompute bit-identical (the dropout masks recomputed alike)" || fail "--recompute differs"
 mmp-train-step $T --epochs 2 --stop-after-epochs 1 --out lr/model.safetensors img.mmp 2>/dev/null || fail "first half"
 mmp-train-step --resume lr/model.safetensors --out lr/model.safetensors img.mmp 2> err.txt || fail "--resume: $(cat err.txt)"
 cmp -s l/model.safetensors lr/model.safetensors && cmp -s l/model.optim.safetensors lr/model.optim.safetensors \
