@@ -221,6 +221,20 @@ double mmp_clipft_batch(mmp_clipft *ft, const float *imgs, int n, int H, int W, 
     return loss;
 }
 
+void mmp_clipft_batch_bytes(const mmp_clipft *ft, int n, int H, int W, int L, int64_t *saved, int64_t *work) {
+    const mmp_tx_model *m = ft->m;
+    int train_img = ft->lock != MMP_CLIPFT_LOCK_IMAGE, train_txt = ft->lock != MMP_CLIPFT_LOCK_TEXT;
+    if (ft->lora) { /* as mmp_clipft_batch */
+        train_img = train_img && ft->lfirst[0] < m->vision->enc.layers;
+        train_txt = train_txt && ft->lfirst[1] < m->text->enc.layers;
+    }
+    int64_t si = 0, wi = 0, st = 0, wt = 0, z = (int64_t)n * ft->E * (int64_t)sizeof(float);
+    if (train_img) mmp_tx_image_train_size(m, n, H, W, MMP_TX_OUT_EMBED, ft->lora ? ft->lfirst[0] : 0, &si, &wi);
+    if (train_txt) mmp_tx_text_train_size(m, n, L, ft->lora ? ft->lfirst[1] : 0, &st, &wt);
+    *saved = si + st + 2 * z; /* + za, zb */
+    *work = (wi > wt ? wi : wt) + 2 * z; /* one tower's backward after the other; + dza, dzb */
+}
+
 void mmp_clipft_update(mmp_clipft *ft, const mmp_optim *o, double clip, int64_t step, double lr) {
     if (clip > 0) mmp_clip_grad_norm(ft->tr, ft->ntr, clip);
     mmp_optim_step(o, ft->tr, ft->ntr, step, lr);

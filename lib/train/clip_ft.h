@@ -134,4 +134,10 @@ typedef struct {
 } mmp_clipft_cmd_args;
 int mmp_clipft_cmd(const mmp_clipft_cmd_args *a);
 
+/* Bytes of one training batch of n pairs (images HxW, texts of up to L
+ * tokens each, counted at L: an upper bound): saved = the unlocked towers'
+ * activations kept for the backward and the projections, work = the
+ * backward's buffers (tx/train.h mmp_tx_image_train_size ...). */
+void mmp_clipft_batch_bytes(const mmp_clipft *ft, int n, int H, int W, int L, int64_t *saved, int64_t *work);
+
 #endif

@@ -507,6 +507,17 @@ int mmp_clipft_cmd(const mmp_clipft_cmd_args *a) {
             model, mmp_tx_family_name(S.enc.clip->family), S.ft.ntr,
             lock == MMP_CLIPFT_LOCK_IMAGE ? " (image tower locked)" : lock == MMP_CLIPFT_LOCK_TEXT ? " (text tower locked)" : "",
             (long long)ds.n, ds.H, ds.W, (long long)cfg->batch);
+    { /* what one batch needs (texts at the full context: an upper bound) */
+        int64_t sv, wk, P = 0;
+        mmp_clipft_batch_bytes(&S.ft, (int)(cfg->batch < ds.n ? cfg->batch : ds.n), ds.H, ds.W, ds.ctx, &sv, &wk);
+        for (int i = 0; i < S.ft.ntr; i++) P += (int64_t)S.ft.tr[i].n * (int64_t)sizeof(float);
+        int nstate = cfg->opt.kind == MMP_OPT_ADAMW ? 2 : cfg->opt.momentum > 0 ? 1 : 0;
+        const double MiB = 1048576.0;
+        fprintf(stderr, "%s: memory for a batch of %lld pairs of 3x%dx%d images and texts of up to %d tokens: %.1f MiB saved "
+                "activations + %.1f MiB backward buffers; %.1f MiB parameters + %.1f MiB gradients + %.1f MiB optimizer state\n",
+                mmp_progname(), (long long)(cfg->batch < ds.n ? cfg->batch : ds.n), ds.H, ds.W, ds.ctx, sv / MiB, wk / MiB, P / MiB,
+                P / MiB, nstate * P / MiB);
+    }
     double tt = mmp_now(), ct = (double)clock() / CLOCKS_PER_SEC;
     int ran = 0;
     double train_loss = NAN, dev_loss = NAN, dev_i2t = NAN, dev_t2i = NAN;

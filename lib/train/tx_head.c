@@ -372,39 +372,16 @@ static int frozen_blocks(const mmp_txhead *t) {
 
 void mmp_txhead_batch_bytes(const void *model, int64_t N, int64_t *saved, int64_t *work) {
     const mmp_txhead *t = model;
-    const size_t n = (size_t)(N > 0 ? N : 0), C = (size_t)t->C;
-    size_t sv = n * C, wk = n * C; /* the pooled features and their gradient (feat, dfeat) */
-    if (n > 0 && any_tower_trains(t)) {
+    const int64_t NC = (N > 0 ? N : 0) * t->C * (int64_t)sizeof(float);
+    int64_t sv = 0, wk = 0;
+    if (N > 0 && any_tower_trains(t)) {
         const int frozen = frozen_blocks(t);
-        const mmp_tx_encoder *e;
-        size_t T1, Tc = 0; /* tokens per record; then the tower's [T, C] tensors outside the encoder */
-        size_t rows = 0;   /* per-token stats (LayerNorm mean, rstd) and ids */
-        if (!t->text) {
-            const mmp_tx_vision *v = t->m->vision;
-            e = &v->enc;
-            T1 = (size_t)v->cls + (size_t)(t->H / v->P) * (size_t)(t->W / v->P);
-            Tc = 2 + (v->norm_w ? 1 : 0);                       /* x0, xe, xn */
-            rows = (v->pre_w ? 2 : 0) + (v->norm_w ? 2 : 0);
-            sv += n * C * (v->post_w ? 3 : 2) + (v->post_w ? 2 * n : 0); /* pooled, pooled2, out */
-            if (frozen == 0) sv += n * 3 * (size_t)t->H * (size_t)t->W; /* the images (patch embedding's backward) */
-            wk += 3 * n * T1 * C + 2 * n * C;                   /* dxn, dx, d0; dp2, dp */
-        } else {
-            e = t->bert ? (const mmp_tx_encoder *)t->bert->tx : &t->tm->text->enc;
-            T1 = (size_t)t->max_length;
-            Tc = 2, rows = 3;                                   /* x0 / xn, xe; mean, rstd; ids */
-            if (!t->bert) sv += n * C;                          /* pooled */
-            wk += 2 * n * T1 * C + n * C;                       /* dx, d0 / dxn; dp */
-        }
-        int *lens = mmp_xmalloc(sizeof(int) * n);
-        for (size_t s = 0; s < n; s++) lens[s] = (int)T1;
-        size_t es, ew;
-        mmp_tx_encoder_train_size(e, lens, (int)n, frozen, &es, &ew);
-        free(lens);
-        sv += es + n * T1 * (Tc * C + rows);
-        wk += ew;
+        if (!t->text) mmp_tx_image_train_size(t->m, (int)N, (int)t->H, (int)t->W, MMP_TX_OUT_POOLED, frozen, &sv, &wk);
+        else if (t->bert) mmp_bert_train_size(t->bert, (int)N, t->max_length, frozen, &sv, &wk);
+        else mmp_tx_text_train_size(t->tm, (int)N, t->max_length, frozen, &sv, &wk);
     }
-    *saved = (int64_t)(sv * sizeof(float));
-    *work = (int64_t)(wk * sizeof(float));
+    *saved = sv + NC; /* + the pooled features and their gradient (feat, dfeat) */
+    *work = wk + NC;
 }
 
 static void grow(mmp_txhead *t, int64_t N) {

@@ -393,6 +393,60 @@ void mmp_tx_encoder_train_size(const mmp_tx_encoder *e, const int *lens, int n, 
     *work = most + T * (size_t)e->C + wmost;
 }
 
+/* n sequences of L tokens each through e (frozen blocks below): its saved and work floats */
+static void enc_size_rect(const mmp_tx_encoder *e, int n, int L, int frozen, size_t *saved, size_t *work) {
+    int *lens = mmp_xmalloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    for (int s = 0; s < n; s++) lens[s] = L;
+    mmp_tx_encoder_train_size(e, lens, n, frozen, saved, work);
+    free(lens);
+}
+
+void mmp_tx_image_train_size(const mmp_tx_model *m, int n, int H, int W, mmp_tx_out which, int frozen, int64_t *saved,
+                             int64_t *work) {
+    const mmp_tx_vision *v = m->vision;
+    *saved = *work = 0;
+    if (!v || n <= 0 || H < v->P || W < v->P) return;
+    if (frozen < 0) frozen = 0;
+    const size_t oh = (size_t)(H / v->P), ow = (size_t)(W / v->P), np = oh * ow, T = (size_t)n * ((size_t)v->cls + np),
+                 C = (size_t)v->C, N = (size_t)n, D = (size_t)mmp_tx_image_dim(m, which), G = (size_t)v->gh * v->gw;
+    const int other = oh != (size_t)v->gh || ow != (size_t)v->gw;
+    size_t es, ew;
+    enc_size_rect(&v->enc, n, v->cls + (int)np, frozen, &es, &ew);
+    size_t sv = es + 2 * T * C + N * C + N * D;                   /* x0, xe; pooled, out */
+    if (v->pre_w) sv += 2 * T;                                    /* its mean, rstd */
+    if (v->norm_w) sv += T * C + 2 * T;                           /* xn, mean, rstd */
+    if (v->post_w) sv += N * C + 2 * N;                           /* pooled2, mean, rstd */
+    if (!frozen) sv += N * 3 * (size_t)H * (size_t)W + (other ? np * G : 0); /* the images; the resize's matrix */
+    size_t wk = ew + 3 * T * C + 2 * N * C + N * D + (!frozen && other ? np * C : 0); /* dxn, dx, d0; dp2, dp, dz; dper */
+    *saved = (int64_t)(sv * sizeof(float));
+    *work = (int64_t)(wk * sizeof(float));
+}
+
+void mmp_tx_text_train_size(const mmp_tx_model *m, int n, int L, int frozen, int64_t *saved, int64_t *work) {
+    const mmp_tx_textenc *t = m->text;
+    *saved = *work = 0;
+    if (!t || n <= 0 || L <= 0) return;
+    const size_t T = (size_t)n * (size_t)L, C = (size_t)t->C, N = (size_t)n;
+    size_t es, ew;
+    enc_size_rect(&t->enc, n, L, frozen < 0 ? 0 : frozen, &es, &ew);
+    size_t sv = es + 2 * T * C + 2 * T + N * C + T + 2 * N; /* xe, xn, mean, rstd; pooled; ids, idx, lens */
+    size_t wk = ew + 2 * T * C + N * C;                     /* dxn, dx; dp */
+    *saved = (int64_t)(sv * sizeof(float));
+    *work = (int64_t)(wk * sizeof(float));
+}
+
+void mmp_bert_train_size(const mmp_bert *b, int n, int L, int frozen, int64_t *saved, int64_t *work) {
+    *saved = *work = 0;
+    if (!b->tx || n <= 0 || L <= 0) return;
+    const size_t T = (size_t)n * (size_t)L, C = (size_t)b->cfg.hidden;
+    size_t es, ew;
+    enc_size_rect((const mmp_tx_encoder *)b->tx, n, L, frozen < 0 ? 0 : frozen, &es, &ew);
+    size_t sv = es + 2 * T * C + 2 * T + T + (size_t)n; /* x0, xe, mean, rstd; ids, lens */
+    size_t wk = ew + 2 * T * C;                         /* dx, d0 */
+    *saved = (int64_t)(sv * sizeof(float));
+    *work = (int64_t)(wk * sizeof(float));
+}
+
 /* ------------------------------------------------------------ image tower */
 
 /* The patches' position embeddings pe [gh*gw, C] at another grid, as the

@@ -98,6 +98,15 @@ void mmp_bert_set_recompute(mmp_bert *b, int on);
  * e->recompute: their inputs [kept][T, C]), work = the backward's scratch
  * (mmp_tx_encoder_bwd_size; recompute: + one block's activations, its input). */
 void mmp_tx_encoder_train_size(const mmp_tx_encoder *e, const int *lens, int n, int frozen, size_t *saved, size_t *work);
+/* Bytes of one training forward + backward of a tower (the functions below,
+ * with their `frozen`): saved = what mmp_tx_saved keeps (the encoder's as
+ * mmp_tx_encoder_train_size, the embeddings, norms, pooled and output
+ * tensors), work = the backward's buffers; n images of HxW, or n texts of L
+ * tokens each (an upper bound for texts up to L). */
+void mmp_tx_image_train_size(const mmp_tx_model *m, int n, int H, int W, mmp_tx_out which, int frozen, int64_t *saved,
+                             int64_t *work);
+void mmp_tx_text_train_size(const mmp_tx_model *m, int n, int L, int frozen, int64_t *saved, int64_t *work);
+void mmp_bert_train_size(const mmp_bert *b, int n, int L, int frozen, int64_t *saved, int64_t *work);
 
 /* Threads of a BERT model's encoder (the same bits for any count). */
 void mmp_bert_set_threads(mmp_bert *b, int threads);

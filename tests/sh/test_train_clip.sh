@@ -5,7 +5,8 @@
 # training loss falls; the checkpoint folder (weights + the copied config and
 # tokenizer) is accepted by mmp-embed, mmp-embed-text and mmp-eval (retrieval,
 # zero-shot); --stop-after-epochs + --resume is bit-identical to one run (the
-# weights and the .optim file); -j 1, -j 3 and --recompute are bit-identical; normalized f32
+# weights and the .optim file); -j 1, -j 3 and --recompute are bit-identical; the
+# memory line is within 0.8..1.5 of the peak RSS growth; normalized f32
 # records of the same pixels give the same checkpoint; --lock image
 # leaves the image embeddings unchanged; --dev reports the loss and the
 # image->text top-1 per epoch and --patience stops early; bad inputs (no text,
@@ -122,4 +123,23 @@ refuse "its optimizer state mix/model.optim.safetensors is missing" mmp-train-st
 mmp-cat --head 9 -o nine.mmp img.mmp
 mmp-train-step $T --out nine/model.safetensors nine.mmp 2>nine.err || { cat nine.err; fail "nine"; }
 grep -q "holds one record (no in-batch negatives): it is skipped" nine.err || { cat nine.err; fail "no note on the batch of one"; }
+# the memory line against the peak RSS: one batch of 1024 pairs, the growth of the
+# peak over an --epochs 0 run within 0.8..1.5 of saved + buffers + gradients +
+# optimizer state (texts count at the full context: an upper bound)
+if [ -n "${MMP_PYTHON:-}" ]; then
+  mmp-synth -n 1024 --seed 5 -o big.tar 2>/dev/null && mmp-decode --size 16 --interp bicubic big.tar 2>/dev/null > big.mmp || fail "big"
+  mkdir -p bb
+  peak() { "$MMP_PYTHON" -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[2:], stderr=open(sys.argv[1], "w"))
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else -1)' "$@"; }
+  for r in "" --recompute; do
+    a=$(peak m0.txt mmp-train-step $T --batch-size 1024 --epochs 0 -j 2 $r --out bb/model.safetensors big.mmp)
+    b=$(peak m1.txt mmp-train-step $T --batch-size 1024 --epochs 1 -j 2 $r --out bb/model.safetensors big.mmp)
+    tot=$(sed -n 's/.*: \([0-9.]*\) MiB saved activations + \([0-9.]*\) MiB backward buffers; [0-9.]* MiB parameters + \([0-9.]*\) MiB gradients + \([0-9.]*\) MiB optimizer state/\1 \2 \3 \4/p' m1.txt |
+          awk '{print $1 + $2 + $3 + $4}')
+    [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ -n "$tot" ] && awk -v a="$a" -v b="$b" -v t="$tot" 'BEGIN{g = (b - a) / 1024; exit !(t >= 0.8 * g && t <= 1.5 * g)}' \
+      || fail "memory line${r:+ $r}: '$tot' MiB, peak RSS $a -> $b KiB: $(cat m1.txt)"
+    echo "memory line${r:+ $r}: $tot MiB, peak RSS growth $(( (b - a) / 1024 )) MiB"
+  done
+fi
 echo "ok"
