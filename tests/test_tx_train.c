@@ -6,7 +6,8 @@
  * embeddings' rows for text) within 1e-4 of each tensor's largest magnitude;
  * (a bias's scale includes its weight's: see grad_scale); central finite
  * differences on the largest-gradient entry and a middle one of every
- * parameter; 1, 2, 3 and 4 threads bit for bit. */
+ * parameter; 1, 2, 3 and 4 threads bit for bit, and activation recomputation
+ * (mmp_tx_model_set_recompute) on 1 and 3 threads. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -230,19 +231,26 @@ static void check_fixture(const char *name) {
     float *dimg1 = malloc(sizeof(float) * (nimg + 1)), *demb1 = malloc(sizeof(float) * (nT * f->Ct + 1));
     memcpy(out1, out, sizeof(float) * nR), memcpy(tout1, tout, sizeof(float) * ntR);
     memcpy(dimg1, dimg, sizeof(float) * nimg), memcpy(demb1, demb, sizeof(float) * nT * f->Ct);
-    for (int t = 2; t <= 4; t++) {
+    for (int k = 2; k <= 6; k++) { /* 5, 6: 1 and 3 threads with activation recomputation */
+        const int t = k <= 4 ? k : 2 * k - 9, rc = k > 4;
         set_threads(f, t);
+        if (f->is_bert) mmp_bert_set_recompute(&f->bert, rc);
+        else mmp_tx_model_set_recompute(f->m, rc);
         mmp_tx_params_zero_grad(&f->P);
         memset(dimg, 0, sizeof(float) * nimg), memset(demb, 0, sizeof(float) * nT * f->Ct);
         run(f, out, tout, dimg, demb, 1);
-        CHECKF(!memcmp(out, out1, sizeof(float) * nR) && !memcmp(tout, tout1, sizeof(float) * ntR), "%s: %d threads: other outputs", name, t);
+        const char *how = rc ? " (recompute)" : "";
+        CHECKF(!memcmp(out, out1, sizeof(float) * nR) && !memcmp(tout, tout1, sizeof(float) * ntR), "%s: %d threads%s: other outputs",
+               name, t, how);
         CHECKF(!memcmp(dimg, dimg1, sizeof(float) * nimg) && !memcmp(demb, demb1, sizeof(float) * nT * f->Ct),
-               "%s: %d threads: other input gradients", name, t);
+               "%s: %d threads%s: other input gradients", name, t, how);
         for (int i = 0; i < f->P.n; i++)
-            CHECKF(!memcmp(g1[i], f->P.p[i].g, sizeof(float) * f->P.p[i].n), "%s: %d threads: %s differs", name, t,
+            CHECKF(!memcmp(g1[i], f->P.p[i].g, sizeof(float) * f->P.p[i].n), "%s: %d threads%s: %s differs", name, t, how,
                    f->P.p[i].name);
     }
     set_threads(f, 1);
+    if (f->is_bert) mmp_bert_set_recompute(&f->bert, 0);
+    else mmp_tx_model_set_recompute(f->m, 0);
 
     /* gradients accumulate (+=): a second backward without zeroing doubles them */
     run(f, out, tout, NULL, NULL, 1);
