@@ -185,7 +185,7 @@ size_t mmp_tx_encoder_saved_size(const mmp_tx_encoder *e, const int *lens, int n
  * in saved [mmp_tx_encoder_saved_size floats]. LoRA adapters are added where
  * the inference forward adds them (the same bits without dropout); with
  * dropout (mmp_tx_lora.dropout > 0) each adapted linear's input is masked
- * by mmp_tx_lora_row_seed(e->lora_seed, layer, slot, row) masks. On e->threads threads, with
+ * by mmp_tx_lora_row_seed(e->lora_seed, e->layer0 + layer, slot, row) masks. On e->threads threads, with
  * the same bits for any count, as the backward: input gradients split by
  * rows, parameter gradients by output columns (each a sum over the tokens in
  * order), attention by (sequence, head). */
