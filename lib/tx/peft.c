@@ -506,78 +506,32 @@ int mmp_lora_merge_write(const mmp_lora *a, const char *out, char *err, size_t e
     return rc;
 }
 
-int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen) {
-    if (mkdir(dir, 0777) && errno != EEXIST) return mmp_errf(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
+/* An adapter folder: adapter_config.json (PEFT 0.4's keys; targets and save
+ * are taken over: a list or a regular expression, modules_to_save or null)
+ * and adapter_model.safetensors from w (format "pt", the base's SHA-256 and
+ * every entry of extra added to its metadata). */
+static int write_folder(const char *dir, const char *base_name, const char *base_sha, int r, double alpha, double dropout,
+                        json_t *targets, json_t *save, const mmp_meta *extra, mmp_st_writer *w, char *err, size_t errlen) {
+    if (mkdir(dir, 0777) && errno != EEXIST) {
+        json_decref(targets), json_decref(save);
+        return mmp_errf(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
+    }
     json_t *c = json_object();
-    json_object_set_new(c, "base_model_name_or_path", json_string(a->base_name));
+    json_object_set_new(c, "base_model_name_or_path", json_string(base_name));
     json_object_set_new(c, "bias", json_string("none"));
     json_object_set_new(c, "fan_in_fan_out", json_false());
     json_object_set_new(c, "inference_mode", json_true());
     json_object_set_new(c, "init_lora_weights", json_true());
     json_object_set_new(c, "layers_pattern", json_null());
     json_object_set_new(c, "layers_to_transform", json_null());
-    if (a->alpha == (double)(long)a->alpha) json_object_set_new(c, "lora_alpha", json_integer((json_int_t)a->alpha));
-    else json_object_set_new(c, "lora_alpha", json_real(a->alpha));
-    json_object_set_new(c, "lora_dropout", json_real(a->dropout));
-    json_object_set_new(c, "modules_to_save", json_null());
-    json_object_set_new(c, "peft_type", json_string("LORA"));
-    json_object_set_new(c, "r", json_integer(a->r));
-    json_object_set_new(c, "revision", json_null());
-    json_object_set(c, "target_modules", a->targets);
-    json_object_set_new(c, "task_type", json_null());
-    char *cfgp = mmp_xasprintf("%s/adapter_config.json", dir);
-    char *tmp = mmp_xasprintf("%s.tmp", cfgp);
-    int rc = json_dump_file(c, tmp, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(c);
-    if (rc || rename(tmp, cfgp)) {
-        rc = mmp_errf(err, errlen, "%s: cannot write: %s", cfgp, strerror(errno));
-        free(cfgp), free(tmp);
-        return rc;
-    }
-    free(cfgp), free(tmp);
-    mmp_st_writer w;
-    mmp_st_writer_init(&w);
-    mmp_meta_set(&w.meta, "format", "pt");
-    mmp_meta_set(&w.meta, MMP_LORA_SHA_KEY, a->base_sha);
-    for (int i = 0; i < a->ns; i++) {
-        const site *s = &a->s[i];
-        if (!s->target) continue;
-        char nm[320];
-        int64_t sa[2] = {a->r, s->IC}, sbb[2] = {s->OC, a->r};
-        snprintf(nm, sizeof nm, "base_model.model.%s%s.lora_A.weight", a->kprefix, s->name);
-        mmp_st_writer_add_f32(&w, nm, s->A, 2, sa);
-        snprintf(nm, sizeof nm, "base_model.model.%s%s.lora_B.weight", a->kprefix, s->name);
-        mmp_st_writer_add_f32(&w, nm, s->B, 2, sbb);
-    }
-    char *stp = mmp_xasprintf("%s/adapter_model.safetensors", dir);
-    rc = mmp_st_writer_write(&w, stp, err, errlen);
-    mmp_st_writer_free(&w);
-    free(stp);
-    return rc;
-}
-
-int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writer *w, char *err, size_t errlen) {
-    if (mkdir(dir, 0777) && errno != EEXIST) return mmp_errf(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
-    json_t *c = json_object();
-    json_object_set_new(c, "base_model_name_or_path", json_string(f->base_name));
-    json_object_set_new(c, "bias", json_string("none"));
-    json_object_set_new(c, "fan_in_fan_out", json_false());
-    json_object_set_new(c, "inference_mode", json_true());
-    json_object_set_new(c, "init_lora_weights", json_true());
-    json_object_set_new(c, "layers_pattern", json_null());
-    json_object_set_new(c, "layers_to_transform", json_null());
-    if (f->alpha == (double)(long)f->alpha) json_object_set_new(c, "lora_alpha", json_integer((json_int_t)f->alpha));
-    else json_object_set_new(c, "lora_alpha", json_real(f->alpha));
-    json_object_set_new(c, "lora_dropout", json_real(f->dropout));
-    json_t *save = f->nsave ? json_array() : json_null();
-    for (int i = 0; i < f->nsave; i++) json_array_append_new(save, json_string(f->save[i]));
+    if (alpha == (double)(long)alpha) json_object_set_new(c, "lora_alpha", json_integer((json_int_t)alpha));
+    else json_object_set_new(c, "lora_alpha", json_real(alpha));
+    json_object_set_new(c, "lora_dropout", json_real(dropout));
     json_object_set_new(c, "modules_to_save", save);
     json_object_set_new(c, "peft_type", json_string("LORA"));
-    json_object_set_new(c, "r", json_integer(f->r));
+    json_object_set_new(c, "r", json_integer(r));
     json_object_set_new(c, "revision", json_null());
-    json_t *tg = f->targets_regex ? json_string(f->targets[0]) : json_array();
-    for (int i = 0; i < f->ntargets && !f->targets_regex; i++) json_array_append_new(tg, json_string(f->targets[i]));
-    json_object_set_new(c, "target_modules", tg);
+    json_object_set_new(c, "target_modules", targets);
     json_object_set_new(c, "task_type", json_null());
     char *cfgp = mmp_xasprintf("%s/adapter_config.json", dir);
     char *tmp = mmp_xasprintf("%s.tmp", cfgp);
@@ -590,12 +544,39 @@ int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writ
     }
     free(cfgp), free(tmp);
     mmp_meta_set(&w->meta, "format", "pt");
-    mmp_meta_set(&w->meta, MMP_LORA_SHA_KEY, f->base_sha);
-    for (int i = 0; f->extra && i < f->extra->n; i++) mmp_meta_set(&w->meta, f->extra->keys[i], f->extra->vals[i]);
+    mmp_meta_set(&w->meta, MMP_LORA_SHA_KEY, base_sha);
+    for (int i = 0; extra && i < extra->n; i++) mmp_meta_set(&w->meta, extra->keys[i], extra->vals[i]);
     char *stp = mmp_xasprintf("%s/adapter_model.safetensors", dir);
     rc = mmp_st_writer_write(w, stp, err, errlen);
     free(stp);
     return rc;
+}
+
+int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen) {
+    mmp_st_writer w;
+    mmp_st_writer_init(&w);
+    for (int i = 0; i < a->ns; i++) {
+        const site *s = &a->s[i];
+        if (!s->target) continue;
+        char nm[320];
+        int64_t sa[2] = {a->r, s->IC}, sbb[2] = {s->OC, a->r};
+        snprintf(nm, sizeof nm, "base_model.model.%s%s.lora_A.weight", a->kprefix, s->name);
+        mmp_st_writer_add_f32(&w, nm, s->A, 2, sa);
+        snprintf(nm, sizeof nm, "base_model.model.%s%s.lora_B.weight", a->kprefix, s->name);
+        mmp_st_writer_add_f32(&w, nm, s->B, 2, sbb);
+    }
+    int rc = write_folder(dir, a->base_name, a->base_sha, a->r, a->alpha, a->dropout, json_incref(a->targets), json_null(),
+                          NULL, &w, err, errlen);
+    mmp_st_writer_free(&w);
+    return rc;
+}
+
+int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writer *w, char *err, size_t errlen) {
+    json_t *save = f->nsave ? json_array() : json_null();
+    for (int i = 0; i < f->nsave; i++) json_array_append_new(save, json_string(f->save[i]));
+    json_t *tg = f->targets_regex ? json_string(f->targets[0]) : json_array();
+    for (int i = 0; i < f->ntargets && !f->targets_regex; i++) json_array_append_new(tg, json_string(f->targets[i]));
+    return write_folder(dir, f->base_name, f->base_sha, f->r, f->alpha, f->dropout, tg, save, f->extra, w, err, errlen);
 }
 
 mmp_lora *mmp_lora_new(const char *base_path, const char *base_sha256, const char *base_name, int r, double alpha,
