@@ -10,9 +10,18 @@
 #include "nn/nn.h"
 #include "nn/provenance.h"
 #include "train/train.h"
+#include "train/train_internal.h"
 #include "train/tx_head.h"
 
 static int is_float(mmp_dtype t) { return t == MMP_F32 || t == MMP_F16 || t == MMP_BF16; }
+
+int mmp_dataset_check_label(const char *name, int64_t rec, int64_t label, int64_t ncls, char *err, size_t errlen) {
+    if (label < 0) return mmp_errf(err, errlen, "%s: record %lld: no label", name, (long long)rec);
+    if (ncls > 0 && label >= ncls)
+        return mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", name,
+                        (long long)rec, (long long)label, (long long)ncls);
+    return 0;
+}
 
 int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, const char *pair,
                      const char *labels_field, int need_label, char *err, size_t errlen) {
@@ -72,14 +81,7 @@ int mmp_dataset_load(mmp_dataset *d, const char *path, const char *feature, cons
             }
             d->ncls = tl->shape[0];
         }
-        if (need_label) {
-            if (rec.label < 0) { mmp_errf(err, errlen, "%s: record %lld: no label", nm, (long long)i); goto out; }
-            if (ncls_hdr > 0 && rec.label >= ncls_hdr) {
-                mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", nm,
-                       (long long)i, (long long)rec.label, (long long)ncls_hdr);
-                goto out;
-            }
-        }
+        if (need_label && mmp_dataset_check_label(nm, i, rec.label, ncls_hdr, err, errlen)) goto out;
         if (d->n == cap) {
             cap = cap ? cap * 2 : 1024;
             d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(cap * d->dim));
@@ -238,14 +240,7 @@ int mmp_dataset_load_images(mmp_dataset *d, const char *path, const char *field,
             if (d->img_h < 1 || d->img_w < 1) { mmp_errf(err, errlen, "%s: record %lld: \"%s\" is empty", nm, (long long)i, field); goto out; }
             d->dim = 3 * d->img_h * d->img_w;
         }
-        if (need_label) {
-            if (rec.label < 0) { mmp_errf(err, errlen, "%s: record %lld: no label", nm, (long long)i); goto out; }
-            if (ncls_hdr > 0 && rec.label >= ncls_hdr) {
-                mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", nm, (long long)i,
-                         (long long)rec.label, (long long)ncls_hdr);
-                goto out;
-            }
-        }
+        if (need_label && mmp_dataset_check_label(nm, i, rec.label, ncls_hdr, err, errlen)) goto out;
         if (d->n == cap) {
             cap = cap ? cap * 2 : 256;
             if (chw) d->x = mmp_xrealloc(d->x, sizeof(float) * (size_t)(cap * d->dim));

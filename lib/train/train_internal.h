@@ -12,4 +12,9 @@ int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from
 /* The checkpoint's "classes" value: the class names as a JSON list (heap), NULL without names. */
 char *mmp_train_classes_json(const mmp_trainer *tr);
 
+/* A record's label for a stream that needs one: 0, or -1 with "NAME: record
+ * REC: no label" / "... label L out of range (N classes in the header)" in
+ * err (ncls <= 0: the header names no classes). */
+int mmp_dataset_check_label(const char *name, int64_t rec, int64_t label, int64_t ncls, char *err, size_t errlen);
+
 #endif

@@ -14,6 +14,7 @@
 #include "text/wordpiece.h"
 #include "train/layers.h"
 #include "train/train.h"
+#include "train/train_internal.h"
 #include "tx/train.h"
 
 struct mmp_txhead {
@@ -598,14 +599,7 @@ int mmp_txhead_tokenize_stream(const char *model, int max_length, const char *pa
                      rec.id ? " (id " : "", rec.id ? rec.id : "", rec.id ? ")" : "");
             goto out;
         }
-        if (need_label) {
-            if (rec.label < 0) { mmp_errf(err, errlen, "%s: record %lld: no label", nm, (long long)i); goto out; }
-            if (ncls_hdr > 0 && rec.label >= ncls_hdr) {
-                mmp_errf(err, errlen, "%s: record %lld: label %lld out of range (%lld classes in the header)", nm, (long long)i,
-                         (long long)rec.label, (long long)ncls_hdr);
-                goto out;
-            }
-        }
+        if (need_label && mmp_dataset_check_label(nm, i, rec.label, ncls_hdr, err, errlen)) goto out;
         int k = te.bert ? mmp_wp_encode(te.bert->tok, rec.text, strlen(rec.text), ml, MMP_UTF8_ERROR, ids, e2, sizeof e2)
                         : mmp_bpe_encode(te.bpe, rec.text, strlen(rec.text), ml, MMP_UTF8_ERROR, ids, e2, sizeof e2);
         if (k < 0) { mmp_errf(err, errlen, "%s: record %lld: %s", nm, (long long)i, e2); goto out; }
