@@ -300,6 +300,20 @@ static mmp_tx_encoder enc_view(const mmp_tx_encoder *e, int first, int count) {
     return v;
 }
 
+/* --recompute's buffers for the kept blocks `tail`: TC = the floats of one
+ * block input ([T, C]), most = the largest one-block saved size (the scratch) */
+static void recompute_sizes(const mmp_tx_encoder *tail, const int *lens, int n, size_t *TC, size_t *most) {
+    size_t T = 0;
+    for (int s = 0; s < n; s++) T += (size_t)lens[s];
+    *TC = T * (size_t)tail->C;
+    *most = 0;
+    for (int k = 0; k < tail->layers; k++) {
+        mmp_tx_encoder b = enc_view(tail, k, 1);
+        size_t sz = mmp_tx_encoder_saved_size(&b, lens, n);
+        *most = sz > *most ? sz : *most;
+    }
+}
+
 /* The encoder over x: its first `frozen` blocks in inference mode (nothing
  * kept), the others keeping their activations in *saved (the same bits as
  * one mmp_tx_encoder_fwd_save: each block reads only the previous output).
@@ -318,14 +332,8 @@ static void enc_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int
         if (tail.layers > 0) mmp_tx_encoder_fwd_save(&tail, x, lens, n, NULL, *saved);
         return;
     }
-    size_t T = 0, most = 0;
-    for (int s = 0; s < n; s++) T += (size_t)lens[s];
-    const size_t TC = T * (size_t)e->C;
-    for (int k = 0; k < tail.layers; k++) {
-        mmp_tx_encoder b = enc_view(&tail, k, 1);
-        size_t sz = mmp_tx_encoder_saved_size(&b, lens, n);
-        most = sz > most ? sz : most;
-    }
+    size_t TC, most;
+    recompute_sizes(&tail, lens, n, &TC, &most);
     *saved = fbuf((size_t)tail.layers * TC);
     float *scratch = fbuf(most);
     for (int k = 0; k < tail.layers; k++) {
@@ -349,14 +357,8 @@ static void enc_bwd_part(const mmp_tx_encoder *e, const float *saved, const int 
         mmp_tx_encoder_bwd(&tail, saved, lens, n, dx, g ? g + frozen : NULL);
         return;
     }
-    size_t T = 0, most = 0;
-    for (int s = 0; s < n; s++) T += (size_t)lens[s];
-    const size_t TC = T * (size_t)e->C;
-    for (int k = 0; k < tail.layers; k++) {
-        mmp_tx_encoder b = enc_view(&tail, k, 1);
-        size_t sz = mmp_tx_encoder_saved_size(&b, lens, n);
-        most = sz > most ? sz : most;
-    }
+    size_t TC, most;
+    recompute_sizes(&tail, lens, n, &TC, &most);
     float *scratch = fbuf(most), *x = fbuf(TC);
     for (int k = tail.layers - 1; k >= 0; k--) {
         mmp_tx_encoder b = enc_view(&tail, k, 1);
