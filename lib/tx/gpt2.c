@@ -849,13 +849,54 @@ mmp_gpt2_saved *mmp_gpt2_fwd_train(const mmp_gpt2 *m, const float *x, const int 
     return a;
 }
 
+/* the tied lm_head's backward, rows split among threads (each output row one
+ * GEMM row: the same bits for any count): dxn[T, C] = dlogits wte;
+ * dwte[V, C] += dlogits^T xn */
+typedef struct {
+    const mmp_gpt2 *m;
+    const float *dlogits, *xn;
+    float *dxn, *dwte;
+    int T, nt;
+} head_bwd_run;
+
+typedef struct {
+    const head_bwd_run *R;
+    int tid;
+} head_bwd_worker;
+
+static void *head_bwd_thread(void *arg) {
+    const head_bwd_run *R = ((const head_bwd_worker *)arg)->R;
+    const int tid = ((const head_bwd_worker *)arg)->tid;
+    const int C = R->m->cfg.C, V = R->m->cfg.vocab, T = R->T, nt = R->nt;
+    int t0 = (int)((long)T * tid / nt), t1 = (int)((long)T * (tid + 1) / nt);
+    if (t1 > t0)
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, t1 - t0, C, V, 1.0f, R->dlogits + (size_t)t0 * V, V, R->m->wte, C, 0.0f,
+                  R->dxn + (size_t)t0 * C, C);
+    if (R->dwte) {
+        int v0 = (int)((long)V * tid / nt), v1 = (int)((long)V * (tid + 1) / nt);
+        if (v1 > v0)
+            mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, v1 - v0, C, T, 1.0f, R->dlogits + v0, V, R->xn, C, 1.0f,
+                      R->dwte + (size_t)v0 * C, C);
+    }
+    return NULL;
+}
+
 void mmp_gpt2_bwd(const mmp_gpt2 *m, const mmp_gpt2_saved *a, const float *dlogits, const mmp_gpt2_grad *g, float *dx) {
-    const int C = m->cfg.C, V = m->cfg.vocab, T = a->T;
+    const int C = m->cfg.C, T = a->T;
     if (T == 0) return;
-    /* the tied lm_head: dxn[T, C] = dlogits wte; dwte[V, C] += dlogits^T xn */
     float *dxn = mmp_xmalloc(((size_t)T * C + 1) * sizeof *dxn);
-    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, T, C, V, 1.0f, dlogits, V, m->wte, C, 0.0f, dxn, C);
-    if (g && g->wte) mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, V, C, T, 1.0f, dlogits, V, a->xn, C, 1.0f, g->wte, C);
+    {
+        int nt = m->enc.threads > 1 ? m->enc.threads : 1;
+        if (nt > 64) nt = 64;
+        head_bwd_run R = {m, dlogits, a->xn, dxn, g ? g->wte : NULL, T, nt};
+        pthread_t th[64];
+        head_bwd_worker w[64];
+        for (int t = 0; t < nt; t++) w[t] = (head_bwd_worker){&R, t};
+        for (int t = 1; t < nt; t++)
+            if (pthread_create(&th[t], NULL, head_bwd_thread, &w[t])) mmp_die("cannot create a thread");
+        head_bwd_thread(&w[0]);
+        for (int t = 1; t < nt; t++) pthread_join(th[t], NULL);
+    }
     float *dh = mmp_xcalloc((size_t)T * C + 1, sizeof *dh);
     mmp_tx_layernorm_bwd(dh, g ? g->lnf_w : NULL, g ? g->lnf_b : NULL, dxn, a->xe, m->lnf_w, a->mu, a->rs, T, C);
     free(dxn);
