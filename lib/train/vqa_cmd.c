@@ -516,7 +516,7 @@ static int save(const vqa_state *s, const char *path, char *err, size_t errlen) 
     }
     js[len++] = ']';
     js[len] = 0;
-    mmp_meta_set(&w.meta, "answers", js);
+    mmp_meta_set(&w.meta, "vqa.answers", js);
     free(js);
     int rc = mmp_st_writer_write(&w, path, err, errlen);
     mmp_st_writer_free(&w);
@@ -574,8 +574,8 @@ static int load(vqa_state *s, const char *path, const mmp_meta *given, int with_
         meta_int(m, "vqa.image_tokens", &npos, path, err, errlen) || meta_int(m, "step", &step, path, err, errlen) ||
         meta_int(m, "epoch", &epoch, path, err, errlen) || meta_int(m, "best_epoch", &be, path, err, errlen))
         goto out;
-    if (mmp_json_strings(mmp_meta_get(m, "answers"), &nv, &names, err, errlen) || nv < 1) {
-        if (nv < 1) mmp_errf(err, errlen, "%s: metadata \"answers\" missing or empty", path);
+    if (mmp_json_strings(mmp_meta_get(m, "vqa.answers"), &nv, &names, err, errlen) || nv < 1) {
+        if (nv < 1) mmp_errf(err, errlen, "%s: metadata \"vqa.answers\" missing or empty", path);
         goto out;
     }
     s->v.K = nv;

@@ -22,7 +22,7 @@
  * Checkpoint OUT (safetensors): the model's parameters under the names of
  * train/vqa.h, the optimizer state "optim.<param>.exp_avg" ..., and
  * __metadata__: the configuration keys (mmp_train_cfg_to_meta), "format" =
- * "mmpipe-vqa", "answers" (the vocabulary, a JSON list), "vqa.loss" (bce|ce),
+ * "mmpipe-vqa", "vqa.answers" (the vocabulary, a JSON list), "vqa.loss" (bce|ce),
  * "vqa.image_width", "vqa.image_tokens" (the grid's tokens with position
  * embeddings, else 0), "vqa.question_width", "text_model_sha256", "step",
  * "epoch", "best_metric", "best_epoch", "provenance" (of the image tokens). */
