@@ -7,7 +7,7 @@
 # writes "prediction" keeping "answers"/"qtype", reports the VQA accuracy per
 # question type and the answers outside the vocabulary; bad input: records
 # without image tokens or with an empty question are counted skips, a pooled
-# embedding is refused in one line.
+# embedding is refused in one line; the recipe pipelines/vqa.
 set -u
 for p in mmp-synth mmp-decode mmp-embed mmp-train-step mmp-eval mmp-cat; do
   command -v $p >/dev/null || { echo "no $p on PATH"; exit 77; }
@@ -86,4 +86,11 @@ PY
   mmp-eval --model p.safetensors bad.mmp -o bp.mmp 2> be.err || { cat be.err; fail "eval with bad records"; }
   grep -q "1 skipped: no image tokens; 1 skipped: empty question" be.err || { cat be.err; fail "eval skips not reported"; }
 fi
+# the recipe pipelines/vqa: --help, a missing input in one line, a run with the baseline
+"$MMP_ROOT/pipelines/vqa" --help | grep -q "pipelines/vqa" || fail "pipelines/vqa --help"
+"$MMP_ROOT/pipelines/vqa" nope.jsonl s1/test.jsonl "$MNV2" "$BERT" > pe.txt 2>&1 && fail "pipelines/vqa accepted a missing input"
+[ "$(wc -l < pe.txt)" = 1 ] && grep -q nope.jsonl pe.txt || fail "pipelines/vqa missing input: $(cat pe.txt)"
+"$MMP_ROOT/pipelines/vqa" --out pv --epochs 1 --fuse-dim 16 --heads 2 --baseline s1/train.jsonl s1/test.jsonl "$MNV2" "$BERT" > pv.txt 2> pv.err ||
+  { cat pv.err; fail "pipelines/vqa"; }
+grep -q -- "--head vqa on TEST" pv.txt && grep -q -- "--head vqa-pooled on TEST" pv.txt && grep -q "VQA accuracy" pv.txt || fail "pipelines/vqa output"
 echo ok
