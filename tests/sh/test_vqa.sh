@@ -37,6 +37,11 @@ done
 # bit-identical rerun
 mmp-train-step --head vqa $T -o a2.safetensors s10/train.mmp 2>/dev/null || fail "rerun"
 cmp -s a.safetensors a2.safetensors || fail "two runs differ"
+# --stop-after-epochs then --resume: the same bits as one uninterrupted run
+mmp-train-step --head vqa $T --epochs 3 -o r.safetensors --stop-after-epochs 1 s10/train.mmp 2>/dev/null || fail "stop after 1"
+mmp-train-step --resume r.safetensors -o r.safetensors s10/train.mmp 2>/dev/null || fail "resume"
+mmp-train-step --head vqa $T --epochs 3 -o r3.safetensors s10/train.mmp 2>/dev/null || fail "3 epochs"
+cmp -s r.safetensors r3.safetensors || fail "resumed run differs from the uninterrupted one"
 # one answer per question: CE; the pooled baseline
 mmp-train-step --head vqa-pooled $T -o p.safetensors s1/train.mmp 2> p.err || { cat p.err; fail "train vqa-pooled"; }
 grep -q "cross-entropy (one answer)" p.err || fail "1 answer: CE"
