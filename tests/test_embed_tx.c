@@ -341,6 +341,58 @@ static void check_tokens(const char *dir) {
     mmp_st_close(&ref);
 }
 
+/* --layer tokens of a timm ViT with the final norm on every token and average
+ * pooling without fc_norm: the mean of the normed patch tokens is timm's
+ * pooled output (forward_head(pre_logits=True)), the fixture's "pooled". */
+static void check_tokens_mean(const char *dir) {
+    char rp[4300], mp[4200];
+    snprintf(mp, sizeof mp, "%s", t_root_path(dir));
+    snprintf(rp, sizeof rp, "%s/ref.safetensors", mp);
+    mmp_safetensors ref;
+    mmp_st_open_or_die(&ref, rp);
+    char err[1024];
+    mmp_tx_model *m = mmp_tx_model_load(mp, err, sizeof err);
+    CHECKF(m != NULL, "%s", err);
+    int n = 0, H = 0, W = 0;
+    float *x = ref_images(&ref, "images", &n, &H, &W);
+    CHECK(x && m && n <= 4);
+    if (!x || !m || n > 4) {
+        mmp_st_close(&ref);
+        return;
+    }
+    img imgs[4];
+    int order[4];
+    for (int i = 0; i < n; i++) imgs[i] = (img){x + (size_t)i * 3 * H * W, H, W}, order[i] = i;
+    write_f32("tokm.mmp", imgs, order, n, m->pre.mean, m->pre.std, NULL, NULL);
+    CHECK(t_sh("%s --model %s --layer tokens tokm.mmp -o tokm_out.mmp", embed, mp) == 0);
+    mmp_reader *r = mmp_reader_open("tokm_out.mmp", err, sizeof err);
+    CHECKF(r != NULL, "%s", err);
+    mmp_record rec;
+    mmp_record_init(&rec);
+    int k = 0;
+    while (r && mmp_reader_next(r, &rec) == 1) {
+        const mmp_tensor *t = mmp_record_cget(&rec, "embedding");
+        CHECK(t && t->ndim == 2);
+        if (t && t->ndim == 2 && k < n) {
+            int64_t N = t->shape[0], C = t->shape[1];
+            float mean[1024];
+            CHECK(C <= 1024);
+            for (int64_t c = 0; c < C && c < 1024; c++) {
+                double a = 0;
+                for (int64_t j = 0; j < N; j++) a += ((const float *)t->data)[j * C + c];
+                mean[c] = (float)(a / N);
+            }
+            compare("timm tokens (mean = pooled)", mean, &ref, "pooled", k);
+        }
+        k++;
+        mmp_record_clear(&rec);
+    }
+    CHECK(k == n);
+    if (r) mmp_reader_close(r);
+    mmp_tx_model_free(m);
+    mmp_st_close(&ref);
+}
+
 int main(void) {
     mmp_set_progname("test_embed_tx");
     const char *b = getenv("MMP_BUILD");
@@ -358,6 +410,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(&fixtures[i]);
     check_tokens("tests/fixtures/tx_models/clip_hf");
     check_tokens("tests/fixtures/tx_models/clip_oc");
+    check_tokens_mean("tests/fixtures/tx_models/timm_noembcls");
 
     /* u8 images through mmp-decode with the recipe of docs/embed.md */
     {
