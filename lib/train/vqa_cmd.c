@@ -478,6 +478,25 @@ typedef struct {
     char text_sha[65];
 } vqa_state;
 
+/* the vocabulary as a JSON list of strings (heap) */
+static char *vocab_json(const vocab *v) {
+    size_t len = 1, cap = 256;
+    char *js = mmp_xmalloc(cap);
+    js[0] = '[';
+    for (int i = 0; i < v->K; i++) {
+        char *q = mmp_json_quote(v->name[i], MMP_JSON_ESC_NT | MMP_JSON_ESC_R);
+        size_t ql = strlen(q);
+        while (len + ql + 3 > cap) cap *= 2, js = mmp_xrealloc(js, cap);
+        if (i) js[len++] = ',';
+        memcpy(js + len, q, ql);
+        len += ql;
+        free(q);
+    }
+    js[len++] = ']';
+    js[len] = 0;
+    return js;
+}
+
 static int save(const vqa_state *s, const char *path, char *err, size_t errlen) {
     mmp_st_writer w;
     mmp_st_writer_init(&w);
@@ -501,21 +520,7 @@ static int save(const vqa_state *s, const char *path, char *err, size_t errlen) 
 #undef MSET
     mmp_meta_set(&w.meta, "text_model_sha256", s->text_sha);
     if (s->provenance) mmp_meta_set(&w.meta, "provenance", s->provenance);
-    size_t len = 3, cap = 256;
-    char *js = mmp_xmalloc(cap);
-    strcpy(js, "[");
-    len = 1;
-    for (int i = 0; i < s->v.K; i++) {
-        char *q = mmp_json_quote(s->v.name[i], MMP_JSON_ESC_NT | MMP_JSON_ESC_R);
-        size_t ql = strlen(q);
-        while (len + ql + 3 > cap) cap *= 2, js = mmp_xrealloc(js, cap);
-        if (i) js[len++] = ',';
-        memcpy(js + len, q, ql);
-        len += ql;
-        free(q);
-    }
-    js[len++] = ']';
-    js[len] = 0;
+    char *js = vocab_json(&s->v);
     mmp_meta_set(&w.meta, "vqa.answers", js);
     free(js);
     int rc = mmp_st_writer_write(&w, path, err, errlen);
@@ -815,6 +820,9 @@ int mmp_vqa_eval_cmd(const char *model, const char *in, const char *outp, int le
     mmp_header_remove_field(&oh, s.cfg.feature);
     int64_t one = 1;
     mmp_header_add_field(&oh, "pred", MMP_I64, 1, &one);
+    char *vjs = vocab_json(&s.v); /* mmp-report: predictions outside the vocabulary */
+    mmp_meta_set(&oh.meta, "vqa.answers", vjs);
+    free(vjs);
     mmp_header_stamp(&oh, argc, argv);
     mmp_writer *w = mmp_writer_open(outp, &oh, level);
     /* batches of records: image tokens and questions gathered, run, written in order */

@@ -45,7 +45,8 @@ int mmp_vqa_is_checkpoint(const char *path);
 /* mmp-eval --model a VQA checkpoint: every record keeps what it has (id,
  * text, "answers", "qtype", "image_id" ...; the image tokens dropped) and
  * gets the strings "prediction" [answer] and "pred" i64 [1] (the answer's
- * index in the vocabulary). VQA accuracy (overall, per question type),
+ * index in the vocabulary); the output header's metadata "vqa.answers" is
+ * the vocabulary (mmp-report reads it). VQA accuracy (overall, per question type),
  * skipped records and answers outside the vocabulary go to stderr
  * (and json). Exit status. */
 int mmp_vqa_eval_cmd(const char *model, const char *in, const char *out, int level, int allow_mixed, int threads,

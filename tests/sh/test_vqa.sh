@@ -54,6 +54,7 @@ grep -q "epochs 3..3" b.err || { cat b.err; fail "--init epochs"; }
 mmp-eval --model a.safetensors s10/test.mmp -o pred.mmp --json acc.json 2> e.err || { cat e.err; fail "eval"; }
 grep -q "VQA accuracy" e.err || fail "eval accuracy line"
 for q in color shape count yesno position relation; do grep -q "^mmp-eval:   $q " e.err || fail "no $q line"; done
+mmp-cat pred.mmp | head -n 1 | grep -q '"vqa.answers":"\[' || fail "no vqa.answers in the prediction stream's header"
 mmp-cat pred.mmp | sed -n 2p > rec.json
 grep -q '"prediction":\["' rec.json && grep -q '"answers":\[' rec.json && grep -q '"qtype":\[' rec.json || fail "prediction record: $(cat rec.json)"
 grep -q '"embedding"' rec.json && fail "the image tokens are kept"
