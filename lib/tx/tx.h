@@ -38,6 +38,17 @@ void mmp_tx_linear_fwd(float *y, int ldy, const float *x, const float *W, const 
 void mmp_tx_linear_bwd(float *dx, float *dW, float *db, const float *dy, int ldy, const float *x, const float *W,
                        int N, int IC, int OC);
 
+/* The linear layer for few rows (a decoding step): y[N, j0..j1) (row stride
+ * ldy) = x[N, K] (row stride ldx) W[j, :]^T + b[j] (+ R[N, j], row stride ldr)
+ * for rows j0..j1-1 of W [*, K]; b and R may be NULL. Each element is one
+ * dot product in a fixed order (16-wide steps in two 8-lane sums, the lanes
+ * added in a fixed tree, then the tail), so any split of the columns gives
+ * the same bits; not the GEMM's bits (within float rounding of them). It
+ * streams W once for up to 4 rows, where the GEMM's register tiles would
+ * be mostly empty. */
+void mmp_tx_gemv_rows(float *y, int ldy, const float *x, int ldx, const float *W, const float *b, const float *R, int ldr,
+                      int N, int K, int j0, int j1);
+
 /* y[N,C] = (x - mean) / sqrt(var + eps) * w + b over each row (biased
  * variance, torch.nn.LayerNorm). mean, rstd [N]: saved for the backward
  * (NULL = not saved). y may equal x. */
@@ -57,7 +68,9 @@ void mmp_tx_act_bwd(float *dx, const float *dy, const float *x, size_t n, mmp_tx
  *   k, v: [Tk, C] rows of stride ldk, ldv
  *   qlens[s], kvlens[s]: tokens of sequence s on each side (self-attention: the same array)
  *   out: [Tq, C] (row stride C) = softmax(q k^T / sqrt(dh) [+ causal mask]) v per head
- *   causal: query i of a sequence sees keys j <= i (needs qlens == kvlens)
+ *   causal: 0 none; 1: query i of a sequence sees keys j <= i (qlens == kvlens);
+ *           c > 1: query i sees keys j < i + c (queries after c - 1 cached keys:
+ *           mmp_tx_attention_head with Lk = c - 1 + Lq, a KV cache)
  *   att: the softmax probabilities saved for the backward, mmp_tx_attention_att_size()
  *        floats (NULL = inference: scratch of its own)
  * Self-attention over a fused qkv[T, 3C]: q = qkv, k = qkv + C, v = qkv + 2C, ld 3C. */
@@ -158,6 +171,19 @@ void mmp_tx_encoder_unpack(mmp_tx_encoder *e);
  * output of every block (HF output_hidden_states). Allocates its own scratch;
  * thread-safe on a const encoder; e->threads threads of its own. */
 void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden);
+
+/* The inference forward of a causal encoder with a key/value cache
+ * (generation): x[T, C] holds lens[s] new tokens of each of nseq sequences
+ * (packed; lens[s] may be 0), which follow the past[s] tokens whose keys and
+ * values are in the cache. kc, vc: [layers][nseq][maxlen][C], the keys and
+ * values of row s of layer l at positions 0 .. past[s]-1 (the heads' columns
+ * as q|k|v's k and v parts); the new tokens' are written at past[s] ..
+ * past[s] + lens[s] - 1 (<= maxlen: the caller checks). Query i of sequence s
+ * attends to positions j <= past[s] + i. The outputs are those of
+ * mmp_tx_encoder_fwd over the whole sequences at the new tokens' positions
+ * (tests/test_gpt2.c). e->threads threads, the same bits for any count. */
+void mmp_tx_encoder_fwd_cached(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *kc, float *vc,
+                               const int *past, int maxlen);
 
 /* ------------------------------------------------------ encoder training */
 
