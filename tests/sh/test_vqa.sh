@@ -59,6 +59,11 @@ mmp-cat pred.mmp | sed -n 2p > rec.json
 grep -q '"prediction":\["' rec.json && grep -q '"answers":\[' rec.json && grep -q '"qtype":\[' rec.json || fail "prediction record: $(cat rec.json)"
 grep -q '"embedding"' rec.json && fail "the image tokens are kept"
 grep -q '"per_qtype":{' acc.json && grep -q '"scored":48' acc.json || fail "json: $(cat acc.json)"
+# mmp-report scores the prediction stream as mmp-eval did (the official VQA accuracy, 100x)
+acc=$(sed 's/.*"vqa_accuracy":\([0-9.e-]*\).*/\1/' acc.json)
+mmp-report pred.mmp > rep.txt 2>&1 || { cat rep.txt; fail "mmp-report"; }
+grep -q "VQA accuracy (official evaluation) $(awk -v a="$acc" 'BEGIN { printf "%.2f", 100 * a }') " rep.txt ||
+  { cat rep.txt; fail "mmp-report's VQA accuracy is not mmp-eval's ($acc)"; }
 # answers outside the vocabulary at evaluation: counted as wrong and reported
 mmp-train-step --head vqa $T --answers 3 -o k3.safetensors s10/train.mmp 2> k3.err || fail "--answers 3"
 grep -q "answer vocabulary: 3 answers (--answers 3)" k3.err && grep -q "answers left out" k3.err || fail "k3 vocabulary"
