@@ -17,7 +17,7 @@ static const char usage[] =
     "MobileNetV2 state_dict names) or a ViT/CLIP image tower (Hugging Face ViT\n"
     "and CLIP, timm vit_*, open_clip; a .safetensors file or a model folder)\n"
     "over the \"image\" of every record and writes the record with an\n"
-    "\"embedding\" tensor [D] instead (id, label, text and other fields kept;\n"
+    "\"embedding\" tensor [D] (token layers: [N, C]) instead (id, label, text and other fields kept;\n"
     "the image dropped unless --keep).\n"
     "Input images: u8 [H,W,3] (normalized here: x/255, (x-mean)/std), or f32/f16\n"
     "[3,H,W] already normalized (header meta image.layout=chw, image.mean,\n"
@@ -56,10 +56,13 @@ int main(int argc, char **argv) {
                      "(1280-d MobileNetV2, 512/2048 ResNet); logits: classifier\n"
                      "output [classes]; a block (layer1..layer4, layer3.1,\n"
                      "maxpool, features.0..features.18): its output\n"
-                     "average-pooled [C]; BLOCK:flat: flattened in C,H,W order.\n"
+                     "average-pooled [C]; BLOCK:flat: flattened in C,H,W order;\n"
+                     "BLOCK:tokens: a token sequence [h*w, C] (raster order).\n"
                      "ViT/CLIP: proj (CLIP's default): projected image embedding;\n"
                      "pool (ViT's default): pooled output before projection or\n"
-                     "head; pooler: HF ViT pooler_output; logits: ViT classifier"),
+                     "head; pooler: HF ViT pooler_output; logits: ViT classifier;\n"
+                     "tokens: the patch tokens [h*w, C] after the final norm\n"
+                     "(last_hidden_state without the class token)"),
         MMP_O_CHOICE("dtype", 0, &dtype, dtypes, "embedding dtype (default f32)"),
         MMP_O_STRING("mean", 0, &mean_s, "a,b,c", "override the model's normalization mean (u8 input)"),
         MMP_O_STRING("std", 0, &std_s, "a,b,c", "override the model's normalization std (u8 input)"),

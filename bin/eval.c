@@ -14,6 +14,7 @@
 #include "train/adapter.h"
 #include "train/eval.h"
 #include "train/tx_head.h"
+#include "train/vqa_cmd.h"
 
 static const char usage[] =
     "usage: mmp-eval --model HEAD.safetensors [options] [FEATURES.mmp]   (default: stdin)\n"
@@ -25,6 +26,9 @@ static const char usage[] =
     "whole networks (--head mnv2-tail|resnet-tail --from input, --head transformer) read\n"
     "  the records they were trained on: images (u8 [H,W,3] or normalized [3,H,W]) or the\n"
     "  record's text (tokenized by the model's tokenizer).\n"
+    "VQA heads (--head vqa|vqa-pooled) read image tokens + question records and write the\n"
+    "  strings \"prediction\" [answer] and \"pred\" i64 [1], keeping \"answers\"/\"qtype\";\n"
+    "  VQA accuracy per question type to stderr (docs/vqa.md).\n"
     "fusion heads (gated, attention) read both inputs of every record (the training\n"
     "  --feature and --pair-field, raw) and write logits/probs/pred as above; --fused also\n"
     "  writes the fused vector \"fused\" f32 [F] (what mmp-fuse --checkpoint MODEL computes).\n"
@@ -89,6 +93,10 @@ int main(int argc, char **argv) {
     const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (!model) mmp_die("--model FILE is required (see --help)");
     mmp_train_init_blas();
+    if (mmp_vqa_is_checkpoint(model)) { /* --head vqa|vqa-pooled */
+        if (adapter || prompts || want_fused) mmp_die("%s is a VQA checkpoint: --adapter, --prompts and --fused do not apply", model);
+        return mmp_vqa_eval_cmd(model, in, outp, level, allow_mixed, 0, json, argc, argv);
+    }
     char err[1024];
     mmp_trainer tr;
     mmp_eval ec;

@@ -14,13 +14,15 @@
 #include "train/tensorboard.h"
 #include "train/train.h"
 #include "train/tx_head.h"
+#include "train/vqa_cmd.h"
 
 static const char usage[] =
     "usage: mmp-train-step --out HEAD.safetensors [options] [TRAIN.mmp]   (default: stdin)\n"
     "Trains a head on feature records (tensor \"embedding\" f32/f16 [D], label, id),\n"
     "or a whole network on image / text records (--head mnv2-tail|resnet-tail --from input,\n"
     "--head transformer --backbone MODEL); --head clip: both towers of a CLIP model on\n"
-    "image + text records (docs/train.md).\n"
+    "image + text records (docs/train.md); --head vqa|vqa-pooled: visual question\n"
+    "answering on image-token records with a question and answers (docs/vqa.md).\n"
     "The whole stream is held in memory; --epochs N replays it N times (file or stdin)\n"
     "in a shuffled order seeded by (--seed, epoch). Whole-network heads (--from input) read\n"
     "image records, kept as u8 and augmented per epoch with --aug-* (docs/train.md).\n"
@@ -74,6 +76,15 @@ int main(int argc, char **argv) {
         return rc;
     }
     if (lock >= 0) mmp_die("--lock is for --head clip");
+    if (MMP_HEAD_IS_VQA(cfg.head) || ((init || resume) && mmp_vqa_is_checkpoint(init ? init : resume))) {
+        if (tb_dir) mmp_die("--tensorboard is not available with --head %s (see --log)", mmp_head_kind_name(cfg.head));
+        mmp_vqa_cmd_args va = {.cfg = &cfg, .given = &given, .in = in, .out = out, .last = last, .init = init, .resume = resume,
+                               .dev = dev_path, .log = log_path, .allow_mixed = allow_mixed, .threads = threads,
+                               .log_every = log_every, .stop_after = stop_after};
+        int rc = mmp_vqa_cmd(&va);
+        mmp_meta_free(&given);
+        return rc;
+    }
     char err[1024];
     mmp_tensorboard_writer tb; /* before the data: a bad DIR fails fast (SummaryWriter(DIR) makes the file at once too) */
     if (tb_dir && mmp_tensorboard_open(&tb, tb_dir, err, sizeof err)) mmp_die("%s", err);

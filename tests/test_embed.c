@@ -200,6 +200,35 @@ int main(void) {
     CHECK(mmp_header_field(&h, "image") != NULL);
     mmp_header_free(&h);
     compare(e1, mmp_st_get(&a.st, "features.13.flat"), 0, 3, 1e-4, "mnv2 features.13:flat");
+    /* the same block as a token sequence [h*w, C]: torch's x.flatten(2).transpose(1, 2) */
+    CHECK(t_sh("%s --model %s --layer features.13:tokens a.mmp -o tk.mmp", embed, mnv2) == 0);
+    {
+        char terr[512];
+        mmp_reader *tr = mmp_reader_open("tk.mmp", terr, sizeof terr);
+        CHECKF(tr != NULL, "%s", terr);
+        const mmp_schema_field *tf = tr ? mmp_header_field(mmp_reader_header(tr), "embedding") : NULL;
+        CHECK(tf && tf->ndim == 2 && tf->shape[0] * tf->shape[1] == 384);
+        const mmp_tensor *ft = mmp_st_get(&a.st, "features.13.flat");
+        mmp_record tk;
+        mmp_record_init(&tk);
+        int k = 0;
+        double dm = 0;
+        while (tr && tf && mmp_reader_next(tr, &tk) == 1) {
+            const mmp_tensor *t = mmp_record_cget(&tk, "embedding");
+            CHECK(t && t->ndim == 2 && t->shape[0] == tf->shape[0] && t->shape[1] == tf->shape[1]);
+            int64_t HW = tf->shape[0], C = tf->shape[1];
+            const float *want = (const float *)ft->data + (size_t)k * HW * C, *got = t->data;
+            for (int64_t p = 0; p < HW; p++)
+                for (int64_t ch = 0; ch < C; ch++) {
+                    double d = fabs((double)got[p * C + ch] - want[ch * HW + p]);
+                    dm = d > dm || d != d ? (d != d ? INFINITY : d) : dm;
+                }
+            k++;
+            mmp_record_clear(&tk);
+        }
+        CHECKF(k == 3 && dm <= 1e-4, "features.13:tokens: %d records, max err %.3g", k, dm);
+        if (tr) mmp_reader_close(tr);
+    }
     /* ResNet */
     CHECK(t_sh("%s --model %s --layer layer3 r.mmp -o r3.mmp", embed, r18) == 0);
     CHECK(read_emb("r3.mmp", e1, 1 << 16, &dim, NULL, NULL) == 3 && dim == 32);

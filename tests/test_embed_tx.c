@@ -282,6 +282,117 @@ static void check_decode(const char *fixture, const char *const *layers, const c
     mmp_st_close(&ref);
 }
 
+/* --layer tokens of a CLIP image tower: the patch tokens [np, C] of every
+ * image against HF CLIPVisionModel's last_hidden_state[:, 1:] (the fixture's
+ * last hidden state: CLIP has no norm after the encoder). */
+static void check_tokens(const char *dir) {
+    char rp[4300], mp[4200];
+    snprintf(mp, sizeof mp, "%s", t_root_path(dir));
+    snprintf(rp, sizeof rp, "%s/ref.safetensors", mp);
+    mmp_safetensors ref;
+    mmp_st_open_or_die(&ref, rp);
+    char err[1024];
+    mmp_tx_model *m = mmp_tx_model_load(mp, err, sizeof err);
+    CHECKF(m != NULL, "%s", err);
+    int n = 0, H = 0, W = 0;
+    float *x = ref_images(&ref, "images", &n, &H, &W);
+    const mmp_tensor *hid = mmp_st_get(&ref, "hidden");
+    CHECK(x && hid && hid->ndim == 3 && m);
+    if (!x || !hid || !m) {
+        mmp_st_close(&ref);
+        return;
+    }
+    img imgs[4];
+    int order[4];
+    for (int i = 0; i < n && i < 4; i++) imgs[i] = (img){x + (size_t)i * 3 * H * W, H, W}, order[i] = i;
+    write_f32("tok.mmp", imgs, order, n, m->pre.mean, m->pre.std, NULL, NULL);
+    CHECK(t_sh("%s --model %s --layer tokens tok.mmp -o tok_out.mmp", embed, mp) == 0);
+    int64_t L = hid->shape[0] - 1, T = hid->shape[1] / n, C = hid->shape[2];
+    const float *last = (const float *)hid->data + (size_t)L * hid->shape[1] * C;
+    mmp_reader *r = mmp_reader_open("tok_out.mmp", err, sizeof err);
+    CHECKF(r != NULL, "%s", err);
+    if (r) {
+        const mmp_schema_field *f = mmp_header_field(mmp_reader_header(r), "embedding");
+        CHECK(f && f->ndim == 2 && f->shape[0] == T - 1 && f->shape[1] == C);
+        CHECK(!strcmp(mmp_meta_get(&mmp_reader_header(r)->meta, "embed.layer"), "tokens"));
+        mmp_record rec;
+        mmp_record_init(&rec);
+        double wm = 0, dm = 0;
+        for (size_t i = 0; i < (size_t)hid->shape[1] * C; i++) wm = fabs(last[i]) > wm ? fabs(last[i]) : wm;
+        int k = 0;
+        while (mmp_reader_next(r, &rec) == 1) {
+            const mmp_tensor *t = mmp_record_cget(&rec, "embedding");
+            CHECK(t && t->ndim == 2 && t->shape[0] == T - 1 && t->shape[1] == C);
+            if (t && k < n)
+                for (int64_t j = 0; j < (T - 1) * C; j++) {
+                    double d = fabs((double)((const float *)t->data)[j] - last[((size_t)k * T + 1) * C + j]);
+                    dm = d > dm || d != d ? (d != d ? INFINITY : d) : dm;
+                }
+            k++;
+            mmp_record_clear(&rec);
+        }
+        CHECK(k == n);
+        printf("  %-34s max err %.3g (rel %.3g)\n", dir, dm, dm / (wm > 0 ? wm : 1));
+        CHECKF(dm / (wm > 0 ? wm : 1) <= TOL, "%s tokens: rel error %.3g", dir, dm / wm);
+        if (dm / (wm > 0 ? wm : 1) > worst) worst = dm / (wm > 0 ? wm : 1);
+        mmp_reader_close(r);
+    }
+    mmp_tx_model_free(m);
+    mmp_st_close(&ref);
+}
+
+/* --layer tokens of a timm ViT with the final norm on every token and average
+ * pooling without fc_norm: the mean of the normed patch tokens is timm's
+ * pooled output (forward_head(pre_logits=True)), the fixture's "pooled". */
+static void check_tokens_mean(const char *dir) {
+    char rp[4300], mp[4200];
+    snprintf(mp, sizeof mp, "%s", t_root_path(dir));
+    snprintf(rp, sizeof rp, "%s/ref.safetensors", mp);
+    mmp_safetensors ref;
+    mmp_st_open_or_die(&ref, rp);
+    char err[1024];
+    mmp_tx_model *m = mmp_tx_model_load(mp, err, sizeof err);
+    CHECKF(m != NULL, "%s", err);
+    int n = 0, H = 0, W = 0;
+    float *x = ref_images(&ref, "images", &n, &H, &W);
+    CHECK(x && m && n <= 4);
+    if (!x || !m || n > 4) {
+        mmp_st_close(&ref);
+        return;
+    }
+    img imgs[4];
+    int order[4];
+    for (int i = 0; i < n; i++) imgs[i] = (img){x + (size_t)i * 3 * H * W, H, W}, order[i] = i;
+    write_f32("tokm.mmp", imgs, order, n, m->pre.mean, m->pre.std, NULL, NULL);
+    CHECK(t_sh("%s --model %s --layer tokens tokm.mmp -o tokm_out.mmp", embed, mp) == 0);
+    mmp_reader *r = mmp_reader_open("tokm_out.mmp", err, sizeof err);
+    CHECKF(r != NULL, "%s", err);
+    mmp_record rec;
+    mmp_record_init(&rec);
+    int k = 0;
+    while (r && mmp_reader_next(r, &rec) == 1) {
+        const mmp_tensor *t = mmp_record_cget(&rec, "embedding");
+        CHECK(t && t->ndim == 2);
+        if (t && t->ndim == 2 && k < n) {
+            int64_t N = t->shape[0], C = t->shape[1];
+            float mean[1024];
+            CHECK(C <= 1024);
+            for (int64_t c = 0; c < C && c < 1024; c++) {
+                double a = 0;
+                for (int64_t j = 0; j < N; j++) a += ((const float *)t->data)[j * C + c];
+                mean[c] = (float)(a / N);
+            }
+            compare("timm tokens (mean = pooled)", mean, &ref, "pooled", k);
+        }
+        k++;
+        mmp_record_clear(&rec);
+    }
+    CHECK(k == n);
+    if (r) mmp_reader_close(r);
+    mmp_tx_model_free(m);
+    mmp_st_close(&ref);
+}
+
 int main(void) {
     mmp_set_progname("test_embed_tx");
     const char *b = getenv("MMP_BUILD");
@@ -297,6 +408,9 @@ int main(void) {
         {"tests/fixtures/tx_models/timm_noembcls", {"pool", "logits"}, {"pooled", "logits"}, "pool", "pooled2", "pool"},
     };
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(&fixtures[i]);
+    check_tokens("tests/fixtures/tx_models/clip_hf");
+    check_tokens("tests/fixtures/tx_models/clip_oc");
+    check_tokens_mean("tests/fixtures/tx_models/timm_noembcls");
 
     /* u8 images through mmp-decode with the recipe of docs/embed.md */
     {
@@ -428,10 +542,10 @@ int main(void) {
 
     /* refusals: one line, non-zero exit */
     CHECK(t_sh("%s --model %s --layer logits many.mmp > /dev/null 2> e.err", embed, oc) == 1);
-    CHECK(t_sh("grep -q 'unknown --layer logits for clip-openclip-vit-w48-d2-p8-40 (its layers: proj, pool)' e.err") == 0 &&
+    CHECK(t_sh("grep -q 'unknown --layer logits for clip-openclip-vit-w48-d2-p8-40 (its layers: proj, pool, tokens)' e.err") == 0 &&
           one_line("e.err"));
     CHECK(t_sh("%s --model %s --layer proj many.mmp > /dev/null 2> e.err", embed, vit) == 1);
-    CHECK(t_sh("grep -q 'unknown --layer proj for vit-hf-vit-w48-d2-p8-40 (its layers: pool, pooler)' e.err") == 0 &&
+    CHECK(t_sh("grep -q 'unknown --layer proj for vit-hf-vit-w48-d2-p8-40 (its layers: pool, pooler, tokens)' e.err") == 0 &&
           one_line("e.err"));
     CHECK(t_sh("%s --model %s --layer layer3 many.mmp > /dev/null 2> e.err", embed, oc) == 1 && one_line("e.err"));
     CHECK(t_sh("printf 'PK' > model.bin && %s --model model.bin many.mmp > /dev/null 2> e.err", embed) == 1);
@@ -494,8 +608,8 @@ int main(void) {
         }
     }
     /* --list-layers */
-    CHECK(t_sh("test \"$(%s --model %s --list-layers | tr '\\n' ' ')\" = 'proj pool '", embed, oc) == 0);
-    CHECK(t_sh("test \"$(%s --model %s --list-layers | tr '\\n' ' ')\" = 'pool pooler '", embed, vit) == 0);
+    CHECK(t_sh("test \"$(%s --model %s --list-layers | tr '\\n' ' ')\" = 'proj pool tokens '", embed, oc) == 0);
+    CHECK(t_sh("test \"$(%s --model %s --list-layers | tr '\\n' ' ')\" = 'pool pooler tokens '", embed, vit) == 0);
     printf("worst relative error %.3g (tolerance %g)\n", worst, TOL);
     mmp_tx_model_free(m);
     mmp_st_close(&ref);

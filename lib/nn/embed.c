@@ -54,7 +54,12 @@ int mmp_nn_embed_header(mmp_nn_embed *e, const mmp_header *ih, const char *in_na
     mmp_header_copy(oh, ih);
     if (!e->keep) mmp_header_remove_field(oh, e->field);
     int64_t dim = fixed ? mmp_nn_output_dim(e->model, &e->layer, fh, fw) : mmp_nn_layer_dim_any(e->model, &e->layer);
-    mmp_header_add_field(oh, "embedding", e->out_dtype, 1, &dim);
+    int64_t tw = mmp_nn_token_width(e->model, &e->layer);
+    if (tw > 0) { /* a token sequence [h*w, C] (h*w -1 when the image size varies) */
+        int64_t shp[2] = {dim > 0 ? dim / tw : -1, tw};
+        mmp_header_add_field(oh, "embedding", e->out_dtype, 2, shp);
+    } else
+        mmp_header_add_field(oh, "embedding", e->out_dtype, 1, &dim);
     char sizestr[64];
     if (e->size) snprintf(sizestr, sizeof sizestr, "%dx%d", e->size, e->size);
     else if (fixed) snprintf(sizestr, sizeof sizestr, "%dx%d", fh, fw);
@@ -260,8 +265,10 @@ int mmp_nn_embed_stream(const mmp_nn_embed *e, mmp_nn_runner *run, mmp_reader *r
         for (int i = 0; i < n; i++) {
             mmp_record *rec = &items[i].rec;
             if (!e->keep) mmp_record_remove(rec, e->field);
-            int64_t d = items[i].dim;
-            mmp_tensor *t = mmp_record_add(rec, "embedding", e->out_dtype, 1, &d);
+            int64_t d = items[i].dim, tw = mmp_nn_token_width(e->model, &e->layer);
+            int64_t shp[2] = {tw > 0 ? d / tw : d, tw};
+            mmp_tensor *t = tw > 0 ? mmp_record_add(rec, "embedding", e->out_dtype, 2, shp)
+                                   : mmp_record_add(rec, "embedding", e->out_dtype, 1, &d);
             mmp_f32_to_dtype(items[i].out, (size_t)d, e->out_dtype, t->data);
             mmp_writer_write(w, rec);
             mmp_record_clear(rec);

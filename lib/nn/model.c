@@ -460,11 +460,12 @@ void mmp_nn_size_refusal(const mmp_nn_model *m, const mmp_nn_layer *l, int H, in
 }
 
 int64_t mmp_nn_layer_dim_any(const mmp_nn_model *m, const mmp_nn_layer *l) {
+    if (l->tokens) return -1;
     if (m->tx) {
         int d = mmp_tx_image_dim(m->tx, mmp_nn_tx_out(l));
         return d > 0 ? d : -1;
     }
-    if (l->kind == MMP_NN_OUT_BLOCK && l->flat) return -1;
+    if (l->kind == MMP_NN_OUT_BLOCK && (l->flat || l->tokens)) return -1;
     return mmp_nn_output_dim(m, l, 1024, 1024);
 }
 
@@ -487,17 +488,18 @@ int mmp_nn_layer_parse(const mmp_nn_model *m, const char *spec, mmp_nn_layer *l,
     if (n >= sizeof nm) return mmp_errf(err, errlen, "unknown --layer %s", spec);
     memcpy(nm, spec, n);
     nm[n] = 0;
-    if (spec[n] && strcmp(spec + n, ":flat"))
-        return mmp_errf(err, errlen, "bad --layer %s (NAME or NAME:flat)", spec);
+    if (spec[n] && strcmp(spec + n, ":flat") && strcmp(spec + n, ":tokens"))
+        return mmp_errf(err, errlen, "bad --layer %s (NAME, NAME:flat or NAME:tokens)", spec);
     for (int i = 0; i < m->nblocks; i++)
         if (!strcmp(m->blocks[i].name, nm) || (m->blocks[i].alias[0] && !strcmp(m->blocks[i].alias, nm))) {
             l->kind = MMP_NN_OUT_BLOCK;
             l->block = i;
-            l->flat = spec[n] != 0;
+            l->flat = spec[n] && !strcmp(spec + n, ":flat");
+            l->tokens = spec[n] && !strcmp(spec + n, ":tokens");
             snprintf(l->name, sizeof l->name, "%s", spec);
             return 0;
         }
-    return mmp_errf(err, errlen, "unknown --layer %s (pool, logits, or a block: %s; NAME:flat to flatten)", spec,
+    return mmp_errf(err, errlen, "unknown --layer %s (pool, logits, or a block: %s; NAME:flat to flatten, NAME:tokens for [h*w, C])", spec,
                 m->block_names);
 }
 
@@ -556,7 +558,13 @@ int64_t mmp_nn_output_dim(const mmp_nn_model *m, const mmp_nn_layer *l, int H, i
     if (l->kind == MMP_NN_OUT_LOGITS) return m->classes;
     if (l->kind == MMP_NN_OUT_POOL) return m->pool_dim;
     int c = m->blocks[l->block].cout;
-    return l->flat ? (int64_t)c * h * w : c;
+    return l->flat || l->tokens ? (int64_t)c * h * w : c;
+}
+
+int64_t mmp_nn_token_width(const mmp_nn_model *m, const mmp_nn_layer *l) {
+    if (!l->tokens) return 0;
+    if (m->tx) return m->tx->vision ? m->tx->vision->C : 0;
+    return l->kind == MMP_NN_OUT_BLOCK ? m->blocks[l->block].cout : 0;
 }
 
 static double conv_macs(const mmp_nn_conv *c, int *h, int *w) {
@@ -732,7 +740,9 @@ static void forward(const mmp_nn_model *m, const mmp_nn_ops *ops, workspace *ws,
         cur = ws->buf[cs];
     }
     int C = m->blocks[last].cout;
-    if (l->kind == MMP_NN_OUT_BLOCK && l->flat) {
+    if (l->kind == MMP_NN_OUT_BLOCK && l->tokens) {
+        memcpy(out, cur, sizeof(float) * (size_t)G * h * w * C); /* NHWC: [G][h*w][C] already */
+    } else if (l->kind == MMP_NN_OUT_BLOCK && l->flat) {
         ops->to_chw(cur, G, h * w, C, out);
     } else if (l->kind != MMP_NN_OUT_LOGITS) {
         ops->avgpool(cur, G, h * w, C, out);

@@ -39,6 +39,7 @@ typedef enum {
     MMP_NN_OUT_BLOCK,
     MMP_NN_OUT_PROJ,   /* ViT/CLIP only */
     MMP_NN_OUT_POOLER, /* ViT/CLIP only */
+    MMP_NN_OUT_TOKENS, /* ViT/CLIP only: the patch tokens */
 } mmp_nn_out_kind;
 
 /* What mmp_nn_run outputs per image:
@@ -49,17 +50,28 @@ typedef enum {
  *          "features.0".."features.18"), global-average-pooled: [C]
  *  NAME:flat  the same block output flattened like torch.flatten(x, 1)
  *          (C, H, W order): [C*h*w], depends on the input size.
+ *  NAME:tokens  the same block output as a token sequence [h*w, C]: the
+ *          grid's positions in raster order (row y, then column x), each
+ *          position's C channels (x.flatten(2).transpose(1, 2) in torch);
+ *          h*w*C floats, written as a 2-D tensor by mmp-embed.
  * ViT/CLIP:
  *  proj    CLIP's projected image embedding [projection dim] (the default)
  *  pool    the pooled output before any projection or head [width] (the
  *          default for ViT): CLIP pooler_output, HF ViT last_hidden_state[:, 0],
  *          timm forward_head(pre_logits=True)
  *  pooler  HF ViTModel's pooler_output (when the weights have pooler.dense)
- *  logits  the ViT's classifier / timm head [classes] */
+ *  logits  the ViT's classifier / timm head [classes]
+ *  tokens  the patch tokens after the final norm [h*w, C], raster order,
+ *          the class token excluded: HF ViTModel last_hidden_state[:, 1:]
+ *          (after its layernorm), timm forward_features(x)[:, 1:] (after
+ *          norm), HF CLIPVisionModel last_hidden_state[:, 1:] (the encoder's
+ *          output: CLIP has no norm there; post_layernorm is the pooled
+ *          token's). */
 typedef struct {
     mmp_nn_out_kind kind;
     int block; /* index into the model's blocks (MMP_NN_OUT_BLOCK) */
     int flat;
+    int tokens; /* NAME:tokens (CNN) or tokens (ViT/CLIP): [h*w, C] */
     char name[80]; /* canonical spelling, e.g. "pool", "layer3", "features.13:flat" */
 } mmp_nn_layer;
 
@@ -84,10 +96,14 @@ int mmp_nn_model_classes(const mmp_nn_model *m); /* 0 when the file has no class
 int mmp_nn_model_pool_dim(const mmp_nn_model *m);
 /* Comma-separated list of valid block names (for messages); ViT/CLIP: its layers. */
 const char *mmp_nn_model_block_names(const mmp_nn_model *m);
-/* Parses "pool", "logits", "NAME" or "NAME:flat". 0 ok, -1 error (err). */
+/* Parses "pool", "logits", "NAME", "NAME:flat" or "NAME:tokens" (ViT/CLIP:
+ * "tokens"). 0 ok, -1 error (err). */
 int mmp_nn_layer_parse(const mmp_nn_model *m, const char *spec, mmp_nn_layer *l, char *err, size_t errlen);
 /* Output floats per image for an HxW input; 0 when the input is too small. */
 int64_t mmp_nn_output_dim(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W);
+
+/* The width C of one token of a token layer (l->tokens), else 0. */
+int64_t mmp_nn_token_width(const mmp_nn_model *m, const mmp_nn_layer *l);
 
 /* Multiply-adds of the convolutions (and classifier when logits) per HxW image. */
 double mmp_nn_model_macs(const mmp_nn_model *m, const mmp_nn_layer *l, int H, int W);

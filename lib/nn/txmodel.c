@@ -90,6 +90,7 @@ void mmp_nn_tx_layer_names(const mmp_tx_model *m, char *buf, size_t n) {
     buf[0] = 0;
     for (int i = 0; i < NLAYERS; i++)
         if (layer_ok(m, i) && off < n) off += (size_t)snprintf(buf + off, n - off, "%s%s", off ? ", " : "", layers[i].name);
+    if (m->vision && off < n) snprintf(buf + off, n - off, "%stokens", off ? ", " : "");
 }
 
 const char *mmp_nn_tx_default_layer(const mmp_tx_model *m) { return is_clip(m) ? "proj" : "pool"; }
@@ -100,6 +101,12 @@ int mmp_nn_tx_layer_parse(const mmp_tx_model *m, const char *arch, const char *s
     char names[128];
     mmp_nn_tx_layer_names(m, names, sizeof names);
     if (!m->vision) return mmp_errf(err, errlen, "%s: %s has no image tower", m->path, arch);
+    if (!strcmp(spec, "tokens")) {
+        l->kind = MMP_NN_OUT_TOKENS;
+        l->tokens = 1;
+        snprintf(l->name, sizeof l->name, "tokens");
+        return 0;
+    }
     for (int i = 0; i < NLAYERS; i++)
         if (!strcmp(spec, layers[i].name)) {
             if (!layer_ok(m, i)) break;
@@ -117,7 +124,9 @@ mmp_tx_out mmp_nn_tx_out(const mmp_nn_layer *l) {
 }
 
 int64_t mmp_nn_tx_output_dim(const mmp_tx_model *m, const mmp_nn_layer *l, int H, int W) {
-    if (mmp_tx_image_tokens(m, H, W) <= 0) return 0;
+    int T1 = mmp_tx_image_tokens(m, H, W);
+    if (T1 <= 0) return 0;
+    if (l->tokens) return (int64_t)(T1 - m->vision->cls) * m->vision->C;
     int d = mmp_tx_image_dim(m, mmp_nn_tx_out(l));
     return d > 0 ? d : 0;
 }
@@ -130,7 +139,7 @@ double mmp_nn_tx_macs(const mmp_tx_model *m, const mmp_nn_layer *l, int H, int W
     double macs = np * C * 3.0 * v->P * v->P;
     macs += v->enc.layers * (T * (4 * C * C + 2 * C * I) + 2.0 * T * T * C);
     int D = mmp_tx_image_dim(m, mmp_nn_tx_out(l));
-    if (l->kind != MMP_NN_OUT_POOL && D > 0) macs += (double)D * C;
+    if (l->kind != MMP_NN_OUT_POOL && !l->tokens && D > 0) macs += (double)D * C;
     return macs;
 }
 
@@ -139,6 +148,7 @@ double mmp_nn_tx_macs(const mmp_tx_model *m, const mmp_nn_layer *l, int H, int W
 typedef struct {
     const mmp_tx_model *m; /* a view whose encoder has its share of the threads */
     mmp_tx_out which;
+    int tokens; /* the patch tokens (mmp_tx_image_patch_tokens) */
     const float *x; /* [N,3,H,W] */
     float *out;
     int N, H, W, G, D;
@@ -154,8 +164,11 @@ static void *tx_worker(void *arg) {
         int k = __atomic_fetch_add(j->next, 1, __ATOMIC_RELAXED);
         if (k >= nmb || j->rc) break;
         int i0 = k * j->G, g = j->N - i0 < j->G ? j->N - i0 : j->G;
-        j->rc = mmp_tx_image_embed(j->m, j->x + (size_t)i0 * 3 * j->H * j->W, g, j->H, j->W, j->which,
-                                   j->out + (size_t)i0 * j->D, NULL, j->err, sizeof j->err);
+        const float *xi = j->x + (size_t)i0 * 3 * j->H * j->W;
+        j->rc = j->tokens ? mmp_tx_image_patch_tokens(j->m, xi, g, j->H, j->W, j->out + (size_t)i0 * j->D, j->err,
+                                                      sizeof j->err)
+                          : mmp_tx_image_embed(j->m, xi, g, j->H, j->W, j->which, j->out + (size_t)i0 * j->D, NULL,
+                                               j->err, sizeof j->err);
     }
     return NULL;
 }
@@ -165,7 +178,7 @@ void mmp_nn_tx_run(const mmp_tx_model *m, int threads, const mmp_nn_layer *l, co
     if (N <= 0) return;
     int T1 = mmp_tx_image_tokens(m, H, W);
     mmp_tx_out which = mmp_nn_tx_out(l);
-    int D = mmp_tx_image_dim(m, which);
+    int D = l->tokens ? (int)mmp_nn_tx_output_dim(m, l, H, W) : mmp_tx_image_dim(m, which);
     char err[512];
     if (T1 <= 0 || D <= 0) {
         mmp_tx_image_embed(m, NULL, 0, H, W, which, NULL, NULL, err, sizeof err);
@@ -197,7 +210,7 @@ void mmp_nn_tx_run(const mmp_tx_model *m, int threads, const mmp_nn_layer *l, co
     int next = 0;
     txjob *jobs = mmp_xcalloc((size_t)T, sizeof *jobs);
     pthread_t *tids = mmp_xcalloc((size_t)T, sizeof *tids);
-    for (int t = 0; t < T; t++) jobs[t] = (txjob){&view, which, chw, out, N, H, W, G, D, &next, 0, ""};
+    for (int t = 0; t < T; t++) jobs[t] = (txjob){&view, which, l->tokens, chw, out, N, H, W, G, D, &next, 0, ""};
     for (int t = 1; t < T; t++)
         if (pthread_create(&tids[t], NULL, tx_worker, &jobs[t])) mmp_die("cannot create a thread");
     tx_worker(&jobs[0]);

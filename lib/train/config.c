@@ -152,7 +152,7 @@ static int set_backbone(const mmp_option *o, void *t, const char *v, char *err, 
 }
 static int fmt_backbone(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
-    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER) return 0;
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && !MMP_HEAD_IS_VQA(c->head)) return 0;
     snprintf(buf, n, "%s", c->backbone);
     return 1;
 }
@@ -364,7 +364,42 @@ static int set_max_length(const mmp_option *o, void *t, const char *v, char *err
 }
 static int fmt_max_length(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
+    if (MMP_HEAD_IS_VQA(c->head)) return snprintf(buf, n, "%d", c->max_length), 1;
     return c->modality == 1 ? fmt_tx_int(c, c->max_length, buf, n) : 0;
+}
+
+/* VQA heads: --answers, --fuse-layers, --vqa-pos (recorded for them only) */
+static int set_answers(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long long x = strtoll(v, &e, 10);
+    if (e == v || *e || x < 1 || x > 1 << 24) return mmp_errf(err, errlen, "--answers %s: expected 1..16777216", v);
+    ((mmp_train_cfg *)t)->answers = x;
+    return 0;
+}
+static int fmt_answers(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return MMP_HEAD_IS_VQA(c->head) ? (snprintf(buf, n, "%lld", (long long)c->answers), 1) : 0;
+}
+static int set_fuse_layers(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long x = strtol(v, &e, 10);
+    if (e == v || *e || x < 0 || x > 64) return mmp_errf(err, errlen, "--fuse-layers %s: expected 0..64", v);
+    ((mmp_train_cfg *)t)->fuse_layers = (int)x;
+    return 0;
+}
+static int fmt_fuse_layers(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return c->head == MMP_HEAD_VQA ? (snprintf(buf, n, "%d", c->fuse_layers), 1) : 0;
+}
+static int set_vqa_pos(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    if (!strcmp(v, "grid")) ((mmp_train_cfg *)t)->vqa_pos = 1;
+    else if (!strcmp(v, "none")) ((mmp_train_cfg *)t)->vqa_pos = 0;
+    else return mmp_errf(err, errlen, "--vqa-pos %s: expected grid or none", v);
+    return 0;
+}
+static int fmt_vqa_pos(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return c->head == MMP_HEAD_VQA ? (snprintf(buf, n, "%s", c->vqa_pos ? "grid" : "none"), 1) : 0;
 }
 /* ------------------------------------------------------------------ */
 /* the table                                                           */
@@ -395,7 +430,7 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL}; /* index = 
 /* The order of the entries is the order of the keys in a checkpoint's metadata. */
 const mmp_option mmp_train_options[] = {
     MMP_O_TEXT("model:"),
-    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip|transformer",
+    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip|transformer|vqa|vqa-pooled",
        "default linear (pair for --loss contrastive|triplet)\n"
        "gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
        "  of --feature and --pair-field, then nn.Linear(F, C) (ce/bce); raw\n"
@@ -412,7 +447,13 @@ const mmp_option mmp_train_options[] = {
        "  records (--loss contrastive; --lock image|text; docs/train.md)\n"
        "transformer: a whole ViT / CLIP tower / BERT encoder (--backbone)\n"
        "  + nn.Linear on its pooled output, on image or text records\n"
-       "  (--unfreeze; see docs/train.md)",
+       "  (--unfreeze; see docs/train.md)\n"
+       "vqa: visual question answering: the question's tokens (text tower\n"
+       "  --backbone, frozen) attend to the image tokens (--feature [N, C],\n"
+       "  mmp-embed --layer BLOCK:tokens) through --fuse-layers cross-attention\n"
+       "  layers of width --fuse-dim, then an MLP (--hidden) over --answers\n"
+       "  answers; vqa-pooled: the baseline, an MLP on the mean image token and\n"
+       "  the mean question token (docs/vqa.md)",
        .flags = ARCH),
     FN("hidden", "hidden", set_hidden, fmt_hidden, "", "N[,N...]", "MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks",
        .flags = ARCH),
@@ -525,6 +566,14 @@ const mmp_option mmp_train_options[] = {
     FN("max_length", "max-length", set_max_length, fmt_max_length, "auto", "N",
        "text: tokens per record, start/end included (the model's: BERT's\n"
        "max_seq_length, CLIP's context)", .flags = ARCH),
+    MMP_O_TEXT("visual question answering (--head vqa|vqa-pooled --backbone TEXT-MODEL):"),
+    FN("answers", "answers", set_answers, fmt_answers, "3000", "K",
+       "the answer vocabulary: the K answers annotated most often in the\n"
+       "training stream (3000); the rest are counted and reported", .flags = ARCH),
+    FN("fuse_layers", "fuse-layers", set_fuse_layers, fmt_fuse_layers, "2", "L", "cross-attention layers (2)", .flags = ARCH),
+    FN("vqa_pos", "vqa-pos", set_vqa_pos, fmt_vqa_pos, "grid", "grid|none",
+       "learned 2-D position embeddings of the image grid added to the\n"
+       "image tokens (grid: one per token of the grid, raster order), or none", .flags = ARCH),
     {.type = MMP_OPTION_FLAG, KEY("recompute", "recompute"), .off = OFF(int, recompute), .val = 1, .metaval = "1", .def = "0",
      .fmt = fmt_never, .help = "--head transformer|clip: activation recomputation\n"
                          "(torch.utils.checkpoint per block): keep only each trainable\n"
@@ -599,6 +648,9 @@ void mmp_train_cfg_resolve(mmp_train_cfg *c) {
 
 int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
     int pairloss = c->loss == MMP_LOSS_CONTRASTIVE || c->loss == MMP_LOSS_TRIPLET;
+    if (MMP_HEAD_IS_VQA(c->head) && (pairloss || c->loss == MMP_LOSS_BCE))
+        return mmp_errf(err, errlen, "--head %s chooses its loss from the data (soft-score BCE with several answers, else CE): no --loss %s",
+                        mmp_head_kind_name(c->head), mmp_loss_name(c->loss));
     if (pairloss != (c->head == MMP_HEAD_PAIR)) {
         mmp_errf(err, errlen, "--loss %s needs %s", mmp_loss_name(c->loss),
                pairloss ? "the pair head (two projections)" : "a linear, mlp, gated or attention head");
@@ -631,6 +683,13 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         if (c->nhidden > 0) return mmp_errf(err, errlen, "--hidden needs --head mlp");
         if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head transformer trains with --loss ce");
         if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
+    }
+    if (MMP_HEAD_IS_VQA(c->head)) {
+        if (c->standardize > 0) return mmp_errf(err, errlen, "--standardize is not available for the %s head", mmp_head_kind_name(c->head));
+        if (c->nhidden > 1) return mmp_errf(err, errlen, "--head %s: --hidden takes one width (the classifier's hidden layer)", mmp_head_kind_name(c->head));
+        if (!c->backbone[0]) return mmp_errf(err, errlen, "--head %s needs --backbone MODEL: the text tower of the questions (a BERT-family folder)", mmp_head_kind_name(c->head));
+        if (c->head == MMP_HEAD_VQA && c->fuse_dim % c->heads)
+            return mmp_errf(err, errlen, "--fuse-dim %lld must be a multiple of --heads %d", (long long)c->fuse_dim, c->heads);
     }
     if (c->recompute && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP)
         return mmp_errf(err, errlen, "--recompute needs --head transformer or clip (the encoder blocks it recomputes)");

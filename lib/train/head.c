@@ -13,7 +13,8 @@ const char *mmp_head_kind_name(mmp_head_kind k) {
     return k == MMP_HEAD_MLP ? "mlp" : k == MMP_HEAD_PAIR ? "pair" : k == MMP_HEAD_GATED ? "gated"
            : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail"
            : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : k == MMP_HEAD_CLIP ? "clip"
-           : k == MMP_HEAD_TRANSFORMER ? "transformer" : "linear";
+           : k == MMP_HEAD_TRANSFORMER ? "transformer" : k == MMP_HEAD_VQA ? "vqa"
+           : k == MMP_HEAD_VQA_POOLED ? "vqa-pooled" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
@@ -25,6 +26,8 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     else if (!strcmp(s, "mnv2-tail")) *k = MMP_HEAD_MNV2_TAIL;
     else if (!strcmp(s, "resnet-tail")) *k = MMP_HEAD_RESNET_TAIL;
     else if (!strcmp(s, "clip")) *k = MMP_HEAD_CLIP;
+    else if (!strcmp(s, "vqa")) *k = MMP_HEAD_VQA;
+    else if (!strcmp(s, "vqa-pooled")) *k = MMP_HEAD_VQA_POOLED;
     else if (!strcmp(s, "transformer")) *k = MMP_HEAD_TRANSFORMER;
     else return -1;
     return 0;

@@ -50,7 +50,9 @@ extern "C" {
 #endif
 
 typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL,
-               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP, MMP_HEAD_TRANSFORMER } mmp_head_kind;
+               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP, MMP_HEAD_TRANSFORMER, MMP_HEAD_VQA, MMP_HEAD_VQA_POOLED } mmp_head_kind;
+/* MMP_HEAD_VQA, MMP_HEAD_VQA_POOLED: visual question answering (train/vqa.h, train/vqa_cmd.h; no mmp_head) */
+#define MMP_HEAD_IS_VQA(k) ((k) == MMP_HEAD_VQA || (k) == MMP_HEAD_VQA_POOLED)
 /* MMP_HEAD_CLIP: both towers of a CLIP model, contrastive (train/clip_ft.h; no mmp_head) */
 /* 1 for the CNN-tail heads (mnv2-tail, resnet-tail: h->tail) */
 #define MMP_HEAD_IS_TAIL(k) ((k) == MMP_HEAD_MNV2_TAIL || (k) == MMP_HEAD_RESNET_TAIL)

@@ -104,6 +104,10 @@ typedef struct {
     /* transformer head (train/tx_head.h): backbone = the model; in_h/in_w, in_mean/in_std: its images */
     int modality;         /* -1 auto (from the model and the records), 0 image records, 1 text records */
     int max_length;       /* text: tokens per record, start/end included (0: the model's) */
+    /* VQA heads (train/vqa_cmd.h): backbone = the text tower of the questions; fuse_dim = D, heads */
+    int64_t answers;      /* --answers K: the answer vocabulary's size (3000) */
+    int fuse_layers;      /* --fuse-layers L: cross-attention layers (2) */
+    int vqa_pos;          /* --vqa-pos grid (1): learned position embeddings of the image grid; none (0) */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option

@@ -158,6 +158,14 @@ int mmp_tx_image_tokens(const mmp_tx_model *m, int H, int W);
 int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which, float *out,
                        float *hidden, char *err, size_t errlen);
 
+/* n images [n][3][H][W] -> out [n][np][C]: the patch tokens (np = (H/P)*(W/P),
+ * raster order, the class token left out) after the final norm when the
+ * tower has one (HF ViT layernorm, timm norm; CLIP: the encoder's output,
+ * HF CLIPVisionModel's last_hidden_state): last_hidden_state[:, cls:].
+ * 0, or -1 with one line in err. */
+int mmp_tx_image_patch_tokens(const mmp_tx_model *m, const float *imgs, int n, int H, int W, float *out, char *err,
+                              size_t errlen);
+
 /* n token sequences, packed: ids[lens[0] + ... + lens[n-1]] (each one whole,
  * start and end tokens included, at most the context length) -> out
  * [n][dim(which)] (MMP_TX_OUT_EMBED: projected; MMP_TX_OUT_POOLED: the EOS

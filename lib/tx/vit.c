@@ -299,30 +299,11 @@ void mmp_tx_vision_pool(const mmp_tx_vision *v, const float *x, int n, int T1, f
     }
 }
 
-int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which, float *out,
-                       float *hidden, char *err, size_t errlen) {
-    const mmp_tx_vision *v = m->vision;
-    if (!v) return mmp_errf(err, errlen, "%s: the model has no image tower", m->path);
-    int D = mmp_tx_image_dim(m, which);
-    if (D < 0) return mmp_errf(err, errlen, "%s: the model has no %s", m->path, out_name(which));
+/* The tower's forward: x [n * T1, C] after the final norm (hidden as
+ * mmp_tx_image_embed's). H, W checked by the caller. */
+static float *vision_tokens(const mmp_tx_vision *v, const float *imgs, int n, int H, int W, float *hidden) {
     const int C = v->C, P = v->P;
-    if (H < P || W < P || H % P || W % P)
-        return mmp_errf(err, errlen, "%s: image size %dx%d (HxW) is not a multiple of the patch size %d", m->path, H, W,
-                        P);
-    if (n <= 0) return 0;
     const int oh = H / P, ow = W / P, np = oh * ow, T1 = v->cls + np;
-    /* Without hidden states, a large batch goes through in chunks of about
-     * 2048 tokens: every image's result is the same bits in any batch (tx/tx.h),
-     * the GEMMs are as fast at that M, and the activations (a few [T, 4C]
-     * arrays) stay ~100 MB instead of growing with n. */
-    const int chunk = T1 < 2048 ? 2048 / T1 : 1;
-    if (!hidden && n > chunk) {
-        for (int s = 0; s < n; s += chunk)
-            if (mmp_tx_image_embed(m, imgs + (size_t)s * 3 * H * W, n - s < chunk ? n - s : chunk, H, W, which,
-                                   out + (size_t)s * D, NULL, err, errlen))
-                return -1;
-        return 0;
-    }
     const size_t T = (size_t)n * T1;
     float *pe = patch_pos(v, oh, ow);
     float *x = mmp_xmalloc(sizeof(float) * T * C);
@@ -339,6 +320,56 @@ int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, i
     if (v->pre_w) mmp_tx_layernorm_fwd(x, NULL, NULL, x, v->pre_w, v->pre_b, (int)T, C, v->enc.eps);
     mmp_tx_encoder_fwd(&v->enc, x, lens, n, hidden);
     if (v->norm_w) mmp_tx_layernorm_fwd(x, NULL, NULL, x, v->norm_w, v->norm_b, (int)T, C, v->eps_final);
+    free(lens);
+    return x;
+}
+
+int mmp_tx_image_patch_tokens(const mmp_tx_model *m, const float *imgs, int n, int H, int W, float *out, char *err,
+                              size_t errlen) {
+    const mmp_tx_vision *v = m->vision;
+    if (!v) return mmp_errf(err, errlen, "%s: the model has no image tower", m->path);
+    const int C = v->C, P = v->P;
+    if (H < P || W < P || H % P || W % P)
+        return mmp_errf(err, errlen, "%s: image size %dx%d (HxW) is not a multiple of the patch size %d", m->path, H, W,
+                        P);
+    const int np = (H / P) * (W / P), T1 = v->cls + np;
+    /* chunks of about 2048 tokens as mmp_tx_image_embed (the same bits in any batch) */
+    const int chunk = T1 < 2048 ? 2048 / T1 : 1;
+    for (int s = 0; s < n; s += chunk) {
+        int k = n - s < chunk ? n - s : chunk;
+        float *x = vision_tokens(v, imgs + (size_t)s * 3 * H * W, k, H, W, NULL);
+        for (int i = 0; i < k; i++)
+            memcpy(out + ((size_t)s + i) * np * C, x + ((size_t)i * T1 + v->cls) * C, sizeof(float) * (size_t)np * C);
+        free(x);
+    }
+    return 0;
+}
+
+int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, int W, mmp_tx_out which, float *out,
+                       float *hidden, char *err, size_t errlen) {
+    const mmp_tx_vision *v = m->vision;
+    if (!v) return mmp_errf(err, errlen, "%s: the model has no image tower", m->path);
+    int D = mmp_tx_image_dim(m, which);
+    if (D < 0) return mmp_errf(err, errlen, "%s: the model has no %s", m->path, out_name(which));
+    const int C = v->C, P = v->P;
+    if (H < P || W < P || H % P || W % P)
+        return mmp_errf(err, errlen, "%s: image size %dx%d (HxW) is not a multiple of the patch size %d", m->path, H, W,
+                        P);
+    if (n <= 0) return 0;
+    const int T1 = v->cls + (H / P) * (W / P);
+    /* Without hidden states, a large batch goes through in chunks of about
+     * 2048 tokens: every image's result is the same bits in any batch (tx/tx.h),
+     * the GEMMs are as fast at that M, and the activations (a few [T, 4C]
+     * arrays) stay ~100 MB instead of growing with n. */
+    const int chunk = T1 < 2048 ? 2048 / T1 : 1;
+    if (!hidden && n > chunk) {
+        for (int s = 0; s < n; s += chunk)
+            if (mmp_tx_image_embed(m, imgs + (size_t)s * 3 * H * W, n - s < chunk ? n - s : chunk, H, W, which,
+                                   out + (size_t)s * D, NULL, err, errlen))
+                return -1;
+        return 0;
+    }
+    float *x = vision_tokens(v, imgs, n, H, W, hidden);
     float *pooled = mmp_xmalloc(sizeof(float) * (size_t)n * C);
     mmp_tx_vision_pool(v, x, n, T1, pooled);
     if (v->post_w) mmp_tx_layernorm_fwd(pooled, NULL, NULL, pooled, v->post_w, v->post_b, n, C, v->eps_final);
@@ -356,6 +387,5 @@ int mmp_tx_image_embed(const mmp_tx_model *m, const float *imgs, int n, int H, i
     }
     free(pooled);
     free(x);
-    free(lens);
     return 0;
 }
