@@ -356,9 +356,17 @@ void mmp_record_init(mmp_record *r) {
     r->label = MMP_NO_LABEL;
 }
 
+static void strlist_free(mmp_strlist *l) {
+    for (int j = 0; j < l->n; j++) free(l->v[j]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
 void mmp_record_clear(mmp_record *r) {
     free(r->id);
     free(r->text);
+    for (int i = 0; i < r->nstrlists; i++) strlist_free(&r->strlists[i]);
     for (int i = 0; i < r->nfields; i++) mmp_tensor_free(&r->fields[i].t);
     mmp_record_init(r);
 }
@@ -373,6 +381,54 @@ void mmp_record_set_text(mmp_record *r, const char *text) {
     char *s = text ? mmp_xstrdup(text) : NULL;
     free(r->text);
     r->text = s;
+}
+
+void mmp_record_set_strings(mmp_record *r, const char *name, const char *const *v, int n) {
+    size_t nl = strlen(name);
+    if (nl == 0 || nl >= sizeof r->strlists[0].name) mmp_die("string list name must be 1 to 63 bytes: %s", name);
+    if (n < 0) n = 0;
+    char **copy = n ? mmp_xmalloc((size_t)n * sizeof *copy) : NULL;
+    for (int j = 0; j < n; j++) copy[j] = mmp_xstrdup(v[j]);
+    mmp_strlist *l = NULL;
+    for (int i = 0; i < r->nstrlists; i++)
+        if (strcmp(r->strlists[i].name, name) == 0) l = &r->strlists[i];
+    if (l) {
+        strlist_free(l);
+    } else {
+        if (r->nstrlists == MMP_MAX_STRLISTS) mmp_die("too many string lists in a record (max %d)", MMP_MAX_STRLISTS);
+        l = &r->strlists[r->nstrlists++];
+        snprintf(l->name, sizeof l->name, "%s", name);
+    }
+    l->n = n;
+    l->v = copy;
+}
+
+const mmp_strlist *mmp_record_strings(const mmp_record *r, const char *name) {
+    for (int i = 0; i < r->nstrlists; i++)
+        if (strcmp(r->strlists[i].name, name) == 0) return &r->strlists[i];
+    return NULL;
+}
+
+const char *mmp_record_string(const mmp_record *r, const char *name) {
+    const mmp_strlist *l = mmp_record_strings(r, name);
+    return l && l->n > 0 ? l->v[0] : NULL;
+}
+
+void mmp_record_remove_strings(mmp_record *r, const char *name) {
+    for (int i = 0; i < r->nstrlists; i++) {
+        if (strcmp(r->strlists[i].name, name) == 0) {
+            strlist_free(&r->strlists[i]);
+            memmove(&r->strlists[i], &r->strlists[i + 1], (size_t)(r->nstrlists - i - 1) * sizeof r->strlists[0]);
+            r->nstrlists--;
+            return;
+        }
+    }
+}
+
+void mmp_record_copy_strings(mmp_record *dst, const mmp_record *src) {
+    if (dst == src) return;
+    for (int i = 0; i < src->nstrlists; i++)
+        mmp_record_set_strings(dst, src->strlists[i].name, (const char *const *)src->strlists[i].v, src->strlists[i].n);
 }
 
 mmp_tensor *mmp_record_get(mmp_record *r, const char *name) {
@@ -432,6 +488,7 @@ void mmp_record_copy(mmp_record *dst, const mmp_record *src) {
         memcpy(tmp.fields[i].name, src->fields[i].name, sizeof tmp.fields[i].name);
         mmp_tensor_copy(&tmp.fields[i].t, &src->fields[i].t);
     }
+    mmp_record_copy_strings(&tmp, src);
     mmp_record_move(dst, &tmp);
 }
 

@@ -129,14 +129,28 @@ typedef struct {
     mmp_tensor t;
 } mmp_field;
 
+/* A named list of strings of a record (formats/stream.md "strings"): the
+ * reference captions of an image ("captions"), a question's annotated
+ * answers ("answers"), its type ("qtype"), the image it asks about
+ * ("image_id"), a predicted answer ("prediction"). */
+#define MMP_MAX_STRLISTS 8
+typedef struct {
+    char name[64];
+    int n;
+    char **v; /* n NUL-terminated strings */
+} mmp_strlist;
+
 /* One item of a stream: an id (e.g. the source path), an integer label
- * (MMP_NO_LABEL when unlabelled), optional text, and named tensors. */
+ * (MMP_NO_LABEL when unlabelled), optional text, named string lists and
+ * named tensors. */
 typedef struct {
     char *id;   /* NUL-terminated; may be NULL */
     int64_t label;
     char *text; /* NULL when absent */
     int nfields;
     mmp_field fields[MMP_MAX_FIELDS];
+    int nstrlists;
+    mmp_strlist strlists[MMP_MAX_STRLISTS];
 } mmp_record;
 
 void mmp_record_init(mmp_record *r);
@@ -144,6 +158,18 @@ void mmp_record_init(mmp_record *r);
 void mmp_record_clear(mmp_record *r);
 void mmp_record_set_id(mmp_record *r, const char *id);
 void mmp_record_set_text(mmp_record *r, const char *text);
+/* Sets (copies; replaces a list of that name) the string list NAME (1 to 63
+ * bytes) to v[0..n-1]; n may be 0 (an empty list). Dies past
+ * MMP_MAX_STRLISTS lists. */
+void mmp_record_set_strings(mmp_record *r, const char *name, const char *const *v, int n);
+/* The string list NAME, NULL when absent. */
+const mmp_strlist *mmp_record_strings(const mmp_record *r, const char *name);
+/* The first string of list NAME, NULL when the list is absent or empty. */
+const char *mmp_record_string(const mmp_record *r, const char *name);
+/* Removes the list NAME (no-op when absent). */
+void mmp_record_remove_strings(mmp_record *r, const char *name);
+/* Copies every string list of src into dst (replacing lists of the same names). */
+void mmp_record_copy_strings(mmp_record *dst, const mmp_record *src);
 /* NULL when absent. */
 mmp_tensor *mmp_record_get(mmp_record *r, const char *name);
 const mmp_tensor *mmp_record_cget(const mmp_record *r, const char *name);

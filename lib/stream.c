@@ -335,7 +335,7 @@ void mmp_writer_write(mmp_writer *w, const mmp_record *r) {
     w_validate(w, r);
     msgpack_packer *pk = &w->pk;
     w->crc_on = 1;
-    uint32_t nkeys = 1 + (r->id != NULL) + (r->label != MMP_NO_LABEL) + (r->text != NULL);
+    uint32_t nkeys = 1 + (r->id != NULL) + (r->label != MMP_NO_LABEL) + (r->text != NULL) + (r->nstrlists > 0);
     msgpack_pack_map(pk, nkeys);
     if (r->id) {
         pk_str(w, "id");
@@ -348,6 +348,15 @@ void mmp_writer_write(mmp_writer *w, const mmp_record *r) {
     if (r->text) {
         pk_str(w, "text");
         pk_str(w, r->text);
+    }
+    if (r->nstrlists > 0) { /* in the record's order (the producer's) */
+        pk_str(w, "strings");
+        msgpack_pack_map(pk, (size_t)r->nstrlists);
+        for (int i = 0; i < r->nstrlists; i++) {
+            pk_str(w, r->strlists[i].name);
+            msgpack_pack_array(pk, (size_t)r->strlists[i].n);
+            for (int j = 0; j < r->strlists[i].n; j++) pk_str(w, r->strlists[i].v[j]);
+        }
     }
     pk_str(w, "tensors");
     msgpack_pack_map(pk, (size_t)w->h.nfields);
@@ -989,8 +998,48 @@ static int decode_tensors(const mmp_header *h, const msgpack_object *o, mmp_reco
     return 0;
 }
 
+/* "strings": map name -> array of str (formats/stream.md section 4) */
+static int decode_strings(const msgpack_object *v, mmp_record *rec, char *why, size_t wl) {
+    if (v->type != MSGPACK_OBJECT_MAP) {
+        snprintf(why, wl, "strings is not a map");
+        return -1;
+    }
+    if (v->via.map.size > MMP_MAX_STRLISTS) {
+        snprintf(why, wl, "strings has %u lists (at most %d)", v->via.map.size, MMP_MAX_STRLISTS);
+        return -1;
+    }
+    for (uint32_t i = 0; i < v->via.map.size; i++) {
+        const msgpack_object *k = &v->via.map.ptr[i].key, *a = &v->via.map.ptr[i].val;
+        mmp_strlist *l = &rec->strlists[rec->nstrlists];
+        if (obj_name(k, l->name, sizeof l->name)) {
+            snprintf(why, wl, "strings: a list name is not a string of 1 to 63 bytes");
+            return -1;
+        }
+        if (mmp_record_strings(rec, l->name)) {
+            snprintf(why, wl, "strings: duplicate list \"%s\"", l->name);
+            return -1;
+        }
+        if (a->type != MSGPACK_OBJECT_ARRAY) {
+            snprintf(why, wl, "strings: \"%s\" is not an array", l->name);
+            return -1;
+        }
+        l->n = 0;
+        l->v = a->via.array.size ? mmp_xmalloc((size_t)a->via.array.size * sizeof *l->v) : NULL;
+        rec->nstrlists++; /* owned from here: mmp_record_clear frees it */
+        for (uint32_t j = 0; j < a->via.array.size; j++) {
+            if (!(l->v[j] = obj_cstr(&a->via.array.ptr[j]))) {
+                snprintf(why, wl, "strings: \"%s\" item %u is not a string without NUL", l->name, j);
+                return -1;
+            }
+            l->n++;
+        }
+    }
+    return 0;
+}
+
 static int decode_record(const mmp_header *h, const msgpack_object *o, mmp_record *rec,
                          char *why, size_t wl) {
+    int have_strings = 0;
     int have_tensors = 0;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
@@ -1014,6 +1063,10 @@ static int decode_record(const mmp_header *h, const msgpack_object *o, mmp_recor
                          h->nclasses);
                 return -1;
             }
+        } else if (key_is(k, "strings")) {
+            if (have_strings) goto dup;
+            have_strings = 1;
+            if (decode_strings(v, rec, why, wl)) return -1;
         } else if (key_is(k, "tensors")) {
             if (have_tensors) goto dup;
             have_tensors = 1;

@@ -130,6 +130,20 @@ void mmp_record_print_json(FILE *fp, const mmp_record *r, const mmp_header *h, i
     }
     fputs(",\"text\":", fp);
     json_str(fp, r->text);
+    if (r->nstrlists > 0) { /* only when present: older outputs stay as they were */
+        fputs(",\"strings\":{", fp);
+        for (int i = 0; i < r->nstrlists; i++) {
+            if (i) putc(',', fp);
+            json_str(fp, r->strlists[i].name);
+            fputs(":[", fp);
+            for (int j = 0; j < r->strlists[i].n; j++) {
+                if (j) putc(',', fp);
+                json_str(fp, r->strlists[i].v[j]);
+            }
+            putc(']', fp);
+        }
+        putc('}', fp);
+    }
     fputs(",\"tensors\":{", fp);
     for (int i = 0; i < r->nfields; i++) {
         const mmp_tensor *t = &r->fields[i].t;

@@ -65,7 +65,13 @@ static void make_record(mmp_record *r, int i) {
 static int same_record(const mmp_record *a, const mmp_record *b) {
     if ((a->id == NULL) != (b->id == NULL) || (a->id && strcmp(a->id, b->id))) return 0;
     if ((a->text == NULL) != (b->text == NULL) || (a->text && strcmp(a->text, b->text))) return 0;
-    if (a->label != b->label || a->nfields != b->nfields) return 0;
+    if (a->label != b->label || a->nfields != b->nfields || a->nstrlists != b->nstrlists) return 0;
+    for (int i = 0; i < a->nstrlists; i++) {
+        const mmp_strlist *x = &a->strlists[i], *y = mmp_record_strings(b, x->name);
+        if (!y || x->n != y->n) return 0;
+        for (int j = 0; j < x->n; j++)
+            if (strcmp(x->v[j], y->v[j])) return 0;
+    }
     for (int i = 0; i < a->nfields; i++) {
         const mmp_tensor *x = &a->fields[i].t, *y = mmp_record_cget(b, a->fields[i].name);
         if (!y || x->dtype != y->dtype || x->ndim != y->ndim || x->nbytes != y->nbytes) return 0;
@@ -200,6 +206,57 @@ static void write_seeded(mmp_writer *w, mmp_writer *w2, int n) {
         if (w2) mmp_writer_write(w2, &r);
         mmp_record_clear(&r);
     }
+}
+
+/* string lists (formats/stream.md "strings"): written, read back, copied,
+ * replaced, removed; a record without them writes no "strings" key */
+static void test_strings(void) {
+    mmp_header h;
+    make_header(&h);
+    mem m;
+    mmp_writer *w = t_mem_writer(&m, "strings", &h);
+    mmp_record r[3];
+    const char *caps[] = {"a red circle", "un cercle rouge \xc3\xa9", ""};
+    const char *ans[] = {"2", "2", "two"};
+    for (int i = 0; i < 3; i++) {
+        rng = 1000 + (uint64_t)i;
+        make_record(&r[i], i);
+    }
+    mmp_record_set_strings(&r[0], "captions", caps, 3);
+    mmp_record_set_strings(&r[0], "answers", ans, 3);
+    mmp_record_set_strings(&r[0], "captions", caps, 2); /* replaced */
+    mmp_record_set_strings(&r[1], "empty", NULL, 0);
+    CHECK(r[0].nstrlists == 2 && mmp_record_strings(&r[0], "captions")->n == 2);
+    CHECK(mmp_record_string(&r[1], "empty") == NULL && mmp_record_strings(&r[1], "empty") != NULL);
+    CHECK(mmp_record_string(&r[0], "answers") && strcmp(mmp_record_string(&r[0], "answers"), "2") == 0);
+    for (int i = 0; i < 3; i++) mmp_writer_write(w, &r[i]);
+    t_mem_close(&m, w);
+    char err[512] = "";
+    mmp_reader *rd = mmp_reader_open_mem(m.buf, m.n, "mem", err, sizeof err);
+    CHECKF(rd != NULL, "%s", err);
+    mmp_record got;
+    mmp_record_init(&got);
+    for (int i = 0; rd && i < 3; i++) {
+        CHECK(mmp_reader_next(rd, &got) == 1);
+        CHECKF(same_record(&r[i], &got), "record %d differs after the round trip", i);
+        mmp_record cp;
+        mmp_record_init(&cp);
+        mmp_record_copy(&cp, &got);
+        CHECK(same_record(&cp, &got));
+        mmp_record_clear(&cp);
+    }
+    if (rd) {
+        CHECK(mmp_reader_next(rd, &got) == 0);
+        mmp_reader_close(rd);
+    }
+    /* a record without lists has no "strings" key: the same bytes as before the key existed */
+    mmp_record_remove_strings(&r[1], "empty");
+    mmp_record_remove_strings(&r[1], "absent");
+    CHECK(r[1].nstrlists == 0);
+    mmp_record_clear(&got);
+    for (int i = 0; i < 3; i++) mmp_record_clear(&r[i]);
+    free(m.buf);
+    mmp_header_free(&h);
 }
 
 /* a FILE without a descriptor (memstream) goes through stdio */
@@ -519,6 +576,25 @@ static void test_crafted(void) {
     CASE((msgpack_pack_map(&PK, 1), pstr("text"), msgpack_pack_true(&PK)), 1,
          "text is not a string");
     CASE(msgpack_pack_array(&PK, 0), 1, "expected a msgpack map");
+    CASE((msgpack_pack_map(&PK, 1), pstr("strings"), pstr("a")), 1, "strings is not a map");
+    CASE((msgpack_pack_map(&PK, 1), pstr("strings"), msgpack_pack_map(&PK, 1), pstr("answers"), pstr("a")), 1,
+         "strings: \"answers\" is not an array");
+    CASE((msgpack_pack_map(&PK, 1), pstr("strings"), msgpack_pack_map(&PK, 1), pstr("answers"),
+          msgpack_pack_array(&PK, 2), pstr("a"), msgpack_pack_int64(&PK, 3)),
+         1, "strings: \"answers\" item 1 is not a string");
+    CASE((msgpack_pack_map(&PK, 1), pstr("strings"), msgpack_pack_map(&PK, 2), pstr("a"), msgpack_pack_array(&PK, 0),
+          pstr("a"), msgpack_pack_array(&PK, 0)),
+         1, "strings: duplicate list \"a\"");
+    CASE((msgpack_pack_map(&PK, 1), pstr("strings"), msgpack_pack_map(&PK, 1), pstr(""), msgpack_pack_array(&PK, 0)), 1,
+         "strings: a list name is not a string of 1 to 63 bytes");
+    CASE((msgpack_pack_map(&PK, 1), pstr("strings"), msgpack_pack_map(&PK, 9), pstr("a"), msgpack_pack_array(&PK, 0),
+          pstr("b"), msgpack_pack_array(&PK, 0), pstr("c"), msgpack_pack_array(&PK, 0), pstr("d"),
+          msgpack_pack_array(&PK, 0), pstr("e"), msgpack_pack_array(&PK, 0), pstr("f"), msgpack_pack_array(&PK, 0),
+          pstr("g"), msgpack_pack_array(&PK, 0), pstr("h"), msgpack_pack_array(&PK, 0), pstr("i"),
+          msgpack_pack_array(&PK, 0)),
+         1, "strings has 9 lists (at most 8)");
+    CASE((msgpack_pack_map(&PK, 2), pstr("strings"), msgpack_pack_map(&PK, 0), pstr("strings"), msgpack_pack_map(&PK, 0)),
+         1, "duplicate key \"strings\"");
     /* a bin that claims 2 GiB: refused without allocating it */
     CASE((msgpack_pack_map(&PK, 1), pstr("id"), msgpack_pack_bin(&PK, 0xfffffff0u)), 1,
          "larger than the size limit");
@@ -886,6 +962,7 @@ int main(int argc, char **argv) {
     test_roundtrip();
     test_empty_stream();
     test_memstream();
+    test_strings();
     test_abandon();
     test_concat();
     test_truncation_and_flips();

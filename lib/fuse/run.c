@@ -235,6 +235,8 @@ int mmp_fuser_run(mmp_fuser *f, mmp_reader *ra, mmp_reader *rb, mmp_writer *w, u
             out.label = A[i].label != MMP_NO_LABEL ? A[i].label : rb_->label;
             if (A[i].text) mmp_record_set_text(&out, A[i].text);
             else if (rb_->text) mmp_record_set_text(&out, rb_->text);
+            mmp_record_copy_strings(&out, rb_);
+            mmp_record_copy_strings(&out, &A[i]);
             mmp_tensor *t = mmp_record_add(&out, o->outf, o->odt, 1, oshape);
             mmp_f32_to_dtype(h + (size_t)i * D, (size_t)D, o->odt, t->data);
             mmp_writer_write(w, &out);

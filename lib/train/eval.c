@@ -182,6 +182,7 @@ static int write_prediction(const mmp_eval *e, mmp_writer *w, const mmp_record *
     mmp_record_init(&o);
     if (ir->id) mmp_record_set_id(&o, ir->id);
     if (ir->text) mmp_record_set_text(&o, ir->text);
+    mmp_record_copy_strings(&o, ir);
     if (e->ncn > 0 && ir->label >= e->ncn) { /* the output header has the (prompt) classes */
         mmp_record_clear(&o);
         return mmp_errf(err, errlen, "%s: record %lld: label %lld but %s %d classes", rname, (long long)idx,

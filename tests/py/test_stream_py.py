@@ -172,6 +172,18 @@ try:
 except mmp_stream.StreamError as e:
     check("schema mismatch" in str(e) and "record 55" in str(e), str(e))
 
+# ---- string lists both ways (formats/stream.md "strings") ------------------
+strs = [{"captions": ["a red circle", "un cercle \u00e9", ""], "image_id": ["img7"]}, None, {"answers": []}]
+with mmp_stream.Writer("strs.mmp", {"x": {"dtype": "f32", "shape": [1]}}) as w:
+    for i, st in enumerate(strs):
+        w.write({"x": np.array([i], dtype=np.float32)}, id="r%d" % i, strings=st)
+lines = c_json("strs.mmp")
+for st, line in zip(strs, lines[1:]):
+    check(line.get("strings") == st, "C reads strings %r, wrote %r" % (line.get("strings"), st))
+subprocess.run([CAT, "strs.mmp", "-o", "strs2.mmp"], check=True)
+_, back = mmp_stream.load("strs2.mmp")
+check([r.get("strings") for r in back] == strs, "C -> Python strings %r" % [r.get("strings") for r in back])
+
 if failures:
     print("%d failures" % failures)
     sys.exit(1)

@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 MAX_TENSOR_BYTES = 1 << 30
 MAX_DIMS = 8
 MAX_FIELDS = 16
+MAX_STRLISTS = 8
 DTYPES = {
     "u8": np.dtype("u1"),
     "i32": np.dtype("<i4"),
@@ -286,6 +287,18 @@ class Reader(_Closing):
             if v is not None and not isinstance(v, str):
                 raise ValueError("%s is not a string" % key)
             rec[key] = v
+        if "strings" in obj:
+            st = obj["strings"]
+            if not isinstance(st, dict):
+                raise ValueError("strings is not a map")
+            if len(st) > MAX_STRLISTS:
+                raise ValueError("strings has %d lists (at most %d)" % (len(st), MAX_STRLISTS))
+            for name, lst in st.items():
+                if not isinstance(name, str) or not 1 <= len(name.encode("utf-8", "surrogateescape")) <= 63:
+                    raise ValueError("strings: a list name is not a string of 1 to 63 bytes")
+                if not isinstance(lst, list) or not all(isinstance(x, str) and "\0" not in x for x in lst):
+                    raise ValueError("strings: \"%s\" is not an array of strings" % name)
+            rec["strings"] = st
         label = obj.get("label")
         if label is not None:
             if not isinstance(label, int) or isinstance(label, bool) or label < -1:
@@ -416,7 +429,8 @@ class Writer(_Closing):
             self._f.write(self._co.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
             self._since_flush = 0
 
-    def write(self, tensors, id=None, label=-1, text=None):
+    def write(self, tensors, id=None, label=-1, text=None, strings=None):
+        """strings: None or {name: [str, ...]} (formats/stream.md section 4)."""
         obj = {}
         if id is not None:
             obj["id"] = id
@@ -424,6 +438,10 @@ class Writer(_Closing):
             obj["label"] = int(label)
         if text is not None:
             obj["text"] = text
+        if strings:
+            if len(strings) > MAX_STRLISTS:
+                raise ValueError("at most %d string lists" % MAX_STRLISTS)
+            obj["strings"] = {str(k): [str(x) for x in v] for k, v in strings.items()}
         ts = {}
         if set(tensors) != set(self.schema):
             raise ValueError("record fields %s do not match the schema %s"
@@ -458,7 +476,8 @@ def write(dst, header, records, level=3):
     with Writer(dst, header["schema"], header.get("classes", ()), header.get("meta"),
                 level=level) as w:
         for r in records:
-            w.write(r["tensors"], id=r.get("id"), label=r.get("label", -1), text=r.get("text"))
+            w.write(r["tensors"], id=r.get("id"), label=r.get("label", -1), text=r.get("text"),
+                    strings=r.get("strings"))
 
 
 def _main(argv):
