@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "train/caption_train.h"
 #include "train/clip_ft.h"
 #include "train/tensorboard.h"
 #include "train/train.h"
@@ -86,6 +87,7 @@ int main(int argc, char **argv) {
         if (mmp_trainer_load_optim(&tr, ckpt, err, sizeof err)) mmp_die("%s", err);
         cfg = tr.cfg;
     }
+    if (!ckpt && cfg.head == MMP_HEAD_CAPTION && mmp_caption_prepare(&cfg, in, out, err, sizeof err)) mmp_die("%s", err);
     double t0 = mmp_now();
     mmp_dataset ds;
     if (mmp_train_load_data(&ds, &cfg, in, allow_mixed, err, sizeof err)) mmp_die("%s", err);
@@ -100,6 +102,10 @@ int main(int argc, char **argv) {
     }
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
+    if (tr.head.capt) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        mmp_caption_set_threads(tr.head.capt, threads > 0 ? threads : nc > 0 ? (int)nc : 1);
+    }
     if (tr.head.tx) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         mmp_txhead_set_threads(tr.head.tx, threads > 0 ? threads : nc > 0 ? (int)nc : 1);
@@ -139,7 +145,7 @@ int main(int argc, char **argv) {
     double t_train = mmp_now(), c_train = (double)clock() / CLOCKS_PER_SEC;
     if (mmp_trainer_run(&tr, &ds, &run, err, sizeof err)) mmp_die("%s", err);
     double secs = mmp_now() - t_train, csecs = (double)clock() / CLOCKS_PER_SEC - c_train;
-    const char *metric = tr.cfg.head == MMP_HEAD_PAIR ? "recall@1" : "accuracy";
+    const char *metric = tr.cfg.head == MMP_HEAD_PAIR ? "recall@1" : tr.cfg.head == MMP_HEAD_CAPTION ? "-loss" : "accuracy";
     fprintf(stderr, "mmp-train-step: %lld records x %lld (%s head, %s loss); epochs %d..%d, %lld steps; %.2f s training (%.2f s CPU), %.2f s loading",
             (long long)ds.n, (long long)ds.dim, mmp_head_kind_name(tr.cfg.head), mmp_loss_name(tr.cfg.loss), start_epoch + 1,
             tr.epoch, (long long)tr.step, secs, csecs, t_load);

@@ -44,7 +44,7 @@ int mmp_capmap_init(mmp_capmap *m, int kind, int64_t D, int64_t N, int K, int C,
     if (layers < 1) return mmp_errf(err, errlen, "--mapper-layers must be >= 1");
     m->layers = layers;
     m->L = N > 0 ? (int)N : K;
-    m->p = mmp_xcalloc((size_t)(3 + 10 * layers), sizeof(mmp_param));
+    m->p = mmp_xcalloc((size_t)(3 + 12 * layers), sizeof(mmp_param));
     add(m, "clip_project.prefix_const", 2, K, C);
     m->enc.layers = layers, m->enc.C = C, m->enc.NH = MMP_CAPMAP_HEADS, m->enc.inter = 2 * C;
     m->enc.act = MMP_TX_RELU, m->enc.post_ln = 0, m->enc.causal = 0, m->enc.eps = 1e-5f;
