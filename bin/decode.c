@@ -21,6 +21,10 @@ static const char usage[] =
     "train/ validation/ test/; pick one with --split),\n"
     "or '-' = a tar on stdin (spooled to a temporary file for the class scan unless\n"
     "--classes/--classes-from is given, in which case it is streamed).\n"
+    "With --manifest FILE (no INPUT): the rows of a question / caption manifest\n"
+    "(formats/manifest.md), one record per row with the question as text and\n"
+    "string lists image_id, qtype, answers, captions; consecutive rows with the\n"
+    "same image decode it once.\n"
     "JPEG (TurboJPEG) and PNG (libpng); pixels equal PIL's Image.open().convert('RGB').\n\n";
 
 /* "A<sep>B" for option name (form: the wanted form, for the message): two
@@ -62,7 +66,7 @@ int main(int argc, char **argv) {
      * mmap'ed and page-faulted in again for every image */
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
-    const char *out = "-", *classes = NULL, *classes_from = NULL;
+    const char *out = "-", *classes = NULL, *classes_from = NULL, *manifest = NULL;
     int strict = 0, level = 1;
     long nt = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = nt < 1 ? 1 : nt > 16 ? 16 : (int)nt;
@@ -97,7 +101,13 @@ int main(int argc, char **argv) {
         MMP_O_THREADS(&threads,
                       "decoding threads (default: online CPUs, max 16); the\n"
                       "output is identical for any N, in input order"),
-        MMP_O_CALL("shard", 0, opt_shard, &so, "I/N", "keep items I, I+N, I+2N... (0 <= I < N)"),
+        MMP_O_CALL("shard", 0, opt_shard, &so, "I/N",
+                   "keep items I, I+N, I+2N... (0 <= I < N); with --manifest\n"
+                   "runs of rows sharing an image"),
+        MMP_O_STRING("manifest", 0, &manifest, "FILE",
+                     "a question / caption manifest (.csv with a header row, or\n"
+                     "JSONL): image, question, answers (CSV: joined by '|'),\n"
+                     "answer, question_type, image_id, question_id, captions"),
         MMP_O_STRING("classes", 0, &classes, "a,b,c", "class list (label = index in this list)"),
         MMP_O_STRING("classes-from", 0, &classes_from, "FILE", "class list, one name a line"),
         MMP_O_STRING("split", 0, &so.split, "NAME",
@@ -123,7 +133,10 @@ int main(int argc, char **argv) {
     int nin = mmp_cli_parse(argc, argv, opts, usage, &inputs);
     prep.max_pixels = (uint64_t)max_pixels;
     so.max_bytes = (uint64_t)max_bytes;
-    if (nin == 0) mmp_die("no input (give a folder, a tar, a manifest or '-'; see --help)");
+    if (manifest && nin) mmp_die("--manifest reads the images its rows name: no INPUT ('%s')", inputs[0]);
+    if (manifest && (classes || classes_from || so.split))
+        mmp_die("--classes, --classes-from and --split do not apply to --manifest");
+    if (nin == 0 && !manifest) mmp_die("no input (give a folder, a tar, a manifest or '-'; see --help)");
     if (prep.size && prep.rw) mmp_die("--size and --resize are exclusive");
     prep.interp = (mmp_interp)interp;
     prep.crop_round = (mmp_crop_round)crop_round;
@@ -135,6 +148,26 @@ int main(int argc, char **argv) {
     if (crop_round != MMP_CROP_ROUND_TORCHVISION && !prep.size) mmp_die("--crop-round needs --size");
     if (!prep.max_pixels) prep.max_pixels = MMP_IMG_DEFAULT_MAX_PIXELS;
     char err[1024];
+    if (manifest) {
+        mmp_manifest m;
+        if (mmp_manifest_read(manifest, &m, err, sizeof err)) mmp_die("%s", err);
+        mmp_header h;
+        mmp_img_manifest_header(&h, &prep, &m, so.shard_i, so.shard_n, argc, argv);
+        mmp_writer *w = mmp_writer_open(out, &h, level);
+        mmp_header_free(&h);
+        mmp_img_counts n;
+        if (mmp_img_decode_manifest(&m, &prep, so.max_bytes, so.shard_i, so.shard_n, threads, strict, w, &n, err,
+                                    sizeof err))
+            mmp_die("%s", err);
+        mmp_writer_close(w);
+        fprintf(stderr, "%s: %llu records written from %llu decoded images", mmp_progname(),
+                (unsigned long long)n.written, (unsigned long long)n.decoded);
+        if (n.skipped) fprintf(stderr, ", %llu records skipped", (unsigned long long)n.skipped);
+        fputc('\n', stderr);
+        mmp_manifest_free(&m);
+        free(inputs);
+        return 0;
+    }
     if (classes && classes_from) mmp_die("--classes and --classes-from are exclusive");
     if (classes) so.nclasses = mmp_split_list(classes, &so.classes);
     if (classes_from) {

@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
     const char *adapter = NULL;
     const char *model = NULL, *arch = NULL, *layer = NULL, *mean_s = NULL, *std_s = NULL;
     const char *out = "-", *field = "image";
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), level = 0, keep = 0, allow_mixed = 0, dtype = 0;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), level = 0, keep = 0, reuse = 1, allow_mixed = 0, dtype = 0;
     int list_layers = 0;
     long long batch = 64, size = 0, max_pixels = 16777216;
     if (threads < 1) threads = 1;
@@ -66,6 +66,11 @@ int main(int argc, char **argv) {
         MMP_O_LLONG("size", 0, &size, 1, 16384, "N", "require NxN input images (default: any size)"),
         MMP_O_FLAG("allow-mixed", 0, &allow_mixed, "accept f32 input normalized differently from the model"),
         MMP_O_FLAG("keep", 0, &keep, "keep the input image field"),
+        MMP_O_SET("no-reuse", 0, &reuse, 0,
+                  "run the model on every record (default: a record with the same\n"
+                  "string image_id and the same pixels as the record before it\n"
+                  "gets that record's embedding, bit-identical: the questions of\n"
+                  "one image from mmp-decode --manifest)"),
         MMP_O_FLAG("list-layers", 0, &list_layers, "print the model's layer names and exit"),
         MMP_O_LLONG("max-pixels", 0, &max_pixels, 1, 1LL << 31, "N",
                     "refuse larger images (default 16777216 = 4096x4096; the\n"
@@ -80,7 +85,8 @@ int main(int argc, char **argv) {
     };
     const char *in = mmp_cli_parse_input(argc, argv, opts, usage);
     if (!model) mmp_die("--model FILE.safetensors is required (see --help)");
-    mmp_nn_embed e = {.field = field, .keep = keep, .size = (int)size, .max_pixels = max_pixels,
+    uint64_t reused = 0;
+    mmp_nn_embed e = {.reuse = reuse, .reused = &reused, .field = field, .keep = keep, .size = (int)size, .max_pixels = max_pixels,
                       .batch = batch, .out_dtype = dtype ? MMP_F16 : MMP_F32};
     mmp_nn_model *m;
     char err[1024];
@@ -136,6 +142,9 @@ int main(int argc, char **argv) {
     if (mmp_nn_embed_stream(&e, run, r, w, err, sizeof err)) mmp_die("%s", err);
     mmp_writer_add_skipped(w, mmp_reader_skipped(r));
     mmp_writer_close(w);
+    if (reused)
+        fprintf(stderr, "%s: %llu records reused the previous record's embedding (same image_id and pixels)\n",
+                mmp_progname(), (unsigned long long)reused);
     mmp_reader_close(r);
     mmp_nn_runner_free(run);
     mmp_nn_model_free(m);

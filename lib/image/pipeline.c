@@ -5,28 +5,30 @@
 #include "image/pmap.h"
 #include "rng.h"
 
+#include <errno.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------------ */
 /* mmp-decode                                                          */
 /* ------------------------------------------------------------------ */
 
-void mmp_img_decode_header(mmp_header *h, const mmp_prep *prep, const mmp_src *src, int shard_i, int shard_n,
-                           int argc, char **argv) {
+static void decode_header(mmp_header *h, const mmp_prep *prep, int nclasses, char **classes, const char *kinds,
+                          int shard_i, int shard_n, int argc, char **argv) {
     mmp_header_init(h);
     int64_t shape[3] = {-1, -1, 3};
     if (prep->size) shape[0] = shape[1] = prep->size;
     if (prep->rw) shape[0] = prep->rh, shape[1] = prep->rw;
     mmp_header_add_field(h, "image", MMP_U8, 3, shape);
-    if (mmp_src_nclasses(src) > 0) mmp_header_set_classes(h, mmp_src_nclasses(src), mmp_src_classes(src));
+    if (nclasses > 0) mmp_header_set_classes(h, nclasses, classes);
     mmp_header_stamp(h, argc, argv);
     char buf[256];
     mmp_meta_set(&h->meta, "image.layout", "hwc");
     mmp_meta_set(&h->meta, "image.dtype", "u8");
-    mmp_meta_set(&h->meta, "image.source", mmp_src_kinds(src));
+    mmp_meta_set(&h->meta, "image.source", kinds);
     snprintf(buf, sizeof buf, "turbojpeg (libjpeg-turbo, accurate IDCT, fancy upsampling), libpng %s",
              PNG_LIBPNG_VER_STRING);
     mmp_meta_set(&h->meta, "image.decoder", buf);
@@ -70,6 +72,17 @@ void mmp_img_decode_header(mmp_header *h, const mmp_prep *prep, const mmp_src *s
         snprintf(buf, sizeof buf, "%d/%d", shard_i, shard_n);
         mmp_meta_set(&h->meta, "image.shard", buf);
     }
+}
+
+void mmp_img_decode_header(mmp_header *h, const mmp_prep *prep, const mmp_src *src, int shard_i, int shard_n,
+                           int argc, char **argv) {
+    decode_header(h, prep, mmp_src_nclasses(src), mmp_src_classes(src), mmp_src_kinds(src), shard_i, shard_n, argc,
+                  argv);
+}
+
+void mmp_img_manifest_header(mmp_header *h, const mmp_prep *prep, const mmp_manifest *m, int shard_i, int shard_n,
+                             int argc, char **argv) {
+    decode_header(h, prep, 0, NULL, m->csv ? "manifest-csv" : "manifest-jsonl", shard_i, shard_n, argc, argv);
 }
 
 typedef struct {
@@ -164,6 +177,162 @@ int mmp_img_decode_stream(mmp_src *src, const mmp_prep *prep, int threads, int s
     free(x.dec);
     *n = x.n;
     if (rc < 0) return mmp_errf(err, errlen, "%s", mmp_src_error(src));
+    if (rc) return -1;
+    mmp_progress_done();
+    mmp_writer_add_skipped(w, x.n.skipped);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* mmp-decode --manifest: rows sharing an image, decoded once          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    size_t first, count; /* the rows: a run of consecutive rows with the same image */
+    uint8_t *data;
+    size_t nbytes;
+    mmp_img im;
+    char err[320];
+} mslot;
+
+typedef struct {
+    const mmp_manifest *m;
+    const mmp_prep *prep;
+    mmp_img_decoder **dec;
+    mmp_writer *w;
+    uint64_t max_bytes;
+    int shard_i, shard_n, strict;
+    size_t pos;     /* next row */
+    uint64_t group; /* runs seen (the shard index) */
+    mmp_img_counts n;
+    double t0;
+    char *err;
+    size_t errlen;
+} mctx;
+
+/* the file's bytes, or a reason in err (as mmp-decode's sources say it) */
+static uint8_t *read_image_file(const char *path, uint64_t max_bytes, size_t *n, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return mmp_errf(err, errlen, "cannot open: %s", strerror(errno)), NULL;
+    struct stat st;
+    uint8_t *data = NULL;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) mmp_errf(err, errlen, "not a regular file");
+    else if ((uint64_t)st.st_size > max_bytes) mmp_errf(err, errlen, "file too large (%lld bytes)", (long long)st.st_size);
+    else {
+        *n = (size_t)st.st_size;
+        data = mmp_xmalloc(*n ? *n : 1);
+        if (fread(data, 1, *n, f) != *n || ferror(f)) {
+            mmp_errf(err, errlen, "read error: %s", strerror(errno));
+            free(data);
+            data = NULL;
+        }
+    }
+    fclose(f);
+    return data;
+}
+
+static int m_produce(void *c, void *s) {
+    mctx *x = c;
+    mslot *sl = s;
+    const mmp_manifest *m = x->m;
+    for (;;) {
+        if (x->pos >= m->n) return 0;
+        size_t first = x->pos, k = 1;
+        while (first + k < m->n && !strcmp(m->rows[first + k].image, m->rows[first].image)) k++;
+        x->pos += k;
+        uint64_t g = x->group++;
+        if (x->shard_n > 1 && g % (uint64_t)x->shard_n != (uint64_t)x->shard_i) continue;
+        sl->first = first;
+        sl->count = k;
+        sl->err[0] = 0;
+        sl->data = read_image_file(m->rows[first].image, x->max_bytes, &sl->nbytes, sl->err, sizeof sl->err);
+        return 1;
+    }
+}
+
+static void m_work(void *c, void *s, int tid) {
+    mctx *x = c;
+    mslot *sl = s;
+    sl->im.px = NULL;
+    if (sl->err[0]) return;
+    mmp_prep_image(x->dec[tid], x->prep, sl->data, sl->nbytes, &sl->im, sl->err, sizeof sl->err);
+    free(sl->data);
+    sl->data = NULL;
+}
+
+static void m_discard(void *c, void *s) {
+    mslot *sl = s;
+    (void)c;
+    mmp_img_free(&sl->im);
+    free(sl->data);
+    sl->data = NULL;
+}
+
+static int m_consume(void *c, void *s) {
+    mctx *x = c;
+    mslot *sl = s;
+    const mmp_mrow *rows = x->m->rows + sl->first;
+    int stop = 0;
+    if (sl->err[0]) {
+        if (x->strict)
+            stop = (mmp_errf(x->err, x->errlen, "%s: %s (line %d; --strict)", rows[0].image, sl->err, rows[0].line), 1);
+        else {
+            mmp_warn("%s: %s (line %d; skipped, %zu record%s)", rows[0].image, sl->err, rows[0].line, sl->count,
+                     sl->count == 1 ? "" : "s");
+            x->n.skipped += sl->count;
+        }
+        m_discard(c, s);
+        return stop;
+    }
+    x->n.decoded++;
+    for (size_t i = 0; i < sl->count; i++) {
+        const mmp_mrow *q = &rows[i];
+        mmp_record r;
+        mmp_record_init(&r);
+        r.id = q->id;
+        r.text = q->question;
+        r.nfields = 1;
+        snprintf(r.fields[0].name, sizeof r.fields[0].name, "image");
+        mmp_tensor *t = &r.fields[0].t;
+        t->dtype = MMP_U8;
+        t->ndim = 3;
+        t->shape[0] = sl->im.h;
+        t->shape[1] = sl->im.w;
+        t->shape[2] = 3;
+        t->data = sl->im.px;
+        t->nbytes = (size_t)sl->im.w * sl->im.h * 3;
+        t->owns = 0;
+        const char *iid = q->image_id;
+        mmp_record_set_strings(&r, "image_id", &iid, 1);
+        if (q->qtype) {
+            const char *qt = q->qtype;
+            mmp_record_set_strings(&r, "qtype", &qt, 1);
+        }
+        if (q->nanswers) mmp_record_set_strings(&r, "answers", (const char *const *)q->answers, q->nanswers);
+        if (q->ncaptions) mmp_record_set_strings(&r, "captions", (const char *const *)q->captions, q->ncaptions);
+        mmp_writer_write(x->w, &r);
+        r.id = r.text = NULL; /* borrowed */
+        mmp_record_clear(&r);
+        x->n.written++;
+    }
+    if (mmp_progress_enabled() && x->n.decoded % 1000 == 0)
+        mmp_progress("%llu images, %llu records, %.0f images/s", (unsigned long long)x->n.decoded,
+                     (unsigned long long)x->n.written, x->n.decoded / (mmp_now() - x->t0));
+    m_discard(c, s);
+    return 0;
+}
+
+int mmp_img_decode_manifest(const mmp_manifest *m, const mmp_prep *prep, uint64_t max_bytes, int shard_i, int shard_n,
+                            int threads, int strict, mmp_writer *w, mmp_img_counts *n, char *err, size_t errlen) {
+    mctx x = {.m = m, .prep = prep, .w = w, .max_bytes = max_bytes ? max_bytes : (1ULL << 30), .shard_i = shard_i,
+              .shard_n = shard_n, .strict = strict, .t0 = mmp_now(), .err = err, .errlen = errlen};
+    x.dec = mmp_xmalloc(sizeof(*x.dec) * (size_t)threads);
+    for (int t = 0; t < threads; t++) x.dec[t] = mmp_img_decoder_new();
+    mmp_pmap_spec sp = {m_produce, m_work, m_consume, &x, sizeof(mslot), threads, 0, m_discard};
+    int rc = mmp_pmap(&sp);
+    for (int t = 0; t < threads; t++) mmp_img_decoder_free(x.dec[t]);
+    free(x.dec);
+    *n = x.n;
     if (rc) return -1;
     mmp_progress_done();
     mmp_writer_add_skipped(w, x.n.skipped);

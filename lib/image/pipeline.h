@@ -11,11 +11,13 @@
 
 #include "image/augment.h"
 #include "image/image.h"
+#include "image/manifest.h"
 #include "image/source.h"
 #include "mmp.h"
 
 typedef struct {
     uint64_t written, skipped; /* records written, items skipped */
+    uint64_t decoded;          /* images decoded (--manifest: once per run of rows) */
 } mmp_img_counts;
 
 /* mmp-decode's output header: the "image" u8 [H,W,3] field (-1 where the size
@@ -31,6 +33,24 @@ void mmp_img_decode_header(mmp_header *h, const mmp_prep *prep, const mmp_src *s
  * a fatal source error: mmp_src_error). */
 int mmp_img_decode_stream(mmp_src *src, const mmp_prep *prep, int threads, int strict, mmp_writer *w,
                           mmp_img_counts *n, char *err, size_t errlen);
+
+/* mmp-decode --manifest: the header of mmp_img_decode_header, no classes,
+ * image.source "manifest-csv" / "manifest-jsonl". */
+void mmp_img_manifest_header(mmp_header *h, const mmp_prep *prep, const mmp_manifest *m, int shard_i, int shard_n,
+                             int argc, char **argv);
+
+/* Decodes the images of manifest m's rows and writes one record per row:
+ * id, text = the question, the "image" tensor, string lists "image_id",
+ * "qtype", "answers", "captions" (those the row has). Consecutive rows with
+ * the same image path are one run: the image is read and decoded once and
+ * its pixels go into each of the run's records (rows of an image that are
+ * not consecutive decode it again; n->decoded counts decodes). shard_n > 1
+ * keeps runs I, I+N ... An image that cannot be read or decoded skips its
+ * run with one warning ("PATH: reason (line L; skipped, K records)";
+ * counted per record in w's trailer), with strict it is fatal. max_bytes 0:
+ * 1 GiB. 0, or -1 with the message. */
+int mmp_img_decode_manifest(const mmp_manifest *m, const mmp_prep *prep, uint64_t max_bytes, int shard_i, int shard_n,
+                            int threads, int strict, mmp_writer *w, mmp_img_counts *n, char *err, size_t errlen);
 
 typedef struct {
     uint64_t seed, epoch;

@@ -271,6 +271,10 @@ static int csv_record(FILE *f, char ***fields, int *nf, char **buf, size_t *bcap
     return 1;
 }
 
+int mmp_csv_record(FILE *f, char ***fields, int *nf, char **buf, size_t *bcap, int *nl) {
+    return csv_record(f, fields, nf, buf, bcap, nl);
+}
+
 /* name matches alias a: equal, or for "*suffix" ending with the suffix */
 static int alias_is(const char *name, const char *a) {
     if (a[0] != '*') return !strcasecmp(name, a);
@@ -332,6 +336,8 @@ static void skip_bom(FILE *f) {
     }
     rewind(f);
 }
+
+void mmp_skip_bom(FILE *f) { skip_bom(f); }
 
 /* hf: a Hugging Face metadata.csv: the path column is file_name (or
  * *_file_name) and, as pandas reads it, the label column holds numbers only

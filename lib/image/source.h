@@ -49,6 +49,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     char *id;      /* the path (file path, tar member path, manifest path) */
@@ -85,6 +86,13 @@ const char *mmp_src_error(const mmp_src *s);
 /* Description of the inputs for the header meta ("dir", "tar", "webdataset", "csv" ...) */
 const char *mmp_src_kinds(const mmp_src *s);
 void mmp_src_close(mmp_src *s);
+
+/* CSV (RFC 4180) for the manifest readers: one record into *fields (*nf
+ * strings; *buf, *bcap: a scratch buffer kept between calls), *nl = the line
+ * breaks consumed (quoted newlines included). 1 = a record, 0 = end, -1 = an
+ * unterminated quoted field. mmp_skip_bom: skips a UTF-8 byte order mark. */
+int mmp_csv_record(FILE *f, char ***fields, int *nf, char **buf, size_t *bcap, int *nl);
+void mmp_skip_bom(FILE *f);
 
 /* Parses "a,b,c" into a list (for --classes); returns count. */
 int mmp_split_list(const char *s, char ***out);

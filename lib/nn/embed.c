@@ -86,6 +86,7 @@ typedef struct {
     int H, W;
     int64_t dim;
     float *out; /* into the batch output buffer */
+    int reuse;  /* the previous record's embedding (same image_id and pixels) */
 } item;
 
 typedef struct {
@@ -94,7 +95,25 @@ typedef struct {
     const char *in_name;
     float *x, *y;
     size_t xcap, ycap;
+    /* the last record of the previous batch, for reuse */
+    mmp_record prev;
+    float *prev_out;
+    size_t prev_cap;
+    int have_prev;
+    uint64_t reused;
 } loop;
+
+/* b's image is a's: the same string "image_id" (both have one) and the same
+ * image tensor, byte for byte */
+static int same_image(const mmp_nn_embed *e, const mmp_record *a, const mmp_record *b) {
+    const char *ia = mmp_record_string(a, "image_id"), *ib = mmp_record_string(b, "image_id");
+    if (!ia || !ib || strcmp(ia, ib)) return 0;
+    const mmp_tensor *x = mmp_record_cget(a, e->field), *y = mmp_record_cget(b, e->field);
+    if (!x || !y || x->dtype != y->dtype || x->ndim != y->ndim || x->nbytes != y->nbytes) return 0;
+    for (int k = 0; k < x->ndim; k++)
+        if (x->shape[k] != y->shape[k]) return 0;
+    return !memcmp(x->data, y->data, x->nbytes);
+}
 
 static float *grow(float **p, size_t *cap, size_t n) {
     if (*cap < n) {
@@ -181,6 +200,7 @@ static int run_batch(loop *c, item *items, int n, uint64_t first_recno, char *er
     char *done = mmp_xcalloc((size_t)n, 1);
     int *idx = mmp_xmalloc(sizeof(int) * n);
     int rc = 0;
+    for (int i = 0; i < n; i++) done[i] = (char)items[i].reuse;
     for (int i = 0; i < n && !rc; i++) {
         if (done[i]) continue;
         int H = items[i].H, W = items[i].W, k = 0;
@@ -198,6 +218,10 @@ static int run_batch(loop *c, item *items, int n, uint64_t first_recno, char *er
         for (int j = 0; j < k; j++) memcpy(items[idx[j]].out, gy + (size_t)dim * j, sizeof(float) * dim);
         free(gy);
     }
+    /* reused embeddings, in order: the previous record's (the previous batch's last one for the first) */
+    for (int i = 0; i < n && !rc; i++)
+        if (items[i].reuse)
+            memcpy(items[i].out, i ? items[i - 1].out : c->prev_out, sizeof(float) * (size_t)items[i].dim);
     free(done);
     free(idx);
     return rc;
@@ -206,6 +230,7 @@ static int run_batch(loop *c, item *items, int n, uint64_t first_recno, char *er
 int mmp_nn_embed_stream(const mmp_nn_embed *e, mmp_nn_runner *run, mmp_reader *r, mmp_writer *w, char *err,
                         size_t errlen) {
     loop c = {.e = e, .run = run, .in_name = mmp_reader_name(r)};
+    mmp_record_init(&c.prev);
     int batch = (int)e->batch, rc = 0;
     item *items = mmp_xcalloc((size_t)batch, sizeof(item));
     for (int i = 0; i < batch; i++) mmp_record_init(&items[i].rec);
@@ -217,11 +242,21 @@ int mmp_nn_embed_stream(const mmp_nn_embed *e, mmp_nn_runner *run, mmp_reader *r
         while (n < batch && (k = mmp_reader_next(r, &items[n].rec)) > 0) {
             recno++;
             if ((rc = check_image(&c, &items[n], recno, err, errlen))) break;
+            items[n].reuse = e->reuse && (n ? same_image(e, &items[n - 1].rec, &items[n].rec)
+                                              : c.have_prev && same_image(e, &c.prev, &items[n].rec));
+            c.reused += (uint64_t)items[n].reuse;
             n++;
         }
         if (k < 0) rc = mmp_errf(err, errlen, "%s", mmp_reader_error(r));
         if (rc || n == 0) break;
         if ((rc = run_batch(&c, items, n, first, err, errlen))) break;
+        if (e->reuse) { /* keep the last record's image and embedding for the next batch */
+            mmp_record_clear(&c.prev);
+            mmp_record_copy(&c.prev, &items[n - 1].rec);
+            memcpy(grow(&c.prev_out, &c.prev_cap, (size_t)items[n - 1].dim), items[n - 1].out,
+                   sizeof(float) * (size_t)items[n - 1].dim);
+            c.have_prev = 1;
+        }
         for (int i = 0; i < n; i++) {
             mmp_record *rec = &items[i].rec;
             if (!e->keep) mmp_record_remove(rec, e->field);
@@ -239,5 +274,8 @@ int mmp_nn_embed_stream(const mmp_nn_embed *e, mmp_nn_runner *run, mmp_reader *r
     for (int i = 0; i < batch; i++) mmp_record_clear(&items[i].rec);
     free(items);
     free(c.x), free(c.y);
+    mmp_record_clear(&c.prev);
+    free(c.prev_out);
+    if (e->reused) *e->reused = c.reused;
     return rc;
 }

@@ -24,6 +24,10 @@ typedef struct {
     long long batch;       /* records per batch (rounded up by mmp_nn_embed_header) */
     mmp_dtype out_dtype;   /* MMP_F32 or MMP_F16 */
     float mean[3], std[3]; /* normalization of u8 input */
+    int reuse;             /* a record with the same string "image_id" and the same image
+                              bytes as the record before it gets that record's embedding
+                              (bit-identical) without running the model again */
+    uint64_t *reused;      /* when set: the number of such records */
     /* set by mmp_nn_embed_input */
     int chw;               /* input is f32/f16 [3,H,W], already normalized */
     int fh, fw;            /* the schema's image size; <= 0 = varies */
@@ -44,7 +48,8 @@ int mmp_nn_embed_header(mmp_nn_embed *e, const mmp_header *ih, const char *in_na
                         const char *weights_sha256, mmp_header *oh, char *err, size_t errlen);
 
 /* Reads every record of r, embeds its image in batches of e->batch records
- * (same-size images together) and writes it to w with the "embedding" tensor
+ * (same-size images together; with e->reuse, consecutive records of one
+ * image, as mmp-decode --manifest writes them, run the model once) and writes it to w with the "embedding" tensor
  * (the image field dropped unless keep). Progress on stderr when enabled.
  * 0 at the end of the stream; -1 with the message on a bad record
  * ("IN: record N: ...") or a read error: records of the failing batch are
