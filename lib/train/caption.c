@@ -643,6 +643,14 @@ int mmp_caption_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, ch
     mmp_captioner tk;
     memset(&tk, 0, sizeof tk);
     if (open_tokenizer(&tk, c->tokenizer, c->decoder, err, errlen)) return -1;
+    int dv = decoder_config_int(c->decoder, "vocab_size");
+    if (dv > 0 && dv != tok_size(&tk)) {
+        mmp_errf(err, errlen, "the tokenizer %s has %d tokens, the decoder %s a vocabulary of %d: they must match",
+                 c->tokenizer[0] ? c->tokenizer : c->decoder, tok_size(&tk), c->decoder, dv);
+        mmp_wl_free(tk.wl);
+        if (tk.bpe) mmp_bpe_free(tk.bpe);
+        return -1;
+    }
     if (c->max_length <= 0) {
         int ctx = decoder_config_int(c->decoder, "n_positions");
         if (ctx < 0) ctx = 1024;

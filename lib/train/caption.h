@@ -25,16 +25,23 @@
  * of positions K-1 .. K+n-1 predict the caption's n tokens then EOS.
  *
  * A captioner checkpoint (mmp-train-step --head caption OUT) is a
- * safetensors file with the mapping network, the decoder's weights when they
- * were trained (gpt.*; LoRA: the adapters merged into them), and
+ * safetensors file with the mapping network (clip_project.*), the decoder's
+ * weights when they were trained (--unfreeze all: gpt.transformer.* in
+ * GPT2LMHeadModel's Conv1D layout, the tied lm_head not written; --unfreeze
+ * lora: the adapters only, under PEFT's names after "gpt.":
+ * gpt.base_model.model.transformer.h.N.attn.c_attn.lora_A.weight [r, in],
+ * .lora_B.weight [out, r]; mmp_captioner_load merges them into the base as
+ * PEFT's merge_and_unload does), the optimizer state (optim.*) and
  * __metadata__ "format" = "mmpipe-head", "head" = "caption", "mapper",
- * "prefix_length", "feature" (the records' field), "in_dim" (D: the values
- * per feature token), "feature_tokens" (N, 0: pooled), "decoder" (the GPT-2
- * folder; "" when the decoder is wholly in the file: from scratch), the
- * decoder's config.json ("decoder_config") and "tokenizer" (the tokenizer
- * file: "" for the decoder folder's GPT-2 BPE; a scratch word-level
- * vocabulary is written beside the checkpoint as OUT-stem.tokenizer.json, a
- * Hugging Face tokenizers WordLevel file). */
+ * "prefix_length", "mapper_layers", "unfreeze" (+ the lora_* keys),
+ * "feature" (the records' field), "feature_dim" (D: the values per feature
+ * token), "feature_tokens" (N, 0: pooled), "decoder" (the GPT-2 folder the
+ * decoder starts from: a pretrained one, or the scratch decoder's initial
+ * weights written beside the checkpoint as OUT-stem.decoder), "tokenizer"
+ * ("" for the decoder folder's GPT-2 BPE; the scratch vocabulary is
+ * OUT-stem.tokenizer.json, a Hugging Face tokenizers WordLevel file), and
+ * "max_length" (caption tokens + EOS in training). Relative or moved paths:
+ * a file of that name beside the checkpoint is taken. */
 #ifndef MMP_TRAIN_CAPTION_H
 #define MMP_TRAIN_CAPTION_H
 #include <stddef.h>
