@@ -62,6 +62,26 @@ int mmp_bpe_encode(const mmp_bpe *b, const char *text, size_t len, int context, 
 int mmp_bpe_tokenize(const mmp_bpe *b, const char *text, size_t len, int utf8_policy, int32_t **ids,
                      int *n, int *cap, char *err, size_t errlen);
 
+/* GPT-2's tokenizer (transformers' GPT2Tokenizer): path is a folder holding
+ * vocab.json + merges.txt, or one of those files (the other beside it), or
+ * any other file in such a folder. Every merge of merges.txt is kept; no
+ * text cleaning, no lower-casing, no "</w>"; GPT-2's pre-tokenizer pattern
+ *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * then byte-level BPE. mmp_bpe_sot_id / mmp_bpe_eot_id: "<|endoftext|>" (both;
+ * -1 when vocab.json has none). mmp_bpe_tokenize gives the ids of
+ * GPT2Tokenizer(text)["input_ids"] (no BOS/EOS added); mmp_bpe_encode is
+ * CLIP's only. NULL with one line in err naming the file (and line). */
+mmp_bpe *mmp_bpe_load_gpt2(const char *path, char *err, size_t errlen);
+/* 1 for a GPT-2 tokenizer, 0 for CLIP's */
+int mmp_bpe_is_gpt2(const mmp_bpe *b);
+
+/* ids back to text as the Python tokenizers' decode(ids) does (GPT-2:
+ * skip_special_tokens=False, the tokens' bytes joined and decoded as UTF-8
+ * with errors="replace"; CLIP: open_clip's SimpleTokenizer.decode, "</w>"
+ * -> " "). A malloc'ed NUL-terminated string (*outlen bytes when outlen is
+ * not NULL); NULL with err for an id outside the vocabulary. */
+char *mmp_bpe_decode(const mmp_bpe *b, const int32_t *ids, int n, size_t *outlen, char *err, size_t errlen);
+
 /* CLIP's text cleaning alone (whitespace_clean(basic_clean(text)).lower()),
  * as a malloc'ed NUL-terminated UTF-8 string (*outlen bytes); NULL with err
  * on invalid UTF-8 under MMP_UTF8_ERROR. Exposed for tests. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "tx/gpt2.h"
 #include "tx/train.h"
 
 /* ------------------------------------------------------------ parameters */
@@ -41,6 +42,8 @@ void mmp_tx_params_free(mmp_tx_params *P) {
     if (P->vision) free(P->vision->block);
     if (P->text) free(P->text->block);
     if (P->bert) free(P->bert->block);
+    if (P->gpt2) free(P->gpt2->block);
+    free(P->gpt2);
     free(P->vision);
     free(P->text);
     free(P->bert);

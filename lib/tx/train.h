@@ -66,6 +66,7 @@ typedef struct {
     mmp_tx_vision_grad *vision; /* NULL when the model has no such tower */
     mmp_tx_text_grad *text;
     mmp_bert_grad *bert;
+    struct mmp_gpt2_grad *gpt2; /* tx/gpt2.h */
 } mmp_tx_params;
 
 /* 0, or -1 with one line in err. P is filled (mmp_tx_params_free). */
