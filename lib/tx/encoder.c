@@ -140,7 +140,10 @@ typedef struct {
     const int *lens;
     int nseq, T, nthreads;
     float *x, *h, *h2, *qkv, *ctx, *f, *hidden;
-    float **sc;   /* per thread [Lmax^2] */
+    float **sc;   /* per thread [Lmax^2] (cached: [max lens[s] * (past[s] + lens[s])]) */
+    float *kc, *vc; /* mmp_tx_encoder_fwd_cached: the cache [layers][rows][maxlen][C], or NULL */
+    const int *past; /* positions already in row s's cache */
+    int rows, maxlen;
     int layer;    /* the row phase ends layer `layer - 1` and starts `layer` */
     int phase;    /* 0 rows, 1 attention, -1 quit */
     pthread_barrier_t go, done;
@@ -220,6 +223,21 @@ static void attention_phase(fwd_run *R, int tid) {
     for (int s = 0, t0 = 0, k = 0; s < R->nseq; t0 += R->lens[s], s++) {
         const int L = R->lens[s];
         const float *q = R->qkv + (size_t)t0 * 3 * C;
+        if (R->kc) { /* keys and values of the new rows into the cache, then attention over all of it */
+            const int dh = C / NH, P = R->past[s];
+            const size_t off = (((size_t)R->layer * R->rows + s) * R->maxlen) * C;
+            float *kr = R->kc + off, *vr = R->vc + off;
+            for (int hd = 0; hd < NH; hd++, k++) {
+                if (k % R->nthreads != tid || L == 0) continue;
+                for (int i = 0; i < L; i++) {
+                    memcpy(kr + (size_t)(P + i) * C + hd * dh, q + (size_t)i * 3 * C + C + hd * dh, (size_t)dh * sizeof(float));
+                    memcpy(vr + (size_t)(P + i) * C + hd * dh, q + (size_t)i * 3 * C + 2 * C + hd * dh, (size_t)dh * sizeof(float));
+                }
+                mmp_tx_attention_head(R->ctx + (size_t)t0 * C, R->sc[tid], q, 3 * C, kr, C, vr, C, L, P + L, C, NH, hd,
+                                      P + 1);
+            }
+            continue;
+        }
         for (int hd = 0; hd < NH; hd++, k++)
             if (k % R->nthreads == tid)
                 mmp_tx_attention_head(R->ctx + (size_t)t0 * C, R->sc[tid], q, 3 * C, q + C, 3 * C, q + 2 * C, 3 * C, L,
@@ -253,25 +271,29 @@ static void *fwd_thread(void *arg) {
     return NULL;
 }
 
-void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden) {
+static void encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden, float *kc,
+                        float *vc, const int *past, int maxlen) {
     const int C = e->C, I = e->inter;
-    int T = 0, Lmax = 0;
+    int T = 0;
+    size_t scn = 0;
     for (int s = 0; s < nseq; s++) {
         T += lens[s];
-        if (lens[s] > Lmax) Lmax = lens[s];
+        size_t n = (size_t)lens[s] * (size_t)(lens[s] + (past ? past[s] : 0));
+        if (n > scn) scn = n;
     }
     if (hidden) memcpy(hidden, x, (size_t)T * C * sizeof *x);
     if (T == 0 || e->layers == 0) return;
     int nt = e->threads > 1 ? e->threads : 1;
     if (nt > T && nt > nseq * e->NH) nt = T > nseq * e->NH ? T : nseq * e->NH;
-    fwd_run R = {.e = e, .lens = lens, .nseq = nseq, .T = T, .nthreads = nt, .x = x, .hidden = hidden};
+    fwd_run R = {.e = e, .lens = lens, .nseq = nseq, .T = T, .nthreads = nt, .x = x, .hidden = hidden,
+                 .kc = kc, .vc = vc, .past = past, .rows = nseq, .maxlen = maxlen};
     R.h = mmp_xmalloc((size_t)T * C * sizeof(float));
     R.h2 = mmp_xmalloc((size_t)T * C * sizeof(float));
     R.qkv = mmp_xmalloc((size_t)T * 3 * C * sizeof(float));
     R.ctx = mmp_xmalloc((size_t)T * C * sizeof(float));
     R.f = mmp_xmalloc((size_t)T * I * sizeof(float));
     R.sc = mmp_xmalloc((size_t)nt * sizeof *R.sc);
-    for (int i = 0; i < nt; i++) R.sc[i] = mmp_xmalloc(((size_t)Lmax * Lmax + 1) * sizeof(float));
+    for (int i = 0; i < nt; i++) R.sc[i] = mmp_xmalloc((scn + 1) * sizeof(float));
     pthread_t *th = NULL;
     fwd_worker *wk = NULL;
     if (nt > 1) {
@@ -310,6 +332,15 @@ void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int 
     free(R.qkv);
     free(R.ctx);
     free(R.f);
+}
+
+void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden) {
+    encoder_fwd(e, x, lens, nseq, hidden, NULL, NULL, NULL, 0);
+}
+
+void mmp_tx_encoder_fwd_cached(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *kc, float *vc,
+                               const int *past, int maxlen) {
+    encoder_fwd(e, x, lens, nseq, NULL, kc, vc, past, maxlen);
 }
 
 /* ------------------------------------------------------------- training */

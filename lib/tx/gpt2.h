@@ -89,7 +89,13 @@ mmp_gpt2 *mmp_gpt2_init(const mmp_gpt2_config *cfg, uint64_t seed, char *err, si
  * loads it. LoRA adapters on enc.block[] are not merged (the base is written). */
 int mmp_gpt2_save(const mmp_gpt2 *m, const char *dir, char *err, size_t errlen);
 void mmp_gpt2_free(mmp_gpt2 *m);
+/* Packs the encoder's and the lm_head's weights for the GEMM (inference
+ * speed; load and init do it; mmp_gpt2_make_trainable undoes it, since a
+ * pack is a copy): call after training, before generating. The same bits. */
+void mmp_gpt2_pack(mmp_gpt2 *m);
 void mmp_gpt2_set_threads(mmp_gpt2 *m, int threads);
+/* The weights file the model was loaded from; NULL for mmp_gpt2_init's. */
+const char *mmp_gpt2_path(const mmp_gpt2 *m);
 
 /* out[n, C] = wte[ids[i]] (ids must be in [0, V): checked by the caller) */
 void mmp_gpt2_embed(const mmp_gpt2 *m, const int32_t *ids, int n, float *out);

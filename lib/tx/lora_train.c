@@ -11,6 +11,7 @@
 #include "json.h"
 #include "mmp.h"
 #include "rng.h"
+#include "tx/gpt2.h"
 #include "tx/lora.h"
 #include "tx/peft.h"
 
@@ -83,6 +84,7 @@ struct mmp_tx_lora_set {
     char **targets;
     int ntargets;
     int restricted; /* a target matched a linear of the other tower (towers): skipped */
+    int fan_in_fan_out; /* GPT-2's Conv1D base (tx/gpt2.h) */
     char *base_path, *base_name;
     char base_sha[65];
     tsite *s;
@@ -416,7 +418,8 @@ const mmp_tx_lora *mmp_tx_lora_site(const mmp_tx_lora_set *s, int i, int *layer)
 int mmp_tx_lora_save(mmp_tx_lora_set *s, const char *dir, char *err, size_t errlen) {
     if (!s->base_sha[0] && mmp_sha256_file(s->base_path, s->base_sha) < 0)
         return mmp_errf(err, errlen, "%s: cannot read for hashing", s->base_path);
-    if (s->restricted) { /* the list would select the other tower's linears too: a regular expression naming the adapted ones */
+    if (s->restricted || s->fan_in_fan_out) { /* restricted: the list would select the other tower's linears too: a
+                                                 * regular expression naming the adapted ones */
         size_t cap = 64, len = 0;
         char *re = mmp_xmalloc(cap);
         re[len++] = '(';
@@ -441,7 +444,9 @@ int mmp_tx_lora_save(mmp_tx_lora_set *s, const char *dir, char *err, size_t errl
         re[len] = 0;
         const char *tg[1] = {re};
         mmp_peft_folder f = {.base_name = s->base_name, .base_sha = s->base_sha, .r = s->r, .alpha = s->alpha,
-                             .dropout = s->dropout, .targets = tg, .ntargets = 1, .targets_regex = 1};
+                             .dropout = s->dropout, .targets = tg, .ntargets = 1, .targets_regex = 1,
+                             .fan_in_fan_out = s->fan_in_fan_out};
+        if (!s->restricted) f.targets = (const char *const *)s->targets, f.ntargets = s->ntargets, f.targets_regex = 0;
         int rc = mmp_peft_write_folder(dir, &f, &w, err, errlen);
         mmp_st_writer_free(&w);
         free(re);
@@ -456,4 +461,59 @@ int mmp_tx_lora_save(mmp_tx_lora_set *s, const char *dir, char *err, size_t errl
     int rc = mmp_lora_write(a, dir, err, errlen);
     mmp_lora_free(a);
     return rc;
+}
+
+mmp_tx_lora_set *mmp_gpt2_lora_add(mmp_gpt2 *m, const mmp_tx_lora_opts *o, mmp_tx_params *P, char *err,
+                                   size_t errlen) {
+    mmp_tx_lora_opts oo = *o;
+    if (!oo.targets) oo.targets = MMP_GPT2_LORA_DEFAULT_TARGETS;
+    const char *path = mmp_gpt2_path(m);
+    if (!path) {
+        mmp_errf(err, errlen, "GPT-2: LoRA needs a saved base model (mmp_gpt2_save, then load it): the adapter names its file");
+        return NULL;
+    }
+    const int C = m->cfg.C, I = m->cfg.inter;
+    cands L = {0};
+    static const struct {
+        const char *fmt;
+        int slot;
+    } lin[] = {{"transformer.h.%d.attn.c_attn", MMP_TX_LORA_QKV},
+               {"transformer.h.%d.attn.c_proj", MMP_TX_LORA_O},
+               {"transformer.h.%d.mlp.c_fc", MMP_TX_LORA_FC1},
+               {"transformer.h.%d.mlp.c_proj", MMP_TX_LORA_FC2}};
+    char nm[256];
+    for (int l = 0; l < m->cfg.layers; l++)
+        for (size_t k = 0; k < sizeof lin / sizeof *lin; k++) {
+            snprintf(nm, sizeof nm, lin[k].fmt, l);
+            const int s = lin[k].slot;
+            const int OC = s == MMP_TX_LORA_QKV ? 3 * C : s == MMP_TX_LORA_FC1 ? I : C;
+            cand_add(&L, nm, 0, l, s, OC, s == MMP_TX_LORA_FC2 ? I : C, NULL);
+            char w[300];
+            snprintf(w, sizeof w, "%s.weight", nm);
+            parents_add(&L, w);
+        }
+    static const char *others[] = {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight",
+                                   "lm_head.weight"};
+    for (size_t k = 0; k < sizeof others / sizeof *others; k++) parents_add(&L, others[k]);
+    for (int l = 0; l < m->cfg.layers; l++) {
+        snprintf(nm, sizeof nm, "transformer.h.%d.ln_1.weight", l);
+        parents_add(&L, nm);
+        snprintf(nm, sizeof nm, "transformer.h.%d.ln_2.weight", l);
+        parents_add(&L, nm);
+    }
+    if (!P->gpt2) {
+        P->gpt2 = mmp_xcalloc(1, sizeof *P->gpt2);
+        P->gpt2->block = mmp_xcalloc((size_t)m->cfg.layers + 1, sizeof *P->gpt2->block);
+    }
+    mmp_tx_encoder_unpack(&m->enc); /* (adapters are added after the packed GEMMs either way) */
+    mmp_tx_encoder *enc[2] = {&m->enc, NULL};
+    mmp_tx_block_grad *grads[2] = {P->gpt2->block, NULL};
+    char *dir = mmp_xstrdup(path);
+    char *sl = strrchr(dir, '/');
+    if (sl && !strcmp(sl + 1, "model.safetensors")) *sl = 0;
+    mmp_tx_lora_set *s = build(&L, path, enc, grads, &oo, P, path, dir, err, errlen);
+    if (s) s->fan_in_fan_out = 1;
+    free(dir);
+    cands_free(&L);
+    return s;
 }

@@ -326,12 +326,12 @@ size_t mmp_tx_attention_att_size(const int *qlens, const int *kvlens, int nseq, 
     return n * (size_t)NH;
 }
 
-/* row-wise softmax of sc[Lq, Lk] in place; causal: row i keeps j <= i (the
- * rest 0) */
+/* row-wise softmax of sc[Lq, Lk] in place; causal > 0: row i keeps
+ * j < i + causal (1: j <= i), the rest 0 */
 static void softmax_rows(float *sc, int Lq, int Lk, int causal) {
     for (int i = 0; i < Lq; i++) {
         float *r = sc + (size_t)i * Lk;
-        int n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk, j = 0;
+        int n = causal > 0 ? (i + causal < Lk ? i + causal : Lk) : Lk, j = 0;
         float mx = r[0], acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int t = 1; t < n; t++) mx = r[t] > mx ? r[t] : mx;
         /* e = exp(r - max), summed in 8 lanes (element j in lane j % 8), then the lanes in order */
@@ -406,7 +406,7 @@ void mmp_tx_attention_head_bwd(float *dq, float *dk, float *dv, float *dS, const
     for (int i = 0; i < Lq; i++) {
         float *r = dS + (size_t)i * Lk;
         const float *p = P + (size_t)i * Lk;
-        int n = causal ? (i + 1 < Lk ? i + 1 : Lk) : Lk;
+        int n = causal > 0 ? (i + causal < Lk ? i + causal : Lk) : Lk;
         float dot = 0;
         for (int j = 0; j < n; j++) dot += p[j] * r[j];
         for (int j = 0; j < n; j++) r[j] = p[j] * (r[j] - dot) * scale;

@@ -511,7 +511,8 @@ int mmp_lora_merge_write(const mmp_lora *a, const char *out, char *err, size_t e
  * and adapter_model.safetensors from w (format "pt", the base's SHA-256 and
  * every entry of extra added to its metadata). */
 static int write_folder(const char *dir, const char *base_name, const char *base_sha, int r, double alpha, double dropout,
-                        json_t *targets, json_t *save, const mmp_meta *extra, mmp_st_writer *w, char *err, size_t errlen) {
+                        json_t *targets, json_t *save, const mmp_meta *extra, int fan_in_fan_out, mmp_st_writer *w,
+                        char *err, size_t errlen) {
     if (mkdir(dir, 0777) && errno != EEXIST) {
         json_decref(targets), json_decref(save);
         return mmp_errf(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
@@ -519,7 +520,7 @@ static int write_folder(const char *dir, const char *base_name, const char *base
     json_t *c = json_object();
     json_object_set_new(c, "base_model_name_or_path", json_string(base_name));
     json_object_set_new(c, "bias", json_string("none"));
-    json_object_set_new(c, "fan_in_fan_out", json_false());
+    json_object_set_new(c, "fan_in_fan_out", fan_in_fan_out ? json_true() : json_false());
     json_object_set_new(c, "inference_mode", json_true());
     json_object_set_new(c, "init_lora_weights", json_true());
     json_object_set_new(c, "layers_pattern", json_null());
@@ -566,7 +567,7 @@ int mmp_lora_write(const mmp_lora *a, const char *dir, char *err, size_t errlen)
         mmp_st_writer_add_f32(&w, nm, s->B, 2, sbb);
     }
     int rc = write_folder(dir, a->base_name, a->base_sha, a->r, a->alpha, a->dropout, json_incref(a->targets), json_null(),
-                          NULL, &w, err, errlen);
+                          NULL, 0, &w, err, errlen);
     mmp_st_writer_free(&w);
     return rc;
 }
@@ -576,7 +577,8 @@ int mmp_peft_write_folder(const char *dir, const mmp_peft_folder *f, mmp_st_writ
     for (int i = 0; i < f->nsave; i++) json_array_append_new(save, json_string(f->save[i]));
     json_t *tg = f->targets_regex ? json_string(f->targets[0]) : json_array();
     for (int i = 0; i < f->ntargets && !f->targets_regex; i++) json_array_append_new(tg, json_string(f->targets[i]));
-    return write_folder(dir, f->base_name, f->base_sha, f->r, f->alpha, f->dropout, tg, save, f->extra, w, err, errlen);
+    return write_folder(dir, f->base_name, f->base_sha, f->r, f->alpha, f->dropout, tg, save, f->extra, f->fan_in_fan_out, w, err,
+                        errlen);
 }
 
 mmp_lora *mmp_lora_new(const char *base_path, const char *base_sha256, const char *base_name, int r, double alpha,

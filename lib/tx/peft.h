@@ -75,6 +75,7 @@ typedef struct {
     const char *const *targets;
     int ntargets;
     int targets_regex;      /* targets[0] is written as a string (a regular expression PEFT fullmatches) */
+    int fan_in_fan_out;     /* 1: the base's linears are Conv1D [in, out] (GPT-2); PEFT's fan_in_fan_out */
     const char *const *save;
     int nsave;
     const mmp_meta *extra;

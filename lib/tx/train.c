@@ -323,7 +323,7 @@ static void recompute_sizes(const mmp_tx_encoder *tail, const int *lens, int n, 
  * e->recompute: *saved keeps each kept block's input only ([kept][T, C]);
  * the block's activations go to a scratch buffer of one block, dropped, and
  * are computed again by enc_bwd_part (*recompute = 1 records it). */
-static void enc_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int n, int frozen, float **saved,
+void mmp_tx_encoder_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int n, int frozen, float **saved,
                          int *recompute) {
     if (frozen > e->layers) frozen = e->layers;
     mmp_tx_encoder head = enc_view(e, 0, frozen), tail = enc_view(e, frozen, e->layers - frozen);
@@ -350,7 +350,7 @@ static void enc_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int
 /* its backward: through the kept blocks (g: the whole encoder's [layers]);
  * recompute: block by block, from the last, its forward again from its kept
  * input (the same masks and bits), then its backward */
-static void enc_bwd_part(const mmp_tx_encoder *e, const float *saved, const int *lens, int n, int frozen, int recompute,
+void mmp_tx_encoder_bwd_part(const mmp_tx_encoder *e, const float *saved, const int *lens, int n, int frozen, int recompute,
                          float *dx, const mmp_tx_block_grad *g) {
     if (frozen > e->layers) frozen = e->layers;
     mmp_tx_encoder tail = enc_view(e, frozen, e->layers - frozen);
@@ -544,7 +544,7 @@ mmp_tx_saved *mmp_tx_image_fwd_train_part(const mmp_tx_model *m, const float *im
         xe = fbuf((size_t)T * C);
         memcpy(xe, x, sizeof(float) * (size_t)T * C);
     }
-    enc_fwd_part(&v->enc, xe, a->lens, n, a->frozen, &a->saved, &a->recompute);
+    mmp_tx_encoder_fwd_part(&v->enc, xe, a->lens, n, a->frozen, &a->saved, &a->recompute);
     a->xe = xe;
     if (v->norm_w) ln_save(&a->xn, &a->m1, &a->r1, xe, v->norm_w, v->norm_b, T, C, v->eps_final);
     const float *xn = v->norm_w ? a->xn : xe;
@@ -617,7 +617,7 @@ void mmp_tx_image_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float 
         dx = fbuf((size_t)T * C);
         mmp_tx_layernorm_bwd(dx, G(norm_w), G(norm_b), dxn, a->xe, v->norm_w, a->m1, a->r1, T, C);
     }
-    enc_bwd_part(&v->enc, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
+    mmp_tx_encoder_bwd_part(&v->enc, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(pre_w) || G(pre_b) || G(pos) || G(cls_tok) || G(patch_w) || G(patch_b))) && !dimgs) {
         /* nothing below the (frozen or first) blocks trains */
         if (dx != dxn) free(dx);
@@ -727,7 +727,7 @@ mmp_tx_saved *mmp_tx_text_fwd_train_part(const mmp_tx_model *m, const int32_t *i
         }
         o += (size_t)lens[s];
     }
-    enc_fwd_part(&t->enc, x, lens, n, a->frozen, &a->saved, &a->recompute);
+    mmp_tx_encoder_fwd_part(&t->enc, x, lens, n, a->frozen, &a->saved, &a->recompute);
     ln_save(&a->xn, &a->m1, &a->r1, x, t->final_w, t->final_b, (int)T, C, t->eps_final);
     float *pooled = a->pooled = fbuf((size_t)n * C);
     o = 0;
@@ -756,7 +756,7 @@ void mmp_tx_text_bwd(const mmp_tx_model *m, const mmp_tx_saved *a, const float *
     for (int s = 0; s < n; s++)
         for (int c = 0; c < C; c++) dxn[(size_t)a->idx[s] * C + c] += dp[(size_t)s * C + c];
     mmp_tx_layernorm_bwd(dx, G(final_w), G(final_b), dxn, a->xe, t->final_w, a->m1, a->r1, T, C);
-    enc_bwd_part(&t->enc, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
+    mmp_tx_encoder_bwd_part(&t->enc, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(tok) || G(pos))) && !demb) { /* the embeddings are frozen */
         free(dx);
         free(dxn);
@@ -822,7 +822,7 @@ mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, con
         }
     ln_save(&a->xe, &a->m0, &a->r0, tmp, b->eln_w, b->eln_b, T, H, c->eps);
     const mmp_tx_encoder *e = b->tx; /* text/bert.c makes it at load */
-    enc_fwd_part(e, a->xe, lens, n, a->frozen, &a->saved, &a->recompute);
+    mmp_tx_encoder_fwd_part(e, a->xe, lens, n, a->frozen, &a->saved, &a->recompute);
     mmp_bert_mean_pool(a->xe, lens, n, H, 0, out);
     return a;
 }
@@ -835,7 +835,7 @@ void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, c
         for (int p = 0; p < a->lens[s]; p++, t++)
             for (int j = 0; j < H; j++) dx[(size_t)t * H + j] = dout[(size_t)s * H + j] * inv;
     }
-    enc_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
+    mmp_tx_encoder_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(word) || G(pos) || G(type) || G(eln_w) || G(eln_b))) && !demb) { /* the embeddings are frozen */
         free(d0);
         free(dx);

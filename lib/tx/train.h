@@ -99,6 +99,16 @@ void mmp_bert_set_recompute(mmp_bert *b, int on);
  * e->recompute: their inputs [kept][T, C]), work = the backward's scratch
  * (mmp_tx_encoder_bwd_size; recompute: + one block's activations, its input). */
 void mmp_tx_encoder_train_size(const mmp_tx_encoder *e, const int *lens, int n, int frozen, size_t *saved, size_t *work);
+/* The training forward of encoder e over x[T, C] in place with its first
+ * `frozen` blocks in inference mode (nothing kept), the others keeping
+ * their activations in *saved (allocated; free()); e->recompute: their
+ * inputs only (*recompute = 1 then). The same bits as mmp_tx_encoder_fwd. */
+void mmp_tx_encoder_fwd_part(const mmp_tx_encoder *e, float *x, const int *lens, int n, int frozen, float **saved,
+                             int *recompute);
+/* Its backward through the kept blocks: dx [T, C] d loss / d output in,
+ * d loss / d the first kept block's input out; g: [layers] or NULL. */
+void mmp_tx_encoder_bwd_part(const mmp_tx_encoder *e, const float *saved, const int *lens, int n, int frozen,
+                             int recompute, float *dx, const mmp_tx_block_grad *g);
 /* Bytes of one training forward + backward of a tower (the functions below,
  * with their `frozen`): saved = what mmp_tx_saved keeps (the encoder's as
  * mmp_tx_encoder_train_size, the embeddings, norms, pooled and output

@@ -57,7 +57,9 @@ void mmp_tx_act_bwd(float *dx, const float *dy, const float *x, size_t n, mmp_tx
  *   k, v: [Tk, C] rows of stride ldk, ldv
  *   qlens[s], kvlens[s]: tokens of sequence s on each side (self-attention: the same array)
  *   out: [Tq, C] (row stride C) = softmax(q k^T / sqrt(dh) [+ causal mask]) v per head
- *   causal: query i of a sequence sees keys j <= i (needs qlens == kvlens)
+ *   causal: 0 none; 1: query i of a sequence sees keys j <= i (qlens == kvlens);
+ *           c > 1: query i sees keys j < i + c (queries after c - 1 cached keys:
+ *           mmp_tx_attention_head with Lk = c - 1 + Lq, a KV cache)
  *   att: the softmax probabilities saved for the backward, mmp_tx_attention_att_size()
  *        floats (NULL = inference: scratch of its own)
  * Self-attention over a fused qkv[T, 3C]: q = qkv, k = qkv + C, v = qkv + 2C, ld 3C. */
@@ -158,6 +160,19 @@ void mmp_tx_encoder_unpack(mmp_tx_encoder *e);
  * output of every block (HF output_hidden_states). Allocates its own scratch;
  * thread-safe on a const encoder; e->threads threads of its own. */
 void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *hidden);
+
+/* The inference forward of a causal encoder with a key/value cache
+ * (generation): x[T, C] holds lens[s] new tokens of each of nseq sequences
+ * (packed; lens[s] may be 0), which follow the past[s] tokens whose keys and
+ * values are in the cache. kc, vc: [layers][nseq][maxlen][C], the keys and
+ * values of row s of layer l at positions 0 .. past[s]-1 (the heads' columns
+ * as q|k|v's k and v parts); the new tokens' are written at past[s] ..
+ * past[s] + lens[s] - 1 (<= maxlen: the caller checks). Query i of sequence s
+ * attends to positions j <= past[s] + i. The outputs are those of
+ * mmp_tx_encoder_fwd over the whole sequences at the new tokens' positions
+ * (tests/test_gpt2.c). e->threads threads, the same bits for any count. */
+void mmp_tx_encoder_fwd_cached(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *kc, float *vc,
+                               const int *past, int maxlen);
 
 /* ------------------------------------------------------ encoder training */
 
