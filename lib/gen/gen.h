@@ -120,4 +120,16 @@ void mmp_gen_top_k(float *scores, int vocab, int k, int min_keep);
  * min_keep largest. */
 void mmp_gen_top_p(float *scores, int vocab, double p, int min_keep);
 
+/* ---------------------------------------------------------- GPT-2 */
+
+/* A mmp_gen_lm over a tx/gpt2.h decoder and its KV cache (made by begin,
+ * grown when a batch needs more): prefill feeds each row's prefix
+ * embeddings then its prompt's token embeddings in one mmp_gpt2_step; step
+ * is mmp_gpt2_step_ids; reorder mmp_gpt2_cache_reorder. */
+struct mmp_gpt2;
+typedef struct mmp_gen_gpt2 mmp_gen_gpt2;
+mmp_gen_gpt2 *mmp_gen_gpt2_new(const struct mmp_gpt2 *m);
+void mmp_gen_gpt2_free(mmp_gen_gpt2 *g);
+const mmp_gen_lm *mmp_gen_gpt2_lm(const mmp_gen_gpt2 *g);
+
 #endif
