@@ -508,7 +508,37 @@ static int save_mode(const char *dir) {
     mmp_tensor t = {.dtype = MMP_I32, .ndim = 1, .shape = {9}, .data = ids, .nbytes = sizeof ids};
     mmp_st_writer_add(&w, "ids", &t);
     mmp_st_writer_add_f32(&w, "logits", lg, 2, (int64_t[]){9, 300});
+    /* LoRA on c_attn and mlp.c_proj over the saved base, B nonzero: DIR/lora and its logits */
+    mmp_gpt2 *l = mmp_gpt2_load(dir, err, sizeof err);
+    if (!l) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    mmp_tx_params Q;
+    memset(&Q, 0, sizeof Q);
+    mmp_tx_lora_opts o;
+    mmp_tx_lora_opts_default(&o);
+    o.r = 4, o.alpha = 16, o.targets = "c_attn,mlp.c_proj", o.seed = 3;
+    mmp_tx_lora_set *ls = mmp_gpt2_lora_add(l, &o, &Q, err, sizeof err);
+    if (!ls) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < Q.n; i++)
+        if (strstr(Q.p[i].name, "lora_B"))
+            for (size_t k = 0; k < Q.p[i].n; k++) Q.p[i].w[k] = 0.05f * (float)((int)((k * 7919 + (size_t)i * 31) % 13) - 6);
+    float lg2[9 * 300];
+    mmp_gpt2_fwd(l, x, lens, 1, NULL, lg2, err, sizeof err);
+    mmp_st_writer_add_f32(&w, "lora_logits", lg2, 2, (int64_t[]){9, 300});
     char p[4200];
+    snprintf(p, sizeof p, "%s/lora", dir);
+    if (mmp_tx_lora_save(ls, p, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    mmp_tx_params_free(&Q);
+    mmp_tx_lora_set_free(ls);
+    mmp_gpt2_free(l);
     snprintf(p, sizeof p, "%s/ref.safetensors", dir);
     mmp_st_writer_write_or_die(&w, p);
     mmp_st_writer_free(&w);

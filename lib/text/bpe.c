@@ -1,4 +1,4 @@
-/* Byte-level BPE tokenizer, CLIP flavour (see bpe.h and docs/text.md). */
+/* Byte-level BPE tokenizer, CLIP's and GPT-2's flavours (see bpe.h and docs/text.md). */
 #include "text/bpe.h"
 
 #include <errno.h>
@@ -862,6 +862,7 @@ struct mmp_bpe {
     int nspecial;
     char *special[2];
     int32_t special_id[2];
+    int gpt2;          /* GPT-2's flavour: no cleaning, GPT-2's pattern, "<|endoftext|>" */
 };
 
 static uint64_t str_hash(const char *s, size_t n) {
@@ -969,6 +970,7 @@ void mmp_bpe_free(mmp_bpe *b) {
 }
 
 int mmp_bpe_vocab_size(const mmp_bpe *b) { return b->nuniq; }
+int mmp_bpe_id_bound(const mmp_bpe *b) { return b->n; }
 int mmp_bpe_sot_id(const mmp_bpe *b) { return b->special_id[0]; }
 int mmp_bpe_eot_id(const mmp_bpe *b) { return b->special_id[1]; }
 const char *mmp_bpe_token(const mmp_bpe *b, int id) { return id >= 0 && id < b->n ? b->tok[id] : NULL; }
@@ -1177,7 +1179,7 @@ bad:
     return NULL;
 }
 
-static mmp_bpe *load_hf(const char *vocab_path, const char *merges_path, char *err, size_t errlen) {
+static mmp_bpe *load_hf(const char *vocab_path, const char *merges_path, int gpt2, char *err, size_t errlen) {
     json_t *root = NULL;
     int r = mmp_json_load(vocab_path, &root, err, errlen);
     if (r == 0) fail(err, errlen, "%s: %s", vocab_path, strerror(ENOENT));
@@ -1199,8 +1201,9 @@ static mmp_bpe *load_hf(const char *vocab_path, const char *merges_path, char *e
         if (json_integer_value(val) > maxid) maxid = (int)json_integer_value(val);
     }
     mmp_bpe *b = mmp_xcalloc(1, sizeof *b);
-    b->eow = 1;
-    b->max_merges = MMP_CLIP_MERGES;
+    b->eow = !gpt2;
+    b->gpt2 = gpt2;
+    b->max_merges = gpt2 ? INT32_MAX : MMP_CLIP_MERGES;
     vocab_init(b, maxid + 1);
     json_object_foreach(root, key, val) {
         int id = (int)json_integer_value(val);
@@ -1225,17 +1228,35 @@ static mmp_bpe *load_hf(const char *vocab_path, const char *merges_path, char *e
     }
     int got = 0;
     if (check_text(merges_path, text, n, err, errlen) < 0) goto bad;
-    /* transformers: merges.read().strip().split("\n")[1:49152-256-2+1] */
     char *s = text;
-    while (*s && (unsigned char)*s < 128 && (bflags((unsigned char)*s) & BF_PS)) s++;
-    size_t e = strlen(s);
-    while (e > 0 && (unsigned char)s[e - 1] < 128 && (bflags((unsigned char)s[e - 1]) & BF_PS)) s[--e] = 0;
+    if (gpt2) {
+        /* GPT2Tokenizer: merges.read().split("\n")[1:-1] (the last piece dropped: the
+         * empty one after the final newline, or else the last line) */
+        char *nl = strrchr(s, '\n');
+        if (nl) *nl = 0;
+        else s[0] = 0;
+    } else {
+        /* transformers: merges.read().strip().split("\n")[1:49152-256-2+1] */
+        while (*s && (unsigned char)*s < 128 && (bflags((unsigned char)*s) & BF_PS)) s++;
+        size_t e = strlen(s);
+        while (e > 0 && (unsigned char)s[e - 1] < 128 && (bflags((unsigned char)s[e - 1]) & BF_PS)) s[--e] = 0;
+    }
     if (read_merges(b, s, merges_path, 0, &got, err, errlen) < 0) goto bad;
     if (got == 0) {
         fail(err, errlen, "%s: no merges after the first line", merges_path);
         goto bad;
     }
     if (set_bytes(b, vocab_path, err, errlen) < 0) goto bad;
+    if (gpt2) { /* "<|endoftext|>" is bos, eos and unk (none: -1) */
+        int id = mmp_bpe_id(b, "<|endoftext|>", 13);
+        b->special_id[0] = b->special_id[1] = id;
+        if (id >= 0) {
+            b->nspecial = 1;
+            b->special[0] = mmp_xstrdup("<|endoftext|>");
+        }
+        free(text);
+        return b;
+    }
     b->nspecial = 2;
     b->special[0] = mmp_xstrdup("<|startoftext|>");
     b->special[1] = mmp_xstrdup("<|endoftext|>");
@@ -1282,20 +1303,46 @@ mmp_bpe *mmp_bpe_load_clip(const char *path, char *err, size_t errlen) {
         if (strcmp(base, "vocab.json") == 0 || strcmp(base, "merges.txt") == 0) {
             snprintf(a, sizeof a, "%svocab.json", dir);
             snprintf(c, sizeof c, "%smerges.txt", dir);
-            return load_hf(a, c, err, errlen);
+            return load_hf(a, c, 0, err, errlen);
         }
     } else {
         snprintf(dir, sizeof dir, "%s/", path);
     }
     snprintf(a, sizeof a, "%svocab.json", dir);
     snprintf(c, sizeof c, "%smerges.txt", dir);
-    if (is_file(a) && is_file(c)) return load_hf(a, c, err, errlen);
+    if (is_file(a) && is_file(c)) return load_hf(a, c, 0, err, errlen);
     snprintf(a, sizeof a, "%sbpe_simple_vocab_16e6.txt.gz", dir);
     if (is_file(a)) return load_openclip_gz(a, err, errlen);
     fail(err, errlen, "%s: no CLIP tokenizer files (vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz) in %s",
          path, dir[0] ? dir : "./");
     return NULL;
 }
+
+mmp_bpe *mmp_bpe_load_gpt2(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fail(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char dir[4096], a[4200], c[4200];
+    if (S_ISREG(st.st_mode)) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t dl = (size_t)(base - path);
+        if (dl >= sizeof dir) dl = sizeof dir - 1;
+        memcpy(dir, path, dl);
+        dir[dl] = 0;
+    } else {
+        snprintf(dir, sizeof dir, "%s/", path);
+    }
+    snprintf(a, sizeof a, "%svocab.json", dir);
+    snprintf(c, sizeof c, "%smerges.txt", dir);
+    if (is_file(a) && is_file(c)) return load_hf(a, c, 1, err, errlen);
+    fail(err, errlen, "%s: no GPT-2 tokenizer files (vocab.json + merges.txt) in %s", path, dir[0] ? dir : "./");
+    return NULL;
+}
+
+int mmp_bpe_is_gpt2(const mmp_bpe *b) { return b->gpt2; }
 
 /* ------------------------------------------------------------------ */
 /* BPE and CLIP's pre-tokenizer                                        */
@@ -1352,12 +1399,91 @@ static void bpe_word(const mmp_bpe *b, const unsigned char *s, size_t n, int32_t
     for (size_t i = 0; i < m; i++) push_id(out, w[i]);
 }
 
+/* GPT-2's pre-tokenizer (GPT2Tokenizer: the added "<|endoftext|>" split out
+ * first, then regex findall of
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * on each piece), each pre-token BPE'd from its UTF-8 bytes. */
+static void gpt2_pieces(const mmp_bpe *b, const uint32_t *v, size_t n, idvec *out, int32_t **sym, size_t *symcap,
+                        unsigned char **buf, size_t *bufcap) {
+    static const char *const contractions[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
+    size_t i = 0;
+    while (i < n) {
+        size_t end = 0;
+        if (v[i] == '\'') {
+            for (int k = 0; k < 7 && !end; k++) {
+                const char *ct = contractions[k];
+                size_t L = strlen(ct), q = 1;
+                if (i + L > n) continue;
+                while (q < L && v[i + q] == (unsigned char)ct[q]) q++;
+                if (q == L) end = i + L;
+            }
+        }
+        if (!end) {
+            size_t j = i + (v[i] == ' ' && i + 1 < n && !(bflags(v[i + 1]) & BF_RS));
+            unsigned f = bflags(v[j]);
+            unsigned cls = f & BF_L ? BF_L : f & BF_N ? BF_N : f & BF_RS ? 0 : BF_O;
+            if (cls) { /* ' ?' then a run of one class (a letter is never O, nor a space) */
+                end = j + 1;
+                while (end < n && (cls == BF_O ? !(bflags(v[end]) & (BF_L | BF_N | BF_RS)) : (bflags(v[end]) & cls))) end++;
+            } else { /* whitespace: \s+(?!\S), else \s+ */
+                size_t e = i + 1;
+                while (e < n && (bflags(v[e]) & BF_RS)) e++;
+                end = e == n || e - i == 1 ? e : e - 1;
+            }
+        }
+        if (4 * (end - i) + 1 > *bufcap) {
+            *bufcap = 8 * (end - i) + 1;
+            *buf = mmp_xrealloc(*buf, *bufcap);
+        }
+        size_t nb = mmp_utf8_encode(v + i, end - i, (char *)*buf);
+        bpe_word(b, *buf, nb, sym, symcap, out);
+        i = end;
+    }
+}
+
+static int gpt2_tokenize(const mmp_bpe *b, const cpvec *s, idvec *out) {
+    int32_t *sym = NULL;
+    size_t symcap = 0, bufcap = 256;
+    unsigned char *buf = mmp_xmalloc(bufcap);
+    size_t i = 0, start = 0;
+    while (i <= s->n) {
+        /* the special token, spelled exactly */
+        int hit = 0;
+        if (b->nspecial && i < s->n) {
+            const char *sp = b->special[0];
+            size_t L = strlen(sp), q = 0;
+            if (i + L <= s->n) {
+                while (q < L && s->v[i + q] == (unsigned char)sp[q]) q++;
+                hit = q == L;
+            }
+        }
+        if (hit || i == s->n) {
+            gpt2_pieces(b, s->v + start, i - start, out, &sym, &symcap, &buf, &bufcap);
+            if (!hit) break;
+            push_id(out, b->special_id[0]);
+            i += strlen(b->special[0]);
+            start = i;
+            continue;
+        }
+        i++;
+    }
+    free(sym);
+    free(buf);
+    return 0;
+}
+
 int mmp_bpe_tokenize(const mmp_bpe *b, const char *text, size_t len, int utf8_policy, int32_t **ids,
                      int *n, int *cap, char *err, size_t errlen) {
     cpvec s = {0};
     if (decode_text(text, len, utf8_policy, &s, err, errlen) < 0) {
         free(s.v);
         return -1;
+    }
+    if (b->gpt2) {
+        idvec o = {ids, n, cap};
+        gpt2_tokenize(b, &s, &o);
+        free(s.v);
+        return 0;
     }
     clip_clean(&s);
     idvec out = {ids, n, cap};
@@ -1450,4 +1576,92 @@ int mmp_bpe_encode(const mmp_bpe *b, const char *text, size_t len, int context, 
     for (int k = m; k < context; k++) ids_out[k] = 0;
     free(ids);
     return m;
+}
+
+/* ------------------------------------------------------------------ */
+/* decoding                                                            */
+/* ------------------------------------------------------------------ */
+
+/* the length of the valid UTF-8 sequence at p (n bytes left), or 0; *sub: the
+ * maximal subpart of a valid sequence there (Python's errors="replace" turns
+ * it into one U+FFFD; at least 1) */
+static size_t utf8_seq(const unsigned char *p, size_t n, size_t *sub) {
+    unsigned c = p[0];
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF;
+    *sub = 1;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    for (size_t k = 1; k <= need; k++) {
+        if (k >= n) return 0;
+        unsigned d = p[k];
+        if (k == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF)) return 0;
+        *sub = k + 1;
+    }
+    return need + 1;
+}
+
+char *mmp_bpe_decode(const mmp_bpe *b, const int32_t *ids, int n, size_t *outlen, char *err, size_t errlen) {
+    /* the tokens' symbols back to bytes (GPT-2's byte_decoder), then UTF-8 with replacement */
+    int dec[512];
+    for (int k = 0; k < 512; k++) dec[k] = -1;
+    for (int c = 0; c < 256; c++) dec[byte_cp(c)] = c;
+    size_t cap = 64, len = 0;
+    unsigned char *raw = mmp_xmalloc(cap);
+    for (int i = 0; i < n; i++) {
+        const char *t = ids[i] >= 0 && ids[i] < b->n ? b->tok[ids[i]] : NULL;
+        if (!t || (!*t && ids[i] != b->special_id[0])) {
+            free(raw);
+            fail(err, errlen, "token id %d is not in the vocabulary (%d ids)", (int)ids[i], b->n);
+            return NULL;
+        }
+        size_t tl = strlen(t);
+        int special = 0;
+        for (int k = 0; k < b->nspecial; k++) special |= !strcmp(t, b->special[k]);
+        if (!b->gpt2 && tl >= 4 && !strcmp(t + tl - 4, "</w>")) tl -= 4;
+        uint32_t cps[64];
+        if (len + 4 * tl + 8 > cap) raw = mmp_xrealloc(raw, cap = 2 * (len + 4 * tl + 8));
+        if (special) { /* CLIP: "<start_of_text>" etc. kept as text */
+            memcpy(raw + len, t, tl);
+            len += tl;
+        } else {
+            size_t bad = 0;
+            uint32_t *cp = tl <= 64 ? cps : mmp_xmalloc(tl * sizeof *cp);
+            long m = mmp_utf8_decode(t, tl, 0, cp, &bad);
+            for (long k = 0; k < m; k++)
+                if (cp[k] < 512 && dec[cp[k]] >= 0) raw[len++] = (unsigned char)dec[cp[k]];
+                else { /* a symbol outside the byte alphabet (an added token): its own UTF-8 */
+                    len += mmp_utf8_encode(&cp[k], 1, (char *)raw + len);
+                }
+            if (cp != cps) free(cp);
+        }
+        if (!b->gpt2 && tl != strlen(t)) raw[len++] = ' ';
+    }
+    /* bytearray.decode("utf-8", errors="replace") */
+    unsigned char *o = mmp_xmalloc(3 * len + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        size_t sub, q = utf8_seq(raw + i, len - i, &sub);
+        if (q) {
+            memcpy(o + k, raw + i, q);
+            k += q, i += q;
+        } else {
+            o[k++] = 0xEF, o[k++] = 0xBF, o[k++] = 0xBD;
+            i += sub;
+        }
+    }
+    o[k] = 0;
+    free(raw);
+    if (outlen) *outlen = k;
+    return (char *)o;
 }

@@ -42,6 +42,8 @@ mmp_bpe *mmp_bpe_load_clip(const char *path, char *err, size_t errlen);
 void mmp_bpe_free(mmp_bpe *b);
 
 int mmp_bpe_vocab_size(const mmp_bpe *b);
+/* 1 + the largest id (a decoder needs a vocabulary at least this large) */
+int mmp_bpe_id_bound(const mmp_bpe *b);
 int mmp_bpe_sot_id(const mmp_bpe *b);
 int mmp_bpe_eot_id(const mmp_bpe *b);
 /* id of a token string (-1 when absent); the string of an id (NULL when none) */

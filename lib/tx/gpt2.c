@@ -543,6 +543,12 @@ int mmp_gpt2_save(const mmp_gpt2 *m, const char *dir, char *err, size_t errlen) 
 
 /* ---------------------------------------------------------------- forward */
 
+int mmp_gpt2_check_vocab(const mmp_gpt2 *m, int id_bound, const char *tok_path, char *err, size_t errlen) {
+    if (id_bound <= m->cfg.vocab) return 0;
+    return mmp_errf(err, errlen, "%s: the tokenizer has ids up to %d but the decoder (%s) has a vocabulary of %d", tok_path,
+                    id_bound - 1, m->store->path ? m->store->path : "from scratch", m->cfg.vocab);
+}
+
 void mmp_gpt2_embed(const mmp_gpt2 *m, const int32_t *ids, int n, float *out) {
     mmp_tx_embed_fwd(out, ids, m->wte, n, m->cfg.C);
 }

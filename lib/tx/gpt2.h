@@ -97,6 +97,11 @@ void mmp_gpt2_set_threads(mmp_gpt2 *m, int threads);
 /* The weights file the model was loaded from; NULL for mmp_gpt2_init's. */
 const char *mmp_gpt2_path(const mmp_gpt2 *m);
 
+/* A tokenizer with id_bound ids (text/bpe.h mmp_bpe_id_bound) for this
+ * decoder: 0, or -1 with one line naming tok_path when an id could fall
+ * outside the decoder's vocabulary. */
+int mmp_gpt2_check_vocab(const mmp_gpt2 *m, int id_bound, const char *tok_path, char *err, size_t errlen);
+
 /* out[n, C] = wte[ids[i]] (ids must be in [0, V): checked by the caller) */
 void mmp_gpt2_embed(const mmp_gpt2 *m, const int32_t *ids, int n, float *out);
 
