@@ -8,6 +8,7 @@
 #include "mmp.h"
 #include "text/bpe.h"
 #include "text/wordpiece.h"
+#include "train/caption.h"
 #include "tx/gpt2.h"
 
 static const char usage[] =
@@ -25,14 +26,21 @@ static const char usage[] =
     "(the sum of the generated tokens' log-probabilities, EOS included) and \"score\"\n"
     "(beam search: logprob / length**length_penalty, generate()'s sequences_scores,\n"
     "the length counting the prompt; else logprob). id, label, strings and every\n"
-    "other field pass through.\n\n";
+    "other field pass through.\n"
+    "--model CAPTIONER (an mmp-train-step --head caption checkpoint, docs/caption.md):\n"
+    "each record's image feature (the captioner's --feature tensor, as mmp-embed\n"
+    "wrote it) is mapped to the prefix embeddings and the caption generated after\n"
+    "them (no prompt; a record's text is replaced), in the captioner's tokenizer.\n\n";
 
 typedef struct {
     mmp_gpt2 *dec; /* the decoder */
     mmp_bpe *tok;
     int eos, bos;
-    /* a captioner checkpoint (train/caption.h) plugs in here: its decoder
-     * above, the prefix embeddings of each record's feature in prefix_of */
+    /* a captioner checkpoint (train/caption.h): its decoder above, the
+     * prefix embeddings of each record's feature */
+    mmp_captioner *cap;
+    int K, C;
+    int64_t F;
 } model;
 
 typedef struct {
@@ -48,7 +56,8 @@ int main(int argc, char **argv) {
     double lp = 1.0, top_p = 1.0, temperature = 1.0;
     long long seed = 0;
     mmp_option opts[] = {
-        MMP_O_STRING("model", 0, &model_path, "DIR", "a GPT-2 folder (GPT2LMHeadModel safetensors + config.json)"),
+        MMP_O_STRING("model", 0, &model_path, "DIR", "a GPT-2 folder (GPT2LMHeadModel safetensors + config.json),\n"
+                     "or a captioner checkpoint (mmp-train-step --head caption)"),
         MMP_O_STRING("tokenizer", 0, &tokenizer, "PATH",
                      "GPT-2 BPE vocab.json + merges.txt (or their folder; default: the model's folder)"),
         MMP_O_INT("max-new-tokens", 0, &max_new, 1, 1 << 20, "N", "tokens generated at most (default 20)"),
@@ -81,15 +90,25 @@ int main(int argc, char **argv) {
     if (sample && beams > 1) mmp_die("--do-sample with --num-beams > 1 (beam sampling) is not supported");
     char err[1024];
     model M = {0};
-    M.dec = mmp_gpt2_load(model_path, err, sizeof err);
-    if (!M.dec) mmp_die("%s", err);
-    M.tok = mmp_bpe_load_gpt2(tokenizer ? tokenizer : model_path, err, sizeof err);
-    if (!M.tok) mmp_die("%s", err);
+    if (mmp_captioner_probe(model_path)) {
+        if (tokenizer) mmp_die("--tokenizer: a captioner brings its own (its checkpoint's tokenizer)");
+        M.cap = mmp_captioner_load(model_path, err, sizeof err);
+        if (!M.cap) mmp_die("%s", err);
+        M.dec = mmp_captioner_decoder(M.cap);
+        M.K = mmp_captioner_prefix_length(M.cap);
+        M.C = mmp_captioner_width(M.cap);
+        M.F = mmp_captioner_feature_size(M.cap);
+    } else {
+        M.dec = mmp_gpt2_load(model_path, err, sizeof err);
+        if (!M.dec) mmp_die("%s", err);
+        M.tok = mmp_bpe_load_gpt2(tokenizer ? tokenizer : model_path, err, sizeof err);
+        if (!M.tok) mmp_die("%s", err);
+    }
     const mmp_gpt2_config *cfg = &M.dec->cfg;
-    if (mmp_bpe_vocab_size(M.tok) != cfg->vocab)
+    if (M.tok && mmp_bpe_vocab_size(M.tok) != cfg->vocab)
         mmp_die("the tokenizer %s has %d tokens but the decoder %s a vocabulary of %d", tokenizer ? tokenizer : model_path,
                 mmp_bpe_vocab_size(M.tok), model_path, cfg->vocab);
-    M.eos = cfg->eos_id >= 0 ? cfg->eos_id : mmp_bpe_eot_id(M.tok);
+    M.eos = M.cap ? mmp_captioner_eos(M.cap) : cfg->eos_id >= 0 ? cfg->eos_id : mmp_bpe_eot_id(M.tok);
     M.bos = cfg->bos_id >= 0 ? cfg->bos_id : M.eos;
     mmp_gpt2_set_threads(M.dec, threads);
 
@@ -108,6 +127,9 @@ int main(int argc, char **argv) {
     go.temperature = temperature;
     if (mmp_gen_opts_check(&go, cfg->vocab, err, sizeof err)) mmp_die("%s", err);
     if (max_new >= cfg->ctx) mmp_die("--max-new-tokens %d leaves no room for a prompt in the decoder's %d positions", max_new, cfg->ctx);
+    if (M.cap && M.K + max_new > cfg->ctx)
+        mmp_die("--max-new-tokens %d: the captioner's %d prefix embeddings leave %d of the decoder's %d positions", max_new, M.K,
+                cfg->ctx - M.K, cfg->ctx);
 
     mmp_reader *rd = mmp_reader_open_or_die(in);
     const char *inname = strcmp(in, "-") ? in : "stdin";
@@ -126,6 +148,8 @@ int main(int argc, char **argv) {
     idbuf *ib = mmp_xcalloc((size_t)batch, sizeof *ib);
     mmp_gen_input *gin = mmp_xcalloc((size_t)batch, sizeof *gin);
     mmp_gen_output *gout = mmp_xcalloc((size_t)batch, sizeof *gout);
+    float *feat = M.cap ? mmp_xmalloc(sizeof(float) * (size_t)M.F) : NULL;
+    float *prefix = M.cap ? mmp_xmalloc(sizeof(float) * (size_t)batch * (size_t)M.K * (size_t)M.C) : NULL;
     for (int i = 0; i < batch; i++) mmp_record_init(&recs[i]);
     int eof = 0;
     uint64_t done = 0, ntok = 0;
@@ -140,6 +164,21 @@ int main(int argc, char **argv) {
             }
             mmp_record *r = &recs[n];
             const char *rid = r->id ? r->id : "(no id)";
+            if (M.cap) { /* the prefix of the record's feature, no prompt */
+                const char *fn = mmp_captioner_feature(M.cap);
+                const mmp_tensor *t = mmp_record_cget(r, fn);
+                if (!t) mmp_die("%s: record %s (#%llu) has no tensor \"%s\" (the captioner's feature)", inname, rid,
+                                (unsigned long long)(done + (uint64_t)n), fn);
+                if ((t->dtype != MMP_F32 && t->dtype != MMP_F16 && t->dtype != MMP_BF16) || mmp_numel(t->ndim, t->shape) != M.F)
+                    mmp_die("%s: record %s: \"%s\" is %s with %lld values, the captioner takes %lld floats", inname, rid, fn,
+                            mmp_dtype_name(t->dtype), (long long)mmp_numel(t->ndim, t->shape), (long long)M.F);
+                mmp_tensor_to_f32(t, feat);
+                float *pf = prefix + (size_t)n * M.K * M.C;
+                mmp_captioner_prefix(M.cap, feat, 1, pf);
+                gin[n] = (mmp_gen_input){.prefix = pf, .nprefix = M.K, .key = mmp_gen_key((uint64_t)seed, r->id)};
+                n++;
+                continue;
+            }
             if (!r->text)
                 mmp_die("%s: record %s (#%llu) has no text (the prompt)", inname, rid,
                         (unsigned long long)(done + (uint64_t)n));
@@ -163,9 +202,9 @@ int main(int argc, char **argv) {
             mmp_record *r = &recs[i];
             int ng = gout[i].n - gout[i].eos;
             ntok += (uint64_t)gout[i].n;
-            char *txt = mmp_bpe_decode(M.tok, gout[i].tokens, ng, NULL, err, sizeof err);
+            char *txt = M.cap ? mmp_captioner_decode(M.cap, gout[i].tokens, ng) : mmp_bpe_decode(M.tok, gout[i].tokens, ng, NULL, err, sizeof err);
             if (!txt) mmp_die("%s: record %s: %s", inname, r->id ? r->id : "(no id)", err);
-            if (full_text) {
+            if (full_text && r->text && !M.cap) {
                 char *both = mmp_xasprintf("%s%s", r->text, txt);
                 free(txt);
                 txt = both;
@@ -200,7 +239,13 @@ int main(int argc, char **argv) {
     free(gout);
     mmp_header_free(&oh);
     mmp_gen_gpt2_free(G);
-    mmp_bpe_free(M.tok);
-    mmp_gpt2_free(M.dec);
+    free(feat);
+    free(prefix);
+    if (M.cap) {
+        mmp_captioner_free(M.cap); /* its decoder too */
+    } else {
+        mmp_bpe_free(M.tok);
+        mmp_gpt2_free(M.dec);
+    }
     return 0;
 }

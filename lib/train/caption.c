@@ -480,6 +480,18 @@ static void merge_lora(mmp_captioner *m) {
     }
 }
 
+int mmp_captioner_probe(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) || !S_ISREG(sb.st_mode)) return 0;
+    mmp_safetensors st;
+    char e2[512];
+    if (mmp_st_open(&st, path, e2, sizeof e2)) return 0;
+    const char *h = mmp_meta_get(&st.meta, "head"), *f = mmp_meta_get(&st.meta, "format");
+    int yes = h && f && !strcmp(h, "caption") && !strcmp(f, "mmpipe-head");
+    mmp_st_close(&st);
+    return yes;
+}
+
 mmp_captioner *mmp_captioner_load(const char *path, char *err, size_t errlen) {
     mmp_safetensors st;
     char e2[1024];

@@ -58,6 +58,9 @@ typedef struct mmp_captioner mmp_captioner;
  * + the trained weights of the checkpoint, LoRA merged), the tokenizer. NULL
  * with one line in err (naming the file). */
 mmp_captioner *mmp_captioner_load(const char *path, char *err, size_t errlen);
+/* 1 when path is a regular safetensors file whose metadata says head =
+ * caption (a captioner checkpoint), else 0 (a folder, another file). */
+int mmp_captioner_probe(const char *path);
 void mmp_captioner_free(mmp_captioner *c);
 
 /* prefix [n][K][C] = the mapping network of the n features feat
