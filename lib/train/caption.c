@@ -215,6 +215,7 @@ static mmp_captioner *new_model(const char *decoder, const char *tokenizer, int 
     m->D = D, m->N = N, m->F = N > 0 ? N * D : D;
     snprintf(m->feature, sizeof m->feature, "%s", feature);
     if (open_tokenizer(m, tokenizer, decoder, err, errlen)) goto fail;
+    if (m->bpe && m->dec->cfg.eos_id >= 0) m->eos = m->dec->cfg.eos_id; /* config.json's eos_token_id, as generate() takes it */
     if (tok_size(m) != m->V) {
         mmp_errf(err, errlen, "the tokenizer %s has %d tokens, the decoder %s a vocabulary of %d: they must match",
                  tokenizer && *tokenizer ? tokenizer : decoder, tok_size(m), decoder, m->V);
