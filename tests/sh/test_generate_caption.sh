@@ -54,4 +54,6 @@ mmp-train-step $S --epochs 1 --feature image --out capimg.safetensors train.img.
   { [ "$(wc -l < err.txt)" = 1 ] && grep -q "expected a float" err.txt && ok "u8 images as the feature: $(cat err.txt)" || fail "image feature: $(cat err.txt)"; }
 mmp-generate --model cap.safetensors --tokenizer lm test.mmp -o x.mmp 2> err.txt && fail "--tokenizer with a captioner: accepted" ||
   { [ "$(wc -l < err.txt)" = 1 ] && ok "--tokenizer with a captioner: $(cat err.txt)" || fail "--tokenizer: $(cat err.txt)"; }
+mmp-eval --model cap.safetensors test.mmp -o x.mmp 2> err.txt && fail "mmp-eval of a captioner: accepted" ||
+  { [ "$(wc -l < err.txt)" = 1 ] && grep -q "mmp-generate" err.txt && ok "mmp-eval of a captioner: $(cat err.txt)" || fail "mmp-eval: $(cat err.txt)"; }
 [ "$fails" -eq 0 ] || exit 1
