@@ -175,7 +175,8 @@ int main(int argc, char **argv) {
                 mmp_tensor_to_f32(t, feat);
                 float *pf = prefix + (size_t)n * M.K * M.C;
                 mmp_captioner_prefix(M.cap, feat, 1, pf);
-                gin[n] = (mmp_gen_input){.prefix = pf, .nprefix = M.K, .key = mmp_gen_key((uint64_t)seed, r->id)};
+                static const int32_t no_prompt[1] = {0}; /* plen 0: a valid pointer all the same (memcpy of 0 bytes) */
+                gin[n] = (mmp_gen_input){.prompt = no_prompt, .prefix = pf, .nprefix = M.K, .key = mmp_gen_key((uint64_t)seed, r->id)};
                 n++;
                 continue;
             }
