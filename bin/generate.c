@@ -2,19 +2,25 @@
  * mmp stream: greedy, beam search or sampling (lib/gen/gen.h). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "gen/gen.h"
 #include "mmp.h"
 #include "text/bpe.h"
 #include "text/wordpiece.h"
+#include "train/caption.h"
 #include "tx/gpt2.h"
 
 static const char usage[] =
-    "usage: mmp-generate --model DIR [options] [IN.mmp|-] > out.mmp\n"
-    "Generates text for each record with a GPT-2 decoder (a Hugging Face GPT2LMHeadModel\n"
-    "folder: model.safetensors, config.json, vocab.json, merges.txt): the record's \"text\"\n"
-    "is the prompt (an empty text: the BOS token alone, as generate() without input).\n"
+    "usage: mmp-generate --model DIR|CAPTIONER.safetensors [options] [IN.mmp|-] > out.mmp\n"
+    "Generates text for each record with a GPT-2 decoder:\n"
+    "  - a Hugging Face GPT2LMHeadModel folder (model.safetensors, config.json, vocab.json,\n"
+    "    merges.txt): the record's \"text\" is the prompt (an empty text: the BOS token\n"
+    "    alone, as generate() without input);\n"
+    "  - a captioner checkpoint (mmp-train-step --head caption): the record's image\n"
+    "    feature (the field it was trained on) mapped to the prefix embeddings the\n"
+    "    caption follows (generate(inputs_embeds=prefix)); the record's text is not used.\n"
     "Greedy search (default), beam search (--num-beams N) or sampling (--do-sample), as\n"
     "transformers' generate() does them; records are decoded --batch at a time, each\n"
     "one's result independent of the batch and of -j. Sampling draws from a stream\n"
@@ -28,12 +34,19 @@ static const char usage[] =
     "other field pass through.\n\n";
 
 typedef struct {
-    mmp_gpt2 *dec; /* the decoder */
-    mmp_bpe *tok;
+    mmp_gpt2 *dec;      /* the decoder (the captioner's when cap) */
+    mmp_bpe *tok;       /* GPT-2 folder: its tokenizer */
+    mmp_captioner *cap; /* a captioner checkpoint (train/caption.h) */
+    const char *feature;
+    int64_t fsize;      /* the feature's values */
+    int K, C;           /* prefix length, width */
     int eos, bos;
-    /* a captioner checkpoint (train/caption.h) plugs in here: its decoder
-     * above, the prefix embeddings of each record's feature in prefix_of */
 } model;
+
+static char *decode_text(const model *M, const int32_t *ids, int n, char *err, size_t errlen) {
+    if (M->cap) return mmp_captioner_decode(M->cap, ids, n);
+    return mmp_bpe_decode(M->tok, ids, n, NULL, err, errlen);
+}
 
 typedef struct {
     int32_t *ids;
@@ -81,15 +94,31 @@ int main(int argc, char **argv) {
     if (sample && beams > 1) mmp_die("--do-sample with --num-beams > 1 (beam sampling) is not supported");
     char err[1024];
     model M = {0};
-    M.dec = mmp_gpt2_load(model_path, err, sizeof err);
-    if (!M.dec) mmp_die("%s", err);
-    M.tok = mmp_bpe_load_gpt2(tokenizer ? tokenizer : model_path, err, sizeof err);
-    if (!M.tok) mmp_die("%s", err);
+    struct stat stt;
+    if (stat(model_path, &stt) == 0 && !S_ISDIR(stt.st_mode)) { /* a file: a captioner checkpoint */
+        if (tokenizer) mmp_die("--tokenizer is for a GPT-2 folder (a captioner has its own)");
+        M.cap = mmp_captioner_load(model_path, err, sizeof err);
+        if (!M.cap) mmp_die("%s", err);
+        M.dec = mmp_captioner_decoder(M.cap);
+        M.feature = mmp_captioner_feature(M.cap);
+        M.fsize = mmp_captioner_feature_size(M.cap);
+        M.K = mmp_captioner_prefix_length(M.cap);
+        M.C = mmp_captioner_width(M.cap);
+        M.eos = mmp_captioner_eos(M.cap);
+        if (mmp_captioner_vocab(M.cap) != M.dec->cfg.vocab)
+            mmp_die("%s: the tokenizer has %d tokens but the decoder a vocabulary of %d", model_path,
+                    mmp_captioner_vocab(M.cap), M.dec->cfg.vocab);
+    } else {
+        M.dec = mmp_gpt2_load(model_path, err, sizeof err);
+        if (!M.dec) mmp_die("%s", err);
+        M.tok = mmp_bpe_load_gpt2(tokenizer ? tokenizer : model_path, err, sizeof err);
+        if (!M.tok) mmp_die("%s", err);
+        if (mmp_bpe_vocab_size(M.tok) != M.dec->cfg.vocab)
+            mmp_die("the tokenizer %s has %d tokens but the decoder %s a vocabulary of %d",
+                    tokenizer ? tokenizer : model_path, mmp_bpe_vocab_size(M.tok), model_path, M.dec->cfg.vocab);
+        M.eos = M.dec->cfg.eos_id >= 0 ? M.dec->cfg.eos_id : mmp_bpe_eot_id(M.tok);
+    }
     const mmp_gpt2_config *cfg = &M.dec->cfg;
-    if (mmp_bpe_vocab_size(M.tok) != cfg->vocab)
-        mmp_die("the tokenizer %s has %d tokens but the decoder %s a vocabulary of %d", tokenizer ? tokenizer : model_path,
-                mmp_bpe_vocab_size(M.tok), model_path, cfg->vocab);
-    M.eos = cfg->eos_id >= 0 ? cfg->eos_id : mmp_bpe_eot_id(M.tok);
     M.bos = cfg->bos_id >= 0 ? cfg->bos_id : M.eos;
     mmp_gpt2_set_threads(M.dec, threads);
 
@@ -107,6 +136,8 @@ int main(int argc, char **argv) {
     go.top_p = top_p;
     go.temperature = temperature;
     if (mmp_gen_opts_check(&go, cfg->vocab, err, sizeof err)) mmp_die("%s", err);
+    if (M.cap && M.K + max_new > cfg->ctx)
+        mmp_die("the prefix of %d + --max-new-tokens %d exceeds the decoder's %d positions", M.K, max_new, cfg->ctx);
     if (max_new >= cfg->ctx) mmp_die("--max-new-tokens %d leaves no room for a prompt in the decoder's %d positions", max_new, cfg->ctx);
 
     mmp_reader *rd = mmp_reader_open_or_die(in);
@@ -116,6 +147,7 @@ int main(int argc, char **argv) {
     mmp_header_add_field(&oh, "logprob", MMP_F32, 0, NULL);
     mmp_header_add_field(&oh, "score", MMP_F32, 0, NULL);
     mmp_meta_set(&oh.meta, "generate.model", model_path);
+    if (M.cap) mmp_meta_set(&oh.meta, "generate.feature", M.feature);
     mmp_meta_set(&oh.meta, "generate.mode", sample ? "sample" : beams > 1 ? "beam" : "greedy");
     mmp_header_stamp(&oh, argc, argv);
     mmp_writer *w = mmp_writer_open(out, &oh, 0);
@@ -126,6 +158,8 @@ int main(int argc, char **argv) {
     idbuf *ib = mmp_xcalloc((size_t)batch, sizeof *ib);
     mmp_gen_input *gin = mmp_xcalloc((size_t)batch, sizeof *gin);
     mmp_gen_output *gout = mmp_xcalloc((size_t)batch, sizeof *gout);
+    float *feats = M.cap ? mmp_xmalloc((size_t)batch * M.fsize * sizeof *feats) : NULL;
+    float *prefix = M.cap ? mmp_xmalloc((size_t)batch * M.K * M.C * sizeof *prefix) : NULL;
     for (int i = 0; i < batch; i++) mmp_record_init(&recs[i]);
     int eof = 0;
     uint64_t done = 0, ntok = 0;
@@ -140,6 +174,20 @@ int main(int argc, char **argv) {
             }
             mmp_record *r = &recs[n];
             const char *rid = r->id ? r->id : "(no id)";
+            if (M.cap) { /* the image feature -> prefix (below, for the batch) */
+                const mmp_tensor *ft = mmp_record_cget(r, M.feature);
+                if (!ft)
+                    mmp_die("%s: record %s (#%llu) has no '%s' tensor (the captioner's image feature)", inname, rid,
+                            (unsigned long long)(done + (uint64_t)n), M.feature);
+                if (mmp_numel(ft->ndim, ft->shape) != M.fsize)
+                    mmp_die("%s: record %s: '%s' has %lld values, the captioner expects %lld", inname, rid, M.feature,
+                            (long long)mmp_numel(ft->ndim, ft->shape), (long long)M.fsize);
+                mmp_tensor_to_f32(ft, feats + (size_t)n * M.fsize);
+                gin[n] = (mmp_gen_input){.prefix = prefix + (size_t)n * M.K * M.C, .nprefix = M.K,
+                                         .key = mmp_gen_key((uint64_t)seed, r->id)};
+                n++;
+                continue;
+            }
             if (!r->text)
                 mmp_die("%s: record %s (#%llu) has no text (the prompt)", inname, rid,
                         (unsigned long long)(done + (uint64_t)n));
@@ -158,14 +206,15 @@ int main(int argc, char **argv) {
             n++;
         }
         if (!n) break;
+        if (M.cap && mmp_captioner_prefix(M.cap, feats, n, prefix)) mmp_die("%s: the captioner's mapping failed", inname);
         if (mmp_gen_run(lm, &go, gin, n, gout, err, sizeof err)) mmp_die("%s: %s", inname, err);
         for (int i = 0; i < n; i++) {
             mmp_record *r = &recs[i];
             int ng = gout[i].n - gout[i].eos;
             ntok += (uint64_t)gout[i].n;
-            char *txt = mmp_bpe_decode(M.tok, gout[i].tokens, ng, NULL, err, sizeof err);
+            char *txt = decode_text(&M, gout[i].tokens, ng, err, sizeof err);
             if (!txt) mmp_die("%s: record %s: %s", inname, r->id ? r->id : "(no id)", err);
-            if (full_text) {
+            if (full_text && r->text && !M.cap) {
                 char *both = mmp_xasprintf("%s%s", r->text, txt);
                 free(txt);
                 txt = both;
@@ -199,8 +248,14 @@ int main(int argc, char **argv) {
     free(gin);
     free(gout);
     mmp_header_free(&oh);
+    free(feats);
+    free(prefix);
     mmp_gen_gpt2_free(G);
-    mmp_bpe_free(M.tok);
-    mmp_gpt2_free(M.dec);
+    if (M.cap) {
+        mmp_captioner_free(M.cap);
+    } else {
+        mmp_bpe_free(M.tok);
+        mmp_gpt2_free(M.dec);
+    }
     return 0;
 }

@@ -96,4 +96,34 @@ mkdir -p tok && cp "$M/merges.txt" tok/ && "$MMP_PYTHON" -c "
 import json, sys; v = json.load(open(sys.argv[1] + '/vocab.json')); v['zzzz'] = len(v); json.dump(v, open('tok/vocab.json', 'w'))" "$M"
 one "has 321 tokens but the decoder" mmp-generate --model "$M" --tokenizer tok in.mmp
 one "nodir" mmp-generate --model nodir in.mmp
+
+# a captioner checkpoint (mmp-train-step --head caption, a scratch decoder): the
+# records' image feature -> prefix -> caption; any batch / -j the same bytes
+MN="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
+if command -v mmp-train-step >/dev/null && command -v mmp-synth >/dev/null && [ -f "$MN" ]; then
+  mmp-synth --mode captions --out syn --train 12 --dev 4 --test 4 --seed 2 >/dev/null 2>&1 || fail "mmp-synth"
+  mmp-decode --manifest syn/train.jsonl --size 32 -o img.mmp 2>/dev/null && mmp-embed --model "$MN" img.mmp -o feat.mmp 2>/dev/null ||
+    fail "decode/embed"
+  mmp-train-step --head caption --prefix-length 3 --decoder-layers 1 --decoder-width 32 --decoder-heads 2 \
+    --decoder-context 40 --batch-size 16 --seed 4 --epochs 3 --out cap.safetensors feat.mmp 2>/dev/null || fail "training a captioner"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 feat.mmp > c1.mmp || fail "captioner greedy"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 --num-beams 3 --batch 1 -j 1 feat.mmp > c3a.mmp || fail "captioner beam"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 --num-beams 3 --batch 7 -j 2 feat.mmp > c3b.mmp || fail "captioner beam batch 7"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 --do-sample --seed 1 --batch 5 feat.mmp > cs.mmp || fail "captioner sampling"
+  "$MMP_PYTHON" - <<'PY' || fail "captioner outputs"
+import json, mmp_stream
+h, a = mmp_stream.load("c3a.mmp"); _, b = mmp_stream.load("c3b.mmp"); _, g = mmp_stream.load("c1.mmp"); _, s = mmp_stream.load("cs.mmp")
+_, x = mmp_stream.load("feat.mmp")
+assert h["meta"]["generate.feature"] == "embedding" and len(a) == len(x) == len(g) == len(s) > 0
+rows = lambda rs: [(r["id"], r["text"], r["tensors"]["logprob"].tobytes(), r["tensors"]["score"].tobytes()) for r in rs]
+assert rows(a) == rows(b), "captioner: batch / threads change the output"
+vocab = set(json.load(open("cap.tokenizer.json"))["model"]["vocab"])
+for r in a + g + s:
+    assert all(w in vocab for w in r["text"].split()), r["text"]
+    assert r["tensors"]["logprob"] <= 0
+assert [r["id"] for r in a] == [r["id"] for r in x]
+print("captioner: %d captions, e.g. %r" % (len(a), a[0]["text"]))
+PY
+  one "has no 'embedding' tensor (the captioner's image feature)" mmp-generate --model cap.safetensors in.mmp
+fi
 echo ok
