@@ -55,7 +55,7 @@ static int g_prefill(void *self, const mmp_gen_input *in, const int *slot_of, in
         g->n_new[s] = in[r].nprefix + in[r].plen;
         if (in[r].nprefix) memcpy(p, in[r].prefix, (size_t)in[r].nprefix * C * sizeof *p);
         p += (size_t)in[r].nprefix * C;
-        mmp_gpt2_embed(g->m, in[r].prompt, in[r].plen, p);
+        if (in[r].plen) mmp_gpt2_embed(g->m, in[r].prompt, in[r].plen, p);
         p += (size_t)in[r].plen * C;
     }
     if (!g->buf) g->buf = mmp_xmalloc((size_t)S * V * sizeof *g->buf);
