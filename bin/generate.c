@@ -43,9 +43,26 @@ typedef struct {
     int eos, bos;
 } model;
 
+/* The text of ids; a NUL byte (a record's text is a C string) becomes U+FFFD. */
 static char *decode_text(const model *M, const int32_t *ids, int n, char *err, size_t errlen) {
     if (M->cap) return mmp_captioner_decode(M->cap, ids, n);
-    return mmp_bpe_decode(M->tok, ids, n, NULL, err, errlen);
+    size_t len = 0, nul = 0;
+    char *s = mmp_bpe_decode(M->tok, ids, n, &len, err, errlen);
+    if (!s) return NULL;
+    for (size_t i = 0; i < len; i++) nul += s[i] == 0;
+    if (!nul) return s;
+    char *t = mmp_xmalloc(len + 2 * nul + 1), *q = t;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i]) {
+            *q++ = s[i];
+        } else {
+            memcpy(q, "\xEF\xBF\xBD", 3);
+            q += 3;
+        }
+    }
+    *q = 0;
+    free(s);
+    return t;
 }
 
 typedef struct {
@@ -57,11 +74,13 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-generate");
     const char *model_path = NULL, *tokenizer = NULL, *out = "-";
     int beams = 1, ngram = 0, max_new = 20, min_new = 0, early = 0, sample = 0, top_k = 50, threads = 1, batch = 16,
-        full_text = 0, stats = 0;
+        full_text = 0, stats = 0, want_ids = 0;
     double lp = 1.0, top_p = 1.0, temperature = 1.0;
     long long seed = 0;
     mmp_option opts[] = {
-        MMP_O_STRING("model", 0, &model_path, "DIR", "a GPT-2 folder (GPT2LMHeadModel safetensors + config.json)"),
+        MMP_O_STRING("model", 0, &model_path, "PATH",
+                     "a GPT-2 folder (GPT2LMHeadModel safetensors + config.json + the\n"
+                     "tokenizer) or a captioner checkpoint (mmp-train-step --head caption)"),
         MMP_O_STRING("tokenizer", 0, &tokenizer, "PATH",
                      "GPT-2 BPE vocab.json + merges.txt (or their folder; default: the model's folder)"),
         MMP_O_INT("max-new-tokens", 0, &max_new, 1, 1 << 20, "N", "tokens generated at most (default 20)"),
@@ -82,6 +101,7 @@ int main(int argc, char **argv) {
         MMP_O_INT("batch", 0, &batch, 1, 4096, "N", "records decoded together (default 16)"),
         MMP_O_THREADS(&threads, "decoder threads (default 1); output identical for any N"),
         MMP_O_FLAG("full-text", 0, &full_text, "write the prompt and the generated text"),
+        MMP_O_FLAG("ids", 0, &want_ids, "also write the generated token ids (EOS included) as the i32 tensor \"ids\""),
         MMP_O_FLAG("stats", 0, &stats,
                    "print to stderr: records, tokens generated, seconds since the\n"
                    "model was loaded and tokens/s"),
@@ -146,6 +166,7 @@ int main(int argc, char **argv) {
     mmp_header_copy(&oh, mmp_reader_header(rd));
     mmp_header_add_field(&oh, "logprob", MMP_F32, 0, NULL);
     mmp_header_add_field(&oh, "score", MMP_F32, 0, NULL);
+    if (want_ids) mmp_header_add_field(&oh, "ids", MMP_I32, 1, (int64_t[]){-1});
     mmp_meta_set(&oh.meta, "generate.model", model_path);
     if (M.cap) mmp_meta_set(&oh.meta, "generate.feature", M.feature);
     mmp_meta_set(&oh.meta, "generate.mode", sample ? "sample" : beams > 1 ? "beam" : "greedy");
@@ -225,6 +246,10 @@ int main(int argc, char **argv) {
             *(float *)t->data = gout[i].logprob;
             t = mmp_record_add(r, "score", MMP_F32, 0, NULL);
             *(float *)t->data = (float)gout[i].score;
+            if (want_ids) {
+                t = mmp_record_add(r, "ids", MMP_I32, 1, (int64_t[]){gout[i].n});
+                if (gout[i].n) memcpy(t->data, gout[i].tokens, (size_t)gout[i].n * sizeof(int32_t));
+            }
             mmp_writer_write(w, r);
             mmp_gen_output_free(&gout[i]);
         }

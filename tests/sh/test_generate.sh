@@ -30,8 +30,8 @@ with mmp_stream.Writer("long.mmp", {}) as w:
     w.write({}, id="long1", text="a red circle above a blue square " * 8)
 PY
 
-mmp-generate --model "$M" --max-new-tokens 12 in.mmp > greedy.mmp || fail "greedy"
-mmp-generate --model "$M" --max-new-tokens 12 --num-beams 4 --length-penalty 0.6 --no-repeat-ngram-size 2 \
+mmp-generate --model "$M" --max-new-tokens 12 --ids in.mmp > greedy.mmp || fail "greedy"
+mmp-generate --model "$M" --max-new-tokens 12 --ids --num-beams 4 --length-penalty 0.6 --no-repeat-ngram-size 2 \
   --batch 4 -j 2 -o beam.mmp in.mmp || fail "beam"
 "$MMP_PYTHON" - <<'PY' || fail "texts vs transformers"
 import json, os, numpy as np, mmp_stream
@@ -46,6 +46,12 @@ for fn, key in (("greedy.mmp", "0 1 1.0 0"), ("beam.mmp", "1 4 0.6 2")):
     assert h["schema"]["feat"]["shape"] == [2] and h["classes"] == ["a", "b"]
     got = [r["text"] for r in recs]
     assert got == want[key], (fn, got, want[key])
+    # the token ids as generate()'s (gpt2/cases.txt: MODE NB LP NGRAM MAXNEW BATCHED ROW NE ids.. SCORE)
+    cases = [l.split() for l in open(M + "/cases.txt")][1:]
+    ref = {int(c[6]): [int(x) for x in c[8:8 + int(c[7])]] for c in cases if c[:6] == (key.split() + ["12", "0"])}
+    assert len(ref) == len(recs) and h["schema"]["ids"] == {"dtype": "i32", "shape": [-1]}
+    for i, r in enumerate(recs):
+        assert [int(x) for x in r["tensors"]["ids"]] == ref[i], (fn, i, r["tensors"]["ids"], ref[i])
     for i, r in enumerate(recs):
         assert r["id"] == "r%d" % i and r["label"] == i % 2 and list(r["tensors"]["feat"]) == [i, -i]
         lp, sc = float(r["tensors"]["logprob"]), float(r["tensors"]["score"])
@@ -54,7 +60,7 @@ for fn, key in (("greedy.mmp", "0 1 1.0 0"), ("beam.mmp", "1 4 0.6 2")):
             assert sc == lp
         else:
             assert sc > lp, (sc, lp)  # divided by a length > 1
-    print(fn, "texts as transformers' generate()")
+    print(fn, "token ids and texts as transformers' generate()")
 PY
 
 # any batch, any thread count: the same bytes
