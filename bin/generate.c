@@ -2,7 +2,6 @@
  * mmp stream: greedy, beam search or sampling (lib/gen/gen.h). */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "gen/gen.h"
@@ -114,8 +113,7 @@ int main(int argc, char **argv) {
     if (sample && beams > 1) mmp_die("--do-sample with --num-beams > 1 (beam sampling) is not supported");
     char err[1024];
     model M = {0};
-    struct stat stt;
-    if (stat(model_path, &stt) == 0 && !S_ISDIR(stt.st_mode)) { /* a file: a captioner checkpoint */
+    if (mmp_captioner_probe(model_path)) { /* a captioner checkpoint */
         if (tokenizer) mmp_die("--tokenizer is for a GPT-2 folder (a captioner has its own)");
         M.cap = mmp_captioner_load(model_path, err, sizeof err);
         if (!M.cap) mmp_die("%s", err);
@@ -198,11 +196,13 @@ int main(int argc, char **argv) {
             if (M.cap) { /* the image feature -> prefix (below, for the batch) */
                 const mmp_tensor *ft = mmp_record_cget(r, M.feature);
                 if (!ft)
-                    mmp_die("%s: record %s (#%llu) has no '%s' tensor (the captioner's image feature)", inname, rid,
+                    mmp_die("%s: record %s (#%llu) has no tensor \"%s\" (the captioner's feature)", inname, rid,
                             (unsigned long long)(done + (uint64_t)n), M.feature);
-                if (mmp_numel(ft->ndim, ft->shape) != M.fsize)
-                    mmp_die("%s: record %s: '%s' has %lld values, the captioner expects %lld", inname, rid, M.feature,
-                            (long long)mmp_numel(ft->ndim, ft->shape), (long long)M.fsize);
+                if ((ft->dtype != MMP_F32 && ft->dtype != MMP_F16 && ft->dtype != MMP_BF16) ||
+                    mmp_numel(ft->ndim, ft->shape) != M.fsize)
+                    mmp_die("%s: record %s: \"%s\" is %s with %lld values, the captioner takes %lld floats", inname, rid,
+                            M.feature, mmp_dtype_name(ft->dtype), (long long)mmp_numel(ft->ndim, ft->shape),
+                            (long long)M.fsize);
                 mmp_tensor_to_f32(ft, feats + (size_t)n * M.fsize);
                 gin[n] = (mmp_gen_input){.prefix = prefix + (size_t)n * M.K * M.C, .nprefix = M.K,
                                          .key = mmp_gen_key((uint64_t)seed, r->id)};

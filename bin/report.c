@@ -1,5 +1,6 @@
 /* mmp-report: classification report (sklearn layout and numbers),
- * confusion matrix, retrieval metrics, training curves; text, JSON, HTML.
+ * confusion matrix, retrieval metrics, caption metrics (pycocoevalcap's),
+ * the VQA accuracy (vqaEval.py's), training curves; text, JSON, HTML.
  * See docs/train.md. */
 #include <math.h>
 #include <stdlib.h>
@@ -18,12 +19,18 @@ static const char usage[] =
     "Records without a label are left out of the classification metrics (counted on stderr).\n"
     "Multi-label predictions (a \"labels\" f32 [C] target tensor next to \"probs\"/\"logits\", as\n"
     "mmp-eval writes for bce heads) get sklearn's multilabel report (micro/macro/weighted/samples avg).\n"
+    "Generated captions (records with the reference captions in the string list \"captions\"\n"
+    "and the generated \"text\", as mmp-generate writes them): BLEU-1..4, ROUGE-L, CIDEr-D,\n"
+    "identical to pycocoevalcap 1.2 on the same tokenized captions (one record per image).\n"
+    "VQA predictions (string lists \"prediction\" and \"answers\", optional \"qtype\"): the\n"
+    "official VQA accuracy (vqaEval.py), exact match for one-answer questions, per question\n"
+    "type, answers outside the answer vocabulary (header classes or \"answer_vocab\" metadata).\n"
     "\n";
 
 int main(int argc, char **argv) {
     mmp_cli_init("mmp-report");
     const char *json = NULL, *html = NULL, *logp = NULL, *outp = NULL, *title = NULL;
-    int digits = 2, nk = 3, threshold_given = 0;
+    int digits = 2, nk = 3, threshold_given = 0, examples = 8;
     double threshold = 0.5;
     int ks[MMP_REPORT_MAXK] = {1, 5, 10};
     mmp_option opts[] = {
@@ -38,6 +45,9 @@ int main(int argc, char **argv) {
         MMP_O_DOUBLE("threshold", 0, &threshold, -INFINITY, INFINITY, "T",
                      "multi-label: a label is predicted when its probability > T (0.5)", .given = &threshold_given),
         MMP_O_STRING("title", 0, &title, "TEXT", "HTML title"),
+        MMP_O_INT("examples", 0, &examples, 0, MMP_REPORT_MAXEX, "N",
+                  "captions: the first N images with their generated caption and\n"
+                  "references in the HTML page and the JSON (8)"),
         MMP_O_OUTPUT(&outp, "text report to FILE instead of stdout"),
         MMP_O_COMMON,
         MMP_O_END,
@@ -59,6 +69,7 @@ int main(int argc, char **argv) {
     rep.digits = digits;
     rep.log = logp ? &lg : NULL;
     rep.title = title ? title : "mmp-report";
+    rep.examples = examples;
     int json_stdout = json && !strcmp(json, "-");
     if (!json_stdout) {
         FILE *f = outp ? fopen(outp, "w") : stdout;

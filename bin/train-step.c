@@ -145,13 +145,15 @@ int main(int argc, char **argv) {
     double t_train = mmp_now(), c_train = (double)clock() / CLOCKS_PER_SEC;
     if (mmp_trainer_run(&tr, &ds, &run, err, sizeof err)) mmp_die("%s", err);
     double secs = mmp_now() - t_train, csecs = (double)clock() / CLOCKS_PER_SEC - c_train;
-    const char *metric = tr.cfg.head == MMP_HEAD_PAIR ? "recall@1" : tr.cfg.head == MMP_HEAD_CAPTION ? "-loss" : "accuracy";
+    const char *metric = tr.cfg.head == MMP_HEAD_PAIR ? "recall@1" : "accuracy";
     fprintf(stderr, "mmp-train-step: %lld records x %lld (%s head, %s loss); epochs %d..%d, %lld steps; %.2f s training (%.2f s CPU), %.2f s loading",
             (long long)ds.n, (long long)ds.dim, mmp_head_kind_name(tr.cfg.head), mmp_loss_name(tr.cfg.loss), start_epoch + 1,
             tr.epoch, (long long)tr.step, secs, csecs, t_load);
     if (run.ran) fprintf(stderr, "; train loss %.4f", run.train_loss);
     if (tr.cfg.skip_nonfinite) fprintf(stderr, "; %lld steps skipped (non-finite)", (long long)tr.skipped);
-    if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
+    if (dev_path && tr.head.capt) /* the metric is the negative dev loss */
+        fprintf(stderr, "; dev loss %.4f (best %.4f at epoch %d)", run.dev_loss, -tr.best_metric, tr.best_epoch);
+    else if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
     fputc('\n', stderr);
     if (run.log) fclose(run.log);
     if (run.tb && mmp_tensorboard_close(run.tb, err, sizeof err)) mmp_die("%s", err);

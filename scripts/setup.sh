@@ -15,6 +15,8 @@
 #                               peft 0.4.0 + accelerate 0.21.0 into .../mmpipe-peers/peft (the LoRA tests)
 #                               OpenBLAS and oneDNN (the GEMM peers of bench/bench_gemm.sh)
 #                               and TensorBoard (pip --user; tests/py/test_tensorboard.py, the fixture)
+#                               and pycocoevalcap 1.2 (pip --user; with Java for its PTBTokenizer:
+#                               tests/fixtures/gen_capmetrics.py, the caption metrics' fixtures)
 set -euo pipefail
 pkgs=(build-essential clang pkg-config ca-certificates curl
       libturbojpeg0-dev libjpeg-turbo-progs libpng-dev libzstd-dev zstd libmsgpack-dev
@@ -23,7 +25,7 @@ pkgs=(build-essential clang pkg-config ca-certificates curl
       man-db groff-base
       qemu-user  # tests/sh/test_cpu_baseline.sh: programs on a CPU without AVX2
       python3 python3-pip python3-numpy python3-msgpack python3-zstandard python3-pil chromium socat iproute2 bc)
-[ "${1:-}" = --bench ] && pkgs+=(python3-torch python3-torchvision python3-sklearn python3-psutil python3-yaml python3-packaging hyperfine libopenblas-dev libdnnl-dev)
+[ "${1:-}" = --bench ] && pkgs+=(default-jre-headless python3-torch python3-torchvision python3-sklearn python3-psutil python3-yaml python3-packaging hyperfine libopenblas-dev libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -57,5 +59,8 @@ if [ "${1:-}" = --bench ]; then
     echo "setup: pip install --user tensorboard" >&2
     python3 -m pip install --user -q tensorboard || python3 -m pip install --user -q --break-system-packages tensorboard
   fi
+  # pycocoevalcap 1.2 (tests/fixtures/gen_capmetrics.py; its PTBTokenizer runs on Java)
+  /usr/bin/python3 -c 'import pycocoevalcap' 2>/dev/null ||
+    "${pip[@]}" --user --break-system-packages pycocoevalcap==1.2
 fi
 echo "setup: dependencies present" >&2

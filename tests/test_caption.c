@@ -17,6 +17,7 @@
 #include "testlib.h"
 #include "text/wordlevel.h"
 #include "train/caption_train.h"
+#include "tx/gpt2.h"
 #include "train/unfreeze.h"
 
 static char FIX[900];
@@ -111,6 +112,56 @@ static mmp_captioner *model(fixture *f, const char *kase, const char *mode, mmp_
     return m;
 }
 
+/* m's tensors as a captioner checkpoint (the metadata mmp-train-step writes) */
+static void write_ckpt(const mmp_captioner *m, const char *path, const char *kase, const char *unfreeze) {
+    mmp_st_writer w;
+    mmp_st_writer_init(&w);
+    mmp_caption_save(m, &w);
+    char dec[1024], tok[1024];
+    snprintf(dec, sizeof dec, "%s/gpt2", FIX);
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", FIX);
+    const char *kv[][2] = {{"format", "mmpipe-head"}, {"head", "caption"}, {"mapper", strcmp(kase, "mlp") ? "transformer" : "mlp"},
+                           {"prefix_length", "3"}, {"mapper_layers", "2"}, {"feature_dim", "12"},
+                           {"feature_tokens", strcmp(kase, "tfsp") ? "0" : "3"}, {"decoder", dec}, {"tokenizer", tok},
+                           {"unfreeze", unfreeze}, {"lora_rank", "2"}, {"lora_alpha", "4"}, {"lora_targets", "c_attn"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) mmp_meta_set(&w.meta, kv[i][0], kv[i][1]);
+    char err[512];
+    CHECKF(mmp_st_writer_write(&w, path, err, sizeof err) == 0, "%s", err);
+    mmp_st_writer_free(&w);
+}
+
+/* the NLL of the fixture's captions through a loaded captioner (its prefix, its
+ * decoder's whole-sequence forward): the inference path of mmp-generate */
+static double loaded_loss(const mmp_captioner *c, const fixture *f) {
+    const mmp_gpt2 *d = mmp_captioner_decoder(c);
+    int K = mmp_captioner_prefix_length(c), C = mmp_captioner_width(c), V = d->cfg.vocab;
+    double sum = 0;
+    int cnt = 0;
+    for (int b = 0; b < f->B; b++) {
+        const float *r = f->rows + (size_t)b * f->RD;
+        int n = (int)r[f->F], L = K + n;
+        float *x = malloc(sizeof(float) * (size_t)L * C), *lg = malloc(sizeof(float) * (size_t)L * V);
+        int32_t ids[16];
+        for (int j = 0; j < n; j++) ids[j] = (int32_t)r[f->F + 1 + j];
+        mmp_captioner_prefix(c, r, 1, x);
+        mmp_gpt2_embed(d, ids, n, x + (size_t)K * C);
+        char err[256];
+        CHECK(mmp_gpt2_fwd(d, x, &L, 1, NULL, lg, err, sizeof err) == 0);
+        for (int j = 0; j <= n; j++) {
+            const float *z = lg + (size_t)(K - 1 + j) * V;
+            int y = j < n ? ids[j] : mmp_captioner_eos(c);
+            double mx = z[0], se = 0;
+            for (int k = 1; k < V; k++) mx = fmax(mx, z[k]);
+            for (int k = 0; k < V; k++) se += exp(z[k] - mx);
+            sum += mx + log(se) - z[y];
+            cnt++;
+        }
+        free(x);
+        free(lg);
+    }
+    return sum / cnt;
+}
+
 static void check_mode(const char *kase, const char *mode) {
     fixture f;
     load_fixture(&f, kase);
@@ -147,6 +198,21 @@ static void check_mode(const char *kase, const char *mode) {
     snprintf(name, sizeof name, "%s.grad.", mode);
     for (int e = 0; e < f.st.n; e++) nref += !strncmp(f.st.entries[e].name, name, strlen(name));
     CHECKF(nref == nchk, "%s %s: %d gradients checked, the reference has %d", kase, mode, nchk, nref);
+    if (strcmp(mode, "ls")) { /* the checkpoint loaded for generation (LoRA merged): the same loss */
+        const char *tmp = "build/tests/test_caption.ckpt.safetensors";
+        write_ckpt(m, tmp, kase, mode);
+        char err[1024];
+        CHECK(mmp_captioner_probe(tmp) == 1);
+        mmp_captioner *c = mmp_captioner_load(tmp, err, sizeof err);
+        CHECKF(c != NULL, "%s %s: load: %s", kase, mode, err);
+        if (c) {
+            double ll = loaded_loss(c, &f);
+            CHECKF(fabs(ll - l) <= 1e-5 * fmax(1, fabs(l)), "%s %s: the loaded captioner's loss %.9g, the trainer's %.9g", kase, mode, ll, l);
+            CHECK(mmp_captioner_feature_size(c) == f.F && !strcmp(mmp_captioner_feature(c), "embedding"));
+            mmp_captioner_free(c);
+        }
+        remove(tmp);
+    }
     mmp_captioner_free(m);
     free_fixture(&f);
 }
@@ -199,6 +265,16 @@ static void check_adamw(void) {
     for (int i = 0; i < np && i < np2; i++) CHECKF(!memcmp(p[i].w, p2[i].w, sizeof(float) * p[i].n), "read back: %s", p[i].name);
     mmp_st_close(&st);
     remove(tmp);
+    write_ckpt(m, tmp, "mlp", "all");
+    mmp_captioner *cl = mmp_captioner_load(tmp, err, sizeof err);
+    CHECKF(cl != NULL, "load the trained captioner: %s", err);
+    if (cl) {
+        double lt = mmp_caption_loss(m, f.rows, f.B, 0, 0, 0, NULL), ll = loaded_loss(cl, &f);
+        CHECKF(fabs(ll - lt) <= 1e-5 * fmax(1, lt), "the loaded trained captioner's loss %.9g, the trainer's %.9g", ll, lt);
+        mmp_captioner_free(cl);
+    }
+    remove(tmp);
+    CHECK(mmp_captioner_probe(FIX) == 0);
     mmp_captioner_free(m2);
     mmp_captioner_free(m);
     free_fixture(&f);

@@ -59,6 +59,20 @@ static int is_wordlevel(const char *path) {
 /* the tokenizer file: --tokenizer, else the decoder folder's GPT-2 BPE */
 static int open_tokenizer(mmp_captioner *m, const char *tok, const char *decoder, char *err, size_t errlen) {
     const char *p = tok && *tok ? tok : decoder;
+    char *own = NULL;
+    if (!(tok && *tok)) { /* a decoder folder with a word-level tokenizer.json (mmp_captioner_save_decoder) */
+        own = mmp_xasprintf("%s/tokenizer.json", decoder);
+        struct stat sb;
+        int wl = stat(own, &sb) == 0 && S_ISREG(sb.st_mode) && !strstr(decoder, ".safetensors");
+        if (wl) {
+            m->wl = mmp_wl_load(own, err, errlen);
+            free(own);
+            if (!m->wl) return -1;
+            m->eos = MMP_WL_EOS;
+            return 0;
+        }
+        free(own);
+    }
     if (tok && *tok && is_wordlevel(tok)) {
         m->wl = mmp_wl_load(tok, err, errlen);
         if (!m->wl) return -1;
@@ -100,6 +114,15 @@ char *mmp_captioner_decode(const mmp_captioner *m, const int32_t *ids, int n) {
 }
 
 int mmp_captioner_eos(const mmp_captioner *m) { return m->eos; }
+
+int mmp_captioner_save_decoder(const mmp_captioner *m, const char *dir, char *err, size_t errlen) {
+    if (mmp_gpt2_save(m->dec, dir, err, errlen)) return -1;
+    if (!m->wl) return 0;
+    char *p = mmp_xasprintf("%s/tokenizer.json", dir);
+    int rc = mmp_wl_save(m->wl, p, err, errlen);
+    free(p);
+    return rc;
+}
 int mmp_captioner_vocab(const mmp_captioner *m) { return m->V; }
 struct mmp_gpt2 *mmp_captioner_decoder(const mmp_captioner *m) { return m->dec; }
 int mmp_captioner_prefix_length(const mmp_captioner *m) { return m->K; }
@@ -192,6 +215,7 @@ static mmp_captioner *new_model(const char *decoder, const char *tokenizer, int 
     m->D = D, m->N = N, m->F = N > 0 ? N * D : D;
     snprintf(m->feature, sizeof m->feature, "%s", feature);
     if (open_tokenizer(m, tokenizer, decoder, err, errlen)) goto fail;
+    if (m->bpe && m->dec->cfg.eos_id >= 0) m->eos = m->dec->cfg.eos_id; /* config.json's eos_token_id, as generate() takes it */
     if (tok_size(m) != m->V) {
         mmp_errf(err, errlen, "the tokenizer %s has %d tokens, the decoder %s a vocabulary of %d: they must match",
                  tokenizer && *tokenizer ? tokenizer : decoder, tok_size(m), decoder, m->V);
@@ -478,6 +502,18 @@ static void merge_lora(mmp_captioner *m) {
         else if (L >= 10 && !strcmp(mod + L - 10, "mlp.c_proj")) W = b->fc2_w;
         if (W) mmp_tx_lora_merge((float *)W, a);
     }
+}
+
+int mmp_captioner_probe(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) || !S_ISREG(sb.st_mode)) return 0;
+    mmp_safetensors st;
+    char e2[512];
+    if (mmp_st_open(&st, path, e2, sizeof e2)) return 0;
+    const char *h = mmp_meta_get(&st.meta, "head"), *f = mmp_meta_get(&st.meta, "format");
+    int yes = h && f && !strcmp(h, "caption") && !strcmp(f, "mmpipe-head");
+    mmp_st_close(&st);
+    return yes;
 }
 
 mmp_captioner *mmp_captioner_load(const char *path, char *err, size_t errlen) {

@@ -58,6 +58,9 @@ typedef struct mmp_captioner mmp_captioner;
  * + the trained weights of the checkpoint, LoRA merged), the tokenizer. NULL
  * with one line in err (naming the file). */
 mmp_captioner *mmp_captioner_load(const char *path, char *err, size_t errlen);
+/* 1 when path is a regular safetensors file whose metadata says head =
+ * caption (a captioner checkpoint), else 0 (a folder, another file). */
+int mmp_captioner_probe(const char *path);
 void mmp_captioner_free(mmp_captioner *c);
 
 /* prefix [n][K][C] = the mapping network of the n features feat
@@ -85,6 +88,12 @@ int mmp_captioner_encode(const mmp_captioner *c, const char *text, int32_t *ids,
 /* Text of ids (special tokens -- BOS, EOS, PAD -- skipped), heap. */
 char *mmp_captioner_decode(const mmp_captioner *c, const int32_t *ids, int n);
 int mmp_captioner_eos(const mmp_captioner *c);
+/* Writes the decoder (its trained weights, LoRA merged) as a GPT2LMHeadModel
+ * folder DIR (mmp_gpt2_save), with a word-level tokenizer as
+ * DIR/tokenizer.json (mmp-train-step --decoder DIR then finds it): the
+ * decoder of a captioner trained from scratch, reused frozen or with LoRA
+ * under a new mapping network (mmp-export --decoder). 0 or -1 (err). */
+int mmp_captioner_save_decoder(const mmp_captioner *c, const char *dir, char *err, size_t errlen);
 int mmp_captioner_vocab(const mmp_captioner *c);
 
 #ifdef __cplusplus

@@ -183,6 +183,7 @@ void mmp_report_write_text(FILE *f, const mmp_report *r) {
         for (int k = 0; k < r->nk; k++) fprintf(f, "  %.4f", r->b2a[k]);
         fprintf(f, "\n");
     }
+    if (r->cap || r->vqa) mmp_report_gen_text(f, r);
     if (r->log) {
         fputc('\n', f);
         log_summary(f, r->log);
@@ -270,6 +271,7 @@ void mmp_report_write_json(FILE *f, const mmp_report *r) {
         }
         fputs("}", f);
     }
+    mmp_report_gen_json(f, r, &first);
     if (r->log && r->log->nepochs) {
         fputs(first ? "\n  " : ",\n  ", f);
         first = 0;
@@ -450,7 +452,9 @@ void mmp_report_write_html(FILE *f, const mmp_report *r) {
     hesc(f, r->title ? r->title : "mmp-report");
     fputs("</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}pre{background:#f6f6f6;padding:10px;overflow-x:auto}"
           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.chart{display:block;margin:12px 0}"
-          ".big{font-size:22px}</style>\n</head><body>\n<h1>", f);
+          ".big{font-size:22px}.ex{display:flex;align-items:flex-start;gap:12px;margin:10px 0;padding:8px;border:1px solid #ddd}"
+          ".ex img{width:160px;height:auto;image-rendering:pixelated}.ex p{margin:2px 0}.ex .id{color:#777;font-size:12px}"
+          ".ex ul{margin:4px 0;padding-left:18px;color:#444}</style>\n</head><body>\n<h1>", f);
     hesc(f, r->title ? r->title : "mmp-report");
     fputs("</h1>\n", f);
     if (r->cls) {
@@ -462,6 +466,7 @@ void mmp_report_write_html(FILE *f, const mmp_report *r) {
     if (r->ml)
         fprintf(f, "<p class=\"big\" id=\"accuracy\">Multi-label micro F1: %.4f</p>\n<p>%lld samples, %d labels; samples F1 %.4f</p>\n",
                 r->ml->avg[0][2], (long long)r->ml->n, r->ml->C, r->ml->avg[3][2]);
+    if (r->cap || r->vqa) mmp_report_gen_html(f, r);
     if (r->n_retrieval > 0) {
         fprintf(f, "<h2>Retrieval (%lld pairs)</h2>\n<table id=\"retrieval\"><tr><th></th>", (long long)r->n_retrieval);
         for (int k = 0; k < r->nk; k++) fprintf(f, "<th>R@%d</th>", r->ks[k]);

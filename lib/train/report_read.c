@@ -8,6 +8,7 @@
 #include "train/report.h"
 
 void mmp_report_data_free(mmp_report_data *d) {
+    mmp_report_gen_free(d);
     if (d->has_cls) mmp_clsreport_free(&d->cr);
     if (d->multi == 1 && d->has_ml) mmp_mlreport_free(&d->mr);
     free(d->yt); free(d->yp); free(d->pa); free(d->pb); free(d->mt); free(d->mp);
@@ -103,12 +104,26 @@ int mmp_report_read(mmp_report_data *d, mmp_reader *r, double threshold, char *e
     d->C = h->nclasses;
     d->E = -1;
     d->Cml = -1;
-    d->have_pred = d->multi = -1;
+    d->have_pred = d->multi = d->kind = -1;
     mmp_record rec;
     mmp_record_init(&rec);
     int rc, bad = 0;
     uint64_t idx = 0;
     while (!bad && (rc = mmp_reader_next(r, &rec)) == 1) {
+        /* generated captions, VQA predictions (train/report_gen.c) */
+        int gk = mmp_report_gen_kind(&rec);
+        if (d->kind < 0) d->kind = gk;
+        if (gk != d->kind) {
+            static const char *const kn[3] = {"predictions", "caption records (\"captions\")", "VQA records (\"prediction\", \"answers\")"};
+            bad = mmp_errf(err, errlen, "%s: record %llu: the first record has %s, this one %s", rname, (unsigned long long)idx,
+                           kn[d->kind], gk ? kn[gk] : "neither");
+            break;
+        }
+        if (gk) {
+            bad = mmp_report_gen_add(d, &rec, rname, idx, err, errlen);
+            idx++;
+            continue;
+        }
         /* multi-label: "labels" targets next to probs/logits */
         const mmp_tensor *lt = mmp_record_cget(&rec, "labels"), *pp = mmp_record_cget(&rec, "probs");
         const mmp_tensor *lgt = mmp_record_cget(&rec, "logits"), *scv = pp ? pp : lgt;
@@ -122,6 +137,7 @@ int mmp_report_read(mmp_report_data *d, mmp_reader *r, double threshold, char *e
     mmp_record_clear(&rec);
     if (bad) return -1;
     if (rc < 0) return mmp_errf(err, errlen, "%s", mmp_reader_error(r));
+    if (d->kind > 0) return 0;
     if (d->multi == 1 && d->nml == 0) return mmp_errf(err, errlen, "%s: no records", rname);
     if (d->multi != 1 && d->have_pred != 1 && d->nret == 0)
         return mmp_errf(err, errlen, "%s: no predictions (\"pred\", \"probs\" or \"logits\") and no image_proj/text_proj pairs", rname);
@@ -130,6 +146,12 @@ int mmp_report_read(mmp_report_data *d, mmp_reader *r, double threshold, char *e
 
 int mmp_report_compute(mmp_report_data *d, const mmp_header *h, const char *rname, const int *ks, int nk, mmp_report *rep,
                        char *err, size_t errlen) {
+    if (d->kind > 0) {
+        if (mmp_report_gen_compute(d, h, rname, err, errlen)) return -1;
+        rep->cap = d->kind == 1 ? &d->capr : NULL;
+        rep->vqa = d->kind == 2 ? &d->vqar : NULL;
+        return 0;
+    }
     if (d->have_pred == 1 && d->n == 0) return mmp_errf(err, errlen, "%s: no labelled predictions", rname);
     int64_t C = d->C, n = d->n;
     if (d->have_pred == 1) {

@@ -130,6 +130,6 @@ for r in a + g + s:
 assert [r["id"] for r in a] == [r["id"] for r in x]
 print("captioner: %d captions, e.g. %r" % (len(a), a[0]["text"]))
 PY
-  one "has no 'embedding' tensor (the captioner's image feature)" mmp-generate --model cap.safetensors in.mmp
+  one 'has no tensor "embedding" (the captioner'"'"'s feature)' mmp-generate --model cap.safetensors in.mmp
 fi
 echo ok

@@ -77,6 +77,16 @@ mmp-train-step $R --unfreeze lora --lora-rank 2 --label-smoothing 0.1 --epochs 1
 case "$(tensors c/l.safetensors)" in *gpt.base_model.model.transformer.h.0.attn.c_attn.lora_A.weight*) ok "--unfreeze lora: PEFT-named adapters";;
   *) fail "--unfreeze lora: $(tensors c/l.safetensors)";; esac
 [ -f c/l.last.safetensors ] || fail "--dev: no .last checkpoint"
+# a GPT-2 folder with its byte-level BPE (the tiny random decoder of tests/fixtures/generate): LoRA, then captions
+G="$MMP_ROOT/tests/fixtures/generate/gpt2"
+if [ -f "$G/vocab.json" ]; then
+  mkdir -p g
+  if mmp-train-step --head caption --decoder "$G" --prefix-length 4 --unfreeze lora --lora-rank 2 --epochs 1 --batch-size 16 --out g/l.safetensors train.mmp 2> err.txt &&
+     mmp-generate --model g/l.safetensors --max-new-tokens 8 dev.mmp -o g/gen.mmp 2>> err.txt && [ "$(mmp-cat --count g/gen.mmp)" = 8 ]; then
+    [ -z "$(meta g/l.safetensors tokenizer)" ] && [ "$(meta g/l.safetensors decoder)" = "$(cd "$G" && pwd -P)" ] && ok "GPT-2 folder + BPE: LoRA, generate" ||
+      fail "GPT-2 folder metadata: $(meta g/l.safetensors decoder) / $(meta g/l.safetensors tokenizer)"
+  else fail "GPT-2 folder: $(cat err.txt)"; fi
+fi
 # bad input
 python3 -c "
 import json
