@@ -12,10 +12,14 @@
 #include "tx/gpt2.h"
 
 static const char usage[] =
-    "usage: mmp-generate --model DIR [options] [IN.mmp|-] > out.mmp\n"
-    "Generates text for each record with a GPT-2 decoder (a Hugging Face GPT2LMHeadModel\n"
-    "folder: model.safetensors, config.json, vocab.json, merges.txt): the record's \"text\"\n"
-    "is the prompt (an empty text: the BOS token alone, as generate() without input).\n"
+    "usage: mmp-generate --model DIR|CAPTIONER.safetensors [options] [IN.mmp|-] > out.mmp\n"
+    "Generates text for each record with a GPT-2 decoder:\n"
+    "  - a Hugging Face GPT2LMHeadModel folder (model.safetensors, config.json, vocab.json,\n"
+    "    merges.txt): the record's \"text\" is the prompt (an empty text: the BOS token\n"
+    "    alone, as generate() without input);\n"
+    "  - a captioner checkpoint (mmp-train-step --head caption): the record's image\n"
+    "    feature (the field it was trained on) mapped to the prefix embeddings the\n"
+    "    caption follows (generate(inputs_embeds=prefix)); the record's text is not used.\n"
     "Greedy search (default), beam search (--num-beams N) or sampling (--do-sample), as\n"
     "transformers' generate() does them; records are decoded --batch at a time, each\n"
     "one's result independent of the batch and of -j. Sampling draws from a stream\n"
@@ -26,22 +30,39 @@ static const char usage[] =
     "(the sum of the generated tokens' log-probabilities, EOS included) and \"score\"\n"
     "(beam search: logprob / length**length_penalty, generate()'s sequences_scores,\n"
     "the length counting the prompt; else logprob). id, label, strings and every\n"
-    "other field pass through.\n"
-    "--model CAPTIONER (an mmp-train-step --head caption checkpoint, docs/caption.md):\n"
-    "each record's image feature (the captioner's --feature tensor, as mmp-embed\n"
-    "wrote it) is mapped to the prefix embeddings and the caption generated after\n"
-    "them (no prompt; a record's text is replaced), in the captioner's tokenizer.\n\n";
+    "other field pass through.\n\n";
 
 typedef struct {
-    mmp_gpt2 *dec; /* the decoder */
-    mmp_bpe *tok;
+    mmp_gpt2 *dec;      /* the decoder (the captioner's when cap) */
+    mmp_bpe *tok;       /* GPT-2 folder: its tokenizer */
+    mmp_captioner *cap; /* a captioner checkpoint (train/caption.h) */
+    const char *feature;
+    int64_t fsize;      /* the feature's values */
+    int K, C;           /* prefix length, width */
     int eos, bos;
-    /* a captioner checkpoint (train/caption.h): its decoder above, the
-     * prefix embeddings of each record's feature */
-    mmp_captioner *cap;
-    int K, C;
-    int64_t F;
 } model;
+
+/* The text of ids; a NUL byte (a record's text is a C string) becomes U+FFFD. */
+static char *decode_text(const model *M, const int32_t *ids, int n, char *err, size_t errlen) {
+    if (M->cap) return mmp_captioner_decode(M->cap, ids, n);
+    size_t len = 0, nul = 0;
+    char *s = mmp_bpe_decode(M->tok, ids, n, &len, err, errlen);
+    if (!s) return NULL;
+    for (size_t i = 0; i < len; i++) nul += s[i] == 0;
+    if (!nul) return s;
+    char *t = mmp_xmalloc(len + 2 * nul + 1), *q = t;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i]) {
+            *q++ = s[i];
+        } else {
+            memcpy(q, "\xEF\xBF\xBD", 3);
+            q += 3;
+        }
+    }
+    *q = 0;
+    free(s);
+    return t;
+}
 
 typedef struct {
     int32_t *ids;
@@ -52,12 +73,13 @@ int main(int argc, char **argv) {
     mmp_cli_init("mmp-generate");
     const char *model_path = NULL, *tokenizer = NULL, *out = "-";
     int beams = 1, ngram = 0, max_new = 20, min_new = 0, early = 0, sample = 0, top_k = 50, threads = 1, batch = 16,
-        full_text = 0, stats = 0;
+        full_text = 0, stats = 0, want_ids = 0;
     double lp = 1.0, top_p = 1.0, temperature = 1.0;
     long long seed = 0;
     mmp_option opts[] = {
-        MMP_O_STRING("model", 0, &model_path, "DIR", "a GPT-2 folder (GPT2LMHeadModel safetensors + config.json),\n"
-                     "or a captioner checkpoint (mmp-train-step --head caption)"),
+        MMP_O_STRING("model", 0, &model_path, "PATH",
+                     "a GPT-2 folder (GPT2LMHeadModel safetensors + config.json + the\n"
+                     "tokenizer) or a captioner checkpoint (mmp-train-step --head caption)"),
         MMP_O_STRING("tokenizer", 0, &tokenizer, "PATH",
                      "GPT-2 BPE vocab.json + merges.txt (or their folder; default: the model's folder)"),
         MMP_O_INT("max-new-tokens", 0, &max_new, 1, 1 << 20, "N", "tokens generated at most (default 20)"),
@@ -78,6 +100,7 @@ int main(int argc, char **argv) {
         MMP_O_INT("batch", 0, &batch, 1, 4096, "N", "records decoded together (default 16)"),
         MMP_O_THREADS(&threads, "decoder threads (default 1); output identical for any N"),
         MMP_O_FLAG("full-text", 0, &full_text, "write the prompt and the generated text"),
+        MMP_O_FLAG("ids", 0, &want_ids, "also write the generated token ids (EOS included) as the i32 tensor \"ids\""),
         MMP_O_FLAG("stats", 0, &stats,
                    "print to stderr: records, tokens generated, seconds since the\n"
                    "model was loaded and tokens/s"),
@@ -90,25 +113,30 @@ int main(int argc, char **argv) {
     if (sample && beams > 1) mmp_die("--do-sample with --num-beams > 1 (beam sampling) is not supported");
     char err[1024];
     model M = {0};
-    if (mmp_captioner_probe(model_path)) {
-        if (tokenizer) mmp_die("--tokenizer: a captioner brings its own (its checkpoint's tokenizer)");
+    if (mmp_captioner_probe(model_path)) { /* a captioner checkpoint */
+        if (tokenizer) mmp_die("--tokenizer is for a GPT-2 folder (a captioner has its own)");
         M.cap = mmp_captioner_load(model_path, err, sizeof err);
         if (!M.cap) mmp_die("%s", err);
         M.dec = mmp_captioner_decoder(M.cap);
+        M.feature = mmp_captioner_feature(M.cap);
+        M.fsize = mmp_captioner_feature_size(M.cap);
         M.K = mmp_captioner_prefix_length(M.cap);
         M.C = mmp_captioner_width(M.cap);
-        M.F = mmp_captioner_feature_size(M.cap);
+        M.eos = mmp_captioner_eos(M.cap);
+        if (mmp_captioner_vocab(M.cap) != M.dec->cfg.vocab)
+            mmp_die("%s: the tokenizer has %d tokens but the decoder a vocabulary of %d", model_path,
+                    mmp_captioner_vocab(M.cap), M.dec->cfg.vocab);
     } else {
         M.dec = mmp_gpt2_load(model_path, err, sizeof err);
         if (!M.dec) mmp_die("%s", err);
         M.tok = mmp_bpe_load_gpt2(tokenizer ? tokenizer : model_path, err, sizeof err);
         if (!M.tok) mmp_die("%s", err);
+        if (mmp_bpe_vocab_size(M.tok) != M.dec->cfg.vocab)
+            mmp_die("the tokenizer %s has %d tokens but the decoder %s a vocabulary of %d",
+                    tokenizer ? tokenizer : model_path, mmp_bpe_vocab_size(M.tok), model_path, M.dec->cfg.vocab);
+        M.eos = M.dec->cfg.eos_id >= 0 ? M.dec->cfg.eos_id : mmp_bpe_eot_id(M.tok);
     }
     const mmp_gpt2_config *cfg = &M.dec->cfg;
-    if (M.tok && mmp_bpe_vocab_size(M.tok) != cfg->vocab)
-        mmp_die("the tokenizer %s has %d tokens but the decoder %s a vocabulary of %d", tokenizer ? tokenizer : model_path,
-                mmp_bpe_vocab_size(M.tok), model_path, cfg->vocab);
-    M.eos = M.cap ? mmp_captioner_eos(M.cap) : cfg->eos_id >= 0 ? cfg->eos_id : mmp_bpe_eot_id(M.tok);
     M.bos = cfg->bos_id >= 0 ? cfg->bos_id : M.eos;
     mmp_gpt2_set_threads(M.dec, threads);
 
@@ -126,10 +154,9 @@ int main(int argc, char **argv) {
     go.top_p = top_p;
     go.temperature = temperature;
     if (mmp_gen_opts_check(&go, cfg->vocab, err, sizeof err)) mmp_die("%s", err);
-    if (max_new >= cfg->ctx) mmp_die("--max-new-tokens %d leaves no room for a prompt in the decoder's %d positions", max_new, cfg->ctx);
     if (M.cap && M.K + max_new > cfg->ctx)
-        mmp_die("--max-new-tokens %d: the captioner's %d prefix embeddings leave %d of the decoder's %d positions", max_new, M.K,
-                cfg->ctx - M.K, cfg->ctx);
+        mmp_die("the prefix of %d + --max-new-tokens %d exceeds the decoder's %d positions", M.K, max_new, cfg->ctx);
+    if (max_new >= cfg->ctx) mmp_die("--max-new-tokens %d leaves no room for a prompt in the decoder's %d positions", max_new, cfg->ctx);
 
     mmp_reader *rd = mmp_reader_open_or_die(in);
     const char *inname = strcmp(in, "-") ? in : "stdin";
@@ -137,7 +164,9 @@ int main(int argc, char **argv) {
     mmp_header_copy(&oh, mmp_reader_header(rd));
     mmp_header_add_field(&oh, "logprob", MMP_F32, 0, NULL);
     mmp_header_add_field(&oh, "score", MMP_F32, 0, NULL);
+    if (want_ids) mmp_header_add_field(&oh, "ids", MMP_I32, 1, (int64_t[]){-1});
     mmp_meta_set(&oh.meta, "generate.model", model_path);
+    if (M.cap) mmp_meta_set(&oh.meta, "generate.feature", M.feature);
     mmp_meta_set(&oh.meta, "generate.mode", sample ? "sample" : beams > 1 ? "beam" : "greedy");
     mmp_header_stamp(&oh, argc, argv);
     mmp_writer *w = mmp_writer_open(out, &oh, 0);
@@ -148,8 +177,8 @@ int main(int argc, char **argv) {
     idbuf *ib = mmp_xcalloc((size_t)batch, sizeof *ib);
     mmp_gen_input *gin = mmp_xcalloc((size_t)batch, sizeof *gin);
     mmp_gen_output *gout = mmp_xcalloc((size_t)batch, sizeof *gout);
-    float *feat = M.cap ? mmp_xmalloc(sizeof(float) * (size_t)M.F) : NULL;
-    float *prefix = M.cap ? mmp_xmalloc(sizeof(float) * (size_t)batch * (size_t)M.K * (size_t)M.C) : NULL;
+    float *feats = M.cap ? mmp_xmalloc((size_t)batch * M.fsize * sizeof *feats) : NULL;
+    float *prefix = M.cap ? mmp_xmalloc((size_t)batch * M.K * M.C * sizeof *prefix) : NULL;
     for (int i = 0; i < batch; i++) mmp_record_init(&recs[i]);
     int eof = 0;
     uint64_t done = 0, ntok = 0;
@@ -164,19 +193,19 @@ int main(int argc, char **argv) {
             }
             mmp_record *r = &recs[n];
             const char *rid = r->id ? r->id : "(no id)";
-            if (M.cap) { /* the prefix of the record's feature, no prompt */
-                const char *fn = mmp_captioner_feature(M.cap);
-                const mmp_tensor *t = mmp_record_cget(r, fn);
-                if (!t) mmp_die("%s: record %s (#%llu) has no tensor \"%s\" (the captioner's feature)", inname, rid,
-                                (unsigned long long)(done + (uint64_t)n), fn);
-                if ((t->dtype != MMP_F32 && t->dtype != MMP_F16 && t->dtype != MMP_BF16) || mmp_numel(t->ndim, t->shape) != M.F)
-                    mmp_die("%s: record %s: \"%s\" is %s with %lld values, the captioner takes %lld floats", inname, rid, fn,
-                            mmp_dtype_name(t->dtype), (long long)mmp_numel(t->ndim, t->shape), (long long)M.F);
-                mmp_tensor_to_f32(t, feat);
-                float *pf = prefix + (size_t)n * M.K * M.C;
-                mmp_captioner_prefix(M.cap, feat, 1, pf);
-                static const int32_t no_prompt[1] = {0}; /* plen 0: a valid pointer all the same (memcpy of 0 bytes) */
-                gin[n] = (mmp_gen_input){.prompt = no_prompt, .prefix = pf, .nprefix = M.K, .key = mmp_gen_key((uint64_t)seed, r->id)};
+            if (M.cap) { /* the image feature -> prefix (below, for the batch) */
+                const mmp_tensor *ft = mmp_record_cget(r, M.feature);
+                if (!ft)
+                    mmp_die("%s: record %s (#%llu) has no tensor \"%s\" (the captioner's feature)", inname, rid,
+                            (unsigned long long)(done + (uint64_t)n), M.feature);
+                if ((ft->dtype != MMP_F32 && ft->dtype != MMP_F16 && ft->dtype != MMP_BF16) ||
+                    mmp_numel(ft->ndim, ft->shape) != M.fsize)
+                    mmp_die("%s: record %s: \"%s\" is %s with %lld values, the captioner takes %lld floats", inname, rid,
+                            M.feature, mmp_dtype_name(ft->dtype), (long long)mmp_numel(ft->ndim, ft->shape),
+                            (long long)M.fsize);
+                mmp_tensor_to_f32(ft, feats + (size_t)n * M.fsize);
+                gin[n] = (mmp_gen_input){.prefix = prefix + (size_t)n * M.K * M.C, .nprefix = M.K,
+                                         .key = mmp_gen_key((uint64_t)seed, r->id)};
                 n++;
                 continue;
             }
@@ -198,12 +227,13 @@ int main(int argc, char **argv) {
             n++;
         }
         if (!n) break;
+        if (M.cap && mmp_captioner_prefix(M.cap, feats, n, prefix)) mmp_die("%s: the captioner's mapping failed", inname);
         if (mmp_gen_run(lm, &go, gin, n, gout, err, sizeof err)) mmp_die("%s: %s", inname, err);
         for (int i = 0; i < n; i++) {
             mmp_record *r = &recs[i];
             int ng = gout[i].n - gout[i].eos;
             ntok += (uint64_t)gout[i].n;
-            char *txt = M.cap ? mmp_captioner_decode(M.cap, gout[i].tokens, ng) : mmp_bpe_decode(M.tok, gout[i].tokens, ng, NULL, err, sizeof err);
+            char *txt = decode_text(&M, gout[i].tokens, ng, err, sizeof err);
             if (!txt) mmp_die("%s: record %s: %s", inname, r->id ? r->id : "(no id)", err);
             if (full_text && r->text && !M.cap) {
                 char *both = mmp_xasprintf("%s%s", r->text, txt);
@@ -216,6 +246,10 @@ int main(int argc, char **argv) {
             *(float *)t->data = gout[i].logprob;
             t = mmp_record_add(r, "score", MMP_F32, 0, NULL);
             *(float *)t->data = (float)gout[i].score;
+            if (want_ids) {
+                t = mmp_record_add(r, "ids", MMP_I32, 1, (int64_t[]){gout[i].n});
+                if (gout[i].n) memcpy(t->data, gout[i].tokens, (size_t)gout[i].n * sizeof(int32_t));
+            }
             mmp_writer_write(w, r);
             mmp_gen_output_free(&gout[i]);
         }
@@ -239,11 +273,11 @@ int main(int argc, char **argv) {
     free(gin);
     free(gout);
     mmp_header_free(&oh);
-    mmp_gen_gpt2_free(G);
-    free(feat);
+    free(feats);
     free(prefix);
+    mmp_gen_gpt2_free(G);
     if (M.cap) {
-        mmp_captioner_free(M.cap); /* its decoder too */
+        mmp_captioner_free(M.cap);
     } else {
         mmp_bpe_free(M.tok);
         mmp_gpt2_free(M.dec);

@@ -205,6 +205,33 @@ static void check_cache(const mmp_gpt2 *m, const batch *b, const float *lg) {
     free(off), free(done), free(row_of), free(logits), free(x), free(nn), free(src), free(seq_at);
 }
 
+/* the step's logits with 1 and 3 threads: the same bits (few rows: the
+ * decoding step's own path; all rows at once: the encoder's) */
+static void check_cache_threads(mmp_gpt2 *m, const batch *b) {
+    const int n = b->n, V = b->V;
+    float *lg[2];
+    char err[256];
+    for (int pass = 0; pass < 2; pass++) {
+        mmp_gpt2_set_threads(m, pass ? 3 : 1);
+        mmp_gpt2_cache *c = mmp_gpt2_cache_new(m, n, m->cfg.ctx);
+        lg[pass] = malloc(sizeof(float) * (size_t)n * V * 4);
+        int *nn = malloc(sizeof(int) * n);
+        for (int s = 0; s < n; s++) nn[s] = 5;
+        float *x = malloc(sizeof(float) * (size_t)n * 5 * b->C);
+        for (size_t k = 0; k < (size_t)n * 5 * b->C; k++) x[k] = b->x[k % ((size_t)b->T * b->C)];
+        CHECK(!mmp_gpt2_step(m, c, x, nn, lg[pass], err, sizeof err));
+        for (int step = 1; step < 4; step++) {
+            for (int s = 0; s < n; s++) nn[s] = 1;
+            CHECK(!mmp_gpt2_step(m, c, x + (size_t)step * b->C, nn, lg[pass] + (size_t)step * n * V, err, sizeof err));
+        }
+        free(nn), free(x);
+        mmp_gpt2_cache_free(c);
+    }
+    CHECK(!memcmp(lg[0], lg[1], sizeof(float) * (size_t)n * V * 4));
+    free(lg[0]), free(lg[1]);
+    mmp_gpt2_set_threads(m, 1);
+}
+
 static void check_fixture(const char *name) {
     char dir[4096], path[4400], err[512];
     snprintf(dir, sizeof dir, "%s/%s", t_root_path("tests/fixtures/gpt2"), name);
@@ -230,6 +257,7 @@ static void check_fixture(const char *name) {
     check_cache(m, &b, lg);
     mmp_gpt2_set_threads(m, 1);
     check_cache(m, &b, lg);
+    check_cache_threads(m, &b);
     /* the lm_head on chosen rows = those rows of the logits */
     mmp_gpt2_lm_head(m, hid + TC - b.C, 1, lg3);
     CHECK(!memcmp(lg3, lg + TV - b.V, sizeof(float) * b.V));

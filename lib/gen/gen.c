@@ -193,7 +193,7 @@ static int run_simple(const ctx *c, const mmp_gen_input *in, int n, mmp_gen_outp
     mmp_rng *rng = mmp_xmalloc((size_t)n * sizeof *rng);
     float *sc = c->scores;
     for (int r = 0; r < n; r++) {
-        memcpy(hist + (size_t)r * (maxp + T), in[r].prompt, (size_t)in[r].plen * sizeof *hist);
+        if (in[r].plen) memcpy(hist + (size_t)r * (maxp + T), in[r].prompt, (size_t)in[r].plen * sizeof *hist);
         len[r] = in[r].plen;
         slot[r] = r;
         active[r] = 1;
@@ -343,7 +343,7 @@ static int run_beam(const ctx *c, const mmp_gen_input *in, int n, mmp_gen_output
         H[r].worst = 1e9;
         slot_of[r] = r * nb;
         for (int b = 0; b < nb; b++) {
-            memcpy(hist + (size_t)(r * nb + b) * W, in[r].prompt, (size_t)in[r].plen * sizeof *hist);
+            if (in[r].plen) memcpy(hist + (size_t)(r * nb + b) * W, in[r].prompt, (size_t)in[r].plen * sizeof *hist);
             bscore[r * nb + b] = b ? -1e9f : 0.0f;
         }
     }

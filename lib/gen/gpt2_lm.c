@@ -1,10 +1,19 @@
-/* gen/gpt2_lm.c: the mmp_gen_lm of a GPT-2 decoder (gen/gen.h, tx/gpt2.h). */
+/* gen/gpt2_lm.c: the mmp_gen_lm of a GPT-2 decoder (gen/gen.h, tx/gpt2.h).
+ *
+ * A row's logits must not depend on the batch. mmp_gpt2_step computes a call
+ * of at most GROUP new positions with few-row dot products and a bigger one
+ * with the GEMM: the same values within float rounding, not the same bits.
+ * So each prompt is fed in a call of its own (its bits depend on its length
+ * only) and the decoding steps feed the slots GROUP at a time (always the
+ * few-row path, whatever the batch). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "gen/gen.h"
 #include "mmp.h"
 #include "tx/gpt2.h"
+
+#define GROUP 4 /* mmp_gpt2_step's few-row path: calls of <= 4 new positions */
 
 struct mmp_gen_gpt2 {
     mmp_gen_lm lm;
@@ -41,46 +50,40 @@ static int g_prefill(void *self, const mmp_gen_input *in, const int *slot_of, in
                      size_t errlen) {
     mmp_gen_gpt2 *g = self;
     int C = g->m->cfg.C, V = g->m->cfg.vocab, S = g->cap_slots;
-    int *row = mmp_xmalloc((size_t)S * sizeof *row);
-    for (int s = 0; s < S; s++) row[s] = -1, g->n_new[s] = 0;
-    size_t T = 0;
-    for (int r = 0; r < n; r++) {
-        row[slot_of[r]] = r;
-        T += (size_t)(in[r].nprefix + in[r].plen);
-    }
-    float *x = mmp_xmalloc(T * C * sizeof *x), *p = x;
-    for (int s = 0; s < S; s++) { /* packed in slot order */
-        int r = row[s];
-        if (r < 0) continue;
-        g->n_new[s] = in[r].nprefix + in[r].plen;
-        if (in[r].nprefix) memcpy(p, in[r].prefix, (size_t)in[r].nprefix * C * sizeof *p);
-        p += (size_t)in[r].nprefix * C;
-        mmp_gpt2_embed(g->m, in[r].prompt, in[r].plen, p);
-        p += (size_t)in[r].plen * C;
-    }
     if (!g->buf) g->buf = mmp_xmalloc((size_t)S * V * sizeof *g->buf);
-    int rc = mmp_gpt2_step(g->m, g->c, x, g->n_new, g->buf, err, errlen);
-    if (!rc)
-        for (int r = 0; r < n; r++)
-            memcpy(logits + (size_t)r * V, g->buf + (size_t)slot_of[r] * V, (size_t)V * sizeof *logits);
-    free(x);
-    free(row);
+    int rc = 0;
+    for (int r = 0; r < n && !rc; r++) { /* one call per prompt: its bits depend on it alone */
+        int T = in[r].nprefix + in[r].plen;
+        float *x = mmp_xmalloc((size_t)T * C * sizeof *x);
+        if (in[r].nprefix) memcpy(x, in[r].prefix, (size_t)in[r].nprefix * C * sizeof *x);
+        if (in[r].plen) mmp_gpt2_embed(g->m, in[r].prompt, in[r].plen, x + (size_t)in[r].nprefix * C);
+        for (int s = 0; s < S; s++) g->n_new[s] = 0;
+        g->n_new[slot_of[r]] = T;
+        rc = mmp_gpt2_step(g->m, g->c, x, g->n_new, g->buf, err, errlen);
+        if (!rc) memcpy(logits + (size_t)r * V, g->buf + (size_t)slot_of[r] * V, (size_t)V * sizeof *logits);
+        free(x);
+    }
     return rc;
 }
 
 static int g_step(void *self, const int32_t *ids, const int *n_new, float *logits, char *err, size_t errlen) {
     mmp_gen_gpt2 *g = self;
-    int S = g->cap_slots;
-    for (int s = 0; s < S; s++) g->n_new[s] = s < g->nslots ? n_new[s] : 0;
-    if (S == g->nslots) return mmp_gpt2_step_ids(g->m, g->c, ids, g->n_new, logits, err, errlen);
-    /* a bigger cache than the batch: logits go through the buffer */
-    int V = g->m->cfg.vocab;
+    int S = g->cap_slots, V = g->m->cfg.vocab;
     if (!g->buf) g->buf = mmp_xmalloc((size_t)S * V * sizeof *g->buf);
-    int rc = mmp_gpt2_step_ids(g->m, g->c, ids, g->n_new, g->buf, err, errlen);
-    if (!rc)
-        for (int s = 0; s < g->nslots; s++)
-            if (n_new[s]) memcpy(logits + (size_t)s * V, g->buf + (size_t)s * V, (size_t)V * sizeof *logits);
-    return rc;
+    /* the fed slots GROUP at a time (the few-row path for every row, whatever the batch) */
+    int s = 0, k = 0;
+    while (s < g->nslots) {
+        for (int t = 0; t < S; t++) g->n_new[t] = 0;
+        int k0 = k, got = 0;
+        for (; s < g->nslots && got < GROUP; s++)
+            if (n_new[s]) g->n_new[s] = 1, got++, k++;
+        if (!got) break;
+        int rc = mmp_gpt2_step_ids(g->m, g->c, ids + k0, g->n_new, g->buf, err, errlen);
+        if (rc) return rc;
+        for (int t = 0; t < g->nslots; t++)
+            if (g->n_new[t]) memcpy(logits + (size_t)t * V, g->buf + (size_t)t * V, (size_t)V * sizeof *logits);
+    }
+    return 0;
 }
 
 static void g_reorder(void *self, const int *src) {

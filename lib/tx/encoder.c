@@ -338,10 +338,6 @@ void mmp_tx_encoder_fwd(const mmp_tx_encoder *e, float *x, const int *lens, int 
     encoder_fwd(e, x, lens, nseq, hidden, NULL, NULL, NULL, 0);
 }
 
-void mmp_tx_encoder_fwd_cached(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *kc, float *vc,
-                               const int *past, int maxlen) {
-    encoder_fwd(e, x, lens, nseq, NULL, kc, vc, past, maxlen);
-}
 
 /* ------------------------------------------------------------- training */
 
@@ -488,6 +484,125 @@ static void tpool_free(tpool *p) {
     }
     free(p->th);
     free(p->w);
+}
+
+/* ---- the decoding step for few new rows (a token per sequence, a few beams):
+ * the linears as few-row dot products (mmp_tx_gemv_rows, each W streamed
+ * once) with the columns split among the threads (boundaries multiples of
+ * 16, so the activation's 8-wide loop meets the same elements: the same bits
+ * for any count), the row-local LayerNorms split by rows, the attention by
+ * (sequence, head) as above. Pre-LN blocks without LoRA or LayerScale. */
+#define SMALL_ROWS 4
+
+typedef struct {
+    const mmp_tx_encoder *e;
+    const int *lens, *past;
+    int nseq, T, nt, maxlen, layer, phase;
+    float *x, *h, *h2, *qkv, *ctx, *f, *kc, *vc;
+    float **sc;
+} small_run;
+
+static int small_ok(const mmp_tx_encoder *e, int T) {
+    if (e->post_ln || T > SMALL_ROWS) return 0;
+    for (int l = 0; l < e->layers; l++)
+        if (e->block[l].lora || e->block[l].ls1 || e->block[l].ls2) return 0;
+    return 1;
+}
+
+/* [j0, j1) of thread tid over n columns: multiples of 16, the last one n */
+static void cols(int n, int tid, int nt, int *j0, int *j1) {
+    int b = (n + 15) / 16;
+    *j0 = 16 * (int)((long)b * tid / nt);
+    *j1 = 16 * (int)((long)b * (tid + 1) / nt);
+    if (*j0 > n) *j0 = n;
+    if (*j1 > n) *j1 = n;
+}
+
+static void small_phase(void *arg, int tid) {
+    small_run *R = arg;
+    const mmp_tx_encoder *e = R->e;
+    const mmp_tx_block *b = &e->block[R->layer];
+    const int C = e->C, I = e->inter, T = R->T;
+    int j0, j1;
+    switch (R->phase) {
+    case 0: /* h = ln1(x) */
+        for (int t = tid; t < T; t += R->nt)
+            mmp_tx_layernorm_fwd(R->h + (size_t)t * C, NULL, NULL, R->x + (size_t)t * C, b->ln1_w, b->ln1_b, 1, C, e->eps);
+        break;
+    case 1: /* qkv = h [q|k|v]^T + b */
+        cols(3 * C, tid, R->nt, &j0, &j1);
+        for (int p = 0; p < 3; p++) {
+            const float *W = p == 0 ? b->q_w : p == 1 ? b->k_w : b->v_w, *bb = p == 0 ? b->q_b : p == 1 ? b->k_b : b->v_b;
+            int a = j0 > p * C ? j0 - p * C : 0, z = j1 - p * C < C ? j1 - p * C : C;
+            if (a < z) mmp_tx_gemv_rows(R->qkv + p * C, 3 * C, R->h, C, W, bb, NULL, 0, T, C, a, z);
+        }
+        break;
+    case 2: { /* keys and values into the cache, attention */
+        fwd_run A = {.e = e, .lens = R->lens, .nseq = R->nseq, .T = T, .nthreads = R->nt, .qkv = R->qkv,
+                     .ctx = R->ctx, .sc = R->sc, .kc = R->kc, .vc = R->vc, .past = R->past, .rows = R->nseq,
+                     .maxlen = R->maxlen, .layer = R->layer};
+        attention_phase(&A, tid);
+        break;
+    }
+    case 3: /* h2 = x + ctx o^T + b */
+        cols(C, tid, R->nt, &j0, &j1);
+        mmp_tx_gemv_rows(R->h2, C, R->ctx, C, b->o_w, b->o_b, R->x, C, T, C, j0, j1);
+        break;
+    case 4: /* h = ln2(h2) */
+        for (int t = tid; t < T; t += R->nt)
+            mmp_tx_layernorm_fwd(R->h + (size_t)t * C, NULL, NULL, R->h2 + (size_t)t * C, b->ln2_w, b->ln2_b, 1, C, e->eps);
+        break;
+    case 5: /* f = act(h fc1^T + b) */
+        cols(I, tid, R->nt, &j0, &j1);
+        mmp_tx_gemv_rows(R->f, I, R->h, C, b->fc1_w, b->fc1_b, NULL, 0, T, C, j0, j1);
+        for (int t = 0; t < T && j1 > j0; t++)
+            mmp_tx_act_fwd(R->f + (size_t)t * I + j0, R->f + (size_t)t * I + j0, (size_t)(j1 - j0), e->act);
+        break;
+    case 6: /* x = h2 + f fc2^T + b */
+        cols(C, tid, R->nt, &j0, &j1);
+        mmp_tx_gemv_rows(R->x, C, R->f, I, b->fc2_w, b->fc2_b, R->h2, C, T, I, j0, j1);
+        break;
+    }
+}
+
+static void small_cached(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, int T, float *kc, float *vc,
+                         const int *past, int maxlen) {
+    const int C = e->C, I = e->inter;
+    int nt = e->threads > 1 ? e->threads : 1;
+    size_t scn = 1;
+    for (int s = 0; s < nseq; s++) {
+        size_t n = (size_t)lens[s] * (size_t)(lens[s] + past[s]);
+        if (n > scn) scn = n;
+    }
+    small_run R = {.e = e, .lens = lens, .past = past, .nseq = nseq, .T = T, .nt = nt, .maxlen = maxlen, .x = x,
+                   .kc = kc, .vc = vc};
+    float *buf = mmp_xmalloc(((size_t)T * (6 * C + I) + (size_t)nt * scn + 1) * sizeof(float));
+    R.h = buf, R.h2 = R.h + (size_t)T * C, R.qkv = R.h2 + (size_t)T * C, R.ctx = R.qkv + (size_t)T * 3 * C;
+    R.f = R.ctx + (size_t)T * C;
+    float *scb = R.f + (size_t)T * I;
+    R.sc = mmp_xmalloc((size_t)nt * sizeof *R.sc);
+    for (int i = 0; i < nt; i++) R.sc[i] = scb + (size_t)i * scn;
+    tpool pool;
+    tpool_init(&pool, nt);
+    for (int l = 0; l < e->layers; l++)
+        for (int ph = 0; ph < 7; ph++) {
+            R.layer = l, R.phase = ph;
+            tpool_run(&pool, small_phase, &R);
+        }
+    tpool_free(&pool);
+    free(R.sc);
+    free(buf);
+}
+
+void mmp_tx_encoder_fwd_cached(const mmp_tx_encoder *e, float *x, const int *lens, int nseq, float *kc, float *vc,
+                               const int *past, int maxlen) {
+    int T = 0;
+    for (int s = 0; s < nseq; s++) T += lens[s];
+    if (T > 0 && e->layers > 0 && small_ok(e, T)) {
+        small_cached(e, x, lens, nseq, T, kc, vc, past, maxlen);
+        return;
+    }
+    encoder_fwd(e, x, lens, nseq, NULL, kc, vc, past, maxlen);
 }
 
 /* [n * tid / nt, n * (tid + 1) / nt) */

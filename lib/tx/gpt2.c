@@ -604,6 +604,37 @@ void mmp_gpt2_lm_head(const mmp_gpt2 *m, const float *hidden, int n, float *logi
     for (int t = 1; t < nt; t++) pthread_join(th[t], NULL);
 }
 
+/* The lm_head for a decoding step's few rows (n <= 4): wte streamed once,
+ * columns split among the threads in multiples of 16 (the same bits for any
+ * count; mmp_tx_gemv_rows' bits, not the GEMM's) */
+typedef struct {
+    const mmp_gpt2 *m;
+    const float *h;
+    float *logits;
+    int n, nt, tid;
+} small_head;
+
+static void *small_head_thread(void *arg) {
+    const small_head *w = arg;
+    const int V = w->m->cfg.vocab, C = w->m->cfg.C, b = (V + 15) / 16;
+    int j0 = 16 * (int)((long)b * w->tid / w->nt), j1 = 16 * (int)((long)b * (w->tid + 1) / w->nt);
+    if (j1 > V) j1 = V;
+    if (j0 < j1) mmp_tx_gemv_rows(w->logits, V, w->h, C, w->m->wte, NULL, NULL, 0, w->n, C, j0, j1);
+    return NULL;
+}
+
+static void lm_head_small(const mmp_gpt2 *m, const float *h, int n, float *logits) {
+    int nt = m->enc.threads > 1 ? m->enc.threads : 1;
+    if (nt > 64) nt = 64;
+    pthread_t th[64];
+    small_head w[64];
+    for (int t = 0; t < nt; t++) w[t] = (small_head){m, h, logits, n, nt, t};
+    for (int t = 1; t < nt; t++)
+        if (pthread_create(&th[t], NULL, small_head_thread, &w[t])) mmp_die("cannot create a thread");
+    small_head_thread(&w[0]);
+    for (int t = 1; t < nt; t++) pthread_join(th[t], NULL);
+}
+
 static int check_lens(const mmp_gpt2 *m, const int *lens, int nseq, size_t *T, char *err, size_t errlen) {
     *T = 0;
     for (int s = 0; s < nseq; s++) {
@@ -726,10 +757,11 @@ int mmp_gpt2_step(const mmp_gpt2 *m, mmp_gpt2_cache *c, const float *x, const in
     if (logits) {
         mmp_tx_layernorm_fwd(last, NULL, NULL, last, m->lnf_w, m->lnf_b, nl, C, m->cfg.eps);
         const int V = m->cfg.vocab;
-        if (nl == ns) mmp_gpt2_lm_head(m, last, nl, logits);
+        void (*head)(const mmp_gpt2 *, const float *, int, float *) = nl <= 4 ? lm_head_small : mmp_gpt2_lm_head;
+        if (nl == ns) head(m, last, nl, logits);
         else {
             float *lg = mmp_xmalloc(((size_t)nl * V + 1) * sizeof *lg);
-            mmp_gpt2_lm_head(m, last, nl, lg);
+            head(m, last, nl, lg);
             for (int s = 0, k = 0; s < ns; s++)
                 if (n_new[s] > 0) memcpy(logits + (size_t)s * V, lg + (size_t)k++ * V, (size_t)V * sizeof *lg);
             free(lg);
@@ -849,13 +881,54 @@ mmp_gpt2_saved *mmp_gpt2_fwd_train(const mmp_gpt2 *m, const float *x, const int 
     return a;
 }
 
+/* the tied lm_head's backward, rows split among threads (each output row one
+ * GEMM row: the same bits for any count): dxn[T, C] = dlogits wte;
+ * dwte[V, C] += dlogits^T xn */
+typedef struct {
+    const mmp_gpt2 *m;
+    const float *dlogits, *xn;
+    float *dxn, *dwte;
+    int T, nt;
+} head_bwd_run;
+
+typedef struct {
+    const head_bwd_run *R;
+    int tid;
+} head_bwd_worker;
+
+static void *head_bwd_thread(void *arg) {
+    const head_bwd_run *R = ((const head_bwd_worker *)arg)->R;
+    const int tid = ((const head_bwd_worker *)arg)->tid;
+    const int C = R->m->cfg.C, V = R->m->cfg.vocab, T = R->T, nt = R->nt;
+    int t0 = (int)((long)T * tid / nt), t1 = (int)((long)T * (tid + 1) / nt);
+    if (t1 > t0)
+        mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, t1 - t0, C, V, 1.0f, R->dlogits + (size_t)t0 * V, V, R->m->wte, C, 0.0f,
+                  R->dxn + (size_t)t0 * C, C);
+    if (R->dwte) {
+        int v0 = (int)((long)V * tid / nt), v1 = (int)((long)V * (tid + 1) / nt);
+        if (v1 > v0)
+            mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, v1 - v0, C, T, 1.0f, R->dlogits + v0, V, R->xn, C, 1.0f,
+                      R->dwte + (size_t)v0 * C, C);
+    }
+    return NULL;
+}
+
 void mmp_gpt2_bwd(const mmp_gpt2 *m, const mmp_gpt2_saved *a, const float *dlogits, const mmp_gpt2_grad *g, float *dx) {
-    const int C = m->cfg.C, V = m->cfg.vocab, T = a->T;
+    const int C = m->cfg.C, T = a->T;
     if (T == 0) return;
-    /* the tied lm_head: dxn[T, C] = dlogits wte; dwte[V, C] += dlogits^T xn */
     float *dxn = mmp_xmalloc(((size_t)T * C + 1) * sizeof *dxn);
-    mmp_sgemm(MMP_GEMM_N, MMP_GEMM_N, T, C, V, 1.0f, dlogits, V, m->wte, C, 0.0f, dxn, C);
-    if (g && g->wte) mmp_sgemm(MMP_GEMM_T, MMP_GEMM_N, V, C, T, 1.0f, dlogits, V, a->xn, C, 1.0f, g->wte, C);
+    {
+        int nt = m->enc.threads > 1 ? m->enc.threads : 1;
+        if (nt > 64) nt = 64;
+        head_bwd_run R = {m, dlogits, a->xn, dxn, g ? g->wte : NULL, T, nt};
+        pthread_t th[64];
+        head_bwd_worker w[64];
+        for (int t = 0; t < nt; t++) w[t] = (head_bwd_worker){&R, t};
+        for (int t = 1; t < nt; t++)
+            if (pthread_create(&th[t], NULL, head_bwd_thread, &w[t])) mmp_die("cannot create a thread");
+        head_bwd_thread(&w[0]);
+        for (int t = 1; t < nt; t++) pthread_join(th[t], NULL);
+    }
     float *dh = mmp_xcalloc((size_t)T * C + 1, sizeof *dh);
     mmp_tx_layernorm_bwd(dh, g ? g->lnf_w : NULL, g ? g->lnf_b : NULL, dxn, a->xe, m->lnf_w, a->mu, a->rs, T, C);
     free(dxn);

@@ -30,8 +30,8 @@ with mmp_stream.Writer("long.mmp", {}) as w:
     w.write({}, id="long1", text="a red circle above a blue square " * 8)
 PY
 
-mmp-generate --model "$M" --max-new-tokens 12 in.mmp > greedy.mmp || fail "greedy"
-mmp-generate --model "$M" --max-new-tokens 12 --num-beams 4 --length-penalty 0.6 --no-repeat-ngram-size 2 \
+mmp-generate --model "$M" --max-new-tokens 12 --ids in.mmp > greedy.mmp || fail "greedy"
+mmp-generate --model "$M" --max-new-tokens 12 --ids --num-beams 4 --length-penalty 0.6 --no-repeat-ngram-size 2 \
   --batch 4 -j 2 -o beam.mmp in.mmp || fail "beam"
 "$MMP_PYTHON" - <<'PY' || fail "texts vs transformers"
 import json, os, numpy as np, mmp_stream
@@ -46,6 +46,12 @@ for fn, key in (("greedy.mmp", "0 1 1.0 0"), ("beam.mmp", "1 4 0.6 2")):
     assert h["schema"]["feat"]["shape"] == [2] and h["classes"] == ["a", "b"]
     got = [r["text"] for r in recs]
     assert got == want[key], (fn, got, want[key])
+    # the token ids as generate()'s (gpt2/cases.txt: MODE NB LP NGRAM MAXNEW BATCHED ROW NE ids.. SCORE)
+    cases = [l.split() for l in open(M + "/cases.txt")][1:]
+    ref = {int(c[6]): [int(x) for x in c[8:8 + int(c[7])]] for c in cases if c[:6] == (key.split() + ["12", "0"])}
+    assert len(ref) == len(recs) and h["schema"]["ids"] == {"dtype": "i32", "shape": [-1]}
+    for i, r in enumerate(recs):
+        assert [int(x) for x in r["tensors"]["ids"]] == ref[i], (fn, i, r["tensors"]["ids"], ref[i])
     for i, r in enumerate(recs):
         assert r["id"] == "r%d" % i and r["label"] == i % 2 and list(r["tensors"]["feat"]) == [i, -i]
         lp, sc = float(r["tensors"]["logprob"]), float(r["tensors"]["score"])
@@ -54,7 +60,7 @@ for fn, key in (("greedy.mmp", "0 1 1.0 0"), ("beam.mmp", "1 4 0.6 2")):
             assert sc == lp
         else:
             assert sc > lp, (sc, lp)  # divided by a length > 1
-    print(fn, "texts as transformers' generate()")
+    print(fn, "token ids and texts as transformers' generate()")
 PY
 
 # any batch, any thread count: the same bytes
@@ -96,4 +102,34 @@ mkdir -p tok && cp "$M/merges.txt" tok/ && "$MMP_PYTHON" -c "
 import json, sys; v = json.load(open(sys.argv[1] + '/vocab.json')); v['zzzz'] = len(v); json.dump(v, open('tok/vocab.json', 'w'))" "$M"
 one "has 321 tokens but the decoder" mmp-generate --model "$M" --tokenizer tok in.mmp
 one "nodir" mmp-generate --model nodir in.mmp
+
+# a captioner checkpoint (mmp-train-step --head caption, a scratch decoder): the
+# records' image feature -> prefix -> caption; any batch / -j the same bytes
+MN="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
+if command -v mmp-train-step >/dev/null && command -v mmp-synth >/dev/null && [ -f "$MN" ]; then
+  mmp-synth --mode captions --out syn --train 12 --dev 4 --test 4 --seed 2 >/dev/null 2>&1 || fail "mmp-synth"
+  mmp-decode --manifest syn/train.jsonl --size 32 -o img.mmp 2>/dev/null && mmp-embed --model "$MN" img.mmp -o feat.mmp 2>/dev/null ||
+    fail "decode/embed"
+  mmp-train-step --head caption --prefix-length 3 --decoder-layers 1 --decoder-width 32 --decoder-heads 2 \
+    --decoder-context 40 --batch-size 16 --seed 4 --epochs 3 --out cap.safetensors feat.mmp 2>/dev/null || fail "training a captioner"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 feat.mmp > c1.mmp || fail "captioner greedy"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 --num-beams 3 --batch 1 -j 1 feat.mmp > c3a.mmp || fail "captioner beam"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 --num-beams 3 --batch 7 -j 2 feat.mmp > c3b.mmp || fail "captioner beam batch 7"
+  mmp-generate --model cap.safetensors --max-new-tokens 8 --do-sample --seed 1 --batch 5 feat.mmp > cs.mmp || fail "captioner sampling"
+  "$MMP_PYTHON" - <<'PY' || fail "captioner outputs"
+import json, mmp_stream
+h, a = mmp_stream.load("c3a.mmp"); _, b = mmp_stream.load("c3b.mmp"); _, g = mmp_stream.load("c1.mmp"); _, s = mmp_stream.load("cs.mmp")
+_, x = mmp_stream.load("feat.mmp")
+assert h["meta"]["generate.feature"] == "embedding" and len(a) == len(x) == len(g) == len(s) > 0
+rows = lambda rs: [(r["id"], r["text"], r["tensors"]["logprob"].tobytes(), r["tensors"]["score"].tobytes()) for r in rs]
+assert rows(a) == rows(b), "captioner: batch / threads change the output"
+vocab = set(json.load(open("cap.tokenizer.json"))["model"]["vocab"])
+for r in a + g + s:
+    assert all(w in vocab for w in r["text"].split()), r["text"]
+    assert r["tensors"]["logprob"] <= 0
+assert [r["id"] for r in a] == [r["id"] for r in x]
+print("captioner: %d captions, e.g. %r" % (len(a), a[0]["text"]))
+PY
+  one 'has no tensor "embedding" (the captioner'"'"'s feature)' mmp-generate --model cap.safetensors in.mmp
+fi
 echo ok
