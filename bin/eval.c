@@ -12,6 +12,7 @@
 #include "nn/provenance.h"
 #include "tx/peft.h"
 #include "train/adapter.h"
+#include "train/caption.h"
 #include "train/eval.h"
 #include "train/tx_head.h"
 #include "train/vqa_cmd.h"
@@ -113,6 +114,8 @@ int main(int argc, char **argv) {
         if (!f) mmp_die("%s: a folder without model.safetensors or open_clip_model.safetensors", model);
         model = model_file = f;
     }
+    if (!adapter && mmp_captioner_probe(model))
+        mmp_die("%s: a captioner (--head caption): mmp-generate --model %s writes its captions (docs/caption.md)", model, model);
     if (adapter ? mmp_trainer_load_adapter(&tr, model, adapter, err, sizeof err) : mmp_trainer_load(&tr, model, NULL, err, sizeof err))
         mmp_die("%s", err);
     if (tr.head.tx) { /* a transformer: the encoder on every core (the same bits for any count) */

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "train/adapter.h"
+#include "train/caption.h"
 #include "train/clip_ft.h"
 #include "train/export.h"
 #include "train/tx_head.h"
@@ -42,6 +43,9 @@ static const char usage[] =
     "--peft of a --head transformer --unfreeze lora checkpoint: its adapters as a PEFT folder\n"
     "over the backbone (adapters only; the classifier stays in the checkpoint), which\n"
     "mmp-embed / mmp-embed-text --adapter take.\n"
+    "A captioner (mmp-train-step --head caption): -o DIR gets its decoder as a Hugging Face\n"
+    "GPT2LMHeadModel folder (trained weights, LoRA merged; a word-level vocabulary as\n"
+    "DIR/tokenizer.json), which mmp-train-step --head caption --decoder DIR takes (docs/caption.md).\n"
     "\n";
 
 int main(int argc, char **argv) {
@@ -117,6 +121,12 @@ int main(int argc, char **argv) {
     }
     if (model) mmp_die("--model is for --merge-lora / --stamp-lora");
     if (!strcmp(in, "-")) mmp_die("the checkpoint must be a file (see --help)");
+    if (mmp_captioner_probe(in)) { /* a captioner: its decoder as a GPT-2 folder */
+        mmp_captioner *c = mmp_captioner_load(in, err, sizeof err);
+        if (!c || mmp_captioner_save_decoder(c, outp, err, sizeof err)) mmp_die("%s", err);
+        mmp_captioner_free(c);
+        return 0;
+    }
     if (mmp_export_checkpoint(in, outp, err, sizeof err)) mmp_die("%s", err);
     return 0;
 }

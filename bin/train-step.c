@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "mmp.h"
 #include "nn/provenance.h"
+#include "train/caption_train.h"
 #include "train/clip_ft.h"
 #include "train/tensorboard.h"
 #include "train/train.h"
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
         if (mmp_trainer_load_optim(&tr, ckpt, err, sizeof err)) mmp_die("%s", err);
         cfg = tr.cfg;
     }
+    if (!ckpt && cfg.head == MMP_HEAD_CAPTION && mmp_caption_prepare(&cfg, in, out, err, sizeof err)) mmp_die("%s", err);
     double t0 = mmp_now();
     mmp_dataset ds;
     if (mmp_train_load_data(&ds, &cfg, in, allow_mixed, err, sizeof err)) mmp_die("%s", err);
@@ -111,6 +113,10 @@ int main(int argc, char **argv) {
     }
     if (mmp_trainer_check_batches(&tr, &ds, err, sizeof err)) mmp_die("%s", err);
     if (tr.head.tail && threads > 0) tr.head.tail->threads = threads < MMP_TAIL_SLICES ? threads : MMP_TAIL_SLICES;
+    if (tr.head.capt) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        mmp_caption_set_threads(tr.head.capt, threads > 0 ? threads : nc > 0 ? (int)nc : 1);
+    }
     if (tr.head.tx) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         mmp_txhead_set_threads(tr.head.tx, threads > 0 ? threads : nc > 0 ? (int)nc : 1);
@@ -156,7 +162,9 @@ int main(int argc, char **argv) {
             tr.epoch, (long long)tr.step, secs, csecs, t_load);
     if (run.ran) fprintf(stderr, "; train loss %.4f", run.train_loss);
     if (tr.cfg.skip_nonfinite) fprintf(stderr, "; %lld steps skipped (non-finite)", (long long)tr.skipped);
-    if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
+    if (dev_path && tr.head.capt) /* the metric is the negative dev loss */
+        fprintf(stderr, "; dev loss %.4f (best %.4f at epoch %d)", run.dev_loss, -tr.best_metric, tr.best_epoch);
+    else if (dev_path) fprintf(stderr, "; dev %s %.4f (best %.4f at epoch %d)", metric, run.dev_metric, tr.best_metric, tr.best_epoch);
     fputc('\n', stderr);
     if (run.log) fclose(run.log);
     if (run.tb && mmp_tensorboard_close(run.tb, err, sizeof err)) mmp_die("%s", err);

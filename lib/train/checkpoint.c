@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "train/caption_train.h"
 #include "train/cnn_tail.h"
 #include "train/metrics.h"
 #include "train/train.h"
@@ -157,7 +158,8 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mmp_st_writer_init(&w);
     const mmp_head *h = &tr->head;
     if (h->tx) mmp_txhead_save(h->tx, &w, 0); /* the whole model under its own names */
-    for (int i = 0; i < h->np && !h->tx; i++) {
+    if (h->capt) mmp_caption_save(h->capt, &w); /* ClipCap's names (the decoder's views are named for the optimizer state) */
+    for (int i = 0; i < h->np && !h->tx && !h->capt; i++) {
         const mmp_param *p = &h->params[i];
         mmp_st_writer_add_f32(&w, p->name, p->w, p->ndim, p->shape);
     }
@@ -180,6 +182,10 @@ int mmp_trainer_save(const mmp_trainer *tr, const char *path, char *err, size_t 
     mset(m, "best_metric", "%.17g", tr->best_metric);
     mset(m, "best_epoch", "%d", tr->best_epoch);
     mset(m, "bad_epochs", "%d", tr->bad_epochs);
+    if (h->capt) {
+        mset(m, "feature_dim", "%lld", (long long)tr->cfg.feat_dim);
+        mset(m, "feature_tokens", "%lld", (long long)tr->cfg.feat_tokens);
+    }
     if (tr->provenance) mmp_meta_set(m, "provenance", tr->provenance);
     if (tr->text_provenance) mmp_meta_set(m, "text_provenance", tr->text_provenance);
     if (MMP_HEAD_IS_FUSE(h->kind)) { /* lib/fuse's checkpoint keys (mmp-fuse --checkpoint) */
@@ -361,6 +367,10 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     MINT("epoch", tr->epoch, 0, 1 << 30);
     MINT("best_epoch", tr->best_epoch, 0, 1 << 30);
     MINT("bad_epochs", tr->bad_epochs, 0, 1 << 30);
+    if (tr->cfg.head == MMP_HEAD_CAPTION) {
+        MINT("feature_dim", tr->cfg.feat_dim, 1, 1 << 24);
+        MINT("feature_tokens", tr->cfg.feat_tokens, 0, 1 << 24);
+    }
 #undef MINT
     s = mmp_meta_get(m, "best_metric");
     tr->best_metric = s ? strtod(s, NULL) : -INFINITY;
@@ -388,7 +398,7 @@ int mmp_trainer_load(mmp_trainer *tr, const char *path, const mmp_meta *ovr, cha
     for (int i = 0; i < tr->head.np && !tr->clip; i++) {
         mmp_param *p = &tr->head.params[i];
         if (strstr(p->name, ".lora_") && !mmp_st_get(&st, p->name)) continue; /* --unfreeze lora from a plain checkpoint: fresh adapters */
-        if (!tr->head.tx && mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out; /* a transformer reads its own */
+        if (!tr->head.tx && !tr->head.capt && mmp_st_read_f32(&st, p->name, p->ndim, p->shape, p->w, err, errlen)) goto out; /* a transformer reads its own */
         const char *sn[2] = {mmp_optim_state_name(&tr->cfg.opt, 0), mmp_optim_state_name(&tr->cfg.opt, 1)};
         float **dst[2] = {&p->s1, &p->s2};
         for (int k = 0; k < 2; k++) {

@@ -227,7 +227,8 @@ int mmp_unfreeze_parse(const char *s, int *kind, int *n, char *err, size_t errle
 
 /* --unfreeze and the LoRA options (recorded when they apply: a CNN --from input, --head transformer) */
 static int unfreeze_applies(const mmp_train_cfg *c) {
-    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER || c->head == MMP_HEAD_CLIP;
+    return (MMP_HEAD_IS_TAIL(c->head) && c->from_input) || c->head == MMP_HEAD_TRANSFORMER || c->head == MMP_HEAD_CLIP ||
+           c->head == MMP_HEAD_CAPTION;
 }
 static int set_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     mmp_train_cfg *c = t;
@@ -365,6 +366,7 @@ static int set_max_length(const mmp_option *o, void *t, const char *v, char *err
 static int fmt_max_length(const mmp_option *o, const void *t, char *buf, size_t n) {
     const mmp_train_cfg *c = t;
     if (MMP_HEAD_IS_VQA(c->head)) return snprintf(buf, n, "%d", c->max_length), 1;
+    if (c->head == MMP_HEAD_CAPTION) return snprintf(buf, n, "%d", c->max_length), 1;
     return c->modality == 1 ? fmt_tx_int(c, c->max_length, buf, n) : 0;
 }
 
@@ -401,6 +403,31 @@ static int fmt_vqa_pos(const mmp_option *o, const void *t, char *buf, size_t n) 
     const mmp_train_cfg *c = t;
     return c->head == MMP_HEAD_VQA ? (snprintf(buf, n, "%s", c->vqa_pos ? "grid" : "none"), 1) : 0;
 }
+
+/* caption head: its keys are recorded for it only (t: the field; o->off its offset) */
+static const mmp_train_cfg *field_cfg(const mmp_option *o, const void *t) {
+    return (const mmp_train_cfg *)(const void *)((const char *)t - o->off);
+}
+static int fmt_cap_str(const mmp_option *o, const void *t, char *buf, size_t n) {
+    if (field_cfg(o, t)->head != MMP_HEAD_CAPTION) return 0;
+    snprintf(buf, n, "%s", (const char *)t);
+    return 1;
+}
+static int fmt_cap_int(const mmp_option *o, const void *t, char *buf, size_t n) {
+    if (field_cfg(o, t)->head != MMP_HEAD_CAPTION) return 0;
+    snprintf(buf, n, "%d", *(const int *)t);
+    return 1;
+}
+static int set_mapper(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    if (strcmp(v, "mlp") && strcmp(v, "transformer")) return mmp_errf(err, errlen, "--mapper %s: expected mlp or transformer", v);
+    snprintf(CFG(t)->mapper, sizeof CFG(t)->mapper, "%s", v);
+    return 0;
+}
+static int fmt_mapper(const mmp_option *o, const void *t, char *buf, size_t n) {
+    if (CCFG(t)->head != MMP_HEAD_CAPTION) return 0;
+    snprintf(buf, n, "%s", CCFG(t)->mapper);
+    return 1;
+}
 /* ------------------------------------------------------------------ */
 /* the table                                                           */
 /* ------------------------------------------------------------------ */
@@ -430,7 +457,7 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL}; /* index = 
 /* The order of the entries is the order of the keys in a checkpoint's metadata. */
 const mmp_option mmp_train_options[] = {
     MMP_O_TEXT("model:"),
-    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip|transformer|vqa|vqa-pooled",
+    FN("head", "head", set_head, fmt_head, "auto", "linear|mlp|pair|gated|attention|mnv2-tail|resnet-tail|clip|transformer|vqa|vqa-pooled|caption",
        "default linear (pair for --loss contrastive|triplet)\n"
        "gated, attention: learned fusion (lib/fuse, as mmp-fuse --mode)\n"
        "  of --feature and --pair-field, then nn.Linear(F, C) (ce/bce); raw\n"
@@ -453,7 +480,10 @@ const mmp_option mmp_train_options[] = {
        "  mmp-embed --layer BLOCK:tokens) through --fuse-layers cross-attention\n"
        "  layers of width --fuse-dim, then an MLP (--hidden) over --answers\n"
        "  answers; vqa-pooled: the baseline, an MLP on the mean image token and\n"
-       "  the mean question token (docs/vqa.md)",
+       "  the mean question token (docs/vqa.md)\n"
+       "caption: ClipCap image captioning: a mapping network (--mapper) and\n"
+       "  a GPT-2 decoder (--decoder, or from scratch) on feature records\n"
+       "  with \"captions\" (docs/caption.md)",
        .flags = ARCH),
     FN("hidden", "hidden", set_hidden, fmt_hidden, "", "N[,N...]", "MLP hidden widths (implies --head mlp): Linear-ReLU-Dropout blocks",
        .flags = ARCH),
@@ -574,6 +604,31 @@ const mmp_option mmp_train_options[] = {
     FN("vqa_pos", "vqa-pos", set_vqa_pos, fmt_vqa_pos, "grid", "grid|none",
        "learned 2-D position embeddings of the image grid added to the\n"
        "image tokens (grid: one per token of the grid, raster order), or none", .flags = ARCH),
+    MMP_O_TEXT("captioning (--head caption; docs/caption.md):"),
+    FN("mapper", "mapper", set_mapper, fmt_mapper, "mlp", "mlp|transformer",
+       "ClipCap's mapping network from the image feature to the prefix:\n"
+       "its MLP (Linear, Tanh, Linear) or its TransformerMapper", .flags = ARCH),
+    INT("prefix_length", "prefix-length", prefix_length, 1, 1024, "10", "K", "prefix embeddings in front of the caption (10)", .fmt = fmt_cap_int,
+        .flags = ARCH),
+    INT("mapper_layers", "mapper-layers", mapper_layers, 1, 64, "8", "N", "--mapper transformer: its layers (8)", .fmt = fmt_cap_int,
+        .flags = ARCH),
+    STR("decoder", "decoder", decoder, 0, "", "PATH",
+        "the GPT-2 decoder (a GPT2LMHeadModel folder); without it a decoder\n"
+        "from scratch of the --decoder-* sizes", .fmt = fmt_cap_str, .flags = ARCH),
+    INT("decoder_layers", "decoder-layers", decoder_layers, 1, 128, "4", "N", "scratch decoder: layers (4)", .fmt = fmt_cap_int, .flags = ARCH),
+    INT("decoder_width", "decoder-width", decoder_width, 8, 1 << 16, "256", "C", "scratch decoder: width n_embd (256)", .fmt = fmt_cap_int,
+        .flags = ARCH),
+    INT("decoder_heads", "decoder-heads", decoder_heads, 1, 1024, "4", "H", "scratch decoder: attention heads (4)", .fmt = fmt_cap_int,
+        .flags = ARCH),
+    INT("decoder_context", "decoder-context", decoder_context, 2, 1 << 16, "64", "N", "scratch decoder: positions n_positions (64)",
+        .fmt = fmt_cap_int, .flags = ARCH),
+    STR("tokenizer", "tokenizer", tokenizer, 0, "", "FILE",
+        "the captions' tokenizer: a tokenizers WordLevel tokenizer.json or a\n"
+        "GPT-2 vocab.json + merges.txt folder (default: the --decoder's;\n"
+        "scratch: built from the training captions, OUT-stem.tokenizer.json)", .fmt = fmt_cap_str, .flags = ARCH),
+    INT("min_count", "min-count", min_count, 1, 1 << 30, "2", "N", "scratch vocabulary: words seen at least N times (2)", .fmt = fmt_cap_int),
+    STR("captions_field", "captions-field", captions_field, 1, "captions", "NAME", "the records' string list of captions (captions)",
+        .fmt = fmt_cap_str, .flags = ARCH),
     {.type = MMP_OPTION_FLAG, KEY("recompute", "recompute"), .off = OFF(int, recompute), .val = 1, .metaval = "1", .def = "0",
      .fmt = fmt_never, .help = "--head transformer|clip: activation recomputation\n"
                          "(torch.utils.checkpoint per block): keep only each trainable\n"
@@ -691,6 +746,13 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         if (c->head == MMP_HEAD_VQA && c->fuse_dim % c->heads)
             return mmp_errf(err, errlen, "--fuse-dim %lld must be a multiple of --heads %d", (long long)c->fuse_dim, c->heads);
     }
+    if (c->head == MMP_HEAD_CAPTION) {
+        if (c->standardize > 0) return mmp_errf(err, errlen, "--standardize is not available for the caption head");
+        if (c->nhidden > 0) return mmp_errf(err, errlen, "--hidden needs --head mlp");
+        if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head caption trains with the captions' NLL (--loss ce)");
+        if (c->unfreeze_kind != MMP_UNFREEZE_ALL && c->unfreeze_kind != MMP_UNFREEZE_HEAD && c->unfreeze_kind != MMP_UNFREEZE_LORA)
+            return mmp_errf(err, errlen, "--head caption: --unfreeze %s: head, lora or all", c->unfreeze);
+    }
     if (c->recompute && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP)
         return mmp_errf(err, errlen, "--recompute needs --head transformer or clip (the encoder blocks it recomputes)");
     if (MMP_HEAD_IS_FUSE(c->head) && c->nhidden > 0) {
@@ -710,7 +772,8 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         mmp_errf(err, errlen, "--head clip: --unfreeze %s: all or lora (--lock image|text locks a tower)", c->unfreeze);
         return -1;
     }
-    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP && c->unfreeze_kind != MMP_UNFREEZE_ALL) {
+    if (!MMP_HEAD_IS_TAIL(c->head) && c->head != MMP_HEAD_TRANSFORMER && c->head != MMP_HEAD_CLIP && c->head != MMP_HEAD_CAPTION &&
+        c->unfreeze_kind != MMP_UNFREEZE_ALL) {
         mmp_errf(err, errlen, "--unfreeze %s needs a backbone that trains (--head mnv2-tail|resnet-tail --from input, --head transformer)", c->unfreeze);
         return -1;
     }

@@ -9,6 +9,7 @@
 #include "image/augment.h"
 #include "nn/nn.h"
 #include "nn/provenance.h"
+#include "train/caption_train.h"
 #include "train/train.h"
 #include "train/train_internal.h"
 #include "train/tx_head.h"
@@ -318,6 +319,7 @@ static int load_tx_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int 
 int mmp_train_load_data(mmp_dataset *d, mmp_train_cfg *c, const char *path, int allow_mixed, char *err, size_t errlen) {
     mmp_train_cfg_resolve(c);
     if (c->head == MMP_HEAD_TRANSFORMER) return load_tx_data(d, c, path, allow_mixed, err, errlen);
+    if (c->head == MMP_HEAD_CAPTION) return mmp_caption_load_data(d, c, path, err, errlen);
     if (MMP_HEAD_IS_TAIL(c->head) && c->from_input) {
         if (!c->backbone[0])
             return mmp_errf(err, errlen, "--head %s needs --backbone FILE.safetensors (the pretrained network)", mmp_head_kind_name(c->head));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mmp.h"
+#include "train/caption.h"
 #include "train/resnet_tail.h"
 #include "train/tx_head.h"
 
@@ -14,7 +15,7 @@ const char *mmp_head_kind_name(mmp_head_kind k) {
            : k == MMP_HEAD_ATTENTION ? "attention" : k == MMP_HEAD_MNV2_TAIL ? "mnv2-tail"
            : k == MMP_HEAD_RESNET_TAIL ? "resnet-tail" : k == MMP_HEAD_CLIP ? "clip"
            : k == MMP_HEAD_TRANSFORMER ? "transformer" : k == MMP_HEAD_VQA ? "vqa"
-           : k == MMP_HEAD_VQA_POOLED ? "vqa-pooled" : "linear";
+           : k == MMP_HEAD_VQA_POOLED ? "vqa-pooled" : k == MMP_HEAD_CAPTION ? "caption" : "linear";
 }
 
 int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
@@ -29,6 +30,7 @@ int mmp_head_kind_parse(const char *s, mmp_head_kind *k) {
     else if (!strcmp(s, "vqa")) *k = MMP_HEAD_VQA;
     else if (!strcmp(s, "vqa-pooled")) *k = MMP_HEAD_VQA_POOLED;
     else if (!strcmp(s, "transformer")) *k = MMP_HEAD_TRANSFORMER;
+    else if (!strcmp(s, "caption")) *k = MMP_HEAD_CAPTION;
     else return -1;
     return 0;
 }
@@ -160,6 +162,12 @@ int mmp_head_init_resnet_tail(mmp_head *h, const mmp_safetensors *src, int L, in
 }
 
 void mmp_head_free(mmp_head *h) {
+    if (h->capt) { /* owns params */
+        mmp_captioner_free(h->capt);
+        h->capt = NULL;
+        h->params = NULL;
+        h->np = 0;
+    }
     if (h->tx) { /* owns params */
         mmp_txhead_free(h->tx);
         h->params = NULL;
@@ -189,6 +197,7 @@ mmp_param *mmp_head_param(mmp_head *h, const char *name) {
 }
 
 void mmp_head_init_weights(mmp_head *h, uint64_t seed) {
+    if (h->capt) return; /* the mapping network was initialized from the seed, the decoder is its folder's */
     uint64_t rng = mmp_rng_derive(seed, 0x1417, 0);
     int first = 0;
     if (MMP_HEAD_IS_FUSE(h->kind)) {

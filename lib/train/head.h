@@ -33,6 +33,8 @@
  *           train/resnet_tail.h.
  *   transformer  a whole ViT / CLIP tower / BERT encoder + classifier (train/tx_head.h):
  *           the backbone's own tensor names, classifier.weight/bias (timm: head.*).
+ *   caption  ClipCap: a mapping network + a GPT-2 decoder (train/caption.h):
+ *           clip_project.*, gpt.* (ClipCap's names).
  */
 #ifndef MMP_TRAIN_HEAD_H
 #define MMP_TRAIN_HEAD_H
@@ -50,7 +52,8 @@ extern "C" {
 #endif
 
 typedef enum { MMP_HEAD_LINEAR = 0, MMP_HEAD_MLP, MMP_HEAD_PAIR, MMP_HEAD_GATED, MMP_HEAD_ATTENTION, MMP_HEAD_MNV2_TAIL,
-               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP, MMP_HEAD_TRANSFORMER, MMP_HEAD_VQA, MMP_HEAD_VQA_POOLED } mmp_head_kind;
+               MMP_HEAD_RESNET_TAIL, MMP_HEAD_CLIP, MMP_HEAD_TRANSFORMER, MMP_HEAD_VQA, MMP_HEAD_VQA_POOLED,
+               MMP_HEAD_CAPTION } mmp_head_kind;
 /* MMP_HEAD_VQA, MMP_HEAD_VQA_POOLED: visual question answering (train/vqa.h, train/vqa_cmd.h; no mmp_head) */
 #define MMP_HEAD_IS_VQA(k) ((k) == MMP_HEAD_VQA || (k) == MMP_HEAD_VQA_POOLED)
 /* MMP_HEAD_CLIP: both towers of a CLIP model, contrastive (train/clip_ft.h; no mmp_head) */
@@ -93,6 +96,8 @@ typedef struct {
     const void *batch_model; /* its first argument (the tail, the encoder ...) */
     /* transformer: the tower + classifier (train/tx_head.h; owns params/np likewise) */
     struct mmp_txhead *tx;
+    /* caption: mapping network + decoder (train/caption_train.h; owns params/np likewise) */
+    struct mmp_captioner *capt;
 } mmp_head;
 
 const char *mmp_head_kind_name(mmp_head_kind k);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/caption_train.h"
 #include "train/cnn_tail.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
@@ -54,6 +55,8 @@ static double batch_loss(mmp_trainer *tr, int64_t m, int grad, uint64_t *drng) {
     mmp_train_cfg *c = &tr->cfg;
     mmp_head *h = &tr->head;
     double l;
+    if (h->capt) /* the captions' NLL; LoRA dropout masks from the step's stream */
+        return mmp_caption_loss(h->capt, tr->bx, (int)m, c->label_smoothing, grad, drng ? *drng : 0, NULL);
     if (MMP_HEAD_IS_FUSE(h->kind)) {
         mmp_head_fuse_forward(h, tr->bx, tr->bx2, m, NULL, tr->out);
         if (c->loss == MMP_LOSS_CE)
@@ -315,6 +318,11 @@ void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, 
             continue;
         }
         double l = batch_loss(tr, m, 0, NULL);
+        if (tr->head.capt) { /* the dev loss; the metric (higher is better) is its negative */
+            num += l * (double)m;
+            den += (double)m;
+            continue;
+        }
         double w = 0;
         if (c->loss == MMP_LOSS_CE)
             for (int64_t k = 0; k < m; k++) w += tr->class_w ? tr->class_w[tr->by[k]] : 1.0;
@@ -344,6 +352,8 @@ void mmp_trainer_evaluate(mmp_trainer *tr, const mmp_dataset *ds, double *loss, 
         *metric = (a2b + b2a) / 2;
         free(pa);
         free(pb);
+    } else if (tr->head.capt) {
+        *metric = -*loss;
     } else {
         *metric = (double)correct / (double)n;
     }
@@ -385,13 +395,16 @@ int mmp_trainer_run(mmp_trainer *tr, const mmp_dataset *ds, mmp_train_run *run, 
             mmp_tensorboard_scalar(run->tb, "epoch/train_loss", tr->step, run->train_loss);
             if (has_dev) {
                 mmp_tensorboard_scalar(run->tb, "dev/loss", tr->step, run->dev_loss);
-                mmp_tensorboard_scalar(run->tb, pair ? "dev/recall@1" : "dev/accuracy", tr->step, run->dev_metric);
+                if (!tr->head.capt) mmp_tensorboard_scalar(run->tb, pair ? "dev/recall@1" : "dev/accuracy", tr->step, run->dev_metric);
             }
             if (mmp_tensorboard_flush(run->tb, err, errlen)) return -1;
         }
         if (improved && mmp_trainer_save(tr, run->out, err, errlen)) return -1;
         if (mmp_trainer_save(tr, run->last, err, errlen)) return -1;
-        if (has_dev)
+        if (has_dev && tr->head.capt)
+            mmp_progress_line("epoch %d/%d: train loss %.4f, dev loss %.4f%s", tr->epoch, run->target, run->train_loss, run->dev_loss,
+                              improved ? " (best)" : "");
+        else if (has_dev)
             mmp_progress_line("epoch %d/%d: train loss %.4f, dev loss %.4f, dev %s %.4f%s", tr->epoch, run->target, run->train_loss,
                               run->dev_loss, pair ? "recall@1" : "accuracy", run->dev_metric, improved ? " (best)" : "");
         else

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/caption_train.h"
 #include "train/cnn_tail.h"
 #include "train/resnet_tail.h"
 #include "train/train.h"
@@ -60,6 +61,29 @@ static int tail_input_mismatch(mmp_trainer *tr, char *err, size_t errlen) {
 int mmp_trainer_setup_head(mmp_trainer *tr, const mmp_safetensors *src, int from_ckpt, char *err, size_t errlen) {
     mmp_train_cfg *c = &tr->cfg;
     if (mmp_train_cfg_check(c, err, errlen)) return -1;
+    if (c->head == MMP_HEAD_CAPTION) {
+        char e2[1024];
+        if (from_ckpt && c->unfreeze_kind != MMP_UNFREEZE_LORA && mmp_st_get(src, "gpt.base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"))
+            return mmp_errf(err, errlen, "the checkpoint holds LoRA adapters: keep --unfreeze lora");
+        mmp_captioner *m = mmp_caption_new(c, err, errlen);
+        if (!m) return -1;
+        memset(&tr->head, 0, sizeof tr->head);
+        tr->head.kind = MMP_HEAD_CAPTION;
+        tr->head.capt = m;
+        tr->head.params = mmp_caption_params(m, &tr->head.np);
+        tr->head.in_dim = mmp_caption_row_dim(m);
+        if (from_ckpt && mmp_caption_load_weights(m, src, e2, sizeof e2)) {
+            mmp_head_free(&tr->head);
+            return mmp_errf(err, errlen, "%s", e2);
+        }
+        if (tr->head.in_dim != tr->in_dim) {
+            mmp_errf(err, errlen, "--head caption: the rows have %lld values, the model takes %lld (the feature and --max-length)",
+                     (long long)tr->in_dim, (long long)tr->head.in_dim);
+            mmp_head_free(&tr->head);
+            return -1;
+        }
+        return 0;
+    }
     if (c->head == MMP_HEAD_TRANSFORMER) {
         char e2[1024];
         if (c->modality < 0) return mmp_errf(err, errlen, "--head transformer: the records' modality is unknown (internal)");

@@ -103,11 +103,22 @@ typedef struct {
     char lora_targets[512]; /* comma-separated PEFT target_modules; "": the family's default */
     /* transformer head (train/tx_head.h): backbone = the model; in_h/in_w, in_mean/in_std: its images */
     int modality;         /* -1 auto (from the model and the records), 0 image records, 1 text records */
-    int max_length;       /* text: tokens per record, start/end included (0: the model's) */
+    int max_length;       /* text: tokens per record, start/end included (0: the model's);
+                           * caption: the caption's tokens + EOS (0: from the decoder's context, at most 64) */
     /* VQA heads (train/vqa_cmd.h): backbone = the text tower of the questions; fuse_dim = D, heads */
     int64_t answers;      /* --answers K: the answer vocabulary's size (3000) */
     int fuse_layers;      /* --fuse-layers L: cross-attention layers (2) */
     int vqa_pos;          /* --vqa-pos grid (1): learned position embeddings of the image grid; none (0) */
+    /* caption head (train/caption_train.h) */
+    char mapper[16];      /* mlp | transformer */
+    int prefix_length;    /* K */
+    int mapper_layers;    /* transformer mapper layers */
+    char decoder[1024];   /* the GPT-2 folder ("" + the sizes below: from scratch) */
+    int decoder_layers, decoder_width, decoder_heads, decoder_context;
+    char tokenizer[1024]; /* a tokenizer.json (WordLevel) or a GPT-2 vocab.json/merges.txt folder ("": the decoder's / built) */
+    int min_count;        /* the scratch vocabulary: words seen at least this often */
+    char captions_field[64];
+    int64_t feat_dim, feat_tokens; /* the records' feature: [feat_tokens, feat_dim] or [feat_dim] (feat_tokens 0) */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option

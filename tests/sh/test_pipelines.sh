@@ -47,6 +47,13 @@ if "$P/embed-once-train-many" --out eo --views 2 --heads linear,mlp:16 --lrs 1e-
   [ $((n + 2 * d)) -eq 300 ] && ok "2 views of each fit image ($n records)" || bad "views: fit $n dev $d"
 else cat eo.err; bad "embed-once-train-many failed"; fi
 
+# caption: a tiny run of the three decoder modes on mmp-synth caption scenes
+"$P/caption" --help > help.txt 2>&1 && grep -q "caption" help.txt && ok "caption --help" || bad "caption --help"
+if "$P/caption" --out cap --train 40 --dev 8 --test 8 --size 32 --epochs 1 --decoder-layers 1 --decoder-width 32 --decoder-heads 2 \
+     --decoder-context 24 --prefix-length 4 --beams 2 --threads 2 mnv2.safetensors > cap.txt 2> cap.err; then
+  [ "$(grep -cE '^(all|head|lora) +(greedy|beam2) ' cap.txt)" -eq 6 ] && ok "caption: 3 modes x greedy/beam table" || { cat cap.txt; bad "caption table"; }
+else cat cap.err; bad "caption failed"; fi
+
 # remote-augment: single host twice (determinism), then over TCP between two network namespaces
 ra="--epochs 2 --classes-from $PWD/classes.txt --threads 2"
 "$P/remote-augment" local $ra --out local1.safetensors train.tar mnv2.safetensors 2> ra1.err || { cat ra1.err; bad "remote-augment local"; }
