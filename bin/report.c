@@ -24,7 +24,7 @@ static const char usage[] =
     "identical to pycocoevalcap 1.2 on the same tokenized captions (one record per image).\n"
     "VQA predictions (string lists \"prediction\" and \"answers\", optional \"qtype\"): the\n"
     "official VQA accuracy (vqaEval.py), exact match for one-answer questions, per question\n"
-    "type, answers outside the answer vocabulary (header classes or \"answer_vocab\" metadata).\n"
+    "type, answers outside the answer vocabulary (header classes or \"vqa.answers\" metadata).\n"
     "\n";
 
 int main(int argc, char **argv) {

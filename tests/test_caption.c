@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mmp.h"
 #include "st_testlib.h"
@@ -20,7 +21,14 @@
 #include "tx/gpt2.h"
 #include "train/unfreeze.h"
 
-static char FIX[900];
+static char FIX[900], TMP[1200];
+
+/* a scratch file name under $MMP_TMP (tests/run.sh's folder of the test) or /tmp */
+static const char *tmpfile_name(const char *base) {
+    const char *d = getenv("MMP_TMP") ? getenv("MMP_TMP") : "/tmp";
+    snprintf(TMP, sizeof TMP, "%s/test_caption.%d.%s", d, (int)getpid(), base);
+    return TMP;
+}
 
 static double compare(const char *what, const float *got, const float *want, size_t n, double tol) {
     double dm = 0, wm = 0;
@@ -199,7 +207,7 @@ static void check_mode(const char *kase, const char *mode) {
     for (int e = 0; e < f.st.n; e++) nref += !strncmp(f.st.entries[e].name, name, strlen(name));
     CHECKF(nref == nchk, "%s %s: %d gradients checked, the reference has %d", kase, mode, nchk, nref);
     if (strcmp(mode, "ls")) { /* the checkpoint loaded for generation (LoRA merged): the same loss */
-        const char *tmp = "build/tests/test_caption.ckpt.safetensors";
+        const char *tmp = tmpfile_name("ckpt.safetensors");
         write_ckpt(m, tmp, kase, mode);
         char err[1024];
         CHECK(mmp_captioner_probe(tmp) == 1);
@@ -250,7 +258,7 @@ static void check_adamw(void) {
     mmp_st_writer w;
     mmp_st_writer_init(&w);
     mmp_caption_save(m, &w);
-    const char *tmp = "build/tests/test_caption.tmp.safetensors";
+    const char *tmp = tmpfile_name("tmp.safetensors");
     char err[512];
     CHECK(mmp_st_writer_write(&w, tmp, err, sizeof err) == 0);
     mmp_st_writer_free(&w);
@@ -339,7 +347,7 @@ static void check_wordlevel(void) {
     mmp_wordlevel *b = mmp_wl_build(texts, 3, 2);
     CHECK(mmp_wl_size(b) == 6);
     CHECK(!strcmp(mmp_wl_token(b, 4), "a") && !strcmp(mmp_wl_token(b, 5), "circle"));
-    const char *tmp = "build/tests/test_caption.tokenizer.json";
+    const char *tmp = tmpfile_name("tokenizer.json");
     CHECK(mmp_wl_save(b, tmp, err, sizeof err) == 0);
     mmp_wordlevel *b2 = mmp_wl_load(tmp, err, sizeof err);
     CHECKF(b2 && mmp_wl_size(b2) == 6 && mmp_wl_id(b2, "circle") == 5, "saved vocabulary read back: %s", b2 ? "" : err);

@@ -99,8 +99,13 @@ mmp_wordlevel *mmp_wl_build(const char *const *texts, size_t n, int min_count) {
 
 mmp_wordlevel *mmp_wl_load(const char *path, char *err, size_t errlen) {
     json_t *j = NULL;
-    char e2[512];
-    if (mmp_json_load(path, &j, e2, sizeof e2) != 1) { mmp_errf(err, errlen, "%s: %s", path, e2); return NULL; }
+    char e2[512] = "";
+    int rc = mmp_json_load(path, &j, e2, sizeof e2);
+    if (rc != 1) {
+        if (rc == 0 || !e2[0]) mmp_errf(err, errlen, "%s: no such file", path);
+        else mmp_errf(err, errlen, "%s", e2); /* names the file */
+        return NULL;
+    }
     json_t *m = json_object_get(j, "model"), *voc = m ? json_object_get(m, "vocab") : NULL;
     const char *type = m ? json_string_value(json_object_get(m, "type")) : NULL;
     if (!type || strcmp(type, "WordLevel") || !json_is_object(voc)) {

@@ -138,7 +138,7 @@ int mmp_report_gen_kind(const mmp_record *rec);
 int mmp_report_gen_add(mmp_report_data *d, const mmp_record *rec, const char *rname, uint64_t idx, char *err,
                        size_t errlen);
 /* Scores what was added (h: the answer vocabulary in the header's classes or
- * its "answer_vocab" metadata, a JSON array of strings). 0 or -1 (no image
+ * its "vqa.answers" metadata, a JSON array of strings). 0 or -1 (no image
  * or question left to score). */
 int mmp_report_gen_compute(mmp_report_data *d, const mmp_header *h, const char *rname, char *err, size_t errlen);
 void mmp_report_gen_free(mmp_report_data *d);

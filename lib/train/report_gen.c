@@ -202,14 +202,18 @@ static int in_vocab(char **sorted, int64_t n, const char *s) {
     return n > 0 && bsearch(&s, sorted, (size_t)n, sizeof(char *), cmp_str) != NULL;
 }
 
-static void compute_vqa(mmp_report_data *d, const mmp_header *h) {
+static int compute_vqa(mmp_report_data *d, const mmp_header *h, const char *rname, char *err, size_t errlen) {
     struct mmp_report_gen *g = d->gen;
     mmp_vqareport *v = &d->vqar;
-    /* the answer vocabulary: header metadata "answer_vocab" (JSON array of strings), else the class names */
+    /* the answer vocabulary: header metadata "vqa.answers" (a JSON array of
+     * strings, as VQA checkpoints record it), else the class names */
     char **voc = NULL;
     int nv = 0;
     char e2[256];
-    if (mmp_json_strings(mmp_meta_get(&h->meta, "answer_vocab"), &nv, &voc, e2, sizeof e2) || nv == 0) {
+    if (mmp_json_strings(mmp_meta_get(&h->meta, "vqa.answers"), &nv, &voc, e2, sizeof e2))
+        return mmp_errf(err, errlen, "%s: header metadata \"vqa.answers\": %s", rname, e2);
+    if (nv == 0) {
+        free(voc);
         nv = h->nclasses;
         voc = mmp_xmalloc(sizeof(char *) * (size_t)(nv ? nv : 1));
         for (int i = 0; i < nv; i++) voc[i] = mmp_xstrdup(h->classes[i]);
@@ -258,6 +262,7 @@ static void compute_vqa(mmp_report_data *d, const mmp_header *h) {
     v->vqa_accuracy = v->multi ? sm / (double)v->multi : NAN;
     v->exact_accuracy = v->single ? ss / (double)v->single : NAN;
     free_list(voc, nv);
+    return 0;
 }
 
 int mmp_report_gen_compute(mmp_report_data *d, const mmp_header *h, const char *rname, char *err, size_t errlen) {
@@ -271,7 +276,7 @@ int mmp_report_gen_compute(mmp_report_data *d, const mmp_header *h, const char *
         d->capr.n = g->n;
     } else if (d->kind == 2) {
         if (g->nq == 0) return mmp_errf(err, errlen, "%s: no question with answers to score", rname);
-        compute_vqa(d, h);
+        if (compute_vqa(d, h, rname, err, errlen)) return -1;
     }
     return 0;
 }

@@ -28,7 +28,7 @@ with Writer("cap.mmp", {}) as w:
 with Writer("nocap.mmp", {}) as w:
     w.write({}, id="x", strings={"captions": ["a dog"]})
 q = json.load(open(F + "/vqaeval/vqaeval.json"))
-with Writer("vqa.mmp", {}, classes=["yes", "no", "2"]) as w:
+with Writer("vqa.mmp", {}, meta={"vqa.answers": json.dumps(["yes", "no", "2"])}) as w:
     for i, x in enumerate(q["questions"]):
         w.write({}, id="q%d" % i, text="question?",
                 strings={"prediction": [x["prediction"]], "answers": x["answers"], "qtype": [x["qtype"]]})
@@ -63,6 +63,12 @@ assert got["answer_vocabulary"]["predictions_outside"] == sum(q["prediction"] no
 assert got["answer_vocabulary"]["questions_unseen"] == sum(not (set(q["answers"]) & voc) for q in qs)
 PY
 mmp-report vqa.mmp | grep -q "^VQA accuracy (official evaluation) " || fail "VQA text"
+"$py" -c '
+from mmpipe.stream import Writer
+with Writer("badvocab.mmp", {}, meta={"vqa.answers": "[1, 2]"}) as w:
+    w.write({}, strings={"prediction": ["yes"], "answers": ["yes", "no"]})
+' || fail "writing badvocab.mmp"
+refuse 'badvocab.mmp: header metadata "vqa.answers"' mmp-report badvocab.mmp
 
 refuse 'nocap.mmp: record 0: reference "captions" but no generated "text"' mmp-report nocap.mmp
 echo ok
