@@ -131,5 +131,10 @@ typedef struct mmp_gen_gpt2 mmp_gen_gpt2;
 mmp_gen_gpt2 *mmp_gen_gpt2_new(const struct mmp_gpt2 *m);
 void mmp_gen_gpt2_free(mmp_gen_gpt2 *g);
 const mmp_gen_lm *mmp_gen_gpt2_lm(const mmp_gen_gpt2 *g);
+/* The decoding steps' path, the same for every batch so that a row's bits
+ * never depend on it: 0 (default) 4 sequences a call through the few-row
+ * dot products (best for few sequences: greedy, sampling); 1 all sequences
+ * in one call through the GEMM, topped up with dummy rows (beam search). */
+void mmp_gen_gpt2_set_wide(mmp_gen_gpt2 *g, int wide);
 
 #endif

@@ -4,8 +4,12 @@
  * of at most GROUP new positions with few-row dot products and a bigger one
  * with the GEMM: the same values within float rounding, not the same bits.
  * So each prompt is fed in a call of its own (its bits depend on its length
- * only) and the decoding steps feed the slots GROUP at a time (always the
- * few-row path, whatever the batch). */
+ * only) and the decoding steps take one path whatever the batch: by default
+ * the slots GROUP at a time (the few-row path: weights streamed once per
+ * GROUP rows, best for few sequences); "wide" (mmp_gen_gpt2_set_wide: beam
+ * search, many sequences) all fed slots in one call, topped up to GROUP + 1
+ * rows with dummy slots (reset to empty at each reorder) so that it is always
+ * the GEMM. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,15 +27,21 @@ struct mmp_gen_gpt2 {
     int cap_slots, cap_len; /* of the cache */
     float *buf;             /* [nslots, V]: prefill's logits by slot */
     int *n_new;
+    int wide;               /* steps through the GEMM (dummy slots nslots .. nslots + GROUP, empty slot after) */
+    int dummies_fed;        /* the dummy slots hold a position since the last reorder */
+    int32_t *ids;           /* [cap_slots] */
+    int *src;               /* [cap_slots] */
 };
+
+#define SPARE (GROUP + 1) /* GROUP dummy slots + one always empty */
 
 static int g_begin(void *self, int nslots, int maxlen, char *err, size_t errlen) {
     mmp_gen_gpt2 *g = self;
     if (maxlen > g->m->cfg.ctx)
         return mmp_errf(err, errlen, "%d positions needed, the decoder has %d", maxlen, g->m->cfg.ctx);
-    if (!g->c || nslots > g->cap_slots || maxlen > g->cap_len) {
+    if (!g->c || nslots + SPARE > g->cap_slots || maxlen > g->cap_len) {
         mmp_gpt2_cache_free(g->c);
-        g->cap_slots = nslots > g->cap_slots ? nslots : g->cap_slots;
+        g->cap_slots = nslots + SPARE > g->cap_slots ? nslots + SPARE : g->cap_slots;
         g->cap_len = maxlen > g->cap_len ? maxlen : g->cap_len;
         g->c = mmp_gpt2_cache_new(g->m, g->cap_slots, g->cap_len);
         if (!g->c) return mmp_errf(err, errlen, "cannot make a KV cache of %d x %d", g->cap_slots, g->cap_len);
@@ -39,7 +49,12 @@ static int g_begin(void *self, int nslots, int maxlen, char *err, size_t errlen)
         free(g->n_new);
         g->buf = NULL;
         g->n_new = mmp_xmalloc((size_t)g->cap_slots * sizeof *g->n_new);
+        free(g->ids);
+        free(g->src);
+        g->ids = mmp_xmalloc((size_t)g->cap_slots * sizeof *g->ids);
+        g->src = mmp_xmalloc((size_t)g->cap_slots * sizeof *g->src);
     }
+    g->dummies_fed = 0;
     mmp_gpt2_cache_reset(g->c);
     g->nslots = nslots;
     g->maxlen = maxlen;
@@ -66,10 +81,41 @@ static int g_prefill(void *self, const mmp_gen_input *in, const int *slot_of, in
     return rc;
 }
 
+/* src over the whole cache: the search's slots, then the spare ones (the
+ * dummies reset to the empty slot) */
+static void full_reorder(mmp_gen_gpt2 *g, const int *src) {
+    int S = g->cap_slots, empty = S - 1;
+    for (int s = 0; s < S; s++) g->src[s] = s < g->nslots && src ? src[s] : s >= g->nslots ? empty : s;
+    mmp_gpt2_cache_reorder(g->c, g->src);
+    g->dummies_fed = 0;
+}
+
 static int g_step(void *self, const int32_t *ids, const int *n_new, float *logits, char *err, size_t errlen) {
     mmp_gen_gpt2 *g = self;
     int S = g->cap_slots, V = g->m->cfg.vocab;
     if (!g->buf) g->buf = mmp_xmalloc((size_t)S * V * sizeof *g->buf);
+    if (g->wide) { /* one call, at least GROUP + 1 rows: always the GEMM */
+        int fed = 0;
+        for (int s = 0; s < S; s++) {
+            g->n_new[s] = s < g->nslots && n_new[s] ? 1 : 0;
+            if (g->n_new[s]) g->ids[fed] = ids[fed], fed++;
+        }
+        if (!fed) return 0;
+        if (fed <= GROUP) {
+            if (g->dummies_fed) full_reorder(g, NULL);
+            /* the dummy slots follow the search's: their ids after the fed ones */
+            for (int d = 0; fed <= GROUP; d++) {
+                g->n_new[g->nslots + d] = 1;
+                g->ids[fed++] = 0;
+            }
+            g->dummies_fed = 1;
+        }
+        int rc = mmp_gpt2_step_ids(g->m, g->c, g->ids, g->n_new, g->buf, err, errlen);
+        if (!rc)
+            for (int t = 0; t < g->nslots; t++)
+                if (n_new[t]) memcpy(logits + (size_t)t * V, g->buf + (size_t)t * V, (size_t)V * sizeof *logits);
+        return rc;
+    }
     /* the fed slots GROUP at a time (the few-row path for every row, whatever the batch) */
     int s = 0, k = 0;
     while (s < g->nslots) {
@@ -86,18 +132,7 @@ static int g_step(void *self, const int32_t *ids, const int *n_new, float *logit
     return 0;
 }
 
-static void g_reorder(void *self, const int *src) {
-    mmp_gen_gpt2 *g = self;
-    int S = g->cap_slots;
-    if (S == g->nslots) {
-        mmp_gpt2_cache_reorder(g->c, src);
-        return;
-    }
-    int *full = mmp_xmalloc((size_t)S * sizeof *full);
-    for (int s = 0; s < S; s++) full[s] = s < g->nslots ? src[s] : s;
-    mmp_gpt2_cache_reorder(g->c, full);
-    free(full);
-}
+static void g_reorder(void *self, const int *src) { full_reorder(self, src); }
 
 mmp_gen_gpt2 *mmp_gen_gpt2_new(const mmp_gpt2 *m) {
     mmp_gen_gpt2 *g = mmp_xcalloc(1, sizeof *g);
@@ -109,8 +144,12 @@ mmp_gen_gpt2 *mmp_gen_gpt2_new(const mmp_gpt2 *m) {
 
 const mmp_gen_lm *mmp_gen_gpt2_lm(const mmp_gen_gpt2 *g) { return &g->lm; }
 
+void mmp_gen_gpt2_set_wide(mmp_gen_gpt2 *g, int wide) { g->wide = wide; }
+
 void mmp_gen_gpt2_free(mmp_gen_gpt2 *g) {
     if (!g) return;
+    free(g->ids);
+    free(g->src);
     mmp_gpt2_cache_free(g->c);
     free(g->buf);
     free(g->n_new);
