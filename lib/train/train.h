@@ -108,6 +108,8 @@ typedef struct {
     int64_t answers;      /* --answers K: the answer vocabulary's size (3000) */
     int fuse_layers;      /* --fuse-layers L: cross-attention layers (2) */
     int vqa_pos;          /* --vqa-pos grid (1): learned position embeddings of the image grid; none (0) */
+    int text_unfreeze;    /* --text-unfreeze: the text tower frozen (0, head), its LoRA adapters (1, lora)
+                           * or all its weights (2, all) train with the fusion model */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option
