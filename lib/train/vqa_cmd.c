@@ -1067,3 +1067,32 @@ int mmp_vqa_eval_cmd(const char *model, const char *in, const char *outp, int le
     qtower_free(&q);
     return 0;
 }
+
+/* ------------------------------------------------------------------ */
+/* mmp-export --peft                                                   */
+/* ------------------------------------------------------------------ */
+
+int mmp_vqa_write_peft(const char *model, const char *dir, char *err, size_t errlen) {
+    vqa_state s;
+    if (load(&s, model, NULL, 0, err, errlen)) return -1;
+    qtower q;
+    memset(&q, 0, sizeof q);
+    int rc = -1;
+    if (s.cfg.text_unfreeze != 1) {
+        mmp_errf(err, errlen, "%s: not trained with --text-unfreeze lora: no adapters to write", model);
+        goto out;
+    }
+    if (qtower_load(&q, s.cfg.backbone, s.cfg.max_length, 1, err, errlen)) goto out;
+    if (s.text_sha[0] && strcmp(s.text_sha, q.tm.bert.sha256)) {
+        mmp_errf(err, errlen, "the text tower %s is not the one %s was trained with", s.cfg.backbone, model);
+        goto out;
+    }
+    if (qtower_trainable(&q, &s.cfg, err, errlen) || qtower_read(&q, model, 0, NULL, err, errlen)) goto out;
+    rc = mmp_tx_lora_save(q.lora, dir, err, errlen);
+out:
+    qtower_free(&q);
+    vocab_free(&s.v);
+    mmp_vqa_free(s.m);
+    free(s.provenance);
+    return rc;
+}
