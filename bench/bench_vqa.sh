@@ -8,11 +8,13 @@
 #  - image tokens: mmp-decode --manifest | mmp-embed --model MobileNetV2 (ImageNet,
 #    ../shared/models) --layer LAYER (features.13:tokens: a 6x6 grid of 96 channels
 #    on the 96x96 pictures); each image decoded and embedded once
-#  - question tokens: all-MiniLM-L6-v2's last hidden states (frozen)
+#  - question tokens: all-MiniLM-L6-v2's last hidden states (frozen; --text-unfreeze lora:
+#    PEFT LoRA adapters on query/value, r 8, trained with both heads)
 #  - both heads: AdamW lr 1e-3 (cosine schedule), wd 1e-2, batch 64, EPOCHS epochs,
 #    --dev (best epoch kept), seed 0; vqa: --fuse-dim 128 --heads 4 --fuse-layers 2, grid positions
 # usage: bench/bench_vqa.sh [--train N (3000)] [--dev N (200)] [--test N (300)] [--epochs N (16)]
 #        [--answers A (1)] [--layer L] [--threads T] [--out DIR] [--quick (200/50/50 images, 2 epochs)]
+#        [--text-unfreeze head|lora|all (head)]
 # (env: BUILD, MINILM (default models/all-MiniLM-L6-v2), MNV2 (default ../shared/models/mobilenet_v2-imagenet.safetensors))
 set -u
 cd "$(dirname "$0")/.."
@@ -20,12 +22,12 @@ ROOT=$PWD
 BUILD=${BUILD:-build}
 minilm=${MINILM:-models/all-MiniLM-L6-v2}
 mnv2=${MNV2:-${MMP_SHARED:-../shared}/models/mobilenet_v2-imagenet.safetensors}
-ntrain=3000 ndev=200 ntest=300 epochs=16 answers=1 layer=features.13:tokens threads=$(nproc) out=
+ntrain=3000 ndev=200 ntest=300 epochs=16 answers=1 layer=features.13:tokens threads=$(nproc) out= tu=head
 while [ $# -gt 0 ]; do
   case "$1" in
     --train) ntrain=$2; shift 2 ;; --dev) ndev=$2; shift 2 ;; --test) ntest=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;; --answers) answers=$2; shift 2 ;; --layer) layer=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;; --out) out=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;; --out) out=$2; shift 2 ;; --text-unfreeze) tu=$2; shift 2 ;;
     --quick) ntrain=200 ndev=50 ntest=50 epochs=2; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_vqa: unknown option $1" >&2; exit 2 ;;
@@ -48,7 +50,8 @@ done
 t1=$(date +%s)
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "data: mmp-synth --mode vqa --train $ntrain --dev $ndev --test $ntest --answers $answers (6 questions an image); image tokens $layer; $((t1 - t0)) s to make and embed"
-common="--backbone $minilm --epochs $epochs --batch-size 64 --lr 1e-3 --schedule cosine --seed 0 --threads $threads --no-progress --dev $out/dev.mmp"
+echo "text tower: --text-unfreeze $tu"
+common="--backbone $minilm --text-unfreeze $tu --epochs $epochs --batch-size 64 --lr 1e-3 --schedule cosine --seed 0 --threads $threads --no-progress --dev $out/dev.mmp"
 for h in vqa vqa-pooled; do
   extra=""; [ $h = vqa ] && extra="--fuse-dim 128 --heads 4 --fuse-layers 2"
   ts=$(date +%s)

@@ -13,6 +13,7 @@
 #include "train/clip_ft.h"
 #include "train/export.h"
 #include "train/tx_head.h"
+#include "train/vqa_cmd.h"
 #include "tx/peft.h"
 
 static int mmp_is_dir(const char *p) {
@@ -42,7 +43,8 @@ static const char usage[] =
     "the torchvision state dict with the adapters merged, as mmp-export of the checkpoint does.\n"
     "--peft of a --head transformer --unfreeze lora checkpoint: its adapters as a PEFT folder\n"
     "over the backbone (adapters only; the classifier stays in the checkpoint), which\n"
-    "mmp-embed / mmp-embed-text --adapter take.\n"
+    "mmp-embed / mmp-embed-text --adapter take. --peft of a --head vqa|vqa-pooled\n"
+    "--text-unfreeze lora checkpoint: the text tower's adapters as a PEFT folder over its --backbone.\n"
     "A captioner (mmp-train-step --head caption): -o DIR gets its decoder as a Hugging Face\n"
     "GPT2LMHeadModel folder (trained weights, LoRA merged; a word-level vocabulary as\n"
     "DIR/tokenizer.json), which mmp-train-step --head caption --decoder DIR takes (docs/caption.md).\n"
@@ -70,6 +72,10 @@ int main(int argc, char **argv) {
         if (!strcmp(in, "-")) mmp_die("the checkpoint must be a file (see --help)");
         if (mmp_clipft_is_checkpoint(in)) { /* --head clip --unfreeze lora: one adapter over the CLIP model */
             if (mmp_clipft_write_peft(in, outp, err, sizeof err)) mmp_die("%s: %s", in, err);
+            return 0;
+        }
+        if (mmp_vqa_is_checkpoint(in)) { /* --head vqa|vqa-pooled --text-unfreeze lora: the text tower's adapters */
+            if (mmp_vqa_write_peft(in, outp, err, sizeof err)) mmp_die("%s", err);
             return 0;
         }
         mmp_trainer tr;

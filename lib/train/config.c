@@ -269,7 +269,9 @@ static int set_lora_targets(const mmp_option *o, void *t, const char *v, char *e
     snprintf(c->lora_targets, sizeof c->lora_targets, "%s", v);
     return 0;
 }
-static int lora_applies(const mmp_train_cfg *c) { return unfreeze_applies(c) && c->unfreeze_kind == MMP_UNFREEZE_LORA; }
+static int lora_applies(const mmp_train_cfg *c) {
+    return (unfreeze_applies(c) && c->unfreeze_kind == MMP_UNFREEZE_LORA) || (MMP_HEAD_IS_VQA(c->head) && c->text_unfreeze == 1);
+}
 static int fmt_lora_rank(const mmp_option *o, const void *t, char *buf, size_t n) {
     return lora_applies(t) ? (snprintf(buf, n, "%d", ((const mmp_train_cfg *)t)->lora_rank), 1) : 0;
 }
@@ -427,6 +429,16 @@ static int fmt_mapper(const mmp_option *o, const void *t, char *buf, size_t n) {
     if (CCFG(t)->head != MMP_HEAD_CAPTION) return 0;
     snprintf(buf, n, "%s", CCFG(t)->mapper);
     return 1;
+}
+static const char *const text_unfreeze_names[] = {"head", "lora", "all"};
+static int set_text_unfreeze(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    for (int k = 0; k < 3; k++)
+        if (!strcmp(v, text_unfreeze_names[k])) return ((mmp_train_cfg *)t)->text_unfreeze = k, 0;
+    return mmp_errf(err, errlen, "--text-unfreeze %s: expected head, lora or all", v);
+}
+static int fmt_text_unfreeze(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return MMP_HEAD_IS_VQA(c->head) ? (snprintf(buf, n, "%s", text_unfreeze_names[c->text_unfreeze]), 1) : 0;
 }
 /* ------------------------------------------------------------------ */
 /* the table                                                           */
@@ -604,6 +616,11 @@ const mmp_option mmp_train_options[] = {
     FN("vqa_pos", "vqa-pos", set_vqa_pos, fmt_vqa_pos, "grid", "grid|none",
        "learned 2-D position embeddings of the image grid added to the\n"
        "image tokens (grid: one per token of the grid, raster order), or none", .flags = ARCH),
+    FN("text_unfreeze", "text-unfreeze", set_text_unfreeze, fmt_text_unfreeze, "head", "head|lora|all",
+       "the text tower: frozen, its tokens computed once per question (head),\n"
+       "PEFT LoRA adapters (--lora-rank, --lora-alpha, --lora-dropout,\n"
+       "--lora-targets; default query,value) trained with the fusion model\n"
+       "(lora), or all its weights (all)", .flags = ARCH),
     MMP_O_TEXT("captioning (--head caption; docs/caption.md):"),
     FN("mapper", "mapper", set_mapper, fmt_mapper, "mlp", "mlp|transformer",
        "ClipCap's mapping network from the image feature to the prefix:\n"
@@ -739,6 +756,9 @@ int mmp_train_cfg_check(const mmp_train_cfg *c, char *err, size_t errlen) {
         if (c->loss != MMP_LOSS_CE) return mmp_errf(err, errlen, "--head transformer trains with --loss ce");
         if (!c->backbone[0]) return mmp_errf(err, errlen, "--head transformer needs --backbone MODEL (a ViT, CLIP or BERT-family model)");
     }
+    if (c->text_unfreeze && !MMP_HEAD_IS_VQA(c->head))
+        return mmp_errf(err, errlen, "--text-unfreeze %s needs --head vqa|vqa-pooled (--head transformer: --unfreeze)",
+                        c->text_unfreeze == 1 ? "lora" : "all");
     if (MMP_HEAD_IS_VQA(c->head)) {
         if (c->standardize > 0) return mmp_errf(err, errlen, "--standardize is not available for the %s head", mmp_head_kind_name(c->head));
         if (c->nhidden > 1) return mmp_errf(err, errlen, "--head %s: --hidden takes one width (the classifier's hidden layer)", mmp_head_kind_name(c->head));

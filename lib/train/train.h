@@ -119,6 +119,8 @@ typedef struct {
     int min_count;        /* the scratch vocabulary: words seen at least this often */
     char captions_field[64];
     int64_t feat_dim, feat_tokens; /* the records' feature: [feat_tokens, feat_dim] or [feat_dim] (feat_tokens 0) */
+    int text_unfreeze;    /* --text-unfreeze: the text tower frozen (0, head), its LoRA adapters (1, lora)
+                           * or all its weights (2, all) train with the fusion model */
 } mmp_train_cfg;
 
 /* The configuration options (train/config.c), one entry each: the option

@@ -271,18 +271,29 @@ void mmp_vqa_forward(mmp_vqa *m, const float *xi, const int *kvlens, const float
     classify(m, m->pooled, D, logits);
 }
 
-void mmp_vqa_backward(mmp_vqa *m, const float *dlogits) {
+void mmp_vqa_backward(mmp_vqa *m, const float *dlogits) { mmp_vqa_backward_q(m, dlogits, NULL); }
+
+void mmp_vqa_backward_q(mmp_vqa *m, const float *dlogits, float *dxq) {
     const mmp_vqa_config *c = &m->c;
     const int B = m->B, H = c->hidden, D = c->D, I = 4 * c->D, Tq = m->Tq, Tk = m->Tk;
     for (int i = 0; i < m->np; i++) memset(m->p[i].g, 0, sizeof(float) * m->p[i].n);
     const int in = c->pooled ? c->Ci + c->Cq : D;
-    float *dz = fa((size_t)B * H), *du = c->pooled ? NULL : fa((size_t)B * in);
+    if (dxq) memset(dxq, 0, sizeof(float) * (size_t)Tq * c->Cq);
+    float *dz = fa((size_t)B * H), *du = c->pooled && !dxq ? NULL : fa((size_t)B * in);
     mmp_tx_linear_bwd(dz, m->c2w->g, m->c2b->g, dlogits, c->K, m->z, m->c2w->w, B, H, c->K);
     for (size_t i = 0; i < (size_t)B * H; i++)
         if (!(m->z[i] > 0)) dz[i] = 0;
     mmp_tx_linear_bwd(du, m->c0w->g, m->c0b->g, dz, H, m->pooled, m->c0w->w, B, in, H);
     free(dz);
-    if (c->pooled) return;
+    if (c->pooled) {
+        if (dxq) /* u[Ci + k] = the mean of the question's tokens */
+            for (int b = 0, t0 = 0; b < B; t0 += m->qlens[b], b++)
+                for (int t = 0; t < m->qlens[b]; t++)
+                    for (int k = 0; k < c->Cq; k++)
+                        dxq[(size_t)(t0 + t) * c->Cq + k] = du[(size_t)b * in + c->Ci + k] / (float)m->qlens[b];
+        free(du);
+        return;
+    }
     /* mean over the question's tokens, final norm */
     float *dfn = fa((size_t)Tq * D), *dx = fa((size_t)Tq * D);
     for (int b = 0, t0 = 0; b < B; t0 += m->qlens[b], b++)
@@ -319,7 +330,7 @@ void mmp_vqa_backward(mmp_vqa *m, const float *dlogits) {
         memset(p->inb->g + D, 0, sizeof(float) * (size_t)D);
         mmp_tx_layernorm_bwd(dx, p->ln1w->g, p->ln1b->g, da, s->xin, p->ln1w->w, s->m1, s->r1, Tq, D); /* dx = d xin */
     }
-    mmp_tx_linear_bwd(NULL, m->qpw->g, m->qpb->g, dx, D, m->xq, m->qpw->w, Tq, c->Cq, D);
+    mmp_tx_linear_bwd(dxq, m->qpw->g, m->qpb->g, dx, D, m->xq, m->qpw->w, Tq, c->Cq, D);
     float *dkvpre = fa((size_t)Tk * D);
     mmp_tx_layernorm_bwd(dkvpre, m->inw->g, m->inb->g, dkv, m->kvpre, m->inw->w, m->km, m->kr, Tk, D);
     if (m->pos)

@@ -75,6 +75,10 @@ void mmp_vqa_forward(mmp_vqa *m, const float *xi, const int *kvlens, const float
 /* Parameter gradients (overwritten) from dlogits [B, K], after the forward
  * of the same batch. */
 void mmp_vqa_backward(mmp_vqa *m, const float *dlogits);
+/* The same, and dxq [sum qlens, Cq] (overwritten; NULL: not computed) =
+ * d loss / d the question tokens xq (the text tower's training backward
+ * takes it: --text-unfreeze lora|all). */
+void mmp_vqa_backward_q(mmp_vqa *m, const float *dlogits, float *dxq);
 
 /* The loss of logits [B, K]: bce: targets t [B, K] (soft scores), else the
  * labels y [B] (CE). dlogits [B, K] (may be NULL). */

@@ -14,6 +14,8 @@
 #include "rng.h"
 #include "text/bert.h"
 #include "train/vqa.h"
+#include "tx/lora_train.h"
+#include "tx/train.h"
 #include "tx/tx.h"
 
 /* ------------------------------------------------------------------ */
@@ -22,8 +24,20 @@
 
 typedef struct {
     mmp_text_model tm;
-    int max_length, H;
+    int max_length, H, threads;
+    /* --text-unfreeze lora|all: the tower trains with the fusion model */
+    int mode;               /* 0 frozen (head), 1 lora, 2 all */
+    mmp_tx_params P;        /* lora: the adapters only; all: every weight */
+    mmp_tx_lora_set *lora;
+    int frozen;             /* lora: the blocks below the lowest adapter (inference mode) */
+    mmp_param *v;           /* P's parameters under their checkpoint names (TEXT_PFX + P's) */
+    int nv;
 } qtower;
+
+/* The text tower's trained tensors in a checkpoint: this prefix + the
+ * tower's names (lora: PEFT's, base_model.model.encoder.layer.0.attention.self.query.lora_A.weight;
+ * all: BertModel's, encoder.layer.0.attention.self.query.weight) */
+#define TEXT_PFX "text_tower."
 
 static int qtower_load(qtower *q, const char *path, int max_length, int threads, char *err, size_t errlen) {
     memset(q, 0, sizeof *q);
@@ -33,12 +47,79 @@ static int qtower_load(qtower *q, const char *path, int max_length, int threads,
     q->max_length = max_length > 0 ? max_length : q->tm.max_length;
     if (q->max_length > q->tm.bert.cfg.max_pos) q->max_length = q->tm.bert.cfg.max_pos;
     q->H = q->tm.bert.cfg.hidden;
+    q->threads = threads;
     if (q->tm.bert.tx) ((mmp_tx_encoder *)q->tm.bert.tx)->threads = threads;
     return 0;
 }
 
-/* n texts -> their tokens' last hidden states: *out [sum lens, H], lens[n]. 0 or -1 (err: text i). */
-static int qtower_run(const qtower *q, char *const *texts, int n, float **out, int *lens, char *err, size_t errlen) {
+/* --text-unfreeze lora|all: adapters (lora_A from c->seed, lora_B zeros, as
+ * PEFT) or trainable copies of the weights, and their views. 0 or -1 (err). */
+static int qtower_trainable(qtower *q, const mmp_train_cfg *c, char *err, size_t errlen) {
+    char e2[1024];
+    q->mode = c->text_unfreeze;
+    if (!q->mode) return 0;
+    if (q->mode == 2) {
+        if (mmp_bert_make_trainable(&q->tm.bert, &q->P, e2, sizeof e2)) return mmp_errf(err, errlen, "--text-unfreeze all: %s", e2);
+    } else {
+        mmp_tx_lora_opts o;
+        mmp_tx_lora_opts_default(&o);
+        o.r = c->lora_rank, o.alpha = c->lora_alpha, o.dropout = c->lora_dropout, o.seed = c->seed;
+        o.targets = c->lora_targets[0] ? c->lora_targets : MMP_BERT_LORA_DEFAULT_TARGETS;
+        if (!(q->lora = mmp_bert_lora_add(&q->tm.bert, &o, &q->P, e2, sizeof e2)))
+            return mmp_errf(err, errlen, "--text-unfreeze lora: %s", e2);
+        q->frozen = q->tm.bert.cfg.layers;
+        for (int i = 0, l; mmp_tx_lora_site(q->lora, i, &l); i++)
+            if (l < q->frozen) q->frozen = l;
+    }
+    mmp_bert_set_threads(&q->tm.bert, q->threads);
+    q->v = mmp_xcalloc((size_t)q->P.n + 1, sizeof *q->v);
+    for (int i = 0; i < q->P.n; i++) {
+        const mmp_tx_param *p = &q->P.p[i];
+        mmp_param *v = &q->v[q->nv++];
+        if (strlen(TEXT_PFX) + strlen(p->name) >= sizeof v->name)
+            return mmp_errf(err, errlen, "text tower parameter '%s': the name is longer than the optimizer's %zu characters", p->name,
+                            sizeof v->name - 1 - strlen(TEXT_PFX));
+        snprintf(v->name, sizeof v->name, "%s%s", TEXT_PFX, p->name);
+        v->ndim = p->ndim, v->n = p->n;
+        for (int d = 0; d < p->ndim; d++) v->shape[d] = p->shape[d];
+        v->w = p->w, v->g = p->g, v->decay = 1;
+    }
+    return 0;
+}
+
+/* The tower's trained tensors (and with_optim: their optimizer state) from the checkpoint path. */
+static int qtower_read(qtower *q, const char *path, int with_optim, const mmp_optim *opt, char *err, size_t errlen) {
+    if (!q->nv) return 0;
+    mmp_safetensors st;
+    char e2[1024];
+    if (mmp_st_open(&st, path, err, errlen)) return -1;
+    int rc = 0;
+    /* --init from a checkpoint of a frozen tower (no text_unfreeze key: an earlier mmpipe's): fresh ones */
+    if (!mmp_st_get(&st, q->v[0].name) && !mmp_meta_get(&st.meta, "text_unfreeze")) goto out;
+    for (int i = 0; i < q->nv && !rc; i++)
+        if (mmp_st_read_f32(&st, q->v[i].name, q->v[i].ndim, q->v[i].shape, q->v[i].w, e2, sizeof e2))
+            rc = mmp_errf(err, errlen, "%s: the text tower's %s: %s", path, q->mode == 1 ? "adapters" : "weights", e2);
+    if (!rc && with_optim && mmp_train_optim_read(q->v, q->nv, opt, &st, err, errlen)) rc = -1;
+out:
+    mmp_st_close(&st);
+    return rc;
+}
+
+static void qtower_free(qtower *q) {
+    if (q->v) {
+        for (int i = 0; i < q->nv; i++) free(q->v[i].s1), free(q->v[i].s2);
+        free(q->v);
+    }
+    if (q->P.p) mmp_tx_params_free(&q->P);
+    mmp_tx_lora_set_free(q->lora); /* after P, before the model */
+    mmp_text_model_free(&q->tm);
+    memset(q, 0, sizeof *q);
+}
+
+/* n texts -> their tokens' last hidden states: *out [sum lens, H] (out NULL:
+ * not computed), lens[n], *ids_out (NULL: not kept) their token ids. 0 or -1 (err: text i). */
+static int qtower_run(const qtower *q, char *const *texts, int n, float **out, int *lens, int32_t **ids_out, char *err,
+                      size_t errlen) {
     int32_t *ids = mmp_xmalloc(sizeof(int32_t) * (size_t)(n ? n : 1) * q->max_length);
     size_t T = 0;
     for (int i = 0; i < n; i++) {
@@ -50,6 +131,10 @@ static int qtower_run(const qtower *q, char *const *texts, int n, float **out, i
         lens[i] = k;
         T += (size_t)k;
     }
+    if (!out) {
+        *ids_out = ids;
+        return 0;
+    }
     *out = mmp_xmalloc(sizeof(float) * (T ? T : 1) * q->H);
     /* batches of 64 questions: each sequence's rows do not depend on its company (tx/tx.h) */
     size_t off = 0;
@@ -60,7 +145,8 @@ static int qtower_run(const qtower *q, char *const *texts, int n, float **out, i
         mmp_bert_forward(&q->tm.bert, ids + off, lens + s, k, *out + off * q->H);
         off += t;
     }
-    free(ids);
+    if (ids_out) *ids_out = ids;
+    else free(ids);
     return 0;
 }
 
@@ -77,7 +163,9 @@ typedef struct {
     int nq;         /* distinct questions */
     int *qlen;      /* [nq] */
     int64_t *qoff;  /* [nq] */
-    float *xq;
+    float *xq;      /* [sum qlen, Cq] (the tower frozen) */
+    int32_t *qids;  /* the questions' token ids (the tower trains: NULL xq) */
+    const qtower *q; /* the tower that runs on qids */
     int *qidx;      /* [n] the record's question */
     char **id, **qtype;
     int *nans;
@@ -95,7 +183,7 @@ static void set_free(vqa_set *d) {
         for (int k = 0; k < d->nans[i]; k++) free(d->ans[i][k]);
         free(d->ans[i]);
     }
-    free(d->kvlen), free(d->kvoff), free(d->xi), free(d->qlen), free(d->qoff), free(d->xq), free(d->qidx);
+    free(d->kvlen), free(d->kvoff), free(d->xi), free(d->qlen), free(d->qoff), free(d->xq), free(d->qids), free(d->qidx);
     free(d->id), free(d->qtype), free(d->nans), free(d->ans), free(d->rec);
     mmp_header_free(&d->hdr);
     memset(d, 0, sizeof *d);
@@ -208,10 +296,11 @@ static int set_load(vqa_set *d, const char *path, const char *field, const qtowe
         }
         d->qlen = mmp_xmalloc(sizeof(int) * d->nq);
         d->qoff = mmp_xmalloc(sizeof(int64_t) * d->nq);
-        if (qtower_run(q, uniq, d->nq, &d->xq, d->qlen, err, errlen)) res = -1;
+        if (qtower_run(q, uniq, d->nq, q->mode ? NULL : &d->xq, d->qlen, q->mode ? &d->qids : NULL, err, errlen)) res = -1;
         else
             for (int u = 0, o = 0; u < d->nq; o += d->qlen[u], u++) d->qoff[u] = o;
         d->Cq = q->H;
+        if (q->mode) d->q = q;
         free(uniq);
         free(ord);
     }
@@ -371,12 +460,19 @@ typedef struct {
     float *xi, *xq, *logits, *dl, *t;
     int *kvl, *ql;
     int64_t *y;
-    size_t ci, cq;
+    size_t ci, cq, cids;
     int cap;
+    /* a set whose questions go through a training tower (d->q): their ids; train: the training forward (sv) */
+    int32_t *ids;
+    float *dxq;
+    int train;
+    mmp_tx_saved *sv;
 } batch;
 
 static void batch_free(batch *b) {
     free(b->xi), free(b->xq), free(b->logits), free(b->dl), free(b->t), free(b->kvl), free(b->ql), free(b->y);
+    free(b->ids), free(b->dxq);
+    mmp_tx_saved_free(b->sv);
     memset(b, 0, sizeof *b);
 }
 
@@ -385,7 +481,11 @@ static void batch_gather(batch *b, const vqa_set *d, const int64_t *idx, int B, 
     size_t ni = 0, nq = 0;
     for (int j = 0; j < B; j++) ni += (size_t)d->kvlen[idx[j]], nq += (size_t)d->qlen[d->qidx[idx[j]]];
     if (ni * d->Ci > b->ci) b->ci = ni * d->Ci, b->xi = mmp_xrealloc(b->xi, sizeof(float) * b->ci);
-    if (nq * d->Cq > b->cq) b->cq = nq * d->Cq, b->xq = mmp_xrealloc(b->xq, sizeof(float) * b->cq);
+    if (nq * d->Cq > b->cq) {
+        b->cq = nq * d->Cq, b->xq = mmp_xrealloc(b->xq, sizeof(float) * b->cq);
+        if (d->q) b->dxq = mmp_xrealloc(b->dxq, sizeof(float) * b->cq);
+    }
+    if (d->q && nq > b->cids) b->cids = nq, b->ids = mmp_xrealloc(b->ids, sizeof(int32_t) * nq);
     if (B > b->cap) {
         b->cap = B;
         b->kvl = mmp_xrealloc(b->kvl, sizeof(int) * B);
@@ -402,9 +502,20 @@ static void batch_gather(batch *b, const vqa_set *d, const int64_t *idx, int B, 
         b->kvl[j] = d->kvlen[r];
         b->ql[j] = d->qlen[u];
         memcpy(b->xi + oi * d->Ci, d->xi + d->kvoff[r] * d->Ci, sizeof(float) * d->kvlen[r] * d->Ci);
-        memcpy(b->xq + oq * d->Cq, d->xq + d->qoff[u] * d->Cq, sizeof(float) * d->qlen[u] * d->Cq);
+        if (d->q) memcpy(b->ids + oq, d->qids + d->qoff[u], sizeof(int32_t) * d->qlen[u]);
+        else memcpy(b->xq + oq * d->Cq, d->xq + d->qoff[u] * d->Cq, sizeof(float) * d->qlen[u] * d->Cq);
         oi += (size_t)d->kvlen[r];
         oq += (size_t)d->qlen[u];
+    }
+    if (d->q) { /* the questions through the tower as it is now */
+        const mmp_bert *bt = &d->q->tm.bert;
+        if (b->train) {
+            char err[1024];
+            mmp_tx_saved_free(b->sv);
+            if (!(b->sv = mmp_bert_fwd_train_tokens(bt, b->ids, b->ql, B, d->q->frozen, b->xq, err, sizeof err))) mmp_die("%s", err);
+        } else {
+            mmp_bert_forward(bt, b->ids, b->ql, B, b->xq);
+        }
     }
 }
 
@@ -497,13 +608,16 @@ static char *vocab_json(const vocab *v) {
     return js;
 }
 
-static int save(const vqa_state *s, const char *path, char *err, size_t errlen) {
+/* the checkpoint: the fusion model, the text tower's trained tensors (q->v), their optimizer state, the metadata */
+static int save(const vqa_state *s, const qtower *q, const char *path, char *err, size_t errlen) {
     mmp_st_writer w;
     mmp_st_writer_init(&w);
     int np;
     mmp_param *p = mmp_vqa_params(s->m, &np);
     for (int i = 0; i < np; i++) mmp_st_writer_add_f32(&w, p[i].name, p[i].w, p[i].ndim, p[i].shape);
+    for (int i = 0; i < q->nv; i++) mmp_st_writer_add_f32(&w, q->v[i].name, q->v[i].w, q->v[i].ndim, q->v[i].shape);
     mmp_train_optim_add(p, np, &s->cfg.opt, &w);
+    if (q->nv) mmp_train_optim_add(q->v, q->nv, &s->cfg.opt, &w);
     mmp_train_cfg_to_meta(&s->cfg, &w.meta);
     mmp_meta_set(&w.meta, "format", "mmpipe-vqa");
     char buf[64];
@@ -650,6 +764,7 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
     if (ckpt && s.text_sha[0] && strcmp(s.text_sha, q.tm.bert.sha256))
         mmp_die("%s: the text tower %s is not the one the checkpoint %s was trained with", prog, c->backbone, ckpt);
     snprintf(s.text_sha, sizeof s.text_sha, "%s", q.tm.bert.sha256);
+    if (qtower_trainable(&q, c, err, sizeof err) || (ckpt && qtower_read(&q, ckpt, 1, &c->opt, err, sizeof err))) mmp_die("%s", err);
     double t0 = mmp_now();
     vqa_set d, dev;
     int Ci = ckpt ? mmp_vqa_cfg(s.m)->Ci : 0;
@@ -717,7 +832,11 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
     char *last = a->dev ? (a->last ? mmp_xstrdup(a->last) : mmp_train_last_path(a->out)) : mmp_xstrdup(a->out);
     int np;
     mmp_param *p = mmp_vqa_params(s.m, &np);
-    batch b = {0};
+    batch b = {.train = 1};
+    /* the gradient clipping's parameters: the fusion model's, then the tower's (views: the same w and g) */
+    mmp_param *allp = mmp_xmalloc(sizeof(mmp_param) * (size_t)(np + q.nv));
+    memcpy(allp, p, sizeof(mmp_param) * (size_t)np);
+    if (q.nv) memcpy(allp + np, q.v, sizeof(mmp_param) * (size_t)q.nv);
     int64_t *perm = mmp_xmalloc(sizeof(int64_t) * nuse), *idx = mmp_xmalloc(sizeof(int64_t) * bs);
     double t_train = mmp_now(), train_loss = NAN, dev_loss = NAN, dev_acc = NAN;
     int ran = 0, start = s.epoch;
@@ -728,15 +847,23 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
         for (int64_t k = 0; k < nb; k++) {
             int B = (int)(nuse - k * bs < bs ? nuse - k * bs : bs);
             for (int j = 0; j < B; j++) idx[j] = use[perm[k * bs + j]];
+            if (q.lora) mmp_tx_lora_set_step(q.lora, (uint64_t)s.step); /* the dropout masks of this step */
             batch_gather(&b, &d, idx, B, mc->K);
             for (int j = 0; j < B; j++) b.y[j] = targets(&d, idx[j], &s.v, s.bce, b.t + (size_t)j * mc->K);
             mmp_vqa_forward(s.m, b.xi, b.kvl, b.xq, b.ql, B, b.logits);
             double loss = mmp_vqa_loss(b.logits, b.t, b.y, B, mc->K, s.bce, b.dl);
             if (!isfinite(loss)) mmp_die("%s: the loss is not finite at step %lld (lower --lr?)", prog, (long long)s.step + 1);
-            mmp_vqa_backward(s.m, b.dl);
-            if (c->clip > 0) mmp_clip_grad_norm(p, np, c->clip);
+            mmp_vqa_backward_q(s.m, b.dl, q.mode ? b.dxq : NULL);
+            if (q.mode) { /* d loss / d question tokens back through the tower */
+                mmp_tx_params_zero_grad(&q.P);
+                mmp_bert_bwd(&q.tm.bert, b.sv, b.dxq, q.P.bert, NULL);
+                mmp_tx_saved_free(b.sv);
+                b.sv = NULL;
+            }
+            if (c->clip > 0) mmp_clip_grad_norm(allp, np + q.nv, c->clip);
             double lr = mmp_sched_lr(&c->sched, s.step);
             mmp_optim_step(&c->opt, p, np, s.step, lr);
+            if (q.nv) mmp_optim_step(&c->opt, q.v, q.nv, s.step, lr);
             s.step++;
             ls += loss;
             if (log && a->log_every > 0 && s.step % a->log_every == 0)
@@ -762,8 +889,8 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
             fprintf(log, ",\"seconds\":%.3f,\"time\":%.6f}\n", mmp_now() - te, mmp_wall_time());
             fflush(log);
         }
-        if (save(&s, last, err, sizeof err)) mmp_die("%s", err);
-        if (a->dev && better && save(&s, a->out, err, sizeof err)) mmp_die("%s", err);
+        if (save(&s, &q, last, err, sizeof err)) mmp_die("%s", err);
+        if (a->dev && better && save(&s, &q, a->out, err, sizeof err)) mmp_die("%s", err);
         if (mmp_progress_enabled()) {
             if (a->dev)
                 mmp_progress_line("epoch %d/%d: train loss %.4f, dev loss %.4f, dev VQA accuracy %.4f", s.epoch, target, train_loss,
@@ -773,7 +900,7 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
         }
     }
     if (mmp_progress_enabled()) mmp_progress_done();
-    if (!ran && save(&s, a->out, err, sizeof err)) mmp_die("%s", err);
+    if (!ran && save(&s, &q, a->out, err, sizeof err)) mmp_die("%s", err);
     double secs = mmp_now() - t_train;
     fprintf(stderr, "%s: %lld questions (%s head, %s loss, %d answers); epochs %d..%d, %lld steps; %.2f s training, %.2f s loading",
             prog, (long long)nuse, mmp_head_kind_name(c->head), s.bce ? "bce" : "ce", mc->K, start + 1, s.epoch, (long long)s.step,
@@ -783,13 +910,13 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
     fputc('\n', stderr);
     if (log) fclose(log);
     batch_free(&b);
-    free(perm), free(idx), free(use), free(tt), free(last);
+    free(perm), free(idx), free(use), free(tt), free(last), free(allp);
     if (a->dev) set_free(&dev);
     set_free(&d);
     vocab_free(&s.v);
     mmp_vqa_free(s.m);
     free(s.provenance);
-    mmp_text_model_free(&q.tm);
+    qtower_free(&q);
     return 0;
 }
 
@@ -809,6 +936,8 @@ int mmp_vqa_eval_cmd(const char *model, const char *in, const char *outp, int le
     if (qtower_load(&q, s.cfg.backbone, s.cfg.max_length, threads, err, sizeof err)) mmp_die("%s", err);
     if (s.text_sha[0] && strcmp(s.text_sha, q.tm.bert.sha256))
         mmp_die("%s: the text tower %s is not the one %s was trained with", prog, s.cfg.backbone, model);
+    /* --text-unfreeze lora|all: the tower runs with the checkpoint's adapters / weights */
+    if (qtower_trainable(&q, &s.cfg, err, sizeof err) || qtower_read(&q, model, 0, NULL, err, sizeof err)) mmp_die("%s", err);
     const mmp_vqa_config *mc = mmp_vqa_cfg(s.m);
     mmp_reader *r = mmp_reader_open(in, err, sizeof err);
     if (!r) mmp_die("%s", err);
@@ -870,7 +999,7 @@ int mmp_vqa_eval_cmd(const char *model, const char *in, const char *outp, int le
         }
         float *xq = NULL;
         if (B) {
-            if (qtower_run(&q, texts, B, &xq, ql, err, sizeof err)) mmp_die("%s: %s", rname, err);
+            if (qtower_run(&q, texts, B, &xq, ql, NULL, err, sizeof err)) mmp_die("%s: %s", rname, err);
             mmp_vqa_forward(s.m, xi, kvl, xq, ql, B, logits);
         }
         free(xq);
@@ -935,6 +1064,35 @@ int mmp_vqa_eval_cmd(const char *model, const char *in, const char *outp, int le
     vocab_free(&s.v);
     mmp_vqa_free(s.m);
     free(s.provenance);
-    mmp_text_model_free(&q.tm);
+    qtower_free(&q);
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* mmp-export --peft                                                   */
+/* ------------------------------------------------------------------ */
+
+int mmp_vqa_write_peft(const char *model, const char *dir, char *err, size_t errlen) {
+    vqa_state s;
+    if (load(&s, model, NULL, 0, err, errlen)) return -1;
+    qtower q;
+    memset(&q, 0, sizeof q);
+    int rc = -1;
+    if (s.cfg.text_unfreeze != 1) {
+        mmp_errf(err, errlen, "%s: not trained with --text-unfreeze lora: no adapters to write", model);
+        goto out;
+    }
+    if (qtower_load(&q, s.cfg.backbone, s.cfg.max_length, 1, err, errlen)) goto out;
+    if (s.text_sha[0] && strcmp(s.text_sha, q.tm.bert.sha256)) {
+        mmp_errf(err, errlen, "the text tower %s is not the one %s was trained with", s.cfg.backbone, model);
+        goto out;
+    }
+    if (qtower_trainable(&q, &s.cfg, err, errlen) || qtower_read(&q, model, 0, NULL, err, errlen)) goto out;
+    rc = mmp_tx_lora_save(q.lora, dir, err, errlen);
+out:
+    qtower_free(&q);
+    vocab_free(&s.v);
+    mmp_vqa_free(s.m);
+    free(s.provenance);
+    return rc;
 }

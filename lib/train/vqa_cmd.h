@@ -7,8 +7,12 @@
  * (repeats kept: 10 per question in VQA v2, one for one-answer sets), the
  * question type in "qtype" (optional). The question's tokens are the last
  * hidden states of the text tower --backbone (a BERT-family model folder:
- * WordPiece tokenization with [CLS] and [SEP], --max-length), frozen:
- * computed once per distinct question.
+ * WordPiece tokenization with [CLS] and [SEP], --max-length): frozen
+ * (--text-unfreeze head) computed once per distinct question; with
+ * --text-unfreeze lora (PEFT LoRA adapters, --lora-*) or all (every weight)
+ * computed in every step with the tower's training forward, the fusion
+ * model's gradient of its question-token input taken back through it, and
+ * the tower's trained tensors updated by the same optimizer.
  *
  * The answer vocabulary: the K (--answers) answers annotated most often in
  * the training stream (ties: byte order), in that order; the rest are
@@ -25,7 +29,12 @@
  * "mmpipe-vqa", "vqa.answers" (the vocabulary, a JSON list), "vqa.loss" (bce|ce),
  * "vqa.image_width", "vqa.image_tokens" (the grid's tokens with position
  * embeddings, else 0), "vqa.question_width", "text_model_sha256", "step",
- * "epoch", "best_metric", "best_epoch", "provenance" (of the image tokens). */
+ * "epoch", "best_metric", "best_epoch", "provenance" (of the image tokens).
+ * --text-unfreeze lora|all: the tower's trained tensors as "text_tower." +
+ * their name (lora: PEFT's, text_tower.base_model.model.encoder.layer.0.
+ * attention.self.query.lora_A.weight; all: BertModel's,
+ * text_tower.encoder.layer.0.attention.self.query.weight) with their
+ * optimizer state; "text_unfreeze" and the lora_* keys in the metadata. */
 #ifndef MMP_TRAIN_VQA_CMD_H
 #define MMP_TRAIN_VQA_CMD_H
 
@@ -51,5 +60,11 @@ int mmp_vqa_is_checkpoint(const char *path);
  * (and json). Exit status. */
 int mmp_vqa_eval_cmd(const char *model, const char *in, const char *out, int level, int allow_mixed, int threads,
                      const char *json, int argc, char **argv);
+
+/* mmp-export --peft of a --text-unfreeze lora checkpoint: the text tower's
+ * adapters as a PEFT adapter folder DIR over the --backbone (tx/lora_train.h
+ * mmp_tx_lora_save: adapter_config.json, adapter_model.safetensors), which
+ * peft.PeftModel.from_pretrained and mmp-embed-text --adapter load. 0 or -1 (err). */
+int mmp_vqa_write_peft(const char *model, const char *dir, char *err, size_t errlen);
 
 #endif

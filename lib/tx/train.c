@@ -784,8 +784,22 @@ mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const in
     return mmp_bert_fwd_train_part(b, ids, lens, n, 0, out, err, errlen);
 }
 
+static mmp_tx_saved *bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, int tokens,
+                                    float *out, char *err, size_t errlen);
+
 mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, float *out,
                                       char *err, size_t errlen) {
+    return bert_fwd_train(b, ids, lens, n, frozen, 0, out, err, errlen);
+}
+
+mmp_tx_saved *mmp_bert_fwd_train_tokens(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, float *out,
+                                        char *err, size_t errlen) {
+    return bert_fwd_train(b, ids, lens, n, frozen, 1, out, err, errlen);
+}
+
+/* tokens: out [T, H] = the last hidden states (which = 1), else their mean per sequence */
+static mmp_tx_saved *bert_fwd_train(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, int tokens,
+                                    float *out, char *err, size_t errlen) {
     const mmp_bert_config *c = &b->cfg;
     const int H = c->hidden;
     int T = 0;
@@ -808,7 +822,7 @@ mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, con
         T += lens[s];
     }
     mmp_tx_saved *a = mmp_xcalloc(1, sizeof *a);
-    *a = (mmp_tx_saved){.n = n, .T = T, .C = H, .D = H, .frozen = frozen > 0 ? frozen : 0};
+    *a = (mmp_tx_saved){.n = n, .T = T, .C = H, .D = H, .which = tokens, .frozen = frozen > 0 ? frozen : 0};
     a->lens = mmp_xmalloc(sizeof(int) * (size_t)(n + 1));
     memcpy(a->lens, lens, sizeof(int) * (size_t)n);
     a->ids = mmp_xmalloc(sizeof(int32_t) * (size_t)(T + 1));
@@ -823,18 +837,22 @@ mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, con
     ln_save(&a->xe, &a->m0, &a->r0, tmp, b->eln_w, b->eln_b, T, H, c->eps);
     const mmp_tx_encoder *e = b->tx; /* text/bert.c makes it at load */
     mmp_tx_encoder_fwd_part(e, a->xe, lens, n, a->frozen, &a->saved, &a->recompute);
-    mmp_bert_mean_pool(a->xe, lens, n, H, 0, out);
+    if (tokens) memcpy(out, a->xe, sizeof(float) * (size_t)T * H);
+    else mmp_bert_mean_pool(a->xe, lens, n, H, 0, out);
     return a;
 }
 
 void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, const mmp_bert_grad *g, float *demb) {
     const int H = a->C, n = a->n, T = a->T;
     float *dx = fbuf((size_t)T * H), *d0 = fbuf((size_t)T * H);
-    for (int s = 0, t = 0; s < n; s++) {
-        const float inv = 1.0f / (float)(a->lens[s] > 0 ? a->lens[s] : 1);
-        for (int p = 0; p < a->lens[s]; p++, t++)
-            for (int j = 0; j < H; j++) dx[(size_t)t * H + j] = dout[(size_t)s * H + j] * inv;
-    }
+    if (a->which) /* mmp_bert_fwd_train_tokens: dout is [T, H] */
+        memcpy(dx, dout, sizeof(float) * (size_t)T * H);
+    else
+        for (int s = 0, t = 0; s < n; s++) {
+            const float inv = 1.0f / (float)(a->lens[s] > 0 ? a->lens[s] : 1);
+            for (int p = 0; p < a->lens[s]; p++, t++)
+                for (int j = 0; j < H; j++) dx[(size_t)t * H + j] = dout[(size_t)s * H + j] * inv;
+        }
     mmp_tx_encoder_bwd_part((const mmp_tx_encoder *)b->tx, a->saved, a->lens, n, a->frozen, a->recompute, dx, g ? g->block : NULL);
     if ((a->frozen > 0 || !(G(word) || G(pos) || G(type) || G(eln_w) || G(eln_b))) && !demb) { /* the embeddings are frozen */
         free(d0);

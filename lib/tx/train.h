@@ -164,6 +164,11 @@ mmp_tx_saved *mmp_bert_fwd_train(const mmp_bert *b, const int32_t *ids, const in
                                  size_t errlen);
 mmp_tx_saved *mmp_bert_fwd_train_part(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen, float *out,
                                       char *err, size_t errlen);
+/* The same with out [sum lens][H] = the last hidden states of every token
+ * (transformers' last_hidden_state rows of the real tokens, as
+ * mmp_bert_forward); mmp_bert_bwd then takes dout [sum lens][H]. */
+mmp_tx_saved *mmp_bert_fwd_train_tokens(const mmp_bert *b, const int32_t *ids, const int *lens, int n, int frozen,
+                                        float *out, char *err, size_t errlen);
 /* demb: NULL or [sum lens][H], accumulated (d loss / d inputs_embeds). */
 void mmp_bert_bwd(const mmp_bert *b, const mmp_tx_saved *a, const float *dout, const mmp_bert_grad *g, float *demb);
 
