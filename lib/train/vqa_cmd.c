@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval/vqaeval.h"
 #include "json.h"
 #include "mmp.h"
 #include "nn/provenance.h"
@@ -304,20 +305,14 @@ static void vocab_free(vocab *v) {
 /* accuracy                                                            */
 /* ------------------------------------------------------------------ */
 
-/* The VQA accuracy of pred against the annotated answers: one answer: exact
- * match; several: the official evaluation's mean over the leave-one-out
- * subsets of min(#matches among the others / 3, 1). */
+/* The VQA accuracy of pred against the annotated answers, as mmp-report scores
+ * it (eval/vqaeval.h, the official evaluation's normalization): one answer:
+ * exact match of the normalized strings; several: the mean over the
+ * leave-one-out subsets of min(#matches among the others / 3, 1). */
 static double vqa_acc(const char *pred, char *const *ans, int n) {
     if (n <= 0 || !pred) return 0;
-    int match = 0;
-    for (int k = 0; k < n; k++) match += !strcmp(pred, ans[k]);
-    if (n == 1) return match;
-    double s = 0;
-    for (int k = 0; k < n; k++) {
-        int others = match - !strcmp(pred, ans[k]);
-        s += others >= 3 ? 1.0 : others / 3.0;
-    }
-    return s / n;
+    if (n == 1) return mmp_vqa_exact(pred, ans[0]);
+    return mmp_vqa_accuracy(pred, (const char *const *)ans, n);
 }
 
 #define MAX_QTYPES 64
