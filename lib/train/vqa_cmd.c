@@ -592,7 +592,7 @@ static int load(vqa_state *s, const char *path, const mmp_meta *given, int with_
     const char *ts = mmp_meta_get(m, "text_model_sha256");
     snprintf(s->text_sha, sizeof s->text_sha, "%s", ts ? ts : "");
     mmp_vqa_config c = {.pooled = s->cfg.head == MMP_HEAD_VQA_POOLED, .Ci = (int)ci, .Cq = (int)cq, .D = (int)s->cfg.fuse_dim,
-                        .NH = s->cfg.heads, .L = s->cfg.fuse_layers, .npos = (int)npos,
+                        .NH = s->cfg.heads, .L = s->cfg.fuse_layers, .IL = s->cfg.img_layers, .npos = (int)npos,
                         .hidden = s->cfg.nhidden ? (int)s->cfg.hidden[0] : 2 * (int)s->cfg.fuse_dim, .K = nv};
     if (!(s->m = mmp_vqa_new(&c, err, errlen))) goto out;
     int np;
@@ -671,7 +671,7 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
                             d.name, (long long)d.rec[i], d.kvlen[i], npos);
         }
         mmp_vqa_config mc = {.pooled = c->head == MMP_HEAD_VQA_POOLED, .Ci = d.Ci, .Cq = d.Cq, .D = (int)c->fuse_dim,
-                             .NH = c->heads, .L = c->fuse_layers, .npos = npos,
+                             .NH = c->heads, .L = c->fuse_layers, .IL = c->img_layers, .npos = npos,
                              .hidden = c->nhidden ? (int)c->hidden[0] : 2 * (int)c->fuse_dim, .K = s.v.K};
         if (!(s.m = mmp_vqa_new(&mc, err, sizeof err))) mmp_die("%s", err);
         mmp_vqa_init_weights(s.m, c->seed);

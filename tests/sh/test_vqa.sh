@@ -39,6 +39,17 @@ for n in img_proj.weight img_pos img_norm.weight q_proj.weight layers.0.ln1.weig
          optim.classifier.2.bias.exp_avg '"format":"mmpipe-vqa"' '"vqa.loss":"bce"' '"head":"vqa"' '"fuse_layers":"2"'; do
   grep -q -- "$n" a.hdr || fail "checkpoint lacks $n"
 done
+# --img-layers: image self-attention layers (nn.TransformerEncoderLayer names); architecture options cannot change
+mmp-train-step --head vqa $T --img-layers 1 --epochs 1 -o il.safetensors s10/train.mmp 2> il.err || { cat il.err; fail "--img-layers 1"; }
+head -c 20000 il.safetensors | tr -d '\0' > il.hdr
+for n in img_layers.0.self_attn.in_proj_weight img_layers.0.self_attn.out_proj.bias img_layers.0.linear1.weight \
+         img_layers.0.linear2.bias img_layers.0.norm1.weight img_layers.0.norm2.bias '"img_layers":"1"'; do
+  grep -q -- "$n" il.hdr || fail "--img-layers checkpoint lacks $n"
+done
+grep -q 'img_layers\.' a.hdr && fail "img_layers tensors without --img-layers"
+mmp-train-step --init il.safetensors --img-layers 2 --epochs 2 -o il2.safetensors s10/train.mmp 2> il2.err && fail "--img-layers changed"
+grep -q -- "img_layers 2: the checkpoint il.safetensors has 1" il2.err || { cat il2.err; fail "--img-layers change message"; }
+mmp-eval --model il.safetensors s10/test.mmp -o /dev/null 2> ile.err || { cat ile.err; fail "eval --img-layers"; }
 # bit-identical rerun
 mmp-train-step --head vqa $T -o a2.safetensors s10/train.mmp 2>/dev/null || fail "rerun"
 cmp -s a.safetensors a2.safetensors || fail "two runs differ"
