@@ -11,9 +11,10 @@
 #  - question tokens: all-MiniLM-L6-v2's last hidden states (frozen; --text-unfreeze lora:
 #    PEFT LoRA adapters on query/value, r 8, trained with both heads)
 #  - both heads: AdamW lr 1e-3 (cosine schedule), wd 1e-2, batch 64, EPOCHS epochs,
-#    --dev (best epoch kept), seed 0; vqa: --fuse-dim 128 --heads 4 --fuse-layers 2, grid positions
+#    --dev (best epoch kept), seed 0; vqa: --fuse-dim 128 --heads 4 --img-layers IL (1)
+#    --fuse-layers 2, grid positions
 # usage: bench/bench_vqa.sh [--train N (3000)] [--dev N (200)] [--test N (300)] [--epochs N (16)]
-#        [--answers A (1)] [--layer L] [--threads T] [--out DIR] [--quick (200/50/50 images, 2 epochs)]
+#        [--answers A (1)] [--img-layers IL (1)] [--layer L] [--threads T] [--out DIR] [--quick (200/50/50 images, 2 epochs)]
 #        [--text-unfreeze head|lora|all (head)]
 # (env: BUILD, MINILM (default models/all-MiniLM-L6-v2), MNV2 (default ../shared/models/mobilenet_v2-imagenet.safetensors))
 set -u
@@ -22,12 +23,12 @@ ROOT=$PWD
 BUILD=${BUILD:-build}
 minilm=${MINILM:-models/all-MiniLM-L6-v2}
 mnv2=${MNV2:-${MMP_SHARED:-../shared}/models/mobilenet_v2-imagenet.safetensors}
-ntrain=3000 ndev=200 ntest=300 epochs=16 answers=1 layer=features.13:tokens threads=$(nproc) out= tu=head
+ntrain=3000 ndev=200 ntest=300 epochs=16 answers=1 layer=features.13:tokens threads=$(nproc) out= tu=head img_layers=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --train) ntrain=$2; shift 2 ;; --dev) ndev=$2; shift 2 ;; --test) ntest=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;; --answers) answers=$2; shift 2 ;; --layer) layer=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;; --out) out=$2; shift 2 ;; --text-unfreeze) tu=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;; --img-layers) img_layers=$2; shift 2 ;; --out) out=$2; shift 2 ;; --text-unfreeze) tu=$2; shift 2 ;;
     --quick) ntrain=200 ndev=50 ntest=50 epochs=2; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_vqa: unknown option $1" >&2; exit 2 ;;
@@ -53,7 +54,7 @@ echo "data: mmp-synth --mode vqa --train $ntrain --dev $ndev --test $ntest --ans
 echo "text tower: --text-unfreeze $tu"
 common="--backbone $minilm --text-unfreeze $tu --epochs $epochs --batch-size 64 --lr 1e-3 --schedule cosine --seed 0 --threads $threads --no-progress --dev $out/dev.mmp"
 for h in vqa vqa-pooled; do
-  extra=""; [ $h = vqa ] && extra="--fuse-dim 128 --heads 4 --fuse-layers 2"
+  extra=""; [ $h = vqa ] && extra="--fuse-dim 128 --heads 4 --img-layers $img_layers --fuse-layers 2"
   ts=$(date +%s)
   $B/mmp-train-step --head $h $common $extra --log "$out/$h.log.jsonl" -o "$out/$h.safetensors" "$out/train.mmp" 2> "$out/$h.train.txt" || { cat "$out/$h.train.txt"; exit 1; }
   te=$(date +%s)

@@ -42,6 +42,7 @@ static void run_case(const char *file) {
     mmp_st_open_or_die(&st, t_root_path(file));
     mmp_vqa_config c = {.pooled = meta_int(&st, "pooled"), .Ci = meta_int(&st, "Ci"), .Cq = meta_int(&st, "Cq"),
                         .D = meta_int(&st, "D"), .NH = meta_int(&st, "heads"), .L = meta_int(&st, "layers"),
+                        .IL = meta_int(&st, "img_layers"),
                         .npos = meta_int(&st, "npos"), .hidden = meta_int(&st, "hidden"), .K = meta_int(&st, "K")};
     int bce = meta_int(&st, "bce"), steps = meta_int(&st, "steps");
     double lr = atof(mmp_meta_get(&st.meta, "lr")), wd = atof(mmp_meta_get(&st.meta, "weight_decay"));
@@ -143,6 +144,8 @@ int main(void) {
     run_case("tests/fixtures/vqa/cross_ce.safetensors");
     run_case("tests/fixtures/vqa/pooled_bce.safetensors");
     run_case("tests/fixtures/vqa/pooled_ce.safetensors");
+    run_case("tests/fixtures/vqa/img_bce_pos.safetensors");
+    run_case("tests/fixtures/vqa/img_ce.safetensors");
     check_init();
     TEST_END();
 }

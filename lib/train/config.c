@@ -395,6 +395,17 @@ static int fmt_fuse_layers(const mmp_option *o, const void *t, char *buf, size_t
     const mmp_train_cfg *c = t;
     return c->head == MMP_HEAD_VQA ? (snprintf(buf, n, "%d", c->fuse_layers), 1) : 0;
 }
+static int set_img_layers(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
+    char *e;
+    long x = strtol(v, &e, 10);
+    if (e == v || *e || x < 0 || x > 64) return mmp_errf(err, errlen, "--img-layers %s: expected 0..64", v);
+    ((mmp_train_cfg *)t)->img_layers = (int)x;
+    return 0;
+}
+static int fmt_img_layers(const mmp_option *o, const void *t, char *buf, size_t n) {
+    const mmp_train_cfg *c = t;
+    return c->head == MMP_HEAD_VQA ? (snprintf(buf, n, "%d", c->img_layers), 1) : 0;
+}
 static int set_vqa_pos(const mmp_option *o, void *t, const char *v, char *err, size_t errlen) {
     if (!strcmp(v, "grid")) ((mmp_train_cfg *)t)->vqa_pos = 1;
     else if (!strcmp(v, "none")) ((mmp_train_cfg *)t)->vqa_pos = 0;
@@ -613,6 +624,9 @@ const mmp_option mmp_train_options[] = {
        "the answer vocabulary: the K answers annotated most often in the\n"
        "training stream (3000); the rest are counted and reported", .flags = ARCH),
     FN("fuse_layers", "fuse-layers", set_fuse_layers, fmt_fuse_layers, "2", "L", "cross-attention layers (2)", .flags = ARCH),
+    FN("img_layers", "img-layers", set_img_layers, fmt_img_layers, "0", "N",
+       "image self-attention layers (pre-LN transformer encoder layers) before\n"
+       "the cross-attention, so that each image token sees the others (0)", .flags = ARCH),
     FN("vqa_pos", "vqa-pos", set_vqa_pos, fmt_vqa_pos, "grid", "grid|none",
        "learned 2-D position embeddings of the image grid added to the\n"
        "image tokens (grid: one per token of the grid, raster order), or none", .flags = ARCH),

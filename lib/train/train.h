@@ -108,6 +108,7 @@ typedef struct {
     /* VQA heads (train/vqa_cmd.h): backbone = the text tower of the questions; fuse_dim = D, heads */
     int64_t answers;      /* --answers K: the answer vocabulary's size (3000) */
     int fuse_layers;      /* --fuse-layers L: cross-attention layers (2) */
+    int img_layers;       /* --img-layers N: image self-attention layers before them (0) */
     int vqa_pos;          /* --vqa-pos grid (1): learned position embeddings of the image grid; none (0) */
     /* caption head (train/caption_train.h) */
     char mapper[16];      /* mlp | transformer */

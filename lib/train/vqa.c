@@ -23,18 +23,29 @@ typedef struct {
     float *xin, *a, *m1, *r1, *q, *kv, *att, *ctx, *x1, *b, *m2, *r2, *hpre, *h;
 } lsaved;
 
+/* an image self-attention layer: nn.TransformerEncoderLayer(norm_first=True, activation="gelu") */
+typedef struct {
+    mmp_param *inw, *inb, *ow, *ob, *f1w, *f1b, *f2w, *f2b, *n1w, *n1b, *n2w, *n2b;
+} eparams;
+
+typedef struct {
+    float *hin, *a, *m1, *r1, *qkv, *att, *ctx, *h1, *b, *m2, *r2, *u, *g;
+} esaved;
+
 struct mmp_vqa {
     mmp_vqa_config c;
     int np;
     mmp_param *p;
     mmp_param *ipw, *ipb, *pos, *inw, *inb, *qpw, *qpb, *nw, *nb, *c0w, *c0b, *c2w, *c2b;
     lparams *lp;
+    eparams *ep;
     /* the last forward */
     int B, Tq, Tk;
     int *qlens, *kvlens;
     const float *xi, *xq;
     float *kvpre, *kv, *km, *kr, *xL, *fn, *fm, *fr, *pooled, *z;
     lsaved *ls;
+    esaved *es;
 };
 
 static mmp_param *add(mmp_vqa *m, const char *name, int ndim, int64_t d0, int64_t d1) {
@@ -50,19 +61,38 @@ mmp_vqa *mmp_vqa_new(const mmp_vqa_config *c, char *err, size_t errlen) {
                  c->K, c->hidden);
         return NULL;
     }
-    if (!c->pooled && (c->D < 1 || c->NH < 1 || c->L < 0 || c->D % c->NH || c->npos < 0)) {
+    if (!c->pooled && (c->D < 1 || c->NH < 1 || c->L < 0 || c->IL < 0 || c->D % c->NH || c->npos < 0)) {
         mmp_errf(err, errlen, "vqa: --vqa-dim %d must be a multiple of --heads %d (both >= 1)", c->D, c->NH);
         return NULL;
     }
     mmp_vqa *m = mmp_xcalloc(1, sizeof *m);
     m->c = *c;
     const int D = c->D, I = 4 * c->D;
-    m->p = mmp_xcalloc((size_t)(16 + 12 * (c->pooled ? 0 : c->L)), sizeof(mmp_param));
+    m->p = mmp_xcalloc((size_t)(16 + 12 * (c->pooled ? 0 : c->L + c->IL)), sizeof(mmp_param));
     if (!c->pooled) {
         char nm[128];
         m->ipw = add(m, "img_proj.weight", 2, D, c->Ci);
         m->ipb = add(m, "img_proj.bias", 1, D, 0);
         if (c->npos) m->pos = add(m, "img_pos", 2, c->npos, D);
+        m->ep = mmp_xcalloc((size_t)(c->IL ? c->IL : 1), sizeof(eparams));
+        m->es = mmp_xcalloc((size_t)(c->IL ? c->IL : 1), sizeof(esaved));
+        for (int l = 0; l < c->IL; l++) {
+            eparams *q = &m->ep[l];
+#define P(field, suffix, nd, a, b) (snprintf(nm, sizeof nm, "img_layers.%d.%s", l, suffix), q->field = add(m, nm, nd, a, b))
+            P(inw, "self_attn.in_proj_weight", 2, 3 * D, D);
+            P(inb, "self_attn.in_proj_bias", 1, 3 * D, 0);
+            P(ow, "self_attn.out_proj.weight", 2, D, D);
+            P(ob, "self_attn.out_proj.bias", 1, D, 0);
+            P(f1w, "linear1.weight", 2, I, D);
+            P(f1b, "linear1.bias", 1, I, 0);
+            P(f2w, "linear2.weight", 2, D, I);
+            P(f2b, "linear2.bias", 1, D, 0);
+            P(n1w, "norm1.weight", 1, D, 0);
+            P(n1b, "norm1.bias", 1, D, 0);
+            P(n2w, "norm2.weight", 1, D, 0);
+            P(n2b, "norm2.bias", 1, D, 0);
+#undef P
+        }
         m->inw = add(m, "img_norm.weight", 1, D, 0);
         m->inb = add(m, "img_norm.bias", 1, D, 0);
         m->qpw = add(m, "q_proj.weight", 2, D, c->Cq);
@@ -121,6 +151,11 @@ static void free_saved(mmp_vqa *m) {
         float **f[] = {&s->xin, &s->a, &s->m1, &s->r1, &s->q, &s->kv, &s->att, &s->ctx, &s->x1, &s->b, &s->m2, &s->r2, &s->hpre, &s->h};
         for (size_t k = 0; k < sizeof f / sizeof *f; k++) free(*f[k]), *f[k] = NULL;
     }
+    for (int l = 0; m->es && l < m->c.IL; l++) {
+        esaved *s = &m->es[l];
+        float **f[] = {&s->hin, &s->a, &s->m1, &s->r1, &s->qkv, &s->att, &s->ctx, &s->h1, &s->b, &s->m2, &s->r2, &s->u, &s->g};
+        for (size_t k = 0; k < sizeof f / sizeof *f; k++) free(*f[k]), *f[k] = NULL;
+    }
 }
 
 void mmp_vqa_free(mmp_vqa *m) {
@@ -130,6 +165,8 @@ void mmp_vqa_free(mmp_vqa *m) {
     free(m->p);
     free(m->lp);
     free(m->ls);
+    free(m->ep);
+    free(m->es);
     free(m);
 }
 
@@ -157,9 +194,20 @@ void mmp_vqa_init_weights(mmp_vqa *m, uint64_t seed) {
             mmp_rng_pair_seed(&g, mmp_rng_derive(seed, 0x7651, 1));
             for (size_t i = 0; i < m->pos->n; i++) m->pos->w[i] = (float)(0.02 * mmp_rng_normal_pair(&g));
         }
+        const int D = m->c.D;
+        for (int l = 0; l < m->c.IL; l++) {
+            eparams *q = &m->ep[l];
+            uniform(&r, q->inw->w, q->inw->n, sqrt(6.0 / (D + 3.0 * D)));
+            memset(q->inb->w, 0, sizeof(float) * q->inb->n);
+            init_linear(&r, q->ow, NULL);
+            memset(q->ob->w, 0, sizeof(float) * q->ob->n);
+            init_linear(&r, q->f1w, q->f1b);
+            init_linear(&r, q->f2w, q->f2b);
+            init_ln(q->n1w, q->n1b);
+            init_ln(q->n2w, q->n2b);
+        }
         init_ln(m->inw, m->inb);
         init_linear(&r, m->qpw, m->qpb);
-        const int D = m->c.D;
         for (int l = 0; l < m->c.L; l++) {
             lparams *q = &m->lp[l];
             init_ln(q->ln1w, q->ln1b);
@@ -228,6 +276,31 @@ void mmp_vqa_forward(mmp_vqa *m, const float *xi, const int *kvlens, const float
             while (k >= kvlens[b]) k = 0, b++;
             for (int j = 0; j < D; j++) m->kvpre[(size_t)t * D + j] += m->pos->w[(size_t)k * D + j];
         }
+    /* image self-attention layers (pre-LN encoder layers; each image token sees its own image's) */
+    for (int l = 0; l < c->IL; l++) {
+        eparams *p = &m->ep[l];
+        esaved *s = &m->es[l];
+        s->hin = m->kvpre;
+        s->a = fa((size_t)Tk * D), s->m1 = fa((size_t)Tk), s->r1 = fa((size_t)Tk);
+        mmp_tx_layernorm_fwd(s->a, s->m1, s->r1, s->hin, p->n1w->w, p->n1b->w, Tk, D, EPS);
+        s->qkv = fa((size_t)Tk * 3 * D);
+        mmp_tx_linear_fwd(s->qkv, 3 * D, s->a, p->inw->w, p->inb->w, Tk, D, 3 * D);
+        s->att = fa(mmp_tx_attention_att_size(kvlens, kvlens, B, c->NH));
+        s->ctx = fa((size_t)Tk * D);
+        mmp_tx_attention_fwd(s->ctx, s->att, s->qkv, 3 * D, s->qkv + D, 3 * D, s->qkv + 2 * D, 3 * D, kvlens, kvlens, B, D,
+                             c->NH, 0);
+        s->h1 = fa((size_t)Tk * D);
+        mmp_tx_linear_fwd(s->h1, D, s->ctx, p->ow->w, p->ob->w, Tk, D, D);
+        for (size_t i = 0; i < (size_t)Tk * D; i++) s->h1[i] += s->hin[i];
+        s->b = fa((size_t)Tk * D), s->m2 = fa((size_t)Tk), s->r2 = fa((size_t)Tk);
+        mmp_tx_layernorm_fwd(s->b, s->m2, s->r2, s->h1, p->n2w->w, p->n2b->w, Tk, D, EPS);
+        s->u = fa((size_t)Tk * I), s->g = fa((size_t)Tk * I);
+        mmp_tx_linear_fwd(s->u, I, s->b, p->f1w->w, p->f1b->w, Tk, D, I);
+        mmp_tx_act_fwd(s->g, s->u, (size_t)Tk * I, MMP_TX_GELU_ERF);
+        m->kvpre = fa((size_t)Tk * D);
+        mmp_tx_linear_fwd(m->kvpre, D, s->g, p->f2w->w, p->f2b->w, Tk, I, D);
+        for (size_t i = 0; i < (size_t)Tk * D; i++) m->kvpre[i] += s->h1[i];
+    }
     m->kv = fa((size_t)Tk * D), m->km = fa((size_t)Tk), m->kr = fa((size_t)Tk);
     mmp_tx_layernorm_fwd(m->kv, m->km, m->kr, m->kvpre, m->inw->w, m->inb->w, Tk, D, EPS);
     /* question side */
@@ -333,6 +406,34 @@ void mmp_vqa_backward_q(mmp_vqa *m, const float *dlogits, float *dxq) {
     mmp_tx_linear_bwd(dxq, m->qpw->g, m->qpb->g, dx, D, m->xq, m->qpw->w, Tq, c->Cq, D);
     float *dkvpre = fa((size_t)Tk * D);
     mmp_tx_layernorm_bwd(dkvpre, m->inw->g, m->inb->g, dkv, m->kvpre, m->inw->w, m->km, m->kr, Tk, D);
+    if (c->IL) {
+        /* dkvpre: d of the last image layer's output, then of each layer's input */
+        float *dg = fa((size_t)Tk * I), *du2 = fa((size_t)Tk * I), *dbb = fa((size_t)Tk * D), *dc = fa((size_t)Tk * D);
+        float *dqkv3 = fa((size_t)Tk * 3 * D), *dA = fa((size_t)Tk * D);
+        for (int l = c->IL - 1; l >= 0; l--) {
+            eparams *p = &m->ep[l];
+            esaved *s = &m->es[l];
+            /* h2 = h1 + linear2(gelu(linear1(norm2(h1)))) */
+            memset(dg, 0, sizeof(float) * (size_t)Tk * I);
+            mmp_tx_linear_bwd(dg, p->f2w->g, p->f2b->g, dkvpre, D, s->g, p->f2w->w, Tk, I, D);
+            memset(du2, 0, sizeof(float) * (size_t)Tk * I);
+            mmp_tx_act_bwd(du2, dg, s->u, (size_t)Tk * I, MMP_TX_GELU_ERF);
+            memset(dbb, 0, sizeof(float) * (size_t)Tk * D);
+            mmp_tx_linear_bwd(dbb, p->f1w->g, p->f1b->g, du2, I, s->b, p->f1w->w, Tk, D, I);
+            mmp_tx_layernorm_bwd(dkvpre, p->n2w->g, p->n2b->g, dbb, s->h1, p->n2w->w, s->m2, s->r2, Tk, D); /* d h1 */
+            /* h1 = hin + out_proj(self_attn(norm1(hin))) */
+            memset(dc, 0, sizeof(float) * (size_t)Tk * D);
+            mmp_tx_linear_bwd(dc, p->ow->g, p->ob->g, dkvpre, D, s->ctx, p->ow->w, Tk, D, D);
+            memset(dqkv3, 0, sizeof(float) * (size_t)Tk * 3 * D);
+            mmp_tx_attention_bwd(dqkv3, dqkv3 + D, dqkv3 + 2 * D, dc, s->qkv, 3 * D, s->qkv + D, 3 * D, s->qkv + 2 * D, 3 * D,
+                                 s->att, m->kvlens, m->kvlens, B, D, c->NH, 0);
+            memset(dA, 0, sizeof(float) * (size_t)Tk * D);
+            mmp_tx_linear_bwd(dA, p->inw->g, p->inb->g, dqkv3, 3 * D, s->a, p->inw->w, Tk, D, 3 * D);
+            memset(p->inb->g + D, 0, sizeof(float) * (size_t)D); /* the key bias, as above */
+            mmp_tx_layernorm_bwd(dkvpre, p->n1w->g, p->n1b->g, dA, s->hin, p->n1w->w, s->m1, s->r1, Tk, D); /* d hin */
+        }
+        free(dg), free(du2), free(dbb), free(dc), free(dqkv3), free(dA);
+    }
     if (m->pos)
         for (int t = 0, b = 0, k = 0; t < Tk; t++, k++) {
             while (k >= m->kvlens[b]) k = 0, b++;

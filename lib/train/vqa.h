@@ -11,11 +11,17 @@
  *
  * --head vqa (cross-attention), the PyTorch module VQAFusion of
  * tests/fixtures/gen_vqa.py, whose state_dict names these are:
- *   kv = img_norm(img_proj(xi) + img_pos)      img_proj.weight [D,Ci], .bias [D];
+ *   h  = img_proj(xi) + img_pos                img_proj.weight [D,Ci], .bias [D];
  *                                              img_pos [P, D] (--vqa-pos grid: P = Ni,
  *                                              learned 2-D positions of the grid,
- *                                              raster order; absent with --vqa-pos none);
- *                                              img_norm.weight/.bias [D] (LayerNorm)
+ *                                              raster order; absent with --vqa-pos none)
+ *   IL times (--img-layers, img_layers.l.*: nn.TransformerEncoderLayer(D, H, 4D,
+ *   dropout 0, activation "gelu", norm_first=True), the image's tokens attend to
+ *   each other):
+ *     h = h + self_attn(norm1(h))              self_attn.in_proj_weight [3D,D], .in_proj_bias,
+ *                                              self_attn.out_proj.weight/.bias, norm1.*
+ *     h = h + linear2(gelu(linear1(norm2(h)))) linear1 [4D,D], linear2 [D,4D], norm2.*
+ *   kv = img_norm(h)                           img_norm.weight/.bias [D] (LayerNorm)
  *   x  = q_proj(xq)                            q_proj.weight [D,Cq], .bias [D]
  *   L times (pre-LN cross-attention block, layers.l.*):
  *     x = x + attn(ln1(x), kv, kv)             ln1.weight/.bias; attn = nn.MultiheadAttention(D, H):
@@ -50,6 +56,7 @@ typedef struct {
     int pooled;   /* 1: --head vqa-pooled */
     int Ci, Cq;   /* image / question token widths */
     int D, NH, L; /* fusion width, attention heads, cross-attention layers */
+    int IL;       /* image self-attention layers before them (0: none) */
     int npos;     /* learned position embeddings of the image grid (tokens; 0: none) */
     int hidden;   /* classifier hidden width */
     int K;        /* answers */

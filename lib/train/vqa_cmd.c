@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval/vqaeval.h"
 #include "json.h"
 #include "mmp.h"
 #include "nn/provenance.h"
@@ -393,20 +394,14 @@ static void vocab_free(vocab *v) {
 /* accuracy                                                            */
 /* ------------------------------------------------------------------ */
 
-/* The VQA accuracy of pred against the annotated answers: one answer: exact
- * match; several: the official evaluation's mean over the leave-one-out
- * subsets of min(#matches among the others / 3, 1). */
+/* The VQA accuracy of pred against the annotated answers, as mmp-report scores
+ * it (eval/vqaeval.h, the official evaluation's normalization): one answer:
+ * exact match of the normalized strings; several: the mean over the
+ * leave-one-out subsets of min(#matches among the others / 3, 1). */
 static double vqa_acc(const char *pred, char *const *ans, int n) {
     if (n <= 0 || !pred) return 0;
-    int match = 0;
-    for (int k = 0; k < n; k++) match += !strcmp(pred, ans[k]);
-    if (n == 1) return match;
-    double s = 0;
-    for (int k = 0; k < n; k++) {
-        int others = match - !strcmp(pred, ans[k]);
-        s += others >= 3 ? 1.0 : others / 3.0;
-    }
-    return s / n;
+    if (n == 1) return mmp_vqa_exact(pred, ans[0]);
+    return mmp_vqa_accuracy(pred, (const char *const *)ans, n);
 }
 
 #define MAX_QTYPES 64
@@ -711,7 +706,7 @@ static int load(vqa_state *s, const char *path, const mmp_meta *given, int with_
     const char *ts = mmp_meta_get(m, "text_model_sha256");
     snprintf(s->text_sha, sizeof s->text_sha, "%s", ts ? ts : "");
     mmp_vqa_config c = {.pooled = s->cfg.head == MMP_HEAD_VQA_POOLED, .Ci = (int)ci, .Cq = (int)cq, .D = (int)s->cfg.fuse_dim,
-                        .NH = s->cfg.heads, .L = s->cfg.fuse_layers, .npos = (int)npos,
+                        .NH = s->cfg.heads, .L = s->cfg.fuse_layers, .IL = s->cfg.img_layers, .npos = (int)npos,
                         .hidden = s->cfg.nhidden ? (int)s->cfg.hidden[0] : 2 * (int)s->cfg.fuse_dim, .K = nv};
     if (!(s->m = mmp_vqa_new(&c, err, errlen))) goto out;
     int np;
@@ -791,7 +786,7 @@ int mmp_vqa_cmd(const mmp_vqa_cmd_args *a) {
                             d.name, (long long)d.rec[i], d.kvlen[i], npos);
         }
         mmp_vqa_config mc = {.pooled = c->head == MMP_HEAD_VQA_POOLED, .Ci = d.Ci, .Cq = d.Cq, .D = (int)c->fuse_dim,
-                             .NH = c->heads, .L = c->fuse_layers, .npos = npos,
+                             .NH = c->heads, .L = c->fuse_layers, .IL = c->img_layers, .npos = npos,
                              .hidden = c->nhidden ? (int)c->hidden[0] : 2 * (int)c->fuse_dim, .K = s.v.K};
         if (!(s.m = mmp_vqa_new(&mc, err, sizeof err))) mmp_die("%s", err);
         mmp_vqa_init_weights(s.m, c->seed);

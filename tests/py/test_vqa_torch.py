@@ -2,7 +2,8 @@
 and transformers, found on PYTHONPATH or in ~/.local/share/mmpipe-peers): a small
 mmp-synth --mode vqa set, image tokens of the tiny MobileNetV2 fixture
 (features.13:tokens), the tiny BERT fixture as the text tower; after two epochs the
-checkpoint (its optim.* tensors aside) loads with strict=True into VQAFusion /
+checkpoint (its optim.* tensors aside; --head vqa with and without --img-layers)
+loads with strict=True into VQAFusion /
 VQAPooled of tests/fixtures/gen_vqa.py, transformers' BertModel and BertTokenizer give
 the question tokens (last_hidden_state, [CLS] ... [SEP], the model's max_seq_length),
 and PyTorch's answer (argmax of the logits, float64) is mmp-eval's "pred" and
@@ -87,18 +88,21 @@ with torch.no_grad():
 xi, xq = torch.cat(xi), torch.cat(xq)
 
 fails = []
-for head in ("vqa", "vqa-pooled"):
-    extra = "--fuse-dim 16 --heads 2 --fuse-layers 2 --hidden 24" if head == "vqa" else "--hidden 24"
+for name in ("vqa", "vqa-img", "vqa-pooled"):
+    head = "vqa-pooled" if name == "vqa-pooled" else "vqa"
+    extra = {"vqa": "--fuse-dim 16 --heads 2 --fuse-layers 2 --hidden 24",
+             "vqa-img": "--fuse-dim 16 --heads 2 --fuse-layers 2 --img-layers 2 --hidden 24",
+             "vqa-pooled": "--hidden 24"}[name]
     sh("mmp-train-step --head %s --backbone %s %s --epochs 2 --batch-size 16 --no-progress -o %s.safetensors train.mmp"
-       % (head, BERT, extra, head))
-    sh("mmp-eval --model %s.safetensors test.mmp -o %s.pred.mmp" % (head, head))
-    sd, meta = read_st(head + ".safetensors")
+       % (head, BERT, extra, name))
+    sh("mmp-eval --model %s.safetensors test.mmp -o %s.pred.mmp" % (name, name))
+    sd, meta = read_st(name + ".safetensors")
     sd = {k: v for k, v in sd.items() if not k.startswith("optim.")}
     answers = json.loads(meta["vqa.answers"])
     ci, cq, K = int(meta["vqa.image_width"]), int(meta["vqa.question_width"]), len(answers)
     if head == "vqa":
         m = VQAFusion(ci, cq, int(meta["fuse_dim"]), int(meta["heads"]), int(meta["fuse_layers"]),
-                      int(meta["vqa.image_tokens"]), int(meta["hidden"]), K)
+                      int(meta["vqa.image_tokens"]), int(meta["hidden"]), K, int(meta.get("img_layers", 0)))
     else:
         m = VQAPooled(ci, cq, int(meta["hidden"]), K)
     m.load_state_dict(sd, strict=True)
@@ -106,15 +110,15 @@ for head in ("vqa", "vqa-pooled"):
     with torch.no_grad():
         logits = m(xi, kvlens, xq, qlens)
     want = logits.argmax(1).tolist()
-    P = stream.load(head + ".pred.mmp")[1]
+    P = stream.load(name + ".pred.mmp")[1]
     got = [int(p["tensors"]["pred"][0]) for p in P]
     gots = [p["strings"]["prediction"][0] for p in P]
     top2 = logits.topk(2, 1).values
     margin = float((top2[:, 0] - top2[:, 1]).min())
     print("%s: %d test questions, torch argmax == mmp-eval pred: %d, smallest top-2 margin %.3g"
-          % (head, len(want), sum(a == b for a, b in zip(want, got)), margin))
+          % (name, len(want), sum(a == b for a, b in zip(want, got)), margin))
     if got != want or gots != [answers[i] for i in want]:
-        fails.append(head)
+        fails.append(name)
 if fails:
     raise SystemExit("FAIL: %s" % fails)
 print("ok")

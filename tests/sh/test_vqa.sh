@@ -17,6 +17,11 @@ MNV2="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
 BERT="$MMP_ROOT/tests/fixtures/text/tiny_bert"
 mmp-synth --mode vqa --out s10 --train 40 --dev 8 --test 8 --answers 10 --no-progress || fail "synth"
 mmp-synth --mode vqa --out s1 --train 40 --dev 8 --test 8 --no-progress || fail "synth 1"
+# s1's test answers as annotators write them ("Yes", "No.", "two"): the official
+# normalization makes them the vocabulary's "yes", "no", "2" (eval/vqaeval.h)
+sed -i -e 's/"answers": \["yes"\]/"answers": ["Yes"]/; s/"answers": \["no"\]/"answers": ["No."]/' \
+  -e 's/"answers": \["0"\]/"answers": ["zero"]/; s/"answers": \["1"\]/"answers": ["one"]/; s/"answers": \["2"\]/"answers": ["two"]/' s1/test.jsonl
+grep -q '"answers": \["No."\]' s1/test.jsonl || fail "no answer to normalize in s1/test.jsonl"
 for d in s10 s1; do
   for split in train test; do
     mmp-decode --manifest $d/$split.jsonl --no-progress 2>/dev/null |
@@ -34,6 +39,17 @@ for n in img_proj.weight img_pos img_norm.weight q_proj.weight layers.0.ln1.weig
          optim.classifier.2.bias.exp_avg '"format":"mmpipe-vqa"' '"vqa.loss":"bce"' '"head":"vqa"' '"fuse_layers":"2"'; do
   grep -q -- "$n" a.hdr || fail "checkpoint lacks $n"
 done
+# --img-layers: image self-attention layers (nn.TransformerEncoderLayer names); architecture options cannot change
+mmp-train-step --head vqa $T --img-layers 1 --epochs 1 -o il.safetensors s10/train.mmp 2> il.err || { cat il.err; fail "--img-layers 1"; }
+head -c 20000 il.safetensors | tr -d '\0' > il.hdr
+for n in img_layers.0.self_attn.in_proj_weight img_layers.0.self_attn.out_proj.bias img_layers.0.linear1.weight \
+         img_layers.0.linear2.bias img_layers.0.norm1.weight img_layers.0.norm2.bias '"img_layers":"1"'; do
+  grep -q -- "$n" il.hdr || fail "--img-layers checkpoint lacks $n"
+done
+grep -q 'img_layers\.' a.hdr && fail "img_layers tensors without --img-layers"
+mmp-train-step --init il.safetensors --img-layers 2 --epochs 2 -o il2.safetensors s10/train.mmp 2> il2.err && fail "--img-layers changed"
+grep -q -- "img_layers 2: the checkpoint il.safetensors has 1" il2.err || { cat il2.err; fail "--img-layers change message"; }
+mmp-eval --model il.safetensors s10/test.mmp -o /dev/null 2> ile.err || { cat ile.err; fail "eval --img-layers"; }
 # bit-identical rerun
 mmp-train-step --head vqa $T -o a2.safetensors s10/train.mmp 2>/dev/null || fail "rerun"
 cmp -s a.safetensors a2.safetensors || fail "two runs differ"
@@ -64,6 +80,12 @@ acc=$(sed 's/.*"vqa_accuracy":\([0-9.e-]*\).*/\1/' acc.json)
 mmp-report pred.mmp > rep.txt 2>&1 || { cat rep.txt; fail "mmp-report"; }
 grep -q "VQA accuracy (official evaluation) $(awk -v a="$acc" 'BEGIN { printf "%.2f", 100 * a }') " rep.txt ||
   { cat rep.txt; fail "mmp-report's VQA accuracy is not mmp-eval's ($acc)"; }
+# one answer per question: the exact match of the normalized strings, as mmp-report's
+mmp-eval --model p.safetensors s1/test.mmp -o pred1.mmp --json acc1.json 2> e1.err || { cat e1.err; fail "eval s1"; }
+acc=$(sed 's/.*"vqa_accuracy":\([0-9.e-]*\).*/\1/' acc1.json)
+mmp-report pred1.mmp > rep1.txt 2>&1 || { cat rep1.txt; fail "mmp-report s1"; }
+grep -q "exact-match accuracy $(awk -v a="$acc" 'BEGIN { printf "%.2f", 100 * a }') " rep1.txt ||
+  { cat rep1.txt; fail "mmp-report's exact-match accuracy is not mmp-eval's ($acc)"; }
 # answers outside the vocabulary at evaluation: counted as wrong and reported
 mmp-train-step --head vqa $T --answers 3 -o k3.safetensors s10/train.mmp 2> k3.err || fail "--answers 3"
 grep -q "answer vocabulary: 3 answers (--answers 3)" k3.err && grep -q "answers left out" k3.err || fail "k3 vocabulary"
