@@ -172,7 +172,6 @@ int main(int argc, char **argv) {
     mmp_writer *w = mmp_writer_open(out, &oh, 0);
 
     mmp_gen_gpt2 *G = mmp_gen_gpt2_new(M.dec);
-    mmp_gen_gpt2_set_wide(G, go.mode == MMP_GEN_BEAM); /* beam search: many sequences a step */
     const mmp_gen_lm *lm = mmp_gen_gpt2_lm(G);
     mmp_record *recs = mmp_xcalloc((size_t)batch, sizeof *recs);
     idbuf *ib = mmp_xcalloc((size_t)batch, sizeof *ib);

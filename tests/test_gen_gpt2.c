@@ -84,7 +84,6 @@ int main(void) {
             for (int i = 0; i < NP; i++)
                 in[i] = (mmp_gen_input){.prompt = P[i], .plen = PL[i], .lp_len = batched ? Lpad : 0};
             mmp_gpt2_set_threads(m, 1 + 2 * (ncase % 2));
-            mmp_gen_gpt2_set_wide(G, (ncase / NP) % 3 == 1); /* both step paths */
             if (batched) {
                 CHECKF(mmp_gen_run(lm, &o, in, NP, outs[1], err, sizeof err) == 0, "%s", err);
                 for (int i = 0; i < NP; i++) have[1][i] = 1;

@@ -7,7 +7,8 @@
  * same; the KV cache's step logits (prefix + prompt at once, then one token
  * per step, rows reordered as beam search does) vs the whole-sequence
  * forward; finite differences on the tied wte, wpe, ln_f and the input;
- * threads bit for bit; from scratch: the init's statistics, save + load;
+ * threads bit for bit, a row's step logits alone as among 1 .. 32 others;
+ * from scratch: the init's statistics, save + load;
  * bad checkpoints: one line naming the file.
  *
  * test_gpt2 --save DIR: writes a from-scratch model (seed 7) into DIR and
@@ -232,6 +233,47 @@ static void check_cache_threads(mmp_gpt2 *m, const batch *b) {
     mmp_gpt2_set_threads(m, 1);
 }
 
+/* A sequence's logits have the same bits whatever the call carries: row 0
+ * fed (a 3-position prompt, then two 1-token steps) alone and among 1, 2, 3,
+ * 4, 15, 32 other rows (calls of 1 .. 4 new positions: the few-row kernel;
+ * more: the GEMM's full tiles), on 1 and 3 threads. */
+static void check_step_batch(mmp_gpt2 *m) {
+    static const int ns[] = {1, 2, 3, 4, 5, 16, 33};
+    const int C = m->cfg.C, V = m->cfg.vocab, P = 3, NS = 3, maxlen = P + 5 + NS;
+    char err[256];
+    float *want = malloc(sizeof(float) * (size_t)NS * V), *lg = malloc(sizeof(float) * 33 * (size_t)V);
+    float *x = malloc(sizeof(float) * 33 * (size_t)(P + 5) * C);
+    int *nn = malloc(sizeof(int) * 33);
+    for (int th = 0; th < 2; th++) {
+        mmp_gpt2_set_threads(m, th ? 3 : 1);
+        for (size_t q = 0; q < sizeof ns / sizeof *ns; q++) {
+            const int n = ns[q];
+            mmp_gpt2_cache *c = mmp_gpt2_cache_new(m, n, maxlen);
+            /* prompts: row 0 ids 1..3, row s > 0 (s % 5) + 1 positions of other ids */
+            int32_t ids[33 * 8];
+            int k = 0;
+            for (int s = 0; s < n; s++) {
+                nn[s] = s ? s % 5 + 1 : P;
+                for (int i = 0; i < nn[s]; i++) ids[k++] = s ? (s * 7 + i * 3) % V : i + 1;
+            }
+            mmp_gpt2_embed(m, ids, k, x);
+            int bad = mmp_gpt2_step(m, c, x, nn, lg, err, sizeof err) != 0;
+            if (!th && n == 1) memcpy(want, lg, sizeof(float) * V);
+            bad |= memcmp(lg, want, sizeof(float) * V) != 0;
+            for (int step = 1; step < NS; step++) {
+                for (int s = 0; s < n; s++) ids[s] = s ? (s * 11 + step) % V : 10 + step, nn[s] = 1;
+                bad |= mmp_gpt2_step_ids(m, c, ids, nn, lg, err, sizeof err) != 0;
+                if (!th && n == 1) memcpy(want + (size_t)step * V, lg, sizeof(float) * V);
+                bad |= memcmp(lg, want + (size_t)step * V, sizeof(float) * V) != 0;
+            }
+            CHECKF(!bad, "step: row 0 among %d rows, %d thread(s): other bits than alone", n, th ? 3 : 1);
+            mmp_gpt2_cache_free(c);
+        }
+    }
+    mmp_gpt2_set_threads(m, 1);
+    free(want), free(lg), free(x), free(nn);
+}
+
 static void check_fixture(const char *name) {
     char dir[4096], path[4400], err[512];
     snprintf(dir, sizeof dir, "%s/%s", t_root_path("tests/fixtures/gpt2"), name);
@@ -258,6 +300,7 @@ static void check_fixture(const char *name) {
     mmp_gpt2_set_threads(m, 1);
     check_cache(m, &b, lg);
     check_cache_threads(m, &b);
+    check_step_batch(m);
     /* the lm_head on chosen rows = those rows of the logits */
     mmp_gpt2_lm_head(m, hid + TC - b.C, 1, lg3);
     CHECK(!memcmp(lg3, lg + TV - b.V, sizeof(float) * b.V));
@@ -437,6 +480,7 @@ static void check_init(void) {
     sd = sqrt(s2 / n);
     CHECKF(fabs(sd - 0.02 / sqrt(6.0)) < 0.0008, "mlp.c_proj std %g", sd);
     CHECK(m->enc.block[0].ln1_w[3] == 1 && m->enc.block[0].ln1_b[3] == 0 && m->enc.block[2].q_b[5] == 0 && m->lnf_w[0] == 1);
+    check_step_batch(m); /* the weights not packed */
     /* the same seed, the same model; another seed, another */
     mmp_gpt2 *m2 = mmp_gpt2_init(&c, 5, err, sizeof err), *m3 = mmp_gpt2_init(&c, 6, err, sizeof err);
     CHECK(!memcmp(m->wte, m2->wte, sizeof(float) * c.vocab * c.C));

@@ -6,13 +6,15 @@
  * CLIP-style, post-LN BERT-style) and their backward (mmp_tx_encoder_bwd vs
  * autograd and finite differences), and determinism: a sequence's rows are the
  * same bits alone as packed with others, fused qkv strides as separate
- * buffers, packed weights as unpacked, e->threads 2, 3, 40 as 1 (forward,
+ * buffers, packed weights as unpacked, a linear's row alone as in calls of
+ * 2 .. 33 rows (the GEMM's few-row kernel), e->threads 2, 3, 40 as 1 (forward,
  * forward with saved activations, backward), and two forwards at once on
  * two threads as one. */
 #include <pthread.h>
 
 #include "mmp.h"
 #include "testlib.h"
+#include "nn/gemm.h"
 #include "tx/tx.h"
 
 static mmp_safetensors io, enc;
@@ -118,6 +120,53 @@ static void test_linear(void) {
     fd("linear dW", loss_linear, L_W, dW, NEL("linear.W"), 1e-2);
     fd("linear db", loss_linear, L_b, db, NEL("linear.b"), 1e-2);
     free(L_x), free(L_W), free(L_b), free(L_y), free(ys), free(dx), free(dW), free(db), free(dW2);
+}
+
+/* A row of a linear has the same bits whatever the call's row count: 1..4
+ * rows (the GEMM's few-row kernel, mmp_tx_gemv_rows' column splits, the
+ * packed weights' column ranges at every level) as inside 5, 16, 33 rows. */
+static void test_few_rows(void) {
+    enum { NMAX = 33, K = 600, OC = 100 }; /* K: 3 KC blocks, the last partial; OC: a partial panel */
+    float *x = malloc(sizeof(float) * NMAX * K), *W = malloc(sizeof(float) * OC * K), *b = malloc(sizeof(float) * OC);
+    float *R = malloc(sizeof(float) * NMAX * OC), *ref = malloc(sizeof(float) * NMAX * OC);
+    float *y = malloc(sizeof(float) * NMAX * OC);
+    uint32_t r = 12345;
+#define RND() ((r = r * 1664525u + 1013904223u), (float)((r >> 8) & 0xFFFF) / 32768.0f - 1.0f)
+    for (int i = 0; i < NMAX * K; i++) x[i] = RND();
+    for (int i = 0; i < OC * K; i++) W[i] = RND() * 0.05f;
+    for (int i = 0; i < OC; i++) b[i] = RND();
+    for (int i = 0; i < NMAX * OC; i++) R[i] = RND();
+#undef RND
+    /* the reference: all 33 rows in one call, + b + R */
+    mmp_sgemm_bias(MMP_GEMM_T, NMAX, OC, K, x, K, W, K, b, R, OC, ref, OC);
+    static const int ns[] = {1, 2, 3, 4, 5, 16, 33};
+    for (size_t q = 0; q < sizeof ns / sizeof *ns; q++) {
+        const int n = ns[q];
+        int bad = 0;
+        /* rows [33 - n, 33): the row alone or among others, at an offset */
+        const float *xs = x + (size_t)(NMAX - n) * K, *Rs = R + (size_t)(NMAX - n) * OC, *want = ref + (size_t)(NMAX - n) * OC;
+        mmp_sgemm_bias(MMP_GEMM_T, n, OC, K, xs, K, W, K, b, Rs, OC, y, OC);
+        bad += memcmp(y, want, sizeof(float) * n * OC) != 0;
+        /* the decoding step's column splits */
+        memset(y, 0, sizeof(float) * n * OC);
+        mmp_tx_gemv_rows(y, OC, xs, K, W, b, Rs, OC, n, K, 0, 48);
+        mmp_tx_gemv_rows(y, OC, xs, K, W, b, Rs, OC, n, K, 48, 64);
+        mmp_tx_gemv_rows(y, OC, xs, K, W, b, Rs, OC, n, K, 64, OC);
+        bad += memcmp(y, want, sizeof(float) * n * OC) != 0;
+        /* packed weights at each level, whole and in column ranges */
+        for (int isa = MMP_ISA_AVX2; isa <= (int)mmp_cpu_isa(); isa++) {
+            mmp_sgemm_pack *pk = mmp_sgemm_pack_b_isa((mmp_isa)isa, MMP_GEMM_T, OC, K, W, K);
+            mmp_sgemm_packed(MMP_GEMM_N, n, xs, K, pk, b, Rs, OC, MMP_GEMM_ACT_NONE, y, OC);
+            bad += memcmp(y, want, sizeof(float) * n * OC) != 0;
+            memset(y, 0, sizeof(float) * n * OC);
+            mmp_sgemm_packed_cols(n, xs, K, pk, 0, 64, b, Rs, OC, MMP_GEMM_ACT_NONE, y, OC);
+            mmp_sgemm_packed_cols(n, xs, K, pk, 64, OC, b, Rs, OC, MMP_GEMM_ACT_NONE, y, OC);
+            bad += memcmp(y, want, sizeof(float) * n * OC) != 0;
+            mmp_sgemm_pack_free(pk);
+        }
+        CHECKF(!bad, "linear of %d rows: a row's bits differ from the 33-row call's", n);
+    }
+    free(x), free(W), free(b), free(R), free(ref), free(y);
 }
 
 /* ------------------------------------------------------------- layernorm */
@@ -599,6 +648,7 @@ int main(void) {
     mmp_st_open_or_die(&io, t_root_path("tests/fixtures/tx/ops.safetensors"));
     mmp_st_open_or_die(&enc, t_root_path("tests/fixtures/tx/encoder.safetensors"));
     test_linear();
+    test_few_rows();
     test_layernorm();
     test_act();
     test_attention("attn_self");

@@ -123,18 +123,14 @@ void mmp_gen_top_p(float *scores, int vocab, double p, int min_keep);
 /* ---------------------------------------------------------- GPT-2 */
 
 /* A mmp_gen_lm over a tx/gpt2.h decoder and its KV cache (made by begin,
- * grown when a batch needs more): prefill feeds each row's prefix
+ * grown when a batch needs more): prefill feeds every row's prefix
  * embeddings then its prompt's token embeddings in one mmp_gpt2_step; step
- * is mmp_gpt2_step_ids; reorder mmp_gpt2_cache_reorder. */
+ * is one mmp_gpt2_step_ids for all fed rows (a row's bits do not depend on
+ * the others); reorder mmp_gpt2_cache_reorder. */
 struct mmp_gpt2;
 typedef struct mmp_gen_gpt2 mmp_gen_gpt2;
 mmp_gen_gpt2 *mmp_gen_gpt2_new(const struct mmp_gpt2 *m);
 void mmp_gen_gpt2_free(mmp_gen_gpt2 *g);
 const mmp_gen_lm *mmp_gen_gpt2_lm(const mmp_gen_gpt2 *g);
-/* The decoding steps' path, the same for every batch so that a row's bits
- * never depend on it: 0 (default) 4 sequences a call through the few-row
- * dot products (best for few sequences: greedy, sampling); 1 all sequences
- * in one call through the GEMM, topped up with dummy rows (beam search). */
-void mmp_gen_gpt2_set_wide(mmp_gen_gpt2 *g, int wide);
 
 #endif

@@ -79,17 +79,23 @@ static const mmp_gemm_arch *arch_of(mmp_isa isa, int N) {
 
 static inline int rup(int x, int m) { return (x + m - 1) / m * m; }
 
-/* The driver. Bpre: op(B) packed whole by mmp_sgemm_pack_b (NULL: pack here). */
+/* The driver. */
+/* Bpre: op(B) packed whole by mmp_sgemm_pack_b (NULL: pack here), the call's
+ * columns from jpre (a multiple of nr) of its Npre. */
 static void run(const mmp_gemm_arch *ar, int transa, int transb, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *Bpre,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc, const float *Bpre, int Npre, int jpre,
                 const float *bias, const float *R, int ldr, int act) {
     const int mr = ar->mr, nr = ar->nr, KC = ar->kc;
     int MC = ar->mc / mr * mr, NC = ar->nc / nr * nr; /* whole panels (the pre-packed layout needs it) */
     if (MC > rup(M, mr)) MC = rup(M, mr);
     if (NC > rup(N, nr)) NC = rup(N, nr);
     int kcmax = K < KC ? K : KC;
-    packbuf *pb = packbuf_get((size_t)MC * kcmax, Bpre ? 0 : (size_t)NC * kcmax);
-    const int Npad = rup(N, nr);
+    /* few rows of A in place (a decoding step): the tile kernel at height M,
+     * each B panel streamed once; the same FMA chains and epilogue, so the same
+     * bits as inside a bigger call */
+    const int few = !transa && M <= MMP_GEMM_FEW;
+    packbuf *pb = packbuf_get(few ? 1 : (size_t)MC * kcmax, Bpre ? 0 : (size_t)NC * kcmax);
+    const int Npad = rup(Bpre ? Npre : N, nr);
     /* op(A) = A read in place by the kernel (no packing) when not transposed:
      * faster at every measured shape, 1.2-2x where N is small (an A element
      * serves only N FMAs, packing it costs about as much) */
@@ -99,13 +105,22 @@ static void run(const mmp_gemm_arch *ar, int transa, int transb, int M, int N, i
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             const float *Bp;
-            if (Bpre) Bp = Bpre + (long)pc * Npad + (long)jc * kc;
+            if (Bpre) Bp = Bpre + (long)pc * Npad + (long)(jpre + jc) * kc;
             else {
                 mmp_gemm_pack_b(nr, transb, B, ldb, jc, nc, pc, kc, pb->b);
                 Bp = pb->b;
             }
             mmp_gemm_tile t = {.alpha = alpha, .beta = beta, .first = pc == 0, .last = pc + kc >= K, .act = act,
                                .ldr = ldr};
+            if (few) {
+                for (int jr = 0; jr < nc; jr += nr) {
+                    t.bias = bias ? bias + jc + jr : NULL;
+                    t.res = R ? R + jc + jr : NULL;
+                    ar->kernel_few(kc, A + pc, lda, Bp + (long)jr * kc, C + jc + jr, ldc, M,
+                                   nc - jr < nr ? nc - jr : nr, &t);
+                }
+                continue;
+            }
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
                 /* direct: full panels of A read in place, only a last partial one packed */
@@ -141,7 +156,7 @@ void mmp_sgemm_isa(mmp_isa isa, int transa, int transb, int M, int N, int K, flo
         }
         return;
     }
-    run(arch_of(isa, N), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL, 0,
+    run(arch_of(isa, N), transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, 0, 0, NULL, NULL, 0,
         MMP_GEMM_ACT_NONE);
 }
 
@@ -169,8 +184,8 @@ void mmp_sgemm_bias(int transb, int M, int N, int K, const float *A, int lda, co
         epilogue_only(M, N, bias, R, ldr, MMP_GEMM_ACT_NONE, C, ldc);
         return;
     }
-    run(arch_of(mmp_cpu_isa(), N), MMP_GEMM_N, transb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, NULL, bias, R, ldr,
-        MMP_GEMM_ACT_NONE);
+    run(arch_of(mmp_cpu_isa(), N), MMP_GEMM_N, transb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, NULL, 0, 0, bias, R,
+        ldr, MMP_GEMM_ACT_NONE);
 }
 
 /* ---- pre-packed B ---- */
@@ -219,5 +234,23 @@ void mmp_sgemm_packed(int transa, int M, const float *A, int lda, const mmp_sgem
         epilogue_only(M, N, bias, R, ldr, act, C, ldc);
         return;
     }
-    run(B->ar, transa, 0, M, N, K, 1.0f, A, lda, NULL, 0, 0.0f, C, ldc, B->p, bias, R, ldr, act);
+    run(B->ar, transa, 0, M, N, K, 1.0f, A, lda, NULL, 0, 0.0f, C, ldc, B->p, N, 0, bias, R, ldr, act);
+}
+
+int mmp_sgemm_pack_nr(const mmp_sgemm_pack *p) { return p->ar->nr; }
+
+void mmp_sgemm_packed_cols(int M, const float *A, int lda, const mmp_sgemm_pack *B, int j0, int j1, const float *bias,
+                           const float *R, int ldr, int act, float *C, int ldc) {
+    int N = B->N, K = B->K;
+    if (j0 % B->ar->nr || j0 < 0 || j1 > N) {
+        fprintf(stderr, "mmpipe: gemm: columns [%d, %d) of a pack of %d in panels of %d\n", j0, j1, N, B->ar->nr);
+        abort();
+    }
+    if (M <= 0 || j1 <= j0) return;
+    const float *b = bias ? bias + j0 : NULL, *r = R ? R + j0 : NULL;
+    if (K <= 0) {
+        epilogue_only(M, j1 - j0, b, r, ldr, act, C + j0, ldc);
+        return;
+    }
+    run(B->ar, MMP_GEMM_N, 0, M, j1 - j0, K, 1.0f, A, lda, NULL, 0, 0.0f, C + j0, ldc, B->p, N, j0, b, r, ldr, act);
 }

@@ -10,7 +10,9 @@
  * BLIS-style: op(B) and a transposed A are packed (the packing does the
  * transposes) into register-tile panels, a not-transposed A is read in
  * place, and a micro-kernel chosen by CPUID features (lib/cpu.h: AVX2/FMA
- * 6x16; AVX-512 12x32, 24x16 for N <= 16) runs over them. docs/compute.md.
+ * 6x16; AVX-512 12x32, 24x16 for N <= 16) runs over them; a call of at
+ * most 4 rows of a not-transposed A runs the same kernel at that height
+ * (each B panel streamed once, no empty tile rows). docs/compute.md.
  *
  * Deterministic by construction: each C element is one FMA chain over k in
  * order, cut into blocks of a fixed KC = 256 (never dependent on M, N, the
@@ -58,4 +60,11 @@ int mmp_sgemm_pack_k(const mmp_sgemm_pack *p);
  * followed by the bias, residual and activation. */
 void mmp_sgemm_packed(int transa, int M, const float *A, int lda, const mmp_sgemm_pack *B, const float *bias,
                       const float *R, int ldr, int act, float *C, int ldc);
+/* The panel width of a pack (the column granularity of mmp_sgemm_packed_cols). */
+int mmp_sgemm_pack_nr(const mmp_sgemm_pack *p);
+/* Columns [j0, j1) of mmp_sgemm_packed (A not transposed; j0 a multiple of
+ * mmp_sgemm_pack_nr): C[M, j0..j1) (C, bias, R indexed by the whole pack's
+ * columns), the same bits as the whole call's (threads split columns so). */
+void mmp_sgemm_packed_cols(int M, const float *A, int lda, const mmp_sgemm_pack *B, int j0, int j1, const float *bias,
+                           const float *R, int ldr, int act, float *C, int ldc);
 #endif

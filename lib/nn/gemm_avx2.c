@@ -80,7 +80,53 @@ static void kernel_6x16_direct(int kc, const float *A, long lda, const float *B,
     kern6x16(kc, A, lda, 1, B, C, ldc, MR2, n, t);
 }
 
-const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = MMP_GEMM_KC, .mc = 120, .nc = 2048, .kernel = kernel_6x16, .kernel_direct = kernel_6x16_direct};
+/* m <= MMP_GEMM_FEW rows in place: the 6x16 tile's FMAs and epilogue for m rows */
+static inline __attribute__((always_inline)) void kernfew(const int mr, int kc, const float *A, long lda,
+                                                          const float *B, float *C, long ldc, int n,
+                                                          const mmp_gemm_tile *t) {
+    __m256 acc[MMP_GEMM_FEW][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8);
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m256 a = _mm256_broadcast_ss(A + i * lda);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+        A += 1;
+        B += NR2;
+    }
+    int full0 = n >= 8, full1 = n >= 16;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+#pragma GCC unroll 4
+    for (int r = 0; r < mr; r++) {
+        float *c = C + r * ldc;
+        const float *q = t->res ? t->res + r * t->ldr : NULL;
+        __m256 v0 = epi2(acc[r][0], c, t->bias, q, m0, full0, t);
+        if (full0) _mm256_storeu_ps(c, v0);
+        else _mm256_maskstore_ps(c, m0, v0);
+        if (n > 8) {
+            __m256 v1 = epi2(acc[r][1], c + 8, t->bias ? t->bias + 8 : NULL, q ? q + 8 : NULL, m1, full1, t);
+            if (full1) _mm256_storeu_ps(c + 8, v1);
+            else _mm256_maskstore_ps(c + 8, m1, v1);
+        }
+    }
+}
+static void kernel_few(int kc, const float *A, long lda, const float *B, float *C, long ldc, int m, int n,
+                       const mmp_gemm_tile *t) {
+    switch (m) {
+    case 1: kernfew(1, kc, A, lda, B, C, ldc, n, t); break;
+    case 2: kernfew(2, kc, A, lda, B, C, ldc, n, t); break;
+    case 3: kernfew(3, kc, A, lda, B, C, ldc, n, t); break;
+    default: kernfew(4, kc, A, lda, B, C, ldc, n, t); break;
+    }
+}
+
+const mmp_gemm_arch mmp_gemm_arch_avx2 = {.mr = MR2, .nr = NR2, .kc = MMP_GEMM_KC, .mc = 120, .nc = 2048, .kernel = kernel_6x16, .kernel_direct = kernel_6x16_direct, .kernel_few = kernel_few};
 
 /* ---- packing ---- */
 /* t[kk*ld + j] = r[j][k + kk], kk, j < 8 */

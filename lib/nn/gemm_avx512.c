@@ -96,7 +96,29 @@ static void kernel1_direct(int kc, const float *A, long lda, const float *B, flo
     kern(MR1, 1, kc, A, lda, 1, B, C, ldc, MR1, n, t);
 }
 
+/* m <= MMP_GEMM_FEW rows in place: kern with the tile's height m */
+static void kernel_few(int kc, const float *A, long lda, const float *B, float *C, long ldc, int m, int n,
+                       const mmp_gemm_tile *t) {
+    switch (m) {
+    case 1: kern(1, NV, kc, A, lda, 1, B, C, ldc, 1, n, t); break;
+    case 2: kern(2, NV, kc, A, lda, 1, B, C, ldc, 2, n, t); break;
+    case 3: kern(3, NV, kc, A, lda, 1, B, C, ldc, 3, n, t); break;
+    default: kern(4, NV, kc, A, lda, 1, B, C, ldc, 4, n, t); break;
+    }
+}
+static void kernel1_few(int kc, const float *A, long lda, const float *B, float *C, long ldc, int m, int n,
+                        const mmp_gemm_tile *t) {
+    switch (m) {
+    case 1: kern(1, 1, kc, A, lda, 1, B, C, ldc, 1, n, t); break;
+    case 2: kern(2, 1, kc, A, lda, 1, B, C, ldc, 2, n, t); break;
+    case 3: kern(3, 1, kc, A, lda, 1, B, C, ldc, 3, n, t); break;
+    default: kern(4, 1, kc, A, lda, 1, B, C, ldc, 4, n, t); break;
+    }
+}
+
 const mmp_gemm_arch mmp_gemm_arch_avx512 = {
-    .mr = MR, .nr = 16 * NV, .kc = MMP_GEMM_KC, .mc = MC, .nc = NC, .ir_outer = 1, .kernel = kernel, .kernel_direct = kernel_direct};
+    .mr = MR, .nr = 16 * NV, .kc = MMP_GEMM_KC, .mc = MC, .nc = NC, .ir_outer = 1, .kernel = kernel, .kernel_direct = kernel_direct,
+    .kernel_few = kernel_few};
 const mmp_gemm_arch mmp_gemm_arch_avx512_n16 = {
-    .mr = MR1, .nr = 16, .kc = MMP_GEMM_KC, .mc = MC1, .nc = NC, .kernel = kernel1, .kernel_direct = kernel1_direct};
+    .mr = MR1, .nr = 16, .kc = MMP_GEMM_KC, .mc = MC1, .nc = NC, .kernel = kernel1, .kernel_direct = kernel1_direct,
+    .kernel_few = kernel1_few};

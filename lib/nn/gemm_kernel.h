@@ -33,6 +33,13 @@ typedef void (*mmp_gemm_kernel_fn)(int kc, const float *Ap, const float *Bp, flo
 typedef void (*mmp_gemm_kernel_direct_fn)(int kc, const float *A, long lda, const float *Bp, float *C, long ldc, int n,
                                           const mmp_gemm_tile *t);
 
+/* The same on m <= MMP_GEMM_FEW rows of op(A) read in place (a decoding
+ * step's few rows: B streamed once, no empty rows of a full tile computed);
+ * each element the same FMA chain and epilogue as the full tile's. */
+#define MMP_GEMM_FEW 4
+typedef void (*mmp_gemm_kernel_few_fn)(int kc, const float *A, long lda, const float *Bp, float *C, long ldc, int m,
+                                       int n, const mmp_gemm_tile *t);
+
 typedef struct {
     int mr, nr; /* register tile */
     int kc;     /* k block: fixes the summation order, never varies */
@@ -40,6 +47,7 @@ typedef struct {
     int ir_outer; /* tile order in a block (gemm.c): speed only */
     mmp_gemm_kernel_fn kernel;
     mmp_gemm_kernel_direct_fn kernel_direct;
+    mmp_gemm_kernel_few_fn kernel_few;
 } mmp_gemm_arch;
 
 /* avx512_n16: the AVX-512 level's tile for N <= 16 (same KC: same bits) */

@@ -487,10 +487,11 @@ static void tpool_free(tpool *p) {
 }
 
 /* ---- the decoding step for few new rows (a token per sequence, a few beams):
- * the linears as few-row dot products (mmp_tx_gemv_rows, each W streamed
- * once) with the columns split among the threads (boundaries multiples of
- * 16, so the activation's 8-wide loop meets the same elements: the same bits
- * for any count), the row-local LayerNorms split by rows, the attention by
+ * the linears through the GEMM's few-row kernel (each W streamed once; the
+ * same bits as in a bigger call) with the columns split among the threads
+ * (boundaries multiples of 32: whole panels of the packed weights, and the
+ * activation's 8-wide loop meets the same elements: the same bits for any
+ * count), the row-local LayerNorms split by rows, the attention by
  * (sequence, head) as above. Pre-LN blocks without LoRA or LayerScale. */
 #define SMALL_ROWS 4
 
@@ -509,11 +510,11 @@ static int small_ok(const mmp_tx_encoder *e, int T) {
     return 1;
 }
 
-/* [j0, j1) of thread tid over n columns: multiples of 16, the last one n */
+/* [j0, j1) of thread tid over n columns: multiples of 32, the last one n */
 static void cols(int n, int tid, int nt, int *j0, int *j1) {
-    int b = (n + 15) / 16;
-    *j0 = 16 * (int)((long)b * tid / nt);
-    *j1 = 16 * (int)((long)b * (tid + 1) / nt);
+    int b = (n + 31) / 32;
+    *j0 = 32 * (int)((long)b * tid / nt);
+    *j1 = 32 * (int)((long)b * (tid + 1) / nt);
     if (*j0 > n) *j0 = n;
     if (*j1 > n) *j1 = n;
 }
@@ -522,6 +523,7 @@ static void small_phase(void *arg, int tid) {
     small_run *R = arg;
     const mmp_tx_encoder *e = R->e;
     const mmp_tx_block *b = &e->block[R->layer];
+    const packed_block *pb = e->packed ? &e->packed->b[R->layer] : NULL;
     const int C = e->C, I = e->inter, T = R->T;
     int j0, j1;
     switch (R->phase) {
@@ -531,6 +533,10 @@ static void small_phase(void *arg, int tid) {
         break;
     case 1: /* qkv = h [q|k|v]^T + b */
         cols(3 * C, tid, R->nt, &j0, &j1);
+        if (pb) {
+            mmp_sgemm_packed_cols(T, R->h, C, pb->qkv, j0, j1, pb->qkv_b, NULL, 0, MMP_GEMM_ACT_NONE, R->qkv, 3 * C);
+            break;
+        }
         for (int p = 0; p < 3; p++) {
             const float *W = p == 0 ? b->q_w : p == 1 ? b->k_w : b->v_w, *bb = p == 0 ? b->q_b : p == 1 ? b->k_b : b->v_b;
             int a = j0 > p * C ? j0 - p * C : 0, z = j1 - p * C < C ? j1 - p * C : C;
@@ -546,7 +552,8 @@ static void small_phase(void *arg, int tid) {
     }
     case 3: /* h2 = x + ctx o^T + b */
         cols(C, tid, R->nt, &j0, &j1);
-        mmp_tx_gemv_rows(R->h2, C, R->ctx, C, b->o_w, b->o_b, R->x, C, T, C, j0, j1);
+        if (pb) mmp_sgemm_packed_cols(T, R->ctx, C, pb->o, j0, j1, b->o_b, R->x, C, MMP_GEMM_ACT_NONE, R->h2, C);
+        else mmp_tx_gemv_rows(R->h2, C, R->ctx, C, b->o_w, b->o_b, R->x, C, T, C, j0, j1);
         break;
     case 4: /* h = ln2(h2) */
         for (int t = tid; t < T; t += R->nt)
@@ -554,13 +561,15 @@ static void small_phase(void *arg, int tid) {
         break;
     case 5: /* f = act(h fc1^T + b) */
         cols(I, tid, R->nt, &j0, &j1);
-        mmp_tx_gemv_rows(R->f, I, R->h, C, b->fc1_w, b->fc1_b, NULL, 0, T, C, j0, j1);
+        if (pb) mmp_sgemm_packed_cols(T, R->h, C, pb->fc1, j0, j1, b->fc1_b, NULL, 0, MMP_GEMM_ACT_NONE, R->f, I);
+        else mmp_tx_gemv_rows(R->f, I, R->h, C, b->fc1_w, b->fc1_b, NULL, 0, T, C, j0, j1);
         for (int t = 0; t < T && j1 > j0; t++)
             mmp_tx_act_fwd(R->f + (size_t)t * I + j0, R->f + (size_t)t * I + j0, (size_t)(j1 - j0), e->act);
         break;
     case 6: /* x = h2 + f fc2^T + b */
         cols(C, tid, R->nt, &j0, &j1);
-        mmp_tx_gemv_rows(R->x, C, R->f, I, b->fc2_w, b->fc2_b, R->h2, C, T, I, j0, j1);
+        if (pb) mmp_sgemm_packed_cols(T, R->f, I, pb->fc2, j0, j1, b->fc2_b, R->h2, C, MMP_GEMM_ACT_NONE, R->x, C);
+        else mmp_tx_gemv_rows(R->x, C, R->f, I, b->fc2_w, b->fc2_b, R->h2, C, T, I, j0, j1);
         break;
     }
 }

@@ -604,37 +604,6 @@ void mmp_gpt2_lm_head(const mmp_gpt2 *m, const float *hidden, int n, float *logi
     for (int t = 1; t < nt; t++) pthread_join(th[t], NULL);
 }
 
-/* The lm_head for a decoding step's few rows (n <= 4): wte streamed once,
- * columns split among the threads in multiples of 16 (the same bits for any
- * count; mmp_tx_gemv_rows' bits, not the GEMM's) */
-typedef struct {
-    const mmp_gpt2 *m;
-    const float *h;
-    float *logits;
-    int n, nt, tid;
-} small_head;
-
-static void *small_head_thread(void *arg) {
-    const small_head *w = arg;
-    const int V = w->m->cfg.vocab, C = w->m->cfg.C, b = (V + 15) / 16;
-    int j0 = 16 * (int)((long)b * w->tid / w->nt), j1 = 16 * (int)((long)b * (w->tid + 1) / w->nt);
-    if (j1 > V) j1 = V;
-    if (j0 < j1) mmp_tx_gemv_rows(w->logits, V, w->h, C, w->m->wte, NULL, NULL, 0, w->n, C, j0, j1);
-    return NULL;
-}
-
-static void lm_head_small(const mmp_gpt2 *m, const float *h, int n, float *logits) {
-    int nt = m->enc.threads > 1 ? m->enc.threads : 1;
-    if (nt > 64) nt = 64;
-    pthread_t th[64];
-    small_head w[64];
-    for (int t = 0; t < nt; t++) w[t] = (small_head){m, h, logits, n, nt, t};
-    for (int t = 1; t < nt; t++)
-        if (pthread_create(&th[t], NULL, small_head_thread, &w[t])) mmp_die("cannot create a thread");
-    small_head_thread(&w[0]);
-    for (int t = 1; t < nt; t++) pthread_join(th[t], NULL);
-}
-
 static int check_lens(const mmp_gpt2 *m, const int *lens, int nseq, size_t *T, char *err, size_t errlen) {
     *T = 0;
     for (int s = 0; s < nseq; s++) {
@@ -757,11 +726,10 @@ int mmp_gpt2_step(const mmp_gpt2 *m, mmp_gpt2_cache *c, const float *x, const in
     if (logits) {
         mmp_tx_layernorm_fwd(last, NULL, NULL, last, m->lnf_w, m->lnf_b, nl, C, m->cfg.eps);
         const int V = m->cfg.vocab;
-        void (*head)(const mmp_gpt2 *, const float *, int, float *) = nl <= 4 ? lm_head_small : mmp_gpt2_lm_head;
-        if (nl == ns) head(m, last, nl, logits);
+        if (nl == ns) mmp_gpt2_lm_head(m, last, nl, logits);
         else {
             float *lg = mmp_xmalloc(((size_t)nl * V + 1) * sizeof *lg);
-            head(m, last, nl, lg);
+            mmp_gpt2_lm_head(m, last, nl, lg);
             for (int s = 0, k = 0; s < ns; s++)
                 if (n_new[s] > 0) memcpy(logits + (size_t)s * V, lg + (size_t)k++ * V, (size_t)V * sizeof *lg);
             free(lg);

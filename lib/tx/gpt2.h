@@ -18,7 +18,9 @@
  *
  * Batches are packed sequences (tx/tx.h): T = sum lens[s], no padding; a row
  * depends on its own sequence only, so results do not depend on the batch's
- * composition or the thread count (m->enc.threads; mmp_gpt2_set_threads).
+ * composition or the thread count (m->enc.threads; mmp_gpt2_set_threads):
+ * the same bits, the KV-cache steps of any row count included (a step of
+ * <= 4 new positions runs the GEMM's few-row kernel, same sums).
  *
  * Weights: HF's Conv1D keeps [in, out]; the engine's linears are [out, in]
  * (torch.nn.Linear): the loader transposes once (c_attn [C, 3C] -> the
@@ -180,9 +182,10 @@ int mmp_gpt2_cache_nseq(const mmp_gpt2_cache *c);
  * embeddings packed row after row (the prefix + prompt at once, then one
  * token per step); positions continue from the row's length. logits:
  * NULL or [nseq, V], the last new position's logits of each row with
- * n_new[s] > 0 (the same as the whole-sequence forward's, <= 1e-5).
- * 0, or -1 with err (past maxlen). Runs on m->enc.threads threads (the
- * same bits for any count). */
+ * n_new[s] > 0 (the same as the whole-sequence forward's, <= 1e-5; a row's
+ * the same bits whatever the other rows of the call). 0, or -1 with err
+ * (past maxlen). Runs on m->enc.threads threads (the same bits for any
+ * count). */
 int mmp_gpt2_step(const mmp_gpt2 *m, mmp_gpt2_cache *c, const float *x, const int *n_new, float *logits, char *err,
                   size_t errlen);
 /* The same with token ids (wte rows): ids [sum n_new]. */

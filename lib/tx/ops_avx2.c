@@ -639,60 +639,9 @@ void mmp_tx_pos_resize(float *out, const float *pe, int gh, int gw, int oh, int 
 
 /* -------------------------------------------------------------- few-row GEMM */
 
-/* y[r][j] = dot(x_r, W_j) for r < NR: 16 floats per step in two 8-lane
- * accumulators per row, summed lanes in a fixed tree, then the tail in order */
-static inline __attribute__((always_inline)) void gemv_col(float *y, int ldy, const float *x, int ldx, const float *w,
-                                                           int K, int NR) {
-    int k = 0;
-    float s[4];
-#ifdef __AVX2__
-    __m256 a0[4], a1[4];
-    for (int r = 0; r < NR; r++) a0[r] = a1[r] = _mm256_setzero_ps();
-    for (; k + 16 <= K; k += 16) {
-        const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
-        for (int r = 0; r < NR; r++) {
-            a0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)r * ldx + k), a0[r]);
-            a1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + (size_t)r * ldx + k + 8), a1[r]);
-        }
-    }
-    for (int r = 0; r < NR; r++) {
-        float t[8];
-        _mm256_storeu_ps(t, _mm256_add_ps(a0[r], a1[r]));
-        s[r] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-    }
-#else
-    for (int r = 0; r < NR; r++) s[r] = 0.0f;
-#endif
-    for (int r = 0; r < NR; r++) {
-        float v = s[r];
-        for (int q = k; q < K; q++) v += w[q] * x[(size_t)r * ldx + q];
-        y[(size_t)r * ldy] = v;
-    }
-}
-
 void mmp_tx_gemv_rows(float *y, int ldy, const float *x, int ldx, const float *W, const float *b, const float *R, int ldr,
                       int N, int K, int j0, int j1) {
-    for (int r0 = 0; r0 < N; r0 += 4) {
-        const int nr = N - r0 < 4 ? N - r0 : 4;
-        const float *xr = x + (size_t)r0 * ldx;
-        float *yr = y + (size_t)r0 * ldy;
-        for (int j = j0; j < j1; j++) {
-            const float *w = W + (size_t)j * K;
-            switch (nr) {
-            case 1: gemv_col(yr + j, ldy, xr, ldx, w, K, 1); break;
-            case 2: gemv_col(yr + j, ldy, xr, ldx, w, K, 2); break;
-            case 3: gemv_col(yr + j, ldy, xr, ldx, w, K, 3); break;
-            default: gemv_col(yr + j, ldy, xr, ldx, w, K, 4); break;
-            }
-        }
-        for (int r = 0; r < nr; r++) {
-            float *yy = yr + (size_t)r * ldy;
-            if (b)
-                for (int j = j0; j < j1; j++) yy[j] += b[j];
-            if (R) {
-                const float *rr = R + (size_t)(r0 + r) * ldr;
-                for (int j = j0; j < j1; j++) yy[j] += rr[j];
-            }
-        }
-    }
+    if (N <= 0 || j1 <= j0) return;
+    mmp_sgemm_bias(MMP_GEMM_T, N, j1 - j0, K, x, ldx, W + (size_t)j0 * K, K, b ? b + j0 : NULL, R ? R + j0 : NULL, ldr,
+                   y + j0, ldy);
 }

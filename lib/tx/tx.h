@@ -40,12 +40,9 @@ void mmp_tx_linear_bwd(float *dx, float *dW, float *db, const float *dy, int ldy
 
 /* The linear layer for few rows (a decoding step): y[N, j0..j1) (row stride
  * ldy) = x[N, K] (row stride ldx) W[j, :]^T + b[j] (+ R[N, j], row stride ldr)
- * for rows j0..j1-1 of W [*, K]; b and R may be NULL. Each element is one
- * dot product in a fixed order (16-wide steps in two 8-lane sums, the lanes
- * added in a fixed tree, then the tail), so any split of the columns gives
- * the same bits; not the GEMM's bits (within float rounding of them). It
- * streams W once for up to 4 rows, where the GEMM's register tiles would
- * be mostly empty. */
+ * for rows j0..j1-1 of W [*, K]; b and R may be NULL. mmp_sgemm_bias on
+ * those columns: the bits of mmp_tx_linear_fwd (any N, any split of the
+ * columns); up to 4 rows run the GEMM's few-row kernel (W streamed once). */
 void mmp_tx_gemv_rows(float *y, int ldy, const float *x, int ldx, const float *W, const float *b, const float *R, int ldr,
                       int N, int K, int j0, int j1);
 

@@ -7,11 +7,12 @@
 set -u
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
-progs="mmp-synth mmp-decode mmp-augment mmp-cat mmp-shuffle mmp-split mmp-embed mmp-embed-text mmp-fuse mmp-train-step mmp-eval mmp-report mmp-export"
+progs="mmp-synth mmp-decode mmp-augment mmp-cat mmp-shuffle mmp-split mmp-embed mmp-embed-text mmp-fuse mmp-train-step mmp-eval mmp-report mmp-export mmp-generate"
 for p in $progs; do command -v "$p" >/dev/null || { echo "$p not built"; exit 77; }; done
 NN="$MMP_ROOT/tests/fixtures/nn/mnv2_w025.safetensors"
 TB="$MMP_ROOT/tests/fixtures/text/tiny_bert"
-[ -f "$NN" ] && [ -d "$TB" ] || { echo "no fixture models"; exit 77; }
+GM="$MMP_ROOT/tests/fixtures/generate/gpt2"
+[ -f "$NN" ] && [ -d "$TB" ] && [ -d "$GM" ] || { echo "no fixture models"; exit 77; }
 
 oneline() { # prog, expected message (exact), command...
   local p=$1 want=$2; shift 2
@@ -31,7 +32,7 @@ for p in $progs; do
   oneline "$p" "option --progress takes no value (see --help)" "$p" --progress=1
 done
 # the threaded programs take -j/--threads
-for p in mmp-decode mmp-augment mmp-embed mmp-embed-text mmp-train-step; do
+for p in mmp-decode mmp-augment mmp-embed mmp-embed-text mmp-train-step mmp-generate; do
   grep -q -- "-j, --threads N" <("$p" --help) || bad "$p has no -j, --threads"
   oneline "$p" "value for --threads out of range: 0 (allowed 1..1024)" "$p" -j0
   oneline "$p" "bad value for --threads: 'x' (an integer is expected)" "$p" --threads=x
@@ -62,6 +63,10 @@ mmp-train-step --epochs=2 --batch-size=8 -j4 --out=h.safetensors -- fu.mmp 2>/de
 mmp-eval --model=h.safetensors --batch-size=7 -o p.mmp -- fu.mmp 2>/dev/null || bad "eval"
 mmp-report --digits=3 -o rep.txt -- p.mmp 2>/dev/null || bad "report"
 grep -q "accuracy" rep.txt || bad "report: no accuracy line"
+mmp-generate --model="$GM" --max-new-tokens=3 --num-beams=2 -j4 --batch=5 -o g.mmp -- t.mmp || bad "generate"
+mmp-generate --model "$GM" --max-new-tokens 3 --num-beams 2 --threads 1 --batch 1 t.mmp > g1.mmp || bad "generate --threads 1"
+[ "$(mmp-cat --count g.mmp)" = 24 ] || bad "generate: not 24 records"
+cmp -s <(mmp-cat --full g.mmp | tail -n +2) <(mmp-cat --full g1.mmp | tail -n +2) || bad "generate: -j4 --batch=5 and --threads 1 --batch 1 differ"
 # options after the input, bundled flags
 mmp-cat d.mmp --head=1 | grep -q '"id"' || bad "cat: option after the input"
 exit $fail
