@@ -129,6 +129,21 @@ static void d_discard(void *c, void *s) {
     mmp_src_item_clear(&sl->it);
 }
 
+/* r's one field "image": a u8 [h, w, 3] view of im's pixels (borrowed: not freed with r) */
+static void image_field(mmp_record *r, const mmp_img *im) {
+    r->nfields = 1;
+    snprintf(r->fields[0].name, sizeof r->fields[0].name, "image");
+    mmp_tensor *t = &r->fields[0].t;
+    t->dtype = MMP_U8;
+    t->ndim = 3;
+    t->shape[0] = im->h;
+    t->shape[1] = im->w;
+    t->shape[2] = 3;
+    t->data = im->px;
+    t->nbytes = (size_t)im->w * im->h * 3;
+    t->owns = 0;
+}
+
 static int d_consume(void *c, void *s) {
     dctx *x = c;
     dslot *sl = s;
@@ -146,17 +161,7 @@ static int d_consume(void *c, void *s) {
         r.id = sl->it.id;
         r.label = sl->it.label;
         r.text = sl->it.text;
-        r.nfields = 1;
-        snprintf(r.fields[0].name, sizeof r.fields[0].name, "image");
-        mmp_tensor *t = &r.fields[0].t;
-        t->dtype = MMP_U8;
-        t->ndim = 3;
-        t->shape[0] = sl->im.h;
-        t->shape[1] = sl->im.w;
-        t->shape[2] = 3;
-        t->data = sl->im.px;
-        t->nbytes = (size_t)sl->im.w * sl->im.h * 3;
-        t->owns = 0;
+        image_field(&r, &sl->im);
         mmp_writer_write(x->w, &r);
         x->n.written++;
         if (mmp_progress_enabled() && x->n.written % 1000 == 0)
@@ -291,17 +296,7 @@ static int m_consume(void *c, void *s) {
         mmp_record_init(&r);
         r.id = q->id;
         r.text = q->question;
-        r.nfields = 1;
-        snprintf(r.fields[0].name, sizeof r.fields[0].name, "image");
-        mmp_tensor *t = &r.fields[0].t;
-        t->dtype = MMP_U8;
-        t->ndim = 3;
-        t->shape[0] = sl->im.h;
-        t->shape[1] = sl->im.w;
-        t->shape[2] = 3;
-        t->data = sl->im.px;
-        t->nbytes = (size_t)sl->im.w * sl->im.h * 3;
-        t->owns = 0;
+        image_field(&r, &sl->im);
         const char *iid = q->image_id;
         mmp_record_set_strings(&r, "image_id", &iid, 1);
         if (q->qtype) {

@@ -1285,28 +1285,41 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-mmp_bpe *mmp_bpe_load_clip(const char *path, char *err, size_t errlen) {
+/* The folder of PATH's tokenizer files into dir ("" or ending in '/'): PATH's
+ * own folder when it is a file (*base = its name), else PATH itself (*base =
+ * NULL). 0, or -1 with one line in err when PATH cannot be stat'ed. */
+static int tok_dir(const char *path, char *dir, size_t cap, const char **base, char *err, size_t errlen) {
     struct stat st;
     if (stat(path, &st) != 0) {
         fail(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
+        return -1;
     }
-    char dir[4096], a[4200], c[4200];
+    *base = NULL;
     if (S_ISREG(st.st_mode)) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        size_t dl = (size_t)(base - path);
-        if (dl >= sizeof dir) dl = sizeof dir - 1;
+        const char *b = strrchr(path, '/');
+        b = b ? b + 1 : path;
+        size_t dl = (size_t)(b - path);
+        if (dl >= cap) dl = cap - 1;
         memcpy(dir, path, dl);
         dir[dl] = 0;
+        *base = b;
+    } else {
+        snprintf(dir, cap, "%s/", path);
+    }
+    return 0;
+}
+
+mmp_bpe *mmp_bpe_load_clip(const char *path, char *err, size_t errlen) {
+    char dir[4096], a[4200], c[4200];
+    const char *base;
+    if (tok_dir(path, dir, sizeof dir, &base, err, errlen)) return NULL;
+    if (base) {
         if (ends_with(path, ".gz")) return load_openclip_gz(path, err, errlen);
         if (strcmp(base, "vocab.json") == 0 || strcmp(base, "merges.txt") == 0) {
             snprintf(a, sizeof a, "%svocab.json", dir);
             snprintf(c, sizeof c, "%smerges.txt", dir);
             return load_hf(a, c, 0, err, errlen);
         }
-    } else {
-        snprintf(dir, sizeof dir, "%s/", path);
     }
     snprintf(a, sizeof a, "%svocab.json", dir);
     snprintf(c, sizeof c, "%smerges.txt", dir);
@@ -1319,22 +1332,9 @@ mmp_bpe *mmp_bpe_load_clip(const char *path, char *err, size_t errlen) {
 }
 
 mmp_bpe *mmp_bpe_load_gpt2(const char *path, char *err, size_t errlen) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        fail(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
     char dir[4096], a[4200], c[4200];
-    if (S_ISREG(st.st_mode)) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        size_t dl = (size_t)(base - path);
-        if (dl >= sizeof dir) dl = sizeof dir - 1;
-        memcpy(dir, path, dl);
-        dir[dl] = 0;
-    } else {
-        snprintf(dir, sizeof dir, "%s/", path);
-    }
+    const char *base;
+    if (tok_dir(path, dir, sizeof dir, &base, err, errlen)) return NULL;
     snprintf(a, sizeof a, "%svocab.json", dir);
     snprintf(c, sizeof c, "%smerges.txt", dir);
     if (is_file(a) && is_file(c)) return load_hf(a, c, 1, err, errlen);

@@ -295,7 +295,7 @@ void mmp_report_write_json(FILE *f, const mmp_report *r) {
 /* HTML + SVG                                                          */
 /* ------------------------------------------------------------------ */
 
-static void hesc(FILE *f, const char *s) {
+void mmp_report_html_escape(FILE *f, const char *s) {
     for (; *s; s++) {
         if (*s == '&') fputs("&amp;", f);
         else if (*s == '<') fputs("&lt;", f);
@@ -306,7 +306,7 @@ static void hesc(FILE *f, const char *s) {
 }
 
 static void cname(FILE *f, const mmp_report *r, int c) {
-    if (r->names) hesc(f, r->names[c]);
+    if (r->names) mmp_report_html_escape(f, r->names[c]);
     else fprintf(f, "%d", c);
 }
 
@@ -337,7 +337,7 @@ static void svg_chart(FILE *f, const char *id, const char *title, const char *xl
     fprintf(f, "<svg id=\"%s\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\">\n", id, W, H, W, H);
     fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%g\" height=\"%g\" fill=\"#fff\"/>\n", W, H);
     fprintf(f, "<text x=\"%g\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", L);
-    hesc(f, title);
+    mmp_report_html_escape(f, title);
     fputs("</text>\n", f);
     double ys = nice_step(y1 - y0, 5), xs = nice_step(x1 - x0, 6);
     for (double v = ceil(y0 / ys) * ys; v <= y1 + 1e-12; v += ys)
@@ -349,7 +349,7 @@ static void svg_chart(FILE *f, const char *id, const char *title, const char *xl
     fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%g\" y2=\"%g\" stroke=\"#333\"/>\n", L, W - R, H - B, H - B);
     fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%g\" y2=\"%g\" stroke=\"#333\"/>\n", L, L, T, H - B);
     fprintf(f, "<text x=\"%g\" y=\"%g\" font-size=\"12\" text-anchor=\"middle\">", (L + W - R) / 2, H - 8);
-    hesc(f, xlabel);
+    mmp_report_html_escape(f, xlabel);
     fputs("</text>\n", f);
     for (int k = 0; k < ns; k++) {
         if (s[k].n == 0) continue;
@@ -364,7 +364,7 @@ static void svg_chart(FILE *f, const char *id, const char *title, const char *xl
                             PX(s[k].x[i]), PY(s[k].y[i]), s[k].color, s[k].x[i], s[k].y[i]);
         fprintf(f, "<rect x=\"%g\" y=\"%d\" width=\"12\" height=\"3\" fill=\"%s\"/><text x=\"%g\" y=\"%d\" font-size=\"11\">",
                 W - R - 150, 12 + 14 * k, s[k].color, W - R - 134, 16 + 14 * k);
-        hesc(f, s[k].label);
+        mmp_report_html_escape(f, s[k].label);
         fputs("</text>\n", f);
     }
     fputs("</svg>\n", f);
@@ -441,7 +441,7 @@ static void svg_bars(FILE *f, const mmp_report *r, int C, const double *prec, co
 static void html_cls_section(FILE *f, const mmp_report *r, const char *title, char *text, int C, const double *prec,
                              const double *rec, const double *f1) {
     fprintf(f, "<h2>%s</h2>\n<pre id=\"report\">", title);
-    hesc(f, text);
+    mmp_report_html_escape(f, text);
     free(text);
     fputs("</pre>\n", f);
     svg_bars(f, r, C, prec, rec, f1);
@@ -449,13 +449,13 @@ static void html_cls_section(FILE *f, const mmp_report *r, const char *title, ch
 
 void mmp_report_write_html(FILE *f, const mmp_report *r) {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", f);
-    hesc(f, r->title ? r->title : "mmp-report");
+    mmp_report_html_escape(f, r->title ? r->title : "mmp-report");
     fputs("</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}pre{background:#f6f6f6;padding:10px;overflow-x:auto}"
           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}.chart{display:block;margin:12px 0}"
           ".big{font-size:22px}.ex{display:flex;align-items:flex-start;gap:12px;margin:10px 0;padding:8px;border:1px solid #ddd}"
           ".ex img{width:160px;height:auto;image-rendering:pixelated}.ex p{margin:2px 0}.ex .id{color:#777;font-size:12px}"
           ".ex ul{margin:4px 0;padding-left:18px;color:#444}</style>\n</head><body>\n<h1>", f);
-    hesc(f, r->title ? r->title : "mmp-report");
+    mmp_report_html_escape(f, r->title ? r->title : "mmp-report");
     fputs("</h1>\n", f);
     if (r->cls) {
         const mmp_clsreport *c = r->cls;

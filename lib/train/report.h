@@ -147,6 +147,8 @@ void mmp_report_gen_free(mmp_report_data *d);
 void mmp_report_gen_text(FILE *f, const mmp_report *r);
 void mmp_report_gen_json(FILE *f, const mmp_report *r, int *first);
 void mmp_report_gen_html(FILE *f, const mmp_report *r);
+/* s with & < > " as HTML entities (train/report.c) */
+void mmp_report_html_escape(FILE *f, const char *s);
 
 #ifdef __cplusplus
 }

@@ -421,15 +421,6 @@ void mmp_report_gen_json(FILE *f, const mmp_report *r, int *first) {
     }
 }
 
-static void hesc(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '&') fputs("&amp;", f);
-        else if (*s == '<') fputs("&lt;", f);
-        else if (*s == '>') fputs("&gt;", f);
-        else if (*s == '"') fputs("&quot;", f);
-        else fputc(*s, f);
-    }
-}
 
 static void base64(FILE *f, const unsigned char *p, size_t n) {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -467,14 +458,14 @@ void mmp_report_gen_html(FILE *f, const mmp_report *r) {
                     fputs("\">", f);
                 }
                 fputs("<div class=\"cap\"><p class=\"id\">", f);
-                hesc(f, ex->id ? ex->id : "");
+                mmp_report_html_escape(f, ex->id ? ex->id : "");
                 fputs("</p><p class=\"gen\"><b>", f);
-                hesc(f, ex->text);
+                mmp_report_html_escape(f, ex->text);
                 fprintf(f, "</b></p><p class=\"sc\">BLEU-4 %.3f, CIDEr-D %.3f</p><ul>", c->s.bleu_img[ex->index * 4 + 3],
                         c->s.cider_img[ex->index]);
                 for (int k = 0; k < ex->nrefs; k++) {
                     fputs("<li>", f);
-                    hesc(f, ex->refs[k]);
+                    mmp_report_html_escape(f, ex->refs[k]);
                     fputs("</li>", f);
                 }
                 fputs("</ul></div></div>\n", f);
@@ -494,7 +485,7 @@ void mmp_report_gen_html(FILE *f, const mmp_report *r) {
             fputs("<h2>Per question type</h2>\n<table id=\"qtypes\"><tr><th>question type</th><th>accuracy</th><th>questions</th></tr>\n", f);
             for (int k = 0; k < v->ntypes; k++) {
                 fputs("<tr><td style=\"text-align:left\">", f);
-                hesc(f, v->types[k]);
+                mmp_report_html_escape(f, v->types[k]);
                 fprintf(f, "</td><td>%.2f</td><td>%lld</td></tr>\n", 100 * v->type_acc[k], (long long)v->type_n[k]);
             }
             fputs("</table>\n", f);
