@@ -16,19 +16,11 @@
 #include "fuse/fuse.h"
 #include "mmp.h"
 #include "testlib.h"
+#include "st_testlib.h"
 #include "train/head.h"
 #include "train/layers.h"
 #include "train/optim.h"
 #include "train/train.h"
-
-static const mmp_tensor *get(const mmp_safetensors *st, const char *name) {
-    const mmp_tensor *t = mmp_st_get(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
 
 static void cmp(const char *what, const float *a, const float *b, size_t n, double tol) {
     size_t w;
@@ -193,7 +185,7 @@ static void test_steps(const char *name) {
     mmp_safetensors st;
     mmp_st_open_or_die(&st, t_root_path(path));
     int att = !strcmp(mmp_meta_get(&st.meta, "head"), "attention"), ce = !strcmp(mmp_meta_get(&st.meta, "loss"), "ce");
-    const mmp_tensor *at = get(&st, "a"), *bt = get(&st, "b"), *cwt = get(&st, "init.classifier.weight");
+    const mmp_tensor *at = t_st_get(&st, "a"), *bt = t_st_get(&st, "b"), *cwt = t_st_get(&st, "init.classifier.weight");
     int N = (int)at->shape[0], da = (int)at->shape[1], db = (int)bt->shape[1];
     int C = (int)cwt->shape[0], F = (int)cwt->shape[1], heads = (int)metanum(&st, "heads");
     mmp_head h;
@@ -202,11 +194,11 @@ static void test_steps(const char *name) {
     for (int i = 0; i < h.np; i++) {
         char nm[160];
         snprintf(nm, sizeof nm, "init.%s", h.params[i].name);
-        const mmp_tensor *t = get(&st, nm);
+        const mmp_tensor *t = t_st_get(&st, nm);
         CHECKF((size_t)mmp_numel(t->ndim, t->shape) == h.params[i].n, "%s: size", nm);
         memcpy(h.params[i].w, t->data, sizeof(float) * h.params[i].n);
     }
-    const float *a = at->data, *b = bt->data, *yf = get(&st, "y")->data, *tt = get(&st, "t")->data;
+    const float *a = at->data, *b = bt->data, *yf = t_st_get(&st, "y")->data, *tt = t_st_get(&st, "t")->data;
     int64_t *yall = malloc(sizeof(int64_t) * N);
     for (int i = 0; i < N; i++) yall[i] = (int64_t)yf[i];
     /* the initial model on all rows */
@@ -214,9 +206,9 @@ static void test_steps(const char *name) {
     mmp_head_fuse_forward(&h, a, b, N, fz, lg);
     char what[160];
     snprintf(what, sizeof what, "%s fused0", name);
-    cmp(what, fz, get(&st, "fused0")->data, (size_t)N * F, 1e-5);
+    cmp(what, fz, t_st_get(&st, "fused0")->data, (size_t)N * F, 1e-5);
     snprintf(what, sizeof what, "%s logits0", name);
-    cmp(what, lg, get(&st, "logits0")->data, (size_t)N * C, 1e-5);
+    cmp(what, lg, t_st_get(&st, "logits0")->data, (size_t)N * C, 1e-5);
 
     mmp_optim o;
     mmp_optim_defaults(&o, MMP_OPT_ADAMW);
@@ -246,12 +238,12 @@ static void test_steps(const char *name) {
         mmp_optim_step(&o, h.params, h.np, t, lr);
     }
     snprintf(what, sizeof what, "%s losses", name);
-    cmp(what, losses, get(&st, "losses")->data, (size_t)steps, 1e-5);
+    cmp(what, losses, t_st_get(&st, "losses")->data, (size_t)steps, 1e-5);
     for (int i = 0; i < h.np; i++) {
         char nm[160];
         snprintf(nm, sizeof nm, "final.%s", h.params[i].name);
         snprintf(what, sizeof what, "%s %s", name, h.params[i].name);
-        cmp(what, h.params[i].w, get(&st, nm)->data, h.params[i].n, 1e-5);
+        cmp(what, h.params[i].w, t_st_get(&st, nm)->data, h.params[i].n, 1e-5);
     }
     free(yall); free(lg); free(fz); free(ba); free(bb); free(btg); free(out); free(dout);
     mmp_head_free(&h);
@@ -269,11 +261,11 @@ static void test_state_dict(void) {
           tr.pair_dim == 5 && tr.ncls == 3 && tr.mean == NULL);
     mmp_safetensors st;
     mmp_st_open_or_die(&st, t_root_path("tests/fixtures/train_fuse/steps_attention_ce.safetensors"));
-    const mmp_tensor *at = get(&st, "a");
+    const mmp_tensor *at = t_st_get(&st, "a");
     int N = (int)at->shape[0];
     float *lg = malloc(sizeof(float) * N * 3);
-    mmp_trainer_infer_fuse(&tr, at->data, get(&st, "b")->data, N, NULL, lg);
-    cmp("state dict: logits0", lg, get(&st, "logits0")->data, (size_t)N * 3, 1e-5);
+    mmp_trainer_infer_fuse(&tr, at->data, t_st_get(&st, "b")->data, N, NULL, lg);
+    cmp("state dict: logits0", lg, t_st_get(&st, "logits0")->data, (size_t)N * 3, 1e-5);
     free(lg);
     mmp_st_close(&st);
     mmp_trainer_free(&tr);

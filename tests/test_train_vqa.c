@@ -11,6 +11,7 @@
 
 #include "mmp.h"
 #include "testlib.h"
+#include "st_testlib.h"
 #include "train/optim.h"
 #include "train/vqa.h"
 
@@ -21,30 +22,15 @@ static void cmp(const char *what, const float *a, const float *b, size_t n, doub
     CHECKF(r <= 1, "%s differs at %zu: %.9g vs %.9g", what, w, a[w], b[w]);
 }
 
-static int meta_int(const mmp_safetensors *st, const char *k) {
-    const char *v = mmp_meta_get(&st->meta, k);
-    CHECKF(v != NULL, "fixture meta %s missing", k);
-    return v ? atoi(v) : 0;
-}
-
-static const mmp_tensor *get(const mmp_safetensors *st, const char *name) {
-    const mmp_tensor *t = mmp_st_get(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
-
 static void run_case(const char *file) {
     printf("%s\n", file);
     mmp_safetensors st;
     mmp_st_open_or_die(&st, t_root_path(file));
-    mmp_vqa_config c = {.pooled = meta_int(&st, "pooled"), .Ci = meta_int(&st, "Ci"), .Cq = meta_int(&st, "Cq"),
-                        .D = meta_int(&st, "D"), .NH = meta_int(&st, "heads"), .L = meta_int(&st, "layers"),
-                        .IL = meta_int(&st, "img_layers"),
-                        .npos = meta_int(&st, "npos"), .hidden = meta_int(&st, "hidden"), .K = meta_int(&st, "K")};
-    int bce = meta_int(&st, "bce"), steps = meta_int(&st, "steps");
+    mmp_vqa_config c = {.pooled = t_st_meta_int(&st, "pooled"), .Ci = t_st_meta_int(&st, "Ci"), .Cq = t_st_meta_int(&st, "Cq"),
+                        .D = t_st_meta_int(&st, "D"), .NH = t_st_meta_int(&st, "heads"), .L = t_st_meta_int(&st, "layers"),
+                        .IL = t_st_meta_int(&st, "img_layers"),
+                        .npos = t_st_meta_int(&st, "npos"), .hidden = t_st_meta_int(&st, "hidden"), .K = t_st_meta_int(&st, "K")};
+    int bce = t_st_meta_int(&st, "bce"), steps = t_st_meta_int(&st, "steps");
     double lr = atof(mmp_meta_get(&st.meta, "lr")), wd = atof(mmp_meta_get(&st.meta, "weight_decay"));
     char err[256];
     mmp_vqa *m = mmp_vqa_new(&c, err, sizeof err);
@@ -59,30 +45,30 @@ static void run_case(const char *file) {
     char nm[200];
     for (int i = 0; i < np; i++) {
         snprintf(nm, sizeof nm, "init.%s", p[i].name);
-        const mmp_tensor *t = get(&st, nm);
+        const mmp_tensor *t = t_st_get(&st, nm);
         CHECKF(t->nbytes == p[i].n * sizeof(float) && t->ndim == p[i].ndim, "%s: shape", p[i].name);
         memcpy(p[i].w, t->data, p[i].n * sizeof(float));
     }
-    const mmp_tensor *kl = get(&st, "kvlens"), *ql = get(&st, "qlens");
+    const mmp_tensor *kl = t_st_get(&st, "kvlens"), *ql = t_st_get(&st, "qlens");
     int B = (int)ql->shape[0];
-    const float *xi = get(&st, "xi")->data, *xq = get(&st, "xq")->data;
+    const float *xi = t_st_get(&st, "xi")->data, *xq = t_st_get(&st, "xq")->data;
     const int *kvlens = kl->data, *qlens = ql->data;
     float *t = NULL;
     int64_t *y = NULL;
-    if (bce) t = (float *)get(&st, "t")->data;
+    if (bce) t = (float *)t_st_get(&st, "t")->data;
     else {
         y = calloc((size_t)B, sizeof *y);
-        for (int b = 0; b < B; b++) y[b] = (int64_t)((const float *)get(&st, "y")->data)[b];
+        for (int b = 0; b < B; b++) y[b] = (int64_t)((const float *)t_st_get(&st, "y")->data)[b];
     }
     float *logits = calloc((size_t)B * c.K, sizeof(float)), *dl = calloc((size_t)B * c.K, sizeof(float));
     mmp_vqa_forward(m, xi, kvlens, xq, qlens, B, logits);
-    cmp("logits", logits, get(&st, "logits0")->data, (size_t)B * c.K, 1e-4);
+    cmp("logits", logits, t_st_get(&st, "logits0")->data, (size_t)B * c.K, 1e-4);
     float loss = (float)mmp_vqa_loss(logits, t, y, B, c.K, bce, dl);
-    cmp(bce ? "loss (soft-score BCE)" : "loss (CE)", &loss, get(&st, "loss0")->data, 1, 1e-4);
+    cmp(bce ? "loss (soft-score BCE)" : "loss (CE)", &loss, t_st_get(&st, "loss0")->data, 1, 1e-4);
     mmp_vqa_backward(m, dl);
     for (int i = 0; i < np; i++) {
         snprintf(nm, sizeof nm, "grad.%s", p[i].name);
-        cmp(nm, p[i].g, get(&st, nm)->data, p[i].n, 1e-4);
+        cmp(nm, p[i].g, t_st_get(&st, nm)->data, p[i].n, 1e-4);
     }
     /* the same bits for record 1 alone as in the batch */
     {
@@ -102,14 +88,14 @@ static void run_case(const char *file) {
         mmp_vqa_backward(m, dl);
         mmp_optim_step(&o, p, np, s, lr);
     }
-    cmp("AdamW losses", losses, get(&st, "losses")->data, (size_t)steps, 1e-5);
+    cmp("AdamW losses", losses, t_st_get(&st, "losses")->data, (size_t)steps, 1e-5);
     double worst = 0;
     for (int i = 0; i < np; i++) {
         snprintf(nm, sizeof nm, "final.%s", p[i].name);
         size_t w;
-        double r = t_maxrel(p[i].w, get(&st, nm)->data, p[i].n, 1e-5, 1e-5, &w);
+        double r = t_maxrel(p[i].w, t_st_get(&st, nm)->data, p[i].n, 1e-5, 1e-5, &w);
         CHECKF(r <= 1, "%s after %d AdamW steps differs at %zu: %.9g vs %.9g", nm, steps, w, p[i].w[w],
-               ((const float *)get(&st, nm)->data)[w]);
+               ((const float *)t_st_get(&st, nm)->data)[w]);
         if (r > worst) worst = r;
     }
     printf("  %-44s worst %.3g (tol 1e-05)\n", "weights after AdamW", worst * 1e-5);

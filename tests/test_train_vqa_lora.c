@@ -13,6 +13,7 @@
 
 #include "mmp.h"
 #include "testlib.h"
+#include "st_testlib.h"
 #include "text/bert.h"
 #include "train/optim.h"
 #include "train/vqa.h"
@@ -27,29 +28,14 @@ static double cmp(const char *what, const float *a, const float *b, size_t n, do
     return r * tol;
 }
 
-static int meta_int(const mmp_safetensors *st, const char *k) {
-    const char *v = mmp_meta_get(&st->meta, k);
-    CHECKF(v != NULL, "fixture meta %s missing", k);
-    return v ? atoi(v) : 0;
-}
-
-static const mmp_tensor *get(const mmp_safetensors *st, const char *name) {
-    const mmp_tensor *t = mmp_st_get(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
-
 static void run_case(const char *file, int threads) {
     printf("%s (%d threads)\n", file, threads);
     mmp_safetensors st;
     mmp_st_open_or_die(&st, t_root_path(file));
-    mmp_vqa_config c = {.pooled = meta_int(&st, "pooled"), .Ci = meta_int(&st, "Ci"), .Cq = meta_int(&st, "Cq"),
-                        .D = meta_int(&st, "D"), .NH = meta_int(&st, "heads"), .L = meta_int(&st, "layers"),
-                        .npos = meta_int(&st, "npos"), .hidden = meta_int(&st, "hidden"), .K = meta_int(&st, "K")};
-    int bce = meta_int(&st, "bce"), steps = meta_int(&st, "steps");
+    mmp_vqa_config c = {.pooled = t_st_meta_int(&st, "pooled"), .Ci = t_st_meta_int(&st, "Ci"), .Cq = t_st_meta_int(&st, "Cq"),
+                        .D = t_st_meta_int(&st, "D"), .NH = t_st_meta_int(&st, "heads"), .L = t_st_meta_int(&st, "layers"),
+                        .npos = t_st_meta_int(&st, "npos"), .hidden = t_st_meta_int(&st, "hidden"), .K = t_st_meta_int(&st, "K")};
+    int bce = t_st_meta_int(&st, "bce"), steps = t_st_meta_int(&st, "steps");
     double lr = atof(mmp_meta_get(&st.meta, "lr")), wd = atof(mmp_meta_get(&st.meta, "weight_decay"));
     char err[1024], path[512];
     /* the tower and its adapters */
@@ -58,7 +44,7 @@ static void run_case(const char *file, int threads) {
     CHECKF(mmp_bert_load(&bert, t_root_path(path), 0, err, sizeof err) == 0, "%s", err);
     mmp_tx_lora_opts lo;
     mmp_tx_lora_opts_default(&lo);
-    lo.r = meta_int(&st, "r"), lo.alpha = atof(mmp_meta_get(&st.meta, "alpha")), lo.targets = mmp_meta_get(&st.meta, "targets");
+    lo.r = t_st_meta_int(&st, "r"), lo.alpha = atof(mmp_meta_get(&st.meta, "alpha")), lo.targets = mmp_meta_get(&st.meta, "targets");
     mmp_tx_params P;
     memset(&P, 0, sizeof P);
     mmp_tx_lora_set *ls = mmp_bert_lora_add(&bert, &lo, &P, err, sizeof err);
@@ -71,7 +57,7 @@ static void run_case(const char *file, int threads) {
     char nm[256];
     for (int i = 0; i < P.n; i++) {
         snprintf(nm, sizeof nm, "lora_init.%s", P.p[i].name);
-        const mmp_tensor *t = get(&st, nm);
+        const mmp_tensor *t = t_st_get(&st, nm);
         CHECKF(t->nbytes == P.p[i].n * sizeof(float), "%s: shape", nm);
         memcpy(P.p[i].w, t->data, P.p[i].n * sizeof(float));
     }
@@ -82,26 +68,26 @@ static void run_case(const char *file, int threads) {
     mmp_param *p = mmp_vqa_params(m, &np);
     for (int i = 0; i < np; i++) {
         snprintf(nm, sizeof nm, "init.%s", p[i].name);
-        memcpy(p[i].w, get(&st, nm)->data, p[i].n * sizeof(float));
+        memcpy(p[i].w, t_st_get(&st, nm)->data, p[i].n * sizeof(float));
     }
-    const mmp_tensor *ql = get(&st, "qlens"), *idt = get(&st, "ids");
+    const mmp_tensor *ql = t_st_get(&st, "qlens"), *idt = t_st_get(&st, "ids");
     int B = (int)ql->shape[0], Tq = (int)idt->shape[0];
-    const float *xi = get(&st, "xi")->data;
-    const int *kvlens = get(&st, "kvlens")->data, *qlens = ql->data;
+    const float *xi = t_st_get(&st, "xi")->data;
+    const int *kvlens = t_st_get(&st, "kvlens")->data, *qlens = ql->data;
     const int32_t *ids = idt->data;
     float *t = NULL;
     int64_t *y = NULL;
-    if (bce) t = (float *)get(&st, "t")->data;
+    if (bce) t = (float *)t_st_get(&st, "t")->data;
     else {
         y = calloc((size_t)B, sizeof *y);
-        for (int b = 0; b < B; b++) y[b] = (int64_t)((const float *)get(&st, "y")->data)[b];
+        for (int b = 0; b < B; b++) y[b] = (int64_t)((const float *)t_st_get(&st, "y")->data)[b];
     }
     float *xq = calloc((size_t)Tq * c.Cq, sizeof(float)), *dxq = calloc((size_t)Tq * c.Cq, sizeof(float));
     float *logits = calloc((size_t)B * c.K, sizeof(float)), *dl = calloc((size_t)B * c.K, sizeof(float));
     /* one training step's forward and backward, as vqa_cmd.c runs it */
     mmp_tx_saved *sv = mmp_bert_fwd_train_tokens(&bert, ids, qlens, B, 0, xq, err, sizeof err);
     CHECKF(sv != NULL, "%s", err);
-    cmp("question tokens (last hidden states with the adapters)", xq, get(&st, "xq0")->data, (size_t)Tq * c.Cq, 1e-4, 0);
+    cmp("question tokens (last hidden states with the adapters)", xq, t_st_get(&st, "xq0")->data, (size_t)Tq * c.Cq, 1e-4, 0);
     {   /* the inference forward (mmp-eval's, the dev set's) gives the same bits */
         float *xq2 = calloc((size_t)Tq * c.Cq, sizeof(float));
         mmp_bert_forward(&bert, ids, qlens, B, xq2);
@@ -109,9 +95,9 @@ static void run_case(const char *file, int threads) {
         free(xq2);
     }
     mmp_vqa_forward(m, xi, kvlens, xq, qlens, B, logits);
-    cmp("logits", logits, get(&st, "logits0")->data, (size_t)B * c.K, 1e-4, 0);
+    cmp("logits", logits, t_st_get(&st, "logits0")->data, (size_t)B * c.K, 1e-4, 0);
     float loss = (float)mmp_vqa_loss(logits, t, y, B, c.K, bce, dl);
-    cmp(bce ? "loss (soft-score BCE)" : "loss (CE)", &loss, get(&st, "loss0")->data, 1, 1e-4, 0);
+    cmp(bce ? "loss (soft-score BCE)" : "loss (CE)", &loss, t_st_get(&st, "loss0")->data, 1, 1e-4, 0);
     mmp_vqa_backward_q(m, dl, dxq);
     mmp_tx_params_zero_grad(&P);
     mmp_bert_bwd(&bert, sv, dxq, P.bert, NULL);
@@ -119,13 +105,13 @@ static void run_case(const char *file, int threads) {
     double worst = 0, r;
     for (int i = 0; i < np; i++) {
         snprintf(nm, sizeof nm, "grad.%s", p[i].name);
-        r = cmp(nm, p[i].g, get(&st, nm)->data, p[i].n, 1e-4, 1);
+        r = cmp(nm, p[i].g, t_st_get(&st, nm)->data, p[i].n, 1e-4, 1);
         worst = r > worst ? r : worst;
     }
     printf("  %-72s worst %.3g (tol 1e-04)\n", "fusion model gradients", worst);
     for (int i = 0; i < P.n; i++) {
         snprintf(nm, sizeof nm, "lora_grad.%s", P.p[i].name);
-        cmp(nm, P.p[i].g, get(&st, nm)->data, P.p[i].n, 1e-4, 0);
+        cmp(nm, P.p[i].g, t_st_get(&st, nm)->data, P.p[i].n, 1e-4, 0);
     }
     /* AdamW on both */
     mmp_optim o;
@@ -143,16 +129,16 @@ static void run_case(const char *file, int threads) {
         mmp_optim_step(&o, p, np, s, lr);
         mmp_optim_step(&o, pv, P.n, s, lr);
     }
-    cmp("AdamW losses", losses, get(&st, "losses")->data, (size_t)steps, 1e-5, 0);
+    cmp("AdamW losses", losses, t_st_get(&st, "losses")->data, (size_t)steps, 1e-5, 0);
     worst = 0;
     for (int i = 0; i < np; i++) {
         snprintf(nm, sizeof nm, "final.%s", p[i].name);
-        r = cmp(nm, p[i].w, get(&st, nm)->data, p[i].n, 1e-5, 1);
+        r = cmp(nm, p[i].w, t_st_get(&st, nm)->data, p[i].n, 1e-5, 1);
         worst = r > worst ? r : worst;
     }
     for (int i = 0; i < P.n; i++) {
         snprintf(nm, sizeof nm, "lora_final.%s", P.p[i].name);
-        r = cmp(nm, P.p[i].w, get(&st, nm)->data, P.p[i].n, 1e-5, 1);
+        r = cmp(nm, P.p[i].w, t_st_get(&st, nm)->data, P.p[i].n, 1e-5, 1);
         worst = r > worst ? r : worst;
     }
     printf("  %-72s worst %.3g (tol 1e-05)\n", "fusion weights and adapters after AdamW", worst);
