@@ -10,23 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_scratch.h"
+
 #include "mmp.h"
 #include "image/source.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/fuzz_manifest.XXXXXX");
-        if (!mkdtemp(dir)) abort();
-    }
     if (size == 0) return 0;
-    char path[96];
-    snprintf(path, sizeof path, "%s/m.%s", dir, data[0] & 1 ? "jsonl" : "csv");
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    fwrite(data + 1, 1, size - 1, f);
-    fclose(f);
-    char err[512] = "", *in[] = {path};
+    const char *path = fuzz_scratch_file("manifest", data, size);
+    char err[512] = "", *in[] = {(char *)path};
     mmp_src *s = mmp_src_open(1, in, NULL, err, sizeof err);
     if (!s) {
         if (!err[0] || strchr(err, '\n')) abort(); /* a failure says why, on one line */

@@ -10,21 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_scratch.h"
+
 #include "image/manifest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/fuzz_qmanifest.XXXXXX");
-        if (!mkdtemp(dir)) abort();
-    }
     if (size == 0) return 0;
-    char path[96];
-    snprintf(path, sizeof path, "%s/m.%s", dir, data[0] & 1 ? "jsonl" : "csv");
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    fwrite(data + 1, 1, size - 1, f);
-    fclose(f);
+    const char *path = fuzz_scratch_file("qmanifest", data, size);
     char err[512] = "";
     mmp_manifest m;
     memset(&m, 0, sizeof m);
